@@ -1,0 +1,148 @@
+//! Per-shard event counters.
+//!
+//! Each shard owns one [`Counters`] block inside its cache-padded slot, and a
+//! thread only ever bumps the block of its home shard, so counting adds no
+//! shared cache line to the hot path. Reading merges all blocks; the merge is
+//! not a consistent cut across shards while other threads keep counting, but
+//! every counter is exact once the pool is quiescent.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Everything the pool counts. The discriminant indexes [`Counters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Event {
+    /// An object was handed out that had been used before.
+    Hit,
+    /// An object was handed out freshly created, because none was idle.
+    Miss,
+    /// An object came back through `put`.
+    Put,
+    /// The factory produced an object.
+    Created,
+    /// The pool discarded an object (for any reason below, or trim/clear/close).
+    Destroyed,
+    /// A returned object was discarded because the idle storage was full.
+    Dropped,
+    /// Resetting an object failed; the object was discarded.
+    ResetError,
+    /// Validation rejected (or failed on) an idle object; it was discarded.
+    Invalid,
+    /// An idle object outlived `idle_timeout`; it was discarded.
+    Expired,
+    /// A `get` had to wait for a bounded pool.
+    Wait,
+    /// A wait ended without an object.
+    Timeout,
+}
+
+impl Event {
+    pub const COUNT: usize = Event::Timeout as usize + 1;
+}
+
+/// One shard's counters. Relaxed increments: the counts are statistics, they
+/// order nothing else.
+#[derive(Debug, Default)]
+pub struct Counters {
+    counts: [AtomicU64; Event::COUNT],
+}
+
+impl Counters {
+    #[inline]
+    pub fn bump(&self, event: Event) {
+        self.counts[event as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn add(&self, event: Event, n: u64) {
+        self.counts[event as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn read(&self, event: Event) -> u64 {
+        self.counts[event as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Counters merged over all shards, plus the gauges a pool reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub puts: u64,
+    pub created: u64,
+    pub destroyed: u64,
+    pub dropped: u64,
+    pub reset_errors: u64,
+    pub invalid: u64,
+    pub expired: u64,
+    pub waits: u64,
+    pub timeouts: u64,
+    /// Objects sitting idle in the pool.
+    pub idle: u64,
+    /// Objects handed out and not yet returned.
+    pub in_use: u64,
+    /// The highest `in_use` the pool has observed (see [`crate::Pool::stats`]).
+    pub max_in_use: u64,
+}
+
+impl Snapshot {
+    /// Sums the counters of every block.
+    pub fn merge<'a>(blocks: impl IntoIterator<Item = &'a Counters>) -> Snapshot {
+        let mut s = Snapshot::default();
+        for c in blocks {
+            s.hits += c.read(Event::Hit);
+            s.misses += c.read(Event::Miss);
+            s.puts += c.read(Event::Put);
+            s.created += c.read(Event::Created);
+            s.destroyed += c.read(Event::Destroyed);
+            s.dropped += c.read(Event::Dropped);
+            s.reset_errors += c.read(Event::ResetError);
+            s.invalid += c.read(Event::Invalid);
+            s.expired += c.read(Event::Expired);
+            s.waits += c.read(Event::Wait);
+            s.timeouts += c.read(Event::Timeout);
+        }
+        // Objects go out as hits or misses and come back as puts. Shards are
+        // read one after another, so a put may be seen before its get.
+        s.in_use = (s.hits + s.misses).saturating_sub(s.puts);
+        s
+    }
+
+    /// Fraction of handed-out objects that were reused, 0.0 before any get.
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_sums_blocks_and_derives_in_use() {
+        let a = Counters::default();
+        let b = Counters::default();
+        a.add(Event::Hit, 3);
+        b.bump(Event::Miss);
+        b.add(Event::Put, 2);
+        a.bump(Event::Created);
+        let s = Snapshot::merge([&a, &b]);
+        assert_eq!((s.hits, s.misses, s.puts, s.created), (3, 1, 2, 1));
+        assert_eq!(s.in_use, 2);
+        assert_eq!(s.hit_rate(), 0.75);
+    }
+
+    #[test]
+    fn in_use_never_underflows_and_empty_hit_rate_is_zero() {
+        let a = Counters::default();
+        a.add(Event::Put, 5);
+        let s = Snapshot::merge([&a]);
+        assert_eq!(s.in_use, 0);
+        assert_eq!(s.hit_rate(), 0.0);
+    }
+}

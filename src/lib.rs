@@ -1,0 +1,27 @@
+//! shardpool: thread-safe, sharded pools with a plain-Rust core.
+//!
+//! The core knows nothing of Python. [`Pool`] is generic over the pooled
+//! type and over [`Hooks`], the caller's factory/reset/validate/destroy
+//! policy, so the same sharding, bounds and accounting serve the PyO3
+//! binding (behind the `python` feature) and plain Rust users alike.
+//!
+//! Module map, one concept each:
+//! - [`counters`]: per-shard event counters, merged when read.
+//! - [`shards`]: bounded idle storage split into cache-padded shards, with a
+//!   per-thread home shard and stealing.
+//! - [`limit`]: the `max_size` bound and its fair (FIFO) queue of waiters.
+//! - [`ledger`]: which objects are currently handed out, for checked pools.
+//! - [`pool`]: the pool that composes them.
+
+pub mod counters;
+pub mod ledger;
+pub mod limit;
+pub mod pool;
+pub mod shards;
+
+pub use counters::{Event, Snapshot};
+pub use limit::{Grant, Waiter};
+pub use pool::{Config, GetError, Hooks, Pool, PutError, ResetOn};
+
+#[cfg(feature = "python")]
+mod python;

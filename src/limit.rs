@@ -1,0 +1,393 @@
+//! The `max_size` bound of a pool and its fair queue of waiters.
+//!
+//! Invariants:
+//! - `alive` counts the objects charged against `max`: idle, handed out,
+//!   being created, or granted to a waiter. It never exceeds `max`: it only
+//!   rises through [`Limit::try_reserve`]'s compare-and-swap.
+//! - A waiter is in `queue.waiters` exactly while its outcome is undecided,
+//!   and `waiting` equals the queue's length whenever the lock is free.
+//! - Outcomes are decided only under the queue lock, and always for the
+//!   front waiter: waiters are served in arrival order. (A thread that
+//!   arrives just as an object is returned may take it before the front
+//!   waiter is served; it never takes one that was granted.)
+//! - A grant is a move: an item or a slot granted to a waiter belongs to it
+//!   alone. It is taken with [`Waiter::take`], or comes back from
+//!   [`Limit::cancel`] when the waiter gave up at the same moment, so a
+//!   timed-out or interrupted waiter never loses an object or a slot.
+//! - No lost wake-up: whoever frees capacity (decrements `alive`, stores an
+//!   idle item) then reads `waiting`; a waiter raises `waiting` (under the
+//!   lock) then retries `try_reserve` and the idle storage. Both sides put a
+//!   `SeqCst` fence between their write and their read, so at least one of
+//!   them sees the other.
+//!
+//! No lock here is ever held while user code (a factory, a hook, Python)
+//! runs, and no lock is taken while another is held except the waiter's own
+//! state lock inside the queue lock.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use crossbeam_utils::CachePadded;
+
+/// What a waiter is given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Grant<I> {
+    /// An object returned by another holder.
+    Item(I),
+    /// Room to create one object (already charged to `alive`).
+    Slot,
+}
+
+/// How a wait ended, when it did not time out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome<I> {
+    Granted(Grant<I>),
+    Closed,
+}
+
+/// The result of joining the queue.
+pub enum Enqueued<I> {
+    /// Capacity was free after all; nothing to wait for.
+    Ready(Grant<I>),
+    /// Queued: park on the waiter, then take its outcome.
+    Queued(Arc<Waiter<I>>),
+    Closed,
+}
+
+/// Something a thread can block on until it is served or a deadline passes.
+/// Type-erased so that a binding can block without naming the item type.
+pub trait Park: Sync {
+    /// Blocks until the wait is decided (`true`) or `deadline` passes
+    /// (`false`; `None` waits forever).
+    fn park(&self, deadline: Option<Instant>) -> bool;
+}
+
+enum State<I> {
+    Waiting,
+    Decided(Outcome<I>),
+    Taken,
+}
+
+/// One blocked `get`.
+pub struct Waiter<I> {
+    state: Mutex<State<I>>,
+    cond: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while these locks are held; if something did, the data
+    // is still consistent, so keep going rather than poison the pool.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<I> Waiter<I> {
+    fn new() -> Self {
+        Waiter {
+            state: Mutex::new(State::Waiting),
+            cond: Condvar::new(),
+        }
+    }
+
+    fn decide(&self, outcome: Outcome<I>) {
+        *lock(&self.state) = State::Decided(outcome);
+        self.cond.notify_one();
+    }
+
+    /// The outcome, once decided; afterwards `None`.
+    pub fn take(&self) -> Option<Outcome<I>> {
+        let mut state = lock(&self.state);
+        match std::mem::replace(&mut *state, State::Taken) {
+            State::Decided(outcome) => Some(outcome),
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+}
+
+impl<I: Send> Park for Waiter<I> {
+    fn park(&self, deadline: Option<Instant>) -> bool {
+        let mut state = lock(&self.state);
+        loop {
+            if !matches!(*state, State::Waiting) {
+                return true;
+            }
+            state = match deadline {
+                None => self
+                    .cond
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.cond
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
+struct Queue<I> {
+    waiters: VecDeque<Arc<Waiter<I>>>,
+    closed: bool,
+}
+
+pub struct Limit<I> {
+    max: usize,
+    alive: CachePadded<AtomicUsize>,
+    waiting: CachePadded<AtomicUsize>,
+    queue: Mutex<Queue<I>>,
+}
+
+impl<I> Limit<I> {
+    pub fn new(max: usize) -> Self {
+        Limit {
+            max,
+            alive: CachePadded::new(AtomicUsize::new(0)),
+            waiting: CachePadded::new(AtomicUsize::new(0)),
+            queue: Mutex::new(Queue {
+                waiters: VecDeque::new(),
+                closed: false,
+            }),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Objects currently charged against the bound.
+    pub fn alive(&self) -> usize {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Threads queued for an object.
+    #[inline]
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Charges one object against the bound, if there is room.
+    #[inline]
+    pub fn try_reserve(&self) -> bool {
+        self.alive
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// One charged object is gone (destroyed, or its creation failed): the
+    /// slot goes to the front waiter, or back to the pool.
+    pub fn release(&self) {
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut queue = lock(&self.queue);
+        while !queue.waiters.is_empty() && self.try_reserve() {
+            self.serve_front(&mut queue, Grant::Slot);
+        }
+    }
+
+    /// Hands `item` to the front waiter, or gives it back if none waits.
+    #[inline]
+    pub fn offer(&self, item: I) -> Result<(), I> {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return Err(item);
+        }
+        let mut queue = lock(&self.queue);
+        if queue.waiters.is_empty() {
+            return Err(item);
+        }
+        self.serve_front(&mut queue, Grant::Item(item));
+        Ok(())
+    }
+
+    /// Called after storing an idle item: serves queued waiters from `take`
+    /// (the idle storage) in case one queued while the item was stored.
+    #[inline]
+    pub fn serve_from(&self, mut take: impl FnMut() -> Option<I>) {
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut queue = lock(&self.queue);
+        while !queue.waiters.is_empty() {
+            match take() {
+                Some(item) => self.serve_front(&mut queue, Grant::Item(item)),
+                None => break,
+            }
+        }
+    }
+
+    fn serve_front(&self, queue: &mut Queue<I>, grant: Grant<I>) {
+        let waiter = queue.waiters.pop_front().expect("caller checked");
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        waiter.decide(Outcome::Granted(grant));
+    }
+
+    /// Joins the queue, unless `take_idle` (the idle storage) or the bound
+    /// has something after all.
+    pub fn enqueue(&self, mut take_idle: impl FnMut() -> Option<I>) -> Enqueued<I> {
+        let mut queue = lock(&self.queue);
+        if queue.closed {
+            return Enqueued::Closed;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let ready = match take_idle() {
+            Some(item) => Some(Grant::Item(item)),
+            None => self.try_reserve().then_some(Grant::Slot),
+        };
+        if let Some(grant) = ready {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Enqueued::Ready(grant);
+        }
+        let waiter = Arc::new(Waiter::new());
+        queue.waiters.push_back(Arc::clone(&waiter));
+        Enqueued::Queued(waiter)
+    }
+
+    /// Withdraws a waiter that stopped waiting. `None` if it was still
+    /// queued; otherwise the outcome it was given meanwhile, which the
+    /// caller now owns.
+    pub fn cancel(&self, waiter: &Arc<Waiter<I>>) -> Option<Outcome<I>> {
+        let mut queue = lock(&self.queue);
+        if let Some(pos) = queue.waiters.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+            queue.waiters.remove(pos);
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        drop(queue);
+        waiter.take()
+    }
+
+    /// Wakes every waiter with [`Outcome::Closed`]; later waits fail at once.
+    pub fn close(&self) {
+        let mut queue = lock(&self.queue);
+        queue.closed = true;
+        while let Some(waiter) = queue.waiters.pop_front() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            waiter.decide(Outcome::Closed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn queued<I>(e: Enqueued<I>) -> Arc<Waiter<I>> {
+        match e {
+            Enqueued::Queued(w) => w,
+            _ => panic!("expected to queue"),
+        }
+    }
+
+    #[test]
+    fn reserve_never_exceeds_max() {
+        let l: Limit<u32> = Limit::new(2);
+        assert!(l.try_reserve());
+        assert!(l.try_reserve());
+        assert!(!l.try_reserve());
+        assert_eq!(l.alive(), 2);
+        l.release();
+        assert!(l.try_reserve());
+    }
+
+    #[test]
+    fn enqueue_takes_free_capacity_instead_of_waiting() {
+        let l: Limit<u32> = Limit::new(1);
+        assert!(matches!(l.enqueue(|| None), Enqueued::Ready(Grant::Slot)));
+        assert!(matches!(
+            l.enqueue(|| Some(5)),
+            Enqueued::Ready(Grant::Item(5))
+        ));
+        assert_eq!(l.waiting(), 0);
+    }
+
+    #[test]
+    fn waiters_are_served_in_arrival_order() {
+        let l: Limit<u32> = Limit::new(1);
+        assert!(l.try_reserve());
+        let a = queued(l.enqueue(|| None));
+        let b = queued(l.enqueue(|| None));
+        assert_eq!(l.waiting(), 2);
+        assert_eq!(l.offer(1), Ok(()));
+        assert_eq!(a.take(), Some(Outcome::Granted(Grant::Item(1))));
+        assert_eq!(b.take(), None);
+        l.release();
+        assert_eq!(b.take(), Some(Outcome::Granted(Grant::Slot)));
+        assert_eq!(l.waiting(), 0);
+        assert_eq!(l.offer(2), Err(2));
+    }
+
+    #[test]
+    fn park_times_out_and_cancel_withdraws() {
+        let l: Limit<u32> = Limit::new(1);
+        assert!(l.try_reserve());
+        let w = queued(l.enqueue(|| None));
+        let start = Instant::now();
+        assert!(!w.park(Some(start + Duration::from_millis(20))));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert_eq!(l.cancel(&w), None);
+        assert_eq!(l.waiting(), 0);
+        // The slot was not consumed by the cancelled waiter.
+        l.release();
+        assert_eq!(l.alive(), 0);
+    }
+
+    #[test]
+    fn cancel_after_grant_returns_the_grant() {
+        let l: Limit<u32> = Limit::new(1);
+        assert!(l.try_reserve());
+        let w = queued(l.enqueue(|| None));
+        l.offer(9).unwrap();
+        assert_eq!(l.cancel(&w), Some(Outcome::Granted(Grant::Item(9))));
+    }
+
+    #[test]
+    fn close_wakes_everyone_and_refuses_new_waiters() {
+        let l: Arc<Limit<u32>> = Arc::new(Limit::new(1));
+        assert!(l.try_reserve());
+        let w = queued(l.enqueue(|| None));
+        let t = {
+            let w = Arc::clone(&w);
+            std::thread::spawn(move || w.park(None))
+        };
+        std::thread::sleep(Duration::from_millis(10));
+        l.close();
+        assert!(t.join().unwrap());
+        assert_eq!(w.take(), Some(Outcome::Closed));
+        assert!(matches!(l.enqueue(|| None), Enqueued::Closed));
+    }
+
+    #[test]
+    fn release_wakes_a_parked_thread() {
+        let l: Arc<Limit<u32>> = Arc::new(Limit::new(1));
+        assert!(l.try_reserve());
+        let w = queued(l.enqueue(|| None));
+        let t = {
+            let l = Arc::clone(&l);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(10));
+                l.release();
+            })
+        };
+        assert!(w.park(Some(Instant::now() + Duration::from_secs(10))));
+        t.join().unwrap();
+        assert_eq!(w.take(), Some(Outcome::Granted(Grant::Slot)));
+        assert_eq!(l.alive(), 1);
+    }
+}

@@ -1,0 +1,707 @@
+//! The pool: sharded idle storage, an optional `max_size` bound with fair
+//! waiting, an optional ledger of handed-out objects, expiry, and counters.
+//!
+//! Invariants (beyond those of the parts, stated in their modules):
+//! - An object is in exactly one place: idle in a shard, granted to one
+//!   waiter, handed out to one holder, or being created/destroyed by one
+//!   thread. Every transition moves it, so nothing is duplicated or lost.
+//! - In a bounded pool, every object that exists (and every creation under
+//!   way) is charged to the [`Limit`]; discarding an object releases its
+//!   charge after the `destroy` hook has run, so `max_size` also bounds the
+//!   resources that objects hold.
+//! - Hooks (user code) never run while a lock of the pool is held.
+//! - Once quiescent, `created == destroyed + idle + in_use`.
+//! - `close` marks the pool closed, fails current and future waits, and
+//!   destroys the idle objects. Objects returned afterwards are destroyed.
+//!   In an unbounded pool a `put` racing with `close` may leave its object
+//!   idle; the next operation on the closed pool destroys it.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::counters::{Counters, Event, Snapshot};
+use crate::ledger::Ledger;
+use crate::limit::{Enqueued, Grant, Limit, Outcome, Park};
+use crate::shards::{default_shard_count, Shards};
+
+/// The most idle objects a pool may be configured to keep. Idle storage is
+/// allocated up front (about 32 bytes a slot), so a typo such as `10**9`
+/// must fail cleanly instead of exhausting memory.
+pub const MAX_IDLE_LIMIT: usize = 1 << 24;
+
+/// The most shards a pool may be configured with.
+pub const MAX_SHARDS: usize = 1024;
+
+/// When an object is reset: as it comes back (idle objects hold no data), or
+/// just before it is handed out again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetOn {
+    Put,
+    Get,
+}
+
+/// How a pool is built. `max_idle` of `None` keeps `max_size` idle objects in
+/// a bounded pool and [`Config::DEFAULT_MAX_IDLE`] otherwise.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub max_idle: Option<usize>,
+    pub max_size: Option<usize>,
+    pub shards: Option<usize>,
+    pub idle_timeout: Option<Duration>,
+    pub reset_on: ResetOn,
+    /// Track handed-out objects so that foreign and repeated returns are
+    /// refused. Always on in a bounded pool.
+    pub checked: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_idle: None,
+            max_size: None,
+            shards: None,
+            idle_timeout: None,
+            reset_on: ResetOn::Put,
+            checked: false,
+        }
+    }
+}
+
+impl Config {
+    pub const DEFAULT_MAX_IDLE: usize = 1024;
+}
+
+/// A configuration the pool refuses, naming the setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn refuse(field: &'static str, message: String) -> ConfigError {
+    ConfigError { field, message }
+}
+
+/// The caller's policy: how objects are made, cleaned, checked and disposed
+/// of, and how a thread blocks. The pool decides *when* each runs.
+pub trait Hooks<T> {
+    type Error;
+    /// Makes a new object.
+    fn create(&mut self) -> Result<T, Self::Error>;
+    /// Clears an object's state (a no-op if the policy has no reset).
+    fn reset(&mut self, item: &T) -> Result<(), Self::Error>;
+    /// Whether an idle object may be handed out again.
+    fn validate(&mut self, item: &T) -> Result<bool, Self::Error>;
+    /// Disposes of an object the pool no longer keeps. Cannot fail: report
+    /// errors out of band.
+    fn destroy(&mut self, item: T);
+    /// A stable identity of the object (its address), for checked pools.
+    fn identity(&self, item: &T) -> usize;
+    /// A second reference to the same object, for checked pools: one goes to
+    /// the holder, the pool keeps the other in its ledger.
+    fn duplicate(&mut self, item: &T) -> T;
+    /// Blocks on `waiter` until it is served (`Ok(true)`) or `deadline`
+    /// passes (`Ok(false)`). Override to block without holding a lock the
+    /// caller holds, or to wake up for interrupts (an `Err` abandons the
+    /// wait; the pool takes back whatever it was given meanwhile).
+    fn park(&mut self, waiter: &dyn Park, deadline: Option<Instant>) -> Result<bool, Self::Error> {
+        Ok(waiter.park(deadline))
+    }
+}
+
+/// Why `get` gave no object.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GetError<E> {
+    /// A hook (factory, reset, validate, park) failed.
+    Hook(E),
+    /// A bounded pool stayed full until the timeout.
+    Timeout,
+    /// The pool is closed.
+    Closed,
+    /// The factory returned an object that is handed out already.
+    AlreadyOut,
+    /// `get_many` asked for more objects than the pool may ever hold.
+    TooMany { requested: usize, max_size: usize },
+}
+
+/// Why `put` refused or failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PutError<E> {
+    /// A reset hook failed; the object was destroyed.
+    Hook(E),
+    /// A checked pool was given an object it has not handed out (foreign, or
+    /// returned already). Nothing changed. For `put_many`, the position.
+    NotOut { index: usize },
+}
+
+/// An idle object and when it became idle (only stamped when the pool has an
+/// `idle_timeout`, since reading the clock costs more than the rest of a put).
+pub(crate) struct Idle<T> {
+    item: T,
+    since: Option<Instant>,
+}
+
+pub struct Pool<T> {
+    shards: Shards<Idle<T>>,
+    limit: Option<Limit<Idle<T>>>,
+    ledger: Option<Ledger<T>>,
+    idle_timeout: Option<Duration>,
+    reset_on: ResetOn,
+    closed: AtomicBool,
+    max_in_use: AtomicU64,
+    /// How many rejected idle objects a `get` goes through before it stops
+    /// looking at idle objects (more than the pool can hold idle).
+    max_rejects: usize,
+}
+
+enum Source<T> {
+    Idle(Idle<T>),
+    Slot,
+}
+
+impl<T: Send> Pool<T> {
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        if let Some(0) = config.max_size {
+            return Err(refuse(
+                "max_size",
+                "max_size must be at least 1, got 0".into(),
+            ));
+        }
+        let max_idle = match (config.max_idle, config.max_size) {
+            (Some(idle), Some(size)) => idle.min(size),
+            (Some(idle), None) => idle,
+            (None, Some(size)) => size.min(MAX_IDLE_LIMIT),
+            (None, None) => Config::DEFAULT_MAX_IDLE,
+        };
+        if max_idle > MAX_IDLE_LIMIT {
+            return Err(refuse(
+                "max_idle",
+                format!("max_idle must be at most {MAX_IDLE_LIMIT}, got {max_idle}"),
+            ));
+        }
+        let shards = config.shards.unwrap_or_else(default_shard_count);
+        if shards == 0 || shards > MAX_SHARDS {
+            return Err(refuse(
+                "shards",
+                format!("shards must be between 1 and {MAX_SHARDS}, got {shards}"),
+            ));
+        }
+        if let Some(t) = config.idle_timeout {
+            if t.is_zero() {
+                return Err(refuse(
+                    "idle_timeout",
+                    "idle_timeout must be positive, got 0".into(),
+                ));
+            }
+        }
+        let checked = config.checked || config.max_size.is_some();
+        Ok(Pool {
+            shards: Shards::new(shards, max_idle),
+            limit: config.max_size.map(Limit::new),
+            ledger: checked.then(|| Ledger::new(shards)),
+            idle_timeout: config.idle_timeout,
+            reset_on: config.reset_on,
+            closed: AtomicBool::new(false),
+            max_in_use: AtomicU64::new(0),
+            max_rejects: max_idle + shards,
+        })
+    }
+
+    pub fn max_idle(&self) -> usize {
+        self.shards.capacity()
+    }
+
+    pub fn max_size(&self) -> Option<usize> {
+        self.limit.as_ref().map(Limit::max)
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.count()
+    }
+
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    pub fn reset_on(&self) -> ResetOn {
+        self.reset_on
+    }
+
+    pub fn is_checked(&self) -> bool {
+        self.ledger.is_some()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Idle objects right now.
+    pub fn idle(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Counters merged over the shards, with the gauges.
+    ///
+    /// `max_in_use` is a high-water mark sampled whenever the pool creates an
+    /// object, starts waiting, or is asked for stats; keeping it exact would
+    /// put one shared counter on every get and put.
+    pub fn stats(&self) -> Snapshot {
+        let mut s = Snapshot::merge(self.shards.all_counters());
+        s.idle = self.shards.len() as u64;
+        s.max_in_use = self.sample_in_use(s.in_use);
+        s
+    }
+
+    fn sample_in_use(&self, in_use: u64) -> u64 {
+        self.max_in_use
+            .fetch_max(in_use, Ordering::Relaxed)
+            .max(in_use)
+    }
+
+    fn note_in_use(&self) {
+        let s = Snapshot::merge(self.shards.all_counters());
+        self.sample_in_use(s.in_use);
+    }
+
+    /// Creates `n` idle objects up front.
+    pub fn prefill<H: Hooks<T>>(&self, hooks: &mut H, n: usize) -> Result<(), GetError<H::Error>> {
+        let counters = self.shards.counters(self.shards.home());
+        for _ in 0..n {
+            if let Some(limit) = &self.limit {
+                if !limit.try_reserve() {
+                    return Err(GetError::TooMany {
+                        requested: n,
+                        max_size: limit.max(),
+                    });
+                }
+            }
+            let item = match hooks.create() {
+                Ok(item) => item,
+                Err(e) => {
+                    self.release_charge();
+                    return Err(GetError::Hook(e));
+                }
+            };
+            counters.bump(Event::Created);
+            self.store(hooks, counters, item);
+        }
+        Ok(())
+    }
+
+    /// An idle object (reset, validated, not expired), a new one from the
+    /// factory, or, in a full bounded pool, one returned within `timeout`
+    /// (`None` waits forever).
+    pub fn get<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        timeout: Option<Duration>,
+    ) -> Result<T, GetError<H::Error>> {
+        if self.is_closed() {
+            return Err(GetError::Closed);
+        }
+        let home = self.shards.home();
+        let counters = self.shards.counters(home);
+        let mut rejects = 0;
+        let mut deadline = None;
+        loop {
+            let idle = if rejects < self.max_rejects {
+                self.shards.pop(home)
+            } else {
+                None
+            };
+            let source = match (idle, &self.limit) {
+                (Some(idle), _) => Source::Idle(idle),
+                (None, None) => Source::Slot,
+                (None, Some(limit)) if limit.waiting() == 0 && limit.try_reserve() => Source::Slot,
+                (None, Some(limit)) => {
+                    let deadline = *deadline.get_or_insert_with(|| {
+                        counters.bump(Event::Wait);
+                        self.note_in_use();
+                        timeout.and_then(|t| Instant::now().checked_add(t))
+                    });
+                    match self.wait(hooks, limit, home, deadline)? {
+                        Grant::Item(idle) => Source::Idle(idle),
+                        Grant::Slot => Source::Slot,
+                    }
+                }
+            };
+            let idle = match source {
+                Source::Slot => return self.create(hooks, counters),
+                Source::Idle(idle) => idle,
+            };
+            if self.is_expired(&idle) {
+                counters.bump(Event::Expired);
+                self.discard(hooks, counters, idle.item);
+                rejects += 1;
+                continue;
+            }
+            match self.vet(hooks, counters, idle.item) {
+                Ok(Some(item)) => return self.hand_out(hooks, counters, item, Event::Hit),
+                Ok(None) => rejects += 1,
+                Err(e) => return Err(GetError::Hook(e)),
+            }
+        }
+    }
+
+    /// `n` objects, all or none: on failure the ones already taken go back
+    /// (without a reset: they were never used).
+    pub fn get_many<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        n: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<T>, GetError<H::Error>> {
+        if let Some(max_size) = self.max_size() {
+            if n > max_size {
+                return Err(GetError::TooMany {
+                    requested: n,
+                    max_size,
+                });
+            }
+        }
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match self.get(hooks, remaining) {
+                Ok(item) => out.push(item),
+                Err(e) => {
+                    for item in out {
+                        // Just handed out by us, so the ledger knows them.
+                        let _ = self.put_inner(hooks, item, false);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn wait<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        limit: &Limit<Idle<T>>,
+        home: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Grant<Idle<T>>, GetError<H::Error>> {
+        let waiter = match limit.enqueue(|| self.shards.pop(home)) {
+            Enqueued::Ready(grant) => return Ok(grant),
+            Enqueued::Closed => return Err(GetError::Closed),
+            Enqueued::Queued(waiter) => waiter,
+        };
+        let outcome = match hooks.park(&*waiter, deadline) {
+            Ok(true) => waiter.take(),
+            Ok(false) => limit.cancel(&waiter),
+            Err(e) => {
+                if let Some(Outcome::Granted(grant)) = limit.cancel(&waiter) {
+                    self.give_back(hooks, grant);
+                }
+                return Err(GetError::Hook(e));
+            }
+        };
+        match outcome {
+            Some(Outcome::Granted(grant)) => Ok(grant),
+            Some(Outcome::Closed) => Err(GetError::Closed),
+            None => {
+                self.shards.counters(home).bump(Event::Timeout);
+                Err(GetError::Timeout)
+            }
+        }
+    }
+
+    /// Returns a grant that its waiter no longer wants.
+    fn give_back<H: Hooks<T>>(&self, hooks: &mut H, grant: Grant<Idle<T>>) {
+        match grant {
+            Grant::Slot => self.release_charge(),
+            Grant::Item(idle) => {
+                let counters = self.shards.counters(self.shards.home());
+                self.store_idle(hooks, counters, idle);
+            }
+        }
+    }
+
+    fn create<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        counters: &Counters,
+    ) -> Result<T, GetError<H::Error>> {
+        let item = match hooks.create() {
+            Ok(item) => item,
+            Err(e) => {
+                self.release_charge();
+                return Err(GetError::Hook(e));
+            }
+        };
+        let out = match &self.ledger {
+            None => item,
+            Some(ledger) => {
+                let out = hooks.duplicate(&item);
+                if ledger.check_out(hooks.identity(&item), item).is_err() {
+                    // Not ours to destroy: its holder still uses it.
+                    drop(out);
+                    self.release_charge();
+                    return Err(GetError::AlreadyOut);
+                }
+                out
+            }
+        };
+        counters.bump(Event::Created);
+        counters.bump(Event::Miss);
+        self.note_in_use();
+        Ok(out)
+    }
+
+    #[inline]
+    fn hand_out<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        counters: &Counters,
+        item: T,
+        event: Event,
+    ) -> Result<T, GetError<H::Error>> {
+        let out = match &self.ledger {
+            None => item,
+            Some(ledger) => {
+                let out = hooks.duplicate(&item);
+                if ledger.check_out(hooks.identity(&item), item).is_err() {
+                    // The factory handed out an object that was also idle
+                    // here: the idle copy is a second reference, drop it.
+                    drop(out);
+                    counters.bump(Event::Destroyed);
+                    self.release_charge();
+                    return Err(GetError::AlreadyOut);
+                }
+                out
+            }
+        };
+        counters.bump(event);
+        Ok(out)
+    }
+
+    /// Reset (when due on get) and validate an idle object. `Ok(None)`: it
+    /// was rejected and destroyed.
+    fn vet<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        counters: &Counters,
+        item: T,
+    ) -> Result<Option<T>, H::Error> {
+        if self.reset_on == ResetOn::Get {
+            if let Err(e) = hooks.reset(&item) {
+                counters.bump(Event::ResetError);
+                self.discard(hooks, counters, item);
+                return Err(e);
+            }
+        }
+        match hooks.validate(&item) {
+            Ok(true) => Ok(Some(item)),
+            Ok(false) => {
+                counters.bump(Event::Invalid);
+                self.discard(hooks, counters, item);
+                Ok(None)
+            }
+            Err(e) => {
+                counters.bump(Event::Invalid);
+                self.discard(hooks, counters, item);
+                Err(e)
+            }
+        }
+    }
+
+    #[inline]
+    fn is_expired(&self, idle: &Idle<T>) -> bool {
+        match (self.idle_timeout, idle.since) {
+            (Some(timeout), Some(since)) => since.elapsed() > timeout,
+            _ => false,
+        }
+    }
+
+    /// Gives an object back. A checked pool refuses objects it has not handed
+    /// out; a full pool destroys it; a closed pool destroys it.
+    pub fn put<H: Hooks<T>>(&self, hooks: &mut H, item: T) -> Result<(), PutError<H::Error>> {
+        self.put_inner(hooks, item, true)
+    }
+
+    fn put_inner<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        item: T,
+        reset: bool,
+    ) -> Result<(), PutError<H::Error>> {
+        let item = match &self.ledger {
+            None => item,
+            Some(ledger) => match ledger.check_in(hooks.identity(&item)) {
+                // Keep the pool's reference; the holder's one is dropped.
+                Some(own) => own,
+                None => return Err(PutError::NotOut { index: 0 }),
+            },
+        };
+        let counters = self.shards.counters(self.shards.home());
+        counters.bump(Event::Put);
+        if self.is_closed() {
+            self.discard(hooks, counters, item);
+            self.destroy_idle(hooks, counters);
+            return Ok(());
+        }
+        if reset && self.reset_on == ResetOn::Put {
+            if let Err(e) = hooks.reset(&item) {
+                counters.bump(Event::ResetError);
+                self.discard(hooks, counters, item);
+                return Err(PutError::Hook(e));
+            }
+        }
+        self.store(hooks, counters, item);
+        Ok(())
+    }
+
+    /// Gives back many objects. A checked pool first checks them all: if any
+    /// was not handed out (or appears twice), nothing changes. A failing
+    /// reset does not stop the others; the first error is returned.
+    pub fn put_many<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        items: Vec<T>,
+    ) -> Result<(), PutError<H::Error>> {
+        if let Some(ledger) = &self.ledger {
+            let mut seen = HashSet::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                let id = hooks.identity(item);
+                if !seen.insert(id) || !ledger.contains(id) {
+                    return Err(PutError::NotOut { index });
+                }
+            }
+        }
+        let mut first_error = None;
+        for (index, item) in items.into_iter().enumerate() {
+            match self.put(hooks, item) {
+                Ok(()) => {}
+                Err(PutError::NotOut { .. }) => {
+                    // Returned by another thread since the check.
+                    first_error.get_or_insert(PutError::NotOut { index });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Files a clean object: to the longest waiter, else idle, else destroys
+    /// it as surplus.
+    #[inline]
+    fn store<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters, item: T) {
+        let since = self.idle_timeout.map(|_| Instant::now());
+        self.store_idle(hooks, counters, Idle { item, since });
+    }
+
+    #[inline]
+    fn store_idle<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters, idle: Idle<T>) {
+        let idle = match &self.limit {
+            None => idle,
+            Some(limit) => match limit.offer(idle) {
+                Ok(()) => return,
+                Err(idle) => idle,
+            },
+        };
+        let home = self.shards.home();
+        match self.shards.push(home, idle) {
+            Ok(()) => {
+                if let Some(limit) = &self.limit {
+                    // Also orders the push before the `closed` read below.
+                    limit.serve_from(|| self.shards.pop(home));
+                    if self.closed.load(Ordering::SeqCst) {
+                        self.destroy_idle(hooks, counters);
+                    }
+                }
+            }
+            Err(idle) => {
+                counters.bump(Event::Dropped);
+                self.discard(hooks, counters, idle.item);
+            }
+        }
+    }
+
+    /// Destroys an object the pool no longer keeps, then frees its charge.
+    fn discard<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters, item: T) {
+        counters.bump(Event::Destroyed);
+        hooks.destroy(item);
+        self.release_charge();
+    }
+
+    fn release_charge(&self) {
+        if let Some(limit) = &self.limit {
+            limit.release();
+        }
+    }
+
+    fn destroy_idle<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters) -> usize {
+        let idle = self.shards.drain();
+        let n = idle.len();
+        for idle in idle {
+            self.discard(hooks, counters, idle.item);
+        }
+        n
+    }
+
+    /// Destroys expired idle objects, then the oldest until at most `keep`
+    /// remain. Returns how many it destroyed.
+    pub fn trim<H: Hooks<T>>(&self, hooks: &mut H, keep: usize) -> usize {
+        let counters = self.shards.counters(self.shards.home());
+        let mut idle = self.shards.drain();
+        let before = idle.len();
+        let mut fresh = Vec::with_capacity(before);
+        for entry in idle.drain(..) {
+            if self.is_expired(&entry) {
+                counters.bump(Event::Expired);
+                self.discard(hooks, counters, entry.item);
+            } else {
+                fresh.push(entry);
+            }
+        }
+        // Oldest first; unstamped entries keep their drain order.
+        fresh.sort_by_key(|entry| entry.since);
+        let surplus = fresh.len().saturating_sub(keep);
+        for entry in fresh.drain(..surplus) {
+            self.discard(hooks, counters, entry.item);
+        }
+        let removed = before - fresh.len();
+        for entry in fresh {
+            self.store_idle(hooks, counters, entry);
+        }
+        removed
+    }
+
+    /// Marks the pool closed, fails every wait, and destroys the idle
+    /// objects. Returns how many it destroyed. Idempotent.
+    pub fn close<H: Hooks<T>>(&self, hooks: &mut H) -> usize {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(limit) = &self.limit {
+            limit.close();
+        }
+        let counters = self.shards.counters(self.shards.home());
+        self.destroy_idle(hooks, counters)
+    }
+
+    /// Objects a checked pool has handed out and not had back.
+    pub fn outstanding(&self) -> Option<usize> {
+        self.ledger.as_ref().map(Ledger::len)
+    }
+
+    /// Whether a checked pool currently has `item` handed out.
+    pub fn is_out(&self, id: usize) -> bool {
+        self.ledger.as_ref().is_some_and(|l| l.contains(id))
+    }
+}
+
+#[cfg(test)]
+mod tests;

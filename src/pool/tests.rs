@@ -1,0 +1,568 @@
+use super::*;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+/// A pooled test object: `dirty` is set by users and cleared by reset.
+#[derive(Debug, Default)]
+struct Obj {
+    dirty: AtomicBool,
+    valid: AtomicBool,
+}
+
+impl PartialEq for Obj {
+    fn eq(&self, other: &Obj) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+type Item = Arc<Obj>;
+
+/// Hooks with switches for failures, and a log of what ran.
+#[derive(Default)]
+struct TestHooks {
+    fail_create: bool,
+    fail_reset: bool,
+    fail_validate: bool,
+    reset_calls: usize,
+    destroyed: Vec<Item>,
+}
+
+impl Hooks<Item> for TestHooks {
+    type Error = &'static str;
+    fn create(&mut self) -> Result<Item, &'static str> {
+        if self.fail_create {
+            return Err("create failed");
+        }
+        let obj = Obj::default();
+        obj.valid.store(true, Ordering::Relaxed);
+        Ok(Arc::new(obj))
+    }
+    fn reset(&mut self, item: &Item) -> Result<(), &'static str> {
+        self.reset_calls += 1;
+        if self.fail_reset {
+            return Err("reset failed");
+        }
+        item.dirty.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+    fn validate(&mut self, item: &Item) -> Result<bool, &'static str> {
+        if self.fail_validate {
+            return Err("validate failed");
+        }
+        Ok(item.valid.load(Ordering::Relaxed))
+    }
+    fn destroy(&mut self, item: Item) {
+        self.destroyed.push(item);
+    }
+    fn identity(&self, item: &Item) -> usize {
+        Arc::as_ptr(item) as usize
+    }
+    fn duplicate(&mut self, item: &Item) -> Item {
+        Arc::clone(item)
+    }
+}
+
+fn pool(config: Config) -> Pool<Item> {
+    Pool::new(config).unwrap()
+}
+
+fn bounded(max_size: usize) -> Pool<Item> {
+    pool(Config {
+        max_size: Some(max_size),
+        shards: Some(2),
+        ..Config::default()
+    })
+}
+
+fn assert_balanced(p: &Pool<Item>) {
+    let s = p.stats();
+    assert_eq!(s.created, s.destroyed + s.idle + s.in_use, "{s:?}");
+}
+
+#[test]
+fn reuses_returned_objects_and_resets_them_on_put() {
+    let p = pool(Config::default());
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    a.dirty.store(true, Ordering::Relaxed);
+    p.put(&mut h, Arc::clone(&a)).unwrap();
+    assert_eq!(h.reset_calls, 1);
+    let b = p.get(&mut h, None).unwrap();
+    assert!(Arc::ptr_eq(&a, &b));
+    assert!(!b.dirty.load(Ordering::Relaxed));
+    let s = p.stats();
+    assert_eq!(
+        (s.created, s.hits, s.misses, s.puts, s.in_use),
+        (1, 1, 1, 1, 1)
+    );
+    assert_eq!(s.max_in_use, 1);
+}
+
+#[test]
+fn reset_on_get_defers_the_reset() {
+    let p = pool(Config {
+        reset_on: ResetOn::Get,
+        ..Config::default()
+    });
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    p.put(&mut h, a).unwrap();
+    assert_eq!(h.reset_calls, 0);
+    p.get(&mut h, None).unwrap();
+    assert_eq!(h.reset_calls, 1);
+}
+
+#[test]
+fn max_idle_bounds_storage_and_counts_drops() {
+    let p = pool(Config {
+        max_idle: Some(2),
+        shards: Some(4),
+        ..Config::default()
+    });
+    let mut h = TestHooks::default();
+    let items: Vec<_> = (0..5).map(|_| p.get(&mut h, None).unwrap()).collect();
+    for item in items {
+        p.put(&mut h, item).unwrap();
+    }
+    let s = p.stats();
+    assert_eq!((s.idle, s.dropped, s.destroyed), (2, 3, 3));
+    assert_eq!(h.destroyed.len(), 3);
+    assert_balanced(&p);
+}
+
+#[test]
+fn failing_factory_changes_nothing() {
+    let p = bounded(1);
+    let mut h = TestHooks {
+        fail_create: true,
+        ..TestHooks::default()
+    };
+    assert_eq!(p.get(&mut h, None), Err(GetError::Hook("create failed")));
+    assert_eq!(p.stats(), Snapshot::default());
+    // The slot was given back: a working factory can still fill the pool.
+    h.fail_create = false;
+    assert!(p.get(&mut h, Some(Duration::ZERO)).is_ok());
+}
+
+#[test]
+fn failing_reset_destroys_and_reports() {
+    let p = pool(Config::default());
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    h.fail_reset = true;
+    assert_eq!(p.put(&mut h, a), Err(PutError::Hook("reset failed")));
+    let s = p.stats();
+    assert_eq!((s.reset_errors, s.destroyed, s.idle, s.puts), (1, 1, 0, 1));
+    assert_eq!(h.destroyed.len(), 1);
+    assert_balanced(&p);
+}
+
+#[test]
+fn invalid_objects_are_destroyed_and_the_next_one_tried() {
+    let p = pool(Config {
+        shards: Some(1),
+        ..Config::default()
+    });
+    let mut h = TestHooks::default();
+    let items: Vec<_> = (0..3).map(|_| p.get(&mut h, None).unwrap()).collect();
+    items[0].valid.store(false, Ordering::Relaxed);
+    items[1].valid.store(false, Ordering::Relaxed);
+    let good = Arc::clone(&items[2]);
+    for item in items {
+        p.put(&mut h, item).unwrap();
+    }
+    let got = p.get(&mut h, None).unwrap();
+    assert!(Arc::ptr_eq(&got, &good));
+    let s = p.stats();
+    assert_eq!((s.invalid, s.destroyed, s.hits), (2, 2, 1));
+}
+
+#[test]
+fn validation_never_loops_forever() {
+    let p = pool(Config {
+        max_idle: Some(3),
+        shards: Some(1),
+        ..Config::default()
+    });
+    let mut h = TestHooks::default();
+    let items: Vec<_> = (0..3).map(|_| p.get(&mut h, None).unwrap()).collect();
+    for item in items {
+        item.valid.store(false, Ordering::Relaxed);
+        p.put(&mut h, item).unwrap();
+    }
+    // All idle objects are invalid: each is destroyed once, then a new one.
+    let got = p.get(&mut h, None).unwrap();
+    assert!(got.valid.load(Ordering::Relaxed));
+    let s = p.stats();
+    assert_eq!((s.invalid, s.created, s.misses), (3, 4, 4));
+}
+
+#[test]
+fn a_raising_validator_destroys_and_propagates() {
+    let p = pool(Config::default());
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    p.put(&mut h, a).unwrap();
+    h.fail_validate = true;
+    assert_eq!(p.get(&mut h, None), Err(GetError::Hook("validate failed")));
+    let s = p.stats();
+    assert_eq!((s.invalid, s.destroyed, s.idle), (1, 1, 0));
+    assert_balanced(&p);
+}
+
+#[test]
+fn idle_timeout_expires_objects_on_get_and_trim() {
+    let p = pool(Config {
+        idle_timeout: Some(Duration::from_millis(20)),
+        shards: Some(1),
+        ..Config::default()
+    });
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let b = p.get(&mut h, None).unwrap();
+    p.put(&mut h, a).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let fresh = p.get(&mut h, None).unwrap();
+    assert_eq!(p.stats().expired, 1);
+    assert_eq!(p.stats().created, 3);
+    p.put(&mut h, b).unwrap();
+    p.put(&mut h, fresh).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(p.trim(&mut h, 10), 2);
+    assert_eq!(p.stats().expired, 3);
+    assert_balanced(&p);
+}
+
+#[test]
+fn trim_keeps_the_newest_and_clear_empties() {
+    let p = pool(Config {
+        idle_timeout: Some(Duration::from_secs(60)),
+        shards: Some(2),
+        ..Config::default()
+    });
+    let mut h = TestHooks::default();
+    let items: Vec<_> = (0..4).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let newest = Arc::clone(&items[3]);
+    for item in items {
+        p.put(&mut h, item).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(p.trim(&mut h, 1), 3);
+    assert_eq!(p.idle(), 1);
+    assert!(Arc::ptr_eq(&p.get(&mut h, None).unwrap(), &newest));
+    p.put(&mut h, newest).unwrap();
+    assert_eq!(p.trim(&mut h, 0), 1);
+    assert_eq!(p.idle(), 0);
+}
+
+#[test]
+fn checked_pool_refuses_foreign_and_double_returns() {
+    let p = pool(Config {
+        checked: true,
+        ..Config::default()
+    });
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let foreign = h.create().unwrap();
+    assert_eq!(p.put(&mut h, foreign), Err(PutError::NotOut { index: 0 }));
+    p.put(&mut h, Arc::clone(&a)).unwrap();
+    assert_eq!(p.put(&mut h, a), Err(PutError::NotOut { index: 0 }));
+    let s = p.stats();
+    assert_eq!((s.puts, s.idle), (1, 1));
+}
+
+#[test]
+fn put_many_is_all_or_nothing_when_checked() {
+    let p = bounded(4);
+    let mut h = TestHooks::default();
+    let items = p.get_many(&mut h, 3, None).unwrap();
+    let mut bad = items.clone();
+    bad.push(Arc::clone(&items[0]));
+    assert_eq!(p.put_many(&mut h, bad), Err(PutError::NotOut { index: 3 }));
+    assert_eq!(p.stats().in_use, 3);
+    p.put_many(&mut h, items).unwrap();
+    assert_eq!(p.stats().idle, 3);
+    assert_eq!(p.outstanding(), Some(0));
+}
+
+#[test]
+fn get_many_gives_back_what_it_took_on_failure() {
+    let p = bounded(2);
+    let mut h = TestHooks::default();
+    assert_eq!(
+        p.get_many(&mut h, 3, None),
+        Err(GetError::TooMany {
+            requested: 3,
+            max_size: 2
+        })
+    );
+    let held = p.get(&mut h, None).unwrap();
+    assert_eq!(
+        p.get_many(&mut h, 2, Some(Duration::ZERO)),
+        Err(GetError::Timeout)
+    );
+    assert_eq!(p.outstanding(), Some(1));
+    assert_eq!(p.idle(), 1);
+    p.put(&mut h, held).unwrap();
+    assert_balanced(&p);
+}
+
+#[test]
+fn bounded_pool_times_out_then_serves_after_put() {
+    let p = bounded(1);
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        p.get(&mut h, Some(Duration::from_millis(30))),
+        Err(GetError::Timeout)
+    );
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert_eq!(p.get(&mut h, Some(Duration::ZERO)), Err(GetError::Timeout));
+    p.put(&mut h, a).unwrap();
+    assert!(p.get(&mut h, Some(Duration::ZERO)).is_ok());
+    let s = p.stats();
+    assert_eq!((s.waits, s.timeouts, s.created), (2, 2, 1));
+}
+
+#[test]
+fn a_put_from_another_thread_wakes_the_waiter() {
+    let p = Arc::new(bounded(1));
+    let a = p.get(&mut TestHooks::default(), None).unwrap();
+    let waiter = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || p.get(&mut TestHooks::default(), Some(Duration::from_secs(10))))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    p.put(&mut TestHooks::default(), Arc::clone(&a)).unwrap();
+    let got = waiter.join().unwrap().unwrap();
+    assert!(Arc::ptr_eq(&got, &a));
+    assert_eq!(p.stats().created, 1);
+}
+
+#[test]
+fn destroying_an_object_lets_a_waiter_create() {
+    let p = Arc::new(bounded(1));
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let waiter = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || p.get(&mut TestHooks::default(), Some(Duration::from_secs(10))))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    h.fail_reset = true;
+    assert!(p.put(&mut h, a).is_err());
+    let got = waiter.join().unwrap().unwrap();
+    assert!(got.valid.load(Ordering::Relaxed));
+    assert_eq!(p.stats().created, 2);
+}
+
+#[test]
+fn waiters_are_served_in_arrival_order() {
+    let p = Arc::new(bounded(1));
+    let a = p.get(&mut TestHooks::default(), None).unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let (pool, order) = (Arc::clone(&p), Arc::clone(&order));
+            let t = std::thread::spawn(move || {
+                let mut h = TestHooks::default();
+                let obj = pool.get(&mut h, Some(Duration::from_secs(10))).unwrap();
+                order.lock().unwrap().push(i);
+                pool.put(&mut h, obj).unwrap();
+            });
+            // Let each thread queue before starting the next.
+            while p.limit.as_ref().unwrap().waiting() < i + 1 {
+                std::thread::yield_now();
+            }
+            t
+        })
+        .collect();
+    p.put(&mut TestHooks::default(), a).unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn close_destroys_idle_fails_waiters_and_destroys_later_returns() {
+    let p = Arc::new(bounded(2));
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let b = p.get(&mut h, None).unwrap();
+    p.put(&mut h, b).unwrap();
+    let _c = p.get(&mut h, None).unwrap();
+    let waiter = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || p.get(&mut TestHooks::default(), None))
+    };
+    while p.limit.as_ref().unwrap().waiting() == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(p.close(&mut h), 0);
+    assert_eq!(waiter.join().unwrap(), Err(GetError::Closed));
+    assert_eq!(p.get(&mut h, None), Err(GetError::Closed));
+    p.put(&mut h, a).unwrap();
+    assert_eq!(p.idle(), 0);
+    assert_eq!(p.stats().destroyed, 1);
+}
+
+#[test]
+fn prefill_creates_idle_objects() {
+    let p = bounded(3);
+    let mut h = TestHooks::default();
+    p.prefill(&mut h, 3).unwrap();
+    let s = p.stats();
+    assert_eq!((s.created, s.idle, s.misses), (3, 3, 0));
+    assert!(matches!(
+        p.prefill(&mut h, 1),
+        Err(GetError::TooMany { .. })
+    ));
+}
+
+#[test]
+fn config_errors_name_the_setting() {
+    let err = |c: Config| Pool::<Item>::new(c).err().unwrap().field;
+    assert_eq!(
+        err(Config {
+            max_size: Some(0),
+            ..Config::default()
+        }),
+        "max_size"
+    );
+    assert_eq!(
+        err(Config {
+            shards: Some(0),
+            ..Config::default()
+        }),
+        "shards"
+    );
+    assert_eq!(
+        err(Config {
+            max_idle: Some(MAX_IDLE_LIMIT + 1),
+            ..Config::default()
+        }),
+        "max_idle"
+    );
+    assert_eq!(
+        err(Config {
+            idle_timeout: Some(Duration::ZERO),
+            ..Config::default()
+        }),
+        "idle_timeout"
+    );
+    // max_idle never exceeds max_size.
+    let p = pool(Config {
+        max_idle: Some(100),
+        max_size: Some(5),
+        ..Config::default()
+    });
+    assert_eq!(p.max_idle(), 5);
+}
+
+#[test]
+fn factory_returning_an_object_already_out_is_refused() {
+    struct Singleton(Item);
+    impl Hooks<Item> for Singleton {
+        type Error = ();
+        fn create(&mut self) -> Result<Item, ()> {
+            Ok(Arc::clone(&self.0))
+        }
+        fn reset(&mut self, _: &Item) -> Result<(), ()> {
+            Ok(())
+        }
+        fn validate(&mut self, _: &Item) -> Result<bool, ()> {
+            Ok(true)
+        }
+        fn destroy(&mut self, _: Item) {}
+        fn identity(&self, item: &Item) -> usize {
+            Arc::as_ptr(item) as usize
+        }
+        fn duplicate(&mut self, item: &Item) -> Item {
+            Arc::clone(item)
+        }
+    }
+    let p = bounded(3);
+    let mut h = Singleton(Arc::default());
+    p.get(&mut h, None).unwrap();
+    assert_eq!(p.get(&mut h, None), Err(GetError::AlreadyOut));
+    assert_eq!(p.stats().created, 1);
+    assert_eq!(p.limit.as_ref().unwrap().alive(), 1);
+}
+
+/// Many threads, a small bounded pool: no object is ever held twice, every
+/// count balances, and the bound holds throughout.
+#[test]
+fn stress_bounded_pool_never_double_hands_out() {
+    const THREADS: usize = 8;
+    const OPS: usize = 20_000;
+    let p = Arc::new(bounded(5));
+    let held = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (p, held) = (Arc::clone(&p), Arc::clone(&held));
+            std::thread::spawn(move || {
+                let mut h = TestHooks::default();
+                let mut mine = Vec::new();
+                for k in 0..OPS {
+                    if (k + t) % 3 == 0 && !mine.is_empty() {
+                        let obj: Item = mine.pop().unwrap();
+                        assert!(obj.dirty.swap(false, Ordering::SeqCst), "held twice");
+                        held.fetch_sub(1, Ordering::SeqCst);
+                        p.put(&mut h, obj).unwrap();
+                    } else if let Ok(obj) = p.get(&mut h, Some(Duration::from_millis(1))) {
+                        assert!(!obj.dirty.swap(true, Ordering::SeqCst), "held twice");
+                        assert!(held.fetch_add(1, Ordering::SeqCst) < 5, "bound broken");
+                        mine.push(obj);
+                    }
+                }
+                for obj in mine {
+                    obj.dirty.store(false, Ordering::SeqCst);
+                    held.fetch_sub(1, Ordering::SeqCst);
+                    p.put(&mut h, obj).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = p.stats();
+    assert_eq!(s.in_use, 0);
+    assert!(s.created <= 5);
+    assert_balanced(&p);
+    assert_eq!(p.outstanding(), Some(0));
+}
+
+#[test]
+fn stress_unbounded_pool_balances() {
+    const THREADS: usize = 8;
+    let p = Arc::new(pool(Config {
+        max_idle: Some(16),
+        ..Config::default()
+    }));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                let mut h = TestHooks::default();
+                for k in 0..20_000 {
+                    let batch: Vec<_> = (0..(k % 4 + 1))
+                        .map(|_| p.get(&mut h, None).unwrap())
+                        .collect();
+                    for obj in batch {
+                        assert!(!obj.dirty.swap(true, Ordering::SeqCst), "held twice");
+                        obj.dirty.store(false, Ordering::SeqCst);
+                        p.put(&mut h, obj).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_balanced(&p);
+    assert!(p.idle() <= 16);
+}

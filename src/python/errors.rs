@@ -1,0 +1,48 @@
+//! Exceptions, and the mapping from core errors to them.
+
+use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::pool::ConfigError;
+use crate::GetError;
+
+pyo3::create_exception!(
+    shardpool,
+    PoolTimeout,
+    PyTimeoutError,
+    "Raised when a bounded pool stays at ``max_size`` until the timeout passes.\n\nA subclass of the built-in ``TimeoutError``."
+);
+
+pyo3::create_exception!(
+    shardpool,
+    PoolClosed,
+    PyRuntimeError,
+    "Raised when an object is requested from a closed pool."
+);
+
+pub fn config_error(e: ConfigError) -> PyErr {
+    PyValueError::new_err(e.message)
+}
+
+/// What `get` raises for a core error; `timeout` is the caller's, for the message.
+pub fn get_error(e: GetError<PyErr>, timeout: Option<f64>, max_size: Option<usize>) -> PyErr {
+    match e {
+        GetError::Hook(err) => err,
+        GetError::Timeout => PoolTimeout::new_err(format!(
+            "no object became available within {} s (max_size={})",
+            timeout.unwrap_or(0.0),
+            max_size.map_or_else(|| "None".into(), |m| m.to_string()),
+        )),
+        GetError::Closed => PoolClosed::new_err("the pool is closed"),
+        GetError::AlreadyOut => PyRuntimeError::new_err(
+            "the factory returned an object that this pool has already handed out; \
+             a factory must return a new object on every call",
+        ),
+        GetError::TooMany {
+            requested,
+            max_size,
+        } => PyValueError::new_err(format!(
+            "n must be at most max_size ({max_size}), got {requested}"
+        )),
+    }
+}

@@ -1,0 +1,27 @@
+//! The PyO3 binding: thin classes over the core, compiled only with the
+//! `python` feature. Pool logic lives in the core; this layer converts
+//! arguments, runs Python hooks, and maps core errors to Python exceptions.
+
+use pyo3::prelude::*;
+
+mod args;
+mod errors;
+mod object_pool;
+mod stats;
+
+/// `shardpool._core`: the compiled part of shardpool. Import from `shardpool`.
+///
+/// Declared free-threading capable (`gil_used = false`): every class is
+/// frozen and keeps its shared state in atomics, lock-free queues or locks.
+#[pymodule(gil_used = false)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("PoolTimeout", py.get_type::<errors::PoolTimeout>())?;
+    m.add("PoolClosed", py.get_type::<errors::PoolClosed>())?;
+    m.add_class::<object_pool::ObjectPool>()?;
+    m.add_class::<object_pool::Borrow>()?;
+    m.add_class::<stats::PoolStats>()?;
+    m.add("DEFAULT_MAX_IDLE", crate::Config::DEFAULT_MAX_IDLE)?;
+    Ok(())
+}

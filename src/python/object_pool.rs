@@ -1,0 +1,579 @@
+//! `ObjectPool` and its `borrow()` context manager.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyGenericAlias, PyString, PyTuple, PyType};
+use pyo3::{intern, PyTraverseError};
+
+use super::args;
+use super::errors::{config_error, get_error};
+use super::stats::PoolStats;
+use crate::limit::Park;
+use crate::{Config, Hooks, Pool, PutError, ResetOn};
+
+/// How objects are reset.
+enum Reset {
+    /// Call ``obj.reset()`` when the object's class defines a callable ``reset``.
+    Auto,
+    /// Never.
+    Off,
+    /// Call this with the object.
+    With(Py<PyAny>),
+}
+
+/// A thread-safe pool of reusable Python objects, sharded to avoid contention.
+///
+/// ``ObjectPool(factory, *, max_idle=None, max_size=None, reset=None,
+/// validate=None, destroy=None, reset_on="put", idle_timeout=None,
+/// prefill=0, shards=None, checked=False)``
+///
+/// ``get()`` hands out an idle object, or one new from ``factory()`` when
+/// none is idle; ``put(obj)`` gives it back for reuse. ``borrow()`` does both
+/// in a ``with`` block.
+///
+/// Args:
+///     factory: Zero-argument callable that makes a new object.
+///     max_idle: How many idle objects to keep; a ``put`` beyond that
+///         destroys the object (counted as ``dropped``). Default: ``max_size``
+///         for a bounded pool, else ``DEFAULT_MAX_IDLE`` (1024).
+///     max_size: The most objects alive at once, idle plus handed out
+///         (``None``: unbounded). A ``get`` on a full pool waits for a
+///         ``put``, without holding the GIL; waiters are served in order.
+///     reset: How returned objects are cleaned. ``None`` (default): call
+///         ``obj.reset()`` if the object's class defines a callable
+///         ``reset`` (the ``Resetter`` protocol); a callable: call
+///         ``reset(obj)``; ``False``: never reset.
+///     validate: ``validate(obj) -> bool``, run before an idle object is
+///         handed out; a rejected object is destroyed and the next one tried.
+///     destroy: ``destroy(obj)``, run whenever the pool discards an object.
+///         Its exceptions are reported through ``sys.unraisablehook``.
+///     reset_on: ``"put"`` (default: idle objects hold no data) or ``"get"``.
+///     idle_timeout: Seconds an object may stay idle before it is destroyed
+///         instead of reused. Checked on ``get`` and ``trim``; no thread runs.
+///     prefill: Objects to create up front.
+///     shards: Number of shards (default: the number of CPUs).
+///     checked: Refuse (``ValueError``) a ``put`` of an object this pool has
+///         not handed out, or returns it twice. Always on with ``max_size``.
+///
+/// Raises:
+///     TypeError, ValueError: for bad arguments, naming the argument.
+#[pyclass(frozen, weakref, subclass, module = "shardpool", name = "ObjectPool")]
+pub struct ObjectPool {
+    core: Pool<Py<PyAny>>,
+    factory: Py<PyAny>,
+    reset: Reset,
+    validate: Option<Py<PyAny>>,
+    destroy: Option<Py<PyAny>>,
+    /// The first class seen by automatic reset, and whether it has `reset`:
+    /// a pool usually holds one class, so the lookup is done once.
+    reset_lookup: PyOnceLock<(Py<PyType>, bool)>,
+}
+
+/// The Python side of the core's [`Hooks`], for one call.
+struct PyHooks<'a, 'py> {
+    py: Python<'py>,
+    pool: &'a ObjectPool,
+}
+
+impl PyHooks<'_, '_> {
+    fn has_reset_method(&self, item: &Py<PyAny>) -> PyResult<bool> {
+        let py = self.py;
+        let ty = item.bind(py).get_type();
+        if let Some((seen, has)) = self.pool.reset_lookup.get(py) {
+            if seen.bind(py).is(&ty) {
+                return Ok(*has);
+            }
+        }
+        let has = ty
+            .getattr_opt(intern!(py, "reset"))?
+            .is_some_and(|attr| attr.is_callable());
+        self.pool
+            .reset_lookup
+            .get_or_init(py, || (ty.unbind(), has));
+        Ok(has)
+    }
+}
+
+impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
+    type Error = PyErr;
+
+    fn create(&mut self) -> PyResult<Py<PyAny>> {
+        self.pool.factory.call0(self.py)
+    }
+
+    fn reset(&mut self, item: &Py<PyAny>) -> PyResult<()> {
+        match &self.pool.reset {
+            Reset::Off => Ok(()),
+            Reset::With(f) => f.call1(self.py, (item,)).map(drop),
+            Reset::Auto => {
+                if self.has_reset_method(item)? {
+                    item.call_method0(self.py, intern!(self.py, "reset"))
+                        .map(drop)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn validate(&mut self, item: &Py<PyAny>) -> PyResult<bool> {
+        match &self.pool.validate {
+            None => Ok(true),
+            Some(f) => f.call1(self.py, (item,))?.is_truthy(self.py),
+        }
+    }
+
+    fn destroy(&mut self, item: Py<PyAny>) {
+        if let Some(f) = &self.pool.destroy {
+            if let Err(err) = f.call1(self.py, (&item,)) {
+                err.write_unraisable(self.py, Some(f.bind(self.py)));
+            }
+        }
+    }
+
+    fn identity(&self, item: &Py<PyAny>) -> usize {
+        item.as_ptr() as usize
+    }
+
+    fn duplicate(&mut self, item: &Py<PyAny>) -> Py<PyAny> {
+        item.clone_ref(self.py)
+    }
+
+    /// Waits detached from the interpreter, in slices, so that other threads
+    /// run meanwhile and Ctrl-C (signal handlers) still get through.
+    fn park(&mut self, waiter: &dyn Park, deadline: Option<Instant>) -> PyResult<bool> {
+        const SLICE: Duration = Duration::from_millis(50);
+        loop {
+            let slice_end = Instant::now() + SLICE;
+            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+            if self.py.detach(|| waiter.park(Some(until))) {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            self.py.check_signals()?;
+        }
+    }
+}
+
+impl ObjectPool {
+    fn hooks<'a, 'py>(&'a self, py: Python<'py>) -> PyHooks<'a, 'py> {
+        PyHooks { py, pool: self }
+    }
+
+    fn get_object(
+        &self,
+        py: Python<'_>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (limit, secs) = args::seconds(timeout, "timeout")?;
+        self.core
+            .get(&mut self.hooks(py), limit)
+            .map_err(|e| get_error(e, secs, self.core.max_size()))
+    }
+
+    fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        match self
+            .core
+            .put(&mut self.hooks(obj.py()), obj.clone().unbind())
+        {
+            Ok(()) => Ok(()),
+            Err(PutError::Hook(err)) => Err(err),
+            Err(PutError::NotOut { .. }) => Err(not_out(obj)),
+        }
+    }
+}
+
+fn not_out(obj: &Bound<'_, PyAny>) -> PyErr {
+    PyValueError::new_err(format!(
+        "put() of an object this pool has not handed out (foreign, or returned already): {}",
+        args::describe(obj)
+    ))
+}
+
+#[pymethods]
+impl ObjectPool {
+    #[new]
+    #[pyo3(signature = (
+        factory, /, *, max_idle=None, max_size=None, reset=None, validate=None, destroy=None,
+        reset_on=None, idle_timeout=None, prefill=None, shards=None, checked=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        factory: Bound<'_, PyAny>,
+        max_idle: Option<Bound<'_, PyAny>>,
+        max_size: Option<Bound<'_, PyAny>>,
+        reset: Option<Bound<'_, PyAny>>,
+        validate: Option<Bound<'_, PyAny>>,
+        destroy: Option<Bound<'_, PyAny>>,
+        reset_on: Option<Bound<'_, PyAny>>,
+        idle_timeout: Option<Bound<'_, PyAny>>,
+        prefill: Option<Bound<'_, PyAny>>,
+        shards: Option<Bound<'_, PyAny>>,
+        checked: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        if !factory.is_callable() {
+            return Err(args::type_error("factory", "callable", &factory));
+        }
+        let reset = match reset {
+            None => Reset::Auto,
+            Some(r) if r.is_none() => Reset::Auto,
+            Some(r) if r.is(&*PyBool::new(py, false)) => Reset::Off,
+            Some(r) if r.is_callable() => Reset::With(r.unbind()),
+            Some(r) => return Err(args::type_error("reset", "callable, None or False", &r)),
+        };
+        let reset_on = match &reset_on {
+            None => ResetOn::Put,
+            Some(v) if v.is_none() => ResetOn::Put,
+            Some(v) => match v.cast::<PyString>().ok().map(|s| s.to_string()).as_deref() {
+                Some("put") => ResetOn::Put,
+                Some("get") => ResetOn::Get,
+                Some(_) => {
+                    return Err(PyValueError::new_err(format!(
+                        "reset_on must be 'put' or 'get', got {}",
+                        args::repr(v)
+                    )))
+                }
+                None => return Err(args::type_error("reset_on", "'put' or 'get'", v)),
+            },
+        };
+        let checked = match &checked {
+            None => false,
+            Some(c) => match c.cast::<PyBool>() {
+                Ok(b) => b.is_true(),
+                Err(_) => return Err(args::type_error("checked", "a bool", c)),
+            },
+        };
+        let max_idle = args::optional_count(max_idle.as_ref(), "max_idle")?;
+        let max_size = args::optional_count(max_size.as_ref(), "max_size")?;
+        let shards = args::optional_count(shards.as_ref(), "shards")?;
+        let prefill = args::optional_count(prefill.as_ref(), "prefill")?.unwrap_or(0);
+        let (idle_timeout, _) = args::seconds(idle_timeout.as_ref(), "idle_timeout")?;
+        let core = Pool::new(Config {
+            max_idle,
+            max_size,
+            shards,
+            idle_timeout,
+            reset_on,
+            checked,
+        })
+        .map_err(config_error)?;
+        if prefill > core.max_idle() {
+            return Err(PyValueError::new_err(format!(
+                "prefill must be at most max_idle ({}), got {prefill}",
+                core.max_idle()
+            )));
+        }
+        let pool = ObjectPool {
+            core,
+            factory: factory.unbind(),
+            reset,
+            validate: args::optional_callable(validate, "validate")?,
+            destroy: args::optional_callable(destroy, "destroy")?,
+            reset_lookup: PyOnceLock::new(),
+        };
+        if prefill > 0 {
+            if let Err(e) = pool.core.prefill(&mut pool.hooks(py), prefill) {
+                pool.core.close(&mut pool.hooks(py));
+                return Err(get_error(e, None, pool.core.max_size()));
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Get an object: an idle one if any, else a new one from ``factory``.
+    ///
+    /// In a bounded pool that is full, wait for a ``put`` (other threads run
+    /// meanwhile) for at most ``timeout`` seconds (``None``: no limit, ``0``:
+    /// do not wait), then raise ``PoolTimeout``. Raises ``PoolClosed`` on a
+    /// closed pool, and whatever ``factory``, ``reset`` or ``validate`` raise.
+    #[pyo3(signature = (timeout=None))]
+    fn get(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        self.get_object(py, timeout)
+    }
+
+    /// Give back an object from ``get``: it is reset and kept for reuse, or
+    /// destroyed if ``max_idle`` objects are idle or the pool is closed.
+    ///
+    /// Raises ``ValueError`` (changing nothing) in a checked or bounded pool
+    /// for an object the pool has not handed out. If the reset raises, the
+    /// object is destroyed and the exception propagates.
+    fn put(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.put_object(obj)
+    }
+
+    /// A context manager that gets an object on entry and puts it back on
+    /// exit, also when the block raises: ``with pool.borrow() as obj: ...``.
+    #[pyo3(signature = (timeout=None))]
+    fn borrow(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Borrow> {
+        // Checked now, so a bad timeout fails at the call, not at `with`.
+        args::seconds(timeout, "timeout")?;
+        Ok(Borrow {
+            pool: slf.clone().unbind(),
+            timeout: timeout.map(|t| t.clone().unbind()),
+            held: Mutex::new(Held::Free),
+        })
+    }
+
+    /// Get ``n`` objects in one call, as a list: all of them or, on error,
+    /// none (those already taken go back). ``timeout`` bounds the whole call.
+    #[pyo3(signature = (n, timeout=None))]
+    fn get_many(
+        &self,
+        py: Python<'_>,
+        n: &Bound<'_, PyAny>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let n = args::count(n, "n")?;
+        let (limit, secs) = args::seconds(timeout, "timeout")?;
+        self.core
+            .get_many(&mut self.hooks(py), n, limit)
+            .map_err(|e| get_error(e, secs, self.core.max_size()))
+    }
+
+    /// Give back many objects in one call. In a checked pool, if any object
+    /// was not handed out (or appears twice), raise ``ValueError`` and change
+    /// nothing. A reset that raises does not stop the others; the first
+    /// exception propagates after all objects are handled.
+    fn put_many(&self, py: Python<'_>, objs: &Bound<'_, PyAny>) -> PyResult<()> {
+        let items: Vec<Bound<'_, PyAny>> = objs
+            .try_iter()
+            .map_err(|_| args::type_error("objs", "an iterable", objs))?
+            .collect::<PyResult<_>>()?;
+        let owned = items.iter().map(|o| o.clone().unbind()).collect();
+        match self.core.put_many(&mut self.hooks(py), owned) {
+            Ok(()) => Ok(()),
+            Err(PutError::Hook(err)) => Err(err),
+            Err(PutError::NotOut { index }) => Err(not_out(&items[index])),
+        }
+    }
+
+    /// A ``PoolStats`` snapshot of the counters.
+    fn stats(&self) -> PoolStats {
+        self.core.stats().into()
+    }
+
+    /// The number of idle objects.
+    fn __len__(&self) -> usize {
+        self.core.idle()
+    }
+
+    /// Destroy expired idle objects, then the oldest until at most ``keep``
+    /// remain. Returns how many were destroyed.
+    #[pyo3(signature = (keep=None))]
+    fn trim(&self, py: Python<'_>, keep: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        let keep = args::optional_count(keep, "keep")?.unwrap_or(0);
+        Ok(self.core.trim(&mut self.hooks(py), keep))
+    }
+
+    /// Destroy every idle object. Returns how many were destroyed.
+    fn clear(&self, py: Python<'_>) -> usize {
+        self.core.trim(&mut self.hooks(py), 0)
+    }
+
+    /// Close the pool: destroy the idle objects and fail every waiting and
+    /// later ``get`` with ``PoolClosed``. Objects returned later are
+    /// destroyed. Calling it again does nothing.
+    fn close(&self, py: Python<'_>) {
+        self.core.close(&mut self.hooks(py));
+    }
+
+    /// Whether ``close()`` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// The most idle objects kept.
+    #[getter]
+    fn max_idle(&self) -> usize {
+        self.core.max_idle()
+    }
+
+    /// The most objects alive at once, or ``None``.
+    #[getter]
+    fn max_size(&self) -> Option<usize> {
+        self.core.max_size()
+    }
+
+    /// The number of shards.
+    #[getter]
+    fn shards(&self) -> usize {
+        self.core.shard_count()
+    }
+
+    /// Seconds an idle object is kept, or ``None``.
+    #[getter]
+    fn idle_timeout(&self) -> Option<f64> {
+        self.core.idle_timeout().map(|d| d.as_secs_f64())
+    }
+
+    /// ``"put"`` or ``"get"``.
+    #[getter]
+    fn reset_on(&self) -> &'static str {
+        match self.core.reset_on() {
+            ResetOn::Put => "put",
+            ResetOn::Get => "get",
+        }
+    }
+
+    /// Whether returns are checked against the objects handed out.
+    #[getter]
+    fn checked(&self) -> bool {
+        self.core.is_checked()
+    }
+
+    /// The factory.
+    #[getter]
+    fn factory(&self, py: Python<'_>) -> Py<PyAny> {
+        self.factory.clone_ref(py)
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let pool = slf.get();
+        let s = pool.core.stats();
+        let class = slf.get_type().qualname()?;
+        let max_size = pool
+            .core
+            .max_size()
+            .map_or_else(|| "None".into(), |m| m.to_string());
+        let closed = if pool.core.is_closed() { " closed" } else { "" };
+        Ok(format!(
+            "<{class}{closed} factory={} idle={} in_use={} max_idle={} max_size={max_size}>",
+            pool.factory.bind(slf.py()).repr()?,
+            s.idle,
+            s.in_use,
+            pool.core.max_idle(),
+        ))
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "cannot pickle 'ObjectPool' object: a pool holds live objects and hooks; \
+             create a new pool in the other process",
+        ))
+    }
+
+    fn __copy__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err("cannot copy 'ObjectPool' object"))
+    }
+
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(PyTypeError::new_err("cannot copy 'ObjectPool' object"))
+    }
+
+    /// ``ObjectPool[T]`` for type annotations.
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.factory)?;
+        if let Reset::With(f) = &self.reset {
+            visit.call(f)?;
+        }
+        visit.call(&self.validate)?;
+        visit.call(&self.destroy)?;
+        Ok(())
+    }
+}
+
+enum Held {
+    Free,
+    Entering,
+    Holding(Py<PyAny>),
+}
+
+/// The context manager returned by ``ObjectPool.borrow()``: gets an object on
+/// entry and puts it back on exit, also when the block raises.
+#[pyclass(frozen, module = "shardpool", name = "Borrow")]
+pub struct Borrow {
+    pool: Py<ObjectPool>,
+    timeout: Option<Py<PyAny>>,
+    /// Only locked for the state change, never across `get`/`put`, which may
+    /// wait without the GIL or run Python code.
+    held: Mutex<Held>,
+}
+
+impl Borrow {
+    fn swap(&self, new: Held) -> Held {
+        std::mem::replace(
+            &mut *self.held.lock().unwrap_or_else(PoisonError::into_inner),
+            new,
+        )
+    }
+}
+
+#[pymethods]
+impl Borrow {
+    fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.swap(Held::Entering) {
+            Held::Free => {}
+            other => {
+                self.swap(other);
+                return Err(PyRuntimeError::new_err(
+                    "this borrow() is already in use; call pool.borrow() for each with block",
+                ));
+            }
+        }
+        let pool = self.pool.get();
+        match pool.get_object(py, self.timeout.as_ref().map(|t| t.bind(py))) {
+            Ok(obj) => {
+                self.swap(Held::Holding(obj.clone_ref(py)));
+                Ok(obj)
+            }
+            Err(e) => {
+                self.swap(Held::Free);
+                Err(e)
+            }
+        }
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        match self.swap(Held::Free) {
+            Held::Holding(obj) => {
+                self.pool.get().put_object(obj.bind(py))?;
+                Ok(false)
+            }
+            other => {
+                self.swap(other);
+                Err(PyRuntimeError::new_err(
+                    "borrow() exited without being entered",
+                ))
+            }
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.pool)?;
+        visit.call(&self.timeout)?;
+        if let Ok(held) = self.held.try_lock() {
+            if let Held::Holding(obj) = &*held {
+                visit.call(obj)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,261 @@
+//! Sharded, bounded idle storage.
+//!
+//! Invariants:
+//! - A [`Shards`] holds `n >= 1` shards. Shard `i` stores at most `caps[i]`
+//!   items, and the capacities add up to the `max_idle` it was built with, so
+//!   the whole set never holds more than `max_idle` items. A shard whose
+//!   capacity is zero has no queue at all.
+//! - Every shard sits in its own [`CachePadded`] slot together with its
+//!   [`Counters`], so threads working on different shards share no cache line.
+//! - Each shard is a crossbeam [`ArrayQueue`]: lock-free, multi-producer and
+//!   multi-consumer. Any thread may push to or pop from any shard; the home
+//!   shard is a locality preference, never an ownership claim.
+//! - An item is in at most one queue, and `push`/`pop` move it, so the set
+//!   never duplicates or loses an item: `push` gives the item back when every
+//!   shard is full.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
+
+use crate::counters::Counters;
+
+/// The index of the calling thread, handed out once per thread from a global
+/// counter. Consecutive threads get consecutive indices, so up to `n` threads
+/// land on `n` distinct shards.
+#[inline]
+pub fn thread_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    INDEX.with(|i| *i)
+}
+
+/// The number of shards to use when the caller does not say.
+pub fn default_shard_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+pub struct Shard<T> {
+    idle: Option<ArrayQueue<T>>,
+    pub counters: Counters,
+}
+
+pub struct Shards<T> {
+    shards: Box<[CachePadded<Shard<T>>]>,
+}
+
+impl<T> Shards<T> {
+    /// `count` shards sharing `max_idle` slots as evenly as possible.
+    ///
+    /// # Panics
+    /// If `count` is zero.
+    pub fn new(count: usize, max_idle: usize) -> Self {
+        assert!(count > 0, "a pool needs at least one shard");
+        let (base, extra) = (max_idle / count, max_idle % count);
+        let shards = (0..count)
+            .map(|i| {
+                let cap = base + usize::from(i < extra);
+                CachePadded::new(Shard {
+                    idle: (cap > 0).then(|| ArrayQueue::new(cap)),
+                    counters: Counters::default(),
+                })
+            })
+            .collect();
+        Shards { shards }
+    }
+
+    #[inline]
+    pub fn count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The calling thread's home shard.
+    #[inline]
+    pub fn home(&self) -> usize {
+        let i = thread_index();
+        let n = self.shards.len();
+        // Threads are numbered from zero, so the division is rare.
+        if i < n {
+            i
+        } else {
+            i % n
+        }
+    }
+
+    #[inline]
+    pub fn counters(&self, shard: usize) -> &Counters {
+        &self.shards[shard].counters
+    }
+
+    pub fn all_counters(&self) -> impl Iterator<Item = &Counters> {
+        self.shards.iter().map(|s| &s.counters)
+    }
+
+    /// Shard indices starting at `home`, then its neighbours in ring order.
+    #[inline]
+    fn ring(&self, home: usize) -> impl Iterator<Item = usize> {
+        let n = self.shards.len();
+        (home..n).chain(0..home)
+    }
+
+    /// Takes an item from `home`, or steals one from another shard.
+    #[inline]
+    pub fn pop(&self, home: usize) -> Option<T> {
+        if let Some(item) = self.shards[home].idle.as_ref().and_then(ArrayQueue::pop) {
+            return Some(item);
+        }
+        self.ring(home)
+            .skip(1)
+            .find_map(|i| self.shards[i].idle.as_ref().and_then(ArrayQueue::pop))
+    }
+
+    /// Stores an item in `home`, or in the first other shard with room.
+    /// Gives the item back when every shard is full.
+    #[inline]
+    pub fn push(&self, home: usize, item: T) -> Result<(), T> {
+        let mut item = item;
+        for i in self.ring(home) {
+            if let Some(queue) = &self.shards[i].idle {
+                match queue.push(item) {
+                    Ok(()) => return Ok(()),
+                    Err(back) => item = back,
+                }
+            }
+        }
+        Err(item)
+    }
+
+    /// Items currently stored (a moment's reading under concurrency).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|s| s.idle.as_ref())
+            .map(ArrayQueue::len)
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total capacity, the `max_idle` the set was built with.
+    pub fn capacity(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|s| s.idle.as_ref())
+            .map(ArrayQueue::capacity)
+            .sum()
+    }
+
+    /// Removes every stored item, shard by shard (oldest first within a shard).
+    pub fn drain(&self) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.len());
+        for queue in self.shards.iter().filter_map(|s| s.idle.as_ref()) {
+            while let Some(item) = queue.pop() {
+                out.push(item);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn capacity_is_split_evenly_and_adds_up() {
+        let s: Shards<u32> = Shards::new(3, 10);
+        assert_eq!(s.capacity(), 10);
+        let caps: Vec<_> = s
+            .shards
+            .iter()
+            .map(|s| s.idle.as_ref().map_or(0, ArrayQueue::capacity))
+            .collect();
+        assert_eq!(caps, vec![4, 3, 3]);
+    }
+
+    #[test]
+    fn fewer_slots_than_shards_leaves_empty_shards_usable() {
+        let s: Shards<u32> = Shards::new(4, 1);
+        assert_eq!(s.capacity(), 1);
+        // Whatever the home shard, the one slot is found.
+        for home in 0..4 {
+            assert!(s.push(home, 7).is_ok());
+            assert_eq!(s.push(home, 8), Err(8));
+            assert_eq!(s.pop(home), Some(7));
+            assert_eq!(s.pop(home), None);
+        }
+    }
+
+    #[test]
+    fn zero_capacity_stores_nothing() {
+        let s: Shards<u32> = Shards::new(2, 0);
+        assert_eq!(s.push(0, 1), Err(1));
+        assert_eq!(s.pop(1), None);
+    }
+
+    #[test]
+    fn push_prefers_home_then_spills_and_pop_steals() {
+        let s: Shards<u32> = Shards::new(2, 4);
+        for v in 0..4 {
+            s.push(1, v).unwrap();
+        }
+        // Home shard 1 took 2 and 3 spilled into shard 0.
+        assert_eq!(s.shards[1].idle.as_ref().unwrap().len(), 2);
+        assert_eq!(s.shards[0].idle.as_ref().unwrap().len(), 2);
+        assert_eq!(s.push(0, 9), Err(9));
+        // Shard 0 pops its own first, then steals from shard 1.
+        let got: Vec<_> = std::iter::from_fn(|| s.pop(0)).collect();
+        assert_eq!(got, vec![2, 3, 0, 1]);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn home_is_stable_per_thread_and_within_range() {
+        let s: Shards<u32> = Shards::new(3, 3);
+        let h = s.home();
+        assert!(h < 3);
+        assert_eq!(h, s.home());
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..6 {
+            seen.insert(std::thread::spawn(thread_index).join().unwrap());
+        }
+        assert_eq!(seen.len(), 6, "each thread gets its own index");
+    }
+
+    #[test]
+    fn concurrent_push_pop_never_loses_or_duplicates() {
+        const THREADS: usize = 4;
+        const PER: usize = 10_000;
+        let s = Arc::new(Shards::<usize>::new(THREADS, 64));
+        let taken: Vec<Vec<usize>> = (0..THREADS)
+            .map(|t| {
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || {
+                    let home = s.home();
+                    let mut mine = Vec::new();
+                    let mut overflow = Vec::new();
+                    for k in 0..PER {
+                        if let Err(v) = s.push(home, t * PER + k) {
+                            overflow.push(v);
+                        }
+                        if k % 2 == 0 {
+                            mine.extend(s.pop(home));
+                        }
+                    }
+                    mine.extend(overflow);
+                    mine
+                })
+            })
+            .map(|h| h.join().unwrap())
+            .collect();
+        let mut all: Vec<usize> = taken.into_iter().flatten().chain(s.drain()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..THREADS * PER).collect::<Vec<_>>());
+    }
+}
