@@ -305,6 +305,7 @@ impl ObjectPool {
     /// Raises ``ValueError`` (changing nothing) in a checked or bounded pool
     /// for an object the pool has not handed out. If the reset raises, the
     /// object is destroyed and the exception propagates.
+    #[pyo3(signature = (obj, /))]
     fn put(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         self.put_object(obj)
     }
@@ -342,6 +343,7 @@ impl ObjectPool {
     /// was not handed out (or appears twice), raise ``ValueError`` and change
     /// nothing. A reset that raises does not stop the others; the first
     /// exception propagates after all objects are handled.
+    #[pyo3(signature = (objs, /))]
     fn put_many(&self, py: Python<'_>, objs: &Bound<'_, PyAny>) -> PyResult<()> {
         let items: Vec<Bound<'_, PyAny>> = objs
             .try_iter()
