@@ -1,7 +1,7 @@
 """pytest-benchmark groups: ObjectPool beside its references.
 
-    pytest benches --benchmark-enable            (measure)
-    pytest benches                               (the default: each runs once, as a test)
+pytest benches --benchmark-enable            (measure)
+pytest benches                               (the default: each runs once, as a test)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A tour of ObjectPool: reuse, reset, bounds, threads and stats.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 from __future__ import annotations
