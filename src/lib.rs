@@ -13,15 +13,24 @@
 //! - [`ledger`]: which objects are currently handed out, for checked pools.
 //! - [`pool`]: the pool that composes them.
 
+pub mod blocks;
+pub mod budget;
+pub mod buffers;
+pub mod calibrate;
+pub mod classes;
 pub mod counters;
+pub mod lease;
 pub mod ledger;
 pub mod limit;
+pub mod memory;
 pub mod pool;
 pub mod shards;
+pub mod tiered;
 
+pub use budget::IdleBudget;
 pub use counters::{Event, Snapshot};
 pub use limit::{Grant, Waiter};
-pub use pool::{Config, GetError, Hooks, Pool, PutError, ResetOn};
+pub use pool::{Charge, Config, GetError, Hooks, Pool, PutError, ResetOn};
 
 #[cfg(feature = "python")]
 mod python;

@@ -20,6 +20,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use crate::budget::IdleBudget;
 use crate::counters::{Counters, Event, Snapshot};
 use crate::ledger::Ledger;
 use crate::limit::{Enqueued, Grant, Limit, Outcome, Park};
@@ -53,6 +56,16 @@ pub struct Config {
     /// Track handed-out objects so that foreign and repeated returns are
     /// refused. Always on in a bounded pool.
     pub checked: bool,
+    /// A budget that this pool's idle objects are charged against, shared
+    /// with other pools (the byte cap of a block pool's size classes).
+    pub charge: Option<Charge>,
+}
+
+/// What each idle object of a pool costs against a shared [`IdleBudget`].
+#[derive(Clone, Debug)]
+pub struct Charge {
+    pub budget: Arc<IdleBudget>,
+    pub weight: usize,
 }
 
 impl Default for Config {
@@ -64,6 +77,7 @@ impl Default for Config {
             idle_timeout: None,
             reset_on: ResetOn::Put,
             checked: false,
+            charge: None,
         }
     }
 }
@@ -104,6 +118,12 @@ pub trait Hooks<T> {
     /// Disposes of an object the pool no longer keeps. Cannot fail: report
     /// errors out of band.
     fn destroy(&mut self, item: T);
+    /// Whether a returned (already reset) object is worth keeping idle; a
+    /// `false` destroys it, counted as dropped. For policies that bound what
+    /// they keep by more than count, such as a buffer's capacity.
+    fn keep(&mut self, _item: &T) -> bool {
+        true
+    }
     /// A stable identity of the object (its address), for checked pools.
     fn identity(&self, item: &T) -> usize;
     /// A second reference to the same object, for checked pools: one goes to
@@ -156,6 +176,7 @@ pub struct Pool<T> {
     ledger: Option<Ledger<T>>,
     idle_timeout: Option<Duration>,
     reset_on: ResetOn,
+    charge: Option<Charge>,
     closed: AtomicBool,
     max_in_use: AtomicU64,
     /// How many rejected idle objects a `get` goes through before it stops
@@ -169,7 +190,13 @@ enum Source<T> {
 }
 
 impl<T: Send> Pool<T> {
-    pub fn new(config: Config) -> Result<Self, ConfigError> {
+    /// Checks a configuration without building anything.
+    pub fn check(config: &Config) -> Result<(), ConfigError> {
+        Self::resolve(config).map(drop)
+    }
+
+    /// The effective `(max_idle, shards)` of a configuration, if it is valid.
+    fn resolve(config: &Config) -> Result<(usize, usize), ConfigError> {
         if let Some(0) = config.max_size {
             return Err(refuse(
                 "max_size",
@@ -203,6 +230,11 @@ impl<T: Send> Pool<T> {
                 ));
             }
         }
+        Ok((max_idle, shards))
+    }
+
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let (max_idle, shards) = Self::resolve(&config)?;
         let checked = config.checked || config.max_size.is_some();
         Ok(Pool {
             shards: Shards::new(shards, max_idle),
@@ -210,6 +242,7 @@ impl<T: Send> Pool<T> {
             ledger: checked.then(|| Ledger::new(shards)),
             idle_timeout: config.idle_timeout,
             reset_on: config.reset_on,
+            charge: config.charge,
             closed: AtomicBool::new(false),
             max_in_use: AtomicU64::new(0),
             max_rejects: max_idle + shards,
@@ -234,6 +267,11 @@ impl<T: Send> Pool<T> {
 
     pub fn reset_on(&self) -> ResetOn {
         self.reset_on
+    }
+
+    /// What each idle object weighs against the shared budget (0 without one).
+    pub fn weight(&self) -> usize {
+        self.charge.as_ref().map_or(0, |c| c.weight)
     }
 
     pub fn is_checked(&self) -> bool {
@@ -314,7 +352,7 @@ impl<T: Send> Pool<T> {
         let mut deadline = None;
         loop {
             let idle = if rejects < self.max_rejects {
-                self.shards.pop(home)
+                self.take_idle(home)
             } else {
                 None
             };
@@ -393,7 +431,7 @@ impl<T: Send> Pool<T> {
         home: usize,
         deadline: Option<Instant>,
     ) -> Result<Grant<Idle<T>>, GetError<H::Error>> {
-        let waiter = match limit.enqueue(|| self.shards.pop(home)) {
+        let waiter = match limit.enqueue(|| self.take_idle(home)) {
             Enqueued::Ready(grant) => return Ok(grant),
             Enqueued::Closed => return Err(GetError::Closed),
             Enqueued::Queued(waiter) => waiter,
@@ -613,21 +651,56 @@ impl<T: Send> Pool<T> {
                 Err(idle) => idle,
             },
         };
+        if !hooks.keep(&idle.item) || !self.charge_idle() {
+            counters.bump(Event::Dropped);
+            self.discard(hooks, counters, idle.item);
+            return;
+        }
         let home = self.shards.home();
         match self.shards.push(home, idle) {
             Ok(()) => {
                 if let Some(limit) = &self.limit {
                     // Also orders the push before the `closed` read below.
-                    limit.serve_from(|| self.shards.pop(home));
+                    limit.serve_from(|| self.take_idle(home));
                     if self.closed.load(Ordering::SeqCst) {
                         self.destroy_idle(hooks, counters);
                     }
                 }
             }
             Err(idle) => {
+                self.uncharge_idle(1);
                 counters.bump(Event::Dropped);
                 self.discard(hooks, counters, idle.item);
             }
+        }
+    }
+
+    /// Takes an idle object (home shard first), ending its charge.
+    #[inline]
+    fn take_idle(&self, home: usize) -> Option<Idle<T>> {
+        let idle = self.shards.pop(home)?;
+        self.uncharge_idle(1);
+        Some(idle)
+    }
+
+    /// Takes every idle object, ending their charges.
+    fn drain_idle(&self) -> Vec<Idle<T>> {
+        let idle = self.shards.drain();
+        self.uncharge_idle(idle.len());
+        idle
+    }
+
+    #[inline]
+    fn charge_idle(&self) -> bool {
+        self.charge
+            .as_ref()
+            .is_none_or(|c| c.budget.try_charge(c.weight))
+    }
+
+    #[inline]
+    fn uncharge_idle(&self, n: usize) {
+        if let Some(c) = &self.charge {
+            c.budget.uncharge(c.weight * n);
         }
     }
 
@@ -645,7 +718,7 @@ impl<T: Send> Pool<T> {
     }
 
     fn destroy_idle<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters) -> usize {
-        let idle = self.shards.drain();
+        let idle = self.drain_idle();
         let n = idle.len();
         for idle in idle {
             self.discard(hooks, counters, idle.item);
@@ -657,7 +730,7 @@ impl<T: Send> Pool<T> {
     /// remain. Returns how many it destroyed.
     pub fn trim<H: Hooks<T>>(&self, hooks: &mut H, keep: usize) -> usize {
         let counters = self.shards.counters(self.shards.home());
-        let mut idle = self.shards.drain();
+        let mut idle = self.drain_idle();
         let before = idle.len();
         let mut fresh = Vec::with_capacity(before);
         for entry in idle.drain(..) {

@@ -566,3 +566,71 @@ fn stress_unbounded_pool_balances() {
     assert_balanced(&p);
     assert!(p.idle() <= 16);
 }
+
+#[test]
+fn a_shared_budget_caps_idle_weight_across_pools() {
+    let budget = Arc::new(IdleBudget::new(10));
+    let make = |weight| {
+        pool(Config {
+            charge: Some(Charge {
+                budget: Arc::clone(&budget),
+                weight,
+            }),
+            ..Config::default()
+        })
+    };
+    let (small, large) = (make(3), make(6));
+    let mut h = TestHooks::default();
+    let s: Vec<_> = (0..2).map(|_| small.get(&mut h, None).unwrap()).collect();
+    let l: Vec<_> = (0..2).map(|_| large.get(&mut h, None).unwrap()).collect();
+    small.put_many(&mut h, s).unwrap();
+    large.put_many(&mut h, l).unwrap();
+    // 3 + 3 fit, then one 6 would pass 10: dropped, and so is the second.
+    assert_eq!(budget.used(), 6);
+    assert_eq!((small.idle(), large.idle()), (2, 0));
+    assert_eq!(large.stats().dropped, 2);
+    // Taking idle objects ends their charge; trim and close do too.
+    small.get(&mut h, None).unwrap();
+    assert_eq!(budget.used(), 3);
+    small.close(&mut h);
+    assert_eq!(budget.used(), 0);
+}
+
+#[test]
+fn keep_hook_refuses_objects_it_does_not_want() {
+    struct Picky(TestHooks);
+    impl Hooks<Item> for Picky {
+        type Error = &'static str;
+        fn create(&mut self) -> Result<Item, &'static str> {
+            self.0.create()
+        }
+        fn reset(&mut self, item: &Item) -> Result<(), &'static str> {
+            self.0.reset(item)
+        }
+        fn validate(&mut self, item: &Item) -> Result<bool, &'static str> {
+            self.0.validate(item)
+        }
+        fn destroy(&mut self, item: Item) {
+            self.0.destroy(item)
+        }
+        fn identity(&self, item: &Item) -> usize {
+            self.0.identity(item)
+        }
+        fn duplicate(&mut self, item: &Item) -> Item {
+            self.0.duplicate(item)
+        }
+        fn keep(&mut self, item: &Item) -> bool {
+            item.valid.load(Ordering::Relaxed)
+        }
+    }
+    let p = pool(Config::default());
+    let mut h = Picky(TestHooks::default());
+    let a = p.get(&mut h, None).unwrap();
+    let b = p.get(&mut h, None).unwrap();
+    a.valid.store(false, Ordering::Relaxed);
+    p.put(&mut h, a).unwrap();
+    p.put(&mut h, b).unwrap();
+    let s = p.stats();
+    assert_eq!((s.idle, s.dropped, s.destroyed), (1, 1, 1));
+    assert_eq!(h.0.destroyed.len(), 1);
+}

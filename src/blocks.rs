@@ -1,0 +1,653 @@
+//! A pool of aligned byte blocks in size classes, with a byte cap on what it
+//! keeps idle, and the lease a holder gets for each block.
+//!
+//! Invariants:
+//! - Class `i` keeps blocks of exactly `classes.size(i)` bytes; a block is
+//!   filed by its capacity, so a class only ever holds its own size.
+//! - Idle bytes across all classes never exceed `max_idle_bytes`: every
+//!   class pool charges the shared [`IdleBudget`] before storing a block.
+//! - Requests above the largest class get an exact allocation that is freed
+//!   when it comes back (never stored).
+//! - Zeroing follows [`ZeroMode`]; fresh memory is always zero. Zeroing and
+//!   the allocation of large blocks go through the caller's [`Offload`], so
+//!   a binding can run them without holding an interpreter lock.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::budget::IdleBudget;
+use crate::classes::SizeClasses;
+use crate::lease::{Lease, LeaseError};
+use crate::memory::{AllocError, OwnedBlock};
+use crate::pool::{Charge, Config, ConfigError, GetError, Hooks, ResetOn};
+use crate::tiered::Tiered;
+use crate::Snapshot;
+
+/// Blocks of at least this many bytes are allocated and zeroed through
+/// [`Offload`]: below it the work costs less than leaving the interpreter.
+pub const OFFLOAD_THRESHOLD: usize = 256 << 10;
+pub const DEFAULT_MIN_CLASS: usize = 64;
+pub const DEFAULT_MAX_BLOCK: usize = 16 << 20;
+pub const DEFAULT_MAX_IDLE_BYTES: usize = 64 << 20;
+pub const DEFAULT_ALIGNMENT: usize = 64;
+/// Default idle count cap per class: the byte cap over four blocks, clamped.
+const DEFAULT_CLASS_IDLE: (usize, usize) = (2, 1024);
+
+/// When the pool zeroes memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZeroMode {
+    /// Never: a reused block holds what its last holder wrote.
+    Never,
+    /// When a block comes back: idle memory holds no data.
+    Release,
+    /// When a block is handed out.
+    Acquire,
+}
+
+/// Runs memory work that may take long. A binding releases its interpreter
+/// lock around `f`; plain Rust runs it in place.
+pub trait Offload {
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R;
+}
+
+/// Runs everything in place.
+pub struct InPlace;
+
+impl Offload for InPlace {
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BlockConfig {
+    /// `(size, max_idle)` per class; `None` max_idle picks a default.
+    /// `None`: a geometric series up to `max_block`.
+    pub classes: Option<Vec<(usize, Option<usize>)>>,
+    pub max_block: Option<usize>,
+    pub max_idle_bytes: usize,
+    pub zero: ZeroMode,
+    pub alignment: usize,
+    pub idle_timeout: Option<Duration>,
+    pub shards: Option<usize>,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        BlockConfig {
+            classes: None,
+            max_block: None,
+            max_idle_bytes: DEFAULT_MAX_IDLE_BYTES,
+            zero: ZeroMode::Never,
+            alignment: DEFAULT_ALIGNMENT,
+            idle_timeout: None,
+            shards: None,
+        }
+    }
+}
+
+pub struct BlockPool {
+    tiers: Tiered<OwnedBlock>,
+    budget: Arc<IdleBudget>,
+    alignment: usize,
+    zero: ZeroMode,
+    max_block: usize,
+    oversize_bytes_out: AtomicUsize,
+    oversize_released: AtomicU64,
+}
+
+/// Allocates, zeroes and frees blocks of one class for the class's pool.
+struct BlockHooks<'a, O: Offload> {
+    size: usize,
+    alignment: usize,
+    zero: ZeroMode,
+    offload: &'a O,
+}
+
+impl<O: Offload> BlockHooks<'_, O> {
+    fn heavy(&self) -> bool {
+        self.size >= OFFLOAD_THRESHOLD
+    }
+}
+
+impl<O: Offload> Hooks<OwnedBlock> for BlockHooks<'_, O> {
+    type Error = AllocError;
+
+    fn create(&mut self) -> Result<OwnedBlock, AllocError> {
+        let (size, align) = (self.size, self.alignment);
+        if self.heavy() {
+            self.offload.run(move || OwnedBlock::zeroed(size, align))
+        } else {
+            OwnedBlock::zeroed(size, align)
+        }
+    }
+
+    fn reset(&mut self, block: &OwnedBlock) -> Result<(), AllocError> {
+        if self.zero != ZeroMode::Never {
+            if self.heavy() && !block.is_clean() {
+                self.offload.run(|| block.zero());
+            } else {
+                block.zero();
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&mut self, _: &OwnedBlock) -> Result<bool, AllocError> {
+        Ok(true)
+    }
+
+    fn destroy(&mut self, block: OwnedBlock) {
+        if self.heavy() {
+            self.offload.run(move || drop(block));
+        }
+    }
+
+    fn identity(&self, block: &OwnedBlock) -> usize {
+        block.as_ptr() as usize
+    }
+
+    fn duplicate(&mut self, _: &OwnedBlock) -> OwnedBlock {
+        unreachable!("block pools are never checked: the lease guards returns")
+    }
+}
+
+fn refuse(field: &'static str, message: String) -> ConfigError {
+    ConfigError { field, message }
+}
+
+impl BlockPool {
+    pub fn new(config: BlockConfig) -> Result<Self, ConfigError> {
+        let a = config.alignment;
+        if !a.is_power_of_two() || a > 4096 {
+            return Err(refuse(
+                "alignment",
+                format!("alignment must be a power of two up to 4096, got {a}"),
+            ));
+        }
+        if config.max_block == Some(0) {
+            return Err(refuse(
+                "max_block",
+                "max_block must be positive, got 0".into(),
+            ));
+        }
+        let (classes, caps): (SizeClasses, Vec<Option<usize>>) = match &config.classes {
+            None => {
+                let max = config.max_block.unwrap_or(DEFAULT_MAX_BLOCK);
+                let classes = SizeClasses::geometric(DEFAULT_MIN_CLASS.min(max), max);
+                let caps = vec![None; classes.len()];
+                (classes, caps)
+            }
+            Some(pairs) => {
+                let classes = SizeClasses::new(pairs.iter().map(|p| p.0).collect())?;
+                if let Some(max) = config.max_block {
+                    if max < classes.max() {
+                        return Err(refuse(
+                            "max_block",
+                            format!(
+                                "max_block ({max}) is below the largest class ({})",
+                                classes.max()
+                            ),
+                        ));
+                    }
+                }
+                let caps = classes
+                    .sizes()
+                    .iter()
+                    .map(|s| pairs.iter().find(|p| p.0 == *s).and_then(|p| p.1))
+                    .collect();
+                (classes, caps)
+            }
+        };
+        let budget = Arc::new(IdleBudget::new(config.max_idle_bytes));
+        let reset_on = match config.zero {
+            ZeroMode::Acquire => ResetOn::Get,
+            _ => ResetOn::Put,
+        };
+        let sizes = classes.sizes().to_vec();
+        let max_idle_bytes = config.max_idle_bytes;
+        let tiers = Tiered::new(classes, |size| {
+            let i = sizes.iter().position(|&s| s == size).expect("a class size");
+            let default =
+                (max_idle_bytes / size / 4).clamp(DEFAULT_CLASS_IDLE.0, DEFAULT_CLASS_IDLE.1);
+            Config {
+                max_idle: Some(caps[i].unwrap_or(default)),
+                shards: config.shards,
+                idle_timeout: config.idle_timeout,
+                reset_on,
+                charge: Some(Charge {
+                    budget: Arc::clone(&budget),
+                    weight: size,
+                }),
+                ..Config::default()
+            }
+        })?;
+        let max_block = config.max_block.unwrap_or_else(|| tiers.classes().max());
+        Ok(BlockPool {
+            tiers,
+            budget,
+            alignment: a,
+            zero: config.zero,
+            max_block,
+            oversize_bytes_out: AtomicUsize::new(0),
+            oversize_released: AtomicU64::new(0),
+        })
+    }
+
+    fn hooks<'a, O: Offload>(&self, size: usize, offload: &'a O) -> BlockHooks<'a, O> {
+        BlockHooks {
+            size,
+            alignment: self.alignment,
+            zero: self.zero,
+            offload,
+        }
+    }
+
+    /// A block of at least `n` bytes. With `zeroed`, its first `n` bytes are
+    /// zero whatever the zero mode.
+    pub fn get<O: Offload>(
+        &self,
+        n: usize,
+        zeroed: bool,
+        offload: &O,
+    ) -> Result<OwnedBlock, AllocError> {
+        let block = match self.tiers.route(n) {
+            Some(class) => {
+                let size = self.tiers.classes().size(class);
+                self.tiers
+                    .pool(class)
+                    .get(&mut self.hooks(size, offload), None)
+                    .map_err(|e| match e {
+                        GetError::Hook(e) => e,
+                        // Unbounded, unchecked, and `close` is not offered
+                        // on a class alone: no other error can happen.
+                        other => unreachable!("block class pool failed with {other:?}"),
+                    })?
+            }
+            None => {
+                let block = self.hooks(n, offload).create()?;
+                self.oversize_bytes_out
+                    .fetch_add(block.capacity(), Ordering::Relaxed);
+                block
+            }
+        };
+        if zeroed && !block.is_clean() {
+            if n >= OFFLOAD_THRESHOLD {
+                offload.run(|| block.zero_prefix(n));
+            } else {
+                block.zero_prefix(n);
+            }
+        }
+        block.mark_dirty();
+        Ok(block)
+    }
+
+    /// Takes a block back: files it by capacity, or frees it.
+    pub fn put<O: Offload>(&self, block: OwnedBlock, offload: &O) {
+        let capacity = block.capacity();
+        match self.tiers.classes().serving(capacity) {
+            Some(class) if self.tiers.classes().size(class) == capacity => {
+                // Unchecked and infallible: nothing to report.
+                let _ = self
+                    .tiers
+                    .pool(class)
+                    .put(&mut self.hooks(capacity, offload), block);
+            }
+            _ => {
+                self.oversize_bytes_out
+                    .fetch_sub(capacity, Ordering::Relaxed);
+                self.oversize_released.fetch_add(1, Ordering::Relaxed);
+                self.hooks(capacity, offload).destroy(block);
+            }
+        }
+    }
+
+    /// Frees expired idle blocks, then the oldest until at most `keep_bytes`
+    /// stay idle. Returns the bytes freed.
+    pub fn trim<O: Offload>(&self, keep_bytes: usize, offload: &O) -> usize {
+        let mut freed = 0;
+        // Expired blocks first, in every class.
+        for (size, pool) in self.tiers.used() {
+            freed += size * pool.trim(&mut self.hooks(size, offload), usize::MAX);
+        }
+        // Then the largest classes first: the most memory for the least churn.
+        let used: Vec<_> = self.tiers.used().collect();
+        for (size, pool) in used.into_iter().rev() {
+            let idle_bytes = self.budget.used();
+            if idle_bytes <= keep_bytes {
+                break;
+            }
+            let excess_blocks = (idle_bytes - keep_bytes).div_ceil(size);
+            let keep = pool.idle().saturating_sub(excess_blocks);
+            freed += size * pool.trim(&mut self.hooks(size, offload), keep);
+        }
+        freed
+    }
+
+    /// Frees every idle block and refuses to keep blocks from now on.
+    pub fn close<O: Offload>(&self, offload: &O) -> usize {
+        self.tiers
+            .used()
+            .map(|(size, pool)| size * pool.close(&mut self.hooks(size, offload)))
+            .sum()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tiers.used().any(|(_, p)| p.is_closed())
+    }
+
+    pub fn classes(&self) -> &SizeClasses {
+        self.tiers.classes()
+    }
+
+    pub fn max_block(&self) -> usize {
+        self.max_block
+    }
+
+    pub fn max_idle_bytes(&self) -> usize {
+        self.budget.limit()
+    }
+
+    pub fn alignment(&self) -> usize {
+        self.alignment
+    }
+
+    pub fn zero(&self) -> ZeroMode {
+        self.zero
+    }
+
+    pub fn stats(&self) -> BlockStats {
+        let classes: Vec<ClassStats> = self
+            .tiers
+            .used()
+            .map(|(size, pool)| ClassStats {
+                size,
+                max_idle: pool.max_idle(),
+                counts: pool.stats(),
+            })
+            .collect();
+        let in_use_bytes: usize = classes
+            .iter()
+            .map(|c| c.size * c.counts.in_use as usize)
+            .sum();
+        BlockStats {
+            bytes_idle: self.budget.used(),
+            bytes_in_use: in_use_bytes + self.oversize_bytes_out.load(Ordering::Relaxed),
+            oversize: self.tiers.oversize(),
+            oversize_released: self.oversize_released.load(Ordering::Relaxed),
+            classes,
+        }
+    }
+}
+
+/// One class's counters.
+#[derive(Clone, Debug)]
+pub struct ClassStats {
+    pub size: usize,
+    pub max_idle: usize,
+    pub counts: Snapshot,
+}
+
+#[derive(Clone, Debug)]
+pub struct BlockStats {
+    pub bytes_idle: usize,
+    pub bytes_in_use: usize,
+    /// Requests above the largest class (exact, unpooled allocations).
+    pub oversize: u64,
+    pub oversize_released: u64,
+    /// Classes that have been used, smallest first.
+    pub classes: Vec<ClassStats>,
+}
+
+/// A block handed out to a holder, with its lease: exports (buffer views)
+/// are counted, and the memory goes back exactly once.
+///
+/// Invariants: `ptr`, `len` and `capacity` never change. `block` is touched
+/// only by the single winner of [`Lease::try_release`] (see the `lease`
+/// module), or by `Drop`, when no one else can reach the value.
+pub struct Leased {
+    lease: Lease,
+    ptr: *mut u8,
+    len: usize,
+    capacity: usize,
+    block: UnsafeCell<Option<OwnedBlock>>,
+}
+
+// SAFETY: `ptr` is only dereferenced by export holders while the lease
+// guarantees the memory is not released; `block` is only accessed by the
+// unique release winner (module invariant of `lease`). Everything else is
+// immutable or atomic.
+unsafe impl Send for Leased {}
+// SAFETY: as for `Send`; no `&self` method gives out shared access to
+// `block`.
+unsafe impl Sync for Leased {}
+
+impl Leased {
+    /// Leases `block`, of which the holder uses the first `len` bytes.
+    pub fn new(block: OwnedBlock, len: usize) -> Self {
+        debug_assert!(len <= block.capacity());
+        Leased {
+            lease: Lease::new(),
+            ptr: block.as_ptr(),
+            len,
+            capacity: block.capacity(),
+            block: UnsafeCell::new(Some(block)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn is_released(&self) -> bool {
+        self.lease.is_released()
+    }
+
+    pub fn exports(&self) -> usize {
+        self.lease.exports()
+    }
+
+    /// Starts an export: the memory stays valid until the matching
+    /// [`Leased::unexport`].
+    pub fn export(&self) -> Result<*mut u8, LeaseError> {
+        self.lease.try_export().map(|()| self.ptr)
+    }
+
+    pub fn unexport(&self) {
+        self.lease.unexport();
+    }
+
+    /// Ends the lease and hands back the memory. Refused while exported, and
+    /// after the first success.
+    pub fn release(&self) -> Result<OwnedBlock, LeaseError> {
+        self.lease.try_release()?;
+        // SAFETY: we won the release: no export is alive or can start, and no
+        // one else ever touches `block` (module invariants), so this access
+        // is exclusive.
+        let block = unsafe { (*self.block.get()).take() };
+        Ok(block.expect("a lease is released once, and holds its block until then"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(config: BlockConfig) -> BlockPool {
+        BlockPool::new(config).unwrap()
+    }
+
+    #[test]
+    fn blocks_are_served_from_the_smallest_fitting_class_and_reused() {
+        let p = pool(BlockConfig::default());
+        let b = p.get(1000, false, &InPlace).unwrap();
+        assert_eq!(b.capacity(), 1024);
+        assert_eq!(b.as_ptr() as usize % DEFAULT_ALIGNMENT, 0);
+        let ptr = b.as_ptr();
+        p.put(b, &InPlace);
+        let again = p.get(900, false, &InPlace).unwrap();
+        assert_eq!(again.as_ptr(), ptr);
+        let s = p.stats();
+        assert_eq!(s.classes.len(), 1);
+        assert_eq!(
+            (s.classes[0].counts.hits, s.classes[0].counts.misses),
+            (1, 1)
+        );
+        assert_eq!((s.bytes_in_use, s.bytes_idle), (1024, 0));
+    }
+
+    #[test]
+    fn layered_classes_from_pairs() {
+        let p = pool(BlockConfig {
+            classes: Some(vec![
+                (4096, Some(1000)),
+                (65536, Some(500)),
+                (1 << 20, Some(100)),
+            ]),
+            ..BlockConfig::default()
+        });
+        assert_eq!(p.classes().sizes(), &[4096, 65536, 1 << 20]);
+        assert_eq!(p.max_block(), 1 << 20);
+        let b = p.get(5000, false, &InPlace).unwrap();
+        assert_eq!(b.capacity(), 65536);
+        p.put(b, &InPlace);
+        assert_eq!(p.stats().classes[0].max_idle, 500);
+    }
+
+    #[test]
+    fn oversize_requests_are_exact_and_never_kept() {
+        let p = pool(BlockConfig {
+            max_block: Some(4096),
+            ..BlockConfig::default()
+        });
+        let b = p.get(5000, false, &InPlace).unwrap();
+        assert_eq!(b.capacity(), 5000);
+        assert_eq!(p.stats().bytes_in_use, 5000);
+        p.put(b, &InPlace);
+        let s = p.stats();
+        assert_eq!(
+            (
+                s.oversize,
+                s.oversize_released,
+                s.bytes_in_use,
+                s.bytes_idle
+            ),
+            (1, 1, 0, 0)
+        );
+    }
+
+    #[test]
+    fn idle_bytes_never_exceed_the_cap() {
+        let p = pool(BlockConfig {
+            max_idle_bytes: 10_000,
+            ..BlockConfig::default()
+        });
+        let blocks: Vec<_> = (0..5)
+            .map(|_| p.get(4096, false, &InPlace).unwrap())
+            .collect();
+        for b in blocks {
+            p.put(b, &InPlace);
+            assert!(p.stats().bytes_idle <= 10_000);
+        }
+        let s = p.stats();
+        assert_eq!(s.bytes_idle, 8192);
+        assert_eq!(s.classes[0].counts.dropped, 3);
+    }
+
+    #[test]
+    fn zero_modes() {
+        for (zero, expect_clean_on_reuse) in [
+            (ZeroMode::Never, false),
+            (ZeroMode::Release, true),
+            (ZeroMode::Acquire, true),
+        ] {
+            let p = pool(BlockConfig {
+                zero,
+                ..BlockConfig::default()
+            });
+            let b = p.get(100, false, &InPlace).unwrap();
+            b.fill(0xEE);
+            p.put(b, &InPlace);
+            let b = p.get(100, false, &InPlace).unwrap();
+            // SAFETY: in bounds of a block we own.
+            let first = unsafe { b.as_ptr().read() };
+            assert_eq!(first == 0, expect_clean_on_reuse, "{zero:?}");
+            b.fill(0xEE);
+            p.put(b, &InPlace);
+            let b = p.get(100, true, &InPlace).unwrap();
+            // SAFETY: as above.
+            assert!((0..100).all(|i| unsafe { b.as_ptr().add(i).read() } == 0));
+        }
+    }
+
+    #[test]
+    fn trim_frees_down_to_keep_and_close_frees_all() {
+        let p = pool(BlockConfig::default());
+        let blocks: Vec<_> = [100, 100, 5000, 70_000]
+            .iter()
+            .map(|&n| p.get(n, false, &InPlace).unwrap())
+            .collect();
+        let total: usize = blocks.iter().map(OwnedBlock::capacity).sum();
+        for b in blocks {
+            p.put(b, &InPlace);
+        }
+        assert_eq!(p.stats().bytes_idle, total);
+        let freed = p.trim(300, &InPlace);
+        assert!(p.stats().bytes_idle <= 300);
+        assert_eq!(freed + p.stats().bytes_idle, total);
+        let idle = p.stats().bytes_idle;
+        assert!(idle > 0);
+        assert_eq!(p.close(&InPlace), idle);
+        assert_eq!(p.stats().bytes_idle, 0);
+        assert!(p.is_closed());
+    }
+
+    #[test]
+    fn config_is_checked() {
+        let err = |c: BlockConfig| BlockPool::new(c).err().unwrap().field;
+        assert_eq!(
+            err(BlockConfig {
+                alignment: 48,
+                ..BlockConfig::default()
+            }),
+            "alignment"
+        );
+        assert_eq!(
+            err(BlockConfig {
+                classes: Some(vec![(8192, None)]),
+                max_block: Some(4096),
+                ..BlockConfig::default()
+            }),
+            "max_block"
+        );
+        assert_eq!(
+            err(BlockConfig {
+                classes: Some(vec![]),
+                ..BlockConfig::default()
+            }),
+            "classes"
+        );
+    }
+
+    #[test]
+    fn a_lease_releases_once_and_never_while_exported() {
+        let l = Leased::new(OwnedBlock::zeroed(64, 64).unwrap(), 10);
+        let ptr = l.export().unwrap();
+        assert_eq!(l.release().unwrap_err(), LeaseError::Exported(1));
+        l.unexport();
+        let block = l.release().unwrap();
+        assert_eq!(block.as_ptr(), ptr);
+        assert_eq!(l.release().unwrap_err(), LeaseError::Released);
+        assert_eq!(l.export().unwrap_err(), LeaseError::Released);
+    }
+}

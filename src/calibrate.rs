@@ -1,0 +1,140 @@
+//! Learning the sizes of recent use, for pools of growable buffers.
+//!
+//! Every returned buffer's length is counted in a power-of-two bin. After
+//! `window` returns, one thread recomputes two sizes from the counts and
+//! starts a new window:
+//! - `typical`: the bin seen most often: the capacity new buffers get;
+//! - `large`: the bin at the 95th percentile: buffers whose capacity is far
+//!   above it (more than `KEEP_FACTOR` times) are not kept, so one rare huge
+//!   use does not pin memory for the life of the pool.
+//!
+//! Invariants: counts are relaxed atomics (statistics only); one thread at a
+//! time recomputes (the `calibrating` flag), and readers see either the old
+//! or the new sizes, each a valid size. Before the first window completes,
+//! `large` is unknown and only the hard cap applies.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+const MIN_BIN: usize = 64;
+const BINS: usize = 26; // 64 B .. 2 GiB
+/// Buffers up to this many times the 95th-percentile size are kept.
+pub const KEEP_FACTOR: usize = 2;
+const PERCENTILE: f64 = 0.95;
+
+#[derive(Debug)]
+pub struct Calibrator {
+    bins: [AtomicU64; BINS],
+    calls: AtomicUsize,
+    window: usize,
+    calibrating: AtomicBool,
+    typical: AtomicUsize,
+    large: AtomicUsize,
+}
+
+fn bin(len: usize) -> usize {
+    let size = len.max(MIN_BIN).next_power_of_two();
+    ((size.trailing_zeros() - MIN_BIN.trailing_zeros()) as usize).min(BINS - 1)
+}
+
+fn bin_size(bin: usize) -> usize {
+    MIN_BIN << bin
+}
+
+impl Calibrator {
+    /// `initial`: the capacity of new buffers until the first calibration.
+    pub fn new(window: usize, initial: usize) -> Self {
+        Calibrator {
+            bins: Default::default(),
+            calls: AtomicUsize::new(0),
+            window: window.max(1),
+            calibrating: AtomicBool::new(false),
+            typical: AtomicUsize::new(initial),
+            large: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// The capacity to give a new buffer.
+    pub fn typical(&self) -> usize {
+        self.typical.load(Ordering::Relaxed)
+    }
+
+    /// The 95th-percentile size of the last window (`usize::MAX` before one).
+    pub fn large(&self) -> usize {
+        self.large.load(Ordering::Relaxed)
+    }
+
+    /// Whether a buffer of this capacity is worth keeping.
+    pub fn keeps(&self, capacity: usize) -> bool {
+        capacity <= self.large().saturating_mul(KEEP_FACTOR)
+    }
+
+    /// Counts one use of `len` bytes.
+    pub fn record(&self, len: usize) {
+        self.bins[bin(len)].fetch_add(1, Ordering::Relaxed);
+        if self.calls.fetch_add(1, Ordering::Relaxed) + 1 >= self.window {
+            self.calibrate();
+        }
+    }
+
+    fn calibrate(&self) {
+        if self.calibrating.swap(true, Ordering::Acquire) {
+            return; // another thread is on it
+        }
+        self.calls.store(0, Ordering::Relaxed);
+        let counts: Vec<u64> = self
+            .bins
+            .iter()
+            .map(|b| b.swap(0, Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total > 0 {
+            let typical = (0..BINS)
+                .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+                .unwrap_or(0);
+            let needed = (total as f64 * PERCENTILE).ceil() as u64;
+            let mut seen = 0;
+            let large = (0..BINS)
+                .find(|&i| {
+                    seen += counts[i];
+                    seen >= needed
+                })
+                .unwrap_or(BINS - 1);
+            self.typical.store(bin_size(typical), Ordering::Relaxed);
+            self.large.store(bin_size(large), Ordering::Relaxed);
+        }
+        self.calibrating.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_are_powers_of_two_from_64() {
+        assert_eq!(
+            (bin(0), bin(64), bin(65), bin(128), bin(1 << 20)),
+            (0, 0, 1, 1, 14)
+        );
+        assert_eq!(bin(usize::MAX / 2), BINS - 1);
+    }
+
+    #[test]
+    fn learns_typical_and_large_sizes() {
+        let c = Calibrator::new(100, 4096);
+        assert_eq!(c.typical(), 4096);
+        assert!(c.keeps(1 << 30), "nothing learned yet: keep");
+        for i in 0..100 {
+            // 90 small responses, 6 medium, 4 huge.
+            c.record(match i % 25 {
+                0 => 10 << 20,
+                1..=3 => 20_000,
+                _ => 3000,
+            });
+        }
+        assert_eq!(c.typical(), 4096);
+        assert_eq!(c.large(), 32768);
+        assert!(c.keeps(65536));
+        assert!(!c.keeps(10 << 20), "the rare huge buffer is not kept");
+    }
+}

@@ -1,0 +1,161 @@
+//! Size classes: which class serves a request, and where a returned object
+//! is filed.
+//!
+//! A request for `n` is served by the smallest class of at least `n`; an
+//! object of capacity `c` is filed in the largest class of at most `c`, so
+//! every object in a class can serve every request routed to that class.
+
+use crate::pool::ConfigError;
+
+/// Strictly increasing, positive class sizes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SizeClasses {
+    sizes: Box<[usize]>,
+}
+
+impl SizeClasses {
+    /// Explicit sizes, in any order; duplicates and zero are refused.
+    pub fn new(mut sizes: Vec<usize>) -> Result<Self, ConfigError> {
+        if sizes.is_empty() {
+            return Err(ConfigError {
+                field: "classes",
+                message: "classes must name at least one size".into(),
+            });
+        }
+        sizes.sort_unstable();
+        if sizes[0] == 0 {
+            return Err(ConfigError {
+                field: "classes",
+                message: "class sizes must be positive, got 0".into(),
+            });
+        }
+        if let Some(w) = sizes.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError {
+                field: "classes",
+                message: format!("class sizes must be distinct, got {} twice", w[0]),
+            });
+        }
+        Ok(SizeClasses {
+            sizes: sizes.into_boxed_slice(),
+        })
+    }
+
+    /// Four classes per doubling from `min` (rounded up to a power of two)
+    /// to `max` (always the last class): `p, 5p/4, 6p/4, 7p/4, 2p, ...`.
+    /// A request just above one class is served by the next, so no request
+    /// at or above `min` wastes more than 20% of its block.
+    pub fn geometric(min: usize, max: usize) -> Self {
+        let mut sizes = Vec::new();
+        let mut p = min.max(1).next_power_of_two();
+        'outer: while p <= max {
+            for q in 4..8 {
+                // Below 4, quarters are not whole: plain powers of two.
+                let size = if p >= 4 { p / 4 * q } else { p };
+                if size > max {
+                    break 'outer;
+                }
+                if sizes.last() != Some(&size) {
+                    sizes.push(size);
+                }
+            }
+            p *= 2;
+        }
+        if sizes.last() != Some(&max) && max > 0 {
+            sizes.push(max);
+        }
+        SizeClasses {
+            sizes: sizes.into_boxed_slice(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sizes.is_empty()
+    }
+
+    pub fn size(&self, class: usize) -> usize {
+        self.sizes[class]
+    }
+
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// The largest class size.
+    pub fn max(&self) -> usize {
+        *self.sizes.last().expect("never empty")
+    }
+
+    /// The class that serves a request for `n`, if any is large enough.
+    #[inline]
+    pub fn serving(&self, n: usize) -> Option<usize> {
+        let i = self.sizes.partition_point(|&s| s < n);
+        (i < self.sizes.len()).then_some(i)
+    }
+
+    /// The class an object of capacity `capacity` belongs in, if it is at
+    /// least the smallest class.
+    #[inline]
+    pub fn filing(&self, capacity: usize) -> Option<usize> {
+        self.sizes
+            .partition_point(|&s| s <= capacity)
+            .checked_sub(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometric_series_has_four_steps_per_doubling_and_ends_at_max() {
+        let c = SizeClasses::geometric(64, 1024);
+        assert_eq!(
+            c.sizes(),
+            &[64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024]
+        );
+        let odd = SizeClasses::geometric(64, 1000);
+        assert_eq!(odd.max(), 1000);
+        assert_eq!(odd.sizes()[odd.len() - 2], 896);
+    }
+
+    #[test]
+    fn no_request_wastes_more_than_a_fifth_of_its_class() {
+        let c = SizeClasses::geometric(64, 16 << 20);
+        for n in (64..=(16 << 20))
+            .step_by(997)
+            .chain([64, 65, 81, 4097, 16 << 20])
+        {
+            let size = c.size(c.serving(n).unwrap());
+            assert!(size >= n);
+            assert!((size - n) * 5 <= size, "n={n} size={size}");
+        }
+    }
+
+    #[test]
+    fn serving_and_filing_route_correctly() {
+        let c = SizeClasses::new(vec![65536, 4096, 1 << 20]).unwrap();
+        assert_eq!(c.sizes(), &[4096, 65536, 1 << 20]);
+        assert_eq!(c.serving(0), Some(0));
+        assert_eq!(c.serving(4096), Some(0));
+        assert_eq!(c.serving(4097), Some(1));
+        assert_eq!(c.serving((1 << 20) + 1), None);
+        assert_eq!(c.filing(4095), None);
+        assert_eq!(c.filing(4096), Some(0));
+        assert_eq!(c.filing(65535), Some(0));
+        assert_eq!(c.filing(usize::MAX), Some(2));
+    }
+
+    #[test]
+    fn explicit_classes_are_checked() {
+        assert_eq!(SizeClasses::new(vec![]).unwrap_err().field, "classes");
+        assert!(SizeClasses::new(vec![0, 8]).is_err());
+        assert!(SizeClasses::new(vec![8, 8])
+            .unwrap_err()
+            .message
+            .contains("twice"));
+    }
+}

@@ -1,0 +1,114 @@
+//! A family of pools, one per size class: the layered pool.
+//!
+//! Invariants:
+//! - Class `i` is served by its own [`Pool`], built on first use from the
+//!   configuration given for it (so unused classes cost no storage).
+//! - Requests above the largest class are "oversize": the caller makes an
+//!   exact object and disposes of it when it comes back; they are counted
+//!   here but never stored.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use crate::classes::SizeClasses;
+use crate::pool::{Config, ConfigError, Pool};
+
+pub struct Tiered<T> {
+    classes: SizeClasses,
+    configs: Box<[Config]>,
+    pools: Box<[OnceLock<Pool<T>>]>,
+    oversize: AtomicU64,
+}
+
+impl<T: Send> Tiered<T> {
+    /// `config(size)` is the configuration of the class of that size. Each
+    /// is checked now, so that building a class later cannot fail.
+    pub fn new(
+        classes: SizeClasses,
+        config: impl Fn(usize) -> Config,
+    ) -> Result<Self, ConfigError> {
+        let configs: Box<[Config]> = classes.sizes().iter().map(|&s| config(s)).collect();
+        for c in configs.iter() {
+            Pool::<T>::check(c)?;
+        }
+        Ok(Tiered {
+            pools: configs.iter().map(|_| OnceLock::new()).collect(),
+            configs,
+            classes,
+            oversize: AtomicU64::new(0),
+        })
+    }
+
+    pub fn classes(&self) -> &SizeClasses {
+        &self.classes
+    }
+
+    /// The pool of class `i`.
+    #[inline]
+    pub fn pool(&self, class: usize) -> &Pool<T> {
+        self.pools[class]
+            .get_or_init(|| Pool::new(self.configs[class].clone()).expect("checked in Tiered::new"))
+    }
+
+    /// The pool of class `i` if it was ever used.
+    pub fn pool_if_used(&self, class: usize) -> Option<&Pool<T>> {
+        self.pools[class].get()
+    }
+
+    /// The class serving a request for `n`, or `None` for an oversize one
+    /// (which is counted).
+    #[inline]
+    pub fn route(&self, n: usize) -> Option<usize> {
+        let class = self.classes.serving(n);
+        if class.is_none() {
+            self.oversize.fetch_add(1, Ordering::Relaxed);
+        }
+        class
+    }
+
+    /// Oversize requests so far.
+    pub fn oversize(&self) -> u64 {
+        self.oversize.load(Ordering::Relaxed)
+    }
+
+    /// Every pool in use, with its class size.
+    pub fn used(&self) -> impl Iterator<Item = (usize, &Pool<T>)> {
+        self.pools
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.get().map(|p| (self.classes.size(i), p)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_built_lazily_with_their_own_config() {
+        let classes = SizeClasses::new(vec![4096, 65536, 1 << 20]).unwrap();
+        let caps = [(4096, 1000), (65536, 500), (1 << 20, 100)];
+        let t: Tiered<Vec<u8>> = Tiered::new(classes, |size| Config {
+            max_idle: caps.iter().find(|c| c.0 == size).map(|c| c.1),
+            shards: Some(2),
+            ..Config::default()
+        })
+        .unwrap();
+        assert_eq!(t.used().count(), 0);
+        assert_eq!(t.route(5000), Some(1));
+        assert_eq!(t.pool(1).max_idle(), 500);
+        assert_eq!(t.used().map(|(s, _)| s).collect::<Vec<_>>(), vec![65536]);
+        assert_eq!(t.route(2 << 20), None);
+        assert_eq!(t.oversize(), 1);
+    }
+
+    #[test]
+    fn bad_class_config_fails_up_front() {
+        let classes = SizeClasses::new(vec![8]).unwrap();
+        let r = Tiered::<u8>::new(classes, |_| Config {
+            shards: Some(0),
+            ..Config::default()
+        });
+        assert_eq!(r.err().unwrap().field, "shards");
+    }
+}
