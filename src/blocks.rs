@@ -268,6 +268,7 @@ impl BlockPool {
             }
             None => {
                 let block = self.hooks(n, offload).create()?;
+                self.tiers.note_oversize();
                 self.oversize_bytes_out
                     .fetch_add(block.capacity(), Ordering::Relaxed);
                 block
@@ -296,6 +297,7 @@ impl BlockPool {
                     .put(&mut self.hooks(capacity, offload), block);
             }
             _ => {
+                self.tiers.note_unfiled();
                 self.oversize_bytes_out
                     .fetch_sub(capacity, Ordering::Relaxed);
                 self.oversize_released.fetch_add(1, Ordering::Relaxed);
@@ -373,6 +375,7 @@ impl BlockPool {
             .map(|c| c.size * c.counts.in_use as usize)
             .sum();
         BlockStats {
+            totals: self.tiers.stats(),
             bytes_idle: self.budget.used(),
             bytes_in_use: in_use_bytes + self.oversize_bytes_out.load(Ordering::Relaxed),
             oversize: self.tiers.oversize(),
@@ -392,6 +395,8 @@ pub struct ClassStats {
 
 #[derive(Clone, Debug)]
 pub struct BlockStats {
+    /// Counters merged over all classes and oversize blocks.
+    pub totals: Snapshot,
     pub bytes_idle: usize,
     pub bytes_in_use: usize,
     /// Requests above the largest class (exact, unpooled allocations).

@@ -282,6 +282,11 @@ impl<T: Send> Pool<T> {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// The per-shard counter blocks, for merging across pools.
+    pub fn counters(&self) -> impl Iterator<Item = &Counters> + Clone {
+        self.shards.all_counters()
+    }
+
     /// Idle objects right now.
     pub fn idle(&self) -> usize {
         self.shards.len()

@@ -90,7 +90,7 @@ impl<T> Shards<T> {
         &self.shards[shard].counters
     }
 
-    pub fn all_counters(&self) -> impl Iterator<Item = &Counters> {
+    pub fn all_counters(&self) -> impl Iterator<Item = &Counters> + Clone {
         self.shards.iter().map(|s| &s.counters)
     }
 

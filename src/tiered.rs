@@ -4,20 +4,24 @@
 //! - Class `i` is served by its own [`Pool`], built on first use from the
 //!   configuration given for it (so unused classes cost no storage).
 //! - Requests above the largest class are "oversize": the caller makes an
-//!   exact object and disposes of it when it comes back; they are counted
-//!   here but never stored.
+//!   exact object and disposes of it when it comes back; such objects are
+//!   never stored. Objects the caller makes or destroys outside the class
+//!   pools are counted in `outside`, so the merged counters still balance.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use crate::classes::SizeClasses;
+use crate::counters::{Counters, Event, Snapshot};
 use crate::pool::{Config, ConfigError, Pool};
 
 pub struct Tiered<T> {
     classes: SizeClasses,
     configs: Box<[Config]>,
     pools: Box<[OnceLock<Pool<T>>]>,
+    outside: Counters,
     oversize: AtomicU64,
+    max_in_use: AtomicU64,
 }
 
 impl<T: Send> Tiered<T> {
@@ -35,7 +39,9 @@ impl<T: Send> Tiered<T> {
             pools: configs.iter().map(|_| OnceLock::new()).collect(),
             configs,
             classes,
+            outside: Counters::default(),
             oversize: AtomicU64::new(0),
+            max_in_use: AtomicU64::new(0),
         })
     }
 
@@ -55,20 +61,39 @@ impl<T: Send> Tiered<T> {
         self.pools[class].get()
     }
 
-    /// The class serving a request for `n`, or `None` for an oversize one
-    /// (which is counted).
+    /// The class serving a request for `n`, or `None` for an oversize one.
     #[inline]
     pub fn route(&self, n: usize) -> Option<usize> {
-        let class = self.classes.serving(n);
-        if class.is_none() {
-            self.oversize.fetch_add(1, Ordering::Relaxed);
-        }
-        class
+        self.classes.serving(n)
     }
 
-    /// Oversize requests so far.
+    /// The caller made an oversize object and handed it out.
+    pub fn note_oversize(&self) {
+        self.oversize.fetch_add(1, Ordering::Relaxed);
+        self.outside.bump(Event::Created);
+        self.outside.bump(Event::Miss);
+    }
+
+    /// The caller destroyed a returned object that no class takes (oversize,
+    /// or smaller than every class).
+    pub fn note_unfiled(&self) {
+        self.outside.bump(Event::Put);
+        self.outside.bump(Event::Destroyed);
+        self.outside.bump(Event::Dropped);
+    }
+
+    /// Oversize objects handed out so far.
     pub fn oversize(&self) -> u64 {
         self.oversize.load(Ordering::Relaxed)
+    }
+
+    /// Counters merged over every class and the objects outside them.
+    pub fn stats(&self) -> Snapshot {
+        let pools = self.pools.iter().filter_map(OnceLock::get);
+        let mut s = Snapshot::merge(pools.clone().flat_map(Pool::counters).chain([&self.outside]));
+        s.idle = pools.map(|p| p.idle() as u64).sum();
+        s.max_in_use = self.max_in_use.fetch_max(s.in_use, Ordering::Relaxed).max(s.in_use);
+        s
     }
 
     /// Every pool in use, with its class size.
@@ -99,7 +124,11 @@ mod tests {
         assert_eq!(t.pool(1).max_idle(), 500);
         assert_eq!(t.used().map(|(s, _)| s).collect::<Vec<_>>(), vec![65536]);
         assert_eq!(t.route(2 << 20), None);
+        t.note_oversize();
+        t.note_unfiled();
         assert_eq!(t.oversize(), 1);
+        let s = t.stats();
+        assert_eq!((s.created, s.misses, s.puts, s.destroyed, s.in_use), (1, 1, 1, 1, 0));
     }
 
     #[test]
