@@ -53,6 +53,12 @@ impl Counters {
         self.counts[event as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Bumps and returns the new count.
+    #[inline]
+    pub fn bump_counted(&self, event: Event) -> u64 {
+        self.counts[event as usize].fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     #[inline]
     pub fn add(&self, event: Event, n: u64) {
         self.counts[event as usize].fetch_add(n, Ordering::Relaxed);

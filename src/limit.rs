@@ -140,8 +140,55 @@ struct Queue<I> {
     closed: bool,
 }
 
+/// Admits one holder at a time; the others block in [`Park::park`].
+/// Batches (`get_many`) pass it before waiting while holding objects.
+pub struct Gate {
+    busy: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Gate {
+            busy: Mutex::new(false),
+            cond: Condvar::new(),
+        }
+    }
+
+    /// Lets the next one in. Only for the holder, once per successful park.
+    pub fn leave(&self) {
+        *lock(&self.busy) = false;
+        self.cond.notify_one();
+    }
+}
+
+impl Park for Gate {
+    /// Blocks until this thread holds the gate (`true`) or `deadline`.
+    fn park(&self, deadline: Option<Instant>) -> bool {
+        let mut busy = lock(&self.busy);
+        while *busy {
+            busy = match deadline {
+                None => self.cond.wait(busy).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.cond
+                        .wait_timeout(busy, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        *busy = true;
+        true
+    }
+}
+
 pub struct Limit<I> {
     max: usize,
+    gate: Gate,
     alive: CachePadded<AtomicUsize>,
     waiting: CachePadded<AtomicUsize>,
     queue: Mutex<Queue<I>>,
@@ -151,6 +198,7 @@ impl<I> Limit<I> {
     pub fn new(max: usize) -> Self {
         Limit {
             max,
+            gate: Gate::new(),
             alive: CachePadded::new(AtomicUsize::new(0)),
             waiting: CachePadded::new(AtomicUsize::new(0)),
             queue: Mutex::new(Queue {
@@ -162,6 +210,11 @@ impl<I> Limit<I> {
 
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// The gate batches pass before they wait holding objects.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     /// Objects currently charged against the bound.
@@ -371,6 +424,24 @@ mod tests {
         assert!(t.join().unwrap());
         assert_eq!(w.take(), Some(Outcome::Closed));
         assert!(matches!(l.enqueue(|| None), Enqueued::Closed));
+    }
+
+    #[test]
+    fn the_gate_admits_one_at_a_time() {
+        let l: Arc<Limit<u32>> = Arc::new(Limit::new(1));
+        assert!(l.gate().park(None));
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(!l.gate().park(Some(soon)), "held: the second one times out");
+        let t = {
+            let l = Arc::clone(&l);
+            std::thread::spawn(move || {
+                l.gate()
+                    .park(Some(Instant::now() + Duration::from_secs(10)))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(10));
+        l.gate().leave();
+        assert!(t.join().unwrap());
     }
 
     #[test]

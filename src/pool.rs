@@ -33,6 +33,9 @@ use crate::shards::{default_shard_count, Shards};
 /// must fail cleanly instead of exhausting memory.
 pub const MAX_IDLE_LIMIT: usize = 1 << 24;
 
+/// A shard samples `in_use` for `max_in_use` once in this many hits.
+const IN_USE_SAMPLE_EVERY: u64 = 64;
+
 /// The most shards a pool may be configured with.
 pub const MAX_SHARDS: usize = 1024;
 
@@ -295,8 +298,10 @@ impl<T: Send> Pool<T> {
     /// Counters merged over the shards, with the gauges.
     ///
     /// `max_in_use` is a high-water mark sampled whenever the pool creates an
-    /// object, starts waiting, or is asked for stats; keeping it exact would
-    /// put one shared counter on every get and put.
+    /// object or starts waiting, on every 64th reuse in a shard, and when
+    /// asked for stats: keeping it exact would put one counter shared by all
+    /// threads on every get and put. A peak reached and left between samples
+    /// (through reuse alone) can be missed.
     pub fn stats(&self) -> Snapshot {
         let mut s = Snapshot::merge(self.shards.all_counters());
         s.idle = self.shards.len() as u64;
@@ -348,6 +353,17 @@ impl<T: Send> Pool<T> {
         hooks: &mut H,
         timeout: Option<Duration>,
     ) -> Result<T, GetError<H::Error>> {
+        self.acquire(hooks, timeout, true)
+    }
+
+    /// `get`, or with `may_wait == false` a [`GetError::Timeout`] (not
+    /// counted) where `get` would wait.
+    fn acquire<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        timeout: Option<Duration>,
+        may_wait: bool,
+    ) -> Result<T, GetError<H::Error>> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }
@@ -365,6 +381,7 @@ impl<T: Send> Pool<T> {
                 (Some(idle), _) => Source::Idle(idle),
                 (None, None) => Source::Slot,
                 (None, Some(limit)) if limit.waiting() == 0 && limit.try_reserve() => Source::Slot,
+                (None, Some(_)) if !may_wait => return Err(GetError::Timeout),
                 (None, Some(limit)) => {
                     let deadline = *deadline.get_or_insert_with(|| {
                         counters.bump(Event::Wait);
@@ -411,22 +428,68 @@ impl<T: Send> Pool<T> {
                 });
             }
         }
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
+        // First, whatever comes without waiting.
+        let first = self.collect(hooks, n, &mut out, |pool, hooks| {
+            pool.acquire(hooks, None, false)
+        });
+        let (Err(GetError::Timeout), Some(limit)) = (&first, &self.limit) else {
+            return first.map(|()| out);
+        };
+        // A bounded pool is short. Waiting while holding objects could block
+        // another batch doing the same forever, so give them back and wait
+        // behind the gate: one batch at a time holds objects while it waits,
+        // and single gets never do.
+        self.give_back_all(hooks, std::mem::take(&mut out));
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let timed_out = || {
+            let counters = self.shards.counters(self.shards.home());
+            counters.bump(Event::Wait);
+            counters.bump(Event::Timeout);
+            Err(GetError::Timeout)
+        };
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return timed_out();
+        }
+        match hooks.park(limit.gate(), deadline) {
+            Ok(true) => {}
+            Ok(false) => return timed_out(),
+            Err(e) => return Err(GetError::Hook(e)),
+        }
+        let result = self.collect(hooks, n, &mut out, |pool, hooks| {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match self.get(hooks, remaining) {
+            pool.get(hooks, remaining)
+        });
+        limit.gate().leave();
+        result.map(|()| out)
+    }
+
+    /// Fills `out` up to `n` with `one`; on failure gives back what it holds.
+    fn collect<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        n: usize,
+        out: &mut Vec<T>,
+        mut one: impl FnMut(&Self, &mut H) -> Result<T, GetError<H::Error>>,
+    ) -> Result<(), GetError<H::Error>> {
+        while out.len() < n {
+            match one(self, hooks) {
                 Ok(item) => out.push(item),
                 Err(e) => {
-                    for item in out {
-                        // Just handed out by us, so the ledger knows them.
-                        let _ = self.put_inner(hooks, item, false);
-                    }
+                    self.give_back_all(hooks, std::mem::take(out));
                     return Err(e);
                 }
             }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Returns objects this call just handed out (the ledger knows them),
+    /// without a reset: they were never used.
+    fn give_back_all<H: Hooks<T>>(&self, hooks: &mut H, items: Vec<T>) {
+        for item in items {
+            let _ = self.put_inner(hooks, item, false);
+        }
     }
 
     fn wait<H: Hooks<T>>(
@@ -526,7 +589,9 @@ impl<T: Send> Pool<T> {
                 out
             }
         };
-        counters.bump(event);
+        if counters.bump_counted(event) % IN_USE_SAMPLE_EVERY == 0 {
+            self.note_in_use();
+        }
         Ok(out)
     }
 

@@ -496,7 +496,7 @@ fn factory_returning_an_object_already_out_is_refused() {
 #[test]
 fn stress_bounded_pool_never_double_hands_out() {
     const THREADS: usize = 8;
-    const OPS: usize = 20_000;
+    const OPS: usize = 5_000;
     let p = Arc::new(bounded(5));
     let held = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..THREADS)
@@ -633,4 +633,31 @@ fn keep_hook_refuses_objects_it_does_not_want() {
     let s = p.stats();
     assert_eq!((s.idle, s.dropped, s.destroyed), (1, 1, 1));
     assert_eq!(h.0.destroyed.len(), 1);
+}
+
+#[test]
+fn concurrent_batches_do_not_deadlock() {
+    // Two batches of 2 on a pool of 2: each alone can always be met.
+    let p = Arc::new(bounded(2));
+    let start = Arc::new(std::sync::Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (p, start) = (Arc::clone(&p), Arc::clone(&start));
+            std::thread::spawn(move || {
+                let mut h = TestHooks::default();
+                start.wait();
+                for _ in 0..500 {
+                    let got = p
+                        .get_many(&mut h, 2, Some(Duration::from_secs(10)))
+                        .unwrap();
+                    p.put_many(&mut h, got).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_balanced(&p);
+    assert_eq!(p.stats().timeouts, 0);
 }

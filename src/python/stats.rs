@@ -46,7 +46,9 @@ pub struct PoolStats {
     in_use: u64,
     /// Objects idle in the pool.
     idle: u64,
-    /// The highest ``in_use`` observed (sampled on creation, waits and ``stats()``).
+    /// The highest ``in_use`` observed: sampled when an object is created, a
+    /// ``get`` waits, every 64th reuse, and on ``stats()``. A short peak
+    /// reached through reuse alone between samples can be missed.
     max_in_use: u64,
 }
 
