@@ -35,6 +35,19 @@ pub const DEFAULT_ALIGNMENT: usize = 64;
 /// Default idle count cap per class: the byte cap over four blocks, clamped.
 const DEFAULT_CLASS_IDLE: (usize, usize) = (2, 1024);
 
+/// Why a block could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockError {
+    Alloc(AllocError),
+    Closed,
+}
+
+impl From<AllocError> for BlockError {
+    fn from(e: AllocError) -> Self {
+        BlockError::Alloc(e)
+    }
+}
+
 /// When the pool zeroes memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ZeroMode {
@@ -252,7 +265,10 @@ impl BlockPool {
         n: usize,
         zeroed: bool,
         offload: &O,
-    ) -> Result<OwnedBlock, AllocError> {
+    ) -> Result<OwnedBlock, BlockError> {
+        if self.is_closed() {
+            return Err(BlockError::Closed);
+        }
         let block = match self.tiers.route(n) {
             Some(class) => {
                 let size = self.tiers.classes().size(class);
@@ -260,7 +276,8 @@ impl BlockPool {
                     .pool(class)
                     .get(&mut self.hooks(size, offload), None)
                     .map_err(|e| match e {
-                        GetError::Hook(e) => e,
+                        GetError::Hook(e) => BlockError::Alloc(e),
+                        GetError::Closed => BlockError::Closed,
                         // Unbounded, unchecked, and `close` is not offered
                         // on a class alone: no other error can happen.
                         other => unreachable!("block class pool failed with {other:?}"),
@@ -328,8 +345,10 @@ impl BlockPool {
         freed
     }
 
-    /// Frees every idle block and refuses to keep blocks from now on.
+    /// Frees every idle block; from now on blocks that come back are freed
+    /// and `get` is refused.
     pub fn close<O: Offload>(&self, offload: &O) -> usize {
+        self.tiers.mark_closed();
         self.tiers
             .used()
             .map(|(size, pool)| size * pool.close(&mut self.hooks(size, offload)))
@@ -337,7 +356,7 @@ impl BlockPool {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tiers.used().any(|(_, p)| p.is_closed())
+        self.tiers.is_closed()
     }
 
     pub fn classes(&self) -> &SizeClasses {
@@ -468,19 +487,32 @@ impl Leased {
         self.lease.try_export().map(|()| self.ptr)
     }
 
-    pub fn unexport(&self) {
-        self.lease.unexport();
+    /// Ends an export. Returns the memory when this export was the last one
+    /// of a lease whose release was deferred.
+    pub fn unexport(&self) -> Option<OwnedBlock> {
+        self.lease.unexport().then(|| self.take())
     }
 
     /// Ends the lease and hands back the memory. Refused while exported, and
     /// after the first success.
     pub fn release(&self) -> Result<OwnedBlock, LeaseError> {
         self.lease.try_release()?;
-        // SAFETY: we won the release: no export is alive or can start, and no
-        // one else ever touches `block` (module invariants), so this access
-        // is exclusive.
+        Ok(self.take())
+    }
+
+    /// Ends the lease now if no export is alive (returning the memory), or
+    /// when the last export ends (see [`Leased::unexport`]).
+    pub fn release_or_defer(&self) -> Result<Option<OwnedBlock>, LeaseError> {
+        Ok(self.lease.release_or_defer()?.then(|| self.take()))
+    }
+
+    /// Only for the winner of the release.
+    fn take(&self) -> OwnedBlock {
+        // SAFETY: the caller won the release: no export is alive or can
+        // start, and no one else ever touches `block` (module invariants),
+        // so this access is exclusive.
         let block = unsafe { (*self.block.get()).take() };
-        Ok(block.expect("a lease is released once, and holds its block until then"))
+        block.expect("a lease is released once, and holds its block until then")
     }
 }
 
@@ -649,10 +681,14 @@ mod tests {
         let l = Leased::new(OwnedBlock::zeroed(64, 64).unwrap(), 10);
         let ptr = l.export().unwrap();
         assert_eq!(l.release().unwrap_err(), LeaseError::Exported(1));
-        l.unexport();
+        assert!(l.unexport().is_none());
         let block = l.release().unwrap();
         assert_eq!(block.as_ptr(), ptr);
         assert_eq!(l.release().unwrap_err(), LeaseError::Released);
         assert_eq!(l.export().unwrap_err(), LeaseError::Released);
+        let deferred = Leased::new(OwnedBlock::zeroed(64, 64).unwrap(), 64);
+        deferred.export().unwrap();
+        assert!(deferred.release_or_defer().unwrap().is_none());
+        assert!(deferred.unexport().is_some(), "the last view gives the memory back");
     }
 }

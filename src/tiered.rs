@@ -8,7 +8,7 @@
 //!   never stored. Objects the caller makes or destroys outside the class
 //!   pools are counted in `outside`, so the merged counters still balance.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use crate::classes::SizeClasses;
@@ -22,6 +22,7 @@ pub struct Tiered<T> {
     outside: Counters,
     oversize: AtomicU64,
     max_in_use: AtomicU64,
+    closed: AtomicBool,
 }
 
 impl<T: Send> Tiered<T> {
@@ -42,6 +43,7 @@ impl<T: Send> Tiered<T> {
             outside: Counters::default(),
             oversize: AtomicU64::new(0),
             max_in_use: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -80,6 +82,17 @@ impl<T: Send> Tiered<T> {
         self.outside.bump(Event::Put);
         self.outside.bump(Event::Destroyed);
         self.outside.bump(Event::Dropped);
+    }
+
+    /// Marks the family closed. The caller then closes every pool in
+    /// [`Tiered::used`] with its hooks; classes first used afterwards are
+    /// refused by checking [`Tiered::is_closed`] before routing.
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Oversize objects handed out so far.

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 mod args;
 mod errors;
 mod object_pool;
+mod policy;
 mod stats;
 
 /// `shardpool._core`: the compiled part of shardpool. Import from `shardpool`.

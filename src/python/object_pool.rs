@@ -1,30 +1,18 @@
 //! `ObjectPool` and its `borrow()` context manager.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyGenericAlias, PyString, PyTuple, PyType};
-use pyo3::{intern, PyTraverseError};
+use pyo3::types::{PyBool, PyGenericAlias, PyTuple, PyType};
+use pyo3::PyTraverseError;
 
 use super::args;
 use super::errors::{config_error, get_error};
+use super::policy::{self, Policy, PyHooks};
 use super::stats::PoolStats;
-use crate::limit::Park;
-use crate::{Config, Hooks, Pool, PutError, ResetOn};
-
-/// How objects are reset.
-enum Reset {
-    /// Call ``obj.reset()`` when the object's class defines a callable ``reset``.
-    Auto,
-    /// Never.
-    Off,
-    /// Call this with the object.
-    With(Py<PyAny>),
-}
+use crate::{Config, Pool, PutError, ResetOn};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
@@ -65,106 +53,12 @@ enum Reset {
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "ObjectPool")]
 pub struct ObjectPool {
     core: Pool<Py<PyAny>>,
-    factory: Py<PyAny>,
-    reset: Reset,
-    validate: Option<Py<PyAny>>,
-    destroy: Option<Py<PyAny>>,
-    /// The first class seen by automatic reset, and whether it has `reset`:
-    /// a pool usually holds one class, so the lookup is done once.
-    reset_lookup: PyOnceLock<(Py<PyType>, bool)>,
-}
-
-/// The Python side of the core's [`Hooks`], for one call.
-struct PyHooks<'a, 'py> {
-    py: Python<'py>,
-    pool: &'a ObjectPool,
-}
-
-impl PyHooks<'_, '_> {
-    fn has_reset_method(&self, item: &Py<PyAny>) -> PyResult<bool> {
-        let py = self.py;
-        let ty = item.bind(py).get_type();
-        if let Some((seen, has)) = self.pool.reset_lookup.get(py) {
-            if seen.bind(py).is(&ty) {
-                return Ok(*has);
-            }
-        }
-        let has = ty
-            .getattr_opt(intern!(py, "reset"))?
-            .is_some_and(|attr| attr.is_callable());
-        self.pool
-            .reset_lookup
-            .get_or_init(py, || (ty.unbind(), has));
-        Ok(has)
-    }
-}
-
-impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
-    type Error = PyErr;
-
-    fn create(&mut self) -> PyResult<Py<PyAny>> {
-        self.pool.factory.call0(self.py)
-    }
-
-    fn reset(&mut self, item: &Py<PyAny>) -> PyResult<()> {
-        match &self.pool.reset {
-            Reset::Off => Ok(()),
-            Reset::With(f) => f.call1(self.py, (item,)).map(drop),
-            Reset::Auto => {
-                if self.has_reset_method(item)? {
-                    item.call_method0(self.py, intern!(self.py, "reset"))
-                        .map(drop)
-                } else {
-                    Ok(())
-                }
-            }
-        }
-    }
-
-    fn validate(&mut self, item: &Py<PyAny>) -> PyResult<bool> {
-        match &self.pool.validate {
-            None => Ok(true),
-            Some(f) => f.call1(self.py, (item,))?.is_truthy(self.py),
-        }
-    }
-
-    fn destroy(&mut self, item: Py<PyAny>) {
-        if let Some(f) = &self.pool.destroy {
-            if let Err(err) = f.call1(self.py, (&item,)) {
-                err.write_unraisable(self.py, Some(f.bind(self.py)));
-            }
-        }
-    }
-
-    fn identity(&self, item: &Py<PyAny>) -> usize {
-        item.as_ptr() as usize
-    }
-
-    fn duplicate(&mut self, item: &Py<PyAny>) -> Py<PyAny> {
-        item.clone_ref(self.py)
-    }
-
-    /// Waits detached from the interpreter, in slices, so that other threads
-    /// run meanwhile and Ctrl-C (signal handlers) still get through.
-    fn park(&mut self, waiter: &dyn Park, deadline: Option<Instant>) -> PyResult<bool> {
-        const SLICE: Duration = Duration::from_millis(50);
-        loop {
-            let slice_end = Instant::now() + SLICE;
-            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            if self.py.detach(|| waiter.park(Some(until))) {
-                return Ok(true);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
-            }
-            self.py.check_signals()?;
-        }
-    }
+    policy: Policy,
 }
 
 impl ObjectPool {
     fn hooks<'a, 'py>(&'a self, py: Python<'py>) -> PyHooks<'a, 'py> {
-        PyHooks { py, pool: self }
+        self.policy.hooks(py, None)
     }
 
     fn get_object(
@@ -219,31 +113,8 @@ impl ObjectPool {
         shards: Option<Bound<'_, PyAny>>,
         checked: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        if !factory.is_callable() {
-            return Err(args::type_error("factory", "callable", &factory));
-        }
-        let reset = match reset {
-            None => Reset::Auto,
-            Some(r) if r.is_none() => Reset::Auto,
-            Some(r) if r.is(&*PyBool::new(py, false)) => Reset::Off,
-            Some(r) if r.is_callable() => Reset::With(r.unbind()),
-            Some(r) => return Err(args::type_error("reset", "callable, None or False", &r)),
-        };
-        let reset_on = match &reset_on {
-            None => ResetOn::Put,
-            Some(v) if v.is_none() => ResetOn::Put,
-            Some(v) => match v.cast::<PyString>().ok().map(|s| s.to_string()).as_deref() {
-                Some("put") => ResetOn::Put,
-                Some("get") => ResetOn::Get,
-                Some(_) => {
-                    return Err(PyValueError::new_err(format!(
-                        "reset_on must be 'put' or 'get', got {}",
-                        args::repr(v)
-                    )))
-                }
-                None => return Err(args::type_error("reset_on", "'put' or 'get'", v)),
-            },
-        };
+        let policy = Policy::new(factory, reset, validate, destroy)?;
+        let reset_on = policy::reset_on(reset_on.as_ref())?;
         let checked = match &checked {
             None => false,
             Some(c) => match c.cast::<PyBool>() {
@@ -263,6 +134,7 @@ impl ObjectPool {
             idle_timeout,
             reset_on,
             checked,
+            charge: None,
         })
         .map_err(config_error)?;
         if prefill > core.max_idle() {
@@ -271,14 +143,7 @@ impl ObjectPool {
                 core.max_idle()
             )));
         }
-        let pool = ObjectPool {
-            core,
-            factory: factory.unbind(),
-            reset,
-            validate: args::optional_callable(validate, "validate")?,
-            destroy: args::optional_callable(destroy, "destroy")?,
-            reset_lookup: PyOnceLock::new(),
-        };
+        let pool = ObjectPool { core, policy };
         if prefill > 0 {
             if let Err(e) = pool.core.prefill(&mut pool.hooks(py), prefill) {
                 pool.core.close(&mut pool.hooks(py));
@@ -435,7 +300,7 @@ impl ObjectPool {
     /// The factory.
     #[getter]
     fn factory(&self, py: Python<'_>) -> Py<PyAny> {
-        self.factory.clone_ref(py)
+        self.policy.factory().clone_ref(py)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -459,7 +324,7 @@ impl ObjectPool {
         let closed = if pool.core.is_closed() { " closed" } else { "" };
         Ok(format!(
             "<{class}{closed} factory={} idle={} in_use={} max_idle={} max_size={max_size}>",
-            pool.factory.bind(slf.py()).repr()?,
+            pool.policy.factory().bind(slf.py()).repr()?,
             s.idle,
             s.in_use,
             pool.core.max_idle(),
@@ -491,13 +356,7 @@ impl ObjectPool {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.factory)?;
-        if let Reset::With(f) = &self.reset {
-            visit.call(f)?;
-        }
-        visit.call(&self.validate)?;
-        visit.call(&self.destroy)?;
-        Ok(())
+        self.policy.traverse(&visit)
     }
 }
 
