@@ -689,6 +689,9 @@ mod tests {
         let deferred = Leased::new(OwnedBlock::zeroed(64, 64).unwrap(), 64);
         deferred.export().unwrap();
         assert!(deferred.release_or_defer().unwrap().is_none());
-        assert!(deferred.unexport().is_some(), "the last view gives the memory back");
+        assert!(
+            deferred.unexport().is_some(),
+            "the last view gives the memory back"
+        );
     }
 }

@@ -103,9 +103,17 @@ impl<T: Send> Tiered<T> {
     /// Counters merged over every class and the objects outside them.
     pub fn stats(&self) -> Snapshot {
         let pools = self.pools.iter().filter_map(OnceLock::get);
-        let mut s = Snapshot::merge(pools.clone().flat_map(Pool::counters).chain([&self.outside]));
-        s.idle = pools.map(|p| p.idle() as u64).sum();
-        s.max_in_use = self.max_in_use.fetch_max(s.in_use, Ordering::Relaxed).max(s.in_use);
+        let mut s = Snapshot::merge(
+            pools
+                .clone()
+                .flat_map(Pool::counters)
+                .chain([&self.outside]),
+        );
+        s.idle = pools.clone().map(|p| p.idle() as u64).sum();
+        // At least the busiest single tier's peak, and whatever was seen here.
+        let tier_peak = pools.map(|p| p.stats().max_in_use).max().unwrap_or(0);
+        let seen = s.in_use.max(tier_peak);
+        s.max_in_use = self.max_in_use.fetch_max(seen, Ordering::Relaxed).max(seen);
         s
     }
 
@@ -141,7 +149,10 @@ mod tests {
         t.note_unfiled();
         assert_eq!(t.oversize(), 1);
         let s = t.stats();
-        assert_eq!((s.created, s.misses, s.puts, s.destroyed, s.in_use), (1, 1, 1, 1, 0));
+        assert_eq!(
+            (s.created, s.misses, s.puts, s.destroyed, s.in_use),
+            (1, 1, 1, 1, 0)
+        );
     }
 
     #[test]

@@ -1,10 +1,15 @@
-"""Thread-safe, sharded object pools for Python, with a Rust core.
+"""Thread-safe, sharded object pools and byte-block pools, with a Rust core.
 
-``ObjectPool`` reuses arbitrary Python objects: ``get()`` hands out an idle
-object (or makes one with your factory), ``put()`` gives it back, and
-``borrow()`` does both around a ``with`` block. Pools are safe to share
-between threads, never hold the GIL while they wait, and count what they do
-(``stats()``).
+- ``ObjectPool`` reuses arbitrary Python objects: ``get()`` hands out an idle
+  object (or makes one with your factory), ``put()`` gives it back, and
+  ``borrow()`` does both around a ``with`` block.
+- ``TieredPool`` does the same for objects of several sizes (tiers).
+- ``BlockPool`` hands out ``Block`` objects: pooled, aligned byte memory,
+  zero-copy through the buffer protocol (``recv_into``, ``numpy.frombuffer``).
+- ``BufferPool`` hands out growable ``Buffer`` objects for building output.
+
+Pools are safe to share between threads, never hold the GIL while they wait,
+and count what they do (``stats()``).
 
 Example::
 
@@ -17,22 +22,36 @@ Example::
 
 from shardpool._core import (
     DEFAULT_MAX_IDLE,
+    Block,
+    BlockClassStats,
+    BlockPool,
+    BlockPoolStats,
     Borrow,
+    Buffer,
+    BufferPool,
     ObjectPool,
     PoolClosed,
     PoolStats,
     PoolTimeout,
+    TieredPool,
     __version__,
 )
 from shardpool._protocols import Resetter
 
 __all__ = [
     "DEFAULT_MAX_IDLE",
+    "Block",
+    "BlockClassStats",
+    "BlockPool",
+    "BlockPoolStats",
     "Borrow",
+    "Buffer",
+    "BufferPool",
     "ObjectPool",
     "PoolClosed",
     "PoolStats",
     "PoolTimeout",
     "Resetter",
+    "TieredPool",
     "__version__",
 ]

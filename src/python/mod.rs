@@ -5,10 +5,14 @@
 use pyo3::prelude::*;
 
 mod args;
+mod block_pool;
+mod borrow;
+mod buffer_pool;
 mod errors;
 mod object_pool;
 mod policy;
 mod stats;
+mod tiered_pool;
 
 /// `shardpool._core`: the compiled part of shardpool. Import from `shardpool`.
 ///
@@ -21,8 +25,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PoolTimeout", py.get_type::<errors::PoolTimeout>())?;
     m.add("PoolClosed", py.get_type::<errors::PoolClosed>())?;
     m.add_class::<object_pool::ObjectPool>()?;
-    m.add_class::<object_pool::Borrow>()?;
+    m.add_class::<borrow::Borrow>()?;
+    m.add_class::<tiered_pool::TieredPool>()?;
     m.add_class::<stats::PoolStats>()?;
+    m.add_class::<block_pool::BlockPool>()?;
+    m.add_class::<block_pool::Block>()?;
+    m.add_class::<block_pool::BlockPoolStats>()?;
+    m.add_class::<block_pool::BlockClassStats>()?;
+    m.add_class::<buffer_pool::BufferPool>()?;
+    m.add_class::<buffer_pool::Buffer>()?;
     m.add("DEFAULT_MAX_IDLE", crate::Config::DEFAULT_MAX_IDLE)?;
     Ok(())
 }

@@ -1,14 +1,13 @@
 //! `ObjectPool` and its `borrow()` context manager.
 
-use std::sync::{Mutex, PoisonError};
-
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyGenericAlias, PyTuple, PyType};
 use pyo3::PyTraverseError;
 
 use super::args;
+use super::borrow::{Borrow, Lender};
 use super::errors::{config_error, get_error};
 use super::policy::{self, Policy, PyHooks};
 use super::stats::PoolStats;
@@ -61,7 +60,7 @@ impl ObjectPool {
         self.policy.hooks(py, None)
     }
 
-    fn get_object(
+    pub(super) fn get_object(
         &self,
         py: Python<'_>,
         timeout: Option<&Bound<'_, PyAny>>,
@@ -72,7 +71,7 @@ impl ObjectPool {
             .map_err(|e| get_error(e, secs, self.core.max_size()))
     }
 
-    fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(super) fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         match self
             .core
             .put(&mut self.hooks(obj.py()), obj.clone().unbind())
@@ -181,11 +180,10 @@ impl ObjectPool {
     fn borrow(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Borrow> {
         // Checked now, so a bad timeout fails at the call, not at `with`.
         args::seconds(timeout, "timeout")?;
-        Ok(Borrow {
+        Ok(Borrow::new(Lender::Objects {
             pool: slf.clone().unbind(),
             timeout: timeout.map(|t| t.clone().unbind()),
-            held: Mutex::new(Held::Free),
-        })
+        }))
     }
 
     /// Get ``n`` objects in one call, as a list: all of them or, on error,
@@ -357,84 +355,5 @@ impl ObjectPool {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.policy.traverse(&visit)
-    }
-}
-
-enum Held {
-    Free,
-    Entering,
-    Holding(Py<PyAny>),
-}
-
-/// The context manager returned by ``ObjectPool.borrow()``: gets an object on
-/// entry and puts it back on exit, also when the block raises.
-#[pyclass(frozen, module = "shardpool", name = "Borrow")]
-pub struct Borrow {
-    pool: Py<ObjectPool>,
-    timeout: Option<Py<PyAny>>,
-    /// Only locked for the state change, never across `get`/`put`, which may
-    /// wait without the GIL or run Python code.
-    held: Mutex<Held>,
-}
-
-impl Borrow {
-    fn swap(&self, new: Held) -> Held {
-        std::mem::replace(
-            &mut *self.held.lock().unwrap_or_else(PoisonError::into_inner),
-            new,
-        )
-    }
-}
-
-#[pymethods]
-impl Borrow {
-    fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match self.swap(Held::Entering) {
-            Held::Free => {}
-            other => {
-                self.swap(other);
-                return Err(PyRuntimeError::new_err(
-                    "this borrow() is already in use; call pool.borrow() for each with block",
-                ));
-            }
-        }
-        let pool = self.pool.get();
-        match pool.get_object(py, self.timeout.as_ref().map(|t| t.bind(py))) {
-            Ok(obj) => {
-                self.swap(Held::Holding(obj.clone_ref(py)));
-                Ok(obj)
-            }
-            Err(e) => {
-                self.swap(Held::Free);
-                Err(e)
-            }
-        }
-    }
-
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        match self.swap(Held::Free) {
-            Held::Holding(obj) => {
-                self.pool.get().put_object(obj.bind(py))?;
-                Ok(false)
-            }
-            other => {
-                self.swap(other);
-                Err(PyRuntimeError::new_err(
-                    "borrow() exited without being entered",
-                ))
-            }
-        }
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.pool)?;
-        visit.call(&self.timeout)?;
-        if let Ok(held) = self.held.try_lock() {
-            if let Held::Holding(obj) = &*held {
-                visit.call(obj)?;
-            }
-        }
-        Ok(())
     }
 }

@@ -120,7 +120,9 @@ impl PyHooks<'_, '_> {
         let has = ty
             .getattr_opt(intern!(py, "reset"))?
             .is_some_and(|attr| attr.is_callable());
-        self.policy.reset_lookup.get_or_init(py, || (ty.unbind(), has));
+        self.policy
+            .reset_lookup
+            .get_or_init(py, || (ty.unbind(), has));
         Ok(has)
     }
 }
@@ -141,7 +143,8 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
             Reset::With(f) => f.call1(self.py, (item,)).map(drop),
             Reset::Auto => {
                 if self.has_reset_method(item)? {
-                    item.call_method0(self.py, intern!(self.py, "reset")).map(drop)
+                    item.call_method0(self.py, intern!(self.py, "reset"))
+                        .map(drop)
                 } else {
                     Ok(())
                 }

@@ -1,0 +1,590 @@
+//! `BlockPool` and `Block`: pooled, aligned byte memory exported zero-copy
+//! through the buffer protocol.
+
+use std::ffi::{c_int, CString};
+use std::sync::Arc;
+
+use pyo3::exceptions::{
+    PyBufferError, PyMemoryError, PyResourceWarning, PyTypeError, PyValueError,
+};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
+
+use super::args;
+use super::errors::PoolClosed;
+use crate::blocks::{self, BlockConfig, BlockError, InPlace, Leased, Offload, ZeroMode};
+use crate::lease::LeaseError;
+
+/// Runs memory work detached from the interpreter, so other Python threads
+/// run meanwhile.
+struct Detached<'py>(Python<'py>);
+
+impl Offload for Detached<'_> {
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.0.detach(f)
+    }
+}
+
+fn zero_mode(value: Option<&Bound<'_, PyAny>>) -> PyResult<ZeroMode> {
+    let Some(v) = value.filter(|v| !v.is_none()) else {
+        return Ok(ZeroMode::Never);
+    };
+    match v.cast::<PyString>().ok().map(|s| s.to_string()).as_deref() {
+        Some("never") => Ok(ZeroMode::Never),
+        Some("release") => Ok(ZeroMode::Release),
+        Some("acquire") => Ok(ZeroMode::Acquire),
+        Some(_) => Err(PyValueError::new_err(format!(
+            "zero must be 'never', 'release' or 'acquire', got {}",
+            args::repr(v)
+        ))),
+        None => Err(args::type_error(
+            "zero",
+            "'never', 'release' or 'acquire'",
+            v,
+        )),
+    }
+}
+
+fn class_spec(item: &Bound<'_, PyAny>) -> PyResult<(usize, Option<usize>)> {
+    if let Ok(pair) = item.cast::<PyTuple>() {
+        if pair.len() == 2 {
+            let size = args::count(&pair.get_item(0)?, "class size")?;
+            let max_idle = args::count(&pair.get_item(1)?, "class max_idle")?;
+            return Ok((size, Some(max_idle)));
+        }
+    }
+    if item.is_instance_of::<PyInt>() {
+        return Ok((args::count(item, "class size")?, None));
+    }
+    Err(PyTypeError::new_err(format!(
+        "classes must hold sizes or (size, max_idle) pairs, got {}",
+        args::repr(item)
+    )))
+}
+
+/// A pool of byte blocks in size classes, handed out as ``Block`` objects
+/// that expose their memory zero-copy (``memoryview``, ``recv_into``,
+/// ``readinto``, ``numpy.frombuffer``, ``hashlib``, ``zlib``, ...).
+///
+/// ``BlockPool(*, classes=None, max_block=None, max_idle_bytes=None,
+/// zero="never", alignment=64, idle_timeout=None, shards=None)``
+///
+/// Args:
+///     classes: Block sizes, or ``(size, max_idle)`` pairs, e.g. the layered
+///         ``[(4096, 1000), (65536, 500), (1 << 20, 100)]``. Default: four
+///         classes per doubling from 64 bytes to ``max_block`` (a request
+///         wastes at most 20% of its block).
+///     max_block: The largest pooled size (default 16 MiB, or the largest
+///         class). Larger requests get an exact block, freed on release.
+///     max_idle_bytes: The most memory kept idle over all classes (default
+///         64 MiB); a block released beyond it is freed.
+///     zero: When memory is zeroed: ``"never"`` (a reused block holds what
+///         its last holder wrote), ``"release"`` or ``"acquire"``. New memory
+///         is always zero.
+///     alignment: Alignment of every block, a power of two up to 4096.
+///     idle_timeout: Seconds an idle block is kept before it is freed.
+///     shards: Shards per class (default: the number of CPUs).
+#[pyclass(frozen, weakref, module = "shardpool", name = "BlockPool")]
+pub struct BlockPool {
+    core: Arc<blocks::BlockPool>,
+}
+
+#[pymethods]
+impl BlockPool {
+    #[new]
+    #[pyo3(signature = (
+        *, classes=None, max_block=None, max_idle_bytes=None, zero=None, alignment=None,
+        idle_timeout=None, shards=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        classes: Option<Bound<'_, PyAny>>,
+        max_block: Option<Bound<'_, PyAny>>,
+        max_idle_bytes: Option<Bound<'_, PyAny>>,
+        zero: Option<Bound<'_, PyAny>>,
+        alignment: Option<Bound<'_, PyAny>>,
+        idle_timeout: Option<Bound<'_, PyAny>>,
+        shards: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let classes = match classes.filter(|c| !c.is_none()) {
+            None => None,
+            Some(c) => Some(
+                c.try_iter()
+                    .map_err(|_| {
+                        args::type_error(
+                            "classes",
+                            "an iterable of sizes or (size, max_idle) pairs",
+                            &c,
+                        )
+                    })?
+                    .map(|item| class_spec(&item?))
+                    .collect::<PyResult<Vec<_>>>()?,
+            ),
+        };
+        let config = BlockConfig {
+            classes,
+            max_block: args::optional_count(max_block.as_ref(), "max_block")?,
+            max_idle_bytes: args::optional_count(max_idle_bytes.as_ref(), "max_idle_bytes")?
+                .unwrap_or(blocks::DEFAULT_MAX_IDLE_BYTES),
+            zero: zero_mode(zero.as_ref())?,
+            alignment: args::optional_count(alignment.as_ref(), "alignment")?
+                .unwrap_or(blocks::DEFAULT_ALIGNMENT),
+            idle_timeout: args::seconds(idle_timeout.as_ref(), "idle_timeout")?.0,
+            shards: args::optional_count(shards.as_ref(), "shards")?,
+        };
+        let core = blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?;
+        Ok(BlockPool {
+            core: Arc::new(core),
+        })
+    }
+
+    /// A ``Block`` of exactly ``n`` usable bytes (``len(block) == n``), from
+    /// the smallest class of at least ``n`` bytes (``block.capacity``).
+    /// With ``zeroed=True`` its bytes are zero whatever the pool's ``zero``
+    /// mode. Use it in a ``with`` block, or call ``block.release()``.
+    #[pyo3(signature = (n, /, *, zeroed=false))]
+    fn get(&self, py: Python<'_>, n: &Bound<'_, PyAny>, zeroed: bool) -> PyResult<Block> {
+        let n = args::count(n, "n")?;
+        match self.core.get(n, zeroed, &Detached(py)) {
+            Ok(block) => Ok(Block {
+                leased: Leased::new(block, n),
+                pool: Arc::clone(&self.core),
+            }),
+            Err(BlockError::Closed) => Err(PoolClosed::new_err("the pool is closed")),
+            Err(BlockError::Alloc(e)) => Err(PyMemoryError::new_err(format!(
+                "cannot allocate a block of {} bytes",
+                e.size
+            ))),
+        }
+    }
+
+    /// Release ``block`` back to this pool (the same as ``block.release()``).
+    /// Raises ``ValueError`` for a block of another pool.
+    #[pyo3(signature = (block, /))]
+    fn put(&self, py: Python<'_>, block: &Bound<'_, Block>) -> PyResult<()> {
+        let b = block.get();
+        if !Arc::ptr_eq(&b.pool, &self.core) {
+            return Err(PyValueError::new_err(
+                "put() of a block from another BlockPool",
+            ));
+        }
+        b.release(py)
+    }
+
+    /// Counters and gauges (``BlockPoolStats``), with one row per class used.
+    fn stats(&self, py: Python<'_>) -> PyResult<BlockPoolStats> {
+        BlockPoolStats::new(py, &self.core)
+    }
+
+    /// Idle blocks over all classes.
+    fn __len__(&self) -> usize {
+        self.core
+            .stats()
+            .classes
+            .iter()
+            .map(|c| c.counts.idle as usize)
+            .sum()
+    }
+
+    /// Free expired idle blocks, then more (largest classes first) until at
+    /// most ``keep_bytes`` stay idle. Returns the bytes freed.
+    #[pyo3(signature = (keep_bytes=None))]
+    fn trim(&self, py: Python<'_>, keep_bytes: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        let keep = args::optional_count(keep_bytes, "keep_bytes")?.unwrap_or(0);
+        Ok(self.core.trim(keep, &Detached(py)))
+    }
+
+    /// Free every idle block. Returns the bytes freed.
+    fn clear(&self, py: Python<'_>) -> usize {
+        self.core.trim(0, &Detached(py))
+    }
+
+    /// Free idle memory; ``get`` raises ``PoolClosed`` from now on, and
+    /// blocks released later are freed. Blocks held stay valid.
+    fn close(&self, py: Python<'_>) {
+        self.core.close(&Detached(py));
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// The class sizes, smallest first.
+    #[getter]
+    fn classes(&self) -> Vec<usize> {
+        self.core.classes().sizes().to_vec()
+    }
+
+    #[getter]
+    fn max_block(&self) -> usize {
+        self.core.max_block()
+    }
+
+    #[getter]
+    fn max_idle_bytes(&self) -> usize {
+        self.core.max_idle_bytes()
+    }
+
+    #[getter]
+    fn alignment(&self) -> usize {
+        self.core.alignment()
+    }
+
+    #[getter]
+    fn zero(&self) -> &'static str {
+        match self.core.zero() {
+            ZeroMode::Never => "never",
+            ZeroMode::Release => "release",
+            ZeroMode::Acquire => "acquire",
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.core.stats();
+        format!(
+            "<BlockPool{} classes={} max_block={} bytes_idle={} bytes_in_use={}>",
+            if self.core.is_closed() { " closed" } else { "" },
+            self.core.classes().len(),
+            self.core.max_block(),
+            s.bytes_idle,
+            s.bytes_in_use
+        )
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err("cannot pickle 'BlockPool' object"))
+    }
+}
+
+/// A block of pooled memory: ``len(block)`` usable bytes, writable, exported
+/// zero-copy through the buffer protocol.
+///
+/// Give it back with ``block.release()`` or by leaving ``with pool.get(n) as
+/// block:``. ``release()`` raises ``BufferError`` while a view of the block
+/// (a ``memoryview``, a numpy array) is alive; leaving the ``with`` block
+/// instead lets the last view return the memory when it goes. A released
+/// block can no longer be read or exported. A block garbage-collected
+/// without release goes back to its pool with a ``ResourceWarning``.
+#[pyclass(frozen, weakref, module = "shardpool", name = "Block")]
+pub struct Block {
+    leased: Leased,
+    pool: Arc<blocks::BlockPool>,
+}
+
+impl Block {
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        match self.leased.release() {
+            Ok(block) => {
+                self.pool.put(block, &Detached(py));
+                Ok(())
+            }
+            Err(LeaseError::Exported(n)) => Err(PyBufferError::new_err(format!(
+                "cannot release a block while {n} view(s) of it (memoryview, numpy array, ...) are alive"
+            ))),
+            Err(LeaseError::Released) => Err(PyValueError::new_err("the block was released already")),
+        }
+    }
+
+    fn check_live(&self) -> PyResult<()> {
+        if self.leased.is_released() {
+            Err(PyValueError::new_err("operation on a released block"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[pymethods]
+impl Block {
+    /// Give the memory back to the pool. Raises ``BufferError`` while views
+    /// are alive (the block stays valid), ``ValueError`` if released already.
+    #[pyo3(name = "release")]
+    fn py_release(&self, py: Python<'_>) -> PyResult<()> {
+        self.release(py)
+    }
+
+    /// Whether the block was released.
+    #[getter]
+    fn released(&self) -> bool {
+        self.leased.is_released()
+    }
+
+    /// The size of the block's class (at least ``len(block)``).
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.leased.capacity()
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        self.check_live()?;
+        Ok(self.leased.len())
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().check_live()?;
+        Ok(slf)
+    }
+
+    /// Releases the block, or, while views are alive, lets the last view
+    /// release it. Does nothing if it was released inside the block.
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        if let Ok(Some(block)) = self.leased.release_or_defer() {
+            self.pool.put(block, &Detached(py));
+        }
+        false
+    }
+
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let ptr = this
+            .leased
+            .export()
+            .map_err(|_| PyBufferError::new_err("cannot export a released block"))?;
+        let len = this.leased.len() as ffi::Py_ssize_t;
+        // SAFETY: CPython hands us a valid `view`; the memory behind `ptr`
+        // stays valid for `len` bytes until `__releasebuffer__` ends this
+        // export (lease invariant). FillInfo takes a reference to `slf`.
+        let rc = unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast(), len, 0, flags) };
+        if rc == -1 {
+            if let Some(block) = this.leased.unexport() {
+                this.pool.put(block, &InPlace);
+            }
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        if let Some(block) = self.leased.unexport() {
+            self.pool.put(block, &InPlace);
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        if self.leased.is_released() {
+            format!("<Block released capacity={}>", self.leased.capacity())
+        } else {
+            format!(
+                "<Block len={} capacity={}>",
+                self.leased.len(),
+                self.leased.capacity()
+            )
+        }
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "cannot pickle 'Block' object: copy its bytes with bytes(block)",
+        ))
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // No view can be alive here: every view holds a reference.
+        if let Ok(block) = self.leased.release() {
+            let capacity = block.capacity();
+            self.pool.put(block, &InPlace);
+            Python::attach(|py| {
+                let msg = CString::new(format!(
+                    "a Block of {capacity} bytes was garbage-collected without release(); \
+                     its memory went back to the pool. Use `with pool.get(n) as block:`"
+                ))
+                .expect("no NUL in the message");
+                let category = py.get_type::<PyResourceWarning>();
+                if let Err(err) = PyErr::warn(py, category.as_any(), &msg, 1) {
+                    err.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
+
+/// One size class of a ``BlockPool``.
+#[pyclass(
+    frozen,
+    get_all,
+    skip_from_py_object,
+    module = "shardpool",
+    name = "BlockClassStats"
+)]
+pub struct BlockClassStats {
+    /// Block size of the class.
+    size: usize,
+    /// Most blocks kept idle.
+    max_idle: usize,
+    idle: u64,
+    in_use: u64,
+    hits: u64,
+    misses: u64,
+    puts: u64,
+    dropped: u64,
+    expired: u64,
+}
+
+#[pymethods]
+impl BlockClassStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "BlockClassStats(size={}, idle={}, in_use={}, hits={}, misses={}, dropped={})",
+            self.size, self.idle, self.in_use, self.hits, self.misses, self.dropped
+        )
+    }
+}
+
+/// Counters and gauges of a ``BlockPool``, from ``pool.stats()``.
+#[pyclass(
+    frozen,
+    get_all,
+    skip_from_py_object,
+    module = "shardpool",
+    name = "BlockPoolStats"
+)]
+pub struct BlockPoolStats {
+    /// Bytes held idle (never above ``max_idle_bytes``).
+    bytes_idle: usize,
+    /// Bytes (capacity) of blocks handed out and not yet released.
+    bytes_in_use: usize,
+    max_idle_bytes: usize,
+    /// Blocks handed out reused.
+    hits: u64,
+    /// Blocks handed out newly allocated (oversize ones included).
+    misses: u64,
+    /// Blocks released.
+    puts: u64,
+    /// Blocks allocated.
+    created: u64,
+    /// Blocks freed.
+    destroyed: u64,
+    /// Released blocks freed because a cap (idle bytes, idle count) was hit,
+    /// or because they were oversize.
+    dropped: u64,
+    /// Idle blocks freed after ``idle_timeout``.
+    expired: u64,
+    /// Requests above ``max_block`` (exact, unpooled allocations).
+    oversize: u64,
+    /// One ``BlockClassStats`` per class used, smallest first.
+    classes: Py<PyTuple>,
+}
+
+impl BlockPoolStats {
+    fn new(py: Python<'_>, pool: &blocks::BlockPool) -> PyResult<Self> {
+        let s = pool.stats();
+        let rows = s
+            .classes
+            .iter()
+            .map(|c| {
+                Py::new(
+                    py,
+                    BlockClassStats {
+                        size: c.size,
+                        max_idle: c.max_idle,
+                        idle: c.counts.idle,
+                        in_use: c.counts.in_use,
+                        hits: c.counts.hits,
+                        misses: c.counts.misses,
+                        puts: c.counts.puts,
+                        dropped: c.counts.dropped,
+                        expired: c.counts.expired,
+                    },
+                )
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(BlockPoolStats {
+            bytes_idle: s.bytes_idle,
+            bytes_in_use: s.bytes_in_use,
+            max_idle_bytes: pool.max_idle_bytes(),
+            hits: s.totals.hits,
+            misses: s.totals.misses,
+            puts: s.totals.puts,
+            created: s.totals.created,
+            destroyed: s.totals.destroyed,
+            dropped: s.totals.dropped,
+            expired: s.totals.expired,
+            oversize: s.oversize,
+            classes: PyTuple::new(py, rows)?.unbind(),
+        })
+    }
+}
+
+#[pymethods]
+impl BlockPoolStats {
+    /// Fraction of blocks handed out reused (0.0 before any).
+    #[getter]
+    fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+
+    /// The totals as a plain ``dict`` (classes as a list of dicts).
+    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("bytes_idle", self.bytes_idle)?;
+        d.set_item("bytes_in_use", self.bytes_in_use)?;
+        d.set_item("max_idle_bytes", self.max_idle_bytes)?;
+        d.set_item("hits", self.hits)?;
+        d.set_item("misses", self.misses)?;
+        d.set_item("puts", self.puts)?;
+        d.set_item("created", self.created)?;
+        d.set_item("destroyed", self.destroyed)?;
+        d.set_item("dropped", self.dropped)?;
+        d.set_item("expired", self.expired)?;
+        d.set_item("oversize", self.oversize)?;
+        d.set_item("hit_rate", self.hit_rate())?;
+        let rows = self
+            .classes
+            .bind(py)
+            .iter()
+            .map(|row| {
+                let c = row.cast::<BlockClassStats>()?.get();
+                let r = PyDict::new(py);
+                r.set_item("size", c.size)?;
+                r.set_item("max_idle", c.max_idle)?;
+                r.set_item("idle", c.idle)?;
+                r.set_item("in_use", c.in_use)?;
+                r.set_item("hits", c.hits)?;
+                r.set_item("misses", c.misses)?;
+                r.set_item("puts", c.puts)?;
+                r.set_item("dropped", c.dropped)?;
+                r.set_item("expired", c.expired)?;
+                Ok(r)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        d.set_item("classes", rows)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "BlockPoolStats(bytes_idle={}, bytes_in_use={}, hits={}, misses={}, dropped={}, oversize={}, classes={})",
+            self.bytes_idle,
+            self.bytes_in_use,
+            self.hits,
+            self.misses,
+            self.dropped,
+            self.oversize,
+            self.classes.bind(py).len()
+        )
+    }
+}

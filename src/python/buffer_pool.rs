@@ -1,0 +1,460 @@
+//! `BufferPool` and `Buffer`: growable byte buffers for building output.
+
+use std::ffi::{c_int, CString};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+
+use super::args;
+use super::errors::PoolClosed;
+use super::stats::PoolStats;
+use crate::buffers;
+use crate::Config;
+
+/// A pool of growable byte buffers that learns the sizes of recent use.
+///
+/// ``BufferPool(*, max_idle=None, max_capacity=None, idle_timeout=None,
+/// shards=None)``
+///
+/// ``get()`` hands out an empty ``Buffer``; write to it, send it (it exports
+/// its bytes through the buffer protocol), and give it back by leaving the
+/// ``with`` block or calling ``release()``. Returned buffers are cleared and
+/// keep their capacity. The pool gives new buffers the size seen most often
+/// recently, and does not keep buffers far above the 95th percentile of
+/// recent sizes, so one rare huge response does not pin memory.
+///
+/// Args:
+///     max_idle: How many idle buffers to keep (default 1024).
+///     max_capacity: Buffers above this capacity are never kept (16 MiB).
+///     idle_timeout: Seconds an idle buffer is kept.
+///     shards: Number of shards (default: the number of CPUs).
+#[pyclass(frozen, weakref, module = "shardpool", name = "BufferPool")]
+pub struct BufferPool {
+    core: Arc<buffers::BufferPool>,
+}
+
+#[pymethods]
+impl BufferPool {
+    #[new]
+    #[pyo3(signature = (*, max_idle=None, max_capacity=None, idle_timeout=None, shards=None))]
+    fn new(
+        max_idle: Option<Bound<'_, PyAny>>,
+        max_capacity: Option<Bound<'_, PyAny>>,
+        idle_timeout: Option<Bound<'_, PyAny>>,
+        shards: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let config = Config {
+            max_idle: args::optional_count(max_idle.as_ref(), "max_idle")?,
+            shards: args::optional_count(shards.as_ref(), "shards")?,
+            idle_timeout: args::seconds(idle_timeout.as_ref(), "idle_timeout")?.0,
+            ..Config::default()
+        };
+        let max_capacity = args::optional_count(max_capacity.as_ref(), "max_capacity")?;
+        let core = buffers::BufferPool::new(config, max_capacity)
+            .map_err(|e| PyValueError::new_err(e.message))?;
+        Ok(BufferPool {
+            core: Arc::new(core),
+        })
+    }
+
+    /// An empty ``Buffer``.
+    fn get(&self) -> PyResult<Buffer> {
+        if self.core.is_closed() {
+            return Err(PoolClosed::new_err("the pool is closed"));
+        }
+        let data = self
+            .core
+            .get()
+            .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
+        Ok(Buffer {
+            state: Mutex::new(State {
+                data: Some(data),
+                exports: 0,
+                pending: false,
+            }),
+            pool: Arc::clone(&self.core),
+        })
+    }
+
+    /// Release ``buf`` back to this pool (the same as ``buf.release()``).
+    #[pyo3(signature = (buf, /))]
+    fn put(&self, buf: &Bound<'_, Buffer>) -> PyResult<()> {
+        let b = buf.get();
+        if !Arc::ptr_eq(&b.pool, &self.core) {
+            return Err(PyValueError::new_err(
+                "put() of a buffer from another BufferPool",
+            ));
+        }
+        b.release()
+    }
+
+    /// Counters (``PoolStats``).
+    fn stats(&self) -> PoolStats {
+        self.core.stats().into()
+    }
+
+    /// Idle buffers.
+    fn __len__(&self) -> usize {
+        self.core.idle()
+    }
+
+    /// Drop expired idle buffers, then the oldest until at most ``keep``
+    /// remain. Returns how many were dropped.
+    #[pyo3(signature = (keep=None))]
+    fn trim(&self, keep: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        Ok(self
+            .core
+            .trim(args::optional_count(keep, "keep")?.unwrap_or(0)))
+    }
+
+    /// Drop every idle buffer. Returns how many were dropped.
+    fn clear(&self) -> usize {
+        self.core.trim(0)
+    }
+
+    /// Drop idle buffers; ``get`` raises ``PoolClosed`` from now on.
+    fn close(&self) {
+        self.core.close();
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// The capacity new buffers get: the size seen most often recently.
+    #[getter]
+    fn typical_capacity(&self) -> usize {
+        self.core.calibrator().typical()
+    }
+
+    /// The 95th-percentile size of recent use, or ``None`` before the pool
+    /// has seen enough to tell. Buffers above twice this are not kept.
+    #[getter]
+    fn large_capacity(&self) -> Option<usize> {
+        Some(self.core.calibrator().large()).filter(|&l| l != usize::MAX)
+    }
+
+    #[getter]
+    fn max_capacity(&self) -> usize {
+        self.core.max_capacity()
+    }
+
+    #[getter]
+    fn max_idle(&self) -> usize {
+        self.core.max_idle()
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.core.stats();
+        format!(
+            "<BufferPool{} idle={} in_use={} typical_capacity={}>",
+            if self.core.is_closed() { " closed" } else { "" },
+            s.idle,
+            s.in_use,
+            self.core.calibrator().typical()
+        )
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err("cannot pickle 'BufferPool' object"))
+    }
+}
+
+struct State {
+    /// `None` once released.
+    data: Option<Vec<u8>>,
+    /// Live buffer-protocol exports; the data may not move while any is alive.
+    exports: usize,
+    /// Let go while exported: the last export gives the data back.
+    pending: bool,
+}
+
+/// A growable byte buffer from a ``BufferPool``.
+///
+/// ``write(data)`` (or ``buf += data``) appends; ``getvalue()`` copies the
+/// contents into ``bytes``; the buffer also exports its contents, read-only
+/// and zero-copy, through the buffer protocol (``sock.sendall(buf)``,
+/// ``memoryview(buf)``). While an export is alive the buffer cannot change
+/// (``BufferError``), as with ``bytearray``. Give it back with ``release()``
+/// or by leaving ``with pool.get() as buf:``.
+#[pyclass(frozen, weakref, module = "shardpool", name = "Buffer")]
+pub struct Buffer {
+    /// Held only for short, Python-free sections.
+    state: Mutex<State>,
+    pool: Arc<buffers::BufferPool>,
+}
+
+fn released() -> PyErr {
+    PyValueError::new_err("operation on a released buffer")
+}
+
+impl Buffer {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The data, for a change: refused after release and while exported.
+    fn with_data<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> PyResult<R>) -> PyResult<R> {
+        let mut state = self.lock();
+        if state.pending {
+            return Err(released());
+        }
+        if state.exports > 0 {
+            return Err(PyBufferError::new_err(
+                "cannot change a Buffer while a view of it (a memoryview) is alive",
+            ));
+        }
+        match state.data.as_mut() {
+            Some(data) => f(data),
+            None => Err(released()),
+        }
+    }
+
+    fn release(&self) -> PyResult<()> {
+        let data = {
+            let mut state = self.lock();
+            if state.data.is_none() || state.pending {
+                return Err(PyValueError::new_err("the buffer was released already"));
+            }
+            if state.exports > 0 {
+                return Err(PyBufferError::new_err(format!(
+                    "cannot release a Buffer while {} view(s) of it are alive",
+                    state.exports
+                )));
+            }
+            state.data.take()
+        };
+        if let Some(data) = data {
+            self.pool.put(data);
+        }
+        Ok(())
+    }
+
+    fn append(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        if let Ok(bytes) = data.cast::<PyBytes>() {
+            let src = bytes.as_bytes();
+            return self.with_data(|buf| {
+                buf.extend_from_slice(src);
+                Ok(src.len())
+            });
+        }
+        // Taken before locking: exporting `data` may run Python code.
+        let src = PyBuffer::<u8>::get(data).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "a bytes-like object is required, not '{}'",
+                data.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
+            ))
+        })?;
+        let n = src.item_count();
+        self.with_data(|buf| {
+            let start = buf.len();
+            buf.resize(start + n, 0);
+            src.copy_to_slice(py, &mut buf[start..])
+                .inspect_err(|_| buf.truncate(start))?;
+            Ok(n)
+        })
+    }
+}
+
+#[pymethods]
+impl Buffer {
+    /// Append a bytes-like object; returns the number of bytes written.
+    #[pyo3(signature = (data, /))]
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.append(py, data)
+    }
+
+    /// Append a bytes-like object.
+    #[pyo3(signature = (data, /))]
+    fn extend(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.append(py, data).map(drop)
+    }
+
+    fn __iadd__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.append(py, data).map(drop)
+    }
+
+    /// A ``bytes`` copy of the contents.
+    fn getvalue<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let state = self.lock();
+        match (&state.data, state.pending) {
+            (Some(data), false) => Ok(PyBytes::new(py, data)),
+            _ => Err(released()),
+        }
+    }
+
+    /// Empty the buffer, keeping its capacity.
+    fn clear(&self) -> PyResult<()> {
+        self.with_data(|buf| {
+            buf.clear();
+            Ok(())
+        })
+    }
+
+    /// Bytes the buffer holds without growing.
+    #[getter]
+    fn capacity(&self) -> PyResult<usize> {
+        let state = self.lock();
+        state.data.as_ref().map(Vec::capacity).ok_or_else(released)
+    }
+
+    /// Whether the buffer was released.
+    #[getter]
+    fn released(&self) -> bool {
+        let state = self.lock();
+        state.data.is_none() || state.pending
+    }
+
+    /// Give the buffer back to its pool. Raises ``BufferError`` while views
+    /// are alive, ``ValueError`` if released already.
+    #[pyo3(name = "release")]
+    fn py_release(&self) -> PyResult<()> {
+        self.release()
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        let state = self.lock();
+        match (&state.data, state.pending) {
+            (Some(data), false) => Ok(data.len()),
+            _ => Err(released()),
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        if slf.get().released() {
+            return Err(released());
+        }
+        Ok(slf)
+    }
+
+    /// Releases the buffer, or, while views are alive, lets the last view
+    /// release it. Does nothing if it was released inside the block.
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        let data = {
+            let mut state = self.lock();
+            if state.exports > 0 {
+                state.pending = state.data.is_some();
+                None
+            } else {
+                state.data.take()
+            }
+        };
+        if let Some(data) = data {
+            self.pool.put(data);
+        }
+        false
+    }
+
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let (ptr, len) = {
+            let mut state = this.lock();
+            let data = match (&state.data, state.pending) {
+                (Some(data), false) => (data.as_ptr(), data.len()),
+                _ => return Err(PyBufferError::new_err("cannot export a released buffer")),
+            };
+            state.exports += 1;
+            data
+        };
+        // SAFETY: CPython hands us a valid `view`. The data cannot move or
+        // change while `exports > 0` (every change checks it under the
+        // lock), so `ptr` stays valid for `len` bytes until the matching
+        // `__releasebuffer__`. The export is read-only.
+        let rc = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                ptr as *mut _,
+                len as ffi::Py_ssize_t,
+                1,
+                flags,
+            )
+        };
+        if rc == -1 {
+            this.end_export();
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.end_export();
+    }
+
+    fn __repr__(&self) -> String {
+        let state = self.lock();
+        match (&state.data, state.pending) {
+            (Some(data), false) => {
+                format!("<Buffer len={} capacity={}>", data.len(), data.capacity())
+            }
+            _ => "<Buffer released>".into(),
+        }
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "cannot pickle 'Buffer' object: copy its bytes with getvalue()",
+        ))
+    }
+}
+
+impl Buffer {
+    fn end_export(&self) {
+        let data = {
+            let mut state = self.lock();
+            state.exports -= 1;
+            if state.exports == 0 && state.pending {
+                state.pending = false;
+                state.data.take()
+            } else {
+                None
+            }
+        };
+        if let Some(data) = data {
+            self.pool.put(data);
+        }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(data) = state.data.take() {
+            let len = data.len();
+            self.pool.put(data);
+            Python::attach(|py| {
+                let msg = CString::new(format!(
+                    "a Buffer holding {len} bytes was garbage-collected without release(); \
+                     it went back to the pool. Use `with pool.get() as buf:`"
+                ))
+                .expect("no NUL in the message");
+                let category = py.get_type::<PyResourceWarning>();
+                if let Err(err) = PyErr::warn(py, category.as_any(), &msg, 1) {
+                    err.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
