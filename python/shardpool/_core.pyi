@@ -1,9 +1,10 @@
 """Type stubs for the compiled extension ``shardpool._core``."""
 
-from typing_extensions import Buffer as _BufferLike
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Literal, Self, TypeVar, final
+
+from typing_extensions import Buffer as _BufferLike
 
 _T = TypeVar("_T")
 
