@@ -193,12 +193,12 @@ enum Source<T> {
 }
 
 impl<T: Send> Pool<T> {
-    /// Checks a configuration without building anything.
-    pub fn check(config: &Config) -> Result<(), ConfigError> {
-        Self::resolve(config).map(drop)
+    /// Checks a configuration without building anything, and returns the
+    /// effective `(max_idle, shards)` it would get.
+    pub fn check(config: &Config) -> Result<(usize, usize), ConfigError> {
+        Self::resolve(config)
     }
 
-    /// The effective `(max_idle, shards)` of a configuration, if it is valid.
     fn resolve(config: &Config) -> Result<(usize, usize), ConfigError> {
         if let Some(0) = config.max_size {
             return Err(refuse(

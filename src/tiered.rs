@@ -58,6 +58,14 @@ impl<T: Send> Tiered<T> {
             .get_or_init(|| Pool::new(self.configs[class].clone()).expect("checked in Tiered::new"))
     }
 
+    /// The most idle objects class `i` keeps (without building its pool).
+    pub fn max_idle(&self, class: usize) -> usize {
+        match self.pools[class].get() {
+            Some(pool) => pool.max_idle(),
+            None => Pool::<T>::check(&self.configs[class]).map_or(0, |(max_idle, _)| max_idle),
+        }
+    }
+
     /// The pool of class `i` if it was ever used.
     pub fn pool_if_used(&self, class: usize) -> Option<&Pool<T>> {
         self.pools[class].get()
@@ -141,6 +149,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(t.used().count(), 0);
+        assert_eq!(t.max_idle(2), 100);
+        assert_eq!(t.used().count(), 0, "asking for a cap builds nothing");
         assert_eq!(t.route(5000), Some(1));
         assert_eq!(t.pool(1).max_idle(), 500);
         assert_eq!(t.used().map(|(s, _)| s).collect::<Vec<_>>(), vec![65536]);

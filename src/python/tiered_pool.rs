@@ -260,7 +260,7 @@ impl TieredPool {
             .sizes()
             .iter()
             .enumerate()
-            .map(|(i, &s)| (s, self.tiers.pool(i).max_idle()))
+            .map(|(i, &s)| (s, self.tiers.max_idle(i)))
             .collect()
     }
 
