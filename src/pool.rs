@@ -166,11 +166,12 @@ pub enum PutError<E> {
     NotOut { index: usize },
 }
 
-/// An idle object and when it became idle (only stamped when the pool has an
-/// `idle_timeout`, since reading the clock costs more than the rest of a put).
+/// An idle object and when it became idle: nanoseconds since the pool's
+/// epoch, or 0 when unstamped (only pools with an `idle_timeout` read the
+/// clock, which costs more than the rest of a put).
 pub(crate) struct Idle<T> {
     item: T,
-    since: Option<Instant>,
+    since: u64,
 }
 
 pub struct Pool<T> {
@@ -180,6 +181,7 @@ pub struct Pool<T> {
     idle_timeout: Option<Duration>,
     reset_on: ResetOn,
     charge: Option<Charge>,
+    epoch: Instant,
     closed: AtomicBool,
     max_in_use: AtomicU64,
     /// How many rejected idle objects a `get` goes through before it stops
@@ -246,6 +248,7 @@ impl<T: Send> Pool<T> {
             idle_timeout: config.idle_timeout,
             reset_on: config.reset_on,
             charge: config.charge,
+            epoch: Instant::now(),
             closed: AtomicBool::new(false),
             max_in_use: AtomicU64::new(0),
             max_rejects: max_idle + shards,
@@ -322,7 +325,8 @@ impl<T: Send> Pool<T> {
 
     /// Creates `n` idle objects up front.
     pub fn prefill<H: Hooks<T>>(&self, hooks: &mut H, n: usize) -> Result<(), GetError<H::Error>> {
-        let counters = self.shards.counters(self.shards.home());
+        let home = self.shards.home();
+        let counters = self.shards.counters(home);
         for _ in 0..n {
             if let Some(limit) = &self.limit {
                 if !limit.try_reserve() {
@@ -340,7 +344,7 @@ impl<T: Send> Pool<T> {
                 }
             };
             counters.bump(Event::Created);
-            self.store(hooks, counters, item);
+            self.store(hooks, home, item);
         }
         Ok(())
     }
@@ -528,10 +532,7 @@ impl<T: Send> Pool<T> {
     fn give_back<H: Hooks<T>>(&self, hooks: &mut H, grant: Grant<Idle<T>>) {
         match grant {
             Grant::Slot => self.release_charge(),
-            Grant::Item(idle) => {
-                let counters = self.shards.counters(self.shards.home());
-                self.store_idle(hooks, counters, idle);
-            }
+            Grant::Item(idle) => self.store_idle(hooks, self.shards.home(), idle),
         }
     }
 
@@ -627,8 +628,8 @@ impl<T: Send> Pool<T> {
 
     #[inline]
     fn is_expired(&self, idle: &Idle<T>) -> bool {
-        match (self.idle_timeout, idle.since) {
-            (Some(timeout), Some(since)) => since.elapsed() > timeout,
+        match self.idle_timeout {
+            Some(timeout) if idle.since != 0 => self.now() - idle.since > timeout.as_nanos() as u64,
             _ => false,
         }
     }
@@ -653,7 +654,8 @@ impl<T: Send> Pool<T> {
                 None => return Err(PutError::NotOut { index: 0 }),
             },
         };
-        let counters = self.shards.counters(self.shards.home());
+        let home = self.shards.home();
+        let counters = self.shards.counters(home);
         counters.bump(Event::Put);
         if self.is_closed() {
             self.discard(hooks, counters, item);
@@ -667,7 +669,7 @@ impl<T: Send> Pool<T> {
                 return Err(PutError::Hook(e));
             }
         }
-        self.store(hooks, counters, item);
+        self.store(hooks, home, item);
         Ok(())
     }
 
@@ -707,13 +709,18 @@ impl<T: Send> Pool<T> {
     /// Files a clean object: to the longest waiter, else idle, else destroys
     /// it as surplus.
     #[inline]
-    fn store<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters, item: T) {
-        let since = self.idle_timeout.map(|_| Instant::now());
-        self.store_idle(hooks, counters, Idle { item, since });
+    fn store<H: Hooks<T>>(&self, hooks: &mut H, home: usize, item: T) {
+        let since = if self.idle_timeout.is_some() {
+            self.now()
+        } else {
+            0
+        };
+        self.store_idle(hooks, home, Idle { item, since });
     }
 
     #[inline]
-    fn store_idle<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters, idle: Idle<T>) {
+    fn store_idle<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) {
+        let counters = self.shards.counters(home);
         let idle = match &self.limit {
             None => idle,
             Some(limit) => match limit.offer(idle) {
@@ -726,7 +733,6 @@ impl<T: Send> Pool<T> {
             self.discard(hooks, counters, idle.item);
             return;
         }
-        let home = self.shards.home();
         match self.shards.push(home, idle) {
             Ok(()) => {
                 if let Some(limit) = &self.limit {
@@ -746,6 +752,11 @@ impl<T: Send> Pool<T> {
     }
 
     /// Takes an idle object (home shard first), ending its charge.
+    /// Nanoseconds since the pool's epoch, at least 1 (0 means unstamped).
+    fn now(&self) -> u64 {
+        (self.epoch.elapsed().as_nanos() as u64).max(1)
+    }
+
     #[inline]
     fn take_idle(&self, home: usize) -> Option<Idle<T>> {
         let idle = self.shards.pop(home)?;
@@ -799,7 +810,8 @@ impl<T: Send> Pool<T> {
     /// Destroys expired idle objects, then the oldest until at most `keep`
     /// remain. Returns how many it destroyed.
     pub fn trim<H: Hooks<T>>(&self, hooks: &mut H, keep: usize) -> usize {
-        let counters = self.shards.counters(self.shards.home());
+        let home = self.shards.home();
+        let counters = self.shards.counters(home);
         let mut idle = self.drain_idle();
         let before = idle.len();
         let mut fresh = Vec::with_capacity(before);
@@ -819,7 +831,7 @@ impl<T: Send> Pool<T> {
         }
         let removed = before - fresh.len();
         for entry in fresh {
-            self.store_idle(hooks, counters, entry);
+            self.store_idle(hooks, home, entry);
         }
         removed
     }

@@ -418,13 +418,7 @@ impl Drop for Block {
 }
 
 /// One size class of a ``BlockPool``.
-#[pyclass(
-    frozen,
-    get_all,
-    skip_from_py_object,
-    module = "shardpool",
-    name = "BlockClassStats"
-)]
+#[pyclass(frozen, get_all, module = "shardpool", name = "BlockClassStats")]
 pub struct BlockClassStats {
     /// Block size of the class.
     size: usize,
@@ -450,13 +444,7 @@ impl BlockClassStats {
 }
 
 /// Counters and gauges of a ``BlockPool``, from ``pool.stats()``.
-#[pyclass(
-    frozen,
-    get_all,
-    skip_from_py_object,
-    module = "shardpool",
-    name = "BlockPoolStats"
-)]
+#[pyclass(frozen, get_all, module = "shardpool", name = "BlockPoolStats")]
 pub struct BlockPoolStats {
     /// Bytes held idle (never above ``max_idle_bytes``).
     bytes_idle: usize,

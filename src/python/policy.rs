@@ -111,12 +111,14 @@ pub struct PyHooks<'a, 'py> {
 impl PyHooks<'_, '_> {
     fn has_reset_method(&self, item: &Py<PyAny>) -> PyResult<bool> {
         let py = self.py;
-        let ty = item.bind(py).get_type();
+        let item = item.bind(py);
         if let Some((seen, has)) = self.policy.reset_lookup.get(py) {
-            if seen.bind(py).is(&ty) {
+            // A pointer comparison: no reference counting on the hot path.
+            if seen.as_ptr().cast() == item.get_type_ptr() {
                 return Ok(*has);
             }
         }
+        let ty = item.get_type();
         let has = ty
             .getattr_opt(intern!(py, "reset"))?
             .is_some_and(|attr| attr.is_callable());

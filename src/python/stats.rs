@@ -10,14 +10,7 @@ use crate::Snapshot;
 /// Counters (``created``, ``hits``, ...) only grow over the pool's life.
 /// Gauges (``idle``, ``in_use``) describe the moment of the call. Once the
 /// pool is quiescent, ``created == destroyed + idle + in_use``.
-#[pyclass(
-    frozen,
-    eq,
-    get_all,
-    skip_from_py_object,
-    module = "shardpool",
-    name = "PoolStats"
-)]
+#[pyclass(frozen, eq, get_all, module = "shardpool", name = "PoolStats")]
 #[derive(Clone, PartialEq, Eq)]
 pub struct PoolStats {
     /// Objects the factory produced (including ``prefill``).
