@@ -167,8 +167,10 @@ def run_cases(
     timers = [timeit.Timer(c.stmt, globals=c.namespace) for c in cases]
     numbers = []
     for timer in timers:
-        n, t = timer.autorange()
-        numbers.append(max(1, int(n * budget / max(t, 1e-9))))
+        # A short trial run sizes each case to the time budget of a round.
+        trial = 20
+        t = timer.timeit(trial)
+        numbers.append(max(1, int(trial * budget / max(t, 1e-9))))
     best = [float("inf")] * len(cases)
     for _ in range(rounds):
         for i, timer in enumerate(timers):
@@ -268,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
     args = parser.parse_args(argv)
-    rounds, budget, ops = (2, 0.003, 20_000) if args.quick else (7, 0.03, 200_000)
+    rounds, budget, ops = (2, 0.003, 20_000) if args.quick else (9, 0.08, 200_000)
 
     steps = rounds * 2 + 2
     done = 0
