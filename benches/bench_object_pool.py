@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from shardpool import ObjectPool
-
-from roundtrip import MinimalPool  # type: ignore[import-not-found]
+from shardpool.bench import MinimalPool
 
 
 @pytest.mark.benchmark(group="get+put round trip")

@@ -110,29 +110,34 @@ impl<I> Waiter<I> {
 
 impl<I: Send> Park for Waiter<I> {
     fn park(&self, deadline: Option<Instant>) -> bool {
-        let mut state = lock(&self.state);
-        loop {
-            if !matches!(*state, State::Waiting) {
-                return true;
-            }
-            state = match deadline {
-                None => self
-                    .cond
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return false;
-                    }
-                    self.cond
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-        }
+        let state = lock(&self.state);
+        wait_while(&self.cond, state, deadline, |s| matches!(s, State::Waiting)).is_some()
     }
+}
+
+/// Waits on `cond` while `blocked` holds, until `deadline` (`None`: no
+/// limit). Returns the guard once `blocked` is false, `None` on timeout.
+fn wait_while<'a, T>(
+    cond: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+    mut blocked: impl FnMut(&T) -> bool,
+) -> Option<MutexGuard<'a, T>> {
+    while blocked(&guard) {
+        guard = match deadline {
+            None => cond.wait(guard).unwrap_or_else(PoisonError::into_inner),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                cond.wait_timeout(guard, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+    }
+    Some(guard)
 }
 
 struct Queue<I> {
@@ -165,24 +170,13 @@ impl Gate {
 impl Park for Gate {
     /// Blocks until this thread holds the gate (`true`) or `deadline`.
     fn park(&self, deadline: Option<Instant>) -> bool {
-        let mut busy = lock(&self.busy);
-        while *busy {
-            busy = match deadline {
-                None => self.cond.wait(busy).unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return false;
-                    }
-                    self.cond
-                        .wait_timeout(busy, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+        match wait_while(&self.cond, lock(&self.busy), deadline, |busy| *busy) {
+            Some(mut busy) => {
+                *busy = true;
+                true
+            }
+            None => false,
         }
-        *busy = true;
-        true
     }
 }
 

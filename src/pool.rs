@@ -548,18 +548,10 @@ impl<T: Send> Pool<T> {
                 return Err(GetError::Hook(e));
             }
         };
-        let out = match &self.ledger {
-            None => item,
-            Some(ledger) => {
-                let out = hooks.duplicate(&item);
-                if ledger.check_out(hooks.identity(&item), item).is_err() {
-                    // Not ours to destroy: its holder still uses it.
-                    drop(out);
-                    self.release_charge();
-                    return Err(GetError::AlreadyOut);
-                }
-                out
-            }
+        let Some(out) = self.check_out(hooks, item) else {
+            // Not ours to destroy: its holder still uses it.
+            self.release_charge();
+            return Err(GetError::AlreadyOut);
         };
         counters.bump(Event::Created);
         counters.bump(Event::Miss);
@@ -575,25 +567,29 @@ impl<T: Send> Pool<T> {
         item: T,
         event: Event,
     ) -> Result<T, GetError<H::Error>> {
-        let out = match &self.ledger {
-            None => item,
-            Some(ledger) => {
-                let out = hooks.duplicate(&item);
-                if ledger.check_out(hooks.identity(&item), item).is_err() {
-                    // The factory handed out an object that was also idle
-                    // here: the idle copy is a second reference, drop it.
-                    drop(out);
-                    counters.bump(Event::Destroyed);
-                    self.release_charge();
-                    return Err(GetError::AlreadyOut);
-                }
-                out
-            }
+        let Some(out) = self.check_out(hooks, item) else {
+            // The factory handed out an object that was also idle here: the
+            // idle copy is a second reference to it, now dropped.
+            counters.bump(Event::Destroyed);
+            self.release_charge();
+            return Err(GetError::AlreadyOut);
         };
         if counters.bump_counted(event) % IN_USE_SAMPLE_EVERY == 0 {
             self.note_in_use();
         }
         Ok(out)
+    }
+
+    /// The holder's reference to `item`; a checked pool records `item` in
+    /// its ledger. `None` (and `item` dropped) if it is out already.
+    #[inline]
+    fn check_out<H: Hooks<T>>(&self, hooks: &mut H, item: T) -> Option<T> {
+        let Some(ledger) = &self.ledger else {
+            return Some(item);
+        };
+        let out = hooks.duplicate(&item);
+        ledger.check_out(hooks.identity(&item), item).ok()?;
+        Some(out)
     }
 
     /// Reset (when due on get) and validate an idle object. `Ok(None)`: it

@@ -517,12 +517,7 @@ impl BlockPoolStats {
     /// Fraction of blocks handed out reused (0.0 before any).
     #[getter]
     fn hit_rate(&self) -> f64 {
-        let total = self.hits + self.misses;
-        if total == 0 {
-            0.0
-        } else {
-            self.hits as f64 / total as f64
-        }
+        super::stats::hit_rate(self.hits, self.misses)
     }
 
     /// The totals as a plain ``dict`` (classes as a list of dicts).

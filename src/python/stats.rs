@@ -66,6 +66,16 @@ impl From<Snapshot> for PoolStats {
     }
 }
 
+/// Fraction of handed-out objects that were reused (0.0 before any).
+pub fn hit_rate(hits: u64, misses: u64) -> f64 {
+    let total = hits + misses;
+    if total == 0 {
+        0.0
+    } else {
+        hits as f64 / total as f64
+    }
+}
+
 impl PoolStats {
     fn fields(&self) -> [(&'static str, u64); 14] {
         [
@@ -92,12 +102,7 @@ impl PoolStats {
     /// Fraction of ``get`` calls served with a reused object (0.0 before any).
     #[getter]
     fn hit_rate(&self) -> f64 {
-        let total = self.hits + self.misses;
-        if total == 0 {
-            0.0
-        } else {
-            self.hits as f64 / total as f64
-        }
+        hit_rate(self.hits, self.misses)
     }
 
     /// The counters and gauges as a plain ``dict`` (``hit_rate`` included).
