@@ -1,0 +1,1397 @@
+"""BlockPool and Block: size classes, aligned zero-copy memory through the buffer
+protocol, idle bounds, zeroing, release safety (views, deferred release, garbage
+collection), closing, stats, and every error path. Threads:
+test_block_threads.py."""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import gc
+import hashlib
+import io
+import itertools
+import pickle
+import socket
+import struct
+import threading
+import time
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+import shardpool
+from shardpool import Block, BlockClassStats, BlockPool, BlockPoolStats, PoolClosed
+
+KIB = 1 << 10
+MIB = 1 << 20
+DEFAULT_MAX_BLOCK = 16 * MIB
+DEFAULT_MAX_IDLE_BYTES = 64 * MIB
+
+TOTAL_FIELDS = (
+    "bytes_idle",
+    "bytes_in_use",
+    "max_idle_bytes",
+    "hits",
+    "misses",
+    "puts",
+    "created",
+    "destroyed",
+    "dropped",
+    "expired",
+    "oversize",
+)
+CLASS_FIELDS = (
+    "size",
+    "max_idle",
+    "idle",
+    "in_use",
+    "hits",
+    "misses",
+    "puts",
+    "dropped",
+    "expired",
+)
+
+
+def address(block: Block) -> int:
+    """The address of the block's first byte, through a (temporary) numpy view."""
+    return np.frombuffer(block, dtype=np.uint8).ctypes.data
+
+
+def fill(block: Block, byte: int) -> None:
+    view = np.frombuffer(block, dtype=np.uint8)
+    view[:] = byte
+    del view
+
+
+def holds_only(block: Block, byte: int) -> bool:
+    return bytes(block) == bytes([byte]) * len(block)
+
+
+def snapshot(pool: BlockPool):
+    return pool.stats().as_dict(), len(pool)
+
+
+def smallest_class(pool: BlockPool, n: int) -> int:
+    classes = pool.classes
+    return classes[bisect.bisect_left(classes, n)]
+
+
+def row(pool: BlockPool, size: int) -> BlockClassStats:
+    rows = [c for c in pool.stats().classes if c.size == size]
+    assert len(rows) == 1, f"no stats row for class {size}"
+    return rows[0]
+
+
+@pytest.fixture
+def used_pool():
+    """A pool with history: a block held, blocks idle in two classes, counters set."""
+    pool = BlockPool(classes=[(256, 8), (4096, 8)], max_block=1 << 16, shards=1)
+    held = pool.get(100)
+    for n in (200, 3000, 3000):
+        pool.get(n).release()
+    pool.get(70_000).release()  # oversize
+    yield pool
+    if not held.released:
+        held.release()
+
+
+# --- package surface ---
+
+
+def test_package_exports_the_block_names():
+    for name in ("BlockPool", "Block", "BlockPoolStats", "BlockClassStats", "PoolClosed"):
+        assert name in shardpool.__all__
+        assert getattr(shardpool, name) is not None
+    assert issubclass(PoolClosed, RuntimeError)
+
+
+def test_help_documents_the_pool_and_its_arguments(capsys):
+    help(BlockPool)
+    text = capsys.readouterr().out
+    for word in (
+        "classes",
+        "max_block",
+        "max_idle_bytes",
+        "zero",
+        "alignment",
+        "idle_timeout",
+        "shards",
+    ):
+        assert word in text, word
+    for method in ("get", "put", "stats", "trim", "clear", "close"):
+        doc = getattr(BlockPool, method).__doc__
+        assert doc, method
+        assert len(doc.strip()) > 20, method
+    assert "buffer protocol" in (Block.__doc__ or "")
+    assert Block.release.__doc__
+
+
+def test_defaults():
+    pool = BlockPool()
+    assert pool.classes[0] == 64
+    assert pool.classes[-1] == pool.max_block == DEFAULT_MAX_BLOCK
+    assert pool.max_idle_bytes == DEFAULT_MAX_IDLE_BYTES
+    assert pool.alignment == 64
+    assert pool.zero == "never"
+    assert pool.closed is False
+    assert len(pool) == 0
+    s = pool.stats()
+    assert isinstance(s, BlockPoolStats)
+    assert s.classes == ()
+    assert s.max_idle_bytes == DEFAULT_MAX_IDLE_BYTES
+    assert all(getattr(s, f) == 0 for f in TOTAL_FIELDS if f != "max_idle_bytes")
+
+
+def test_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        BlockPool([4096])
+    pool = BlockPool()
+    with pytest.raises(TypeError):
+        pool.get(10, True)
+    with pytest.raises(TypeError):
+        pool.get(n=10)
+    with pytest.raises(TypeError):
+        pool.get()
+    block = pool.get(10)
+    with pytest.raises(TypeError):
+        pool.put(block=block)
+    block.release()
+
+
+# --- getting blocks ---
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 100, 1000, 4096, 65536, 1_000_000])
+def test_get_gives_exactly_n_usable_bytes_from_the_smallest_fitting_class(n):
+    pool = BlockPool()
+    block = pool.get(n)
+    assert isinstance(block, Block)
+    assert len(block) == n
+    assert block.capacity == smallest_class(pool, n)
+    assert block.capacity >= max(n, 64)
+    assert len(bytes(block)) == n
+    assert memoryview(block).nbytes == n
+    assert block.released is False
+    assert repr(block) == f"<Block len={n} capacity={block.capacity}>"
+    block.release()
+    assert block.released is True
+    assert repr(block) == f"<Block released capacity={block.capacity}>"
+
+
+def test_new_memory_is_zero():
+    pool = BlockPool()
+    blocks = [pool.get(n) for n in (1, 100, 5000, 300_000, DEFAULT_MAX_BLOCK + 1)]
+    for block in blocks:
+        assert holds_only(block, 0)
+        block.release()
+
+
+def test_with_releases_on_exit():
+    pool = BlockPool()
+    with pool.get(65536) as block:
+        assert len(block) == 65536
+        assert pool.stats().bytes_in_use == 65536
+    assert block.released
+    s = pool.stats()
+    assert (s.puts, s.bytes_in_use, s.bytes_idle) == (1, 0, 65536)
+
+
+def test_with_releases_on_exception_and_lets_it_propagate():
+    pool = BlockPool()
+    with pytest.raises(KeyError, match="boom"), pool.get(100) as block:
+        raise KeyError("boom")
+    assert block.released
+    s = pool.stats()
+    assert (s.puts, s.bytes_in_use, s.bytes_idle) == (1, 0, 112)
+
+
+def test_enter_returns_the_block_itself():
+    pool = BlockPool()
+    block = pool.get(10)
+    with block as entered:
+        assert entered is block
+    assert block.released
+
+
+def test_release_and_put_both_give_the_block_back():
+    pool = BlockPool(shards=1)
+    a = pool.get(1000)
+    b = pool.get(1000)
+    a.release()
+    pool.put(b)
+    assert a.released
+    assert b.released
+    s = pool.stats()
+    assert (s.puts, s.bytes_idle, s.bytes_in_use, len(pool)) == (2, 2048, 0, 2)
+
+
+def test_release_inside_with_is_not_repeated_on_exit():
+    pool = BlockPool()
+    with pool.get(100) as block:
+        block.release()
+    assert pool.stats().puts == 1
+    assert len(pool) == 1
+
+
+def test_released_block_is_reused_from_its_class():
+    pool = BlockPool(shards=1)
+    block = pool.get(5000)
+    assert block.capacity == 5120
+    where = address(block)
+    block.release()
+    again = pool.get(4500)  # same class
+    assert again.capacity == 5120
+    assert address(again) == where
+    s = pool.stats()
+    assert (s.hits, s.misses, s.created) == (1, 1, 1)
+    assert s.hit_rate == 0.5
+    again.release()
+
+
+def test_a_block_is_filed_by_its_capacity_not_its_length():
+    pool = BlockPool(classes=[4096, 65536], shards=1)
+    small = pool.get(10)
+    assert small.capacity == 4096
+    small.release()
+    assert row(pool, 4096).idle == 1
+    block = pool.get(4096)  # the idle 4096-byte block serves it
+    assert row(pool, 4096).hits == 1
+    block.release()
+
+
+# --- the buffer protocol ---
+
+
+def test_memoryview_is_writable_contiguous_bytes():
+    pool = BlockPool()
+    with pool.get(1000) as block:
+        view = memoryview(block)
+        assert not view.readonly
+        assert view.format == "B"
+        assert view.itemsize == 1
+        assert view.nbytes == len(view) == 1000
+        assert view.c_contiguous
+        assert view.obj is block
+        view[:5] = b"hello"
+        assert bytes(block)[:5] == b"hello"
+        assert view.cast("I").nbytes == 1000
+        view.release()
+
+
+def test_numpy_and_memoryview_share_the_memory():
+    pool = BlockPool()
+    with pool.get(4096) as block:
+        arr = np.frombuffer(block, dtype=np.uint8)
+        view = memoryview(block)
+        assert arr.flags.writeable
+        assert arr.size == 4096
+        arr[10] = 42
+        assert view[10] == 42
+        view[20] = 7
+        assert arr[20] == 7
+        assert bytes(block)[10] == 42
+        assert np.frombuffer(block, dtype=np.uint8).ctypes.data == arr.ctypes.data
+        floats = np.frombuffer(block, dtype=np.float64)
+        floats[0] = 1.5
+        assert struct.unpack_from("<d", block, 0)[0] == 1.5
+        del arr, floats
+        view.release()
+
+
+def test_bytes_bytearray_and_struct():
+    pool = BlockPool()
+    with pool.get(8) as block:
+        struct.pack_into("<Q", block, 0, 0x0102030405060708)
+        assert bytes(block) == bytes(range(8, 0, -1))
+        assert bytearray(block) == bytearray(range(8, 0, -1))
+        assert struct.unpack_from("<Q", block)[0] == 0x0102030405060708
+
+
+def test_hashlib_and_zlib_read_the_block():
+    pool = BlockPool()
+    data = bytes(range(256)) * 40
+    with pool.get(len(data)) as block:
+        memoryview(block)[:] = data
+        assert hashlib.sha256(block).digest() == hashlib.sha256(data).digest()
+        h = hashlib.md5()
+        h.update(block)
+        assert h.digest() == hashlib.md5(data).digest()
+        assert zlib.crc32(block) == zlib.crc32(data)
+        assert zlib.adler32(block) == zlib.adler32(data)
+        assert zlib.decompress(zlib.compress(block)) == data
+
+
+def test_readinto_fills_the_block(tmp_path):
+    pool = BlockPool()
+    data = bytes(range(256)) * 100
+    with pool.get(len(data)) as block:
+        assert io.BytesIO(data).readinto(block) == len(data)
+        assert bytes(block) == data
+    path = tmp_path / "data.bin"
+    path.write_bytes(data[::-1])
+    with pool.get(len(data)) as block, open(path, "rb", buffering=0) as f:
+        assert f.readinto(block) == len(data)
+        assert bytes(block) == data[::-1]
+    with pool.get(len(data)) as block, open(path, "rb") as f:
+        assert f.readinto(block) == len(data)
+        assert bytes(block) == data[::-1]
+
+
+def test_socket_recv_into_and_sendall():
+    pool = BlockPool()
+    data = bytes(range(251)) * 1000  # larger than a socket buffer
+    a, b = socket.socketpair()
+    with a, b:
+        sender = threading.Thread(target=a.sendall, args=(data,))
+        sender.start()
+        with pool.get(len(data)) as block:
+            got = 0
+            with memoryview(block) as view:
+                while got < len(data):
+                    n = b.recv_into(view[got:])
+                    assert n > 0
+                    got += n
+            sender.join()
+            assert bytes(block) == data
+            # And the other way: a block is sent as it is.
+            echo = threading.Thread(target=b.sendall, args=(block,))
+            echo.start()
+            received = bytearray()
+            while len(received) < len(data):
+                received += a.recv(1 << 16)
+            echo.join()
+            assert received == data
+        # recv_into the block directly, without slicing.
+        with pool.get(5) as block:
+            a.sendall(b"12345")
+            assert b.recv_into(block) == 5
+            assert bytes(block) == b"12345"
+
+
+def test_zero_length_block_exports_an_empty_buffer():
+    pool = BlockPool()
+    with pool.get(0) as block:
+        assert len(block) == 0
+        assert bytes(block) == b""
+        assert memoryview(block).nbytes == 0
+        assert np.frombuffer(block, dtype=np.uint8).size == 0
+
+
+# --- alignment ---
+
+
+@pytest.mark.parametrize("alignment", [1, 2, 8, 64, 256, 4096])
+def test_blocks_are_aligned(alignment):
+    pool = BlockPool(alignment=alignment, max_block=MIB)
+    assert pool.alignment == alignment
+    blocks = [pool.get(n) for n in (1, 63, 100, 1000, 4097, 70_000, MIB, MIB + 7)]
+    for block in blocks:
+        assert address(block) % alignment == 0, (alignment, block)
+    for block in blocks:
+        block.release()
+    # Reused blocks too.
+    blocks = [pool.get(n) for n in (1, 63, 100, 1000)]
+    assert pool.stats().hits == 4
+    for block in blocks:
+        assert address(block) % alignment == 0
+        block.release()
+
+
+def test_default_alignment_is_64_for_every_class():
+    pool = BlockPool(max_block=64 * KIB)
+    for size in pool.classes:
+        with pool.get(size) as block:
+            assert address(block) % 64 == 0
+
+
+# --- size classes ---
+
+
+def test_default_classes_are_geometric_four_per_doubling():
+    classes = BlockPool().classes
+    assert classes == sorted(set(classes))
+    assert classes[:9] == [64, 80, 96, 112, 128, 160, 192, 224, 256]
+    assert classes[-1] == DEFAULT_MAX_BLOCK
+    for small, large in itertools.pairwise(classes):
+        assert large / small <= 1.25, (small, large)
+    powers = [c for c in classes if c & (c - 1) == 0]
+    assert powers == [1 << k for k in range(6, 25)]
+    assert len(classes) == 4 * (24 - 6) + 1
+
+
+def test_no_request_of_64_bytes_or_more_wastes_more_than_a_fifth():
+    pool = BlockPool()
+    classes = pool.classes
+    requests = {c + d for c in classes for d in (-1, 0, 1)}
+    requests |= set(range(64, 1 << 20, 997))
+    for n in sorted(r for r in requests if 64 <= r <= DEFAULT_MAX_BLOCK):
+        size = smallest_class(pool, n)
+        assert size >= n
+        assert (size - n) * 5 <= size, (n, size)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(n=st.integers(0, DEFAULT_MAX_BLOCK))
+def test_get_serves_the_smallest_class_at_least_n(n):
+    pool = BlockPool(max_idle_bytes=0)
+    with pool.get(n) as block:
+        assert len(block) == n
+        assert block.capacity == smallest_class(pool, n)
+        if n >= 64:
+            assert (block.capacity - n) / block.capacity <= 0.20
+
+
+def test_requests_below_the_smallest_class_get_it():
+    pool = BlockPool()
+    for n in (0, 1, 63, 64):
+        with pool.get(n) as block:
+            assert block.capacity == 64
+
+
+@pytest.mark.parametrize(("max_block", "last_two"), [(MIB, [896 * KIB, MIB]), (1000, [896, 1000])])
+def test_max_block_ends_the_default_classes(max_block, last_two):
+    pool = BlockPool(max_block=max_block)
+    assert pool.max_block == max_block
+    assert pool.classes[-2:] == last_two
+
+
+def test_tiny_max_block():
+    pool = BlockPool(max_block=16)
+    assert pool.classes[-1] == 16
+    with pool.get(16) as block:
+        assert block.capacity == 16
+    with pool.get(17) as block:
+        assert block.capacity == 17
+    assert pool.stats().oversize == 1
+
+
+def test_explicit_classes_any_order_and_any_iterable():
+    pool = BlockPool(classes=iter([65536, 4096, 1 << 20]))
+    assert pool.classes == [4096, 65536, 1 << 20]
+    assert pool.max_block == 1 << 20
+    for n, cap in ((1, 4096), (4096, 4096), (4097, 65536), (1 << 20, 1 << 20)):
+        with pool.get(n) as block:
+            assert block.capacity == cap
+
+
+def test_layered_classes_with_idle_caps_in_one_line():
+    pool = BlockPool(classes=[(4096, 1000), (65536, 500), (1 << 20, 100)])
+    assert pool.classes == [4096, 65536, 1 << 20]
+    for n in (10, 5000, 70_000):
+        pool.get(n).release()
+    assert [(c.size, c.max_idle) for c in pool.stats().classes] == [
+        (4096, 1000),
+        (65536, 500),
+        (1 << 20, 100),
+    ]
+
+
+def test_sizes_and_pairs_can_be_mixed():
+    pool = BlockPool(classes=[(4096, 3), 65536])
+    pool.get(1).release()
+    pool.get(5000).release()
+    caps = {c.size: c.max_idle for c in pool.stats().classes}
+    assert caps[4096] == 3
+    assert caps[65536] >= 2  # a default
+
+
+def test_oversize_counts_exactly_the_requests_above_max_block():
+    # Documented: max_block is "the largest pooled size"; stats().oversize counts
+    # "requests above max_block (exact, unpooled allocations)".
+    pool = BlockPool(classes=[4096], max_block=65536, shards=1)
+    assert pool.max_block == 65536
+    for n in (100, 4096, 8192, 65536, 65537):
+        pool.get(n).release()
+    s = pool.stats()
+    assert s.oversize == 1, "requests up to max_block must not be oversize"
+
+
+# --- oversize requests ---
+
+
+def test_request_above_max_block_gets_an_exact_unpooled_block():
+    pool = BlockPool(classes=[4096, 65536], shards=1)
+    block = pool.get(70_000)
+    assert len(block) == block.capacity == 70_000
+    assert address(block) % 64 == 0
+    assert holds_only(block, 0)
+    fill(block, 0xAB)
+    s = pool.stats()
+    assert (s.oversize, s.misses, s.created, s.bytes_in_use) == (1, 1, 1, 70_000)
+    assert s.classes == ()
+    block.release()
+    s = pool.stats()
+    assert (s.puts, s.destroyed, s.dropped, s.bytes_in_use, s.bytes_idle) == (1, 1, 1, 0, 0)
+    assert len(pool) == 0
+    with pool.get(70_000) as again:  # not reused: a new zeroed allocation
+        assert holds_only(again, 0)
+    s = pool.stats()
+    assert (s.oversize, s.hits, s.misses) == (2, 0, 2)
+
+
+def test_oversize_with_default_classes():
+    pool = BlockPool()
+    with pool.get(DEFAULT_MAX_BLOCK + 1) as block:
+        assert block.capacity == DEFAULT_MAX_BLOCK + 1
+        assert pool.stats().bytes_in_use == DEFAULT_MAX_BLOCK + 1
+    assert pool.stats().bytes_idle == 0
+    assert pool.stats().oversize == 1
+
+
+# --- bounds on idle memory ---
+
+
+def test_max_idle_bytes_caps_idle_memory_over_all_classes():
+    pool = BlockPool(max_idle_bytes=10_000)
+    assert pool.max_idle_bytes == 10_000
+    blocks = [pool.get(4096) for _ in range(5)]
+    for block in blocks:
+        block.release()
+        assert pool.stats().bytes_idle <= 10_000
+    s = pool.stats()
+    assert s.bytes_idle == 8192
+    assert (s.dropped, s.destroyed, len(pool)) == (3, 3, 2)
+    assert row(pool, 4096).dropped == 3
+    # The cap covers every class: a 1024-byte block still fits, a 2048 one does not.
+    small, mid = pool.get(1000), pool.get(2000)
+    small.release()  # 8192 + 1024 fits
+    mid.release()  # 9216 + 2048 does not
+    s = pool.stats()
+    assert s.bytes_idle == 8192 + 1024
+    assert s.dropped == 4
+    assert row(pool, 1024).idle == 1
+    assert row(pool, 2048).dropped == 1
+
+
+def test_zero_max_idle_bytes_keeps_nothing():
+    pool = BlockPool(max_idle_bytes=0)
+    for n in (1, 100, 5000):
+        pool.get(n).release()
+    s = pool.stats()
+    assert (s.bytes_idle, s.dropped, s.destroyed, s.hits, len(pool)) == (0, 3, 3, 0, 0)
+
+
+def test_a_block_larger_than_the_whole_cap_is_freed():
+    pool = BlockPool(max_idle_bytes=1000)
+    pool.get(2000).release()
+    assert pool.stats().bytes_idle == 0
+    assert pool.stats().dropped == 1
+
+
+def test_per_class_idle_caps():
+    pool = BlockPool(classes=[(4096, 2), (65536, 0)])
+    blocks = [pool.get(4096) for _ in range(3)] + [pool.get(65536)]
+    for block in blocks:
+        block.release()
+    assert row(pool, 4096).idle == 2
+    assert row(pool, 4096).dropped == 1
+    assert row(pool, 65536).idle == 0
+    assert row(pool, 65536).dropped == 1
+    s = pool.stats()
+    assert (s.bytes_idle, s.dropped, len(pool)) == (8192, 2, 2)
+
+
+def test_default_class_cap_is_reported_and_enforced():
+    pool = BlockPool(max_block=DEFAULT_MAX_BLOCK)
+    pool.get(DEFAULT_MAX_BLOCK).release()
+    cap = row(pool, DEFAULT_MAX_BLOCK).max_idle
+    assert cap >= 1
+    assert cap * DEFAULT_MAX_BLOCK <= 2 * DEFAULT_MAX_IDLE_BYTES
+    blocks = [pool.get(DEFAULT_MAX_BLOCK) for _ in range(cap + 1)]
+    for block in blocks:
+        block.release()
+    r = row(pool, DEFAULT_MAX_BLOCK)
+    assert r.idle == cap
+    assert r.dropped >= 1
+    assert pool.stats().bytes_idle <= DEFAULT_MAX_IDLE_BYTES
+
+
+def test_idle_timeout_frees_blocks_idle_too_long():
+    patient = BlockPool(idle_timeout=60)
+    patient.get(1000).release()
+    assert patient.trim(keep_bytes=1 << 30) == 0  # nothing expired
+    with patient.get(1000):
+        assert patient.stats().hits == 1
+    pool = BlockPool(idle_timeout=0.05, shards=1)
+    pool.get(1000).release()
+    pool.get(100).release()
+    time.sleep(0.15)
+    assert pool.trim(keep_bytes=1 << 30) == 1024 + 112
+    s = pool.stats()
+    assert (s.expired, s.destroyed, s.bytes_idle, len(pool)) == (2, 2, 0, 0)
+
+
+def test_expired_block_is_not_handed_out():
+    pool = BlockPool(idle_timeout=0.05, shards=1)
+    pool.get(1000).release()
+    time.sleep(0.15)
+    with pool.get(1000):
+        pass
+    s = pool.stats()
+    assert (s.expired, s.hits, s.misses, s.created) == (1, 0, 2, 2)
+    assert row(pool, 1024).expired == 1
+
+
+def test_trim_frees_down_to_keep_bytes_and_returns_bytes_freed():
+    pool = BlockPool()
+    blocks = [pool.get(n) for n in (100, 100, 5000, 70_000)]
+    total = sum(b.capacity for b in blocks)
+    for block in blocks:
+        block.release()
+    assert pool.stats().bytes_idle == total
+    freed = pool.trim(keep_bytes=300)
+    idle = pool.stats().bytes_idle
+    assert idle <= 300
+    assert freed + idle == total
+    assert idle == 224  # the two small blocks stay: the largest go first
+    assert pool.trim(keep_bytes=300) == 0
+    assert pool.trim() == 224
+    assert pool.stats().bytes_idle == 0
+    assert pool.stats().destroyed == 4
+
+
+def test_trim_frees_the_largest_classes_first():
+    pool = BlockPool(shards=1)
+    blocks = [pool.get(65536)] + [pool.get(1024) for _ in range(4)]
+    for block in blocks:
+        block.release()
+    assert pool.trim(keep_bytes=4096) == 65536
+    assert pool.stats().bytes_idle == 4096
+    assert row(pool, 1024).idle == 4
+
+
+def test_clear_frees_everything_idle_and_returns_bytes():
+    pool = BlockPool()
+    held = pool.get(100)
+    for n in (1000, 1000, 20_000):
+        pool.get(n).release()
+    idle = pool.stats().bytes_idle
+    assert idle == 1024 + 20480  # the second 1000 reused the first
+    assert pool.clear() == idle
+    assert pool.clear() == 0
+    s = pool.stats()
+    assert (s.bytes_idle, s.bytes_in_use, len(pool)) == (0, 112, 0)
+    held.release()
+    assert pool.stats().bytes_idle == 112
+
+
+# --- zeroing ---
+
+
+@pytest.mark.parametrize(
+    ("zero", "clean_on_reuse"), [("never", False), ("release", True), ("acquire", True)]
+)
+@pytest.mark.parametrize("n", [100, 300 * KIB])  # below and above the offload threshold
+def test_zero_modes(zero, clean_on_reuse, n):
+    pool = BlockPool(zero=zero, shards=1)
+    assert pool.zero == zero
+    block = pool.get(n)
+    where = address(block)
+    fill(block, 0xEE)
+    block.release()
+    again = pool.get(n)
+    assert address(again) == where  # the same memory
+    assert holds_only(again, 0) == clean_on_reuse
+    if not clean_on_reuse:
+        assert holds_only(again, 0xEE)  # what its last holder wrote
+    fill(again, 0xEE)
+    again.release()
+    with pool.get(n, zeroed=True) as zeroed:
+        assert address(zeroed) == where
+        assert holds_only(zeroed, 0)
+
+
+@pytest.mark.parametrize("zero", ["never", "release", "acquire"])
+def test_zeroed_is_always_zero(zero):
+    pool = BlockPool(zero=zero, shards=1, classes=[4096], max_block=4096)
+    for n in (0, 1, 100, 4096, 5000):
+        for _ in range(2):
+            block = pool.get(n, zeroed=True)
+            assert holds_only(block, 0), (zero, n)
+            fill(block, 0x5A)
+            block.release()
+
+
+def test_zeroed_false_is_the_default():
+    pool = BlockPool(shards=1)
+    block = pool.get(100)
+    fill(block, 1)
+    block.release()
+    with pool.get(100, zeroed=False) as block:
+        assert holds_only(block, 1)
+
+
+def test_zero_on_release_also_zeroes_after_a_deferred_release():
+    pool = BlockPool(zero="release", shards=1)
+    with pool.get(1000) as block:
+        view = memoryview(block)
+        view[:] = b"\xff" * 1000
+    view.release()  # the last view returns the block
+    with pool.get(1000) as block:
+        assert pool.stats().hits == 1
+        assert holds_only(block, 0)
+
+
+# --- release safety ---
+
+
+def test_release_while_a_memoryview_is_alive_raises_and_the_block_stays_valid():
+    pool = BlockPool()
+    block = pool.get(100)
+    view = memoryview(block)
+    before = snapshot(pool)
+    with pytest.raises(BufferError, match="view"):
+        block.release()
+    with pytest.raises(BufferError):
+        pool.put(block)
+    assert snapshot(pool) == before
+    assert not block.released
+    assert len(block) == 100
+    view[:3] = b"abc"
+    assert bytes(block)[:3] == b"abc"
+    memoryview(block)[3:6] = b"def"  # still exportable
+    assert bytes(view[:6]) == b"abcdef"
+    view.release()
+    block.release()
+    assert pool.stats().puts == 1
+
+
+def test_release_while_a_numpy_view_is_alive_raises():
+    pool = BlockPool()
+    block = pool.get(64)
+    arr = np.frombuffer(block, dtype=np.uint8)
+    with pytest.raises(BufferError):
+        block.release()
+    arr[:] = 9
+    assert holds_only(block, 9)
+    del arr
+    block.release()
+
+
+def test_released_block_cannot_be_used():
+    pool = BlockPool()
+    block = pool.get(100)
+    capacity = block.capacity
+    block.release()
+    before = snapshot(pool)
+    for export in (memoryview, bytes, bytearray, lambda b: np.frombuffer(b, dtype=np.uint8)):
+        with pytest.raises(BufferError, match="released"):
+            export(block)
+    with pytest.raises(ValueError, match="released"):
+        len(block)
+    with pytest.raises(ValueError, match="released"):
+        block.release()
+    with pytest.raises(ValueError, match="released"):
+        pool.put(block)
+    with pytest.raises(ValueError, match="released"), block:
+        pass
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"x")
+        with pytest.raises((BufferError, TypeError)):
+            b.recv_into(block)
+    assert snapshot(pool) == before
+    assert block.released
+    assert block.capacity == capacity
+
+
+def test_leaving_with_while_views_are_alive_defers_the_release():
+    pool = BlockPool()
+    with pool.get(100) as block:
+        view = memoryview(block)
+        view[:5] = b"hello"
+    assert block.released
+    s = pool.stats()
+    assert (s.puts, s.bytes_in_use, s.bytes_idle) == (0, 112, 0)
+    # The view still works, reading and writing.
+    assert bytes(view[:5]) == b"hello"
+    view[0] = ord("j")
+    assert bytes(view[:5]) == b"jello"
+    with pytest.raises(BufferError):
+        memoryview(block)
+    with pytest.raises(ValueError, match="released"):
+        block.release()
+    with pytest.raises(ValueError, match="released"):
+        len(block)
+    view.release()
+    s = pool.stats()
+    assert (s.puts, s.bytes_in_use, s.bytes_idle, len(pool)) == (1, 0, 112, 1)
+
+
+def test_deferred_release_waits_for_the_last_of_several_views():
+    pool = BlockPool()
+    with pool.get(1000) as block:
+        arr = np.frombuffer(block, dtype=np.uint8)
+        view = memoryview(block)
+        sliced = view[10:20]
+        view.release()  # `sliced` keeps the export of `view` alive
+    assert pool.stats().puts == 0
+    del arr
+    gc.collect()
+    assert pool.stats().puts == 0
+    sliced[0] = 1
+    sliced.release()
+    s = pool.stats()
+    assert (s.puts, s.bytes_idle, s.bytes_in_use) == (1, 1024, 0)
+
+
+def test_deferred_release_of_an_oversize_block_frees_it():
+    pool = BlockPool(classes=[4096])
+    with pool.get(10_000) as block:
+        arr = np.frombuffer(block, dtype=np.uint8)
+    assert pool.stats().bytes_in_use == 10_000
+    arr[:] = 1
+    del arr
+    s = pool.stats()
+    assert (s.bytes_in_use, s.bytes_idle, s.destroyed, s.dropped) == (0, 0, 1, 1)
+
+
+def test_block_collected_without_release_goes_back_with_a_resource_warning():
+    pool = BlockPool()
+    block = pool.get(1000)
+    with pytest.warns(ResourceWarning, match="garbage-collected without release"):
+        del block
+    s = pool.stats()
+    assert (s.puts, s.bytes_idle, s.bytes_in_use, len(pool)) == (1, 1024, 0, 1)
+
+
+def test_released_or_deferred_blocks_are_collected_silently():
+    pool = BlockPool()
+    block = pool.get(10)
+    block.release()
+    with pool.get(10) as other:
+        view = memoryview(other)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        del block, other
+        gc.collect()
+        view.release()
+        del view
+        gc.collect()
+    assert pool.stats().puts == 2
+
+
+def test_resource_warning_turned_error_is_reported_and_memory_still_returns(unraisable):
+    pool = BlockPool()
+    block = pool.get(1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        del block
+        gc.collect()
+    assert len(unraisable) == 1
+    assert issubclass(unraisable[0].exc_type, ResourceWarning)
+    assert pool.stats().bytes_idle == 1024
+
+
+def test_block_outlives_its_pool_object():
+    pool = BlockPool()
+    block = pool.get(100)
+    stats_of = pool.stats
+    del pool
+    gc.collect()
+    memoryview(block)[:2] = b"ok"
+    assert bytes(block)[:2] == b"ok"
+    block.release()
+    assert stats_of().puts == 1
+
+
+def test_put_of_another_pools_block_is_refused_and_changes_nothing():
+    mine, other = BlockPool(), BlockPool()
+    block = other.get(100)
+    before = snapshot(mine), snapshot(other)
+    with pytest.raises(ValueError, match="another BlockPool"):
+        mine.put(block)
+    assert (snapshot(mine), snapshot(other)) == before
+    assert not block.released
+    memoryview(block)[0] = 1
+    other.put(block)
+    assert other.stats().puts == 1
+    assert mine.stats().puts == 0
+
+
+@pytest.mark.parametrize("thing", [None, b"x", bytearray(10), 5])
+def test_put_of_a_non_block_raises_type_error(used_pool, thing):
+    before = snapshot(used_pool)
+    with pytest.raises(TypeError):
+        used_pool.put(thing)
+    assert snapshot(used_pool) == before
+
+
+def test_blocks_and_pools_cannot_be_pickled_or_copied():
+    pool = BlockPool()
+    with pool.get(10) as block:
+        for obj in (block, pool):
+            with pytest.raises(TypeError, match="pickle"):
+                pickle.dumps(obj)
+            with pytest.raises(TypeError):
+                copy.copy(obj)
+
+
+# --- closing ---
+
+
+def test_closed_pool_refuses_get_keeps_held_blocks_valid_and_frees_releases():
+    pool = BlockPool()
+    held = pool.get(100)
+    big = pool.get(100_000)
+    pool.get(1000).release()
+    assert pool.stats().bytes_idle == 1024
+    pool.close()
+    assert pool.closed
+    assert pool.stats().bytes_idle == 0
+    assert len(pool) == 0
+    before = snapshot(pool)
+    for n in (0, 100, DEFAULT_MAX_BLOCK + 1):
+        with pytest.raises(PoolClosed, match="closed"):
+            pool.get(n)
+    with pytest.raises(PoolClosed):
+        pool.get(10, zeroed=True)
+    assert snapshot(pool) == before
+    memoryview(held)[:3] = b"abc"
+    assert bytes(held)[:3] == b"abc"
+    fill(big, 3)
+    assert holds_only(big, 3)
+    held.release()
+    with big:
+        pass
+    s = pool.stats()
+    assert (s.bytes_idle, s.bytes_in_use, s.destroyed, len(pool)) == (0, 0, 3, 0)
+    pool.close()  # idempotent
+    assert pool.trim() == 0
+    assert pool.clear() == 0
+    assert "closed" in repr(pool)
+
+
+def test_deferred_release_after_close_frees():
+    pool = BlockPool()
+    with pool.get(100) as block:
+        view = memoryview(block)
+    pool.close()
+    view.release()
+    s = pool.stats()
+    assert (s.bytes_idle, s.bytes_in_use, s.puts, s.destroyed) == (0, 0, 1, 1)
+
+
+def test_pool_as_context_manager_closes():
+    with BlockPool() as pool:
+        pool.get(10).release()
+    assert pool.closed
+    assert pool.stats().bytes_idle == 0
+
+
+# --- stats ---
+
+
+def test_stats_totals_rows_and_as_dict():
+    pool = BlockPool(classes=[(256, 1), 4096], max_block=8192, shards=1)
+    held = pool.get(4000)
+    a, b = pool.get(100), pool.get(200)
+    a.release()
+    b.release()  # dropped: the 256 class keeps one
+    pool.get(10).release()  # hit
+    pool.get(10_000).release()  # oversize
+    s = pool.stats()
+    assert s.hits == 1
+    assert s.misses == 4
+    assert s.created == 4
+    assert s.puts == 4
+    assert s.dropped == 2
+    assert s.destroyed == 2
+    assert s.oversize == 1
+    assert s.bytes_idle == 256
+    assert s.bytes_in_use == 4096
+    assert s.hit_rate == pytest.approx(1 / 5)
+    assert [c.size for c in s.classes] == [256, 4096]
+    small, large = s.classes
+    assert (small.max_idle, small.idle, small.in_use) == (1, 1, 0)
+    assert (small.hits, small.misses, small.puts, small.dropped) == (1, 2, 3, 1)
+    assert (large.idle, large.in_use, large.hits, large.misses, large.puts) == (0, 1, 0, 1, 0)
+    d = s.as_dict()
+    assert set(d) == {*TOTAL_FIELDS, "hit_rate", "classes"}
+    for field in TOTAL_FIELDS:
+        assert d[field] == getattr(s, field), field
+    assert d["hit_rate"] == s.hit_rate
+    assert len(d["classes"]) == 2
+    for rowd, r in zip(d["classes"], s.classes, strict=True):
+        assert set(rowd) == set(CLASS_FIELDS)
+        for field in CLASS_FIELDS:
+            assert rowd[field] == getattr(r, field), field
+    assert "bytes_idle=256" in repr(s)
+    assert "size=256" in repr(small)
+    held.release()
+
+
+def test_stats_is_a_snapshot():
+    pool = BlockPool()
+    s = pool.stats()
+    pool.get(10).release()
+    assert (s.puts, s.misses, s.bytes_idle) == (0, 0, 0)
+    assert pool.stats().puts == 1
+
+
+def test_stats_balance_and_rows_sum_to_totals():
+    pool = BlockPool(max_idle_bytes=50_000, shards=2)
+    held = []
+    for i, n in enumerate([10, 100, 1000, 5000, 20_000, 100, 10, 1000, 30_000, 70_000] * 5):
+        held.append(pool.get(n))
+        if i % 3 == 0:
+            held.pop(0).release()
+    s = pool.stats()
+    assert s.created == s.destroyed + len(pool) + sum(c.in_use for c in s.classes)
+    assert sum(c.idle for c in s.classes) == len(pool)
+    assert sum(c.idle * c.size for c in s.classes) == s.bytes_idle
+    assert sum(c.in_use * c.size for c in s.classes) == s.bytes_in_use
+    assert s.bytes_in_use == sum(b.capacity for b in held)
+    assert sum(c.hits for c in s.classes) == s.hits
+    assert sum(c.misses for c in s.classes) == s.misses
+    assert s.bytes_idle <= 50_000
+    for block in held:
+        block.release()
+    s = pool.stats()
+    assert s.bytes_in_use == 0
+    assert s.created == s.destroyed + len(pool)
+
+
+def test_repr_of_pool():
+    pool = BlockPool(max_block=1024)
+    with pool.get(100):
+        text = repr(pool)
+    assert text.startswith("<BlockPool ")
+    assert "bytes_in_use=112" in text
+    assert "max_block=1024" in text
+
+
+# --- error paths: the right exception, naming the argument, nothing changed ---
+
+BAD_CONSTRUCTOR_ARGS = [
+    ({"classes": 5}, TypeError, "classes"),
+    ({"classes": "abc"}, TypeError, "classes"),
+    ({"classes": [4096.0]}, TypeError, "class"),
+    ({"classes": ["4096"]}, TypeError, "class"),
+    ({"classes": [(4096,)]}, TypeError, "class"),
+    ({"classes": [(4096, 1, 2)]}, TypeError, "class"),
+    ({"classes": [[4096, 1]]}, TypeError, "class"),
+    ({"classes": [True]}, TypeError, "class"),
+    ({"classes": [(4096, 1.5)]}, TypeError, "max_idle"),
+    ({"classes": [(4096, -1)]}, ValueError, "max_idle"),
+    ({"classes": [(4096, 10**9)]}, ValueError, "max_idle"),
+    ({"classes": [-1]}, ValueError, "class"),
+    ({"classes": [0]}, ValueError, "class"),
+    ({"classes": [2**70]}, ValueError, "class"),
+    ({"classes": []}, ValueError, "classes"),
+    ({"classes": [4096, 4096]}, ValueError, "class"),
+    ({"classes": [(4096, 1), (4096, 2)]}, ValueError, "class"),
+    ({"classes": [4096, 65536], "max_block": 4096}, ValueError, "max_block"),
+    ({"max_block": 0}, ValueError, "max_block"),
+    ({"max_block": -1}, ValueError, "max_block"),
+    ({"max_block": 1.5}, TypeError, "max_block"),
+    ({"max_block": "1"}, TypeError, "max_block"),
+    ({"max_idle_bytes": -1}, ValueError, "max_idle_bytes"),
+    ({"max_idle_bytes": 1e6}, TypeError, "max_idle_bytes"),
+    ({"max_idle_bytes": True}, TypeError, "max_idle_bytes"),
+    ({"zero": "sometimes"}, ValueError, "zero"),
+    ({"zero": "NEVER"}, ValueError, "zero"),
+    ({"zero": 1}, TypeError, "zero"),
+    ({"zero": True}, TypeError, "zero"),
+    ({"alignment": 48}, ValueError, "alignment"),
+    ({"alignment": 0}, ValueError, "alignment"),
+    ({"alignment": 8192}, ValueError, "alignment"),
+    ({"alignment": -64}, ValueError, "alignment"),
+    ({"alignment": 64.0}, TypeError, "alignment"),
+    ({"idle_timeout": 0}, ValueError, "idle_timeout"),
+    ({"idle_timeout": -1}, ValueError, "idle_timeout"),
+    ({"idle_timeout": float("nan")}, ValueError, "idle_timeout"),
+    ({"idle_timeout": "5"}, TypeError, "idle_timeout"),
+    ({"shards": 0}, ValueError, "shards"),
+    ({"shards": 100_000}, ValueError, "shards"),
+    ({"shards": 2.0}, TypeError, "shards"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    BAD_CONSTRUCTOR_ARGS,
+    ids=[",".join(f"{k}={v!r}" for k, v in kw.items()) for kw, _, _ in BAD_CONSTRUCTOR_ARGS],
+)
+def test_bad_constructor_argument_raises_naming_it(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        BlockPool(**kwargs)
+
+
+def test_unknown_option_is_refused():
+    with pytest.raises(TypeError, match="max_blocks"):
+        BlockPool(max_blocks=10)
+
+
+def test_valid_edge_arguments_are_accepted():
+    assert BlockPool(zero=None).zero == "never"
+    assert BlockPool(alignment=1).alignment == 1
+    assert BlockPool(alignment=4096).alignment == 4096
+    assert BlockPool(max_idle_bytes=0).max_idle_bytes == 0
+    assert BlockPool(idle_timeout=float("inf")).classes
+    assert BlockPool(classes=[(4096, 0)]).classes == [4096]
+    assert BlockPool(classes=[1]).classes == [1]
+
+
+BAD_CALLS = [
+    ("get(-1)", lambda p: p.get(-1), ValueError, r"\bn\b"),
+    ("get(1.5)", lambda p: p.get(1.5), TypeError, r"\bn\b"),
+    ("get('3')", lambda p: p.get("3"), TypeError, r"\bn\b"),
+    ("get(None)", lambda p: p.get(None), TypeError, r"\bn\b"),
+    ("get(True)", lambda p: p.get(True), TypeError, r"\bn\b"),
+    ("get(2**70)", lambda p: p.get(2**70), ValueError, r"\bn\b"),
+    ("get(-2**70)", lambda p: p.get(-(2**70)), ValueError, r"\bn\b"),
+    ("get(10, zeroed='yes')", lambda p: p.get(10, zeroed="yes"), TypeError, "zeroed"),
+    ("get(10, zeroed=1)", lambda p: p.get(10, zeroed=1), TypeError, "zeroed"),
+    ("get(2**62)", lambda p: p.get(2**62), MemoryError, "allocate"),
+    ("trim(-1)", lambda p: p.trim(-1), ValueError, "keep_bytes"),
+    ("trim(keep_bytes=0.5)", lambda p: p.trim(keep_bytes=0.5), TypeError, "keep_bytes"),
+    ("trim('1')", lambda p: p.trim("1"), TypeError, "keep_bytes"),
+    ("put(bytes)", lambda p: p.put(b"x" * 100), TypeError, "block"),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "name"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
+)
+def test_bad_method_argument_raises_and_changes_nothing(used_pool, call, error, name):
+    before = snapshot(used_pool)
+    with pytest.raises(error, match=name):
+        call(used_pool)
+    assert snapshot(used_pool) == before
+
+
+def test_failed_allocation_of_a_pooled_class_raises_memory_error():
+    pool = BlockPool(classes=[2**62], max_block=2**62)
+    before = snapshot(pool)
+    with pytest.raises(MemoryError, match="allocate"):
+        pool.get(10)
+    after = snapshot(pool)
+    for field in ("bytes_idle", "bytes_in_use", "hits", "misses", "created", "puts"):
+        assert after[0][field] == before[0][field], field
+
+
+def test_double_release_raises_and_changes_nothing():
+    pool = BlockPool()
+    block = pool.get(10)
+    block.release()
+    before = snapshot(pool)
+    with pytest.raises(ValueError, match="released already"):
+        block.release()
+    assert snapshot(pool) == before
+
+
+# --- a model-based test ---
+
+
+def release_all(views: list) -> None:
+    """Ends every export in `views` (memoryviews and numpy arrays)."""
+    while views:
+        view = views.pop()
+        if isinstance(view, memoryview):
+            view.release()
+
+
+class BlockPoolMachine(RuleBasedStateMachine):
+    """Random single-threaded sequences against a model of the pool's accounting,
+    with every held block carrying its own pattern, so that two holders sharing
+    memory, or a lost write, shows up at once."""
+
+    SIZES = (64, 256, 1024)
+
+    @initialize(
+        caps=st.tuples(*[st.integers(0, 3)] * 3),
+        max_idle_bytes=st.integers(0, 3000),
+        zero=st.sampled_from(["never", "release", "acquire"]),
+        shards=st.integers(1, 3),
+    )
+    def make_pool(self, caps, max_idle_bytes, zero, shards):
+        self.caps = dict(zip(self.SIZES, caps, strict=True))
+        self.max_idle_bytes = max_idle_bytes
+        self.zero = zero
+        self.pool = BlockPool(
+            classes=list(zip(self.SIZES, caps, strict=True)),
+            max_idle_bytes=max_idle_bytes,
+            zero=zero,
+            shards=shards,
+        )
+        self.idle = dict.fromkeys(self.SIZES, 0)
+        self.held: list[tuple[Block, int]] = []  # (block, pattern)
+        self.views: dict[int, list] = {}  # serial -> live views of that block
+        self.serials: dict[int, int] = {}  # id(block) -> serial, for live blocks
+        self.deferred: list[tuple[Block, int]] = []  # left `with` with views alive
+        self.next_pattern = 1
+        self.expect = dict.fromkeys(
+            ("hits", "misses", "puts", "created", "destroyed", "dropped", "oversize"), 0
+        )
+
+    def bytes_idle(self) -> int:
+        return sum(size * n for size, n in self.idle.items())
+
+    def give_back(self, capacity: int) -> None:
+        self.expect["puts"] += 1
+        if (
+            capacity in self.idle
+            and self.idle[capacity] < self.caps[capacity]
+            and self.bytes_idle() + capacity <= self.max_idle_bytes
+        ):
+            self.idle[capacity] += 1
+        else:
+            self.expect["dropped"] += 1
+            self.expect["destroyed"] += 1
+
+    @rule(n=st.integers(0, 1100), zeroed=st.booleans())
+    def get(self, n, zeroed):
+        block = self.pool.get(n, zeroed=zeroed)
+        fits = [s for s in self.SIZES if s >= n]
+        if fits:
+            size = fits[0]
+            assert block.capacity == size
+            if self.idle[size]:
+                self.idle[size] -= 1
+                self.expect["hits"] += 1
+            else:
+                self.expect["misses"] += 1
+                self.expect["created"] += 1
+        else:
+            assert block.capacity == n
+            self.expect["oversize"] += 1
+            self.expect["misses"] += 1
+            self.expect["created"] += 1
+        assert len(block) == n
+        if zeroed or self.zero != "never":
+            assert holds_only(block, 0)
+        pattern = self.next_pattern
+        self.next_pattern = self.next_pattern % 255 + 1
+        memoryview(block)[:] = bytes([pattern]) * n
+        self.serials[id(block)] = self.expect["hits"] + self.expect["misses"]
+        self.held.append((block, pattern))
+
+    def serial(self, block: Block) -> int:
+        return self.serials[id(block)]
+
+    def pick(self, data, pool):
+        return data.draw(st.sampled_from(range(len(pool))))
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data(), via_put=st.booleans())
+    def release(self, data, via_put):
+        i = self.pick(data, self.held)
+        block, _ = self.held[i]
+        give = self.pool.put if via_put else Block.release
+        if self.views.get(self.serial(block)):
+            with pytest.raises(BufferError):
+                give(block)
+            return
+        self.held.pop(i)
+        give(block)
+        self.give_back(block.capacity)
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def export(self, data):
+        block, pattern = self.held[self.pick(data, self.held)]
+        view = memoryview(block) if data.draw(st.booleans()) else np.frombuffer(block, np.uint8)
+        assert bytes(view) == bytes([pattern]) * len(block)
+        self.views.setdefault(self.serial(block), []).append(view)
+
+    @precondition(lambda self: any(self.views.values()))
+    @rule(data=st.data())
+    def drop_view(self, data):
+        key = data.draw(st.sampled_from(sorted(k for k, v in self.views.items() if v)))
+        views = self.views[key]
+        view = views.pop(self.pick(data, views))
+        if isinstance(view, memoryview):
+            view.release()
+        del view
+        if not views:
+            for i, (block, _) in enumerate(self.deferred):
+                if self.serial(block) == key:
+                    self.deferred.pop(i)
+                    self.give_back(block.capacity)
+                    break
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def leave_with(self, data):
+        block, pattern = self.held.pop(self.pick(data, self.held))
+        block.__exit__(None, None, None)
+        assert block.released
+        if self.views.get(self.serial(block)):
+            self.deferred.append((block, pattern))
+        else:
+            self.give_back(block.capacity)
+
+    @rule(keep=st.integers(0, 3000))
+    def trim(self, keep):
+        freed = 0
+        for size in reversed(self.SIZES):
+            idle = self.bytes_idle()
+            if idle <= keep:
+                break
+            excess = -(-(idle - keep) // size)
+            kept = max(0, self.idle[size] - excess)
+            freed += (self.idle[size] - kept) * size
+            self.expect["destroyed"] += self.idle[size] - kept
+            self.idle[size] = kept
+        assert self.pool.trim(keep) == freed
+
+    @rule()
+    def clear(self):
+        assert self.pool.clear() == self.bytes_idle()
+        self.expect["destroyed"] += sum(self.idle.values())
+        self.idle = dict.fromkeys(self.SIZES, 0)
+
+    @invariant()
+    def stats_match_the_model(self):
+        s = self.pool.stats()
+        for field, value in self.expect.items():
+            assert getattr(s, field) == value, field
+        assert s.bytes_idle == self.bytes_idle() <= self.max_idle_bytes
+        out = [b for b, _ in self.held] + [b for b, _ in self.deferred]
+        assert s.bytes_in_use == sum(b.capacity for b in out)
+        assert len(self.pool) == sum(self.idle.values())
+        for r in s.classes:
+            assert r.idle == self.idle[r.size]
+            assert r.max_idle == self.caps[r.size]
+
+    @invariant()
+    def every_holder_sees_only_its_own_bytes(self):
+        for block, pattern in self.held:
+            assert holds_only(block, pattern)
+        for block, pattern in self.deferred:
+            for view in self.views[self.serial(block)]:
+                assert bytes(view) == bytes([pattern]) * len(bytes(view))
+
+    def teardown(self):
+        for views in self.views.values():
+            release_all(views)
+        self.views.clear()
+        self.deferred.clear()
+        for block, _ in self.held:
+            block.release()
+        self.held.clear()
+        self.pool.close()
+
+
+BlockPoolMachine.TestCase.settings = settings(
+    max_examples=200,
+    stateful_step_count=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_block_pool_matches_its_model = BlockPoolMachine.TestCase

@@ -1,0 +1,722 @@
+"""TieredPool: objects of several sizes, one pool per tier. Routing by size,
+filing by size_of, oversize objects, reset/validate/destroy hooks, idle
+timeout, borrow, stats, closing, and every error path."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import shardpool
+from shardpool import DEFAULT_MAX_IDLE, PoolClosed, PoolStats, TieredPool
+
+LAYERED = [(4096, 1000), (65536, 500), (1 << 20, 100)]
+
+
+class Boom(Exception):
+    """Raised by the hooks under test."""
+
+
+class Recorder:
+    """A hook that remembers its calls and returns a fixed result."""
+
+    def __init__(self, result=None) -> None:
+        self.calls: list = []
+        self.result = result
+
+    def __call__(self, obj):
+        self.calls.append(obj)
+        return self.result
+
+
+class Factory:
+    """bytearray(size), remembering the sizes asked for."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def __call__(self, size: int) -> bytearray:
+        self.sizes.append(size)
+        return bytearray(size)
+
+
+class Sized:
+    """An object with a settable size and a Resetter-style reset."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data: list = []
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.data.clear()
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def balanced(pool: TieredPool) -> bool:
+    s = pool.stats()
+    return s.created == s.destroyed + s.idle + s.in_use
+
+
+def snapshot(pool: TieredPool):
+    return pool.stats(), pool.tier_stats(), len(pool)
+
+
+@pytest.fixture
+def used_pool():
+    """A pool with history: objects out, objects idle in two tiers, counters set."""
+    pool = TieredPool(bytearray, [(16, 4), (256, 4)], shards=1)
+    held = [pool.get(10), pool.get(100)]
+    for size in (5, 200, 200, 1000):
+        pool.put(pool.get(size))
+    yield pool
+    for obj in held:
+        pool.put(obj)
+
+
+# --- package surface ---
+
+
+def test_package_exports_the_name():
+    assert "TieredPool" in shardpool.__all__
+    assert shardpool.TieredPool is TieredPool
+
+
+def test_help_documents_the_pool(capsys):
+    help(TieredPool)
+    text = capsys.readouterr().out
+    for word in ("factory", "tiers", "size_of", "reset", "validate", "destroy", "reset_on"):
+        assert word in text, word
+    for method in ("get", "put", "borrow", "stats", "tier_stats", "trim", "clear", "close"):
+        doc = getattr(TieredPool, method).__doc__
+        assert doc, method
+
+
+def test_tiers_property_sorted_with_idle_caps():
+    pool = TieredPool(bytearray, [(65536, 500), 4096, (1 << 20, 100)])
+    assert pool.tiers == [(4096, DEFAULT_MAX_IDLE), (65536, 500), (1 << 20, 100)]
+    assert pool.closed is False
+    assert len(pool) == 0
+    assert repr(pool) == "<TieredPool tiers=[4096, 65536, 1048576] idle=0 in_use=0>"
+
+
+def test_generic_alias_and_subclass():
+    alias = TieredPool[bytearray]
+    assert alias.__origin__ is TieredPool
+
+    class Mine(TieredPool):
+        pass
+
+    pool = Mine(bytearray, [8])
+    assert isinstance(pool, TieredPool)
+    assert repr(pool).endswith("Mine tiers=[8] idle=0 in_use=0>")
+    pool.put(pool.get(3))
+    assert len(pool) == 1
+
+
+# --- routing ---
+
+
+def test_get_returns_an_object_from_the_smallest_tier_that_fits():
+    factory = Factory()
+    pool = TieredPool(factory, LAYERED)
+    for size, tier in ((0, 4096), (1, 4096), (4096, 4096), (4097, 65536), (70_000, 1 << 20)):
+        obj = pool.get(size)
+        assert len(obj) == tier, size
+        assert factory.sizes[-1] == tier
+        pool.put(obj)
+    assert factory.sizes == [4096, 65536, 1 << 20]  # the 4096 object was reused
+
+
+def test_objects_are_reused_within_their_tier():
+    pool = TieredPool(bytearray, LAYERED, shards=1)
+    small = pool.get(100)
+    pool.put(small)
+    assert pool.get(4000) is small
+    assert pool.tier_stats()[4096].hits == 1
+    other = pool.get(5000)
+    assert other is not small
+    assert len(other) == 65536
+    pool.put(small)
+    pool.put(other)
+    assert len(pool) == 2
+
+
+def test_request_above_the_largest_tier_gets_an_exact_object_destroyed_on_put():
+    factory = Factory()
+    destroy = Recorder()
+    pool = TieredPool(factory, LAYERED, destroy=destroy)
+    big = pool.get((1 << 20) + 1)
+    assert len(big) == (1 << 20) + 1
+    assert factory.sizes == [(1 << 20) + 1]
+    s = pool.stats()
+    assert (s.created, s.misses, s.in_use) == (1, 1, 1)
+    pool.put(big)
+    assert destroy.calls == [big]
+    assert len(pool) == 0
+    s = pool.stats()
+    assert (s.puts, s.destroyed, s.dropped, s.in_use, s.idle) == (1, 1, 1, 0, 0)
+    assert all(t.created == 0 for t in pool.tier_stats().values())
+    assert balanced(pool)
+
+
+def test_put_files_by_size_of_in_the_largest_tier_it_can_serve():
+    pool = TieredPool(bytearray, LAYERED, shards=1)
+    odd = bytearray(5000)  # between the 4096 and 65536 tiers: serves 4096
+    pool.put(odd)
+    assert pool.tier_stats()[4096].idle == 1
+    assert pool.get(4096) is odd
+    exact = bytearray(65536)
+    pool.put(exact)
+    assert pool.tier_stats()[65536].idle == 1
+    pool.put(odd)
+
+
+def test_object_smaller_than_every_tier_is_destroyed():
+    destroy = Recorder()
+    pool = TieredPool(bytearray, [4096, 65536], destroy=destroy)
+    tiny = bytearray(10)
+    pool.put(tiny)
+    assert destroy.calls == [tiny]
+    assert len(pool) == 0
+    s = pool.stats()
+    assert (s.puts, s.destroyed, s.dropped) == (1, 1, 1)
+
+
+def test_custom_size_of():
+    destroy = Recorder()
+    pool = TieredPool(Sized, [10, 100], size_of=lambda o: o.size, destroy=destroy, shards=1)
+    obj = pool.get(50)
+    assert obj.size == 100
+    obj.size = 10  # it shrank: filed in the smaller tier
+    pool.put(obj)
+    assert pool.tier_stats()[10].idle == 1
+    assert pool.get(5) is obj
+    obj.size = 1000  # above every tier: destroyed
+    pool.put(obj)
+    assert destroy.calls == [obj]
+
+
+def test_tier_idle_caps():
+    pool = TieredPool(bytearray, [(16, 2), (256, 0)], shards=1)
+    objs = [pool.get(10) for _ in range(3)] + [pool.get(100)]
+    for obj in objs:
+        pool.put(obj)
+    ts = pool.tier_stats()
+    assert (ts[16].idle, ts[16].dropped) == (2, 1)
+    assert (ts[256].idle, ts[256].dropped) == (0, 1)
+    assert len(pool) == 2
+
+
+# --- use cases: bytearrays and numpy arrays of several sizes ---
+
+
+def test_pool_of_bytearrays_cleared_on_put():
+    def wipe(buf: bytearray) -> None:
+        buf[:] = bytes(len(buf))
+
+    pool = TieredPool(bytearray, LAYERED, reset=wipe, shards=1)
+    with pool.borrow(3000) as buf:
+        assert len(buf) == 4096
+        buf[:5] = b"hello"
+    with pool.borrow(100) as again:
+        assert again is buf
+        assert again == bytearray(4096)
+    with pool.borrow(60_000) as medium:
+        assert len(medium) == 65536
+    assert len(pool) == 2
+
+
+def test_pool_of_numpy_arrays_reset_with_fill():
+    pool = TieredPool(
+        lambda n: np.zeros(n, dtype=np.float64),
+        [256, 1024, 4096],
+        reset=lambda a: a.fill(0),
+        shards=1,
+    )
+    arrays = {}
+    for n in (100, 1000, 4000):
+        a = pool.get(n)
+        assert a.dtype == np.float64
+        assert a.size >= n
+        a[:] = 7.5
+        arrays[a.size] = a
+        pool.put(a)
+    assert sorted(arrays) == [256, 1024, 4096]
+    for n, size in ((200, 256), (900, 1024), (3000, 4096)):
+        a = pool.get(n)
+        assert a is arrays[size]
+        assert not a.any()  # reset by fill(0)
+        pool.put(a)
+    s = pool.stats()
+    assert (s.created, s.hits, s.idle) == (3, 3, 3)
+
+
+def test_pool_of_numpy_arrays_sized_in_bytes():
+    pool = TieredPool(
+        lambda nbytes: np.empty(nbytes // 8, dtype=np.float64),
+        [1024, 8192],
+        size_of=lambda a: a.nbytes,
+        reset=lambda a: a.fill(0),
+        shards=1,
+    )
+    a = pool.get(2000)
+    assert a.nbytes == 8192
+    a[:] = 1
+    pool.put(a)
+    assert pool.tier_stats()[8192].idle == 1
+    b = pool.get(8000)
+    assert b is a
+    assert not b.any()
+    pool.put(b)
+
+
+def test_numpy_arrays_of_several_sizes_across_threads():
+    pool = TieredPool(
+        lambda n: np.zeros(n, dtype=np.uint8), [64, 512, 4096], reset=lambda a: a.fill(0)
+    )
+    errors: list = []
+
+    def work(tid: int) -> None:
+        try:
+            for i in range(2000):
+                n = (64, 500, 4000, 5000)[(i + tid) % 4]
+                with pool.borrow(n) as a:
+                    assert a.size >= n
+                    assert not a.any(), "not reset"
+                    a[:] = tid
+                    assert (a == tid).all(), "shared with another thread"
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    s = pool.stats()
+    assert s.in_use == 0
+    assert s.puts == 8000
+    assert balanced(pool)
+
+
+# --- hooks: reset, validate, destroy ---
+
+
+def test_reset_runs_on_put_with_the_object():
+    reset = Recorder()
+    pool = TieredPool(bytearray, [16], reset=reset)
+    obj = pool.get(1)
+    assert reset.calls == []
+    pool.put(obj)
+    assert reset.calls == [obj]
+    pool.get(1)
+    assert reset.calls == [obj]
+
+
+def test_reset_on_get_runs_before_reuse_instead():
+    reset = Recorder()
+    pool = TieredPool(bytearray, [16], reset=reset, reset_on="get")
+    obj = pool.get(1)
+    pool.put(obj)
+    assert reset.calls == []
+    assert pool.get(1) is obj
+    assert reset.calls == [obj]
+    pool.put(obj)
+
+
+def test_resetter_objects_are_reset_by_default_and_reset_false_disables_it():
+    pool = TieredPool(Sized, [10])
+    obj = pool.get(5)
+    obj.data.append(1)
+    pool.put(obj)
+    assert (obj.resets, obj.data) == (1, [])
+    off = TieredPool(Sized, [10], reset=False)
+    obj = off.get(5)
+    obj.data.append(1)
+    off.put(obj)
+    assert (obj.resets, obj.data) == (0, [1])
+
+
+def test_failing_reset_destroys_the_object_and_propagates():
+    def reset(obj):
+        raise Boom("reset failed")
+
+    destroy = Recorder()
+    pool = TieredPool(bytearray, [16, 256], reset=reset, destroy=destroy)
+    obj = pool.get(100)
+    with pytest.raises(Boom, match="reset failed"):
+        pool.put(obj)
+    assert destroy.calls == [obj]
+    s = pool.stats()
+    assert (s.reset_errors, s.destroyed, s.idle, s.in_use) == (1, 1, 0, 0)
+    assert pool.tier_stats()[256].reset_errors == 1
+    assert balanced(pool)
+
+
+def test_failing_reset_propagates_from_borrow_exit():
+    def reset(obj):
+        raise Boom("reset failed")
+
+    pool = TieredPool(bytearray, [16], reset=reset)
+    with pytest.raises(Boom, match="reset failed"), pool.borrow(1):
+        pass
+    s = pool.stats()
+    assert (s.reset_errors, s.in_use, s.idle, s.destroyed) == (1, 0, 0, 1)
+
+
+def test_validate_rejects_idle_objects_and_a_new_one_is_made():
+    factory = Factory()
+    destroy = Recorder()
+    validate = Recorder(result=False)
+    pool = TieredPool(factory, [16, 256], validate=validate, destroy=destroy)
+    obj = pool.get(100)
+    pool.put(obj)
+    fresh = pool.get(100)
+    assert fresh is not obj
+    assert validate.calls == [obj]
+    assert destroy.calls == [obj]
+    assert factory.sizes == [256, 256]
+    s = pool.stats()
+    assert (s.invalid, s.destroyed, s.misses, s.hits) == (1, 1, 2, 0)
+    pool.put(fresh)
+
+
+def test_validate_error_propagates_and_destroys():
+    def validate(obj):
+        raise Boom("bad")
+
+    pool = TieredPool(bytearray, [16], validate=validate)
+    pool.put(pool.get(1))
+    with pytest.raises(Boom):
+        pool.get(1)
+    s = pool.stats()
+    assert (s.invalid, s.idle, s.destroyed) == (1, 0, 1)
+
+
+def test_destroy_runs_for_trim_clear_and_close():
+    destroy = Recorder()
+    pool = TieredPool(bytearray, [(16, 10), (256, 10)], destroy=destroy, shards=1)
+    small = [pool.get(1) for _ in range(3)]
+    large = [pool.get(100) for _ in range(3)]
+    for obj in small + large:
+        pool.put(obj)
+    assert pool.trim(keep=1) == 4  # in every tier, keep one
+    assert len(pool) == 2
+    assert len(destroy.calls) == 4
+    assert pool.clear() == 2
+    assert len(pool) == 0
+    held = pool.get(1)
+    pool.put(pool.get(100))
+    pool.close()
+    assert len(destroy.calls) == 7
+    pool.put(held)  # after close: destroyed
+    assert len(destroy.calls) == 8
+    assert {id(o) for o in destroy.calls} >= {id(o) for o in small + large}
+
+
+def test_destroy_error_goes_to_unraisablehook(unraisable):
+    def destroy(obj):
+        raise Boom("destroy failed")
+
+    pool = TieredPool(bytearray, [16], destroy=destroy)
+    pool.put(bytearray(1))  # smaller than every tier: destroyed
+    assert len(unraisable) == 1
+    assert unraisable[0].exc_type is Boom
+
+
+def test_idle_timeout_expires_objects():
+    patient = TieredPool(bytearray, [16], idle_timeout=60)
+    obj = patient.get(1)
+    patient.put(obj)
+    assert patient.trim(keep=10) == 0  # nothing expired
+    assert patient.get(1) is obj
+    factory = Factory()
+    destroy = Recorder()
+    pool = TieredPool(factory, [16, 256], idle_timeout=0.05, destroy=destroy, shards=1)
+    small, large = pool.get(1), pool.get(100)
+    pool.put(small)
+    pool.put(large)
+    time.sleep(0.15)
+    held = pool.get(1)  # the expired one is not handed out
+    assert held is not small
+    assert factory.sizes == [16, 256, 16]
+    assert destroy.calls == [small]
+    assert pool.trim(keep=10) == 1  # the expired 256 one
+    assert destroy.calls == [small, large]
+    s = pool.stats()
+    assert (s.expired, s.idle) == (2, 0)
+    pool.put(held)
+
+
+# --- borrow ---
+
+
+def test_borrow_gets_on_entry_and_puts_on_exit():
+    pool = TieredPool(bytearray, LAYERED)
+    with pool.borrow(5000) as buf:
+        assert len(buf) == 65536
+        assert pool.stats().in_use == 1
+    s = pool.stats()
+    assert (s.in_use, s.idle, s.puts) == (0, 1, 1)
+
+
+def test_borrow_puts_back_when_the_body_raises():
+    pool = TieredPool(bytearray, LAYERED)
+    with pytest.raises(KeyError), pool.borrow(10):
+        raise KeyError("x")
+    assert pool.stats().puts == 1
+    assert len(pool) == 1
+
+
+def test_borrow_above_the_largest_tier():
+    destroy = Recorder()
+    pool = TieredPool(bytearray, [16], destroy=destroy)
+    with pool.borrow(100) as buf:
+        assert len(buf) == 100
+    assert destroy.calls == [buf]
+
+
+def test_a_borrow_object_is_one_with_block_at_a_time():
+    pool = TieredPool(bytearray, [16])
+    borrow = pool.borrow(1)
+    with borrow, pytest.raises(RuntimeError, match="already in use"):
+        borrow.__enter__()
+    with borrow:  # usable again after exit
+        pass
+    with pytest.raises(RuntimeError, match="without being entered"):
+        borrow.__exit__(None, None, None)
+    assert pool.stats().puts == 2
+
+
+# --- closing ---
+
+
+def test_closed_pool_refuses_get_and_borrow_and_destroys_returns():
+    destroy = Recorder()
+    pool = TieredPool(bytearray, LAYERED, destroy=destroy)
+    held = pool.get(10)
+    pool.put(pool.get(5000))
+    pool.close()
+    assert pool.closed
+    assert len(pool) == 0
+    assert len(destroy.calls) == 1
+    before = pool.stats()
+    for size in (0, 10, 5000, 1 << 30):
+        with pytest.raises(PoolClosed, match="closed"):
+            pool.get(size)
+    with pytest.raises(PoolClosed), pool.borrow(10):
+        pass
+    assert pool.stats() == before
+    pool.put(held)
+    assert destroy.calls[-1] is held
+    assert len(pool) == 0
+    assert pool.stats().in_use == 0
+    pool.close()  # idempotent
+    assert "closed" in repr(pool)
+
+
+def test_borrow_exit_after_close_destroys_the_object():
+    destroy = Recorder()
+    pool = TieredPool(bytearray, [16], destroy=destroy)
+    with pool.borrow(1) as buf:
+        pool.close()
+    assert destroy.calls == [buf]
+
+
+def test_pool_as_context_manager_closes():
+    with TieredPool(bytearray, [16]) as pool:
+        pool.put(pool.get(1))
+    assert pool.closed
+    assert len(pool) == 0
+
+
+# --- stats ---
+
+
+def test_stats_merge_the_tiers_and_tier_stats_has_every_tier():
+    pool = TieredPool(bytearray, [(16, 1), 256, 4096], shards=1)
+    held = pool.get(200)
+    a, b = pool.get(1), pool.get(2)
+    pool.put(a)
+    pool.put(b)  # dropped
+    pool.put(pool.get(3))  # hit
+    pool.put(pool.get(10_000))  # oversize
+    s = pool.stats()
+    assert isinstance(s, PoolStats)
+    assert (s.created, s.hits, s.misses, s.puts) == (4, 1, 4, 4)
+    assert (s.dropped, s.destroyed, s.idle, s.in_use) == (2, 2, 1, 1)
+    assert s.hit_rate == pytest.approx(1 / 5)
+    assert s.max_in_use >= 2
+    ts = pool.tier_stats()
+    assert sorted(ts) == [16, 256, 4096]
+    assert all(isinstance(v, PoolStats) for v in ts.values())
+    assert (ts[16].created, ts[16].hits, ts[16].puts, ts[16].dropped, ts[16].idle) == (
+        2,
+        1,
+        3,
+        1,
+        1,
+    )
+    assert (ts[256].in_use, ts[256].misses) == (1, 1)
+    assert ts[4096].as_dict() == dict.fromkeys(ts[4096].as_dict(), 0)
+    assert balanced(pool)
+    pool.put(held)
+    assert balanced(pool)
+    assert pool.stats().in_use == 0
+
+
+# --- pickling ---
+
+
+def test_pool_cannot_be_pickled_or_copied():
+    pool = TieredPool(bytearray, [16])
+    with pytest.raises(TypeError, match="pickle"):
+        pickle.dumps(pool)
+    with pytest.raises(TypeError):
+        copy.copy(pool)
+
+
+# --- error paths: the right exception, naming the argument, nothing changed ---
+
+BAD_CONSTRUCTOR_ARGS = [
+    ((None, [16]), {}, TypeError, "factory"),
+    ((5, [16]), {}, TypeError, "factory"),
+    ((bytearray, 16), {}, TypeError, "tiers"),
+    ((bytearray, None), {}, TypeError, "tiers"),
+    ((bytearray, ["16"]), {}, TypeError, "tier"),
+    ((bytearray, [16.0]), {}, TypeError, "tier"),
+    ((bytearray, [(16,)]), {}, TypeError, "tier"),
+    ((bytearray, [(16, 1, 1)]), {}, TypeError, "tier"),
+    ((bytearray, [True]), {}, TypeError, "tier"),
+    ((bytearray, [(16, 1.5)]), {}, TypeError, "max_idle"),
+    ((bytearray, [(16, -1)]), {}, ValueError, "max_idle"),
+    ((bytearray, [(16, 10**9)]), {}, ValueError, "max_idle"),
+    ((bytearray, []), {}, ValueError, "tiers"),
+    ((bytearray, [-1]), {}, ValueError, "tier"),
+    ((bytearray, [2**70]), {}, ValueError, "tier"),
+    ((bytearray, [0]), {}, ValueError, "tier"),
+    ((bytearray, [16, 16]), {}, ValueError, "tier"),
+    ((bytearray, [(16, 1), (16, 2)]), {}, ValueError, "tier"),
+    ((bytearray, [16]), {"size_of": 1}, TypeError, "size_of"),
+    ((bytearray, [16]), {"reset": 1}, TypeError, "reset"),
+    ((bytearray, [16]), {"reset": True}, TypeError, "reset"),
+    ((bytearray, [16]), {"validate": "x"}, TypeError, "validate"),
+    ((bytearray, [16]), {"destroy": 3}, TypeError, "destroy"),
+    ((bytearray, [16]), {"reset_on": "later"}, ValueError, "reset_on"),
+    ((bytearray, [16]), {"reset_on": 1}, TypeError, "reset_on"),
+    ((bytearray, [16]), {"idle_timeout": 0}, ValueError, "idle_timeout"),
+    ((bytearray, [16]), {"idle_timeout": -1}, ValueError, "idle_timeout"),
+    ((bytearray, [16]), {"idle_timeout": "1"}, TypeError, "idle_timeout"),
+    ((bytearray, [16]), {"shards": 0}, ValueError, "shards"),
+    ((bytearray, [16]), {"shards": 100_000}, ValueError, "shards"),
+    ((bytearray, [16]), {"shards": 1.0}, TypeError, "shards"),
+]
+
+
+def case_id(args, kwargs) -> str:
+    factory = "bytearray" if args[0] is bytearray else repr(args[0])
+    options = ",".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return f"{factory}-{args[1]!r}-{options}"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "name"),
+    BAD_CONSTRUCTOR_ARGS,
+    ids=[case_id(args, kwargs) for args, kwargs, _, _ in BAD_CONSTRUCTOR_ARGS],
+)
+def test_bad_constructor_argument_raises_naming_it(args, kwargs, error, name):
+    with pytest.raises(error, match=name):
+        TieredPool(*args, **kwargs)
+
+
+def test_factory_and_tiers_are_positional_only_and_options_keyword_only():
+    with pytest.raises(TypeError):
+        TieredPool(factory=bytearray, tiers=[16])
+    with pytest.raises(TypeError):
+        TieredPool(bytearray, [16], len)
+    with pytest.raises(TypeError, match="max_idle"):
+        TieredPool(bytearray, [16], max_idle=3)
+
+
+BAD_CALLS = [
+    ("get(-1)", lambda p: p.get(-1), ValueError, "size"),
+    ("get(1.5)", lambda p: p.get(1.5), TypeError, "size"),
+    ("get('1')", lambda p: p.get("1"), TypeError, "size"),
+    ("get(True)", lambda p: p.get(True), TypeError, "size"),
+    ("get(None)", lambda p: p.get(None), TypeError, "size"),
+    ("get(2**70)", lambda p: p.get(2**70), ValueError, "size"),
+    ("borrow(-1)", lambda p: p.borrow(-1), ValueError, "size"),
+    ("borrow(1.0)", lambda p: p.borrow(1.0), TypeError, "size"),
+    ("trim(-1)", lambda p: p.trim(-1), ValueError, "keep"),
+    ("trim(keep=0.5)", lambda p: p.trim(keep=0.5), TypeError, "keep"),
+    ("put(object())", lambda p: p.put(object()), TypeError, "len"),
+    ("put(5)", lambda p: p.put(5), TypeError, "len"),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "name"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
+)
+def test_bad_method_argument_raises_and_changes_nothing(used_pool, call, error, name):
+    before = snapshot(used_pool)
+    with pytest.raises(error, match=name):
+        call(used_pool)
+    assert snapshot(used_pool) == before
+
+
+@pytest.mark.parametrize(
+    ("size_of", "error", "match"),
+    [
+        (lambda o: "big", TypeError, "size_of"),
+        (lambda o: 1.5, TypeError, "size_of"),
+        (lambda o: -1, ValueError, "size_of"),
+        (lambda o: None, TypeError, "size_of"),
+        (lambda o: 2**70, ValueError, "size_of"),
+    ],
+    ids=["str", "float", "negative", "None", "huge"],
+)
+def test_bad_size_of_result_raises_naming_it_and_changes_nothing(size_of, error, match):
+    destroy = Recorder()
+    pool = TieredPool(bytearray, [16, 256], size_of=size_of, destroy=destroy)
+    obj = pool.get(1)
+    before = snapshot(pool)
+    with pytest.raises(error, match=match):
+        pool.put(obj)
+    assert snapshot(pool) == before
+    assert destroy.calls == []
+
+
+def test_size_of_error_propagates_and_changes_nothing():
+    def size_of(obj):
+        raise Boom("no size")
+
+    pool = TieredPool(bytearray, [16], size_of=size_of)
+    obj = pool.get(1)
+    before = snapshot(pool)
+    with pytest.raises(Boom, match="no size"):
+        pool.put(obj)
+    assert snapshot(pool) == before
+
+
+@pytest.mark.parametrize("size", [1, 100, 10_000])
+def test_factory_error_propagates_from_get_and_changes_nothing(size):
+    def factory(n):
+        raise Boom(f"cannot make {n}")
+
+    pool = TieredPool(factory, [16, 256])
+    before = snapshot(pool)
+    with pytest.raises(Boom, match="cannot make"):
+        pool.get(size)
+    with pytest.raises(Boom), pool.borrow(size):
+        pass
+    assert snapshot(pool) == before
