@@ -194,13 +194,16 @@ impl BlockPool {
                 (classes, caps)
             }
             Some(pairs) => {
-                let classes = SizeClasses::new(pairs.iter().map(|p| p.0).collect())?;
+                let classes = SizeClasses::new(pairs.iter().map(|p| p.0).collect(), "classes")?;
+                // With explicit classes the largest one is the largest
+                // pooled size: a different max_block could only mislead.
                 if let Some(max) = config.max_block {
-                    if max < classes.max() {
+                    if max != classes.max() {
                         return Err(refuse(
                             "max_block",
                             format!(
-                                "max_block ({max}) is below the largest class ({})",
+                                "max_block ({max}) must equal the largest class ({}) when \
+                                 classes are given; add a class of {max} bytes instead",
                                 classes.max()
                             ),
                         ));
@@ -307,11 +310,15 @@ impl BlockPool {
         let capacity = block.capacity();
         match self.tiers.classes().serving(capacity) {
             Some(class) if self.tiers.classes().size(class) == capacity => {
+                let pool = self.tiers.pool(class);
+                let mut hooks = self.hooks(capacity, offload);
+                if self.is_closed() && !pool.is_closed() {
+                    // First used while `close` ran: close it too, so that
+                    // nothing stays idle after close.
+                    pool.close(&mut hooks);
+                }
                 // Unchecked and infallible: nothing to report.
-                let _ = self
-                    .tiers
-                    .pool(class)
-                    .put(&mut self.hooks(capacity, offload), block);
+                let _ = pool.put(&mut hooks, block);
             }
             _ => {
                 self.tiers.note_unfiled();
@@ -663,6 +670,14 @@ mod tests {
             err(BlockConfig {
                 classes: Some(vec![(8192, None)]),
                 max_block: Some(4096),
+                ..BlockConfig::default()
+            }),
+            "max_block"
+        );
+        assert_eq!(
+            err(BlockConfig {
+                classes: Some(vec![(4096, None)]),
+                max_block: Some(65536),
                 ..BlockConfig::default()
             }),
             "max_block"

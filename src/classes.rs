@@ -15,25 +15,21 @@ pub struct SizeClasses {
 
 impl SizeClasses {
     /// Explicit sizes, in any order; duplicates and zero are refused.
-    pub fn new(mut sizes: Vec<usize>) -> Result<Self, ConfigError> {
+    /// `field` names the setting the sizes came from, for errors.
+    pub fn new(mut sizes: Vec<usize>, field: &'static str) -> Result<Self, ConfigError> {
+        let refuse = |message: String| Err(ConfigError { field, message });
         if sizes.is_empty() {
-            return Err(ConfigError {
-                field: "classes",
-                message: "classes must name at least one size".into(),
-            });
+            return refuse(format!("{field} must name at least one size"));
         }
         sizes.sort_unstable();
         if sizes[0] == 0 {
-            return Err(ConfigError {
-                field: "classes",
-                message: "class sizes must be positive, got 0".into(),
-            });
+            return refuse(format!("{field} must hold positive sizes, got 0"));
         }
         if let Some(w) = sizes.windows(2).find(|w| w[0] == w[1]) {
-            return Err(ConfigError {
-                field: "classes",
-                message: format!("class sizes must be distinct, got {} twice", w[0]),
-            });
+            return refuse(format!(
+                "{field} must hold distinct sizes, got {} twice",
+                w[0]
+            ));
         }
         Ok(SizeClasses {
             sizes: sizes.into_boxed_slice(),
@@ -137,7 +133,7 @@ mod tests {
 
     #[test]
     fn serving_and_filing_route_correctly() {
-        let c = SizeClasses::new(vec![65536, 4096, 1 << 20]).unwrap();
+        let c = SizeClasses::new(vec![65536, 4096, 1 << 20], "classes").unwrap();
         assert_eq!(c.sizes(), &[4096, 65536, 1 << 20]);
         assert_eq!(c.serving(0), Some(0));
         assert_eq!(c.serving(4096), Some(0));
@@ -151,11 +147,16 @@ mod tests {
 
     #[test]
     fn explicit_classes_are_checked() {
-        assert_eq!(SizeClasses::new(vec![]).unwrap_err().field, "classes");
-        assert!(SizeClasses::new(vec![0, 8]).is_err());
-        assert!(SizeClasses::new(vec![8, 8])
+        assert_eq!(
+            SizeClasses::new(vec![], "classes").unwrap_err().field,
+            "classes"
+        );
+        assert!(SizeClasses::new(vec![0, 8], "tiers")
             .unwrap_err()
             .message
-            .contains("twice"));
+            .starts_with("tiers"));
+        let twice = SizeClasses::new(vec![8, 8], "tiers").unwrap_err();
+        assert_eq!(twice.field, "tiers");
+        assert!(twice.message.contains("twice"));
     }
 }

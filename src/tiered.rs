@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn classes_are_built_lazily_with_their_own_config() {
-        let classes = SizeClasses::new(vec![4096, 65536, 1 << 20]).unwrap();
+        let classes = SizeClasses::new(vec![4096, 65536, 1 << 20], "tiers").unwrap();
         let caps = [(4096, 1000), (65536, 500), (1 << 20, 100)];
         let t: Tiered<Vec<u8>> = Tiered::new(classes, |size| Config {
             max_idle: caps.iter().find(|c| c.0 == size).map(|c| c.1),
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn bad_class_config_fails_up_front() {
-        let classes = SizeClasses::new(vec![8]).unwrap();
+        let classes = SizeClasses::new(vec![8], "tiers").unwrap();
         let r = Tiered::<u8>::new(classes, |_| Config {
             shards: Some(0),
             ..Config::default()

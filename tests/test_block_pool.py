@@ -98,7 +98,7 @@ def row(pool: BlockPool, size: int) -> BlockClassStats:
 @pytest.fixture
 def used_pool():
     """A pool with history: a block held, blocks idle in two classes, counters set."""
-    pool = BlockPool(classes=[(256, 8), (4096, 8)], max_block=1 << 16, shards=1)
+    pool = BlockPool(classes=[(256, 8), (4096, 8)], shards=1)
     held = pool.get(100)
     for n in (200, 3000, 3000):
         pool.get(n).release()
@@ -508,10 +508,17 @@ def test_sizes_and_pairs_can_be_mixed():
     assert caps[65536] >= 2  # a default
 
 
+def test_max_block_must_match_explicit_classes():
+    # With explicit classes the largest class is the largest pooled size: a
+    # max_block above it would promise pooling that never happens.
+    with pytest.raises(ValueError, match="max_block"):
+        BlockPool(classes=[4096], max_block=65536)
+    pool = BlockPool(classes=[4096], max_block=4096, shards=1)
+    assert pool.max_block == 4096
+
+
 def test_oversize_counts_exactly_the_requests_above_max_block():
-    # Documented: max_block is "the largest pooled size"; stats().oversize counts
-    # "requests above max_block (exact, unpooled allocations)".
-    pool = BlockPool(classes=[4096], max_block=65536, shards=1)
+    pool = BlockPool(classes=[4096, 65536], shards=1)
     assert pool.max_block == 65536
     for n in (100, 4096, 8192, 65536, 65537):
         pool.get(n).release()
@@ -996,7 +1003,7 @@ def test_pool_as_context_manager_closes():
 
 
 def test_stats_totals_rows_and_as_dict():
-    pool = BlockPool(classes=[(256, 1), 4096], max_block=8192, shards=1)
+    pool = BlockPool(classes=[(256, 1), 4096], shards=1)
     held = pool.get(4000)
     a, b = pool.get(100), pool.get(200)
     a.release()
@@ -1395,3 +1402,14 @@ BlockPoolMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_block_pool_matches_its_model = BlockPoolMachine.TestCase
+
+
+def test_numpy_integers_are_accepted_as_sizes_but_bools_are_not():
+    pool = BlockPool(shards=1)
+    with pool.get(np.int64(100)) as block:
+        assert len(block) == 100
+    assert pool.trim(keep_bytes=np.uint32(0)) > 0
+    with pytest.raises(TypeError, match="n must be an int"):
+        pool.get(True)
+    with pytest.raises(TypeError, match="n must be an int"):
+        pool.get(np.float64(3.0))

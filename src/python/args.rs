@@ -13,13 +13,22 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "?".into(), |n| n.to_string())
 }
 
-/// A non-negative whole number (`bool` refused: `max_idle=True` is a bug).
+/// A non-negative whole number: an `int`, or an integer type with
+/// `__index__` such as numpy's (`bool` refused: `max_idle=True` is a bug).
 pub fn count(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
-    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
-        return Err(PyTypeError::new_err(format!(
-            "{name} must be an int, got {}",
-            type_name(value)
-        )));
+    let not_int =
+        || PyTypeError::new_err(format!("{name} must be an int, got {}", type_name(value)));
+    if value.is_instance_of::<PyBool>() {
+        return Err(not_int());
+    }
+    if !value.is_instance_of::<PyInt>() {
+        let index = value
+            .call_method0(pyo3::intern!(value.py(), "__index__"))
+            .map_err(|_| not_int())?;
+        if index.is_instance_of::<PyBool>() || !index.is_instance_of::<PyInt>() {
+            return Err(not_int());
+        }
+        return count(&index, name);
     }
     match value.extract::<i64>() {
         Ok(n) if n >= 0 => usize::try_from(n).map_err(|_| too_large(value, name)),

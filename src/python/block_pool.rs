@@ -13,7 +13,7 @@ use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 
 use super::args;
 use super::errors::PoolClosed;
-use crate::blocks::{self, BlockConfig, BlockError, InPlace, Leased, Offload, ZeroMode};
+use crate::blocks::{self, BlockConfig, BlockError, Leased, Offload, ZeroMode};
 use crate::lease::LeaseError;
 
 /// Runs memory work detached from the interpreter, so other Python threads
@@ -364,7 +364,7 @@ impl Block {
         let rc = unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast(), len, 0, flags) };
         if rc == -1 {
             if let Some(block) = this.leased.unexport() {
-                this.pool.put(block, &InPlace);
+                this.pool.put(block, &Detached(slf.py()));
             }
             return Err(PyErr::fetch(slf.py()));
         }
@@ -372,8 +372,10 @@ impl Block {
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        // The last view of a block let go in a `with` exit returns it here,
+        // zeroing it (`zero="release"`) without holding the GIL.
         if let Some(block) = self.leased.unexport() {
-            self.pool.put(block, &InPlace);
+            Python::attach(|py| self.pool.put(block, &Detached(py)));
         }
     }
 
@@ -401,8 +403,8 @@ impl Drop for Block {
         // No view can be alive here: every view holds a reference.
         if let Ok(block) = self.leased.release() {
             let capacity = block.capacity();
-            self.pool.put(block, &InPlace);
             Python::attach(|py| {
+                self.pool.put(block, &Detached(py));
                 let msg = CString::new(format!(
                     "a Block of {capacity} bytes was garbage-collected without release(); \
                      its memory went back to the pool. Use `with pool.get(n) as block:`"

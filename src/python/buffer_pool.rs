@@ -3,11 +3,11 @@
 use std::ffi::{c_int, CString};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use pyo3::buffer::PyBuffer;
+use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
 
 use super::args;
 use super::errors::PoolClosed;
@@ -245,7 +245,7 @@ impl Buffer {
         Ok(())
     }
 
-    fn append(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+    fn append(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         if let Ok(bytes) = data.cast::<PyBytes>() {
             let src = bytes.as_bytes();
             return self.with_data(|buf| {
@@ -253,8 +253,8 @@ impl Buffer {
                 Ok(src.len())
             });
         }
-        // Taken before locking: exporting `data` may run Python code.
-        let src = PyBuffer::<u8>::get(data).map_err(|_| {
+        // Exported before locking: exporting `data` may run Python code.
+        let src = PyUntypedBuffer::get(data).map_err(|_| {
             PyTypeError::new_err(format!(
                 "a bytes-like object is required, not '{}'",
                 data.get_type()
@@ -262,12 +262,27 @@ impl Buffer {
                     .map_or_else(|_| "?".into(), |n| n.to_string())
             ))
         })?;
-        let n = src.item_count();
+        if !src.is_c_contiguous() {
+            // Rare (a strided view): let Python make it contiguous.
+            let flat = PyMemoryView::from(data)?.call_method0("tobytes")?;
+            drop(src);
+            return self.append(&flat);
+        }
+        let n = src.len_bytes();
         self.with_data(|buf| {
-            let start = buf.len();
-            buf.resize(start + n, 0);
-            src.copy_to_slice(py, &mut buf[start..])
-                .inspect_err(|_| buf.truncate(start))?;
+            buf.reserve(n);
+            // SAFETY: the export `src` keeps `buf_ptr` valid and contiguous
+            // for `len_bytes` bytes while it lives; `reserve` made room for
+            // `n` more bytes after `len`, which the copy then initialises.
+            // The copy goes through raw pointers: the source may be shared.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    src.buf_ptr().cast::<u8>(),
+                    buf.as_mut_ptr().add(buf.len()),
+                    n,
+                );
+                buf.set_len(buf.len() + n);
+            }
             Ok(n)
         })
     }
@@ -277,18 +292,18 @@ impl Buffer {
 impl Buffer {
     /// Append a bytes-like object; returns the number of bytes written.
     #[pyo3(signature = (data, /))]
-    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
-        self.append(py, data)
+    fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.append(data)
     }
 
     /// Append a bytes-like object.
     #[pyo3(signature = (data, /))]
-    fn extend(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.append(py, data).map(drop)
+    fn extend(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.append(data).map(drop)
     }
 
-    fn __iadd__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.append(py, data).map(drop)
+    fn __iadd__(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.append(data).map(drop)
     }
 
     /// A ``bytes`` copy of the contents.
@@ -312,7 +327,10 @@ impl Buffer {
     #[getter]
     fn capacity(&self) -> PyResult<usize> {
         let state = self.lock();
-        state.data.as_ref().map(Vec::capacity).ok_or_else(released)
+        match (&state.data, state.pending) {
+            (Some(data), false) => Ok(data.capacity()),
+            _ => Err(released()),
+        }
     }
 
     /// Whether the buffer was released.

@@ -1,6 +1,6 @@
 //! `TieredPool`: the layered object pool, one `Pool` per size tier.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyGenericAlias, PyTuple, PyType};
@@ -143,8 +143,8 @@ impl TieredPool {
             })?
             .map(|item| tier_spec(&item?))
             .collect::<PyResult<_>>()?;
-        let classes = SizeClasses::new(specs.iter().map(|s| s.0).collect())
-            .map_err(|e| PyValueError::new_err(e.message.replace("classes", "tiers")))?;
+        let classes =
+            SizeClasses::new(specs.iter().map(|s| s.0).collect(), "tiers").map_err(config_error)?;
         let size_of = args::optional_callable(size_of, "size_of")?;
         let shards = args::optional_count(shards.as_ref(), "shards")?;
         let (idle_timeout, _) = args::seconds(idle_timeout.as_ref(), "idle_timeout")?;
