@@ -174,6 +174,11 @@ pub(crate) struct Idle<T> {
     since: u64,
 }
 
+/// Bytes an idle entry of `T` takes in a shard (without the queue's stamp).
+pub fn idle_entry_size<T>() -> usize {
+    std::mem::size_of::<Idle<T>>()
+}
+
 pub struct Pool<T> {
     shards: Shards<Idle<T>>,
     limit: Option<Limit<Idle<T>>>,

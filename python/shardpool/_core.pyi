@@ -11,6 +11,10 @@ _T = TypeVar("_T")
 __version__: str
 DEFAULT_MAX_IDLE: int
 
+def _attached_noop() -> None: ...
+def _detached_noop() -> None: ...
+def _idle_slot_bytes() -> int: ...
+
 class PoolTimeout(TimeoutError):
     """A bounded pool stayed at ``max_size`` until the timeout passed."""
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from shardpool import BlockPool, ObjectPool, __version__
+from shardpool import BlockPool, ObjectPool, __version__, _core
 
 
 class MinimalPool:
@@ -225,6 +225,136 @@ def thread_results(rounds: int, ops: int, progress: Callable[[], None]) -> list[
     return results
 
 
+class _Plain:
+    """An ordinary instance, for the pool libraries that want a class."""
+
+
+def peer_cases() -> list[Case]:
+    """The Python pool libraries on PyPI, where installed (``bench`` extra)."""
+    section = "Python pool libraries (get+put round trip; ratio to ObjectPool)"
+    plain: ObjectPool[object] = ObjectPool(_Plain)
+    plain.put(plain.get())
+    cases = [Case(section, "shardpool ObjectPool", "p.put(p.get())", {"p": plain}, reference=True)]
+    with contextlib.suppress(ImportError):
+        from object_pool import ObjectPool as Peer
+
+        pool = Peer(_Plain)
+        cases.append(Case(section, "object-pool", "p.put(p.get())", {"p": pool}))
+    with contextlib.suppress(ImportError):
+        from fastalloc import ThreadSafePool
+
+        fa = ThreadSafePool(_Plain, 1024)
+        cases.append(Case(section, "fastalloc ThreadSafePool", "p.release(p.get())", {"p": fa}))
+    with contextlib.suppress(ImportError):
+        from pond import Pond, PooledObject, PooledObjectFactory
+
+        class Factory(PooledObjectFactory):  # type: ignore[misc, unused-ignore]
+            def createInstance(self) -> Any:
+                return PooledObject(_Plain())
+
+            def destroy(self, pooled_object: Any) -> None:
+                pass
+
+            def reset(self, pooled_object: Any, **kwargs: Any) -> Any:
+                return pooled_object
+
+            def validate(self, pooled_object: Any) -> bool:
+                return True
+
+        pond = Pond(borrowed_timeout=60, time_between_eviction_runs=-1)
+        factory = Factory(pooled_maxsize=8, least_one=True)
+        pond.register(factory)
+        cases.append(
+            Case(section, "pondpond", "p.recycle(p.borrow(f), f)", {"p": pond, "f": factory})
+        )
+    with contextlib.suppress(ImportError):
+        from syncpool_py.pools.syncpool import SyncObjectPool
+
+        sp = SyncObjectPool(obj=_Plain)
+        cases.append(Case(section, "syncpool-py", "p.put(p.get())", {"p": sp}))
+    return cases
+
+
+def gil_cases() -> list[Case]:
+    """What leaving the interpreter costs, beside the work that justifies it."""
+    section = "GIL policy: a detach+attach beside the work it must pay for"
+    blocks = BlockPool(zero="release")
+    for n in (65536, 1 << 20):
+        blocks.get(n).release()
+    return [
+        Case(
+            section,
+            "call into the extension (attached)",
+            "f()",
+            {"f": _core._attached_noop},
+            reference=True,
+        ),
+        Case(section, "call that detaches and re-attaches", "f()", {"f": _core._detached_noop}),
+        Case(
+            section,
+            "ObjectPool get+put (stays attached)",
+            "p.put(p.get())",
+            {"p": ObjectPool(object)},
+        ),
+        Case(
+            section,
+            "zeroing 64 KiB (attached: below 256 KiB)",
+            "get(65536).release()",
+            {"get": blocks.get},
+        ),
+        Case(section, "zeroing 1 MiB (detached)", "get(1 << 20).release()", {"get": blocks.get}),
+    ]
+
+
+def rss_bytes() -> int:
+    """Resident set size now (Linux), else the peak from ``getrusage``."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def memory_results(cycles: int, progress: Callable[[], None]) -> list[Result]:
+    section = "memory"
+    pool: ObjectPool[object] = ObjectPool(object)
+    get, put = pool.get, pool.put
+    put(get())
+    before = rss_bytes()
+    for _ in range(cycles):
+        put(get())
+    after = rss_bytes()
+    progress()
+    blocks = BlockPool(max_idle_bytes=1 << 20)
+    held = [blocks.get(65536) for _ in range(64)]
+    for b in held:
+        b.release()
+    idle = blocks.stats().bytes_idle
+    return [
+        Result(
+            section,
+            "idle storage per pooled object (its reference + 16)",
+            float(_core._idle_slot_bytes()),
+            1.0,
+            reference=True,
+        ),
+        Result(
+            section,
+            f"RSS change over {cycles:,} ObjectPool get+put cycles",
+            float(after - before),
+            0.0,
+        ),
+        Result(
+            section,
+            "BlockPool idle after 4 MiB released, max_idle_bytes = 1 MiB",
+            float(idle),
+            idle / (1 << 20),
+        ),
+    ]
+
+
 def print_table(results: list[Result], out: Any) -> None:
     sections: dict[str, list[Result]] = {}
     for r in results:
@@ -233,31 +363,40 @@ def print_table(results: list[Result], out: Any) -> None:
         print(f"\n{section}", file=out)
         width = max(len(r.case) for r in rows)
         for r in rows:
+            if section == "memory":
+                print(f"  {r.case:<{width}}  {r.ns:12,.0f} bytes", file=out)
+                continue
             mark = "(reference)" if r.reference else f"{r.ratio:8.2f}x"
-            print(f"  {r.case:<{width}}  {r.ns:10.1f} ns  {mark:>11}", file=out)
+            print(f"  {r.case:<{width}}  {r.ns:12.1f} ns  {mark:>11}", file=out)
 
 
 def plot(results: list[Result], path: str) -> None:
-    import matplotlib  # type: ignore[import-not-found, unused-ignore]
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+    import matplotlib.pyplot as plt
 
     sections: dict[str, list[Result]] = {}
     for r in results:
-        sections.setdefault(r.section, []).append(r)
-    fig, axes = plt.subplots(len(sections), 1, figsize=(9, 1.2 + 0.45 * len(results)))
+        if r.section != "memory":  # bytes, not time
+            sections.setdefault(r.section, []).append(r)
+    rows_total = sum(len(rows) for rows in sections.values())
+    fig, axes = plt.subplots(len(sections), 1, figsize=(9, 1.5 + 0.42 * rows_total))
     for ax, (section, rows) in zip(axes, sections.items(), strict=True):
         ax.barh(
             [r.case for r in rows],
             [r.ns for r in rows],
             color=["#999999" if r.reference else "#1f77b4" for r in rows],
         )
+        for i, r in enumerate(rows):
+            ax.annotate(f" {r.ns:,.0f} ns", (r.ns, i), va="center", fontsize=7)
         ax.set_title(section, fontsize=9, loc="left")
+        # Bars grow from 1 ns on a log axis, so lengths compare honestly.
         ax.set_xscale("log")
+        ax.set_xlim(1, max(r.ns for r in rows) * 8)
         ax.tick_params(labelsize=8)
         ax.invert_yaxis()
-    axes[-1].set_xlabel("ns per operation (log scale, lower is better)")
+    axes[-1].set_xlabel("ns per operation (log scale; grey: the reference of each group)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -272,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds, budget, ops = (2, 0.003, 20_000) if args.quick else (9, 0.08, 200_000)
 
-    steps = rounds * 2 + 2
+    steps = rounds * 4 + 3
     done = 0
 
     def progress() -> None:
@@ -283,7 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = run_cases(object_cases(), rounds, budget, progress)
     results += run_cases(block_cases(), rounds, budget, progress)
+    results += run_cases(peer_cases(), rounds, budget, progress)
+    results += run_cases(gil_cases(), rounds, budget, progress)
     results += thread_results(max(1, rounds // 3), ops, progress)
+    results += memory_results(20_000 if args.quick else 10_000_000, progress)
     print(f"\rmeasured in {time.perf_counter() - started:.0f} s" + " " * 10, file=sys.stderr)
     print(
         f"shardpool {__version__} on Python {platform.python_version()} "

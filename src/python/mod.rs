@@ -35,5 +35,29 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<buffer_pool::BufferPool>()?;
     m.add_class::<buffer_pool::Buffer>()?;
     m.add("DEFAULT_MAX_IDLE", crate::Config::DEFAULT_MAX_IDLE)?;
+    m.add_function(wrap_pyfunction!(_attached_noop, m)?)?;
+    m.add_function(wrap_pyfunction!(_detached_noop, m)?)?;
+    m.add_function(wrap_pyfunction!(_idle_slot_bytes, m)?)?;
     Ok(())
+}
+
+/// Does nothing, attached: the cost of a call into the extension. For
+/// ``python -m shardpool bench``.
+#[pyfunction]
+fn _attached_noop() {}
+
+/// Detaches from the interpreter and attaches again at once: the fixed cost
+/// of letting other threads run, which shardpool pays only where the work
+/// (waiting, zeroing or allocating large blocks) costs more. For the bench.
+#[pyfunction]
+fn _detached_noop(py: Python<'_>) {
+    py.detach(|| ());
+}
+
+/// Bytes one idle object costs an `ObjectPool`'s storage: the queue slot's
+/// sequence stamp plus the idle entry (the object reference and its
+/// timestamp). For the bench's memory section.
+#[pyfunction]
+fn _idle_slot_bytes() -> usize {
+    std::mem::size_of::<usize>() + crate::pool::idle_entry_size::<Py<PyAny>>()
 }
