@@ -370,6 +370,11 @@ impl BlockPool {
         self.tiers.classes()
     }
 
+    /// Idle blocks over all classes.
+    pub fn idle_blocks(&self) -> usize {
+        self.tiers.used().map(|(_, pool)| pool.idle()).sum()
+    }
+
     pub fn max_block(&self) -> usize {
         self.max_block
     }

@@ -179,12 +179,7 @@ impl BlockPool {
 
     /// Idle blocks over all classes.
     fn __len__(&self) -> usize {
-        self.core
-            .stats()
-            .classes
-            .iter()
-            .map(|c| c.counts.idle as usize)
-            .sum()
+        self.core.idle_blocks()
     }
 
     /// Free expired idle blocks, then more (largest classes first) until at
