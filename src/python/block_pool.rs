@@ -1,18 +1,16 @@
 //! `BlockPool` and `Block`: pooled, aligned byte memory exported zero-copy
 //! through the buffer protocol.
 
-use std::ffi::{c_int, CString};
+use std::ffi::c_int;
 use std::sync::Arc;
 
-use pyo3::exceptions::{
-    PyBufferError, PyMemoryError, PyResourceWarning, PyTypeError, PyValueError,
-};
+use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 
 use super::args;
-use super::errors::PoolClosed;
+use super::errors::{warn_unreleased, PoolClosed};
 use crate::blocks::{self, BlockConfig, BlockError, Leased, Offload, ZeroMode};
 use crate::lease::LeaseError;
 
@@ -410,15 +408,13 @@ impl Drop for Block {
             let capacity = block.capacity();
             Python::attach(|py| {
                 self.pool.put(block, &Detached(py));
-                let msg = CString::new(format!(
-                    "a Block of {capacity} bytes was garbage-collected without release(); \
-                     its memory went back to the pool. Use `with pool.get(n) as block:`"
-                ))
-                .expect("no NUL in the message");
-                let category = py.get_type::<PyResourceWarning>();
-                if let Err(err) = PyErr::warn(py, category.as_any(), &msg, 1) {
-                    err.write_unraisable(py, None);
-                }
+                warn_unreleased(
+                    py,
+                    format!(
+                        "a Block of {capacity} bytes was garbage-collected without release(); \
+                         its memory went back to the pool. Use `with pool.get(n) as block:`"
+                    ),
+                );
             });
         }
     }
