@@ -27,7 +27,7 @@ use crate::{Config, Pool, PutError, ResetOn};
 ///     factory: Zero-argument callable that makes a new object.
 ///     max_idle: How many idle objects to keep; a ``put`` beyond that
 ///         destroys the object (counted as ``dropped``). Default: ``max_size``
-///         for a bounded pool, else ``DEFAULT_MAX_IDLE`` (1024).
+///         for a bounded pool (at most 65536), else ``DEFAULT_MAX_IDLE`` (1024).
 ///     max_size: The most objects alive at once, idle plus handed out
 ///         (``None``: unbounded). A ``get`` on a full pool waits for a
 ///         ``put``, without holding the GIL; waiters are served in order.
