@@ -322,8 +322,13 @@ impl BlockPool {
             }
             _ => {
                 self.tiers.note_unfiled();
-                self.oversize_bytes_out
-                    .fetch_sub(capacity, Ordering::Relaxed);
+                // Saturating: a block this pool did not hand out (possible
+                // from Rust, not from Python) must not wrap the gauge.
+                let _ = self.oversize_bytes_out.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |out| Some(out.saturating_sub(capacity)),
+                );
                 self.oversize_released.fetch_add(1, Ordering::Relaxed);
                 self.hooks(capacity, offload).destroy(block);
             }
@@ -368,6 +373,11 @@ impl BlockPool {
 
     pub fn classes(&self) -> &SizeClasses {
         self.tiers.classes()
+    }
+
+    /// Idle blocks over all classes.
+    pub fn idle_blocks(&self) -> usize {
+        self.tiers.used().map(|(_, pool)| pool.idle()).sum()
     }
 
     pub fn max_block(&self) -> usize {

@@ -27,6 +27,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::ThreadId;
 use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
@@ -145,34 +146,48 @@ struct Queue<I> {
     closed: bool,
 }
 
-/// Admits one holder at a time; the others block in [`Park::park`].
-/// Batches (`get_many`) pass it before waiting while holding objects.
+/// Admits one thread at a time; the others block in [`Park::park`].
+/// Batches (`get_many`) pass it before waiting while holding objects. It is
+/// re-entrant: a hook of the holding thread may run a batch on the same pool
+/// without blocking on itself.
 pub struct Gate {
-    busy: Mutex<bool>,
+    /// The holding thread and how many times it entered.
+    holder: Mutex<Option<(ThreadId, usize)>>,
     cond: Condvar,
 }
 
 impl Gate {
     fn new() -> Self {
         Gate {
-            busy: Mutex::new(false),
+            holder: Mutex::new(None),
             cond: Condvar::new(),
         }
     }
 
-    /// Lets the next one in. Only for the holder, once per successful park.
+    /// Leaves once. Only for the holder, once per successful park.
     pub fn leave(&self) {
-        *lock(&self.busy) = false;
-        self.cond.notify_one();
+        let mut holder = lock(&self.holder);
+        if let Some((_, depth)) = holder.as_mut() {
+            *depth -= 1;
+            if *depth == 0 {
+                *holder = None;
+                self.cond.notify_one();
+            }
+        }
     }
 }
 
 impl Park for Gate {
     /// Blocks until this thread holds the gate (`true`) or `deadline`.
     fn park(&self, deadline: Option<Instant>) -> bool {
-        match wait_while(&self.cond, lock(&self.busy), deadline, |busy| *busy) {
-            Some(mut busy) => {
-                *busy = true;
+        let me = std::thread::current().id();
+        let held = wait_while(&self.cond, lock(&self.holder), deadline, |h| {
+            h.is_some_and(|(owner, _)| owner != me)
+        });
+        match held {
+            Some(mut holder) => {
+                let depth = holder.map_or(0, |(_, d)| d);
+                *holder = Some((me, depth + 1));
                 true
             }
             None => false,
@@ -421,11 +436,37 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_is_reentrant_for_its_holder() {
+        let l: Limit<u32> = Limit::new(1);
+        assert!(l.gate().park(None));
+        assert!(
+            l.gate().park(Some(Instant::now())),
+            "the holder enters again"
+        );
+        l.gate().leave();
+        let other = std::thread::scope(|s| {
+            s.spawn(|| {
+                l.gate()
+                    .park(Some(Instant::now() + Duration::from_millis(10)))
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(!other, "still held once");
+        l.gate().leave();
+        assert!(std::thread::scope(|s| s
+            .spawn(|| l.gate().park(Some(Instant::now())))
+            .join()
+            .unwrap()));
+    }
+
+    #[test]
     fn the_gate_admits_one_at_a_time() {
         let l: Arc<Limit<u32>> = Arc::new(Limit::new(1));
         assert!(l.gate().park(None));
         let soon = Instant::now() + Duration::from_millis(20);
-        assert!(!l.gate().park(Some(soon)), "held: the second one times out");
+        let second = std::thread::scope(|s| s.spawn(|| l.gate().park(Some(soon))).join().unwrap());
+        assert!(!second, "held: another thread times out");
         let t = {
             let l = Arc::clone(&l);
             std::thread::spawn(move || {

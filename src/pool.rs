@@ -17,7 +17,7 @@
 //!   idle; the next operation on the closed pool destroys it.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -48,7 +48,8 @@ pub enum ResetOn {
 }
 
 /// How a pool is built. `max_idle` of `None` keeps `max_size` idle objects in
-/// a bounded pool and [`Config::DEFAULT_MAX_IDLE`] otherwise.
+/// a bounded pool (at most [`Config::DEFAULT_BOUNDED_MAX_IDLE`]) and
+/// [`Config::DEFAULT_MAX_IDLE`] otherwise.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub max_idle: Option<usize>,
@@ -87,6 +88,9 @@ impl Default for Config {
 
 impl Config {
     pub const DEFAULT_MAX_IDLE: usize = 1024;
+    /// A bounded pool keeps up to `max_size` objects idle, but no more than
+    /// this by default: idle storage is allocated up front.
+    pub const DEFAULT_BOUNDED_MAX_IDLE: usize = 65_536;
 }
 
 /// A configuration the pool refuses, naming the setting.
@@ -181,7 +185,10 @@ pub fn idle_entry_size<T>() -> usize {
 
 pub struct Pool<T> {
     shards: Shards<Idle<T>>,
-    limit: Option<Limit<Idle<T>>>,
+    /// Boxed: `Limit` is cache-padded (128-byte aligned), and a `Pool` must
+    /// fit in memory aligned like any other value (a Python object is only
+    /// 16-byte aligned).
+    limit: Option<Box<Limit<Idle<T>>>>,
     ledger: Option<Ledger<T>>,
     idle_timeout: Option<Duration>,
     reset_on: ResetOn,
@@ -216,7 +223,7 @@ impl<T: Send> Pool<T> {
         let max_idle = match (config.max_idle, config.max_size) {
             (Some(idle), Some(size)) => idle.min(size),
             (Some(idle), None) => idle,
-            (None, Some(size)) => size.min(MAX_IDLE_LIMIT),
+            (None, Some(size)) => size.min(Config::DEFAULT_BOUNDED_MAX_IDLE),
             (None, None) => Config::DEFAULT_MAX_IDLE,
         };
         if max_idle > MAX_IDLE_LIMIT {
@@ -248,7 +255,7 @@ impl<T: Send> Pool<T> {
         let checked = config.checked || config.max_size.is_some();
         Ok(Pool {
             shards: Shards::new(shards, max_idle),
-            limit: config.max_size.map(Limit::new),
+            limit: config.max_size.map(|max| Box::new(Limit::new(max))),
             ledger: checked.then(|| Ledger::new(shards)),
             idle_timeout: config.idle_timeout,
             reset_on: config.reset_on,
@@ -265,7 +272,7 @@ impl<T: Send> Pool<T> {
     }
 
     pub fn max_size(&self) -> Option<usize> {
-        self.limit.as_ref().map(Limit::max)
+        self.limit.as_ref().map(|limit| limit.max())
     }
 
     pub fn shard_count(&self) -> usize {
@@ -514,7 +521,9 @@ impl<T: Send> Pool<T> {
             Enqueued::Queued(waiter) => waiter,
         };
         let outcome = match hooks.park(&*waiter, deadline) {
-            Ok(true) => waiter.take(),
+            // A park that returns early (a custom hook) must not strand the
+            // waiter in the queue: withdraw it like a timeout.
+            Ok(true) => waiter.take().or_else(|| limit.cancel(&waiter)),
             Ok(false) => limit.cancel(&waiter),
             Err(e) => {
                 if let Some(Outcome::Granted(grant)) = limit.cancel(&waiter) {
@@ -537,7 +546,9 @@ impl<T: Send> Pool<T> {
     fn give_back<H: Hooks<T>>(&self, hooks: &mut H, grant: Grant<Idle<T>>) {
         match grant {
             Grant::Slot => self.release_charge(),
-            Grant::Item(idle) => self.store_idle(hooks, self.shards.home(), idle),
+            Grant::Item(idle) => {
+                self.store_idle(hooks, self.shards.home(), idle);
+            }
         }
     }
 
@@ -720,44 +731,49 @@ impl<T: Send> Pool<T> {
     }
 
     #[inline]
-    fn store_idle<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) {
+    /// Returns whether the object was kept (stored, or handed to a waiter).
+    fn store_idle<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) -> bool {
         let counters = self.shards.counters(home);
         let idle = match &self.limit {
             None => idle,
             Some(limit) => match limit.offer(idle) {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(idle) => idle,
             },
         };
         if !hooks.keep(&idle.item) || !self.charge_idle() {
             counters.bump(Event::Dropped);
             self.discard(hooks, counters, idle.item);
-            return;
+            return false;
         }
         match self.shards.push(home, idle) {
             Ok(()) => {
-                if let Some(limit) = &self.limit {
-                    // Also orders the push before the `closed` read below.
-                    limit.serve_from(|| self.take_idle(home));
-                    if self.closed.load(Ordering::SeqCst) {
-                        self.destroy_idle(hooks, counters);
-                    }
+                // Orders the push before the `closed` read: either `close`
+                // drains this object, or this put sees the pool closed.
+                match &self.limit {
+                    Some(limit) => limit.serve_from(|| self.take_idle(home)),
+                    None => fence(Ordering::SeqCst),
                 }
+                if self.closed.load(Ordering::Relaxed) {
+                    self.destroy_idle(hooks, counters);
+                }
+                true
             }
             Err(idle) => {
                 self.uncharge_idle(1);
                 counters.bump(Event::Dropped);
                 self.discard(hooks, counters, idle.item);
+                false
             }
         }
     }
 
-    /// Takes an idle object (home shard first), ending its charge.
     /// Nanoseconds since the pool's epoch, at least 1 (0 means unstamped).
     fn now(&self) -> u64 {
         (self.epoch.elapsed().as_nanos() as u64).max(1)
     }
 
+    /// Takes an idle object (home shard first), ending its charge.
     #[inline]
     fn take_idle(&self, home: usize) -> Option<Idle<T>> {
         let idle = self.shards.pop(home)?;
@@ -813,26 +829,27 @@ impl<T: Send> Pool<T> {
     pub fn trim<H: Hooks<T>>(&self, hooks: &mut H, keep: usize) -> usize {
         let home = self.shards.home();
         let counters = self.shards.counters(home);
-        let mut idle = self.drain_idle();
-        let before = idle.len();
-        let mut fresh = Vec::with_capacity(before);
-        for entry in idle.drain(..) {
-            if self.is_expired(&entry) {
-                counters.bump(Event::Expired);
-                self.discard(hooks, counters, entry.item);
-            } else {
-                fresh.push(entry);
-            }
-        }
+        let (mut fresh, expired): (Vec<_>, Vec<_>) = self
+            .drain_idle()
+            .into_iter()
+            .partition(|entry| !self.is_expired(entry));
         // Oldest first; unstamped entries keep their drain order.
         fresh.sort_by_key(|entry| entry.since);
-        let surplus = fresh.len().saturating_sub(keep);
-        for entry in fresh.drain(..surplus) {
-            self.discard(hooks, counters, entry.item);
-        }
-        let removed = before - fresh.len();
+        let surplus: Vec<_> = fresh.drain(..fresh.len().saturating_sub(keep)).collect();
+        // The keepers go back before any hook runs, so that concurrent gets
+        // find them while the others are destroyed.
+        let mut removed = 0;
         for entry in fresh {
-            self.store_idle(hooks, home, entry);
+            removed += usize::from(!self.store_idle(hooks, home, entry));
+        }
+        for entry in expired {
+            counters.bump(Event::Expired);
+            self.discard(hooks, counters, entry.item);
+            removed += 1;
+        }
+        for entry in surplus {
+            self.discard(hooks, counters, entry.item);
+            removed += 1;
         }
         removed
     }
@@ -841,6 +858,8 @@ impl<T: Send> Pool<T> {
     /// objects. Returns how many it destroyed. Idempotent.
     pub fn close<H: Hooks<T>>(&self, hooks: &mut H) -> usize {
         self.closed.store(true, Ordering::SeqCst);
+        // Pairs with the fence after a put's push (see `store_idle`).
+        fence(Ordering::SeqCst);
         if let Some(limit) = &self.limit {
             limit.close();
         }

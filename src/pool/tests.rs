@@ -661,3 +661,72 @@ fn concurrent_batches_do_not_deadlock() {
     assert_balanced(&p);
     assert_eq!(p.stats().timeouts, 0);
 }
+
+#[test]
+fn a_pool_needs_no_more_than_ordinary_alignment() {
+    // Python allocates objects 16-byte aligned; a pool lives inside one.
+    assert!(std::mem::align_of::<Pool<Item>>() <= 16);
+}
+
+#[test]
+fn put_racing_close_never_leaves_an_object_idle() {
+    for _ in 0..200 {
+        let p = Arc::new(pool(Config::default()));
+        let items: Vec<_> = (0..4)
+            .map(|_| p.get(&mut TestHooks::default(), None).unwrap())
+            .collect();
+        let putter = {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                let mut h = TestHooks::default();
+                for item in items {
+                    p.put(&mut h, item).unwrap();
+                }
+            })
+        };
+        p.close(&mut TestHooks::default());
+        putter.join().unwrap();
+        assert_eq!(p.idle(), 0);
+        assert_balanced(&p);
+    }
+}
+
+#[test]
+fn trim_keeps_its_keepers_available_while_destroying() {
+    let p = pool(Config {
+        shards: Some(1),
+        ..Config::default()
+    });
+    struct Watch<'a>(&'a Pool<Item>, Vec<usize>);
+    impl Hooks<Item> for Watch<'_> {
+        type Error = ();
+        fn create(&mut self) -> Result<Item, ()> {
+            Ok(Arc::default())
+        }
+        fn reset(&mut self, _: &Item) -> Result<(), ()> {
+            Ok(())
+        }
+        fn validate(&mut self, _: &Item) -> Result<bool, ()> {
+            Ok(true)
+        }
+        fn destroy(&mut self, _: Item) {
+            // What a concurrent get would find while trim destroys.
+            self.1.push(self.0.idle());
+        }
+        fn identity(&self, item: &Item) -> usize {
+            Arc::as_ptr(item) as usize
+        }
+        fn duplicate(&mut self, item: &Item) -> Item {
+            Arc::clone(item)
+        }
+    }
+    let mut h = Watch(&p, Vec::new());
+    let items: Vec<_> = (0..3).map(|_| p.get(&mut h, None).unwrap()).collect();
+    p.put_many(&mut h, items).unwrap();
+    assert_eq!(p.trim(&mut h, 1), 2);
+    assert_eq!(
+        h.1,
+        vec![1, 1],
+        "the kept object was idle during every destroy"
+    );
+}

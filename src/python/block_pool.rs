@@ -1,18 +1,16 @@
 //! `BlockPool` and `Block`: pooled, aligned byte memory exported zero-copy
 //! through the buffer protocol.
 
-use std::ffi::{c_int, CString};
+use std::ffi::c_int;
 use std::sync::Arc;
 
-use pyo3::exceptions::{
-    PyBufferError, PyMemoryError, PyResourceWarning, PyTypeError, PyValueError,
-};
+use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 
 use super::args;
-use super::errors::PoolClosed;
+use super::errors::{warn_unreleased, PoolClosed};
 use crate::blocks::{self, BlockConfig, BlockError, Leased, Offload, ZeroMode};
 use crate::lease::LeaseError;
 
@@ -179,12 +177,7 @@ impl BlockPool {
 
     /// Idle blocks over all classes.
     fn __len__(&self) -> usize {
-        self.core
-            .stats()
-            .classes
-            .iter()
-            .map(|c| c.counts.idle as usize)
-            .sum()
+        self.core.idle_blocks()
     }
 
     /// Free expired idle blocks, then more (largest classes first) until at
@@ -245,8 +238,13 @@ impl BlockPool {
         slf
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
         self.close(py);
         false
     }
@@ -339,8 +337,13 @@ impl Block {
 
     /// Releases the block, or, while views are alive, lets the last view
     /// release it. Does nothing if it was released inside the block.
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
         if let Ok(Some(block)) = self.leased.release_or_defer() {
             self.pool.put(block, &Detached(py));
         }
@@ -405,15 +408,13 @@ impl Drop for Block {
             let capacity = block.capacity();
             Python::attach(|py| {
                 self.pool.put(block, &Detached(py));
-                let msg = CString::new(format!(
-                    "a Block of {capacity} bytes was garbage-collected without release(); \
-                     its memory went back to the pool. Use `with pool.get(n) as block:`"
-                ))
-                .expect("no NUL in the message");
-                let category = py.get_type::<PyResourceWarning>();
-                if let Err(err) = PyErr::warn(py, category.as_any(), &msg, 1) {
-                    err.write_unraisable(py, None);
-                }
+                warn_unreleased(
+                    py,
+                    format!(
+                        "a Block of {capacity} bytes was garbage-collected without release(); \
+                         its memory went back to the pool. Use `with pool.get(n) as block:`"
+                    ),
+                );
             });
         }
     }

@@ -5,7 +5,6 @@ use std::sync::{Mutex, PoisonError};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 use pyo3::PyTraverseError;
 
 use super::object_pool::ObjectPool;
@@ -97,8 +96,13 @@ impl Borrow {
         }
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         match self.swap(Held::Free) {
             Held::Holding(obj) => {
                 self.lender.put(obj.bind(py))?;

@@ -1,16 +1,16 @@
 //! `BufferPool` and `Buffer`: growable byte buffers for building output.
 
-use std::ffi::{c_int, CString};
+use std::ffi::c_int;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
+use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
-use super::errors::PoolClosed;
+use super::errors::{warn_unreleased, PoolClosed};
 use super::stats::PoolStats;
 use crate::buffers;
 use crate::Config;
@@ -153,8 +153,12 @@ impl BufferPool {
         slf
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
         self.close();
         false
     }
@@ -197,6 +201,17 @@ pub struct Buffer {
     /// Held only for short, Python-free sections.
     state: Mutex<State>,
     pool: Arc<buffers::BufferPool>,
+}
+
+/// Makes room for `n` more bytes, or raises `MemoryError` (as `bytearray`
+/// does) instead of aborting the process.
+fn grow(buf: &mut Vec<u8>, n: usize) -> PyResult<()> {
+    buf.try_reserve(n).map_err(|_| {
+        PyMemoryError::new_err(format!(
+            "cannot grow a Buffer of {} bytes by {n} bytes",
+            buf.len()
+        ))
+    })
 }
 
 fn released() -> PyErr {
@@ -249,6 +264,7 @@ impl Buffer {
         if let Ok(bytes) = data.cast::<PyBytes>() {
             let src = bytes.as_bytes();
             return self.with_data(|buf| {
+                grow(buf, src.len())?;
                 buf.extend_from_slice(src);
                 Ok(src.len())
             });
@@ -270,9 +286,9 @@ impl Buffer {
         }
         let n = src.len_bytes();
         self.with_data(|buf| {
-            buf.reserve(n);
+            grow(buf, n)?;
             // SAFETY: the export `src` keeps `buf_ptr` valid and contiguous
-            // for `len_bytes` bytes while it lives; `reserve` made room for
+            // for `len_bytes` bytes while it lives; `grow` made room for
             // `n` more bytes after `len`, which the copy then initialises.
             // The copy goes through raw pointers: the source may be shared.
             unsafe {
@@ -364,8 +380,12 @@ impl Buffer {
 
     /// Releases the buffer, or, while views are alive, lets the last view
     /// release it. Does nothing if it was released inside the block.
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
         let data = {
             let mut state = self.lock();
             if state.exports > 0 {
@@ -463,15 +483,13 @@ impl Drop for Buffer {
             let len = data.len();
             self.pool.put(data);
             Python::attach(|py| {
-                let msg = CString::new(format!(
-                    "a Buffer holding {len} bytes was garbage-collected without release(); \
-                     it went back to the pool. Use `with pool.get() as buf:`"
-                ))
-                .expect("no NUL in the message");
-                let category = py.get_type::<PyResourceWarning>();
-                if let Err(err) = PyErr::warn(py, category.as_any(), &msg, 1) {
-                    err.write_unraisable(py, None);
-                }
+                warn_unreleased(
+                    py,
+                    format!(
+                        "a Buffer holding {len} bytes was garbage-collected without release(); \
+                         it went back to the pool. Use `with pool.get() as buf:`"
+                    ),
+                )
             });
         }
     }

@@ -1,6 +1,8 @@
 //! Exceptions, and the mapping from core errors to them.
 
-use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyValueError};
+use std::ffi::CString;
+
+use pyo3::exceptions::{PyResourceWarning, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::pool::ConfigError;
@@ -44,5 +46,21 @@ pub fn get_error(e: GetError<PyErr>, timeout: Option<f64>, max_size: Option<usiz
         } => PyValueError::new_err(format!(
             "n must be at most max_size ({max_size}), got {requested}"
         )),
+    }
+}
+
+/// Emits a `ResourceWarning` from a destructor. An exception may be in
+/// flight (the object is dropped while the stack unwinds): it is set aside
+/// and restored, so the warning neither replaces nor loses it. A warning
+/// turned into an error goes to `sys.unraisablehook`.
+pub fn warn_unreleased(py: Python<'_>, message: String) {
+    let message = CString::new(message).expect("no NUL in the message");
+    let in_flight = PyErr::take(py);
+    let category = py.get_type::<PyResourceWarning>();
+    if let Err(err) = PyErr::warn(py, category.as_any(), &message, 1) {
+        err.write_unraisable(py, None);
+    }
+    if let Some(err) = in_flight {
+        err.restore(py);
     }
 }

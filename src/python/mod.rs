@@ -14,6 +14,19 @@ mod policy;
 mod stats;
 mod tiered_pool;
 
+// Python allocates objects 16-byte aligned: a class whose Rust data needs
+// more (a cache-padded field stored inline) would be misaligned.
+const _: () = {
+    use std::mem::align_of;
+    assert!(align_of::<object_pool::ObjectPool>() <= 16);
+    assert!(align_of::<tiered_pool::TieredPool>() <= 16);
+    assert!(align_of::<block_pool::BlockPool>() <= 16);
+    assert!(align_of::<block_pool::Block>() <= 16);
+    assert!(align_of::<buffer_pool::BufferPool>() <= 16);
+    assert!(align_of::<buffer_pool::Buffer>() <= 16);
+    assert!(align_of::<borrow::Borrow>() <= 16);
+};
+
 /// `shardpool._core`: the compiled part of shardpool. Import from `shardpool`.
 ///
 /// Declared free-threading capable (`gil_used = false`): every class is

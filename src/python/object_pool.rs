@@ -3,7 +3,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyGenericAlias, PyTuple, PyType};
+use pyo3::types::{PyBool, PyGenericAlias, PyType};
 use pyo3::PyTraverseError;
 
 use super::args;
@@ -27,7 +27,7 @@ use crate::{Config, Pool, PutError, ResetOn};
 ///     factory: Zero-argument callable that makes a new object.
 ///     max_idle: How many idle objects to keep; a ``put`` beyond that
 ///         destroys the object (counted as ``dropped``). Default: ``max_size``
-///         for a bounded pool, else ``DEFAULT_MAX_IDLE`` (1024).
+///         for a bounded pool (at most 65536), else ``DEFAULT_MAX_IDLE`` (1024).
 ///     max_size: The most objects alive at once, idle plus handed out
 ///         (``None``: unbounded). A ``get`` on a full pool waits for a
 ///         ``put``, without holding the GIL; waiters are served in order.
@@ -305,8 +305,13 @@ impl ObjectPool {
         slf
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
         self.close(py);
         false
     }
