@@ -11,6 +11,9 @@ use crate::pool::ConfigError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SizeClasses {
     sizes: Box<[usize]>,
+    /// For a geometric series: log2 of its first size, so that `serving` can
+    /// compute the class instead of searching for it.
+    first_shift: Option<u32>,
 }
 
 impl SizeClasses {
@@ -33,6 +36,7 @@ impl SizeClasses {
         }
         Ok(SizeClasses {
             sizes: sizes.into_boxed_slice(),
+            first_shift: None,
         })
     }
 
@@ -42,7 +46,8 @@ impl SizeClasses {
     /// at or above `min` wastes more than 20% of its block.
     pub fn geometric(min: usize, max: usize) -> Self {
         let mut sizes = Vec::new();
-        let mut p = min.max(1).next_power_of_two();
+        let first = min.max(1).next_power_of_two();
+        let mut p = first;
         'outer: while p <= max {
             for q in 4..8 {
                 // Below 4, quarters are not whole: plain powers of two.
@@ -61,6 +66,8 @@ impl SizeClasses {
         }
         SizeClasses {
             sizes: sizes.into_boxed_slice(),
+            // Quarters are whole from 4 up; below, search.
+            first_shift: (first >= 4).then(|| first.trailing_zeros()),
         }
     }
 
@@ -88,8 +95,32 @@ impl SizeClasses {
     /// The class that serves a request for `n`, if any is large enough.
     #[inline]
     pub fn serving(&self, n: usize) -> Option<usize> {
-        let i = self.sizes.partition_point(|&s| s < n);
+        let i = match self.first_shift {
+            Some(shift) => self.geometric_index(n, shift),
+            None => self.sizes.partition_point(|&s| s < n),
+        };
+        debug_assert_eq!(i, self.sizes.partition_point(|&s| s < n), "n={n}");
         (i < self.sizes.len()).then_some(i)
+    }
+
+    /// The smallest class of at least `n` in a geometric series, computed:
+    /// for `n` in `(p, 2p]` (`p` a power of two) the classes are `q * p / 4`
+    /// for `q` in 5..=8, so the answer is `q = ceil(4n / p)`, four classes
+    /// per doubling above the first.
+    #[inline]
+    fn geometric_index(&self, n: usize, first_shift: u32) -> usize {
+        let last = self.sizes.len() - 1;
+        if n > self.sizes[last] {
+            return self.sizes.len();
+        }
+        if n <= 1 << first_shift {
+            return 0;
+        }
+        let k = usize::BITS - 1 - (n - 1).leading_zeros(); // p = 2^k < n <= 2^(k+1)
+        let q = (n << 2).div_ceil(1 << k); // 5..=8; no overflow: n <= the largest class
+                                           // The last class may be `max` itself, off the series: a request the
+                                           // series would round above it still fits there.
+        ((k - first_shift) as usize * 4 + (q - 4)).min(last)
     }
 
     /// The class an object of capacity `capacity` belongs in, if it is at
@@ -128,6 +159,28 @@ mod tests {
             let size = c.size(c.serving(n).unwrap());
             assert!(size >= n);
             assert!((size - n) * 5 <= size, "n={n} size={size}");
+        }
+    }
+
+    #[test]
+    fn computed_and_searched_classes_agree() {
+        for (min, max) in [
+            (64, 16 << 20),
+            (64, 1000),
+            (4, 4096),
+            (64, 64),
+            (128, 100_000),
+        ] {
+            let c = SizeClasses::geometric(min, max);
+            for n in (0..5000).chain((5000..(max + 10)).step_by(97)).chain([
+                max,
+                max + 1,
+                usize::MAX / 8,
+            ]) {
+                let searched = c.sizes.partition_point(|&s| s < n);
+                let expected = (searched < c.len()).then_some(searched);
+                assert_eq!(c.serving(n), expected, "min={min} max={max} n={n}");
+            }
         }
     }
 
