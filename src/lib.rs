@@ -11,7 +11,14 @@
 //!   per-thread home shard and stealing.
 //! - [`limit`]: the `max_size` bound and its fair (FIFO) queue of waiters.
 //! - [`ledger`]: which objects are currently handed out, for checked pools.
+//! - [`budget`]: an idle byte budget shared by several pools.
 //! - [`pool`]: the pool that composes them.
+//! - [`classes`] and [`tiered`]: size classes, and one pool per class (the
+//!   layered pool).
+//! - [`memory`] and [`lease`]: aligned blocks owned by Rust, and the
+//!   export/release protocol of a block handed out.
+//! - [`blocks`]: the byte-block pool; [`calibrate`] and [`buffers`]: the pool
+//!   of growable buffers that learns the sizes of recent use.
 
 pub mod blocks;
 pub mod budget;

@@ -12,9 +12,10 @@
 //! - Hooks (user code) never run while a lock of the pool is held.
 //! - Once quiescent, `created == destroyed + idle + in_use`.
 //! - `close` marks the pool closed, fails current and future waits, and
-//!   destroys the idle objects. Objects returned afterwards are destroyed.
-//!   In an unbounded pool a `put` racing with `close` may leave its object
-//!   idle; the next operation on the closed pool destroys it.
+//!   destroys the idle objects. Objects returned afterwards are destroyed:
+//!   a put that stores an object then re-reads `closed` behind a `SeqCst`
+//!   fence that pairs with one in `close`, so either `close` drains the
+//!   object or the put sees the pool closed and destroys it.
 
 use std::collections::HashSet;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
