@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shardpool import ObjectPool
-from shardpool.bench import MinimalPool
+from shardpool.bench import ClassBorrow, MinimalPool, generator_borrow
 
 
 @pytest.mark.benchmark(group="get+put round trip")
@@ -61,3 +61,59 @@ def test_object_pool_borrow(benchmark: Any) -> None:
 
     benchmark(op)
     assert pool.stats().created == 1
+
+
+@pytest.mark.benchmark(group="borrow")
+def test_class_based_context_manager(benchmark: Any) -> None:
+    pool = MinimalPool(object)
+
+    def op() -> None:
+        with ClassBorrow(pool):
+            pass
+
+    benchmark(op)
+    assert len(pool._idle) == 1
+
+
+@pytest.mark.benchmark(group="borrow")
+def test_generator_context_manager(benchmark: Any) -> None:
+    pool = MinimalPool(object)
+
+    def op() -> None:
+        with generator_borrow(pool):
+            pass
+
+    benchmark(op)
+    assert len(pool._idle) == 1
+
+
+class _Item:
+    """An ordinary instance, for the libraries that want a class."""
+
+
+def _peer(name: str) -> tuple[Any, Any]:
+    """(get, put) of a Python pool library, skipping when it is not installed."""
+    if name == "object-pool":
+        peer = pytest.importorskip("object_pool").ObjectPool(_Item)
+        return peer.get, peer.put
+    if name == "syncpool-py":
+        module = pytest.importorskip("syncpool_py.pools.syncpool")
+        sync = module.SyncObjectPool(obj=_Item)
+        # Its get() returns None when empty instead of creating: prime it.
+        sync.put(sync.get_new_obj())
+        return sync.get, sync.put
+    fa = pytest.importorskip("fastalloc").ThreadSafePool(_Item, 64)
+    return fa.get, fa.release
+
+
+@pytest.mark.benchmark(group="get+put round trip")
+@pytest.mark.parametrize("name", ["object-pool", "fastalloc", "syncpool-py"])
+def test_python_peer(benchmark: Any, name: str) -> None:
+    get, put = _peer(name)
+    put(get())
+
+    def op() -> None:
+        put(get())
+
+    benchmark(op)
+    assert isinstance(get(), _Item)

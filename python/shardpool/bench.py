@@ -271,6 +271,8 @@ def peer_cases() -> list[Case]:
         from syncpool_py.pools.syncpool import SyncObjectPool
 
         sp = SyncObjectPool(obj=_Plain)
+        # Its get() returns None when empty instead of creating: prime it.
+        sp.put(sp.get_new_obj())
         cases.append(Case(section, "syncpool-py", "p.put(p.get())", {"p": sp}))
     return cases
 
