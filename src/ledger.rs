@@ -76,6 +76,24 @@ impl<T> Ledger<T> {
         self.shard(id).contains_key(&id)
     }
 
+    /// Shows every recorded object to `f`. A shard whose lock is taken is
+    /// skipped (its objects stay unseen rather than the caller blocking).
+    pub fn visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Result<(), E> {
+        for shard in self.shards.iter() {
+            if let Ok(table) = shard.try_lock() {
+                table.values().try_for_each(&mut f)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets every recorded object (their references are dropped).
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            shard.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.shards
             .iter()

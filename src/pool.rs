@@ -868,6 +868,36 @@ impl<T: Send> Pool<T> {
         self.destroy_idle(hooks, counters)
     }
 
+    /// Shows every object the pool holds a reference to (idle ones, and the
+    /// ledger's handed-out ones) to `f`, changing nothing. For a garbage
+    /// collector's traversal: no other thread may use the pool meanwhile
+    /// (see [`Shards::visit`]).
+    pub fn visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Result<(), E> {
+        let (result, homeless) = self.shards.visit(|idle| f(&idle.item));
+        // Unreachable when the caller keeps its promise; never lose them.
+        for idle in homeless {
+            let _ = self.shards.push(0, idle);
+        }
+        result?;
+        match &self.ledger {
+            Some(ledger) => ledger.visit(f),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops every reference the pool holds (idle objects, the ledger's),
+    /// without running hooks: for breaking a reference cycle that the
+    /// garbage collector found unreachable. The pool stays usable.
+    pub fn release_references(&self) {
+        for idle in self.drain_idle() {
+            drop(idle);
+            self.release_charge();
+        }
+        if let Some(ledger) = &self.ledger {
+            ledger.clear();
+        }
+    }
+
     /// Objects a checked pool has handed out and not had back.
     pub fn outstanding(&self) -> Option<usize> {
         self.ledger.as_ref().map(Ledger::len)

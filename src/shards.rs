@@ -160,6 +160,30 @@ impl<T> Shards<T> {
         }
         out
     }
+
+    /// Shows every stored item to `f`, shard by shard, and leaves each where
+    /// it was, in the same order. Queues cannot be iterated, so each shard is
+    /// emptied and refilled: the caller must make sure that no other thread
+    /// uses the set meanwhile (the Python binding calls this from the
+    /// garbage collector, while every thread that could is held off), else
+    /// items could be seen twice or missed, though never lost: anything that
+    /// does not fit back is returned.
+    pub fn visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> (Result<(), E>, Vec<T>) {
+        let mut result = Ok(());
+        let mut homeless = Vec::new();
+        for queue in self.shards.iter().filter_map(|s| s.idle.as_ref()) {
+            let items: Vec<T> = std::iter::from_fn(|| queue.pop()).collect();
+            for item in items {
+                if result.is_ok() {
+                    result = f(&item);
+                }
+                if let Err(item) = queue.push(item) {
+                    homeless.push(item);
+                }
+            }
+        }
+        (result, homeless)
+    }
 }
 
 #[cfg(test)]
@@ -226,6 +250,31 @@ mod tests {
             seen.insert(std::thread::spawn(thread_index).join().unwrap());
         }
         assert_eq!(seen.len(), 6, "each thread gets its own index");
+    }
+
+    #[test]
+    fn visit_sees_everything_and_changes_nothing() {
+        let s: Shards<u32> = Shards::new(2, 6);
+        for v in 0..5 {
+            s.push(v as usize % 2, v).unwrap();
+        }
+        let mut seen = Vec::new();
+        let (result, homeless) = s.visit(|&v| {
+            seen.push(v);
+            Ok::<(), ()>(())
+        });
+        assert_eq!((result, homeless.len()), (Ok(()), 0));
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+        // Same shards, same order.
+        assert_eq!(
+            std::iter::from_fn(|| s.pop(0)).take(3).collect::<Vec<_>>(),
+            vec![0, 2, 4]
+        );
+        // An error stops the visit but everything stays stored.
+        let (result, _) = s.visit(|_| Err("stop"));
+        assert_eq!(result, Err("stop"));
+        assert_eq!(s.len(), 2);
     }
 
     #[test]

@@ -358,7 +358,17 @@ impl ObjectPool {
         PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
     }
 
+    /// The hooks, and every object the pool holds: idle objects, and (in a
+    /// checked pool) its references to handed-out ones. So a pool whose
+    /// objects refer back to it is collected like any other cycle.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.policy.traverse(&visit)
+        self.policy.traverse(&visit)?;
+        self.core.visit(|obj| visit.call(obj))
+    }
+
+    /// Breaks a reference cycle the collector found unreachable: drops the
+    /// pool's references to its objects (no hooks run).
+    fn __clear__(&self) {
+        self.core.release_references();
     }
 }

@@ -311,8 +311,20 @@ impl TieredPool {
         PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
     }
 
+    /// The hooks, and every idle object of every tier (see `ObjectPool`).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.policy.traverse(&visit)?;
-        visit.call(&self.size_of)
+        visit.call(&self.size_of)?;
+        for (_, pool) in self.tiers.used() {
+            pool.visit(|obj| visit.call(obj))?;
+        }
+        Ok(())
+    }
+
+    /// Breaks a reference cycle the collector found unreachable.
+    fn __clear__(&self) {
+        for (_, pool) in self.tiers.used() {
+            pool.release_references();
+        }
     }
 }
