@@ -451,6 +451,6 @@ def main(argv: list[str] | None = None) -> int:
         try:
             plot(results, args.plot)
         except ImportError:
-            print("--plot needs matplotlib: pip install matplotlib (the 'plot' extra)", file=sys.stderr)
+            print("--plot needs matplotlib (the 'plot' extra)", file=sys.stderr)
             return 2
     return 0
