@@ -59,8 +59,8 @@ impl Counters {
         self.counts[event as usize].fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    #[inline]
-    pub fn add(&self, event: Event, n: u64) {
+    #[cfg(test)]
+    fn add(&self, event: Event, n: u64) {
         self.counts[event as usize].fetch_add(n, Ordering::Relaxed);
     }
 
@@ -116,12 +116,17 @@ impl Snapshot {
 
     /// Fraction of handed-out objects that were reused, 0.0 before any get.
     pub fn hit_rate(&self) -> f64 {
-        let total = self.hits + self.misses;
-        if total == 0 {
-            0.0
-        } else {
-            self.hits as f64 / total as f64
-        }
+        hit_rate(self.hits, self.misses)
+    }
+}
+
+/// Fraction of handed-out objects that were reused, 0.0 before any.
+pub fn hit_rate(hits: u64, misses: u64) -> f64 {
+    let total = hits + misses;
+    if total == 0 {
+        0.0
+    } else {
+        hits as f64 / total as f64
     }
 }
 

@@ -288,11 +288,6 @@ impl<T: Send> Pool<T> {
         self.reset_on
     }
 
-    /// What each idle object weighs against the shared budget (0 without one).
-    pub fn weight(&self) -> usize {
-        self.charge.as_ref().map_or(0, |c| c.weight)
-    }
-
     pub fn is_checked(&self) -> bool {
         self.ledger.is_some()
     }
@@ -901,11 +896,6 @@ impl<T: Send> Pool<T> {
     /// Objects a checked pool has handed out and not had back.
     pub fn outstanding(&self) -> Option<usize> {
         self.ledger.as_ref().map(Ledger::len)
-    }
-
-    /// Whether a checked pool currently has `item` handed out.
-    pub fn is_out(&self, id: usize) -> bool {
-        self.ledger.as_ref().is_some_and(|l| l.contains(id))
     }
 }
 

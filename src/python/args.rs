@@ -117,3 +117,35 @@ pub fn type_error(name: &str, expected: &str, value: &Bound<'_, PyAny>) -> PyErr
         type_name(value)
     ))
 }
+
+/// A list of sizes, each a bare size or a `(size, max_idle)` pair: the
+/// `classes` of a block pool, the `tiers` of a tiered pool. `noun` names one
+/// entry in messages ("class", "tier").
+pub fn size_specs(
+    value: &Bound<'_, PyAny>,
+    name: &str,
+    noun: &str,
+) -> PyResult<Vec<(usize, Option<usize>)>> {
+    let expected = "an iterable of sizes or (size, max_idle) pairs";
+    value
+        .try_iter()
+        .map_err(|_| type_error(name, expected, value))?
+        .map(|item| {
+            let item = item?;
+            if let Ok(pair) = item.cast::<pyo3::types::PyTuple>() {
+                if pair.len() == 2 {
+                    let size = count(&pair.get_item(0)?, &format!("{noun} size"))?;
+                    let max_idle = count(&pair.get_item(1)?, &format!("{noun} max_idle"))?;
+                    return Ok((size, Some(max_idle)));
+                }
+            }
+            if item.is_instance_of::<PyInt>() {
+                return Ok((count(&item, &format!("{noun} size"))?, None));
+            }
+            Err(PyTypeError::new_err(format!(
+                "{name} must hold sizes or (size, max_idle) pairs, got {}",
+                repr(&item)
+            )))
+        })
+        .collect()
+}

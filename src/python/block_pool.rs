@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::args;
 use super::errors::{warn_unreleased, PoolClosed};
@@ -42,23 +42,6 @@ fn zero_mode(value: Option<&Bound<'_, PyAny>>) -> PyResult<ZeroMode> {
             v,
         )),
     }
-}
-
-fn class_spec(item: &Bound<'_, PyAny>) -> PyResult<(usize, Option<usize>)> {
-    if let Ok(pair) = item.cast::<PyTuple>() {
-        if pair.len() == 2 {
-            let size = args::count(&pair.get_item(0)?, "class size")?;
-            let max_idle = args::count(&pair.get_item(1)?, "class max_idle")?;
-            return Ok((size, Some(max_idle)));
-        }
-    }
-    if item.is_instance_of::<PyInt>() {
-        return Ok((args::count(item, "class size")?, None));
-    }
-    Err(PyTypeError::new_err(format!(
-        "classes must hold sizes or (size, max_idle) pairs, got {}",
-        args::repr(item)
-    )))
 }
 
 /// A pool of byte blocks in size classes, handed out as ``Block`` objects
@@ -107,18 +90,7 @@ impl BlockPool {
     ) -> PyResult<Self> {
         let classes = match classes.filter(|c| !c.is_none()) {
             None => None,
-            Some(c) => Some(
-                c.try_iter()
-                    .map_err(|_| {
-                        args::type_error(
-                            "classes",
-                            "an iterable of sizes or (size, max_idle) pairs",
-                            &c,
-                        )
-                    })?
-                    .map(|item| class_spec(&item?))
-                    .collect::<PyResult<Vec<_>>>()?,
-            ),
+            Some(c) => Some(args::size_specs(&c, "classes", "class")?),
         };
         let config = BlockConfig {
             classes,
@@ -520,7 +492,7 @@ impl BlockPoolStats {
     /// Fraction of blocks handed out reused (0.0 before any).
     #[getter]
     fn hit_rate(&self) -> f64 {
-        super::stats::hit_rate(self.hits, self.misses)
+        crate::counters::hit_rate(self.hits, self.misses)
     }
 
     /// The totals as a plain ``dict`` (classes as a list of dicts).

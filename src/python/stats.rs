@@ -66,16 +66,6 @@ impl From<Snapshot> for PoolStats {
     }
 }
 
-/// Fraction of handed-out objects that were reused (0.0 before any).
-pub fn hit_rate(hits: u64, misses: u64) -> f64 {
-    let total = hits + misses;
-    if total == 0 {
-        0.0
-    } else {
-        hits as f64 / total as f64
-    }
-}
-
 impl PoolStats {
     fn fields(&self) -> [(&'static str, u64); 14] {
         [
@@ -102,7 +92,7 @@ impl PoolStats {
     /// Fraction of ``get`` calls served with a reused object (0.0 before any).
     #[getter]
     fn hit_rate(&self) -> f64 {
-        hit_rate(self.hits, self.misses)
+        crate::counters::hit_rate(self.hits, self.misses)
     }
 
     /// The counters and gauges as a plain ``dict`` (``hit_rate`` included).

@@ -3,7 +3,7 @@
 use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyGenericAlias, PyTuple, PyType};
+use pyo3::types::{PyDict, PyGenericAlias, PyType};
 use pyo3::PyTraverseError;
 
 use super::args;
@@ -40,23 +40,6 @@ pub struct TieredPool {
     tiers: Tiered<Py<PyAny>>,
     policy: Policy,
     size_of: Option<Py<PyAny>>,
-}
-
-fn tier_spec(item: &Bound<'_, PyAny>) -> PyResult<(usize, Option<usize>)> {
-    if let Ok(pair) = item.cast::<PyTuple>() {
-        if pair.len() == 2 {
-            let size = args::count(&pair.get_item(0)?, "tier size")?;
-            let max_idle = args::count(&pair.get_item(1)?, "tier max_idle")?;
-            return Ok((size, Some(max_idle)));
-        }
-    }
-    if item.is_instance_of::<pyo3::types::PyInt>() {
-        return Ok((args::count(item, "tier size")?, None));
-    }
-    Err(PyTypeError::new_err(format!(
-        "tiers must hold (size, max_idle) pairs or sizes, got {}",
-        args::repr(item)
-    )))
 }
 
 impl TieredPool {
@@ -136,13 +119,7 @@ impl TieredPool {
     ) -> PyResult<Self> {
         let policy = Policy::new(factory, reset, validate, destroy)?;
         let reset_on: ResetOn = policy::reset_on(reset_on.as_ref())?;
-        let specs: Vec<(usize, Option<usize>)> = tiers
-            .try_iter()
-            .map_err(|_| {
-                args::type_error("tiers", "an iterable of (size, max_idle) pairs", &tiers)
-            })?
-            .map(|item| tier_spec(&item?))
-            .collect::<PyResult<_>>()?;
+        let specs = args::size_specs(&tiers, "tiers", "tier")?;
         let classes =
             SizeClasses::new(specs.iter().map(|s| s.0).collect(), "tiers").map_err(config_error)?;
         let size_of = args::optional_callable(size_of, "size_of")?;
