@@ -207,6 +207,16 @@ enum Source<T> {
     Slot,
 }
 
+/// Where [`Pool::file`] put an object.
+enum Filed {
+    /// Idle in a shard.
+    Shelved,
+    /// Granted to a waiter.
+    Handed,
+    /// Destroyed as surplus.
+    Discarded,
+}
+
 impl<T: Send> Pool<T> {
     /// Checks a configuration without building anything, and returns the
     /// effective `(max_idle, shards)` it would get.
@@ -440,11 +450,21 @@ impl<T: Send> Pool<T> {
                 });
             }
         }
+        if self.is_closed() {
+            return Err(GetError::Closed);
+        }
         let mut out = Vec::with_capacity(n);
-        // First, whatever comes without waiting.
-        let first = self.collect(hooks, n, &mut out, |pool, hooks| {
-            pool.acquire(hooks, None, false)
-        });
+        // First the idle objects, in one pass; then whatever else comes
+        // without waiting.
+        let first = match self.take_ready(hooks, n, &mut out) {
+            Ok(()) => self.collect(hooks, n, &mut out, |pool, hooks| {
+                pool.acquire(hooks, None, false)
+            }),
+            Err(e) => {
+                self.give_back_all(hooks, std::mem::take(&mut out));
+                Err(e)
+            }
+        };
         let (Err(GetError::Timeout), Some(limit)) = (&first, &self.limit) else {
             return first.map(|()| out);
         };
@@ -474,6 +494,60 @@ impl<T: Send> Pool<T> {
         });
         limit.gate().leave();
         result.map(|()| out)
+    }
+
+    /// Moves idle objects to `out` (up to `n` in all) as `get` would hand
+    /// them out, counting them once: the batch path of `get_many`. Stops at
+    /// the first object that is neither handed out nor rejected cleanly.
+    fn take_ready<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        n: usize,
+        out: &mut Vec<T>,
+    ) -> Result<(), GetError<H::Error>> {
+        let home = self.shards.home();
+        let counters = self.shards.counters(home);
+        let mut hits = 0;
+        let mut rejects = 0;
+        let result = loop {
+            if out.len() >= n || rejects >= self.max_rejects {
+                break Ok(());
+            }
+            let Some(idle) = self.take_idle(home) else {
+                break Ok(());
+            };
+            if self.is_expired(&idle) {
+                counters.bump(Event::Expired);
+                self.discard(hooks, counters, idle.item);
+                rejects += 1;
+                continue;
+            }
+            let item = match self.vet(hooks, counters, idle.item) {
+                Ok(Some(item)) => item,
+                Ok(None) => {
+                    rejects += 1;
+                    continue;
+                }
+                Err(e) => break Err(GetError::Hook(e)),
+            };
+            match self.check_out(hooks, item) {
+                Some(item) => {
+                    out.push(item);
+                    hits += 1;
+                }
+                None => {
+                    // As in `hand_out`: the idle copy was a second reference.
+                    counters.bump(Event::Destroyed);
+                    self.release_charge();
+                    break Err(GetError::AlreadyOut);
+                }
+            }
+        };
+        if hits > 0 {
+            counters.add(Event::Hit, hits);
+            self.note_in_use();
+        }
+        result
     }
 
     /// Fills `out` up to `n` with `one`; on failure gives back what it holds.
@@ -594,7 +668,7 @@ impl<T: Send> Pool<T> {
 
     /// The holder's reference to `item`; a checked pool records `item` in
     /// its ledger. `None` (and `item` dropped) if it is out already.
-    #[inline]
+    #[inline(always)]
     fn check_out<H: Hooks<T>>(&self, hooks: &mut H, item: T) -> Option<T> {
         let Some(ledger) = &self.ledger else {
             return Some(item);
@@ -606,6 +680,7 @@ impl<T: Send> Pool<T> {
 
     /// Reset (when due on get) and validate an idle object. `Ok(None)`: it
     /// was rejected and destroyed.
+    #[inline(always)]
     fn vet<H: Hooks<T>>(
         &self,
         hooks: &mut H,
@@ -689,27 +764,77 @@ impl<T: Send> Pool<T> {
         hooks: &mut H,
         items: Vec<T>,
     ) -> Result<(), PutError<H::Error>> {
+        self.check_many(hooks, &items)
+            .map_err(|index| PutError::NotOut { index })?;
+        self.put_each(hooks, items)
+    }
+
+    /// In a checked pool, the index of the first object in `items` that was
+    /// not handed out or appears twice. Always `Ok` in an unchecked pool.
+    pub fn check_many<H: Hooks<T>>(&self, hooks: &H, items: &[T]) -> Result<(), usize> {
         if let Some(ledger) = &self.ledger {
             let mut seen = HashSet::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
                 let id = hooks.identity(item);
                 if !seen.insert(id) || !ledger.contains(id) {
-                    return Err(PutError::NotOut { index });
+                    return Err(index);
                 }
             }
         }
+        Ok(())
+    }
+
+    /// `put` for each object, as one batch: an object that is refused
+    /// (returned by another thread meanwhile) or fails its reset does not
+    /// stop the others; the first error is returned.
+    pub fn put_each<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        items: Vec<T>,
+    ) -> Result<(), PutError<H::Error>> {
+        let home = self.shards.home();
+        let counters = self.shards.counters(home);
         let mut first_error = None;
+        // Check every object in first, and count the batch's puts before any
+        // object is filed: once filed, another thread may take it and count
+        // its get, and `in_use` must not count it twice meanwhile.
+        let mut accepted = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
-            match self.put(hooks, item) {
-                Ok(()) => {}
-                Err(PutError::NotOut { .. }) => {
+            match &self.ledger {
+                None => accepted.push(item),
+                Some(ledger) => match ledger.check_in(hooks.identity(&item)) {
+                    Some(own) => accepted.push(own),
                     // Returned by another thread since the check.
-                    first_error.get_or_insert(PutError::NotOut { index });
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
+                    None => {
+                        first_error.get_or_insert(PutError::NotOut { index });
+                    }
+                },
+            }
+        }
+        counters.add(Event::Put, accepted.len() as u64);
+        let mut shelved = false;
+        for item in accepted {
+            if self.is_closed() {
+                self.discard(hooks, counters, item);
+                continue;
+            }
+            if self.reset_on == ResetOn::Put {
+                if let Err(e) = hooks.reset(&item) {
+                    counters.bump(Event::ResetError);
+                    self.discard(hooks, counters, item);
+                    first_error.get_or_insert(PutError::Hook(e));
+                    continue;
                 }
             }
+            let since = self.stamp();
+            shelved |= matches!(self.file(hooks, home, Idle { item, since }), Filed::Shelved);
+        }
+        // One fence (and one look for waiters) for the whole batch: a waiter
+        // that queued before it is served; one that queued after it finds
+        // the objects in the shards itself. It also destroys what was
+        // shelved if the pool closed meanwhile.
+        if shelved || self.is_closed() {
+            self.after_shelving(hooks, home);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -718,49 +843,74 @@ impl<T: Send> Pool<T> {
     /// it as surplus.
     #[inline]
     fn store<H: Hooks<T>>(&self, hooks: &mut H, home: usize, item: T) {
-        let since = if self.idle_timeout.is_some() {
-            self.now()
-        } else {
-            0
-        };
+        let since = self.stamp();
         self.store_idle(hooks, home, Idle { item, since });
     }
 
+    /// The idle stamp of an object stored now: 0 (none) unless objects expire.
     #[inline]
+    fn stamp(&self) -> u64 {
+        if self.idle_timeout.is_some() {
+            self.now()
+        } else {
+            0
+        }
+    }
+
     /// Returns whether the object was kept (stored, or handed to a waiter).
+    #[inline]
     fn store_idle<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) -> bool {
+        match self.file(hooks, home, idle) {
+            Filed::Shelved => {
+                self.after_shelving(hooks, home);
+                true
+            }
+            Filed::Handed => true,
+            Filed::Discarded => false,
+        }
+    }
+
+    /// Hands a clean object to the longest waiter, else shelves it in the
+    /// shards, else destroys it as surplus. After `Filed::Shelved` the caller
+    /// owes one [`Pool::after_shelving`] (a batch owes one for all).
+    #[inline]
+    fn file<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) -> Filed {
         let counters = self.shards.counters(home);
         let idle = match &self.limit {
             None => idle,
             Some(limit) => match limit.offer(idle) {
-                Ok(()) => return true,
+                Ok(()) => return Filed::Handed,
                 Err(idle) => idle,
             },
         };
         if !hooks.keep(&idle.item) || !self.charge_idle() {
             counters.bump(Event::Dropped);
             self.discard(hooks, counters, idle.item);
-            return false;
+            return Filed::Discarded;
         }
         match self.shards.push(home, idle) {
-            Ok(()) => {
-                // Orders the push before the `closed` read: either `close`
-                // drains this object, or this put sees the pool closed.
-                match &self.limit {
-                    Some(limit) => limit.serve_from(|| self.take_idle(home)),
-                    None => fence(Ordering::SeqCst),
-                }
-                if self.closed.load(Ordering::Relaxed) {
-                    self.destroy_idle(hooks, counters);
-                }
-                true
-            }
+            Ok(()) => Filed::Shelved,
             Err(idle) => {
                 self.uncharge_idle(1);
                 counters.bump(Event::Dropped);
                 self.discard(hooks, counters, idle.item);
-                false
+                Filed::Discarded
             }
+        }
+    }
+
+    /// Runs after objects were shelved: serves waiters that queued
+    /// meanwhile, and destroys the idle objects if the pool closed.
+    #[inline]
+    fn after_shelving<H: Hooks<T>>(&self, hooks: &mut H, home: usize) {
+        // Orders the pushes before the `closed` read: either `close` drains
+        // these objects, or this put sees the pool closed.
+        match &self.limit {
+            Some(limit) => limit.serve_from(|| self.take_idle(home)),
+            None => fence(Ordering::SeqCst),
+        }
+        if self.closed.load(Ordering::Relaxed) {
+            self.destroy_idle(hooks, self.shards.counters(home));
         }
     }
 

@@ -235,16 +235,34 @@ def peer_cases() -> list[Case]:
     plain: ObjectPool[object] = ObjectPool(_Plain)
     plain.put(plain.get())
     cases = [Case(section, "shardpool ObjectPool", "p.put(p.get())", {"p": plain}, reference=True)]
+    # The libraries that offer a context manager, beside borrow().
+    with_section = "Python pool libraries (with-block; ratio to ObjectPool.borrow())"
+    with_block = "with p.{}() as o:\n    pass"
+    cases.append(
+        Case(
+            with_section,
+            "shardpool ObjectPool.borrow()",
+            with_block.format("borrow"),
+            {"p": plain},
+            reference=True,
+        )
+    )
     with contextlib.suppress(ImportError):
         from object_pool import ObjectPool as Peer
 
         pool = Peer(_Plain)
         cases.append(Case(section, "object-pool", "p.put(p.get())", {"p": pool}))
+        cases.append(
+            Case(with_section, "object-pool item()", with_block.format("item"), {"p": pool})
+        )
     with contextlib.suppress(ImportError):
         from fastalloc import ThreadSafePool
 
         fa = ThreadSafePool(_Plain, 1024)
         cases.append(Case(section, "fastalloc ThreadSafePool", "p.release(p.get())", {"p": fa}))
+        cases.append(
+            Case(with_section, "fastalloc allocate()", with_block.format("allocate"), {"p": fa})
+        )
     with contextlib.suppress(ImportError):
         from pond import Pond, PooledObject, PooledObjectFactory
 

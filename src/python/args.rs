@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt};
+use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
@@ -147,5 +147,21 @@ pub fn size_specs(
                 repr(&item)
             )))
         })
+        .collect()
+}
+
+/// The objects of `value`, an iterable (lists and tuples without an
+/// iterator); `TypeError` naming `name` otherwise.
+pub fn collect_objects(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<Py<PyAny>>> {
+    if let Ok(list) = value.cast::<PyList>() {
+        return Ok(list.iter().map(Bound::unbind).collect());
+    }
+    if let Ok(tuple) = value.cast::<PyTuple>() {
+        return Ok(tuple.iter().map(Bound::unbind).collect());
+    }
+    value
+        .try_iter()
+        .map_err(|_| type_error(name, "an iterable", value))?
+        .map(|item| item.map(Bound::unbind))
         .collect()
 }

@@ -208,15 +208,26 @@ impl ObjectPool {
     /// exception propagates after all objects are handled.
     #[pyo3(signature = (objs, /))]
     fn put_many(&self, py: Python<'_>, objs: &Bound<'_, PyAny>) -> PyResult<()> {
-        let items: Vec<Bound<'_, PyAny>> = objs
-            .try_iter()
-            .map_err(|_| args::type_error("objs", "an iterable", objs))?
-            .collect::<PyResult<_>>()?;
-        let owned = items.iter().map(|o| o.clone().unbind()).collect();
-        match self.core.put_many(&mut self.hooks(py), owned) {
+        let items = args::collect_objects(objs, "objs")?;
+        let mut hooks = self.hooks(py);
+        if let Err(index) = self.core.check_many(&hooks, &items) {
+            return Err(not_out(items[index].bind(py)));
+        }
+        match self.core.put_each(&mut hooks, items) {
             Ok(()) => Ok(()),
             Err(PutError::Hook(err)) => Err(err),
-            Err(PutError::NotOut { index }) => Err(not_out(&items[index])),
+            // Returned by another thread since the check: the object is gone
+            // from `items`, but a sequence still holds it.
+            Err(PutError::NotOut { index }) => {
+                let again = args::collect_objects(objs, "objs").ok();
+                Err(match again.as_ref().and_then(|objs| objs.get(index)) {
+                    Some(obj) => not_out(obj.bind(py)),
+                    None => PyValueError::new_err(format!(
+                        "put_many() of an object this pool has not handed out \
+                         (returned already), at index {index}"
+                    )),
+                })
+            }
         }
     }
 
