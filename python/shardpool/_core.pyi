@@ -1,12 +1,56 @@
 """Type stubs for the compiled extension ``shardpool._core``."""
 
 from collections.abc import Callable, Iterable
-from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar, final
+from types import GenericAlias, TracebackType
+from typing import Generic, Literal, Self, TypedDict, TypeVar, final
 
 from typing_extensions import Buffer as _BufferLike
 
 _T = TypeVar("_T")
+
+# The shapes of the as_dict() results; stub-only (the runtime returns dicts).
+class _PoolStatsDict(TypedDict):
+    created: int
+    destroyed: int
+    hits: int
+    misses: int
+    puts: int
+    dropped: int
+    reset_errors: int
+    invalid: int
+    expired: int
+    waits: int
+    timeouts: int
+    in_use: int
+    idle: int
+    max_in_use: int
+    hit_rate: float
+
+class _BlockClassStatsDict(TypedDict):
+    size: int
+    max_idle: int
+    idle: int
+    in_use: int
+    hits: int
+    misses: int
+    puts: int
+    dropped: int
+    expired: int
+
+class _BlockPoolStatsDict(TypedDict):
+    bytes_idle: int
+    bytes_in_use: int
+    max_idle_bytes: int
+    hits: int
+    misses: int
+    puts: int
+    created: int
+    destroyed: int
+    dropped: int
+    expired: int
+    oversize: int
+    hit_rate: float
+    classes: list[_BlockClassStatsDict]
 
 __version__: str
 DEFAULT_MAX_IDLE: int
@@ -55,7 +99,7 @@ class PoolStats:
     def max_in_use(self) -> int: ...
     @property
     def hit_rate(self) -> float: ...
-    def as_dict(self) -> dict[str, int | float]: ...
+    def as_dict(self) -> _PoolStatsDict: ...
 
 @final
 class Borrow(Generic[_T]):
@@ -123,7 +167,7 @@ class ObjectPool(Generic[_T]):
     def checked(self) -> bool: ...
     @property
     def factory(self) -> Callable[[], _T]: ...
-    def __class_getitem__(cls, item: Any, /) -> Any: ...
+    def __class_getitem__(cls, item: object, /) -> GenericAlias: ...
 
 class TieredPool(Generic[_T]):
     """A layered pool: objects of several sizes, one sharded pool per tier."""
@@ -163,7 +207,7 @@ class TieredPool(Generic[_T]):
     def closed(self) -> bool: ...
     @property
     def tiers(self) -> list[tuple[int, int]]: ...
-    def __class_getitem__(cls, item: Any, /) -> Any: ...
+    def __class_getitem__(cls, item: object, /) -> GenericAlias: ...
 
 @final
 class Block:
@@ -239,7 +283,7 @@ class BlockPoolStats:
     def classes(self) -> tuple[BlockClassStats, ...]: ...
     @property
     def hit_rate(self) -> float: ...
-    def as_dict(self) -> dict[str, Any]: ...
+    def as_dict(self) -> _BlockPoolStatsDict: ...
 
 @final
 class BlockPool:
