@@ -57,7 +57,14 @@ pub enum ZeroMode {
     Release,
     /// When a block is handed out.
     Acquire,
+    /// A debugging aid: a block that comes back is filled with
+    /// [`POISON`], so a holder that keeps using a released block (or a new
+    /// holder that reads before writing) sees a recognisable pattern at once.
+    Poison,
 }
+
+/// The byte [`ZeroMode::Poison`] fills released blocks with.
+pub const POISON: u8 = 0xDB;
 
 /// Runs memory work that may take long. A binding releases its interpreter
 /// lock around `f`; plain Rust runs it in place.
@@ -138,11 +145,21 @@ impl<O: Offload> Hooks<OwnedBlock> for BlockHooks<'_, O> {
     }
 
     fn reset(&mut self, block: &OwnedBlock) -> Result<(), AllocError> {
-        if self.zero != ZeroMode::Never {
-            if self.heavy() && !block.is_clean() {
-                self.offload.run(|| block.zero());
-            } else {
-                block.zero();
+        match self.zero {
+            ZeroMode::Never => {}
+            ZeroMode::Release | ZeroMode::Acquire => {
+                if self.heavy() && !block.is_clean() {
+                    self.offload.run(|| block.zero());
+                } else {
+                    block.zero();
+                }
+            }
+            ZeroMode::Poison => {
+                if self.heavy() {
+                    self.offload.run(|| block.fill(POISON));
+                } else {
+                    block.fill(POISON);
+                }
             }
         }
         Ok(())
@@ -619,11 +636,27 @@ mod tests {
     }
 
     #[test]
+    fn poison_fills_every_returned_byte() {
+        let p = pool(BlockConfig {
+            zero: ZeroMode::Poison,
+            ..BlockConfig::default()
+        });
+        let b = p.get(300, false, &InPlace).unwrap();
+        let capacity = b.capacity();
+        b.fill(0x11);
+        p.put(b, &InPlace);
+        let b = p.get(300, false, &InPlace).unwrap();
+        // SAFETY: in bounds of a block we own.
+        assert!((0..capacity).all(|i| unsafe { b.as_ptr().add(i).read() } == POISON));
+    }
+
+    #[test]
     fn zero_modes() {
         for (zero, expect_clean_on_reuse) in [
             (ZeroMode::Never, false),
             (ZeroMode::Release, true),
             (ZeroMode::Acquire, true),
+            (ZeroMode::Poison, false),
         ] {
             let p = pool(BlockConfig {
                 zero,

@@ -165,3 +165,14 @@ pub fn collect_objects(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<Py<
         .map(|item| item.map(Bound::unbind))
         .collect()
 }
+
+/// `None`, or a `bool` (not merely truthy: `track=1` is refused).
+pub fn optional_bool(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<bool>> {
+    match value.filter(|v| !v.is_none()) {
+        None => Ok(None),
+        Some(v) => match v.cast::<PyBool>() {
+            Ok(b) => Ok(Some(b.is_true())),
+            Err(_) => Err(type_error(name, "a bool", v)),
+        },
+    }
+}

@@ -2,6 +2,7 @@
 //! through the buffer protocol.
 
 use std::ffi::c_int;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
@@ -11,6 +12,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::args;
 use super::errors::{warn_unreleased, PoolClosed};
+use super::identity::Identity;
 use crate::blocks::{self, BlockConfig, BlockError, Leased, Offload, ZeroMode};
 use crate::lease::LeaseError;
 
@@ -32,13 +34,14 @@ fn zero_mode(value: Option<&Bound<'_, PyAny>>) -> PyResult<ZeroMode> {
         Some("never") => Ok(ZeroMode::Never),
         Some("release") => Ok(ZeroMode::Release),
         Some("acquire") => Ok(ZeroMode::Acquire),
+        Some("poison") => Ok(ZeroMode::Poison),
         Some(_) => Err(PyValueError::new_err(format!(
-            "zero must be 'never', 'release' or 'acquire', got {}",
+            "zero must be 'never', 'release', 'acquire' or 'poison', got {}",
             args::repr(v)
         ))),
         None => Err(args::type_error(
             "zero",
-            "'never', 'release' or 'acquire'",
+            "'never', 'release', 'acquire' or 'poison'",
             v,
         )),
     }
@@ -49,7 +52,8 @@ fn zero_mode(value: Option<&Bound<'_, PyAny>>) -> PyResult<ZeroMode> {
 /// ``readinto``, ``numpy.frombuffer``, ``hashlib``, ``zlib``, ...).
 ///
 /// ``BlockPool(*, classes=None, max_block=None, max_idle_bytes=None,
-/// zero="never", alignment=64, idle_timeout=None, shards=None)``
+/// zero="never", alignment=64, idle_timeout=None, shards=None, name=None,
+/// track=False)``
 ///
 /// Args:
 ///     classes: Block sizes, or ``(size, max_idle)`` pairs, e.g. the layered
@@ -62,13 +66,33 @@ fn zero_mode(value: Option<&Bound<'_, PyAny>>) -> PyResult<ZeroMode> {
 ///         64 MiB); a block released beyond it is freed.
 ///     zero: When memory is zeroed: ``"never"`` (a reused block holds what
 ///         its last holder wrote), ``"release"`` or ``"acquire"``. New memory
-///         is always zero.
+///         is always zero. ``"poison"``, for debugging, fills every released
+///         block with the byte ``0xDB`` so that a use after release, or a
+///         read before writing, shows a recognisable pattern.
 ///     alignment: Alignment of every block, a power of two up to 4096.
 ///     idle_timeout: Seconds an idle block is kept before it is freed.
 ///     shards: Shards per class (default: the number of CPUs).
+///     name: A name for ``repr()``, warnings and metrics labels.
+///     track: Record where each block is acquired, for ``outstanding()``
+///         and the ``ResourceWarning`` of ``close()`` and of blocks
+///         collected without release.
 #[pyclass(frozen, weakref, module = "shardpool", name = "BlockPool")]
 pub struct BlockPool {
-    core: Arc<blocks::BlockPool>,
+    core: Arc<Shared>,
+}
+
+/// A block pool's core and identity, shared with its blocks.
+struct Shared {
+    core: blocks::BlockPool,
+    identity: Identity,
+}
+
+impl Deref for Shared {
+    type Target = blocks::BlockPool;
+
+    fn deref(&self) -> &blocks::BlockPool {
+        &self.core
+    }
 }
 
 #[pymethods]
@@ -76,7 +100,7 @@ impl BlockPool {
     #[new]
     #[pyo3(signature = (
         *, classes=None, max_block=None, max_idle_bytes=None, zero=None, alignment=None,
-        idle_timeout=None, shards=None
+        idle_timeout=None, shards=None, name=None, track=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -87,7 +111,10 @@ impl BlockPool {
         alignment: Option<Bound<'_, PyAny>>,
         idle_timeout: Option<Bound<'_, PyAny>>,
         shards: Option<Bound<'_, PyAny>>,
+        name: Option<Bound<'_, PyAny>>,
+        track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let identity = Identity::new(name.as_ref(), track.as_ref())?;
         let classes = match classes.filter(|c| !c.is_none()) {
             None => None,
             Some(c) => Some(args::size_specs(&c, "classes", "class")?),
@@ -105,7 +132,7 @@ impl BlockPool {
         };
         let core = blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?;
         Ok(BlockPool {
-            core: Arc::new(core),
+            core: Arc::new(Shared { core, identity }),
         })
     }
 
@@ -117,10 +144,15 @@ impl BlockPool {
     fn get(&self, py: Python<'_>, n: &Bound<'_, PyAny>, zeroed: bool) -> PyResult<Block> {
         let n = args::count(n, "n")?;
         match self.core.get(n, zeroed, &Detached(py)) {
-            Ok(block) => Ok(Block {
-                leased: Leased::new(block, n),
-                pool: Arc::clone(&self.core),
-            }),
+            Ok(block) => {
+                let ticket = self.core.identity.ticket();
+                self.core.identity.acquired(py, ticket);
+                Ok(Block {
+                    leased: Leased::new(block, n),
+                    pool: Arc::clone(&self.core),
+                    ticket,
+                })
+            }
             Err(BlockError::Closed) => Err(PoolClosed::new_err("the pool is closed")),
             Err(BlockError::Alloc(e)) => Err(PyMemoryError::new_err(format!(
                 "cannot allocate a block of {} bytes",
@@ -166,9 +198,32 @@ impl BlockPool {
     }
 
     /// Free idle memory; ``get`` raises ``PoolClosed`` from now on, and
-    /// blocks released later are freed. Blocks held stay valid.
-    fn close(&self, py: Python<'_>) {
+    /// blocks released later are freed. Blocks held stay valid. With
+    /// ``track=True``, warns (``ResourceWarning``) where the blocks still
+    /// out were acquired.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.core.close(&Detached(py));
+        self.core
+            .identity
+            .warn_if_outstanding(py, "BlockPool", "block(s)")
+    }
+
+    /// Where each block still out was acquired (formatted stacks, oldest
+    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
+    fn outstanding(&self) -> PyResult<Vec<String>> {
+        self.core.identity.outstanding_sites()
+    }
+
+    /// The pool's name (``name=``), or ``None``.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.core.identity.name()
+    }
+
+    /// Whether acquisition sites are recorded (``track=True``).
+    #[getter]
+    fn track(&self) -> bool {
+        self.core.identity.is_tracking()
     }
 
     #[getter]
@@ -203,6 +258,7 @@ impl BlockPool {
             ZeroMode::Never => "never",
             ZeroMode::Release => "release",
             ZeroMode::Acquire => "acquire",
+            ZeroMode::Poison => "poison",
         }
     }
 
@@ -216,15 +272,16 @@ impl BlockPool {
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        self.close(py);
-        false
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
         let s = self.core.stats();
         format!(
-            "<BlockPool{} classes={} max_block={} bytes_idle={} bytes_in_use={}>",
+            "<BlockPool{}{} classes={} max_block={} bytes_idle={} bytes_in_use={}>",
+            self.core.identity.repr_part(),
             if self.core.is_closed() { " closed" } else { "" },
             self.core.classes().len(),
             self.core.max_block(),
@@ -250,14 +307,22 @@ impl BlockPool {
 #[pyclass(frozen, weakref, module = "shardpool", name = "Block")]
 pub struct Block {
     leased: Leased,
-    pool: Arc<blocks::BlockPool>,
+    pool: Arc<Shared>,
+    /// The block's key in its pool's tracker (0 when not tracking).
+    ticket: u64,
 }
 
 impl Block {
+    /// Gives the memory back: the block is no longer out.
+    fn give_back(&self, py: Python<'_>, block: crate::memory::OwnedBlock) {
+        self.pool.identity.returned(self.ticket);
+        self.pool.put(block, &Detached(py));
+    }
+
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         match self.leased.release() {
             Ok(block) => {
-                self.pool.put(block, &Detached(py));
+                self.give_back(py, block);
                 Ok(())
             }
             Err(LeaseError::Exported(n)) => Err(PyBufferError::new_err(format!(
@@ -317,7 +382,7 @@ impl Block {
         _tb: &Bound<'_, PyAny>,
     ) -> bool {
         if let Ok(Some(block)) = self.leased.release_or_defer() {
-            self.pool.put(block, &Detached(py));
+            self.give_back(py, block);
         }
         false
     }
@@ -339,7 +404,7 @@ impl Block {
         let rc = unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast(), len, 0, flags) };
         if rc == -1 {
             if let Some(block) = this.leased.unexport() {
-                this.pool.put(block, &Detached(slf.py()));
+                this.give_back(slf.py(), block);
             }
             return Err(PyErr::fetch(slf.py()));
         }
@@ -350,7 +415,7 @@ impl Block {
         // The last view of a block let go in a `with` exit returns it here,
         // zeroing it (`zero="release"`) without holding the GIL.
         if let Some(block) = self.leased.unexport() {
-            Python::attach(|py| self.pool.put(block, &Detached(py)));
+            Python::attach(|py| self.give_back(py, block));
         }
     }
 
@@ -378,15 +443,19 @@ impl Drop for Block {
         // No view can be alive here: every view holds a reference.
         if let Ok(block) = self.leased.release() {
             let capacity = block.capacity();
+            let site = self.pool.identity.site(self.ticket);
             Python::attach(|py| {
-                self.pool.put(block, &Detached(py));
-                warn_unreleased(
-                    py,
-                    format!(
-                        "a Block of {capacity} bytes was garbage-collected without release(); \
-                         its memory went back to the pool. Use `with pool.get(n) as block:`"
-                    ),
+                self.give_back(py, block);
+                let mut message = format!(
+                    "a Block of {capacity} bytes from {} was garbage-collected without \
+                     release(); its memory went back to the pool. Use `with pool.get(n) as block:`",
+                    self.pool.identity.describe("BlockPool")
                 );
+                if let Some(site) = site {
+                    message.push_str("; acquired at:\n");
+                    message.push_str(site.trim_end());
+                }
+                warn_unreleased(py, message);
             });
         }
     }

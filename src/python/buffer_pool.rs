@@ -1,6 +1,7 @@
 //! `BufferPool` and `Buffer`: growable byte buffers for building output.
 
 use std::ffi::c_int;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use pyo3::buffer::PyUntypedBuffer;
@@ -11,6 +12,7 @@ use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
 use super::errors::{warn_unreleased, PoolClosed};
+use super::identity::Identity;
 use super::stats::PoolStats;
 use crate::buffers;
 use crate::Config;
@@ -18,7 +20,7 @@ use crate::Config;
 /// A pool of growable byte buffers that learns the sizes of recent use.
 ///
 /// ``BufferPool(*, max_idle=None, max_capacity=None, idle_timeout=None,
-/// shards=None)``
+/// shards=None, name=None, track=False)``
 ///
 /// ``get()`` hands out an empty ``Buffer``; write to it, send it (it exports
 /// its bytes through the buffer protocol), and give it back by leaving the
@@ -32,21 +34,44 @@ use crate::Config;
 ///     max_capacity: Buffers above this capacity are never kept (16 MiB).
 ///     idle_timeout: Seconds an idle buffer is kept.
 ///     shards: Number of shards (default: the number of CPUs).
+///     name: A name for ``repr()``, warnings and metrics labels.
+///     track: Record where each buffer is acquired, for ``outstanding()``
+///         and the ``ResourceWarning`` of ``close()`` and of buffers
+///         collected without release.
 #[pyclass(frozen, weakref, module = "shardpool", name = "BufferPool")]
 pub struct BufferPool {
-    core: Arc<buffers::BufferPool>,
+    core: Arc<Shared>,
+}
+
+/// A buffer pool's core and identity, shared with its buffers.
+struct Shared {
+    core: buffers::BufferPool,
+    identity: Identity,
+}
+
+impl Deref for Shared {
+    type Target = buffers::BufferPool;
+
+    fn deref(&self) -> &buffers::BufferPool {
+        &self.core
+    }
 }
 
 #[pymethods]
 impl BufferPool {
     #[new]
-    #[pyo3(signature = (*, max_idle=None, max_capacity=None, idle_timeout=None, shards=None))]
+    #[pyo3(signature = (
+        *, max_idle=None, max_capacity=None, idle_timeout=None, shards=None, name=None, track=None
+    ))]
     fn new(
         max_idle: Option<Bound<'_, PyAny>>,
         max_capacity: Option<Bound<'_, PyAny>>,
         idle_timeout: Option<Bound<'_, PyAny>>,
         shards: Option<Bound<'_, PyAny>>,
+        name: Option<Bound<'_, PyAny>>,
+        track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let identity = Identity::new(name.as_ref(), track.as_ref())?;
         let config = Config {
             max_idle: args::optional_count(max_idle.as_ref(), "max_idle")?,
             shards: args::optional_count(shards.as_ref(), "shards")?,
@@ -57,12 +82,12 @@ impl BufferPool {
         let core = buffers::BufferPool::new(config, max_capacity)
             .map_err(|e| PyValueError::new_err(e.message))?;
         Ok(BufferPool {
-            core: Arc::new(core),
+            core: Arc::new(Shared { core, identity }),
         })
     }
 
     /// An empty ``Buffer``.
-    fn get(&self) -> PyResult<Buffer> {
+    fn get(&self, py: Python<'_>) -> PyResult<Buffer> {
         if self.core.is_closed() {
             return Err(PoolClosed::new_err("the pool is closed"));
         }
@@ -70,6 +95,8 @@ impl BufferPool {
             .core
             .get()
             .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
+        let ticket = self.core.identity.ticket();
+        self.core.identity.acquired(py, ticket);
         Ok(Buffer {
             state: Mutex::new(State {
                 data: Some(data),
@@ -77,6 +104,7 @@ impl BufferPool {
                 pending: false,
             }),
             pool: Arc::clone(&self.core),
+            ticket,
         })
     }
 
@@ -116,9 +144,32 @@ impl BufferPool {
         self.core.trim(0)
     }
 
-    /// Drop idle buffers; ``get`` raises ``PoolClosed`` from now on.
-    fn close(&self) {
+    /// Drop idle buffers; ``get`` raises ``PoolClosed`` from now on. With
+    /// ``track=True``, warns (``ResourceWarning``) where the buffers still
+    /// out were acquired.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.core.close();
+        self.core
+            .identity
+            .warn_if_outstanding(py, "BufferPool", "buffer(s)")
+    }
+
+    /// Where each buffer still out was acquired (formatted stacks, oldest
+    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
+    fn outstanding(&self) -> PyResult<Vec<String>> {
+        self.core.identity.outstanding_sites()
+    }
+
+    /// The pool's name (``name=``), or ``None``.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.core.identity.name()
+    }
+
+    /// Whether acquisition sites are recorded (``track=True``).
+    #[getter]
+    fn track(&self) -> bool {
+        self.core.identity.is_tracking()
     }
 
     #[getter]
@@ -155,18 +206,20 @@ impl BufferPool {
 
     fn __exit__(
         &self,
+        py: Python<'_>,
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        self.close();
-        false
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
         let s = self.core.stats();
         format!(
-            "<BufferPool{} idle={} in_use={} typical_capacity={}>",
+            "<BufferPool{}{} idle={} in_use={} typical_capacity={}>",
+            self.core.identity.repr_part(),
             if self.core.is_closed() { " closed" } else { "" },
             s.idle,
             s.in_use,
@@ -200,7 +253,9 @@ struct State {
 pub struct Buffer {
     /// Held only for short, Python-free sections.
     state: Mutex<State>,
-    pool: Arc<buffers::BufferPool>,
+    pool: Arc<Shared>,
+    /// The buffer's key in its pool's tracker (0 when not tracking).
+    ticket: u64,
 }
 
 /// Makes room for `n` more bytes, or raises `MemoryError` (as `bytearray`
@@ -219,6 +274,12 @@ fn released() -> PyErr {
 }
 
 impl Buffer {
+    /// Gives the bytes back: the buffer is no longer out.
+    fn give_back(&self, data: Vec<u8>) {
+        self.pool.identity.returned(self.ticket);
+        self.pool.put(data);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -255,7 +316,7 @@ impl Buffer {
             state.data.take()
         };
         if let Some(data) = data {
-            self.pool.put(data);
+            self.give_back(data);
         }
         Ok(())
     }
@@ -396,7 +457,7 @@ impl Buffer {
             }
         };
         if let Some(data) = data {
-            self.pool.put(data);
+            self.give_back(data);
         }
         false
     }
@@ -471,7 +532,7 @@ impl Buffer {
             }
         };
         if let Some(data) = data {
-            self.pool.put(data);
+            self.give_back(data);
         }
     }
 }
@@ -481,16 +542,18 @@ impl Drop for Buffer {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
         if let Some(data) = state.data.take() {
             let len = data.len();
-            self.pool.put(data);
-            Python::attach(|py| {
-                warn_unreleased(
-                    py,
-                    format!(
-                        "a Buffer holding {len} bytes was garbage-collected without release(); \
-                         it went back to the pool. Use `with pool.get() as buf:`"
-                    ),
-                )
-            });
+            let site = self.pool.identity.site(self.ticket);
+            self.give_back(data);
+            let mut message = format!(
+                "a Buffer holding {len} bytes from {} was garbage-collected without release(); \
+                 it went back to the pool. Use `with pool.get() as buf:`",
+                self.pool.identity.describe("BufferPool")
+            );
+            if let Some(site) = site {
+                message.push_str("; acquired at:\n");
+                message.push_str(site.trim_end());
+            }
+            Python::attach(|py| warn_unreleased(py, message));
         }
     }
 }

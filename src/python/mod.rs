@@ -9,6 +9,7 @@ mod block_pool;
 mod borrow;
 mod buffer_pool;
 mod errors;
+mod identity;
 mod object_pool;
 mod policy;
 mod stats;

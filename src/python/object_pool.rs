@@ -3,12 +3,13 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyGenericAlias, PyType};
+use pyo3::types::{PyGenericAlias, PyType};
 use pyo3::PyTraverseError;
 
 use super::args;
 use super::borrow::{Borrow, Lender};
 use super::errors::{config_error, get_error};
+use super::identity::Identity;
 use super::policy::{self, Policy, PyHooks};
 use super::stats::PoolStats;
 use crate::{Config, Pool, PutError, ResetOn};
@@ -17,7 +18,7 @@ use crate::{Config, Pool, PutError, ResetOn};
 ///
 /// ``ObjectPool(factory, *, max_idle=None, max_size=None, reset=None,
 /// validate=None, destroy=None, reset_on="put", idle_timeout=None,
-/// prefill=0, shards=None, checked=False)``
+/// prefill=0, shards=None, checked=False, name=None, track=False)``
 ///
 /// ``get()`` hands out an idle object, or one new from ``factory()`` when
 /// none is idle; ``put(obj)`` gives it back for reuse. ``borrow()`` does both
@@ -46,6 +47,10 @@ use crate::{Config, Pool, PutError, ResetOn};
 ///     shards: Number of shards (default: the number of CPUs).
 ///     checked: Refuse (``ValueError``) a ``put`` of an object this pool has
 ///         not handed out, or returns it twice. Always on with ``max_size``.
+///     name: A name for ``repr()``, warnings and metrics labels.
+///     track: Record where each object is acquired (a formatted stack; a
+///         few microseconds per ``get``), for ``outstanding()`` and for the
+///         ``ResourceWarning`` that ``close()`` gives while objects are out.
 ///
 /// Raises:
 ///     TypeError, ValueError: for bad arguments, naming the argument.
@@ -53,6 +58,12 @@ use crate::{Config, Pool, PutError, ResetOn};
 pub struct ObjectPool {
     core: Pool<Py<PyAny>>,
     policy: Policy,
+    identity: Identity,
+}
+
+/// The key of a Python object in a pool's tracker: its address.
+pub(super) fn key(obj: &Py<PyAny>) -> u64 {
+    obj.as_ptr() as u64
 }
 
 impl ObjectPool {
@@ -66,19 +77,29 @@ impl ObjectPool {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let (limit, secs) = args::seconds(timeout, "timeout")?;
-        self.core
+        let obj = self
+            .core
             .get(&mut self.hooks(py), limit)
-            .map_err(|e| get_error(e, secs, self.core.max_size()))
+            .map_err(|e| get_error(e, secs, self.core.max_size()))?;
+        self.identity.acquired(py, key(&obj));
+        Ok(obj)
     }
 
     pub(super) fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key = obj.as_ptr() as u64;
+        // Forgotten before the core takes it back: once back, another
+        // thread may get it and record its own site under the same key.
+        let record = self.identity.returned(key);
         match self
             .core
             .put(&mut self.hooks(obj.py()), obj.clone().unbind())
         {
             Ok(()) => Ok(()),
             Err(PutError::Hook(err)) => Err(err),
-            Err(PutError::NotOut { .. }) => Err(not_out(obj)),
+            Err(PutError::NotOut { .. }) => {
+                self.identity.restore(key, record);
+                Err(not_out(obj))
+            }
         }
     }
 }
@@ -95,7 +116,8 @@ impl ObjectPool {
     #[new]
     #[pyo3(signature = (
         factory, /, *, max_idle=None, max_size=None, reset=None, validate=None, destroy=None,
-        reset_on=None, idle_timeout=None, prefill=None, shards=None, checked=None
+        reset_on=None, idle_timeout=None, prefill=None, shards=None, checked=None, name=None,
+        track=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -111,16 +133,13 @@ impl ObjectPool {
         prefill: Option<Bound<'_, PyAny>>,
         shards: Option<Bound<'_, PyAny>>,
         checked: Option<Bound<'_, PyAny>>,
+        name: Option<Bound<'_, PyAny>>,
+        track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let policy = Policy::new(factory, reset, validate, destroy)?;
+        let identity = Identity::new(name.as_ref(), track.as_ref())?;
         let reset_on = policy::reset_on(reset_on.as_ref())?;
-        let checked = match &checked {
-            None => false,
-            Some(c) => match c.cast::<PyBool>() {
-                Ok(b) => b.is_true(),
-                Err(_) => return Err(args::type_error("checked", "a bool", c)),
-            },
-        };
+        let checked = args::optional_bool(checked.as_ref(), "checked")?.unwrap_or(false);
         let max_idle = args::optional_count(max_idle.as_ref(), "max_idle")?;
         let max_size = args::optional_count(max_size.as_ref(), "max_size")?;
         let shards = args::optional_count(shards.as_ref(), "shards")?;
@@ -142,7 +161,11 @@ impl ObjectPool {
                 core.max_idle()
             )));
         }
-        let pool = ObjectPool { core, policy };
+        let pool = ObjectPool {
+            core,
+            policy,
+            identity,
+        };
         if prefill > 0 {
             if let Err(e) = pool.core.prefill(&mut pool.hooks(py), prefill) {
                 pool.core.close(&mut pool.hooks(py));
@@ -197,9 +220,16 @@ impl ObjectPool {
     ) -> PyResult<Vec<Py<PyAny>>> {
         let n = args::count(n, "n")?;
         let (limit, secs) = args::seconds(timeout, "timeout")?;
-        self.core
+        let objs = self
+            .core
             .get_many(&mut self.hooks(py), n, limit)
-            .map_err(|e| get_error(e, secs, self.core.max_size()))
+            .map_err(|e| get_error(e, secs, self.core.max_size()))?;
+        if self.identity.is_tracking() {
+            for obj in &objs {
+                self.identity.acquired(py, key(obj));
+            }
+        }
+        Ok(objs)
     }
 
     /// Give back many objects in one call. In a checked pool, if any object
@@ -212,6 +242,13 @@ impl ObjectPool {
         let mut hooks = self.hooks(py);
         if let Err(index) = self.core.check_many(&hooks, &items) {
             return Err(not_out(items[index].bind(py)));
+        }
+        if self.identity.is_tracking() {
+            // A return refused below (another thread returned the object
+            // first) was that thread's to forget: nothing to restore.
+            for obj in &items {
+                self.identity.returned(key(obj));
+            }
         }
         match self.core.put_each(&mut hooks, items) {
             Ok(()) => Ok(()),
@@ -256,9 +293,30 @@ impl ObjectPool {
 
     /// Close the pool: destroy the idle objects and fail every waiting and
     /// later ``get`` with ``PoolClosed``. Objects returned later are
-    /// destroyed. Calling it again does nothing.
-    fn close(&self, py: Python<'_>) {
+    /// destroyed. Calling it again does nothing. With ``track=True``, warns
+    /// (``ResourceWarning``) where the objects still out were acquired.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.core.close(&mut self.hooks(py));
+        self.identity
+            .warn_if_outstanding(py, "ObjectPool", "object(s)")
+    }
+
+    /// Where each object still out was acquired (formatted stacks, oldest
+    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
+    fn outstanding(&self) -> PyResult<Vec<String>> {
+        self.identity.outstanding_sites()
+    }
+
+    /// The pool's name (``name=``), or ``None``.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.identity.name()
+    }
+
+    /// Whether acquisition sites are recorded (``track=True``).
+    #[getter]
+    fn track(&self) -> bool {
+        self.identity.is_tracking()
     }
 
     /// Whether ``close()`` was called.
@@ -322,9 +380,9 @@ impl ObjectPool {
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        self.close(py);
-        false
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -337,7 +395,8 @@ impl ObjectPool {
             .map_or_else(|| "None".into(), |m| m.to_string());
         let closed = if pool.core.is_closed() { " closed" } else { "" };
         Ok(format!(
-            "<{class}{closed} factory={} idle={} in_use={} max_idle={} max_size={max_size}>",
+            "<{class}{}{closed} factory={} idle={} in_use={} max_idle={} max_size={max_size}>",
+            pool.identity.repr_part(),
             pool.policy.factory().bind(slf.py()).repr()?,
             s.idle,
             s.in_use,

@@ -9,6 +9,8 @@ use pyo3::PyTraverseError;
 use super::args;
 use super::borrow::{Borrow, Lender};
 use super::errors::{config_error, get_error};
+use super::identity::Identity;
+use super::object_pool::key;
 use super::policy::{self, Policy};
 use super::stats::PoolStats;
 use crate::classes::SizeClasses;
@@ -18,7 +20,8 @@ use crate::{Config, Hooks, PutError, ResetOn};
 /// A layered pool: objects of several sizes, one sharded pool per tier.
 ///
 /// ``TieredPool(factory, tiers, *, size_of=None, reset=None, validate=None,
-/// destroy=None, reset_on="put", idle_timeout=None, shards=None)``
+/// destroy=None, reset_on="put", idle_timeout=None, shards=None, name=None,
+/// track=False)``
 ///
 /// ``get(size)`` returns an object from the smallest tier whose size is at
 /// least ``size``, made by ``factory(tier_size)`` when that tier has none
@@ -33,17 +36,24 @@ use crate::{Config, Hooks, PutError, ResetOn};
 ///         ``[(4096, 1000), (65536, 500), (1 << 20, 100)]``; a bare size keeps
 ///         ``DEFAULT_MAX_IDLE``.
 ///     size_of: ``size_of(obj) -> int``; ``None`` means ``len``.
-///     reset, validate, destroy, reset_on, idle_timeout, shards: as for
-///         ``ObjectPool``, applied in every tier.
+///     reset, validate, destroy, reset_on, idle_timeout, shards, name,
+///         track: as for ``ObjectPool``, applied in every tier.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "TieredPool")]
 pub struct TieredPool {
     tiers: Tiered<Py<PyAny>>,
     policy: Policy,
     size_of: Option<Py<PyAny>>,
+    identity: Identity,
 }
 
 impl TieredPool {
     pub(super) fn get_sized(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
+        let obj = self.make_or_reuse(py, size)?;
+        self.identity.acquired(py, key(&obj));
+        Ok(obj)
+    }
+
+    fn make_or_reuse(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
         if self.tiers.is_closed() {
             return Err(get_error(crate::GetError::Closed, None, None));
         }
@@ -76,6 +86,8 @@ impl TieredPool {
     pub(super) fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = obj.py();
         let size = self.size_of(obj)?;
+        // From here the object is back (kept or destroyed), whatever happens.
+        self.identity.returned(obj.as_ptr() as u64);
         let class = (!self.tiers.is_closed() && size <= self.tiers.classes().max())
             .then(|| self.tiers.classes().filing(size))
             .flatten();
@@ -103,7 +115,7 @@ impl TieredPool {
     #[new]
     #[pyo3(signature = (
         factory, tiers, /, *, size_of=None, reset=None, validate=None, destroy=None,
-        reset_on=None, idle_timeout=None, shards=None
+        reset_on=None, idle_timeout=None, shards=None, name=None, track=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -116,8 +128,11 @@ impl TieredPool {
         reset_on: Option<Bound<'_, PyAny>>,
         idle_timeout: Option<Bound<'_, PyAny>>,
         shards: Option<Bound<'_, PyAny>>,
+        name: Option<Bound<'_, PyAny>>,
+        track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let policy = Policy::new(factory, reset, validate, destroy)?;
+        let identity = Identity::new(name.as_ref(), track.as_ref())?;
         let reset_on: ResetOn = policy::reset_on(reset_on.as_ref())?;
         let specs = args::size_specs(&tiers, "tiers", "tier")?;
         let classes =
@@ -143,6 +158,7 @@ impl TieredPool {
             tiers,
             policy,
             size_of,
+            identity,
         })
     }
 
@@ -216,11 +232,33 @@ impl TieredPool {
 
     /// Close every tier: destroy idle objects; ``get`` raises ``PoolClosed``
     /// and returned objects are destroyed from now on.
-    fn close(&self, py: Python<'_>) {
+    /// With ``track=True``, warns (``ResourceWarning``) where the objects
+    /// still out were acquired.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.tiers.mark_closed();
         for (size, p) in self.tiers.used() {
             p.close(&mut self.policy.hooks(py, Some(size)));
         }
+        self.identity
+            .warn_if_outstanding(py, "TieredPool", "object(s)")
+    }
+
+    /// Where each object still out was acquired (formatted stacks, oldest
+    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
+    fn outstanding(&self) -> PyResult<Vec<String>> {
+        self.identity.outstanding_sites()
+    }
+
+    /// The pool's name (``name=``), or ``None``.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.identity.name()
+    }
+
+    /// Whether acquisition sites are recorded (``track=True``).
+    #[getter]
+    fn track(&self) -> bool {
+        self.identity.is_tracking()
     }
 
     /// Whether ``close()`` was called.
@@ -251,17 +289,18 @@ impl TieredPool {
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        self.close(py);
-        false
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let pool = slf.get();
         let s = pool.tiers.stats();
         Ok(format!(
-            "<{}{} tiers={:?} idle={} in_use={}>",
+            "<{}{}{} tiers={:?} idle={} in_use={}>",
             slf.get_type().qualname()?,
+            pool.identity.repr_part(),
             if pool.tiers.is_closed() {
                 " closed"
             } else {
