@@ -1,7 +1,7 @@
 """Prometheus metrics for shardpool pools (needs ``pip install 'shardpool[prometheus]'``).
 
-A :class:`PoolCollector` publishes the ``stats()`` of every pool added to it
-each time Prometheus scrapes the registry it is registered with:
+A ``PoolCollector`` publishes the ``stats()`` of every pool added to it each
+time Prometheus scrapes the registry it is registered with:
 
     from prometheus_client import start_http_server
 
@@ -9,36 +9,33 @@ each time Prometheus scrapes the registry it is registered with:
     from shardpool.metrics import register
 
     pool = ObjectPool(dict, name="sessions")
-    register(pool)  # the default registry, what start_http_server serves
+    register(pool)  # the default registry, which start_http_server serves
     start_http_server(9100)
 
 Every sample has the labels ``pool`` (the pool's ``name``, or a generated
 ``"<kind>-<n>"`` for an unnamed pool) and ``kind`` (``object``, ``tiered``,
-``block`` or ``buffer``). The names are stable:
+``block`` or ``buffer``). The metric names are stable:
 
-Counters, for every kind:
-    ``shardpool_created_total``, ``shardpool_destroyed_total``,
-    ``shardpool_hits_total``, ``shardpool_misses_total``,
-    ``shardpool_puts_total``, ``shardpool_dropped_total``,
-    ``shardpool_expired_total``.
-Counters of object, tiered and buffer pools:
-    ``shardpool_reset_errors_total``, ``shardpool_invalid_total``,
-    ``shardpool_waits_total``, ``shardpool_timeouts_total``.
-Counters of block pools:
-    ``shardpool_oversize_total``.
-Gauges:
-    ``shardpool_idle`` (every kind), ``shardpool_in_use`` and
-    ``shardpool_max_in_use`` (object, tiered, buffer), ``shardpool_max_size``
-    (an object pool with ``max_size``), ``shardpool_idle_bytes``,
-    ``shardpool_in_use_bytes`` and ``shardpool_max_idle_bytes`` (block).
-Per size class of a block pool, or tier of a tiered pool (label ``size``):
-    ``shardpool_class_idle``, ``shardpool_class_in_use``,
-    ``shardpool_class_hits_total``, ``shardpool_class_misses_total``,
-    ``shardpool_class_dropped_total``.
+- counters of every kind: ``shardpool_created_total``,
+  ``shardpool_destroyed_total``, ``shardpool_hits_total``,
+  ``shardpool_misses_total``, ``shardpool_puts_total``,
+  ``shardpool_dropped_total``, ``shardpool_expired_total``;
+- counters of object, tiered and buffer pools:
+  ``shardpool_reset_errors_total``, ``shardpool_invalid_total``,
+  ``shardpool_waits_total``, ``shardpool_timeouts_total``;
+- counters of block pools: ``shardpool_oversize_total``;
+- gauges: ``shardpool_idle`` (every kind); ``shardpool_in_use`` and
+  ``shardpool_max_in_use`` (object, tiered, buffer); ``shardpool_max_size``
+  (an object pool with ``max_size``); ``shardpool_idle_bytes``,
+  ``shardpool_in_use_bytes`` and ``shardpool_max_idle_bytes`` (block);
+- per size class of a block pool or tier of a tiered pool (label ``size``):
+  ``shardpool_class_idle``, ``shardpool_class_in_use``,
+  ``shardpool_class_hits_total``, ``shardpool_class_misses_total``,
+  ``shardpool_class_dropped_total``.
 
 The collector holds weak references: it never keeps a pool alive, and a pool
-that is garbage-collected disappears from the next scrape. Every method is
-safe to call from any thread.
+that is garbage-collected disappears from the next scrape. Every function
+and method is safe to call from any thread.
 """
 
 from __future__ import annotations
@@ -64,7 +61,7 @@ __all__ = ["Pool", "PoolCollector", "register", "unregister"]
 Pool: TypeAlias = ObjectPool[Any] | TieredPool[Any] | BlockPool | BufferPool
 """Any shardpool pool."""
 
-Kind: TypeAlias = Literal["object", "tiered", "block", "buffer"]
+_Kind: TypeAlias = Literal["object", "tiered", "block", "buffer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +107,7 @@ _LABELS = ("pool", "kind")
 _CLASS_LABELS = ("pool", "kind", "size")
 
 
-def _kind(pool: Pool) -> Kind:
+def _kind(pool: Pool) -> _Kind:
     if isinstance(pool, ObjectPool):
         return "object"
     if isinstance(pool, TieredPool):
@@ -208,14 +205,14 @@ def _families() -> tuple[dict[str, _Family], dict[str, _Family]]:
 class _Entry:
     ref: weakref.ReferenceType[Pool]
     label: str
-    kind: Kind
+    kind: _Kind
 
 
 class PoolCollector(Collector):
     """A ``prometheus_client`` collector for any number of pools.
 
     ``add()`` pools to it and register it with a ``CollectorRegistry``
-    (``registry.register(collector)``), or let :func:`register` do both for
+    (``registry.register(collector)``), or let ``register()`` do both for
     you. Each scrape calls every live pool's ``stats()``.
     """
 
@@ -224,7 +221,7 @@ class PoolCollector(Collector):
         # Keyed by id(pool); an entry whose pool died is pruned on the next
         # add() or collect(), and its id may then be reused by a new pool.
         self._entries: dict[int, _Entry] = {}
-        self._generated: dict[Kind, int] = {}
+        self._generated: dict[_Kind, int] = {}
 
     def add(self, pool: Pool) -> str:
         """Publish ``pool``'s metrics; returns its ``pool`` label.
@@ -285,12 +282,12 @@ class PoolCollector(Collector):
         yield from pools.values()
         yield from classes.values()
 
-    def _live(self) -> list[tuple[str, Kind, Pool]]:
+    def _live(self) -> list[tuple[str, _Kind, Pool]]:
         # Strong references for the duration of one scrape; stats() is called
         # outside the lock so a slow pool does not block add() or remove().
         with self._lock:
             self._prune()
-            live: list[tuple[str, Kind, Pool]] = []
+            live: list[tuple[str, _Kind, Pool]] = []
             for entry in self._entries.values():
                 pool = entry.ref()
                 if pool is not None:
@@ -312,9 +309,9 @@ _collectors: weakref.WeakKeyDictionary[CollectorRegistry, PoolCollector] = (
 def register(pool: Pool, registry: CollectorRegistry = REGISTRY) -> PoolCollector:
     """Publish ``pool``'s metrics in ``registry`` (the default registry).
 
-    The first call for a registry registers one :class:`PoolCollector` with
+    The first call for a registry registers one ``PoolCollector`` with
     it; later calls add to that collector, which is returned. The ``pool``
-    label is ``pool.name`` (see :meth:`PoolCollector.add`).
+    label is ``pool.name`` (see ``PoolCollector.add()``).
     """
     with _registry_lock:
         collector = _collectors.get(registry)
