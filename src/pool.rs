@@ -26,7 +26,7 @@ use std::sync::Arc;
 use crate::budget::IdleBudget;
 use crate::counters::{Counters, Event, Snapshot};
 use crate::ledger::Ledger;
-use crate::limit::{Enqueued, Grant, Limit, Outcome, Park};
+use crate::limit::{Enqueued, Grant, Limit, Outcome, Park, Waiter};
 use crate::shards::{default_shard_count, Shards};
 
 /// The most idle objects a pool may be configured to keep. Idle storage is
@@ -174,7 +174,7 @@ pub enum PutError<E> {
 /// An idle object and when it became idle: nanoseconds since the pool's
 /// epoch, or 0 when unstamped (only pools with an `idle_timeout` read the
 /// clock, which costs more than the rest of a put).
-pub(crate) struct Idle<T> {
+pub struct Idle<T> {
     item: T,
     since: u64,
 }
@@ -205,6 +205,16 @@ pub struct Pool<T> {
 enum Source<T> {
     Idle(Idle<T>),
     Slot,
+}
+
+/// The first step of a `get` that must not block (an event loop's): an
+/// object now, or a place in the queue of a full bounded pool.
+pub enum Step<T> {
+    Ready(T),
+    /// Queued: wait until the waiter is decided (see
+    /// [`Waiter::on_decided`]), then [`Pool::finish_wait`], or give up with
+    /// [`Pool::abandon_wait`]. One of the two must follow.
+    Wait(Arc<Waiter<Idle<T>>>),
 }
 
 /// Where [`Pool::file`] put an object.
@@ -431,6 +441,97 @@ impl<T: Send> Pool<T> {
                 Ok(None) => rejects += 1,
                 Err(e) => return Err(GetError::Hook(e)),
             }
+        }
+    }
+
+    /// `get` for a caller that must not block: an object if one comes
+    /// without waiting, else a place in the waiters' queue (counted as a
+    /// wait when `count_wait`; a caller that re-queues after a rejected
+    /// grant passes `false`, so one `get` counts one wait).
+    pub fn get_or_enqueue<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        count_wait: bool,
+    ) -> Result<Step<T>, GetError<H::Error>> {
+        loop {
+            match self.acquire(hooks, None, false) {
+                Err(GetError::Timeout) => {}
+                other => return other.map(Step::Ready),
+            }
+            let Some(limit) = &self.limit else {
+                unreachable!("only a bounded pool makes a get wait");
+            };
+            let home = self.shards.home();
+            match limit.enqueue(|| self.take_idle(home)) {
+                Enqueued::Closed => return Err(GetError::Closed),
+                Enqueued::Queued(waiter) => {
+                    if count_wait {
+                        self.shards.counters(home).bump(Event::Wait);
+                        self.note_in_use();
+                    }
+                    return Ok(Step::Wait(waiter));
+                }
+                Enqueued::Ready(grant) => {
+                    if let Some(item) = self.redeem(hooks, grant)? {
+                        return Ok(Step::Ready(item));
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a [`Step::Wait`] was decided: the object, or `None` if the
+    /// granted object was rejected (expired, or refused by `validate`) and
+    /// the caller should queue again.
+    pub fn finish_wait<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        waiter: &Waiter<Idle<T>>,
+    ) -> Result<Option<T>, GetError<H::Error>> {
+        match waiter.take() {
+            Some(Outcome::Granted(grant)) => self.redeem(hooks, grant),
+            Some(Outcome::Closed) => Err(GetError::Closed),
+            // Not decided (or taken already): nothing was granted.
+            None => Err(GetError::Timeout),
+        }
+    }
+
+    /// Gives up a [`Step::Wait`] (a timeout, a cancelled task): withdraws
+    /// the waiter, and gives back whatever it was granted meanwhile, so
+    /// nothing is lost. Counted as a wait that ended without an object.
+    pub fn abandon_wait<H: Hooks<T>>(&self, hooks: &mut H, waiter: &Arc<Waiter<Idle<T>>>) {
+        let Some(limit) = &self.limit else {
+            return;
+        };
+        if let Some(Outcome::Granted(grant)) = limit.cancel(waiter) {
+            self.give_back(hooks, grant);
+        }
+        let counters = self.shards.counters(self.shards.home());
+        counters.bump(Event::Timeout);
+    }
+
+    /// Turns a grant into an object to hand out: a new one for a slot, the
+    /// granted one if it passes the checks of `get`, else `None` (it was
+    /// destroyed).
+    fn redeem<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        grant: Grant<Idle<T>>,
+    ) -> Result<Option<T>, GetError<H::Error>> {
+        let counters = self.shards.counters(self.shards.home());
+        let idle = match grant {
+            Grant::Slot => return self.create(hooks, counters).map(Some),
+            Grant::Item(idle) => idle,
+        };
+        if self.is_expired(&idle) {
+            counters.bump(Event::Expired);
+            self.discard(hooks, counters, idle.item);
+            return Ok(None);
+        }
+        match self.vet(hooks, counters, idle.item) {
+            Ok(Some(item)) => self.hand_out(hooks, counters, item, Event::Hit).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(GetError::Hook(e)),
         }
     }
 

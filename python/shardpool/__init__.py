@@ -20,6 +20,7 @@ Example::
         buf += b"hello"
 """
 
+from shardpool._aio import AsyncBorrow
 from shardpool._core import (
     DEFAULT_MAX_IDLE,
     Block,
@@ -40,6 +41,7 @@ from shardpool._protocols import Resetter
 
 __all__ = [
     "DEFAULT_MAX_IDLE",
+    "AsyncBorrow",
     "Block",
     "BlockClassStats",
     "BlockPool",

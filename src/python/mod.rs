@@ -14,6 +14,7 @@ mod object_pool;
 mod policy;
 mod stats;
 mod tiered_pool;
+mod waiting;
 
 // Python allocates objects 16-byte aligned: a class whose Rust data needs
 // more (a cache-padded field stored inline) would be misaligned.
@@ -26,6 +27,7 @@ const _: () = {
     assert!(align_of::<buffer_pool::BufferPool>() <= 16);
     assert!(align_of::<buffer_pool::Buffer>() <= 16);
     assert!(align_of::<borrow::Borrow>() <= 16);
+    assert!(align_of::<waiting::Waiting>() <= 16);
 };
 
 /// `shardpool._core`: the compiled part of shardpool. Import from `shardpool`.
@@ -48,6 +50,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<block_pool::BlockClassStats>()?;
     m.add_class::<buffer_pool::BufferPool>()?;
     m.add_class::<buffer_pool::Buffer>()?;
+    m.add_class::<waiting::Waiting>()?;
     m.add("DEFAULT_MAX_IDLE", crate::Config::DEFAULT_MAX_IDLE)?;
     m.add_function(wrap_pyfunction!(_attached_noop, m)?)?;
     m.add_function(wrap_pyfunction!(_detached_noop, m)?)?;
