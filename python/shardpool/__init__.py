@@ -37,6 +37,7 @@ from shardpool._core import (
     TieredPool,
     __version__,
 )
+from shardpool._gc import trim_on_gc
 from shardpool._protocols import Resetter
 
 __all__ = [
@@ -56,4 +57,5 @@ __all__ = [
     "Resetter",
     "TieredPool",
     "__version__",
+    "trim_on_gc",
 ]
