@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use crate::budget::IdleBudget;
-use crate::counters::{Counters, Event, Snapshot};
+use crate::counters::{Counters, Event, Snapshot, Tally};
 use crate::ledger::Ledger;
 use crate::limit::{Enqueued, Grant, Limit, Outcome, Park, Waiter};
 use crate::shards::{default_shard_count, Shards};
@@ -353,8 +353,7 @@ impl<T: Send> Pool<T> {
 
     /// Creates `n` idle objects up front.
     pub fn prefill<H: Hooks<T>>(&self, hooks: &mut H, n: usize) -> Result<(), GetError<H::Error>> {
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         for _ in 0..n {
             if let Some(limit) = &self.limit {
                 if !limit.try_reserve() {
@@ -399,8 +398,7 @@ impl<T: Send> Pool<T> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         let mut rejects = 0;
         let mut deadline = None;
         loop {
@@ -606,8 +604,7 @@ impl<T: Send> Pool<T> {
         n: usize,
         out: &mut Vec<T>,
     ) -> Result<(), GetError<H::Error>> {
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         let mut hits = 0;
         let mut rejects = 0;
         let result = loop {
@@ -726,7 +723,7 @@ impl<T: Send> Pool<T> {
     fn create<H: Hooks<T>>(
         &self,
         hooks: &mut H,
-        counters: &Counters,
+        counters: Tally<'_>,
     ) -> Result<T, GetError<H::Error>> {
         let item = match hooks.create() {
             Ok(item) => item,
@@ -750,7 +747,7 @@ impl<T: Send> Pool<T> {
     fn hand_out<H: Hooks<T>>(
         &self,
         hooks: &mut H,
-        counters: &Counters,
+        counters: Tally<'_>,
         item: T,
         event: Event,
     ) -> Result<T, GetError<H::Error>> {
@@ -785,7 +782,7 @@ impl<T: Send> Pool<T> {
     fn vet<H: Hooks<T>>(
         &self,
         hooks: &mut H,
-        counters: &Counters,
+        counters: Tally<'_>,
         item: T,
     ) -> Result<Option<T>, H::Error> {
         if self.reset_on == ResetOn::Get {
@@ -838,8 +835,7 @@ impl<T: Send> Pool<T> {
                 None => return Err(PutError::NotOut { index: 0 }),
             },
         };
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         counters.bump(Event::Put);
         if self.is_closed() {
             self.discard(hooks, counters, item);
@@ -893,8 +889,7 @@ impl<T: Send> Pool<T> {
         hooks: &mut H,
         items: Vec<T>,
     ) -> Result<(), PutError<H::Error>> {
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         let mut first_error = None;
         // Check every object in first, and count the batch's puts before any
         // object is filed: once filed, another thread may take it and count
@@ -976,7 +971,6 @@ impl<T: Send> Pool<T> {
     /// owes one [`Pool::after_shelving`] (a batch owes one for all).
     #[inline]
     fn file<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) -> Filed {
-        let counters = self.shards.counters(home);
         let idle = match &self.limit {
             None => idle,
             Some(limit) => match limit.offer(idle) {
@@ -985,19 +979,26 @@ impl<T: Send> Pool<T> {
             },
         };
         if !hooks.keep(&idle.item) || !self.charge_idle() {
-            counters.bump(Event::Dropped);
-            self.discard(hooks, counters, idle.item);
+            self.drop_surplus(hooks, home, idle.item);
             return Filed::Discarded;
         }
         match self.shards.push(home, idle) {
             Ok(()) => Filed::Shelved,
             Err(idle) => {
                 self.uncharge_idle(1);
-                counters.bump(Event::Dropped);
-                self.discard(hooks, counters, idle.item);
+                self.drop_surplus(hooks, home, idle.item);
                 Filed::Discarded
             }
         }
+    }
+
+    /// Destroys a returned object that the pool has no room (or no budget)
+    /// to keep.
+    #[cold]
+    fn drop_surplus<H: Hooks<T>>(&self, hooks: &mut H, home: usize, item: T) {
+        let counters = self.shards.counters(home);
+        counters.bump(Event::Dropped);
+        self.discard(hooks, counters, item);
     }
 
     /// Runs after objects were shelved: serves waiters that queued
@@ -1050,7 +1051,7 @@ impl<T: Send> Pool<T> {
     }
 
     /// Destroys an object the pool no longer keeps, then frees its charge.
-    fn discard<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters, item: T) {
+    fn discard<H: Hooks<T>>(&self, hooks: &mut H, counters: Tally<'_>, item: T) {
         counters.bump(Event::Destroyed);
         hooks.destroy(item);
         self.release_charge();
@@ -1062,7 +1063,7 @@ impl<T: Send> Pool<T> {
         }
     }
 
-    fn destroy_idle<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters) -> usize {
+    fn destroy_idle<H: Hooks<T>>(&self, hooks: &mut H, counters: Tally<'_>) -> usize {
         let idle = self.drain_idle();
         let n = idle.len();
         for idle in idle {
@@ -1074,8 +1075,7 @@ impl<T: Send> Pool<T> {
     /// Destroys expired idle objects, then the oldest until at most `keep`
     /// remain. Returns how many it destroyed.
     pub fn trim<H: Hooks<T>>(&self, hooks: &mut H, keep: usize) -> usize {
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         let (mut fresh, expired): (Vec<_>, Vec<_>) = self
             .drain_idle()
             .into_iter()
