@@ -28,7 +28,7 @@
 //! the waiter's own locks inside the queue lock.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 use std::time::Instant;
@@ -185,6 +185,25 @@ fn wait_while<'a, T>(
 struct Queue<I> {
     waiters: VecDeque<Arc<Waiter<I>>>,
     closed: bool,
+    /// The [`fork_generation`] the waiters were queued in.
+    generation: u64,
+}
+
+/// Bumped in a child process after `fork()` (see [`note_fork`]).
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Tells every limit that this process is a child just forked: the threads
+/// queued as waiters belong to the parent and do not exist here, so they
+/// are forgotten the next time each queue is used, and a `put` in the child
+/// is never granted to a thread that will not take it. Call it right after
+/// the fork, in the child (the Python binding registers it with
+/// `os.register_at_fork`).
+pub fn note_fork() {
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Relaxed)
 }
 
 /// Admits one thread at a time; the others block in [`Park::park`].
@@ -194,6 +213,8 @@ struct Queue<I> {
 pub struct Gate {
     /// The holding thread and how many times it entered.
     holder: Mutex<Option<(ThreadId, usize)>>,
+    /// The [`fork_generation`] of the holder; written under `holder`'s lock.
+    generation: AtomicU64,
     cond: Condvar,
 }
 
@@ -201,13 +222,25 @@ impl Gate {
     fn new() -> Self {
         Gate {
             holder: Mutex::new(None),
+            generation: AtomicU64::new(fork_generation()),
             cond: Condvar::new(),
         }
     }
 
+    /// The holder, locked; after a fork, first without a holder from the
+    /// parent (its thread does not exist in this process).
+    fn lock_holder(&self) -> MutexGuard<'_, Option<(ThreadId, usize)>> {
+        let mut holder = lock(&self.holder);
+        let generation = fork_generation();
+        if self.generation.swap(generation, Ordering::Relaxed) != generation {
+            *holder = None;
+        }
+        holder
+    }
+
     /// Leaves once. Only for the holder, once per successful park.
     pub fn leave(&self) {
-        let mut holder = lock(&self.holder);
+        let mut holder = self.lock_holder();
         if let Some((_, depth)) = holder.as_mut() {
             *depth -= 1;
             if *depth == 0 {
@@ -222,7 +255,7 @@ impl Park for Gate {
     /// Blocks until this thread holds the gate (`true`) or `deadline`.
     fn park(&self, deadline: Option<Instant>) -> bool {
         let me = std::thread::current().id();
-        let held = wait_while(&self.cond, lock(&self.holder), deadline, |h| {
+        let held = wait_while(&self.cond, self.lock_holder(), deadline, |h| {
             h.is_some_and(|(owner, _)| owner != me)
         });
         match held {
@@ -254,12 +287,27 @@ impl<I> Limit<I> {
             queue: Mutex::new(Queue {
                 waiters: VecDeque::new(),
                 closed: false,
+                generation: fork_generation(),
             }),
         }
     }
 
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// The waiters' queue, locked; after a fork, first without the parent's
+    /// waiters (their threads do not exist in this process).
+    fn lock_queue(&self) -> MutexGuard<'_, Queue<I>> {
+        let mut queue = lock(&self.queue);
+        let generation = fork_generation();
+        if queue.generation != generation {
+            queue.generation = generation;
+            let ghosts = queue.waiters.len();
+            queue.waiters.clear();
+            self.waiting.fetch_sub(ghosts, Ordering::Relaxed);
+        }
+        queue
     }
 
     /// The gate batches pass before they wait holding objects.
@@ -296,7 +344,7 @@ impl<I> Limit<I> {
         if self.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
         let mut served = Vec::new();
         while !queue.waiters.is_empty() && self.try_reserve() {
             served.push(self.serve_front(&mut queue, Grant::Slot));
@@ -311,7 +359,7 @@ impl<I> Limit<I> {
         if self.waiting.load(Ordering::Relaxed) == 0 {
             return Err(item);
         }
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
         if queue.waiters.is_empty() {
             return Err(item);
         }
@@ -329,7 +377,7 @@ impl<I> Limit<I> {
         if self.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
         let mut served = Vec::new();
         while !queue.waiters.is_empty() {
             match take() {
@@ -353,7 +401,7 @@ impl<I> Limit<I> {
     /// Joins the queue, unless `take_idle` (the idle storage) or the bound
     /// has something after all.
     pub fn enqueue(&self, mut take_idle: impl FnMut() -> Option<I>) -> Enqueued<I> {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
         if queue.closed {
             return Enqueued::Closed;
         }
@@ -376,7 +424,7 @@ impl<I> Limit<I> {
     /// queued; otherwise the outcome it was given meanwhile, which the
     /// caller now owns.
     pub fn cancel(&self, waiter: &Arc<Waiter<I>>) -> Option<Outcome<I>> {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
         if let Some(pos) = queue.waiters.iter().position(|w| Arc::ptr_eq(w, waiter)) {
             queue.waiters.remove(pos);
             self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -388,7 +436,7 @@ impl<I> Limit<I> {
 
     /// Wakes every waiter with [`Outcome::Closed`]; later waits fail at once.
     pub fn close(&self) {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
         queue.closed = true;
         let closed: Vec<_> = queue.waiters.drain(..).collect();
         self.waiting.fetch_sub(closed.len(), Ordering::Relaxed);

@@ -53,6 +53,14 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<waiting::Waiting>()?;
     m.add("DEFAULT_MAX_IDLE", crate::Config::DEFAULT_MAX_IDLE)?;
     m.add_function(wrap_pyfunction!(_attached_noop, m)?)?;
+    // A child process forked while threads waited on a bounded pool must
+    // not hand objects to those threads: they do not exist in the child.
+    let after_fork = wrap_pyfunction!(_after_fork_in_child, m)?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("after_in_child", &after_fork)?;
+    py.import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&kwargs))?;
     m.add_function(wrap_pyfunction!(_detached_noop, m)?)?;
     m.add_function(wrap_pyfunction!(_idle_slot_bytes, m)?)?;
     Ok(())
@@ -62,6 +70,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// ``python -m shardpool bench``.
 #[pyfunction]
 fn _attached_noop() {}
+
+/// Registered with ``os.register_at_fork``: see ``limit::note_fork``.
+#[pyfunction]
+fn _after_fork_in_child() {
+    crate::limit::note_fork();
+}
 
 /// Detaches from the interpreter and attaches again at once: the fixed cost
 /// of letting other threads run, which shardpool pays only where the work
