@@ -1,12 +1,21 @@
 //! Per-shard event counters.
 //!
-//! Each shard owns one [`Counters`] block inside its cache-padded slot, and a
-//! thread only ever bumps the block of its home shard, so counting adds no
+//! Each shard owns two [`Counters`] blocks inside its cache-padded slot, and
+//! a thread only ever bumps the blocks of its home shard, so counting adds no
 //! shared cache line to the hot path. Reading merges all blocks; the merge is
 //! not a consistent cut across shards while other threads keep counting, but
 //! every counter is exact once the pool is quiescent.
+//!
+//! Invariants:
+//! - A shard's `owner` is 0 until the first thread that counts there claims
+//!   it (compare-and-swap), and never changes afterwards. Thread numbers are
+//!   never reused, so at most one thread ever matches it.
+//! - Only the owner writes the `owned` block, so it counts with a plain load
+//!   and store: no locked instruction, no lost update. Every other thread
+//!   counts in the `shared` block with atomic adds. (A thread that outlives
+//!   nothing special: when an owner exits, the others keep using `shared`.)
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Everything the pool counts. The discriminant indexes [`Counters`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,28 +49,96 @@ impl Event {
     pub const COUNT: usize = Event::Timeout as usize + 1;
 }
 
-/// One shard's counters. Relaxed increments: the counts are statistics, they
+/// A block of counters. Relaxed accesses: the counts are statistics, they
 /// order nothing else.
 #[derive(Debug, Default)]
 pub struct Counters {
     counts: [AtomicU64; Event::COUNT],
 }
 
+/// A shard's counters: the owner's block and everyone else's.
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    /// 1 + the number of the owning thread, 0 while unclaimed.
+    owner: AtomicUsize,
+    owned: Counters,
+    shared: Counters,
+}
+
+impl ShardCounters {
+    /// How thread number `thread` counts here.
+    #[inline]
+    pub fn tally(&self, thread: usize) -> Tally<'_> {
+        let me = thread + 1;
+        let owner = self.owner.load(Ordering::Relaxed);
+        let exclusive = owner == me
+            || (owner == 0
+                && self
+                    .owner
+                    .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok());
+        Tally {
+            counters: if exclusive { &self.owned } else { &self.shared },
+            exclusive,
+        }
+    }
+
+    /// Both blocks, for merging.
+    pub fn blocks(&self) -> [&Counters; 2] {
+        [&self.owned, &self.shared]
+    }
+}
+
+/// One thread's way of counting in one shard: plain increments in the block
+/// it alone writes, atomic ones otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct Tally<'a> {
+    counters: &'a Counters,
+    exclusive: bool,
+}
+
+impl Tally<'_> {
+    #[inline]
+    pub fn bump(self, event: Event) {
+        self.add(event, 1);
+    }
+
+    /// Bumps and returns the new count.
+    #[inline]
+    pub fn bump_counted(self, event: Event) -> u64 {
+        self.add_counted(event, 1)
+    }
+
+    /// Counts `n` events at once (a batch).
+    #[inline]
+    pub fn add(self, event: Event, n: u64) {
+        self.add_counted(event, n);
+    }
+
+    #[inline]
+    fn add_counted(self, event: Event, n: u64) -> u64 {
+        let count = &self.counters.counts[event as usize];
+        if self.exclusive {
+            // Only this thread writes this block (module invariant).
+            let new = count.load(Ordering::Relaxed) + n;
+            count.store(new, Ordering::Relaxed);
+            new
+        } else {
+            count.fetch_add(n, Ordering::Relaxed) + n
+        }
+    }
+}
+
 impl Counters {
+    /// An atomic increment, for a block any thread may bump (off the hot
+    /// path: shards count through a [`Tally`]).
     #[inline]
     pub fn bump(&self, event: Event) {
         self.counts[event as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Bumps and returns the new count.
-    #[inline]
-    pub fn bump_counted(&self, event: Event) -> u64 {
-        self.counts[event as usize].fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Counts `n` events at once (a batch).
-    #[inline]
-    pub fn add(&self, event: Event, n: u64) {
+    #[cfg(test)]
+    fn add(&self, event: Event, n: u64) {
         self.counts[event as usize].fetch_add(n, Ordering::Relaxed);
     }
 
@@ -147,6 +224,41 @@ mod tests {
         assert_eq!((s.hits, s.misses, s.puts, s.created), (3, 1, 2, 1));
         assert_eq!(s.in_use, 2);
         assert_eq!(s.hit_rate(), 0.75);
+    }
+
+    #[test]
+    fn the_first_thread_owns_a_shard_and_others_share_it() {
+        let shard = ShardCounters::default();
+        let first = shard.tally(7);
+        assert!(first.exclusive);
+        first.bump(Event::Hit);
+        first.add(Event::Put, 2);
+        let other = shard.tally(8);
+        assert!(!other.exclusive);
+        assert_eq!(other.bump_counted(Event::Hit), 1);
+        assert!(shard.tally(7).exclusive);
+        assert_eq!(shard.tally(7).bump_counted(Event::Hit), 2);
+        let s = Snapshot::merge(shard.blocks());
+        assert_eq!((s.hits, s.puts), (3, 2));
+    }
+
+    #[test]
+    fn counts_stay_exact_with_an_owner_and_sharers_in_threads() {
+        let shard = std::sync::Arc::new(ShardCounters::default());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let shard = std::sync::Arc::clone(&shard);
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        shard.tally(t).bump(Event::Put);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(Snapshot::merge(shard.blocks()).puts, 40_000);
     }
 
     #[test]

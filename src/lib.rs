@@ -37,7 +37,7 @@ pub mod tiered;
 pub use budget::IdleBudget;
 pub use counters::{Event, Snapshot};
 pub use limit::{Grant, Waiter};
-pub use pool::{Charge, Config, GetError, Hooks, Pool, PutError, ResetOn};
+pub use pool::{Charge, Config, GetError, Hooks, Idle, Pool, PutError, ResetOn, Step};
 
 #[cfg(feature = "python")]
 mod python;

@@ -20,12 +20,15 @@
 //!   `SeqCst` fence between their write and their read, so at least one of
 //!   them sees the other.
 //!
-//! No lock here is ever held while user code (a factory, a hook, Python)
-//! runs, and no lock is taken while another is held except the waiter's own
-//! state lock inside the queue lock.
+//! - A waiter's notification ([`Waiter::on_decided`]) runs exactly once,
+//!   after its outcome is decided and outside the queue lock.
+//!
+//! No lock here is ever held while user code (a factory, a hook, Python,
+//! a notification) runs, and no lock is taken while another is held except
+//! the waiter's own locks inside the queue lock.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 use std::time::Instant;
@@ -71,10 +74,17 @@ enum State<I> {
     Taken,
 }
 
-/// One blocked `get`.
+/// Runs once a waiter's outcome is decided, after the limit's locks are
+/// released (so it may take other locks, or enter an interpreter).
+pub type Notify = Box<dyn FnOnce() + Send>;
+
+/// One blocked `get`: a thread parked on it, or (with [`Waiter::on_decided`])
+/// an event loop told when to look.
 pub struct Waiter<I> {
     state: Mutex<State<I>>,
     cond: Condvar,
+    /// Lock order: `state`, then `notify`.
+    notify: Mutex<Option<Notify>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,12 +98,43 @@ impl<I> Waiter<I> {
         Waiter {
             state: Mutex::new(State::Waiting),
             cond: Condvar::new(),
+            notify: Mutex::new(None),
         }
     }
 
+    /// Decides the outcome. The caller owes a [`Waiter::wake`] once it has
+    /// released the queue lock.
     fn decide(&self, outcome: Outcome<I>) {
         *lock(&self.state) = State::Decided(outcome);
         self.cond.notify_one();
+    }
+
+    /// Runs the notification set by [`Waiter::on_decided`], if any.
+    fn wake(&self) {
+        let notify = lock(&self.notify).take();
+        if let Some(notify) = notify {
+            notify();
+        }
+    }
+
+    /// Runs `notify` once the outcome is decided: later, from the thread
+    /// that decides it (outside every lock of the limit), or now, here, if
+    /// it is decided already. Replaces an earlier notification.
+    pub fn on_decided(&self, notify: Notify) {
+        let state = lock(&self.state);
+        if matches!(*state, State::Waiting) {
+            // Stored under the state lock: `decide` cannot slip in between
+            // the check and the store, so the notification is never missed.
+            *lock(&self.notify) = Some(notify);
+            return;
+        }
+        drop(state);
+        notify();
+    }
+
+    /// Whether the outcome is decided (and not yet taken).
+    pub fn is_decided(&self) -> bool {
+        matches!(*lock(&self.state), State::Decided(_))
     }
 
     /// The outcome, once decided; afterwards `None`.
@@ -144,6 +185,25 @@ fn wait_while<'a, T>(
 struct Queue<I> {
     waiters: VecDeque<Arc<Waiter<I>>>,
     closed: bool,
+    /// The [`fork_generation`] the waiters were queued in.
+    generation: u64,
+}
+
+/// Bumped in a child process after `fork()` (see [`note_fork`]).
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Tells every limit that this process is a child just forked: the threads
+/// queued as waiters belong to the parent and do not exist here, so they
+/// are forgotten the next time each queue is used, and a `put` in the child
+/// is never granted to a thread that will not take it. Call it right after
+/// the fork, in the child (the Python binding registers it with
+/// `os.register_at_fork`).
+pub fn note_fork() {
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Relaxed)
 }
 
 /// Admits one thread at a time; the others block in [`Park::park`].
@@ -153,6 +213,8 @@ struct Queue<I> {
 pub struct Gate {
     /// The holding thread and how many times it entered.
     holder: Mutex<Option<(ThreadId, usize)>>,
+    /// The [`fork_generation`] of the holder; written under `holder`'s lock.
+    generation: AtomicU64,
     cond: Condvar,
 }
 
@@ -160,13 +222,25 @@ impl Gate {
     fn new() -> Self {
         Gate {
             holder: Mutex::new(None),
+            generation: AtomicU64::new(fork_generation()),
             cond: Condvar::new(),
         }
     }
 
+    /// The holder, locked; after a fork, first without a holder from the
+    /// parent (its thread does not exist in this process).
+    fn lock_holder(&self) -> MutexGuard<'_, Option<(ThreadId, usize)>> {
+        let mut holder = lock(&self.holder);
+        let generation = fork_generation();
+        if self.generation.swap(generation, Ordering::Relaxed) != generation {
+            *holder = None;
+        }
+        holder
+    }
+
     /// Leaves once. Only for the holder, once per successful park.
     pub fn leave(&self) {
-        let mut holder = lock(&self.holder);
+        let mut holder = self.lock_holder();
         if let Some((_, depth)) = holder.as_mut() {
             *depth -= 1;
             if *depth == 0 {
@@ -181,7 +255,7 @@ impl Park for Gate {
     /// Blocks until this thread holds the gate (`true`) or `deadline`.
     fn park(&self, deadline: Option<Instant>) -> bool {
         let me = std::thread::current().id();
-        let held = wait_while(&self.cond, lock(&self.holder), deadline, |h| {
+        let held = wait_while(&self.cond, self.lock_holder(), deadline, |h| {
             h.is_some_and(|(owner, _)| owner != me)
         });
         match held {
@@ -213,12 +287,27 @@ impl<I> Limit<I> {
             queue: Mutex::new(Queue {
                 waiters: VecDeque::new(),
                 closed: false,
+                generation: fork_generation(),
             }),
         }
     }
 
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// The waiters' queue, locked; after a fork, first without the parent's
+    /// waiters (their threads do not exist in this process).
+    fn lock_queue(&self) -> MutexGuard<'_, Queue<I>> {
+        let mut queue = lock(&self.queue);
+        let generation = fork_generation();
+        if queue.generation != generation {
+            queue.generation = generation;
+            let ghosts = queue.waiters.len();
+            queue.waiters.clear();
+            self.waiting.fetch_sub(ghosts, Ordering::Relaxed);
+        }
+        queue
     }
 
     /// The gate batches pass before they wait holding objects.
@@ -255,10 +344,13 @@ impl<I> Limit<I> {
         if self.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
+        let mut served = Vec::new();
         while !queue.waiters.is_empty() && self.try_reserve() {
-            self.serve_front(&mut queue, Grant::Slot);
+            served.push(self.serve_front(&mut queue, Grant::Slot));
         }
+        drop(queue);
+        served.iter().for_each(|w| w.wake());
     }
 
     /// Hands `item` to the front waiter, or gives it back if none waits.
@@ -267,11 +359,13 @@ impl<I> Limit<I> {
         if self.waiting.load(Ordering::Relaxed) == 0 {
             return Err(item);
         }
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
         if queue.waiters.is_empty() {
             return Err(item);
         }
-        self.serve_front(&mut queue, Grant::Item(item));
+        let served = self.serve_front(&mut queue, Grant::Item(item));
+        drop(queue);
+        served.wake();
         Ok(())
     }
 
@@ -283,25 +377,31 @@ impl<I> Limit<I> {
         if self.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
+        let mut served = Vec::new();
         while !queue.waiters.is_empty() {
             match take() {
-                Some(item) => self.serve_front(&mut queue, Grant::Item(item)),
+                Some(item) => served.push(self.serve_front(&mut queue, Grant::Item(item))),
                 None => break,
             }
         }
+        drop(queue);
+        served.iter().for_each(|w| w.wake());
     }
 
-    fn serve_front(&self, queue: &mut Queue<I>, grant: Grant<I>) {
+    /// Decides the front waiter's outcome and returns it, to be woken once
+    /// the queue lock is released.
+    fn serve_front(&self, queue: &mut Queue<I>, grant: Grant<I>) -> Arc<Waiter<I>> {
         let waiter = queue.waiters.pop_front().expect("caller checked");
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         waiter.decide(Outcome::Granted(grant));
+        waiter
     }
 
     /// Joins the queue, unless `take_idle` (the idle storage) or the bound
     /// has something after all.
     pub fn enqueue(&self, mut take_idle: impl FnMut() -> Option<I>) -> Enqueued<I> {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
         if queue.closed {
             return Enqueued::Closed;
         }
@@ -324,7 +424,7 @@ impl<I> Limit<I> {
     /// queued; otherwise the outcome it was given meanwhile, which the
     /// caller now owns.
     pub fn cancel(&self, waiter: &Arc<Waiter<I>>) -> Option<Outcome<I>> {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
         if let Some(pos) = queue.waiters.iter().position(|w| Arc::ptr_eq(w, waiter)) {
             queue.waiters.remove(pos);
             self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -336,12 +436,15 @@ impl<I> Limit<I> {
 
     /// Wakes every waiter with [`Outcome::Closed`]; later waits fail at once.
     pub fn close(&self) {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.lock_queue();
         queue.closed = true;
-        while let Some(waiter) = queue.waiters.pop_front() {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let closed: Vec<_> = queue.waiters.drain(..).collect();
+        self.waiting.fetch_sub(closed.len(), Ordering::Relaxed);
+        for waiter in &closed {
             waiter.decide(Outcome::Closed);
         }
+        drop(queue);
+        closed.iter().for_each(|w| w.wake());
     }
 }
 
@@ -408,6 +511,40 @@ mod tests {
         // The slot was not consumed by the cancelled waiter.
         l.release();
         assert_eq!(l.alive(), 0);
+    }
+
+    #[test]
+    fn notification_runs_once_decided_or_at_once_if_decided_already() {
+        use std::sync::atomic::AtomicUsize;
+        let l: Limit<u32> = Limit::new(1);
+        assert!(l.try_reserve());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = |calls: &Arc<AtomicUsize>| -> Notify {
+            let calls = Arc::clone(calls);
+            Box::new(move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        let w = queued(l.enqueue(|| None));
+        w.on_decided(counter(&calls));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert!(!w.is_decided());
+        l.offer(3).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(w.is_decided());
+        // Set after the decision: runs at once, and only that once.
+        w.on_decided(counter(&calls));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(w.take(), Some(Outcome::Granted(Grant::Item(3))));
+        // Closing notifies every queued waiter.
+        let a = queued(l.enqueue(|| None));
+        let b = queued(l.enqueue(|| None));
+        a.on_decided(counter(&calls));
+        b.on_decided(counter(&calls));
+        l.close();
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert_eq!(a.take(), Some(Outcome::Closed));
+        assert_eq!(b.take(), Some(Outcome::Closed));
     }
 
     #[test]

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use crate::budget::IdleBudget;
-use crate::counters::{Counters, Event, Snapshot};
+use crate::counters::{Counters, Event, Snapshot, Tally};
 use crate::ledger::Ledger;
-use crate::limit::{Enqueued, Grant, Limit, Outcome, Park};
+use crate::limit::{Enqueued, Grant, Limit, Outcome, Park, Waiter};
 use crate::shards::{default_shard_count, Shards};
 
 /// The most idle objects a pool may be configured to keep. Idle storage is
@@ -174,7 +174,7 @@ pub enum PutError<E> {
 /// An idle object and when it became idle: nanoseconds since the pool's
 /// epoch, or 0 when unstamped (only pools with an `idle_timeout` read the
 /// clock, which costs more than the rest of a put).
-pub(crate) struct Idle<T> {
+pub struct Idle<T> {
     item: T,
     since: u64,
 }
@@ -205,6 +205,16 @@ pub struct Pool<T> {
 enum Source<T> {
     Idle(Idle<T>),
     Slot,
+}
+
+/// The first step of a `get` that must not block (an event loop's): an
+/// object now, or a place in the queue of a full bounded pool.
+pub enum Step<T> {
+    Ready(T),
+    /// Queued: wait until the waiter is decided (see
+    /// [`Waiter::on_decided`]), then [`Pool::finish_wait`], or give up with
+    /// [`Pool::abandon_wait`]. One of the two must follow.
+    Wait(Arc<Waiter<Idle<T>>>),
 }
 
 /// Where [`Pool::file`] put an object.
@@ -343,8 +353,7 @@ impl<T: Send> Pool<T> {
 
     /// Creates `n` idle objects up front.
     pub fn prefill<H: Hooks<T>>(&self, hooks: &mut H, n: usize) -> Result<(), GetError<H::Error>> {
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         for _ in 0..n {
             if let Some(limit) = &self.limit {
                 if !limit.try_reserve() {
@@ -389,8 +398,7 @@ impl<T: Send> Pool<T> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         let mut rejects = 0;
         let mut deadline = None;
         loop {
@@ -431,6 +439,97 @@ impl<T: Send> Pool<T> {
                 Ok(None) => rejects += 1,
                 Err(e) => return Err(GetError::Hook(e)),
             }
+        }
+    }
+
+    /// `get` for a caller that must not block: an object if one comes
+    /// without waiting, else a place in the waiters' queue (counted as a
+    /// wait when `count_wait`; a caller that re-queues after a rejected
+    /// grant passes `false`, so one `get` counts one wait).
+    pub fn get_or_enqueue<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        count_wait: bool,
+    ) -> Result<Step<T>, GetError<H::Error>> {
+        loop {
+            match self.acquire(hooks, None, false) {
+                Err(GetError::Timeout) => {}
+                other => return other.map(Step::Ready),
+            }
+            let Some(limit) = &self.limit else {
+                unreachable!("only a bounded pool makes a get wait");
+            };
+            let home = self.shards.home();
+            match limit.enqueue(|| self.take_idle(home)) {
+                Enqueued::Closed => return Err(GetError::Closed),
+                Enqueued::Queued(waiter) => {
+                    if count_wait {
+                        self.shards.counters(home).bump(Event::Wait);
+                        self.note_in_use();
+                    }
+                    return Ok(Step::Wait(waiter));
+                }
+                Enqueued::Ready(grant) => {
+                    if let Some(item) = self.redeem(hooks, grant)? {
+                        return Ok(Step::Ready(item));
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a [`Step::Wait`] was decided: the object, or `None` if the
+    /// granted object was rejected (expired, or refused by `validate`) and
+    /// the caller should queue again.
+    pub fn finish_wait<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        waiter: &Waiter<Idle<T>>,
+    ) -> Result<Option<T>, GetError<H::Error>> {
+        match waiter.take() {
+            Some(Outcome::Granted(grant)) => self.redeem(hooks, grant),
+            Some(Outcome::Closed) => Err(GetError::Closed),
+            // Not decided (or taken already): nothing was granted.
+            None => Err(GetError::Timeout),
+        }
+    }
+
+    /// Gives up a [`Step::Wait`] (a timeout, a cancelled task): withdraws
+    /// the waiter, and gives back whatever it was granted meanwhile, so
+    /// nothing is lost. Counted as a wait that ended without an object.
+    pub fn abandon_wait<H: Hooks<T>>(&self, hooks: &mut H, waiter: &Arc<Waiter<Idle<T>>>) {
+        let Some(limit) = &self.limit else {
+            return;
+        };
+        if let Some(Outcome::Granted(grant)) = limit.cancel(waiter) {
+            self.give_back(hooks, grant);
+        }
+        let counters = self.shards.counters(self.shards.home());
+        counters.bump(Event::Timeout);
+    }
+
+    /// Turns a grant into an object to hand out: a new one for a slot, the
+    /// granted one if it passes the checks of `get`, else `None` (it was
+    /// destroyed).
+    fn redeem<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        grant: Grant<Idle<T>>,
+    ) -> Result<Option<T>, GetError<H::Error>> {
+        let counters = self.shards.counters(self.shards.home());
+        let idle = match grant {
+            Grant::Slot => return self.create(hooks, counters).map(Some),
+            Grant::Item(idle) => idle,
+        };
+        if self.is_expired(&idle) {
+            counters.bump(Event::Expired);
+            self.discard(hooks, counters, idle.item);
+            return Ok(None);
+        }
+        match self.vet(hooks, counters, idle.item) {
+            Ok(Some(item)) => self.hand_out(hooks, counters, item, Event::Hit).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(GetError::Hook(e)),
         }
     }
 
@@ -505,8 +604,7 @@ impl<T: Send> Pool<T> {
         n: usize,
         out: &mut Vec<T>,
     ) -> Result<(), GetError<H::Error>> {
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         let mut hits = 0;
         let mut rejects = 0;
         let result = loop {
@@ -625,7 +723,7 @@ impl<T: Send> Pool<T> {
     fn create<H: Hooks<T>>(
         &self,
         hooks: &mut H,
-        counters: &Counters,
+        counters: Tally<'_>,
     ) -> Result<T, GetError<H::Error>> {
         let item = match hooks.create() {
             Ok(item) => item,
@@ -649,7 +747,7 @@ impl<T: Send> Pool<T> {
     fn hand_out<H: Hooks<T>>(
         &self,
         hooks: &mut H,
-        counters: &Counters,
+        counters: Tally<'_>,
         item: T,
         event: Event,
     ) -> Result<T, GetError<H::Error>> {
@@ -684,7 +782,7 @@ impl<T: Send> Pool<T> {
     fn vet<H: Hooks<T>>(
         &self,
         hooks: &mut H,
-        counters: &Counters,
+        counters: Tally<'_>,
         item: T,
     ) -> Result<Option<T>, H::Error> {
         if self.reset_on == ResetOn::Get {
@@ -737,8 +835,7 @@ impl<T: Send> Pool<T> {
                 None => return Err(PutError::NotOut { index: 0 }),
             },
         };
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         counters.bump(Event::Put);
         if self.is_closed() {
             self.discard(hooks, counters, item);
@@ -792,8 +889,7 @@ impl<T: Send> Pool<T> {
         hooks: &mut H,
         items: Vec<T>,
     ) -> Result<(), PutError<H::Error>> {
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         let mut first_error = None;
         // Check every object in first, and count the batch's puts before any
         // object is filed: once filed, another thread may take it and count
@@ -875,7 +971,6 @@ impl<T: Send> Pool<T> {
     /// owes one [`Pool::after_shelving`] (a batch owes one for all).
     #[inline]
     fn file<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) -> Filed {
-        let counters = self.shards.counters(home);
         let idle = match &self.limit {
             None => idle,
             Some(limit) => match limit.offer(idle) {
@@ -884,19 +979,26 @@ impl<T: Send> Pool<T> {
             },
         };
         if !hooks.keep(&idle.item) || !self.charge_idle() {
-            counters.bump(Event::Dropped);
-            self.discard(hooks, counters, idle.item);
+            self.drop_surplus(hooks, home, idle.item);
             return Filed::Discarded;
         }
         match self.shards.push(home, idle) {
             Ok(()) => Filed::Shelved,
             Err(idle) => {
                 self.uncharge_idle(1);
-                counters.bump(Event::Dropped);
-                self.discard(hooks, counters, idle.item);
+                self.drop_surplus(hooks, home, idle.item);
                 Filed::Discarded
             }
         }
+    }
+
+    /// Destroys a returned object that the pool has no room (or no budget)
+    /// to keep.
+    #[cold]
+    fn drop_surplus<H: Hooks<T>>(&self, hooks: &mut H, home: usize, item: T) {
+        let counters = self.shards.counters(home);
+        counters.bump(Event::Dropped);
+        self.discard(hooks, counters, item);
     }
 
     /// Runs after objects were shelved: serves waiters that queued
@@ -949,7 +1051,7 @@ impl<T: Send> Pool<T> {
     }
 
     /// Destroys an object the pool no longer keeps, then frees its charge.
-    fn discard<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters, item: T) {
+    fn discard<H: Hooks<T>>(&self, hooks: &mut H, counters: Tally<'_>, item: T) {
         counters.bump(Event::Destroyed);
         hooks.destroy(item);
         self.release_charge();
@@ -961,7 +1063,7 @@ impl<T: Send> Pool<T> {
         }
     }
 
-    fn destroy_idle<H: Hooks<T>>(&self, hooks: &mut H, counters: &Counters) -> usize {
+    fn destroy_idle<H: Hooks<T>>(&self, hooks: &mut H, counters: Tally<'_>) -> usize {
         let idle = self.drain_idle();
         let n = idle.len();
         for idle in idle {
@@ -973,8 +1075,7 @@ impl<T: Send> Pool<T> {
     /// Destroys expired idle objects, then the oldest until at most `keep`
     /// remain. Returns how many it destroyed.
     pub fn trim<H: Hooks<T>>(&self, hooks: &mut H, keep: usize) -> usize {
-        let home = self.shards.home();
-        let counters = self.shards.counters(home);
+        let (home, counters) = self.shards.local();
         let (mut fresh, expired): (Vec<_>, Vec<_>) = self
             .drain_idle()
             .into_iter()

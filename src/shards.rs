@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
-use crate::counters::Counters;
+use crate::counters::{Counters, ShardCounters, Tally};
 
 /// The index of the calling thread, handed out once per thread from a global
 /// counter. Consecutive threads get consecutive indices, so up to `n` threads
@@ -40,7 +40,7 @@ pub fn default_shard_count() -> usize {
 
 pub struct Shard<T> {
     idle: Option<ArrayQueue<T>>,
-    pub counters: Counters,
+    counters: ShardCounters,
 }
 
 pub struct Shards<T> {
@@ -60,7 +60,7 @@ impl<T> Shards<T> {
                 let cap = base + usize::from(i < extra);
                 CachePadded::new(Shard {
                     idle: (cap > 0).then(|| ArrayQueue::new(cap)),
-                    counters: Counters::default(),
+                    counters: ShardCounters::default(),
                 })
             })
             .collect();
@@ -75,23 +75,36 @@ impl<T> Shards<T> {
     /// The calling thread's home shard.
     #[inline]
     pub fn home(&self) -> usize {
-        let i = thread_index();
-        let n = self.shards.len();
-        // Threads are numbered from zero, so the division is rare.
-        if i < n {
-            i
-        } else {
-            i % n
-        }
+        self.home_of(thread_index())
     }
 
     #[inline]
-    pub fn counters(&self, shard: usize) -> &Counters {
-        &self.shards[shard].counters
+    fn home_of(&self, thread: usize) -> usize {
+        let n = self.shards.len();
+        // Threads are numbered from zero, so the division is rare.
+        if thread < n {
+            thread
+        } else {
+            thread % n
+        }
+    }
+
+    /// The calling thread's home shard and its way of counting there.
+    #[inline]
+    pub fn local(&self) -> (usize, Tally<'_>) {
+        let thread = thread_index();
+        let home = self.home_of(thread);
+        (home, self.shards[home].counters.tally(thread))
+    }
+
+    /// The calling thread's way of counting in shard `shard`.
+    #[inline]
+    pub fn counters(&self, shard: usize) -> Tally<'_> {
+        self.shards[shard].counters.tally(thread_index())
     }
 
     pub fn all_counters(&self) -> impl Iterator<Item = &Counters> + Clone {
-        self.shards.iter().map(|s| &s.counters)
+        self.shards.iter().flat_map(|s| s.counters.blocks())
     }
 
     /// Shard indices starting at `home`, then its neighbours in ring order.

@@ -136,7 +136,7 @@ def test_other_threads_run_while_a_get_waits():
         n = 0
         while not stop.is_set():
             n += 1
-            if n % 100 == 0:
+            if n % 10 == 0:
                 samples.append((time.monotonic(), n))
 
     counter = threading.Thread(target=count, daemon=True)
@@ -149,9 +149,10 @@ def test_other_threads_run_while_a_get_waits():
     stop.set()
     counter.join(5)
     assert end - start >= 0.5
-    # The counter kept counting all through the wait, not only at its ends.
+    # The counter kept counting all through the wait, not only at its ends
+    # (however little CPU a loaded machine gives it).
     during = [n for t, n in samples if start + 0.1 < t < end - 0.1]
-    assert len(during) >= 10
+    assert len(during) >= 2
     assert during[-1] > during[0]
     pool.put(held)
 

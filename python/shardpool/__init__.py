@@ -20,6 +20,7 @@ Example::
         buf += b"hello"
 """
 
+from shardpool._aio import AsyncBorrow
 from shardpool._core import (
     DEFAULT_MAX_IDLE,
     Block,
@@ -36,10 +37,12 @@ from shardpool._core import (
     TieredPool,
     __version__,
 )
+from shardpool._gc import trim_on_gc
 from shardpool._protocols import Resetter
 
 __all__ = [
     "DEFAULT_MAX_IDLE",
+    "AsyncBorrow",
     "Block",
     "BlockClassStats",
     "BlockPool",
@@ -54,4 +57,5 @@ __all__ = [
     "Resetter",
     "TieredPool",
     "__version__",
+    "trim_on_gc",
 ]

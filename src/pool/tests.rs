@@ -730,3 +730,84 @@ fn trim_keeps_its_keepers_available_while_destroying() {
         "the kept object was idle during every destroy"
     );
 }
+
+fn ready(step: Step<Item>) -> Item {
+    match step {
+        Step::Ready(item) => item,
+        Step::Wait(_) => panic!("expected an object, not a wait"),
+    }
+}
+
+fn wait(step: Step<Item>) -> Arc<Waiter<Idle<Item>>> {
+    match step {
+        Step::Wait(waiter) => waiter,
+        Step::Ready(_) => panic!("expected to wait"),
+    }
+}
+
+#[test]
+fn non_blocking_get_queues_and_is_served_by_a_put() {
+    let pool = Pool::new(Config {
+        max_size: Some(1),
+        ..Config::default()
+    })
+    .unwrap();
+    let mut hooks = TestHooks::default();
+    let held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    assert!(!waiter.is_decided());
+    pool.put(&mut hooks, Arc::clone(&held)).unwrap();
+    assert!(waiter.is_decided());
+    let again = pool.finish_wait(&mut hooks, &waiter).unwrap().unwrap();
+    assert!(Arc::ptr_eq(&held, &again));
+    let s = pool.stats();
+    assert_eq!(
+        (s.hits, s.misses, s.waits, s.timeouts, s.in_use),
+        (1, 1, 1, 0, 1)
+    );
+}
+
+#[test]
+fn an_abandoned_wait_gives_back_what_it_was_granted() {
+    let pool = Pool::new(Config {
+        max_size: Some(1),
+        ..Config::default()
+    })
+    .unwrap();
+    let mut hooks = TestHooks::default();
+    let held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    // Granted, then abandoned before it was taken: the object goes idle.
+    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    pool.put(&mut hooks, held).unwrap();
+    pool.abandon_wait(&mut hooks, &waiter);
+    assert_eq!(pool.idle(), 1);
+    // Abandoned while queued: the slot is not consumed.
+    let held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    pool.abandon_wait(&mut hooks, &waiter);
+    pool.put(&mut hooks, held).unwrap();
+    let s = pool.stats();
+    assert_eq!((s.waits, s.timeouts, s.in_use, s.idle), (2, 2, 0, 1));
+    assert!(hooks.destroyed.is_empty());
+}
+
+#[test]
+fn closing_fails_a_queued_non_blocking_get() {
+    let pool = Pool::new(Config {
+        max_size: Some(1),
+        ..Config::default()
+    })
+    .unwrap();
+    let mut hooks = TestHooks::default();
+    let _held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    pool.close(&mut hooks);
+    assert!(matches!(
+        pool.finish_wait(&mut hooks, &waiter),
+        Err(GetError::Closed)
+    ));
+    assert!(matches!(
+        pool.get_or_enqueue(&mut hooks, true),
+        Err(GetError::Closed)
+    ));
+}

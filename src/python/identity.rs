@@ -99,21 +99,21 @@ impl Identity {
     }
 
     /// Records the caller's stack as the acquisition site of `key`.
-    #[inline]
+    #[inline(always)]
     pub fn acquired(&self, py: Python<'_>, key: u64) {
         if let Some(tracker) = &self.tracker {
-            // A diagnostic must not fail the `get` it describes.
-            let site = capture_stack(py).unwrap_or_else(|e| format!("<stack unavailable: {e}>\n"));
-            let order = tracker.next_ticket.fetch_add(1, Ordering::Relaxed);
-            tracker.lock().insert(key, (order, site));
+            tracker.record(py, key);
         }
     }
 
     /// `key` is back (or gone for good). Returns its record, for
     /// [`Identity::restore`] if the return is refused after all.
-    #[inline]
+    #[inline(always)]
     pub fn returned(&self, key: u64) -> Option<(u64, String)> {
-        self.tracker.as_ref()?.lock().remove(&key)
+        match &self.tracker {
+            None => None,
+            Some(tracker) => tracker.forget(key),
+        }
     }
 
     /// Puts back a record that [`Identity::returned`] removed.
@@ -193,6 +193,21 @@ impl Identity {
 }
 
 impl Tracker {
+    #[cold]
+    #[inline(never)]
+    fn record(&self, py: Python<'_>, key: u64) {
+        // A diagnostic must not fail the `get` it describes.
+        let site = capture_stack(py).unwrap_or_else(|e| format!("<stack unavailable: {e}>\n"));
+        let order = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(key, (order, site));
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn forget(&self, key: u64) -> Option<(u64, String)> {
+        self.lock().remove(&key)
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, (u64, String)>> {
         // Nothing panics while the lock is held; keep going if it did.
         self.sites.lock().unwrap_or_else(PoisonError::into_inner)

@@ -14,6 +14,7 @@ mod object_pool;
 mod policy;
 mod stats;
 mod tiered_pool;
+mod waiting;
 
 // Python allocates objects 16-byte aligned: a class whose Rust data needs
 // more (a cache-padded field stored inline) would be misaligned.
@@ -26,6 +27,7 @@ const _: () = {
     assert!(align_of::<buffer_pool::BufferPool>() <= 16);
     assert!(align_of::<buffer_pool::Buffer>() <= 16);
     assert!(align_of::<borrow::Borrow>() <= 16);
+    assert!(align_of::<waiting::Waiting>() <= 16);
 };
 
 /// `shardpool._core`: the compiled part of shardpool. Import from `shardpool`.
@@ -48,8 +50,17 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<block_pool::BlockClassStats>()?;
     m.add_class::<buffer_pool::BufferPool>()?;
     m.add_class::<buffer_pool::Buffer>()?;
+    m.add_class::<waiting::Waiting>()?;
     m.add("DEFAULT_MAX_IDLE", crate::Config::DEFAULT_MAX_IDLE)?;
     m.add_function(wrap_pyfunction!(_attached_noop, m)?)?;
+    // A child process forked while threads waited on a bounded pool must
+    // not hand objects to those threads: they do not exist in the child.
+    let after_fork = wrap_pyfunction!(_after_fork_in_child, m)?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("after_in_child", &after_fork)?;
+    py.import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&kwargs))?;
     m.add_function(wrap_pyfunction!(_detached_noop, m)?)?;
     m.add_function(wrap_pyfunction!(_idle_slot_bytes, m)?)?;
     Ok(())
@@ -59,6 +70,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// ``python -m shardpool bench``.
 #[pyfunction]
 fn _attached_noop() {}
+
+/// Registered with ``os.register_at_fork``: see ``limit::note_fork``.
+#[pyfunction]
+fn _after_fork_in_child() {
+    crate::limit::note_fork();
+}
 
 /// Detaches from the interpreter and attaches again at once: the fixed cost
 /// of letting other threads run, which shardpool pays only where the work

@@ -2,7 +2,10 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
+use std::sync::Arc;
+
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyGenericAlias, PyType};
 use pyo3::PyTraverseError;
 
@@ -12,7 +15,8 @@ use super::errors::{config_error, get_error};
 use super::identity::Identity;
 use super::policy::{self, Policy, PyHooks};
 use super::stats::PoolStats;
-use crate::{Config, Pool, PutError, ResetOn};
+use super::waiting::Waiting;
+use crate::{Config, Idle, Pool, PutError, ResetOn, Step, Waiter};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
@@ -85,6 +89,41 @@ impl ObjectPool {
         Ok(obj)
     }
 
+    /// An object, or a `_Waiting` in the queue of a full bounded pool.
+    fn get_or_wait(slf: &Bound<'_, Self>, count_wait: bool) -> PyResult<Py<PyAny>> {
+        let (pool, py) = (slf.get(), slf.py());
+        match pool.core.get_or_enqueue(&mut pool.hooks(py), count_wait) {
+            Ok(Step::Ready(obj)) => {
+                pool.identity.acquired(py, key(&obj));
+                Ok(obj)
+            }
+            Ok(Step::Wait(waiter)) => {
+                Ok(Py::new(py, Waiting::new(waiter, slf.clone().unbind()))?.into_any())
+            }
+            Err(e) => Err(get_error(e, None, pool.core.max_size())),
+        }
+    }
+
+    /// The object a decided wait was granted, or a new `_Waiting`.
+    pub(super) fn finish_wait(
+        slf: &Bound<'_, Self>,
+        waiter: &Waiter<Idle<Py<PyAny>>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (pool, py) = (slf.get(), slf.py());
+        match pool.core.finish_wait(&mut pool.hooks(py), waiter) {
+            Ok(Some(obj)) => {
+                pool.identity.acquired(py, key(&obj));
+                Ok(obj)
+            }
+            Ok(None) => Self::get_or_wait(slf, false),
+            Err(e) => Err(get_error(e, None, pool.core.max_size())),
+        }
+    }
+
+    pub(super) fn abandon_wait(&self, py: Python<'_>, waiter: &Arc<Waiter<Idle<Py<PyAny>>>>) {
+        self.core.abandon_wait(&mut self.hooks(py), waiter);
+    }
+
     pub(super) fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let key = obj.as_ptr() as u64;
         // Forgotten before the core takes it back: once back, another
@@ -102,6 +141,13 @@ impl ObjectPool {
             }
         }
     }
+}
+
+/// `shardpool._aio`, the asyncio glue (imported on first use).
+pub(super) fn aio(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static AIO: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    AIO.get_or_try_init(py, || py.import("shardpool._aio").map(Bound::unbind))
+        .map(|m| m.bind(py))
 }
 
 fn not_out(obj: &Bound<'_, PyAny>) -> PyErr {
@@ -195,6 +241,39 @@ impl ObjectPool {
     #[pyo3(signature = (obj, /))]
     fn put(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         self.put_object(obj)
+    }
+
+    /// ``await pool.aget()``: ``get()`` for asyncio. Waiting for a full
+    /// bounded pool never blocks the event loop: the task joins the same
+    /// queue as threads blocked in ``get()``, served in arrival order, and
+    /// resumes when a ``put`` (from any thread or task) hands it an object.
+    /// A task cancelled or timed out while it waits loses nothing: an object
+    /// granted meanwhile goes back to the pool. Raises ``PoolTimeout`` after
+    /// ``timeout`` seconds, ``PoolClosed`` if the pool closes.
+    #[pyo3(signature = (timeout=None))]
+    fn aget<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (_, secs) = args::seconds(timeout, "timeout")?;
+        aio(slf.py())?.getattr("aget")?.call1((slf, secs))
+    }
+
+    /// ``async with pool.aborrow() as obj:``: ``aget()`` on entry, ``put``
+    /// on exit (also when the block raises or the task is cancelled).
+    #[pyo3(signature = (timeout=None))]
+    fn aborrow<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (_, secs) = args::seconds(timeout, "timeout")?;
+        aio(slf.py())?.getattr("AsyncBorrow")?.call1((slf, secs))
+    }
+
+    /// For ``shardpool._aio``: an object, or a ``_Waiting`` if a full
+    /// bounded pool makes the caller wait.
+    fn _get_or_wait(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::get_or_wait(slf, true)
     }
 
     /// A context manager that gets an object on entry and puts it back on

@@ -10,7 +10,7 @@ use super::args;
 use super::borrow::{Borrow, Lender};
 use super::errors::{config_error, get_error};
 use super::identity::Identity;
-use super::object_pool::key;
+use super::object_pool::{aio, key};
 use super::policy::{self, Policy};
 use super::stats::PoolStats;
 use crate::classes::SizeClasses;
@@ -174,6 +174,33 @@ impl TieredPool {
     #[pyo3(signature = (obj, /))]
     fn put(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         self.put_object(obj)
+    }
+
+    /// ``await pool.aget(size)``: ``get(size)`` for asyncio. A tiered pool is
+    /// unbounded, so it never waits; ``timeout`` is accepted (and checked)
+    /// for symmetry with ``ObjectPool.aget``.
+    #[pyo3(signature = (size, timeout=None))]
+    fn aget<'py>(
+        slf: &Bound<'py, Self>,
+        size: &Bound<'py, PyAny>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let size = args::count(size, "size")?;
+        args::seconds(timeout, "timeout")?;
+        aio(slf.py())?.getattr("aget_sized")?.call1((slf, size))
+    }
+
+    /// ``async with pool.aborrow(size) as obj:``: ``aget(size)`` on entry,
+    /// ``put`` on exit (also when the block raises or the task is cancelled).
+    #[pyo3(signature = (size, timeout=None))]
+    fn aborrow<'py>(
+        slf: &Bound<'py, Self>,
+        size: &Bound<'py, PyAny>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let size = args::count(size, "size")?;
+        args::seconds(timeout, "timeout")?;
+        aio(slf.py())?.getattr("AsyncBorrow")?.call1((slf, size))
     }
 
     /// A context manager: ``get(size)`` on entry, ``put`` on exit (also when

@@ -1,0 +1,300 @@
+"""asyncio: aget() and aborrow() wait without blocking the event loop, share
+one fair queue with threads, and lose nothing when cancelled or timed out."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from shardpool import AsyncBorrow, ObjectPool, PoolClosed, PoolTimeout, TieredPool
+
+
+class Thing:
+    pass
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def until(predicate: Any, limit: float = 5.0) -> None:
+    """Yields to the loop until `predicate()` holds (fails after `limit` s)."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.001)
+
+
+def test_unbounded_aget_and_aborrow() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing)
+
+    async def main() -> None:
+        obj = await pool.aget()
+        assert isinstance(obj, Thing)
+        pool.put(obj)
+        async with pool.aborrow() as again:
+            assert again is obj
+        assert len(pool) == 1
+
+    run(main())
+    s = pool.stats()
+    assert (s.hits, s.misses, s.puts, s.waits, s.in_use) == (1, 1, 2, 0, 0)
+
+
+def test_a_waiting_task_does_not_block_the_loop_and_gets_the_returned_object() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+
+    async def main() -> None:
+        held = await pool.aget()
+        waiter = asyncio.create_task(pool.aget())
+        ticks = 0
+        while ticks < 20:  # the loop keeps running other tasks meanwhile
+            await asyncio.sleep(0)
+            ticks += 1
+        assert not waiter.done()
+        pool.put(held)
+        assert await asyncio.wait_for(waiter, 5) is held
+        pool.put(held)
+
+    run(main())
+    s = pool.stats()
+    assert (s.waits, s.timeouts, s.in_use, s.created) == (1, 0, 0, 1)
+
+
+def test_a_put_from_another_thread_wakes_the_task() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+
+    async def main() -> Thing:
+        threading.Timer(0.05, pool.put, (held,)).start()
+        return await pool.aget(timeout=10)
+
+    assert run(main()) is held
+
+
+def test_threads_and_tasks_are_served_in_arrival_order() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+    got: list[str] = []
+
+    def thread_waiter() -> None:
+        obj = pool.get(timeout=10)
+        got.append("thread")
+        pool.put(obj)
+
+    async def main() -> None:
+        t = threading.Thread(target=thread_waiter)
+        t.start()
+        await until(lambda: pool.stats().waits == 1)  # the thread queued first
+        task = asyncio.create_task(pool.aget(timeout=10))
+        await until(lambda: pool.stats().waits == 2)
+        pool.put(held)  # goes to the thread, which puts it back to the task
+        obj = await asyncio.wait_for(task, 10)
+        got.append("task")
+        t.join(10)
+        pool.put(obj)
+
+    run(main())
+    assert got == ["thread", "task"]
+
+
+def test_timeout_raises_pool_timeout_and_keeps_the_slot() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+
+    async def main() -> None:
+        with pytest.raises(PoolTimeout, match="max_size=1"):
+            await pool.aget(timeout=0.02)
+
+    run(main())
+    pool.put(held)
+    assert pool.get(timeout=0) is held
+    s = pool.stats()
+    assert (s.waits, s.timeouts, s.in_use) == (1, 1, 1)
+
+
+def test_cancelled_while_queued_loses_nothing() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+
+    async def main() -> None:
+        task = asyncio.create_task(pool.aget())
+        await until(lambda: pool.stats().waits == 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    pool.put(held)
+    assert len(pool) == 1
+    assert pool.stats().in_use == 0
+
+
+def test_cancelled_after_the_grant_gives_the_object_back() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+
+    async def main() -> None:
+        held = await pool.aget()
+        task = asyncio.create_task(pool.aget())
+        await until(lambda: pool.stats().waits == 1)
+        pool.put(held)  # granted to the task, which has not run yet
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    s = pool.stats()
+    assert (len(pool), s.in_use, s.created) == (1, 0, 1)
+
+
+def test_close_fails_waiting_tasks_with_pool_closed() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    pool.get()
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(pool.aget()) for _ in range(3)]
+        await until(lambda: pool.stats().waits == 3)
+        pool.close()
+        for task in tasks:
+            with pytest.raises(PoolClosed):
+                await asyncio.wait_for(task, 5)
+
+    run(main())
+
+
+def test_a_task_left_waiting_on_a_closed_loop_gives_back_its_grant() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(pool.aget())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert pool.stats().waits == 1
+    loop.close()  # the task never finishes
+    del task
+    gc.collect()
+    # Granted to the dead task's place in the queue, which cannot wake it
+    # and so gives the object back: it goes idle.
+    pool.put(held)
+    assert len(pool) == 1
+    assert pool.stats().in_use == 0
+
+
+def test_aborrow_returns_the_object_on_error_and_is_single_use_at_a_time() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+
+    async def main() -> None:
+        borrow = pool.aborrow(timeout=1)
+        assert isinstance(borrow, AsyncBorrow)
+
+        async def failing_block() -> None:
+            async with borrow as obj:
+                assert isinstance(obj, Thing)
+                raise KeyError("boom")
+
+        with pytest.raises(KeyError):
+            await failing_block()
+        assert len(pool) == 1
+        async with borrow:  # usable again once exited
+            with pytest.raises(RuntimeError, match="already in use"):
+                async with borrow:
+                    pass
+
+    run(main())
+    assert pool.stats().in_use == 0
+
+
+def test_bad_timeout_fails_at_the_call() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing)
+    with pytest.raises(ValueError, match="timeout"):
+        pool.aget(timeout=-1)
+    with pytest.raises(TypeError, match="timeout"):
+        pool.aborrow(timeout="soon")
+    tiered: TieredPool[bytearray] = TieredPool(bytearray, [64])
+    with pytest.raises(ValueError, match="timeout"):
+        tiered.aget(10, timeout=float("nan"))
+    with pytest.raises(ValueError, match="size"):
+        tiered.aget(-1)
+
+
+def test_tiered_aget_and_aborrow() -> None:
+    pool: TieredPool[bytearray] = TieredPool(bytearray, [64, 256])
+
+    async def main() -> None:
+        buf = await pool.aget(100)
+        assert len(buf) == 256
+        pool.put(buf)
+        async with pool.aborrow(200) as again:
+            assert again is buf
+
+    run(main())
+    assert pool.stats().in_use == 0
+
+
+def test_tasks_and_threads_share_a_bounded_pool_without_sharing_objects() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=3)
+    holders: dict[int, str] = {}
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def hold(obj: Thing, who: str) -> None:
+        with lock:
+            if id(obj) in holders:
+                errors.append(f"{who} got an object held by {holders[id(obj)]}")
+            holders[id(obj)] = who
+
+    def drop(obj: Thing) -> None:
+        with lock:
+            del holders[id(obj)]
+
+    def thread_worker(n: int) -> None:
+        for _ in range(50):
+            with pool.borrow(timeout=30) as obj:
+                hold(obj, f"thread {n}")
+                time.sleep(0)
+                drop(obj)
+
+    async def task_worker(n: int) -> None:
+        for _ in range(50):
+            async with pool.aborrow(timeout=30) as obj:
+                hold(obj, f"task {n}")
+                await asyncio.sleep(0)
+                drop(obj)
+
+    async def main() -> None:
+        threads = [threading.Thread(target=thread_worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        await asyncio.gather(*(task_worker(i) for i in range(12)))
+        for t in threads:
+            t.join(30)
+
+    run(main())
+    assert errors == []
+    s = pool.stats()
+    assert s.in_use == 0
+    assert s.created <= 3
+    assert s.hits + s.misses == 16 * 50
+
+
+def test_a_collected_wait_gives_back_its_grant_or_its_place() -> None:
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+    queued = pool._get_or_wait()
+    assert not isinstance(queued, Thing)
+    assert not queued.decided
+    pool.put(held)  # granted to the queued wait
+    assert queued.decided
+    del queued  # collected before anyone took the grant
+    assert len(pool) == 1
+    held = pool.get()
+    queued = pool._get_or_wait()
+    del queued  # collected while still queued: it leaves the queue
+    pool.put(held)
+    assert len(pool) == 1
+    s = pool.stats()
+    assert (s.waits, s.timeouts, s.in_use) == (2, 2, 0)
