@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Iterable
 from types import GenericAlias, TracebackType
-from typing import Generic, Literal, Self, TypedDict, TypeVar, final
+from typing import Any, Generic, Literal, Self, TypedDict, TypeVar, final
 
 from typing_extensions import Buffer as _BufferLike
 
@@ -120,7 +120,7 @@ class Borrow(Generic[_T]):
 class _Waiting:
     """A task's place in a bounded pool's queue of waiters (``shardpool._aio``)."""
 
-    def on_decided(self, callback: Callable[[], object], /) -> None: ...
+    def on_decided(self, callback: Callable[[], object]) -> None: ...
     @property
     def decided(self) -> bool: ...
     def finish(self) -> Any: ...
