@@ -5,10 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from shardpool import ObjectPool
-
 TYPING = Path(__file__).resolve().parent / "typing"
 
 
@@ -23,8 +19,5 @@ def test_check_types_runs() -> None:
     run(TYPING / "check_types.py")
 
 
-@pytest.mark.skipif(
-    not hasattr(ObjectPool, "aget"), reason="ObjectPool.aget/aborrow are not merged yet"
-)
 def test_check_async_runs() -> None:
     run(TYPING / "check_async.py")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import assert_type
 
-from shardpool import ObjectPool, TieredPool
+from shardpool import AsyncBorrow, ObjectPool, TieredPool
 
 
 class Parser:
@@ -21,8 +21,11 @@ async def object_pool() -> None:
     pool = ObjectPool(Parser, max_size=2)
     parser = await pool.aget()
     assert_type(parser, Parser)
-    assert_type(await pool.aget(timeout=0.5), Parser)
-    async with pool.aborrow() as borrowed:
+    second = await pool.aget(timeout=0.5)
+    assert_type(second, Parser)
+    pool.put(second)
+    assert_type(pool.aborrow(), AsyncBorrow[Parser])
+    async with pool.aborrow(5) as borrowed:
         assert_type(borrowed, Parser)
     async with pool.aborrow(timeout=1.0) as borrowed:
         assert_type(borrowed, Parser)
@@ -36,6 +39,7 @@ async def tiered_pool() -> None:
     frame = await pool.aget(100)
     assert_type(frame, bytearray)
     pool.put(frame)
+    assert_type(pool.aborrow(100), AsyncBorrow[bytearray])
     async with pool.aborrow(100, timeout=1.0) as borrowed:
         assert_type(borrowed, bytearray)
     pool.close()

@@ -34,6 +34,7 @@ from shardpool import (
     PoolTimeout,
     Resetter,
     TieredPool,
+    trim_on_gc,
 )
 from shardpool.metrics import PoolCollector, register, unregister
 
@@ -213,6 +214,15 @@ def errors_and_constants() -> None:
     assert not isinstance(not_resettable, Resetter)
 
 
+def gc_trimming() -> None:
+    pool = ObjectPool(Parser, prefill=2)
+    stop = trim_on_gc(pool, keep=1)
+    assert_type(stop, Callable[[], None])
+    stop()
+    trim_on_gc(BlockPool(), keep=1 << 20)()
+    refused(lambda: trim_on_gc(Parser()))  # type: ignore[arg-type]
+
+
 def metrics() -> None:
     registry = CollectorRegistry()
     pool = ObjectPool(Parser, name="typed")
@@ -232,4 +242,5 @@ if __name__ == "__main__":
     blocks()
     buffers()
     errors_and_constants()
+    gc_trimming()
     metrics()
