@@ -70,6 +70,7 @@ def test_threaded_stress_tests_pass_without_the_gil():
         "no:cacheprovider",
         str(TESTS / "test_object_pool_threads.py"),
         str(TESTS / "test_block_threads.py"),
+        str(TESTS / "test_asyncio.py"),
         str(TESTS / "test_metrics.py"),
         gil="0",
     )
