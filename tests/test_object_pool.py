@@ -1113,3 +1113,9 @@ PoolMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_pool_matches_its_model = PoolMachine.TestCase
+
+
+def test_borrow_is_subscriptable_for_annotations():
+    alias = shardpool.Borrow[int]
+    assert alias.__origin__ is shardpool.Borrow
+    assert alias.__args__ == (int,)

@@ -115,6 +115,7 @@ class Borrow(Generic[_T]):
         tb: TracebackType | None,
         /,
     ) -> Literal[False]: ...
+    def __class_getitem__(cls, item: object) -> GenericAlias: ...
 
 @final
 class _Waiting:

@@ -22,7 +22,7 @@ import threading
 import time
 import timeit
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -66,7 +66,7 @@ class ClassBorrow:
 
 
 @contextlib.contextmanager
-def generator_borrow(pool: MinimalPool) -> Iterator[Any]:
+def generator_borrow(pool: MinimalPool) -> Generator[Any, None, None]:
     obj = pool.get()
     try:
         yield obj
@@ -423,7 +423,9 @@ def plot(results: list[Result], path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m shardpool bench", description=__doc__.splitlines()[0]
+        prog="python -m shardpool bench",
+        # No docstrings under python -OO.
+        description=(__doc__ or "Measure shardpool on this machine.").splitlines()[0],
     )
     parser.add_argument("--quick", action="store_true", help="a few seconds, less precise")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")

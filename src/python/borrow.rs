@@ -5,6 +5,7 @@ use std::sync::{Mutex, PoisonError};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::types::{PyGenericAlias, PyType};
 use pyo3::PyTraverseError;
 
 use super::object_pool::ObjectPool;
@@ -115,6 +116,15 @@ impl Borrow {
                 ))
             }
         }
+    }
+
+    /// ``Borrow[T]`` for type annotations.
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -36,8 +36,15 @@ use crate::{Config, Hooks, PutError, ResetOn};
 ///         ``[(4096, 1000), (65536, 500), (1 << 20, 100)]``; a bare size keeps
 ///         ``DEFAULT_MAX_IDLE``.
 ///     size_of: ``size_of(obj) -> int``; ``None`` means ``len``.
-///     reset, validate, destroy, reset_on, idle_timeout, shards, name,
-///         track: as for ``ObjectPool``, applied in every tier.
+///     reset: As for ``ObjectPool``, applied in every tier.
+///     validate: As for ``ObjectPool``.
+///     destroy: As for ``ObjectPool``.
+///     reset_on: As for ``ObjectPool``.
+///     idle_timeout: As for ``ObjectPool``, in every tier.
+///     shards: Shards per tier (default: the number of CPUs).
+///     name: A name for ``repr()``, warnings and metrics labels.
+///     track: Record where each object is acquired, for ``outstanding()``
+///         and the ``ResourceWarning`` of ``close()``.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "TieredPool")]
 pub struct TieredPool {
     tiers: Tiered<Py<PyAny>>,
