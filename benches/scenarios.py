@@ -1,0 +1,455 @@
+"""Run the four scenarios of the design document pooled and unpooled, and compare.
+
+    python benches/scenarios.py                          # everything, 3 rounds (~6 min)
+    python benches/scenarios.py --json docs/scenarios.json --plot docs
+    python benches/scenarios.py --quick                  # one small round (~30 s)
+    python benches/scenarios.py --only http,json --rounds 5
+
+Every run of a scenario is a fresh process (the example script with
+``--json``), so the RSS high-water mark belongs to that variant alone. The
+variants of a scenario run back to back, alternating which goes first from
+round to round; each figure is the median over the rounds and each ratio
+the median of the per-round ratios (pooled / unpooled of the same round),
+with their range beside it. One more run per variant with ``--tracemalloc``
+measures Python heap allocations, kept apart because tracing slows a
+program two to three times. Where ``wrk`` is installed, it loads the HTTP
+server too, as a check on the Python load generator.
+
+Each ratio is judged against the claim of the design document: throughput
++30-50%, latency -40-60%, memory -20-30%, GC pause time -50-70%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+SCENARIOS: dict[str, tuple[str, list[str]]] = {
+    # name: (script, variants); "unpooled" is the baseline of every ratio
+    "http": ("http_server.py", ["unpooled", "pooled", "pooled-except-backend"]),
+    "json": ("json_processing.py", ["unpooled", "pooled"]),
+    "buffers": ("buffer_operations.py", ["unpooled", "pooled"]),
+    "objects": ("object_creation.py", ["unpooled", "pooled"]),
+}
+FLAGS = {
+    "unpooled": ["--no-pool"],
+    "pooled": [],
+    "pooled-except-backend": ["--pool-except-backend"],
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed ratio range: ``good`` is the bold end, ``fair`` the modest end."""
+
+    text: str
+    fair: float
+    good: float
+
+    def verdict(self, ratio: float, low: float, high: float) -> str:
+        """exceeded, met or missed; and whether a miss is a difference at all.
+
+        A difference is only called one if every round agrees on its sign
+        and it is more than NOISE: rounds on a shared machine vary more.
+        """
+
+        def better(r: float, bound: float) -> bool:
+            return r >= bound if self.good > 1 else r <= bound
+
+        if better(ratio, self.good):
+            return "exceeded"
+        if better(ratio, self.fair):
+            return "met"
+        if low <= 1.0 <= high or abs(ratio - 1.0) <= NOISE:
+            return "missed: no difference"
+        return "missed: better" if better(ratio, 1.0) else "missed: worse"
+
+
+NOISE = 0.05
+
+
+THROUGHPUT = Claim("+30-50%", 1.3, 1.5)
+LATENCY = Claim("-40-60%", 0.6, 0.4)
+MEMORY = Claim("-20-30%", 0.8, 0.7)
+GC_PAUSE = Claim("-50-70%", 0.5, 0.3)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of a scenario's table: how to read it from a result, and its claim."""
+
+    label: str
+    unit: str
+    get: Callable[[dict[str, Any]], float | None]
+    claim: Claim | None = None
+
+
+def _mib(key: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda r: None if r.get(key) is None else r[key] / 2**20
+
+
+METRICS = [
+    Metric("throughput", "/s", lambda r: r["throughput"], THROUGHPUT),
+    Metric("latency p50", "ms", lambda r: r["latency_ms"]["p50"], LATENCY),
+    Metric("latency p99", "ms", lambda r: r["latency_ms"]["p99"], LATENCY),
+    Metric("latency p99.9", "ms", lambda r: r["latency_ms"]["p999"], LATENCY),
+    Metric("RSS peak", "MiB", _mib("rss_peak_bytes"), MEMORY),
+    Metric("RSS growth", "MiB", _mib("rss_growth_bytes"), MEMORY),
+    # tracemalloc sees Python's allocator only: not pooled Blocks and Buffers (Rust memory).
+    Metric("tracemalloc peak", "MiB", _mib("traced_peak_bytes")),
+    Metric("GC collections", "", lambda r: r["gc"]["collections"]),
+    Metric("GC pause total", "ms", lambda r: r["gc"]["total_pause_ms"], GC_PAUSE),
+    Metric("GC pause max", "ms", lambda r: r["gc"]["max_pause_ms"], GC_PAUSE),
+    Metric("CPU per operation", "us", lambda r: r["cpu_seconds"] / r["operations"] * 1e6),
+]
+# Measured in the separate tracemalloc run; the other rows come from the timed rounds.
+TRACED_ONLY = {"tracemalloc peak"}
+
+
+def run_example(scenario: str, variant: str, quick: bool, traced: bool) -> dict[str, Any]:
+    """One run in a fresh process; its ScenarioResult as a dict."""
+    script, _ = SCENARIOS[scenario]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(EXAMPLES / script), *FLAGS[variant], "--json", str(out)]
+        cmd += ["--quick"] * quick + ["--tracemalloc"] * traced
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+
+
+WRK_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/items/" .. ((counter * 7919) % 10000))
+end
+"""
+
+
+def run_wrk(variant: str, seconds: int, connections: int) -> dict[str, Any]:
+    """Serve with the example in its own process and load it with wrk; wrk's figures."""
+    server = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "http_server.py"), *FLAGS[variant], "--serve", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[-1].rsplit("/items", 1)[0] + "/"
+        with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+            lua.write(WRK_SCRIPT)
+            lua.flush()
+            cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua.name]
+            out = subprocess.run(
+                [*cmd, url], capture_output=True, text=True, timeout=seconds + 60, check=True
+            ).stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+    def ms(text: str) -> float:
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    return {
+        "variant": variant,
+        "throughput": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        "latency_ms": {"p50": ms(latency["50"]), "p99": ms(latency["99"])},
+        "errors": errors[0] if errors else "",
+        "output": out,
+    }
+
+
+def rounds_order(variants: list[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """Alternate which variant goes first, so neither always runs on a warmer machine."""
+    for i in range(rounds):
+        for v in variants if i % 2 == 0 else variants[::-1]:
+            yield i, v
+
+
+def summarize(
+    runs: dict[str, list[dict[str, Any]]], traced: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per metric: median per variant, and per-round ratios against unpooled."""
+    rows = []
+    for m in METRICS:
+        row: dict[str, Any] = {"metric": m.label, "unit": m.unit, "values": {}, "ratios": {}}
+        for variant, results in runs.items():
+            if m.label in TRACED_ONLY:
+                value = m.get(traced[variant]) if variant in traced else None
+                row["values"][variant] = value
+                continue
+            values = [m.get(r) for r in results]
+            row["values"][variant] = statistics.median(v for v in values if v is not None)
+        base = runs["unpooled"]
+        for variant in runs:
+            if variant == "unpooled":
+                continue
+            if m.label in TRACED_ONLY:
+                a, b = row["values"][variant], row["values"]["unpooled"]
+                ratios = [a / b] if a is not None and b else []
+            else:
+                pairs = zip(runs[variant], base, strict=True)
+                ratios = [
+                    x / y
+                    for x, y in ((m.get(p), m.get(u)) for p, u in pairs)
+                    if x is not None and y
+                ]
+            if ratios:
+                row["ratios"][variant] = {
+                    "median": statistics.median(ratios),
+                    "low": min(ratios),
+                    "high": max(ratios),
+                }
+        main = row["ratios"].get("pooled")
+        if m.claim:
+            row["claim"] = m.claim.text
+            if main:
+                row["verdict"] = m.claim.verdict(main["median"], main["low"], main["high"])
+            elif not row["values"]["pooled"] and not row["values"]["unpooled"]:
+                row["verdict"] = "none in either"
+        rows.append(row)
+    return rows
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if value < 10 else f"{value:.1f}"
+
+
+def markdown(scenario: str, unit: str, rows: list[dict[str, Any]], variants: list[str]) -> str:
+    """The scenario's table, in Markdown."""
+    others = [v for v in variants if v != "unpooled"]
+    head = ["metric", *variants, *(f"{v} / unpooled" for v in others), "claim", "verdict"]
+    lines = [f"**{scenario}** (throughput in {unit}/s)", "", "| " + " | ".join(head) + " |"]
+    lines.append("|---|" + "---:|" * (len(variants) + len(others)) + "---|---|")
+    for row in rows:
+        label = (
+            f"{row['metric']} ({row['unit']})"
+            if row["unit"] and row["unit"] != "/s"
+            else (row["metric"])
+        )
+        cells = [label, *(fmt(row["values"].get(v)) for v in variants)]
+        for v in others:
+            r = row["ratios"].get(v)
+            if r is None:
+                cells.append("-")
+            elif r["low"] == r["high"]:
+                cells.append(f"{r['median']:.2f}")
+            else:
+                cells.append(f"{r['median']:.2f} ({r['low']:.2f}-{r['high']:.2f})")
+        cells += [row.get("claim", ""), row.get("verdict", "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if "model name" in line), "")
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def plot(report: dict[str, Any], directory: Path) -> list[Path]:
+    """Two PNG charts: the figures side by side, and the ratios against the claims."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"unpooled": "#9e9e9e", "pooled": "#1f77b4", "pooled-except-backend": "#9ecae1"}
+    shown = [m for m in METRICS if m.label not in ("CPU per operation", "GC collections")]
+    scenarios = list(report["scenarios"])
+    fig, axes = plt.subplots(
+        len(shown), len(scenarios), figsize=(3.4 * len(scenarios), 1.55 * len(shown)), squeeze=False
+    )
+    for col, name in enumerate(scenarios):
+        s = report["scenarios"][name]
+        for row_i, metric in enumerate(shown):
+            ax = axes[row_i][col]
+            row = next(r for r in s["rows"] if r["metric"] == metric.label)
+            variants = [v for v in s["variants"] if row["values"].get(v) is not None]
+            values = [row["values"][v] for v in variants]
+            ax.barh(variants, values, color=[colors[v] for v in variants])
+            for i, value in enumerate(values):
+                ax.annotate(f" {fmt(value)}", (value, i), va="center", fontsize=7)
+            ax.set_xlim(0, max(values, default=1) * 1.45 or 1)
+            ax.tick_params(labelsize=7)
+            ax.set_xticks([])
+            ax.invert_yaxis()
+            if col:
+                ax.set_yticks([])
+            unit = s["unit"] + "/s" if metric.unit == "/s" else metric.unit
+            ax.set_title(f"{name}: {metric.label} ({unit})", fontsize=8, loc="left")
+    fig.suptitle("Scenarios, pooled vs unpooled (medians; lower is better except throughput)")
+    fig.tight_layout()
+    figures = directory / "scenarios.png"
+    fig.savefig(figures, dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(3.6 * len(scenarios), 4.2), squeeze=False)
+    claimed = [m for m in METRICS if m.claim]
+    for col, name in enumerate(scenarios):
+        ax = axes[0][col]
+        s = report["scenarios"][name]
+        for i, metric in enumerate(claimed):
+            row = next(r for r in s["rows"] if r["metric"] == metric.label)
+            assert metric.claim is not None
+            lo, hi = sorted((metric.claim.fair, metric.claim.good))
+            ax.fill_betweenx([i - 0.4, i + 0.4], lo, hi, color="#c7e9c0", zorder=0)
+            ratio = row["ratios"].get("pooled")
+            if ratio:
+                ax.plot([ratio["low"], ratio["high"]], [i, i], color="#1f77b4", lw=1)
+                ax.plot(ratio["median"], i, "o", color="#1f77b4")
+                ax.annotate(
+                    f"{ratio['median']:.2f}",
+                    (ratio["median"], i),
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                    fontsize=7,
+                )
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlim(0.1, 10)
+        ax.set_yticks(range(len(claimed)), [m.label for m in claimed] if col == 0 else [])
+        ax.invert_yaxis()
+        ax.tick_params(labelsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(
+            "pooled / unpooled (log); throughput: right is better, rest: left", fontsize=7
+        )
+    fig.suptitle(
+        "Pooled / unpooled ratio (dot: median, line: range over rounds) and the claim (green)"
+    )
+    fig.tight_layout()
+    ratios = directory / "scenarios_ratios.png"
+    fig.savefig(ratios, dpi=100)
+    plt.close(fig)
+    return [figures, ratios]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round")
+    parser.add_argument("--rounds", type=int, help="timed rounds per variant (default 3, quick 1)")
+    parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
+    parser.add_argument("--no-tracemalloc", action="store_true", help="skip the traced runs")
+    parser.add_argument("--no-wrk", action="store_true", help="do not load the server with wrk")
+    parser.add_argument("--json", metavar="PATH", help="write every result as JSON")
+    parser.add_argument(
+        "--plot", metavar="DIR", help="write scenarios.png and scenarios_ratios.png"
+    )
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 3)
+    names = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+
+    report: dict[str, Any] = {"machine": machine(), "rounds": rounds, "quick": args.quick}
+    report["scenarios"] = {}
+    started = time.perf_counter()
+    for name in names:
+        _, variants = SCENARIOS[name]
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+        for i, variant in rounds_order(variants, rounds):
+            print(
+                f"[{time.perf_counter() - started:5.0f} s] {name} {variant} round {i + 1}",
+                file=sys.stderr,
+                flush=True,
+            )
+            runs[variant].append(run_example(name, variant, args.quick, traced=False))
+        traced: dict[str, dict[str, Any]] = {}
+        if not args.no_tracemalloc:
+            for variant in variants:
+                print(
+                    f"[{time.perf_counter() - started:5.0f} s] {name} {variant} traced",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                traced[variant] = run_example(name, variant, args.quick, traced=True)
+        checksums = {r["checksum"] for rs in runs.values() for r in rs}
+        if len(checksums) != 1:
+            raise RuntimeError(f"{name}: the variants did different work: {checksums}")
+        report["scenarios"][name] = {
+            "unit": runs["unpooled"][0]["unit"],
+            "variants": variants,
+            "rows": summarize(runs, traced),
+            "runs": runs,
+            "traced": traced,
+        }
+    if "http" in names and not args.no_wrk and shutil.which("wrk"):
+        seconds = 2 if args.quick else 6
+        report["wrk"] = [
+            run_wrk(v, seconds, 1000) for _ in range(rounds) for v in ("unpooled", "pooled")
+        ]
+    report["seconds"] = time.perf_counter() - started
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+
+    m = report["machine"]
+    print(f"# Scenarios: pooled vs unpooled, {rounds} round(s), {report['seconds']:.0f} s\n")
+    print(
+        f"{m['implementation']} {m['python']} on {m['platform']}, {m['cpus']} CPUs ({m['cpu']}); "
+        f"load average {m['load_average_at_start'][0]:.1f} at start, "
+        f"{m['load_average_at_end'][0]:.1f} at end\n"
+    )
+    for name, s in report["scenarios"].items():
+        print(markdown(name, s["unit"], s["rows"], s["variants"]) + "\n")
+    if "wrk" in report:
+        print("**http under wrk** (-t2 -c1000, one run per round)\n")
+        print("| variant | requests/s | latency p50 (ms) | latency p99 (ms) | errors |")
+        print("|---|---:|---:|---:|---|")
+        for w in report["wrk"]:
+            lat = w["latency_ms"]
+            print(
+                f"| {w['variant']} | {w['throughput']:,.0f} | {fmt(lat['p50'])} | "
+                f"{fmt(lat['p99'])} | {w['errors'] or 'none'} |"
+            )
+        print()
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    if args.plot:
+        try:
+            paths = plot(report, Path(args.plot))
+            print("charts: " + ", ".join(str(p) for p in paths))
+        except ImportError:
+            print("charts skipped: matplotlib is not installed (pip install matplotlib)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
