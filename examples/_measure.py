@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import os
@@ -18,8 +19,11 @@ import resource
 import sys
 import time
 import tracemalloc
+from array import array
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from queue import SimpleQueue
 from types import TracebackType
 from typing import Any
 
@@ -96,6 +100,32 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
     return {"p50": rank(0.50), "p99": rank(0.99), "p999": rank(0.999)}
 
 
+def run_tasks(count: int, workers: int, task: Callable[[int], int]) -> tuple[int, array[float]]:
+    """Run ``task(0)`` .. ``task(count - 1)`` on a ThreadPoolExecutor of ``workers`` threads.
+
+    Returns the sum of the tasks' results (modulo 2**64) and each task's
+    milliseconds. Each worker takes task numbers from a queue and keeps only
+    a running sum and an array of floats: submitting one future per task
+    would keep thousands of futures alive, and the measurement would be of
+    their memory and their garbage collections rather than of the work.
+    """
+    numbers: SimpleQueue[int | None] = SimpleQueue()
+    for i in itertools.chain(range(count), itertools.repeat(None, workers)):
+        numbers.put(i)
+
+    def worker() -> tuple[int, array[float]]:
+        total, latencies = 0, array("d")
+        while (i := numbers.get()) is not None:
+            started = time.perf_counter()
+            total = (total + task(i)) % 2**64
+            latencies.append((time.perf_counter() - started) * 1e3)
+        return total, latencies
+
+    with ThreadPoolExecutor(workers) as executor:
+        parts = [f.result() for f in [executor.submit(worker) for _ in range(workers)]]
+    return sum(t for t, _ in parts) % 2**64, array("d", itertools.chain(*(a for _, a in parts)))
+
+
 def raise_fd_limit() -> int:
     """Raise the soft open-files limit to the hard limit; return the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -170,6 +200,7 @@ class Measurement:
         self.seconds = 0.0
         self.cpu = 0.0
         self.traced_peak: int | None = None
+        self.rss_peak = 0
 
     def __enter__(self) -> Measurement:
         if self.traced:
@@ -187,6 +218,7 @@ class Measurement:
     ) -> None:
         self.seconds = time.perf_counter() - self._t0
         self.cpu = cpu_seconds() - self._cpu0
+        self.rss_peak = rss_peak()  # now: what the caller does with the results does not count
         self.gc.__exit__()
         if self.traced:
             self.traced_peak = tracemalloc.get_traced_memory()[1]
@@ -210,7 +242,7 @@ class Measurement:
         computed (the HTTP load generator sends those); ``seconds`` overrides
         the wall time (the load generator times its own window).
         """
-        peak = rss_peak()
+        peak = self.rss_peak
         return ScenarioResult(
             scenario=scenario,
             variant=variant,

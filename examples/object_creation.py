@@ -29,13 +29,12 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from _measure import Measurement, ScenarioResult, parse_args, report
+from _measure import Measurement, ScenarioResult, parse_args, report, run_tasks
 
 from shardpool import ObjectPool, TieredPool
 
@@ -116,12 +115,10 @@ class Resources:
             self.scratch = lambda n: nullcontext(np.empty(n, dtype=np.int32))
 
 
-def task(text: str, words: int, res: Resources) -> tuple[list[int], float]:
-    """Tag one document; return the category counts and the seconds it took."""
-    started = time.perf_counter()
+def tag(text: str, words: int, res: Resources) -> list[int]:
+    """Tag one document with a tagger and scratch space from ``res``."""
     with res.tagger() as tagger, res.scratch(words) as ids:
-        counts = tagger.tag(text, ids)
-    return counts, time.perf_counter() - started
+        return tagger.tag(text, ids)
 
 
 def costs(docs: list[str], sizes: list[int]) -> dict[str, float]:
@@ -149,22 +146,24 @@ def run(pooled: bool, quick: bool, traced: bool = False) -> ScenarioResult:
         for text, n in zip(docs, sizes, strict=True)
     ]
     res = Resources(pooled)
-    order = [i % DOCUMENTS for i in range(tasks)]
-    with measure, ThreadPoolExecutor(WORKERS) as executor:
-        done = list(
-            executor.map(task, [docs[i] for i in order], [sizes[i] for i in order], [res] * tasks)
-        )
-    verified = sum(counts == expected[i] for (counts, _), i in zip(done, order, strict=True))
-    if verified != tasks:
-        raise AssertionError(f"{tasks - verified} tasks counted wrong")
+
+    def task(i: int) -> int:
+        doc = i % DOCUMENTS
+        counts = tag(docs[doc], sizes[doc], res)
+        if counts != expected[doc]:
+            raise AssertionError(f"task {i} counted {counts}, not {expected[doc]}")
+        return (i + 1) * sum(k * c for k, c in enumerate(counts, 1))  # the order shows in the sum
+
+    with measure:
+        checksum, latencies = run_tasks(tasks, WORKERS, task)
     return measure.result(
         "objects",
         "pooled" if pooled else "unpooled",
         "tasks",
         tasks,
-        [seconds * 1e3 for _, seconds in done],
-        verified,
-        checksum=f"{sum(sum(c) * (i + 1) for i, (c, _) in enumerate(done)):x}",
+        latencies,
+        verified=tasks,  # every task raises unless its counts are the expected ones
+        checksum=f"{checksum:x}",
         details={
             "latency_of": "one task",
             **costs(docs, sizes),
