@@ -194,42 +194,50 @@ def rounds_order(variants: list[str], rounds: int) -> Iterator[tuple[int, str]]:
 def summarize(
     runs: dict[str, list[dict[str, Any]]], traced: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """One row per metric: median per variant, and per-round ratios against unpooled."""
+    """One row per metric: figures of the median round, and ratios against unpooled.
+
+    The variants of a round run back to back, so a ratio within a round
+    compares like with like even when the load of the machine changes
+    between rounds. Medians taken per variant over all rounds would not
+    (they may come from different rounds, and disagree with the ratio). So
+    each row shows the figures of the round whose pooled / unpooled ratio is
+    the median, and for every variant its median ratio and range.
+    """
     rows = []
     for m in METRICS:
         row: dict[str, Any] = {"metric": m.label, "unit": m.unit, "values": {}, "ratios": {}}
-        for variant, results in runs.items():
-            if m.label in TRACED_ONLY:
-                value = m.get(traced[variant]) if variant in traced else None
-                row["values"][variant] = value
-                continue
-            values = [m.get(r) for r in results]
-            row["values"][variant] = statistics.median(v for v in values if v is not None)
-        base = runs["unpooled"]
-        for variant in runs:
+        if m.label in TRACED_ONLY:
+            row["values"] = {v: m.get(traced[v]) if v in traced else None for v in runs}
+            per_round = {v: [row["values"][v]] for v in runs}
+        else:
+            per_round = {v: [m.get(r) for r in results] for v, results in runs.items()}
+        base = per_round["unpooled"]
+        for variant, values in per_round.items():
             if variant == "unpooled":
                 continue
-            if m.label in TRACED_ONLY:
-                a, b = row["values"][variant], row["values"]["unpooled"]
-                ratios = [a / b] if a is not None and b else []
-            else:
-                pairs = zip(runs[variant], base, strict=True)
-                ratios = [
-                    x / y
-                    for x, y in ((m.get(p), m.get(u)) for p, u in pairs)
-                    if x is not None and y
-                ]
+            ratios = {
+                i: x / y
+                for i, (x, y) in enumerate(zip(values, base, strict=True))
+                if x is not None and y
+            }
             if ratios:
+                median = statistics.median_low(ratios.values())  # a real round's ratio
                 row["ratios"][variant] = {
-                    "median": statistics.median(ratios),
-                    "low": min(ratios),
-                    "high": max(ratios),
+                    "median": median,
+                    "low": min(ratios.values()),
+                    "high": max(ratios.values()),
+                    "round": next(i for i, r in ratios.items() if r == median),
                 }
-        main = row["ratios"].get("pooled")
+        if m.label not in TRACED_ONLY:
+            main = row["ratios"].get("pooled")
+            shown = main["round"] if main else 0  # without a ratio (zeros): all rounds alike
+            row["values"] = {v: values[shown] for v, values in per_round.items()}
+            row["round"] = shown + 1
         if m.claim:
             row["claim"] = m.claim.text
-            if main:
-                row["verdict"] = m.claim.verdict(main["median"], main["low"], main["high"])
+            if "pooled" in row["ratios"]:
+                r = row["ratios"]["pooled"]
+                row["verdict"] = m.claim.verdict(r["median"], r["low"], r["high"])
             elif not row["values"]["pooled"] and not row["values"]["unpooled"]:
                 row["verdict"] = "none in either"
         rows.append(row)
@@ -239,6 +247,8 @@ def summarize(
 def fmt(value: float | None) -> str:
     if value is None:
         return "-"
+    if value == int(value):
+        return f"{int(value):,}"
     if value >= 1000:
         return f"{value:,.0f}"
     return f"{value:.3g}" if value < 10 else f"{value:.1f}"
@@ -365,64 +375,48 @@ def plot(report: dict[str, Any], directory: Path) -> list[Path]:
     return [figures, ratios]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, one round")
-    parser.add_argument("--rounds", type=int, help="timed rounds per variant (default 5, quick 1)")
-    parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
-    parser.add_argument("--no-tracemalloc", action="store_true", help="skip the traced runs")
-    parser.add_argument("--no-wrk", action="store_true", help="do not load the server with wrk")
-    parser.add_argument("--json", metavar="PATH", help="write every result as JSON")
-    parser.add_argument(
-        "--plot", metavar="DIR", help="write scenarios.png and scenarios_ratios.png"
-    )
-    args = parser.parse_args(argv)
-    rounds = args.rounds or (1 if args.quick else 5)
-    names = args.only.split(",") if args.only else list(SCENARIOS)
-    unknown = set(names) - set(SCENARIOS)
-    if unknown:
-        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-
-    report: dict[str, Any] = {"machine": machine(), "rounds": rounds, "quick": args.quick}
+def measure(names: list[str], rounds: int, quick: bool, traced: bool, wrk: bool) -> dict[str, Any]:
+    """Run everything; the raw results of every run, and when and where they were taken."""
+    report: dict[str, Any] = {"machine": machine(), "rounds": rounds, "quick": quick}
     report["scenarios"] = {}
     started = time.perf_counter()
+
+    def progress(text: str) -> None:
+        print(f"[{time.perf_counter() - started:5.0f} s] {text}", file=sys.stderr, flush=True)
+
     for name in names:
         _, variants = SCENARIOS[name]
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
         for i, variant in rounds_order(variants, rounds):
-            print(
-                f"[{time.perf_counter() - started:5.0f} s] {name} {variant} round {i + 1}",
-                file=sys.stderr,
-                flush=True,
-            )
-            runs[variant].append(run_example(name, variant, args.quick, traced=False))
-        traced: dict[str, dict[str, Any]] = {}
-        if not args.no_tracemalloc:
-            for variant in variants:
-                print(
-                    f"[{time.perf_counter() - started:5.0f} s] {name} {variant} traced",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                traced[variant] = run_example(name, variant, quick=True, traced=True)
+            progress(f"{name} {variant} round {i + 1}")
+            runs[variant].append(run_example(name, variant, quick, traced=False))
+        traced_runs: dict[str, dict[str, Any]] = {}
+        for variant in variants if traced else []:
+            progress(f"{name} {variant} traced")
+            traced_runs[variant] = run_example(name, variant, quick=True, traced=True)
         checksums = {r["checksum"] for rs in runs.values() for r in rs}
         if len(checksums) != 1:
             raise RuntimeError(f"{name}: the variants did different work: {checksums}")
         report["scenarios"][name] = {
             "unit": runs["unpooled"][0]["unit"],
             "variants": variants,
-            "rows": summarize(runs, traced),
             "runs": runs,
-            "traced": traced,
+            "traced": traced_runs,
         }
-    if "http" in names and not args.no_wrk and shutil.which("wrk"):
-        seconds = 2 if args.quick else 6
+    if "http" in names and wrk and shutil.which("wrk"):
+        progress("http under wrk")
+        seconds = 2 if quick else 6
         report["wrk"] = [run_wrk(v, seconds, 1000) for v in ("unpooled", "pooled")]
     report["seconds"] = time.perf_counter() - started
     report["machine"]["load_average_at_end"] = os.getloadavg()
+    return report
 
+
+def print_report(report: dict[str, Any]) -> None:
     m = report["machine"]
-    print(f"# Scenarios: pooled vs unpooled, {rounds} round(s), {report['seconds']:.0f} s\n")
+    print(
+        f"# Scenarios: pooled vs unpooled, {report['rounds']} round(s), {report['seconds']:.0f} s\n"
+    )
     print(
         f"{m['implementation']} {m['python']} on {m['platform']}, {m['cpus']} CPUs ({m['cpu']}); "
         f"load average {m['load_average_at_start'][0]:.1f} at start, "
@@ -431,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, s in report["scenarios"].items():
         print(markdown(name, s["unit"], s["rows"], s["variants"]) + "\n")
     if "wrk" in report:
-        print(f"**http under wrk** (-t2 -c1000 -d{seconds}s, one run each)\n")
+        print("**http under wrk** (-t2 -c1000, one run each)\n")
         print("| variant | requests/s | latency p50 (ms) | latency p99 (ms) | errors |")
         print("|---|---:|---:|---:|---|")
         for w in report["wrk"]:
@@ -441,6 +435,33 @@ def main(argv: list[str] | None = None) -> int:
                 f"{fmt(lat['p99'])} | {w['errors'] or 'none'} |"
             )
         print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round")
+    parser.add_argument("--rounds", type=int, help="timed rounds per variant (default 5, quick 1)")
+    parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
+    parser.add_argument("--no-tracemalloc", action="store_true", help="skip the traced runs")
+    parser.add_argument("--no-wrk", action="store_true", help="do not load the server with wrk")
+    parser.add_argument("--json", metavar="PATH", help="write every result as JSON")
+    parser.add_argument("--plot", metavar="DIR", help="write the two PNG charts into DIR")
+    parser.add_argument(
+        "--report", metavar="PATH", help="measure nothing: report a JSON written by --json"
+    )
+    args = parser.parse_args(argv)
+    if args.report:
+        report = json.loads(Path(args.report).read_text())
+    else:
+        rounds = args.rounds or (1 if args.quick else 5)
+        names = args.only.split(",") if args.only else list(SCENARIOS)
+        unknown = set(names) - set(SCENARIOS)
+        if unknown:
+            parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+        report = measure(names, rounds, args.quick, not args.no_tracemalloc, not args.no_wrk)
+    for s in report["scenarios"].values():
+        s["rows"] = summarize(s["runs"], s["traced"])
+    print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.plot:

@@ -89,3 +89,11 @@ def test_scenarios_driver_quick(tmp_path: Path) -> None:
     assert rows["throughput"]["verdict"]
     for chart in ("scenarios.png", "scenarios_ratios.png"):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG")
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benches" / "scenarios.py"), "--report", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert again.stdout == done.stdout.split("charts:")[0], "--report prints the same tables"
