@@ -43,6 +43,8 @@ TOTAL_FIELDS = (
     "bytes_idle",
     "bytes_in_use",
     "max_idle_bytes",
+    "in_use",
+    "idle",
     "hits",
     "misses",
     "puts",
@@ -1413,3 +1415,18 @@ def test_numpy_integers_are_accepted_as_sizes_but_bools_are_not():
         pool.get(True)
     with pytest.raises(TypeError, match="n must be an int"):
         pool.get(np.float64(3.0))
+
+
+def test_stats_count_blocks_in_use_and_idle():
+    pool = BlockPool(classes=[64, 4096])
+    a, b, big = pool.get(10), pool.get(4000), pool.get(100_000)
+    s = pool.stats()
+    assert (s.in_use, s.idle) == (3, 0)
+    a.release()
+    big.release()
+    s = pool.stats()
+    assert (s.in_use, s.idle) == (1, 1)  # the oversize block is freed, not kept
+    assert s.as_dict()["in_use"] == 1
+    assert s.as_dict()["idle"] == len(pool) == 1
+    b.release()
+    assert pool.stats().in_use == 0

@@ -43,6 +43,8 @@ class _BlockPoolStatsDict(TypedDict):
     bytes_idle: int
     bytes_in_use: int
     max_idle_bytes: int
+    in_use: int
+    idle: int
     hits: int
     misses: int
     puts: int
@@ -295,6 +297,10 @@ class BlockPoolStats:
     def bytes_in_use(self) -> int: ...
     @property
     def max_idle_bytes(self) -> int: ...
+    @property
+    def in_use(self) -> int: ...
+    @property
+    def idle(self) -> int: ...
     @property
     def hits(self) -> int: ...
     @property

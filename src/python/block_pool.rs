@@ -495,6 +495,10 @@ pub struct BlockPoolStats {
     /// Bytes (capacity) of blocks handed out and not yet released.
     bytes_in_use: usize,
     max_idle_bytes: usize,
+    /// Blocks handed out and not yet released.
+    in_use: u64,
+    /// Blocks held idle.
+    idle: u64,
     /// Blocks handed out reused.
     hits: u64,
     /// Blocks handed out newly allocated (oversize ones included).
@@ -543,6 +547,8 @@ impl BlockPoolStats {
             bytes_idle: s.bytes_idle,
             bytes_in_use: s.bytes_in_use,
             max_idle_bytes: pool.max_idle_bytes(),
+            in_use: s.totals.in_use,
+            idle: s.totals.idle,
             hits: s.totals.hits,
             misses: s.totals.misses,
             puts: s.totals.puts,
@@ -570,6 +576,8 @@ impl BlockPoolStats {
         d.set_item("bytes_idle", self.bytes_idle)?;
         d.set_item("bytes_in_use", self.bytes_in_use)?;
         d.set_item("max_idle_bytes", self.max_idle_bytes)?;
+        d.set_item("in_use", self.in_use)?;
+        d.set_item("idle", self.idle)?;
         d.set_item("hits", self.hits)?;
         d.set_item("misses", self.misses)?;
         d.set_item("puts", self.puts)?;
