@@ -63,7 +63,7 @@ def load(port: int, connections: int, duration: float, max_requests: int) -> dic
     """Hold ``connections`` connections open and keep a request in flight on each."""
     raise_fd_limit()
     started = time.perf_counter()
-    conns = []
+    conns: list[ClientConn] = []
     for _ in range(connections):
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -131,7 +131,9 @@ def load(port: int, connections: int, duration: float, max_requests: int) -> dic
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "The load generator of http_server.py").splitlines()[0]
+    )
     parser.add_argument("port", type=int)
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=60.0)

@@ -156,7 +156,7 @@ class ScenarioResult:
     gc: GcStats
     verified: int  # operations whose output was checked and found right
     checksum: str  # the same in every variant: proof they did the same work
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict[str, Any])
 
     @property
     def throughput(self) -> float:

@@ -44,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext, suppress
 from functools import partial
 from pathlib import Path
@@ -66,8 +66,14 @@ ITEMS = 10_000
 
 HEAD_END = re.compile(rb"\r\n\r\n")
 ITEM_PATH = re.compile(r"/items/(\d+)\Z")
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
-REASONS |= {431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
 
 
 class Exchange:
@@ -371,7 +377,9 @@ class Server:
 
 
 @contextmanager
-def serving(pool_objects: bool, pool_backend: bool) -> Iterator[tuple[Server, Resources]]:
+def serving(
+    pool_objects: bool, pool_backend: bool
+) -> Generator[tuple[Server, Resources], None, None]:
     """A database, the resources and a started server; all gone on exit."""
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "items.sqlite"
@@ -443,7 +451,7 @@ def serve(seconds: float, pool_objects: bool, pool_backend: bool) -> None:
     raise_fd_limit()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda _signum, _frame: stop.set())
     with serving(pool_objects, pool_backend) as (server, _):
         print(f"listening on http://127.0.0.1:{server.port}/items/1", flush=True)
         deadline = time.monotonic() + seconds if seconds > 0 else float("inf")

@@ -84,7 +84,7 @@ def make_documents(seed: int = 5) -> list[str]:
     """DOCUMENTS texts, one in five words unknown, the same in every run."""
     rng = random.Random(seed)
     unknown = make_words(1_000, seed=2)
-    docs = []
+    docs: list[str] = []
     for _ in range(DOCUMENTS):
         n = int(MIN_WORDS * (MAX_WORDS / MIN_WORDS) ** rng.random())
         docs.append(
