@@ -446,7 +446,8 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # No docstrings under python -OO.
+    parser = argparse.ArgumentParser(description=(__doc__ or "The scenarios.").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
     parser.add_argument("--rounds", type=int, help="timed rounds per variant (default 5, quick 1)")
     parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))

@@ -270,7 +270,7 @@ def parse_args(
 ) -> argparse.Namespace:
     """The command line every scenario example shares; ``extra`` adds its own options."""
     parser = argparse.ArgumentParser(
-        description=(doc or "").strip().splitlines()[0],
+        description=((doc or "").strip() or "A shardpool scenario.").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--no-pool", action="store_true", help="the same program without pools")

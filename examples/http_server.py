@@ -225,6 +225,7 @@ class Server:
         self.wake_r, self.wake_w = socket.socketpair()  # wakes the loop for rearm
         self.wake_w.setblocking(False)  # a full pipe means the loop has wake-ups pending
         self.stopping = threading.Event()
+        self.stopped = False
         self.lock = threading.Lock()
         self.open = self.max_open = 0
         self.served = [0] * workers  # one counter per worker: no lock needed
@@ -240,6 +241,10 @@ class Server:
         return self
 
     def stop(self) -> None:
+        """Stops and joins every thread; calling it again does nothing."""
+        if self.stopped:
+            return
+        self.stopped = True
         self.stopping.set()
         self._wake()
         self.threads[0].join()
@@ -421,6 +426,9 @@ def run(
                 text=True,
                 timeout=duration + 120,
             )
+        # Join the workers first: one may have sent its last response but not
+        # yet given back what it borrowed.
+        server.stop()
         stats = resources.stats()
     if client.returncode != 0:
         raise SystemExit(f"the load generator failed:\n{client.stderr}")
