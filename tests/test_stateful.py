@@ -128,6 +128,11 @@ class Counts:
         if self.c["hits"] % SAMPLE_EVERY == 0:
             self.sample()
 
+    def add_hits(self, n: int) -> None:
+        """A batch of reuses (get_many): counted at once, then sampled."""
+        self.c["hits"] += n
+        self.sample()
+
     def miss(self) -> None:
         self.c["created"] += 1
         self.c["misses"] += 1
@@ -253,6 +258,9 @@ class IdleModel:
             self.pop(obj)
 
 
+REJECTED = object()  # an idle object validate refused
+
+
 class Outcome:
     """What the model says a call does: returns `value`, or raises `error`."""
 
@@ -274,6 +282,33 @@ def check(outcome: Outcome, exc: BaseException | None) -> None:
         assert exc is None, f"unexpected {exc!r}"
     else:
         assert isinstance(exc, outcome.error), f"expected {outcome.error.__name__}, got {exc!r}"
+
+
+def close_and_check(pool, track: bool, out: int) -> None:
+    """close(); with track=True it warns where the objects still out were
+    acquired (ResourceWarning), and only then."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert pool.close() is None
+    expected = [ResourceWarning] if track and out else []
+    assert [w.category for w in caught] == expected
+    if expected:
+        assert f"closed with {out} " in str(caught[0].message)
+
+
+def quiet_close(pool) -> None:
+    """close() at teardown, whatever is still out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        pool.close()
+
+
+def check_outstanding(pool, track: bool, out: int) -> None:
+    if track:
+        assert len(pool.outstanding()) == out
+    else:
+        with pytest.raises(RuntimeError, match="track"):
+            pool.outstanding()
 
 
 class CoreModel:
@@ -307,32 +342,43 @@ class CoreModel:
     def alive(self, held: int) -> int:
         return held + len(self.idle) + self.taking
 
+    def take_idle(self, ev: Events) -> Outcome | None:
+        """The next idle object, reset (when due on get) and validated as
+        `Pool::vet` does: `None` if none is idle, `Outcome(REJECTED)` if
+        validate refused it (destroyed), `Outcome(error=...)` if a hook
+        raised (destroyed too)."""
+        o = self.owner
+        if not len(self.idle):
+            return None
+        obj = None
+        if o.resetting and o.reset_on == "get":
+            obj = self.idle.pop(ev.expect("reset"))
+            if obj.fail_reset:
+                self.m.bump("reset_errors")
+                self.destroyed(ev, obj)
+                return Outcome(error=Boom)
+            o.expected_data[obj.serial] = []
+        if o.hooks.validating:
+            got = ev.expect("validate", obj)
+            if obj is None:
+                obj = self.idle.pop(got)
+            if obj.validate_raises or obj.spoiled:
+                self.m.bump("invalid")
+                self.destroyed(ev, obj)
+                return Outcome(error=Boom) if obj.validate_raises else Outcome(REJECTED)
+        if obj is None:
+            obj = self.idle.pop()
+        return Outcome(obj)
+
     def acquire(self, ev: Events, may_wait: bool, held: int) -> Outcome:
         """One object, as `Pool::acquire` gets it (one thread: never waits)."""
         o = self.owner
-        while len(self.idle):
-            obj = None
-            if o.resetting and o.reset_on == "get":
-                obj = self.idle.pop(ev.expect("reset"))
-                if obj.fail_reset:
-                    self.m.bump("reset_errors")
-                    self.destroyed(ev, obj)
-                    return Outcome(error=Boom)
-                o.expected_data[obj.serial] = []
-            if o.hooks.validating:
-                got = ev.expect("validate", obj)
-                if obj is None:
-                    obj = self.idle.pop(got)
-                if obj.validate_raises or obj.spoiled:
-                    self.m.bump("invalid")
-                    self.destroyed(ev, obj)
-                    if obj.validate_raises:
-                        return Outcome(error=Boom)
-                    continue
-            if obj is None:
-                obj = self.idle.pop()
-            self.m.hit()
-            return Outcome(obj)
+        while (taken := self.take_idle(ev)) is not None:
+            if taken.value is REJECTED:
+                continue
+            if taken.error is None:
+                self.m.hit()
+            return taken
         if self.max_size is not None and self.alive(held) >= self.max_size:
             if may_wait:
                 self.m.bump("waits")
@@ -416,7 +462,7 @@ class HookedMachine(RuleBasedStateMachine):
 
     def teardown(self):
         if hasattr(self, "pool"):
-            self.pool.close()
+            quiet_close(self.pool)
             sys.unraisablehook = self.old_hook
 
     def take_out(self, obj: Item, seen: tuple | None = None) -> None:
@@ -472,6 +518,7 @@ class HookedMachine(RuleBasedStateMachine):
 
 
 HOOK_OPTIONS = {
+    "track": st.booleans(),
     "reset": st.sampled_from(["auto", "callable", "off"]),
     "reset_on": st.sampled_from(["put", "get"]),
     "validate": st.booleans(),
@@ -496,9 +543,20 @@ class ObjectPoolMachine(HookedMachine):
         **HOOK_OPTIONS,
     )
     def make_pool(
-        self, max_size, max_idle, shards, checked, prefill, reset, reset_on, validate, idle_timeout
+        self,
+        max_size,
+        max_idle,
+        shards,
+        checked,
+        prefill,
+        track,
+        reset,
+        reset_on,
+        validate,
+        idle_timeout,
     ):
         shards = self.setup_hooks(reset, reset_on, validate, shards)
+        self.track = track
         if max_size is None:
             cap = DEFAULT_MAX_IDLE if max_idle is None else max_idle
         else:
@@ -516,6 +574,8 @@ class ObjectPoolMachine(HookedMachine):
             destroy=self.hooks.destroy,
             idle_timeout=idle_timeout,
             prefill=prefill,
+            track=track,
+            name="model" if track else None,
         )
         self.core = CoreModel(self, cap, fifo=shards == 1, max_size=max_size)
         self.checked = checked or max_size is not None
@@ -573,16 +633,27 @@ class ObjectPoolMachine(HookedMachine):
             return
         out: list = []
         outcome = Outcome(out)
-        for _ in range(n):
-            if core.closed:
-                outcome = Outcome(error=PoolClosed)
-                break
-            core.taking = len(out)
-            one = core.acquire(ev, may_wait=False, held=len(self.held))
-            if one.error is not None:
-                outcome = one
-                break
-            out.append(one.value)
+        if core.closed:
+            outcome = Outcome(error=PoolClosed)
+        else:
+            # First the idle objects, in one pass, their hits counted at once
+            # (and in_use sampled); then new ones, as get would make them.
+            while len(out) < n and (taken := core.take_idle(ev)) is not None:
+                if taken.value is REJECTED:
+                    continue
+                if taken.error is not None:
+                    outcome = taken
+                    break
+                out.append(taken.value)
+            if out:
+                core.m.add_hits(len(out))
+            while outcome.error is None and len(out) < n:
+                core.taking = len(out)
+                one = core.acquire(ev, may_wait=False, held=len(self.held))
+                if one.error is not None:
+                    outcome = one
+                    break
+                out.append(one.value)
         core.taking = 0
         self.hooks.factory_fails = False
         if outcome.error is not None:
@@ -685,7 +756,7 @@ class ObjectPoolMachine(HookedMachine):
 
     @rule()
     def close(self):
-        self.pool.close()
+        close_and_check(self.pool, self.track, len(self.held))
         ev = Events(self.log)
         self.core.close(ev)
         ev.done()
@@ -713,6 +784,7 @@ class ObjectPoolMachine(HookedMachine):
         if self.core.max_size is not None:
             assert self.core.alive(len(self.held)) <= self.core.max_size
         assert s.idle <= self.pool.max_idle
+        check_outstanding(self.pool, self.track, len(self.held))
         self.check_objects(self.core.idle.items)
 
 
@@ -735,8 +807,9 @@ class TieredPoolMachine(HookedMachine):
         size_of=st.sampled_from(["len", "attribute"]),
         **HOOK_OPTIONS,
     )
-    def make_pool(self, caps, shards, size_of, reset, reset_on, validate, idle_timeout):
+    def make_pool(self, caps, shards, size_of, track, reset, reset_on, validate, idle_timeout):
         shards = self.setup_hooks(reset, reset_on, validate, shards)
+        self.track = track
         specs = [s if c is None else (s, c) for s, c in zip(TIER_SIZES, caps, strict=True)]
         self.pool = TieredPool(
             self.hooks.factory,
@@ -748,6 +821,7 @@ class TieredPoolMachine(HookedMachine):
             destroy=self.hooks.destroy,
             idle_timeout=idle_timeout,
             shards=shards,
+            track=track,
         )
         self.tiers = {
             size: CoreModel(self, DEFAULT_MAX_IDLE if cap is None else cap, fifo=shards == 1)
@@ -869,7 +943,7 @@ class TieredPoolMachine(HookedMachine):
 
     @rule()
     def close(self):
-        self.pool.close()
+        close_and_check(self.pool, self.track, len(self.held))
         ev = Events(self.log)
         for core in self.tiers.values():
             core.close(ev)
@@ -908,6 +982,7 @@ class TieredPoolMachine(HookedMachine):
         all_idle = [o for core in self.tiers.values() for o in core.idle.items]
         for core_size, core in self.tiers.items():
             assert all(o.size >= core_size for o in core.idle.items), "misfiled"
+        check_outstanding(self.pool, self.track, len(self.held))
         self.check_objects(all_idle)
 
 
@@ -935,6 +1010,9 @@ class Memory:
         self.start = start
         self.capacity = capacity
         self.content = bytearray(capacity)  # new memory is zero
+
+
+POISON = 0xDB  # what zero="poison" fills returned blocks with
 
 
 class Held:
@@ -976,14 +1054,16 @@ class BlockPoolMachine(RuleBasedStateMachine):
         caps=st.tuples(*[st.none() | st.integers(0, 3)] * 3),
         max_block=st.sampled_from([100, 256]),
         max_idle_bytes=st.none() | st.integers(0, 3000),
-        zero=st.sampled_from(["never", "release", "acquire"]),
+        zero=st.sampled_from(["never", "release", "acquire", "poison"]),
         alignment=st.sampled_from([8, 64, 4096]),
         shards=st.integers(1, 2),
         idle_timeout=st.sampled_from([None, 3600.0]),
+        track=st.booleans(),
     )
     def make_pool(
-        self, layout, caps, max_block, max_idle_bytes, zero, alignment, shards, idle_timeout
+        self, layout, caps, max_block, max_idle_bytes, zero, alignment, shards, idle_timeout, track
     ):
+        self.track = track
         budget = 64 << 20 if max_idle_bytes is None else max_idle_bytes
         if layout == "explicit":
             sizes = (64, 256, 1024)
@@ -994,6 +1074,7 @@ class BlockPoolMachine(RuleBasedStateMachine):
                 alignment=alignment,
                 shards=shards,
                 idle_timeout=idle_timeout,
+                track=track,
             )
             given = dict(zip(sizes, caps, strict=True))
         else:
@@ -1004,6 +1085,7 @@ class BlockPoolMachine(RuleBasedStateMachine):
                 alignment=alignment,
                 shards=shards,
                 idle_timeout=idle_timeout,
+                track=track,
             )
             sizes = tuple(self.pool.classes)
             assert sizes[-1] == max_block
@@ -1037,7 +1119,7 @@ class BlockPoolMachine(RuleBasedStateMachine):
             release_views(h.views)
             if not h.block.released:
                 h.block.release()
-        self.pool.close()
+        quiet_close(self.pool)
         self.other_block.release()
 
     # -- model helpers --
@@ -1064,6 +1146,8 @@ class BlockPoolMachine(RuleBasedStateMachine):
             return
         if self.zero == "release" and h.memory is not None:
             h.memory.content[:] = bytes(capacity)
+        if self.zero == "poison" and h.memory is not None:
+            h.memory.content[:] = bytes([POISON]) * capacity
         if (
             len(self.idle[capacity]) < self.caps[capacity]
             and self.bytes_idle() + capacity <= self.budget
@@ -1100,11 +1184,13 @@ class BlockPoolMachine(RuleBasedStateMachine):
         start = address(block)
         assert start % self.alignment == 0
         fits = [s for s in self.sizes if s >= n]
+        reused = False
         if fits:
             size = fits[0]
             self.used.add(size)
             row = self.rows[size]
             if self.idle[size]:
+                reused = True
                 row.bump("hits")
                 memory = self.idle[size].pop(0)  # None unless the model is exact
                 if memory is not None:
@@ -1125,8 +1211,10 @@ class BlockPoolMachine(RuleBasedStateMachine):
             if self.zero == "acquire" or zeroed:
                 memory.content[:n] = bytes(n)
             assert bytes(block) == bytes(memory.content[:n]), "holder sees unexpected bytes"
-        elif self.zero != "never" or zeroed or not fits:
+        elif zeroed or not reused or self.zero in ("release", "acquire"):
             assert bytes(block) == bytes(n), "holder sees a previous holder's bytes"
+        elif self.zero == "poison":
+            assert bytes(block) == bytes([POISON]) * n, "a reused block is not poisoned"
         self.next_pattern = self.next_pattern % 255 + 1
         view = memoryview(block)
         view[:] = bytes([self.next_pattern]) * n
@@ -1255,7 +1343,7 @@ class BlockPoolMachine(RuleBasedStateMachine):
 
     @rule()
     def close(self):
-        assert self.pool.close() is None
+        close_and_check(self.pool, self.track, len(self.held) + len(self.deferred))
         for size, idle in self.idle.items():
             for _ in idle:
                 self.rows[size].bump("destroyed")
@@ -1288,6 +1376,7 @@ class BlockPoolMachine(RuleBasedStateMachine):
             assert r.max_idle == self.caps[r.size] == rd["max_idle"]
         assert s.created == s.destroyed + len(self.pool) + len(out)
         assert self.pool.closed == self.closed
+        check_outstanding(self.pool, self.track, len(out))
 
     @invariant()
     def every_holder_sees_only_its_own_bytes(self):
@@ -1347,13 +1436,16 @@ class BufferPoolMachine(RuleBasedStateMachine):
         max_capacity=st.sampled_from([None, 0, 100, 5000]),
         shards=st.integers(1, 2),
         idle_timeout=st.sampled_from([None, 3600.0]),
+        track=st.booleans(),
     )
-    def make_pool(self, max_idle, max_capacity, shards, idle_timeout):
+    def make_pool(self, max_idle, max_capacity, shards, idle_timeout, track):
+        self.track = track
         self.pool = BufferPool(
             max_idle=max_idle,
             max_capacity=max_capacity,
             shards=shards,
             idle_timeout=idle_timeout,
+            track=track,
         )
         self.cap = DEFAULT_MAX_IDLE if max_idle is None else max_idle
         self.max_capacity = 16 << 20 if max_capacity is None else max_capacity
@@ -1374,7 +1466,7 @@ class BufferPoolMachine(RuleBasedStateMachine):
             release_views(h.views)
             if not h.buf.released:
                 h.buf.release()
-        self.pool.close()
+        quiet_close(self.pool)
         self.other_buf.release()
 
     def give_back(self, capacity: int) -> None:
@@ -1582,7 +1674,7 @@ class BufferPoolMachine(RuleBasedStateMachine):
 
     @rule()
     def close(self):
-        assert self.pool.close() is None
+        close_and_check(self.pool, self.track, len(self.held) + len(self.deferred))
         for _ in self.idle:
             self.m.bump("destroyed")
         self.idle = []
@@ -1601,6 +1693,7 @@ class BufferPoolMachine(RuleBasedStateMachine):
         assert s.max_in_use == self.m.peak == d["max_in_use"]
         assert s.created == s.destroyed + s.idle + s.in_use
         assert self.pool.closed == self.closed
+        check_outstanding(self.pool, self.track, out)
         assert self.pool.typical_capacity == 4096
         assert self.pool.large_capacity is None
         for h in self.held:
