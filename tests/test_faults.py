@@ -324,11 +324,13 @@ def test_object_pool_with_failing_hooks_in_threads_keeps_exact_books(config, rat
 
 
 def test_factory_failing_with_waiters_hands_the_slot_on():
-    """max_size=1, the factory fails half the time: each failure must give
-    the one slot to the next waiter, or someone waits forever."""
-    faults = Faults({"factory": 0.5}, max_size=1, seed="slot")
-    pool = ObjectPool(faults.factory, max_size=1, max_idle=0, destroy=faults.destroy)
-    failures: list[Boom] = []
+    """max_size=1, every reset fails (the object is destroyed on put) and
+    the factory fails half the time: each destroyed object and each failed
+    creation must hand the one slot to the next waiter, or someone waits
+    forever."""
+    faults = Faults({"factory": 0.5, "reset": 1.0}, max_size=1, seed="slot")
+    pool = ObjectPool(faults.factory, max_size=1, reset=faults.reset, destroy=faults.destroy)
+    caught: list[Boom] = []
     got: list[Item] = []
 
     def worker(i: int) -> None:
@@ -336,18 +338,22 @@ def test_factory_failing_with_waiters_hands_the_slot_on():
             try:
                 obj = pool.get(timeout=None)
             except Boom as e:
-                failures.append(e)
+                caught.append(e)
                 continue
             got.append(obj)
-            # max_idle=0: handed to a waiter, or destroyed and its slot handed on.
-            pool.put(obj)
+            time.sleep(0.0001)  # hold it, GIL released: the others queue up
+            try:
+                pool.put(obj)
+            except Boom as e:
+                caught.append(e)
 
     assert run_threads(worker) == []
     s = pool.stats()
-    assert len(failures) == faults.n("factory raised") > 0
-    assert len(got) == s.hits + s.misses == s.puts
-    assert s.misses == s.created == s.destroyed == faults.n("created")
-    assert s.in_use == s.idle == 0
+    assert faults.n("factory raised") > 0
+    assert {id(e) for e in caught} == set(faults.raised)
+    assert len(got) == s.misses == s.created == s.destroyed == faults.n("created")
+    assert s.reset_errors == s.puts == len(got)
+    assert (s.hits, s.in_use, s.idle) == (0, 0, 0)
     assert faults.violations == []
     assert s.waits > 0, "the test did not make threads wait"
 
