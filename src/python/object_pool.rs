@@ -1,6 +1,6 @@
 //! `ObjectPool` and its `borrow()` context manager.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use std::sync::Arc;
 
@@ -148,6 +148,19 @@ pub(super) fn aio(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static AIO: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     AIO.get_or_try_init(py, || py.import("shardpool._aio").map(Bound::unbind))
         .map(|m| m.bind(py))
+}
+
+/// Refuses, with `MemoryError` (as `[None] * n` does), a `get_many` whose
+/// list of `n` objects no memory could hold, before the core allocates that
+/// list: a failed allocation there aborts the process. Small batches, and
+/// batches the core refuses as above `max_size`, need no check.
+fn check_batch(n: usize, max_size: Option<usize>) -> PyResult<()> {
+    if n <= 1 << 16 || max_size.is_some_and(|max| n > max) {
+        return Ok(());
+    }
+    Vec::<Py<PyAny>>::new()
+        .try_reserve_exact(n)
+        .map_err(|_| PyMemoryError::new_err(format!("n is too large: no memory for {n} objects")))
 }
 
 fn not_out(obj: &Bound<'_, PyAny>) -> PyErr {
@@ -299,6 +312,7 @@ impl ObjectPool {
     ) -> PyResult<Vec<Py<PyAny>>> {
         let n = args::count(n, "n")?;
         let (limit, secs) = args::seconds(timeout, "timeout")?;
+        check_batch(n, self.core.max_size())?;
         let objs = self
             .core
             .get_many(&mut self.hooks(py), n, limit)
