@@ -76,6 +76,8 @@ class AsyncBorrow(Generic[_T]):
     __slots__ = ("_args", "_held", "_lock", "_obj", "_pool")
 
     def __init__(self, pool: Any, *args: Any) -> None:
+        if not callable(getattr(pool, "aget", None)):
+            raise TypeError(f"pool must be an ObjectPool or TieredPool, got {type(pool).__name__}")
         self._pool = pool
         self._args = args
         self._obj: Any = None
