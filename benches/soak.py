@@ -582,6 +582,7 @@ def check_pool(name: str, pool, tally: Tally | None) -> None:
     s = pool.stats()
     if isinstance(pool, BlockPool):
         expect(s.bytes_in_use == 0, f"{name}: bytes_in_use {s.bytes_in_use} with nothing out")
+        expect(s.in_use == 0 and s.idle == len(pool), f"{name}: in_use/idle off ({s!r})")
         expect(s.hits + s.misses == s.puts, f"{name}: gets {s.hits + s.misses} != puts {s.puts}")
         expect(s.created == s.destroyed + len(pool), f"{name}: created != destroyed + idle")
         expect(s.bytes_idle <= s.max_idle_bytes, f"{name}: idle bytes above the cap")

@@ -450,6 +450,14 @@ TABLE: list[Row] = [
     Row(OP, "__copy__", "copy", lambda w: copy.copy(w.objects), TypeError, "copy"),
     Row(OP, "__deepcopy__", "deepcopy", lambda w: copy.deepcopy(w.objects), TypeError, "copy"),
     # --- Borrow ---
+    Row(
+        "Borrow",
+        "__class_getitem__",
+        "no item",
+        lambda w: Borrow.__class_getitem__(),
+        TypeError,
+        "item",
+    ),
     Row("Borrow", "__init__", "direct", lambda w: Borrow(), TypeError, "cannot create"),
     Row(
         "Borrow",
@@ -752,8 +760,8 @@ TABLE: list[Row] = [
     *rows_for_properties(
         "BlockPoolStats",
         lambda w: w.block_stats,
-        "bytes_idle bytes_in_use max_idle_bytes hits misses puts created destroyed dropped "
-        "expired oversize hit_rate",
+        "bytes_idle bytes_in_use max_idle_bytes in_use idle hits misses puts created destroyed "
+        "dropped expired oversize hit_rate",
     ),
     # pyo3 names no attribute for this one: "readonly attribute".
     Row(

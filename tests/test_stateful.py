@@ -1374,7 +1374,9 @@ class BlockPoolMachine(RuleBasedStateMachine):
             assert r.in_use == row.in_use == rd["in_use"]
             assert r.idle == len(self.idle[r.size]) == rd["idle"]
             assert r.max_idle == self.caps[r.size] == rd["max_idle"]
-        assert s.created == s.destroyed + len(self.pool) + len(out)
+        assert s.in_use == len(out) == d["in_use"]
+        assert s.idle == len(self.pool) == d["idle"]
+        assert s.created == s.destroyed + s.idle + s.in_use
         assert self.pool.closed == self.closed
         check_outstanding(self.pool, self.track, len(out))
 
