@@ -1167,21 +1167,23 @@ def close_while_in_use(pool) -> None:
 # --- documented, though not refused ---
 
 
-def test_an_unchecked_pool_accepts_a_double_put_as_documented():
-    """Only a checked (or bounded) pool refuses an object returned twice;
-    the default pool takes it twice and then hands it out twice: use
-    checked=True where a double put is possible (README: Safe returns)."""
+def test_a_double_put_is_refused_by_default_and_accepted_only_when_opted_out():
+    """The default ObjectPool is checked: an object returned twice is refused
+    and the pool is unchanged. checked=False trades that check for speed and
+    then takes it twice and hands it out twice, as documented."""
     pool = ObjectPool(Thing)
+    assert pool.checked
     thing = pool.get()
     pool.put(thing)
-    pool.put(thing)  # not refused
-    assert len(pool) == 2
-    assert pool.get() is pool.get() is thing
-    checked = ObjectPool(Thing, checked=True)
-    again = checked.get()
-    checked.put(again)
     with pytest.raises(ValueError, match="not handed out"):
-        checked.put(again)
+        pool.put(thing)
+    assert len(pool) == 1
+    unchecked = ObjectPool(Thing, checked=False)
+    again = unchecked.get()
+    unchecked.put(again)
+    unchecked.put(again)  # not refused
+    assert len(unchecked) == 2
+    assert unchecked.get() is unchecked.get() is again
 
 
 def test_timeouts_are_real_errors_not_bad_input():

@@ -25,7 +25,8 @@ def test_bench_quick_prints_the_tables_and_writes_json_and_a_chart(tmp_path: Pat
     assert chart.read_bytes().startswith(b"\x89PNG")
     results = json.loads(out.read_text())["results"]
     cases = {(r["section"], r["case"]) for r in results}
-    assert ("get+put round trip", "ObjectPool") in cases
+    assert ("get+put round trip", "ObjectPool (checked, the default)") in cases
+    assert ("get+put round trip", "ObjectPool checked=False") in cases
     assert all(r["ns"] > 0 for r in results if r["section"] != "memory")
     memory = {r["case"]: r["ns"] for r in results if r["section"] == "memory"}
     assert any(v == 24 for k, v in memory.items() if k.startswith("idle storage"))

@@ -344,7 +344,7 @@ SHUTDOWN_SCRIPT = textwrap.dedent(
     exported.__exit__(None, None, None)
     loose = [blocks.get(50), buffers.get()]
     # A pool in a reference cycle, collected (or not) at shutdown.
-    cycle = ObjectPool(list)
+    cycle = ObjectPool(list, checked=False)
     cycle.put([cycle])
 
     def until_closed(work):

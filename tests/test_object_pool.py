@@ -173,7 +173,7 @@ def test_len_counts_idle_objects_only():
 
 
 def test_unchecked_unbounded_pool_accepts_objects_it_did_not_make():
-    pool = ObjectPool(Thing)
+    pool = ObjectPool(Thing, checked=False)
     assert not pool.checked
     outsider = Thing()
     pool.put(outsider)

@@ -146,7 +146,7 @@ class ObjectPool(Generic[_T]):
         idle_timeout: float | None = None,
         prefill: int = 0,
         shards: int | None = None,
-        checked: bool = False,
+        checked: bool = True,
         name: str | None = None,
         track: bool = False,
     ) -> None: ...

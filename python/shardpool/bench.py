@@ -98,14 +98,16 @@ class Case:
 def object_cases() -> list[Case]:
     d: deque[Any] = deque([object()])
     mini = MinimalPool(object)
-    plain: ObjectPool[object] = ObjectPool(object)
-    checked: ObjectPool[object] = ObjectPool(object, checked=True)
+    checked: ObjectPool[object] = ObjectPool(object)
+    unchecked: ObjectPool[object] = ObjectPool(object, checked=False)
     bounded: ObjectPool[object] = ObjectPool(object, max_size=1024)
     simple: queue.SimpleQueue[object] = queue.SimpleQueue()
     simple.put(object())
     batch: ObjectPool[object] = ObjectPool(object, max_idle=64)
     batch.put_many(batch.get_many(64))
-    for p in (plain, checked, bounded):
+    unchecked_batch: ObjectPool[object] = ObjectPool(object, max_idle=64, checked=False)
+    unchecked_batch.put_many(unchecked_batch.get_many(64))
+    for p in (checked, unchecked, bounded):
         p.put(p.get())
     mini.put(mini.get())
     rt = "get+put round trip"
@@ -114,8 +116,8 @@ def object_cases() -> list[Case]:
         Case(rt, "deque pop+append pair", "d.append(d.pop())", {"d": d}, reference=True),
         Case(rt, "minimal pure-Python deque pool", "p.put(p.get())", {"p": mini}),
         Case(rt, "queue.SimpleQueue", "q.put(q.get_nowait())", {"q": simple}),
-        Case(rt, "ObjectPool", "p.put(p.get())", {"p": plain}),
-        Case(rt, "ObjectPool checked=True", "p.put(p.get())", {"p": checked}),
+        Case(rt, "ObjectPool (checked, the default)", "p.put(p.get())", {"p": checked}),
+        Case(rt, "ObjectPool checked=False", "p.put(p.get())", {"p": unchecked}),
         Case(rt, "ObjectPool max_size=1024", "p.put(p.get())", {"p": bounded}),
         Case(
             rt,
@@ -124,12 +126,19 @@ def object_cases() -> list[Case]:
             {"p": batch},
             per=64,
         ),
+        Case(
+            rt,
+            "ObjectPool checked=False get_many/put_many(64), per object",
+            "p.put_many(p.get_many(64))",
+            {"p": unchecked_batch},
+            per=64,
+        ),
         Case(w, "deque pop+append pair", "d.append(d.pop())", {"d": d}, reference=True),
         Case(
             w, "class-based context manager", "with B(p) as o: pass", {"B": ClassBorrow, "p": mini}
         ),
         Case(w, "@contextmanager", "with g(p) as o: pass", {"g": generator_borrow, "p": mini}),
-        Case(w, "ObjectPool.borrow()", "with p.borrow() as o: pass", {"p": plain}),
+        Case(w, "ObjectPool.borrow()", "with p.borrow() as o: pass", {"p": checked}),
     ]
 
 

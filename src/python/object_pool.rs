@@ -22,7 +22,7 @@ use crate::{Config, Idle, Pool, PutError, ResetOn, Step, Waiter};
 ///
 /// ``ObjectPool(factory, *, max_idle=None, max_size=None, reset=None,
 /// validate=None, destroy=None, reset_on="put", idle_timeout=None,
-/// prefill=0, shards=None, checked=False, name=None, track=False)``
+/// prefill=0, shards=None, checked=True, name=None, track=False)``
 ///
 /// ``get()`` hands out an idle object, or one new from ``factory()`` when
 /// none is idle; ``put(obj)`` gives it back for reuse. ``borrow()`` does both
@@ -49,8 +49,11 @@ use crate::{Config, Idle, Pool, PutError, ResetOn, Step, Waiter};
 ///         instead of reused. Checked on ``get`` and ``trim``; no thread runs.
 ///     prefill: Objects to create up front.
 ///     shards: Number of shards (default: the number of CPUs).
-///     checked: Refuse (``ValueError``) a ``put`` of an object this pool has
-///         not handed out, or returns it twice. Always on with ``max_size``.
+///     checked: Refuse (``ValueError``, changing nothing) a ``put`` of an
+///         object this pool has not handed out, or one returned twice (on
+///         by default, always with ``max_size``). ``False`` saves a hash-table
+///         insert and remove per round trip (~13 ns), but a double ``put``
+///         then hands one object to two holders.
 ///     name: A name for ``repr()``, warnings and metrics labels.
 ///     track: Record where each object is acquired (a formatted stack; a
 ///         few microseconds per ``get``), for ``outstanding()`` and for the
@@ -198,7 +201,7 @@ impl ObjectPool {
         let policy = Policy::new(factory, reset, validate, destroy)?;
         let identity = Identity::new(name.as_ref(), track.as_ref())?;
         let reset_on = policy::reset_on(reset_on.as_ref())?;
-        let checked = args::optional_bool(checked.as_ref(), "checked")?.unwrap_or(false);
+        let checked = args::optional_bool(checked.as_ref(), "checked")?.unwrap_or(true);
         let max_idle = args::optional_count(max_idle.as_ref(), "max_idle")?;
         let max_size = args::optional_count(max_size.as_ref(), "max_size")?;
         let shards = args::optional_count(shards.as_ref(), "shards")?;
