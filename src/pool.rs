@@ -552,7 +552,9 @@ impl<T: Send> Pool<T> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }
-        let mut out = Vec::with_capacity(n);
+        // Grown as objects come: an absurd `n` must fail as the objects run
+        // out, not abort on one huge allocation up front.
+        let mut out = Vec::with_capacity(n.min(self.max_idle().max(64)));
         // First the idle objects, in one pass; then whatever else comes
         // without waiting.
         let first = match self.take_ready(hooks, n, &mut out) {
