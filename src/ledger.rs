@@ -10,6 +10,7 @@
 //! - Entries are spread over several locks by identity, so unrelated gets and
 //!   puts rarely meet on one lock.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -59,12 +60,13 @@ impl<T> Ledger<T> {
 
     /// Records `item` as handed out. Gives it back if `id` is out already.
     pub fn check_out(&self, id: usize, item: T) -> Result<(), T> {
-        let mut table = self.shard(id);
-        if table.contains_key(&id) {
-            return Err(item);
+        match self.shard(id).entry(id) {
+            Entry::Occupied(_) => Err(item),
+            Entry::Vacant(slot) => {
+                slot.insert(item);
+                Ok(())
+            }
         }
-        table.insert(id, item);
-        Ok(())
     }
 
     /// Ends the record of `id`, returning the pool's reference to it.
