@@ -6,7 +6,7 @@
 //! not a consistent cut across shards while other threads keep counting, but
 //! every counter is exact once the pool is quiescent.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 
 /// Everything the pool counts. The discriminant indexes [`Counters`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,6 +32,7 @@ pub mod limit;
 pub mod memory;
 pub mod pool;
 pub mod shards;
+mod sync;
 pub mod tiered;
 
 pub use budget::IdleBudget;
