@@ -35,6 +35,9 @@ pub mod shards;
 mod sync;
 pub mod tiered;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 pub use budget::IdleBudget;
 pub use counters::{Event, Snapshot};
 pub use limit::{Grant, Waiter};
