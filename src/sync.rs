@@ -19,11 +19,17 @@
 //!   be shared by all of them).
 //! - [`UnsafeCell`] is loom's, which reports any two unsynchronised
 //!   accesses.
+//!
+//! Under `RUSTFLAGS="--cfg shardpool_helgrind"` (valgrind's Helgrind runs,
+//! `scripts/valgrind`) they are std's and crossbeam's wrapped so that
+//! Helgrind sees the happens-before edges they make (see `helgrind`).
 
-#[cfg(not(loom))]
+#[cfg(not(any(loom, shardpool_helgrind)))]
 pub(crate) use crossbeam_queue::ArrayQueue;
 #[cfg(not(loom))]
-pub(crate) use std::sync::{atomic, Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use std::sync::Arc;
+#[cfg(not(any(loom, shardpool_helgrind)))]
+pub(crate) use std::sync::{atomic, Condvar, Mutex, MutexGuard, OnceLock};
 #[cfg(not(loom))]
 pub(crate) use std::thread;
 
@@ -33,6 +39,14 @@ pub(crate) use loom::sync::{atomic, Arc, Condvar, Mutex, MutexGuard};
 pub(crate) use loom::thread;
 #[cfg(loom)]
 pub(crate) use loom_queue::ArrayQueue;
+// loom has none; no model builds a tiered pool.
+#[cfg(loom)]
+pub(crate) use std::sync::OnceLock;
+
+#[cfg(all(shardpool_helgrind, not(loom)))]
+mod helgrind;
+#[cfg(all(shardpool_helgrind, not(loom)))]
+pub(crate) use helgrind::{atomic, ArrayQueue, Condvar, Mutex, MutexGuard, OnceLock};
 
 /// An `UnsafeCell` reached only through [`UnsafeCell::with_mut`], the shape
 /// loom's cell requires. Normally a transparent wrapper of `std`'s.

@@ -9,11 +9,11 @@
 //!   pools are counted in `outside`, so the merged counters still balance.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
 
 use crate::classes::SizeClasses;
 use crate::counters::{Counters, Event, Snapshot};
 use crate::pool::{Config, ConfigError, Pool};
+use crate::sync::OnceLock;
 
 pub struct Tiered<T> {
     classes: SizeClasses,
