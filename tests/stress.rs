@@ -222,28 +222,35 @@ fn close_racing_puts_strands_nothing() {
         let tally = Tally::default();
         let closed = AtomicBool::new(false);
         thread::scope(|s| {
-            for t in 0..THREADS - 1 {
-                let (pool, tally, closed) = (&pool, &tally, &closed);
-                s.spawn(move || {
-                    let mut hooks = tally.clone();
-                    let mut held = Vec::new();
-                    let mut rng = Rng::new(round * THREADS + t);
-                    while !closed.load(Ordering::Acquire) || !held.is_empty() {
-                        if !closed.load(Ordering::Acquire) && rng.below(2) == 0 {
-                            match pool.get(&mut hooks, None) {
-                                Ok(item) => held.push(item),
-                                Err(GetError::Closed) => {}
-                                Err(e) => panic!("{e:?}"),
+            let workers: Vec<_> = (0..THREADS - 1)
+                .map(|t| {
+                    let (pool, tally, closed) = (&pool, &tally, &closed);
+                    s.spawn(move || {
+                        let mut hooks = tally.clone();
+                        let mut held = Vec::new();
+                        let mut rng = Rng::new(round * THREADS + t);
+                        while !closed.load(Ordering::Acquire) || !held.is_empty() {
+                            if !closed.load(Ordering::Acquire) && rng.below(2) == 0 {
+                                match pool.get(&mut hooks, None) {
+                                    Ok(item) => held.push(item),
+                                    Err(GetError::Closed) => {}
+                                    Err(e) => panic!("{e:?}"),
+                                }
+                            } else if let Some(item) = held.pop() {
+                                pool.put(&mut hooks, item).unwrap();
                             }
-                        } else if let Some(item) = held.pop() {
-                            pool.put(&mut hooks, item).unwrap();
                         }
-                    }
-                });
-            }
+                    })
+                })
+                .collect();
             thread::sleep(Duration::from_millis(2));
             pool.close(&mut tally.clone());
             closed.store(true, Ordering::Release);
+            // Joined explicitly (not just at the end of the scope) so that
+            // Helgrind sees the threads end before the next round.
+            for w in workers {
+                w.join().unwrap();
+            }
         });
         assert_eq!(pool.idle(), 0, "round {round}: objects idle after close");
         assert_eq!(
@@ -409,7 +416,7 @@ fn block_pool_idle_bytes_never_exceed_the_cap() {
     let done = AtomicBool::new(false);
     let sizes = [1, 64, 100, 1000, 4096, 5000, 20_000, 32 << 10, 40_000];
     thread::scope(|s| {
-        s.spawn(|| {
+        let watcher = s.spawn(|| {
             while !done.load(Ordering::Acquire) {
                 let idle = pool.stats().bytes_idle;
                 assert!(idle <= CAP, "{idle} idle bytes, cap {CAP}");
@@ -442,6 +449,7 @@ fn block_pool_idle_bytes_never_exceed_the_cap() {
             w.join().unwrap();
         }
         done.store(true, Ordering::Release);
+        watcher.join().unwrap();
     });
     let s = pool.stats();
     let idle_bytes: usize = s
