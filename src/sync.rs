@@ -19,6 +19,8 @@
 //!   be shared by all of them).
 //! - [`UnsafeCell`] is loom's, which reports any two unsynchronised
 //!   accesses.
+//! - [`OnceLock`] (loom has none) publishes its value with a compare-and-swap
+//!   on a loom atomic pointer (see `loom_once`).
 //!
 //! Under `RUSTFLAGS="--cfg shardpool_helgrind"` (valgrind's Helgrind runs,
 //! `scripts/valgrind`) they are std's and crossbeam's wrapped so that
@@ -38,10 +40,9 @@ pub(crate) use loom::sync::{atomic, Arc, Condvar, Mutex, MutexGuard};
 #[cfg(loom)]
 pub(crate) use loom::thread;
 #[cfg(loom)]
-pub(crate) use loom_queue::ArrayQueue;
-// loom has none; no model builds a tiered pool.
+pub(crate) use loom_once::OnceLock;
 #[cfg(loom)]
-pub(crate) use std::sync::OnceLock;
+pub(crate) use loom_queue::ArrayQueue;
 
 #[cfg(all(shardpool_helgrind, not(loom)))]
 mod helgrind;
@@ -219,6 +220,68 @@ mod loom_queue {
         fn drop(&mut self) {
             // Exclusive access: `pop` finds every remaining value.
             while self.pop().is_some() {}
+        }
+    }
+}
+
+/// The stand-in for `std::sync::OnceLock` under loom: the value is boxed and
+/// published by a `Release` compare-and-swap of a loom atomic pointer, and
+/// `get` is an `Acquire` load, as std's `Once` completes with a release
+/// store and checks with an acquire load. Unlike std, two threads that
+/// find it empty may both build a value; the loser's is dropped (building
+/// a pool has no side effects).
+#[cfg(loom)]
+mod loom_once {
+    use loom::sync::atomic::{AtomicPtr, Ordering};
+
+    pub struct OnceLock<T>(AtomicPtr<T>);
+
+    impl<T> OnceLock<T> {
+        pub fn new() -> Self {
+            OnceLock(AtomicPtr::new(std::ptr::null_mut()))
+        }
+
+        pub fn get(&self) -> Option<&T> {
+            let ptr = self.0.load(Ordering::Acquire);
+            // SAFETY: a non-null pointer came from `Box::into_raw` in
+            // `get_or_init` and is freed only by `Drop`, which has `&mut
+            // self`; the acquire load orders the value's construction before
+            // this read.
+            unsafe { ptr.as_ref() }
+        }
+
+        pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+            if let Some(value) = self.get() {
+                return value;
+            }
+            let new = Box::into_raw(Box::new(f()));
+            let ptr = match self.0.compare_exchange(
+                std::ptr::null_mut(),
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => new,
+                Err(winner) => {
+                    // SAFETY: `new` came from `Box::into_raw` above and was
+                    // never published.
+                    drop(unsafe { Box::from_raw(new) });
+                    winner
+                }
+            };
+            // SAFETY: as in `get`: published, and freed only by `Drop`.
+            unsafe { &*ptr }
+        }
+    }
+
+    impl<T> Drop for OnceLock<T> {
+        fn drop(&mut self) {
+            let ptr = self.0.load(Ordering::Relaxed);
+            if !ptr.is_null() {
+                // SAFETY: published by `get_or_init` from `Box::into_raw`;
+                // `&mut self` means no reference from `get` is alive.
+                drop(unsafe { Box::from_raw(ptr) });
+            }
         }
     }
 }

@@ -8,11 +8,10 @@
 //!   never stored. Objects the caller makes or destroys outside the class
 //!   pools are counted in `outside`, so the merged counters still balance.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
 use crate::classes::SizeClasses;
 use crate::counters::{Counters, Event, Snapshot};
 use crate::pool::{Config, ConfigError, Pool};
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sync::OnceLock;
 
 pub struct Tiered<T> {
