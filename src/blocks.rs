@@ -318,6 +318,15 @@ impl BlockPool {
                 }
                 // Unchecked and infallible: nothing to report.
                 let _ = pool.put(&mut hooks, block);
+                // `close` may have looked for class pools before this one
+                // was built, while the check above missed its mark. A put
+                // that stores the block ends with a `SeqCst` fence (see
+                // `Pool::store_idle`) that pairs with the one in
+                // `Tiered::mark_closed`: either `close` found this pool and
+                // closes it, or this sees the mark and closes it here.
+                if self.is_closed() && !pool.is_closed() {
+                    pool.close(&mut hooks);
+                }
             }
             _ => {
                 self.tiers.note_unfiled();
