@@ -12,6 +12,7 @@
 //!
 //! Each module's header says what its models prove.
 
+mod blocks;
 mod budget;
 mod lease;
 mod limit;
