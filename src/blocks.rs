@@ -12,9 +12,7 @@
 //!   the allocation of large blocks go through the caller's [`Offload`], so
 //!   a binding can run them without holding an interpreter lock.
 
-use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::budget::IdleBudget;
@@ -22,6 +20,7 @@ use crate::classes::SizeClasses;
 use crate::lease::{Lease, LeaseError};
 use crate::memory::{AllocError, OwnedBlock};
 use crate::pool::{Charge, Config, ConfigError, GetError, Hooks, ResetOn};
+use crate::sync::{Arc, UnsafeCell};
 use crate::tiered::Tiered;
 use crate::Snapshot;
 
@@ -336,6 +335,15 @@ impl BlockPool {
                 }
                 // Unchecked and infallible: nothing to report.
                 let _ = pool.put(&mut hooks, block);
+                // `close` may have looked for class pools before this one
+                // was built, while the check above missed its mark. A put
+                // that stores the block ends with a `SeqCst` fence (see
+                // `Pool::store_idle`) that pairs with the one in
+                // `Tiered::mark_closed`: either `close` found this pool and
+                // closes it, or this sees the mark and closes it here.
+                if self.is_closed() && !pool.is_closed() {
+                    pool.close(&mut hooks);
+                }
             }
             _ => {
                 self.tiers.note_unfiled();
@@ -545,7 +553,7 @@ impl Leased {
         // SAFETY: the caller won the release: no export is alive or can
         // start, and no one else ever touches `block` (module invariants),
         // so this access is exclusive.
-        let block = unsafe { (*self.block.get()).take() };
+        let block = self.block.with_mut(|b| unsafe { (*b).take() });
         block.expect("a lease is released once, and holds its block until then")
     }
 }

@@ -5,7 +5,7 @@
 //! limit, and every charge is ended by exactly one `uncharge` of the same
 //! weight when its object leaves idle storage.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 

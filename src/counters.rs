@@ -15,7 +15,7 @@
 //!   counts in the `shared` block with atomic adds. (A thread that outlives
 //!   nothing special: when an owner exits, the others keep using `shared`.)
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Everything the pool counts. The discriminant indexes [`Counters`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

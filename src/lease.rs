@@ -22,7 +22,7 @@
 //! - Acquire/release ordering on `state` makes everything a holder wrote
 //!   through an export visible to the thread that wins the release.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicUsize, Ordering};
 
 const RELEASED: usize = 1 << (usize::BITS - 1);
 const PENDING: usize = 1 << (usize::BITS - 2);

@@ -13,9 +13,11 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 
 use crossbeam_utils::CachePadded;
+
+use crate::sync::{Mutex, MutexGuard};
 
 /// Identities are addresses: already unique, so a multiply spreads them well
 /// enough, and costs far less than SipHash on the hot path.

@@ -32,7 +32,11 @@ pub mod limit;
 pub mod memory;
 pub mod pool;
 pub mod shards;
+mod sync;
 pub mod tiered;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 pub use budget::IdleBudget;
 pub use counters::{Event, Snapshot};

@@ -28,12 +28,14 @@
 //! the waiter's own locks inside the queue lock.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::ThreadId;
+use std::sync::PoisonError;
 use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
+
+use crate::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::thread::{self, ThreadId};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// What a waiter is given.
 #[derive(Debug, PartialEq, Eq)]
@@ -170,7 +172,10 @@ fn wait_while<'a, T>(
             None => cond.wait(guard).unwrap_or_else(PoisonError::into_inner),
             Some(deadline) => {
                 let now = Instant::now();
-                if now >= deadline {
+                // loom has no clock (its timed wait never times out): there,
+                // a deadline has always passed by the time a thread would
+                // block, so the models explore a timeout racing each grant.
+                if cfg!(loom) || now >= deadline {
                     return None;
                 }
                 cond.wait_timeout(guard, deadline - now)
@@ -189,8 +194,9 @@ struct Queue<I> {
     generation: u64,
 }
 
-/// Bumped in a child process after `fork()` (see [`note_fork`]).
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Bumped in a child process after `fork()` (see [`note_fork`]). Always
+/// std's atomic: a process-wide static, outside what the loom models cover.
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Tells every limit that this process is a child just forked: the threads
 /// queued as waiters belong to the parent and do not exist here, so they
@@ -254,7 +260,7 @@ impl Gate {
 impl Park for Gate {
     /// Blocks until this thread holds the gate (`true`) or `deadline`.
     fn park(&self, deadline: Option<Instant>) -> bool {
-        let me = std::thread::current().id();
+        let me = thread::current().id();
         let held = wait_while(&self.cond, self.lock_holder(), deadline, |h| {
             h.is_some_and(|(owner, _)| owner != me)
         });

@@ -18,16 +18,15 @@
 //!   object or the put sees the pool closed and destroys it.
 
 use std::collections::HashSet;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use std::sync::Arc;
 
 use crate::budget::IdleBudget;
 use crate::counters::{Counters, Event, Snapshot, Tally};
 use crate::ledger::Ledger;
 use crate::limit::{Enqueued, Grant, Limit, Outcome, Park, Waiter};
 use crate::shards::{default_shard_count, Shards};
+use crate::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use crate::sync::Arc;
 
 /// The most idle objects a pool may be configured to keep. Idle storage is
 /// allocated up front (about 32 bytes a slot), so a typo such as `10**9`
@@ -1152,5 +1151,6 @@ impl<T: Send> Pool<T> {
     }
 }
 
-#[cfg(test)]
+// Built with std types; under loom only the models in `loom_tests` run.
+#[cfg(all(test, not(loom)))]
 mod tests;

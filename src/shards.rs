@@ -14,16 +14,20 @@
 //!   never duplicates or loses an item: `push` gives the item back when every
 //!   shard is full.
 
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
 use crate::counters::{Counters, ShardCounters, Tally};
+#[cfg(loom)]
+pub use crate::sync::thread_index;
+use crate::sync::ArrayQueue;
 
 /// The index of the calling thread, handed out once per thread from a global
 /// counter. Consecutive threads get consecutive indices, so up to `n` threads
 /// land on `n` distinct shards.
+#[cfg(not(loom))]
 #[inline]
 pub fn thread_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);

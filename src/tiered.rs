@@ -8,12 +8,11 @@
 //!   never stored. Objects the caller makes or destroys outside the class
 //!   pools are counted in `outside`, so the merged counters still balance.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
-
 use crate::classes::SizeClasses;
 use crate::counters::{Counters, Event, Snapshot};
 use crate::pool::{Config, ConfigError, Pool};
+use crate::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use crate::sync::OnceLock;
 
 pub struct Tiered<T> {
     classes: SizeClasses,
@@ -97,6 +96,9 @@ impl<T: Send> Tiered<T> {
     /// refused by checking [`Tiered::is_closed`] before routing.
     pub fn mark_closed(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        // Orders the mark before `used`'s look at the pools, against a put
+        // that stores into a pool it just built (see `BlockPool::put`).
+        fence(Ordering::SeqCst);
     }
 
     pub fn is_closed(&self) -> bool {

@@ -105,11 +105,17 @@ impl TieredPool {
             return Ok(());
         };
         let tier = self.tiers.classes().size(class);
-        match self
-            .tiers
-            .pool(class)
-            .put(&mut self.policy.hooks(py, Some(tier)), obj.clone().unbind())
-        {
+        let pool = self.tiers.pool(class);
+        let mut hooks = self.policy.hooks(py, Some(tier));
+        let result = pool.put(&mut hooks, obj.clone().unbind());
+        // As in the block pool's put: `close` may have looked for tier pools
+        // before this one was built while the check above missed its mark.
+        // The put's fence pairs with `Tiered::mark_closed`'s: either `close`
+        // found this pool, or this sees the mark and closes it here.
+        if self.tiers.is_closed() && !pool.is_closed() {
+            pool.close(&mut hooks);
+        }
+        match result {
             Ok(()) => Ok(()),
             Err(PutError::Hook(e)) => Err(e),
             Err(PutError::NotOut { .. }) => unreachable!("tier pools are unchecked"),

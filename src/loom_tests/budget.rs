@@ -1,0 +1,128 @@
+//! The idle byte budget shared by several pools (`budget.rs`), alone and
+//! through two pools that share it.
+//!
+//! For every interleaving within the bound these models prove:
+//! - `used` never exceeds the limit: no value any thread can read is above
+//!   it, and two charges that do not fit together never both succeed;
+//! - every charge is ended by exactly one refund: once the threads are
+//!   joined, `used` equals the weight of the objects idle in the pools.
+
+use loom::sync::Arc;
+use loom::thread;
+
+use super::check;
+use super::Bound::{Exhaustive, Preemptions};
+use crate::budget::IdleBudget;
+use crate::pool::{Charge, Config, Hooks, Pool};
+
+/// Charges `weight`, observes, refunds; reports whether it fit.
+fn charge_and_refund(budget: &IdleBudget, weight: usize) -> bool {
+    let fit = budget.try_charge(weight);
+    assert!(budget.used() <= budget.limit());
+    if fit {
+        budget.uncharge(weight);
+    }
+    fit
+}
+
+/// Two charges of 6 and 5 against a limit of 10, each refunded, and an
+/// observer: never more than 10 used, and not both at once.
+#[test]
+fn charges_never_exceed_the_limit() {
+    check(Exhaustive, || {
+        let budget = Arc::new(IdleBudget::new(10));
+        let six = {
+            let budget = Arc::clone(&budget);
+            thread::spawn(move || charge_and_refund(&budget, 6))
+        };
+        let observer = {
+            let budget = Arc::clone(&budget);
+            thread::spawn(move || assert!(budget.used() <= 10))
+        };
+        let five = budget.try_charge(5);
+        six.join().unwrap();
+        observer.join().unwrap();
+        assert_eq!(budget.used(), if five { 5 } else { 0 });
+        // Held charges that do not fit together: the 5 stays, so 6 fails.
+        if five {
+            assert!(!budget.try_charge(6));
+        }
+    });
+}
+
+struct Plain;
+
+impl Hooks<usize> for Plain {
+    type Error = ();
+    fn create(&mut self) -> Result<usize, ()> {
+        Ok(0)
+    }
+    fn reset(&mut self, _: &usize) -> Result<(), ()> {
+        Ok(())
+    }
+    fn validate(&mut self, _: &usize) -> Result<bool, ()> {
+        Ok(true)
+    }
+    fn destroy(&mut self, _: usize) {}
+    fn identity(&self, item: &usize) -> usize {
+        *item
+    }
+    fn duplicate(&mut self, item: &usize) -> usize {
+        *item
+    }
+}
+
+/// Two pools share a budget with room for one idle object: each thread
+/// puts one object back into its own pool while a third thread takes one
+/// out of the first. Exactly the idle objects are charged, never more than
+/// the budget allows, and the ones that did not fit were dropped.
+#[test]
+fn pools_sharing_a_budget_charge_exactly_their_idle_objects() {
+    check(Preemptions(4), || {
+        let budget = Arc::new(IdleBudget::new(1));
+        let pools: Vec<_> = (0..2)
+            .map(|_| {
+                Arc::new(
+                    Pool::new(Config {
+                        max_idle: Some(1),
+                        shards: Some(1),
+                        charge: Some(Charge {
+                            budget: Arc::clone(&budget),
+                            weight: 1,
+                        }),
+                        ..Config::default()
+                    })
+                    .unwrap(),
+                )
+            })
+            .collect();
+        let putters: Vec<_> = pools
+            .iter()
+            .map(|pool| {
+                let pool = Arc::clone(pool);
+                thread::spawn(move || {
+                    let item = pool.get(&mut Plain, None).unwrap();
+                    pool.put(&mut Plain, item).unwrap();
+                })
+            })
+            .collect();
+        let taken = pools[0].get(&mut Plain, None).unwrap();
+        assert!(budget.used() <= 1);
+        for p in putters {
+            p.join().unwrap();
+        }
+        let idle: usize = pools.iter().map(|p| p.idle()).sum();
+        assert_eq!(budget.used(), idle, "charged exactly the idle objects");
+        assert!(idle <= 1);
+        pools[0].put(&mut Plain, taken).unwrap();
+        let idle: usize = pools.iter().map(|p| p.idle()).sum();
+        assert_eq!(budget.used(), idle);
+        assert!(idle <= 1);
+        // Every object is idle or was dropped for want of budget (or room).
+        for s in pools.iter().map(|p| p.stats()) {
+            assert_eq!(s.in_use, 0);
+            assert_eq!(s.destroyed, s.dropped);
+            assert_eq!(s.created, s.destroyed + s.idle, "{s:?}");
+        }
+    });
+}

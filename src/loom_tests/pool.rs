@@ -1,0 +1,217 @@
+//! The pool's own orderings (`pool.rs`): `close` racing `put`, a waiting
+//! `get` woken by a `put`, and a timed-out `get` racing a `put`, on the real
+//! `Pool` with its shards, counters, ledger and bound.
+//!
+//! For every interleaving within the bound these models prove:
+//! - close racing put strands nothing: after both, no object is idle, and
+//!   every object was destroyed exactly once (the `SeqCst` fences in
+//!   `close` and after a put's push pair up; without them loom finds an
+//!   object left idle in a closed pool);
+//! - a put wakes a waiting get with the object (no lost wake-up: a waiter
+//!   that is never woken is a deadlock to loom), also while `close` races
+//!   both;
+//! - a get that times out while the object comes back either has it or
+//!   leaves it idle in the pool: never lost, never handed out twice;
+//! - the counters are exact once the threads are joined:
+//!   `created == destroyed + idle + in_use`, and the ledger's `outstanding`
+//!   matches what the threads hold.
+
+use std::time::Duration;
+
+use loom::sync::Arc;
+use loom::thread;
+
+use super::check;
+use super::Bound::{Exhaustive, Preemptions};
+use crate::pool::{Config, GetError, Hooks, Pool};
+
+/// Objects are numbers, unique per thread (`base + n`); destroyed ones are
+/// recorded.
+struct Tally {
+    next: usize,
+    destroyed: Vec<usize>,
+}
+
+impl Tally {
+    fn new(base: usize) -> Self {
+        Tally {
+            next: base,
+            destroyed: Vec::new(),
+        }
+    }
+}
+
+impl Hooks<usize> for Tally {
+    type Error = ();
+    fn create(&mut self) -> Result<usize, ()> {
+        self.next += 1;
+        Ok(self.next)
+    }
+    fn reset(&mut self, _: &usize) -> Result<(), ()> {
+        Ok(())
+    }
+    fn validate(&mut self, _: &usize) -> Result<bool, ()> {
+        Ok(true)
+    }
+    fn destroy(&mut self, item: usize) {
+        self.destroyed.push(item);
+    }
+    fn identity(&self, item: &usize) -> usize {
+        *item
+    }
+    fn duplicate(&mut self, item: &usize) -> usize {
+        *item
+    }
+}
+
+fn pool(max_size: Option<usize>) -> Arc<Pool<usize>> {
+    Arc::new(
+        Pool::new(Config {
+            max_idle: Some(2),
+            max_size,
+            shards: Some(1),
+            ..Config::default()
+        })
+        .unwrap(),
+    )
+}
+
+fn assert_balanced(pool: &Pool<usize>) {
+    let s = pool.stats();
+    assert_eq!(s.created, s.destroyed + s.idle + s.in_use, "{s:?}");
+}
+
+/// An unbounded pool with one idle object and one handed out: a put of the
+/// handed-out one races `close`. Both objects are destroyed, once each.
+#[test]
+fn close_racing_put_strands_nothing() {
+    check(Exhaustive, || {
+        let pool = pool(None);
+        let mut main = Tally::new(0);
+        pool.prefill(&mut main, 2).unwrap();
+        let out = pool.get(&mut main, None).unwrap();
+        let put = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                let mut hooks = Tally::new(100);
+                pool.put(&mut hooks, out).unwrap();
+                hooks.destroyed
+            })
+        };
+        pool.close(&mut main);
+        let mut destroyed = put.join().unwrap();
+        destroyed.extend(main.destroyed);
+        destroyed.sort_unstable();
+        assert_eq!(destroyed, [1, 2], "each object destroyed exactly once");
+        assert_eq!(pool.idle(), 0, "nothing stays idle in a closed pool");
+        let s = pool.stats();
+        assert_eq!((s.created, s.destroyed, s.hits, s.puts), (2, 2, 1, 1));
+        assert_balanced(&pool);
+    });
+}
+
+/// A bounded pool of one, handed out: a get waits for it, and the put that
+/// returns it wakes the get, which gets that very object.
+#[test]
+fn put_wakes_a_waiting_get() {
+    check(Exhaustive, || {
+        let pool = pool(Some(1));
+        let mut main = Tally::new(0);
+        let out = pool.get(&mut main, None).unwrap();
+        let get = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.get(&mut Tally::new(100), None))
+        };
+        pool.put(&mut main, out).unwrap();
+        assert_eq!(get.join().unwrap(), Ok(out));
+        assert_eq!(pool.outstanding(), Some(1));
+        assert_eq!(pool.idle(), 0);
+        let s = pool.stats();
+        assert_eq!((s.created, s.misses, s.hits, s.puts), (1, 1, 1, 1));
+        assert_balanced(&pool);
+    });
+}
+
+/// As above while `close` races both: the get has the object or is told the
+/// pool closed; no thread is left waiting, and once the object is back every
+/// object is destroyed and none is idle.
+#[test]
+fn close_racing_put_and_a_waiting_get() {
+    check(Preemptions(3), || {
+        let pool = pool(Some(1));
+        let mut main = Tally::new(0);
+        let out = pool.get(&mut main, None).unwrap();
+        let get = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                let mut hooks = Tally::new(100);
+                let got = pool.get(&mut hooks, None);
+                (got, hooks.destroyed)
+            })
+        };
+        let put = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                let mut hooks = Tally::new(200);
+                pool.put(&mut hooks, out).unwrap();
+                hooks.destroyed
+            })
+        };
+        pool.close(&mut main);
+        let (got, mut destroyed) = get.join().unwrap();
+        destroyed.extend(put.join().unwrap());
+        match got {
+            // The holder returns it after the close: it is destroyed. (If
+            // the put found the pool closed and destroyed `out`, a get that
+            // had started before the close may have used the freed slot to
+            // create a new object.)
+            Ok(item) => pool.put(&mut main, item).unwrap(),
+            Err(e) => assert_eq!(e, GetError::Closed),
+        }
+        destroyed.extend(main.destroyed);
+        destroyed.sort_unstable();
+        let s = pool.stats();
+        assert!(destroyed.contains(&out));
+        assert!(destroyed.windows(2).all(|w| w[0] != w[1]), "destroyed once");
+        assert_eq!(destroyed.len() as u64, s.created, "every object destroyed");
+        assert_eq!(s.destroyed, s.created);
+        assert_eq!(pool.idle(), 0);
+        assert_eq!(pool.outstanding(), Some(0));
+        assert_balanced(&pool);
+    });
+}
+
+/// A get whose deadline passes while the object comes back: it has the
+/// object, or the object is idle in the pool. Never both, never neither.
+#[test]
+fn timed_out_get_racing_put_loses_nothing() {
+    check(Exhaustive, || {
+        let pool = pool(Some(1));
+        let mut main = Tally::new(0);
+        let out = pool.get(&mut main, None).unwrap();
+        let get = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.get(&mut Tally::new(100), Some(Duration::from_secs(1))))
+        };
+        pool.put(&mut main, out).unwrap();
+        let held = match get.join().unwrap() {
+            Ok(item) => {
+                assert_eq!(item, out);
+                1
+            }
+            Err(e) => {
+                assert_eq!(e, GetError::Timeout);
+                0
+            }
+        };
+        assert_eq!(pool.idle() + held, 1);
+        assert_eq!(pool.outstanding(), Some(held));
+        assert!(main.destroyed.is_empty());
+        let s = pool.stats();
+        assert_eq!(
+            (s.created, s.destroyed, s.timeouts),
+            (1, 0, 1 - held as u64)
+        );
+        assert_balanced(&pool);
+    });
+}

@@ -1,0 +1,130 @@
+//! Sharded idle storage and its counters (`shards.rs`, `counters.rs`), on
+//! the loom port of crossbeam's `ArrayQueue` (see `crate::sync`).
+//!
+//! For every interleaving within the bound these models prove:
+//! - pushes that spill over to a neighbour shard and pops that steal from
+//!   one never lose or duplicate an item: what the threads popped, what
+//!   `push` gave back as not fitting, and what is left add up to exactly the
+//!   items pushed;
+//! - a push finds room in another shard when its home is full, and a pop
+//!   finds an item in another shard when its home is empty, also when two
+//!   threads race for that room or that item;
+//! - the stored count never exceeds `max_idle`, and `len` is exact once the
+//!   threads are joined;
+//! - each thread counts on its home shard only, and the merged counters are
+//!   exact once the threads are joined.
+
+use loom::sync::Arc;
+use loom::thread;
+
+use super::check;
+use super::Bound::Exhaustive;
+use crate::counters::{Event, Snapshot};
+use crate::shards::Shards;
+
+/// One thread's push then pop on its home shard, counting both.
+fn push_then_pop(shards: &Shards<u32>, item: u32) -> (Option<u32>, Option<u32>) {
+    let home = shards.home();
+    let counters = shards.counters(home);
+    let refused = match shards.push(home, item) {
+        Ok(()) => {
+            counters.bump(Event::Put);
+            None
+        }
+        Err(item) => {
+            counters.bump(Event::Dropped);
+            Some(item)
+        }
+    };
+    let popped = shards.pop(home);
+    if popped.is_some() {
+        counters.bump(Event::Hit);
+    }
+    (refused, popped)
+}
+
+/// Two shards of one slot each, one already filled: two threads push and
+/// pop at once (the second push must spill, or be refused once both shards
+/// are full; a pop may steal the other shard's item).
+#[test]
+fn spill_and_steal_never_lose_or_duplicate() {
+    check(Exhaustive, || {
+        let shards = Arc::new(Shards::<u32>::new(2, 2));
+        // The main thread is thread 0: its home is shard 0.
+        assert_eq!(shards.home(), 0);
+        shards.push(0, 0).unwrap();
+        let threads: Vec<_> = (1..3)
+            .map(|item| {
+                let shards = Arc::clone(&shards);
+                thread::spawn(move || {
+                    assert!(shards.len() <= 2);
+                    push_then_pop(&shards, item)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let (mut puts, mut dropped, mut hits) = (0, 0, 0);
+        for t in threads {
+            let (refused, popped) = t.join().unwrap();
+            puts += u64::from(refused.is_none());
+            dropped += u64::from(refused.is_some());
+            hits += u64::from(popped.is_some());
+            all.extend(refused.into_iter().chain(popped));
+        }
+        let left = shards.len();
+        assert!(left <= 2);
+        let drained = shards.drain();
+        assert_eq!(drained.len(), left);
+        all.extend(drained);
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2], "every item exactly once");
+        // Each thread counted on its home shard, in the block it owns or
+        // the shared one: the merge is exact either way.
+        let s = Snapshot::merge(shards.all_counters());
+        assert_eq!((s.puts, s.dropped, s.hits), (puts, dropped, hits));
+    });
+}
+
+/// Two threads push at once into the same full-to-be home shard: the
+/// second spills over to the free one, so neither is refused.
+#[test]
+fn concurrent_pushes_spill_to_the_free_shard() {
+    check(Exhaustive, || {
+        let shards = Arc::new(Shards::<u32>::new(2, 2));
+        let threads: Vec<_> = (1..3)
+            .map(|item| {
+                let shards = Arc::clone(&shards);
+                thread::spawn(move || shards.push(0, item))
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Ok(()));
+        }
+        assert_eq!(shards.len(), 2);
+        let mut all = shards.drain();
+        all.sort_unstable();
+        assert_eq!(all, [1, 2]);
+    });
+}
+
+/// One item in shard 1, two thieves whose home is shard 0: exactly one
+/// steals it.
+#[test]
+fn one_item_is_stolen_once() {
+    check(Exhaustive, || {
+        let shards = Arc::new(Shards::<u32>::new(2, 2));
+        shards.push(1, 7).unwrap();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let shards = Arc::clone(&shards);
+                thread::spawn(move || shards.pop(0))
+            })
+            .collect();
+        let got: Vec<_> = threads
+            .into_iter()
+            .filter_map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(got, [7]);
+        assert!(shards.is_empty());
+    });
+}
