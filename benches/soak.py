@@ -406,6 +406,10 @@ class Worker(threading.Thread):
     def holds_from(self, slot: str) -> bool:
         return any(h.slot == slot for h in self.holding)
 
+    def holds_bounded(self) -> bool:
+        """Whether this thread holds an object of a bounded pool."""
+        return self.holds_from("bounded") or self.holds_from("faulty")
+
     # -- operations --
 
     def object_op(self) -> None:
@@ -423,9 +427,11 @@ class Worker(threading.Thread):
                 self.unclaim(obj, token)
 
     def bounded_op(self) -> None:
-        # Never wait for this pool while holding one of its objects: with
-        # BOUNDED_MAX < threads that could starve everybody.
-        if self.holds_from("bounded"):
+        # Never wait for a bounded pool while holding an object of one: with
+        # fewer objects than threads, holding one pool's object while
+        # waiting for the other's (and others doing the reverse) is a
+        # circular wait, a deadlock of the test's own making.
+        if self.holds_bounded():
             return
         pool = self.slots["bounded"].pool
         r = self.rng.random()
@@ -455,7 +461,7 @@ class Worker(threading.Thread):
             raise Violation(f"a bounded get waited {time.monotonic() - start:.0f} s") from None
 
     def faulty_op(self) -> None:
-        if self.holds_from("faulty"):
+        if self.holds_bounded():  # see bounded_op
             return
         pool = self.slots["faulty"].pool
         self.ops += 1
