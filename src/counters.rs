@@ -12,8 +12,8 @@
 //!   never reused, so at most one thread ever matches it.
 //! - Only the owner writes the `owned` block, so it counts with a plain load
 //!   and store: no locked instruction, no lost update. Every other thread
-//!   counts in the `shared` block with atomic adds. (A thread that outlives
-//!   nothing special: when an owner exits, the others keep using `shared`.)
+//!   counts in the `shared` block with atomic adds. Ownership outlives the
+//!   owner: after it exits, the others keep counting in `shared`.
 
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 

@@ -238,7 +238,8 @@ impl Gate {
     fn lock_holder(&self) -> MutexGuard<'_, Option<(ThreadId, usize)>> {
         let mut holder = lock(&self.holder);
         let generation = fork_generation();
-        if self.generation.swap(generation, Ordering::Relaxed) != generation {
+        if self.generation.load(Ordering::Relaxed) != generation {
+            self.generation.store(generation, Ordering::Relaxed);
             *holder = None;
         }
         holder

@@ -427,13 +427,7 @@ impl<T: Send> Pool<T> {
                 Source::Slot => return self.create(hooks, counters),
                 Source::Idle(idle) => idle,
             };
-            if self.is_expired(&idle) {
-                counters.bump(Event::Expired);
-                self.discard(hooks, counters, idle.item);
-                rejects += 1;
-                continue;
-            }
-            match self.vet(hooks, counters, idle.item) {
+            match self.vet(hooks, counters, idle) {
                 Ok(Some(item)) => return self.hand_out(hooks, counters, item, Event::Hit),
                 Ok(None) => rejects += 1,
                 Err(e) => return Err(GetError::Hook(e)),
@@ -503,8 +497,7 @@ impl<T: Send> Pool<T> {
         if let Some(Outcome::Granted(grant)) = limit.cancel(waiter) {
             self.give_back(hooks, grant);
         }
-        let counters = self.shards.counters(self.shards.home());
-        counters.bump(Event::Timeout);
+        self.shards.local().1.bump(Event::Timeout);
     }
 
     /// Turns a grant into an object to hand out: a new one for a slot, the
@@ -515,17 +508,12 @@ impl<T: Send> Pool<T> {
         hooks: &mut H,
         grant: Grant<Idle<T>>,
     ) -> Result<Option<T>, GetError<H::Error>> {
-        let counters = self.shards.counters(self.shards.home());
+        let (_, counters) = self.shards.local();
         let idle = match grant {
             Grant::Slot => return self.create(hooks, counters).map(Some),
             Grant::Item(idle) => idle,
         };
-        if self.is_expired(&idle) {
-            counters.bump(Event::Expired);
-            self.discard(hooks, counters, idle.item);
-            return Ok(None);
-        }
-        match self.vet(hooks, counters, idle.item) {
+        match self.vet(hooks, counters, idle) {
             Ok(Some(item)) => self.hand_out(hooks, counters, item, Event::Hit).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(GetError::Hook(e)),
@@ -615,13 +603,7 @@ impl<T: Send> Pool<T> {
             let Some(idle) = self.take_idle(home) else {
                 break Ok(());
             };
-            if self.is_expired(&idle) {
-                counters.bump(Event::Expired);
-                self.discard(hooks, counters, idle.item);
-                rejects += 1;
-                continue;
-            }
-            let item = match self.vet(hooks, counters, idle.item) {
+            let item = match self.vet(hooks, counters, idle) {
                 Ok(Some(item)) => item,
                 Ok(None) => {
                     rejects += 1;
@@ -777,15 +759,21 @@ impl<T: Send> Pool<T> {
         Some(out)
     }
 
-    /// Reset (when due on get) and validate an idle object. `Ok(None)`: it
-    /// was rejected and destroyed.
+    /// Expire, reset (when due on get) and validate an idle object before
+    /// it is handed out. `Ok(None)`: it was rejected and destroyed.
     #[inline(always)]
     fn vet<H: Hooks<T>>(
         &self,
         hooks: &mut H,
         counters: Tally<'_>,
-        item: T,
+        idle: Idle<T>,
     ) -> Result<Option<T>, H::Error> {
+        if self.is_expired(&idle) {
+            counters.bump(Event::Expired);
+            self.discard(hooks, counters, idle.item);
+            return Ok(None);
+        }
+        let item = idle.item;
         if self.reset_on == ResetOn::Get {
             if let Err(e) = hooks.reset(&item) {
                 counters.bump(Event::ResetError);
@@ -843,15 +831,33 @@ impl<T: Send> Pool<T> {
             self.destroy_idle(hooks, counters);
             return Ok(());
         }
-        if reset && self.reset_on == ResetOn::Put {
+        let item = if reset {
+            self.reset_returned(hooks, counters, item)
+                .map_err(PutError::Hook)?
+        } else {
+            item
+        };
+        self.store(hooks, home, item);
+        Ok(())
+    }
+
+    /// Resets a returned object when resets are due on put. On failure the
+    /// object is destroyed (counted) and the error returned.
+    #[inline]
+    fn reset_returned<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        counters: Tally<'_>,
+        item: T,
+    ) -> Result<T, H::Error> {
+        if self.reset_on == ResetOn::Put {
             if let Err(e) = hooks.reset(&item) {
                 counters.bump(Event::ResetError);
                 self.discard(hooks, counters, item);
-                return Err(PutError::Hook(e));
+                return Err(e);
             }
         }
-        self.store(hooks, home, item);
-        Ok(())
+        Ok(item)
     }
 
     /// Gives back many objects. A checked pool first checks them all: if any
@@ -915,14 +921,13 @@ impl<T: Send> Pool<T> {
                 self.discard(hooks, counters, item);
                 continue;
             }
-            if self.reset_on == ResetOn::Put {
-                if let Err(e) = hooks.reset(&item) {
-                    counters.bump(Event::ResetError);
-                    self.discard(hooks, counters, item);
+            let item = match self.reset_returned(hooks, counters, item) {
+                Ok(item) => item,
+                Err(e) => {
                     first_error.get_or_insert(PutError::Hook(e));
                     continue;
                 }
-            }
+            };
             let since = self.stamp();
             shelved |= matches!(self.file(hooks, home, Idle { item, since }), Filed::Shelved);
         }

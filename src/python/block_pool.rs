@@ -2,7 +2,6 @@
 //! through the buffer protocol.
 
 use std::ffi::c_int;
-use std::ops::Deref;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
@@ -12,7 +11,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::args;
 use super::errors::{warn_unreleased, PoolClosed};
-use super::identity::Identity;
+use super::identity::{Identified, Identity};
 use crate::blocks::{self, BlockConfig, BlockError, Leased, Offload, ZeroMode};
 use crate::lease::LeaseError;
 
@@ -81,19 +80,8 @@ pub struct BlockPool {
     core: Arc<Shared>,
 }
 
-/// A block pool's core and identity, shared with its blocks.
-struct Shared {
-    core: blocks::BlockPool,
-    identity: Identity,
-}
-
-impl Deref for Shared {
-    type Target = blocks::BlockPool;
-
-    fn deref(&self) -> &blocks::BlockPool {
-        &self.core
-    }
-}
+/// The pool's core and identity, shared with what it hands out.
+type Shared = Identified<blocks::BlockPool>;
 
 #[pymethods]
 impl BlockPool {
@@ -132,7 +120,7 @@ impl BlockPool {
         };
         let core = blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?;
         Ok(BlockPool {
-            core: Arc::new(Shared { core, identity }),
+            core: Arc::new(Identified { core, identity }),
         })
     }
 

@@ -1,7 +1,6 @@
 //! `BufferPool` and `Buffer`: growable byte buffers for building output.
 
 use std::ffi::c_int;
-use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use pyo3::buffer::PyUntypedBuffer;
@@ -12,7 +11,7 @@ use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
 use super::errors::{warn_unreleased, PoolClosed};
-use super::identity::Identity;
+use super::identity::{Identified, Identity};
 use super::stats::PoolStats;
 use crate::buffers;
 use crate::Config;
@@ -43,19 +42,8 @@ pub struct BufferPool {
     core: Arc<Shared>,
 }
 
-/// A buffer pool's core and identity, shared with its buffers.
-struct Shared {
-    core: buffers::BufferPool,
-    identity: Identity,
-}
-
-impl Deref for Shared {
-    type Target = buffers::BufferPool;
-
-    fn deref(&self) -> &buffers::BufferPool {
-        &self.core
-    }
-}
+/// The pool's core and identity, shared with what it hands out.
+type Shared = Identified<buffers::BufferPool>;
 
 #[pymethods]
 impl BufferPool {
@@ -82,7 +70,7 @@ impl BufferPool {
         let core = buffers::BufferPool::new(config, max_capacity)
             .map_err(|e| PyValueError::new_err(e.message))?;
         Ok(BufferPool {
-            core: Arc::new(Shared { core, identity }),
+            core: Arc::new(Identified { core, identity }),
         })
     }
 

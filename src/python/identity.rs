@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -32,6 +33,22 @@ pub struct Identity {
     /// `repr(name)`, as Python quotes it.
     name_repr: String,
     tracker: Option<Tracker>,
+}
+
+/// A pool's core with its identity: what a block pool or buffer pool
+/// shares (in an `Arc`) with the blocks or buffers it hands out, so that
+/// they can name their pool and its acquisition sites.
+pub struct Identified<C> {
+    pub core: C,
+    pub identity: Identity,
+}
+
+impl<C> Deref for Identified<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.core
+    }
 }
 
 struct Tracker {
