@@ -112,7 +112,8 @@ def _instructions(args: argparse.Namespace) -> int:
         report.plot(
             results,
             args.plot,
-            "python -m shardpool bench --instructions: instructions per operation",
+            "python -m shardpool bench --instructions: instructions per operation "
+            "(ratios to the deque pop+append pair)",
             "Ir",
             "instructions per operation (Ir, beyond the loop)",
         )

@@ -312,12 +312,12 @@ def print_report(m: Measurement, out: TextIO) -> None:
             print(section, file=out)
         label = f"  {SHARDPOOL_MARK if c.case.shardpool else ' '} {c.case.name}"
         ratio = "reference" if c is reference else f"{c.ir / reference.ir:.2f}x"
-        print(f"{label:<{width}}  {c.ir:>11,.1f}  {ratio:>12}  {c.case.iterations:>6}", file=out)
+        print(f"{label:<{width}}  {c.ir:>9,.0f}  {ratio:>12}  {c.case.iterations:>7}", file=out)
     if imports:
         bare, full = imports["bare interpreter"], imports["import shardpool"]
         print(
             f"\nimport shardpool: {(full - bare) / 1e6:.1f} million instructions beyond a bare "
-            f"interpreter ({full:,} against {bare:,})",
+            f"interpreter ({full / 1e6:.1f} million against {bare / 1e6:.1f} million)",
             file=out,
         )
     checks = verdicts(counted)

@@ -73,6 +73,8 @@ def _scale(value: float, unit: str) -> tuple[float, str]:
 def _format_value(value: float, unit: str) -> str:
     if unit == "bytes":
         return f"{value:,.0f} bytes"
+    if unit == "Ir":  # exact counts: whole instructions
+        return f"{value:,.0f} Ir"
     divisor, shown = _scale(value, unit)
     return f"{value / divisor:,.1f} {shown}"
 
@@ -174,7 +176,7 @@ def plot(results: Sequence[Result], path: str, title: str, unit: str, unit_label
                 tick.set_fontweight("bold")
         ax.set_title(section, fontsize=9, loc="left")
         ax.set_xscale("log")
-        ax.set_xlim(1, max(max(r.ns, r.ns_max) for r in rows) * 40)
+        ax.set_xlim(1, max(max(r.ns, r.ns_max) for r in rows) * 100)
         ax.tick_params(labelsize=8)
         ax.invert_yaxis()
     axes[-1, 0].set_xlabel(f"{unit_label} (log scale; lower is better)")

@@ -125,16 +125,19 @@ def import_results(rounds: int, progress: Progress) -> list[Result]:
     process's own start-up (tens of milliseconds, and noisy) is not in it.
     """
     section = "import shardpool in a fresh interpreter (ms, by -X importtime)"
-    samples: dict[str, list[float]] = {"shardpool": [], "asyncio (for scale)": []}
-    for _ in range(rounds):
-        for module, found in samples.items():
-            found.append(_import_ms(module.split()[0]))
+    # (module, row, is shardpool): asyncio, the usual heavy import, for scale.
+    modules = [
+        ("asyncio", "import asyncio (for scale)", False),
+        ("shardpool", "import shardpool", True),
+    ]
+    samples: list[list[float]] = [[] for _ in modules]
+    for _ in range(rounds):  # alternated
+        for (module, _row, _ours), found in zip(modules, samples, strict=True):
+            found.append(_import_ms(module))
     progress()
     results = [
-        _summary(
-            section, "import asyncio (for scale)", samples["asyncio (for scale)"], shardpool=False
-        ),
-        _summary(section, "import shardpool", samples["shardpool"], shardpool=True),
+        _summary(section, row, found, shardpool=ours)
+        for (_module, row, ours), found in zip(modules, samples, strict=True)
     ]
     for r in results:
         r.unit = "ms"
