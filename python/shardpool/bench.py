@@ -104,7 +104,11 @@ def _instructions(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"--case: {e}", file=sys.stderr)
         return 2
-    m = instructions.run(args.case, args.jobs, sys.stdout)
+    try:
+        m = instructions.run(args.case, args.jobs, sys.stdout)
+    except RuntimeError as e:  # a run under valgrind failed: say which, and how
+        print(f"\n{e}", file=sys.stderr)
+        return 1
     results = instructions.results(m.counted)
     if args.json:
         report.write_json(args.json, "instructions", results, **instructions.json_extra(m))
