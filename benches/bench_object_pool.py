@@ -6,6 +6,7 @@ pytest benches                               (the default: each runs once, as a 
 
 from __future__ import annotations
 
+import queue
 from collections import deque
 from typing import Any
 
@@ -38,7 +39,19 @@ def test_minimal_python_pool(benchmark: Any) -> None:
 
 
 @pytest.mark.benchmark(group="get+put round trip")
-@pytest.mark.parametrize("config", [{}, {"checked": True}, {"max_size": 64}], ids=str)
+def test_simple_queue(benchmark: Any) -> None:
+    q: queue.SimpleQueue[object] = queue.SimpleQueue()
+    q.put(object())
+
+    def op() -> None:
+        q.put(q.get_nowait())
+
+    benchmark(op)
+    assert q.qsize() == 1
+
+
+@pytest.mark.benchmark(group="get+put round trip")
+@pytest.mark.parametrize("config", [{}, {"checked": False}, {"max_size": 1024}], ids=str)
 def test_object_pool(benchmark: Any, config: dict[str, Any]) -> None:
     pool: ObjectPool[object] = ObjectPool(object, **config)
 
@@ -49,6 +62,22 @@ def test_object_pool(benchmark: Any, config: dict[str, Any]) -> None:
     s = pool.stats()
     assert s.created == 1
     assert s.in_use == 0
+
+
+@pytest.mark.benchmark(group="get_many/put_many(64)")
+@pytest.mark.parametrize("checked", [True, False])
+def test_object_pool_batch(benchmark: Any, checked: bool) -> None:
+    pool: ObjectPool[object] = ObjectPool(object, max_idle=64, checked=checked)
+    pool.put_many(pool.get_many(64))
+
+    def op() -> None:
+        pool.put_many(pool.get_many(64))
+
+    benchmark(op)
+    s = pool.stats()
+    assert s.created == 64
+    assert s.in_use == 0
+    assert s.idle == 64
 
 
 @pytest.mark.benchmark(group="borrow")

@@ -20,7 +20,6 @@ Example::
         buf += b"hello"
 """
 
-from shardpool._aio import AsyncBorrow
 from shardpool._core import (
     DEFAULT_MAX_IDLE,
     Block,
@@ -37,8 +36,13 @@ from shardpool._core import (
     TieredPool,
     __version__,
 )
-from shardpool._gc import trim_on_gc
-from shardpool._protocols import Resetter
+
+# typing.TYPE_CHECKING without importing typing (mypy and pyright read the name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from shardpool._aio import AsyncBorrow
+    from shardpool._gc import trim_on_gc
+    from shardpool._protocols import Resetter
 
 __all__ = [
     "DEFAULT_MAX_IDLE",
@@ -59,3 +63,30 @@ __all__ = [
     "__version__",
     "trim_on_gc",
 ]
+
+if not TYPE_CHECKING:
+    # Loaded on first use, so that `import shardpool` stays cheap: asyncio
+    # alone costs several times the rest of the package, and typing
+    # (Protocol) most of what is left. Hidden from type checkers, which would
+    # otherwise accept any name as an attribute of the module.
+    _LAZY = {
+        "AsyncBorrow": "shardpool._aio",
+        "Resetter": "shardpool._protocols",
+        "trim_on_gc": "shardpool._gc",
+    }
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'shardpool' has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # the next look-up is a plain global
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
+
+
+del TYPE_CHECKING

@@ -1,6 +1,7 @@
 """``python -m shardpool``: command-line tools.
 
 python -m shardpool bench [--quick] [--json PATH] [--plot PATH]
+python -m shardpool bench --instructions [--case KEY ...] [--json PATH] [--plot PATH]
 """
 
 from __future__ import annotations
