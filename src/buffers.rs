@@ -36,9 +36,12 @@ impl Hooks<Vec<u8>> for BufferHooks<'_> {
     type Error = Infallible;
 
     fn create(&mut self) -> Result<Vec<u8>, Infallible> {
-        Ok(Vec::with_capacity(
-            self.calibrator.typical().min(self.max_capacity),
-        ))
+        // Room for a typical use if the allocator has it; else an empty
+        // buffer, whose first write then fails with an error of its own
+        // (`Vec::with_capacity` would abort the process instead).
+        let mut buf = Vec::new();
+        let _ = buf.try_reserve_exact(self.calibrator.typical().min(self.max_capacity));
+        Ok(buf)
     }
 
     fn reset(&mut self, buf: &Vec<u8>) -> Result<(), Infallible> {
@@ -179,6 +182,19 @@ mod tests {
         p.put(huge);
         assert_eq!(p.stats().dropped, dropped + 1);
         assert_eq!(p.calibrator().typical(), 1024);
+    }
+
+    /// A capacity no allocator can give (a pool configured with a huge
+    /// `max_capacity` that learned a huge typical size) makes an empty
+    /// buffer instead of aborting the process.
+    #[test]
+    fn an_impossible_typical_capacity_gives_an_empty_buffer() {
+        let mut hooks = BufferHooks {
+            calibrator: &Calibrator::new(1, usize::MAX),
+            max_capacity: usize::MAX,
+        };
+        let buf = hooks.create().unwrap();
+        assert_eq!((buf.len(), buf.capacity()), (0, 0));
     }
 
     #[test]
