@@ -89,7 +89,9 @@ impl BufferPool {
             state: Mutex::new(State {
                 data: Some(data),
                 exports: 0,
-                pending: false,
+                exported: false,
+                released: false,
+                retired: Vec::new(),
             }),
             pool: Arc::clone(&self.core),
             ticket,
@@ -221,12 +223,58 @@ impl BufferPool {
 }
 
 struct State {
-    /// `None` once released.
+    /// The bytes; `None` once given back to the pool.
     data: Option<Vec<u8>>,
-    /// Live buffer-protocol exports; the data may not move while any is alive.
+    /// Live buffer-protocol exports; the data may not change while any is alive.
     exports: usize,
-    /// Let go while exported: the last export gives the data back.
-    pending: bool,
+    /// Exported at some point of the lease. A consumer may then hold the
+    /// address without an export (`np.ndarray(buffer=buf)` keeps only a
+    /// reference to the buffer), so the bytes never move to another
+    /// allocation and never go back to the pool before this object is
+    /// destroyed.
+    exported: bool,
+    /// The holder let go (the bytes may stay, see `exported`).
+    released: bool,
+    /// Allocations the bytes outgrew after an export, freed with this object.
+    retired: Vec<Vec<u8>>,
+}
+
+impl State {
+    /// The bytes, while the holder has them.
+    fn live(&self) -> Option<&Vec<u8>> {
+        self.data.as_ref().filter(|_| !self.released)
+    }
+
+    /// Makes room for `n` more bytes, or raises `MemoryError` (as
+    /// `bytearray` does) instead of aborting the process. After an export
+    /// the bytes move to a new allocation and the old one stays alive (in
+    /// `retired`) until this object is destroyed: a consumer may still read
+    /// it.
+    fn reserve(&mut self, n: usize) -> PyResult<()> {
+        let Some(data) = self.data.as_mut() else {
+            return Err(released());
+        };
+        if data.capacity() - data.len() >= n {
+            return Ok(());
+        }
+        let len = data.len();
+        let too_large =
+            || PyMemoryError::new_err(format!("cannot grow a Buffer of {len} bytes by {n} bytes"));
+        if !self.exported {
+            return data.try_reserve(n).map_err(|_| too_large());
+        }
+        let needed = len.checked_add(n).ok_or_else(too_large)?;
+        // Doubling, as `Vec` grows, so that repeated writes stay amortised.
+        let wanted = needed.max(data.capacity().saturating_mul(2));
+        let mut moved = Vec::new();
+        moved
+            .try_reserve_exact(wanted)
+            .or_else(|_| moved.try_reserve_exact(needed))
+            .map_err(|_| too_large())?;
+        moved.extend_from_slice(data);
+        self.retired.push(std::mem::replace(data, moved));
+        Ok(())
+    }
 }
 
 /// A growable byte buffer from a ``BufferPool``.
@@ -236,7 +284,11 @@ struct State {
 /// and zero-copy, through the buffer protocol (``sock.sendall(buf)``,
 /// ``memoryview(buf)``). While an export is alive the buffer cannot change
 /// (``BufferError``), as with ``bytearray``. Give it back with ``release()``
-/// or by leaving ``with pool.get() as buf:``.
+/// or by leaving ``with pool.get() as buf:``. A buffer that was exported
+/// goes back to the pool when the ``Buffer`` object is collected, and its
+/// bytes never move while it lives (a write that outgrows them copies them
+/// to new memory and keeps the old): ``np.ndarray(buffer=buf)`` keeps the
+/// address without an export.
 #[pyclass(frozen, weakref, module = "shardpool", name = "Buffer")]
 pub struct Buffer {
     /// Held only for short, Python-free sections.
@@ -246,36 +298,19 @@ pub struct Buffer {
     ticket: u64,
 }
 
-/// Makes room for `n` more bytes, or raises `MemoryError` (as `bytearray`
-/// does) instead of aborting the process.
-fn grow(buf: &mut Vec<u8>, n: usize) -> PyResult<()> {
-    buf.try_reserve(n).map_err(|_| {
-        PyMemoryError::new_err(format!(
-            "cannot grow a Buffer of {} bytes by {n} bytes",
-            buf.len()
-        ))
-    })
-}
-
 fn released() -> PyErr {
     PyValueError::new_err("operation on a released buffer")
 }
 
 impl Buffer {
-    /// Gives the bytes back: the buffer is no longer out.
-    fn give_back(&self, data: Vec<u8>) {
-        self.pool.identity.returned(self.ticket);
-        self.pool.put(data);
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The data, for a change: refused after release and while exported.
-    fn with_data<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> PyResult<R>) -> PyResult<R> {
+    /// The state, for a change: refused after release and while exported.
+    fn with_data<R>(&self, f: impl FnOnce(&mut State) -> PyResult<R>) -> PyResult<R> {
         let mut state = self.lock();
-        if state.pending {
+        if state.live().is_none() {
             return Err(released());
         }
         if state.exports > 0 {
@@ -283,38 +318,52 @@ impl Buffer {
                 "cannot change a Buffer while a view of it (a memoryview) is alive",
             ));
         }
-        match state.data.as_mut() {
-            Some(data) => f(data),
-            None => Err(released()),
-        }
+        f(&mut state)
     }
 
-    fn release(&self) -> PyResult<()> {
+    /// The holder lets go: the bytes go back now, unless the buffer was
+    /// exported (then when this object is destroyed). With `unexported`,
+    /// refused while an export is alive.
+    fn let_go(&self, unexported: bool) -> PyResult<()> {
         let data = {
             let mut state = self.lock();
-            if state.data.is_none() || state.pending {
+            if state.live().is_none() {
                 return Err(PyValueError::new_err("the buffer was released already"));
             }
-            if state.exports > 0 {
+            if unexported && state.exports > 0 {
                 return Err(PyBufferError::new_err(format!(
                     "cannot release a Buffer while {} view(s) of it are alive",
                     state.exports
                 )));
             }
-            state.data.take()
+            state.released = true;
+            if state.exported {
+                None
+            } else {
+                state.data.take()
+            }
         };
+        self.pool.identity.returned(self.ticket);
         if let Some(data) = data {
-            self.give_back(data);
+            self.pool.put(data);
         }
         Ok(())
+    }
+
+    fn release(&self) -> PyResult<()> {
+        self.let_go(true)
     }
 
     fn append(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         if let Ok(bytes) = data.cast::<PyBytes>() {
             let src = bytes.as_bytes();
-            return self.with_data(|buf| {
-                grow(buf, src.len())?;
-                buf.extend_from_slice(src);
+            return self.with_data(|state| {
+                state.reserve(src.len())?;
+                state
+                    .data
+                    .as_mut()
+                    .ok_or_else(released)?
+                    .extend_from_slice(src);
                 Ok(src.len())
             });
         }
@@ -334,10 +383,11 @@ impl Buffer {
             return self.append(&flat);
         }
         let n = src.len_bytes();
-        self.with_data(|buf| {
-            grow(buf, n)?;
+        self.with_data(|state| {
+            state.reserve(n)?;
+            let buf = state.data.as_mut().ok_or_else(released)?;
             // SAFETY: the export `src` keeps `buf_ptr` valid and contiguous
-            // for `len_bytes` bytes while it lives; `grow` made room for
+            // for `len_bytes` bytes while it lives; `reserve` made room for
             // `n` more bytes after `len`, which the copy then initialises.
             // The copy goes through raw pointers: the source may be shared.
             unsafe {
@@ -374,16 +424,16 @@ impl Buffer {
     /// A ``bytes`` copy of the contents.
     fn getvalue<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let state = self.lock();
-        match (&state.data, state.pending) {
-            (Some(data), false) => Ok(PyBytes::new(py, data)),
-            _ => Err(released()),
-        }
+        state
+            .live()
+            .map(|data| PyBytes::new(py, data))
+            .ok_or_else(released)
     }
 
     /// Empty the buffer, keeping its capacity.
     fn clear(&self) -> PyResult<()> {
-        self.with_data(|buf| {
-            buf.clear();
+        self.with_data(|state| {
+            state.data.as_mut().ok_or_else(released)?.clear();
             Ok(())
         })
     }
@@ -391,18 +441,13 @@ impl Buffer {
     /// Bytes the buffer holds without growing.
     #[getter]
     fn capacity(&self) -> PyResult<usize> {
-        let state = self.lock();
-        match (&state.data, state.pending) {
-            (Some(data), false) => Ok(data.capacity()),
-            _ => Err(released()),
-        }
+        self.lock().live().map(Vec::capacity).ok_or_else(released)
     }
 
     /// Whether the buffer was released.
     #[getter]
     fn released(&self) -> bool {
-        let state = self.lock();
-        state.data.is_none() || state.pending
+        self.lock().live().is_none()
     }
 
     /// Give the buffer back to its pool. Raises ``BufferError`` while views
@@ -413,11 +458,7 @@ impl Buffer {
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        let state = self.lock();
-        match (&state.data, state.pending) {
-            (Some(data), false) => Ok(data.len()),
-            _ => Err(released()),
-        }
+        self.lock().live().map(Vec::len).ok_or_else(released)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -427,26 +468,16 @@ impl Buffer {
         Ok(slf)
     }
 
-    /// Releases the buffer, or, while views are alive, lets the last view
-    /// release it. Does nothing if it was released inside the block.
+    /// Releases the buffer; views still alive keep working. Does nothing if
+    /// it was released inside the block.
     fn __exit__(
         &self,
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
     ) -> bool {
-        let data = {
-            let mut state = self.lock();
-            if state.exports > 0 {
-                state.pending = state.data.is_some();
-                None
-            } else {
-                state.data.take()
-            }
-        };
-        if let Some(data) = data {
-            self.give_back(data);
-        }
+        // Only refused when released already: a no-op then.
+        let _ = self.let_go(false);
         false
     }
 
@@ -456,19 +487,28 @@ impl Buffer {
         flags: c_int,
     ) -> PyResult<()> {
         let this = slf.get();
+        if flags & ffi::PyBUF_WRITABLE != 0 {
+            // Refused before counting: a refused export must not count as
+            // one (see `State::exported`).
+            return Err(PyBufferError::new_err("a Buffer is exported read-only"));
+        }
         let (ptr, len) = {
             let mut state = this.lock();
-            let data = match (&state.data, state.pending) {
-                (Some(data), false) => (data.as_ptr(), data.len()),
-                _ => return Err(PyBufferError::new_err("cannot export a released buffer")),
+            let Some(data) = state.live() else {
+                return Err(PyBufferError::new_err("cannot export a released buffer"));
             };
+            let view = (data.as_ptr(), data.len());
             state.exports += 1;
-            data
+            state.exported = true;
+            view
         };
-        // SAFETY: CPython hands us a valid `view`. The data cannot move or
-        // change while `exports > 0` (every change checks it under the
-        // lock), so `ptr` stays valid for `len` bytes until the matching
-        // `__releasebuffer__`. The export is read-only.
+        // SAFETY: CPython hands us a valid `view`. The data cannot change
+        // while `exports > 0` (every change checks it under the lock), and
+        // once exported its allocation stays alive until this object is
+        // destroyed (`State::exported`), so `ptr` stays valid for `len`
+        // bytes until the matching `__releasebuffer__` and beyond. `len <=
+        // isize::MAX` (a `Vec`'s bound), so the cast is exact. The export is
+        // read-only.
         let rc = unsafe {
             ffi::PyBuffer_FillInfo(
                 view,
@@ -491,12 +531,9 @@ impl Buffer {
     }
 
     fn __repr__(&self) -> String {
-        let state = self.lock();
-        match (&state.data, state.pending) {
-            (Some(data), false) => {
-                format!("<Buffer len={} capacity={}>", data.len(), data.capacity())
-            }
-            _ => "<Buffer released>".into(),
+        match self.lock().live() {
+            Some(data) => format!("<Buffer len={} capacity={}>", data.len(), data.capacity()),
+            None => "<Buffer released>".into(),
         }
     }
 
@@ -509,39 +546,34 @@ impl Buffer {
 
 impl Buffer {
     fn end_export(&self) {
-        let data = {
-            let mut state = self.lock();
-            state.exports -= 1;
-            if state.exports == 0 && state.pending {
-                state.pending = false;
-                state.data.take()
-            } else {
-                None
-            }
-        };
-        if let Some(data) = data {
-            self.give_back(data);
-        }
+        self.lock().exports -= 1;
     }
 }
 
 impl Drop for Buffer {
     fn drop(&mut self) {
+        // Nothing can reach the bytes any more: every view, and every
+        // consumer that kept the address, held a reference to this object.
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(data) = state.data.take() {
-            let len = data.len();
-            let site = self.pool.identity.site(self.ticket);
-            self.give_back(data);
-            let mut message = format!(
-                "a Buffer holding {len} bytes from {} was garbage-collected without release(); \
-                 it went back to the pool. Use `with pool.get() as buf:`",
-                self.pool.identity.describe("BufferPool")
-            );
-            if let Some(site) = site {
-                message.push_str("; acquired at:\n");
-                message.push_str(site.trim_end());
-            }
-            Python::attach(|py| warn_unreleased(py, message));
+        let Some(data) = state.data.take() else {
+            return;
+        };
+        let (len, released) = (data.len(), state.released);
+        self.pool.put(data);
+        if released {
+            return;
         }
+        let site = self.pool.identity.site(self.ticket);
+        self.pool.identity.returned(self.ticket);
+        let mut message = format!(
+            "a Buffer holding {len} bytes from {} was garbage-collected without release(); \
+             it went back to the pool. Use `with pool.get() as buf:`",
+            self.pool.identity.describe("BufferPool")
+        );
+        if let Some(site) = site {
+            message.push_str("; acquired at:\n");
+            message.push_str(site.trim_end());
+        }
+        Python::attach(|py| warn_unreleased(py, message));
     }
 }
