@@ -108,6 +108,14 @@ impl Lease {
     }
 
     fn release_if(&self, unexported: bool) -> Result<Release, LeaseError> {
+        // The common case in one compare-and-swap: never exported.
+        if self
+            .state
+            .compare_exchange(0, RELEASED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return Ok(Release::Now);
+        }
         let mut refusal = LeaseError::Released;
         self.state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
@@ -264,6 +272,12 @@ impl Leased {
         true
     }
 
+    /// Whether the lease still holds its memory (`finish` would return it).
+    pub fn holds_memory(&mut self) -> bool {
+        // SAFETY: `&mut self`: no other access to the cell can exist.
+        self.block.with_mut(|b| unsafe { (*b).is_some() })
+    }
+
     /// Ends the lease's life: the memory if the lease still holds it (never
     /// released, or released with the memory deferred), with whether the
     /// holder had released it. `None` if a release returned it already.
@@ -336,9 +350,11 @@ mod tests {
         assert!(l.release().unwrap().is_none());
         assert_eq!(l.release().unwrap_err(), LeaseError::Released);
         assert_eq!(l.export().unwrap_err(), LeaseError::Released);
+        assert!(l.holds_memory());
         let (block, released) = l.finish().unwrap();
         assert!(released);
         assert_eq!(block.as_ptr(), ptr);
+        assert!(!l.holds_memory());
         assert!(l.finish().is_none());
     }
 

@@ -19,15 +19,18 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
 /// (`max_idle=True` is a bug). `ValueError` naming `name` below 0 or above
 /// what a `usize` holds.
 pub fn count(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
-    let not_int =
-        || PyTypeError::new_err(format!("{name} must be an int, got {}", type_name(value)));
-    if value.is_instance_of::<PyInt>() {
-        if value.is_instance_of::<PyBool>() {
-            return Err(not_int());
+    if value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>() {
+        // The common case inline, as cheaply as CPython converts an index.
+        if let Ok(n) = value.extract::<i64>() {
+            if let Ok(n) = usize::try_from(n) {
+                return Ok(n);
+            }
         }
         return int_count(value, name);
     }
-    if is_numpy_bool(value) {
+    let not_int =
+        || PyTypeError::new_err(format!("{name} must be an int, got {}", type_name(value)));
+    if value.is_instance_of::<PyBool>() || is_numpy_bool(value) {
         return Err(not_int());
     }
     // SAFETY: `value` is a live object; `PyNumber_Index` returns a new
@@ -39,7 +42,9 @@ pub fn count(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
     int_count(&index, name)
 }
 
-/// `count` of an `int`.
+/// `count` of an `int` outside the fast path: the rest of `usize`'s range
+/// (above `i64::MAX`), and the errors.
+#[cold]
 fn int_count(int: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
     if let Ok(n) = int.extract::<usize>() {
         return Ok(n);
@@ -49,9 +54,11 @@ fn int_count(int: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
             "{name} must be >= 0, got {int}"
         )));
     }
-    Err(PyValueError::new_err(format!(
-        "{name} is out of range, got {int}"
-    )))
+    Err(out_of_range(int, name))
+}
+
+fn out_of_range(int: &Bound<'_, PyAny>, name: &str) -> PyErr {
+    PyValueError::new_err(format!("{name} is out of range, got {int}"))
 }
 
 /// numpy's `bool` (it has `__float__`, and `__index__` in older numpy):

@@ -431,6 +431,10 @@ impl Drop for Block {
     fn drop(&mut self) {
         // Nothing can reach the memory any more: every view, and every
         // consumer that kept the address, held a reference to this object.
+        // Most blocks gave their memory back at the release: nothing to do.
+        if !self.leased.holds_memory() {
+            return;
+        }
         Python::attach(|py| {
             let capacity = self.leased.capacity();
             let Some(released) = self.pool.finish(&mut self.leased, &Detached(py)) else {
