@@ -1,7 +1,7 @@
 //! `BufferPool` and `Buffer`: growable byte buffers for building output.
 
 use std::ffi::c_int;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
@@ -13,6 +13,7 @@ use super::args;
 use super::errors::{warn_unreleased, PoolClosed};
 use super::identity::{Identified, Identity};
 use super::stats::PoolStats;
+use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::buffers;
 use crate::Config;
 
@@ -79,20 +80,14 @@ impl BufferPool {
         if self.core.is_closed() {
             return Err(PoolClosed::new_err("the pool is closed"));
         }
-        let data = self
+        let lease = self
             .core
-            .get()
+            .lease()
             .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
         let ticket = self.core.identity.ticket();
         self.core.identity.acquired(py, ticket);
         Ok(Buffer {
-            state: Mutex::new(State {
-                data: Some(data),
-                exports: 0,
-                exported: false,
-                released: false,
-                retired: Vec::new(),
-            }),
+            lease,
             pool: Arc::clone(&self.core),
             ticket,
         })
@@ -222,61 +217,6 @@ impl BufferPool {
     }
 }
 
-struct State {
-    /// The bytes; `None` once given back to the pool.
-    data: Option<Vec<u8>>,
-    /// Live buffer-protocol exports; the data may not change while any is alive.
-    exports: usize,
-    /// Exported at some point of the lease. A consumer may then hold the
-    /// address without an export (`np.ndarray(buffer=buf)` keeps only a
-    /// reference to the buffer), so the bytes never move to another
-    /// allocation and never go back to the pool before this object is
-    /// destroyed.
-    exported: bool,
-    /// The holder let go (the bytes may stay, see `exported`).
-    released: bool,
-    /// Allocations the bytes outgrew after an export, freed with this object.
-    retired: Vec<Vec<u8>>,
-}
-
-impl State {
-    /// The bytes, while the holder has them.
-    fn live(&self) -> Option<&Vec<u8>> {
-        self.data.as_ref().filter(|_| !self.released)
-    }
-
-    /// Makes room for `n` more bytes, or raises `MemoryError` (as
-    /// `bytearray` does) instead of aborting the process. After an export
-    /// the bytes move to a new allocation and the old one stays alive (in
-    /// `retired`) until this object is destroyed: a consumer may still read
-    /// it.
-    fn reserve(&mut self, n: usize) -> PyResult<()> {
-        let Some(data) = self.data.as_mut() else {
-            return Err(released());
-        };
-        if data.capacity() - data.len() >= n {
-            return Ok(());
-        }
-        let len = data.len();
-        let too_large =
-            || PyMemoryError::new_err(format!("cannot grow a Buffer of {len} bytes by {n} bytes"));
-        if !self.exported {
-            return data.try_reserve(n).map_err(|_| too_large());
-        }
-        let needed = len.checked_add(n).ok_or_else(too_large)?;
-        // Doubling, as `Vec` grows, so that repeated writes stay amortised.
-        let wanted = needed.max(data.capacity().saturating_mul(2));
-        let mut moved = Vec::new();
-        moved
-            .try_reserve_exact(wanted)
-            .or_else(|_| moved.try_reserve_exact(needed))
-            .map_err(|_| too_large())?;
-        moved.extend_from_slice(data);
-        self.retired.push(std::mem::replace(data, moved));
-        Ok(())
-    }
-}
-
 /// A growable byte buffer from a ``BufferPool``.
 ///
 /// ``write(data)`` (or ``buf += data``) appends; ``getvalue()`` copies the
@@ -291,63 +231,48 @@ impl State {
 /// address without an export.
 #[pyclass(frozen, weakref, module = "shardpool", name = "Buffer")]
 pub struct Buffer {
-    /// Held only for short, Python-free sections.
-    state: Mutex<State>,
+    /// The bytes and their exports (the core's protocol).
+    lease: LeasedBuffer,
     pool: Arc<Shared>,
     /// The buffer's key in its pool's tracker (0 when not tracking).
     ticket: u64,
 }
 
-fn released() -> PyErr {
-    PyValueError::new_err("operation on a released buffer")
+/// The Python exception for a refused buffer operation.
+fn refused(error: BufferError) -> PyErr {
+    match error {
+        BufferError::Released => PyValueError::new_err("operation on a released buffer"),
+        BufferError::Exported(_) => PyBufferError::new_err(
+            "cannot change a Buffer while a view of it (a memoryview) is alive",
+        ),
+        BufferError::TooLarge { len, more } => PyMemoryError::new_err(format!(
+            "cannot grow a Buffer of {len} bytes by {more} bytes"
+        )),
+    }
 }
 
 impl Buffer {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The state, for a change: refused after release and while exported.
-    fn with_data<R>(&self, f: impl FnOnce(&mut State) -> PyResult<R>) -> PyResult<R> {
-        let mut state = self.lock();
-        if state.live().is_none() {
-            return Err(released());
-        }
-        if state.exports > 0 {
-            return Err(PyBufferError::new_err(
-                "cannot change a Buffer while a view of it (a memoryview) is alive",
-            ));
-        }
-        f(&mut state)
-    }
-
-    /// The holder lets go: the bytes go back now, unless the buffer was
-    /// exported (then when this object is destroyed). With `unexported`,
-    /// refused while an export is alive.
+    /// The holder lets go: `release()`/`put()` (refused while exported), or
+    /// a `with` exit.
     fn let_go(&self, unexported: bool) -> PyResult<()> {
-        let data = {
-            let mut state = self.lock();
-            if state.live().is_none() {
-                return Err(PyValueError::new_err("the buffer was released already"));
-            }
-            if unexported && state.exports > 0 {
-                return Err(PyBufferError::new_err(format!(
-                    "cannot release a Buffer while {} view(s) of it are alive",
-                    state.exports
-                )));
-            }
-            state.released = true;
-            if state.exported {
-                None
-            } else {
-                state.data.take()
-            }
+        let outcome = if unexported {
+            self.pool.release(&self.lease)
+        } else {
+            self.pool.release_or_defer(&self.lease)
         };
-        self.pool.identity.returned(self.ticket);
-        if let Some(data) = data {
-            self.pool.put(data);
+        match outcome {
+            Ok(()) => {
+                self.pool.identity.returned(self.ticket);
+                Ok(())
+            }
+            Err(BufferError::Released) => {
+                Err(PyValueError::new_err("the buffer was released already"))
+            }
+            Err(BufferError::Exported(n)) => Err(PyBufferError::new_err(format!(
+                "cannot release a Buffer while {n} view(s) of it are alive"
+            ))),
+            Err(other) => Err(refused(other)),
         }
-        Ok(())
     }
 
     fn release(&self) -> PyResult<()> {
@@ -357,17 +282,11 @@ impl Buffer {
     fn append(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         if let Ok(bytes) = data.cast::<PyBytes>() {
             let src = bytes.as_bytes();
-            return self.with_data(|state| {
-                state.reserve(src.len())?;
-                state
-                    .data
-                    .as_mut()
-                    .ok_or_else(released)?
-                    .extend_from_slice(src);
-                Ok(src.len())
-            });
+            self.lease.append(src).map_err(refused)?;
+            return Ok(src.len());
         }
-        // Exported before locking: exporting `data` may run Python code.
+        // Exported before the lease locks: exporting `data` may run Python
+        // code (and exporting this buffer itself makes the append refused).
         let src = PyUntypedBuffer::get(data).map_err(|_| {
             PyTypeError::new_err(format!(
                 "a bytes-like object is required, not '{}'",
@@ -383,23 +302,10 @@ impl Buffer {
             return self.append(&flat);
         }
         let n = src.len_bytes();
-        self.with_data(|state| {
-            state.reserve(n)?;
-            let buf = state.data.as_mut().ok_or_else(released)?;
-            // SAFETY: the export `src` keeps `buf_ptr` valid and contiguous
-            // for `len_bytes` bytes while it lives; `reserve` made room for
-            // `n` more bytes after `len`, which the copy then initialises.
-            // The copy goes through raw pointers: the source may be shared.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    src.buf_ptr().cast::<u8>(),
-                    buf.as_mut_ptr().add(buf.len()),
-                    n,
-                );
-                buf.set_len(buf.len() + n);
-            }
-            Ok(n)
-        })
+        // SAFETY: the export `src` keeps `buf_ptr` valid and contiguous for
+        // `len_bytes` bytes while it lives, which spans the call.
+        unsafe { self.lease.append_raw(src.buf_ptr().cast::<u8>(), n) }.map_err(refused)?;
+        Ok(n)
     }
 }
 
@@ -423,31 +329,28 @@ impl Buffer {
 
     /// A ``bytes`` copy of the contents.
     fn getvalue<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let state = self.lock();
-        state
-            .live()
-            .map(|data| PyBytes::new(py, data))
-            .ok_or_else(released)
+        // A bytes object is not tracked by the cyclic GC, so making one runs
+        // no Python code that could come back to this buffer's lock.
+        self.lease
+            .read(|data| PyBytes::new(py, data))
+            .map_err(refused)
     }
 
     /// Empty the buffer, keeping its capacity.
     fn clear(&self) -> PyResult<()> {
-        self.with_data(|state| {
-            state.data.as_mut().ok_or_else(released)?.clear();
-            Ok(())
-        })
+        self.lease.clear().map_err(refused)
     }
 
     /// Bytes the buffer holds without growing.
     #[getter]
     fn capacity(&self) -> PyResult<usize> {
-        self.lock().live().map(Vec::capacity).ok_or_else(released)
+        self.lease.capacity().map_err(refused)
     }
 
     /// Whether the buffer was released.
     #[getter]
     fn released(&self) -> bool {
-        self.lock().live().is_none()
+        self.lease.is_released()
     }
 
     /// Give the buffer back to its pool. Raises ``BufferError`` while views
@@ -458,12 +361,12 @@ impl Buffer {
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        self.lock().live().map(Vec::len).ok_or_else(released)
+        self.lease.len().map_err(refused)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         if slf.get().released() {
-            return Err(released());
+            return Err(refused(BufferError::Released));
         }
         Ok(slf)
     }
@@ -489,26 +392,18 @@ impl Buffer {
         let this = slf.get();
         if flags & ffi::PyBUF_WRITABLE != 0 {
             // Refused before counting: a refused export must not count as
-            // one (see `State::exported`).
+            // one (see `LeasedBuffer` in the core).
             return Err(PyBufferError::new_err("a Buffer is exported read-only"));
         }
-        let (ptr, len) = {
-            let mut state = this.lock();
-            let Some(data) = state.live() else {
-                return Err(PyBufferError::new_err("cannot export a released buffer"));
-            };
-            let view = (data.as_ptr(), data.len());
-            state.exports += 1;
-            state.exported = true;
-            view
-        };
-        // SAFETY: CPython hands us a valid `view`. The data cannot change
-        // while `exports > 0` (every change checks it under the lock), and
-        // once exported its allocation stays alive until this object is
-        // destroyed (`State::exported`), so `ptr` stays valid for `len`
-        // bytes until the matching `__releasebuffer__` and beyond. `len <=
-        // isize::MAX` (a `Vec`'s bound), so the cast is exact. The export is
-        // read-only.
+        let (ptr, len) = this
+            .lease
+            .export()
+            .map_err(|_| PyBufferError::new_err("cannot export a released buffer"))?;
+        // SAFETY: CPython hands us a valid `view`. The bytes cannot change
+        // until the matching `__releasebuffer__`, and their allocation lives
+        // until this object is destroyed (`LeasedBuffer` invariants), so
+        // `ptr` stays valid for `len` bytes. `len <= isize::MAX` (a `Vec`'s
+        // bound), so the cast is exact. The export is read-only.
         let rc = unsafe {
             ffi::PyBuffer_FillInfo(
                 view,
@@ -520,20 +415,20 @@ impl Buffer {
             )
         };
         if rc == -1 {
-            this.end_export();
+            this.lease.unexport();
             return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.end_export();
+        self.lease.unexport();
     }
 
     fn __repr__(&self) -> String {
-        match self.lock().live() {
-            Some(data) => format!("<Buffer len={} capacity={}>", data.len(), data.capacity()),
-            None => "<Buffer released>".into(),
+        match (self.lease.len(), self.lease.capacity()) {
+            (Ok(len), Ok(capacity)) => format!("<Buffer len={len} capacity={capacity}>"),
+            _ => "<Buffer released>".into(),
         }
     }
 
@@ -544,22 +439,13 @@ impl Buffer {
     }
 }
 
-impl Buffer {
-    fn end_export(&self) {
-        self.lock().exports -= 1;
-    }
-}
-
 impl Drop for Buffer {
     fn drop(&mut self) {
         // Nothing can reach the bytes any more: every view, and every
         // consumer that kept the address, held a reference to this object.
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let Some(data) = state.data.take() else {
+        let Some((len, released)) = self.pool.finish(&mut self.lease) else {
             return;
         };
-        let (len, released) = (data.len(), state.released);
-        self.pool.put(data);
         if released {
             return;
         }
