@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::args;
-use super::errors::{warn_unreleased, PoolClosed};
+use super::errors::PoolClosed;
 use super::identity::{Identified, Identity};
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
 use crate::lease::{LeaseError, Leased};
@@ -440,21 +440,15 @@ impl Drop for Block {
             let Some(released) = self.pool.finish(&mut self.leased, &Detached(py)) else {
                 return;
             };
-            if released {
-                return;
+            if !released {
+                self.pool.identity.collected_unreleased(
+                    py,
+                    self.ticket,
+                    &format!("a Block of {capacity} bytes"),
+                    "BlockPool",
+                    "its memory went back to the pool. Use `with pool.get(n) as block:`",
+                );
             }
-            let site = self.pool.identity.site(self.ticket);
-            self.pool.identity.returned(self.ticket);
-            let mut message = format!(
-                "a Block of {capacity} bytes from {} was garbage-collected without \
-                 release(); its memory went back to the pool. Use `with pool.get(n) as block:`",
-                self.pool.identity.describe("BlockPool")
-            );
-            if let Some(site) = site {
-                message.push_str("; acquired at:\n");
-                message.push_str(site.trim_end());
-            }
-            warn_unreleased(py, message);
         });
     }
 }

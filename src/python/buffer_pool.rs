@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
-use super::errors::{warn_unreleased, PoolClosed};
+use super::errors::PoolClosed;
 use super::identity::{Identified, Identity};
 use super::stats::PoolStats;
 use crate::buffer_lease::{BufferError, LeasedBuffer};
@@ -446,20 +446,16 @@ impl Drop for Buffer {
         let Some((len, released)) = self.pool.finish(&mut self.lease) else {
             return;
         };
-        if released {
-            return;
+        if !released {
+            Python::attach(|py| {
+                self.pool.identity.collected_unreleased(
+                    py,
+                    self.ticket,
+                    &format!("a Buffer holding {len} bytes"),
+                    "BufferPool",
+                    "it went back to the pool. Use `with pool.get() as buf:`",
+                );
+            });
         }
-        let site = self.pool.identity.site(self.ticket);
-        self.pool.identity.returned(self.ticket);
-        let mut message = format!(
-            "a Buffer holding {len} bytes from {} was garbage-collected without release(); \
-             it went back to the pool. Use `with pool.get() as buf:`",
-            self.pool.identity.describe("BufferPool")
-        );
-        if let Some(site) = site {
-            message.push_str("; acquired at:\n");
-            message.push_str(site.trim_end());
-        }
-        Python::attach(|py| warn_unreleased(py, message));
     }
 }
