@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use crate::budget::IdleBudget;
 use crate::classes::SizeClasses;
-use crate::lease::{Lease, LeaseError};
+use crate::lease::{LeaseError, Leased};
 use crate::memory::{AllocError, OwnedBlock};
 use crate::pool::{Charge, Config, ConfigError, GetError, Hooks, ResetOn};
-use crate::sync::{Arc, UnsafeCell};
+use crate::sync::Arc;
 use crate::tiered::Tiered;
 use crate::Snapshot;
 
@@ -363,10 +363,13 @@ impl BlockPool {
     /// Frees expired idle blocks, then the oldest until at most `keep_bytes`
     /// stay idle. Returns the bytes freed.
     pub fn trim<O: Offload>(&self, keep_bytes: usize, offload: &O) -> usize {
-        let mut freed = 0;
+        // Byte sums saturate: they count memory that exists, so they cannot
+        // really overflow, but a wrong count must not wrap.
+        let mut freed = 0usize;
         // Expired blocks first, in every class.
         for (size, pool) in self.tiers.used() {
-            freed += size * pool.trim(&mut self.hooks(size, offload), usize::MAX);
+            let blocks = pool.trim(&mut self.hooks(size, offload), usize::MAX);
+            freed = freed.saturating_add(size.saturating_mul(blocks));
         }
         // Then the largest classes first: the most memory for the least churn.
         let used: Vec<_> = self.tiers.used().collect();
@@ -377,7 +380,8 @@ impl BlockPool {
             }
             let excess_blocks = (idle_bytes - keep_bytes).div_ceil(size);
             let keep = pool.idle().saturating_sub(excess_blocks);
-            freed += size * pool.trim(&mut self.hooks(size, offload), keep);
+            let blocks = pool.trim(&mut self.hooks(size, offload), keep);
+            freed = freed.saturating_add(size.saturating_mul(blocks));
         }
         freed
     }
@@ -388,8 +392,8 @@ impl BlockPool {
         self.tiers.mark_closed();
         self.tiers
             .used()
-            .map(|(size, pool)| size * pool.close(&mut self.hooks(size, offload)))
-            .sum()
+            .map(|(size, pool)| size.saturating_mul(pool.close(&mut self.hooks(size, offload))))
+            .fold(0, usize::saturating_add)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -431,18 +435,85 @@ impl BlockPool {
                 counts: pool.stats(),
             })
             .collect();
-        let in_use_bytes: usize = classes
+        // Saturating: the counters are read one by one while other threads
+        // move, so a snapshot can be off by a few blocks, and a gauge must
+        // not wrap because of it.
+        let in_use_bytes = classes
             .iter()
-            .map(|c| c.size * c.counts.in_use as usize)
-            .sum();
+            .map(|c| {
+                let blocks = usize::try_from(c.counts.in_use).unwrap_or(usize::MAX);
+                c.size.saturating_mul(blocks)
+            })
+            .fold(0, usize::saturating_add);
         BlockStats {
             totals: self.tiers.stats(),
             bytes_idle: self.budget.used(),
-            bytes_in_use: in_use_bytes + self.oversize_bytes_out.load(Ordering::Relaxed),
+            bytes_in_use: in_use_bytes
+                .saturating_add(self.oversize_bytes_out.load(Ordering::Relaxed)),
             oversize: self.tiers.oversize(),
             oversize_released: self.oversize_released.load(Ordering::Relaxed),
             classes,
         }
+    }
+}
+
+/// Leases: a block handed to a holder, and its way back (see `lease` for
+/// why an exported block comes back only when its lease ends).
+impl BlockPool {
+    /// A leased block of exactly `n` usable bytes (see [`BlockPool::get`]).
+    pub fn lease<O: Offload>(
+        &self,
+        n: usize,
+        zeroed: bool,
+        offload: &O,
+    ) -> Result<Leased, BlockError> {
+        Ok(Leased::new(self.get(n, zeroed, offload)?, n))
+    }
+
+    /// The holder releases the block; refused while it is exported. A block
+    /// never exported goes back now; one exported at some point keeps its
+    /// memory until [`BlockPool::finish`] (with [`ZeroMode::Poison`] the
+    /// memory is poisoned now, so a consumer that kept its address reads
+    /// [`POISON`]).
+    pub fn release<O: Offload>(&self, leased: &Leased, offload: &O) -> Result<(), LeaseError> {
+        let block = leased.release()?;
+        self.settle(leased, block, offload);
+        Ok(())
+    }
+
+    /// The holder lets go (the end of a `with` block), also while exports
+    /// are alive: they keep the memory, and no new export can start.
+    pub fn release_or_defer<O: Offload>(
+        &self,
+        leased: &Leased,
+        offload: &O,
+    ) -> Result<(), LeaseError> {
+        let block = leased.release_or_defer()?;
+        self.settle(leased, block, offload);
+        Ok(())
+    }
+
+    fn settle<O: Offload>(&self, leased: &Leased, block: Option<OwnedBlock>, offload: &O) {
+        match block {
+            Some(block) => self.put(block, offload),
+            None if self.zero == ZeroMode::Poison => {
+                if leased.capacity() >= OFFLOAD_THRESHOLD {
+                    offload.run(|| leased.poison(POISON));
+                } else {
+                    leased.poison(POISON);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// The end of a lease: memory it still holds goes back to the pool.
+    /// Returns whether the holder had released it, or `None` if the memory
+    /// came back earlier.
+    pub fn finish<O: Offload>(&self, leased: &mut Leased, offload: &O) -> Option<bool> {
+        let (block, released) = leased.finish()?;
+        self.put(block, offload);
+        Some(released)
     }
 }
 
@@ -465,97 +536,6 @@ pub struct BlockStats {
     pub oversize_released: u64,
     /// Classes that have been used, smallest first.
     pub classes: Vec<ClassStats>,
-}
-
-/// A block handed out to a holder, with its lease: exports (buffer views)
-/// are counted, and the memory goes back exactly once.
-///
-/// Invariants: `ptr`, `len` and `capacity` never change. `block` is touched
-/// only by the single winner of [`Lease::try_release`] (see the `lease`
-/// module), or by `Drop`, when no one else can reach the value.
-pub struct Leased {
-    lease: Lease,
-    ptr: *mut u8,
-    len: usize,
-    capacity: usize,
-    block: UnsafeCell<Option<OwnedBlock>>,
-}
-
-// SAFETY: `ptr` is only dereferenced by export holders while the lease
-// guarantees the memory is not released; `block` is only accessed by the
-// unique release winner (module invariant of `lease`). Everything else is
-// immutable or atomic.
-unsafe impl Send for Leased {}
-// SAFETY: as for `Send`; no `&self` method gives out shared access to
-// `block`.
-unsafe impl Sync for Leased {}
-
-impl Leased {
-    /// Leases `block`, of which the holder uses the first `len` bytes.
-    pub fn new(block: OwnedBlock, len: usize) -> Self {
-        debug_assert!(len <= block.capacity());
-        Leased {
-            lease: Lease::new(),
-            ptr: block.as_ptr(),
-            len,
-            capacity: block.capacity(),
-            block: UnsafeCell::new(Some(block)),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    pub fn is_released(&self) -> bool {
-        self.lease.is_released()
-    }
-
-    pub fn exports(&self) -> usize {
-        self.lease.exports()
-    }
-
-    /// Starts an export: the memory stays valid until the matching
-    /// [`Leased::unexport`].
-    pub fn export(&self) -> Result<*mut u8, LeaseError> {
-        self.lease.try_export().map(|()| self.ptr)
-    }
-
-    /// Ends an export. Returns the memory when this export was the last one
-    /// of a lease whose release was deferred.
-    pub fn unexport(&self) -> Option<OwnedBlock> {
-        self.lease.unexport().then(|| self.take())
-    }
-
-    /// Ends the lease and hands back the memory. Refused while exported, and
-    /// after the first success.
-    pub fn release(&self) -> Result<OwnedBlock, LeaseError> {
-        self.lease.try_release()?;
-        Ok(self.take())
-    }
-
-    /// Ends the lease now if no export is alive (returning the memory), or
-    /// when the last export ends (see [`Leased::unexport`]).
-    pub fn release_or_defer(&self) -> Result<Option<OwnedBlock>, LeaseError> {
-        Ok(self.lease.release_or_defer()?.then(|| self.take()))
-    }
-
-    /// Only for the winner of the release.
-    fn take(&self) -> OwnedBlock {
-        // SAFETY: the caller won the release: no export is alive or can
-        // start, and no one else ever touches `block` (module invariants),
-        // so this access is exclusive.
-        let block = self.block.with_mut(|b| unsafe { (*b).take() });
-        block.expect("a lease is released once, and holds its block until then")
-    }
 }
 
 #[cfg(test)]
@@ -708,6 +688,72 @@ mod tests {
     }
 
     #[test]
+    fn a_never_exported_lease_goes_back_at_release_an_exported_one_at_its_end() {
+        let p = pool(BlockConfig {
+            shards: Some(1),
+            ..BlockConfig::default()
+        });
+        let plain = p.lease(100, false, &InPlace).unwrap();
+        p.release(&plain, &InPlace).unwrap();
+        assert_eq!((p.stats().totals.in_use, p.idle_blocks()), (0, 1));
+        assert_eq!(p.release(&plain, &InPlace), Err(LeaseError::Released));
+        let mut viewed = p.lease(100, false, &InPlace).unwrap();
+        let ptr = viewed.export().unwrap();
+        assert_eq!(p.release(&viewed, &InPlace), Err(LeaseError::Exported(1)));
+        viewed.unexport();
+        p.release(&viewed, &InPlace).unwrap();
+        // The address may still be in use: the memory is not reused yet.
+        assert_eq!((p.stats().totals.in_use, p.idle_blocks()), (1, 0));
+        let other = p.lease(100, false, &InPlace).unwrap();
+        assert_ne!(other.export().unwrap(), ptr);
+        other.unexport();
+        assert_eq!(p.finish(&mut viewed, &InPlace), Some(true));
+        assert_eq!(p.finish(&mut viewed, &InPlace), None);
+        assert_eq!((p.stats().totals.in_use, p.idle_blocks()), (1, 1));
+        let mut forgotten = other;
+        assert_eq!(p.finish(&mut forgotten, &InPlace), Some(false));
+        let s = p.stats();
+        assert_eq!((s.totals.in_use, s.totals.puts, s.bytes_in_use), (0, 3, 0));
+    }
+
+    #[test]
+    fn poison_fills_a_deferred_block_at_release() {
+        for (zero, poisoned) in [(ZeroMode::Poison, true), (ZeroMode::Never, false)] {
+            let p = pool(BlockConfig {
+                zero,
+                ..BlockConfig::default()
+            });
+            let leased = p.lease(300, false, &InPlace).unwrap();
+            let ptr = leased.export().unwrap();
+            // SAFETY: in bounds of a live export.
+            unsafe { std::ptr::write_bytes(ptr, 0x11, 300) };
+            leased.unexport();
+            p.release(&leased, &InPlace).unwrap();
+            // SAFETY: the memory stays allocated until the lease ends; this
+            // reads it as a consumer that kept the address would.
+            let first = unsafe { ptr.read() };
+            assert_eq!(first == POISON, poisoned, "{zero:?}");
+            assert_eq!(first == 0x11, !poisoned, "{zero:?}");
+        }
+    }
+
+    #[test]
+    fn huge_classes_route_every_request_to_a_class_that_holds_it() {
+        let p = pool(BlockConfig {
+            max_block: Some((1 << 63) - 1),
+            ..BlockConfig::default()
+        });
+        // Routed to the 2^62 class, whose allocation fails: an error, not
+        // a block smaller than asked.
+        assert_eq!(
+            p.get(1 << 62, false, &InPlace).unwrap_err(),
+            BlockError::Alloc(AllocError { size: 1 << 62 })
+        );
+        let b = p.lease(5000, false, &InPlace).unwrap();
+        assert!(b.capacity() >= 5000 && b.len() == 5000);
+    }
+
+    #[test]
     fn config_is_checked() {
         let err = |c: BlockConfig| BlockPool::new(c).err().unwrap().field;
         assert_eq!(
@@ -739,25 +785,6 @@ mod tests {
                 ..BlockConfig::default()
             }),
             "classes"
-        );
-    }
-
-    #[test]
-    fn a_lease_releases_once_and_never_while_exported() {
-        let l = Leased::new(OwnedBlock::zeroed(64, 64).unwrap(), 10);
-        let ptr = l.export().unwrap();
-        assert_eq!(l.release().unwrap_err(), LeaseError::Exported(1));
-        assert!(l.unexport().is_none());
-        let block = l.release().unwrap();
-        assert_eq!(block.as_ptr(), ptr);
-        assert_eq!(l.release().unwrap_err(), LeaseError::Released);
-        assert_eq!(l.export().unwrap_err(), LeaseError::Released);
-        let deferred = Leased::new(OwnedBlock::zeroed(64, 64).unwrap(), 64);
-        deferred.export().unwrap();
-        assert!(deferred.release_or_defer().unwrap().is_none());
-        assert!(
-            deferred.unexport().is_some(),
-            "the last view gives the memory back"
         );
     }
 }

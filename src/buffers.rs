@@ -10,6 +10,7 @@
 
 use std::convert::Infallible;
 
+use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::calibrate::Calibrator;
 use crate::pool::{Config, ConfigError, Hooks, Pool};
 use crate::Snapshot;
@@ -36,9 +37,12 @@ impl Hooks<Vec<u8>> for BufferHooks<'_> {
     type Error = Infallible;
 
     fn create(&mut self) -> Result<Vec<u8>, Infallible> {
-        Ok(Vec::with_capacity(
-            self.calibrator.typical().min(self.max_capacity),
-        ))
+        // Room for a typical use if the allocator has it; else an empty
+        // buffer, whose first write then fails with an error of its own
+        // (`Vec::with_capacity` would abort the process instead).
+        let mut buf = Vec::new();
+        let _ = buf.try_reserve_exact(self.calibrator.typical().min(self.max_capacity));
+        Ok(buf)
     }
 
     fn reset(&mut self, buf: &Vec<u8>) -> Result<(), Infallible> {
@@ -136,6 +140,45 @@ impl BufferPool {
     }
 }
 
+/// Leases: a buffer handed to a holder, and its way back (see
+/// `buffer_lease` for why an exported buffer comes back only when its lease
+/// ends).
+impl BufferPool {
+    /// A leased, empty buffer.
+    pub fn lease(&self) -> Result<LeasedBuffer, crate::GetError<Infallible>> {
+        self.get().map(LeasedBuffer::new)
+    }
+
+    /// The holder releases the buffer; refused while it is exported. A
+    /// buffer never exported comes back now, one exported at some point in
+    /// [`BufferPool::finish`].
+    pub fn release(&self, leased: &LeasedBuffer) -> Result<(), BufferError> {
+        if let Some(data) = leased.release()? {
+            self.put(data);
+        }
+        Ok(())
+    }
+
+    /// The holder lets go (the end of a `with` block), also while exports
+    /// are alive.
+    pub fn release_or_defer(&self, leased: &LeasedBuffer) -> Result<(), BufferError> {
+        if let Some(data) = leased.release_or_defer()? {
+            self.put(data);
+        }
+        Ok(())
+    }
+
+    /// The end of a lease: bytes it still holds come back. Returns their
+    /// length and whether the holder had released them, or `None` if they
+    /// came back earlier.
+    pub fn finish(&self, leased: &mut LeasedBuffer) -> Option<(usize, bool)> {
+        let (data, released) = leased.finish()?;
+        let len = data.len();
+        self.put(data);
+        Some((len, released))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +222,37 @@ mod tests {
         p.put(huge);
         assert_eq!(p.stats().dropped, dropped + 1);
         assert_eq!(p.calibrator().typical(), 1024);
+    }
+
+    /// A capacity no allocator can give (a pool configured with a huge
+    /// `max_capacity` that learned a huge typical size) makes an empty
+    /// buffer instead of aborting the process.
+    #[test]
+    fn an_impossible_typical_capacity_gives_an_empty_buffer() {
+        let mut hooks = BufferHooks {
+            calibrator: &Calibrator::new(1, usize::MAX),
+            max_capacity: usize::MAX,
+        };
+        let buf = hooks.create().unwrap();
+        assert_eq!((buf.len(), buf.capacity()), (0, 0));
+    }
+
+    #[test]
+    fn a_leased_buffer_comes_back_at_release_or_at_its_end() {
+        let p = BufferPool::new(Config::default(), None).unwrap();
+        let plain = p.lease().unwrap();
+        plain.append(b"abc").unwrap();
+        p.release(&plain).unwrap();
+        assert_eq!((p.stats().in_use, p.idle()), (0, 1));
+        let mut viewed = p.lease().unwrap();
+        viewed.export().unwrap();
+        assert_eq!(p.release(&viewed), Err(BufferError::Exported(1)));
+        viewed.unexport();
+        p.release_or_defer(&viewed).unwrap();
+        assert_eq!((p.stats().in_use, p.idle()), (1, 0));
+        assert_eq!(p.finish(&mut viewed), Some((0, true)));
+        assert_eq!(p.finish(&mut viewed), None);
+        assert_eq!((p.stats().in_use, p.idle()), (0, 1));
     }
 
     #[test]

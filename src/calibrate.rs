@@ -32,8 +32,12 @@ pub struct Calibrator {
 }
 
 fn bin(len: usize) -> usize {
-    let size = len.max(MIN_BIN).next_power_of_two();
-    ((size.trailing_zeros() - MIN_BIN.trailing_zeros()) as usize).min(BINS - 1)
+    // Lengths above the largest power of two (where `next_power_of_two`
+    // would overflow) go in the last bin with every other huge length.
+    match len.max(MIN_BIN).checked_next_power_of_two() {
+        Some(size) => ((size.trailing_zeros() - MIN_BIN.trailing_zeros()) as usize).min(BINS - 1),
+        None => BINS - 1,
+    }
 }
 
 fn bin_size(bin: usize) -> usize {
@@ -117,6 +121,7 @@ mod tests {
             (0, 0, 1, 1, 14)
         );
         assert_eq!(bin(usize::MAX / 2), BINS - 1);
+        assert_eq!(bin(usize::MAX), BINS - 1, "no overflow at the top");
     }
 
     #[test]

@@ -44,13 +44,18 @@ impl SizeClasses {
     /// to `max` (always the last class): `p, 5p/4, 6p/4, 7p/4, 2p, ...`.
     /// A request just above one class is served by the next, so no request
     /// at or above `min` wastes more than 20% of its block.
+    ///
+    /// Any `usize` is accepted: the series stops at the last power of two
+    /// that exists (no step overflows), and a `min` above the largest power
+    /// of two leaves `max` as the only class.
     pub fn geometric(min: usize, max: usize) -> Self {
         let mut sizes = Vec::new();
-        let first = min.max(1).next_power_of_two();
-        let mut p = first;
-        'outer: while p <= max {
+        let first = min.max(1).checked_next_power_of_two();
+        let mut next = first;
+        'outer: while let Some(p) = next.filter(|&p| p <= max) {
             for q in 4..8 {
                 // Below 4, quarters are not whole: plain powers of two.
+                // `p / 4 * q < 2 * p <= 2^usize::BITS`: no overflow.
                 let size = if p >= 4 { p / 4 * q } else { p };
                 if size > max {
                     break 'outer;
@@ -59,15 +64,18 @@ impl SizeClasses {
                     sizes.push(size);
                 }
             }
-            p *= 2;
+            next = p.checked_mul(2);
         }
         if sizes.last() != Some(&max) && max > 0 {
             sizes.push(max);
         }
         SizeClasses {
+            // Quarters are whole from 4 up; below, search. A series that
+            // never started (`min` beyond every power of two) is searched.
+            first_shift: first
+                .filter(|&f| f >= 4 && sizes.first() == Some(&f))
+                .map(usize::trailing_zeros),
             sizes: sizes.into_boxed_slice(),
-            // Quarters are whole from 4 up; below, search.
-            first_shift: (first >= 4).then(|| first.trailing_zeros()),
         }
     }
 
@@ -116,10 +124,13 @@ impl SizeClasses {
         if n <= 1 << first_shift {
             return 0;
         }
-        let k = usize::BITS - 1 - (n - 1).leading_zeros(); // p = 2^k < n <= 2^(k+1)
-        let q = (n << 2).div_ceil(1 << k); // 5..=8; no overflow: n <= the largest class
-                                           // The last class may be `max` itself, off the series: a request the
-                                           // series would round above it still fits there.
+        // p = 2^k < n <= 2^(k+1), and k >= first_shift >= 2 (n > 2^first_shift).
+        let k = usize::BITS - 1 - (n - 1).leading_zeros();
+        // q = ceil(n / (p / 4)), in 5..=8. Divided, never shifted up: `4n`
+        // overflows for requests above a quarter of the address space.
+        let q = ((n - 1) >> (k - 2)) + 1;
+        // The last class may be `max` itself, off the series: a request the
+        // series would round above it still fits there.
         ((k - first_shift) as usize * 4 + (q - 4)).min(last)
     }
 
@@ -182,6 +193,46 @@ mod tests {
                 assert_eq!(c.serving(n), expected, "min={min} max={max} n={n}");
             }
         }
+    }
+
+    /// Requests near the top of the address space: `4n` would overflow, so
+    /// the class is computed without it (a 2^62-byte request once got a
+    /// 2^60-byte class).
+    #[test]
+    fn huge_requests_get_a_class_at_least_as_large() {
+        for max in [usize::MAX, usize::MAX / 2, 1 << 62, (1 << 62) + 1, 3 << 61] {
+            let c = SizeClasses::geometric(64, max);
+            assert_eq!(c.max(), max);
+            let mut requests = vec![max, max - 1, usize::MAX / 4 + 1, 1 << 62];
+            for shift in 50..usize::BITS {
+                let p = 1usize << shift;
+                requests.extend([p - 1, p, p + 1, p / 4 * 5, p / 4 * 5 + 1]);
+            }
+            for n in requests {
+                let searched = c.sizes.partition_point(|&s| s < n);
+                let expected = (searched < c.len()).then_some(searched);
+                assert_eq!(c.serving(n), expected, "max={max} n={n}");
+                if let Some(class) = c.serving(n) {
+                    assert!(c.size(class) >= n, "max={max} n={n}");
+                }
+            }
+        }
+        let c = SizeClasses::geometric(64, (1 << 63) - 1);
+        assert_eq!(c.size(c.serving(1 << 62).unwrap()), 1 << 62);
+    }
+
+    #[test]
+    fn a_series_beyond_every_power_of_two_is_its_maximum() {
+        let c = SizeClasses::geometric(usize::MAX, usize::MAX);
+        assert_eq!(c.sizes(), &[usize::MAX]);
+        assert_eq!(c.serving(usize::MAX), Some(0));
+        assert_eq!(c.serving(5), Some(0));
+        let top = SizeClasses::geometric(1 << 63, usize::MAX);
+        assert_eq!(
+            top.sizes(),
+            &[1 << 63, 5 << 61, 6 << 61, 7 << 61, usize::MAX]
+        );
+        assert_eq!(top.serving((7 << 61) + 1), Some(4));
     }
 
     #[test]

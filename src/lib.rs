@@ -18,10 +18,12 @@
 //! - [`memory`] and [`lease`]: aligned blocks owned by Rust, and the
 //!   export/release protocol of a block handed out.
 //! - [`blocks`]: the byte-block pool; [`calibrate`] and [`buffers`]: the pool
-//!   of growable buffers that learns the sizes of recent use.
+//!   of growable buffers that learns the sizes of recent use, and
+//!   [`buffer_lease`]: the export/release protocol of a buffer handed out.
 
 pub mod blocks;
 pub mod budget;
+pub mod buffer_lease;
 pub mod buffers;
 pub mod calibrate;
 pub mod classes;

@@ -178,6 +178,12 @@ pub struct Idle<T> {
     since: u64,
 }
 
+/// `d` in nanoseconds, or `u64::MAX` if it does not fit.
+#[inline]
+fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Bytes an idle entry of `T` takes in a shard (without the queue's stamp).
 pub fn idle_entry_size<T>() -> usize {
     std::mem::size_of::<Idle<T>>()
@@ -799,7 +805,11 @@ impl<T: Send> Pool<T> {
     #[inline]
     fn is_expired(&self, idle: &Idle<T>) -> bool {
         match self.idle_timeout {
-            Some(timeout) if idle.since != 0 => self.now() - idle.since > timeout.as_nanos() as u64,
+            // Saturating: a timeout beyond u64 nanoseconds (585 years) never
+            // expires, where a plain cast would wrap it to a short one.
+            Some(timeout) if idle.since != 0 => {
+                self.now().saturating_sub(idle.since) > saturating_nanos(timeout)
+            }
             _ => false,
         }
     }
@@ -1024,7 +1034,7 @@ impl<T: Send> Pool<T> {
 
     /// Nanoseconds since the pool's epoch, at least 1 (0 means unstamped).
     fn now(&self) -> u64 {
-        (self.epoch.elapsed().as_nanos() as u64).max(1)
+        saturating_nanos(self.epoch.elapsed()).max(1)
     }
 
     /// Takes an idle object (home shard first), ending its charge.

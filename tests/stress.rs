@@ -12,8 +12,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shardpool::blocks::{BlockConfig, BlockPool, InPlace, Leased};
-use shardpool::lease::LeaseError;
+use shardpool::blocks::{BlockConfig, BlockPool, InPlace};
+use shardpool::lease::{LeaseError, Leased};
 use shardpool::limit::{Enqueued, Grant, Limit, Outcome, Park};
 use shardpool::{Config, GetError, Hooks, Pool};
 
@@ -328,13 +328,14 @@ fn limit_slots_are_never_lost_or_doubled() {
 
 /// Leased blocks: views export (each writing its own byte), a holder
 /// releases or defers, a second releaser races it. Exactly one party gets
-/// each block back, never while a view is alive, and it finds every write
-/// made through a view that ended.
+/// each block back: a release, only if no view ever started (the memory of
+/// an exported block stays with the lease), or else the lease's end
+/// (`finish`), which finds every write made through a view.
 #[test]
 fn lease_release_happens_once_and_after_every_view() {
     const VIEWS: usize = 8;
     let rounds = iters(2_000);
-    let leases: Vec<Leased> = (0..rounds)
+    let mut leases: Vec<Leased> = (0..rounds)
         .map(|_| {
             let block = shardpool::memory::OwnedBlock::zeroed(64, 64).unwrap();
             Leased::new(block, 64)
@@ -343,7 +344,7 @@ fn lease_release_happens_once_and_after_every_view() {
     // Per block: views alive right now, and which views wrote.
     let live: Vec<AtomicUsize> = (0..rounds).map(|_| AtomicUsize::new(0)).collect();
     let wrote: Vec<AtomicUsize> = (0..rounds).map(|_| AtomicUsize::new(0)).collect();
-    let winners: Vec<Vec<usize>> = run(|t| {
+    let released_now: Vec<Vec<usize>> = run(|t| {
         let mut won_here = Vec::new();
         for (i, lease) in leases.iter().enumerate() {
             let won = if t < VIEWS {
@@ -356,17 +357,15 @@ fn lease_release_happens_once_and_after_every_view() {
                         unsafe { ptr.add(t).write(1) };
                         wrote[i].fetch_or(1 << t, Ordering::Relaxed);
                         live[i].fetch_sub(1, Ordering::AcqRel);
-                        lease.unexport()
+                        lease.unexport();
                     }
-                    Err(e) => {
-                        assert_eq!(e, LeaseError::Released);
-                        None
-                    }
+                    Err(e) => assert_eq!(e, LeaseError::Released),
                 }
+                None
             } else if t == VIEWS {
                 lease.release_or_defer().ok().flatten()
             } else if t == VIEWS + 1 {
-                lease.release().ok()
+                lease.release().ok().flatten()
             } else {
                 assert!(lease.exports() <= VIEWS);
                 None
@@ -377,26 +376,43 @@ fn lease_release_happens_once_and_after_every_view() {
                     0,
                     "released while exported"
                 );
-                // SAFETY: the winner owns the block: no view is alive and
-                // none can start.
+                assert_eq!(
+                    wrote[i].load(Ordering::Relaxed),
+                    0,
+                    "an exported block was released at once"
+                );
+                assert!(lease.export().is_err(), "exported after the release");
+                // SAFETY: the winner owns the block: no view ever existed.
                 let bytes = unsafe { std::slice::from_raw_parts(block.as_ptr(), VIEWS) };
-                let wrote = wrote[i].load(Ordering::Relaxed);
-                for (v, &b) in bytes.iter().enumerate() {
-                    assert_eq!(b == 1, wrote & (1 << v) != 0, "block {i}, view {v}");
-                }
+                assert!(bytes.iter().all(|&b| b == 0));
                 won_here.push(i);
             }
         }
         won_here
     });
-    let mut won: Vec<usize> = winners.into_iter().flatten().collect();
-    won.sort_unstable();
-    assert_eq!(won, (0..rounds).collect::<Vec<_>>(), "one winner per block");
-    for lease in &leases {
+    let now: std::collections::HashSet<usize> = released_now.into_iter().flatten().collect();
+    let mut exported = 0;
+    for (i, lease) in leases.iter_mut().enumerate() {
         assert!(lease.is_released());
         assert_eq!(lease.exports(), 0);
         assert_eq!(lease.export(), Err(LeaseError::Released));
+        match lease.finish() {
+            None => assert!(now.contains(&i), "block {i} came back never"),
+            Some((block, released)) => {
+                assert!(released);
+                assert!(!now.contains(&i), "block {i} came back twice");
+                exported += 1;
+                // SAFETY: `finish` hands the block over exclusively.
+                let bytes = unsafe { std::slice::from_raw_parts(block.as_ptr(), VIEWS) };
+                let wrote = wrote[i].load(Ordering::Relaxed);
+                for (v, &b) in bytes.iter().enumerate() {
+                    assert_eq!(b == 1, wrote & (1 << v) != 0, "block {i}, view {v}");
+                }
+            }
+        }
     }
+    // Both paths were exercised.
+    assert!(exported > 0);
 }
 
 /// A block pool with a small idle byte cap shared by its classes: threads

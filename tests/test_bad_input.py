@@ -35,12 +35,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import decimal
+import fractions
 import math
 import pickle
 import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,8 +339,33 @@ TABLE: list[Row] = [
     Row(
         OP,
         "get",
-        "timeout=Decimal",
-        lambda w: w.objects.get(timeout=decimal.Decimal(1)),
+        "timeout=Decimal(NaN)",
+        lambda w: w.objects.get(timeout=decimal.Decimal("NaN")),
+        ValueError,
+        "timeout",
+    ),
+    Row(
+        OP,
+        "get",
+        "timeout=np.float64(-1)",
+        lambda w: w.objects.get(timeout=np.float64(-1)),
+        ValueError,
+        "timeout",
+    ),
+    Row(
+        OP,
+        "get",
+        "timeout=10**400",
+        lambda w: w.objects.get(timeout=10**400),
+        OverflowError,
+        "timeout",
+    ),
+    Row(OP, "get", "timeout=b'1'", lambda w: w.objects.get(timeout=b"1"), TypeError, "timeout"),
+    Row(
+        OP,
+        "get",
+        "timeout=np.True_",
+        lambda w: w.objects.get(timeout=np.True_),
         TypeError,
         "timeout",
     ),
@@ -646,6 +673,8 @@ TABLE: list[Row] = [
     Row(BP, "get", "n=1.5", lambda w: w.blocks.get(1.5), TypeError, r"\bn\b"),
     Row(BP, "get", "n=True", lambda w: w.blocks.get(True), TypeError, r"\bn\b"),
     Row(BP, "get", "n=np.float64", lambda w: w.blocks.get(np.float64(3)), TypeError, r"\bn\b"),
+    Row(BP, "get", "n=np.True_", lambda w: w.blocks.get(np.True_), TypeError, r"\bn\b"),
+    Row(BP, "get", "n=np.int64(-1)", lambda w: w.blocks.get(np.int64(-1)), ValueError, r"\bn\b"),
     Row(BP, "get", "n=2**64", lambda w: w.blocks.get(2**64), ValueError, r"\bn\b"),
     Row(BP, "get", "n=2**62", lambda w: w.blocks.get(2**62), MemoryError, str(2**62)),
     Row(BP, "get", "n=2**63-1", lambda w: w.blocks.get(2**63 - 1), MemoryError, str(2**63 - 1)),
@@ -1196,4 +1225,169 @@ def test_timeouts_are_real_errors_not_bad_input():
     assert isinstance(info.value, TimeoutError)
     s = pool.stats()
     assert (s.waits, s.timeouts, s.in_use, s.created) == (1, 1, 1, 1)
+    pool.put(held)
+
+
+# --- numbers: every size takes what operator.index takes, every duration
+# what float() takes from a number ---
+
+
+class Index:
+    """An integer type of one's own: only ``__index__``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __index__(self) -> int:
+        return self.n
+
+
+class Real:
+    """A real-number type of one's own: only ``__float__``."""
+
+    def __init__(self, x: float) -> None:
+        self.x = x
+
+    def __float__(self) -> float:
+        return float(self.x)
+
+
+SIZE_TYPES = [int, np.int64, np.uint32, np.uint64, Index]
+DURATION_TYPES = [
+    float,
+    int,
+    np.float64,
+    np.float32,
+    np.int64,
+    np.uint8,
+    decimal.Decimal,
+    fractions.Fraction,
+    Real,
+    Index,
+]
+
+
+@pytest.mark.parametrize("kind", SIZE_TYPES, ids=lambda k: k.__name__)
+def test_every_size_takes_what_operator_index_takes(kind):
+    objects = ObjectPool(list, max_idle=kind(3), max_size=kind(5), shards=kind(2), prefill=kind(1))
+    assert (objects.max_idle, objects.max_size, objects.shards, len(objects)) == (3, 5, 2, 1)
+    got = objects.get_many(kind(2))
+    assert len(got) == 2
+    objects.put_many(got)
+    assert objects.trim(kind(1)) == 1
+    tiered = TieredPool(bytearray, [kind(16), (kind(256), kind(2))], shards=kind(1))
+    assert tiered.tiers == [(16, 1024), (256, 2)]
+    tiered.put(tiered.get(kind(10)))
+    assert tiered.trim(kind(0)) == 1
+    blocks = BlockPool(
+        classes=[kind(64), (kind(4096), kind(3))],
+        max_idle_bytes=kind(1 << 20),
+        alignment=kind(128),
+        shards=kind(2),
+    )
+    assert (blocks.classes, blocks.max_idle_bytes, blocks.alignment) == ([64, 4096], 1 << 20, 128)
+    assert BlockPool(max_block=kind(4096)).max_block == 4096
+    blocks.get(kind(100)).release()
+    assert blocks.trim(keep_bytes=kind(0)) == 4096
+    buffers = BufferPool(max_idle=kind(3), max_capacity=kind(1 << 20), shards=kind(1))
+    assert (buffers.max_idle, buffers.max_capacity) == (3, 1 << 20)
+    buffers.get().release()
+    assert buffers.trim(kind(0)) == 1
+    trim_on_gc(buffers, keep=kind(0))()
+
+
+@pytest.mark.parametrize("kind", DURATION_TYPES, ids=lambda k: k.__name__)
+def test_every_duration_takes_what_float_takes_from_a_number(kind):
+    objects = ObjectPool(list, idle_timeout=kind(5))
+    assert objects.idle_timeout == 5.0
+    for pool in (
+        TieredPool(bytearray, [16], idle_timeout=kind(5)),
+        BlockPool(idle_timeout=kind(5)),
+        BufferPool(idle_timeout=kind(5)),
+    ):
+        assert pool.stats().created == 0
+    full = ObjectPool(list, max_size=1)
+    held = full.get()
+    for wait in (
+        lambda t: full.get(timeout=t),
+        lambda t: full.get_many(1, timeout=t),
+        lambda t: full.borrow(timeout=t).__enter__(),
+        lambda t: asyncio.run(full.aget(timeout=t)),
+        lambda t: asyncio.run(full.aborrow(timeout=t).__aenter__()),
+    ):
+        with pytest.raises(PoolTimeout):
+            wait(kind(0))
+    full.put(held)
+    assert full.get(timeout=kind(5)) is held
+    full.put(held)
+
+
+@pytest.mark.parametrize("value", [2**64, 10**30])
+def test_sizes_too_large_for_the_platform_are_refused_naming_the_argument(value):
+    with pytest.raises(ValueError, match=r"\bn is out of range"):
+        BlockPool().get(Index(value))
+    with pytest.raises(ValueError, match="max_block is out of range"):
+        BlockPool(max_block=Index(value))
+    with pytest.raises(ValueError, match="max_idle is out of range"):
+        ObjectPool(list, max_idle=value)
+
+
+# --- huge and odd durations ---
+
+# As seconds, the first float whose nanoseconds exceed 2**64: a cast to a
+# u64 of nanoseconds wraps it to about 5 microseconds.
+BEYOND_U64_NANOS = 18446744073.709557
+
+
+@pytest.mark.parametrize("idle_timeout", [BEYOND_U64_NANOS, 18446744074.0, 1e300, math.inf])
+def test_a_huge_idle_timeout_never_expires(idle_timeout):
+    """Issue 11, defect 7: ObjectPool(list, idle_timeout=18446744074.0)
+    expired objects after about 0.29 s (the nanoseconds wrapped)."""
+    objects = ObjectPool(list, idle_timeout=idle_timeout, shards=1)
+    tiered = TieredPool(bytearray, [16], idle_timeout=idle_timeout, shards=1)
+    blocks = BlockPool(idle_timeout=idle_timeout, shards=1)
+    buffers = BufferPool(idle_timeout=idle_timeout, shards=1)
+    obj, small = objects.get(), tiered.get(10)
+    objects.put(obj)
+    tiered.put(small)
+    blocks.get(100).release()
+    buffers.get().release()
+    time.sleep(0.02)
+    assert objects.get() is obj
+    assert tiered.get(10) is small
+    blocks.get(100).release()
+    buffers.get().release()
+    for pool in (objects, tiered, blocks, buffers):
+        pool.trim(2**20)  # expired objects go first: none are
+        assert pool.stats().expired == 0, pool
+    assert blocks.stats().hits == buffers.stats().hits == 1
+
+
+def test_a_positive_duration_below_a_nanosecond_is_one_nanosecond_not_zero():
+    """A conversion that rounded 1e-12 s to 0 made a positive idle_timeout
+    fail as "got 0"; zero itself is still refused."""
+    assert ObjectPool(list, idle_timeout=1e-12).idle_timeout == 1e-9
+    assert BlockPool(idle_timeout=5e-324).stats().created == 0
+    with pytest.raises(ValueError, match="idle_timeout must be positive, got 0"):
+        ObjectPool(list, idle_timeout=0.0)
+
+
+@pytest.mark.parametrize("timeout", [BEYOND_U64_NANOS, 1e300, math.inf, 10**20])
+def test_a_huge_timeout_waits_for_a_put(timeout):
+    pool = ObjectPool(list, max_size=1)
+    held = pool.get()
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(pool.get(timeout=timeout)))
+    waiter.start()
+    time.sleep(0.05)
+    assert not got, "a huge timeout ended at once"
+    pool.put(held)
+    waiter.join(10)
+    assert got == [held]
+    pool.put(held)
+
+    async def wait_async() -> object:
+        return await pool.aget(timeout=timeout)
+
+    assert asyncio.run(wait_async()) is held
     pool.put(held)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import ctypes
 import gc
 import hashlib
 import io
@@ -14,6 +15,8 @@ import itertools
 import pickle
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -68,7 +71,9 @@ CLASS_FIELDS = (
 
 
 def address(block: Block) -> int:
-    """The address of the block's first byte, through a (temporary) numpy view."""
+    """The address of the block's first byte, through a (temporary) numpy view.
+    An export: the block's memory now goes back only when the ``Block``
+    object is collected, so tests ``del`` it after its release."""
     return np.frombuffer(block, dtype=np.uint8).ctypes.data
 
 
@@ -254,6 +259,7 @@ def test_released_block_is_reused_from_its_class():
     assert block.capacity == 5120
     where = address(block)
     block.release()
+    del block  # exported: the memory comes back with the Block object
     again = pool.get(4500)  # same class
     assert again.capacity == 5120
     assert address(again) == where
@@ -404,6 +410,7 @@ def test_blocks_are_aligned(alignment):
         assert address(block) % alignment == 0, (alignment, block)
     for block in blocks:
         block.release()
+    del blocks, block  # exported: the memory comes back with the objects
     # Reused blocks too.
     blocks = [pool.get(n) for n in (1, 63, 100, 1000)]
     assert pool.stats().hits == 4
@@ -542,6 +549,7 @@ def test_request_above_max_block_gets_an_exact_unpooled_block():
     assert (s.oversize, s.misses, s.created, s.bytes_in_use) == (1, 1, 1, 70_000)
     assert s.classes == ()
     block.release()
+    del block  # exported: freed with the Block object
     s = pool.stats()
     assert (s.puts, s.destroyed, s.dropped, s.bytes_in_use, s.bytes_idle) == (1, 1, 1, 0, 0)
     assert len(pool) == 0
@@ -711,6 +719,7 @@ def test_zero_modes(zero, clean_on_reuse, n):
     where = address(block)
     fill(block, 0xEE)
     block.release()
+    del block  # exported: the memory comes back with the Block object
     again = pool.get(n)
     assert address(again) == where  # the same memory
     assert holds_only(again, 0) == clean_on_reuse
@@ -718,6 +727,7 @@ def test_zero_modes(zero, clean_on_reuse, n):
         assert holds_only(again, 0xEE)  # what its last holder wrote
     fill(again, 0xEE)
     again.release()
+    del again
     with pool.get(n, zeroed=True) as zeroed:
         assert address(zeroed) == where
         assert holds_only(zeroed, 0)
@@ -739,6 +749,7 @@ def test_zeroed_false_is_the_default():
     block = pool.get(100)
     fill(block, 1)
     block.release()
+    del block  # exported: the memory comes back with the Block object
     with pool.get(100, zeroed=False) as block:
         assert holds_only(block, 1)
 
@@ -748,7 +759,8 @@ def test_zero_on_release_also_zeroes_after_a_deferred_release():
     with pool.get(1000) as block:
         view = memoryview(block)
         view[:] = b"\xff" * 1000
-    view.release()  # the last view returns the block
+    view.release()
+    del block  # the last reference: the memory comes back, zeroed
     with pool.get(1000) as block:
         assert pool.stats().hits == 1
         assert holds_only(block, 0)
@@ -775,6 +787,9 @@ def test_release_while_a_memoryview_is_alive_raises_and_the_block_stays_valid():
     assert bytes(view[:6]) == b"abcdef"
     view.release()
     block.release()
+    assert block.released
+    assert pool.stats().puts == 0, "exported: the memory waits for the Block object"
+    del block
     assert pool.stats().puts == 1
 
 
@@ -788,6 +803,238 @@ def test_release_while_a_numpy_view_is_alive_raises():
     assert holds_only(block, 9)
     del arr
     block.release()
+
+
+# --- every route to a block's memory ---
+#
+# Consumers of the buffer protocol either hold an export while they use the
+# memory (then release() raises BufferError until they are gone), or use it
+# only during a call, or take the address, end the export at once and keep a
+# reference to the block (numpy's ndarray(buffer=...)). For the last kind a
+# release is allowed, and the memory must not be reused or freed while the
+# consumer lives: the memory of an exported block goes back only when the
+# Block object is collected. docs/guide/blocks-and-buffers.md lists the same
+# consumers.
+
+
+class Route:
+    """A consumer of a block's memory, and what it keeps: ``"export"`` (an
+    export, for as long as the returned object lives), ``"address"`` (the
+    address and a reference to the block, no export) or ``"nothing"`` (an
+    export during the call, or a copy)."""
+
+    def __init__(self, name, use, keeps: str) -> None:
+        self.name = name
+        self.use = use  # block -> what the consumer keeps (or None)
+        self.keeps = keeps
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _recv_into(block):
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"\x05" * len(block))
+        assert b.recv_into(block) == len(block)
+
+
+def _readinto(block):
+    assert io.BytesIO(b"\x05" * len(block)).readinto(block) == len(block)
+
+
+def _ctypes_view(block):
+    return (ctypes.c_char * len(block)).from_buffer(block)
+
+
+def _ctypes_copy(block):
+    return (ctypes.c_char * len(block)).from_buffer_copy(block)
+
+
+ROUTES = [
+    Route("memoryview", memoryview, "export"),
+    Route("memoryview slice", lambda b: memoryview(b)[1:], "export"),
+    Route("memoryview.cast", lambda b: memoryview(b).cast("I"), "export"),
+    Route("np.frombuffer", lambda b: np.frombuffer(b, np.uint8), "export"),
+    Route("np.asarray", np.asarray, "export"),
+    Route("ctypes from_buffer", _ctypes_view, "export"),
+    Route("PickleBuffer", pickle.PickleBuffer, "export"),
+    Route(
+        "np.ndarray(buffer=block)",
+        lambda b: np.ndarray((len(b),), np.uint8, buffer=b),
+        "address",
+    ),
+    Route(
+        "np.ndarray(buffer=memoryview(block))",
+        lambda b: np.ndarray((len(b),), np.uint8, buffer=memoryview(b)),
+        "address",
+    ),
+    Route("np.array (a copy)", np.array, "nothing"),
+    Route("bytes", bytes, "nothing"),
+    Route("bytearray", bytearray, "nothing"),
+    Route("ctypes from_buffer_copy", _ctypes_copy, "nothing"),
+    Route("struct.pack_into", lambda b: struct.pack_into("<Q", b, 0, 5), "nothing"),
+    Route("struct.unpack_from", lambda b: struct.unpack_from("<Q", b), "nothing"),
+    Route("socket.recv_into", _recv_into, "nothing"),
+    Route("readinto", _readinto, "nothing"),
+    Route("hashlib", lambda b: hashlib.sha256(b).digest(), "nothing"),
+    Route("zlib", zlib.compress, "nothing"),
+    Route("io.BytesIO", io.BytesIO, "nothing"),
+]
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=repr)
+def test_every_route_to_a_block_holds_an_export_or_never_sees_reused_memory(route):
+    pool = BlockPool(classes=[4096], shards=1)
+    block = pool.get(4096)
+    where = address(block)
+    memoryview(block)[:] = b"\x11" * 4096
+    kept = route.use(block)
+    if route.keeps == "export":
+        with pytest.raises(BufferError, match="1 view"):
+            block.release()
+        assert not block.released
+        del kept  # the consumer goes; now the block can be released
+        gc.collect()
+        kept = None
+    block.release()
+    assert block.released
+    with pytest.raises(BufferError, match="released"):
+        memoryview(block)
+    # Exported at some point: not handed on while the Block object lives.
+    again = pool.get(4096)
+    assert address(again) != where
+    memoryview(again)[:] = b"\x22" * 4096
+    again.release()
+    del again
+    if route.keeps == "address":
+        assert bytes(kept) == b"\x11" * 4096, "a consumer reads the next holder's bytes"
+    del block
+    if route.keeps == "address":
+        assert pool.stats().in_use == 1  # the consumer holds the Block object
+        assert bytes(kept) == b"\x11" * 4096
+    del kept
+    gc.collect()
+    s = pool.stats()
+    assert (s.in_use, s.bytes_in_use, s.idle) == (0, 0, 2)
+    first, second = pool.get(4096), pool.get(4096)  # idle blocks, oldest first
+    assert address(second) == where, "the memory came back once everything let go"
+    first.release()
+    second.release()
+
+
+def test_release_under_np_ndarray_buffer_defers_the_memory_to_the_block_object():
+    """Issue 11, defect 1: numpy's ndarray(buffer=block) ends its export at
+    once and keeps only a reference; the array then read the next holder's
+    bytes (or freed memory) after block.release()."""
+    pool = BlockPool(classes=[4096], shards=1)
+    block = pool.get(4096)
+    array = np.ndarray((4096,), np.uint8, buffer=block)
+    array[:] = 0x11
+    block.release()  # allowed: no export is alive
+    assert block.released
+    nxt = pool.get(4096)
+    assert address(nxt) != array.ctypes.data
+    memoryview(nxt)[:] = b"\x22" * 4096
+    assert int(array.min()) == int(array.max()) == 0x11
+    s = pool.stats()
+    assert (s.in_use, s.bytes_in_use) == (2, 8192)  # the deferred block counts
+    del block  # the array still holds the Block object
+    assert pool.stats().in_use == 2
+    nxt.release()
+    del nxt
+    del array  # the last reference: the memory comes back now
+    s = pool.stats()
+    assert (s.in_use, s.idle, s.puts) == (0, 2, 2)
+
+
+def test_release_under_np_ndarray_buffer_of_a_freed_block_does_not_crash():
+    """Issue 11, defect 1, as reported: an oversize block is freed on
+    release, and the array read unmapped memory (SIGSEGV). Run in a child so
+    a crash is reported, not suffered."""
+    code = (
+        "import gc, numpy as np\n"
+        "from shardpool import BlockPool\n"
+        "pool = BlockPool(max_block=4096)\n"
+        "b = pool.get(64 << 20)\n"
+        "a = np.ndarray((64 << 20,), np.uint8, buffer=b)\n"
+        "a[:] = 3\n"
+        "b.release()\n"
+        "del b\n"
+        "gc.collect()\n"
+        "print(int(a.sum()), flush=True)\n"
+        "assert pool.stats().bytes_in_use == 64 << 20\n"
+        "del a\n"
+        "s = pool.stats()\n"
+        "assert (s.bytes_in_use, s.destroyed) == (0, 1), s\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert done.stdout.strip() == str(3 * (64 << 20))
+
+
+def test_poison_makes_a_read_after_release_through_a_kept_address_fail_loudly():
+    pool = BlockPool(zero="poison", classes=[64], shards=1)
+    block = pool.get(64)
+    array = np.ndarray((64,), np.uint8, buffer=block)
+    memoryview(block)[:] = b"secret!!" * 8
+    block.release()
+    assert bytes(array) == b"\xdb" * 64  # poisoned at the release, not later
+    with pool.get(64) as other:  # and not reused meanwhile
+        assert address(other) != array.ctypes.data
+    # With a view alive at a `with` exit the view keeps working: no poison.
+    with pool.get(64) as block:
+        view = memoryview(block)
+        view[:] = b"kept!!!!" * 8
+    assert bytes(view) == b"kept!!!!" * 8
+    view.release()
+
+
+def test_a_block_never_exported_goes_back_at_release():
+    pool = BlockPool(shards=1)
+    for let_go in (Block.release, pool.put, lambda b: b.__exit__(None, None, None)):
+        block = pool.get(100)
+        let_go(block)
+        s = pool.stats()
+        assert (s.in_use, s.idle) == (0, 1), let_go  # while the object lives
+        assert block.released
+    assert pool.stats().misses == 1, "the one block went round"
+
+
+def test_with_recv_into_in_a_loop_reuses_two_blocks():
+    """The common pattern: each block is exported (recv_into), so its memory
+    comes back when the name is bound to the next block; two blocks take
+    turns and every get after the second is a hit."""
+    pool = BlockPool(shards=1)
+    a, b = socket.socketpair()
+    with a, b:
+        for i in range(10):
+            a.sendall(bytes([i]) * 100)
+            with pool.get(100) as block:
+                assert b.recv_into(block) == 100
+                assert bytes(block) == bytes([i]) * 100
+    s = pool.stats()
+    assert (s.misses, s.hits, s.in_use) == (2, 8, 1)  # `block` still names the last
+    del block
+    assert pool.stats().in_use == 0
+
+
+def test_huge_classes_serve_huge_requests_with_a_class_at_least_as_large():
+    """Issue 11, defect 2: with max_block near 2**63 the class was computed
+    with `4 * n`, which overflowed: get(2**62) picked a class of 2**60."""
+    pool = BlockPool(max_block=2**63 - 1)
+    assert 2**62 in pool.classes
+    assert pool.classes[-1] == 2**63 - 1
+    before = pool.stats().as_dict()
+    for n, size in ((2**62, 2**62), (2**62 + 1, 5 * 2**60), (2**63 - 2, 2**63 - 1)):
+        with pytest.raises(MemoryError, match=f"block of {size} bytes"):
+            pool.get(n)
+    after = pool.stats().as_dict()
+    rows = after.pop("classes")  # the classes tried, with nothing counted
+    assert [r["size"] for r in rows] == [2**62, 5 * 2**60, 2**63 - 1]
+    assert all(r[k] == 0 for r in rows for k in ("idle", "in_use", "hits", "misses", "puts"))
+    before.pop("classes")
+    assert after == before
 
 
 def test_released_block_cannot_be_used():
@@ -836,6 +1083,9 @@ def test_leaving_with_while_views_are_alive_defers_the_release():
     with pytest.raises(ValueError, match="released"):
         len(block)
     view.release()
+    del view
+    assert pool.stats().puts == 0, "the Block object still lives"
+    del block  # the last reference: the memory comes back
     s = pool.stats()
     assert (s.puts, s.bytes_in_use, s.bytes_idle, len(pool)) == (1, 0, 112, 1)
 
@@ -847,12 +1097,13 @@ def test_deferred_release_waits_for_the_last_of_several_views():
         view = memoryview(block)
         sliced = view[10:20]
         view.release()  # `sliced` keeps the export of `view` alive
+    del block, view  # the views hold the Block object
     assert pool.stats().puts == 0
     del arr
     gc.collect()
     assert pool.stats().puts == 0
     sliced[0] = 1
-    sliced.release()
+    sliced.release()  # ends the export and drops the last reference to the block
     s = pool.stats()
     assert (s.puts, s.bytes_idle, s.bytes_in_use) == (1, 1024, 0)
 
@@ -861,6 +1112,7 @@ def test_deferred_release_of_an_oversize_block_frees_it():
     pool = BlockPool(classes=[4096])
     with pool.get(10_000) as block:
         arr = np.frombuffer(block, dtype=np.uint8)
+    del block  # the array holds it
     assert pool.stats().bytes_in_use == 10_000
     arr[:] = 1
     del arr
@@ -914,6 +1166,7 @@ def test_block_outlives_its_pool_object():
     memoryview(block)[:2] = b"ok"
     assert bytes(block)[:2] == b"ok"
     block.release()
+    del block  # exported: the memory comes back with the Block object
     assert stats_of().puts == 1
 
 
@@ -927,6 +1180,7 @@ def test_put_of_another_pools_block_is_refused_and_changes_nothing():
     assert not block.released
     memoryview(block)[0] = 1
     other.put(block)
+    del block  # exported: the memory comes back with the Block object
     assert other.stats().puts == 1
     assert mine.stats().puts == 0
 
@@ -976,6 +1230,7 @@ def test_closed_pool_refuses_get_keeps_held_blocks_valid_and_frees_releases():
     held.release()
     with big:
         pass
+    del held, big  # exported: freed with the Block objects
     s = pool.stats()
     assert (s.bytes_idle, s.bytes_in_use, s.destroyed, len(pool)) == (0, 0, 3, 0)
     pool.close()  # idempotent
@@ -990,6 +1245,7 @@ def test_deferred_release_after_close_frees():
         view = memoryview(block)
     pool.close()
     view.release()
+    del view, block
     s = pool.stats()
     assert (s.bytes_idle, s.bytes_in_use, s.puts, s.destroyed) == (0, 0, 1, 1)
 

@@ -354,10 +354,12 @@ class RaceRound:
                 self.end.wait()
                 assert self.errors == []
                 assert self.block.released
+                # The last reference: an exported block's memory comes back
+                # with the Block object, a block never exported at release.
+                self.block = None
                 s = self.pool.stats()
                 assert s.puts == r + 1, "a block was returned twice, or never"
                 assert s.bytes_in_use == 0
-                self.block = None
             self.stopping = True
             self.start.wait()
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import array
 import copy
+import ctypes
 import gc
 import hashlib
 import io
@@ -126,6 +127,7 @@ def test_the_documented_example():
         assert data == b"hello, world"
         assert b.recv(100) == b"hello, world"
     assert buf.released
+    del buf  # exported (sendall): the bytes come back with the Buffer object
     s = pool.stats()
     assert (s.puts, s.idle, s.in_use) == (1, 1, 0)
 
@@ -204,6 +206,7 @@ def test_contents_are_the_writes_in_order_also_in_a_reused_buffer(chunks):
             assert buf.getvalue() == expected
             assert bytes(buf) == expected
             assert buf.capacity >= len(expected)
+        del buf  # exported (bytes): the bytes come back with the Buffer object
     assert pool.stats().hits == 1
 
 
@@ -292,6 +295,138 @@ def test_contents_are_exported_read_only_and_zero_copy():
         assert bytearray(buf) == data
         assert hashlib.sha256(buf).digest() == hashlib.sha256(data).digest()
         assert zlib.crc32(buf) == zlib.crc32(data)
+
+
+# --- every route to a buffer's memory ---
+#
+# As for blocks (test_block_pool.py): a consumer holds an export (the buffer
+# cannot change or be released meanwhile), uses the bytes during a call, or
+# keeps the address and a reference without an export (numpy's
+# ndarray(buffer=...)). Once exported, a buffer's bytes never move to
+# another allocation and never go back to the pool while its object lives.
+
+
+def address(buf: Buffer) -> int:
+    """Where the buffer's bytes are, through a temporary export."""
+    return np.frombuffer(buf, dtype=np.uint8).ctypes.data
+
+
+def _sendall(buf: Buffer) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(buf)
+        assert b.recv(1 << 16) == bytes(buf)
+
+
+BUFFER_ROUTES = {
+    "memoryview": (memoryview, "export"),
+    "np.frombuffer": (lambda b: np.frombuffer(b, np.uint8), "export"),
+    "np.asarray": (np.asarray, "export"),
+    "PickleBuffer": (pickle.PickleBuffer, "export"),
+    "np.ndarray(buffer=buf)": (lambda b: np.ndarray((len(b),), np.uint8, buffer=b), "address"),
+    "bytes": (bytes, "nothing"),
+    "struct.unpack_from": (lambda b: __import__("struct").unpack_from("<Q", b), "nothing"),
+    "socket.sendall": (_sendall, "nothing"),
+    "file.write": (lambda b: io.BytesIO().write(b), "nothing"),
+    "hashlib": (lambda b: hashlib.sha256(b).digest(), "nothing"),
+    "zlib": (zlib.compress, "nothing"),
+}
+
+
+@pytest.mark.parametrize("name", BUFFER_ROUTES)
+def test_every_route_to_a_buffer_holds_an_export_or_never_sees_moved_or_reused_bytes(name):
+    use_it, keeps = BUFFER_ROUTES[name]
+    pool = BufferPool(shards=1)
+    buf = pool.get()
+    buf.write(b"A" * 64)
+    where = address(buf)
+    kept = use_it(buf)
+    if keeps == "export":
+        with pytest.raises(BufferError, match="view"):
+            buf.write(b"x")
+        with pytest.raises(BufferError, match="view"):
+            buf.release()
+        del kept
+        gc.collect()
+        kept = None
+    # Outgrow the allocation: the bytes move, the old ones stay alive.
+    buf.write(b"B" * 10 * INITIAL_CAPACITY)
+    assert buf.getvalue() == b"A" * 64 + b"B" * 10 * INITIAL_CAPACITY
+    assert address(buf) != where
+    if keeps == "address":
+        assert bytes(kept) == b"A" * 64, "a consumer reads freed memory"
+    buf.release()
+    assert buf.released
+    with pool.get() as other:  # not handed on while the Buffer object lives
+        other.write(b"C" * 64)
+        if keeps == "address":
+            assert bytes(kept) == b"A" * 64, "a consumer reads the next holder's bytes"
+        del other
+    del buf
+    if keeps == "address":
+        assert pool.stats().in_use == 1  # the consumer holds the Buffer object
+    del kept
+    gc.collect()
+    s = pool.stats()
+    assert (s.in_use, s.puts) == (0, 2)
+
+
+def test_ctypes_cannot_take_a_buffer_writable():
+    pool = BufferPool()
+    with pool.get() as buf:
+        buf.write(b"abc")
+        with pytest.raises(TypeError):
+            (ctypes.c_char * 3).from_buffer(buf)
+        buf.write(b"d")  # the refused export left nothing behind
+    del buf
+    assert pool.stats().in_use == 0, "a refused export does not defer the release"
+
+
+def test_release_under_np_ndarray_buffer_never_shows_the_next_holders_bytes():
+    """Issue 11's defect 1, for Buffer: the released bytes went to the next
+    holder while an ndarray(buffer=buf) still read them."""
+    pool = BufferPool(shards=1)
+    buf = pool.get()
+    buf.write(b"A" * 100)
+    array = np.ndarray((100,), np.uint8, buffer=buf)
+    buf.release()
+    nxt = pool.get()
+    nxt.write(b"B" * 100)
+    assert bytes(array) == b"A" * 100
+    nxt.release()
+    del nxt, buf
+    assert pool.stats().in_use == 1
+    del array
+    assert pool.stats().in_use == 0
+
+
+def test_a_write_that_outgrows_a_buffer_under_np_ndarray_keeps_the_old_bytes():
+    """A sibling of defect 1: a write after np.ndarray(buffer=buf) grew the
+    buffer in place of its old allocation, which it freed under the array."""
+    pool = BufferPool()
+    with pool.get() as buf:
+        buf.write(bytes(range(256)) * 4)
+        array = np.ndarray((1024,), np.uint8, buffer=buf)
+        for _ in range(5):
+            buf.write(b"\xff" * 100_000)  # grows: moves the bytes each time
+            assert bytes(array) == bytes(range(256)) * 4
+        assert len(buf) == 1024 + 500_000
+    assert bytes(array) == bytes(range(256)) * 4
+    del array, buf
+    assert pool.stats().in_use == 0
+
+
+def test_a_buffer_never_exported_goes_back_at_release_and_grows_in_place():
+    pool = BufferPool(shards=1)
+    for let_go in (Buffer.release, pool.put, lambda b: b.__exit__(None, None, None)):
+        buf = pool.get()
+        buf.write(b"x" * 10_000)  # grows as a plain Vec does
+        buf.getvalue()  # a copy, not an export
+        let_go(buf)
+        assert buf.released
+        s = pool.stats()
+        assert (s.in_use, s.idle) == (0, 1), let_go  # while the object lives
+    assert pool.stats().misses == 1
 
 
 def test_sendall_sends_the_contents():
@@ -390,6 +525,8 @@ def test_leaving_with_while_a_view_is_alive_defers_the_release():
     with pytest.raises(BufferError):
         memoryview(buf)
     view.release()
+    assert pool.stats().puts == 0, "the Buffer object still lives"
+    del view, buf
     s = pool.stats()
     assert (s.puts, s.idle, s.in_use) == (1, 1, 0)
     with pool.get() as again:

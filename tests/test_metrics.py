@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import re
 import subprocess
 import sys
 import threading
 import weakref
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -336,3 +338,40 @@ def test_import_without_prometheus_client_says_what_to_install():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "pip install 'shardpool[prometheus]'" in done.stdout
+
+
+def test_the_metric_table_of_the_guide_names_every_kind_that_has_each_metric():
+    """docs/guide/metrics.md lists, per metric, the pool kinds that expose
+    it; it once said block pools had no shardpool_in_use."""
+    guide = Path(__file__).parent.parent / "docs" / "guide" / "metrics.md"
+    documented: dict[str, set[str]] = {}
+    for line in guide.read_text().splitlines():
+        m = re.match(r"\| `(shardpool_\w+)` \| \w+ \| ([^|]+) \|", line)
+        if m:
+            kinds = m.group(2).strip()
+            documented[m.group(1)] = (
+                {"object", "tiered", "block", "buffer"}
+                if kinds == "all"
+                else {"object"}
+                if kinds == "bounded object pools"
+                else {k.strip() for k in kinds.split(",")}
+            )
+    registry = CollectorRegistry()
+    pools = {
+        "object": ObjectPool(list, max_size=2, name="o"),
+        "tiered": TieredPool(bytearray, [16], name="t"),
+        "block": BlockPool(name="b"),
+        "buffer": BufferPool(name="f"),
+    }
+    pools["tiered"].put(pools["tiered"].get(10))  # a tier row
+    pools["block"].get(10).release()  # a class row
+    collector = register(pools["object"], registry)
+    for kind in ("tiered", "block", "buffer"):
+        collector.add(pools[kind])
+    exposed: dict[str, set[str]] = {}
+    for name, lbls in scrape(registry):
+        family = re.sub(r"_(total|created)$", "", name)
+        if family + "_total" in documented:
+            family += "_total"
+        exposed.setdefault(family, set()).add(dict(lbls)["kind"])
+    assert exposed == documented

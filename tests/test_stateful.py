@@ -1016,13 +1016,26 @@ POISON = 0xDB  # what zero="poison" fills returned blocks with
 
 
 class Held:
-    """A block out of the pool, with the pattern its holder wrote."""
+    """A block out of the pool, with the pattern its holder wrote, and what
+    keeps its memory from the pool: the holder (until it lets go), the
+    ``Block`` object (while the model refers to it), its exports (``views``)
+    and ``raw`` arrays (``np.ndarray(buffer=block)``: the address and a
+    reference to the block, no export)."""
 
     def __init__(self, block: Block, memory: Memory | None, pattern: int) -> None:
-        self.block = block
+        self.block: Block | None = block
         self.memory = memory
         self.pattern = pattern
+        self.capacity = block.capacity
+        self.length = len(block)
         self.views: list = []
+        self.raw: list = []
+        self.exported = False  # at some point: the memory then waits for the object
+        self.poisoned = False  # filled with POISON at its release
+
+    def expected(self) -> bytes:
+        """What a view or a raw array of the block reads."""
+        return bytes([POISON if self.poisoned else self.pattern]) * self.length
 
 
 class BlockCounts:
@@ -1044,10 +1057,14 @@ class BlockCounts:
 
 class BlockPoolMachine(RuleBasedStateMachine):
     """BlockPool: size classes, the shared idle byte cap, zero modes, exports
-    (memoryview and numpy), with-blocks that defer the release to the last
-    view, abandoned blocks, close, and every refusal. With one shard the
-    model knows every allocation by address and content, so a block handed
-    to two holders, or a holder seeing bytes it should not, fails at once."""
+    (memoryview and numpy), with-blocks left while views are alive, raw
+    arrays that keep the address without an export, the memory of an
+    exported block coming back only with its ``Block`` object (and of one
+    never exported, at once), abandoned blocks, close, and every refusal.
+    With one shard the model knows every allocation by address and content,
+    so a block handed to two holders, memory handed on while a view or a raw
+    array can still reach it, or a holder seeing bytes it should not, fails
+    at once."""
 
     @initialize(
         layout=st.sampled_from(["explicit", "default"]),
@@ -1104,9 +1121,9 @@ class BlockPoolMachine(RuleBasedStateMachine):
         self.outside = BlockCounts()
         self.used: set[int] = set()
         self.oversize = 0
-        self.held: list[Held] = []
-        self.deferred: list[Held] = []  # left `with` while views were alive
-        self.gone: list[Block] = []  # released blocks, kept for use after release
+        self.held: list[Held] = []  # the holder has not let go
+        self.released: list[Held] = []  # let go; the memory is not back yet
+        self.gone: deque[Block] = deque(maxlen=3)  # released, memory back
         self.closed = False
         self.next_pattern = 0
         self.other = BlockPool(classes=[64], shards=1)
@@ -1115,9 +1132,10 @@ class BlockPoolMachine(RuleBasedStateMachine):
     def teardown(self):
         if not hasattr(self, "pool"):
             return
-        for h in self.held + self.deferred:
+        for h in self.held + self.released:
             release_views(h.views)
-            if not h.block.released:
+            h.raw.clear()
+            if h.block is not None and not h.block.released:
                 h.block.release()
         quiet_close(self.pool)
         self.other_block.release()
@@ -1128,13 +1146,13 @@ class BlockPoolMachine(RuleBasedStateMachine):
         return sum(size * len(idle) for size, idle in self.idle.items())
 
     def live_memory(self) -> list[Memory]:
-        out = [h.memory for h in self.held + self.deferred]
+        out = [h.memory for h in self.held + self.released]
         out += [m for idle in self.idle.values() for m in idle]
         return [m for m in out if m is not None]
 
     def give_back(self, h: Held) -> None:
         """`BlockPool::put` of the block `h` holds."""
-        capacity = h.block.capacity
+        capacity = h.capacity
         if capacity not in self.rows:
             self.outside.bump("puts", "destroyed", "dropped")
             return
@@ -1156,20 +1174,52 @@ class BlockPoolMachine(RuleBasedStateMachine):
         else:
             row.bump("dropped", "destroyed")
 
-    def release_and_check(self, h: Held, give) -> None:
-        if h.views:
-            with pytest.raises(BufferError, match="view"):
-                give(h.block)
-            assert not h.block.released
-            return
-        give(h.block)
+    def let_go(self, h: Held) -> None:
+        """The holder released `h` (a release, a put or a `with` exit)."""
+        assert h.block is not None
         assert h.block.released
         self.held.remove(h)
-        self.give_back(h)
-        self.gone.append(h.block)
+        if not h.exported:
+            # No one ever had the address: the memory is back at once.
+            self.give_back(h)
+            self.gone.append(h.block)
+            return
+        if self.zero == "poison" and not h.views:
+            h.poisoned = True
+            if h.memory is not None:
+                h.memory.content[:] = bytes([POISON]) * h.capacity
+        self.released.append(h)
+
+    def maybe_back(self, h: Held) -> None:
+        """The memory of a released block comes back once nothing refers to
+        its ``Block`` object."""
+        if h in self.released and h.block is None and not h.views and not h.raw:
+            self.released.remove(h)
+            self.give_back(h)
 
     def pick(self, data, items: list):
         return items[data.draw(st.integers(0, len(items) - 1))]
+
+    def take(self, n: int, start: int | None):
+        """The model's side of a `get(n)`: the class row, and the memory."""
+        fits = [s for s in self.sizes if s >= n]
+        if not fits:
+            self.oversize += 1
+            self.outside.bump("misses", "created")
+            return n, False, Memory(start, n) if self.exact else None
+        size = fits[0]
+        self.used.add(size)
+        row = self.rows[size]
+        if self.idle[size]:
+            row.bump("hits")
+            memory = self.idle[size].pop(0)  # None unless the model is exact
+            if memory is not None:
+                if memory.start is None:
+                    memory.start = start  # handed out before without an address
+                assert start is None or start == memory.start, "not the oldest idle block"
+            return size, True, memory
+        row.bump("misses", "created")
+        return size, False, Memory(start, size) if self.exact else None
 
     # -- rules --
 
@@ -1183,31 +1233,13 @@ class BlockPoolMachine(RuleBasedStateMachine):
         block = value
         start = address(block)
         assert start % self.alignment == 0
-        fits = [s for s in self.sizes if s >= n]
-        reused = False
-        if fits:
-            size = fits[0]
-            self.used.add(size)
-            row = self.rows[size]
-            if self.idle[size]:
-                reused = True
-                row.bump("hits")
-                memory = self.idle[size].pop(0)  # None unless the model is exact
-                if memory is not None:
-                    assert start == memory.start, "not the oldest idle block of its class"
-            else:
-                row.bump("misses", "created")
-                memory = Memory(start, size) if self.exact else None
-        else:
-            size = n
-            self.oversize += 1
-            self.outside.bump("misses", "created")
-            memory = Memory(start, n) if self.exact else None
+        size, reused, memory = self.take(n, start)
         assert block.capacity == size
         assert len(block) == n
         assert not block.released
         if memory is not None:
-            assert all(start != m.start for m in self.live_memory()), "memory handed out twice"
+            others = [m.start for m in self.live_memory() if m is not memory]
+            assert start not in others, "memory handed out twice"
             if self.zero == "acquire" or zeroed:
                 memory.content[:n] = bytes(n)
             assert bytes(block) == bytes(memory.content[:n]), "holder sees unexpected bytes"
@@ -1221,59 +1253,111 @@ class BlockPoolMachine(RuleBasedStateMachine):
         view.release()
         if memory is not None:
             memory.content[:n] = bytes([self.next_pattern]) * n
-        self.held.append(Held(block, memory, self.next_pattern))
+        h = Held(block, memory, self.next_pattern)
+        h.exported = True
+        self.held.append(h)
+
+    @rule(n=st.integers(0, 1100), how=st.sampled_from(["release", "pool.put", "with"]))
+    def get_and_let_go_unexported(self, n, how):
+        """A block never exported comes back at its release, not later."""
+        value, exc = call(lambda: self.pool.get(n))
+        if self.closed:
+            assert isinstance(exc, PoolClosed), exc
+            return
+        assert exc is None, exc
+        block = value
+        _, _, memory = self.take(n, None)
+        if memory is not None and self.zero == "acquire":
+            memory.content[:n] = bytes(n)
+        assert len(block) == n
+        h = Held(block, memory, 0)
+        self.held.append(h)
+        if how == "release":
+            block.release()
+        elif how == "pool.put":
+            self.pool.put(block)
+        else:
+            assert block.__exit__(None, None, None) is False
+        self.let_go(h)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data(), how=st.sampled_from(["release", "pool.put"]))
     def release(self, data, how):
         h = self.pick(data, self.held)
-        self.release_and_check(h, Block.release if how == "release" else self.pool.put)
+        give = Block.release if how == "release" else self.pool.put
+        if h.views:
+            with pytest.raises(BufferError, match="view"):
+                give(h.block)
+            assert not h.block.released
+            return
+        give(h.block)
+        self.let_go(h)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data())
     def leave_with(self, data):
         h = self.pick(data, self.held)
         assert h.block.__exit__(None, None, None) is False
-        assert h.block.released
-        self.held.remove(h)
-        if h.views:
-            self.deferred.append(h)
-        else:
-            self.give_back(h)
-            self.gone.append(h.block)
+        self.let_go(h)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data(), numpy=st.booleans())
     def export(self, data, numpy):
         h = self.pick(data, self.held)
         view = np.frombuffer(h.block, np.uint8) if numpy else memoryview(h.block)
-        assert bytes(view) == bytes([h.pattern]) * len(h.block)
+        assert bytes(view) == h.expected()
         h.views.append(view)
+        h.exported = True
 
-    @precondition(lambda self: any(h.views for h in self.held + self.deferred))
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def raw_view(self, data):
+        """What numpy's ``ndarray(buffer=...)`` does: take the address, end
+        the export at once, keep a reference."""
+        h = self.pick(data, self.held)
+        raw = np.ndarray((h.length,), np.uint8, buffer=h.block)
+        assert raw.base is h.block
+        assert bytes(raw) == h.expected()
+        h.raw.append(raw)
+        h.exported = True
+
+    @precondition(lambda self: any(h.views for h in self.held + self.released))
     @rule(data=st.data())
     def drop_view(self, data):
-        h = self.pick(data, [h for h in self.held + self.deferred if h.views])
-        assert bytes(h.views[-1]) == bytes([h.pattern]) * len(bytes(h.views[-1]))
+        h = self.pick(data, [h for h in self.held + self.released if h.views])
+        assert bytes(h.views[-1]) == h.expected()
         release_views(h.views, 1)
-        if not h.views and h in self.deferred:
-            # The last view of a block let go in a `with` exit returns it.
-            self.deferred.remove(h)
-            self.give_back(h)
+        self.maybe_back(h)
 
-    @precondition(lambda self: any(not h.views for h in self.held))
+    @precondition(lambda self: any(h.raw for h in self.held + self.released))
+    @rule(data=st.data())
+    def drop_raw(self, data):
+        h = self.pick(data, [h for h in self.held + self.released if h.raw])
+        assert bytes(h.raw.pop()) == h.expected()
+        self.maybe_back(h)
+
+    @precondition(lambda self: any(h.block is not None for h in self.released))
+    @rule(data=st.data())
+    def drop_block(self, data):
+        """The model lets go of a released ``Block`` object."""
+        h = self.pick(data, [h for h in self.released if h.block is not None])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            h.block = None
+        assert caught == [], "a released block is collected silently"
+        self.maybe_back(h)
+
+    @precondition(lambda self: any(not h.views and not h.raw for h in self.held))
     @rule(data=st.data())
     def abandon(self, data):
         """A block dropped without release goes back, with a ResourceWarning."""
-        h = self.pick(data, [h for h in self.held if not h.views])
+        h = self.pick(data, [h for h in self.held if not h.views and not h.raw])
         self.held.remove(h)
-        capacity = h.block.capacity
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            del h.block  # the last reference: collected at once
+            h.block = None  # the last reference: collected at once
         assert [w.category for w in caught] == [ResourceWarning]
-        assert f"{capacity} bytes" in str(caught[0].message)
-        h.block = FakeBlock(capacity)
+        assert f"{h.capacity} bytes" in str(caught[0].message)
         self.give_back(h)
 
     @precondition(lambda self: self.held)
@@ -1287,13 +1371,16 @@ class BlockPoolMachine(RuleBasedStateMachine):
             self.pool.put(self.other_block)
         assert not h.block.released
 
-    @precondition(lambda self: self.deferred or self.returned_blocks())
+    def released_blocks(self) -> list:
+        return [h.block for h in self.released if h.block is not None] + list(self.gone)
+
+    @precondition(lambda self: self.released_blocks())
     @rule(
         data=st.data(), what=st.sampled_from(["release", "put", "len", "export", "enter", "exit"])
     )
     def use_after_release(self, data, what):
         """Refused (or, for leaving a with-block again, a no-op); changes nothing."""
-        block = self.pick(data, [h.block for h in self.deferred] + self.returned_blocks())
+        block = self.pick(data, self.released_blocks())
         assert block.released
         if what == "release":
             with pytest.raises(ValueError, match="released already"):
@@ -1312,9 +1399,6 @@ class BlockPoolMachine(RuleBasedStateMachine):
                 pass
         else:
             assert block.__exit__(None, None, None) is False
-
-    def returned_blocks(self) -> list:
-        return self.gone[-3:]
 
     @rule(keep=st.integers(0, 3000))
     def trim(self, keep):
@@ -1343,7 +1427,7 @@ class BlockPoolMachine(RuleBasedStateMachine):
 
     @rule()
     def close(self):
-        close_and_check(self.pool, self.track, len(self.held) + len(self.deferred))
+        close_and_check(self.pool, self.track, len(self.held))
         for size, idle in self.idle.items():
             for _ in idle:
                 self.rows[size].bump("destroyed")
@@ -1359,8 +1443,8 @@ class BlockPoolMachine(RuleBasedStateMachine):
             assert getattr(s, name) == total == d[name], name
         assert s.oversize == self.oversize == d["oversize"]
         assert s.bytes_idle == self.bytes_idle() == d["bytes_idle"] <= self.budget
-        out = self.held + self.deferred
-        assert s.bytes_in_use == sum(h.block.capacity for h in out) == d["bytes_in_use"]
+        out = self.held + self.released
+        assert s.bytes_in_use == sum(h.capacity for h in out) == d["bytes_in_use"]
         assert s.max_idle_bytes == self.budget == self.pool.max_idle_bytes
         assert len(self.pool) == sum(len(i) for i in self.idle.values())
         gets = s.hits + s.misses
@@ -1378,22 +1462,17 @@ class BlockPoolMachine(RuleBasedStateMachine):
         assert s.idle == len(self.pool) == d["idle"]
         assert s.created == s.destroyed + s.idle + s.in_use
         assert self.pool.closed == self.closed
-        check_outstanding(self.pool, self.track, len(out))
+        check_outstanding(self.pool, self.track, len(self.held))
 
     @invariant()
     def every_holder_sees_only_its_own_bytes(self):
         for h in self.held:
-            assert bytes(h.block) == bytes([h.pattern]) * len(h.block)
-        for h in self.deferred:
+            assert bytes(h.block) == h.expected()
+        for h in self.held + self.released:
             for view in h.views:
-                assert bytes(view) == bytes([h.pattern]) * len(bytes(view))
-
-
-class FakeBlock:
-    """Stands in for an abandoned block in the model: only its capacity."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
+                assert bytes(view) == h.expected()
+            for raw in h.raw:
+                assert bytes(raw) == h.expected(), "a raw array reads reused memory"
 
 
 def release_views(views: list, n: int | None = None) -> None:
@@ -1413,11 +1492,19 @@ test_block_pool_model = BlockPoolMachine.TestCase
 
 
 class HeldBuffer:
+    """A buffer out of the pool, and what keeps its bytes from the pool (see
+    ``Held``). ``memory`` models the allocation the bytes are in: a write
+    that outgrows an exported buffer moves them to a new one, and a raw
+    array keeps reading the old one, which must stay alive."""
+
     def __init__(self, buf: Buffer) -> None:
-        self.buf = buf
+        self.buf: Buffer | None = buf
         self.content = bytearray()
+        self.memory = bytearray()
         self.views: list = []
-        self.capacity_at_exit = 0  # when a with-block was left with views alive
+        self.raw: list[tuple[np.ndarray, bytearray]] = []
+        self.exported = False
+        self.capacity = 0  # when released
 
 
 DATA = st.one_of(
@@ -1428,10 +1515,11 @@ DATA = st.one_of(
 
 class BufferPoolMachine(RuleBasedStateMachine):
     """BufferPool: buffers that come back cleared with their capacity, kept
-    up to max_idle and max_capacity, exports that freeze a buffer and defer
-    its release, abandoned buffers, close, and every refusal. (Fewer than
-    1000 returns: the calibration never kicks in here; it has its own tests
-    in test_buffer_pool.py.)"""
+    up to max_idle and max_capacity, exports that freeze a buffer, raw
+    arrays that keep the address without an export (so an exported buffer's
+    bytes never move or go back while its object lives), abandoned buffers,
+    close, and every refusal. (Fewer than 1000 returns: the calibration
+    never kicks in here; it has its own tests in test_buffer_pool.py.)"""
 
     @initialize(
         max_idle=st.none() | st.integers(0, 3),
@@ -1454,9 +1542,9 @@ class BufferPoolMachine(RuleBasedStateMachine):
         self.fifo = shards == 1
         self.idle: list[int | None] = []  # capacities of the idle buffers
         self.m = Counts()
-        self.held: list[HeldBuffer] = []
-        self.deferred: list[HeldBuffer] = []
-        self.gone: list[Buffer] = []
+        self.held: list[HeldBuffer] = []  # the holder has not let go
+        self.released: list[HeldBuffer] = []  # let go; the bytes are not back yet
+        self.gone: deque[Buffer] = deque(maxlen=3)  # released, bytes back
         self.closed = False
         self.other = BufferPool()
         self.other_buf = self.other.get()
@@ -1464,9 +1552,10 @@ class BufferPoolMachine(RuleBasedStateMachine):
     def teardown(self):
         if not hasattr(self, "pool"):
             return
-        for h in self.held + self.deferred:
+        for h in self.held + self.released:
             release_views(h.views)
-            if not h.buf.released:
+            h.raw.clear()
+            if h.buf is not None and not h.buf.released:
                 h.buf.release()
         quiet_close(self.pool)
         self.other_buf.release()
@@ -1480,6 +1569,22 @@ class BufferPoolMachine(RuleBasedStateMachine):
         else:
             self.m.bump("dropped")
             self.m.bump("destroyed")
+
+    def let_go(self, h: HeldBuffer) -> None:
+        """The holder released `h` (a release, a put or a `with` exit)."""
+        assert h.buf is not None
+        assert h.buf.released
+        self.held.remove(h)
+        if h.exported:
+            self.released.append(h)
+        else:
+            self.give_back(h.capacity)
+            self.gone.append(h.buf)
+
+    def maybe_back(self, h: HeldBuffer) -> None:
+        if h in self.released and h.buf is None and not h.views and not h.raw:
+            self.released.remove(h)
+            self.give_back(h.capacity)
 
     def pick(self, data, items: list):
         return items[data.draw(st.integers(0, len(items) - 1))]
@@ -1523,6 +1628,7 @@ class BufferPoolMachine(RuleBasedStateMachine):
             with pytest.raises(BufferError, match="view"):
                 h.buf.write(payload)
             return
+        capacity = h.buf.capacity
         if how == "write":
             assert h.buf.write(payload) == n
         elif how == "extend":
@@ -1531,6 +1637,10 @@ class BufferPoolMachine(RuleBasedStateMachine):
             buf = h.buf
             buf += payload
             assert buf is h.buf
+        if h.buf.capacity != capacity:
+            # Moved to a new allocation; raw arrays keep the old one.
+            h.memory = bytearray(h.content)
+        h.memory[len(h.content) : len(h.content) + n] = bytes(payload)
         h.content += bytes(payload)
         self.check_contents(h)
 
@@ -1544,7 +1654,7 @@ class BufferPoolMachine(RuleBasedStateMachine):
                 h.buf.clear()
             return
         h.buf.clear()
-        h.content.clear()
+        h.content.clear()  # the allocation keeps its bytes
         assert h.buf.capacity == capacity
         self.check_contents(h)
 
@@ -1556,19 +1666,50 @@ class BufferPoolMachine(RuleBasedStateMachine):
         assert view.readonly
         assert bytes(view) == bytes(h.content)
         h.views.append(view)
+        h.exported = True
         with pytest.raises(BufferError):
             h.buf.write(h.buf)  # into itself: frozen while exported
 
-    @precondition(lambda self: any(h.views for h in self.held + self.deferred))
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def raw_view(self, data):
+        """``np.ndarray(buffer=buf)``: the address, and a reference to the
+        buffer, but no export (so writes are allowed afterwards)."""
+        h = self.pick(data, self.held)
+        raw = np.ndarray((len(h.content),), np.uint8, buffer=h.buf)
+        assert raw.base is h.buf
+        assert not raw.flags.writeable
+        assert bytes(raw) == bytes(h.content)
+        h.raw.append((raw, h.memory))
+        h.exported = True
+
+    @precondition(lambda self: any(h.views for h in self.held + self.released))
     @rule(data=st.data())
     def drop_view(self, data):
-        h = self.pick(data, [h for h in self.held + self.deferred if h.views])
+        h = self.pick(data, [h for h in self.held + self.released if h.views])
         assert bytes(h.views[-1]) == bytes(h.content)
         release_views(h.views, 1)
-        if not h.views and h in self.deferred:
-            # The last view of a buffer let go in a `with` exit returns it.
-            self.deferred.remove(h)
-            self.give_back(h.capacity_at_exit)
+        self.maybe_back(h)
+
+    @precondition(lambda self: any(h.raw for h in self.held + self.released))
+    @rule(data=st.data())
+    def drop_raw(self, data):
+        h = self.pick(data, [h for h in self.held + self.released if h.raw])
+        raw, memory = h.raw.pop()
+        assert bytes(raw) == bytes(memory[: len(raw)])
+        del raw
+        self.maybe_back(h)
+
+    @precondition(lambda self: any(h.buf is not None for h in self.released))
+    @rule(data=st.data())
+    def drop_buffer(self, data):
+        """The model lets go of a released ``Buffer`` object."""
+        h = self.pick(data, [h for h in self.released if h.buf is not None])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            h.buf = None
+        assert caught == [], "a released buffer is collected silently"
+        self.maybe_back(h)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data(), how=st.sampled_from(["release", "pool.put"]))
@@ -1582,35 +1723,26 @@ class BufferPoolMachine(RuleBasedStateMachine):
             self.check_contents(h)
             return
         give(h.buf)
-        assert h.buf.released
-        self.held.remove(h)
-        self.gone.append(h.buf)
-        self.give_back(capacity)
+        h.capacity = capacity
+        self.let_go(h)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data())
     def leave_with(self, data):
         h = self.pick(data, self.held)
-        capacity = h.buf.capacity
+        h.capacity = h.buf.capacity
         assert h.buf.__exit__(None, None, None) is False
-        assert h.buf.released
-        self.held.remove(h)
-        if h.views:
-            h.capacity_at_exit = capacity
-            self.deferred.append(h)
-        else:
-            self.gone.append(h.buf)
-            self.give_back(capacity)
+        self.let_go(h)
 
-    @precondition(lambda self: any(not h.views for h in self.held))
+    @precondition(lambda self: any(not h.views and not h.raw for h in self.held))
     @rule(data=st.data())
     def abandon(self, data):
-        h = self.pick(data, [h for h in self.held if not h.views])
+        h = self.pick(data, [h for h in self.held if not h.views and not h.raw])
         self.held.remove(h)
         capacity = h.buf.capacity
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            del h.buf
+            h.buf = None
         assert [w.category for w in caught] == [ResourceWarning]
         assert f"holding {len(h.content)} bytes" in str(caught[0].message)
         self.give_back(capacity)
@@ -1627,7 +1759,10 @@ class BufferPoolMachine(RuleBasedStateMachine):
             h.buf.write("text")
         self.check_contents(h)
 
-    @precondition(lambda self: self.gone or self.deferred)
+    def released_buffers(self) -> list:
+        return [h.buf for h in self.released if h.buf is not None] + list(self.gone)
+
+    @precondition(lambda self: self.released_buffers())
     @rule(
         data=st.data(),
         what=st.sampled_from(
@@ -1635,7 +1770,7 @@ class BufferPoolMachine(RuleBasedStateMachine):
         ),
     )
     def use_after_release(self, data, what):
-        buf = self.pick(data, self.gone[-3:] + [h.buf for h in self.deferred])
+        buf = self.pick(data, self.released_buffers())
         assert buf.released
         calls = {
             "write": (lambda: buf.write(b"x"), ValueError),
@@ -1676,7 +1811,7 @@ class BufferPoolMachine(RuleBasedStateMachine):
 
     @rule()
     def close(self):
-        close_and_check(self.pool, self.track, len(self.held) + len(self.deferred))
+        close_and_check(self.pool, self.track, len(self.held))
         for _ in self.idle:
             self.m.bump("destroyed")
         self.idle = []
@@ -1689,17 +1824,22 @@ class BufferPoolMachine(RuleBasedStateMachine):
         d = s.as_dict()
         for name in COUNTERS:
             assert getattr(s, name) == self.m[name] == d[name], name
-        out = len(self.held) + len(self.deferred)
+        out = len(self.held) + len(self.released)
         assert s.in_use == self.m.in_use == out == d["in_use"]
         assert s.idle == len(self.idle) == len(self.pool) == d["idle"]
         assert s.max_in_use == self.m.peak == d["max_in_use"]
         assert s.created == s.destroyed + s.idle + s.in_use
         assert self.pool.closed == self.closed
-        check_outstanding(self.pool, self.track, out)
+        check_outstanding(self.pool, self.track, len(self.held))
         assert self.pool.typical_capacity == 4096
         assert self.pool.large_capacity is None
         for h in self.held:
             self.check_contents(h)
+        for h in self.held + self.released:
+            for view in h.views:
+                assert bytes(view) == bytes(h.content)
+            for raw, memory in h.raw:
+                assert bytes(raw) == bytes(memory[: len(raw)]), "a raw array reads lost memory"
 
 
 BufferPoolMachine.TestCase.settings = machine_settings(examples=200, steps=40)

@@ -180,12 +180,16 @@ def test_collected_without_release_warns_with_site(kind: str, unraisable: list[A
     assert not unraisable
 
 
-def test_block_released_by_its_last_view_leaves_no_record() -> None:
+def test_a_block_let_go_while_a_view_lives_is_not_outstanding() -> None:
     pool = BlockPool(track=True)
     with pool.get(64) as block:
         view = memoryview(block)
-    assert len(pool.outstanding()) == 1  # the view still holds the memory
+        assert len(pool.outstanding()) == 1
+    assert pool.outstanding() == []  # its holder let go
+    assert pool.stats().in_use == 1  # the view still holds the memory
     view.release()
+    del view, block
+    assert pool.stats().in_use == 0
     assert pool.outstanding() == []
 
 
@@ -196,6 +200,7 @@ def test_poison_fills_released_blocks() -> None:
     memoryview(block)[:] = b"\x01" * 256
     stale = memoryview(block).tobytes()  # what a holder saw
     block.release()
+    del block  # exported: the memory comes back with the Block object
     again = pool.get(256)
     assert bytes(again) == b"\xdb" * 256
     assert stale != bytes(again)

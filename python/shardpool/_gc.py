@@ -9,10 +9,11 @@ pool keeps what it holds until it is trimmed, cleared or closed.
 from __future__ import annotations
 
 import gc
+import operator
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, SupportsIndex
 
 
 class _Trimmable(Protocol):
@@ -42,7 +43,7 @@ def _after_collection(phase: str, info: dict[str, Any]) -> None:
             pool.trim(keep)
 
 
-def trim_on_gc(pool: _Trimmable, *, keep: int = 0) -> Callable[[], None]:
+def trim_on_gc(pool: _Trimmable, *, keep: SupportsIndex = 0) -> Callable[[], None]:
     """Trim ``pool`` after every full garbage collection (``gc.collect()``,
     or the interpreter's own generation-2 collections).
 
@@ -60,14 +61,19 @@ def trim_on_gc(pool: _Trimmable, *, keep: int = 0) -> Callable[[], None]:
     global _installed
     if not callable(getattr(pool, "trim", None)):
         raise TypeError(f"pool must be a shardpool pool, got {type(pool).__name__}")
-    if isinstance(keep, bool) or not isinstance(keep, int):
-        raise TypeError(f"keep must be an int, got {type(keep).__name__}")
-    if keep < 0:
-        raise ValueError(f"keep must be non-negative, got {keep}")
+    if isinstance(keep, bool):
+        raise TypeError("keep must be an int, got bool")
+    try:
+        # What every size of the package accepts: anything operator.index does.
+        kept = operator.index(keep)
+    except TypeError:
+        raise TypeError(f"keep must be an int, got {type(keep).__name__}") from None
+    if kept < 0:
+        raise ValueError(f"keep must be non-negative, got {kept}")
     key = id(pool)
     ref = weakref.ref(pool)
     with _lock:
-        _registered[key] = (ref, keep)
+        _registered[key] = (ref, kept)
         if not _installed:
             gc.callbacks.append(_after_collection)
             _installed = True

@@ -24,7 +24,7 @@ Every sample has the labels ``pool`` (the pool's ``name``, or a generated
   ``shardpool_reset_errors_total``, ``shardpool_invalid_total``,
   ``shardpool_waits_total``, ``shardpool_timeouts_total``;
 - counters of block pools: ``shardpool_oversize_total``;
-- gauges: ``shardpool_idle`` (every kind); ``shardpool_in_use`` and
+- gauges: ``shardpool_idle`` and ``shardpool_in_use`` (every kind);
   ``shardpool_max_in_use`` (object, tiered, buffer); ``shardpool_max_size``
   (an object pool with ``max_size``); ``shardpool_idle_bytes``,
   ``shardpool_in_use_bytes`` and ``shardpool_max_idle_bytes`` (block);

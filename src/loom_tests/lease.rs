@@ -1,29 +1,32 @@
-//! The export/release protocol of a leased block (`lease.rs`, and
-//! `Leased` in `blocks.rs`).
+//! The export/release protocol of a leased block (`Lease` and `Leased` in
+//! `lease.rs`).
 //!
 //! The block's bytes are modelled by loom cells `mem`, one per view so that
 //! views do not race each other: view `i` writes `mem[i]` while its export
-//! is alive, and whoever wins the release writes them all (it now owns the
-//! memory and may hand it to someone else). loom reports any two of
-//! those writes that are not ordered by happens-before, so these models
-//! prove, for every interleaving within the bound:
-//! - no release while exported: a release never overlaps a live export, and
-//!   everything written through an export is visible to the release winner
-//!   (the orderings on `state` are strong enough);
-//! - exactly one party wins the release (`try_release`, `release_or_defer`
-//!   or the last `unexport`), and it alone takes the block out of `Leased`
-//!   (its cell is a loom cell too);
+//! is alive, and whoever gets the memory back writes them all (it may hand
+//! the memory to someone else). The holder of a `Leased` is modelled by an
+//! `Arc`: the lease ends (`finish`) when the last clone is dropped, as a
+//! Python `Block` is destroyed when its last reference goes (and a consumer
+//! that keeps the address without an export, like `np.ndarray(buffer=)`,
+//! holds such a reference). loom reports any two writes to the cells that
+//! are not ordered by happens-before, so these models prove, for every
+//! interleaving within the bound:
+//! - no release while exported: a release that hands the memory on never
+//!   overlaps a live export, and a block exported at any point is handed on
+//!   only by the end of the lease, after every access through any export;
+//! - the memory comes back exactly once (a `Now` release or `finish`), and
+//!   it alone takes the block out of `Leased` (its cell is a loom cell too);
 //! - no export starts after a release, and the final state is released with
 //!   no export.
 
 use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
 use super::check;
 use super::Bound::Exhaustive;
-use crate::blocks::Leased;
-use crate::lease::{Lease, LeaseError};
+use crate::lease::{Lease, LeaseError, Leased, Release};
 use crate::memory::OwnedBlock;
 
 /// A lease and the bytes it guards.
@@ -32,10 +35,13 @@ struct Guarded {
     mem: Mem,
 }
 
-/// A leased block and a model of its bytes.
+/// A leased block and a model of its bytes. Dropping the last reference
+/// ends the lease: memory still held comes back, and is reused at once.
 struct Block {
     leased: Leased,
     mem: Mem,
+    /// How many times the memory came back (a release or the end).
+    returned: Arc<AtomicUsize>,
 }
 
 /// The bytes of a block: a part for each of two views.
@@ -52,7 +58,7 @@ fn write(mem: &Mem, i: usize) {
     mem[i].with_mut(|p| unsafe { *p += 1 });
 }
 
-/// The owner of the memory after a release writes all of it.
+/// The owner of the memory after it came back writes all of it.
 fn reuse(mem: &Mem) {
     for part in mem {
         // SAFETY: as in `write`: loom reports an overlapping access.
@@ -61,25 +67,55 @@ fn reuse(mem: &Mem) {
 }
 
 impl Block {
-    fn new() -> Arc<Self> {
+    fn new(returned: &Arc<AtomicUsize>) -> Arc<Self> {
         let block = OwnedBlock::zeroed(64, 64).unwrap();
         Arc::new(Block {
             leased: Leased::new(block, 64),
             mem: mem(),
+            returned: Arc::clone(returned),
         })
     }
 
-    /// View 0: export, write, unexport. `Some` if this view won a deferred
-    /// release.
-    fn view(&self) -> Option<OwnedBlock> {
-        self.leased.export().ok()?;
-        write(&self.mem, 0);
-        self.leased.unexport()
+    /// The memory came back to this party: it reuses it.
+    fn came_back(&self, block: Option<OwnedBlock>) {
+        if block.is_some() {
+            reuse(&self.mem);
+            self.returned.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// View `i`: export, write, unexport. Whether the export was allowed.
+    fn view(&self, i: usize) -> bool {
+        if self.leased.export().is_err() {
+            return false;
+        }
+        write(&self.mem, i);
+        self.leased.unexport();
+        true
+    }
+
+    /// What `np.ndarray(buffer=block)` does: export, end the export at
+    /// once, then use the address under a reference to the block.
+    fn raw_view(&self, i: usize) -> bool {
+        if self.leased.export().is_err() {
+            return false;
+        }
+        self.leased.unexport();
+        write(&self.mem, i);
+        true
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        let block = self.leased.finish().map(|(block, _)| block);
+        self.came_back(block);
     }
 }
 
 /// Two exporters race `try_release`: the release never wins while an
-/// export is alive, and of it and a late release exactly one wins.
+/// export is alive, a release returns the memory at once only if no export
+/// ever started, and of it and a late release exactly one wins.
 #[test]
 fn exports_racing_try_release() {
     check(Exhaustive, || {
@@ -93,40 +129,52 @@ fn exports_racing_try_release() {
                 thread::spawn(move || {
                     if g.lease.try_export().is_ok() {
                         write(&g.mem, i);
-                        assert!(!g.lease.unexport(), "no release was deferred");
+                        g.lease.unexport();
                     }
                 })
             })
             .collect();
         let won = match g.lease.try_release() {
-            Ok(()) => true,
+            Ok(how) => Some(how),
             Err(LeaseError::Exported(n)) => {
                 assert!(n > 0);
-                false
+                None
             }
             Err(LeaseError::Released) => panic!("nobody else releases"),
         };
-        if won {
+        if won == Some(Release::Now) {
             reuse(&g.mem);
             assert_eq!(g.lease.try_export(), Err(LeaseError::Released));
         }
         for v in views {
             v.join().unwrap();
         }
-        let late = !won && g.lease.try_release().is_ok();
-        assert!(won ^ late, "exactly one release wins");
+        let late = match won {
+            Some(_) => None,
+            None => Some(g.lease.try_release().expect("the views are done")),
+        };
+        assert_eq!(
+            won.or(late),
+            Some(if g.lease.was_exported() {
+                Release::Deferred
+            } else {
+                Release::Now
+            })
+        );
         assert!(g.lease.is_released());
         assert_eq!(g.lease.exports(), 0);
         assert_eq!(g.lease.try_release(), Err(LeaseError::Released));
     });
 }
 
-/// Two live views end while the holder lets go (`release_or_defer`):
-/// exactly one of the three gets the block, never while a view writes.
+/// Two live views end while the holder lets go (`release_or_defer`) and
+/// drops its reference: the memory comes back once, when the last view's
+/// reference goes, after every view's write.
 #[test]
-fn last_view_wins_a_deferred_release() {
+fn views_outlive_the_holders_release() {
     check(Exhaustive, || {
-        let b = Block::new();
+        let returned = Arc::new(AtomicUsize::new(0));
+        let b = Block::new(&returned);
         b.leased.export().unwrap();
         b.leased.export().unwrap();
         let views: Vec<_> = (0..2)
@@ -134,74 +182,88 @@ fn last_view_wins_a_deferred_release() {
                 let b = Arc::clone(&b);
                 thread::spawn(move || {
                     write(&b.mem, i);
-                    let won = b.leased.unexport();
-                    if won.is_some() {
-                        reuse(&b.mem);
-                    }
-                    won
+                    b.leased.unexport();
                 })
             })
             .collect();
-        let holder = b.leased.release_or_defer().unwrap();
-        if holder.is_some() {
-            reuse(&b.mem);
-        }
-        let winners = views
-            .into_iter()
-            .map(|v| v.join().unwrap())
-            .chain([holder])
-            .flatten()
-            .count();
-        assert_eq!(winners, 1);
+        assert!(b.leased.release_or_defer().unwrap().is_none());
         assert!(b.leased.is_released());
-        assert_eq!(b.leased.exports(), 0);
+        drop(b);
+        for v in views {
+            v.join().unwrap();
+        }
+        assert_eq!(returned.load(Ordering::Relaxed), 1);
+    });
+}
+
+/// The crash of issue 11: a consumer ends its export at once and keeps
+/// using the address under a reference to the block, while the holder
+/// releases (`release()` and a `with` exit race). The memory comes back
+/// once, after the consumer's write: never to a release that ran after the
+/// export.
+#[test]
+fn a_raw_address_racing_release_and_release_or_defer() {
+    check(Exhaustive, || {
+        let returned = Arc::new(AtomicUsize::new(0));
+        let b = Block::new(&returned);
+        let consumer = {
+            let b = Arc::clone(&b);
+            thread::spawn(move || {
+                b.raw_view(0);
+            })
+        };
+        let releaser = {
+            let b = Arc::clone(&b);
+            thread::spawn(move || {
+                if let Ok(block) = b.leased.release() {
+                    b.came_back(block);
+                }
+            })
+        };
+        match b.leased.release_or_defer() {
+            Ok(block) => b.came_back(block),
+            Err(e) => assert_eq!(e, LeaseError::Released),
+        }
+        assert!(b.leased.is_released());
+        assert!(b.leased.export().is_err());
+        drop(b);
+        consumer.join().unwrap();
+        releaser.join().unwrap();
+        assert_eq!(returned.load(Ordering::Relaxed), 1);
     });
 }
 
 /// A view starting and ending, an explicit `release()` and the holder's
-/// `release_or_defer()` (a dropped handle), all at once: exactly one gets
-/// the block, and a view that starts after a release is refused.
+/// `release_or_defer()`, all at once: the memory comes back once, never
+/// under the view, and a view that starts after a release is refused.
 #[test]
 fn view_racing_release_and_release_or_defer() {
     check(Exhaustive, || {
-        let b = Block::new();
+        let returned = Arc::new(AtomicUsize::new(0));
+        let b = Block::new(&returned);
         let view = {
             let b = Arc::clone(&b);
-            thread::spawn(move || {
-                let won = b.view();
-                if won.is_some() {
-                    reuse(&b.mem);
-                }
-                won
-            })
+            thread::spawn(move || b.view(1))
         };
         let release = {
             let b = Arc::clone(&b);
-            thread::spawn(move || match b.leased.release() {
-                Ok(block) => {
-                    reuse(&b.mem);
-                    Some(block)
+            thread::spawn(move || {
+                if let Ok(block) = b.leased.release() {
+                    b.came_back(block);
                 }
-                Err(_) => None,
             })
         };
-        let holder = match b.leased.release_or_defer() {
-            Ok(won) => won,
-            Err(e) => {
-                assert_eq!(e, LeaseError::Released);
-                None
-            }
-        };
-        if holder.is_some() {
-            reuse(&b.mem);
+        match b.leased.release_or_defer() {
+            Ok(block) => b.came_back(block),
+            Err(e) => assert_eq!(e, LeaseError::Released),
         }
-        let winners = [view.join().unwrap(), release.join().unwrap(), holder]
-            .into_iter()
-            .flatten()
-            .count();
-        assert_eq!(winners, 1);
+        let viewed = view.join().unwrap();
+        release.join().unwrap();
+        assert_eq!(viewed, b.leased.was_exported());
         assert!(b.leased.is_released());
         assert_eq!(b.leased.exports(), 0);
         assert!(b.leased.export().is_err());
+        drop(b);
+        assert_eq!(returned.load(Ordering::Relaxed), 1);
     });
 }

@@ -14,6 +14,7 @@
 
 mod blocks;
 mod budget;
+mod buffer_lease;
 mod lease;
 mod limit;
 mod pool;

@@ -233,6 +233,33 @@ fn idle_timeout_expires_objects_on_get_and_trim() {
     assert_balanced(&p);
 }
 
+/// A timeout longer than `u64` nanoseconds never expires: a plain cast of
+/// `2^64 + 1` ns once wrapped it to 1 ns.
+#[test]
+fn an_idle_timeout_beyond_u64_nanoseconds_never_expires() {
+    for timeout in [
+        Duration::new(18_446_744_073, 709_551_617),
+        Duration::from_secs(18_446_744_074),
+        Duration::MAX,
+    ] {
+        let p = pool(Config {
+            idle_timeout: Some(timeout),
+            shards: Some(1),
+            ..Config::default()
+        });
+        let mut h = TestHooks::default();
+        let a = p.get(&mut h, None).unwrap();
+        p.put(&mut h, Arc::clone(&a)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            Arc::ptr_eq(&p.get(&mut h, None).unwrap(), &a),
+            "{timeout:?}"
+        );
+        assert_eq!(p.trim(&mut h, usize::MAX), 0);
+        assert_eq!(p.stats().expired, 0, "{timeout:?}");
+    }
+}
+
 #[test]
 fn trim_keeps_the_newest_and_clear_empties() {
     let p = pool(Config {

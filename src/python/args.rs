@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
 
@@ -13,34 +14,62 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "?".into(), |n| n.to_string())
 }
 
-/// A non-negative whole number: an `int`, or an integer type with
-/// `__index__` such as numpy's (`bool` refused: `max_idle=True` is a bug).
+/// A non-negative whole number: whatever `operator.index` accepts (an
+/// `int`, numpy's integers, any type with `__index__`), except `bool`
+/// (`max_idle=True` is a bug). `ValueError` naming `name` below 0 or above
+/// what a `usize` holds.
 pub fn count(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+    if value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>() {
+        // The common case inline, as cheaply as CPython converts an index.
+        if let Ok(n) = value.extract::<i64>() {
+            if let Ok(n) = usize::try_from(n) {
+                return Ok(n);
+            }
+        }
+        return int_count(value, name);
+    }
     let not_int =
         || PyTypeError::new_err(format!("{name} must be an int, got {}", type_name(value)));
-    if value.is_instance_of::<PyBool>() {
+    if value.is_instance_of::<PyBool>() || is_numpy_bool(value) {
         return Err(not_int());
     }
-    if !value.is_instance_of::<PyInt>() {
-        let index = value
-            .call_method0(pyo3::intern!(value.py(), "__index__"))
+    // SAFETY: `value` is a live object; `PyNumber_Index` returns a new
+    // reference or NULL with an exception set, which `from_owned_ptr_or_err`
+    // takes over.
+    let index =
+        unsafe { Bound::from_owned_ptr_or_err(value.py(), ffi::PyNumber_Index(value.as_ptr())) }
             .map_err(|_| not_int())?;
-        if index.is_instance_of::<PyBool>() || !index.is_instance_of::<PyInt>() {
-            return Err(not_int());
-        }
-        return count(&index, name);
-    }
-    match value.extract::<i64>() {
-        Ok(n) if n >= 0 => usize::try_from(n).map_err(|_| too_large(value, name)),
-        Ok(n) => Err(PyValueError::new_err(format!(
-            "{name} must be >= 0, got {n}"
-        ))),
-        Err(_) => Err(too_large(value, name)),
-    }
+    int_count(&index, name)
 }
 
-fn too_large(value: &Bound<'_, PyAny>, name: &str) -> PyErr {
-    PyValueError::new_err(format!("{name} is out of range, got {value}"))
+/// `count` of an `int` outside the fast path: the rest of `usize`'s range
+/// (above `i64::MAX`), and the errors.
+#[cold]
+fn int_count(int: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+    if let Ok(n) = int.extract::<usize>() {
+        return Ok(n);
+    }
+    if int.lt(0)? {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be >= 0, got {int}"
+        )));
+    }
+    Err(out_of_range(int, name))
+}
+
+fn out_of_range(int: &Bound<'_, PyAny>, name: &str) -> PyErr {
+    PyValueError::new_err(format!("{name} is out of range, got {int}"))
+}
+
+/// numpy's `bool` (it has `__float__`, and `__index__` in older numpy):
+/// like `True`, a bug as a size or a timeout, not a number. Only asked of
+/// values that are neither `int` nor `float`, so it costs the common
+/// arguments nothing.
+fn is_numpy_bool(value: &Bound<'_, PyAny>) -> bool {
+    value
+        .get_type()
+        .name()
+        .is_ok_and(|n| n == "bool" || n == "bool_")
 }
 
 pub fn optional_count(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<usize>> {
@@ -50,8 +79,11 @@ pub fn optional_count(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<
     }
 }
 
-/// Seconds as a non-negative real number, or `None`. Returns the number too,
-/// for messages. Infinity means no limit.
+/// Seconds as a non-negative real number, or `None`: whatever `float()`
+/// accepts from a number (an `int`, a `float`, numpy's numbers, `Decimal`,
+/// `Fraction`, any type with `__float__` or `__index__`), not a string and
+/// not a `bool`. Returns the number too, for messages. Infinity, and any
+/// time too long for a `Duration` (about 585 billion years), mean no limit.
 pub fn seconds(
     value: Option<&Bound<'_, PyAny>>,
     name: &str,
@@ -60,23 +92,54 @@ pub fn seconds(
         Some(v) if !v.is_none() => v,
         _ => return Ok((None, None)),
     };
-    if value.is_instance_of::<PyBool>()
-        || !(value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>())
-    {
-        return Err(PyTypeError::new_err(format!(
+    let not_number = || {
+        PyTypeError::new_err(format!(
             "{name} must be a number of seconds or None, got {}",
             type_name(value)
-        )));
-    }
-    let secs: f64 = value.extract()?;
+        ))
+    };
+    let secs = if value.is_instance_of::<PyFloat>() {
+        value.extract::<f64>()?
+    } else {
+        let is_int = value.is_instance_of::<PyInt>();
+        if (is_int && value.is_instance_of::<PyBool>()) || (!is_int && is_numpy_bool(value)) {
+            return Err(not_number());
+        }
+        // What `float()` does with a number: `__float__`, else `__index__`.
+        // Strings have neither, so they are refused here.
+        // SAFETY: `value` is a live object; `PyFloat_AsDouble` returns -1.0
+        // with an exception set on failure, which `PyErr::take` collects.
+        let secs = unsafe { ffi::PyFloat_AsDouble(value.as_ptr()) };
+        if secs == -1.0 {
+            if let Some(err) = PyErr::take(value.py()) {
+                let py = value.py();
+                return Err(if err.is_instance_of::<PyOverflowError>(py) {
+                    PyOverflowError::new_err(format!(
+                        "{name} is too large to be a number of seconds, got {}",
+                        repr(value)
+                    ))
+                } else if err.is_instance_of::<PyTypeError>(py) {
+                    not_number()
+                } else {
+                    err
+                });
+            }
+        }
+        secs
+    };
     if secs.is_nan() || secs < 0.0 {
         return Err(PyValueError::new_err(format!(
             "{name} must be a non-negative number of seconds, got {}",
             repr(value)
         )));
     }
-    // Beyond what a Duration holds (or infinite): no limit.
-    Ok((Duration::try_from_secs_f64(secs).ok(), Some(secs)))
+    // Beyond what a Duration holds (or infinite): no limit. Below a
+    // nanosecond but positive: one nanosecond (a positive idle timeout must
+    // not round to the zero that is refused as "got 0").
+    let duration = Duration::try_from_secs_f64(secs)
+        .ok()
+        .map(|d| d.max(Duration::from_nanos(u64::from(secs > 0.0))));
+    Ok((duration, Some(secs)))
 }
 
 /// `None`, or a callable.
@@ -139,13 +202,18 @@ pub fn size_specs(
                     return Ok((size, Some(max_idle)));
                 }
             }
-            if item.is_instance_of::<PyInt>() {
-                return Ok((count(&item, &format!("{noun} size"))?, None));
+            // A bare size: anything `operator.index` accepts.
+            let size = count(&item, &format!("{noun} size"));
+            if size
+                .as_ref()
+                .is_err_and(|e| e.is_instance_of::<PyTypeError>(item.py()))
+            {
+                return Err(PyTypeError::new_err(format!(
+                    "{name} must hold sizes or (size, max_idle) pairs, got {}",
+                    repr(&item)
+                )));
             }
-            Err(PyTypeError::new_err(format!(
-                "{name} must hold sizes or (size, max_idle) pairs, got {}",
-                repr(&item)
-            )))
+            Ok((size?, None))
         })
         .collect()
 }

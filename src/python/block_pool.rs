@@ -10,10 +10,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::args;
-use super::errors::{warn_unreleased, PoolClosed};
+use super::errors::PoolClosed;
 use super::identity::{Identified, Identity};
-use crate::blocks::{self, BlockConfig, BlockError, Leased, Offload, ZeroMode};
-use crate::lease::LeaseError;
+use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
+use crate::lease::{LeaseError, Leased};
 
 /// Runs memory work detached from the interpreter, so other Python threads
 /// run meanwhile.
@@ -131,12 +131,12 @@ impl BlockPool {
     #[pyo3(signature = (n, /, *, zeroed=false))]
     fn get(&self, py: Python<'_>, n: &Bound<'_, PyAny>, zeroed: bool) -> PyResult<Block> {
         let n = args::count(n, "n")?;
-        match self.core.get(n, zeroed, &Detached(py)) {
-            Ok(block) => {
+        match self.core.lease(n, zeroed, &Detached(py)) {
+            Ok(leased) => {
                 let ticket = self.core.identity.ticket();
                 self.core.identity.acquired(py, ticket);
                 Ok(Block {
-                    leased: Leased::new(block, n),
+                    leased,
                     pool: Arc::clone(&self.core),
                     ticket,
                 })
@@ -287,11 +287,15 @@ impl BlockPool {
 /// zero-copy through the buffer protocol.
 ///
 /// Give it back with ``block.release()`` or by leaving ``with pool.get(n) as
-/// block:``. ``release()`` raises ``BufferError`` while a view of the block
-/// (a ``memoryview``, a numpy array) is alive; leaving the ``with`` block
-/// instead lets the last view return the memory when it goes. A released
-/// block can no longer be read or exported. A block garbage-collected
-/// without release goes back to its pool with a ``ResourceWarning``.
+/// block:``. ``release()`` raises ``BufferError`` while an export of the
+/// block (a ``memoryview``, ``np.frombuffer``) is alive; leaving the ``with``
+/// block instead lets live exports keep working. A released block can no
+/// longer be read or exported. A block that was never exported goes back to
+/// the pool at once; one that was exported goes back when the ``Block``
+/// object itself is collected, because a consumer such as
+/// ``np.ndarray(buffer=block)`` keeps the address and a reference to the
+/// block, but no export. A block collected without release goes back to
+/// its pool with a ``ResourceWarning``.
 #[pyclass(frozen, weakref, module = "shardpool", name = "Block")]
 pub struct Block {
     leased: Leased,
@@ -301,16 +305,10 @@ pub struct Block {
 }
 
 impl Block {
-    /// Gives the memory back: the block is no longer out.
-    fn give_back(&self, py: Python<'_>, block: crate::memory::OwnedBlock) {
-        self.pool.identity.returned(self.ticket);
-        self.pool.put(block, &Detached(py));
-    }
-
     fn release(&self, py: Python<'_>) -> PyResult<()> {
-        match self.leased.release() {
-            Ok(block) => {
-                self.give_back(py, block);
+        match self.pool.release(&self.leased, &Detached(py)) {
+            Ok(()) => {
+                self.pool.identity.returned(self.ticket);
                 Ok(())
             }
             Err(LeaseError::Exported(n)) => Err(PyBufferError::new_err(format!(
@@ -331,8 +329,10 @@ impl Block {
 
 #[pymethods]
 impl Block {
-    /// Give the memory back to the pool. Raises ``BufferError`` while views
+    /// Give the block back to the pool. Raises ``BufferError`` while views
     /// are alive (the block stays valid), ``ValueError`` if released already.
+    /// The memory of a block that was exported returns when the ``Block``
+    /// object is collected.
     #[pyo3(name = "release")]
     fn py_release(&self, py: Python<'_>) -> PyResult<()> {
         self.release(py)
@@ -360,8 +360,8 @@ impl Block {
         Ok(slf)
     }
 
-    /// Releases the block, or, while views are alive, lets the last view
-    /// release it. Does nothing if it was released inside the block.
+    /// Releases the block; views still alive keep working. Does nothing if
+    /// it was released inside the block.
     fn __exit__(
         &self,
         py: Python<'_>,
@@ -369,8 +369,12 @@ impl Block {
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
     ) -> bool {
-        if let Ok(Some(block)) = self.leased.release_or_defer() {
-            self.give_back(py, block);
+        if self
+            .pool
+            .release_or_defer(&self.leased, &Detached(py))
+            .is_ok()
+        {
+            self.pool.identity.returned(self.ticket);
         }
         false
     }
@@ -385,26 +389,23 @@ impl Block {
             .leased
             .export()
             .map_err(|_| PyBufferError::new_err("cannot export a released block"))?;
+        // `len <= capacity <= isize::MAX` (a `Layout` never exceeds it, and
+        // the lease checks the first): the cast is exact.
         let len = this.leased.len() as ffi::Py_ssize_t;
         // SAFETY: CPython hands us a valid `view`; the memory behind `ptr`
         // stays valid for `len` bytes until `__releasebuffer__` ends this
-        // export (lease invariant). FillInfo takes a reference to `slf`.
+        // export, and beyond, until this object is destroyed (lease
+        // invariants). FillInfo takes a reference to `slf`.
         let rc = unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast(), len, 0, flags) };
         if rc == -1 {
-            if let Some(block) = this.leased.unexport() {
-                this.give_back(slf.py(), block);
-            }
+            this.leased.unexport();
             return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        // The last view of a block let go in a `with` exit returns it here,
-        // zeroing it (`zero="release"`) without holding the GIL.
-        if let Some(block) = self.leased.unexport() {
-            Python::attach(|py| self.give_back(py, block));
-        }
+        self.leased.unexport();
     }
 
     fn __repr__(&self) -> String {
@@ -428,24 +429,27 @@ impl Block {
 
 impl Drop for Block {
     fn drop(&mut self) {
-        // No view can be alive here: every view holds a reference.
-        if let Ok(block) = self.leased.release() {
-            let capacity = block.capacity();
-            let site = self.pool.identity.site(self.ticket);
-            Python::attach(|py| {
-                self.give_back(py, block);
-                let mut message = format!(
-                    "a Block of {capacity} bytes from {} was garbage-collected without \
-                     release(); its memory went back to the pool. Use `with pool.get(n) as block:`",
-                    self.pool.identity.describe("BlockPool")
-                );
-                if let Some(site) = site {
-                    message.push_str("; acquired at:\n");
-                    message.push_str(site.trim_end());
-                }
-                warn_unreleased(py, message);
-            });
+        // Nothing can reach the memory any more: every view, and every
+        // consumer that kept the address, held a reference to this object.
+        // Most blocks gave their memory back at the release: nothing to do.
+        if !self.leased.holds_memory() {
+            return;
         }
+        Python::attach(|py| {
+            let capacity = self.leased.capacity();
+            let Some(released) = self.pool.finish(&mut self.leased, &Detached(py)) else {
+                return;
+            };
+            if !released {
+                self.pool.identity.collected_unreleased(
+                    py,
+                    self.ticket,
+                    &format!("a Block of {capacity} bytes"),
+                    "BlockPool",
+                    "its memory went back to the pool. Use `with pool.get(n) as block:`",
+                );
+            }
+        });
     }
 }
 

@@ -1,7 +1,7 @@
 //! `BufferPool` and `Buffer`: growable byte buffers for building output.
 
 use std::ffi::c_int;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
@@ -10,9 +10,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
-use super::errors::{warn_unreleased, PoolClosed};
+use super::errors::PoolClosed;
 use super::identity::{Identified, Identity};
 use super::stats::PoolStats;
+use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::buffers;
 use crate::Config;
 
@@ -79,18 +80,14 @@ impl BufferPool {
         if self.core.is_closed() {
             return Err(PoolClosed::new_err("the pool is closed"));
         }
-        let data = self
+        let lease = self
             .core
-            .get()
+            .lease()
             .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
         let ticket = self.core.identity.ticket();
         self.core.identity.acquired(py, ticket);
         Ok(Buffer {
-            state: Mutex::new(State {
-                data: Some(data),
-                exports: 0,
-                pending: false,
-            }),
+            lease,
             pool: Arc::clone(&self.core),
             ticket,
         })
@@ -220,15 +217,6 @@ impl BufferPool {
     }
 }
 
-struct State {
-    /// `None` once released.
-    data: Option<Vec<u8>>,
-    /// Live buffer-protocol exports; the data may not move while any is alive.
-    exports: usize,
-    /// Let go while exported: the last export gives the data back.
-    pending: bool,
-}
-
 /// A growable byte buffer from a ``BufferPool``.
 ///
 /// ``write(data)`` (or ``buf += data``) appends; ``getvalue()`` copies the
@@ -236,89 +224,69 @@ struct State {
 /// and zero-copy, through the buffer protocol (``sock.sendall(buf)``,
 /// ``memoryview(buf)``). While an export is alive the buffer cannot change
 /// (``BufferError``), as with ``bytearray``. Give it back with ``release()``
-/// or by leaving ``with pool.get() as buf:``.
+/// or by leaving ``with pool.get() as buf:``. A buffer that was exported
+/// goes back to the pool when the ``Buffer`` object is collected, and its
+/// bytes never move while it lives (a write that outgrows them copies them
+/// to new memory and keeps the old): ``np.ndarray(buffer=buf)`` keeps the
+/// address without an export.
 #[pyclass(frozen, weakref, module = "shardpool", name = "Buffer")]
 pub struct Buffer {
-    /// Held only for short, Python-free sections.
-    state: Mutex<State>,
+    /// The bytes and their exports (the core's protocol).
+    lease: LeasedBuffer,
     pool: Arc<Shared>,
     /// The buffer's key in its pool's tracker (0 when not tracking).
     ticket: u64,
 }
 
-/// Makes room for `n` more bytes, or raises `MemoryError` (as `bytearray`
-/// does) instead of aborting the process.
-fn grow(buf: &mut Vec<u8>, n: usize) -> PyResult<()> {
-    buf.try_reserve(n).map_err(|_| {
-        PyMemoryError::new_err(format!(
-            "cannot grow a Buffer of {} bytes by {n} bytes",
-            buf.len()
-        ))
-    })
-}
-
-fn released() -> PyErr {
-    PyValueError::new_err("operation on a released buffer")
+/// The Python exception for a refused buffer operation.
+fn refused(error: BufferError) -> PyErr {
+    match error {
+        BufferError::Released => PyValueError::new_err("operation on a released buffer"),
+        BufferError::Exported(_) => PyBufferError::new_err(
+            "cannot change a Buffer while a view of it (a memoryview) is alive",
+        ),
+        BufferError::TooLarge { len, more } => PyMemoryError::new_err(format!(
+            "cannot grow a Buffer of {len} bytes by {more} bytes"
+        )),
+    }
 }
 
 impl Buffer {
-    /// Gives the bytes back: the buffer is no longer out.
-    fn give_back(&self, data: Vec<u8>) {
-        self.pool.identity.returned(self.ticket);
-        self.pool.put(data);
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The data, for a change: refused after release and while exported.
-    fn with_data<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> PyResult<R>) -> PyResult<R> {
-        let mut state = self.lock();
-        if state.pending {
-            return Err(released());
-        }
-        if state.exports > 0 {
-            return Err(PyBufferError::new_err(
-                "cannot change a Buffer while a view of it (a memoryview) is alive",
-            ));
-        }
-        match state.data.as_mut() {
-            Some(data) => f(data),
-            None => Err(released()),
+    /// The holder lets go: `release()`/`put()` (refused while exported), or
+    /// a `with` exit.
+    fn let_go(&self, unexported: bool) -> PyResult<()> {
+        let outcome = if unexported {
+            self.pool.release(&self.lease)
+        } else {
+            self.pool.release_or_defer(&self.lease)
+        };
+        match outcome {
+            Ok(()) => {
+                self.pool.identity.returned(self.ticket);
+                Ok(())
+            }
+            Err(BufferError::Released) => {
+                Err(PyValueError::new_err("the buffer was released already"))
+            }
+            Err(BufferError::Exported(n)) => Err(PyBufferError::new_err(format!(
+                "cannot release a Buffer while {n} view(s) of it are alive"
+            ))),
+            Err(other) => Err(refused(other)),
         }
     }
 
     fn release(&self) -> PyResult<()> {
-        let data = {
-            let mut state = self.lock();
-            if state.data.is_none() || state.pending {
-                return Err(PyValueError::new_err("the buffer was released already"));
-            }
-            if state.exports > 0 {
-                return Err(PyBufferError::new_err(format!(
-                    "cannot release a Buffer while {} view(s) of it are alive",
-                    state.exports
-                )));
-            }
-            state.data.take()
-        };
-        if let Some(data) = data {
-            self.give_back(data);
-        }
-        Ok(())
+        self.let_go(true)
     }
 
     fn append(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         if let Ok(bytes) = data.cast::<PyBytes>() {
             let src = bytes.as_bytes();
-            return self.with_data(|buf| {
-                grow(buf, src.len())?;
-                buf.extend_from_slice(src);
-                Ok(src.len())
-            });
+            self.lease.append(src).map_err(refused)?;
+            return Ok(src.len());
         }
-        // Exported before locking: exporting `data` may run Python code.
+        // Exported before the lease locks: exporting `data` may run Python
+        // code (and exporting this buffer itself makes the append refused).
         let src = PyUntypedBuffer::get(data).map_err(|_| {
             PyTypeError::new_err(format!(
                 "a bytes-like object is required, not '{}'",
@@ -334,22 +302,10 @@ impl Buffer {
             return self.append(&flat);
         }
         let n = src.len_bytes();
-        self.with_data(|buf| {
-            grow(buf, n)?;
-            // SAFETY: the export `src` keeps `buf_ptr` valid and contiguous
-            // for `len_bytes` bytes while it lives; `grow` made room for
-            // `n` more bytes after `len`, which the copy then initialises.
-            // The copy goes through raw pointers: the source may be shared.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    src.buf_ptr().cast::<u8>(),
-                    buf.as_mut_ptr().add(buf.len()),
-                    n,
-                );
-                buf.set_len(buf.len() + n);
-            }
-            Ok(n)
-        })
+        // SAFETY: the export `src` keeps `buf_ptr` valid and contiguous for
+        // `len_bytes` bytes while it lives, which spans the call.
+        unsafe { self.lease.append_raw(src.buf_ptr().cast::<u8>(), n) }.map_err(refused)?;
+        Ok(n)
     }
 }
 
@@ -373,36 +329,28 @@ impl Buffer {
 
     /// A ``bytes`` copy of the contents.
     fn getvalue<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let state = self.lock();
-        match (&state.data, state.pending) {
-            (Some(data), false) => Ok(PyBytes::new(py, data)),
-            _ => Err(released()),
-        }
+        // A bytes object is not tracked by the cyclic GC, so making one runs
+        // no Python code that could come back to this buffer's lock.
+        self.lease
+            .read(|data| PyBytes::new(py, data))
+            .map_err(refused)
     }
 
     /// Empty the buffer, keeping its capacity.
     fn clear(&self) -> PyResult<()> {
-        self.with_data(|buf| {
-            buf.clear();
-            Ok(())
-        })
+        self.lease.clear().map_err(refused)
     }
 
     /// Bytes the buffer holds without growing.
     #[getter]
     fn capacity(&self) -> PyResult<usize> {
-        let state = self.lock();
-        match (&state.data, state.pending) {
-            (Some(data), false) => Ok(data.capacity()),
-            _ => Err(released()),
-        }
+        self.lease.capacity().map_err(refused)
     }
 
     /// Whether the buffer was released.
     #[getter]
     fn released(&self) -> bool {
-        let state = self.lock();
-        state.data.is_none() || state.pending
+        self.lease.is_released()
     }
 
     /// Give the buffer back to its pool. Raises ``BufferError`` while views
@@ -413,40 +361,26 @@ impl Buffer {
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        let state = self.lock();
-        match (&state.data, state.pending) {
-            (Some(data), false) => Ok(data.len()),
-            _ => Err(released()),
-        }
+        self.lease.len().map_err(refused)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         if slf.get().released() {
-            return Err(released());
+            return Err(refused(BufferError::Released));
         }
         Ok(slf)
     }
 
-    /// Releases the buffer, or, while views are alive, lets the last view
-    /// release it. Does nothing if it was released inside the block.
+    /// Releases the buffer; views still alive keep working. Does nothing if
+    /// it was released inside the block.
     fn __exit__(
         &self,
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
     ) -> bool {
-        let data = {
-            let mut state = self.lock();
-            if state.exports > 0 {
-                state.pending = state.data.is_some();
-                None
-            } else {
-                state.data.take()
-            }
-        };
-        if let Some(data) = data {
-            self.give_back(data);
-        }
+        // Only refused when released already: a no-op then.
+        let _ = self.let_go(false);
         false
     }
 
@@ -456,19 +390,20 @@ impl Buffer {
         flags: c_int,
     ) -> PyResult<()> {
         let this = slf.get();
-        let (ptr, len) = {
-            let mut state = this.lock();
-            let data = match (&state.data, state.pending) {
-                (Some(data), false) => (data.as_ptr(), data.len()),
-                _ => return Err(PyBufferError::new_err("cannot export a released buffer")),
-            };
-            state.exports += 1;
-            data
-        };
-        // SAFETY: CPython hands us a valid `view`. The data cannot move or
-        // change while `exports > 0` (every change checks it under the
-        // lock), so `ptr` stays valid for `len` bytes until the matching
-        // `__releasebuffer__`. The export is read-only.
+        if flags & ffi::PyBUF_WRITABLE != 0 {
+            // Refused before counting: a refused export must not count as
+            // one (see `LeasedBuffer` in the core).
+            return Err(PyBufferError::new_err("a Buffer is exported read-only"));
+        }
+        let (ptr, len) = this
+            .lease
+            .export()
+            .map_err(|_| PyBufferError::new_err("cannot export a released buffer"))?;
+        // SAFETY: CPython hands us a valid `view`. The bytes cannot change
+        // until the matching `__releasebuffer__`, and their allocation lives
+        // until this object is destroyed (`LeasedBuffer` invariants), so
+        // `ptr` stays valid for `len` bytes. `len <= isize::MAX` (a `Vec`'s
+        // bound), so the cast is exact. The export is read-only.
         let rc = unsafe {
             ffi::PyBuffer_FillInfo(
                 view,
@@ -480,22 +415,19 @@ impl Buffer {
             )
         };
         if rc == -1 {
-            this.end_export();
+            this.lease.unexport();
             return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.end_export();
+        self.lease.unexport();
     }
 
     fn __repr__(&self) -> String {
-        let state = self.lock();
-        match (&state.data, state.pending) {
-            (Some(data), false) => {
-                format!("<Buffer len={} capacity={}>", data.len(), data.capacity())
-            }
+        match (self.lease.len(), self.lease.capacity()) {
+            (Ok(len), Ok(capacity)) => format!("<Buffer len={len} capacity={capacity}>"),
             _ => "<Buffer released>".into(),
         }
     }
@@ -507,41 +439,23 @@ impl Buffer {
     }
 }
 
-impl Buffer {
-    fn end_export(&self) {
-        let data = {
-            let mut state = self.lock();
-            state.exports -= 1;
-            if state.exports == 0 && state.pending {
-                state.pending = false;
-                state.data.take()
-            } else {
-                None
-            }
-        };
-        if let Some(data) = data {
-            self.give_back(data);
-        }
-    }
-}
-
 impl Drop for Buffer {
     fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(data) = state.data.take() {
-            let len = data.len();
-            let site = self.pool.identity.site(self.ticket);
-            self.give_back(data);
-            let mut message = format!(
-                "a Buffer holding {len} bytes from {} was garbage-collected without release(); \
-                 it went back to the pool. Use `with pool.get() as buf:`",
-                self.pool.identity.describe("BufferPool")
-            );
-            if let Some(site) = site {
-                message.push_str("; acquired at:\n");
-                message.push_str(site.trim_end());
-            }
-            Python::attach(|py| warn_unreleased(py, message));
+        // Nothing can reach the bytes any more: every view, and every
+        // consumer that kept the address, held a reference to this object.
+        let Some((len, released)) = self.pool.finish(&mut self.lease) else {
+            return;
+        };
+        if !released {
+            Python::attach(|py| {
+                self.pool.identity.collected_unreleased(
+                    py,
+                    self.ticket,
+                    &format!("a Buffer holding {len} bytes"),
+                    "BufferPool",
+                    "it went back to the pool. Use `with pool.get() as buf:`",
+                );
+            });
         }
     }
 }

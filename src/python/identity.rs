@@ -147,6 +147,31 @@ impl Identity {
         sites.get(&key).map(|(_, site)| site.clone())
     }
 
+    /// Forgets the record of an item (a block, a buffer) its holder never
+    /// released, and warns (`ResourceWarning`) that it was collected, with
+    /// where it was acquired. `what` names the item, `kind` the pool type,
+    /// `advice` what went back and how to avoid it.
+    pub fn collected_unreleased(
+        &self,
+        py: Python<'_>,
+        ticket: u64,
+        what: &str,
+        kind: &str,
+        advice: &str,
+    ) {
+        let site = self.site(ticket);
+        self.returned(ticket);
+        let mut message = format!(
+            "{what} from {} was garbage-collected without release(); {advice}",
+            self.describe(kind)
+        );
+        if let Some(site) = site {
+            message.push_str("; acquired at:\n");
+            message.push_str(site.trim_end());
+        }
+        super::errors::warn_unreleased(py, message);
+    }
+
     /// `outstanding()`: every acquisition site still out, oldest first;
     /// `RuntimeError` without `track=True` (an empty list would read as
     /// "no leaks").

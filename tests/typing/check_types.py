@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Literal, assert_type
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
@@ -223,6 +225,21 @@ def gc_trimming() -> None:
     refused(lambda: trim_on_gc(Parser()))  # type: ignore[arg-type]
 
 
+def numbers() -> None:
+    """Sizes take what ``operator.index`` takes, durations what ``float()``
+    takes from a number: numpy's scalars, ``Decimal``."""
+    pool = ObjectPool(Parser, max_size=np.int64(2), idle_timeout=Decimal("1.5"), shards=np.uint8(1))
+    assert_type(pool.get(timeout=np.int64(5)), Parser)
+    assert_type(pool.get_many(np.int64(1), timeout=np.float32(0.5)), list[Parser])
+    assert_type(pool.trim(np.int64(0)), int)
+    blocks = BlockPool(max_block=np.int64(4096), idle_timeout=np.float64(60))
+    with blocks.get(np.uint16(100)) as block:
+        assert_type(block, Block)
+    refused(lambda: blocks.get(1.5))  # type: ignore[arg-type]
+    refused(lambda: pool.get(timeout="5"))  # type: ignore[arg-type]
+    trim_on_gc(blocks, keep=np.int64(0))()
+
+
 def metrics() -> None:
     registry = CollectorRegistry()
     pool = ObjectPool(Parser, name="typed")
@@ -243,4 +260,5 @@ if __name__ == "__main__":
     buffers()
     errors_and_constants()
     gc_trimming()
+    numbers()
     metrics()
