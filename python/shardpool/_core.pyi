@@ -210,6 +210,7 @@ class TieredPool(Generic[_T]):
         reset_on: Literal["put", "get"] = "put",
         idle_timeout: float | None = None,
         shards: int | None = None,
+        checked: bool = True,
         name: str | None = None,
         track: bool = False,
     ) -> None: ...
@@ -241,6 +242,8 @@ class TieredPool(Generic[_T]):
     def closed(self) -> bool: ...
     @property
     def tiers(self) -> list[tuple[int, int]]: ...
+    @property
+    def checked(self) -> bool: ...
     def __class_getitem__(cls, item: object) -> GenericAlias: ...
 
 @final
