@@ -1275,7 +1275,9 @@ class BlockPoolMachine(RuleBasedStateMachine):
         """`BlockPool::put` of the block `h` holds."""
         capacity = h.block.capacity
         if capacity not in self.rows:
-            self.outside.bump("puts", "destroyed", "dropped")
+            # Oversize: freed; counted as dropped unless the pool is closed
+            # (as a returned block of a class after close).
+            self.outside.bump("puts", "destroyed", *(() if self.closed else ("dropped",)))
             return
         self.used.add(capacity)
         row = self.rows[capacity]
