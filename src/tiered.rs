@@ -65,6 +65,8 @@ struct Out<T> {
     origin: Origin,
 }
 
+/// One pool per size class, with the family's record of the objects out
+/// (when checked) and the counters of the objects outside the classes.
 pub struct Tiered<T> {
     classes: SizeClasses,
     configs: Box<[Config]>,
@@ -117,10 +119,13 @@ impl<T: Send> Tiered<T> {
         })
     }
 
+    /// The class sizes.
     pub fn classes(&self) -> &SizeClasses {
         &self.classes
     }
 
+    /// Whether the family records the objects out (refusing foreign and
+    /// repeated returns, and counting each where it came from).
     pub fn is_checked(&self) -> bool {
         self.ledger.is_some()
     }
@@ -203,6 +208,7 @@ impl<T: Send> Tiered<T> {
     /// object and returns the error. Returns the class whose pool received
     /// the object (and kept it, or destroyed it after `close`), or `None`
     /// when no class did and it was destroyed.
+    #[inline]
     pub fn put<H: Hooks<T>>(
         &self,
         item: T,
@@ -217,48 +223,45 @@ impl<T: Send> Tiered<T> {
                 None => return Err(PutError::NotOut { index: 0 }),
             },
         };
-        let closed = self.is_closed();
-        let received = match (origin, self.filing(size)) {
+        // Which class pool receives it, and whether it arrives from another.
+        let (class, adopt) = match (origin, self.filing(size)) {
             // Unchecked: the class its size files it in takes it.
-            (None, Some(class)) => self
-                .put_in(class, item, false, &hooks)
-                .map(|()| Some(class)),
+            (None, Some(class)) => (class, false),
             // Back at its own class's size; or closed, and its own class
             // destroys it.
-            (Some(Origin::Class(own)), Some(class)) if class == own => {
-                self.put_in(own, item, false, &hooks).map(|()| Some(own))
-            }
-            (Some(Origin::Class(own)), _) if closed => {
-                self.put_in(own, item, false, &hooks).map(|()| Some(own))
-            }
+            (Some(Origin::Class(own)), Some(class)) if class == own => (own, false),
+            (Some(Origin::Class(own)), _) if self.is_closed() => (own, false),
             // It grew or shrank into another class: it moves there.
             (Some(Origin::Class(own)), Some(class)) => {
                 self.pool(own).count_departure(false);
                 self.moved.fetch_add(1, Ordering::Relaxed);
-                self.put_in(class, item, true, &hooks).map(|()| Some(class))
+                (class, true)
             }
-            (Some(Origin::Oversize), Some(class)) if !closed => {
+            (Some(Origin::Oversize), Some(class)) if !self.is_closed() => {
                 self.outside.bump(Event::Put);
                 self.outside.bump(Event::Destroyed);
                 self.moved.fetch_add(1, Ordering::Relaxed);
-                self.put_in(class, item, true, &hooks).map(|()| Some(class))
+                (class, true)
             }
             // No class takes it: destroyed, counted where it came from.
             (Some(Origin::Class(own)), None) => {
                 self.pool(own).count_departure(true);
                 hooks(size).destroy(item);
-                Ok(None)
+                return Ok(None);
             }
             (None | Some(Origin::Oversize), _) => {
-                self.destroy_outside(item, size, !closed, &hooks);
-                Ok(None)
+                self.destroy_outside(item, size, !self.is_closed(), &hooks);
+                return Ok(None);
             }
         };
-        received.map_err(PutError::Hook)
+        self.put_in(class, item, adopt, &hooks)
+            .map(|()| Some(class))
+            .map_err(PutError::Hook)
     }
 
     /// Puts `item` in class `class` (`adopt`: it arrives from elsewhere),
     /// closing the class pool if the family was closed meanwhile.
+    #[inline]
     fn put_in<H: Hooks<T>>(
         &self,
         class: usize,
@@ -268,11 +271,6 @@ impl<T: Send> Tiered<T> {
     ) -> Result<(), H::Error> {
         let pool = self.pool(class);
         let mut hooks = hooks(self.classes.size(class));
-        if self.is_closed() && !pool.is_closed() {
-            // First built while `close` ran: close it too, so that nothing
-            // stays idle after close.
-            pool.close(&mut hooks);
-        }
         let result = if adopt {
             pool.adopt(&mut hooks, item)
         } else {
@@ -282,11 +280,12 @@ impl<T: Send> Tiered<T> {
                 Err(PutError::NotOut { .. }) => unreachable!("class pools are unchecked"),
             }
         };
-        // `close` may have looked for class pools before this one was built,
-        // while the check above missed its mark. A put that stores the
+        // `close` may have looked for class pools before this one was built
+        // (by this put, or by a get racing `close`). A put that stores the
         // object ends with a `SeqCst` fence (see `Pool::store_idle`) that
         // pairs with the one in `Tiered::close`: either `close` found this
-        // pool and closes it, or this sees the mark and closes it here.
+        // pool and closes it, or this sees the mark and closes it here, so
+        // nothing stays idle after `close`.
         if self.is_closed() && !pool.is_closed() {
             pool.close(&mut hooks);
         }
@@ -323,6 +322,7 @@ impl<T: Send> Tiered<T> {
             .collect()
     }
 
+    /// Whether [`Tiered::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
