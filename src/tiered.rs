@@ -271,6 +271,12 @@ impl<T: Send> Tiered<T> {
     ) -> Result<(), H::Error> {
         let pool = self.pool(class);
         let mut hooks = hooks(self.classes.size(class));
+        if self.is_closed() && !pool.is_closed() {
+            // Built after `close` looked (by this put): close it first, so
+            // that the object is destroyed as in any closed pool, without a
+            // reset.
+            pool.close(&mut hooks);
+        }
         let result = if adopt {
             pool.adopt(&mut hooks, item)
         } else {
@@ -281,11 +287,12 @@ impl<T: Send> Tiered<T> {
             }
         };
         // `close` may have looked for class pools before this one was built
-        // (by this put, or by a get racing `close`). A put that stores the
-        // object ends with a `SeqCst` fence (see `Pool::store_idle`) that
-        // pairs with the one in `Tiered::close`: either `close` found this
-        // pool and closes it, or this sees the mark and closes it here, so
-        // nothing stays idle after `close`.
+        // (by this put, or by a get racing `close`), while the check above
+        // missed its mark. A put that stores the object ends with a `SeqCst`
+        // fence (see `Pool::store_idle`) that pairs with the one in
+        // `Tiered::close`: either `close` found this pool and closes it, or
+        // this sees the mark and closes it here, so nothing stays idle after
+        // `close`.
         if self.is_closed() && !pool.is_closed() {
             pool.close(&mut hooks);
         }

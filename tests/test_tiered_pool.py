@@ -849,6 +849,17 @@ def test_a_put_after_close_counts_as_in_an_object_pool(size):
     assert every_tier_balanced(tiered)
 
 
+def test_after_close_an_unchecked_put_to_an_unused_tier_destroys_without_a_reset():
+    reset, destroy = Recorder(), Recorder()
+    pool = TieredPool(bytearray, [(16, 0), 256], reset=reset, destroy=destroy, checked=False)
+    pool.close()
+    foreign = bytearray(16)
+    pool.put(foreign)
+    assert (reset.calls, destroy.calls) == ([], [foreign])
+    t = pool.tier_stats()[16]
+    assert (t.puts, t.destroyed, t.dropped) == (1, 1, 0)
+
+
 def test_a_resized_object_put_after_close_is_destroyed_in_its_own_tier():
     pool = TieredPool(bytearray, [16, 256])
     obj = pool.get(1)

@@ -299,6 +299,22 @@ fn after_close_a_returned_object_is_destroyed_in_its_own_class() {
 }
 
 #[test]
+fn after_close_a_class_pool_first_built_by_a_put_destroys_without_a_reset() {
+    let t = family(false, 4);
+    let log = Log::default();
+    t.close(hooks(&log));
+    let foreign = Arc::new(Obj { made_for: 0 });
+    assert_eq!(t.put(foreign, 32, hooks(&log)), Ok(Some(1)));
+    assert_eq!(
+        log.resets.load(Ordering::Relaxed),
+        0,
+        "no reset after close"
+    );
+    let s = t.class_stats(1);
+    assert_eq!((s.puts, s.destroyed, s.dropped, s.idle), (1, 1, 0, 0));
+}
+
+#[test]
 fn a_checked_object_resized_after_close_is_destroyed_in_its_own_class() {
     let t = family(true, 4);
     let log = Log::default();
