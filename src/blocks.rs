@@ -21,7 +21,7 @@ use crate::lease::{LeaseError, Leased};
 use crate::memory::{AllocError, OwnedBlock};
 use crate::pool::{Charge, Config, ConfigError, GetError, Hooks, ResetOn};
 use crate::sync::Arc;
-use crate::tiered::Tiered;
+use crate::tiered::{Filing, Tiered};
 use crate::Snapshot;
 
 /// Blocks of at least this many bytes are allocated and zeroed through
@@ -240,7 +240,7 @@ impl BlockPool {
         };
         let sizes = classes.sizes().to_vec();
         let max_idle_bytes = config.max_idle_bytes;
-        let tiers = Tiered::new(classes, |size| {
+        let tiers = Tiered::new(classes, Filing::Exact, false, |size| {
             let i = sizes.iter().position(|&s| s == size).expect("a class size");
             let default =
                 (max_idle_bytes / size / 4).clamp(DEFAULT_CLASS_IDLE.0, DEFAULT_CLASS_IDLE.1);
@@ -285,31 +285,19 @@ impl BlockPool {
         zeroed: bool,
         offload: &O,
     ) -> Result<OwnedBlock, BlockError> {
-        if self.is_closed() {
-            return Err(BlockError::Closed);
+        let (block, class) = self
+            .tiers
+            .get(n, |size| self.hooks(size, offload))
+            .map_err(|e| match e {
+                GetError::Hook(e) => BlockError::Alloc(e),
+                GetError::Closed => BlockError::Closed,
+                // Unbounded and unchecked: no other error can happen.
+                other => unreachable!("a block class pool failed with {other:?}"),
+            })?;
+        if class.is_none() {
+            self.oversize_bytes_out
+                .fetch_add(block.capacity(), Ordering::Relaxed);
         }
-        let block = match self.tiers.route(n) {
-            Some(class) => {
-                let size = self.tiers.classes().size(class);
-                self.tiers
-                    .pool(class)
-                    .get(&mut self.hooks(size, offload), None)
-                    .map_err(|e| match e {
-                        GetError::Hook(e) => BlockError::Alloc(e),
-                        GetError::Closed => BlockError::Closed,
-                        // Unbounded, unchecked, and `close` is not offered
-                        // on a class alone: no other error can happen.
-                        other => unreachable!("block class pool failed with {other:?}"),
-                    })?
-            }
-            None => {
-                let block = self.hooks(n, offload).create()?;
-                self.tiers.note_oversize();
-                self.oversize_bytes_out
-                    .fetch_add(block.capacity(), Ordering::Relaxed);
-                block
-            }
-        };
         if zeroed && !block.is_clean() {
             if n >= OFFLOAD_THRESHOLD {
                 offload.run(|| block.zero_prefix(n));
@@ -324,39 +312,20 @@ impl BlockPool {
     /// Takes a block back: files it by capacity, or frees it.
     pub fn put<O: Offload>(&self, block: OwnedBlock, offload: &O) {
         let capacity = block.capacity();
-        match self.tiers.classes().serving(capacity) {
-            Some(class) if self.tiers.classes().size(class) == capacity => {
-                let pool = self.tiers.pool(class);
-                let mut hooks = self.hooks(capacity, offload);
-                if self.is_closed() && !pool.is_closed() {
-                    // First used while `close` ran: close it too, so that
-                    // nothing stays idle after close.
-                    pool.close(&mut hooks);
-                }
-                // Unchecked and infallible: nothing to report.
-                let _ = pool.put(&mut hooks, block);
-                // `close` may have looked for class pools before this one
-                // was built, while the check above missed its mark. A put
-                // that stores the block ends with a `SeqCst` fence (see
-                // `Pool::store_idle`) that pairs with the one in
-                // `Tiered::mark_closed`: either `close` found this pool and
-                // closes it, or this sees the mark and closes it here.
-                if self.is_closed() && !pool.is_closed() {
-                    pool.close(&mut hooks);
-                }
-            }
-            _ => {
-                self.tiers.note_unfiled();
-                // Saturating: a block this pool did not hand out (possible
-                // from Rust, not from Python) must not wrap the gauge.
-                let _ = self.oversize_bytes_out.fetch_update(
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                    |out| Some(out.saturating_sub(capacity)),
-                );
-                self.oversize_released.fetch_add(1, Ordering::Relaxed);
-                self.hooks(capacity, offload).destroy(block);
-            }
+        // Unchecked and infallible: nothing to report.
+        let received = self
+            .tiers
+            .put(block, capacity, |size| self.hooks(size, offload));
+        if let Ok(None) = received {
+            // An oversize block, freed. Saturating: a block this pool did
+            // not hand out (possible from Rust, not from Python) must not
+            // wrap the gauge.
+            let _ =
+                self.oversize_bytes_out
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |out| {
+                        Some(out.saturating_sub(capacity))
+                    });
+            self.oversize_released.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -389,10 +358,10 @@ impl BlockPool {
     /// Frees every idle block; from now on blocks that come back are freed
     /// and `get` is refused.
     pub fn close<O: Offload>(&self, offload: &O) -> usize {
-        self.tiers.mark_closed();
         self.tiers
-            .used()
-            .map(|(size, pool)| size.saturating_mul(pool.close(&mut self.hooks(size, offload))))
+            .close(|size| self.hooks(size, offload))
+            .into_iter()
+            .map(|(size, destroyed)| size.saturating_mul(destroyed))
             .fold(0, usize::saturating_add)
     }
 
@@ -406,7 +375,7 @@ impl BlockPool {
 
     /// Idle blocks over all classes.
     pub fn idle_blocks(&self) -> usize {
-        self.tiers.used().map(|(_, pool)| pool.idle()).sum()
+        self.tiers.idle()
     }
 
     pub fn max_block(&self) -> usize {

@@ -136,6 +136,17 @@ pub trait Hooks<T> {
     /// A second reference to the same object, for checked pools: one goes to
     /// the holder, the pool keeps the other in its ledger.
     fn duplicate(&mut self, item: &T) -> T;
+    /// Records `item` as handed out in a record the caller keeps across
+    /// several pools (the ledger of a [`crate::tiered::Tiered`], whose class
+    /// pools are unchecked), just before the pool counts it as handed out.
+    /// `None` refuses it as out already: the pool drops this reference and
+    /// fails the get with [`GetError::AlreadyOut`], as a checked pool does.
+    /// Pools with a ledger of their own expect the default, which records
+    /// nothing.
+    #[inline(always)]
+    fn record_out(&mut self, item: T) -> Option<T> {
+        Some(item)
+    }
     /// Blocks on `waiter` until it is served (`Ok(true)`) or `deadline`
     /// passes (`Ok(false)`). Override to block without holding a lock the
     /// caller holds, or to wake up for interrupts (an `Err` abandons the
@@ -757,6 +768,7 @@ impl<T: Send> Pool<T> {
     /// its ledger. `None` (and `item` dropped) if it is out already.
     #[inline(always)]
     fn check_out<H: Hooks<T>>(&self, hooks: &mut H, item: T) -> Option<T> {
+        let item = hooks.record_out(item)?;
         let Some(ledger) = &self.ledger else {
             return Some(item);
         };
@@ -834,16 +846,55 @@ impl<T: Send> Pool<T> {
                 None => return Err(PutError::NotOut { index: 0 }),
             },
         };
-        let (home, counters) = self.shards.local();
+        self.take_in(hooks, Event::Put, item, reset)
+            .map_err(PutError::Hook)
+    }
+
+    /// Takes in an object that another pool of a family handed out (see
+    /// [`crate::tiered::Tiered`]): counted as created here, since it joins
+    /// this pool's objects, then reset and kept as a returned object is (or
+    /// destroyed when the pool is full or closed). Only for the unbounded,
+    /// unchecked class pools of a `Tiered`: a bound or a ledger would not
+    /// know the object.
+    pub(crate) fn adopt<H: Hooks<T>>(&self, hooks: &mut H, item: T) -> Result<(), H::Error> {
+        debug_assert!(self.limit.is_none() && self.ledger.is_none());
+        self.take_in(hooks, Event::Created, item, true)
+    }
+
+    /// An object this pool handed out came back and leaves the pool without
+    /// being stored (the caller destroys it, or another pool of the family
+    /// adopts it): counts its return (`Put`) and its departure (`Destroyed`,
+    /// and `Dropped` when `dropped`), so this pool's books still balance.
+    pub(crate) fn count_departure(&self, dropped: bool) {
+        let (_, counters) = self.shards.local();
         counters.bump(Event::Put);
+        if dropped {
+            counters.bump(Event::Dropped);
+        }
+        counters.bump(Event::Destroyed);
+        self.release_charge();
+    }
+
+    /// Counts `event` (the object's arrival), then keeps the object: reset
+    /// (if `reset` and due on put) and stored, or destroyed if the pool is
+    /// closed. Inlined into each caller: `put`'s hot path stays one function.
+    #[inline(always)]
+    fn take_in<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        event: Event,
+        item: T,
+        reset: bool,
+    ) -> Result<(), H::Error> {
+        let (home, counters) = self.shards.local();
+        counters.bump(event);
         if self.is_closed() {
             self.discard(hooks, counters, item);
             self.destroy_idle(hooks, counters);
             return Ok(());
         }
         let item = if reset {
-            self.reset_returned(hooks, counters, item)
-                .map_err(PutError::Hook)?
+            self.reset_returned(hooks, counters, item)?
         } else {
             item
         };

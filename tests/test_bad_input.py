@@ -103,10 +103,11 @@ class World:
         self.bounded_held = self.bounded.get()
         self.bounded.put(self.bounded.get())
         self.stranger = Thing()  # never handed out
-        # TieredPool: one idle, one out.
+        # TieredPool (checked): one idle, returned already; one out.
         self.tiered = TieredPool(factory, [16, 256], name="tiered")
         self.tiered_held = self.tiered.get(10)
-        self.tiered.put(self.tiered.get(100))
+        self.tiered_returned = self.tiered.get(100)
+        self.tiered.put(self.tiered_returned)
         self.negative = Thing(-1)  # size_of (len) refuses it
         # BlockPool: a block held, one with a live view, one released, one
         # left in a with-block while a view is alive (release pending).
@@ -140,6 +141,7 @@ class World:
         self.closed_objects_held = self.closed_objects.get()
         self.closed_objects.close()
         self.closed_tiered = TieredPool(factory, [16])
+        self.closed_tiered_held = self.closed_tiered.get(1)
         self.closed_tiered.close()
         self.closed_blocks = BlockPool()
         self.closed_blocks.close()
@@ -560,6 +562,7 @@ TABLE: list[Row] = [
     Row(T, "__init__", "shards=0", new_tiered_pool(shards=0), ValueError, "shards"),
     Row(T, "__init__", "name=1", new_tiered_pool(name=1), TypeError, "name"),
     Row(T, "__init__", "track=1", new_tiered_pool(track=1), TypeError, "track"),
+    Row(T, "__init__", "checked=1", new_tiered_pool(checked=1), TypeError, "checked"),
     Row(T, "__init__", "max_idle=", new_tiered_pool(max_idle=3), TypeError, "max_idle"),
     Row(T, "get", "size=-1", lambda w: w.tiered.get(-1), ValueError, "size"),
     Row(T, "get", "size=1.5", lambda w: w.tiered.get(1.5), TypeError, "size"),
@@ -574,6 +577,25 @@ TABLE: list[Row] = [
     Row(T, "put", "no len()", lambda w: w.tiered.put(object()), TypeError, "len"),
     Row(T, "put", "len() < 0", lambda w: w.tiered.put(w.negative), ValueError, "0"),
     Row(T, "put", "None", lambda w: w.tiered.put(None), TypeError, "NoneType"),
+    Row(T, "put", "never handed out", lambda w: w.tiered.put(w.stranger), ValueError, "not handed"),
+    Row(
+        T,
+        "put",
+        "put twice",
+        lambda w: w.tiered.put(w.tiered_returned),
+        ValueError,
+        "not handed out",
+    ),
+    Row(T, "put", "of another pool", lambda w: w.tiered.put(w.held), ValueError, "not handed"),
+    Row(
+        T,
+        "put",
+        "after close, foreign",
+        lambda w: w.closed_tiered.put(w.stranger),
+        ValueError,
+        "not handed out",
+    ),
+    Row(T, "put", "no object", lambda w: w.tiered.put(), TypeError, "obj"),
     Row(T, "borrow", "size=-1", lambda w: w.tiered.borrow(-1), ValueError, "size"),
     Row(T, "borrow", "size=1.0", lambda w: w.tiered.borrow(1.0), TypeError, "size"),
     Row(T, "aget", "size=-1", lambda w: w.tiered.aget(-1), ValueError, "size"),
@@ -586,7 +608,7 @@ TABLE: list[Row] = [
     Row(T, "outstanding", "track=False", lambda w: w.tiered.outstanding(), RuntimeError, "track"),
     *no_args(T, tiered, "stats tier_stats clear close outstanding __len__ __enter__"),
     Row(T, "__exit__", "no arguments", lambda w: w.tiered.__exit__(), TypeError, "exc"),
-    *rows_for_properties(T, tiered, "closed tiers name track"),
+    *rows_for_properties(T, tiered, "closed tiers name track checked"),
     Row(
         T,
         "__class_getitem__",
@@ -1196,23 +1218,32 @@ def close_while_in_use(pool) -> None:
 # --- documented, though not refused ---
 
 
-def test_a_double_put_is_refused_by_default_and_accepted_only_when_opted_out():
-    """The default ObjectPool is checked: an object returned twice is refused
-    and the pool is unchanged. checked=False trades that check for speed and
-    then takes it twice and hands it out twice, as documented."""
-    pool = ObjectPool(Thing)
+@pytest.mark.parametrize(
+    "make",
+    [lambda **kw: ObjectPool(Thing, **kw), lambda **kw: TieredPool(Thing, [16], **kw)],
+    ids=["objects", "tiered"],
+)
+def test_a_double_put_is_refused_by_default_and_accepted_only_when_opted_out(make):
+    """The default ObjectPool and TieredPool are checked: an object returned
+    twice is refused and the pool is unchanged. checked=False trades that
+    check for speed and then takes it twice and hands it out twice, as
+    documented."""
+    pool = make()
+    get = pool.get if isinstance(pool, ObjectPool) else lambda: pool.get(16)
     assert pool.checked
-    thing = pool.get()
+    thing = get()
     pool.put(thing)
     with pytest.raises(ValueError, match="not handed out"):
         pool.put(thing)
     assert len(pool) == 1
-    unchecked = ObjectPool(Thing, checked=False)
-    again = unchecked.get()
+    assert pool.stats().puts == 1
+    unchecked = make(checked=False)
+    get = unchecked.get if isinstance(unchecked, ObjectPool) else lambda: unchecked.get(16)
+    again = get()
     unchecked.put(again)
     unchecked.put(again)  # not refused
     assert len(unchecked) == 2
-    assert unchecked.get() is unchecked.get() is again
+    assert get() is get() is again
 
 
 def test_timeouts_are_real_errors_not_bad_input():

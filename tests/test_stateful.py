@@ -396,9 +396,30 @@ class CoreModel:
 
     def put(self, ev: Events, obj: Item, reset: bool = True) -> Outcome:
         """`Pool::put_inner` for an object the ledger (if any) accepted."""
-        o = self.owner
         self.used = True
         self.m.bump("puts")
+        return self.take_in(ev, obj, reset)
+
+    def adopt(self, ev: Events, obj: Item) -> Outcome:
+        """`Pool::adopt`: an object another tier handed out joins this one
+        (it came back at this tier's size): counted as created here, then
+        kept as a returned object is."""
+        self.used = True
+        self.m.bump("created")
+        return self.take_in(ev, obj, reset=True)
+
+    def depart(self, dropped: bool) -> None:
+        """`Pool::count_departure`: an object this tier handed out came back
+        and leaves it (moved to another tier, or destroyed by the caller)."""
+        self.m.bump("puts")
+        if dropped:
+            self.m.bump("dropped")
+        self.m.bump("destroyed")
+
+    def take_in(self, ev: Events, obj: Item, reset: bool) -> Outcome:
+        """`Pool::take_in`: destroyed if closed, else reset (when due on put)
+        and stored."""
+        o = self.owner
         if self.closed:
             self.destroyed(ev, obj)
             return Outcome()
@@ -797,19 +818,36 @@ test_object_pool_model = ObjectPoolMachine.TestCase
 TIER_SIZES = (8, 32, 128)
 
 
+class CallerTally:
+    """What the callers of one tier did, counted by the callers themselves
+    (which tier served each get, where each object came from and went)."""
+
+    def __init__(self) -> None:
+        self.made = 0  # objects this tier handed out first (the factory's)
+        self.gets = 0  # objects handed out by this tier
+        self.puts = 0  # returns the pool must count here
+        self.moved_in = 0
+        self.moved_out = 0
+
+
 class TieredPoolMachine(HookedMachine):
     """TieredPool: routing by size, filing by size_of, oversize objects and
-    objects smaller than every tier, one core pool per tier, every hook."""
+    objects smaller than every tier, objects that change tier, checked or
+    not, one core pool per tier, every hook."""
 
     @initialize(
         caps=st.tuples(*[st.none() | st.integers(0, 3)] * len(TIER_SIZES)),
         shards=st.integers(1, 3),
         size_of=st.sampled_from(["len", "attribute"]),
+        checked=st.booleans(),
         **HOOK_OPTIONS,
     )
-    def make_pool(self, caps, shards, size_of, track, reset, reset_on, validate, idle_timeout):
+    def make_pool(
+        self, caps, shards, size_of, checked, track, reset, reset_on, validate, idle_timeout
+    ):
         shards = self.setup_hooks(reset, reset_on, validate, shards)
         self.track = track
+        self.checked = checked
         specs = [s if c is None else (s, c) for s, c in zip(TIER_SIZES, caps, strict=True)]
         self.pool = TieredPool(
             self.hooks.factory,
@@ -821,6 +859,7 @@ class TieredPoolMachine(HookedMachine):
             destroy=self.hooks.destroy,
             idle_timeout=idle_timeout,
             shards=shards,
+            checked=checked,
             track=track,
         )
         self.tiers = {
@@ -828,8 +867,21 @@ class TieredPoolMachine(HookedMachine):
             for size, cap in zip(TIER_SIZES, caps, strict=True)
         }
         self.outside = Counts()  # oversize objects, and objects no tier takes
+        self.moved = 0  # objects that came back at another tier's size (checked)
+        self.origin: dict[int, int | None] = {}  # serial -> tier (None: oversize)
+        self.seen: set[int] = set()  # serials handed out or taken in so far
+        # The callers' own tally, per tier (None: outside the tiers).
+        self.calls = {size: CallerTally() for size in (*TIER_SIZES, None)}
         self.peak = 0
         self.closed = False
+
+    @staticmethod
+    def filing(size: int) -> int | None:
+        """The tier a returned object of `size` is filed in (the largest of
+        at most `size`), or None if none takes it."""
+        if not TIER_SIZES[0] <= size <= TIER_SIZES[-1]:
+            return None
+        return max(t for t in TIER_SIZES if t <= size)
 
     def model_get(self, ev: Events, size: int) -> Outcome:
         if self.closed:
@@ -844,30 +896,77 @@ class TieredPoolMachine(HookedMachine):
             self.expected_data[obj.serial] = []
             self.outside.bump("created")
             self.outside.bump("misses")
+            self.handed_out(obj, None)
             return Outcome(obj)
         core = self.tiers[fits[0]]
         core.used = True
         outcome = core.acquire(ev, may_wait=True, held=0)
         if outcome.error is None:
             assert len(outcome.value) >= size, "handed out an object too small"
+            self.handed_out(outcome.value, fits[0])
         return outcome
+
+    def handed_out(self, obj: Item, tier: int | None) -> None:
+        self.origin[obj.serial] = tier
+        self.calls[tier].gets += 1
+        if obj.serial not in self.seen:
+            self.seen.add(obj.serial)
+            self.calls[tier].made += 1
+
+    def destroy_outside(self, ev: Events, obj: Item) -> Outcome:
+        """No tier takes it (or oversize after close): destroyed, counted
+        outside the tiers (as dropped, unless the pool is closed)."""
+        for name in ("puts", "destroyed") if self.closed else ("puts", "destroyed", "dropped"):
+            self.outside.bump(name)
+        ev.expect("destroy", obj)
+        self.destroy_errors += obj.destroy_raises
+        return Outcome()
 
     def model_put(self, ev: Events, obj: Item) -> Outcome:
         if obj.size < 0:
             return Outcome(error=ValueError)  # size_of refused: nothing changes
+        if self.checked and all(obj is not h for h in self.held):
+            return Outcome(error=ValueError)  # foreign, or returned already
         self.give(obj)
-        if self.closed or not TIER_SIZES[0] <= obj.size <= TIER_SIZES[-1]:
-            # Closed, oversize, or smaller than every tier: destroyed.
-            for name in ("puts", "destroyed", "dropped"):
-                self.outside.bump(name)
+        self.seen.add(obj.serial)
+        filed = self.filing(obj.size)
+        if not self.checked:
+            # No record of where it came from: counted where its size files it.
+            self.origin.pop(obj.serial, None)
+            self.calls[filed].puts += 1
+            if filed is None:
+                return self.destroy_outside(ev, obj)
+            return self.tiers[filed].put(ev, obj)
+        origin = self.origin.pop(obj.serial)
+        self.calls[origin].puts += 1
+        if origin is None:  # an oversize object
+            if filed is None or self.closed:
+                return self.destroy_outside(ev, obj)
+            self.outside.bump("puts")
+            self.outside.bump("destroyed")
+            return self.move(ev, obj, None, filed)
+        if filed == origin or self.closed:
+            return self.tiers[origin].put(ev, obj)
+        if filed is None:
+            self.tiers[origin].depart(dropped=True)
             ev.expect("destroy", obj)
             self.destroy_errors += obj.destroy_raises
             return Outcome()
-        tier = max(t for t in TIER_SIZES if t <= obj.size)
-        return self.tiers[tier].put(ev, obj)
+        self.tiers[origin].depart(dropped=False)
+        return self.move(ev, obj, origin, filed)
+
+    def move(self, ev: Events, obj: Item, origin: int | None, tier: int) -> Outcome:
+        """It grew or shrank into `tier`: it joins that tier."""
+        self.moved += 1
+        self.calls[origin].moved_out += 1
+        self.calls[tier].moved_in += 1
+        return self.tiers[tier].adopt(ev, obj)
 
     def total(self, name: str) -> int:
-        return self.outside[name] + sum(core.m[name] for core in self.tiers.values())
+        n = self.outside[name] + sum(core.m[name] for core in self.tiers.values())
+        # A move counts destroyed in one tier and created in another: the
+        # totals count the factory's and destroy's calls.
+        return n - self.moved if name in ("created", "destroyed") else n
 
     # -- rules --
 
@@ -915,6 +1014,7 @@ class TieredPoolMachine(HookedMachine):
         (a negative size makes size_of fail, and put with it)."""
         data.draw(st.sampled_from(self.held)).size = size
 
+    @precondition(lambda self: not self.checked)
     @rule(size=st.sampled_from([0, 8, 20, 32, 128, 300]))
     def put_foreign(self, size):
         """The pool is unchecked: it files objects it did not make."""
@@ -926,6 +1026,17 @@ class TieredPoolMachine(HookedMachine):
         outcome = self.model_put(ev, obj)
         ev.done()
         check(outcome, exc)
+
+    @precondition(lambda self: self.checked)
+    @rule(data=st.data(), size=st.sampled_from([0, 8, 20, 32, 128, 300]))
+    def put_not_out_is_refused(self, data, size):
+        """The pool is checked: an object returned already, or one it never
+        handed out, is refused and nothing changes (the invariant checks)."""
+        out = [r for r in self.returned if all(r is not h for h in self.held)]
+        obj = data.draw(st.sampled_from([*out, Item(self.log, size)]))
+        with pytest.raises(ValueError, match="not handed out"):
+            self.pool.put(obj)
+        Events(self.log).done()
 
     @rule(keep=st.integers(0, 3))
     def trim(self, keep):
@@ -976,14 +1087,42 @@ class TieredPoolMachine(HookedMachine):
             assert (t.idle, t.in_use, t.max_in_use) == (len(core.idle), core.m.in_use, core.m.peak)
         assert self.pool.tiers == [(size, core.cap) for size, core in self.tiers.items()]
         assert self.pool.closed == self.closed
+        assert self.pool.checked == self.checked
         assert s.created + self.foreign == s.destroyed + s.idle + len(self.held)
         if not self.foreign:
             assert s.in_use == len(self.held)
+        self.check_the_callers_tally(s, tier_stats)
         all_idle = [o for core in self.tiers.values() for o in core.idle.items]
         for core_size, core in self.tiers.items():
             assert all(o.size >= core_size for o in core.idle.items), "misfiled"
         check_outstanding(self.pool, self.track, len(self.held))
         self.check_objects(all_idle)
+
+    def check_the_callers_tally(self, s, tier_stats) -> None:
+        """Every tier's counters against what its callers did: each object
+        handed out by the tier is a hit or a miss there; each return of one
+        of them is a put there (checked; unchecked, where its size files
+        it); what is out of it is its in_use; and, checked, every tier
+        balances once the operation is over."""
+        outside = self.calls[None]
+        assert s.hits + s.misses == sum(c.gets for c in self.calls.values())
+        assert s.puts == sum(c.puts for c in self.calls.values())
+        assert (self.outside["misses"], self.outside["puts"]) == (outside.gets, outside.puts)
+        for size in TIER_SIZES:
+            t, c = tier_stats[size], self.calls[size]
+            assert t.hits + t.misses == c.gets, (size, "gets")
+            assert t.puts == c.puts, (size, "puts")
+            if not self.checked:
+                continue
+            out = sum(1 for h in self.held if self.origin[h.serial] == size)
+            assert t.in_use == c.gets - c.puts == out, (size, "in_use")
+            assert t.created == t.destroyed + t.idle + t.in_use, (size, "balance")
+            assert t.created == c.made + c.moved_in, (size, "created")
+            assert t.misses == c.made, (size, "misses")
+        if self.checked:
+            out = sum(1 for h in self.held if self.origin[h.serial] is None)
+            assert outside.gets - outside.puts == out
+            assert s.created == sum(c.made for c in self.calls.values())
 
 
 TieredPoolMachine.TestCase.settings = machine_settings(examples=200, steps=40)
@@ -1154,7 +1293,9 @@ class BlockPoolMachine(RuleBasedStateMachine):
         """`BlockPool::put` of the block `h` holds."""
         capacity = h.capacity
         if capacity not in self.rows:
-            self.outside.bump("puts", "destroyed", "dropped")
+            # Oversize: freed; counted as dropped unless the pool is closed
+            # (as a returned block of a class after close).
+            self.outside.bump("puts", "destroyed", *(() if self.closed else ("dropped",)))
             return
         self.used.add(capacity)
         row = self.rows[capacity]

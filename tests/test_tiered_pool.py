@@ -5,15 +5,17 @@ timeout, borrow, stats, closing, and every error path."""
 from __future__ import annotations
 
 import copy
+import gc
 import pickle
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
 
 import shardpool
-from shardpool import DEFAULT_MAX_IDLE, PoolClosed, PoolStats, TieredPool
+from shardpool import DEFAULT_MAX_IDLE, ObjectPool, PoolClosed, PoolStats, TieredPool
 
 LAYERED = [(4096, 1000), (65536, 500), (1 << 20, 100)]
 
@@ -64,6 +66,12 @@ class Sized:
 def balanced(pool: TieredPool) -> bool:
     s = pool.stats()
     return s.created == s.destroyed + s.idle + s.in_use
+
+
+def every_tier_balanced(pool: TieredPool) -> bool:
+    """The totals and every tier: created - destroyed == idle + in_use."""
+    rows = [pool.stats(), *pool.tier_stats().values()]
+    return all(s.created == s.destroyed + s.idle + s.in_use for s in rows)
 
 
 def snapshot(pool: TieredPool):
@@ -170,7 +178,23 @@ def test_request_above_the_largest_tier_gets_an_exact_object_destroyed_on_put():
 
 def test_put_files_by_size_of_in_the_largest_tier_it_can_serve():
     pool = TieredPool(bytearray, LAYERED, shards=1)
-    odd = bytearray(5000)  # between the 4096 and 65536 tiers: serves 4096
+    buf = pool.get(100)
+    buf.extend(bytes(904))  # 5000: between the 4096 and 65536 tiers, serves 4096
+    pool.put(buf)
+    assert pool.tier_stats()[4096].idle == 1
+    assert pool.get(4096) is buf
+    buf.extend(bytes(65536 - 5000))  # grown to 65536: serves that tier now
+    pool.put(buf)
+    assert pool.tier_stats()[65536].idle == 1
+    assert pool.get(65536) is buf
+    pool.put(buf)
+    assert every_tier_balanced(pool)
+
+
+def test_an_unchecked_pool_files_foreign_objects_by_size():
+    pool = TieredPool(bytearray, LAYERED, shards=1, checked=False)
+    assert pool.checked is False
+    odd = bytearray(5000)  # never handed out: taken in all the same
     pool.put(odd)
     assert pool.tier_stats()[4096].idle == 1
     assert pool.get(4096) is odd
@@ -180,15 +204,19 @@ def test_put_files_by_size_of_in_the_largest_tier_it_can_serve():
     pool.put(odd)
 
 
-def test_object_smaller_than_every_tier_is_destroyed():
+def test_object_smaller_than_every_tier_is_destroyed_in_its_own_tier():
     destroy = Recorder()
     pool = TieredPool(bytearray, [4096, 65536], destroy=destroy)
-    tiny = bytearray(10)
-    pool.put(tiny)
-    assert destroy.calls == [tiny]
+    shrunk = pool.get(10)
+    del shrunk[10:]  # 10 bytes now: no tier takes it
+    pool.put(shrunk)
+    assert destroy.calls == [shrunk]
     assert len(pool) == 0
     s = pool.stats()
     assert (s.puts, s.destroyed, s.dropped) == (1, 1, 1)
+    t = pool.tier_stats()[4096]
+    assert (t.created, t.puts, t.destroyed, t.dropped, t.in_use) == (1, 1, 1, 1, 0)
+    assert every_tier_balanced(pool)
 
 
 def test_custom_size_of():
@@ -203,6 +231,7 @@ def test_custom_size_of():
     obj.size = 1000  # above every tier: destroyed
     pool.put(obj)
     assert destroy.calls == [obj]
+    assert every_tier_balanced(pool)
 
 
 def test_tier_idle_caps():
@@ -429,7 +458,9 @@ def test_destroy_error_goes_to_unraisablehook(unraisable):
         raise Boom("destroy failed")
 
     pool = TieredPool(bytearray, [16], destroy=destroy)
-    pool.put(bytearray(1))  # smaller than every tier: destroyed
+    obj = pool.get(1)
+    obj.clear()
+    pool.put(obj)  # smaller than every tier now: destroyed
     assert len(unraisable) == 1
     assert unraisable[0].exc_type is Boom
 
@@ -573,6 +604,271 @@ def test_stats_merge_the_tiers_and_tier_stats_has_every_tier():
     pool.put(held)
     assert balanced(pool)
     assert pool.stats().in_use == 0
+
+
+# --- checked returns: a repeated or foreign put is refused (issue 11, defect 3) ---
+
+
+def test_a_repeated_put_is_refused_and_changes_nothing():
+    pool = TieredPool(bytearray, [(16, 4)])
+    a = pool.get(16)
+    pool.put(a)
+    before = snapshot(pool)
+    with pytest.raises(ValueError, match=r"not handed out \(foreign, or returned already\)"):
+        pool.put(a)
+    assert snapshot(pool) == before
+    x, y = pool.get(16), pool.get(16)
+    assert x is not y, "one object handed to two holders"
+    assert a in (x, y)
+    pool.put(x)
+    pool.put(y)
+    assert every_tier_balanced(pool)
+    assert pool.checked is True
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [bytearray(16), bytearray(5), bytearray(1000)],
+    ids=["a tier's size", "below every tier", "above every tier"],
+)
+def test_a_foreign_put_is_refused_and_changes_nothing(foreign):
+    destroy = Recorder()
+    reset = Recorder()
+    pool = TieredPool(bytearray, [16, 256], destroy=destroy, reset=reset, shards=1)
+    held = pool.get(100)
+    pool.put(pool.get(10))
+    before = snapshot(pool)
+    with pytest.raises(ValueError, match="not handed out") as info:
+        pool.put(foreign)
+    assert "bytearray" in str(info.value)
+    assert snapshot(pool) == before
+    assert destroy.calls == []
+    assert reset.calls == [pool.get(1)]  # only the put before
+    pool.put(held)
+
+
+def test_an_object_of_another_tiered_pool_is_refused():
+    pool, other = TieredPool(bytearray, [16]), TieredPool(bytearray, [16])
+    theirs = other.get(1)
+    with pytest.raises(ValueError, match="not handed out"):
+        pool.put(theirs)
+    assert (pool.stats().puts, len(pool)) == (0, 0)
+    other.put(theirs)
+
+
+def test_a_put_inside_borrow_makes_the_exit_refuse_the_second_one():
+    pool = TieredPool(bytearray, [16])
+    with pytest.raises(ValueError, match="not handed out"), pool.borrow(1) as buf:
+        pool.put(buf)
+    s = pool.stats()
+    assert (s.puts, s.in_use, len(pool)) == (1, 0, 1)
+
+
+def test_a_refused_put_keeps_the_acquisition_sites():
+    pool = TieredPool(bytearray, [16], track=True)
+    held = pool.get(1)
+    returned = pool.get(1)
+    pool.put(returned)
+    with pytest.raises(ValueError, match="not handed out"):
+        pool.put(returned)
+    with pytest.raises(ValueError, match="not handed out"):
+        pool.put(bytearray(16))
+    assert len(pool.outstanding()) == 1
+    pool.put(held)
+    assert pool.outstanding() == []
+
+
+def test_checked_false_takes_a_repeated_put_as_documented():
+    """The opt-out trades the check for a hash-table insert and remove per
+    round trip: a double put then hands one object to two holders."""
+    pool = TieredPool(bytearray, [16], checked=False)
+    a = pool.get(16)
+    pool.put(a)
+    pool.put(a)  # not refused
+    assert len(pool) == 2
+    assert pool.get(16) is pool.get(16) is a
+
+
+def test_objects_out_are_visible_to_the_garbage_collector():
+    """The checked record holds a reference to each object out; an object
+    out that refers back to its pool must not keep the pair alive."""
+
+    class Node:
+        def __init__(self, size: int) -> None:
+            self.size = size
+            self.pool: object = None
+
+        def __len__(self) -> int:
+            return self.size
+
+    pool = TieredPool(Node, [16])
+    node = pool.get(1)
+    node.pool = pool
+    ref = weakref.ref(pool)
+    del pool, node
+    gc.collect()
+    assert ref() is None
+
+
+# --- objects that come back at another tier's size (issue 11, defect 8) ---
+
+
+def test_an_object_that_grew_into_another_tier_moves_there_and_every_tier_balances():
+    destroy = Recorder()
+    factory = Factory()
+    pool = TieredPool(factory, [16, 256, 4096], destroy=destroy, shards=1)
+    obj = pool.get(10)
+    obj.extend(bytes(290))  # 300 bytes now: the 256 tier files it
+    pool.put(obj)
+    ts = pool.tier_stats()
+    # It left the 16 tier (returned, then gone) and joined the 256 tier.
+    assert (ts[16].created, ts[16].destroyed, ts[16].idle, ts[16].in_use) == (1, 1, 0, 0)
+    assert (ts[16].misses, ts[16].puts) == (1, 1)
+    assert (ts[256].created, ts[256].destroyed, ts[256].idle, ts[256].in_use) == (1, 0, 1, 0)
+    assert every_tier_balanced(pool)
+    # The totals count the factory's and destroy's calls: one made, none gone.
+    s = pool.stats()
+    assert (s.created, s.destroyed, s.idle, s.in_use) == (1, 0, 1, 0)
+    assert (factory.sizes, destroy.calls) == ([16], [])
+    # It serves its new tier, and comes back there.
+    assert pool.get(200) is obj
+    pool.put(obj)
+    assert pool.tier_stats()[256].hits == 1
+    assert every_tier_balanced(pool)
+
+
+def test_an_object_that_shrank_into_another_tier_moves_there():
+    pool = TieredPool(Sized, [10, 100], size_of=lambda o: o.size, shards=1)
+    obj = pool.get(50)
+    obj.size = 20
+    pool.put(obj)
+    assert obj.resets == 1, "reset once, as it joined the 10 tier"
+    ts = pool.tier_stats()
+    assert (ts[100].in_use, ts[100].destroyed, ts[10].created, ts[10].idle) == (0, 1, 1, 1)
+    assert every_tier_balanced(pool)
+    assert pool.stats().created == 1
+
+
+def test_an_oversize_object_that_shrank_into_a_tier_moves_there():
+    pool = TieredPool(bytearray, [16, 256], shards=1)
+    big = pool.get(1000)
+    del big[256:]
+    pool.put(big)
+    assert pool.tier_stats()[256].idle == 1
+    assert pool.get(256) is big
+    pool.put(big)
+    s = pool.stats()
+    assert (s.created, s.misses, s.destroyed, s.idle, s.in_use) == (1, 1, 0, 1, 0)
+    assert every_tier_balanced(pool)
+
+
+def test_a_moved_object_the_new_tier_has_no_room_for_is_dropped_there():
+    destroy = Recorder()
+    pool = TieredPool(bytearray, [(16, 4), (256, 0)], destroy=destroy)
+    obj = pool.get(1)
+    obj.extend(bytes(240))
+    pool.put(obj)
+    assert destroy.calls == [obj]
+    t = pool.tier_stats()[256]
+    assert (t.created, t.dropped, t.destroyed) == (1, 1, 1)
+    assert every_tier_balanced(pool)
+
+
+def test_a_moved_object_whose_reset_raises_is_destroyed_in_its_new_tier():
+    def reset(obj):
+        raise Boom("reset failed")
+
+    destroy = Recorder()
+    pool = TieredPool(bytearray, [16, 256], reset=reset, destroy=destroy)
+    obj = pool.get(1)
+    obj.extend(bytes(240))
+    with pytest.raises(Boom):
+        pool.put(obj)
+    assert destroy.calls == [obj]
+    assert pool.tier_stats()[256].reset_errors == 1
+    assert every_tier_balanced(pool)
+
+
+def test_an_unchecked_pool_counts_a_put_where_the_size_files_it():
+    """Without the checked record a pool cannot know where an object came
+    from: the tier its size files it in counts the put (documented). The
+    totals stay exact."""
+    pool = TieredPool(bytearray, [16, 256], checked=False, shards=1)
+    obj = pool.get(1)
+    obj.extend(bytes(240))
+    pool.put(obj)
+    ts = pool.tier_stats()
+    assert (ts[16].in_use, ts[256].puts, ts[256].idle) == (1, 1, 1)
+    assert balanced(pool)
+    assert pool.stats().in_use == 0
+
+
+def test_threads_resizing_objects_leave_every_tier_balanced():
+    pool = TieredPool(bytearray, [(16, 2), (256, 2), (4096, 2)])
+    errors: list = []
+
+    def work(tid: int) -> None:
+        try:
+            for i in range(1000):
+                obj = pool.get((1, 20, 300, 5000)[(i + tid) % 4])
+                new_size = (0, 8, 16, 200, 256, 4000, 4096, 10_000)[(i * 7 + tid) % 8]
+                obj[:] = bytes(new_size)
+                pool.put(obj)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert pool.stats().puts == 4000
+    assert pool.stats().in_use == 0
+    assert every_tier_balanced(pool)
+
+
+# --- a put after close (counted as ObjectPool counts it) ---
+
+
+@pytest.mark.parametrize("size", [1, 1000], ids=["tier", "oversize"])
+def test_a_put_after_close_counts_as_in_an_object_pool(size):
+    tiered = TieredPool(bytearray, [16])
+    objects = ObjectPool(bytearray)
+    a, b = tiered.get(size), objects.get()
+    tiered.close()
+    objects.close()
+    tiered.put(a)
+    objects.put(b)
+    t, o = tiered.stats(), objects.stats()
+    assert (t.puts, t.destroyed, t.dropped, t.in_use) == (o.puts, o.destroyed, o.dropped, 0)
+    assert (t.puts, t.destroyed, t.dropped) == (1, 1, 0)
+    if size == 1:
+        ts = tiered.tier_stats()[16]
+        assert (ts.puts, ts.destroyed, ts.in_use) == (1, 1, 0)
+    assert every_tier_balanced(tiered)
+
+
+def test_after_close_an_unchecked_put_to_an_unused_tier_destroys_without_a_reset():
+    reset, destroy = Recorder(), Recorder()
+    pool = TieredPool(bytearray, [(16, 0), 256], reset=reset, destroy=destroy, checked=False)
+    pool.close()
+    foreign = bytearray(16)
+    pool.put(foreign)
+    assert (reset.calls, destroy.calls) == ([], [foreign])
+    t = pool.tier_stats()[16]
+    assert (t.puts, t.destroyed, t.dropped) == (1, 1, 0)
+
+
+def test_a_resized_object_put_after_close_is_destroyed_in_its_own_tier():
+    pool = TieredPool(bytearray, [16, 256])
+    obj = pool.get(1)
+    pool.close()
+    obj.extend(bytes(240))
+    pool.put(obj)
+    ts = pool.tier_stats()
+    assert (ts[16].puts, ts[16].destroyed, ts[256].puts) == (1, 1, 0)
+    assert every_tier_balanced(pool)
 
 
 # --- pickling ---

@@ -222,6 +222,7 @@ class TieredPool(Generic[_T]):
         reset_on: Literal["put", "get"] = "put",
         idle_timeout: SupportsFloat | SupportsIndex | None = None,
         shards: SupportsIndex | None = None,
+        checked: bool = True,
         name: str | None = None,
         track: bool = False,
     ) -> None: ...
@@ -257,6 +258,8 @@ class TieredPool(Generic[_T]):
     def closed(self) -> bool: ...
     @property
     def tiers(self) -> list[tuple[int, int]]: ...
+    @property
+    def checked(self) -> bool: ...
     def __class_getitem__(cls, item: object) -> GenericAlias: ...
 
 @final

@@ -1,6 +1,7 @@
-//! The block pool's close (`blocks.rs`, `tiered.rs`): a class pool is built
-//! on first use, so `close` can only close the class pools it finds, and a
-//! `put` closes a class pool that `close` missed.
+//! The block pool's close (`blocks.rs` over `tiered.rs`): a class pool is
+//! built on first use, so `close` can only close the class pools it finds,
+//! and a `put` closes a class pool that `close` missed. `tiered` has the
+//! models of the protocol itself; this one runs it as `BlockPool` does.
 //!
 //! For every interleaving within the bound: a get and put of a block racing
 //! `close` leave nothing idle after both, and the block is freed (the idle

@@ -4,7 +4,7 @@
 //! `docs/rust-verification.md`): [`crate::sync`] then swaps every atomic,
 //! lock, condition variable, `Arc`, thread and the shards' queue for loom's
 //! instrumented ones, so these models drive the real code of `lease`,
-//! `limit`, `shards`, `counters`, `budget`, `ledger` and `pool`. loom runs
+//! `limit`, `shards`, `counters`, `budget`, `ledger`, `pool` and `tiered`. loom runs
 //! each model under every interleaving (and every value a weak load may
 //! return) within the preemption bound, and fails a model on a failed
 //! assertion, a deadlock (a lost wake-up leaves a thread blocked for ever),
@@ -20,6 +20,7 @@ mod limit;
 mod pool;
 mod queue;
 mod shards;
+mod tiered;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -49,6 +49,14 @@ pub fn get_error(e: GetError<PyErr>, timeout: Option<f64>, max_size: Option<usiz
     }
 }
 
+/// What a checked pool's `put` raises for an object it has not handed out.
+pub fn not_out(obj: &Bound<'_, PyAny>) -> PyErr {
+    PyValueError::new_err(format!(
+        "put() of an object this pool has not handed out (foreign, or returned already): {}",
+        super::args::describe(obj)
+    ))
+}
+
 /// Emits a `ResourceWarning` from a destructor. An exception may be in
 /// flight (the object is dropped while the stack unwinds): it is set aside
 /// and restored, so the warning neither replaces nor loses it. A warning

@@ -11,7 +11,7 @@ use pyo3::PyTraverseError;
 
 use super::args;
 use super::borrow::{Borrow, Lender};
-use super::errors::{config_error, get_error};
+use super::errors::{config_error, get_error, not_out};
 use super::identity::Identity;
 use super::policy::{self, Policy, PyHooks};
 use super::stats::PoolStats;
@@ -164,13 +164,6 @@ fn check_batch(n: usize, max_size: Option<usize>) -> PyResult<()> {
     Vec::<Py<PyAny>>::new()
         .try_reserve_exact(n)
         .map_err(|_| PyMemoryError::new_err(format!("n is too large: no memory for {n} objects")))
-}
-
-fn not_out(obj: &Bound<'_, PyAny>) -> PyErr {
-    PyValueError::new_err(format!(
-        "put() of an object this pool has not handed out (foreign, or returned already): {}",
-        args::describe(obj)
-    ))
 }
 
 #[pymethods]

@@ -8,27 +8,34 @@ use pyo3::PyTraverseError;
 
 use super::args;
 use super::borrow::{Borrow, Lender};
-use super::errors::{config_error, get_error};
+use super::errors::{config_error, get_error, not_out};
 use super::identity::Identity;
 use super::object_pool::{aio, key};
 use super::policy::{self, Policy};
 use super::stats::PoolStats;
 use crate::classes::SizeClasses;
-use crate::tiered::Tiered;
-use crate::{Config, Hooks, PutError, ResetOn};
+use crate::tiered::{Filing, Tiered};
+use crate::{Config, PutError, ResetOn};
 
 /// A layered pool: objects of several sizes, one sharded pool per tier.
 ///
 /// ``TieredPool(factory, tiers, *, size_of=None, reset=None, validate=None,
-/// destroy=None, reset_on="put", idle_timeout=None, shards=None, name=None,
-/// track=False)``
+/// destroy=None, reset_on="put", idle_timeout=None, shards=None,
+/// checked=True, name=None, track=False)``
 ///
 /// ``get(size)`` returns an object from the smallest tier whose size is at
 /// least ``size``, made by ``factory(tier_size)`` when that tier has none
 /// idle. ``put(obj)`` files the object by ``size_of(obj)`` (``len`` by
 /// default) in the largest tier it can serve. A request above the largest
-/// tier gets ``factory(size)``, and is destroyed when it comes back, as is
-/// an object smaller than every tier.
+/// tier gets ``factory(size)``; an object no tier can take when it comes
+/// back (above the largest tier, or smaller than every tier) is destroyed.
+///
+/// An object that comes back at another tier's size (it grew or shrank)
+/// moves to that tier, and the counters follow it: its own tier counts it
+/// returned and gone (``puts``, ``destroyed``), the new one counts it
+/// arrived (``created``), so every row of ``tier_stats()`` balances
+/// (``created - destroyed == idle + in_use``). ``stats()`` leaves moves out:
+/// its ``created`` and ``destroyed`` count ``factory`` and ``destroy`` calls.
 ///
 /// Args:
 ///     factory: ``factory(size) -> object``.
@@ -42,9 +49,20 @@ use crate::{Config, Hooks, PutError, ResetOn};
 ///     reset_on: As for ``ObjectPool``.
 ///     idle_timeout: As for ``ObjectPool``, in every tier.
 ///     shards: Shards per tier (default: the number of CPUs).
+///     checked: Refuse (``ValueError``, changing nothing) a ``put`` of an
+///         object this pool has not handed out, or one returned twice (on
+///         by default), as ``ObjectPool`` does. The record also tells which
+///         tier each object came from. ``False`` saves a hash-table insert
+///         and remove per round trip, but a double ``put`` then hands one
+///         object to two holders, and a ``put`` is counted in the tier the
+///         object's size files it in, so an object that changed tier leaves
+///         two rows of ``tier_stats()`` unbalanced (``stats()`` stays exact).
 ///     name: A name for ``repr()``, warnings and metrics labels.
 ///     track: Record where each object is acquired, for ``outstanding()``
 ///         and the ``ResourceWarning`` of ``close()``.
+///
+/// Raises:
+///     TypeError, ValueError: for bad arguments, naming the argument.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "TieredPool")]
 pub struct TieredPool {
     tiers: Tiered<Py<PyAny>>,
@@ -55,29 +73,12 @@ pub struct TieredPool {
 
 impl TieredPool {
     pub(super) fn get_sized(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
-        let obj = self.make_or_reuse(py, size)?;
+        let (obj, _) = self
+            .tiers
+            .get(size, |tier| self.policy.hooks(py, Some(tier)))
+            .map_err(|e| get_error(e, None, None))?;
         self.identity.acquired(py, key(&obj));
         Ok(obj)
-    }
-
-    fn make_or_reuse(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
-        if self.tiers.is_closed() {
-            return Err(get_error(crate::GetError::Closed, None, None));
-        }
-        match self.tiers.route(size) {
-            Some(class) => {
-                let tier = self.tiers.classes().size(class);
-                self.tiers
-                    .pool(class)
-                    .get(&mut self.policy.hooks(py, Some(tier)), None)
-                    .map_err(|e| get_error(e, None, None))
-            }
-            None => {
-                let obj = self.policy.hooks(py, Some(size)).create()?;
-                self.tiers.note_oversize();
-                Ok(obj)
-            }
-        }
     }
 
     fn size_of(&self, obj: &Bound<'_, PyAny>) -> PyResult<usize> {
@@ -93,32 +94,19 @@ impl TieredPool {
     pub(super) fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = obj.py();
         let size = self.size_of(obj)?;
-        // From here the object is back (kept or destroyed), whatever happens.
-        self.identity.returned(obj.as_ptr() as u64);
-        let class = (!self.tiers.is_closed() && size <= self.tiers.classes().max())
-            .then(|| self.tiers.classes().filing(size))
-            .flatten();
-        let Some(class) = class else {
-            // Oversize, smaller than every tier, or closed: not kept.
-            self.tiers.note_unfiled();
-            self.policy.hooks(py, None).destroy(obj.clone().unbind());
-            return Ok(());
-        };
-        let tier = self.tiers.classes().size(class);
-        let pool = self.tiers.pool(class);
-        let mut hooks = self.policy.hooks(py, Some(tier));
-        let result = pool.put(&mut hooks, obj.clone().unbind());
-        // As in the block pool's put: `close` may have looked for tier pools
-        // before this one was built while the check above missed its mark.
-        // The put's fence pairs with `Tiered::mark_closed`'s: either `close`
-        // found this pool, or this sees the mark and closes it here.
-        if self.tiers.is_closed() && !pool.is_closed() {
-            pool.close(&mut hooks);
-        }
-        match result {
-            Ok(()) => Ok(()),
+        let key = obj.as_ptr() as u64;
+        // Forgotten before the core takes it back: once back, another
+        // thread may get it and record its own site under the same key.
+        let record = self.identity.returned(key);
+        match self.tiers.put(obj.clone().unbind(), size, |tier| {
+            self.policy.hooks(py, Some(tier))
+        }) {
+            Ok(_) => Ok(()),
             Err(PutError::Hook(e)) => Err(e),
-            Err(PutError::NotOut { .. }) => unreachable!("tier pools are unchecked"),
+            Err(PutError::NotOut { .. }) => {
+                self.identity.restore(key, record);
+                Err(not_out(obj))
+            }
         }
     }
 }
@@ -128,7 +116,7 @@ impl TieredPool {
     #[new]
     #[pyo3(signature = (
         factory, tiers, /, *, size_of=None, reset=None, validate=None, destroy=None,
-        reset_on=None, idle_timeout=None, shards=None, name=None, track=None
+        reset_on=None, idle_timeout=None, shards=None, checked=None, name=None, track=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -141,6 +129,7 @@ impl TieredPool {
         reset_on: Option<Bound<'_, PyAny>>,
         idle_timeout: Option<Bound<'_, PyAny>>,
         shards: Option<Bound<'_, PyAny>>,
+        checked: Option<Bound<'_, PyAny>>,
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
@@ -153,7 +142,8 @@ impl TieredPool {
         let size_of = args::optional_callable(size_of, "size_of")?;
         let shards = args::optional_count(shards.as_ref(), "shards")?;
         let (idle_timeout, _) = args::seconds(idle_timeout.as_ref(), "idle_timeout")?;
-        let tiers = Tiered::new(classes, |size| Config {
+        let checked = args::optional_bool(checked.as_ref(), "checked")?.unwrap_or(true);
+        let tiers = Tiered::new(classes, Filing::Floor, checked, |size| Config {
             max_idle: Some(
                 specs
                     .iter()
@@ -183,7 +173,9 @@ impl TieredPool {
     }
 
     /// Give back an object; it is filed by ``size_of(obj)``. If its reset
-    /// raises, the object is destroyed and the exception propagates.
+    /// raises, the object is destroyed and the exception propagates. A
+    /// checked pool raises ``ValueError`` (changing nothing) for an object
+    /// it has not handed out, or one returned already.
     #[pyo3(signature = (obj, /))]
     fn put(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         self.put_object(obj)
@@ -230,24 +222,19 @@ impl TieredPool {
         self.tiers.stats().into()
     }
 
-    /// ``{tier_size: PoolStats}`` for every tier.
+    /// ``{tier_size: PoolStats}`` for every tier. A tier's ``created`` and
+    /// ``destroyed`` include objects that moved in or out of it.
     fn tier_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for (class, &size) in self.tiers.classes().sizes().iter().enumerate() {
-            let stats: PoolStats = self
-                .tiers
-                .pool_if_used(class)
-                .map(|p| p.stats())
-                .unwrap_or_default()
-                .into();
-            d.set_item(size, stats)?;
+            d.set_item(size, PoolStats::from(self.tiers.class_stats(class)))?;
         }
         Ok(d)
     }
 
     /// Idle objects in all tiers.
     fn __len__(&self) -> usize {
-        self.tiers.used().map(|(_, p)| p.idle()).sum()
+        self.tiers.idle()
     }
 
     /// In every tier, destroy expired idle objects, then the oldest until at
@@ -275,10 +262,7 @@ impl TieredPool {
     /// With ``track=True``, warns (``ResourceWarning``) where the objects
     /// still out were acquired.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.tiers.mark_closed();
-        for (size, p) in self.tiers.used() {
-            p.close(&mut self.policy.hooks(py, Some(size)));
-        }
+        self.tiers.close(|size| self.policy.hooks(py, Some(size)));
         self.identity
             .warn_if_outstanding(py, "TieredPool", "object(s)")
     }
@@ -299,6 +283,12 @@ impl TieredPool {
     #[getter]
     fn track(&self) -> bool {
         self.identity.is_tracking()
+    }
+
+    /// Whether returns are checked against the objects handed out.
+    #[getter]
+    fn checked(&self) -> bool {
+        self.tiers.is_checked()
     }
 
     /// Whether ``close()`` was called.
@@ -367,20 +357,16 @@ impl TieredPool {
         PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
     }
 
-    /// The hooks, and every idle object of every tier (see `ObjectPool`).
+    /// The hooks, every idle object of every tier, and the checked record's
+    /// objects out (see `ObjectPool`).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.policy.traverse(&visit)?;
         visit.call(&self.size_of)?;
-        for (_, pool) in self.tiers.used() {
-            pool.visit(|obj| visit.call(obj))?;
-        }
-        Ok(())
+        self.tiers.visit(|obj| visit.call(obj))
     }
 
     /// Breaks a reference cycle the collector found unreachable.
     fn __clear__(&self) {
-        for (_, pool) in self.tiers.used() {
-            pool.release_references();
-        }
+        self.tiers.release_references();
     }
 }

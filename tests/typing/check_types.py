@@ -121,7 +121,10 @@ def tiered_pool() -> None:
     assert_type(pool.get(100), bytearray)
     with pool.borrow(5000) as frame:
         assert_type(frame, bytearray)
-    pool.put(bytearray(4096))
+    frame = pool.get(4096)
+    assert_type(frame, bytearray)
+    pool.put(frame)
+    assert_type(pool.checked, bool)
     assert_type(pool.tier_stats(), dict[int, PoolStats])
     assert_type(pool.tiers, list[tuple[int, int]])
     assert_type(pool.stats(), PoolStats)
