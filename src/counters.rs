@@ -39,14 +39,18 @@ pub enum Event {
     Invalid,
     /// An idle object outlived `idle_timeout`; it was discarded.
     Expired,
-    /// A `get` had to wait for a bounded pool.
+    /// A `get` (or `get_many`, `aget`) had to wait for a bounded pool.
     Wait,
-    /// A wait ended without an object.
+    /// A wait ran out of time (the caller got a timeout error).
     Timeout,
+    /// A wait was given up before its timeout: a cancelled task, one whose
+    /// event loop closed or that was collected, a thread interrupted by an
+    /// exception (a signal handler's).
+    Cancelled,
 }
 
 impl Event {
-    pub const COUNT: usize = Event::Timeout as usize + 1;
+    pub const COUNT: usize = Event::Cancelled as usize + 1;
 }
 
 /// A block of counters. Relaxed accesses: the counts are statistics, they
@@ -161,6 +165,7 @@ pub struct Snapshot {
     pub expired: u64,
     pub waits: u64,
     pub timeouts: u64,
+    pub cancelled: u64,
     /// Objects sitting idle in the pool.
     pub idle: u64,
     /// Objects handed out and not yet returned.
@@ -185,6 +190,7 @@ impl Snapshot {
             s.expired += c.read(Event::Expired);
             s.waits += c.read(Event::Wait);
             s.timeouts += c.read(Event::Timeout);
+            s.cancelled += c.read(Event::Cancelled);
         }
         // Objects go out as hits or misses and come back as puts. Shards are
         // read one after another, so a put may be seen before its get.
