@@ -43,14 +43,10 @@ pub enum Event {
     Wait,
     /// A wait ran out of time (the caller got a timeout error).
     Timeout,
-    /// A wait was given up before its timeout: a cancelled task, one whose
-    /// event loop closed or that was collected, a thread interrupted by an
-    /// exception (a signal handler's).
-    Cancelled,
 }
 
 impl Event {
-    pub const COUNT: usize = Event::Cancelled as usize + 1;
+    pub const COUNT: usize = Event::Timeout as usize + 1;
 }
 
 /// A block of counters. Relaxed accesses: the counts are statistics, they
@@ -165,6 +161,10 @@ pub struct Snapshot {
     pub expired: u64,
     pub waits: u64,
     pub timeouts: u64,
+    /// Waits given up before their timeout (a cancelled task, a thread
+    /// interrupted by an exception). Not a shard counter: only a bounded
+    /// pool's waits end so, and it counts them itself (see
+    /// [`crate::limit::Limit::note_cancelled`]).
     pub cancelled: u64,
     /// Objects sitting idle in the pool.
     pub idle: u64,
@@ -190,7 +190,6 @@ impl Snapshot {
             s.expired += c.read(Event::Expired);
             s.waits += c.read(Event::Wait);
             s.timeouts += c.read(Event::Timeout);
-            s.cancelled += c.read(Event::Cancelled);
         }
         // Objects go out as hits or misses and come back as puts. Shards are
         // read one after another, so a put may be seen before its get.

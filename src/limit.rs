@@ -74,7 +74,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use crate::shards::thread_index;
-use crate::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use crate::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// How long a waiting batch may be passed by (see the module's invariants)
@@ -472,6 +472,9 @@ pub struct Limit<I> {
     /// Items in `queue.set_aside`, readable without the lock (they count as
     /// idle).
     set_aside_items: AtomicUsize,
+    /// Waits given up before their timeout: rare, so one shared counter
+    /// here rather than a slot in every shard's counters.
+    cancelled: AtomicU64,
     queue: Mutex<Queue<I>>,
 }
 
@@ -482,6 +485,7 @@ impl<I> Limit<I> {
             alive: CachePadded::new(AtomicUsize::new(0)),
             waiting: CachePadded::new(AtomicUsize::new(0)),
             set_aside_items: AtomicUsize::new(0),
+            cancelled: AtomicU64::new(0),
             queue: Mutex::new(Queue {
                 waiters: VecDeque::new(),
                 closed: false,
@@ -534,6 +538,16 @@ impl<I> Limit<I> {
     /// Items set aside for a batch: idle, but not in the store.
     pub fn set_aside(&self) -> usize {
         self.set_aside_items.load(Ordering::Relaxed)
+    }
+
+    /// Counts a wait given up before its timeout (cancelled, interrupted).
+    pub fn note_cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits given up before their timeout so far.
+    pub fn cancelled(&self) -> u64 {
+        self.cancelled.load(Ordering::Relaxed)
     }
 
     /// Charges one object against the bound, if there is room.

@@ -381,6 +381,7 @@ impl<T: Send> Pool<T> {
     pub fn stats(&self) -> Snapshot {
         let mut s = Snapshot::merge(self.shards.all_counters());
         s.idle = self.idle() as u64;
+        s.cancelled = self.limit.as_ref().map_or(0, |limit| limit.cancelled());
         s.max_in_use = self.sample_in_use(s.in_use);
         s
     }
@@ -548,12 +549,11 @@ impl<T: Send> Pool<T> {
         if let Some(Outcome::Granted(grant)) = limit.cancel(waiter) {
             self.give_back(hooks, grant);
         }
-        let event = if timed_out {
-            Event::Timeout
+        if timed_out {
+            self.shards.local().1.bump(Event::Timeout);
         } else {
-            Event::Cancelled
-        };
-        self.shards.local().1.bump(event);
+            limit.note_cancelled();
+        }
     }
 
     /// Turns a grant into an object to hand out: a new one for a slot, the
@@ -660,7 +660,7 @@ impl<T: Send> Pool<T> {
                 if let Some(Outcome::Granted(grant)) = limit.cancel(&waiter) {
                     self.give_back(hooks, grant);
                 }
-                counters.bump(Event::Cancelled);
+                limit.note_cancelled();
                 return Err(GetError::Hook(e));
             }
             match waiter.take() {
@@ -825,7 +825,7 @@ impl<T: Send> Pool<T> {
                     self.give_back(hooks, grant);
                 }
                 // Interrupted (a signal handler raised): not a timeout.
-                self.shards.counters(home).bump(Event::Cancelled);
+                limit.note_cancelled();
                 return Err(GetError::Hook(e));
             }
         };

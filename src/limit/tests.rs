@@ -432,9 +432,14 @@ fn batches_and_singles_in_threads_are_all_served() {
     const MAX: usize = 3;
     let l: Arc<Limit<u32>> = Arc::new(Limit::new(MAX));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Singles served so far: the batches keep coming until the singles have
+    // really contended with them (on a loaded machine the 50 batches can be
+    // done before a single thread has started).
+    let served_so_far = Arc::new(AtomicUsize::new(0));
     let singles: Vec<_> = (0..3)
         .map(|_| {
             let (l, stop) = (Arc::clone(&l), Arc::clone(&stop));
+            let served_so_far = Arc::clone(&served_so_far);
             std::thread::spawn(move || {
                 let mut served = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -454,12 +459,15 @@ fn batches_and_singles_in_threads_are_all_served() {
                     std::thread::yield_now();
                     l.release(&NoStore);
                     served += 1;
+                    served_so_far.fetch_add(1, Ordering::Relaxed);
                 }
                 served
             })
         })
         .collect();
-    for _ in 0..50 {
+    let mut batches = 0;
+    while batches < 50 || served_so_far.load(Ordering::Relaxed) < 100 {
+        batches += 1;
         let start = Instant::now();
         let grant = match l.enqueue_batch(MAX, &NoStore) {
             Enqueued::Ready(g) => g,
@@ -492,6 +500,6 @@ fn batches_and_singles_in_threads_are_all_served() {
     }
     stop.store(true, Ordering::Relaxed);
     let served: usize = singles.into_iter().map(|t| t.join().unwrap()).sum();
-    assert!(served > 0);
+    assert!(served >= 100);
     assert_eq!((l.alive(), l.waiting(), l.set_aside()), (0, 0, 0));
 }
