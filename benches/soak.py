@@ -23,9 +23,12 @@ What is checked:
 - every ``--check-every`` seconds: the threads return everything and stop
   at a barrier, and the counters of every pool (and of every pool closed
   since the last check) must balance exactly: ``created == destroyed +
-  idle`` with nothing in use, ``hits + misses == puts``, the factory and
-  destroy hooks called exactly ``created`` and ``destroyed`` times, idle
-  within its caps, every injected failure accounted for.
+  idle`` with nothing in use, ``hits + misses`` equal to the objects the
+  threads themselves counted as got and ``puts`` to those they counted as
+  given back (not only to each other: a pool that counted an object twice
+  on both sides would balance), the factory and destroy hooks called
+  exactly ``created`` and ``destroyed`` times, idle within its caps, every
+  injected failure accounted for.
 
 It prints the operations done, the violations (must be 0) and the resident
 memory after the warm-up and at the end (must stay flat), and exits with
@@ -121,17 +124,22 @@ def expect(condition: bool, message: str) -> None:
 
 
 class Tally:
-    """What the hooks of one pool did, counted exactly."""
+    """What the hooks of one pool did (``hooked`` pools), and what the
+    threads did with it, counted exactly: objects (blocks, buffers) got and
+    given back."""
 
-    def __init__(self) -> None:
+    def __init__(self, hooked: bool = True) -> None:
         self.lock = threading.Lock()
+        self.hooked = hooked
         self.created = 0
         self.destroyed = 0
+        self.gets = 0
+        self.puts = 0
         self.injected = dict.fromkeys(("factory", "reset", "validate", "destroy"), 0)
 
-    def add(self, name: str) -> None:
+    def add(self, name: str, n: int = 1) -> None:
         with self.lock:
-            setattr(self, name, getattr(self, name) + 1)
+            setattr(self, name, getattr(self, name) + n)
 
     def inject(self, hook: str) -> None:
         with self.lock:
@@ -215,15 +223,20 @@ class Slot:
     are kept until the next check, to balance their books too."""
 
     name: str
-    make: Callable[[], tuple[object, Tally | None]]
+    make: Callable[[], tuple[object, Tally]]
     pool: object = None
-    tally: Tally | None = None
+    tally: Tally = field(default_factory=Tally)
     retired: list = field(default_factory=list)
     recycled: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.pool, self.tally = self.make()
+
+    def current(self) -> tuple[object, Tally]:
+        """The pool in use and its tally, read together."""
+        with self.lock:
+            return self.pool, self.tally
 
     def recycle(self) -> None:
         with self.lock:
@@ -283,21 +296,44 @@ def make_slots() -> dict[str, Slot]:
                     max_idle_bytes=8 << 20,
                     zero="release",
                 ),
-                None,
+                Tally(hooked=False),
             ),
         ),
-        "raw_blocks": Slot("raw_blocks", lambda: (BlockPool(max_block=1 << 18), None)),
-        "buffers": Slot("buffers", lambda: (BufferPool(max_idle=64), None)),
+        "raw_blocks": Slot(
+            "raw_blocks", lambda: (BlockPool(max_block=1 << 18), Tally(hooked=False))
+        ),
+        "buffers": Slot("buffers", lambda: (BufferPool(max_idle=64), Tally(hooked=False))),
     }
 
 
 # --- the threads ---
 
 
+class _Borrowed:
+    """``with pool.borrow() as obj:`` that counts, once the block is entered,
+    one get and one put in the pool's tally (the put also when it raises)."""
+
+    def __init__(self, pool, tally: Tally, timeout: float | None) -> None:
+        self.borrow = pool.borrow(timeout=timeout)
+        self.tally = tally
+
+    def __enter__(self):
+        obj = self.borrow.__enter__()
+        self.tally.add("gets")
+        return obj
+
+    def __exit__(self, *exc):
+        try:
+            return self.borrow.__exit__(*exc)
+        finally:
+            self.tally.add("puts")
+
+
 @dataclass
 class Held:
     slot: str
     pool: object
+    tally: Tally
     thing: object
     token: int
     views: list = field(default_factory=list)
@@ -380,6 +416,8 @@ class Worker(threading.Thread):
                 h.pool.put(h.thing)
             except Injected:
                 REPORT.add("injected")  # the reset failed: the object is destroyed
+            finally:
+                h.tally.add("puts")  # a put whose reset failed was made too
         elif h.slot in ("blocks", "raw_blocks"):
             check_pattern(h.thing, h.token)
             self.end_block(h)
@@ -394,6 +432,7 @@ class Worker(threading.Thread):
             h = self.deferred.pop(0)
             check_view(h)
             h.views.clear()  # the last view: the block or buffer goes back now
+            h.tally.add("puts")
 
     def return_all(self) -> None:
         while self.holding:
@@ -402,6 +441,7 @@ class Worker(threading.Thread):
             h = self.deferred.pop()
             check_view(h)
             h.views.clear()
+            h.tally.add("puts")
 
     def holds_from(self, slot: str) -> bool:
         return any(h.slot == slot for h in self.holding)
@@ -412,17 +452,23 @@ class Worker(threading.Thread):
 
     # -- operations --
 
+    def borrowed(self, pool, tally: Tally, timeout: float | None = None):
+        """``pool.borrow()``, counted in ``tally`` once entered (a get, and
+        the put on leaving, also when that put raises)."""
+        return _Borrowed(pool, tally, timeout)
+
     def object_op(self) -> None:
-        pool = self.slots["objects"].pool
+        pool, tally = self.slots["objects"].current()
         token = self.token()
         if self.rng.random() < 0.5:
             self.ops += 1
             obj = pool.get()
+            tally.add("gets")
             self.claim(obj, token)
-            self.keep_or_return(Held("objects", pool, obj, token))
+            self.keep_or_return(Held("objects", pool, tally, obj, token))
         else:
             self.ops += 2
-            with pool.borrow() as obj:
+            with self.borrowed(pool, tally) as obj:
                 self.claim(obj, token)
                 self.unclaim(obj, token)
 
@@ -433,68 +479,76 @@ class Worker(threading.Thread):
         # circular wait, a deadlock of the test's own making.
         if self.holds_bounded():
             return
-        pool = self.slots["bounded"].pool
+        pool, tally = self.slots["bounded"].current()
         r = self.rng.random()
         start = time.monotonic()
         try:
             if r < 0.4:
                 self.ops += 1
                 obj = pool.get(timeout=STRANDED)
+                tally.add("gets")
                 self.claim(obj, token := self.token())
-                self.keep_or_return(Held("bounded", pool, obj, token))
+                self.keep_or_return(Held("bounded", pool, tally, obj, token))
             elif r < 0.8:
                 self.ops += 2
-                with pool.borrow(timeout=None if r < 0.6 else STRANDED) as obj:
+                with self.borrowed(pool, tally, None if r < 0.6 else STRANDED) as obj:
                     self.claim(obj, token := self.token())
                     self.unclaim(obj, token)
             else:
                 self.ops += 2
                 objs = pool.get_many(2, timeout=STRANDED)
+                tally.add("gets", len(objs))
                 tokens = [self.token() for _ in objs]
                 expect(objs[0] is not objs[1], "get_many handed out one object twice")
                 for obj, token in zip(objs, tokens, strict=True):
                     self.claim(obj, token)
                 for obj, token in zip(objs, tokens, strict=True):
                     self.unclaim(obj, token)
-                pool.put_many(objs)
+                try:
+                    pool.put_many(objs)
+                finally:
+                    tally.add("puts", len(objs))
         except PoolTimeout:
             raise Violation(f"a bounded get waited {time.monotonic() - start:.0f} s") from None
 
     def faulty_op(self) -> None:
         if self.holds_bounded():  # see bounded_op
             return
-        pool = self.slots["faulty"].pool
+        pool, tally = self.slots["faulty"].current()
         self.ops += 1
         try:
             obj = pool.get(timeout=STRANDED)
         except PoolTimeout:
             raise Violation("a bounded get on the faulty pool was stranded") from None
+        tally.add("gets")
         self.claim(obj, token := self.token())
-        self.keep_or_return(Held("faulty", pool, obj, token))
+        self.keep_or_return(Held("faulty", pool, tally, obj, token))
 
     def tiered_op(self) -> None:
-        pool = self.slots["tiered"].pool
+        pool, tally = self.slots["tiered"].current()
         size = self.rng.choice([10, 64, 500, 1024, 5000, 16384, 100_000])
         self.ops += 1
         obj = pool.get(size)
+        tally.add("gets")
         expect(len(obj) >= size, "a tiered object too small for the request")
         self.claim(obj, token := self.token())
-        self.keep_or_return(Held("tiered", pool, obj, token))
+        self.keep_or_return(Held("tiered", pool, tally, obj, token))
 
     def block_op(self) -> None:
         name = self.rng.choice(["blocks", "raw_blocks"])
-        pool = self.slots[name].pool
+        pool, tally = self.slots[name].current()
         n = self.rng.choice([0, 1, 100, 256, 3000, 4096, 50_000, 70_000, 1 << 20, 2 << 20])
         zeroed = self.rng.random() < 0.2
         self.ops += 1
         block = pool.get(n, zeroed=zeroed)
+        tally.add("gets")
         expect(len(block) == n and block.capacity >= n, "a block of the wrong size")
         if name == "blocks" or zeroed:
             # Zeroing pool (or zeroed=True): never a previous holder's bytes.
             expect(not np.frombuffer(block, np.uint8).any(), "a block came out not zeroed")
         token = self.token()
         write_pattern(block, token)
-        held = Held(name, pool, block, token)
+        held = Held(name, pool, tally, block, token)
         r = self.rng.random()
         if r < 0.15 and n:
             # Keep a view past the with-block: the last view returns the block.
@@ -513,18 +567,20 @@ class Worker(threading.Thread):
         else:
             with h.thing:
                 pass
+        h.tally.add("puts")
         expect(h.thing.released, "a block was not released")
 
     def buffer_op(self) -> None:
-        pool = self.slots["buffers"].pool
+        pool, tally = self.slots["buffers"].current()
         self.ops += 1
         buf = pool.get()
+        tally.add("gets")
         expect(len(buf) == 0, "a buffer came out not empty")
         token = self.token()
         data = buffer_pattern(token)
         for i in range(0, len(data), 1000):
             buf.write(data[i : i + 1000])
-        held = Held("buffers", pool, buf, token)
+        held = Held("buffers", pool, tally, buf, token)
         if self.rng.random() < 0.15:
             held.views.append(memoryview(buf))
             self.ops += 1
@@ -539,6 +595,7 @@ class Worker(threading.Thread):
         else:
             with h.thing:
                 pass
+        h.tally.add("puts")
 
     def recycle_op(self) -> None:
         # Rarely: close a pool while the others use it, and replace it.
@@ -583,9 +640,15 @@ class Control:
         self.barrier = threading.Barrier(threads + 1)
 
 
-def check_pool(name: str, pool, tally: Tally | None) -> None:
-    """Everything is back: the books must balance exactly."""
+def check_pool(name: str, pool, tally: Tally) -> None:
+    """Everything is back: the books must balance exactly, and the counters
+    must count what the threads did."""
     s = pool.stats()
+    expect(
+        s.hits + s.misses == tally.gets,
+        f"{name}: gets {s.hits + s.misses} counted, {tally.gets} made by the threads",
+    )
+    expect(s.puts == tally.puts, f"{name}: puts {s.puts} counted, {tally.puts} made")
     if isinstance(pool, BlockPool):
         expect(s.bytes_in_use == 0, f"{name}: bytes_in_use {s.bytes_in_use} with nothing out")
         expect(s.in_use == 0 and s.idle == len(pool), f"{name}: in_use/idle off ({s!r})")
@@ -608,7 +671,7 @@ def check_pool(name: str, pool, tally: Tally | None) -> None:
     if isinstance(pool, TieredPool):
         for size, t in pool.tier_stats().items():
             expect(t.idle <= dict(pool.tiers)[size], f"{name}: tier {size} above its cap")
-    if tally is not None:
+    if tally.hooked:
         expect(s.created == tally.created, f"{name}: created {s.created} != factory calls")
         expect(s.destroyed == tally.destroyed, f"{name}: destroyed {s.destroyed} != destroys")
         expect(

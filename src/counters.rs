@@ -39,9 +39,9 @@ pub enum Event {
     Invalid,
     /// An idle object outlived `idle_timeout`; it was discarded.
     Expired,
-    /// A `get` had to wait for a bounded pool.
+    /// A `get` (or `get_many`, `aget`) had to wait for a bounded pool.
     Wait,
-    /// A wait ended without an object.
+    /// A wait ran out of time (the caller got a timeout error).
     Timeout,
 }
 
@@ -161,6 +161,11 @@ pub struct Snapshot {
     pub expired: u64,
     pub waits: u64,
     pub timeouts: u64,
+    /// Waits given up before their timeout (a cancelled task, a thread
+    /// interrupted by an exception). Not a shard counter: only a bounded
+    /// pool's waits end so, and it counts them itself (see
+    /// [`crate::limit::Limit::note_cancelled`]).
+    pub cancelled: u64,
     /// Objects sitting idle in the pool.
     pub idle: u64,
     /// Objects handed out and not yet returned.

@@ -10,20 +10,28 @@
 //!   charge after the `destroy` hook has run, so `max_size` also bounds the
 //!   resources that objects hold.
 //! - Hooks (user code) never run while a lock of the pool is held.
-//! - Once quiescent, `created == destroyed + idle + in_use`.
+//! - Once quiescent, `created == destroyed + idle + in_use` (`idle`
+//!   includes objects the limit sets aside for a waiting batch).
+//! - The counters count what callers did: `hits + misses` the objects
+//!   handed to callers, `puts` the objects callers gave back. Objects a
+//!   failed `get_many` took and gave back count as neither.
+//! - A batch (`get_many`) of a bounded pool is served by the limit all at
+//!   once (see `limit`): it holds nothing while it waits, and then checks
+//!   (expiry, reset on get, validate) and creates its objects without
+//!   waiting again: a rejected object's charge is kept for its replacement.
 //! - `close` marks the pool closed, fails current and future waits, and
 //!   destroys the idle objects. Objects returned afterwards are destroyed:
 //!   a put that stores an object then re-reads `closed` behind a `SeqCst`
 //!   fence that pairs with one in `close`, so either `close` drains the
 //!   object or the put sees the pool closed and destroys it.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::budget::IdleBudget;
 use crate::counters::{Counters, Event, Snapshot, Tally};
 use crate::ledger::Ledger;
-use crate::limit::{Enqueued, Grant, Limit, Outcome, Park, Waiter};
+use crate::limit::{Enqueued, Grant, Limit, Notify, Outcome, Park, Store, Turns, Units, Waiter};
 use crate::shards::{default_shard_count, Shards};
 use crate::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use crate::sync::Arc;
@@ -195,6 +203,13 @@ fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+impl<T> Idle<T> {
+    /// The object.
+    pub fn item(&self) -> &T {
+        &self.item
+    }
+}
+
 /// Bytes an idle entry of `T` takes in a shard (without the queue's stamp).
 pub fn idle_entry_size<T>() -> usize {
     std::mem::size_of::<Idle<T>>()
@@ -231,6 +246,23 @@ pub enum Step<T> {
     /// [`Waiter::on_decided`]), then [`Pool::finish_wait`], or give up with
     /// [`Pool::abandon_wait`]. One of the two must follow.
     Wait(Arc<Waiter<Idle<T>>>),
+}
+
+/// The idle storage as the limit draws from it: a thread's home shard
+/// first.
+struct Idles<'a, T> {
+    pool: &'a Pool<T>,
+    home: usize,
+}
+
+impl<T: Send> Store<Idle<T>> for Idles<'_, T> {
+    fn take(&self) -> Option<Idle<T>> {
+        self.pool.take_idle(self.home)
+    }
+
+    fn count(&self) -> usize {
+        self.pool.shards.len()
+    }
 }
 
 /// Where [`Pool::file`] put an object.
@@ -337,9 +369,23 @@ impl<T: Send> Pool<T> {
         self.shards.all_counters()
     }
 
-    /// Idle objects right now.
+    /// Idle objects right now (with those set aside for a waiting batch).
     pub fn idle(&self) -> usize {
-        self.shards.len()
+        self.shards.len() + self.set_aside()
+    }
+
+    fn set_aside(&self) -> usize {
+        self.limit.as_ref().map_or(0, |limit| limit.set_aside())
+    }
+
+    /// Callers waiting for a bounded pool now (threads and tasks).
+    pub fn waiting(&self) -> usize {
+        self.limit.as_ref().map_or(0, |limit| limit.waiting())
+    }
+
+    #[inline]
+    fn idles(&self, home: usize) -> Idles<'_, T> {
+        Idles { pool: self, home }
     }
 
     /// Counters merged over the shards, with the gauges.
@@ -351,7 +397,8 @@ impl<T: Send> Pool<T> {
     /// (through reuse alone) can be missed.
     pub fn stats(&self) -> Snapshot {
         let mut s = Snapshot::merge(self.shards.all_counters());
-        s.idle = self.shards.len() as u64;
+        s.idle = self.idle() as u64;
+        s.cancelled = self.limit.as_ref().map_or(0, |limit| limit.cancelled());
         s.max_in_use = self.sample_in_use(s.in_use);
         s
     }
@@ -417,6 +464,7 @@ impl<T: Send> Pool<T> {
         let (home, counters) = self.shards.local();
         let mut rejects = 0;
         let mut deadline = None;
+        let mut waited = false;
         loop {
             let idle = if rejects < self.max_rejects {
                 self.take_idle(home)
@@ -429,14 +477,12 @@ impl<T: Send> Pool<T> {
                 (None, Some(limit)) if limit.waiting() == 0 && limit.try_reserve() => Source::Slot,
                 (None, Some(_)) if !may_wait => return Err(GetError::Timeout),
                 (None, Some(limit)) => {
-                    let deadline = *deadline.get_or_insert_with(|| {
-                        counters.bump(Event::Wait);
-                        self.note_in_use();
-                        timeout.and_then(|t| Instant::now().checked_add(t))
-                    });
-                    match self.wait(hooks, limit, home, deadline)? {
+                    let deadline = *deadline
+                        .get_or_insert_with(|| timeout.and_then(|t| Instant::now().checked_add(t)));
+                    match self.wait(hooks, limit, home, deadline, &mut waited)? {
                         Grant::Item(idle) => Source::Idle(idle),
                         Grant::Slot => Source::Slot,
+                        Grant::Batch(_) => unreachable!("a single waiter is granted one unit"),
                     }
                 }
             };
@@ -444,7 +490,7 @@ impl<T: Send> Pool<T> {
                 Source::Slot => return self.create(hooks, counters),
                 Source::Idle(idle) => idle,
             };
-            match self.vet(hooks, counters, idle) {
+            match self.vet(hooks, counters, idle, false) {
                 Ok(Some(item)) => return self.hand_out(hooks, counters, item, Event::Hit),
                 Ok(None) => rejects += 1,
                 Err(e) => return Err(GetError::Hook(e)),
@@ -470,7 +516,7 @@ impl<T: Send> Pool<T> {
                 unreachable!("only a bounded pool makes a get wait");
             };
             let home = self.shards.home();
-            match limit.enqueue(|| self.take_idle(home)) {
+            match limit.enqueue(&self.idles(home)) {
                 Enqueued::Closed => return Err(GetError::Closed),
                 Enqueued::Queued(waiter) => {
                     if count_wait {
@@ -504,17 +550,27 @@ impl<T: Send> Pool<T> {
         }
     }
 
-    /// Gives up a [`Step::Wait`] (a timeout, a cancelled task): withdraws
-    /// the waiter, and gives back whatever it was granted meanwhile, so
-    /// nothing is lost. Counted as a wait that ended without an object.
-    pub fn abandon_wait<H: Hooks<T>>(&self, hooks: &mut H, waiter: &Arc<Waiter<Idle<T>>>) {
+    /// Gives up a [`Step::Wait`]: withdraws the waiter, and gives back
+    /// whatever it was granted meanwhile, so nothing is lost. Counted as a
+    /// timeout when `timed_out`, else as cancelled (a cancelled task, one
+    /// whose event loop closed or that was collected).
+    pub fn abandon_wait<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        waiter: &Arc<Waiter<Idle<T>>>,
+        timed_out: bool,
+    ) {
         let Some(limit) = &self.limit else {
             return;
         };
         if let Some(Outcome::Granted(grant)) = limit.cancel(waiter) {
             self.give_back(hooks, grant);
         }
-        self.shards.local().1.bump(Event::Timeout);
+        if timed_out {
+            self.shards.local().1.bump(Event::Timeout);
+        } else {
+            limit.note_cancelled();
+        }
     }
 
     /// Turns a grant into an object to hand out: a new one for a slot, the
@@ -529,16 +585,19 @@ impl<T: Send> Pool<T> {
         let idle = match grant {
             Grant::Slot => return self.create(hooks, counters).map(Some),
             Grant::Item(idle) => idle,
+            Grant::Batch(_) => unreachable!("a single waiter is granted one unit"),
         };
-        match self.vet(hooks, counters, idle) {
+        match self.vet(hooks, counters, idle, false) {
             Ok(Some(item)) => self.hand_out(hooks, counters, item, Event::Hit).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(GetError::Hook(e)),
         }
     }
 
-    /// `n` objects, all or none: on failure the ones already taken go back
-    /// (without a reset: they were never used).
+    /// `n` objects, all or none. In a full bounded pool, waits (up to
+    /// `timeout`) until `n` are free at once, holding none meanwhile (see
+    /// `limit`). On failure nothing is handed out, and nothing counts as
+    /// handed out or returned: what the call took goes back.
     pub fn get_many<H: Hooks<T>>(
         &self,
         hooks: &mut H,
@@ -556,138 +615,223 @@ impl<T: Send> Pool<T> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }
-        // Grown as objects come: an absurd `n` must fail as the objects run
-        // out, not abort on one huge allocation up front.
-        let mut out = Vec::with_capacity(n.min(self.max_idle().max(64)));
-        // First the idle objects, in one pass; then whatever else comes
-        // without waiting.
-        let first = match self.take_ready(hooks, n, &mut out) {
-            Ok(()) => self.collect(hooks, n, &mut out, |pool, hooks| {
-                pool.acquire(hooks, None, false)
-            }),
-            Err(e) => {
-                self.give_back_all(hooks, std::mem::take(&mut out));
-                Err(e)
-            }
-        };
-        let (Err(GetError::Timeout), Some(limit)) = (&first, &self.limit) else {
-            return first.map(|()| out);
-        };
-        // A bounded pool is short. Waiting while holding objects could block
-        // another batch doing the same forever, so give them back and wait
-        // behind the gate: one batch at a time holds objects while it waits,
-        // and single gets never do.
-        self.give_back_all(hooks, std::mem::take(&mut out));
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let timed_out = || {
-            let counters = self.shards.counters(self.shards.home());
-            counters.bump(Event::Wait);
-            counters.bump(Event::Timeout);
-            Err(GetError::Timeout)
-        };
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return timed_out();
+        if n == 0 {
+            return Ok(Vec::new());
         }
-        match hooks.park(limit.gate(), deadline) {
-            Ok(true) => {}
-            Ok(false) => return timed_out(),
-            Err(e) => return Err(GetError::Hook(e)),
-        }
-        let result = self.collect(hooks, n, &mut out, |pool, hooks| {
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            pool.get(hooks, remaining)
-        });
-        limit.gate().leave();
-        result.map(|()| out)
+        let home = self.shards.home();
+        let units = match &self.limit {
+            None => self.gather(home, n),
+            Some(limit) => self.wait_batch(hooks, limit, home, n, timeout)?,
+        };
+        self.redeem_batch(hooks, home, units)
     }
 
-    /// Moves idle objects to `out` (up to `n` in all) as `get` would hand
-    /// them out, counting them once: the batch path of `get_many`. Stops at
-    /// the first object that is neither handed out nor rejected cleanly.
-    fn take_ready<H: Hooks<T>>(
+    /// Up to `n` idle objects, and slots for the rest: a batch of an
+    /// unbounded pool.
+    fn gather(&self, home: usize, n: usize) -> Units<Idle<T>> {
+        let mut items = Vec::with_capacity(n.min(self.max_idle()));
+        while items.len() < n {
+            match self.take_idle(home) {
+                Some(idle) => items.push(idle),
+                None => break,
+            }
+        }
+        let slots = n - items.len();
+        Units { items, slots }
+    }
+
+    /// The `n` units of a batch of a bounded pool: at once if they are free
+    /// together, else once the limit serves the batch, within `timeout`.
+    /// The batch holds nothing while it waits; its thread keeps its turns
+    /// (see [`Turns`]).
+    fn wait_batch<H: Hooks<T>>(
         &self,
         hooks: &mut H,
+        limit: &Limit<Idle<T>>,
+        home: usize,
         n: usize,
-        out: &mut Vec<T>,
-    ) -> Result<(), GetError<H::Error>> {
-        let (home, counters) = self.shards.local();
-        let mut hits = 0;
-        let mut rejects = 0;
-        let result = loop {
-            if out.len() >= n || rejects >= self.max_rejects {
-                break Ok(());
-            }
-            let Some(idle) = self.take_idle(home) else {
-                break Ok(());
+        timeout: Option<Duration>,
+    ) -> Result<Units<Idle<T>>, GetError<H::Error>> {
+        let store = self.idles(home);
+        let waiter = match limit.enqueue_batch(n, &store) {
+            Enqueued::Ready(Grant::Batch(units)) => return Ok(units),
+            Enqueued::Ready(_) => unreachable!("a batch is granted its units at once"),
+            Enqueued::Closed => return Err(GetError::Closed),
+            Enqueued::Queued(waiter) => waiter,
+        };
+        let counters = self.shards.counters(home);
+        counters.bump(Event::Wait);
+        self.note_in_use();
+        let start = Instant::now();
+        let deadline = timeout.and_then(|t| start.checked_add(t));
+        let mut turns = Turns::new(start);
+        loop {
+            // loom has no clock: there a batch waits for its deadline only,
+            // and the models drive the turns on the limit itself.
+            let until = if cfg!(loom) {
+                deadline
+            } else {
+                Some(deadline.map_or(turns.ends(), |d| d.min(turns.ends())))
             };
-            let item = match self.vet(hooks, counters, idle) {
-                Ok(Some(item)) => item,
+            if let Err(e) = hooks.park(&*waiter, until) {
+                if let Some(Outcome::Granted(grant)) = limit.cancel(&waiter) {
+                    self.give_back(hooks, grant);
+                }
+                limit.note_cancelled();
+                return Err(GetError::Hook(e));
+            }
+            match waiter.take() {
+                Some(Outcome::Granted(Grant::Batch(units))) => return Ok(units),
+                Some(Outcome::Granted(_)) => unreachable!("a batch is granted its units at once"),
+                Some(Outcome::Closed) => return Err(GetError::Closed),
+                None => {}
+            }
+            let now = Instant::now();
+            if cfg!(loom) || deadline.is_some_and(|d| now >= d) {
+                match limit.cancel(&waiter) {
+                    // Served as the deadline passed: take it.
+                    Some(Outcome::Granted(Grant::Batch(units))) if units.len() == n => {
+                        return Ok(units)
+                    }
+                    // What was set aside for it goes back.
+                    Some(Outcome::Granted(grant)) => self.give_back(hooks, grant),
+                    Some(Outcome::Closed) => return Err(GetError::Closed),
+                    None => {}
+                }
+                counters.bump(Event::Timeout);
+                return Err(GetError::Timeout);
+            }
+            if now >= turns.ends() {
+                if let Some(yielded) = turns.next(limit, &waiter, &store, now) {
+                    self.give_back(hooks, Grant::Batch(yielded));
+                }
+            }
+        }
+    }
+
+    /// Turns a batch's units into objects to hand out: each idle one checked
+    /// as `get` checks it (a rejected one is replaced by the next idle one,
+    /// or by a new one made in its slot: the batch never waits again), a new
+    /// one for each slot; then all are counted as handed out at once. On
+    /// failure everything goes back, counted neither as handed out nor as
+    /// returned.
+    fn redeem_batch<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        home: usize,
+        units: Units<Idle<T>>,
+    ) -> Result<Vec<T>, GetError<H::Error>> {
+        let counters = self.shards.counters(home);
+        // Grown as objects come: an absurd `n` (unbounded pool) must fail
+        // as the objects run out, not abort on one huge allocation.
+        let mut out = Vec::with_capacity(units.len().min(self.max_idle().max(64)));
+        let mut pending: VecDeque<Idle<T>> = units.items.into();
+        let mut slots = units.slots;
+        let (mut hits, mut misses, mut rejects) = (0, 0, 0);
+        let mut failure = None;
+        while let Some(idle) = pending.pop_front() {
+            match self.vet(hooks, counters, idle, true) {
+                Ok(Some(item)) => match self.check_out(hooks, item) {
+                    Some(item) => {
+                        out.push(item);
+                        hits += 1;
+                    }
+                    None => {
+                        // As in `hand_out`: the idle copy was a second
+                        // reference.
+                        counters.bump(Event::Destroyed);
+                        self.release_charge();
+                        failure = Some(GetError::AlreadyOut);
+                        break;
+                    }
+                },
+                // Destroyed, its charge kept: for the next idle object
+                // (which brings its own charge), else for a new one.
                 Ok(None) => {
                     rejects += 1;
-                    continue;
+                    let next = if rejects < self.max_rejects {
+                        self.take_idle(home)
+                    } else {
+                        None
+                    };
+                    match next {
+                        Some(next) => {
+                            self.release_charge();
+                            pending.push_front(next);
+                        }
+                        None => slots += 1,
+                    }
                 }
-                Err(e) => break Err(GetError::Hook(e)),
-            };
-            match self.check_out(hooks, item) {
-                Some(item) => {
-                    out.push(item);
-                    hits += 1;
-                }
-                None => {
-                    // As in `hand_out`: the idle copy was a second reference.
-                    counters.bump(Event::Destroyed);
-                    self.release_charge();
-                    break Err(GetError::AlreadyOut);
-                }
-            }
-        };
-        if hits > 0 {
-            counters.add(Event::Hit, hits);
-            self.note_in_use();
-        }
-        result
-    }
-
-    /// Fills `out` up to `n` with `one`; on failure gives back what it holds.
-    fn collect<H: Hooks<T>>(
-        &self,
-        hooks: &mut H,
-        n: usize,
-        out: &mut Vec<T>,
-        mut one: impl FnMut(&Self, &mut H) -> Result<T, GetError<H::Error>>,
-    ) -> Result<(), GetError<H::Error>> {
-        while out.len() < n {
-            match one(self, hooks) {
-                Ok(item) => out.push(item),
                 Err(e) => {
-                    self.give_back_all(hooks, std::mem::take(out));
-                    return Err(e);
+                    slots += 1; // the destroyed one's charge, released below
+                    failure = Some(GetError::Hook(e));
+                    break;
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Returns objects this call just handed out (the ledger knows them),
-    /// without a reset: they were never used.
-    fn give_back_all<H: Hooks<T>>(&self, hooks: &mut H, items: Vec<T>) {
-        for item in items {
-            let _ = self.put_inner(hooks, item, false);
+        while failure.is_none() && slots > 0 {
+            // `make` uses the slot, or releases it when it fails.
+            slots -= 1;
+            match self.make(hooks, counters) {
+                Ok(item) => {
+                    out.push(item);
+                    misses += 1;
+                }
+                Err(e) => failure = Some(e),
+            }
         }
+        if let Some(error) = failure {
+            for item in out {
+                self.return_unused(hooks, home, item);
+            }
+            for idle in pending {
+                self.store_idle(hooks, home, idle);
+            }
+            for _ in 0..slots {
+                self.release_charge();
+            }
+            return Err(error);
+        }
+        counters.add(Event::Hit, hits);
+        counters.add(Event::Miss, misses);
+        self.note_in_use();
+        Ok(out)
     }
 
+    /// Takes back an object this call checked out and never handed to its
+    /// caller (a failed batch): no reset (it was never used), not counted.
+    fn return_unused<H: Hooks<T>>(&self, hooks: &mut H, home: usize, item: T) {
+        let item = match &self.ledger {
+            None => item,
+            Some(ledger) => match ledger.check_in(hooks.identity(&item)) {
+                Some(own) => own,
+                None => return, // unreachable: this call checked it out
+            },
+        };
+        self.store(hooks, home, item);
+    }
+
+    /// Queues for one unit and waits for it until `deadline`. The first
+    /// time a call queues (`waited` tells), it counts a wait. Kept out of
+    /// line: inlined, it makes every `get` pay for its frame.
+    #[inline(never)]
     fn wait<H: Hooks<T>>(
         &self,
         hooks: &mut H,
         limit: &Limit<Idle<T>>,
         home: usize,
         deadline: Option<Instant>,
+        waited: &mut bool,
     ) -> Result<Grant<Idle<T>>, GetError<H::Error>> {
-        let waiter = match limit.enqueue(|| self.take_idle(home)) {
+        let waiter = match limit.enqueue(&self.idles(home)) {
             Enqueued::Ready(grant) => return Ok(grant),
             Enqueued::Closed => return Err(GetError::Closed),
             Enqueued::Queued(waiter) => waiter,
         };
+        if !std::mem::replace(waited, true) {
+            self.shards.counters(home).bump(Event::Wait);
+            self.note_in_use();
+        }
         let outcome = match hooks.park(&*waiter, deadline) {
             // A park that returns early (a custom hook) must not strand the
             // waiter in the queue: withdraw it like a timeout.
@@ -697,6 +841,8 @@ impl<T: Send> Pool<T> {
                 if let Some(Outcome::Granted(grant)) = limit.cancel(&waiter) {
                     self.give_back(hooks, grant);
                 }
+                // Interrupted (a signal handler raised): not a timeout.
+                limit.note_cancelled();
                 return Err(GetError::Hook(e));
             }
         };
@@ -712,15 +858,39 @@ impl<T: Send> Pool<T> {
 
     /// Returns a grant that its waiter no longer wants.
     fn give_back<H: Hooks<T>>(&self, hooks: &mut H, grant: Grant<Idle<T>>) {
+        let home = self.shards.home();
         match grant {
             Grant::Slot => self.release_charge(),
             Grant::Item(idle) => {
-                self.store_idle(hooks, self.shards.home(), idle);
+                self.store_idle(hooks, home, idle);
+            }
+            Grant::Batch(units) => {
+                for idle in units.items {
+                    self.store_idle(hooks, home, idle);
+                }
+                for _ in 0..units.slots {
+                    self.release_charge();
+                }
             }
         }
     }
 
+    /// A new object handed out (a miss), in a slot already charged.
     fn create<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        counters: Tally<'_>,
+    ) -> Result<T, GetError<H::Error>> {
+        let out = self.make(hooks, counters)?;
+        counters.bump(Event::Miss);
+        self.note_in_use();
+        Ok(out)
+    }
+
+    /// A new object, checked out, in a slot already charged (counted as
+    /// created, not yet as handed out). On failure the slot is released.
+    #[inline]
+    fn make<H: Hooks<T>>(
         &self,
         hooks: &mut H,
         counters: Tally<'_>,
@@ -738,8 +908,6 @@ impl<T: Send> Pool<T> {
             return Err(GetError::AlreadyOut);
         };
         counters.bump(Event::Created);
-        counters.bump(Event::Miss);
-        self.note_in_use();
         Ok(out)
     }
 
@@ -778,37 +946,36 @@ impl<T: Send> Pool<T> {
     }
 
     /// Expire, reset (when due on get) and validate an idle object before
-    /// it is handed out. `Ok(None)`: it was rejected and destroyed.
+    /// it is handed out. `Ok(None)`: it was rejected and destroyed. A
+    /// rejected object's charge is released, or kept for the caller with
+    /// `keep_charge` (a batch makes a replacement in it).
     #[inline(always)]
     fn vet<H: Hooks<T>>(
         &self,
         hooks: &mut H,
         counters: Tally<'_>,
         idle: Idle<T>,
+        keep_charge: bool,
     ) -> Result<Option<T>, H::Error> {
         if self.is_expired(&idle) {
-            counters.bump(Event::Expired);
-            self.discard(hooks, counters, idle.item);
+            self.reject(hooks, counters, idle.item, Event::Expired, keep_charge);
             return Ok(None);
         }
         let item = idle.item;
         if self.reset_on == ResetOn::Get {
             if let Err(e) = hooks.reset(&item) {
-                counters.bump(Event::ResetError);
-                self.discard(hooks, counters, item);
+                self.reject(hooks, counters, item, Event::ResetError, keep_charge);
                 return Err(e);
             }
         }
         match hooks.validate(&item) {
             Ok(true) => Ok(Some(item)),
             Ok(false) => {
-                counters.bump(Event::Invalid);
-                self.discard(hooks, counters, item);
+                self.reject(hooks, counters, item, Event::Invalid, keep_charge);
                 Ok(None)
             }
             Err(e) => {
-                counters.bump(Event::Invalid);
-                self.discard(hooks, counters, item);
+                self.reject(hooks, counters, item, Event::Invalid, keep_charge);
                 Err(e)
             }
         }
@@ -913,12 +1080,30 @@ impl<T: Send> Pool<T> {
     ) -> Result<T, H::Error> {
         if self.reset_on == ResetOn::Put {
             if let Err(e) = hooks.reset(&item) {
-                counters.bump(Event::ResetError);
-                self.discard(hooks, counters, item);
+                self.reject(hooks, counters, item, Event::ResetError, false);
                 return Err(e);
             }
         }
         Ok(item)
+    }
+
+    /// Destroys an object that failed a check or a reset, counting why. Its
+    /// charge is released, or kept for the caller with `keep_charge`. Cold:
+    /// out of the way of the hot path it branches off.
+    #[cold]
+    fn reject<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        counters: Tally<'_>,
+        item: T,
+        why: Event,
+        keep_charge: bool,
+    ) {
+        counters.bump(why);
+        self.destroy(hooks, counters, item);
+        if !keep_charge {
+            self.release_charge();
+        }
     }
 
     /// Gives back many objects. A checked pool first checks them all: if any
@@ -1040,7 +1225,7 @@ impl<T: Send> Pool<T> {
     fn file<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) -> Filed {
         let idle = match &self.limit {
             None => idle,
-            Some(limit) => match limit.offer(idle) {
+            Some(limit) => match limit.offer(idle, &self.idles(home)) {
                 Ok(()) => return Filed::Handed,
                 Err(idle) => idle,
             },
@@ -1069,13 +1254,15 @@ impl<T: Send> Pool<T> {
     }
 
     /// Runs after objects were shelved: serves waiters that queued
-    /// meanwhile, and destroys the idle objects if the pool closed.
-    #[inline]
+    /// meanwhile, and destroys the idle objects if the pool closed. Out of
+    /// line, as LLVM chose before the batch protocol: inlined into `store`
+    /// it costs every put about ten instructions more (cachegrind).
+    #[inline(never)]
     fn after_shelving<H: Hooks<T>>(&self, hooks: &mut H, home: usize) {
         // Orders the pushes before the `closed` read: either `close` drains
         // these objects, or this put sees the pool closed.
         match &self.limit {
-            Some(limit) => limit.serve_from(|| self.take_idle(home)),
+            Some(limit) => limit.serve_from(&self.idles(home)),
             None => fence(Ordering::SeqCst),
         }
         if self.closed.load(Ordering::Relaxed) {
@@ -1119,14 +1306,19 @@ impl<T: Send> Pool<T> {
 
     /// Destroys an object the pool no longer keeps, then frees its charge.
     fn discard<H: Hooks<T>>(&self, hooks: &mut H, counters: Tally<'_>, item: T) {
+        self.destroy(hooks, counters, item);
+        self.release_charge();
+    }
+
+    /// Destroys an object, keeping its charge (the caller's to release).
+    fn destroy<H: Hooks<T>>(&self, hooks: &mut H, counters: Tally<'_>, item: T) {
         counters.bump(Event::Destroyed);
         hooks.destroy(item);
-        self.release_charge();
     }
 
     fn release_charge(&self) {
         if let Some(limit) = &self.limit {
-            limit.release();
+            limit.release(&self.idles(self.shards.home()));
         }
     }
 
@@ -1174,17 +1366,26 @@ impl<T: Send> Pool<T> {
         self.closed.store(true, Ordering::SeqCst);
         // Pairs with the fence after a put's push (see `store_idle`).
         fence(Ordering::SeqCst);
-        if let Some(limit) = &self.limit {
-            limit.close();
-        }
         let counters = self.shards.counters(self.shards.home());
-        self.destroy_idle(hooks, counters)
+        let mut destroyed = 0;
+        if let Some(limit) = &self.limit {
+            // What was set aside for a waiting batch is idle: destroyed too.
+            let set_aside = limit.close();
+            destroyed += set_aside.items.len();
+            for idle in set_aside.items {
+                self.discard(hooks, counters, idle.item);
+            }
+            for _ in 0..set_aside.slots {
+                self.release_charge();
+            }
+        }
+        destroyed + self.destroy_idle(hooks, counters)
     }
 
-    /// Shows every object the pool holds a reference to (idle ones, and the
-    /// ledger's handed-out ones) to `f`, changing nothing. For a garbage
-    /// collector's traversal: no other thread may use the pool meanwhile
-    /// (see [`Shards::visit`]).
+    /// Shows every object the pool holds a reference to (idle ones, those
+    /// set aside for a waiting batch, and the ledger's handed-out ones) to
+    /// `f`, changing nothing. For a garbage collector's traversal: no other
+    /// thread may use the pool meanwhile (see [`Shards::visit`]).
     pub fn visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Result<(), E> {
         let (result, homeless) = self.shards.visit(|idle| f(&idle.item));
         // Unreachable when the caller keeps its promise; never lose them.
@@ -1192,23 +1393,54 @@ impl<T: Send> Pool<T> {
             let _ = self.shards.push(0, idle);
         }
         result?;
+        if let Some(limit) = &self.limit {
+            limit.visit_set_aside(|idle| f(&idle.item))?;
+        }
         match &self.ledger {
             Some(ledger) => ledger.visit(f),
             None => Ok(()),
         }
     }
 
-    /// Drops every reference the pool holds (idle objects, the ledger's),
-    /// without running hooks: for breaking a reference cycle that the
-    /// garbage collector found unreachable. The pool stays usable.
+    /// Drops every reference the pool holds (idle objects, those set aside
+    /// for a waiting batch, the ledger's), without running hooks: for
+    /// breaking a reference cycle that the garbage collector found
+    /// unreachable. The pool stays usable.
     pub fn release_references(&self) {
         for idle in self.drain_idle() {
             drop(idle);
             self.release_charge();
         }
+        if let Some(limit) = &self.limit {
+            let set_aside = limit.take_set_aside();
+            for _ in 0..set_aside.len() {
+                self.release_charge();
+            }
+        }
         if let Some(ledger) = &self.ledger {
             ledger.clear();
         }
+    }
+
+    /// Shows the notifications of the callers queued for a bounded pool to
+    /// `f` (see [`Limit::visit_notifications`]); for a garbage collector.
+    pub fn visit_notifications<E>(
+        &self,
+        f: impl FnMut(&dyn Notify) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match &self.limit {
+            Some(limit) => limit.visit_notifications(f),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the notifications of the queued callers, for the caller to
+    /// drop: breaks a reference cycle that the garbage collector found
+    /// unreachable (no one can reach the pool to wake those callers).
+    pub fn take_notifications(&self) -> Vec<Box<dyn Notify>> {
+        self.limit
+            .as_ref()
+            .map_or_else(Vec::new, |limit| limit.take_notifications())
     }
 
     /// Objects a checked pool has handed out and not had back.

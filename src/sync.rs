@@ -32,13 +32,9 @@ pub(crate) use crossbeam_queue::ArrayQueue;
 pub(crate) use std::sync::Arc;
 #[cfg(not(any(loom, shardpool_helgrind)))]
 pub(crate) use std::sync::{atomic, Condvar, Mutex, MutexGuard, OnceLock};
-#[cfg(not(loom))]
-pub(crate) use std::thread;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{atomic, Arc, Condvar, Mutex, MutexGuard};
-#[cfg(loom)]
-pub(crate) use loom::thread;
 #[cfg(loom)]
 pub(crate) use loom_once::OnceLock;
 #[cfg(loom)]

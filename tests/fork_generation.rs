@@ -1,28 +1,56 @@
-//! After `fork()`, a child forgets the waiters queued in the parent. In its
-//! own test binary: `note_fork` is process-wide and would disturb other
-//! tests' waiters.
+//! After `fork()`, a child keeps the waiters of the thread that forked and
+//! forgets the others'. In its own test binary: `note_fork` is
+//! process-wide and would disturb other tests' waiters.
 
-use shardpool::limit::{note_fork, Enqueued, Limit};
+use std::sync::Arc;
 
+use shardpool::limit::{note_fork, Enqueued, Grant, Limit, NoStore, Outcome, Waiter};
+
+fn queue(limit: &Limit<u32>) -> Arc<Waiter<u32>> {
+    match limit.enqueue(&NoStore) {
+        Enqueued::Queued(waiter) => waiter,
+        _ => panic!("expected to queue"),
+    }
+}
+
+/// Queues on `limit` from a thread of its own (which then ends, as the
+/// parent's other threads do not exist in a child).
+fn queue_elsewhere(limit: &Arc<Limit<u32>>) -> Arc<Waiter<u32>> {
+    let limit = Arc::clone(limit);
+    std::thread::spawn(move || queue(&limit)).join().unwrap()
+}
+
+// One test: `note_fork` marks the whole process, and the tests of one
+// binary run in parallel threads.
 #[test]
-fn waiters_from_before_a_fork_are_forgotten() {
-    let limit: Limit<u32> = Limit::new(1);
+fn a_fork_keeps_the_forking_threads_waiters_and_forgets_the_others() {
+    let limit: Arc<Limit<u32>> = Arc::new(Limit::new(1));
     assert!(limit.try_reserve());
-    let ghost = match limit.enqueue(|| None) {
-        Enqueued::Queued(waiter) => waiter,
-        _ => panic!("expected to queue"),
-    };
-    assert_eq!(limit.waiting(), 1);
-    note_fork();
-    // The item is not granted to the parent's thread: it comes back.
-    assert_eq!(limit.offer(7), Err(7));
+    let ghost = queue_elsewhere(&limit);
+    let mine = queue(&limit); // an event loop's task, on the forking thread
+    let other_ghost = queue_elsewhere(&limit);
+    assert_eq!(limit.waiting(), 3);
+    note_fork(); // "this thread forked; we are the child"
+                 // The parent's other threads are forgotten; this thread's waiter is
+                 // served, although it queued after one of them.
+    assert_eq!(limit.offer(7, &NoStore), Ok(()));
+    assert_eq!(mine.take(), Some(Outcome::Granted(Grant::Item(7))));
     assert_eq!(limit.waiting(), 0);
-    assert!(ghost.take().is_none());
-    // Waiters queued in the child are served as usual.
-    let waiter = match limit.enqueue(|| None) {
-        Enqueued::Queued(waiter) => waiter,
-        _ => panic!("expected to queue"),
-    };
-    assert_eq!(limit.offer(8), Ok(()));
-    assert!(waiter.take().is_some());
+    assert!(ghost.take().is_none() && other_ghost.take().is_none());
+    assert_eq!(limit.offer(8, &NoStore), Err(8), "nobody else waits here");
+
+    // Waiters queued in the child are served as usual; a second fork by
+    // this thread keeps its waiters again.
+    let again = queue(&limit);
+    note_fork();
+    assert_eq!(limit.offer(9, &NoStore), Ok(()));
+    assert_eq!(again.take(), Some(Outcome::Granted(Grant::Item(9))));
+
+    // A fork made by another thread (a grandchild forked from a thread of
+    // the child): this thread does not exist there, its waiter is gone.
+    let orphan = queue(&limit);
+    std::thread::spawn(note_fork).join().unwrap();
+    assert_eq!(limit.offer(10, &NoStore), Err(10));
+    assert_eq!(limit.waiting(), 0);
+    assert!(orphan.take().is_none());
 }

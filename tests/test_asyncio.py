@@ -4,14 +4,16 @@ one fair queue with threads, and lose nothing when cancelled or timed out."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
 
-from shardpool import AsyncBorrow, ObjectPool, PoolClosed, PoolTimeout, TieredPool
+from shardpool import AsyncBorrow, ObjectPool, PoolClosed, PoolTimeout, TieredPool, _aio
 
 
 class Thing:
@@ -297,4 +299,109 @@ def test_a_collected_wait_gives_back_its_grant_or_its_place() -> None:
     pool.put(held)
     assert len(pool) == 1
     s = pool.stats()
-    assert (s.waits, s.timeouts, s.in_use) == (2, 2, 0)
+    # Given up, not timed out.
+    assert (s.waits, s.timeouts, s.cancelled, s.in_use) == (2, 0, 2, 0)
+
+
+def live(kind: Any) -> list[Any]:
+    """Objects the garbage collector tracks that `kind(obj)` picks."""
+    return [o for o in gc.get_objects() if kind(o)]
+
+
+def test_timed_out_and_cancelled_waits_leave_nothing_alive() -> None:
+    # Issue 11, defect 6: on b8685cd every timed-out or cancelled aget()
+    # left its _Waiting alive in a cycle through Rust (callback, _Waiting,
+    # Rust waiter, callback), and with it the event loop.
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+    loop_ref: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loop_ref.append(weakref.ref(asyncio.get_running_loop()))
+        for _ in range(200):
+            with pytest.raises(PoolTimeout):
+                await pool.aget(timeout=0)
+        for i in range(50):
+            task = asyncio.create_task(pool.aget())
+            await until(lambda i=i: pool.stats().waits == 200 + i + 1)  # queued
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    run(main())
+    gc.collect()
+    assert loop_ref[0]() is None, "the event loop outlived asyncio.run"
+    assert live(lambda o: isinstance(o, functools.partial) and o.func is _aio._wake) == []
+    assert live(lambda o: type(o).__name__ == "_Waiting") == []
+    s = pool.stats()
+    assert (s.waits, s.timeouts, s.cancelled) == (250, 200, 50)
+    pool.put(held)
+    assert len(pool) == 1
+
+
+def test_a_cancelled_aget_is_counted_as_cancelled_not_as_a_timeout() -> None:
+    # Issue 11, defect 9: timeouts counts only waits that ended with
+    # PoolTimeout; b8685cd counted a cancelled task as a timeout.
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+
+    async def main() -> None:
+        task = asyncio.create_task(pool.aget(timeout=30))
+        await until(lambda: pool.stats().waits == 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The caller's own timeout cancels the wait: not a PoolTimeout.
+        with pytest.raises(TimeoutError) as caught:
+            await asyncio.wait_for(pool.aget(), 0.01)
+        assert not isinstance(caught.value, PoolTimeout)
+        with pytest.raises(PoolTimeout):
+            await pool.aget(timeout=0.01)
+
+    run(main())
+    s = pool.stats()
+    assert (s.waits, s.timeouts) == (3, 1)  # b8685cd counted 3 timeouts
+    assert s.cancelled == 2
+    pool.put(held)
+    assert len(pool) == 1
+
+
+def test_a_granted_wait_in_a_reference_cycle_is_collected_and_gives_back_its_object() -> None:
+    # What a _Waiting holds (its pool, a granted object not yet taken) is
+    # shown to the garbage collector: a cycle through the granted object
+    # is found, the wait given up, and the object goes back to the pool.
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+    queued = pool._get_or_wait()
+    assert not isinstance(queued, Thing)
+    pool.put(held)  # granted to the queued wait, which nobody takes
+    held.wait = queued  # type: ignore[attr-defined]
+    del queued, held
+    gc.collect()
+    assert len(pool) == 1, "the granted object went back"
+    s = pool.stats()
+    assert (s.cancelled, s.in_use) == (1, 0)
+
+
+def test_a_pool_reachable_only_from_its_waiting_task_is_collected() -> None:
+    # The wake-up callback of a queued task is the pool's, shown to the
+    # garbage collector: a pool that only its own waiting task refers to
+    # (nobody can ever put or close it) is collected with the task, not
+    # kept alive for ever by a reference from Rust.
+    loop = asyncio.new_event_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+        held = pool.get()
+        task = loop.create_task(pool.aget())
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert pool.stats().waits == 1
+        ref = weakref.ref(pool)
+        del pool, held, task
+        gc.collect()
+        assert ref() is None
+        # asyncio reports the pending task it destroyed; nothing else.
+        assert all("destroyed but it is pending" in c["message"] for c in reported)
+    finally:
+        loop.close()

@@ -790,7 +790,7 @@ TABLE: list[Row] = [
         "PoolStats",
         lambda w: w.pool_stats,
         "created destroyed hits misses puts dropped reset_errors invalid expired waits "
-        "timeouts in_use idle max_in_use hit_rate",
+        "timeouts cancelled in_use idle max_in_use hit_rate",
     ),
     Row(
         "BlockPoolStats",

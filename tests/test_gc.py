@@ -2,6 +2,7 @@
 
 import gc
 import weakref
+from typing import ClassVar
 
 import pytest
 
@@ -68,3 +69,24 @@ def test_traversal_changes_nothing() -> None:
     again = pool.get_many(5)
     assert {id(n) for n in again} == {id(n) for n in nodes}
     assert pool.stats().created == 5
+
+
+def test_a_pool_that_the_class_of_its_objects_refers_to_is_collected() -> None:
+    # The pool remembers the class its automatic reset looked up; that
+    # reference is shown to the collector too. (On b8685cd it was not: a
+    # class that refers to its pool, here through a class attribute, made a
+    # cycle the collector could not see, and both leaked.)
+    class Conn:
+        pools: ClassVar[list[object]] = []
+
+        def reset(self) -> None:
+            pass
+
+    make = weakref.ref(Conn)  # the factory does not keep the class alive
+    pool: ObjectPool[Conn] = ObjectPool(lambda: make()(), max_idle=0)  # type: ignore[misc]
+    Conn.pools.append(pool)
+    pool.put(pool.get())  # reset looked up (and remembered) Conn; max_idle=0 drops the object
+    alive = weakref.ref(pool)
+    del pool, Conn
+    gc.collect()
+    assert alive() is None

@@ -30,6 +30,7 @@ OBJECT_COUNTERS = (
     "invalid",
     "waits",
     "timeouts",
+    "cancelled",
 )
 OBJECT_GAUGES = ("idle", "in_use", "max_in_use")
 BLOCK_COUNTERS = (

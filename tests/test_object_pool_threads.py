@@ -300,10 +300,37 @@ def test_wait_is_interrupted_by_a_signal_handler_and_the_pool_stays_consistent()
         signal.signal(signal.SIGALRM, old)
     s = pool.stats()
     assert (s.in_use, s.idle, s.created) == (1, 0, 1)
+    # Interrupted, not timed out (issue 11, defect 9).
+    assert (s.waits, s.timeouts, s.cancelled) == (1, 0, 1)
     # The abandoned wait left no phantom waiter behind to take the next put.
     pool.put(held)
     assert len(pool) == 1
     assert pool.get(timeout=0) is held
+
+
+def test_interrupted_get_many_counts_as_cancelled_and_leaves_nothing_behind():
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted
+
+    pool = ObjectPool(Thing, max_size=2)
+    held = pool.get()
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(Interrupted):
+            pool.get_many(2, timeout=10)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    s = pool.stats()
+    assert (s.waits, s.timeouts, s.cancelled) == (1, 0, 1)
+    assert (s.in_use, s.idle, s.created) == (1, 0, 1)
+    # Nothing stays set aside for the interrupted batch: both objects serve.
+    pool.put(held)
+    assert len(pool.get_many(2, timeout=0)) == 2
 
 
 def test_get_many_timeout_bounds_the_whole_call():
@@ -315,8 +342,114 @@ def test_get_many_timeout_bounds_the_whole_call():
     elapsed = time.monotonic() - start
     assert 0.3 <= elapsed < 2.3
     s = pool.stats()
-    assert (s.in_use, s.idle, s.timeouts) == (1, 2, 1)
+    # It waited holding nothing, and created nothing it could not hand out.
+    assert (s.in_use, s.idle, s.created, s.timeouts) == (1, 0, 1, 1)
     pool.put(held)
+
+
+def test_a_waiting_batch_holds_nothing_so_a_holder_can_get_another():
+    # Issue 11, defect 4: max_size=2, this thread holds one object, another
+    # waits in get_many(2). On b8685cd the batch held the second object
+    # while it waited: in_use read 2 and this thread's second get timed
+    # out (without timeouts, both hung for ever).
+    pool = ObjectPool(Thing, max_size=2)
+    first = pool.get()
+    results: list = []
+    batch = threading.Thread(
+        target=lambda: results.append(pool.get_many(2, timeout=10)), daemon=True
+    )
+    batch.start()
+    wait_until(lambda: pool.stats().waits == 1)
+    assert pool.stats().in_use == 1, "the waiting batch holds no object"
+    second = pool.get(timeout=5)
+    assert second is not first
+    pool.put(first)
+    pool.put(second)
+    batch.join(10)
+    [objs] = results
+    assert {id(o) for o in objs} == {id(first), id(second)}
+    pool.put_many(objs)
+    s = pool.stats()
+    assert (s.in_use, s.created, s.timeouts) == (0, 2, 0)
+
+
+def test_a_batch_that_waited_long_still_lets_a_holder_through():
+    # The same once the batch has waited long enough for returned objects
+    # to be set aside for it: this thread's second get is delayed (at most
+    # about as long as the batch had waited), not deadlocked.
+    pool = ObjectPool(Thing, max_size=2)
+    first = pool.get()
+    results: list = []
+    batch = threading.Thread(
+        target=lambda: results.append(pool.get_many(2, timeout=GET_TIMEOUT)), daemon=True
+    )
+    batch.start()
+    wait_until(lambda: pool.stats().waits == 1)
+    time.sleep(0.05)
+    try:
+        second = pool.get(timeout=5)
+    finally:
+        pool.put(first)  # lets the batch finish whatever happened
+    pool.put(second)
+    batch.join(10)
+    assert not batch.is_alive()
+    [objs] = results
+    pool.put_many(objs)
+    assert pool.stats().in_use == 0
+
+
+def test_a_batch_that_waits_counts_what_callers_did():
+    # Issue 11, defect 10: callers make 4 gets and 4 puts; on b8685cd the
+    # objects the batch took and gave back while it waited were counted
+    # too (hits + misses == puts == 5, hit_rate 0.6).
+    pool = ObjectPool(object, max_size=2)
+    a, b = pool.get(), pool.get()
+    pool.put(b)
+    threading.Timer(0.05, pool.put, (a,)).start()
+    objs = pool.get_many(2, timeout=5)
+    pool.put_many(objs)
+    s = pool.stats()
+    assert (s.hits, s.misses, s.puts) == (2, 2, 4)
+    assert s.hit_rate == 0.5
+    assert (s.waits, s.timeouts, s.cancelled) == (1, 0, 0)
+
+
+def test_batches_are_served_while_other_threads_keep_the_pool_busy():
+    # Four threads cycle single gets through a pool of three, so three free
+    # at once is rare; batches of three must still be served (overtaking is
+    # bounded) and the singles never wait for ever behind them.
+    pool = ObjectPool(Thing, max_size=3)
+    stop = threading.Event()
+    singles: list[int] = []
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        n = 0
+        try:
+            while not stop.is_set():
+                with pool.borrow(timeout=GET_TIMEOUT):
+                    time.sleep(0)
+                n += 1
+        except BaseException as exc:
+            errors.append(exc)
+        singles.append(n)
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(20):
+            objs = pool.get_many(3, timeout=GET_TIMEOUT)
+            assert len({id(o) for o in objs}) == 3
+            pool.put_many(objs)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(GET_TIMEOUT)
+    assert errors == []
+    s = pool.stats()
+    assert (s.timeouts, s.in_use) == (0, 0)
+    assert s.hits + s.misses == s.puts == sum(singles) + 20 * 3
 
 
 def test_get_many_waits_for_puts_from_other_threads():
@@ -508,6 +641,9 @@ def worker(pool: ObjectPool, h: Harness, me: int, handoff: collections.deque, op
     rng = random.Random(me)
     timeout = GET_TIMEOUT if pool.max_size is not None else None
     count = 0
+    # This thread's own tally of objects it got and gave back: the pool's
+    # counters must match the callers' tallies, not only each other.
+    got = given = 0
     try:
         while count < OPS_PER_THREAD:
             choice = rng.randrange(5)
@@ -517,11 +653,13 @@ def worker(pool: ObjectPool, h: Harness, me: int, handoff: collections.deque, op
                 h.release(obj, me)
                 pool.put(obj)
                 count += 2
+                got, given = got + 1, given + 1
             elif choice == 1:
                 with pool.borrow(timeout=timeout) as obj:
                     h.claim(obj, me)
                     h.release(obj, me)
                 count += 1
+                got, given = got + 1, given + 1
             elif choice == 2:
                 objs = pool.get_many(rng.randint(0, MAX_HELD), timeout=timeout)
                 for obj in objs:
@@ -531,6 +669,7 @@ def worker(pool: ObjectPool, h: Harness, me: int, handoff: collections.deque, op
                     h.release(obj, me)
                 pool.put_many(objs)
                 count += 2
+                got, given = got + len(objs), given + len(objs)
             elif choice == 3:
                 outer = pool.get(timeout=timeout)
                 h.claim(outer, me)
@@ -541,6 +680,7 @@ def worker(pool: ObjectPool, h: Harness, me: int, handoff: collections.deque, op
                 h.release(outer, me)
                 pool.put(outer)
                 count += 3
+                got, given = got + 2, given + 2
             else:
                 # Hand an object to whichever thread pops it; put one that
                 # another thread got. Each thread appends before it pops, so
@@ -557,9 +697,10 @@ def worker(pool: ObjectPool, h: Harness, me: int, handoff: collections.deque, op
                 h.release(other, me)
                 pool.put(other)
                 count += 2
+                got, given = got + 1, given + 1
     except BaseException as exc:
         h.fail(f"thread {me}: {exc!r}")
-    ops.append(count)
+    ops.append((count, got, given))
 
 
 @pytest.fixture
@@ -572,9 +713,9 @@ def fast_switching():
         sys.setswitchinterval(old)
 
 
-def run_stress(pool: ObjectPool, h: Harness) -> list[int]:
+def run_stress(pool: ObjectPool, h: Harness) -> list[tuple[int, int, int]]:
     handoff: collections.deque = collections.deque()
-    ops: list[int] = []
+    ops: list[tuple[int, int, int]] = []
     threads = [
         threading.Thread(target=worker, args=(pool, h, me, handoff, ops), name=f"stress-{me}")
         for me in range(THREADS)
@@ -589,15 +730,17 @@ def run_stress(pool: ObjectPool, h: Harness) -> list[int]:
     return ops
 
 
-def check_final_accounting(pool: ObjectPool, h: Harness, ops: list[int]) -> None:
+def check_final_accounting(pool: ObjectPool, h: Harness, ops: list[tuple[int, int, int]]) -> None:
     assert h.errors == []
     assert len(ops) == THREADS
-    assert min(ops) >= OPS_PER_THREAD
+    assert min(count for count, _, _ in ops) >= OPS_PER_THREAD
     assert h.owner == {}
     s = pool.stats()
     assert s.created == s.destroyed + s.idle + s.in_use
     assert s.in_use == 0
-    assert s.hits + s.misses == s.puts
+    # Each counter against the callers' own tally (issue 11, defect 10).
+    assert s.hits + s.misses == sum(got for _, got, _ in ops)
+    assert s.puts == sum(given for _, _, given in ops)
     assert s.idle == len(pool)
     assert s.idle <= pool.max_idle
     # The pool's counts agree with what its hooks saw.

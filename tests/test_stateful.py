@@ -88,6 +88,7 @@ COUNTERS = (
     "expired",
     "waits",
     "timeouts",
+    "cancelled",
 )
 # The core samples in_use for max_in_use on every 64th reuse in a shard.
 SAMPLE_EVERY = 64
@@ -347,12 +348,17 @@ class CoreModel:
         `Pool::vet` does: `None` if none is idle, `Outcome(REJECTED)` if
         validate refused it (destroyed), `Outcome(error=...)` if a hook
         raised (destroyed too)."""
-        o = self.owner
         if not len(self.idle):
             return None
+        return self.vet(ev, self.idle.pop)
+
+    def vet(self, ev: Events, pop) -> Outcome:
+        """`Pool::vet` of an idle object that `pop(seen)` takes: `seen` is
+        the object a hook ran on, or None when no hook shows it."""
+        o = self.owner
         obj = None
         if o.resetting and o.reset_on == "get":
-            obj = self.idle.pop(ev.expect("reset"))
+            obj = pop(ev.expect("reset"))
             if obj.fail_reset:
                 self.m.bump("reset_errors")
                 self.destroyed(ev, obj)
@@ -361,13 +367,13 @@ class CoreModel:
         if o.hooks.validating:
             got = ev.expect("validate", obj)
             if obj is None:
-                obj = self.idle.pop(got)
+                obj = pop(got)
             if obj.validate_raises or obj.spoiled:
                 self.m.bump("invalid")
                 self.destroyed(ev, obj)
                 return Outcome(error=Boom) if obj.validate_raises else Outcome(REJECTED)
         if obj is None:
-            obj = self.idle.pop()
+            obj = pop(None)
         return Outcome(obj)
 
     def acquire(self, ev: Events, may_wait: bool, held: int) -> Outcome:
@@ -393,6 +399,95 @@ class CoreModel:
         self.m.miss()
         self.used = True
         return Outcome(obj)
+
+    def batch(self, ev: Events, n: int) -> Outcome:
+        """`Pool::get_many` once its `n` units are had (all free at once):
+        up to `n` idle objects are taken together, then checked in order (a
+        rejected one is replaced by the next idle one while any is left,
+        else by a new one made in its slot), then the rest are made. Only a
+        complete batch is counted (hits, misses, one sample); on failure
+        what it took goes back uncounted (no put, no hit): first the objects
+        it had checked or made, then those it had not checked yet."""
+        o = self.owner
+        fifo = self.idle.fifo
+        k = min(n, len(self.idle))
+        # With one shard the taken objects are known; with more, hooks show
+        # each one as it is checked (they stay in the bag until then, and
+        # `pending` says how many of the bag are the batch's).
+        taken = deque(self.idle.items[:k]) if fifo else None
+        if fifo:
+            del self.idle.items[:k]
+        pending = k
+        slots = n - k
+        out: list = []
+        hits = misses = rejects = 0
+        error: Outcome | None = None
+        max_rejects = self.cap + o.shards
+
+        def pop_taken(seen):
+            if fifo:
+                obj = taken.popleft()
+                assert seen is None or seen is obj, "checked the wrong object"
+                return obj
+            return self.idle.pop(seen)
+
+        while pending:
+            pending -= 1
+            one = self.vet(ev, pop_taken)
+            if one.error is not None:
+                error = one
+                break
+            if one.value is REJECTED:
+                rejects += 1
+                in_shards = len(self.idle) - (0 if fifo else pending)
+                if rejects < max_rejects and in_shards:
+                    pending += 1  # the next idle object replaces it
+                    if fifo:
+                        taken.appendleft(self.idle.items.pop(0))
+                else:
+                    slots += 1
+                continue
+            out.append(one.value)
+            hits += 1
+        while error is None and slots:
+            slots -= 1
+            if o.hooks.factory_fails:
+                ev.expect("create_fail")
+                error = Outcome(error=Boom)
+                break
+            obj = ev.expect("create")
+            o.expected_data[obj.serial] = []
+            self.m.bump("created")
+            self.used = True
+            out.append(obj)
+            misses += 1
+        if error is not None:
+            for obj in out:
+                if len(self.idle) - (0 if fifo else pending) < self.cap:
+                    self.idle.push(obj)
+                else:
+                    self.m.bump("dropped")
+                    self.destroyed(ev, obj)
+            if fifo:
+                for obj in taken:
+                    self.store(ev, obj)
+            else:
+                # Back from the batch to the shards, where they are in the
+                # bag already: those without room are dropped (shown by
+                # their destroy hook).
+                for _ in range(pending):
+                    if len(self.idle) - pending >= self.cap:
+                        assert ev.items, "expected a drop"
+                        assert ev.items[0][0] == "destroy", "expected a drop"
+                        victim = self.idle.pop(ev.items[0][1])
+                        self.m.bump("dropped")
+                        self.destroyed(ev, victim)
+                    pending -= 1
+            return error
+        self.m.c["hits"] += hits
+        self.m.c["misses"] += misses
+        self.m.sample()
+        return Outcome(out)
 
     def put(self, ev: Events, obj: Item, reset: bool = True) -> Outcome:
         """`Pool::put_inner` for an object the ledger (if any) accepted."""
@@ -504,7 +599,12 @@ class HookedMachine(RuleBasedStateMachine):
         self.held = [h for h in self.held if h is not obj]
         self.returned.append(obj)
 
-    def borrow_and_check(self, borrow, body_raises: bool, model_get, model_put) -> None:
+    def borrow_and_check(
+        self, borrow, body_raises: bool, model_get, model_put
+    ) -> tuple[bool, BaseException | None]:
+        """Runs a borrow and checks it against the model; whether the block
+        was entered (an object got, and put back on exit), and what the
+        `with` statement raised."""
         got: list = []
 
         def run():
@@ -531,6 +631,7 @@ class HookedMachine(RuleBasedStateMachine):
                 outcome = Outcome(error=BodyError)
         ev.done()
         check(outcome, exc)
+        return bool(got), exc
 
     def check_objects(self, idle: list) -> None:
         assert not any(o.dead for o in self.held + idle), "a destroyed object is in use"
@@ -577,7 +678,11 @@ class ObjectPoolMachine(HookedMachine):
         idle_timeout,
     ):
         shards = self.setup_hooks(reset, reset_on, validate, shards)
+        self.shards = shards
         self.track = track
+        # What the callers themselves did, counted here independently of
+        # the model: objects they got and gave back, PoolTimeouts they saw.
+        self.callers = dict.fromkeys(("gets", "puts", "timeouts"), 0)
         if max_size is None:
             cap = DEFAULT_MAX_IDLE if max_idle is None else max_idle
         else:
@@ -624,11 +729,22 @@ class ObjectPoolMachine(HookedMachine):
 
     # -- rules --
 
+    def tally(self, exc: BaseException | None, gets: int = 0, puts: int = 0) -> None:
+        """The callers' own count of one call that raised `exc` (or not)."""
+        if isinstance(exc, PoolTimeout):
+            self.callers["timeouts"] += 1
+        if exc is None:
+            self.callers["gets"] += gets
+        if not isinstance(exc, ValueError):
+            # A put that raised because its reset failed was still made.
+            self.callers["puts"] += puts
+
     @rule(patient=st.booleans(), factory_fails=FACTORY_FAILS)
     def get(self, patient, factory_fails):
         timeout = self.timeout(patient)
         self.hooks.factory_fails = factory_fails
         value, exc = call(lambda: self.pool.get(timeout=timeout))
+        self.tally(exc, gets=1)
         ev = Events(self.log)
         outcome = self.model_get(ev)
         self.hooks.factory_fails = False
@@ -644,6 +760,7 @@ class ObjectPoolMachine(HookedMachine):
     def get_many(self, n, factory_fails):
         self.hooks.factory_fails = factory_fails
         value, exc = call(lambda: self.pool.get_many(n, timeout=0))
+        self.tally(exc, gets=n)
         ev = Events(self.log)
         core = self.core
         if core.max_size is not None and n > core.max_size:
@@ -652,44 +769,27 @@ class ObjectPoolMachine(HookedMachine):
             assert isinstance(exc, ValueError), exc
             assert "max_size" in str(exc)
             return
-        out: list = []
-        outcome = Outcome(out)
         if core.closed:
             outcome = Outcome(error=PoolClosed)
+        elif n == 0:
+            outcome = Outcome([])
+        elif core.max_size is not None and core.max_size - len(self.held) < n:
+            # Not n units free at once (idle objects count, whatever
+            # validate will say): it queues, holding nothing, takes and
+            # makes nothing, and times out.
+            core.m.bump("waits")
+            core.m.sample()
+            core.m.bump("timeouts")
+            outcome = Outcome(error=PoolTimeout)
         else:
-            # First the idle objects, in one pass, their hits counted at once
-            # (and in_use sampled); then new ones, as get would make them.
-            while len(out) < n and (taken := core.take_idle(ev)) is not None:
-                if taken.value is REJECTED:
-                    continue
-                if taken.error is not None:
-                    outcome = taken
-                    break
-                out.append(taken.value)
-            if out:
-                core.m.add_hits(len(out))
-            while outcome.error is None and len(out) < n:
-                core.taking = len(out)
-                one = core.acquire(ev, may_wait=False, held=len(self.held))
-                if one.error is not None:
-                    outcome = one
-                    break
-                out.append(one.value)
-        core.taking = 0
+            outcome = core.batch(ev, n)
         self.hooks.factory_fails = False
-        if outcome.error is not None:
-            # All or nothing: what it took goes back, without a reset.
-            for obj in out:
-                core.put(ev, obj, reset=False)
-            if outcome.error is PoolTimeout:
-                core.m.bump("waits")
-                core.m.bump("timeouts")
         ev.done()
         check(outcome, exc)
         if exc is None:
             assert isinstance(value, list)
             assert len(value) == n
-            assert all(a is b for a, b in zip(value, out, strict=True))
+            assert all(a is b for a, b in zip(value, outcome.value, strict=True))
             for obj in value:
                 self.take_out(obj)
 
@@ -698,6 +798,7 @@ class ObjectPoolMachine(HookedMachine):
     def put(self, data):
         obj = data.draw(st.sampled_from(self.held))
         _, exc = call(lambda: self.pool.put(obj))
+        self.tally(exc, puts=1)
         ev = Events(self.log)
         outcome = self.model_put(ev, obj)
         ev.done()
@@ -708,6 +809,7 @@ class ObjectPoolMachine(HookedMachine):
     def put_many(self, data):
         objs = data.draw(st.lists(st.sampled_from(self.held), unique_by=id))
         _, exc = call(lambda: self.pool.put_many(objs))
+        self.tally(exc, puts=len(objs))
         ev = Events(self.log)
         first = Outcome()
         for obj in objs:
@@ -720,9 +822,14 @@ class ObjectPoolMachine(HookedMachine):
     @rule(patient=st.booleans(), body_raises=st.booleans())
     def borrow(self, patient, body_raises):
         timeout = self.timeout(patient)
-        self.borrow_and_check(
+        entered, exc = self.borrow_and_check(
             lambda: self.pool.borrow(timeout=timeout), body_raises, self.model_get, self.model_put
         )
+        if entered:
+            self.callers["gets"] += 1
+            self.callers["puts"] += 1
+        elif isinstance(exc, PoolTimeout):
+            self.callers["timeouts"] += 1
 
     @precondition(lambda self: self.held)
     @rule(data=st.data(), flag=st.sampled_from(FLAGS))
@@ -756,6 +863,7 @@ class ObjectPoolMachine(HookedMachine):
         self.expected_data[obj.serial] = []
         self.foreign += 1
         _, exc = call(lambda: self.pool.put(obj))
+        self.tally(exc, puts=1)
         ev = Events(self.log)
         outcome = self.model_put(ev, obj)
         ev.done()
@@ -795,6 +903,13 @@ class ObjectPoolMachine(HookedMachine):
         assert s.max_in_use == m.peak == d["max_in_use"]
         gets = s.hits + s.misses
         assert s.hit_rate == d["hit_rate"] == (s.hits / gets if gets else 0.0)
+        # Each counter against the callers' own tally, not only against the
+        # model (issue 11, defect 10): handed out what callers got, returned
+        # what they gave back, timed out what raised PoolTimeout.
+        assert gets == self.callers["gets"]
+        assert s.puts == self.callers["puts"]
+        assert s.timeouts == self.callers["timeouts"]
+        assert s.cancelled == 0 == d["cancelled"]
         assert self.pool.closed == self.core.closed
         # Nothing lost, nothing made up: every object made (or taken in) is
         # held, idle or destroyed.

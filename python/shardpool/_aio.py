@@ -22,7 +22,9 @@ _T = TypeVar("_T")
 
 
 def _wake(loop: asyncio.AbstractEventLoop, waker: asyncio.Future[None], step: _Waiting) -> None:
-    """Runs in whichever thread decided the wait."""
+    """Runs in whichever thread decided the wait. The pool drops this
+    callback once it ran (or once the wait is abandoned), so the cycle it
+    closes (callback, wait, callback) does not outlive the wait."""
     try:
         loop.call_soon_threadsafe(_resolve, waker)
     except RuntimeError:
@@ -50,12 +52,13 @@ async def aget(pool: Any, timeout: float | None) -> Any:
             async with asyncio.timeout_at(deadline):
                 await waker
         except TimeoutError:
-            step.abandon()
+            step.abandon(timed_out=True)
             raise PoolTimeout(
                 f"no object became available within {timeout} s (max_size={pool.max_size})"
             ) from None
         except BaseException:
-            # Cancelled (or interrupted): give back anything granted meanwhile.
+            # Cancelled (or interrupted): give back anything granted
+            # meanwhile; counted as cancelled, not as a timeout.
             step.abandon()
             raise
         step = step.finish()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import operator
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -25,6 +26,19 @@ _lock = threading.Lock()
 # under a lock, not the GIL: the callback may run in any thread.
 _registered: dict[int, tuple[weakref.ref[Any], int]] = {}
 _installed = False
+
+
+def _after_fork_in_child() -> None:
+    """A child process has only the thread that forked: if another thread
+    held the lock at that moment, it would stay held for ever there (and
+    the child's next full collection would hang), so the child starts with
+    a new one."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _after_collection(phase: str, info: dict[str, Any]) -> None:

@@ -22,7 +22,8 @@ Every sample has the labels ``pool`` (the pool's ``name``, or a generated
   ``shardpool_dropped_total``, ``shardpool_expired_total``;
 - counters of object, tiered and buffer pools:
   ``shardpool_reset_errors_total``, ``shardpool_invalid_total``,
-  ``shardpool_waits_total``, ``shardpool_timeouts_total``;
+  ``shardpool_waits_total``, ``shardpool_timeouts_total``,
+  ``shardpool_cancelled_total``;
 - counters of block pools: ``shardpool_oversize_total``;
 - gauges: ``shardpool_idle`` and ``shardpool_in_use`` (every kind);
   ``shardpool_max_in_use`` (object, tiered, buffer); ``shardpool_max_size``
@@ -85,6 +86,7 @@ _POOL_SPECS = (
     _Spec("invalid", "Idle objects discarded because validate rejected them.", True),
     _Spec("waits", "Requests that waited for a pool at max_size.", True),
     _Spec("timeouts", "Waits that ended with PoolTimeout.", True),
+    _Spec("cancelled", "Waits given up before their timeout (cancelled or interrupted).", True),
     _Spec("oversize", "Blocks larger than max_block, allocated exactly and not pooled.", True),
     _Spec("idle", "Objects idle in the pool.", False),
     _Spec("in_use", "Objects handed out and not yet returned.", False),
@@ -132,6 +134,7 @@ def _from_pool_stats(s: PoolStats) -> dict[str, float]:
         "invalid": s.invalid,
         "waits": s.waits,
         "timeouts": s.timeouts,
+        "cancelled": s.cancelled,
         "idle": s.idle,
         "in_use": s.in_use,
         "max_in_use": s.max_in_use,

@@ -13,18 +13,37 @@
 //!   passed) and withdraws with `cancel` keeps whatever it was granted
 //!   meanwhile, so no slot or item is lost;
 //! - `close` wakes every waiter and refuses later ones;
-//! - the gate admits one thread at a time (a loom cell checks it), is
-//!   re-entrant, and hands over on `leave` without a lost wake-up.
+//! - a waiting batch holds nothing: a holder's second request is served
+//!   while the batch waits, and the batch is served once both come back;
+//! - a batch whose deadline passes while units come back ends with all of
+//!   them or none, never a part;
+//! - units set aside for a preferred batch are never lost or doubled when
+//!   an offer, a release and the batch's withdrawal race;
+//! - a preferred batch that yields, then gives up, leaves the single
+//!   waiter behind it served (no lost wake-up through the set-aside units).
 
 use std::time::Instant;
 
-use loom::cell::UnsafeCell;
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
 use super::check;
 use super::Bound::{Exhaustive, Preemptions};
-use crate::limit::{Enqueued, Grant, Limit, Outcome, Park};
+use crate::limit::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Store, Units};
+
+/// An empty store that runs its function each time it is looked in (under
+/// the queue lock).
+struct Counting<F>(F);
+
+impl<F: Fn() -> Option<u32>> Store<u32> for Counting<F> {
+    fn take(&self) -> Option<u32> {
+        (self.0)()
+    }
+
+    fn count(&self) -> usize {
+        0
+    }
+}
 
 /// A bound of one, already taken by the model's main thread.
 fn full() -> Arc<Limit<u32>> {
@@ -36,7 +55,7 @@ fn full() -> Arc<Limit<u32>> {
 /// Queues (or takes what is free) and blocks until served; `Closed` if the
 /// bound is closed. What `Pool::get` does with no deadline.
 fn wait_forever(limit: &Limit<u32>) -> Outcome<u32> {
-    match limit.enqueue(|| None) {
+    match limit.enqueue(&NoStore) {
         Enqueued::Ready(grant) => Outcome::Granted(grant),
         Enqueued::Closed => Outcome::Closed,
         Enqueued::Queued(waiter) => {
@@ -49,7 +68,7 @@ fn wait_forever(limit: &Limit<u32>) -> Outcome<u32> {
 /// As `Pool::wait` with a deadline: a timed-out wait withdraws, and keeps
 /// what it was granted meanwhile (`None`: nothing).
 fn wait_until_deadline(limit: &Limit<u32>) -> Option<Outcome<u32>> {
-    match limit.enqueue(|| None) {
+    match limit.enqueue(&NoStore) {
         Enqueued::Ready(grant) => Some(Outcome::Granted(grant)),
         Enqueued::Closed => Some(Outcome::Closed),
         Enqueued::Queued(waiter) => {
@@ -71,7 +90,7 @@ fn release_wakes_a_waiter() {
             let limit = Arc::clone(&limit);
             thread::spawn(move || wait_forever(&limit))
         };
-        limit.release();
+        limit.release(&NoStore);
         assert_eq!(waiter.join().unwrap(), Outcome::Granted(Grant::Slot));
         assert_eq!(limit.alive(), 1, "the slot moved to the waiter");
         assert_eq!(limit.waiting(), 0);
@@ -89,11 +108,11 @@ fn waiters_are_served_in_queue_order() {
             .map(|i| {
                 let (limit, order) = (Arc::clone(&limit), Arc::clone(&order));
                 thread::spawn(move || {
-                    let queued = limit.enqueue(|| {
-                        // Runs under the queue lock just before queueing.
+                    let queued = limit.enqueue(&Counting(|| {
+                        // Runs under the queue lock as the thread queues.
                         order.lock().unwrap().push(i);
                         None
-                    });
+                    }));
                     let Enqueued::Queued(waiter) = queued else {
                         panic!("the bound is full");
                     };
@@ -105,8 +124,8 @@ fn waiters_are_served_in_queue_order() {
         while limit.waiting() < 2 {
             thread::yield_now();
         }
-        assert_eq!(limit.offer(7), Ok(()));
-        limit.release();
+        assert_eq!(limit.offer(7, &NoStore), Ok(()));
+        limit.release(&NoStore);
         let mut got: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
         let order = order.lock().unwrap().clone();
         got.sort_by_key(|(i, _)| order.iter().position(|o| o == i));
@@ -120,7 +139,7 @@ fn waiters_are_served_in_queue_order() {
         );
         assert_eq!(limit.alive(), 1);
         assert_eq!(limit.waiting(), 0);
-        assert_eq!(limit.offer(8), Err(8), "nobody waits any more");
+        assert_eq!(limit.offer(8, &NoStore), Err(8), "nobody waits any more");
     });
 }
 
@@ -134,7 +153,7 @@ fn timeout_racing_release_never_loses_the_slot() {
             let limit = Arc::clone(&limit);
             thread::spawn(move || wait_until_deadline(&limit))
         };
-        limit.release();
+        limit.release(&NoStore);
         let holds = match waiter.join().unwrap() {
             Some(Outcome::Granted(Grant::Slot)) => 1,
             None => 0,
@@ -157,7 +176,7 @@ fn timeout_racing_offer_never_loses_the_item() {
             let limit = Arc::clone(&limit);
             thread::spawn(move || wait_until_deadline(&limit))
         };
-        let kept = limit.offer(7).err();
+        let kept = limit.offer(7, &NoStore).err();
         let given = match waiter.join().unwrap() {
             Some(Outcome::Granted(Grant::Item(item))) => Some(item),
             None => None,
@@ -180,39 +199,168 @@ fn close_wakes_a_waiter() {
         };
         limit.close();
         assert_eq!(waiter.join().unwrap(), Outcome::Closed);
-        assert!(matches!(limit.enqueue(|| None), Enqueued::Closed));
+        assert!(matches!(limit.enqueue(&NoStore), Enqueued::Closed));
         assert_eq!(limit.waiting(), 0);
     });
 }
 
-/// Two threads pass the gate, one re-entering it: never two inside at once
-/// (the loom cell would report it), and nobody is left blocked.
+/// A batch of `n`: queued (or served at once) and blocked until served.
+fn batch_forever(limit: &Limit<u32>, n: usize) -> Outcome<u32> {
+    match limit.enqueue_batch(n, &NoStore) {
+        Enqueued::Ready(grant) => Outcome::Granted(grant),
+        Enqueued::Closed => Outcome::Closed,
+        Enqueued::Queued(waiter) => {
+            assert!(waiter.park(None));
+            waiter.take().expect("decided when park returns")
+        }
+    }
+}
+
+fn slots(n: usize) -> Outcome<u32> {
+    Outcome::Granted(Grant::Batch(Units {
+        items: Vec::new(),
+        slots: n,
+    }))
+}
+
+/// Issue 11's deadlock: a bound of two, one unit held by the main thread,
+/// a batch of two waits. The batch holds nothing, so the main thread's
+/// second request is served however the two interleave; once it gives both
+/// back, the batch is served (no lost wake-up).
 #[test]
-fn the_gate_admits_one_at_a_time() {
+fn a_waiting_batch_holds_nothing() {
     check(Exhaustive, || {
-        let limit: Arc<Limit<u32>> = Arc::new(Limit::new(1));
-        let inside = Arc::new(UnsafeCell::new(0u32));
-        let enter = |limit: &Limit<u32>, inside: &UnsafeCell<u32>, depth: usize| {
-            for _ in 0..depth {
-                assert!(limit.gate().park(None));
-            }
-            // SAFETY: the gate's exclusion is what loom checks here.
-            inside.with_mut(|p| unsafe { *p += 1 });
-            for _ in 0..depth {
-                limit.gate().leave();
-            }
+        let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
+        assert!(limit.try_reserve());
+        let batch = {
+            let limit = Arc::clone(&limit);
+            thread::spawn(move || batch_forever(&limit, 2))
         };
-        let other = {
-            let (limit, inside) = (Arc::clone(&limit), Arc::clone(&inside));
-            thread::spawn(move || enter(&limit, &inside, 1))
+        assert!(
+            matches!(limit.enqueue(&NoStore), Enqueued::Ready(Grant::Slot)),
+            "the holder's second request is served"
+        );
+        limit.release(&NoStore);
+        limit.release(&NoStore);
+        assert_eq!(batch.join().unwrap(), slots(2));
+        assert_eq!((limit.alive(), limit.waiting()), (2, 0));
+    });
+}
+
+/// A batch of two on a full bound times out while both units come back:
+/// it ends with both or with none.
+#[test]
+fn batch_timeout_racing_releases_takes_all_or_nothing() {
+    check(Exhaustive, || {
+        let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
+        assert!(limit.try_reserve() && limit.try_reserve());
+        let batch = {
+            let limit = Arc::clone(&limit);
+            thread::spawn(move || match limit.enqueue_batch(2, &NoStore) {
+                Enqueued::Ready(Grant::Batch(units)) => units.slots,
+                Enqueued::Queued(waiter) => {
+                    let outcome = if waiter.park(Some(Instant::now())) {
+                        waiter.take()
+                    } else {
+                        limit.cancel(&waiter)
+                    };
+                    match outcome {
+                        Some(Outcome::Granted(Grant::Batch(units))) => {
+                            assert_eq!(units.slots, 2, "never a part");
+                            2
+                        }
+                        None => 0,
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                _ => panic!("unexpected"),
+            })
         };
-        enter(&limit, &inside, 2);
-        other.join().unwrap();
-        // SAFETY: every other thread has been joined.
-        assert_eq!(inside.with(|p| unsafe { *p }), 2);
-        // Free again: a timed park (which gives up at once under loom)
-        // enters.
-        assert!(limit.gate().park(Some(Instant::now())));
-        limit.gate().leave();
+        limit.release(&NoStore);
+        limit.release(&NoStore);
+        let holds = batch.join().unwrap();
+        assert_eq!(limit.alive(), holds);
+        assert_eq!((limit.waiting(), limit.set_aside()), (0, 0));
+    });
+}
+
+/// A batch becomes preferred and then withdraws while the main thread
+/// offers an item and releases a slot: the item and the slot each end up
+/// exactly once with the offerer, the batch, or back in the bound.
+#[test]
+fn set_aside_units_are_never_lost_or_doubled() {
+    check(Preemptions(5), || {
+        let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
+        assert!(limit.try_reserve() && limit.try_reserve());
+        let batch = {
+            let limit = Arc::clone(&limit);
+            thread::spawn(move || match limit.enqueue_batch(2, &NoStore) {
+                Enqueued::Ready(Grant::Batch(units)) => units,
+                Enqueued::Queued(waiter) => {
+                    limit.prefer(&waiter, &NoStore);
+                    match limit.cancel(&waiter) {
+                        Some(Outcome::Granted(Grant::Batch(units))) => units,
+                        None => Units::default(),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                _ => panic!("unexpected"),
+            })
+        };
+        let kept = limit.offer(7, &NoStore).err();
+        limit.release(&NoStore);
+        let units = batch.join().unwrap();
+        let items: Vec<u32> = kept
+            .into_iter()
+            .chain(units.items.iter().copied())
+            .collect();
+        assert_eq!(items, [7], "the item is the offerer's or the batch's");
+        // Charged: the item (wherever it is) and what the batch holds.
+        assert_eq!(limit.alive(), 1 + units.slots);
+        assert_eq!((limit.waiting(), limit.set_aside()), (0, 0));
+    });
+}
+
+/// A preferred batch with a unit set aside yields it (the single waiter
+/// behind it gets it through the batch's give-back), then gives up: the
+/// single waiter is served whatever the interleaving.
+#[test]
+fn a_yielding_batch_leaves_the_waiter_behind_it_served() {
+    check(Preemptions(3), || {
+        let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
+        assert!(limit.try_reserve() && limit.try_reserve());
+        let batch = {
+            let limit = Arc::clone(&limit);
+            thread::spawn(move || {
+                let give_back = |units: Units<u32>| {
+                    assert!(units.items.is_empty());
+                    for _ in 0..units.slots {
+                        limit.release(&NoStore);
+                    }
+                };
+                let waiter = match limit.enqueue_batch(2, &NoStore) {
+                    Enqueued::Queued(waiter) => waiter,
+                    _ => panic!("one unit is held throughout"),
+                };
+                limit.prefer(&waiter, &NoStore);
+                if let Some(units) = limit.unprefer(&waiter) {
+                    give_back(units);
+                }
+                match limit.cancel(&waiter) {
+                    Some(Outcome::Granted(Grant::Batch(units))) => give_back(units),
+                    None => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            })
+        };
+        let single = {
+            let limit = Arc::clone(&limit);
+            thread::spawn(move || wait_forever(&limit))
+        };
+        limit.release(&NoStore); // one of the main thread's two
+        batch.join().unwrap();
+        assert_eq!(single.join().unwrap(), Outcome::Granted(Grant::Slot));
+        assert_eq!(limit.alive(), 2);
+        assert_eq!((limit.waiting(), limit.set_aside()), (0, 0));
     });
 }

@@ -12,6 +12,10 @@
 //!   both;
 //! - a get that times out while the object comes back either has it or
 //!   leaves it idle in the pool: never lost, never handed out twice;
+//! - a `get_many` waiting on a full pool holds nothing: a holder's second
+//!   `get` is served meanwhile, the batch is served once both objects come
+//!   back, and the counters count what the callers did (the batch's two
+//!   hits, no put or hit for objects it never handed out);
 //! - the counters are exact once the threads are joined:
 //!   `created == destroyed + idle + in_use`, and the ledger's `outstanding`
 //!   matches what the threads hold.
@@ -212,6 +216,36 @@ fn timed_out_get_racing_put_loses_nothing() {
             (s.created, s.destroyed, s.timeouts),
             (1, 0, 1 - held as u64)
         );
+        assert_balanced(&pool);
+    });
+}
+
+/// Issue 11: a bounded pool of two, one object held by the main thread,
+/// `get_many(2)` waiting in another. The main thread's second `get` is
+/// served (the batch holds nothing); once both come back the batch has
+/// them, and the counters show the callers' 4 gets and 2 puts exactly.
+#[test]
+fn a_waiting_batch_holds_nothing_and_counts_only_what_callers_did() {
+    check(Preemptions(3), || {
+        let pool = pool(Some(2));
+        let mut main = Tally::new(0);
+        let first = pool.get(&mut main, None).unwrap();
+        let batch = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.get_many(&mut Tally::new(100), 2, None))
+        };
+        let second = pool.get(&mut main, None).unwrap();
+        pool.put(&mut main, first).unwrap();
+        pool.put(&mut main, second).unwrap();
+        let mut got = batch.join().unwrap().unwrap();
+        got.sort_unstable();
+        assert_eq!(got, [first.min(second), first.max(second)]);
+        let s = pool.stats();
+        assert_eq!((s.hits, s.misses, s.puts, s.created), (2, 2, 2, 2));
+        assert_eq!((s.waits <= 1, s.timeouts, s.cancelled), (true, 0, 0));
+        assert_eq!(pool.outstanding(), Some(2));
+        pool.put_many(&mut main, got).unwrap();
+        assert_eq!(pool.idle(), 2);
         assert_balanced(&pool);
     });
 }

@@ -23,6 +23,8 @@ struct TestHooks {
     fail_create: bool,
     fail_reset: bool,
     fail_validate: bool,
+    /// `park` fails at once, as a Python signal handler raising would.
+    interrupt_park: bool,
     reset_calls: usize,
     destroyed: Vec<Item>,
 }
@@ -59,6 +61,12 @@ impl Hooks<Item> for TestHooks {
     }
     fn duplicate(&mut self, item: &Item) -> Item {
         Arc::clone(item)
+    }
+    fn park(&mut self, waiter: &dyn Park, deadline: Option<Instant>) -> Result<bool, &'static str> {
+        if self.interrupt_park {
+            return Err("interrupted");
+        }
+        Ok(waiter.park(deadline))
     }
 }
 
@@ -313,24 +321,93 @@ fn put_many_is_all_or_nothing_when_checked() {
 }
 
 #[test]
-fn get_many_gives_back_what_it_took_on_failure() {
-    let p = bounded(2);
+fn get_many_gives_back_what_it_took_on_failure_and_counts_none_of_it() {
+    let p = bounded(3);
     let mut h = TestHooks::default();
     assert_eq!(
-        p.get_many(&mut h, 3, None),
+        p.get_many(&mut h, 4, None),
         Err(GetError::TooMany {
-            requested: 3,
-            max_size: 2
+            requested: 4,
+            max_size: 3
         })
     );
+    let two = p.get_many(&mut h, 2, None).unwrap();
+    p.put_many(&mut h, two).unwrap();
+    let before = p.stats();
+    // Two idle objects taken, the third must be made: the factory fails.
+    h.fail_create = true;
+    assert_eq!(
+        p.get_many(&mut h, 3, None),
+        Err(GetError::Hook("create failed"))
+    );
+    h.fail_create = false;
+    let s = p.stats();
+    assert_eq!(
+        (s.hits, s.misses, s.puts),
+        (before.hits, before.misses, before.puts)
+    );
+    assert_eq!((s.idle, s.in_use, s.created), (2, 0, 2));
+    assert_eq!(p.outstanding(), Some(0));
+    assert_eq!(p.limit.as_ref().unwrap().alive(), 2);
+    // One slot free, two wanted, no wait allowed: nothing is taken or
+    // created.
     let held = p.get(&mut h, None).unwrap();
+    let _second = p.get(&mut h, None).unwrap();
     assert_eq!(
         p.get_many(&mut h, 2, Some(Duration::ZERO)),
         Err(GetError::Timeout)
     );
-    assert_eq!(p.outstanding(), Some(1));
-    assert_eq!(p.idle(), 1);
+    let s = p.stats();
+    assert_eq!(
+        (s.idle, s.in_use, s.created, s.waits, s.timeouts),
+        (0, 2, 2, 1, 1)
+    );
+    assert_eq!(p.outstanding(), Some(2));
     p.put(&mut h, held).unwrap();
+    assert_balanced(&p);
+}
+
+#[test]
+fn get_many_replaces_rejected_objects_without_waiting() {
+    // A full bounded pool whose idle objects validate rejects: the batch
+    // destroys them and makes new ones in their slots, at once.
+    let p = bounded(3);
+    let mut h = TestHooks::default();
+    let three = p.get_many(&mut h, 3, None).unwrap();
+    three[0].valid.store(false, Ordering::Relaxed);
+    three[2].valid.store(false, Ordering::Relaxed);
+    p.put_many(&mut h, three).unwrap();
+    let got = p.get_many(&mut h, 3, Some(Duration::ZERO)).unwrap();
+    assert_eq!(got.len(), 3);
+    let s = p.stats();
+    assert_eq!(
+        (s.invalid, s.destroyed, s.created, s.hits, s.misses, s.waits),
+        (2, 2, 5, 1, 5, 0)
+    );
+    assert_eq!(p.limit.as_ref().unwrap().alive(), 3);
+    p.put_many(&mut h, got).unwrap();
+    assert_balanced(&p);
+}
+
+#[test]
+fn a_failing_validator_in_a_batch_gives_everything_back() {
+    let p = bounded(3);
+    let mut h = TestHooks::default();
+    let three = p.get_many(&mut h, 3, None).unwrap();
+    p.put_many(&mut h, three).unwrap();
+    h.fail_validate = true;
+    assert_eq!(
+        p.get_many(&mut h, 3, None),
+        Err(GetError::Hook("validate failed"))
+    );
+    h.fail_validate = false;
+    let s = p.stats();
+    // The object the validator failed on is destroyed (and its slot freed);
+    // the others are idle again; nothing was handed out or returned.
+    assert_eq!((s.invalid, s.destroyed, s.idle, s.in_use), (1, 1, 2, 0));
+    assert_eq!((s.hits, s.misses, s.puts), (0, 3, 3));
+    assert_eq!(p.limit.as_ref().unwrap().alive(), 2);
+    assert_eq!(p.outstanding(), Some(0));
     assert_balanced(&p);
 }
 
@@ -806,15 +883,18 @@ fn an_abandoned_wait_gives_back_what_it_was_granted() {
     // Granted, then abandoned before it was taken: the object goes idle.
     let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
     pool.put(&mut hooks, held).unwrap();
-    pool.abandon_wait(&mut hooks, &waiter);
+    pool.abandon_wait(&mut hooks, &waiter, true);
     assert_eq!(pool.idle(), 1);
-    // Abandoned while queued: the slot is not consumed.
+    // Abandoned while queued (cancelled): the slot is not consumed.
     let held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
     let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
-    pool.abandon_wait(&mut hooks, &waiter);
+    pool.abandon_wait(&mut hooks, &waiter, false);
     pool.put(&mut hooks, held).unwrap();
     let s = pool.stats();
-    assert_eq!((s.waits, s.timeouts, s.in_use, s.idle), (2, 2, 0, 1));
+    assert_eq!(
+        (s.waits, s.timeouts, s.cancelled, s.in_use, s.idle),
+        (2, 1, 1, 0, 1)
+    );
     assert!(hooks.destroyed.is_empty());
 }
 
@@ -837,4 +917,192 @@ fn closing_fails_a_queued_non_blocking_get() {
         pool.get_or_enqueue(&mut hooks, true),
         Err(GetError::Closed)
     ));
+}
+
+// --- batches that wait (issue 11, defects 4 and 10) ---
+
+/// Waits (up to 10 s) until `p` has `n` callers queued.
+fn until_waiting(p: &Pool<Item>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.waiting() < n {
+        assert!(Instant::now() < deadline, "never queued");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_waiting_batch_holds_nothing_so_a_holder_can_get_another() {
+    // max_size=2; B holds one; A waits in get_many(2). A holds nothing:
+    // in_use reads 1 and B's second get succeeds (on b8685cd it timed out,
+    // and without timeouts both hung).
+    let p = Arc::new(bounded(2));
+    let mut h = TestHooks::default();
+    let first = p.get(&mut h, None).unwrap();
+    let batch = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || {
+            let mut h = TestHooks::default();
+            p.get_many(&mut h, 2, Some(Duration::from_secs(10)))
+        })
+    };
+    until_waiting(&p, 1);
+    assert_eq!(p.stats().in_use, 1, "the waiting batch holds nothing");
+    let second = p.get(&mut h, Some(Duration::from_secs(10))).unwrap();
+    p.put(&mut h, first).unwrap();
+    p.put(&mut h, second).unwrap();
+    let got = batch.join().unwrap().unwrap();
+    assert_eq!(got.len(), 2);
+    let s = p.stats();
+    assert_eq!((s.waits, s.timeouts, s.in_use, s.created), (1, 0, 2, 2));
+    p.put_many(&mut h, got).unwrap();
+    assert_balanced(&p);
+}
+
+#[test]
+fn a_preferred_batch_yields_to_a_holder_that_needs_another() {
+    // As above, but B asks for its second object only after the batch has
+    // waited long enough for capacity to be set aside for it: B is delayed
+    // until the batch yields, not deadlocked.
+    let p = Arc::new(bounded(2));
+    let mut h = TestHooks::default();
+    let first = p.get(&mut h, None).unwrap();
+    let batch = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || {
+            let mut h = TestHooks::default();
+            p.get_many(&mut h, 2, None)
+        })
+    };
+    until_waiting(&p, 1);
+    std::thread::sleep(crate::limit::PATIENCE * 20);
+    assert_eq!(p.stats().in_use, 1);
+    let second = p.get(&mut h, Some(Duration::from_secs(10))).unwrap();
+    p.put(&mut h, first).unwrap();
+    p.put(&mut h, second).unwrap();
+    let got = batch.join().unwrap().unwrap();
+    p.put_many(&mut h, got).unwrap();
+    let s = p.stats();
+    assert_eq!((s.waits, s.timeouts, s.in_use), (2, 0, 0));
+    assert_balanced(&p);
+}
+
+#[test]
+fn a_batch_that_waits_counts_what_callers_did() {
+    // Defect 10: a, b out; b back; another thread puts a back 30 ms later
+    // while this one waits in get_many(2), then gives both back. Callers
+    // made 4 gets and 4 puts; b8685cd counted 5 and 5 (hit rate 0.6).
+    let p = Arc::new(bounded(2));
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let b = p.get(&mut h, None).unwrap();
+    p.put(&mut h, b).unwrap();
+    let late = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            p.put(&mut TestHooks::default(), a).unwrap();
+        })
+    };
+    let objs = p.get_many(&mut h, 2, Some(Duration::from_secs(5))).unwrap();
+    p.put_many(&mut h, objs).unwrap();
+    late.join().unwrap();
+    let s = p.stats();
+    assert_eq!((s.hits, s.misses, s.puts), (2, 2, 4));
+    assert_eq!(s.hit_rate(), 0.5);
+    assert_eq!((s.waits, s.timeouts, s.cancelled), (1, 0, 0));
+    assert_balanced(&p);
+}
+
+#[test]
+fn an_interrupted_wait_counts_as_cancelled_not_timed_out() {
+    let p = bounded(1);
+    let mut h = TestHooks::default();
+    let held = p.get(&mut h, None).unwrap();
+    h.interrupt_park = true;
+    assert_eq!(p.get(&mut h, None), Err(GetError::Hook("interrupted")));
+    assert_eq!(
+        p.get_many(&mut h, 1, None),
+        Err(GetError::Hook("interrupted"))
+    );
+    h.interrupt_park = false;
+    let s = p.stats();
+    assert_eq!((s.waits, s.timeouts, s.cancelled), (2, 0, 2));
+    assert_eq!(p.waiting(), 0);
+    p.put(&mut h, held).unwrap();
+    assert_eq!(p.idle(), 1, "no phantom waiter took it");
+}
+
+#[test]
+fn batches_are_served_among_churning_singles() {
+    // Singles keep the bound busy, never leaving the whole of it free for
+    // long; batches of the whole bound must still be served (overtaking is
+    // bounded), and no single waits for ever behind them.
+    const MAX: usize = 3;
+    let p = Arc::new(bounded(MAX));
+    let stop = Arc::new(AtomicBool::new(false));
+    let singles: Vec<_> = (0..3)
+        .map(|_| {
+            let (p, stop) = (Arc::clone(&p), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut h = TestHooks::default();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let obj = p.get(&mut h, Some(Duration::from_secs(30))).unwrap();
+                    std::thread::yield_now();
+                    p.put(&mut h, obj).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut h = TestHooks::default();
+    for _ in 0..30 {
+        let got = p
+            .get_many(&mut h, MAX, Some(Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!(got.len(), MAX);
+        p.put_many(&mut h, got).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let singles: usize = singles.into_iter().map(|t| t.join().unwrap()).sum();
+    let s = p.stats();
+    assert_eq!(s.hits + s.misses, singles as u64 + 30 * MAX as u64);
+    assert_eq!(s.puts, s.hits + s.misses);
+    assert_eq!((s.timeouts, s.in_use, p.waiting()), (0, 0, 0));
+    assert!(p.limit.as_ref().unwrap().alive() <= MAX);
+    assert_balanced(&p);
+}
+
+#[test]
+fn close_destroys_what_was_set_aside_for_a_batch() {
+    let p = Arc::new(bounded(2));
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let b = p.get(&mut h, None).unwrap();
+    let batch = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || p.get_many(&mut TestHooks::default(), 2, None))
+    };
+    until_waiting(&p, 1);
+    std::thread::sleep(crate::limit::PATIENCE * 20); // preferred by now
+    p.put(&mut h, a).unwrap();
+    assert_eq!(
+        (p.idle(), p.stats().idle),
+        (1, 1),
+        "set aside, counted idle"
+    );
+    let mut found = 0;
+    p.visit(|_| {
+        found += 1;
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    assert_eq!(found, 2, "the set-aside object and b (in the ledger)");
+    assert_eq!(p.close(&mut h), 1);
+    assert_eq!(batch.join().unwrap(), Err(GetError::Closed));
+    p.put(&mut h, b).unwrap();
+    let s = p.stats();
+    assert_eq!((s.idle, s.destroyed, s.created), (0, 2, 2));
+    assert_balanced(&p);
 }

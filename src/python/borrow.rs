@@ -142,4 +142,15 @@ impl Borrow {
         }
         Ok(())
     }
+
+    /// Breaks a reference cycle the collector found unreachable: drops the
+    /// reference to the object held (the pool still accounts for it as
+    /// handed out, as when a `Borrow` is dropped without its exit).
+    fn __clear__(&self) {
+        let held = match self.held.try_lock() {
+            Ok(mut held) => std::mem::replace(&mut *held, Held::Free),
+            Err(_) => return,
+        };
+        drop(held);
+    }
 }

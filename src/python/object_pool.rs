@@ -15,7 +15,7 @@ use super::errors::{config_error, get_error, not_out};
 use super::identity::Identity;
 use super::policy::{self, Policy, PyHooks};
 use super::stats::PoolStats;
-use super::waiting::Waiting;
+use super::waiting::{PyNotify, Waiting};
 use crate::{Config, Idle, Pool, PutError, ResetOn, Step, Waiter};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
@@ -123,8 +123,14 @@ impl ObjectPool {
         }
     }
 
-    pub(super) fn abandon_wait(&self, py: Python<'_>, waiter: &Arc<Waiter<Idle<Py<PyAny>>>>) {
-        self.core.abandon_wait(&mut self.hooks(py), waiter);
+    pub(super) fn abandon_wait(
+        &self,
+        py: Python<'_>,
+        waiter: &Arc<Waiter<Idle<Py<PyAny>>>>,
+        timed_out: bool,
+    ) {
+        self.core
+            .abandon_wait(&mut self.hooks(py), waiter, timed_out);
     }
 
     pub(super) fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -517,17 +523,26 @@ impl ObjectPool {
         PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
     }
 
-    /// The hooks, and every object the pool holds: idle objects, and (in a
-    /// checked pool) its references to handed-out ones. So a pool whose
-    /// objects refer back to it is collected like any other cycle.
+    /// The hooks, every object the pool holds (idle objects, those set
+    /// aside for a waiting batch, and in a checked pool its references to
+    /// handed-out ones), and the wake-up callbacks of the tasks queued in
+    /// ``aget()``. So a pool whose objects (or waiting tasks) refer back to
+    /// it is collected like any other cycle.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.policy.traverse(&visit)?;
-        self.core.visit(|obj| visit.call(obj))
+        self.core.visit(|obj| visit.call(obj))?;
+        self.core
+            .visit_notifications(|notify| match notify.as_any().downcast_ref::<PyNotify>() {
+                Some(py_notify) => visit.call(&py_notify.callback),
+                None => Ok(()),
+            })
     }
 
     /// Breaks a reference cycle the collector found unreachable: drops the
-    /// pool's references to its objects (no hooks run).
+    /// pool's references to its objects and the callbacks of queued tasks
+    /// (no hooks run; nothing can reach the pool to wake those tasks).
     fn __clear__(&self) {
         self.core.release_references();
+        drop(self.core.take_notifications());
     }
 }

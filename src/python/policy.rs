@@ -2,12 +2,12 @@
 //! destroy, and blocking without the GIL. Shared by `ObjectPool` and
 //! `TieredPool`.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyString, PyType};
 use pyo3::{intern, PyTraverseError};
 
@@ -31,8 +31,10 @@ pub struct Policy {
     validate: Option<Py<PyAny>>,
     destroy: Option<Py<PyAny>>,
     /// The first class seen by automatic reset, and whether it has `reset`:
-    /// a pool usually holds one class, so the lookup is done once.
-    reset_lookup: PyOnceLock<(Py<PyType>, bool)>,
+    /// a pool usually holds one class, so the lookup is done once. Shown to
+    /// the garbage collector (see `traverse`): a class that refers to the
+    /// pool (a class attribute) would otherwise close a cycle it cannot see.
+    reset_lookup: OnceLock<(Py<PyType>, bool)>,
 }
 
 impl Policy {
@@ -57,7 +59,7 @@ impl Policy {
             reset,
             validate: args::optional_callable(validate, "validate")?,
             destroy: args::optional_callable(destroy, "destroy")?,
-            reset_lookup: PyOnceLock::new(),
+            reset_lookup: OnceLock::new(),
         })
     }
 
@@ -81,7 +83,11 @@ impl Policy {
             visit.call(f)?;
         }
         visit.call(&self.validate)?;
-        visit.call(&self.destroy)
+        visit.call(&self.destroy)?;
+        match self.reset_lookup.get() {
+            Some((class, _)) => visit.call(class),
+            None => Ok(()),
+        }
     }
 }
 
@@ -112,7 +118,7 @@ impl PyHooks<'_, '_> {
     fn has_reset_method(&self, item: &Py<PyAny>) -> PyResult<bool> {
         let py = self.py;
         let item = item.bind(py);
-        if let Some((seen, has)) = self.policy.reset_lookup.get(py) {
+        if let Some((seen, has)) = self.policy.reset_lookup.get() {
             // A pointer comparison: no reference counting on the hot path.
             if seen.as_ptr().cast() == item.get_type_ptr() {
                 return Ok(*has);
@@ -122,9 +128,7 @@ impl PyHooks<'_, '_> {
         let has = ty
             .getattr_opt(intern!(py, "reset"))?
             .is_some_and(|attr| attr.is_callable());
-        self.policy
-            .reset_lookup
-            .get_or_init(py, || (ty.unbind(), has));
+        self.policy.reset_lookup.get_or_init(|| (ty.unbind(), has));
         Ok(has)
     }
 }

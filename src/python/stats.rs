@@ -35,6 +35,10 @@ pub struct PoolStats {
     waits: u64,
     /// Waits that ended with ``PoolTimeout``.
     timeouts: u64,
+    /// Waits given up before their timeout: a cancelled ``aget()`` task
+    /// (also one whose event loop closed or that was collected), or a thread
+    /// whose wait an exception interrupted (a signal handler's).
+    cancelled: u64,
     /// Objects handed out and not yet returned.
     in_use: u64,
     /// Objects idle in the pool.
@@ -59,6 +63,7 @@ impl From<Snapshot> for PoolStats {
             expired: s.expired,
             waits: s.waits,
             timeouts: s.timeouts,
+            cancelled: s.cancelled,
             in_use: s.in_use,
             idle: s.idle,
             max_in_use: s.max_in_use,
@@ -67,7 +72,7 @@ impl From<Snapshot> for PoolStats {
 }
 
 impl PoolStats {
-    fn fields(&self) -> [(&'static str, u64); 14] {
+    fn fields(&self) -> [(&'static str, u64); 15] {
         [
             ("created", self.created),
             ("destroyed", self.destroyed),
@@ -80,6 +85,7 @@ impl PoolStats {
             ("expired", self.expired),
             ("waits", self.waits),
             ("timeouts", self.timeouts),
+            ("cancelled", self.cancelled),
             ("in_use", self.in_use),
             ("idle", self.idle),
             ("max_in_use", self.max_in_use),

@@ -4,17 +4,48 @@
 //! told when the wait is decided (`on_decided`), awaits that, then takes
 //! the object (`finish`) or gives up (`abandon`).
 //!
-//! Invariant: every `_Waiting` is settled exactly once, by `finish`,
-//! `abandon`, or when it is collected (a task destroyed mid-wait), so a
-//! granted object or slot always goes back to the pool.
+//! Invariants:
+//! - Every `_Waiting` is settled exactly once, by `finish`, `abandon`, or
+//!   when it is cleared or collected (a task destroyed mid-wait), so a
+//!   granted object or slot always goes back to the pool.
+//! - The wake-up callback belongs to the pool's queue while the task is
+//!   queued (the pool shows it to the garbage collector), and is dropped
+//!   as soon as the wait is decided (after it ran) or withdrawn: the
+//!   callback refers back to this `_Waiting`, and no reference from Rust
+//!   is left to close that cycle behind the collector's back. What a
+//!   `_Waiting` still holds (its pool, a granted object not yet taken) it
+//!   shows to the collector itself.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::PyTraverseError;
 
 use super::object_pool::ObjectPool;
+use crate::limit::Notify;
 use crate::{Idle, Waiter};
+
+/// A Python callable run when a wait is decided.
+pub struct PyNotify {
+    pub callback: Py<PyAny>,
+}
+
+impl Notify for PyNotify {
+    fn notify(self: Box<Self>) {
+        Python::attach(|py| {
+            if let Err(err) = self.callback.call0(py) {
+                err.write_unraisable(py, Some(self.callback.bind(py)));
+            }
+        });
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 #[pyclass(frozen, module = "shardpool._core", name = "_Waiting")]
 pub struct Waiting {
@@ -36,6 +67,13 @@ impl Waiting {
     fn settle(&self) -> bool {
         !self.settled.swap(true, Ordering::AcqRel)
     }
+
+    /// Settles the wait as given up, if it was not settled already.
+    fn give_up(&self, py: Python<'_>, timed_out: bool) {
+        if self.settle() {
+            self.pool.get().abandon_wait(py, &self.waiter, timed_out);
+        }
+    }
 }
 
 #[pymethods]
@@ -43,15 +81,10 @@ impl Waiting {
     /// Calls ``callback()`` once the wait is decided (an object or a slot
     /// was granted, or the pool closed): from the thread that decides it,
     /// or at once if it is decided already. Exceptions from ``callback``
-    /// go to ``sys.unraisablehook``.
+    /// go to ``sys.unraisablehook``. The callback is dropped once it ran or
+    /// the wait was abandoned.
     fn on_decided(&self, callback: Py<PyAny>) {
-        self.waiter.on_decided(Box::new(move || {
-            Python::attach(|py| {
-                if let Err(err) = callback.call0(py) {
-                    err.write_unraisable(py, Some(callback.bind(py)));
-                }
-            });
-        }));
+        self.waiter.on_decided(Box::new(PyNotify { callback }));
     }
 
     /// Whether the wait is decided.
@@ -73,11 +106,24 @@ impl Waiting {
     }
 
     /// Gives up the wait; anything granted meanwhile goes back to the pool.
-    /// Does nothing if the wait was settled already.
-    fn abandon(&self, py: Python<'_>) {
-        if self.settle() {
-            self.pool.get().abandon_wait(py, &self.waiter);
-        }
+    /// Counted in ``stats().timeouts`` when ``timed_out``, else in
+    /// ``stats().cancelled``. Does nothing if the wait was settled already.
+    #[pyo3(signature = (timed_out=false))]
+    fn abandon(&self, py: Python<'_>, timed_out: bool) {
+        self.give_up(py, timed_out);
+    }
+
+    /// The pool, and a granted object not yet taken.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.pool)?;
+        self.waiter.visit_granted(|idle| visit.call(idle.item()))
+    }
+
+    /// Breaks a reference cycle the collector found unreachable: the wait
+    /// is given up (as cancelled), and what it was granted goes back to
+    /// the pool.
+    fn __clear__(&self) {
+        Python::attach(|py| self.give_up(py, false));
     }
 }
 
@@ -85,7 +131,7 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         // A task destroyed while it waited (its event loop closed, say).
         if self.settle() {
-            Python::attach(|py| self.pool.get().abandon_wait(py, &self.waiter));
+            Python::attach(|py| self.pool.get().abandon_wait(py, &self.waiter, false));
         }
     }
 }
