@@ -7,15 +7,17 @@
 //! every counter is exact once the pool is quiescent.
 //!
 //! Invariants:
-//! - A shard's `owner` is 0 until the first thread that counts there claims
-//!   it (compare-and-swap), and never changes afterwards. Thread numbers are
-//!   never reused, so at most one thread ever matches it.
-//! - Only the owner writes the `owned` block, so it counts with a plain load
-//!   and store: no locked instruction, no lost update. Every other thread
-//!   counts in the `shared` block with atomic adds. Ownership outlives the
-//!   owner: after it exits, the others keep counting in `shared`.
+//! - The `owned` block of shard `i` belongs to thread index `i` (see
+//!   `shards::thread_index`): only the thread holding that index writes it,
+//!   so it counts with a plain load and store, no locked instruction and no
+//!   lost update. An index is held by one live thread at a time, and passes
+//!   from an exited thread to a new one through a release/acquire pair, so
+//!   the new holder continues from the old one's last count.
+//! - Every other thread (an index beyond the shard count, or a thread
+//!   counting in a shard other than its own) counts in the `shared` block
+//!   with atomic adds.
 
-use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 
 /// Everything the pool counts. The discriminant indexes [`Counters`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,30 +58,22 @@ pub struct Counters {
     counts: [AtomicU64; Event::COUNT],
 }
 
-/// A shard's counters: the owner's block and everyone else's.
+/// A shard's counters: its owner's block and everyone else's.
 #[derive(Debug, Default)]
 pub struct ShardCounters {
-    /// 1 + the number of the owning thread, 0 while unclaimed.
-    owner: AtomicUsize,
     owned: Counters,
     shared: Counters,
 }
 
 impl ShardCounters {
-    /// How thread number `thread` counts here.
+    /// How a thread counts here: in the owned block if it is the owner
+    /// (it holds the thread index equal to this shard's), else in the
+    /// shared one.
     #[inline]
-    pub fn tally(&self, thread: usize) -> Tally<'_> {
-        let me = thread + 1;
-        let owner = self.owner.load(Ordering::Relaxed);
-        let exclusive = owner == me
-            || (owner == 0
-                && self
-                    .owner
-                    .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok());
+    pub fn tally(&self, owner: bool) -> Tally<'_> {
         Tally {
-            counters: if exclusive { &self.owned } else { &self.shared },
-            exclusive,
+            counters: if owner { &self.owned } else { &self.shared },
+            exclusive: owner,
         }
     }
 
@@ -227,19 +221,20 @@ mod tests {
     }
 
     #[test]
-    fn the_first_thread_owns_a_shard_and_others_share_it() {
+    fn the_owner_counts_in_its_block_and_others_in_the_shared_one() {
         let shard = ShardCounters::default();
-        let first = shard.tally(7);
-        assert!(first.exclusive);
-        first.bump(Event::Hit);
-        first.add(Event::Put, 2);
-        let other = shard.tally(8);
+        let owner = shard.tally(true);
+        assert!(owner.exclusive);
+        owner.bump(Event::Hit);
+        owner.add(Event::Put, 2);
+        let other = shard.tally(false);
         assert!(!other.exclusive);
         assert_eq!(other.bump_counted(Event::Hit), 1);
-        assert!(shard.tally(7).exclusive);
-        assert_eq!(shard.tally(7).bump_counted(Event::Hit), 2);
+        assert_eq!(shard.tally(true).bump_counted(Event::Hit), 2);
         let s = Snapshot::merge(shard.blocks());
         assert_eq!((s.hits, s.puts), (3, 2));
+        assert_eq!(Snapshot::merge([&shard.owned]).hits, 2);
+        assert_eq!(Snapshot::merge([&shard.shared]).hits, 1);
     }
 
     #[test]
@@ -250,7 +245,7 @@ mod tests {
                 let shard = std::sync::Arc::clone(&shard);
                 std::thread::spawn(move || {
                     for _ in 0..10_000 {
-                        shard.tally(t).bump(Event::Put);
+                        shard.tally(t == 0).bump(Event::Put);
                     }
                 })
             })

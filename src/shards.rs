@@ -1,4 +1,5 @@
-//! Sharded, bounded idle storage.
+//! Sharded, bounded idle storage, and the thread indices that pick a
+//! thread's home shard.
 //!
 //! Invariants:
 //! - A [`Shards`] holds `n >= 1` shards. Shard `i` stores at most `caps[i]`
@@ -6,35 +7,131 @@
 //!   the whole set never holds more than `max_idle` items. A shard whose
 //!   capacity is zero has no queue at all.
 //! - Every shard sits in its own [`CachePadded`] slot together with its
-//!   [`Counters`], so threads working on different shards share no cache line.
+//!   [`ShardCounters`], so threads working on different shards share no cache line.
 //! - Each shard is a crossbeam [`ArrayQueue`]: lock-free, multi-producer and
 //!   multi-consumer. Any thread may push to or pop from any shard; the home
 //!   shard is a locality preference, never an ownership claim.
 //! - An item is in at most one queue, and `push`/`pop` move it, so the set
 //!   never duplicates or loses an item: `push` gives the item back when every
 //!   shard is full.
+//! - Thread indices ([`IndexSet`]): at every moment each index is held by at
+//!   most one live thread. A thread takes the lowest free index at its first
+//!   call and frees it when it exits; freeing is a `Release` and taking an
+//!   `Acquire` on the same bit, so everything the old holder did happens
+//!   before anything the new one does. Index `i` owns the `owned` counter
+//!   block of shard `i` (see `counters`), which relies on exactly this.
+//!   Threads that work at the same time thus hold small, distinct indices,
+//!   and up to `n` of them started together land on `n` distinct shards,
+//!   whatever threads came and went before (a never-reused counter would
+//!   hand two threads the same home shard whenever a third took an index
+//!   between them, and leave the counter blocks of exited threads unowned).
 
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 
 use crossbeam_utils::CachePadded;
 
 use crate::counters::{Counters, ShardCounters, Tally};
+use crate::sync::atomic::{AtomicU64, Ordering};
 #[cfg(loom)]
 pub use crate::sync::thread_index;
 use crate::sync::ArrayQueue;
 
-/// The index of the calling thread, handed out once per thread from a global
-/// counter. Consecutive threads get consecutive indices, so up to `n` threads
-/// land on `n` distinct shards.
+/// The index of a thread that no longer holds one (its thread-locals are
+/// being destroyed as it exits): never a shard's owner.
+pub const UNOWNED: usize = usize::MAX;
+
+/// Reusable thread indices: one bit per index, set while a live thread
+/// holds it. `WORDS * 64` indices are reused; beyond them (more threads alive
+/// at once than that) indices come from a counter and are never reused.
+pub struct IndexSet<const WORDS: usize> {
+    held: [AtomicU64; WORDS],
+    #[cfg(not(loom))]
+    beyond: StdAtomicUsize,
+    #[cfg(loom)]
+    beyond: crate::sync::atomic::AtomicUsize,
+}
+
+impl<const WORDS: usize> IndexSet<WORDS> {
+    /// The first index that is never reused.
+    pub const REUSED: usize = WORDS * 64;
+
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        IndexSet {
+            held: [const { AtomicU64::new(0) }; WORDS],
+            beyond: StdAtomicUsize::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        IndexSet {
+            held: std::array::from_fn(|_| AtomicU64::new(0)),
+            beyond: crate::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes the lowest index no one holds.
+    pub fn acquire(&self) -> usize {
+        for (w, word) in self.held.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != u64::MAX {
+                let bit = (!bits).trailing_zeros();
+                // Acquire: pairs with the `Release` of the thread that freed
+                // this index, so its counts happen before ours.
+                match word.compare_exchange_weak(
+                    bits,
+                    bits | 1 << bit,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return w * 64 + bit as usize,
+                    Err(now) => bits = now,
+                }
+            }
+        }
+        Self::REUSED + self.beyond.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Frees `index`, which the caller holds and will not use again.
+    pub fn release(&self, index: usize) {
+        if index < Self::REUSED {
+            self.held[index / 64].fetch_and(!(1 << (index % 64)), Ordering::Release);
+        }
+    }
+}
+
+impl<const WORDS: usize> Default for IndexSet<WORDS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The indices of the process's threads. 4096 reusable: more than the
+/// [`crate::pool::MAX_SHARDS`] that indices ever own.
+#[cfg(not(loom))]
+static INDICES: IndexSet<64> = IndexSet::new();
+
+/// The index of the calling thread: the lowest that no other live thread
+/// holds, taken at the thread's first call and kept until it exits. Threads
+/// that start using pools together get consecutive indices, so up to `n`
+/// of them land on `n` distinct shards. [`UNOWNED`] once the thread's
+/// thread-locals are being destroyed (a pool used from another
+/// thread-local's destructor).
 #[cfg(not(loom))]
 #[inline]
 pub fn thread_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    struct Held(usize);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            INDICES.release(self.0);
+        }
     }
-    INDEX.with(|i| *i)
+    thread_local! {
+        static HELD: Held = Held(INDICES.acquire());
+    }
+    HELD.try_with(|held| held.0).unwrap_or(UNOWNED)
 }
 
 /// The number of shards to use when the caller does not say.
@@ -98,13 +195,14 @@ impl<T> Shards<T> {
     pub fn local(&self) -> (usize, Tally<'_>) {
         let thread = thread_index();
         let home = self.home_of(thread);
-        (home, self.shards[home].counters.tally(thread))
+        (home, self.shards[home].counters.tally(thread == home))
     }
 
-    /// The calling thread's way of counting in shard `shard`.
+    /// The calling thread's way of counting in shard `shard`: in the block
+    /// it owns there if its index is `shard`, else in the shared one.
     #[inline]
     pub fn counters(&self, shard: usize) -> Tally<'_> {
-        self.shards[shard].counters.tally(thread_index())
+        self.shards[shard].counters.tally(thread_index() == shard)
     }
 
     pub fn all_counters(&self) -> impl Iterator<Item = &Counters> + Clone {
@@ -262,11 +360,102 @@ mod tests {
         let h = s.home();
         assert!(h < 3);
         assert_eq!(h, s.home());
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..6 {
-            seen.insert(std::thread::spawn(thread_index).join().unwrap());
+        // Threads alive at the same time hold distinct indices.
+        let barrier = Arc::new(std::sync::Barrier::new(6));
+        let indices: std::collections::HashSet<usize> = (0..6)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    let index = thread_index();
+                    barrier.wait();
+                    assert_eq!(thread_index(), index, "an index is kept for life");
+                    index
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(indices.len(), 6, "each live thread has its own index");
+        assert!(!indices.contains(&thread_index()));
+    }
+
+    #[test]
+    fn indices_are_the_lowest_free_and_reused_after_release() {
+        let set: IndexSet<2> = IndexSet::new();
+        let taken: Vec<usize> = (0..5).map(|_| set.acquire()).collect();
+        assert_eq!(taken, [0, 1, 2, 3, 4]);
+        set.release(3);
+        set.release(1);
+        assert_eq!((set.acquire(), set.acquire(), set.acquire()), (1, 3, 5));
+        // Across a word boundary, and past the reusable range.
+        let more: Vec<usize> = (0..122).map(|_| set.acquire()).collect();
+        assert_eq!(more, (6..128).collect::<Vec<_>>());
+        assert_eq!(set.acquire(), IndexSet::<2>::REUSED);
+        assert_eq!(set.acquire(), IndexSet::<2>::REUSED + 1);
+        set.release(IndexSet::<2>::REUSED); // never reused: no effect
+        set.release(64);
+        assert_eq!(set.acquire(), 64);
+        assert_eq!(set.acquire(), IndexSet::<2>::REUSED + 2);
+    }
+
+    #[test]
+    fn two_threads_started_together_get_distinct_homes_whatever_came_before() {
+        // Threads come and go, leaving holes below the highest index taken;
+        // the next two fill the lowest holes, which are consecutive here.
+        let set = Arc::new(IndexSet::<1>::new());
+        let main = set.acquire();
+        assert_eq!(main, 0);
+        let early: Vec<usize> = (0..5).map(|_| set.acquire()).collect();
+        assert_eq!(early, [1, 2, 3, 4, 5]);
+        set.release(2);
+        set.release(1);
+        set.release(4);
+        let s: Shards<u32> = Shards::new(2, 2);
+        let pair: Vec<usize> = (0..2)
+            .map(|_| {
+                let set = Arc::clone(&set);
+                std::thread::spawn(move || set.acquire())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let mut sorted = pair.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [1, 2]);
+        assert_ne!(s.home_of(pair[0]), s.home_of(pair[1]));
+    }
+
+    #[test]
+    fn an_exited_threads_counter_block_passes_to_the_next_holder_of_its_index() {
+        let set = Arc::new(IndexSet::<1>::new());
+        let counters = Arc::new(ShardCounters::default());
+        for _ in 0..4 {
+            let (set, counters) = (Arc::clone(&set), Arc::clone(&counters));
+            std::thread::spawn(move || {
+                let index = set.acquire();
+                assert_eq!(index, 0, "the index freed by the last thread");
+                for _ in 0..1000 {
+                    counters.tally(index == 0).bump(crate::counters::Event::Put);
+                }
+                set.release(index);
+            })
+            .join()
+            .unwrap();
         }
-        assert_eq!(seen.len(), 6, "each thread gets its own index");
+        let [owned, shared] = counters.blocks();
+        assert_eq!(crate::counters::Snapshot::merge([owned]).puts, 4000);
+        assert_eq!(crate::counters::Snapshot::merge([shared]).puts, 0);
+    }
+
+    #[test]
+    fn a_thread_that_exits_frees_its_index() {
+        // Another test's threads may take the freed index at once, so this
+        // only checks that some thread can: spawn until one gets it back.
+        let first = std::thread::spawn(thread_index).join().unwrap();
+        let again = (0..1000).any(|_| std::thread::spawn(thread_index).join().unwrap() == first);
+        assert!(again, "index {first} was never handed out again");
     }
 
     #[test]

@@ -12,15 +12,19 @@
 //! - the stored count never exceeds `max_idle`, and `len` is exact once the
 //!   threads are joined;
 //! - each thread counts on its home shard only, and the merged counters are
-//!   exact once the threads are joined.
+//!   exact once the threads are joined;
+//! - thread indices: two threads taking indices at once get distinct ones,
+//!   and an index freed by one thread and taken by the next passes the
+//!   owned counter block with it: the new holder's plain (non-atomic)
+//!   increments continue from the old holder's last count, none lost.
 
 use loom::sync::Arc;
 use loom::thread;
 
 use super::check;
 use super::Bound::Exhaustive;
-use crate::counters::{Event, Snapshot};
-use crate::shards::Shards;
+use crate::counters::{Event, ShardCounters, Snapshot};
+use crate::shards::{IndexSet, Shards};
 
 /// One thread's push then pop on its home shard, counting both.
 fn push_then_pop(shards: &Shards<u32>, item: u32) -> (Option<u32>, Option<u32>) {
@@ -126,5 +130,41 @@ fn one_item_is_stolen_once() {
             .collect();
         assert_eq!(got, [7]);
         assert!(shards.is_empty());
+    });
+}
+
+/// Three threads, one reusable index word: the first holds an index for its
+/// life, the second takes one, counts in the owned block of the shard it
+/// owns and frees it, the third takes the lowest free index (the freed one,
+/// or a fresh one if it came first) and counts there too. Indices held at
+/// once are distinct, and the owned block loses no count across the
+/// hand-over.
+#[test]
+fn an_index_and_its_counter_block_pass_between_threads_without_a_lost_count() {
+    check(Exhaustive, || {
+        let set = Arc::new(IndexSet::<1>::new());
+        let shard = Arc::new(ShardCounters::default());
+        let resident = set.acquire();
+        assert_eq!(resident, 0);
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (set, shard) = (Arc::clone(&set), Arc::clone(&shard));
+                thread::spawn(move || {
+                    let index = set.acquire();
+                    assert_ne!(index, resident);
+                    // Shard 1's owned block belongs to index 1.
+                    shard.tally(index == 1).bump(Event::Put);
+                    shard.tally(index == 1).bump(Event::Put);
+                    set.release(index);
+                    index
+                })
+            })
+            .collect();
+        let indices: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(indices.iter().all(|&i| i == 1 || i == 2));
+        assert_eq!(Snapshot::merge(shard.blocks()).puts, 4);
+        let [owned, _] = shard.blocks();
+        let by_owner = 2 * indices.iter().filter(|&&i| i == 1).count() as u64;
+        assert_eq!(Snapshot::merge([owned]).puts, by_owner);
     });
 }
