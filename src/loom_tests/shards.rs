@@ -16,7 +16,11 @@
 //! - thread indices: two threads taking indices at once get distinct ones,
 //!   and an index freed by one thread and taken by the next passes the
 //!   owned counter block with it: the new holder's plain (non-atomic)
-//!   increments continue from the old holder's last count, none lost.
+//!   increments continue from the old holder's last count, none lost;
+//! - a merge never counts an object as out twice: while one thread returns
+//!   the pool's only object in its shard and another takes it in its own,
+//!   a concurrent merge sees `in_use <= 1` (the gets are read before the
+//!   puts, and a get seen brings its object's put into view).
 
 use loom::sync::Arc;
 use loom::thread;
@@ -166,5 +170,41 @@ fn an_index_and_its_counter_block_pass_between_threads_without_a_lost_count() {
         let [owned, _] = shard.blocks();
         let by_owner = 2 * indices.iter().filter(|&&i| i == 1).count() as u64;
         assert_eq!(Snapshot::merge([owned]).puts, by_owner);
+    });
+}
+
+/// The pool's one object moves from thread X, home shard 0, to thread Y,
+/// home shard 1, through a flag standing in for the queue (a `Release` push
+/// and an `Acquire` pop, as crossbeam's): X counts its put before it lets
+/// go, Y its hit after it has the object. A merge running meanwhile must
+/// never see the object out twice. (The threads count in the shared blocks:
+/// loom explores the owner's plain load-and-store too little to find the
+/// interleaving, whereas its atomic adds it does; the orderings are the same.)
+#[test]
+fn a_merge_never_counts_an_object_moving_between_shards_as_out_twice() {
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    check(Exhaustive, || {
+        let shards = Arc::new([ShardCounters::default(), ShardCounters::default()]);
+        let handed = Arc::new(AtomicBool::new(false));
+        shards[0].tally(true).bump(Event::Miss); // X holds the object
+        let x = {
+            let (shards, handed) = (Arc::clone(&shards), Arc::clone(&handed));
+            thread::spawn(move || {
+                shards[0].tally(false).bump(Event::Put);
+                handed.store(true, Ordering::Release);
+            })
+        };
+        let y = {
+            let (shards, handed) = (Arc::clone(&shards), Arc::clone(&handed));
+            thread::spawn(move || {
+                if handed.load(Ordering::Acquire) {
+                    shards[1].tally(false).bump(Event::Hit);
+                }
+            })
+        };
+        let s = Snapshot::merge(shards.iter().flat_map(ShardCounters::blocks));
+        assert!(s.in_use <= 1, "one object counted out twice: {s:?}");
+        x.join().unwrap();
+        y.join().unwrap();
     });
 }
