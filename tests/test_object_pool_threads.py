@@ -118,9 +118,14 @@ def test_timeout_raises_on_time(timeout):
 def test_waiter_that_timed_out_does_not_swallow_a_later_put():
     pool = ObjectPool(Thing, max_size=1)
     held = pool.get()
-    getter = start_blocked_getter(pool, timeout=0.05)
+    # Not start_blocked_getter: on a loaded machine a 50 ms wait may be over
+    # before the main thread sees it queued, and that is fine here.
+    getter = Getter(pool, timeout=0.05)
+    getter.start()
     assert getter.done.wait(5)
     assert isinstance(getter.error, PoolTimeout)
+    s = pool.stats()
+    assert (s.waits, s.timeouts, s.in_use, s.idle) == (1, 1, 1, 0)
     pool.put(held)
     assert len(pool) == 1
     assert pool.get(timeout=0) is held
