@@ -1,31 +1,38 @@
-//! Per-shard event counters.
+//! Event counters: one block per thread, merged when read.
 //!
-//! Each shard owns two [`Counters`] blocks inside its cache-padded slot, and
-//! a thread only ever bumps the blocks of its home shard, so counting adds no
-//! shared cache line to the hot path. Reading merges all blocks; the merge is
-//! not a consistent cut across shards while other threads keep counting, but
-//! every counter is exact once the pool is quiescent.
+//! Each pool keeps a [`ThreadCounters`]: a block of counters for every
+//! thread index that has counted in it (see `shards::thread_index`), each
+//! in its own cache line, so a thread counts in a line no other thread
+//! writes, whatever its home shard. Reading merges all blocks; the merge is
+//! not a consistent cut while other threads keep counting, but every
+//! counter is exact once the pool is quiescent.
 //!
 //! Invariants:
-//! - The `owned` block of shard `i` belongs to thread index `i` (see
-//!   `shards::thread_index`): only the thread holding that index writes it,
-//!   so it counts with a plain load and store, no locked instruction and no
-//!   lost update. An index is held by one live thread at a time, and passes
-//!   from an exited thread to a new one through a release/acquire pair, so
-//!   the new holder continues from the old one's last count.
-//! - Every other thread (an index beyond the shard count, or a thread
-//!   counting in a shard other than its own) counts in the `shared` block
-//!   with atomic adds.
+//! - Block `i` belongs to thread index `i`: only the thread holding that
+//!   index writes it, so it counts with a plain load and store, no locked
+//!   instruction and no lost update. An index is held by one live thread at
+//!   a time, and passes from an exited thread to a new one through a
+//!   release/acquire pair, so the new holder continues from the old one's
+//!   last count.
+//! - Blocks are allocated in buckets, bucket `b` holding the `2^b` blocks
+//!   of indices `2^b - 1 ..= 2^(b+1) - 2`, when an index of the bucket
+//!   first counts; a bucket is published by one compare-and-swap of its
+//!   pointer (a loser frees its own allocation and uses the winner's) and
+//!   freed only when the pool is dropped, so a block never moves.
+//! - A thread with an index beyond the buckets, or none (see
+//!   `shards::UNOWNED`), counts in the `shared` block with atomic adds.
 //! - `in_use` never counts an object twice: a merge reads the hits and
 //!   misses of every block before the puts of any. The pool counts a get
 //!   after the object is taken and a put before it is given back; counts
 //!   are `Release` and the merge reads gets with `Acquire`, so a get it
 //!   sees brings into view the put that freed that object, however the
-//!   object moved between shards meanwhile. Reading block by block instead
+//!   object moved between threads meanwhile. Reading block by block instead
 //!   could see a get in a later block and miss its put in an earlier one,
 //!   and report `in_use` (and so `max_in_use`) above `max_size`.
 
-use crate::sync::atomic::{AtomicU64, Ordering};
+use crossbeam_utils::CachePadded;
+
+use crate::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// Everything the pool counts. The discriminant indexes [`Counters`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,32 +75,133 @@ pub struct Counters {
     counts: [AtomicU64; Event::COUNT],
 }
 
-/// A shard's counters: its owner's block and everyone else's.
-#[derive(Debug, Default)]
-pub struct ShardCounters {
-    owned: Counters,
+/// The per-thread blocks of bucket `b` cover indices `2^b - 1 ..= 2^(b+1) - 2`.
+const BUCKETS: usize = 13;
+
+/// Thread indices with a block of their own: `0 .. 2^BUCKETS - 1` (8191,
+/// more than the reusable thread indices).
+pub const OWN_BLOCKS: usize = (1 << BUCKETS) - 1;
+
+type Block = CachePadded<Counters>;
+
+/// A pool's counters: a block per thread index, and one for the rest.
+pub struct ThreadCounters {
+    buckets: [AtomicPtr<Block>; BUCKETS],
     shared: Counters,
 }
 
-impl ShardCounters {
-    /// How a thread counts here: in the owned block if it is the owner
-    /// (it holds the thread index equal to this shard's), else in the
-    /// shared one.
-    #[inline]
-    pub fn tally(&self, owner: bool) -> Tally<'_> {
-        Tally {
-            counters: if owner { &self.owned } else { &self.shared },
-            exclusive: owner,
+impl Default for ThreadCounters {
+    fn default() -> Self {
+        ThreadCounters {
+            buckets: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            shared: Counters::default(),
         }
-    }
-
-    /// Both blocks, for merging.
-    pub fn blocks(&self) -> [&Counters; 2] {
-        [&self.owned, &self.shared]
     }
 }
 
-/// One thread's way of counting in one shard: plain increments in the block
+/// The bucket of thread index `index` (< `OWN_BLOCKS`) and its place in it.
+#[inline]
+fn bucket_of(index: usize) -> (usize, usize) {
+    let n = index + 1;
+    let bucket = (usize::BITS - 1 - n.leading_zeros()) as usize;
+    (bucket, n - (1 << bucket))
+}
+
+impl ThreadCounters {
+    /// How the thread holding index `thread` counts: in its own block, or
+    /// (beyond [`OWN_BLOCKS`]) in the shared one.
+    #[inline]
+    pub fn tally(&self, thread: usize) -> Tally<'_> {
+        if thread >= OWN_BLOCKS {
+            return Tally {
+                counters: &self.shared,
+                exclusive: false,
+            };
+        }
+        let (bucket, slot) = bucket_of(thread);
+        let mut blocks = self.buckets[bucket].load(Ordering::Acquire);
+        if blocks.is_null() {
+            blocks = self.allocate(bucket);
+        }
+        // SAFETY: a non-null bucket pointer points to `1 << bucket` blocks,
+        // published with `Release` after they were initialised (read here
+        // with `Acquire`) and freed only in `drop`, which `&self` excludes;
+        // `slot < 1 << bucket` by `bucket_of`.
+        let block = unsafe { &*blocks.add(slot) };
+        Tally {
+            counters: block,
+            exclusive: true,
+        }
+    }
+
+    /// Allocates bucket `bucket`, or finds it allocated by another thread.
+    #[cold]
+    fn allocate(&self, bucket: usize) -> *mut Block {
+        let fresh: Box<[Block]> = (0..1usize << bucket).map(|_| Block::default()).collect();
+        let fresh = Box::into_raw(fresh).cast::<Block>();
+        match self.buckets[bucket].compare_exchange(
+            std::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(theirs) => {
+                // SAFETY: `fresh` came from `Box::into_raw` of a boxed slice
+                // of `1 << bucket` blocks just above and was never shared.
+                drop(unsafe {
+                    Box::from_raw(std::ptr::slice_from_raw_parts_mut(fresh, 1 << bucket))
+                });
+                theirs
+            }
+        }
+    }
+
+    /// Every block: the allocated per-thread ones, then the shared one.
+    pub fn blocks(&self) -> impl Iterator<Item = &Counters> + Clone {
+        self.buckets
+            .iter()
+            .enumerate()
+            .flat_map(|(bucket, pointer)| {
+                let blocks = pointer.load(Ordering::Acquire);
+                let blocks: &[Block] = if blocks.is_null() {
+                    &[]
+                } else {
+                    // SAFETY: as in `tally`: `1 << bucket` initialised
+                    // blocks, alive as long as `&self`.
+                    unsafe { std::slice::from_raw_parts(blocks, 1 << bucket) }
+                };
+                blocks.iter().map(|block| &**block)
+            })
+            .chain(std::iter::once(&self.shared))
+    }
+}
+
+impl Drop for ThreadCounters {
+    fn drop(&mut self) {
+        for (bucket, pointer) in self.buckets.iter().enumerate() {
+            let blocks = pointer.load(Ordering::Acquire);
+            if !blocks.is_null() {
+                // SAFETY: allocated by `allocate` as a boxed slice of
+                // `1 << bucket` blocks; `&mut self` means no tally or
+                // iterator borrows them any more.
+                drop(unsafe {
+                    Box::from_raw(std::ptr::slice_from_raw_parts_mut(blocks, 1 << bucket))
+                });
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ThreadCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadCounters")
+            .field("snapshot", &Snapshot::merge(self.blocks()))
+            .finish()
+    }
+}
+
+/// One thread's way of counting in a pool: plain increments in the block
 /// it alone writes, atomic ones otherwise.
 #[derive(Clone, Copy, Debug)]
 pub struct Tally<'a> {
@@ -244,58 +352,92 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_counts_in_its_block_and_others_in_the_shared_one() {
-        let shard = ShardCounters::default();
-        let owner = shard.tally(true);
-        assert!(owner.exclusive);
-        owner.bump(Event::Hit);
-        owner.add(Event::Put, 2);
-        let other = shard.tally(false);
+    fn each_thread_index_counts_in_its_own_block_and_the_rest_in_the_shared_one() {
+        let counters = ThreadCounters::default();
+        assert_eq!(
+            counters.blocks().count(),
+            1,
+            "only the shared block until a thread counts"
+        );
+        counters.tally(0).bump(Event::Hit);
+        counters.tally(0).add(Event::Put, 2);
+        assert!(counters.tally(5).exclusive);
+        assert_eq!(counters.tally(5).bump_counted(Event::Hit), 1);
+        assert_eq!(counters.tally(5).bump_counted(Event::Hit), 2);
+        let other = counters.tally(OWN_BLOCKS);
         assert!(!other.exclusive);
         assert_eq!(other.bump_counted(Event::Hit), 1);
-        assert_eq!(shard.tally(true).bump_counted(Event::Hit), 2);
-        let s = Snapshot::merge(shard.blocks());
-        assert_eq!((s.hits, s.puts), (3, 2));
-        assert_eq!(Snapshot::merge([&shard.owned]).hits, 2);
-        assert_eq!(Snapshot::merge([&shard.shared]).hits, 1);
+        assert_eq!(counters.tally(usize::MAX).bump_counted(Event::Hit), 2);
+        let s = Snapshot::merge(counters.blocks());
+        assert_eq!((s.hits, s.puts), (5, 2));
+        // Buckets 0 (index 0) and 2 (indices 3..=6) were allocated, no more.
+        assert_eq!(counters.blocks().count(), 1 + 4 + 1);
+        // Each block in its own cache line.
+        let addresses: Vec<usize> = counters.blocks().map(|c| c as *const _ as usize).collect();
+        assert!(addresses
+            .iter()
+            .all(|a| a % 128 == 0 || *a == addresses[addresses.len() - 1]));
     }
 
     #[test]
-    fn counts_stay_exact_with_an_owner_and_sharers_in_threads() {
-        let shard = std::sync::Arc::new(ShardCounters::default());
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let shard = std::sync::Arc::clone(&shard);
-                std::thread::spawn(move || {
-                    for _ in 0..10_000 {
-                        shard.tally(t == 0).bump(Event::Put);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
+    fn buckets_cover_every_index_once() {
+        let mut seen = std::collections::HashSet::new();
+        for index in 0..OWN_BLOCKS {
+            let (bucket, slot) = bucket_of(index);
+            assert!(bucket < BUCKETS && slot < 1 << bucket, "{index}");
+            assert!(seen.insert((bucket, slot)));
         }
-        assert_eq!(Snapshot::merge(shard.blocks()).puts, 40_000);
+        assert_eq!(bucket_of(0), (0, 0));
+        assert_eq!(bucket_of(1), (1, 0));
+        assert_eq!(bucket_of(2), (1, 1));
+        assert_eq!(bucket_of(3), (2, 0));
+        assert_eq!(
+            bucket_of(OWN_BLOCKS - 1),
+            (BUCKETS - 1, (1 << (BUCKETS - 1)) - 1)
+        );
     }
 
     #[test]
-    fn in_use_never_counts_an_object_that_moves_between_shards_twice() {
-        // One object: X (shard 0) holds it. While a merge reads the blocks
-        // one after another, X puts it back and Y (shard 1) takes it.
-        let (x_shard, y_shard) = (ShardCounters::default(), ShardCounters::default());
-        x_shard.tally(true).bump(Event::Miss);
+    fn counts_stay_exact_when_threads_allocate_one_bucket_at_once() {
+        for _ in 0..50 {
+            let counters = std::sync::Arc::new(ThreadCounters::default());
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let (counters, barrier) = (counters.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        // Indices 7..=14: all in bucket 3, allocated by whoever comes first.
+                        for _ in 0..1000 {
+                            counters.tally(7 + t).bump(Event::Put);
+                        }
+                        counters.tally(OWN_BLOCKS + t).bump(Event::Put);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(Snapshot::merge(counters.blocks()).puts, 8 * 1001);
+            assert_eq!(counters.blocks().count(), 8 + 1);
+        }
+    }
+
+    #[test]
+    fn in_use_never_counts_an_object_that_moves_between_threads_twice() {
+        // One object: thread X holds it. While a merge reads the blocks one
+        // after another, X puts it back and thread Y takes it.
+        let counters = ThreadCounters::default();
+        let (x, y) = (0, 1); // thread indices: the first two blocks
+        counters.tally(x).bump(Event::Miss);
+        counters.tally(y); // Y's block exists before the merge starts
         let moved = std::cell::Cell::new(false);
-        let blocks = [0, 1].into_iter().flat_map(|shard| {
-            if shard == 1 && !moved.replace(true) {
-                x_shard.tally(true).bump(Event::Put);
-                y_shard.tally(true).bump(Event::Hit);
+        let blocks = counters.blocks().enumerate().map(|(i, block)| {
+            if i == 1 && !moved.replace(true) {
+                counters.tally(x).bump(Event::Put);
+                counters.tally(y).bump(Event::Hit);
             }
-            if shard == 0 {
-                x_shard.blocks()
-            } else {
-                y_shard.blocks()
-            }
+            block
         });
         let s = Snapshot::merge(blocks);
         assert!(moved.get());

@@ -27,7 +27,7 @@ use loom::thread;
 
 use super::check;
 use super::Bound::Exhaustive;
-use crate::counters::{Event, ShardCounters, Snapshot};
+use crate::counters::{Event, Snapshot, ThreadCounters, OWN_BLOCKS};
 use crate::shards::{IndexSet, Shards};
 
 /// One thread's push then pop on its home shard, counting both.
@@ -138,27 +138,26 @@ fn one_item_is_stolen_once() {
 }
 
 /// Three threads, one reusable index word: the first holds an index for its
-/// life, the second takes one, counts in the owned block of the shard it
-/// owns and frees it, the third takes the lowest free index (the freed one,
-/// or a fresh one if it came first) and counts there too. Indices held at
-/// once are distinct, and the owned block loses no count across the
-/// hand-over.
+/// life; each of the other two takes one, counts twice in its block and
+/// frees it, so the third takes the freed one (or a fresh one if it came
+/// first) and counts in the same block. Indices held at once are distinct,
+/// and a block loses no count across the hand-over.
 #[test]
 fn an_index_and_its_counter_block_pass_between_threads_without_a_lost_count() {
     check(Exhaustive, || {
         let set = Arc::new(IndexSet::<1>::new());
-        let shard = Arc::new(ShardCounters::default());
-        let resident = set.acquire();
+        let counters = Arc::new(ThreadCounters::default());
+        let resident = set.acquire(1);
         assert_eq!(resident, 0);
+        counters.tally(resident); // allocates block 0: block 1 is the second
         let threads: Vec<_> = (0..2)
             .map(|_| {
-                let (set, shard) = (Arc::clone(&set), Arc::clone(&shard));
+                let (set, counters) = (Arc::clone(&set), Arc::clone(&counters));
                 thread::spawn(move || {
-                    let index = set.acquire();
+                    let index = set.acquire(1);
                     assert_ne!(index, resident);
-                    // Shard 1's owned block belongs to index 1.
-                    shard.tally(index == 1).bump(Event::Put);
-                    shard.tally(index == 1).bump(Event::Put);
+                    counters.tally(index).bump(Event::Put);
+                    counters.tally(index).bump(Event::Put);
                     set.release(index);
                     index
                 })
@@ -166,45 +165,48 @@ fn an_index_and_its_counter_block_pass_between_threads_without_a_lost_count() {
             .collect();
         let indices: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert!(indices.iter().all(|&i| i == 1 || i == 2));
-        assert_eq!(Snapshot::merge(shard.blocks()).puts, 4);
-        let [owned, _] = shard.blocks();
-        let by_owner = 2 * indices.iter().filter(|&&i| i == 1).count() as u64;
-        assert_eq!(Snapshot::merge([owned]).puts, by_owner);
+        assert_eq!(Snapshot::merge(counters.blocks()).puts, 4);
+        // Block 1 (the first of bucket 1) has the counts of index 1's holders.
+        let block_1 = counters.blocks().nth(1).unwrap();
+        let by_index_1 = 2 * indices.iter().filter(|&&i| i == 1).count() as u64;
+        assert_eq!(Snapshot::merge([block_1]).puts, by_index_1);
     });
 }
 
-/// The pool's one object moves from thread X, home shard 0, to thread Y,
-/// home shard 1, through a flag standing in for the queue (a `Release` push
-/// and an `Acquire` pop, as crossbeam's): X counts its put before it lets
-/// go, Y its hit after it has the object. A merge running meanwhile must
-/// never see the object out twice. (The threads count in the shared blocks:
-/// loom explores the owner's plain load-and-store too little to find the
-/// interleaving, whereas its atomic adds it does; the orderings are the same.)
+/// The pool's one object moves from thread X to thread Y through a flag
+/// standing in for the queue (a `Release` push and an `Acquire` pop, as
+/// crossbeam's): X counts its put before it lets go, Y its hit after it has
+/// the object. X counts in its own block, read first; Y, with an index
+/// beyond the per-thread blocks, in the shared one, read last (an atomic
+/// add: loom explores a thread's plain load-and-store too little to find
+/// the interleaving; the orderings are the same). A merge running
+/// meanwhile must never see the object out twice.
 #[test]
-fn a_merge_never_counts_an_object_moving_between_shards_as_out_twice() {
+fn a_merge_never_counts_an_object_moving_between_threads_as_out_twice() {
     use loom::sync::atomic::{AtomicBool, Ordering};
     check(Exhaustive, || {
-        let shards = Arc::new([ShardCounters::default(), ShardCounters::default()]);
+        let counters = Arc::new(ThreadCounters::default());
         let handed = Arc::new(AtomicBool::new(false));
-        shards[0].tally(true).bump(Event::Miss); // X holds the object
-        let x = {
-            let (shards, handed) = (Arc::clone(&shards), Arc::clone(&handed));
+        let (x, y) = (0, OWN_BLOCKS);
+        counters.tally(x).bump(Event::Miss); // X holds the object
+        let putter = {
+            let (counters, handed) = (Arc::clone(&counters), Arc::clone(&handed));
             thread::spawn(move || {
-                shards[0].tally(false).bump(Event::Put);
+                counters.tally(x).bump(Event::Put);
                 handed.store(true, Ordering::Release);
             })
         };
-        let y = {
-            let (shards, handed) = (Arc::clone(&shards), Arc::clone(&handed));
+        let getter = {
+            let (counters, handed) = (Arc::clone(&counters), Arc::clone(&handed));
             thread::spawn(move || {
                 if handed.load(Ordering::Acquire) {
-                    shards[1].tally(false).bump(Event::Hit);
+                    counters.tally(y).bump(Event::Hit);
                 }
             })
         };
-        let s = Snapshot::merge(shards.iter().flat_map(ShardCounters::blocks));
+        let s = Snapshot::merge(counters.blocks());
         assert!(s.in_use <= 1, "one object counted out twice: {s:?}");
-        x.join().unwrap();
-        y.join().unwrap();
+        putter.join().unwrap();
+        getter.join().unwrap();
     });
 }
