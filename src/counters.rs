@@ -18,7 +18,9 @@
 //!   of indices `2^b - 1 ..= 2^(b+1) - 2`, when an index of the bucket
 //!   first counts; a bucket is published by one compare-and-swap of its
 //!   pointer (a loser frees its own allocation and uses the winner's) and
-//!   freed only when the pool is dropped, so a block never moves.
+//!   freed only when the pool is dropped, so a block never moves. Its bit
+//!   in `allocated` is set before, so a merge that reads the bits sees
+//!   every bucket counted in before that.
 //! - A thread with an index beyond the buckets, or none (see
 //!   `shards::UNOWNED`), counts in the `shared` block with atomic adds.
 //! - `in_use` never counts an object twice: a merge reads the hits and
@@ -32,7 +34,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// Everything the pool counts. The discriminant indexes [`Counters`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +89,9 @@ type Block = CachePadded<Counters>;
 /// A pool's counters: a block per thread index, and one for the rest.
 pub struct ThreadCounters {
     buckets: [AtomicPtr<Block>; BUCKETS],
+    /// Bit `b` is set before bucket `b` is published, so that a merge
+    /// visits only buckets that may be allocated.
+    allocated: AtomicU32,
     shared: Counters,
 }
 
@@ -94,40 +99,59 @@ impl Default for ThreadCounters {
     fn default() -> Self {
         ThreadCounters {
             buckets: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            allocated: AtomicU32::new(0),
             shared: Counters::default(),
         }
     }
 }
 
-/// The bucket of thread index `index` (< `OWN_BLOCKS`) and its place in it.
-#[inline]
-fn bucket_of(index: usize) -> (usize, usize) {
-    let n = index + 1;
-    let bucket = (usize::BITS - 1 - n.leading_zeros()) as usize;
-    (bucket, n - (1 << bucket))
+/// Where a thread index counts: its bucket and its block in it, or the
+/// shared block. Worked out once per thread (see `shards::current`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    bucket: u32,
+    offset: u32,
+}
+
+impl Place {
+    /// The place of thread index `index`: its own block below
+    /// [`OWN_BLOCKS`], the shared block from there on.
+    pub const fn of(index: usize) -> Place {
+        if index >= OWN_BLOCKS {
+            return Place {
+                bucket: BUCKETS as u32,
+                offset: 0,
+            };
+        }
+        let n = index + 1;
+        let bucket = usize::BITS - 1 - n.leading_zeros();
+        Place {
+            bucket,
+            offset: (n - (1 << bucket)) as u32,
+        }
+    }
 }
 
 impl ThreadCounters {
-    /// How the thread holding index `thread` counts: in its own block, or
-    /// (beyond [`OWN_BLOCKS`]) in the shared one.
+    /// How a thread counts at `place`: in its own block, or (beyond
+    /// [`OWN_BLOCKS`]) in the shared one.
     #[inline]
-    pub fn tally(&self, thread: usize) -> Tally<'_> {
-        if thread >= OWN_BLOCKS {
+    pub fn tally(&self, place: Place) -> Tally<'_> {
+        let Some(bucket) = self.buckets.get(place.bucket as usize) else {
             return Tally {
                 counters: &self.shared,
                 exclusive: false,
             };
-        }
-        let (bucket, slot) = bucket_of(thread);
-        let mut blocks = self.buckets[bucket].load(Ordering::Acquire);
+        };
+        let mut blocks = bucket.load(Ordering::Acquire);
         if blocks.is_null() {
-            blocks = self.allocate(bucket);
+            blocks = self.allocate(place.bucket as usize);
         }
         // SAFETY: a non-null bucket pointer points to `1 << bucket` blocks,
         // published with `Release` after they were initialised (read here
         // with `Acquire`) and freed only in `drop`, which `&self` excludes;
-        // `slot < 1 << bucket` by `bucket_of`.
-        let block = unsafe { &*blocks.add(slot) };
+        // `offset < 1 << bucket` by `Place::of`.
+        let block = unsafe { &*blocks.add(place.offset as usize) };
         Tally {
             counters: block,
             exclusive: true,
@@ -136,7 +160,12 @@ impl ThreadCounters {
 
     /// Allocates bucket `bucket`, or finds it allocated by another thread.
     #[cold]
+    #[inline(never)]
     fn allocate(&self, bucket: usize) -> *mut Block {
+        // Before the bucket is published: whoever counts in it (and so
+        // whatever it counts) happens after the bit is set, and a merge
+        // reads the bits after the gets it has seen (module invariants).
+        self.allocated.fetch_or(1 << bucket, Ordering::Release);
         let fresh: Box<[Block]> = (0..1usize << bucket).map(|_| Block::default()).collect();
         let fresh = Box::into_raw(fresh).cast::<Block>();
         match self.buckets[bucket].compare_exchange(
@@ -158,22 +187,56 @@ impl ThreadCounters {
     }
 
     /// Every block: the allocated per-thread ones, then the shared one.
-    pub fn blocks(&self) -> impl Iterator<Item = &Counters> + Clone {
-        self.buckets
-            .iter()
-            .enumerate()
-            .flat_map(|(bucket, pointer)| {
-                let blocks = pointer.load(Ordering::Acquire);
-                let blocks: &[Block] = if blocks.is_null() {
-                    &[]
-                } else {
-                    // SAFETY: as in `tally`: `1 << bucket` initialised
-                    // blocks, alive as long as `&self`.
-                    unsafe { std::slice::from_raw_parts(blocks, 1 << bucket) }
-                };
-                blocks.iter().map(|block| &**block)
-            })
-            .chain(std::iter::once(&self.shared))
+    pub fn blocks(&self) -> Blocks<'_> {
+        Blocks {
+            counters: self,
+            buckets: None,
+            current: [].iter(),
+            shared: true,
+        }
+    }
+}
+
+/// The blocks of a [`ThreadCounters`]. Which buckets are allocated is read
+/// when the iteration starts: a clone made before and started later (the
+/// second pass of a merge) reads it again. A plain struct rather than
+/// iterator adapters: a pool merges its counters every 64 gets.
+#[derive(Clone)]
+pub struct Blocks<'a> {
+    counters: &'a ThreadCounters,
+    /// The allocated buckets not visited yet; `None` before the start.
+    buckets: Option<u32>,
+    current: std::slice::Iter<'a, Block>,
+    shared: bool,
+}
+
+impl<'a> Iterator for Blocks<'a> {
+    type Item = &'a Counters;
+
+    fn next(&mut self) -> Option<&'a Counters> {
+        loop {
+            if let Some(block) = self.current.next() {
+                return Some(&**block);
+            }
+            let counters = self.counters;
+            let left = *self
+                .buckets
+                .get_or_insert_with(|| counters.allocated.load(Ordering::Acquire));
+            if left == 0 {
+                let shared = std::mem::take(&mut self.shared);
+                return shared.then_some(&counters.shared);
+            }
+            let bucket = left.trailing_zeros() as usize;
+            self.buckets = Some(left & (left - 1));
+            let blocks = counters.buckets[bucket].load(Ordering::Acquire);
+            self.current = if blocks.is_null() {
+                [].iter() // being allocated: nothing counted in it yet
+            } else {
+                // SAFETY: as in `tally`: `1 << bucket` initialised blocks,
+                // alive as long as the `&'a ThreadCounters`.
+                unsafe { std::slice::from_raw_parts(blocks, 1 << bucket) }.iter()
+            };
+        }
     }
 }
 
@@ -359,15 +422,20 @@ mod tests {
             1,
             "only the shared block until a thread counts"
         );
-        counters.tally(0).bump(Event::Hit);
-        counters.tally(0).add(Event::Put, 2);
-        assert!(counters.tally(5).exclusive);
-        assert_eq!(counters.tally(5).bump_counted(Event::Hit), 1);
-        assert_eq!(counters.tally(5).bump_counted(Event::Hit), 2);
-        let other = counters.tally(OWN_BLOCKS);
+        counters.tally(Place::of(0)).bump(Event::Hit);
+        counters.tally(Place::of(0)).add(Event::Put, 2);
+        assert!(counters.tally(Place::of(5)).exclusive);
+        assert_eq!(counters.tally(Place::of(5)).bump_counted(Event::Hit), 1);
+        assert_eq!(counters.tally(Place::of(5)).bump_counted(Event::Hit), 2);
+        let other = counters.tally(Place::of(OWN_BLOCKS));
         assert!(!other.exclusive);
         assert_eq!(other.bump_counted(Event::Hit), 1);
-        assert_eq!(counters.tally(usize::MAX).bump_counted(Event::Hit), 2);
+        assert_eq!(
+            counters
+                .tally(Place::of(usize::MAX))
+                .bump_counted(Event::Hit),
+            2
+        );
         let s = Snapshot::merge(counters.blocks());
         assert_eq!((s.hits, s.puts), (5, 2));
         // Buckets 0 (index 0) and 2 (indices 3..=6) were allocated, no more.
@@ -383,17 +451,23 @@ mod tests {
     fn buckets_cover_every_index_once() {
         let mut seen = std::collections::HashSet::new();
         for index in 0..OWN_BLOCKS {
-            let (bucket, slot) = bucket_of(index);
-            assert!(bucket < BUCKETS && slot < 1 << bucket, "{index}");
-            assert!(seen.insert((bucket, slot)));
+            let Place { bucket, offset } = Place::of(index);
+            assert!(
+                (bucket as usize) < BUCKETS && offset < 1 << bucket,
+                "{index}"
+            );
+            assert!(seen.insert((bucket, offset)));
         }
-        assert_eq!(bucket_of(0), (0, 0));
-        assert_eq!(bucket_of(1), (1, 0));
-        assert_eq!(bucket_of(2), (1, 1));
-        assert_eq!(bucket_of(3), (2, 0));
+        let at = |bucket, offset| Place { bucket, offset };
+        assert_eq!(Place::of(0), at(0, 0));
+        assert_eq!(Place::of(1), at(1, 0));
+        assert_eq!(Place::of(2), at(1, 1));
+        assert_eq!(Place::of(3), at(2, 0));
+        assert_eq!(Place::of(OWN_BLOCKS), at(BUCKETS as u32, 0));
+        assert_eq!(Place::of(usize::MAX), at(BUCKETS as u32, 0));
         assert_eq!(
-            bucket_of(OWN_BLOCKS - 1),
-            (BUCKETS - 1, (1 << (BUCKETS - 1)) - 1)
+            Place::of(OWN_BLOCKS - 1),
+            at(BUCKETS as u32 - 1, (1 << (BUCKETS - 1)) - 1)
         );
     }
 
@@ -409,9 +483,9 @@ mod tests {
                         barrier.wait();
                         // Indices 7..=14: all in bucket 3, allocated by whoever comes first.
                         for _ in 0..1000 {
-                            counters.tally(7 + t).bump(Event::Put);
+                            counters.tally(Place::of(7 + t)).bump(Event::Put);
                         }
-                        counters.tally(OWN_BLOCKS + t).bump(Event::Put);
+                        counters.tally(Place::of(OWN_BLOCKS + t)).bump(Event::Put);
                     })
                 })
                 .collect();
@@ -429,13 +503,13 @@ mod tests {
         // after another, X puts it back and thread Y takes it.
         let counters = ThreadCounters::default();
         let (x, y) = (0, 1); // thread indices: the first two blocks
-        counters.tally(x).bump(Event::Miss);
-        counters.tally(y); // Y's block exists before the merge starts
+        counters.tally(Place::of(x)).bump(Event::Miss);
+        counters.tally(Place::of(y)); // Y's block exists before the merge starts
         let moved = std::cell::Cell::new(false);
         let blocks = counters.blocks().enumerate().map(|(i, block)| {
             if i == 1 && !moved.replace(true) {
-                counters.tally(x).bump(Event::Put);
-                counters.tally(y).bump(Event::Hit);
+                counters.tally(Place::of(x)).bump(Event::Put);
+                counters.tally(Place::of(y)).bump(Event::Hit);
             }
             block
         });

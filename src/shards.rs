@@ -36,7 +36,7 @@ use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 
 use crossbeam_utils::CachePadded;
 
-use crate::counters::{Counters, Tally, ThreadCounters};
+use crate::counters::{Counters, Place, Tally, ThreadCounters};
 use crate::sync::atomic::{AtomicU64, Ordering};
 #[cfg(loom)]
 pub use crate::sync::thread_index;
@@ -146,25 +146,55 @@ impl<const WORDS: usize> Default for IndexSet<WORDS> {
 #[cfg(not(loom))]
 static INDICES: IndexSet<64> = IndexSet::new();
 
-/// The index of the calling thread, taken at its first call and kept until
-/// it exits: the lowest free one in the next residue class modulo
+/// A thread's index and where it counts, worked out once per thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadSlot {
+    pub index: usize,
+    pub place: Place,
+}
+
+impl ThreadSlot {
+    pub const fn new(index: usize) -> Self {
+        ThreadSlot {
+            index,
+            place: Place::of(index),
+        }
+    }
+}
+
+/// The calling thread's slot: its index, taken at its first call and kept
+/// until it exits, the lowest free one in the next residue class modulo
 /// [`default_shard_count`], round robin, so threads that start together
 /// land on distinct shards of a default pool (up to `n` of them on `n`).
-/// [`UNOWNED`] once the thread's thread-locals are being destroyed (a pool
-/// used from another thread-local's destructor).
+/// Index [`UNOWNED`] once the thread's thread-locals are being destroyed
+/// (a pool used from another thread-local's destructor).
 #[cfg(not(loom))]
 #[inline]
-pub fn thread_index() -> usize {
-    struct Held(usize);
+pub fn current() -> ThreadSlot {
+    struct Held(ThreadSlot);
     impl Drop for Held {
         fn drop(&mut self) {
-            INDICES.release(self.0);
+            INDICES.release(self.0.index);
         }
     }
     thread_local! {
-        static HELD: Held = Held(INDICES.acquire(default_shard_count()));
+        static HELD: Held = Held(ThreadSlot::new(INDICES.acquire(default_shard_count())));
     }
-    HELD.try_with(|held| held.0).unwrap_or(UNOWNED)
+    HELD.try_with(|held| held.0)
+        .unwrap_or(const { ThreadSlot::new(UNOWNED) })
+}
+
+/// Under loom: the loom thread's index (see `crate::sync::thread_index`).
+#[cfg(loom)]
+pub fn current() -> ThreadSlot {
+    ThreadSlot::new(thread_index())
+}
+
+/// The index of the calling thread (see [`current`]).
+#[cfg(not(loom))]
+#[inline]
+pub fn thread_index() -> usize {
+    current().index
 }
 
 /// The number of shards to use when the caller does not say: the number of
@@ -230,15 +260,15 @@ impl<T> Shards<T> {
     /// The calling thread's home shard and its way of counting.
     #[inline]
     pub fn local(&self) -> (usize, Tally<'_>) {
-        let thread = thread_index();
-        (self.home_of(thread), self.counters.tally(thread))
+        let me = current();
+        (self.home_of(me.index), self.counters.tally(me.place))
     }
 
     /// The calling thread's way of counting. Counters are per thread, not
     /// per shard: `_shard` (where the event happened) does not matter.
     #[inline]
     pub fn counters(&self, _shard: usize) -> Tally<'_> {
-        self.counters.tally(thread_index())
+        self.counters.tally(current().place)
     }
 
     pub fn all_counters(&self) -> impl Iterator<Item = &Counters> + Clone {
@@ -258,6 +288,13 @@ impl<T> Shards<T> {
         if let Some(item) = self.shards[home].idle.as_ref().and_then(ArrayQueue::pop) {
             return Some(item);
         }
+        self.steal(home)
+    }
+
+    /// Takes an item from a shard other than `home`. Out of line: it keeps
+    /// `pop`, inlined into every get, small.
+    #[inline(never)]
+    fn steal(&self, home: usize) -> Option<T> {
         self.ring(home)
             .skip(1)
             .find_map(|i| self.shards[i].idle.as_ref().and_then(ArrayQueue::pop))
@@ -500,7 +537,9 @@ mod tests {
                 let index = set.acquire(1);
                 assert_eq!(index, 0, "the index freed by the last thread");
                 for _ in 0..1000 {
-                    counters.tally(index).bump(crate::counters::Event::Put);
+                    counters
+                        .tally(Place::of(index))
+                        .bump(crate::counters::Event::Put);
                 }
                 set.release(index);
             })

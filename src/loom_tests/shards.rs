@@ -27,7 +27,7 @@ use loom::thread;
 
 use super::check;
 use super::Bound::Exhaustive;
-use crate::counters::{Event, Snapshot, ThreadCounters, OWN_BLOCKS};
+use crate::counters::{Event, Place, Snapshot, ThreadCounters, OWN_BLOCKS};
 use crate::shards::{IndexSet, Shards};
 
 /// One thread's push then pop on its home shard, counting both.
@@ -149,15 +149,15 @@ fn an_index_and_its_counter_block_pass_between_threads_without_a_lost_count() {
         let counters = Arc::new(ThreadCounters::default());
         let resident = set.acquire(1);
         assert_eq!(resident, 0);
-        counters.tally(resident); // allocates block 0: block 1 is the second
+        counters.tally(Place::of(resident)); // allocates block 0: block 1 is the second
         let threads: Vec<_> = (0..2)
             .map(|_| {
                 let (set, counters) = (Arc::clone(&set), Arc::clone(&counters));
                 thread::spawn(move || {
                     let index = set.acquire(1);
                     assert_ne!(index, resident);
-                    counters.tally(index).bump(Event::Put);
-                    counters.tally(index).bump(Event::Put);
+                    counters.tally(Place::of(index)).bump(Event::Put);
+                    counters.tally(Place::of(index)).bump(Event::Put);
                     set.release(index);
                     index
                 })
@@ -188,11 +188,11 @@ fn a_merge_never_counts_an_object_moving_between_threads_as_out_twice() {
         let counters = Arc::new(ThreadCounters::default());
         let handed = Arc::new(AtomicBool::new(false));
         let (x, y) = (0, OWN_BLOCKS);
-        counters.tally(x).bump(Event::Miss); // X holds the object
+        counters.tally(Place::of(x)).bump(Event::Miss); // X holds the object
         let putter = {
             let (counters, handed) = (Arc::clone(&counters), Arc::clone(&handed));
             thread::spawn(move || {
-                counters.tally(x).bump(Event::Put);
+                counters.tally(Place::of(x)).bump(Event::Put);
                 handed.store(true, Ordering::Release);
             })
         };
@@ -200,7 +200,7 @@ fn a_merge_never_counts_an_object_moving_between_threads_as_out_twice() {
             let (counters, handed) = (Arc::clone(&counters), Arc::clone(&handed));
             thread::spawn(move || {
                 if handed.load(Ordering::Acquire) {
-                    counters.tally(y).bump(Event::Hit);
+                    counters.tally(Place::of(y)).bump(Event::Hit);
                 }
             })
         };
