@@ -1,21 +1,40 @@
-//! Per-shard event counters.
+//! Event counters: one block per thread, merged when read.
 //!
-//! Each shard owns two [`Counters`] blocks inside its cache-padded slot, and
-//! a thread only ever bumps the blocks of its home shard, so counting adds no
-//! shared cache line to the hot path. Reading merges all blocks; the merge is
-//! not a consistent cut across shards while other threads keep counting, but
-//! every counter is exact once the pool is quiescent.
+//! Each pool keeps a [`ThreadCounters`]: a block of counters for every
+//! thread index that has counted in it (see `shards::thread_index`), each
+//! in its own cache line, so a thread counts in a line no other thread
+//! writes, whatever its home shard. Reading merges all blocks; the merge is
+//! not a consistent cut while other threads keep counting, but every
+//! counter is exact once the pool is quiescent.
 //!
 //! Invariants:
-//! - A shard's `owner` is 0 until the first thread that counts there claims
-//!   it (compare-and-swap), and never changes afterwards. Thread numbers are
-//!   never reused, so at most one thread ever matches it.
-//! - Only the owner writes the `owned` block, so it counts with a plain load
-//!   and store: no locked instruction, no lost update. Every other thread
-//!   counts in the `shared` block with atomic adds. Ownership outlives the
-//!   owner: after it exits, the others keep counting in `shared`.
+//! - Block `i` belongs to thread index `i`: only the thread holding that
+//!   index writes it, so it counts with a plain load and store, no locked
+//!   instruction and no lost update. An index is held by one live thread at
+//!   a time, and passes from an exited thread to a new one through a
+//!   release/acquire pair, so the new holder continues from the old one's
+//!   last count.
+//! - Blocks are allocated in buckets, bucket `b` holding the `2^b` blocks
+//!   of indices `2^b - 1 ..= 2^(b+1) - 2`, when an index of the bucket
+//!   first counts; a bucket is published by one compare-and-swap of its
+//!   pointer (a loser frees its own allocation and uses the winner's) and
+//!   freed only when the pool is dropped, so a block never moves. Its bit
+//!   in `allocated` is set before, so a merge that reads the bits sees
+//!   every bucket counted in before that.
+//! - A thread with an index beyond the buckets, or none (see
+//!   `shards::UNOWNED`), counts in the `shared` block with atomic adds.
+//! - `in_use` never counts an object twice: a merge reads the hits and
+//!   misses of every block before the puts of any. The pool counts a get
+//!   after the object is taken and a put before it is given back; counts
+//!   are `Release` and the merge reads gets with `Acquire`, so a get it
+//!   sees brings into view the put that freed that object, however the
+//!   object moved between threads meanwhile. Reading block by block instead
+//!   could see a get in a later block and miss its put in an earlier one,
+//!   and report `in_use` (and so `max_in_use`) above `max_size`.
 
-use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crossbeam_utils::CachePadded;
+
+use crate::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// Everything the pool counts. The discriminant indexes [`Counters`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,47 +68,203 @@ impl Event {
     pub const COUNT: usize = Event::Timeout as usize + 1;
 }
 
-/// A block of counters. Relaxed accesses: the counts are statistics, they
+/// A block of counters. Counts are `Release` only for the merge's sake
+/// (module invariants; on x86 a plain store or locked add is that already):
+/// the counts are statistics, they
 /// order nothing else.
 #[derive(Debug, Default)]
 pub struct Counters {
     counts: [AtomicU64; Event::COUNT],
 }
 
-/// A shard's counters: the owner's block and everyone else's.
-#[derive(Debug, Default)]
-pub struct ShardCounters {
-    /// 1 + the number of the owning thread, 0 while unclaimed.
-    owner: AtomicUsize,
-    owned: Counters,
+/// The per-thread blocks of bucket `b` cover indices `2^b - 1 ..= 2^(b+1) - 2`.
+const BUCKETS: usize = 13;
+
+/// Thread indices with a block of their own: `0 .. 2^BUCKETS - 1` (8191,
+/// more than the reusable thread indices).
+pub const OWN_BLOCKS: usize = (1 << BUCKETS) - 1;
+
+type Block = CachePadded<Counters>;
+
+/// A pool's counters: a block per thread index, and one for the rest.
+pub struct ThreadCounters {
+    buckets: [AtomicPtr<Block>; BUCKETS],
+    /// Bit `b` is set before bucket `b` is published, so that a merge
+    /// visits only buckets that may be allocated.
+    allocated: AtomicU32,
     shared: Counters,
 }
 
-impl ShardCounters {
-    /// How thread number `thread` counts here.
-    #[inline]
-    pub fn tally(&self, thread: usize) -> Tally<'_> {
-        let me = thread + 1;
-        let owner = self.owner.load(Ordering::Relaxed);
-        let exclusive = owner == me
-            || (owner == 0
-                && self
-                    .owner
-                    .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok());
-        Tally {
-            counters: if exclusive { &self.owned } else { &self.shared },
-            exclusive,
+impl Default for ThreadCounters {
+    fn default() -> Self {
+        ThreadCounters {
+            buckets: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            allocated: AtomicU32::new(0),
+            shared: Counters::default(),
         }
-    }
-
-    /// Both blocks, for merging.
-    pub fn blocks(&self) -> [&Counters; 2] {
-        [&self.owned, &self.shared]
     }
 }
 
-/// One thread's way of counting in one shard: plain increments in the block
+/// Where a thread index counts: its bucket and its block in it, or the
+/// shared block. Worked out once per thread (see `shards::current`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    bucket: u32,
+    offset: u32,
+}
+
+impl Place {
+    /// The place of thread index `index`: its own block below
+    /// [`OWN_BLOCKS`], the shared block from there on.
+    pub const fn of(index: usize) -> Place {
+        if index >= OWN_BLOCKS {
+            return Place {
+                bucket: BUCKETS as u32,
+                offset: 0,
+            };
+        }
+        let n = index + 1;
+        let bucket = usize::BITS - 1 - n.leading_zeros();
+        Place {
+            bucket,
+            offset: (n - (1 << bucket)) as u32,
+        }
+    }
+}
+
+impl ThreadCounters {
+    /// How a thread counts at `place`: in its own block, or (beyond
+    /// [`OWN_BLOCKS`]) in the shared one.
+    #[inline]
+    pub fn tally(&self, place: Place) -> Tally<'_> {
+        let Some(bucket) = self.buckets.get(place.bucket as usize) else {
+            return Tally {
+                counters: &self.shared,
+                exclusive: false,
+            };
+        };
+        let mut blocks = bucket.load(Ordering::Acquire);
+        if blocks.is_null() {
+            blocks = self.allocate(place.bucket as usize);
+        }
+        // SAFETY: a non-null bucket pointer points to `1 << bucket` blocks,
+        // published with `Release` after they were initialised (read here
+        // with `Acquire`) and freed only in `drop`, which `&self` excludes;
+        // `offset < 1 << bucket` by `Place::of`.
+        let block = unsafe { &*blocks.add(place.offset as usize) };
+        Tally {
+            counters: block,
+            exclusive: true,
+        }
+    }
+
+    /// Allocates bucket `bucket`, or finds it allocated by another thread.
+    #[cold]
+    #[inline(never)]
+    fn allocate(&self, bucket: usize) -> *mut Block {
+        // Before the bucket is published: whoever counts in it (and so
+        // whatever it counts) happens after the bit is set, and a merge
+        // reads the bits after the gets it has seen (module invariants).
+        self.allocated.fetch_or(1 << bucket, Ordering::Release);
+        let fresh: Box<[Block]> = (0..1usize << bucket).map(|_| Block::default()).collect();
+        let fresh = Box::into_raw(fresh).cast::<Block>();
+        match self.buckets[bucket].compare_exchange(
+            std::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(theirs) => {
+                // SAFETY: `fresh` came from `Box::into_raw` of a boxed slice
+                // of `1 << bucket` blocks just above and was never shared.
+                drop(unsafe {
+                    Box::from_raw(std::ptr::slice_from_raw_parts_mut(fresh, 1 << bucket))
+                });
+                theirs
+            }
+        }
+    }
+
+    /// Every block: the allocated per-thread ones, then the shared one.
+    pub fn blocks(&self) -> Blocks<'_> {
+        Blocks {
+            counters: self,
+            buckets: None,
+            current: [].iter(),
+            shared: true,
+        }
+    }
+}
+
+/// The blocks of a [`ThreadCounters`]. Which buckets are allocated is read
+/// when the iteration starts: a clone made before and started later (the
+/// second pass of a merge) reads it again. A plain struct rather than
+/// iterator adapters: a pool merges its counters every 64 gets.
+#[derive(Clone)]
+pub struct Blocks<'a> {
+    counters: &'a ThreadCounters,
+    /// The allocated buckets not visited yet; `None` before the start.
+    buckets: Option<u32>,
+    current: std::slice::Iter<'a, Block>,
+    shared: bool,
+}
+
+impl<'a> Iterator for Blocks<'a> {
+    type Item = &'a Counters;
+
+    fn next(&mut self) -> Option<&'a Counters> {
+        loop {
+            if let Some(block) = self.current.next() {
+                return Some(&**block);
+            }
+            let counters = self.counters;
+            let left = *self
+                .buckets
+                .get_or_insert_with(|| counters.allocated.load(Ordering::Acquire));
+            if left == 0 {
+                let shared = std::mem::take(&mut self.shared);
+                return shared.then_some(&counters.shared);
+            }
+            let bucket = left.trailing_zeros() as usize;
+            self.buckets = Some(left & (left - 1));
+            let blocks = counters.buckets[bucket].load(Ordering::Acquire);
+            self.current = if blocks.is_null() {
+                [].iter() // being allocated: nothing counted in it yet
+            } else {
+                // SAFETY: as in `tally`: `1 << bucket` initialised blocks,
+                // alive as long as the `&'a ThreadCounters`.
+                unsafe { std::slice::from_raw_parts(blocks, 1 << bucket) }.iter()
+            };
+        }
+    }
+}
+
+impl Drop for ThreadCounters {
+    fn drop(&mut self) {
+        for (bucket, pointer) in self.buckets.iter().enumerate() {
+            let blocks = pointer.load(Ordering::Acquire);
+            if !blocks.is_null() {
+                // SAFETY: allocated by `allocate` as a boxed slice of
+                // `1 << bucket` blocks; `&mut self` means no tally or
+                // iterator borrows them any more.
+                drop(unsafe {
+                    Box::from_raw(std::ptr::slice_from_raw_parts_mut(blocks, 1 << bucket))
+                });
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ThreadCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadCounters")
+            .field("snapshot", &Snapshot::merge(self.blocks()))
+            .finish()
+    }
+}
+
+/// One thread's way of counting in a pool: plain increments in the block
 /// it alone writes, atomic ones otherwise.
 #[derive(Clone, Copy, Debug)]
 pub struct Tally<'a> {
@@ -121,10 +296,10 @@ impl Tally<'_> {
         if self.exclusive {
             // Only this thread writes this block (module invariant).
             let new = count.load(Ordering::Relaxed) + n;
-            count.store(new, Ordering::Relaxed);
+            count.store(new, Ordering::Release);
             new
         } else {
-            count.fetch_add(n, Ordering::Relaxed) + n
+            count.fetch_add(n, Ordering::Release) + n
         }
     }
 }
@@ -134,7 +309,7 @@ impl Counters {
     /// path: shards count through a [`Tally`]).
     #[inline]
     pub fn bump(&self, event: Event) {
-        self.counts[event as usize].fetch_add(1, Ordering::Relaxed);
+        self.counts[event as usize].fetch_add(1, Ordering::Release);
     }
 
     #[cfg(test)]
@@ -144,6 +319,11 @@ impl Counters {
 
     fn read(&self, event: Event) -> u64 {
         self.counts[event as usize].load(Ordering::Relaxed)
+    }
+
+    /// Reads a count, seeing everything that happened before it was made.
+    fn read_acquire(&self, event: Event) -> u64 {
+        self.counts[event as usize].load(Ordering::Acquire)
     }
 }
 
@@ -175,12 +355,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Sums the counters of every block.
-    pub fn merge<'a>(blocks: impl IntoIterator<Item = &'a Counters>) -> Snapshot {
+    /// Sums the counters of every block: the gets of all blocks first,
+    /// then everything else (module invariants).
+    pub fn merge<'a, I>(blocks: I) -> Snapshot
+    where
+        I: IntoIterator<Item = &'a Counters>,
+        I::IntoIter: Clone,
+    {
+        let blocks = blocks.into_iter();
         let mut s = Snapshot::default();
+        for c in blocks.clone() {
+            s.hits += c.read_acquire(Event::Hit);
+            s.misses += c.read_acquire(Event::Miss);
+        }
         for c in blocks {
-            s.hits += c.read(Event::Hit);
-            s.misses += c.read(Event::Miss);
             s.puts += c.read(Event::Put);
             s.created += c.read(Event::Created);
             s.destroyed += c.read(Event::Destroyed);
@@ -191,8 +379,8 @@ impl Snapshot {
             s.waits += c.read(Event::Wait);
             s.timeouts += c.read(Event::Timeout);
         }
-        // Objects go out as hits or misses and come back as puts. Shards are
-        // read one after another, so a put may be seen before its get.
+        // Puts read after gets may include returns of objects whose gets
+        // were not seen: an undercount, never below zero.
         s.in_use = (s.hits + s.misses).saturating_sub(s.puts);
         s
     }
@@ -232,38 +420,108 @@ mod tests {
     }
 
     #[test]
-    fn the_first_thread_owns_a_shard_and_others_share_it() {
-        let shard = ShardCounters::default();
-        let first = shard.tally(7);
-        assert!(first.exclusive);
-        first.bump(Event::Hit);
-        first.add(Event::Put, 2);
-        let other = shard.tally(8);
+    fn each_thread_index_counts_in_its_own_block_and_the_rest_in_the_shared_one() {
+        let counters = ThreadCounters::default();
+        assert_eq!(
+            counters.blocks().count(),
+            1,
+            "only the shared block until a thread counts"
+        );
+        counters.tally(Place::of(0)).bump(Event::Hit);
+        counters.tally(Place::of(0)).add(Event::Put, 2);
+        assert!(counters.tally(Place::of(5)).exclusive);
+        assert_eq!(counters.tally(Place::of(5)).bump_counted(Event::Hit), 1);
+        assert_eq!(counters.tally(Place::of(5)).bump_counted(Event::Hit), 2);
+        let other = counters.tally(Place::of(OWN_BLOCKS));
         assert!(!other.exclusive);
         assert_eq!(other.bump_counted(Event::Hit), 1);
-        assert!(shard.tally(7).exclusive);
-        assert_eq!(shard.tally(7).bump_counted(Event::Hit), 2);
-        let s = Snapshot::merge(shard.blocks());
-        assert_eq!((s.hits, s.puts), (3, 2));
+        assert_eq!(
+            counters
+                .tally(Place::of(usize::MAX))
+                .bump_counted(Event::Hit),
+            2
+        );
+        let s = Snapshot::merge(counters.blocks());
+        assert_eq!((s.hits, s.puts), (5, 2));
+        // Buckets 0 (index 0) and 2 (indices 3..=6) were allocated, no more.
+        assert_eq!(counters.blocks().count(), 1 + 4 + 1);
+        // Each block in its own cache line.
+        let addresses: Vec<usize> = counters.blocks().map(|c| c as *const _ as usize).collect();
+        assert!(addresses
+            .iter()
+            .all(|a| a % 128 == 0 || *a == addresses[addresses.len() - 1]));
     }
 
     #[test]
-    fn counts_stay_exact_with_an_owner_and_sharers_in_threads() {
-        let shard = std::sync::Arc::new(ShardCounters::default());
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let shard = std::sync::Arc::clone(&shard);
-                std::thread::spawn(move || {
-                    for _ in 0..10_000 {
-                        shard.tally(t).bump(Event::Put);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
+    fn buckets_cover_every_index_once() {
+        let mut seen = std::collections::HashSet::new();
+        for index in 0..OWN_BLOCKS {
+            let Place { bucket, offset } = Place::of(index);
+            assert!(
+                (bucket as usize) < BUCKETS && offset < 1 << bucket,
+                "{index}"
+            );
+            assert!(seen.insert((bucket, offset)));
         }
-        assert_eq!(Snapshot::merge(shard.blocks()).puts, 40_000);
+        let at = |bucket, offset| Place { bucket, offset };
+        assert_eq!(Place::of(0), at(0, 0));
+        assert_eq!(Place::of(1), at(1, 0));
+        assert_eq!(Place::of(2), at(1, 1));
+        assert_eq!(Place::of(3), at(2, 0));
+        assert_eq!(Place::of(OWN_BLOCKS), at(BUCKETS as u32, 0));
+        assert_eq!(Place::of(usize::MAX), at(BUCKETS as u32, 0));
+        assert_eq!(
+            Place::of(OWN_BLOCKS - 1),
+            at(BUCKETS as u32 - 1, (1 << (BUCKETS - 1)) - 1)
+        );
+    }
+
+    #[test]
+    fn counts_stay_exact_when_threads_allocate_one_bucket_at_once() {
+        for _ in 0..50 {
+            let counters = std::sync::Arc::new(ThreadCounters::default());
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let (counters, barrier) = (counters.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        // Indices 7..=14: all in bucket 3, allocated by whoever comes first.
+                        for _ in 0..1000 {
+                            counters.tally(Place::of(7 + t)).bump(Event::Put);
+                        }
+                        counters.tally(Place::of(OWN_BLOCKS + t)).bump(Event::Put);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(Snapshot::merge(counters.blocks()).puts, 8 * 1001);
+            assert_eq!(counters.blocks().count(), 8 + 1);
+        }
+    }
+
+    #[test]
+    fn in_use_never_counts_an_object_that_moves_between_threads_twice() {
+        // One object: thread X holds it. While a merge reads the blocks one
+        // after another, X puts it back and thread Y takes it.
+        let counters = ThreadCounters::default();
+        let (x, y) = (0, 1); // thread indices: the first two blocks
+        counters.tally(Place::of(x)).bump(Event::Miss);
+        counters.tally(Place::of(y)); // Y's block exists before the merge starts
+        let moved = std::cell::Cell::new(false);
+        let blocks = counters.blocks().enumerate().map(|(i, block)| {
+            if i == 1 && !moved.replace(true) {
+                counters.tally(Place::of(x)).bump(Event::Put);
+                counters.tally(Place::of(y)).bump(Event::Hit);
+            }
+            block
+        });
+        let s = Snapshot::merge(blocks);
+        assert!(moved.get());
+        assert_eq!(s.in_use, 1, "one object, out once: {s:?}");
+        assert_eq!((s.hits, s.misses, s.puts), (1, 1, 1));
     }
 
     #[test]

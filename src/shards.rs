@@ -1,54 +1,216 @@
-//! Sharded, bounded idle storage.
+//! Sharded, bounded idle storage, and the thread indices that pick a
+//! thread's home shard and its counters.
 //!
 //! Invariants:
 //! - A [`Shards`] holds `n >= 1` shards. Shard `i` stores at most `caps[i]`
 //!   items, and the capacities add up to the `max_idle` it was built with, so
 //!   the whole set never holds more than `max_idle` items. A shard whose
 //!   capacity is zero has no queue at all.
-//! - Every shard sits in its own [`CachePadded`] slot together with its
-//!   [`Counters`], so threads working on different shards share no cache line.
+//! - Every shard sits in its own [`CachePadded`] slot, so threads working on
+//!   different shards share no cache line; each thread counts in a block of
+//!   its own ([`ThreadCounters`]).
 //! - Each shard is a crossbeam [`ArrayQueue`]: lock-free, multi-producer and
 //!   multi-consumer. Any thread may push to or pop from any shard; the home
 //!   shard is a locality preference, never an ownership claim.
 //! - An item is in at most one queue, and `push`/`pop` move it, so the set
 //!   never duplicates or loses an item: `push` gives the item back when every
 //!   shard is full.
+//! - Thread indices ([`IndexSet`]): at every moment each index is held by at
+//!   most one live thread. A thread takes one at its first call and frees it
+//!   when it exits; freeing is a `Release` and taking an `Acquire` on the
+//!   same bit, so everything the old holder did happens before anything the
+//!   new one does. Index `i` owns counter block `i` of every pool (see
+//!   `counters`), which relies on exactly this.
+//! - A new thread takes the lowest free index in the next residue class,
+//!   modulo the default shard count, round robin: threads that start
+//!   together land on distinct shards of a default pool (up to `n` of them
+//!   on `n` shards), as with a counter, whatever threads came and went
+//!   before, and indices stay small, so that per-index counter blocks stay
+//!   few. (Taking the lowest free index would give two threads the same
+//!   home whenever the holes left by exited threads have one parity; a
+//!   never-reused counter left the counter blocks of exited threads to
+//!   nobody, and grew without bound.)
 
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 
 use crossbeam_utils::CachePadded;
 
-use crate::counters::{Counters, ShardCounters, Tally};
+use crate::counters::{Counters, Place, Tally, ThreadCounters};
+use crate::sync::atomic::{AtomicU64, Ordering};
 #[cfg(loom)]
 pub use crate::sync::thread_index;
 use crate::sync::ArrayQueue;
 
-/// The index of the calling thread, handed out once per thread from a global
-/// counter. Consecutive threads get consecutive indices, so up to `n` threads
-/// land on `n` distinct shards.
+/// The index of a thread that no longer holds one (its thread-locals are
+/// being destroyed as it exits): never a shard's owner.
+pub const UNOWNED: usize = usize::MAX;
+
+/// Reusable thread indices: one bit per index, set while a live thread
+/// holds it. `WORDS * 64` indices are reused; beyond them (more threads alive
+/// at once than that) indices come from a counter and are never reused.
+pub struct IndexSet<const WORDS: usize> {
+    held: [AtomicU64; WORDS],
+    #[cfg(not(loom))]
+    next_class: StdAtomicUsize,
+    #[cfg(loom)]
+    next_class: crate::sync::atomic::AtomicUsize,
+    #[cfg(not(loom))]
+    beyond: StdAtomicUsize,
+    #[cfg(loom)]
+    beyond: crate::sync::atomic::AtomicUsize,
+}
+
+impl<const WORDS: usize> IndexSet<WORDS> {
+    /// The first index that is never reused.
+    pub const REUSED: usize = WORDS * 64;
+
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        IndexSet {
+            held: [const { AtomicU64::new(0) }; WORDS],
+            next_class: StdAtomicUsize::new(0),
+            beyond: StdAtomicUsize::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        IndexSet {
+            held: std::array::from_fn(|_| AtomicU64::new(0)),
+            next_class: crate::sync::atomic::AtomicUsize::new(0),
+            beyond: crate::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes the lowest free index in the next residue class modulo
+    /// `classes`, round robin: threads that start together take
+    /// consecutive classes. The lowest free index of all when that class
+    /// has none.
+    pub fn acquire(&self, classes: usize) -> usize {
+        let classes = classes.max(1);
+        let class = self.next_class.fetch_add(1, Ordering::Relaxed) % classes;
+        self.take(|index| index % classes == class)
+            .or_else(|| self.take(|_| true))
+            .unwrap_or_else(|| Self::REUSED + self.beyond.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Takes the lowest free index that `fits`, if any.
+    fn take(&self, fits: impl Fn(usize) -> bool) -> Option<usize> {
+        for (w, word) in self.held.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            'word: loop {
+                let mut free = !bits;
+                while free != 0 {
+                    let bit = free.trailing_zeros() as usize;
+                    free &= free - 1;
+                    if !fits(w * 64 + bit) {
+                        continue;
+                    }
+                    // Acquire: pairs with the `Release` of the thread that
+                    // freed this index, so its counts happen before ours.
+                    match word.compare_exchange(
+                        bits,
+                        bits | 1 << bit,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => return Some(w * 64 + bit),
+                        Err(now) => {
+                            bits = now;
+                            continue 'word;
+                        }
+                    }
+                }
+                break;
+            }
+        }
+        None
+    }
+
+    /// Frees `index`, which the caller holds and will not use again.
+    pub fn release(&self, index: usize) {
+        if index < Self::REUSED {
+            self.held[index / 64].fetch_and(!(1 << (index % 64)), Ordering::Release);
+        }
+    }
+}
+
+impl<const WORDS: usize> Default for IndexSet<WORDS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The indices of the process's threads, 4096 of them reusable.
+#[cfg(not(loom))]
+static INDICES: IndexSet<64> = IndexSet::new();
+
+/// A thread's index and where it counts, worked out once per thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadSlot {
+    pub index: usize,
+    pub place: Place,
+}
+
+impl ThreadSlot {
+    pub const fn new(index: usize) -> Self {
+        ThreadSlot {
+            index,
+            place: Place::of(index),
+        }
+    }
+}
+
+/// The calling thread's slot: its index, taken at its first call and kept
+/// until it exits, the lowest free one in the next residue class modulo
+/// [`default_shard_count`], round robin, so threads that start together
+/// land on distinct shards of a default pool (up to `n` of them on `n`).
+/// Index [`UNOWNED`] once the thread's thread-locals are being destroyed
+/// (a pool used from another thread-local's destructor).
+#[cfg(not(loom))]
+#[inline]
+pub fn current() -> ThreadSlot {
+    struct Held(ThreadSlot);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            INDICES.release(self.0.index);
+        }
+    }
+    thread_local! {
+        static HELD: Held = Held(ThreadSlot::new(INDICES.acquire(default_shard_count())));
+    }
+    HELD.try_with(|held| held.0)
+        .unwrap_or(const { ThreadSlot::new(UNOWNED) })
+}
+
+/// Under loom: the loom thread's index (see `crate::sync::thread_index`).
+#[cfg(loom)]
+pub fn current() -> ThreadSlot {
+    ThreadSlot::new(thread_index())
+}
+
+/// The index of the calling thread (see [`current`]).
 #[cfg(not(loom))]
 #[inline]
 pub fn thread_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    INDEX.with(|i| *i)
+    current().index
 }
 
-/// The number of shards to use when the caller does not say.
+/// The number of shards to use when the caller does not say: the number of
+/// CPUs this process may use, read once (it reads cgroup files).
 pub fn default_shard_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 pub struct Shard<T> {
     idle: Option<ArrayQueue<T>>,
-    counters: ShardCounters,
 }
 
 pub struct Shards<T> {
     shards: Box<[CachePadded<Shard<T>>]>,
+    counters: ThreadCounters,
 }
 
 impl<T> Shards<T> {
@@ -64,11 +226,13 @@ impl<T> Shards<T> {
                 let cap = base + usize::from(i < extra);
                 CachePadded::new(Shard {
                     idle: (cap > 0).then(|| ArrayQueue::new(cap)),
-                    counters: ShardCounters::default(),
                 })
             })
             .collect();
-        Shards { shards }
+        Shards {
+            shards,
+            counters: ThreadCounters::default(),
+        }
     }
 
     #[inline]
@@ -93,22 +257,22 @@ impl<T> Shards<T> {
         }
     }
 
-    /// The calling thread's home shard and its way of counting there.
+    /// The calling thread's home shard and its way of counting.
     #[inline]
     pub fn local(&self) -> (usize, Tally<'_>) {
-        let thread = thread_index();
-        let home = self.home_of(thread);
-        (home, self.shards[home].counters.tally(thread))
+        let me = current();
+        (self.home_of(me.index), self.counters.tally(me.place))
     }
 
-    /// The calling thread's way of counting in shard `shard`.
+    /// The calling thread's way of counting. Counters are per thread, not
+    /// per shard: `_shard` (where the event happened) does not matter.
     #[inline]
-    pub fn counters(&self, shard: usize) -> Tally<'_> {
-        self.shards[shard].counters.tally(thread_index())
+    pub fn counters(&self, _shard: usize) -> Tally<'_> {
+        self.counters.tally(current().place)
     }
 
     pub fn all_counters(&self) -> impl Iterator<Item = &Counters> + Clone {
-        self.shards.iter().flat_map(|s| s.counters.blocks())
+        self.counters.blocks()
     }
 
     /// Shard indices starting at `home`, then its neighbours in ring order.
@@ -124,6 +288,13 @@ impl<T> Shards<T> {
         if let Some(item) = self.shards[home].idle.as_ref().and_then(ArrayQueue::pop) {
             return Some(item);
         }
+        self.steal(home)
+    }
+
+    /// Takes an item from a shard other than `home`. Out of line: it keeps
+    /// `pop`, inlined into every get, small.
+    #[inline(never)]
+    fn steal(&self, home: usize) -> Option<T> {
         self.ring(home)
             .skip(1)
             .find_map(|i| self.shards[i].idle.as_ref().and_then(ArrayQueue::pop))
@@ -262,11 +433,131 @@ mod tests {
         let h = s.home();
         assert!(h < 3);
         assert_eq!(h, s.home());
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..6 {
-            seen.insert(std::thread::spawn(thread_index).join().unwrap());
+        // Threads alive at the same time hold distinct indices.
+        let barrier = Arc::new(std::sync::Barrier::new(6));
+        let indices: std::collections::HashSet<usize> = (0..6)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    let index = thread_index();
+                    barrier.wait();
+                    assert_eq!(thread_index(), index, "an index is kept for life");
+                    index
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(indices.len(), 6, "each live thread has its own index");
+        assert!(!indices.contains(&thread_index()));
+    }
+
+    #[test]
+    fn indices_are_the_lowest_free_and_reused_after_release() {
+        // One class: plain lowest-free.
+        let set: IndexSet<2> = IndexSet::new();
+        let taken: Vec<usize> = (0..5).map(|_| set.acquire(1)).collect();
+        assert_eq!(taken, [0, 1, 2, 3, 4]);
+        set.release(3);
+        set.release(1);
+        assert_eq!((set.acquire(1), set.acquire(1), set.acquire(1)), (1, 3, 5));
+        // Across a word boundary, and past the reusable range.
+        let more: Vec<usize> = (0..122).map(|_| set.acquire(1)).collect();
+        assert_eq!(more, (6..128).collect::<Vec<_>>());
+        assert_eq!(set.acquire(1), IndexSet::<2>::REUSED);
+        assert_eq!(set.acquire(1), IndexSet::<2>::REUSED + 1);
+        set.release(IndexSet::<2>::REUSED); // never reused: no effect
+        set.release(64);
+        assert_eq!(set.acquire(1), 64);
+        assert_eq!(set.acquire(1), IndexSet::<2>::REUSED + 2);
+    }
+
+    #[test]
+    fn classes_are_taken_round_robin_and_each_its_lowest_free_index() {
+        let set: IndexSet<1> = IndexSet::new();
+        let taken: Vec<usize> = (0..6).map(|_| set.acquire(3)).collect();
+        assert_eq!(taken, [0, 1, 2, 3, 4, 5]);
+        set.release(4);
+        set.release(1);
+        set.release(0);
+        // Next classes: 0, 1, 2, 0, 1.
+        let again: Vec<usize> = (0..5).map(|_| set.acquire(3)).collect();
+        assert_eq!(again, [0, 1, 8, 6, 4]);
+        // A class with no free index left takes the lowest free one.
+        let full: IndexSet<1> = IndexSet::new();
+        for _ in 0..64 {
+            full.acquire(1);
         }
-        assert_eq!(seen.len(), 6, "each thread gets its own index");
+        full.release(5);
+        full.release(9);
+        assert_eq!(full.acquire(2), 5, "class 0 has none free");
+        assert_eq!(full.acquire(2), 9);
+    }
+
+    #[test]
+    fn threads_started_together_get_distinct_homes_whatever_came_before() {
+        // The main thread and a long-lived thread hold indices of one
+        // parity, and threads came and went: the next two still land on
+        // different shards of a two-shard pool.
+        for before in 0..6 {
+            let set = Arc::new(IndexSet::<1>::new());
+            let main = set.acquire(2);
+            let churn: Vec<usize> = (0..before).map(|_| set.acquire(2)).collect();
+            let resident = set.acquire(2);
+            for index in churn {
+                set.release(index);
+            }
+            let s: Shards<u32> = Shards::new(2, 2);
+            let pair: Vec<usize> = (0..2)
+                .map(|_| {
+                    let set = Arc::clone(&set);
+                    std::thread::spawn(move || set.acquire(2))
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert_ne!(
+                s.home_of(pair[0]),
+                s.home_of(pair[1]),
+                "{before} came and went"
+            );
+            assert!(pair.iter().all(|&i| i != main && i != resident && i < 8));
+        }
+    }
+
+    #[test]
+    fn an_exited_threads_counter_block_passes_to_the_next_holder_of_its_index() {
+        let set = Arc::new(IndexSet::<1>::new());
+        let counters = Arc::new(ThreadCounters::default());
+        for _ in 0..4 {
+            let (set, counters) = (Arc::clone(&set), Arc::clone(&counters));
+            std::thread::spawn(move || {
+                let index = set.acquire(1);
+                assert_eq!(index, 0, "the index freed by the last thread");
+                for _ in 0..1000 {
+                    counters
+                        .tally(Place::of(index))
+                        .bump(crate::counters::Event::Put);
+                }
+                set.release(index);
+            })
+            .join()
+            .unwrap();
+        }
+        let blocks: Vec<&Counters> = counters.blocks().collect();
+        assert_eq!(blocks.len(), 2, "index 0's block and the shared one");
+        assert_eq!(crate::counters::Snapshot::merge([blocks[0]]).puts, 4000);
+    }
+
+    #[test]
+    fn a_thread_that_exits_frees_its_index() {
+        // Another test's threads may take the freed index at once, so this
+        // only checks that some thread can: spawn until one gets it back.
+        let first = std::thread::spawn(thread_index).join().unwrap();
+        let again = (0..1000).any(|_| std::thread::spawn(thread_index).join().unwrap() == first);
+        assert!(again, "index {first} was never handed out again");
     }
 
     #[test]

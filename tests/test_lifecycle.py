@@ -443,6 +443,22 @@ def wait_forever(pool: ObjectPool, call: str) -> None:
         pool.get_many(1, timeout=None)
 
 
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt during the test, as in a foreground
+    interpreter. A process started in the background inherits SIGINT
+    ignored, and then ``_thread.interrupt_main`` does nothing: the blocked
+    get would wait forever."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set from the main thread")
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@pytest.mark.usefixtures("sigint_raises")
 @pytest.mark.parametrize("call", ["get", "borrow", "get_many"])
 def test_keyboard_interrupt_interrupts_a_get_blocked_forever(full_pool, call):
     pool, held = full_pool
@@ -501,7 +517,11 @@ def test_signal_handler_that_returns_does_not_end_the_wait(full_pool):
 
 SIGINT_SCRIPT = textwrap.dedent(
     """
+    import signal
     from shardpool import ObjectPool
+
+    # Started from a background process, the child inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     pool = ObjectPool(object, max_size=1)
     held = pool.get()

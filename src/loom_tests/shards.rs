@@ -12,15 +12,23 @@
 //! - the stored count never exceeds `max_idle`, and `len` is exact once the
 //!   threads are joined;
 //! - each thread counts on its home shard only, and the merged counters are
-//!   exact once the threads are joined.
+//!   exact once the threads are joined;
+//! - thread indices: two threads taking indices at once get distinct ones,
+//!   and an index freed by one thread and taken by the next passes the
+//!   owned counter block with it: the new holder's plain (non-atomic)
+//!   increments continue from the old holder's last count, none lost;
+//! - a merge never counts an object as out twice: while one thread returns
+//!   the pool's only object in its shard and another takes it in its own,
+//!   a concurrent merge sees `in_use <= 1` (the gets are read before the
+//!   puts, and a get seen brings its object's put into view).
 
 use loom::sync::Arc;
 use loom::thread;
 
 use super::check;
 use super::Bound::Exhaustive;
-use crate::counters::{Event, Snapshot};
-use crate::shards::Shards;
+use crate::counters::{Event, Place, Snapshot, ThreadCounters, OWN_BLOCKS};
+use crate::shards::{IndexSet, Shards};
 
 /// One thread's push then pop on its home shard, counting both.
 fn push_then_pop(shards: &Shards<u32>, item: u32) -> (Option<u32>, Option<u32>) {
@@ -126,5 +134,79 @@ fn one_item_is_stolen_once() {
             .collect();
         assert_eq!(got, [7]);
         assert!(shards.is_empty());
+    });
+}
+
+/// Three threads, one reusable index word: the first holds an index for its
+/// life; each of the other two takes one, counts twice in its block and
+/// frees it, so the third takes the freed one (or a fresh one if it came
+/// first) and counts in the same block. Indices held at once are distinct,
+/// and a block loses no count across the hand-over.
+#[test]
+fn an_index_and_its_counter_block_pass_between_threads_without_a_lost_count() {
+    check(Exhaustive, || {
+        let set = Arc::new(IndexSet::<1>::new());
+        let counters = Arc::new(ThreadCounters::default());
+        let resident = set.acquire(1);
+        assert_eq!(resident, 0);
+        counters.tally(Place::of(resident)); // allocates block 0: block 1 is the second
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (set, counters) = (Arc::clone(&set), Arc::clone(&counters));
+                thread::spawn(move || {
+                    let index = set.acquire(1);
+                    assert_ne!(index, resident);
+                    counters.tally(Place::of(index)).bump(Event::Put);
+                    counters.tally(Place::of(index)).bump(Event::Put);
+                    set.release(index);
+                    index
+                })
+            })
+            .collect();
+        let indices: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(indices.iter().all(|&i| i == 1 || i == 2));
+        assert_eq!(Snapshot::merge(counters.blocks()).puts, 4);
+        // Block 1 (the first of bucket 1) has the counts of index 1's holders.
+        let block_1 = counters.blocks().nth(1).unwrap();
+        let by_index_1 = 2 * indices.iter().filter(|&&i| i == 1).count() as u64;
+        assert_eq!(Snapshot::merge([block_1]).puts, by_index_1);
+    });
+}
+
+/// The pool's one object moves from thread X to thread Y through a flag
+/// standing in for the queue (a `Release` push and an `Acquire` pop, as
+/// crossbeam's): X counts its put before it lets go, Y its hit after it has
+/// the object. X counts in its own block, read first; Y, with an index
+/// beyond the per-thread blocks, in the shared one, read last (an atomic
+/// add: loom explores a thread's plain load-and-store too little to find
+/// the interleaving; the orderings are the same). A merge running
+/// meanwhile must never see the object out twice.
+#[test]
+fn a_merge_never_counts_an_object_moving_between_threads_as_out_twice() {
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    check(Exhaustive, || {
+        let counters = Arc::new(ThreadCounters::default());
+        let handed = Arc::new(AtomicBool::new(false));
+        let (x, y) = (0, OWN_BLOCKS);
+        counters.tally(Place::of(x)).bump(Event::Miss); // X holds the object
+        let putter = {
+            let (counters, handed) = (Arc::clone(&counters), Arc::clone(&handed));
+            thread::spawn(move || {
+                counters.tally(Place::of(x)).bump(Event::Put);
+                handed.store(true, Ordering::Release);
+            })
+        };
+        let getter = {
+            let (counters, handed) = (Arc::clone(&counters), Arc::clone(&handed));
+            thread::spawn(move || {
+                if handed.load(Ordering::Acquire) {
+                    counters.tally(Place::of(y)).bump(Event::Hit);
+                }
+            })
+        };
+        let s = Snapshot::merge(counters.blocks());
+        assert!(s.in_use <= 1, "one object counted out twice: {s:?}");
+        putter.join().unwrap();
+        getter.join().unwrap();
     });
 }
