@@ -122,7 +122,8 @@ def test_installed_metadata_declares_the_extras_and_no_developer_sets():
 
 
 def test_installed_metadata_links_home_docs_changelog_and_issues():
-    # `pip show` prints the Homepage as Home-page, and `pip show -v` all of them.
+    # `pip show -v` lists them all; a current pip (26) also shows the Homepage
+    # as Home-page, an older one (23.2) leaves Home-page empty.
     meta = importlib.metadata.metadata("shardpool")
     assert project_urls(meta) == PROJECT_URLS
     # PEP 639: pip 25.1 and later show License-Expression; older pip shows an
