@@ -950,7 +950,12 @@ def test_bad_method_argument_raises_and_changes_nothing(used_pool, call, error, 
     assert snapshot(used_pool) == before
 
 
-@pytest.mark.parametrize("data", ["text", 5, None, [1, 2], 1.5, object()], ids=repr)
+# Stable ids (not an address) so that every pytest-xdist worker collects the same tests.
+@pytest.mark.parametrize(
+    "data",
+    ["text", 5, None, [1, 2], 1.5, object()],
+    ids=lambda v: "object()" if type(v) is object else repr(v),
+)
 @pytest.mark.parametrize("method", ["write", "extend", "__iadd__"])
 def test_writing_a_non_bytes_like_object_raises_type_error_and_changes_nothing(
     used_pool, method, data

@@ -1,4 +1,5 @@
-"""What users install: the wheel's files, the version, and the sdist's files and metadata.
+"""What users install: the wheel's files, the version, the extension's linkage,
+the sdist's files and metadata, and the pinned development tools.
 
 The tests run against the installed wheel (scripts/check installs it), so a
 file missing from the wheel fails here and in every test that imports it.
@@ -10,6 +11,7 @@ import email
 import email.message
 import importlib.machinery
 import importlib.metadata
+import platform
 import re
 import shutil
 import subprocess
@@ -27,7 +29,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_SOURCE = ROOT / "python" / "shardpool"
 CARGO_VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-EXTRAS = {"plot", "prometheus", "numpy", "docs"}
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+# What users may install beside the package; the developers' sets are
+# dependency groups (PEP 735), which are never published.
+EXTRAS = {"plot", "prometheus", "numpy", "bench"}
+DEV_ONLY = {"test", "lint", "docs", "build", "dev"}
+# Where the package index and `pip show` send people. The owner is a
+# placeholder until the project has a home (pyproject.toml says so).
+REPOSITORY = "https://github.com/shardpool/shardpool"
+DOCS_SITE = "https://shardpool.github.io/shardpool/"
+PROJECT_URLS = {
+    "Homepage": REPOSITORY,
+    "Documentation": DOCS_SITE,
+    "Changelog": f"{REPOSITORY}/blob/main/CHANGELOG.md",
+    "Issues": f"{REPOSITORY}/issues",
+    "Source": REPOSITORY,
+}
 
 
 def package_files() -> set[str]:
@@ -88,16 +105,110 @@ def test_one_version_everywhere():
     )
 
 
-def test_installed_metadata_declares_the_extras():
+def project_urls(meta: email.message.Message) -> dict[str, str]:
+    urls = [entry.split(",", 1) for entry in meta.get_all("Project-URL") or []]
+    return {label.strip(): url.strip() for label, url in urls}
+
+
+def test_installed_metadata_declares_the_extras_and_no_developer_sets():
     meta = importlib.metadata.metadata("shardpool")
-    assert set(meta.get_all("Provides-Extra") or []) >= EXTRAS
+    extras = set(meta.get_all("Provides-Extra") or [])
+    assert extras == EXTRAS
+    assert not extras & DEV_ONLY
+    assert set(PYPROJECT["dependency-groups"]) == DEV_ONLY
     requires = importlib.metadata.requires("shardpool") or []
     assert any(r.startswith("prometheus-client") and "extra == 'prometheus'" in r for r in requires)
     assert meta["Requires-Python"] == ">=3.11"
 
 
+def test_installed_metadata_links_home_docs_changelog_and_issues():
+    # `pip show -v` lists them all; a current pip (26) also shows the Homepage
+    # as Home-page, an older one (23.2) leaves Home-page empty.
+    meta = importlib.metadata.metadata("shardpool")
+    assert project_urls(meta) == PROJECT_URLS
+    # PEP 639: pip 25.1 and later show License-Expression; older pip shows an
+    # empty License line (the field it knows may not be set beside it), and
+    # PyPI refuses License classifiers beside it. The text is in the wheel.
+    assert meta["License-Expression"] == "MIT"
+    assert meta["License"] is None
+    assert not [c for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+
+
+ELF_LINUX_GLIBC = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="checks the ELF extension of a glibc Linux wheel",
+)
+
+
+def extension_elf() -> tuple[set[str], dict[str, str]]:
+    """The extension's DT_NEEDED libraries and its dynamic _Unwind_* symbols
+    (name: section index)."""
+    elffile = pytest.importorskip("elftools.elf.elffile")
+    with Path(shardpool._core.__file__).open("rb") as f:
+        elf = elffile.ELFFile(f)
+        dynamic = elf.get_section_by_name(".dynamic")
+        needed = {tag.needed for tag in dynamic.iter_tags() if tag.entry.d_tag == "DT_NEEDED"}
+        unwind = {
+            sym.name: sym["st_shndx"]
+            for sym in elf.get_section_by_name(".dynsym").iter_symbols()
+            if sym.name.startswith("_Unwind_")
+        }
+        return needed, unwind
+
+
+@ELF_LINUX_GLIBC
+def test_the_extension_unwinds_with_the_systems_unwinder():
+    # glibc's pthread_exit (CPython 3.11-3.13 call it in a daemon thread that
+    # wakes after finalization) unwinds through the extension with libgcc_s.
+    # A private copy of an unwinder linked in (zig bundles LLVM's) misreads
+    # those frames: a segfault at exit (scripts/build-wheel explains the fix).
+    needed, unwind = extension_elf()
+    assert "libgcc_s.so.1" in needed
+    assert unwind, "no _Unwind_* symbol is imported: an unwinder is linked in"
+    defined = sorted(name for name, section in unwind.items() if section != "SHN_UNDEF")
+    assert not defined, f"the extension defines its own {defined}"
+
+
+def git_tracked_files() -> list[str]:
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    done = subprocess.run(
+        [git, "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        pytest.skip(f"not a git checkout: {done.stderr.strip()}")
+    return [name for name in done.stdout.split("\0") if name and (ROOT / name).is_file()]
+
+
+# Untracked, not ignored, and not part of a build: none may reach the sdist.
+STRAYS = (
+    "build/lib/shardpool/_core.abi3.so",
+    "wheelhouse/shardpool-0.0.1-py3-none-any.whl",
+    "venv-old/pyvenv.cfg",
+    "notes/todo.md",
+    "docs/draft.md",
+    "src/notes.txt",
+)
+
+
 @pytest.fixture(scope="module")
-def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checkout's tracked files, with untracked folders beside them."""
+    copy = tmp_path_factory.mktemp("checkout")
+    for name in git_tracked_files():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    subprocess.run(["git", "init", "-q"], cwd=copy, check=True, timeout=60)
+    subprocess.run(["git", "add", "-A"], cwd=copy, check=True, timeout=60)
+    for stray in STRAYS:
+        (copy / stray).parent.mkdir(parents=True, exist_ok=True)
+        (copy / stray).write_text("not part of the package\n")
+    return copy
+
+
+@pytest.fixture(scope="module")
+def sdist(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     maturin = shutil.which("maturin", path=str(Path(sys.executable).parent)) or shutil.which(
         "maturin"
     )
@@ -106,7 +217,7 @@ def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sdist")
     done = subprocess.run(
         [maturin, "sdist", "--out", str(out)],
-        cwd=ROOT,
+        cwd=checkout,
         capture_output=True,
         text=True,
         timeout=300,
@@ -131,23 +242,20 @@ def pkg_info(sdist: Path) -> email.message.Message:
         return email.message_from_string(member.read().decode("utf-8"))
 
 
-def test_the_sdist_has_everything_a_build_needs(sdist: Path):
+def test_the_sdist_holds_exactly_what_a_build_needs(sdist: Path, checkout: Path):
+    # Cargo.toml's `include` whitelists the crate's files; maturin adds
+    # pyproject.toml, PKG-INFO and the package. (scripts/check builds the
+    # debug wheel from the sdist: it has everything a build needs.)
     names = sdist_names(sdist)
-    for required in (
-        "Cargo.toml",
-        "Cargo.lock",
-        "pyproject.toml",
-        "README.md",
-        "LICENSE",
-        "CHANGELOG.md",
-        "PKG-INFO",
-    ):
-        assert required in names, required
-    rust = {p.relative_to(ROOT).as_posix() for p in (ROOT / "src").rglob("*.rs")}
-    assert rust, "no Rust sources found"
-    assert not rust - names, f"Rust sources missing from the sdist: {sorted(rust - names)}"
-    python = {f"python/{name}" for name in package_files()}
-    assert not python - names, f"package files missing from the sdist: {sorted(python - names)}"
+    tracked = git_tracked_files()
+    expected = {"PKG-INFO", "pyproject.toml", "Cargo.toml", "Cargo.lock", "README.md", "LICENSE"}
+    expected |= {n for n in tracked if n.startswith("src/") and n.endswith(".rs")}
+    expected |= {n for n in tracked if n.startswith("python/shardpool/")}
+    assert any(n.startswith("src/") for n in expected)
+    assert {f"python/{name}" for name in package_files()} <= expected
+    assert all((checkout / stray).is_file() for stray in STRAYS)
+    assert names - expected == set(), "in the sdist but not needed to build"
+    assert expected - names == set(), "needed to build but not in the sdist"
 
 
 def test_the_sdist_metadata_is_complete(sdist: Path):
@@ -158,7 +266,8 @@ def test_the_sdist_metadata_is_complete(sdist: Path):
     assert info["License-Expression"] == "MIT"
     assert info["License-File"] == "LICENSE"
     assert info["Summary"]
-    assert set(info.get_all("Provides-Extra") or []) >= EXTRAS
+    assert project_urls(info) == PROJECT_URLS
+    assert set(info.get_all("Provides-Extra") or []) == EXTRAS
     requires = info.get_all("Requires-Dist") or []
     assert any(r.startswith("prometheus-client") and "extra == 'prometheus'" in r for r in requires)
     assert any(r.startswith("matplotlib") and "extra == 'plot'" in r for r in requires)
@@ -178,3 +287,68 @@ def test_the_sdist_classifiers_are_valid(sdist: Path):
     assert "Typing :: Typed" in listed
     invalid = set(listed) - valid
     assert not invalid, f"not trove classifiers (PyPI refuses them): {sorted(invalid)}"
+
+
+def test_the_readme_links_work_off_site():
+    # The README is the long description PyPI shows, where a relative link
+    # (docs/index.md) leads nowhere: every link is absolute or in-page.
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
+    targets += re.findall(r"^\[[^\]]+\]:\s*(\S+)", readme, re.M)
+    assert targets, "the README links nowhere"
+    relative = [t for t in targets if not t.startswith(("https://", "#"))]
+    assert not relative, f"relative links in the README: {relative}"
+    for target in targets:
+        url = target.split("#")[0]
+        for tree in (f"{REPOSITORY}/blob/main/", f"{REPOSITORY}/tree/main/"):
+            if url.startswith(tree):
+                path = ROOT / url.removeprefix(tree)
+                assert path.exists(), f"{target}: no {path.relative_to(ROOT)} in the repository"
+        if url.startswith(DOCS_SITE):
+            page = url.removeprefix(DOCS_SITE).strip("/")
+            sources = [ROOT / "docs" / f"{page}.md", ROOT / "docs" / page / "index.md"]
+            assert any(p.is_file() for p in sources), f"{target}: no page in docs/ makes it"
+
+
+def dependency_group(name: str) -> list[str]:
+    """A dependency group's requirements, its included groups' too (PEP 735)."""
+    found: list[str] = []
+    for entry in PYPROJECT["dependency-groups"][name]:
+        found += dependency_group(entry["include-group"]) if isinstance(entry, dict) else [entry]
+    return found
+
+
+def pinned_tools() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in (ROOT / "requirements-dev.txt").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)==([A-Za-z0-9.+!-]+)", line)
+        assert match, f"requirements-dev.txt: {line!r} is not a pin (name==version)"
+        pins[canonical(match[1])] = match[2]
+    return pins
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_development_tool_is_pinned_within_its_group():
+    # requirements-dev.txt is made from the `dev` group by scripts/lock; a
+    # tool added to a group without re-pinning, or a pin outside the range a
+    # group asks for, fails here.
+    from packaging.requirements import Requirement
+
+    pins = pinned_tools()
+    wanted = [Requirement(r) for r in dependency_group("dev")]
+    assert {canonical(r.name) for r in wanted} >= {"maturin", "pytest", "mypy", "ziglang"}
+    for requirement in wanted:
+        name = canonical(requirement.name)
+        assert name in pins, f"{requirement} is in a dependency group but not pinned"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{name}=={pins[name]} is outside {requirement}"
+        )
+    # The maturin the tests use is one that `pip install .` may pick.
+    (backend,) = [Requirement(r) for r in PYPROJECT["build-system"]["requires"]]
+    assert backend.specifier.contains(pins["maturin"])
