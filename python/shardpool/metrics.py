@@ -34,20 +34,40 @@ Every sample has the labels ``pool`` (the pool's ``name``, or a generated
   ``shardpool_class_dropped_total``.
 
 The collector holds weak references: it never keeps a pool alive, and a pool
-that is garbage-collected disappears from the next scrape. Every function
-and method is safe to call from any thread.
+that is garbage-collected disappears from the next scrape.
+
+``monitor_gc()`` (opt-in) also times every collection of CPython's cyclic
+garbage collector, which ``prometheus_client``'s own GC collector counts but
+does not time, and publishes the pauses as two histograms labelled
+``generation``: ``shardpool_gc_pause_seconds`` (wall time) and
+``shardpool_gc_pause_cpu_seconds`` (CPU time of the collecting thread). A
+``GcMonitor`` also works without Prometheus: ``with GcMonitor() as m:`` and
+``m.stats()``.
+
+Every function and method is safe to call from any thread.
 """
 
 from __future__ import annotations
 
+import gc
+import math
 import threading
+import time
 import weakref
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from itertools import pairwise
+from types import TracebackType
+from typing import Any, Literal, TypeAlias, cast
 
 try:
-    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.metrics_core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
     from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -56,7 +76,16 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolStats, TieredPool
 
-__all__ = ["Pool", "PoolCollector", "register", "unregister"]
+__all__ = [
+    "DEFAULT_GC_BUCKETS",
+    "GcMonitor",
+    "GcPauses",
+    "Pool",
+    "PoolCollector",
+    "monitor_gc",
+    "register",
+    "unregister",
+]
 
 Pool: TypeAlias = ObjectPool[Any] | TieredPool[Any] | BlockPool | BufferPool
 """Any shardpool pool."""
@@ -329,3 +358,261 @@ def unregister(pool: Pool, registry: CollectorRegistry = REGISTRY) -> bool:
     with _registry_lock:
         collector = _collectors.get(registry)
     return collector is not None and collector.remove(pool)
+
+
+# Garbage collector pauses -----------------------------------------------------------------------
+
+DEFAULT_GC_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+"""Upper bounds (seconds) of the pause histograms: a young collection takes
+tens of microseconds, a full one of a large heap hundreds of milliseconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class GcPauses:
+    """The collections of one generation seen by a ``GcMonitor``, and their pauses.
+
+    Wall time is how long every other thread was stopped (a collection
+    holds the GIL); CPU time is what the collecting thread spent, which on a
+    busy machine can be a small part of the wall time. Totals and maxima
+    are in seconds; ``wall_buckets`` and ``cpu_buckets`` count the pauses at
+    or below each bound of ``GcMonitor.buckets``, cumulatively, as
+    Prometheus histograms do (``collections`` is the ``+Inf`` bucket).
+    """
+
+    generation: int
+    collections: int
+    collected: int
+    """Unreachable objects the collections found (and freed, or kept in ``gc.garbage``)."""
+    uncollectable: int
+    wall_seconds: float
+    cpu_seconds: float
+    max_wall_seconds: float
+    max_cpu_seconds: float
+    wall_buckets: tuple[int, ...]
+    cpu_buckets: tuple[int, ...]
+
+
+# A generation's running totals are one flat list: these fields, then a
+# count per wall-time bucket and one per CPU-time bucket (each ending with
+# the overflow bucket). The callback updates a copy and swaps it in whole, so
+# a reader in another thread sees a collection counted fully or not at all.
+_COLLECTIONS, _COLLECTED, _UNCOLLECTABLE, _WALL, _CPU, _MAX_WALL, _MAX_CPU = range(7)
+_FIELDS = 7
+
+
+def _cumulative(counts: list[float]) -> tuple[int, ...]:
+    """Per-bucket counts (overflow last) to Prometheus' cumulative ones (overflow dropped)."""
+    total = 0
+    out: list[int] = []
+    for c in counts[:-1]:
+        total += int(c)
+        out.append(total)
+    return tuple(out)
+
+
+class GcMonitor(Collector):
+    """Times every collection of the cyclic garbage collector, per generation.
+
+    Off until ``start()`` (or ``with``): a monitor that is not running adds
+    nothing to the interpreter. Running, it adds a callback to
+    ``gc.callbacks`` that reads two clocks when a collection starts and
+    updates its totals when it stops, a few microseconds per collection.
+    ``stop()`` removes the callback; the totals stay.
+
+    Register it with a ``CollectorRegistry`` (or let ``monitor_gc()`` do it)
+    to publish ``shardpool_gc_pause_seconds`` and
+    ``shardpool_gc_pause_cpu_seconds``, histograms with a ``generation``
+    label. Collections run with the GIL held, so the wall-clock pause is
+    time no other thread of the process ran; CPU time, from
+    ``time.thread_time()`` in the collecting thread, is what the collection
+    itself cost, without the time the machine gave other processes.
+    """
+
+    def __init__(self, buckets: Iterable[float] = DEFAULT_GC_BUCKETS) -> None:
+        """``buckets``: the histograms' upper bounds in seconds, increasing, finite, > 0.
+
+        Raises:
+            TypeError: a bound is not a real number.
+            ValueError: no bounds, or bounds not finite, positive and increasing.
+        """
+        bounds: list[float] = []
+        for b in buckets:
+            value = cast(object, b)  # checked at run time too, for untyped callers
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"buckets must be numbers, got {type(value).__name__}")
+            bounds.append(float(value))
+        if not bounds:
+            raise ValueError("buckets must hold at least one bound")
+        if not all(math.isfinite(b) and b > 0 for b in bounds):
+            raise ValueError(f"buckets must be finite and positive, got {bounds}")
+        if any(a >= b for a, b in pairwise(bounds)):
+            raise ValueError(f"buckets must be strictly increasing, got {bounds}")
+        self._bounds = tuple(bounds)
+        self._lock = threading.Lock()  # start() and stop(); never taken by the callback
+        self._running = False
+        # Written only by the callback. A collection's "start" and "stop"
+        # run in one thread, and the interpreter never runs two collections
+        # at once, so one slot for the start suffices.
+        self._started: tuple[float, float] | None = None
+        self._totals: dict[int, list[float]] = {
+            g: self._empty() for g in range(len(gc.get_count()))
+        }
+
+    def _empty(self) -> list[float]:
+        return [0] * (_FIELDS + 2 * (len(self._bounds) + 1))
+
+    @property
+    def buckets(self) -> tuple[float, ...]:
+        """The histograms' upper bounds, in seconds (``+Inf`` implied)."""
+        return self._bounds
+
+    @property
+    def running(self) -> bool:
+        """Whether collections are being timed."""
+        return self._running
+
+    def start(self) -> GcMonitor:
+        """Time collections from now on; returns the monitor. Starting a running monitor does
+        nothing."""
+        with self._lock:
+            if not self._running:
+                self._started = None
+                gc.callbacks.append(self._on_gc)
+                self._running = True
+        return self
+
+    def stop(self) -> None:
+        """Stop timing (the totals stay). Stopping a stopped monitor does nothing."""
+        with self._lock:
+            if self._running:
+                gc.callbacks.remove(self._on_gc)
+                self._running = False
+
+    def __enter__(self) -> GcMonitor:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        # Runs inside the collector, in whichever thread allocated: no locks
+        # (that thread may hold any of them, prometheus_client's included),
+        # and nothing that can raise.
+        if phase == "start":
+            self._started = (time.perf_counter(), time.thread_time())
+            return
+        wall_end, cpu_end = time.perf_counter(), time.thread_time()
+        started, self._started = self._started, None
+        if started is None:  # started in the middle of this collection
+            return
+        wall, cpu = wall_end - started[0], cpu_end - started[1]
+        generation = info.get("generation", 0)
+        old = self._totals.get(generation)
+        t = self._empty() if old is None else old.copy()
+        t[_COLLECTIONS] += 1
+        t[_COLLECTED] += info.get("collected", 0)
+        t[_UNCOLLECTABLE] += info.get("uncollectable", 0)
+        t[_WALL] += wall
+        t[_CPU] += cpu
+        t[_MAX_WALL] = max(t[_MAX_WALL], wall)
+        t[_MAX_CPU] = max(t[_MAX_CPU], cpu)
+        bounds = self._bounds
+        t[_FIELDS + bisect_left(bounds, wall)] += 1
+        t[_FIELDS + len(bounds) + 1 + bisect_left(bounds, cpu)] += 1
+        self._totals[generation] = t
+
+    def stats(self) -> tuple[GcPauses, ...]:
+        """One ``GcPauses`` per generation (0, 1, 2), oldest last, counted since the monitor
+        was made."""
+        split = _FIELDS + len(self._bounds) + 1
+        return tuple(
+            GcPauses(
+                generation=g,
+                collections=int(t[_COLLECTIONS]),
+                collected=int(t[_COLLECTED]),
+                uncollectable=int(t[_UNCOLLECTABLE]),
+                wall_seconds=float(t[_WALL]),
+                cpu_seconds=float(t[_CPU]),
+                max_wall_seconds=float(t[_MAX_WALL]),
+                max_cpu_seconds=float(t[_MAX_CPU]),
+                wall_buckets=_cumulative(t[_FIELDS:split]),
+                cpu_buckets=_cumulative(t[split:]),
+            )
+            for g, t in sorted(self._totals.copy().items())
+        )
+
+    def _histograms(self) -> tuple[HistogramMetricFamily, HistogramMetricFamily]:
+        labels = ["generation"]
+        return (
+            HistogramMetricFamily(
+                "shardpool_gc_pause_seconds",
+                "Wall-clock pauses of the cyclic garbage collector, per generation.",
+                labels=labels,
+            ),
+            HistogramMetricFamily(
+                "shardpool_gc_pause_cpu_seconds",
+                "CPU time of the thread running the cyclic garbage collector, per collection.",
+                labels=labels,
+            ),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        """The two histogram families, without samples (for the registry's name checks)."""
+        yield from self._histograms()
+
+    def collect(self) -> Iterator[Metric]:
+        """The two histograms, one series per generation."""
+        wall, cpu = self._histograms()
+        bounds = [str(b) for b in self._bounds] + ["+Inf"]
+        for s in self.stats():
+            gen = [str(s.generation)]
+            for family, counts, total in (
+                (wall, s.wall_buckets, s.wall_seconds),
+                (cpu, s.cpu_buckets, s.cpu_seconds),
+            ):
+                values = [*counts, s.collections]
+                family.add_metric(gen, list(zip(bounds, values, strict=True)), total)
+        yield wall
+        yield cpu
+
+
+_monitors: weakref.WeakKeyDictionary[CollectorRegistry, GcMonitor] = weakref.WeakKeyDictionary()
+
+
+def monitor_gc(
+    registry: CollectorRegistry = REGISTRY, *, buckets: Iterable[float] = DEFAULT_GC_BUCKETS
+) -> GcMonitor:
+    """Time every garbage collection from now on and publish the pauses in ``registry``.
+
+    The first call for a registry makes a ``GcMonitor``, registers it and
+    starts it; later calls return that monitor, started again if it was
+    stopped (their ``buckets`` are ignored). ``monitor.stop()`` stops the
+    timing; ``registry.unregister(monitor)`` the publishing.
+    """
+    with _registry_lock:
+        monitor = _monitors.get(registry)
+        if monitor is None:
+            monitor = GcMonitor(buckets)
+            registry.register(monitor)
+            _monitors[registry] = monitor
+    return monitor.start()
