@@ -453,11 +453,9 @@ def test_wall_time_counts_a_stall_and_cpu_time_does_not(quiet_gc):
     young = monitor.stats()[0]
     assert young.wall_seconds >= 0.03
     assert young.cpu_seconds < 0.02, "a sleep is not CPU time"
-    index = monitor.buckets.index(0.05)
-    assert young.wall_buckets[index - 1] == 0  # not at or below 0.025 s
-    assert young.wall_buckets[index] == 1  # but at or below 0.05 s (an overloaded machine
-    # could stretch a 30 ms sleep past 50 ms; it has not on any run here)
-    assert young.cpu_buckets[index - 1] == 1
+    index = monitor.buckets.index(0.025)
+    assert young.wall_buckets[index] == 0  # not at or below 25 ms
+    assert young.cpu_buckets[index] == 1
 
 
 def test_cpu_time_counts_the_collecting_threads_work(quiet_gc):
@@ -552,9 +550,9 @@ def test_gc_pause_histograms_in_a_registry(quiet_gc):
             assert samples[inf] == s.collections
     wall = "shardpool_gc_pause_seconds_bucket"
     assert samples[(wall, frozenset({"generation": "0", "le": "+Inf"}.items()))] == 2
-    # The full collection was held up 10 ms: above the first bound, below the second.
+    # The full collection was held up 10 ms: above the first bound.
     assert samples[(wall, frozenset({"generation": "2", "le": "0.001"}.items()))] == 0
-    assert samples[(wall, frozenset({"generation": "2", "le": "0.05"}.items()))] == 1
+    assert samples[(wall, frozenset({"generation": "2", "le": "+Inf"}.items()))] == 1
 
 
 def test_monitor_gc_registers_and_starts_one_monitor_per_registry(quiet_gc):
