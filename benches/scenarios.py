@@ -24,7 +24,9 @@ median.
 Each claim of the design document (throughput +30-50%, latency -40-60%,
 memory -20-30%, GC pause time -50-70%) is judged on the pooled / unpooled
 ratio, in full runs only (3 rounds or more): a quick run is a smoke test
-and gives no verdicts.
+and gives no verdicts. Throughput is judged twice: per second of wall
+time, as claimed, and per second of CPU time, which a busy machine's other
+processes do not disturb.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ SCENARIOS = [
         "the same service with a thread per connection (1000), backend limit 100 connections",
         [
             "answered with the item",
+            "answered with the item per CPU second",
             "answered 503",
             "database connections opened",
             "database connections at most",
@@ -210,6 +213,11 @@ def _gc(key: str, generation: int | None = None) -> Callable[[dict[str, Any]], f
 
 METRICS = [
     Metric("throughput", "/s", lambda r: r["throughput"], THROUGHPUT),
+    # The same claim on CPU time: what a busy machine's other processes take
+    # from the wall-clock figure, they do not take from this one.
+    Metric(
+        "throughput per CPU second", "/s", lambda r: r["operations"] / r["cpu_seconds"], THROUGHPUT
+    ),
     Metric("latency p50", "ms", lambda r: r["latency_ms"]["p50"], LATENCY),
     Metric("latency p99", "ms", lambda r: r["latency_ms"]["p99"], LATENCY),
     Metric("RSS peak", "MiB", _mib("rss_peak_bytes"), MEMORY),
@@ -234,6 +242,12 @@ EXTRA_METRICS = {
             lambda r: r["details"]["answered_200"] / r["seconds"],
             THROUGHPUT,
         ),
+        Metric(
+            "answered with the item per CPU second",
+            "/s",
+            lambda r: r["details"]["answered_200"] / r["cpu_seconds"],
+            THROUGHPUT,
+        ),
         Metric("answered 503", "%", lambda r: 100 * r["details"]["answered_503"] / r["operations"]),
         Metric("database connections opened", "", _detail("backend_connections_opened")),
         Metric("database connections at most", "", _detail("backend_connections_most")),
@@ -245,8 +259,8 @@ EXTRA_METRICS = {
 def metrics_of(scenario: Scenario) -> list[Metric]:
     extra = [EXTRA_METRICS[label] for label in scenario.extra]
     if any(m.claim is THROUGHPUT for m in extra):  # judge that one instead of throughput
-        return [Metric("throughput", "/s", METRICS[0].get), *extra, *METRICS[1:]]
-    return [METRICS[0], *extra, *METRICS[1:]]
+        return [Metric("throughput", "/s", METRICS[0].get), *extra, *METRICS[2:]]
+    return [*METRICS[:2], *extra, *METRICS[2:]]
 
 
 def run_example(scenario: Scenario, variant: str, quick: bool) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Thousands of asyncio tasks on one thread sharing costly objects through a bounded pool.
 
-    python examples/asyncio_service.py                     # 1,000 clients, 3,000 uploads
+    python examples/asyncio_service.py                     # 1,000 clients, 2,000 uploads
     python examples/asyncio_service.py --variant freelist  # a list of idle Taggers
     python examples/asyncio_service.py --variant queue     # an asyncio.Queue of Taggers
     python examples/asyncio_service.py --no-pool           # a new Tagger per request
@@ -143,7 +143,7 @@ async def serve(
 
 def run(variant: str, quick: bool) -> ScenarioResult:
     """Serve ``requests`` uploads from concurrent clients; return the measurements."""
-    clients, requests = (100, 400) if quick else (CLIENTS, 3_000)
+    clients, requests = (100, 400) if quick else (CLIENTS, 2_000)
     measure = Measurement()
     docs = make_documents()
     expected = [tag(text, Tagger()) for text in docs]

@@ -212,7 +212,7 @@ def states(variant: str) -> tuple[Callable[[], AbstractContextManager[Request]],
 
 def run(variant: str, quick: bool, workload: str = "rows") -> ScenarioResult:
     """Answer ``requests`` requests on 4 threads; return the measurements."""
-    requests = {"rows": 2_000, "cycles": 6_000}[workload] // (10 if quick else 1)
+    requests = {"rows": 1_500, "cycles": 6_000}[workload] // (10 if quick else 1)
     measure = Measurement()
     handler = Handler(workload, make_heap())
     expected = [handler.handle(i, Request(), reuse=False) for i in range(SHAPES)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -143,10 +144,10 @@ def test_asyncio_bounds_the_taggers(tmp_path: Path) -> None:
 def test_gc_rows_reused_in_place_spare_the_collections(tmp_path: Path) -> None:
     r = run_scenario("gc-rows", tmp_path)
     young = {v: result["gc"]["collections"][0] for v, result in r.items()}
-    # Each request makes 1,000 rows: several young collections per request,
+    # Each request makes 1,000 rows: a young collection every request or two,
     # unless the rows are reused (thread-local or pooled state).
-    assert young["unpooled"] >= r["unpooled"]["operations"]
-    assert young["manual"] >= r["manual"]["operations"]
+    assert young["unpooled"] >= r["unpooled"]["operations"] / 2
+    assert young["manual"] >= r["manual"]["operations"] / 2
     assert young["pooled"] * 10 < young["unpooled"]
     assert young["threadlocal"] * 10 < young["unpooled"]
     assert r["freeze"]["details"]["frozen_objects"] > 100_000
@@ -266,9 +267,8 @@ def test_the_driver_quick_is_a_smoke_test(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "smoke test" in done.stdout
     assert "| throughput | " in done.stdout
-    assert "verdict" not in done.stdout
-    assert "exceeded" not in done.stdout
-    assert "met" not in done.stdout.split("|", 1)[1]
+    assert "claim | verdict" not in done.stdout
+    assert not re.search(r"\| (exceeded|met|missed)", done.stdout), "a smoke test judges nothing"
     report = json.loads((tmp_path / "scenarios.json").read_text())
     assert set(report["scenarios"]["json"]["runs"]) == {"unpooled", "threadlocal", "pooled"}
     for chart in ("scenarios.png", "scenarios_ratios.png"):
