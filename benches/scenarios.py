@@ -417,6 +417,7 @@ COLORS = {
     "freeze": "#9467bd",
 }
 CHARTED = ["throughput", "latency p50", "RSS peak", "GC pause total, CPU"]
+XMIN = 0.02  # the ratio chart's left end; smaller ratios (and 0) are drawn there as "<"
 
 
 def plot(report: dict[str, Any], directory: Path) -> list[Path]:
@@ -443,11 +444,13 @@ def plot(report: dict[str, Any], directory: Path) -> list[Path]:
                 if not r:
                     continue
                 y = i - 0.3 + 0.6 * j / max(1, len(others) - 1)
-                ax.plot([r["low"], r["high"]], [y, y], color=COLORS[v], lw=1)
-                ax.plot(r["median"], y, "o", color=COLORS[v], ms=4, label=v if i == 0 else None)
+                low, high, median = (max(XMIN, r[k]) for k in ("low", "high", "median"))
+                ax.plot([low, high], [y, y], color=COLORS[v], lw=1)
+                marker = "<" if r["median"] < XMIN else "o"  # off the scale, 0 included
+                ax.plot(median, y, marker, color=COLORS[v], ms=4, label=v if i == 0 else None)
         ax.axvline(1.0, color="black", lw=0.8)
         ax.set_xscale("log")
-        ax.set_xlim(0.02, 20)
+        ax.set_xlim(XMIN, 20)
         ax.set_yticks(range(len(claimed)), [row["metric"] for row in claimed], fontsize=7)
         ax.invert_yaxis()
         ax.tick_params(labelsize=7)
@@ -456,8 +459,8 @@ def plot(report: dict[str, Any], directory: Path) -> list[Path]:
     for k in range(len(names), nrows * cols):
         axes[k // cols][k % cols].axis("off")
     fig.suptitle(
-        "Each variant / unpooled (dot: median of the rounds, line: range) against the claim"
-        " (green); log scale, throughput: right is better, the rest: left"
+        "Each variant / unpooled (dot: median of the rounds, line: range; <: 0.02 or less) against"
+        " the claim (green); log scale, throughput: right is better, the rest: left"
     )
     fig.tight_layout()
     ratios = directory / "scenarios_ratios.png"
