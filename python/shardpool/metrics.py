@@ -53,11 +53,9 @@ import gc
 import math
 import threading
 import weakref
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
-from time import perf_counter, thread_time
 from types import TracebackType
 from typing import Any, Literal, TypeAlias, cast
 
@@ -75,6 +73,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolStats, TieredPool
+from shardpool._core import _GcClock  # pyright: ignore[reportPrivateUsage]  # compiled half
 
 __all__ = [
     "DEFAULT_GC_BUCKETS",
@@ -407,20 +406,12 @@ class GcPauses:
     cpu_buckets: tuple[int, ...]
 
 
-# A generation's running totals are one flat list: these fields, then a
-# count per wall-time bucket and one per CPU-time bucket (each ending with
-# the overflow bucket). The callback updates a copy and swaps it in whole, so
-# a reader in another thread sees a collection counted fully or not at all.
-_COLLECTIONS, _COLLECTED, _UNCOLLECTABLE, _WALL, _CPU, _MAX_WALL, _MAX_CPU = range(7)
-_FIELDS = 7
-
-
-def _cumulative(counts: list[float]) -> tuple[int, ...]:
+def _cumulative(counts: list[int]) -> tuple[int, ...]:
     """Per-bucket counts (overflow last) to Prometheus' cumulative ones (overflow dropped)."""
     total = 0
     out: list[int] = []
     for c in counts[:-1]:
-        total += int(c)
+        total += c
         out.append(total)
     return tuple(out)
 
@@ -429,26 +420,32 @@ class GcMonitor(Collector):
     """Times every collection of the cyclic garbage collector, per generation.
 
     Off until ``start()`` (or ``with``): a monitor that is not running adds
-    nothing to the interpreter. Running, it adds a callback to
+    nothing to the interpreter. Running, it adds a clock to
     ``gc.callbacks`` that reads two clocks when a collection starts and
-    updates its totals when it stops, a few microseconds per collection.
-    ``stop()`` removes the callback; the totals stay.
+    updates its totals when it stops. The clock is compiled: a Python
+    callback would let other threads run in the middle of a collection,
+    and on CPython 3.11 what they allocate then is never counted towards
+    the next collection, so a monitor written in Python would itself make
+    a threaded program collect less often. ``stop()`` removes the clock;
+    the totals stay.
 
     Register it with a ``CollectorRegistry`` (or let ``monitor_gc()`` do it)
     to publish ``shardpool_gc_pause_seconds`` and
     ``shardpool_gc_pause_cpu_seconds``, histograms with a ``generation``
     label. Collections run with the GIL held, so the wall-clock pause is
     time no other thread of the process ran; CPU time, from
-    ``time.thread_time()`` in the collecting thread, is what the collection
-    itself cost, without the time the machine gave other processes.
+    ``time.thread_time_ns()`` in the collecting thread, is what the
+    collection itself cost, without the time the machine gave other
+    processes.
     """
 
     def __init__(self, buckets: Iterable[float] = DEFAULT_GC_BUCKETS) -> None:
-        """``buckets``: the histograms' upper bounds in seconds, increasing, finite, > 0.
+        """``buckets``: the histograms' upper bounds in seconds, increasing, finite, at
+        least a nanosecond.
 
         Raises:
             TypeError: a bound is not a real number.
-            ValueError: no bounds, or bounds not finite, positive and increasing.
+            ValueError: no bounds, or bounds not finite, increasing and at least 1e-9.
         """
         bounds: list[float] = []
         for b in buckets:
@@ -458,24 +455,15 @@ class GcMonitor(Collector):
             bounds.append(float(value))
         if not bounds:
             raise ValueError("buckets must hold at least one bound")
-        if not all(math.isfinite(b) and b > 0 for b in bounds):
-            raise ValueError(f"buckets must be finite and positive, got {bounds}")
-        if any(a >= b for a, b in pairwise(bounds)):
+        if not all(math.isfinite(b) and b >= 1e-9 for b in bounds):
+            raise ValueError(f"buckets must be finite and at least 1e-9, got {bounds}")
+        nanoseconds = [round(b * 1e9) for b in bounds]
+        if any(a >= b for a, b in pairwise(nanoseconds)):
             raise ValueError(f"buckets must be strictly increasing, got {bounds}")
         self._bounds = tuple(bounds)
-        self._cpu_counts = _FIELDS + len(bounds) + 1  # where the CPU-time counts start
-        self._lock = threading.Lock()  # start() and stop(); never taken by the callback
+        self._clock = _GcClock(nanoseconds)
+        self._lock = threading.Lock()  # start() and stop()
         self._running = False
-        # Written only by the callback. A collection's "start" and "stop"
-        # run in one thread, and the interpreter never runs two collections
-        # at once, so one slot for the start suffices.
-        self._started: tuple[float, float] | None = None
-        self._totals: dict[int, list[float]] = {
-            g: self._empty() for g in range(len(gc.get_count()))
-        }
-
-    def _empty(self) -> list[float]:
-        return [0] * (_FIELDS + 2 * (len(self._bounds) + 1))
 
     @property
     def buckets(self) -> tuple[float, ...]:
@@ -492,8 +480,7 @@ class GcMonitor(Collector):
         nothing."""
         with self._lock:
             if not self._running:
-                self._started = None
-                gc.callbacks.append(self._on_gc)
+                gc.callbacks.append(self._clock)
                 self._running = True
         return self
 
@@ -501,7 +488,7 @@ class GcMonitor(Collector):
         """Stop timing (the totals stay). Stopping a stopped monitor does nothing."""
         with self._lock:
             if self._running:
-                gc.callbacks.remove(self._on_gc)
+                gc.callbacks.remove(self._clock)
                 self._running = False
 
     def __enter__(self) -> GcMonitor:
@@ -515,55 +502,33 @@ class GcMonitor(Collector):
     ) -> None:
         self.stop()
 
-    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
-        # Runs inside the collector, in whichever thread allocated: no locks
-        # (that thread may hold any of them, prometheus_client's included),
-        # and nothing that raises (the info keys are documented). Few bytecodes: it runs
-        # twice per collection.
-        if phase == "start":
-            self._started = (perf_counter(), thread_time())
-            return
-        wall, cpu = perf_counter(), thread_time()
-        started, self._started = self._started, None
-        if started is None:  # started in the middle of this collection
-            return
-        wall -= started[0]
-        cpu -= started[1]
-        generation = info["generation"]
-        old = self._totals.get(generation)
-        t = self._empty() if old is None else old.copy()
-        t[0] += 1  # the fields are those of _COLLECTIONS .. _MAX_CPU, in order
-        t[1] += info["collected"]
-        t[2] += info["uncollectable"]
-        t[3] += wall
-        t[4] += cpu
-        if wall > t[5]:
-            t[5] = wall
-        if cpu > t[6]:
-            t[6] = cpu
-        bounds = self._bounds
-        t[_FIELDS + bisect_left(bounds, wall)] += 1
-        t[self._cpu_counts + bisect_left(bounds, cpu)] += 1
-        self._totals[generation] = t
-
     def stats(self) -> tuple[GcPauses, ...]:
         """One ``GcPauses`` per generation (0, 1, 2), oldest last, counted since the monitor
         was made."""
-        split = self._cpu_counts
         return tuple(
             GcPauses(
                 generation=g,
-                collections=int(t[_COLLECTIONS]),
-                collected=int(t[_COLLECTED]),
-                uncollectable=int(t[_UNCOLLECTABLE]),
-                wall_seconds=float(t[_WALL]),
-                cpu_seconds=float(t[_CPU]),
-                max_wall_seconds=float(t[_MAX_WALL]),
-                max_cpu_seconds=float(t[_MAX_CPU]),
-                wall_buckets=_cumulative(t[_FIELDS:split]),
-                cpu_buckets=_cumulative(t[split:]),
+                collections=collections,
+                collected=collected,
+                uncollectable=uncollectable,
+                wall_seconds=wall_ns / 1e9,
+                cpu_seconds=cpu_ns / 1e9,
+                max_wall_seconds=max_wall_ns / 1e9,
+                max_cpu_seconds=max_cpu_ns / 1e9,
+                wall_buckets=_cumulative(wall_counts),
+                cpu_buckets=_cumulative(cpu_counts),
             )
-            for g, t in sorted(self._totals.copy().items())
+            for g, (
+                collections,
+                collected,
+                uncollectable,
+                wall_ns,
+                cpu_ns,
+                max_wall_ns,
+                max_cpu_ns,
+                wall_counts,
+                cpu_counts,
+            ) in enumerate(self._clock.snapshot())
         )
 
     def _histograms(self) -> tuple[HistogramMetricFamily, HistogramMetricFamily]:
