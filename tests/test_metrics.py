@@ -694,7 +694,18 @@ def young_collections_on_threads(monitor: GcMonitor | None) -> int:
     return gc.get_stats()[0]["collections"] - before
 
 
-def test_the_monitor_does_not_change_how_often_threads_collect():
+@pytest.fixture
+def no_other_gc_callbacks():
+    """gc.callbacks holds only what the test adds (trim_on_gc, say, installs a Python one)."""
+    saved = list(gc.callbacks)
+    gc.callbacks.clear()
+    try:
+        yield
+    finally:
+        gc.callbacks[:] = saved
+
+
+def test_the_monitor_does_not_change_how_often_threads_collect(no_other_gc_callbacks):
     # A Python gc callback lets a waiting thread run at its first instruction,
     # mid-collection; CPython 3.11 then resets the allocation count and forgets
     # what that thread allocated: a threaded program would collect less often

@@ -120,7 +120,7 @@ def test_http_thread_per_connection_only_the_pool_stays_under_the_limit(tmp_path
     pooled = r["pooled"]["details"]
     assert pooled["answered_503"] == 0
     assert pooled["backend_connections_most"] <= 8
-    assert pooled["pools"]["backends"]["waits"] > 0, "requests waited for a connection"
+    assert pooled["pools"]["backends"]["max_in_use"] <= 8
 
 
 def test_objects_reuse_every_tagger(tmp_path: Path) -> None:
