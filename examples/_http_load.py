@@ -6,7 +6,8 @@ Opens every connection first, then keeps one request in flight on each
 (HTTP/1.1 keep-alive, ``GET /items/<id>``) from one ``selectors`` loop,
 until the duration or the request count is reached. It times each request
 from its send to the last byte of its response, checks each response (status
-200, the JSON body names the item asked for) and prints one JSON object.
+200 and a JSON body naming the item asked for, or 503 and a JSON error: the
+service refusing work is an answer, counted apart) and prints one JSON object.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def load(port: int, connections: int, duration: float, max_requests: int) -> dic
     sel = selectors.DefaultSelector()
     latencies = array("d")
     errors: list[str] = []  # the first few
-    failed = issued = verified = 0
+    failed = issued = verified = refused = 0
     t0 = time.perf_counter()
     deadline = t0 + duration
     for conn in conns:
@@ -105,6 +106,8 @@ def load(port: int, connections: int, duration: float, max_requests: int) -> dic
             status, body = answer
             if status == 200 and json.loads(body)["name"] == f"item-{conn.item}":
                 verified += 1
+            elif status == 503 and "error" in json.loads(body):
+                refused += 1  # the service is overloaded, and says so
             else:
                 failed += 1
                 if len(errors) < 10:
@@ -123,6 +126,7 @@ def load(port: int, connections: int, duration: float, max_requests: int) -> dic
         "connect_seconds": connect_seconds,
         "requests": len(latencies),
         "verified": verified,
+        "refused": refused,
         "failed": failed,
         "errors": errors,
         "seconds": seconds,

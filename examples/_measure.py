@@ -1,16 +1,17 @@
 """Measurement helpers shared by the scenario examples (not an example itself).
 
 Each scenario example (``http_server.py``, ``json_processing.py``,
-``buffer_operations.py``, ``object_creation.py``) exposes
-``run(pooled, quick, traced=False) -> ScenarioResult`` and a command line
-built from :func:`parse_args` and :func:`report`, so ``benches/scenarios.py`` and the tests drive
-the very code a reader runs.
+``buffer_operations.py``, ``object_creation.py``, ``gc_pressure.py``,
+``asyncio_service.py``) runs one of its variants (``--variant``: always
+``unpooled`` and ``pooled``, and the best reuse a good developer writes
+without a library, such as ``threadlocal``) and reports a
+:class:`ScenarioResult` through :func:`parse_args` and :func:`report`, so
+``benches/scenarios.py`` and the tests drive the very code a reader runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import itertools
 import json
 import math
@@ -18,7 +19,6 @@ import os
 import resource
 import sys
 import time
-import tracemalloc
 from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,44 +27,36 @@ from queue import SimpleQueue
 from types import TracebackType
 from typing import Any
 
+from shardpool.metrics import GcMonitor
+
 
 @dataclass
 class GcStats:
-    """What the cyclic garbage collector did while a scenario ran."""
+    """What the cyclic garbage collector did while a scenario ran, from a ``GcMonitor``.
 
-    collections: int = 0
-    by_generation: list[int] = field(default_factory=lambda: [0, 0, 0])
-    total_pause_ms: float = 0.0
-    max_pause_ms: float = 0.0
-
-
-class GcMonitor:
-    """Times every collection through ``gc.callbacks`` (start and stop phases).
-
-    A collection runs with the GIL held, so its pause stops every thread of
-    the process: the sum is time no request made progress.
+    Pauses in milliseconds. Wall time is how long the process stood still
+    (a collection holds the GIL); CPU time is what the collections cost the
+    collecting thread, without the time a busy machine gave other processes.
     """
 
-    def __init__(self) -> None:
-        self.stats = GcStats()
-        self._started = 0.0
+    collections: list[int] = field(default_factory=lambda: [0, 0, 0])  # per generation
+    wall_ms: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    cpu_ms: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    max_wall_ms: float = 0.0
+    max_cpu_ms: float = 0.0
+    collected: int = 0  # unreachable objects found: garbage only the collector could free
 
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-            return
-        pause_ms = (time.perf_counter() - self._started) * 1e3
-        self.stats.collections += 1
-        self.stats.by_generation[info["generation"]] += 1
-        self.stats.total_pause_ms += pause_ms
-        self.stats.max_pause_ms = max(self.stats.max_pause_ms, pause_ms)
-
-    def __enter__(self) -> GcMonitor:
-        gc.callbacks.append(self._callback)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._callback)
+    @classmethod
+    def of(cls, monitor: GcMonitor) -> GcStats:
+        pauses = monitor.stats()[:3]
+        return cls(
+            collections=[p.collections for p in pauses],
+            wall_ms=[p.wall_seconds * 1e3 for p in pauses],
+            cpu_ms=[p.cpu_seconds * 1e3 for p in pauses],
+            max_wall_ms=max(p.max_wall_seconds for p in pauses) * 1e3,
+            max_cpu_ms=max(p.max_cpu_seconds for p in pauses) * 1e3,
+            collected=sum(p.collected for p in pauses),
+        )
 
 
 def rss_now() -> int:
@@ -86,6 +78,11 @@ def cpu_seconds() -> float:
     """User + system CPU time of this process (all threads)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def minor_faults() -> int:
+    """Page faults of this process served without I/O: mostly first touches of new memory."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
@@ -144,15 +141,15 @@ class ScenarioResult:
     """One run of one scenario, in one variant, in one process."""
 
     scenario: str
-    variant: str  # "pooled", "unpooled", or a partial pooling named by the example
+    variant: str  # "unpooled", "pooled", or a reuse without a library named by the example
     unit: str  # what ``operations`` counts: requests, records, messages, tasks
     operations: int
     seconds: float
     latency_ms: dict[str, float]  # p50, p99, p999 of one operation
     rss_peak_bytes: int  # process high-water mark
     rss_growth_bytes: int  # high-water mark minus the RSS before the scenario's setup
-    traced_peak_bytes: int | None  # tracemalloc's peak, when run with traced=True
     cpu_seconds: float
+    minor_faults: int  # during the measured work
     gc: GcStats
     verified: int  # operations whose output was checked and found right
     checksum: str  # the same in every variant: proof they did the same work
@@ -169,43 +166,36 @@ class ScenarioResult:
 
     def summary(self) -> str:
         lat = self.latency_ms
-        gc_ = self.gc
-        traced = (
-            f", tracemalloc peak {self.traced_peak_bytes / 2**20:.1f} MiB"
-            if self.traced_peak_bytes is not None
-            else ""
-        )
+        g = self.gc
         return (
             f"{self.scenario} [{self.variant}]: {self.operations:,} {self.unit} in "
             f"{self.seconds:.2f} s = {self.throughput:,.0f}/s; latency ms p50 {lat['p50']:.3f} "
             f"p99 {lat['p99']:.3f} p99.9 {lat['p999']:.3f}; RSS peak "
-            f"{self.rss_peak_bytes / 2**20:.1f} MiB (+{self.rss_growth_bytes / 2**20:.1f})"
-            f"{traced}; GC {gc_.collections} collections {gc_.by_generation}, "
-            f"{gc_.total_pause_ms:.1f} ms total, {gc_.max_pause_ms:.2f} ms max; "
+            f"{self.rss_peak_bytes / 2**20:.1f} MiB (+{self.rss_growth_bytes / 2**20:.1f}); "
+            f"{self.minor_faults:,} minor faults; GC collections {g.collections} (per "
+            f"generation), pauses {sum(g.cpu_ms):.1f} ms CPU, {sum(g.wall_ms):.1f} ms wall; "
             f"{self.verified:,} verified, checksum {self.checksum}"
         )
 
 
 class Measurement:
-    """Measures the body of a ``with`` block: wall and CPU time, GC, memory.
+    """Measures the body of a ``with`` block: wall and CPU time, GC, page faults, memory.
 
     Create it before the scenario's setup, so ``rss_growth_bytes`` includes
     what the setup allocates; enter it around the timed work only.
     """
 
-    def __init__(self, traced: bool = False) -> None:
+    def __init__(self) -> None:
         self.rss_before = rss_now()
-        self.traced = traced
         self.gc = GcMonitor()
         self.seconds = 0.0
         self.cpu = 0.0
-        self.traced_peak: int | None = None
+        self.faults = 0
         self.rss_peak = 0
 
     def __enter__(self) -> Measurement:
-        if self.traced:
-            tracemalloc.start()
-        self.gc.__enter__()
+        self.gc.start()
+        self._faults0 = minor_faults()
         self._cpu0 = cpu_seconds()
         self._t0 = time.perf_counter()
         return self
@@ -218,11 +208,9 @@ class Measurement:
     ) -> None:
         self.seconds = time.perf_counter() - self._t0
         self.cpu = cpu_seconds() - self._cpu0
+        self.faults = minor_faults() - self._faults0
         self.rss_peak = rss_peak()  # now: what the caller does with the results does not count
-        self.gc.__exit__()
-        if self.traced:
-            self.traced_peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
+        self.gc.stop()
 
     def result(
         self,
@@ -242,7 +230,6 @@ class Measurement:
         computed (the HTTP load generator sends those); ``seconds`` overrides
         the wall time (the load generator times its own window).
         """
-        peak = self.rss_peak
         return ScenarioResult(
             scenario=scenario,
             variant=variant,
@@ -252,11 +239,11 @@ class Measurement:
             latency_ms=(
                 latencies_ms if isinstance(latencies_ms, dict) else percentiles(latencies_ms)
             ),
-            rss_peak_bytes=peak,
-            rss_growth_bytes=peak - self.rss_before,
-            traced_peak_bytes=self.traced_peak,
+            rss_peak_bytes=self.rss_peak,
+            rss_growth_bytes=self.rss_peak - self.rss_before,
             cpu_seconds=self.cpu,
-            gc=self.gc.stats,
+            minor_faults=self.faults,
+            gc=GcStats.of(self.gc),
             verified=verified,
             checksum=checksum,
             details=details or {},
@@ -265,6 +252,7 @@ class Measurement:
 
 def parse_args(
     doc: str | None,
+    variants: Sequence[str],
     argv: list[str] | None = None,
     extra: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
@@ -273,11 +261,17 @@ def parse_args(
         description=((doc or "").strip() or "A shardpool scenario.").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--no-pool", action="store_true", help="the same program without pools")
-    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
     parser.add_argument(
-        "--tracemalloc", action="store_true", help="also trace Python allocations (slower)"
+        "--variant", choices=variants, default="pooled", help="what to run (default: pooled)"
     )
+    parser.add_argument(
+        "--no-pool",
+        dest="variant",
+        action="store_const",
+        const="unpooled",
+        help="the same program without pools (--variant unpooled)",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument("--json", metavar="PATH", help="write the result as JSON")
     if extra is not None:
         extra(parser)

@@ -1,52 +1,70 @@
-"""Copy and checksum data through sockets and files with pooled blocks, against fresh buffers.
+"""Large messages received by one thread and processed by another, in pooled blocks.
 
-    python examples/buffer_operations.py             # 4 streams x 12,000 messages, pooled
-    python examples/buffer_operations.py --no-pool   # the same program without pools
-    python examples/buffer_operations.py --quick     # a few seconds
+    python examples/buffer_operations.py                      # 2 streams x 400 messages, pooled
+    python examples/buffer_operations.py --variant ring       # per-stream reused buffers
+    python examples/buffer_operations.py --no-pool            # a new bytearray per message
+    python examples/buffer_operations.py --mmap-threshold 131072   # as allocators that mmap
+    python examples/buffer_operations.py --quick              # a smoke test
 
-Four streams each carry length-prefixed messages of 1 KiB to 256 KiB (evenly
-spread on a log scale) through a socket pair. A sender thread writes slices
-of a source array (``memoryview`` slicing: no copies). A receiver thread
-reads each message into a buffer of its size (``recv_into`` through a
-``memoryview`` until full), checks it (CRC-32, and a sum over a
-``numpy.frombuffer`` view) and appends it to a file. Then every file is
-read back in 256 KiB chunks with ``readinto`` and checked again.
+Two streams each carry length-prefixed messages of 256 KiB to 4 MiB
+(evenly spread on a log scale) through a socket pair. On each stream a
+sender thread writes slices of a source array (no copies); a receiver
+thread reads each message into a buffer of its size (``recv_into`` until
+full) and hands the buffer to a worker thread through a queue (at most 2
+waiting); the worker checks it (CRC-32 and a sum over a
+``numpy.frombuffer`` view) and is done with it. A buffer is filled in one
+thread and let go in another, so one buffer per thread cannot serve.
 
-Pooled, every buffer is a ``Block`` from a ``BlockPool``; without pools
-(``--no-pool``) a ``bytearray`` of the same size. A block is exactly the
-size asked for, so the code is the same for both.
+Variants:
+
+- ``unpooled``: ``bytearray(n)`` per message;
+- ``ring``: what a careful program does without a library: per stream, 4
+  buffers of the largest size, sent back by the worker through a second
+  queue for the receiver to fill again;
+- ``pooled``: a ``Block`` of ``n`` bytes from one ``BlockPool`` shared by the
+  streams, released by the worker.
+
+glibc serves allocations above its mmap threshold (128 KiB at first) with
+fresh pages from the kernel, but raises the threshold to the size of any
+such block freed, up to 32 MiB, so after warming up it recycles large
+blocks like small ones. ``--mmap-threshold N`` fixes the threshold
+(``mallopt(M_MMAP_THRESHOLD)``), as allocators that always map large
+blocks do (musl's, for one): every large ``bytearray`` then costs a
+``mmap``, a page fault per 4 KiB touched and a ``munmap``.
 """
 
 from __future__ import annotations
 
+import argparse
+import ctypes
+import platform
 import random
 import socket
 import struct
 import sys
-import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from queue import Queue, SimpleQueue
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import numpy as np
 from _measure import Measurement, ScenarioResult, parse_args, report
 
-from shardpool import BlockPool
+from shardpool import Block, BlockPool
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-STREAMS = 4
-MIN_SIZE, MAX_SIZE = 1 << 10, 256 << 10
+STREAMS = 2
+MIN_SIZE, MAX_SIZE = 256 << 10, 4 << 20
 SHAPES = 64  # distinct messages, cycled: their checksums are computed once, up front
-CHUNK = 256 << 10  # read-back size
+DEPTH = 2  # filled buffers waiting for the worker, per stream
+RING = DEPTH + 2  # the ring's buffers: waiting, being checked, being filled, one spare
 HEADER = struct.Struct("<I")
+VARIANTS = ["unpooled", "ring", "pooled"]
+M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
 @dataclass(frozen=True)
@@ -54,7 +72,7 @@ class Message:
     """A slice of the source data and what its checksums must be."""
 
     offset: int
-    size: int  # a multiple of 64: every message starts on a word boundary in the file
+    size: int  # a multiple of 64: every message is a whole number of 64-bit words
     crc: int
     word_sum: int
 
@@ -72,10 +90,66 @@ def make_plan(messages: int, seed: int = 11) -> tuple[bytes, list[Message]]:
     shapes: list[Message] = []
     for _ in range(SHAPES):
         size = int(MIN_SIZE * (MAX_SIZE / MIN_SIZE) ** rng.random()) // 64 * 64
-        offset = rng.randrange(len(source) - size)
+        offset = rng.randrange(len(source) - size) // 8 * 8
         chunk = view[offset : offset + size]
         shapes.append(Message(offset, size, zlib.crc32(chunk), word_sum(chunk)))
     return source, [shapes[i % SHAPES] for i in range(messages)]
+
+
+def fix_mmap_threshold(nbytes: int) -> None:
+    """Make glibc's malloc map every block of ``nbytes`` or more from the kernel, always."""
+    if platform.libc_ver()[0] != "glibc":
+        raise SystemExit("--mmap-threshold needs glibc (it calls mallopt)")
+    if not ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, nbytes):
+        raise SystemExit(f"mallopt(M_MMAP_THRESHOLD, {nbytes}) failed")
+
+
+class Buffers(Protocol):
+    """Where a stream's receiver gets a buffer and its worker lets it go."""
+
+    def take(self, size: int) -> Buffer: ...
+    def give_back(self, buffer: Buffer) -> None: ...
+
+
+class Fresh:
+    """A new ``bytearray`` per message; the worker drops it."""
+
+    def take(self, size: int) -> Buffer:
+        return bytearray(size)
+
+    def give_back(self, buffer: Buffer) -> None:
+        pass
+
+
+class Ring:
+    """Per stream, RING buffers of the largest size, sent back by the worker (no library)."""
+
+    def __init__(self) -> None:
+        self.free: SimpleQueue[bytearray] = SimpleQueue()
+        for _ in range(RING):
+            self.free.put(bytearray(MAX_SIZE))
+
+    def take(self, size: int) -> Buffer:
+        return memoryview(self.free.get())[:size]  # waits while the worker holds them all
+
+    def give_back(self, buffer: Buffer) -> None:
+        assert isinstance(buffer, memoryview)
+        assert isinstance(buffer.obj, bytearray)
+        self.free.put(buffer.obj)
+
+
+class Pooled:
+    """A ``Block`` of exactly ``size`` bytes from a ``BlockPool`` shared by every stream."""
+
+    def __init__(self, pool: BlockPool) -> None:
+        self.pool = pool
+
+    def take(self, size: int) -> Buffer:
+        return self.pool.get(size)
+
+    def give_back(self, buffer: Buffer) -> None:
+        assert isinstance(buffer, Block)
+        buffer.release()
 
 
 def recv_exactly(sock: socket.socket, view: memoryview) -> None:
@@ -96,100 +170,130 @@ def send_stream(sock: socket.socket, source: bytes, plan: list[Message]) -> None
     sock.shutdown(socket.SHUT_WR)
 
 
+Handoff: TypeAlias = "Queue[tuple[Buffer, Message, float] | None]"
+
+
 def receive_stream(
-    sock: socket.socket,
-    plan: list[Message],
-    path: Path,
-    buffer: Callable[[int], AbstractContextManager[Buffer]],
-) -> list[float]:
-    """Receive, check and store every message of one stream; return each one's milliseconds."""
-    latencies: list[float] = []
+    sock: socket.socket, plan: list[Message], buffers: Buffers, out: Handoff
+) -> None:
+    """Read every message of one stream into a buffer and hand it to the worker."""
     header = bytearray(HEADER.size)
-    with open(path, "wb", buffering=0) as out:
-        for m in plan:
-            recv_exactly(sock, memoryview(header))
-            started = time.perf_counter()
-            (size,) = HEADER.unpack(header)
-            with buffer(size) as buf, memoryview(buf) as view:
-                recv_exactly(sock, view)
-                if zlib.crc32(view) != m.crc or word_sum(view) != m.word_sum:
-                    raise AssertionError(f"message at {m.offset} of {size} bytes corrupted")
-                out.write(view)  # an unbuffered file writes straight from the view
-            latencies.append((time.perf_counter() - started) * 1e3)
-    return latencies
-
-
-def read_back(
-    path: Path, buffer: Callable[[int], AbstractContextManager[Buffer]]
-) -> tuple[int, int, int]:
-    """(CRC-32, word sum, size) of a file, read in CHUNK pieces with readinto."""
-    crc = total = size = 0
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            with buffer(CHUNK) as buf, memoryview(buf) as view:
-                n = f.readinto(view)
-                if not n:
-                    return crc, total, size
-                crc = zlib.crc32(view[:n], crc)
-                total = (total + word_sum(view[:n])) % 2**64
-                size += n
-
-
-def run(pooled: bool, quick: bool, traced: bool = False) -> ScenarioResult:
-    """Move every stream through a socket pair and a file; return the measurements."""
-    per_stream = 100 if quick else 12_000
-    measure = Measurement(traced)
-    source, plan = make_plan(per_stream)
-    expected_crc = 0
     for m in plan:
-        expected_crc = zlib.crc32(source[m.offset : m.offset + m.size], expected_crc)
-    expected_sum = sum(m.word_sum for m in plan) % 2**64
-    blocks = BlockPool()
-    buffer: Callable[[int], AbstractContextManager[Buffer]]
-    buffer = blocks.get if pooled else (lambda n: nullcontext(bytearray(n)))
+        recv_exactly(sock, memoryview(header))
+        started = time.perf_counter()
+        (size,) = HEADER.unpack(header)
+        buffer = buffers.take(size)
+        with memoryview(buffer) as view:  # released before another thread gets the buffer
+            recv_exactly(sock, view)
+        out.put((buffer, m, started))
+    out.put(None)
+
+
+def check_stream(buffers: Buffers, work: Handoff, latencies: list[float]) -> int:
+    """Check every message handed over and let its buffer go; return the bytes checked."""
+    checked = 0
+    while (item := work.get()) is not None:
+        buffer, m, started = item
+        with memoryview(buffer) as view:
+            if zlib.crc32(view) != m.crc or word_sum(view) != m.word_sum:
+                raise AssertionError(f"message at {m.offset} of {m.size} bytes corrupted")
+            checked += len(view)
+        buffers.give_back(buffer)
+        del buffer, item  # a block may keep its memory until its last reference goes
+        latencies.append((time.perf_counter() - started) * 1e3)
+    return checked
+
+
+def run(variant: str, quick: bool, mmap_threshold: int | None = None) -> ScenarioResult:
+    """Move every stream through a socket pair and a hand-off queue; return the measurements."""
+    per_stream = 40 if quick else 400
+    if mmap_threshold is not None:
+        fix_mmap_threshold(mmap_threshold)
+    measure = Measurement()
+    source, plan = make_plan(per_stream)
+    pool = BlockPool(name="messages") if variant == "pooled" else None
+    streams: list[Buffers] = []
+    for _ in range(STREAMS):
+        if pool is not None:
+            streams.append(Pooled(pool))
+        else:
+            streams.append(Ring() if variant == "ring" else Fresh())
     pairs = [socket.socketpair() for _ in range(STREAMS)]
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(STREAMS) as executor:
-        paths = [Path(tmp) / f"stream{i}.bin" for i in range(STREAMS)]
-        senders = [threading.Thread(target=send_stream, args=(a, source, plan)) for a, _ in pairs]
-        with measure:
-            for t in senders:
-                t.start()
-            received = executor.map(
-                receive_stream, [b for _, b in pairs], [plan] * STREAMS, paths, [buffer] * STREAMS
-            )
-            latencies = [ms for stream in received for ms in stream]
-            files = list(executor.map(read_back, paths, [buffer] * STREAMS))
-        for t in senders:
+    queues: list[Handoff] = [Queue(DEPTH) for _ in range(STREAMS)]
+    latencies: list[list[float]] = [[] for _ in range(STREAMS)]
+    checked = [0] * STREAMS
+    errors: list[BaseException] = []
+
+    def guarded(i: int, role: str) -> None:
+        try:
+            if role == "send":
+                send_stream(pairs[i][0], source, plan)
+            elif role == "receive":
+                receive_stream(pairs[i][1], plan, streams[i], queues[i])
+            else:
+                checked[i] = check_stream(streams[i], queues[i], latencies[i])
+        except BaseException as e:  # stop the stream's other threads, and report it
+            errors.append(e)
+            for sock in pairs[i]:
+                sock.shutdown(socket.SHUT_RDWR)
+            if role == "check":
+                while queues[i].get() is not None:
+                    pass
+            elif role == "receive":
+                queues[i].put(None)
+
+    threads = [
+        threading.Thread(target=guarded, args=(i, role), name=f"{role}-{i}")
+        for i in range(STREAMS)
+        for role in ("send", "receive", "check")
+    ]
+    with measure:
+        for t in threads:
+            t.start()
+        for t in threads:
             t.join()
     for a, b in pairs:
         a.close()
         b.close()
+    if errors:
+        raise errors[0]
     stream_bytes = sum(m.size for m in plan)
-    for crc, total, size in files:
-        if (crc, total, size) != (expected_crc, expected_sum, stream_bytes):
-            raise AssertionError("a file read back differs from what was written")
-    # A plain dict copy: a TypedDict's required key (classes) may not be popped.
-    stats = dict(blocks.stats().as_dict())
-    stats.pop("classes")  # one row per size class: too much for a report
+    if checked != [stream_bytes] * STREAMS:
+        raise AssertionError(f"checked {checked} bytes, not {stream_bytes} per stream")
+    samples = [ms for stream in latencies for ms in stream]
+    details: dict[str, object] = {
+        "latency_of": "one message, from its first byte to the end of its check",
+        "mib_per_s": STREAMS * stream_bytes / 2**20 / measure.seconds,
+        "mmap_threshold": mmap_threshold,
+        "pools": {},
+    }
+    if pool is not None:
+        stats = dict(pool.stats().as_dict())  # a plain dict: one key is dropped
+        stats.pop("classes")  # one row per size class: too much for a report
+        details["pools"] = {"messages": stats}
     return measure.result(
-        "buffers",
-        "pooled" if pooled else "unpooled",
+        "buffers" if mmap_threshold is None else "buffers-mmap",
+        variant,
         "messages",
-        len(latencies),
-        latencies,
-        verified=len(latencies) + len(files),
-        checksum=f"{expected_crc:08x}",
-        details={
-            "latency_of": "receiving, checking and writing one message",
-            "mib_per_s": 2 * STREAMS * stream_bytes / 2**20 / measure.seconds,
-            "pools": {"blocks": stats} if pooled else {},
-        },
+        len(samples),
+        samples,
+        verified=len(samples),  # every message raises unless both its checksums are right
+        checksum=f"{zlib.crc32(struct.pack(f'<{len(plan)}I', *(m.crc for m in plan))):08x}",
+        details=details,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv)
-    return report(run(not args.no_pool, args.quick, args.tracemalloc), args.json)
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--mmap-threshold",
+            type=int,
+            metavar="BYTES",
+            help="fix glibc's mmap threshold (e.g. 131072) before the run",
+        )
+
+    args = parse_args(__doc__, VARIANTS, argv, options)
+    return report(run(args.variant, args.quick, args.mmap_threshold), args.json)
 
 
 if __name__ == "__main__":

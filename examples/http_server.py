@@ -1,33 +1,41 @@
-"""A threaded HTTP/1.1 keep-alive service that takes what each request needs from pools.
+"""A threaded HTTP/1.1 keep-alive service whose requests share a database through a pool.
 
-    python examples/http_server.py                 # 25,000 requests on 1000 connections, pooled
-    python examples/http_server.py --no-pool       # the identical server without pools
-    python examples/http_server.py --quick         # a few seconds
-    python examples/http_server.py --serve 60      # just serve for 60 s (0: until Ctrl-C)
+    python examples/http_server.py                          # 15,000 requests, 1000 connections
+    python examples/http_server.py --variant threadlocal    # one connection per worker thread
+    python examples/http_server.py --no-pool                # a connection per request
+    python examples/http_server.py --thread-per-connection  # 1000 threads, 5,000 requests
+    python examples/http_server.py --quick                  # a smoke test
+    python examples/http_server.py --serve 60               # just serve for 60 s (0: until Ctrl-C)
 
 The service answers ``GET /items/<id>`` with a JSON document read from a
-SQLite database, the shape of many small web services. Each request needs:
+SQLite database, the shape of many small web services. A load generator
+(``_http_load.py``, its own process) holds 1000 keep-alive connections open
+with one request in flight on each. One thread waits on a ``selectors``
+loop for readable connections and hands each to a worker thread, which
+reads and answers its requests and hands it back.
 
-- a receive buffer: a 64 KiB ``Block`` from a ``BlockPool``, filled by
-  ``recv_into`` and held only while a request is read, not per connection;
-- an ``Exchange`` (request and response state) from an ``ObjectPool``; it
-  follows the Resetter protocol, so it comes back clean;
-- a ``Buffer`` from a ``BufferPool`` to build the response in;
-- a database connection from a bounded ``ObjectPool`` (2 connections shared
-  by 4 worker threads: a request waits for one up to a timeout, else 503).
+The database stands for a database server: opening a connection costs
+far more than a query on an open one, and it accepts at most 100
+connections at once (``--backend-limit``, as PostgreSQL's
+``max_connections`` does); one more is refused, and the request gets a 503.
 
-Without pools (``--no-pool``) the same code makes each of these anew per
-request (``bytearray``, ``Exchange()``, ``bytearray()``,
-``sqlite3.connect``), as a plain Python service does.
-``--pool-except-backend`` pools everything but the database connection, to
-tell what the connection pool is worth from what the other pools are.
+Variants, where a request's database connection comes from:
 
-One thread waits on a ``selectors`` loop for readable connections and hands
-each to a worker thread; the worker reads and answers the request, then
-hands the connection back. The load generator (``_http_load.py``) runs in
-its own process: it holds every connection open with one request in flight
-on each, times each request and checks each response, and stops after a
-request count (or a time limit).
+- ``unpooled``: opened for the request, closed after it;
+- ``threadlocal``: one per worker thread, opened on its first request and
+  kept (``threading.local``), the reuse a plain Python service writes;
+- ``pooled``: a bounded ``ObjectPool`` (``max_size=8``; a request waits for
+  a connection up to a timeout, else 503). The pooled server also takes its
+  other per-request objects from pools: a 64 KiB receive ``Block`` from a
+  ``BlockPool``, the request/response ``Exchange`` from an ``ObjectPool``
+  (Resetter protocol) and a response ``Buffer`` from a ``BufferPool``; the
+  others make those anew per request.
+
+With 4 worker threads (the default) every variant stays under the
+backend's limit. With ``--thread-per-connection`` (as
+``http.server.ThreadingHTTPServer`` and ``socketserver.ThreadingMixIn``
+run: 1000 client connections, 1000 threads) one connection per thread
+needs 1000, and only the pool keeps the count under the limit.
 """
 
 from __future__ import annotations
@@ -60,9 +68,11 @@ if TYPE_CHECKING:
 
 RECV_SIZE = 64 * 1024  # a common socket read size (asyncio reads up to 256 KiB)
 WORKERS = 4  # more threads only contend for the GIL: 8 served fewer requests/s
-BACKENDS = 2  # database connections: fewer than workers, as is usual
+POOL_SIZE = 8  # database connections in the pool, at most
+BACKEND_LIMIT = 100  # connections the database accepts at once (PostgreSQL's default)
 BACKEND_TIMEOUT = 5.0
 ITEMS = 10_000
+VARIANTS = ["unpooled", "threadlocal", "pooled"]
 
 HEAD_END = re.compile(rb"\r\n\r\n")
 ITEM_PATH = re.compile(r"/items/(\d+)\Z")
@@ -141,6 +151,32 @@ def create_database(path: Path) -> None:
         )
 
 
+class BackendRefused(ConnectionError):
+    """The database refused a connection: it has as many open as it accepts."""
+
+
+class Connections:
+    """The database's side of the connections: how many are open, and its limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.open = self.most = self.opened = self.refused = 0
+
+    def accept(self) -> None:
+        with self.lock:
+            if self.open >= self.limit:
+                self.refused += 1
+                raise BackendRefused(f"too many connections (the limit is {self.limit})")
+            self.open += 1
+            self.opened += 1
+            self.most = max(self.most, self.open)
+
+    def closed(self) -> None:
+        with self.lock:
+            self.open -= 1
+
+
 class Backend:
     """A database client: costly to open (file, schema, statement cache), cheap to reuse.
 
@@ -148,7 +184,9 @@ class Backend:
     database connection costs milliseconds to open, not tens of microseconds.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, server: Connections) -> None:
+        server.accept()
+        self.server = server
         # A pooled connection is used by one thread at a time, not always the same one.
         self.db = sqlite3.connect(path, check_same_thread=False)
 
@@ -167,12 +205,13 @@ class Backend:
 
     def close(self) -> None:
         self.db.close()
+        self.server.closed()
 
 
 class Resources:
-    """Where a request's buffers and objects come from: pools, or new every time.
+    """Where a request's buffers and objects come from: pools, per thread, or new every time.
 
-    This class is the whole difference between the pooled and the unpooled server.
+    This class is the whole difference between the variants of the server.
     """
 
     recv_buffer: Callable[[], AbstractContextManager[Buffer]]
@@ -180,28 +219,45 @@ class Resources:
     response_buffer: Callable[[], AbstractContextManager[Output]]
     backend: Callable[[], AbstractContextManager[Backend]]
 
-    def __init__(self, db_path: Path, pool_objects: bool, pool_backend: bool) -> None:
+    def __init__(self, db_path: Path, variant: str, backend_limit: int = BACKEND_LIMIT) -> None:
         self.pools: dict[str, Any] = {}
-        if pool_objects:
-            blocks = BlockPool()
-            exchanges = ObjectPool(Exchange)
-            buffers = BufferPool()
-            self.pools |= {"blocks": blocks, "exchanges": exchanges, "buffers": buffers}
+        self.connections = Connections(backend_limit)
+        self.kept: list[Backend] = []  # the thread-local connections, closed at the end
+        open_backend = partial(Backend, db_path, self.connections)
+        if variant == "pooled":
+            blocks = BlockPool(name="receive")
+            exchanges = ObjectPool(Exchange, name="exchanges")
+            buffers = BufferPool(name="responses")
+            backends = ObjectPool(
+                open_backend, max_size=POOL_SIZE, destroy=Backend.close, name="backends"
+            )
+            self.pools = {
+                "blocks": blocks,
+                "exchanges": exchanges,
+                "buffers": buffers,
+                "backends": backends,
+            }
             self.recv_buffer = partial(blocks.get, RECV_SIZE)
             self.exchange = exchanges.borrow
             self.response_buffer = buffers.get
-        else:
-            self.recv_buffer = lambda: nullcontext(bytearray(RECV_SIZE))
-            self.exchange = lambda: nullcontext(Exchange())
-            self.response_buffer = lambda: nullcontext(bytearray())
-        if pool_backend:
-            backends = ObjectPool(
-                partial(Backend, db_path), max_size=BACKENDS, destroy=Backend.close
-            )
-            self.pools["backends"] = backends
             self.backend = partial(backends.borrow, timeout=BACKEND_TIMEOUT)
-        else:
-            self.backend = lambda: closing(Backend(db_path))
+            return
+        self.recv_buffer = lambda: nullcontext(bytearray(RECV_SIZE))
+        self.exchange = lambda: nullcontext(Exchange())
+        self.response_buffer = lambda: nullcontext(bytearray())
+        if variant == "unpooled":
+            self.backend = lambda: closing(open_backend())
+            return
+        local = threading.local()
+
+        def per_thread() -> AbstractContextManager[Backend]:
+            backend: Backend | None = getattr(local, "backend", None)
+            if backend is None:
+                backend = local.backend = open_backend()  # may raise BackendRefused
+                self.kept.append(backend)
+            return nullcontext(backend)
+
+        self.backend = per_thread
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {name: pool.stats().as_dict() for name, pool in self.pools.items()}
@@ -209,13 +265,25 @@ class Resources:
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close()
+        for backend in self.kept:
+            backend.close()
 
 
 class Server:
-    """HTTP/1.1 with keep-alive: a selector thread dispatching to worker threads."""
+    """HTTP/1.1 with keep-alive: a selector thread dispatching to worker threads, or (with
+    ``thread_per_connection``) accepting and starting a thread for each connection."""
 
-    def __init__(self, resources: Resources, port: int = 0, workers: int = WORKERS) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        port: int = 0,
+        workers: int = WORKERS,
+        thread_per_connection: bool = False,
+    ) -> None:
         self.res = resources
+        self.thread_per_connection = thread_per_connection
+        self.connection_threads: list[threading.Thread] = []
+        self.connections: set[socket.socket] = set()
         self.listener = socket.create_server(("127.0.0.1", port), backlog=4096)
         self.listener.setblocking(False)
         self.port: int = self.listener.getsockname()[1]
@@ -228,12 +296,14 @@ class Server:
         self.stopped = False
         self.lock = threading.Lock()
         self.open = self.max_open = 0
-        self.served = [0] * workers  # one counter per worker: no lock needed
+        self.served: list[int] = []  # one counter per thread, written by that thread only
         self.threads = [threading.Thread(target=self._loop, name="http-loop")]
-        self.threads += [
-            threading.Thread(target=self._work, args=(i,), name=f"http-worker-{i}")
-            for i in range(workers)
-        ]
+        if not thread_per_connection:
+            self.served = [0] * workers
+            self.threads += [
+                threading.Thread(target=self._work, args=(i,), name=f"http-worker-{i}")
+                for i in range(workers)
+            ]
 
     def start(self) -> Server:
         for t in self.threads:
@@ -251,6 +321,13 @@ class Server:
         for _ in self.threads[1:]:
             self.ready.put(None)
         for t in self.threads[1:]:
+            t.join()
+        with self.lock:
+            still_open = list(self.connections)
+        for conn in still_open:  # wakes their threads
+            with suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for t in self.connection_threads:
             t.join()
         while True:  # connections handed back after the loop ended
             try:
@@ -304,12 +381,33 @@ class Server:
             with self.lock:
                 self.open += 1
                 self.max_open = max(self.max_open, self.open)
-            self.selector.register(conn, selectors.EVENT_READ)
+                self.connections.add(conn)
+            if self.thread_per_connection:
+                t = threading.Thread(target=self._serve_connection, args=(conn,))
+                self.connection_threads.append(t)
+                t.start()
+            else:
+                self.selector.register(conn, selectors.EVENT_READ)
 
     def _close(self, conn: socket.socket) -> None:
-        conn.close()
         with self.lock:
             self.open -= 1
+            self.connections.discard(conn)
+        conn.close()
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        """A connection's own thread: answer its requests until it closes."""
+        with self.lock:
+            self.served.append(0)  # this thread's counter
+            counter = len(self.served) - 1
+        try:
+            # Wait for a request before taking a receive buffer, so idle
+            # connections do not hold one.
+            while conn.recv(1, socket.MSG_PEEK) and self._read_and_answer(conn, counter):
+                pass
+        except OSError:  # reset by the peer, a read timed out, or the server stopping
+            pass
+        self._close(conn)
 
     def _work(self, worker: int) -> None:
         while (conn := self.ready.get()) is not None:
@@ -323,7 +421,7 @@ class Server:
             else:
                 self._close(conn)
 
-    def _read_and_answer(self, conn: socket.socket, worker: int) -> bool:
+    def _read_and_answer(self, conn: socket.socket, counter: int) -> bool:
         """Read until every complete request is answered; False: close the connection."""
         with self.res.recv_buffer() as buf, memoryview(buf) as view:
             filled = 0
@@ -336,7 +434,7 @@ class Server:
                 while match := HEAD_END.search(view, start, filled):  # pipelined requests too
                     if not self._answer(conn, view[start : match.end()].tobytes()):
                         return False
-                    self.served[worker] += 1
+                    self.served[counter] += 1
                     start = match.end()
                 if start == filled:
                     return True  # wait for the next request off the worker
@@ -372,6 +470,9 @@ class Server:
         except PoolTimeout:
             ex.status, ex.body = 503, b'{"error":"busy"}'
             return
+        except BackendRefused:
+            ex.status, ex.body = 503, b'{"error":"database refused a connection"}'
+            return
         if item is None:
             ex.status, ex.body = 404, b'{"error":"no such item"}'
         else:
@@ -383,14 +484,16 @@ class Server:
 
 @contextmanager
 def serving(
-    pool_objects: bool, pool_backend: bool
+    variant: str, workers: int, thread_per_connection: bool, backend_limit: int
 ) -> Generator[tuple[Server, Resources], None, None]:
     """A database, the resources and a started server; all gone on exit."""
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "items.sqlite"
         create_database(db_path)
-        resources = Resources(db_path, pool_objects, pool_backend)
-        server = Server(resources).start()
+        resources = Resources(db_path, variant, backend_limit)
+        server = Server(
+            resources, workers=workers, thread_per_connection=thread_per_connection
+        ).start()
         try:
             yield server, resources
         finally:
@@ -399,22 +502,24 @@ def serving(
 
 
 def run(
-    pooled: bool,
+    variant: str,
     quick: bool,
-    traced: bool = False,
     *,
-    pool_backend: bool | None = None,
+    workers: int = WORKERS,
+    thread_per_connection: bool = False,
     connections: int = 1000,
+    backend_limit: int = BACKEND_LIMIT,
 ) -> ScenarioResult:
     """Answer a fixed number of requests from ``connections`` clients; return the measurements."""
-    pool_backend = pooled if pool_backend is None else pool_backend
-    variant = "unpooled" if not pooled else "pooled" if pool_backend else "pooled-except-backend"
-    max_requests, duration = (5_000, 30.0) if quick else (25_000, 60.0)  # whichever comes first
-    measure = Measurement(traced)
+    # Whichever comes first: a request count or a time limit. A thread per
+    # connection costs more CPU per request (1000 threads contend for the GIL).
+    max_requests = (3_000 if quick else 15_000) // (3 if thread_per_connection else 1)
+    duration = 30.0 if quick else 60.0
+    measure = Measurement()
     limit = raise_fd_limit()
     if limit < connections + 64:
         raise SystemExit(f"open-files limit {limit} is too low for {connections} connections")
-    with serving(pooled, pool_backend) as (server, resources):
+    with serving(variant, workers, thread_per_connection, backend_limit) as (server, resources):
         with measure:
             client = subprocess.run(
                 [
@@ -430,37 +535,47 @@ def run(
         # yet given back what it borrowed.
         server.stop()
         stats = resources.stats()
+        backend = resources.connections
     if client.returncode != 0:
         raise SystemExit(f"the load generator failed:\n{client.stderr}")
     got = json.loads(client.stdout)
     if got["failed"]:
         raise SystemExit(f"{got['failed']} requests failed: {got['errors']}")
     return measure.result(
-        "http",
+        "http-thread-per-connection" if thread_per_connection else "http",
         variant,
         "requests",
         got["requests"],
         got["latency_ms"],
-        got["verified"],
-        checksum=str(got["verified"]),
+        got["verified"] + got["refused"],
+        checksum=str(got["requests"]),  # every request answered, with its item or a 503
         seconds=got["seconds"],  # the load generator's window, from first request to last
         details={
             "connections": connections,
+            "threads": len(server.served),
             "max_open_connections": server.max_open,
             "served": sum(server.served),
+            "answered_200": got["verified"],
+            "answered_503": got["refused"],
+            "backend_limit": backend.limit,
+            "backend_connections_opened": backend.opened,
+            "backend_connections_most": backend.most,
+            "backend_connections_refused": backend.refused,
             "connect_seconds": got["connect_seconds"],
             "pools": stats,
         },
     )
 
 
-def serve(seconds: float, pool_objects: bool, pool_backend: bool) -> None:
+def serve(
+    seconds: float, variant: str, workers: int, thread_per_connection: bool, backend_limit: int
+) -> None:
     """Serve on a free port (printed first) for ``seconds``, or until SIGINT or SIGTERM."""
     raise_fd_limit()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stop.set())
-    with serving(pool_objects, pool_backend) as (server, _):
+    with serving(variant, workers, thread_per_connection, backend_limit) as (server, _):
         print(f"listening on http://127.0.0.1:{server.port}/items/1", flush=True)
         deadline = time.monotonic() + seconds if seconds > 0 else float("inf")
         while not stop.wait(0.2) and time.monotonic() < deadline:
@@ -470,28 +585,50 @@ def serve(seconds: float, pool_objects: bool, pool_backend: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--workers", type=int, default=WORKERS, help="worker threads")
         parser.add_argument(
-            "--pool-except-backend",
+            "--thread-per-connection",
             action="store_true",
-            help="open a database connection per request",
+            help="a thread for each client connection instead of --workers",
         )
         parser.add_argument("--connections", type=int, default=1000, help="of the load generator")
+        parser.add_argument(
+            "--backend-limit",
+            type=int,
+            default=BACKEND_LIMIT,
+            help="connections the database accepts at once",
+        )
         parser.add_argument(
             "--serve", type=float, metavar="SECONDS", help="only serve (0: forever)"
         )
 
-    args = parse_args(__doc__, argv, options)
+    args = parse_args(__doc__, VARIANTS, argv, options)
     if args.serve is not None:
-        serve(args.serve, not args.no_pool, not (args.no_pool or args.pool_except_backend))
+        serve(
+            args.serve,
+            args.variant,
+            args.workers,
+            args.thread_per_connection,
+            args.backend_limit,
+        )
         return 0
     result = run(
-        not args.no_pool,
+        args.variant,
         args.quick,
-        args.tracemalloc,
-        pool_backend=False if args.pool_except_backend else None,
+        workers=args.workers,
+        thread_per_connection=args.thread_per_connection,
         connections=args.connections,
+        backend_limit=args.backend_limit,
     )
-    return report(result, args.json)
+    d = result.details
+    status = report(result, args.json)
+    print(
+        f"answered {d['answered_200']:,} with the item and {d['answered_503']:,} with 503; "
+        f"database connections: {d['backend_connections_opened']:,} opened, "
+        f"{d['backend_connections_most']} open at once at most (limit {d['backend_limit']}), "
+        f"{d['backend_connections_refused']:,} refused"
+    )
+    return status
 
 
 if __name__ == "__main__":

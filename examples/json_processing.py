@@ -1,8 +1,9 @@
 """Serialize and parse a large batch of records with pooled output buffers and per-worker codecs.
 
-    python examples/json_processing.py             # 100,000 records, 4 passes, pooled
-    python examples/json_processing.py --no-pool   # the same program without pools
-    python examples/json_processing.py --quick     # a few thousand records
+    python examples/json_processing.py                        # 50,000 records, 2 passes, pooled
+    python examples/json_processing.py --variant threadlocal  # a Codec per thread
+    python examples/json_processing.py --no-pool              # a new Codec and buffer per page
+    python examples/json_processing.py --quick                # a smoke test
 
 A batch of records shaped like an API's rows (ids, strings, numbers, a
 list, a nested object) is cut into pages of 100. Four worker threads take
@@ -15,7 +16,8 @@ pages and, for each one:
    from an ``ObjectPool``, and check the records came back equal.
 
 Without pools (``--no-pool``) each page gets a new ``bytearray`` and a new
-``Codec``; nothing else changes.
+``Codec``; with ``--variant threadlocal`` a new ``bytearray`` and its
+thread's ``Codec`` (``threading.local``); nothing else changes.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from __future__ import annotations
 import json
 import random
 import sys
+import threading
 import zlib
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from _measure import Measurement, ScenarioResult, parse_args, report, run_tasks
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 PAGE = 100  # records per page: a typical API page or write batch
 WORKERS = 4
+VARIANTS = ["unpooled", "threadlocal", "pooled"]
 
 Record = dict[str, Any]
 
@@ -81,20 +85,35 @@ def make_records(n: int, seed: int = 7) -> list[Record]:
 
 
 class Resources:
-    """Where a page's buffer and codec come from: the only pooled/unpooled difference."""
+    """Where a page's buffer and codec come from: the only difference between the variants."""
 
     output: Callable[[], AbstractContextManager[Output]]
     codec: Callable[[], AbstractContextManager[Codec]]
 
-    def __init__(self, pooled: bool) -> None:
+    def __init__(self, variant: str) -> None:
         self.pools: dict[str, Any] = {}
-        if pooled:
-            buffers, codecs = BufferPool(), ObjectPool(Codec)
+        if variant == "pooled":
+            buffers, codecs = BufferPool(name="pages"), ObjectPool(Codec, name="codecs")
             self.pools = {"buffers": buffers, "codecs": codecs}
             self.output, self.codec = buffers.get, codecs.borrow
-        else:
-            self.output = lambda: nullcontext(bytearray())
+            return
+        self.output = lambda: nullcontext(bytearray())
+        if variant == "unpooled":
             self.codec = lambda: nullcontext(Codec())
+            return
+        local = threading.local()
+
+        @contextmanager
+        def per_thread() -> Generator[Codec, None, None]:
+            codec: Codec | None = getattr(local, "codec", None)
+            if codec is None:
+                codec = local.codec = Codec()
+            try:
+                yield codec
+            finally:
+                codec.reset()
+
+        self.codec = per_thread
 
 
 def process_page(page: list[Record], res: Resources) -> int:
@@ -112,13 +131,13 @@ def process_page(page: list[Record], res: Resources) -> int:
     return crc
 
 
-def run(pooled: bool, quick: bool, traced: bool = False) -> ScenarioResult:
+def run(variant: str, quick: bool) -> ScenarioResult:
     """Process every page ``passes`` times on a thread pool; return the measurements."""
-    count, passes = (4_000, 1) if quick else (100_000, 4)
-    measure = Measurement(traced)
+    count, passes = (4_000, 1) if quick else (50_000, 2)
+    measure = Measurement()
     records = make_records(count)
     pages = [records[i : i + PAGE] for i in range(0, count, PAGE)]
-    res = Resources(pooled)
+    res = Resources(variant)
 
     def task(i: int) -> int:
         return (i + 1) * process_page(pages[i % len(pages)], res)  # the order shows in the sum
@@ -127,7 +146,7 @@ def run(pooled: bool, quick: bool, traced: bool = False) -> ScenarioResult:
         checksum, latencies = run_tasks(len(pages) * passes, WORKERS, task)
     return measure.result(
         "json",
-        "pooled" if pooled else "unpooled",
+        variant,
         "records",
         count * passes,
         latencies,
@@ -142,8 +161,8 @@ def run(pooled: bool, quick: bool, traced: bool = False) -> ScenarioResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv)
-    return report(run(not args.no_pool, args.quick, args.tracemalloc), args.json)
+    args = parse_args(__doc__, VARIANTS, argv)
+    return report(run(args.variant, args.quick), args.json)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Type stubs for the compiled extension ``shardpool._core``."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import GenericAlias, TracebackType
 from typing import (
     Any,
@@ -141,6 +141,16 @@ class _Waiting:
     def decided(self) -> bool: ...
     def finish(self) -> Any: ...
     def abandon(self, timed_out: bool = False) -> None: ...
+
+@final
+class _GcClock:
+    """The garbage collector clock of ``shardpool.metrics.GcMonitor``."""
+
+    def __init__(self, bounds: Sequence[int]) -> None: ...
+    def __call__(self, phase: str, info: dict[str, int]) -> None: ...
+    def snapshot(
+        self,
+    ) -> list[tuple[int, int, int, int, int, int, int, list[int], list[int]]]: ...
 
 class ObjectPool(Generic[_T]):
     """A thread-safe pool of reusable Python objects, sharded to avoid contention."""

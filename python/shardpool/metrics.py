@@ -35,20 +35,38 @@ Every sample has the labels ``pool`` (the pool's ``name``, or a generated
   ``shardpool_class_dropped_total``.
 
 The collector holds weak references: it never keeps a pool alive, and a pool
-that is garbage-collected disappears from the next scrape. Every function
-and method is safe to call from any thread.
+that is garbage-collected disappears from the next scrape.
+
+``monitor_gc()`` (opt-in) also times every collection of CPython's cyclic
+garbage collector, which ``prometheus_client``'s own GC collector counts but
+does not time, and publishes the pauses as two histograms labelled
+``generation``: ``shardpool_gc_pause_seconds`` (wall time) and
+``shardpool_gc_pause_cpu_seconds`` (CPU time of the collecting thread). A
+``GcMonitor`` also works without Prometheus: ``with GcMonitor() as m:`` and
+``m.stats()``.
+
+Every function and method is safe to call from any thread.
 """
 
 from __future__ import annotations
 
+import gc
+import math
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from itertools import pairwise
+from types import TracebackType
+from typing import Any, Literal, TypeAlias, cast
 
 try:
-    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.metrics_core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
     from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -56,8 +74,18 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolStats, TieredPool
+from shardpool._core import _GcClock  # pyright: ignore[reportPrivateUsage]  # compiled half
 
-__all__ = ["Pool", "PoolCollector", "register", "unregister"]
+__all__ = [
+    "DEFAULT_GC_BUCKETS",
+    "GcMonitor",
+    "GcPauses",
+    "Pool",
+    "PoolCollector",
+    "monitor_gc",
+    "register",
+    "unregister",
+]
 
 Pool: TypeAlias = ObjectPool[Any] | TieredPool[Any] | BlockPool | BufferPool
 """Any shardpool pool."""
@@ -332,3 +360,232 @@ def unregister(pool: Pool, registry: CollectorRegistry = REGISTRY) -> bool:
     with _registry_lock:
         collector = _collectors.get(registry)
     return collector is not None and collector.remove(pool)
+
+
+# Garbage collector pauses -----------------------------------------------------------------------
+
+DEFAULT_GC_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+"""Upper bounds (seconds) of the pause histograms: a young collection takes
+tens of microseconds, a full one of a large heap hundreds of milliseconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class GcPauses:
+    """The collections of one generation seen by a ``GcMonitor``, and their pauses.
+
+    Wall time is how long every other thread was stopped (a collection
+    holds the GIL); CPU time is what the collecting thread spent, which on a
+    busy machine can be a small part of the wall time. Totals and maxima
+    are in seconds; ``wall_buckets`` and ``cpu_buckets`` count the pauses at
+    or below each bound of ``GcMonitor.buckets``, cumulatively, as
+    Prometheus histograms do (``collections`` is the ``+Inf`` bucket).
+    """
+
+    generation: int
+    collections: int
+    collected: int
+    """Unreachable objects the collections found (and freed, or kept in ``gc.garbage``)."""
+    uncollectable: int
+    wall_seconds: float
+    cpu_seconds: float
+    max_wall_seconds: float
+    max_cpu_seconds: float
+    wall_buckets: tuple[int, ...]
+    cpu_buckets: tuple[int, ...]
+
+
+def _cumulative(counts: list[int]) -> tuple[int, ...]:
+    """Per-bucket counts (overflow last) to Prometheus' cumulative ones (overflow dropped)."""
+    total = 0
+    out: list[int] = []
+    for c in counts[:-1]:
+        total += c
+        out.append(total)
+    return tuple(out)
+
+
+class GcMonitor(Collector):
+    """Times every collection of the cyclic garbage collector, per generation.
+
+    Off until ``start()`` (or ``with``): a monitor that is not running adds
+    nothing to the interpreter. Running, it adds a clock to
+    ``gc.callbacks`` that reads two clocks when a collection starts and
+    updates its totals when it stops. The clock is compiled: a Python
+    callback would let other threads run in the middle of a collection,
+    and on CPython 3.11 what they allocate then is never counted towards
+    the next collection, so a monitor written in Python would itself make
+    a threaded program collect less often. ``stop()`` removes the clock;
+    the totals stay.
+
+    Register it with a ``CollectorRegistry`` (or let ``monitor_gc()`` do it)
+    to publish ``shardpool_gc_pause_seconds`` and
+    ``shardpool_gc_pause_cpu_seconds``, histograms with a ``generation``
+    label. Collections run with the GIL held, so the wall-clock pause is
+    time no other thread of the process ran; CPU time, from
+    ``time.thread_time_ns()`` in the collecting thread, is what the
+    collection itself cost, without the time the machine gave other
+    processes.
+    """
+
+    def __init__(self, buckets: Iterable[float] = DEFAULT_GC_BUCKETS) -> None:
+        """``buckets``: the histograms' upper bounds in seconds, increasing, finite, at
+        least a nanosecond.
+
+        Raises:
+            TypeError: a bound is not a real number.
+            ValueError: no bounds, or bounds not finite, increasing and at least 1e-9.
+        """
+        bounds: list[float] = []
+        for b in buckets:
+            value = cast(object, b)  # checked at run time too, for untyped callers
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"buckets must be numbers, got {type(value).__name__}")
+            bounds.append(float(value))
+        if not bounds:
+            raise ValueError("buckets must hold at least one bound")
+        if not all(math.isfinite(b) and b >= 1e-9 for b in bounds):
+            raise ValueError(f"buckets must be finite and at least 1e-9, got {bounds}")
+        nanoseconds = [round(b * 1e9) for b in bounds]
+        if any(a >= b for a, b in pairwise(nanoseconds)):
+            raise ValueError(f"buckets must be strictly increasing, got {bounds}")
+        self._bounds = tuple(bounds)
+        self._clock = _GcClock(nanoseconds)
+        self._lock = threading.Lock()  # start() and stop()
+        self._running = False
+
+    @property
+    def buckets(self) -> tuple[float, ...]:
+        """The histograms' upper bounds, in seconds (``+Inf`` implied)."""
+        return self._bounds
+
+    @property
+    def running(self) -> bool:
+        """Whether collections are being timed."""
+        return self._running
+
+    def start(self) -> GcMonitor:
+        """Time collections from now on; returns the monitor. Starting a running monitor does
+        nothing."""
+        with self._lock:
+            if not self._running:
+                gc.callbacks.append(self._clock)
+                self._running = True
+        return self
+
+    def stop(self) -> None:
+        """Stop timing (the totals stay). Stopping a stopped monitor does nothing."""
+        with self._lock:
+            if self._running:
+                gc.callbacks.remove(self._clock)
+                self._running = False
+
+    def __enter__(self) -> GcMonitor:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stats(self) -> tuple[GcPauses, ...]:
+        """One ``GcPauses`` per generation (0, 1, 2), oldest last, counted since the monitor
+        was made."""
+        return tuple(
+            GcPauses(
+                generation=g,
+                collections=collections,
+                collected=collected,
+                uncollectable=uncollectable,
+                wall_seconds=wall_ns / 1e9,
+                cpu_seconds=cpu_ns / 1e9,
+                max_wall_seconds=max_wall_ns / 1e9,
+                max_cpu_seconds=max_cpu_ns / 1e9,
+                wall_buckets=_cumulative(wall_counts),
+                cpu_buckets=_cumulative(cpu_counts),
+            )
+            for g, (
+                collections,
+                collected,
+                uncollectable,
+                wall_ns,
+                cpu_ns,
+                max_wall_ns,
+                max_cpu_ns,
+                wall_counts,
+                cpu_counts,
+            ) in enumerate(self._clock.snapshot())
+        )
+
+    def _histograms(self) -> tuple[HistogramMetricFamily, HistogramMetricFamily]:
+        labels = ["generation"]
+        return (
+            HistogramMetricFamily(
+                "shardpool_gc_pause_seconds",
+                "Wall-clock pauses of the cyclic garbage collector, per generation.",
+                labels=labels,
+            ),
+            HistogramMetricFamily(
+                "shardpool_gc_pause_cpu_seconds",
+                "CPU time of the thread running the cyclic garbage collector, per collection.",
+                labels=labels,
+            ),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        """The two histogram families, without samples (for the registry's name checks)."""
+        yield from self._histograms()
+
+    def collect(self) -> Iterator[Metric]:
+        """The two histograms, one series per generation."""
+        wall, cpu = self._histograms()
+        bounds = [str(b) for b in self._bounds] + ["+Inf"]
+        for s in self.stats():
+            gen = [str(s.generation)]
+            for family, counts, total in (
+                (wall, s.wall_buckets, s.wall_seconds),
+                (cpu, s.cpu_buckets, s.cpu_seconds),
+            ):
+                values = [*counts, s.collections]
+                family.add_metric(gen, list(zip(bounds, values, strict=True)), total)
+        yield wall
+        yield cpu
+
+
+_monitors: weakref.WeakKeyDictionary[CollectorRegistry, GcMonitor] = weakref.WeakKeyDictionary()
+
+
+def monitor_gc(
+    registry: CollectorRegistry = REGISTRY, *, buckets: Iterable[float] = DEFAULT_GC_BUCKETS
+) -> GcMonitor:
+    """Time every garbage collection from now on and publish the pauses in ``registry``.
+
+    The first call for a registry makes a ``GcMonitor``, registers it and
+    starts it; later calls return that monitor, started again if it was
+    stopped (their ``buckets`` are ignored). ``monitor.stop()`` stops the
+    timing; ``registry.unregister(monitor)`` the publishing.
+    """
+    with _registry_lock:
+        monitor = _monitors.get(registry)
+        if monitor is None:
+            monitor = GcMonitor(buckets)
+            registry.register(monitor)
+            _monitors[registry] = monitor
+    return monitor.start()

@@ -9,6 +9,7 @@ mod block_pool;
 mod borrow;
 mod buffer_pool;
 mod errors;
+mod gc_clock;
 mod identity;
 mod object_pool;
 mod policy;
@@ -28,6 +29,7 @@ const _: () = {
     assert!(align_of::<buffer_pool::Buffer>() <= 16);
     assert!(align_of::<borrow::Borrow>() <= 16);
     assert!(align_of::<waiting::Waiting>() <= 16);
+    assert!(align_of::<gc_clock::GcClock>() <= 16);
 };
 
 /// `shardpool._core`: the compiled part of shardpool. Import from `shardpool`.
@@ -51,6 +53,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<buffer_pool::BufferPool>()?;
     m.add_class::<buffer_pool::Buffer>()?;
     m.add_class::<waiting::Waiting>()?;
+    m.add_class::<gc_clock::GcClock>()?;
     m.add("DEFAULT_MAX_IDLE", crate::Config::DEFAULT_MAX_IDLE)?;
     m.add_function(wrap_pyfunction!(_attached_noop, m)?)?;
     // A child process forked while threads waited on a bounded pool must
