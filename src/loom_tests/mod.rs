@@ -41,6 +41,11 @@ enum Bound {
 /// `--nocapture`).
 fn check(bound: Bound, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = Builder::new();
+    // loom's default (1,000 branches per execution) is too few for a model
+    // that reads a family's merged counters at its end: every counter block
+    // of every class is a branch. The bound is on the path's length, not on
+    // the interleavings explored, so raising it costs nothing elsewhere.
+    builder.max_branches = builder.max_branches.max(20_000);
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = match bound {
             Bound::Exhaustive => None,
