@@ -1,4 +1,6 @@
 use super::*;
+use crate::budget::IdleBudget;
+use crate::limit::Park;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
