@@ -1,6 +1,6 @@
 use super::*;
 use std::sync::atomic::AtomicUsize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn queued<I>(e: Enqueued<I>) -> Arc<Waiter<I>> {
     match e {
