@@ -43,6 +43,7 @@ mod wait;
 
 use std::time::{Duration, Instant};
 
+pub(crate) use config::refuse;
 pub use config::{Charge, Config, ConfigError, ResetOn, MAX_IDLE_LIMIT, MAX_SHARDS};
 pub use error::{GetError, PutError};
 pub use hooks::Hooks;
