@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 
 use crate::buffer_lease::{BufferError, LeasedBuffer};
-use crate::calibrate::Calibrator;
+use crate::calibration::Calibrator;
 use crate::pool::{Config, ConfigError, Hooks, Pool};
 use crate::Snapshot;
 

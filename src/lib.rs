@@ -17,7 +17,7 @@
 //!   layered pool).
 //! - [`memory`] and [`lease`]: aligned blocks owned by Rust, and the
 //!   export/release protocol of a block handed out.
-//! - [`blocks`]: the byte-block pool; [`calibrate`] and [`buffers`]: the pool
+//! - [`blocks`]: the byte-block pool; [`calibration`] and [`buffers`]: the pool
 //!   of growable buffers that learns the sizes of recent use, and
 //!   [`buffer_lease`]: the export/release protocol of a buffer handed out.
 
@@ -25,7 +25,7 @@ pub mod blocks;
 pub mod budget;
 pub mod buffer_lease;
 pub mod buffers;
-pub mod calibrate;
+pub mod calibration;
 pub mod classes;
 pub mod counters;
 pub mod lease;
