@@ -26,18 +26,20 @@ use crate::Snapshot;
 
 /// Blocks of at least this many bytes are allocated and zeroed through
 /// [`Offload`]: below it the work costs less than leaving the interpreter.
-pub const OFFLOAD_THRESHOLD: usize = 256 << 10;
-pub const DEFAULT_MIN_CLASS: usize = 64;
-pub const DEFAULT_MAX_BLOCK: usize = 16 << 20;
-pub const DEFAULT_MAX_IDLE_BYTES: usize = 64 << 20;
-pub const DEFAULT_ALIGNMENT: usize = 64;
+pub(crate) const OFFLOAD_THRESHOLD: usize = 256 << 10;
+pub(crate) const DEFAULT_MIN_CLASS: usize = 64;
+pub(crate) const DEFAULT_MAX_BLOCK: usize = 16 << 20;
+pub(crate) const DEFAULT_MAX_IDLE_BYTES: usize = 64 << 20;
+pub(crate) const DEFAULT_ALIGNMENT: usize = 64;
 /// Default idle count cap per class: the byte cap over four blocks, clamped.
 const DEFAULT_CLASS_IDLE: (usize, usize) = (2, 1024);
 
 /// Why a block could not be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockError {
+    /// The allocator could not provide the memory.
     Alloc(AllocError),
+    /// The pool is closed.
     Closed,
 }
 
@@ -63,11 +65,12 @@ pub enum ZeroMode {
 }
 
 /// The byte [`ZeroMode::Poison`] fills released blocks with.
-pub const POISON: u8 = 0xDB;
+pub(crate) const POISON: u8 = 0xDB;
 
 /// Runs memory work that may take long. A binding releases its interpreter
 /// lock around `f`; plain Rust runs it in place.
 pub trait Offload {
+    /// Runs `f` (perhaps without a lock the caller holds) and returns its result.
     fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R;
 }
 
@@ -80,16 +83,25 @@ impl Offload for InPlace {
     }
 }
 
+/// How a [`BlockPool`] is built; `Default` gives a geometric series of
+/// classes up to [`BlockConfig::max_block`].
 #[derive(Clone, Debug)]
 pub struct BlockConfig {
     /// `(size, max_idle)` per class; `None` max_idle picks a default.
     /// `None`: a geometric series up to `max_block`.
     pub classes: Option<Vec<(usize, Option<usize>)>>,
+    /// The largest pooled block (`None`: 16 MiB); larger requests are
+    /// allocated exactly and never kept.
     pub max_block: Option<usize>,
+    /// The most bytes all classes keep idle together.
     pub max_idle_bytes: usize,
+    /// When memory is zeroed (or poisoned).
     pub zero: ZeroMode,
+    /// Every block's alignment in bytes (a power of two).
     pub alignment: usize,
+    /// How long a block may stay idle before it is freed (`None`: for ever).
     pub idle_timeout: Option<Duration>,
+    /// Shards per class (`None`: one per CPU).
     pub shards: Option<usize>,
 }
 
@@ -107,6 +119,8 @@ impl Default for BlockConfig {
     }
 }
 
+/// A pool of aligned byte blocks in size classes, one object pool a
+/// class, under one idle byte budget; blocks are lent out as [`Leased`].
 pub struct BlockPool {
     tiers: Tiered<OwnedBlock>,
     budget: Arc<IdleBudget>,
@@ -184,6 +198,7 @@ impl<O: Offload> Hooks<OwnedBlock> for BlockHooks<'_, O> {
 }
 
 impl BlockPool {
+    /// Builds a pool, or names the setting of `config` it refuses.
     pub fn new(config: BlockConfig) -> Result<Self, ConfigError> {
         let a = config.alignment;
         if !a.is_power_of_two() || a > 4096 {
@@ -361,10 +376,12 @@ impl BlockPool {
             .fold(0, usize::saturating_add)
     }
 
+    /// Whether [`BlockPool::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.tiers.is_closed()
     }
 
+    /// The size classes.
     pub fn classes(&self) -> &SizeClasses {
         self.tiers.classes()
     }
@@ -374,22 +391,27 @@ impl BlockPool {
         self.tiers.idle()
     }
 
+    /// The largest pooled block size.
     pub fn max_block(&self) -> usize {
         self.max_block
     }
 
+    /// The idle byte budget shared by the classes.
     pub fn max_idle_bytes(&self) -> usize {
         self.budget.limit()
     }
 
+    /// Every block's alignment in bytes.
     pub fn alignment(&self) -> usize {
         self.alignment
     }
 
+    /// When memory is zeroed.
     pub fn zero(&self) -> ZeroMode {
         self.zero
     }
 
+    /// Counters and byte gauges, in total and per class used.
     pub fn stats(&self) -> BlockStats {
         let classes: Vec<ClassStats> = self
             .tiers
@@ -485,19 +507,26 @@ impl BlockPool {
 /// One class's counters.
 #[derive(Clone, Debug)]
 pub struct ClassStats {
+    /// The class's block size in bytes.
     pub size: usize,
+    /// The most blocks the class keeps idle.
     pub max_idle: usize,
+    /// The class pool's counters.
     pub counts: Snapshot,
 }
 
+/// What [`BlockPool::stats`] reports.
 #[derive(Clone, Debug)]
 pub struct BlockStats {
     /// Counters merged over all classes and oversize blocks.
     pub totals: Snapshot,
+    /// Bytes held by idle blocks.
     pub bytes_idle: usize,
+    /// Bytes held by blocks handed out.
     pub bytes_in_use: usize,
     /// Requests above the largest class (exact, unpooled allocations).
     pub oversize: u64,
+    /// Oversize blocks given back (and freed).
     pub oversize_released: u64,
     /// Classes that have been used, smallest first.
     pub classes: Vec<ClassStats>,

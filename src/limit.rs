@@ -94,7 +94,9 @@ use crate::sync::{Arc, Mutex, MutexGuard};
 /// each, already charged to `alive`).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Units<I> {
+    /// Idle items.
     pub items: Vec<I>,
+    /// Slots: room to create one object each, already charged.
     pub slots: usize,
 }
 
@@ -108,10 +110,12 @@ impl<I> Default for Units<I> {
 }
 
 impl<I> Units<I> {
+    /// Units in all.
     pub fn len(&self) -> usize {
         self.items.len() + self.slots
     }
 
+    /// Whether there is no unit.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -156,7 +160,9 @@ pub enum Grant<I> {
 /// How a wait ended, when it did not time out.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome<I> {
+    /// Served: what the waiter was given.
     Granted(Grant<I>),
+    /// The limit was closed.
     Closed,
 }
 
@@ -166,6 +172,7 @@ pub enum Enqueued<I> {
     Ready(Grant<I>),
     /// Queued: park on the waiter, then take its outcome.
     Queued(Arc<Waiter<I>>),
+    /// The limit was closed.
     Closed,
 }
 
@@ -196,6 +203,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The `max_size` bound of a pool and its fair queue of waiters (see the
+/// module's invariants); `I` is the pool's idle item.
 pub struct Limit<I> {
     max: usize,
     alive: CachePadded<AtomicUsize>,
@@ -210,6 +219,7 @@ pub struct Limit<I> {
 }
 
 impl<I> Limit<I> {
+    /// A bound of `max` units, none charged, nobody waiting.
     pub fn new(max: usize) -> Self {
         Limit {
             max,
@@ -227,6 +237,7 @@ impl<I> Limit<I> {
         }
     }
 
+    /// The bound.
     pub fn max(&self) -> usize {
         self.max
     }
@@ -248,7 +259,7 @@ impl<I> Limit<I> {
     }
 
     /// Counts a wait given up before its timeout (cancelled, interrupted).
-    pub fn note_cancelled(&self) {
+    pub(crate) fn note_cancelled(&self) {
         self.cancelled.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -293,7 +304,7 @@ impl<I> Limit<I> {
     /// Called after storing idle items: serves the waiters that queued
     /// while they were stored.
     #[inline]
-    pub fn serve_from(&self, store: &dyn Store<I>) {
+    pub(crate) fn serve_from(&self, store: &dyn Store<I>) {
         fence(Ordering::SeqCst);
         if self.waiting.load(Ordering::Relaxed) != 0 {
             self.serve_locked(None, store);

@@ -74,10 +74,13 @@ impl<T> Idle<T> {
 }
 
 /// Bytes an idle entry of `T` takes in a shard (without the queue's stamp).
-pub fn idle_entry_size<T>() -> usize {
+#[cfg(feature = "python")]
+pub(crate) fn idle_entry_size<T>() -> usize {
     std::mem::size_of::<Idle<T>>()
 }
 
+/// A thread-safe, sharded pool of `T` (see the module's invariants). The
+/// caller's [`Hooks`] are passed to each call that may run them.
 pub struct Pool<T> {
     shards: Shards<Idle<T>>,
     /// Boxed: `Limit` is cache-padded (128-byte aligned), and a `Pool` must
@@ -104,6 +107,7 @@ enum Source<T> {
 /// The first step of a `get` that must not block (an event loop's): an
 /// object now, or a place in the queue of a full bounded pool.
 pub enum Step<T> {
+    /// An object, at once.
     Ready(T),
     /// Queued: wait until the waiter is decided (see
     /// [`Waiter::on_decided`]), then [`Pool::finish_wait`], or give up with
@@ -145,6 +149,7 @@ impl<T: Send> Pool<T> {
         config::resolve(config)
     }
 
+    /// Builds a pool, or names the setting of `config` it refuses.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         let (max_idle, shards) = config::resolve(&config)?;
         let checked = config.checked || config.max_size.is_some();
@@ -162,36 +167,43 @@ impl<T: Send> Pool<T> {
         })
     }
 
+    /// The most objects kept idle.
     pub fn max_idle(&self) -> usize {
         self.shards.capacity()
     }
 
+    /// The bound on objects in existence (`None`: unbounded).
     pub fn max_size(&self) -> Option<usize> {
         self.limit.as_ref().map(|limit| limit.max())
     }
 
+    /// How many shards the idle storage has.
     pub fn shard_count(&self) -> usize {
         self.shards.count()
     }
 
+    /// How long an object may stay idle (`None`: for ever).
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
     }
 
+    /// When objects are reset.
     pub fn reset_on(&self) -> ResetOn {
         self.reset_on
     }
 
+    /// Whether the pool refuses objects it did not hand out.
     pub fn is_checked(&self) -> bool {
         self.ledger.is_some()
     }
 
+    /// Whether [`Pool::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
     /// The per-shard counter blocks, for merging across pools.
-    pub fn counters(&self) -> impl Iterator<Item = &Counters> + Clone {
+    pub(crate) fn counters(&self) -> impl Iterator<Item = &Counters> + Clone {
         self.shards.all_counters()
     }
 

@@ -147,7 +147,7 @@ impl<T: Send> Tiered<T> {
 
     /// The class serving a request for `n`, or `None` for an oversize one.
     #[inline]
-    pub fn route(&self, n: usize) -> Option<usize> {
+    pub(crate) fn route(&self, n: usize) -> Option<usize> {
         self.classes.serving(n)
     }
 

@@ -12,10 +12,10 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shardpool::blocks::{BlockConfig, BlockPool, InPlace};
-use shardpool::lease::{LeaseError, Leased};
-use shardpool::limit::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Turns};
+use shardpool::{BlockConfig, BlockPool, InPlace};
 use shardpool::{Config, GetError, Hooks, Pool};
+use shardpool::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Turns};
+use shardpool::{LeaseError, Leased};
 
 const THREADS: usize = 16;
 
@@ -398,7 +398,7 @@ fn leases_racing_views_and_releases(rounds: usize) -> (usize, usize) {
     const VIEWS: usize = 8;
     let mut leases: Vec<Leased> = (0..rounds)
         .map(|_| {
-            let block = shardpool::memory::OwnedBlock::zeroed(64, 64).unwrap();
+            let block = shardpool::OwnedBlock::zeroed(64, 64).unwrap();
             Leased::new(block, 64)
         })
         .collect();

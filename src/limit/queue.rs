@@ -322,7 +322,7 @@ impl<I> Limit<I> {
 
     /// Shows the items set aside to `f`, for a garbage collector's
     /// traversal (skipped if the queue is locked: a collector never blocks).
-    pub fn visit_set_aside<E>(&self, f: impl FnMut(&I) -> Result<(), E>) -> Result<(), E> {
+    pub(crate) fn visit_set_aside<E>(&self, f: impl FnMut(&I) -> Result<(), E>) -> Result<(), E> {
         match self.queue.try_lock() {
             Ok(queue) => queue.set_aside.items.iter().try_for_each(f),
             Err(_) => Ok(()),
@@ -331,7 +331,7 @@ impl<I> Limit<I> {
 
     /// Takes the units set aside (to break a reference cycle): the batch
     /// they were for gathers again.
-    pub fn take_set_aside(&self) -> Units<I> {
+    pub(crate) fn take_set_aside(&self) -> Units<I> {
         let mut queue = self.lock_queue();
         self.set_aside_items.store(0, Ordering::Relaxed);
         std::mem::take(&mut queue.set_aside)

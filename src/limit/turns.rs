@@ -26,7 +26,7 @@ impl<I> Limit<I> {
     /// aside for it (and what is free now is, at once). `false` if another
     /// batch is preferred (or `waiter` is no batch); `true` if this one is
     /// (or was decided meanwhile).
-    pub fn prefer(&self, waiter: &Arc<Waiter<I>>, store: &dyn Store<I>) -> bool {
+    pub(crate) fn prefer(&self, waiter: &Arc<Waiter<I>>, store: &dyn Store<I>) -> bool {
         if !waiter.batch {
             return false;
         }
@@ -50,7 +50,7 @@ impl<I> Limit<I> {
     /// Ends a batch's preferred turn if others wait behind it: returns the
     /// units set aside for it, which the caller gives back (to them).
     /// `None` (nothing changes) if nobody else waits or it is not preferred.
-    pub fn unprefer(&self, waiter: &Arc<Waiter<I>>) -> Option<Units<I>> {
+    pub(crate) fn unprefer(&self, waiter: &Arc<Waiter<I>>) -> Option<Units<I>> {
         let mut queue = self.lock_queue();
         if !queue.is_preferred(waiter) || queue.waiters.len() <= 1 {
             return None;
@@ -72,6 +72,7 @@ pub struct Turns {
 }
 
 impl Turns {
+    /// The turns of a batch that started waiting at `start`: first passed by.
     pub fn new(start: Instant) -> Self {
         Turns {
             start,

@@ -33,6 +33,7 @@ pub trait Park: Sync {
 /// Runs once a waiter's outcome is decided, after the limit's locks are
 /// released (so it may take other locks, or enter an interpreter).
 pub trait Notify: Send {
+    /// Runs the notification (once: it is consumed).
     fn notify(self: Box<Self>);
     /// What the notification is, for a binding that must show what it
     /// refers to a garbage collector (see [`Limit::visit_notifications`]).

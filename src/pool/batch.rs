@@ -265,7 +265,7 @@ impl<T: Send> Pool<T> {
 
     /// In a checked pool, the index of the first object in `items` that was
     /// not handed out or appears twice. Always `Ok` in an unchecked pool.
-    pub fn check_many<H: Hooks<T>>(&self, hooks: &H, items: &[T]) -> Result<(), usize> {
+    pub(crate) fn check_many<H: Hooks<T>>(&self, hooks: &H, items: &[T]) -> Result<(), usize> {
         if let Some(ledger) = &self.ledger {
             let mut seen = HashSet::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
@@ -281,7 +281,7 @@ impl<T: Send> Pool<T> {
     /// `put` for each object, as one batch: an object that is refused
     /// (returned by another thread meanwhile) or fails its reset does not
     /// stop the others; the first error is returned.
-    pub fn put_each<H: Hooks<T>>(
+    pub(crate) fn put_each<H: Hooks<T>>(
         &self,
         hooks: &mut H,
         items: Vec<T>,

@@ -21,7 +21,9 @@ pub const MAX_SHARDS: usize = 1024;
 /// just before it is handed out again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResetOn {
+    /// As it comes back (the default).
     Put,
+    /// Just before it is handed out again.
     Get,
 }
 
@@ -30,10 +32,17 @@ pub enum ResetOn {
 /// [`Config::DEFAULT_MAX_IDLE`] otherwise.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The most objects kept idle (see [`Config`] for `None`).
     pub max_idle: Option<usize>,
+    /// The most objects in existence at once (`None`: unbounded); a `get`
+    /// of a full pool waits.
     pub max_size: Option<usize>,
+    /// Shards of idle storage (`None`: one per CPU).
     pub shards: Option<usize>,
+    /// How long an object may stay idle before it is destroyed (`None`:
+    /// for ever).
     pub idle_timeout: Option<Duration>,
+    /// When objects are reset.
     pub reset_on: ResetOn,
     /// Track handed-out objects so that foreign and repeated returns are
     /// refused. Always on in a bounded pool.
@@ -46,7 +55,9 @@ pub struct Config {
 /// What each idle object of a pool costs against a shared [`IdleBudget`].
 #[derive(Clone, Debug)]
 pub struct Charge {
+    /// The shared budget.
     pub budget: Arc<IdleBudget>,
+    /// What one idle object costs.
     pub weight: usize,
 }
 
@@ -65,6 +76,7 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Idle objects an unbounded pool keeps by default.
     pub const DEFAULT_MAX_IDLE: usize = 1024;
     /// A bounded pool keeps up to `max_size` objects idle, but no more than
     /// this by default: idle storage is allocated up front.
@@ -74,7 +86,9 @@ impl Config {
 /// A configuration the pool refuses, naming the setting.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The setting refused.
     pub field: &'static str,
+    /// Why, for a person.
     pub message: String,
 }
 

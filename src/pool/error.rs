@@ -13,7 +13,12 @@ pub enum GetError<E> {
     /// The factory returned an object that is handed out already.
     AlreadyOut,
     /// `get_many` asked for more objects than the pool may ever hold.
-    TooMany { requested: usize, max_size: usize },
+    TooMany {
+        /// Objects asked for.
+        requested: usize,
+        /// The pool's bound.
+        max_size: usize,
+    },
 }
 
 /// Why `put` refused or failed.
@@ -23,5 +28,8 @@ pub enum PutError<E> {
     Hook(E),
     /// A checked pool was given an object it has not handed out (foreign, or
     /// returned already). Nothing changed. For `put_many`, the position.
-    NotOut { index: usize },
+    NotOut {
+        /// The refused object's position in the batch (0 for `put`).
+        index: usize,
+    },
 }

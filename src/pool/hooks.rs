@@ -10,6 +10,7 @@ use crate::limit::Park;
 /// The caller's policy: how objects are made, cleaned, checked and disposed
 /// of, and how a thread blocks. The pool decides *when* each runs.
 pub trait Hooks<T> {
+    /// What a failing hook reports.
     type Error;
     /// Makes a new object.
     fn create(&mut self) -> Result<T, Self::Error>;
