@@ -84,6 +84,42 @@ fn bounded(max_size: usize) -> Pool<Item> {
     })
 }
 
+type Got<T> = std::thread::JoinHandle<Result<T, GetError<&'static str>>>;
+
+/// A thread that gets one object from `p` (with fresh hooks).
+fn spawn_get(p: &Arc<Pool<Item>>, timeout: Option<Duration>) -> Got<Item> {
+    let p = Arc::clone(p);
+    std::thread::spawn(move || p.get(&mut TestHooks::default(), timeout))
+}
+
+/// A thread that gets `n` objects at once from `p` (with fresh hooks).
+fn spawn_get_many(p: &Arc<Pool<Item>>, n: usize, timeout: Option<Duration>) -> Got<Vec<Item>> {
+    let p = Arc::clone(p);
+    std::thread::spawn(move || p.get_many(&mut TestHooks::default(), n, timeout))
+}
+
+/// `n` objects, one `get` each.
+fn get_n<H: Hooks<Item>>(p: &Pool<Item>, h: &mut H, n: usize) -> Vec<Item>
+where
+    H::Error: std::fmt::Debug,
+{
+    (0..n).map(|_| p.get(h, None).unwrap()).collect()
+}
+
+/// A bounded pool of 2, shared, with both its objects out.
+fn both_out_of_two() -> (Arc<Pool<Item>>, TestHooks, Item, Item) {
+    let p = Arc::new(bounded(2));
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let b = p.get(&mut h, None).unwrap();
+    (p, h, a, b)
+}
+
+/// Why a `get_many(n)` without timeout failed.
+fn batch_error(p: &Pool<Item>, h: &mut TestHooks, n: usize) -> GetError<&'static str> {
+    p.get_many(h, n, None).unwrap_err()
+}
+
 fn assert_balanced(p: &Pool<Item>) {
     let s = p.stats();
     assert_eq!(s.created, s.destroyed + s.idle + s.in_use, "{s:?}");
@@ -130,7 +166,7 @@ fn max_idle_bounds_storage_and_counts_drops() {
         ..Config::default()
     });
     let mut h = TestHooks::default();
-    let items: Vec<_> = (0..5).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let items = get_n(&p, &mut h, 5);
     for item in items {
         p.put(&mut h, item).unwrap();
     }
@@ -174,7 +210,7 @@ fn invalid_objects_are_destroyed_and_the_next_one_tried() {
         ..Config::default()
     });
     let mut h = TestHooks::default();
-    let items: Vec<_> = (0..3).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let items = get_n(&p, &mut h, 3);
     items[0].valid.store(false, Ordering::Relaxed);
     items[1].valid.store(false, Ordering::Relaxed);
     let good = Arc::clone(&items[2]);
@@ -189,13 +225,13 @@ fn invalid_objects_are_destroyed_and_the_next_one_tried() {
 
 #[test]
 fn validation_never_loops_forever() {
+    let mut h = TestHooks::default();
     let p = pool(Config {
         max_idle: Some(3),
         shards: Some(1),
         ..Config::default()
     });
-    let mut h = TestHooks::default();
-    let items: Vec<_> = (0..3).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let items = get_n(&p, &mut h, 3);
     for item in items {
         item.valid.store(false, Ordering::Relaxed);
         p.put(&mut h, item).unwrap();
@@ -272,13 +308,13 @@ fn an_idle_timeout_beyond_u64_nanoseconds_never_expires() {
 
 #[test]
 fn trim_keeps_the_newest_and_clear_empties() {
+    let mut h = TestHooks::default();
     let p = pool(Config {
         idle_timeout: Some(Duration::from_secs(60)),
         shards: Some(2),
         ..Config::default()
     });
-    let mut h = TestHooks::default();
-    let items: Vec<_> = (0..4).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let items = get_n(&p, &mut h, 4);
     let newest = Arc::clone(&items[3]);
     for item in items {
         p.put(&mut h, item).unwrap();
@@ -338,10 +374,7 @@ fn get_many_gives_back_what_it_took_on_failure_and_counts_none_of_it() {
     let before = p.stats();
     // Two idle objects taken, the third must be made: the factory fails.
     h.fail_create = true;
-    assert_eq!(
-        p.get_many(&mut h, 3, None),
-        Err(GetError::Hook("create failed"))
-    );
+    assert_eq!(batch_error(&p, &mut h, 3), GetError::Hook("create failed"));
     h.fail_create = false;
     let s = p.stats();
     assert_eq!(
@@ -399,8 +432,8 @@ fn a_failing_validator_in_a_batch_gives_everything_back() {
     p.put_many(&mut h, three).unwrap();
     h.fail_validate = true;
     assert_eq!(
-        p.get_many(&mut h, 3, None),
-        Err(GetError::Hook("validate failed"))
+        batch_error(&p, &mut h, 3),
+        GetError::Hook("validate failed")
     );
     h.fail_validate = false;
     let s = p.stats();
@@ -435,10 +468,7 @@ fn bounded_pool_times_out_then_serves_after_put() {
 fn a_put_from_another_thread_wakes_the_waiter() {
     let p = Arc::new(bounded(1));
     let a = p.get(&mut TestHooks::default(), None).unwrap();
-    let waiter = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || p.get(&mut TestHooks::default(), Some(Duration::from_secs(10))))
-    };
+    let waiter = spawn_get(&p, Some(Duration::from_secs(10)));
     std::thread::sleep(Duration::from_millis(20));
     p.put(&mut TestHooks::default(), Arc::clone(&a)).unwrap();
     let got = waiter.join().unwrap().unwrap();
@@ -451,10 +481,7 @@ fn destroying_an_object_lets_a_waiter_create() {
     let p = Arc::new(bounded(1));
     let mut h = TestHooks::default();
     let a = p.get(&mut h, None).unwrap();
-    let waiter = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || p.get(&mut TestHooks::default(), Some(Duration::from_secs(10))))
-    };
+    let waiter = spawn_get(&p, Some(Duration::from_secs(10)));
     std::thread::sleep(Duration::from_millis(20));
     h.fail_reset = true;
     assert!(p.put(&mut h, a).is_err());
@@ -493,16 +520,10 @@ fn waiters_are_served_in_arrival_order() {
 
 #[test]
 fn close_destroys_idle_fails_waiters_and_destroys_later_returns() {
-    let p = Arc::new(bounded(2));
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
-    let b = p.get(&mut h, None).unwrap();
+    let (p, mut h, a, b) = both_out_of_two();
     p.put(&mut h, b).unwrap();
     let _c = p.get(&mut h, None).unwrap();
-    let waiter = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || p.get(&mut TestHooks::default(), None))
-    };
+    let waiter = spawn_get(&p, None);
     while p.limit.as_ref().unwrap().waiting() == 0 {
         std::thread::yield_now();
     }
@@ -827,7 +848,7 @@ fn trim_keeps_its_keepers_available_while_destroying() {
         }
     }
     let mut h = Watch(&p, Vec::new());
-    let items: Vec<_> = (0..3).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let items = get_n(&p, &mut h, 3);
     p.put_many(&mut h, items).unwrap();
     assert_eq!(p.trim(&mut h, 1), 2);
     assert_eq!(
@@ -851,16 +872,18 @@ fn wait(step: Step<Item>) -> Arc<Waiter<Idle<Item>>> {
     }
 }
 
+/// In a pool of `max_size` 1: the object a non-blocking get takes, and the
+/// waiter of a second one, queued for it.
+fn out_and_queued(pool: &Pool<Item>, hooks: &mut TestHooks) -> (Item, Arc<Waiter<Idle<Item>>>) {
+    let held = ready(pool.get_or_enqueue(hooks, true).unwrap());
+    (held, wait(pool.get_or_enqueue(hooks, true).unwrap()))
+}
+
 #[test]
 fn non_blocking_get_queues_and_is_served_by_a_put() {
-    let pool = Pool::new(Config {
-        max_size: Some(1),
-        ..Config::default()
-    })
-    .unwrap();
+    let pool = bounded(1);
     let mut hooks = TestHooks::default();
-    let held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
-    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
     assert!(!waiter.is_decided());
     pool.put(&mut hooks, Arc::clone(&held)).unwrap();
     assert!(waiter.is_decided());
@@ -875,21 +898,15 @@ fn non_blocking_get_queues_and_is_served_by_a_put() {
 
 #[test]
 fn an_abandoned_wait_gives_back_what_it_was_granted() {
-    let pool = Pool::new(Config {
-        max_size: Some(1),
-        ..Config::default()
-    })
-    .unwrap();
+    let pool = bounded(1);
     let mut hooks = TestHooks::default();
-    let held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
     // Granted, then abandoned before it was taken: the object goes idle.
-    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
     pool.put(&mut hooks, held).unwrap();
     pool.abandon_wait(&mut hooks, &waiter, true);
     assert_eq!(pool.idle(), 1);
     // Abandoned while queued (cancelled): the slot is not consumed.
-    let held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
-    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
     pool.abandon_wait(&mut hooks, &waiter, false);
     pool.put(&mut hooks, held).unwrap();
     let s = pool.stats();
@@ -902,14 +919,9 @@ fn an_abandoned_wait_gives_back_what_it_was_granted() {
 
 #[test]
 fn closing_fails_a_queued_non_blocking_get() {
-    let pool = Pool::new(Config {
-        max_size: Some(1),
-        ..Config::default()
-    })
-    .unwrap();
+    let pool = bounded(1);
     let mut hooks = TestHooks::default();
-    let _held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
-    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let (_held, waiter) = out_and_queued(&pool, &mut hooks);
     pool.close(&mut hooks);
     assert!(matches!(
         pool.finish_wait(&mut hooks, &waiter),
@@ -940,13 +952,7 @@ fn a_waiting_batch_holds_nothing_so_a_holder_can_get_another() {
     let p = Arc::new(bounded(2));
     let mut h = TestHooks::default();
     let first = p.get(&mut h, None).unwrap();
-    let batch = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || {
-            let mut h = TestHooks::default();
-            p.get_many(&mut h, 2, Some(Duration::from_secs(10)))
-        })
-    };
+    let batch = spawn_get_many(&p, 2, Some(Duration::from_secs(10)));
     until_waiting(&p, 1);
     assert_eq!(p.stats().in_use, 1, "the waiting batch holds nothing");
     let second = p.get(&mut h, Some(Duration::from_secs(10))).unwrap();
@@ -968,13 +974,7 @@ fn a_preferred_batch_yields_to_a_holder_that_needs_another() {
     let p = Arc::new(bounded(2));
     let mut h = TestHooks::default();
     let first = p.get(&mut h, None).unwrap();
-    let batch = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || {
-            let mut h = TestHooks::default();
-            p.get_many(&mut h, 2, None)
-        })
-    };
+    let batch = spawn_get_many(&p, 2, None);
     until_waiting(&p, 1);
     std::thread::sleep(crate::limit::PATIENCE * 20);
     assert_eq!(p.stats().in_use, 1);
@@ -993,10 +993,7 @@ fn a_batch_that_waits_counts_what_callers_did() {
     // Defect 10: a, b out; b back; another thread puts a back 30 ms later
     // while this one waits in get_many(2), then gives both back. Callers
     // made 4 gets and 4 puts; b8685cd counted 5 and 5 (hit rate 0.6).
-    let p = Arc::new(bounded(2));
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
-    let b = p.get(&mut h, None).unwrap();
+    let (p, mut h, a, b) = both_out_of_two();
     p.put(&mut h, b).unwrap();
     let late = {
         let p = Arc::clone(&p);
@@ -1022,10 +1019,7 @@ fn an_interrupted_wait_counts_as_cancelled_not_timed_out() {
     let held = p.get(&mut h, None).unwrap();
     h.interrupt_park = true;
     assert_eq!(p.get(&mut h, None), Err(GetError::Hook("interrupted")));
-    assert_eq!(
-        p.get_many(&mut h, 1, None),
-        Err(GetError::Hook("interrupted"))
-    );
+    assert_eq!(batch_error(&p, &mut h, 1), GetError::Hook("interrupted"));
     h.interrupt_park = false;
     let s = p.stats();
     assert_eq!((s.waits, s.timeouts, s.cancelled), (2, 0, 2));
@@ -1078,14 +1072,8 @@ fn batches_are_served_among_churning_singles() {
 
 #[test]
 fn close_destroys_what_was_set_aside_for_a_batch() {
-    let p = Arc::new(bounded(2));
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
-    let b = p.get(&mut h, None).unwrap();
-    let batch = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || p.get_many(&mut TestHooks::default(), 2, None))
-    };
+    let (p, mut h, a, b) = both_out_of_two();
+    let batch = spawn_get_many(&p, 2, None);
     until_waiting(&p, 1);
     std::thread::sleep(crate::limit::PATIENCE * 20); // preferred by now
     p.put(&mut h, a).unwrap();
