@@ -39,11 +39,12 @@ use crossbeam_utils::CachePadded;
 use crate::counters::{Counters, Place, Tally, ThreadCounters};
 use crate::sync::atomic::{AtomicU64, Ordering};
 #[cfg(loom)]
-pub use crate::sync::thread_index;
+pub(crate) use crate::sync::thread_index;
 use crate::sync::ArrayQueue;
 
 /// The index of a thread that no longer holds one (its thread-locals are
 /// being destroyed as it exits): never a shard's owner.
+#[cfg(not(loom))]
 pub(crate) const UNOWNED: usize = usize::MAX;
 
 /// Reusable thread indices: one bit per index, set while a live thread
@@ -186,7 +187,7 @@ pub(crate) fn current() -> ThreadSlot {
 
 /// Under loom: the loom thread's index (see `crate::sync::thread_index`).
 #[cfg(loom)]
-pub fn current() -> ThreadSlot {
+pub(crate) fn current() -> ThreadSlot {
     ThreadSlot::new(thread_index())
 }
 
