@@ -178,10 +178,6 @@ impl<O: Offload> Hooks<OwnedBlock> for BlockHooks<'_, O> {
         Ok(())
     }
 
-    fn validate(&mut self, _: &OwnedBlock) -> Result<bool, AllocError> {
-        Ok(true)
-    }
-
     fn destroy(&mut self, block: OwnedBlock) {
         if self.heavy() {
             self.offload.run(move || drop(block));

@@ -54,12 +54,6 @@ impl Hooks<Vec<u8>> for BufferHooks<'_> {
         Ok(())
     }
 
-    fn validate(&mut self, _: &Vec<u8>) -> Result<bool, Infallible> {
-        Ok(true)
-    }
-
-    fn destroy(&mut self, _: Vec<u8>) {}
-
     fn keep(&mut self, buf: &Vec<u8>) -> bool {
         buf.capacity() <= self.max_capacity && self.calibrator.keeps(buf.capacity())
     }

@@ -82,12 +82,6 @@ impl Hooks<Item> for Tally {
         self.created.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::default())
     }
-    fn reset(&mut self, _: &Item) -> Result<(), ()> {
-        Ok(())
-    }
-    fn validate(&mut self, _: &Item) -> Result<bool, ()> {
-        Ok(true)
-    }
     fn destroy(&mut self, item: Item) {
         assert!(!item.out.load(Ordering::Relaxed), "destroyed while out");
         self.destroyed.fetch_add(1, Ordering::Relaxed);

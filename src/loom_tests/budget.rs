@@ -57,13 +57,6 @@ impl Hooks<usize> for Plain {
     fn create(&mut self) -> Result<usize, ()> {
         Ok(0)
     }
-    fn reset(&mut self, _: &usize) -> Result<(), ()> {
-        Ok(())
-    }
-    fn validate(&mut self, _: &usize) -> Result<bool, ()> {
-        Ok(true)
-    }
-    fn destroy(&mut self, _: usize) {}
     fn identity(&self, item: &usize) -> usize {
         *item
     }

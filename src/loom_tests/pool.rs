@@ -51,12 +51,6 @@ impl Hooks<usize> for Tally {
         self.next += 1;
         Ok(self.next)
     }
-    fn reset(&mut self, _: &usize) -> Result<(), ()> {
-        Ok(())
-    }
-    fn validate(&mut self, _: &usize) -> Result<bool, ()> {
-        Ok(true)
-    }
     fn destroy(&mut self, item: usize) {
         self.destroyed.push(item);
     }

@@ -55,12 +55,6 @@ impl Hooks<usize> for Calls<'_> {
         self.0.created.borrow_mut().push(item);
         Ok(item)
     }
-    fn reset(&mut self, _: &usize) -> Result<(), ()> {
-        Ok(())
-    }
-    fn validate(&mut self, _: &usize) -> Result<bool, ()> {
-        Ok(true)
-    }
     fn destroy(&mut self, item: usize) {
         self.0.destroyed.borrow_mut().push(item);
     }

@@ -14,13 +14,19 @@ pub trait Hooks<T> {
     type Error;
     /// Makes a new object.
     fn create(&mut self) -> Result<T, Self::Error>;
-    /// Clears an object's state (a no-op if the policy has no reset).
-    fn reset(&mut self, item: &T) -> Result<(), Self::Error>;
-    /// Whether an idle object may be handed out again.
-    fn validate(&mut self, item: &T) -> Result<bool, Self::Error>;
+    /// Clears an object's state. By default, nothing to clear.
+    fn reset(&mut self, _item: &T) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    /// Whether an idle object may be handed out again. By default, always.
+    fn validate(&mut self, _item: &T) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
     /// Disposes of an object the pool no longer keeps. Cannot fail: report
-    /// errors out of band.
-    fn destroy(&mut self, item: T);
+    /// errors out of band. By default, drops it.
+    fn destroy(&mut self, item: T) {
+        drop(item);
+    }
     /// Whether a returned (already reset) object is worth keeping idle; a
     /// `false` destroys it, counted as dropped. For policies that bound what
     /// they keep by more than count, such as a buffer's capacity.

@@ -120,6 +120,20 @@ fn batch_error(p: &Pool<Item>, h: &mut TestHooks, n: usize) -> GetError<&'static
     p.get_many(h, n, None).unwrap_err()
 }
 
+/// Makes `n` objects idle at once (a batch out, then back).
+fn fill_idle(p: &Pool<Item>, h: &mut TestHooks, n: usize) {
+    let got = p.get_many(h, n, None).unwrap();
+    p.put_many(h, got).unwrap();
+}
+
+/// An unbounded pool with one shard: every object in one queue.
+fn single_shard() -> Pool<Item> {
+    pool(Config {
+        shards: Some(1),
+        ..Config::default()
+    })
+}
+
 fn assert_balanced(p: &Pool<Item>) {
     let s = p.stats();
     assert_eq!(s.created, s.destroyed + s.idle + s.in_use, "{s:?}");
@@ -205,10 +219,7 @@ fn failing_reset_destroys_and_reports() {
 
 #[test]
 fn invalid_objects_are_destroyed_and_the_next_one_tried() {
-    let p = pool(Config {
-        shards: Some(1),
-        ..Config::default()
-    });
+    let p = single_shard();
     let mut h = TestHooks::default();
     let items = get_n(&p, &mut h, 3);
     items[0].valid.store(false, Ordering::Relaxed);
@@ -346,8 +357,7 @@ fn checked_pool_refuses_foreign_and_double_returns() {
 
 #[test]
 fn put_many_is_all_or_nothing_when_checked() {
-    let p = bounded(4);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(4), TestHooks::default());
     let items = p.get_many(&mut h, 3, None).unwrap();
     let mut bad = items.clone();
     bad.push(Arc::clone(&items[0]));
@@ -360,8 +370,7 @@ fn put_many_is_all_or_nothing_when_checked() {
 
 #[test]
 fn get_many_gives_back_what_it_took_on_failure_and_counts_none_of_it() {
-    let p = bounded(3);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(3), TestHooks::default());
     assert_eq!(
         p.get_many(&mut h, 4, None),
         Err(GetError::TooMany {
@@ -369,8 +378,7 @@ fn get_many_gives_back_what_it_took_on_failure_and_counts_none_of_it() {
             max_size: 3
         })
     );
-    let two = p.get_many(&mut h, 2, None).unwrap();
-    p.put_many(&mut h, two).unwrap();
+    fill_idle(&p, &mut h, 2);
     let before = p.stats();
     // Two idle objects taken, the third must be made: the factory fails.
     h.fail_create = true;
@@ -406,8 +414,7 @@ fn get_many_gives_back_what_it_took_on_failure_and_counts_none_of_it() {
 fn get_many_replaces_rejected_objects_without_waiting() {
     // A full bounded pool whose idle objects validate rejects: the batch
     // destroys them and makes new ones in their slots, at once.
-    let p = bounded(3);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(3), TestHooks::default());
     let three = p.get_many(&mut h, 3, None).unwrap();
     three[0].valid.store(false, Ordering::Relaxed);
     three[2].valid.store(false, Ordering::Relaxed);
@@ -426,15 +433,11 @@ fn get_many_replaces_rejected_objects_without_waiting() {
 
 #[test]
 fn a_failing_validator_in_a_batch_gives_everything_back() {
-    let p = bounded(3);
-    let mut h = TestHooks::default();
-    let three = p.get_many(&mut h, 3, None).unwrap();
-    p.put_many(&mut h, three).unwrap();
+    let (p, mut h) = (bounded(3), TestHooks::default());
+    fill_idle(&p, &mut h, 3);
     h.fail_validate = true;
-    assert_eq!(
-        batch_error(&p, &mut h, 3),
-        GetError::Hook("validate failed")
-    );
+    let error = batch_error(&p, &mut h, 3);
+    assert_eq!(error, GetError::Hook("validate failed"));
     h.fail_validate = false;
     let s = p.stats();
     // The object the validator failed on is destroyed (and its slot freed);
@@ -448,8 +451,7 @@ fn a_failing_validator_in_a_batch_gives_everything_back() {
 
 #[test]
 fn bounded_pool_times_out_then_serves_after_put() {
-    let p = bounded(1);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(1), TestHooks::default());
     let a = p.get(&mut h, None).unwrap();
     let start = Instant::now();
     assert_eq!(
@@ -537,8 +539,7 @@ fn close_destroys_idle_fails_waiters_and_destroys_later_returns() {
 
 #[test]
 fn prefill_creates_idle_objects() {
-    let p = bounded(3);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(3), TestHooks::default());
     p.prefill(&mut h, 3).unwrap();
     let s = p.stats();
     assert_eq!((s.created, s.idle, s.misses), (3, 3, 0));
@@ -596,13 +597,6 @@ fn factory_returning_an_object_already_out_is_refused() {
         fn create(&mut self) -> Result<Item, ()> {
             Ok(Arc::clone(&self.0))
         }
-        fn reset(&mut self, _: &Item) -> Result<(), ()> {
-            Ok(())
-        }
-        fn validate(&mut self, _: &Item) -> Result<bool, ()> {
-            Ok(true)
-        }
-        fn destroy(&mut self, _: Item) {}
         fn identity(&self, item: &Item) -> usize {
             Arc::as_ptr(item) as usize
         }
@@ -820,21 +814,12 @@ fn put_racing_close_never_leaves_an_object_idle() {
 
 #[test]
 fn trim_keeps_its_keepers_available_while_destroying() {
-    let p = pool(Config {
-        shards: Some(1),
-        ..Config::default()
-    });
+    let p = single_shard();
     struct Watch<'a>(&'a Pool<Item>, Vec<usize>);
     impl Hooks<Item> for Watch<'_> {
         type Error = ();
         fn create(&mut self) -> Result<Item, ()> {
             Ok(Arc::default())
-        }
-        fn reset(&mut self, _: &Item) -> Result<(), ()> {
-            Ok(())
-        }
-        fn validate(&mut self, _: &Item) -> Result<bool, ()> {
-            Ok(true)
         }
         fn destroy(&mut self, _: Item) {
             // What a concurrent get would find while trim destroys.
@@ -1014,8 +999,7 @@ fn a_batch_that_waits_counts_what_callers_did() {
 
 #[test]
 fn an_interrupted_wait_counts_as_cancelled_not_timed_out() {
-    let p = bounded(1);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(1), TestHooks::default());
     let held = p.get(&mut h, None).unwrap();
     h.interrupt_park = true;
     assert_eq!(p.get(&mut h, None), Err(GetError::Hook("interrupted")));

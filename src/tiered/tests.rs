@@ -50,9 +50,6 @@ impl Hooks<Item> for TestHooks<'_> {
         }
         Ok(())
     }
-    fn validate(&mut self, _: &Item) -> Result<bool, &'static str> {
-        Ok(true)
-    }
     fn destroy(&mut self, item: Item) {
         self.log.destroyed.lock().unwrap().push(item);
     }
