@@ -17,10 +17,9 @@
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
-use loom::thread;
 
-use super::check;
 use super::Bound::Exhaustive;
+use super::{check, spawn_with};
 use crate::buffer_lease::{BufferError, LeasedBuffer};
 
 /// A leased buffer and a model of its bytes. Dropping the last reference
@@ -91,8 +90,7 @@ fn buffer_views_racing_release() {
         let b = Buffer::new(&returned);
         let views: Vec<_> = (0..2)
             .map(|_| {
-                let b = Arc::clone(&b);
-                thread::spawn(move || {
+                spawn_with(&b, move |b| {
                     b.view();
                 })
             })
@@ -131,23 +129,17 @@ fn buffer_raw_address_racing_release_and_exit() {
     check(Exhaustive, || {
         let returned = Arc::new(AtomicUsize::new(0));
         let b = Buffer::new(&returned);
-        let consumer = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                if b.lease.export().is_ok() {
-                    b.lease.unexport();
-                    b.read();
-                }
-            })
-        };
-        let releaser = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                if let Ok(data) = b.lease.release() {
-                    b.came_back(data);
-                }
-            })
-        };
+        let consumer = spawn_with(&b, move |b| {
+            if b.lease.export().is_ok() {
+                b.lease.unexport();
+                b.read();
+            }
+        });
+        let releaser = spawn_with(&b, move |b| {
+            if let Ok(data) = b.lease.release() {
+                b.came_back(data);
+            }
+        });
         match b.lease.release_or_defer() {
             Ok(data) => b.came_back(data),
             Err(e) => assert_eq!(e, BufferError::Released),
@@ -167,16 +159,13 @@ fn buffer_change_racing_a_view() {
     check(Exhaustive, || {
         let returned = Arc::new(AtomicUsize::new(0));
         let b = Buffer::new(&returned);
-        let view = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                let (ptr, len) = b.lease.export().expect("not released");
-                // SAFETY: the export keeps the bytes alive and unchanged.
-                let seen = unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec();
-                b.lease.unexport();
-                seen
-            })
-        };
+        let view = spawn_with(&b, move |b| {
+            let (ptr, len) = b.lease.export().expect("not released");
+            // SAFETY: the export keeps the bytes alive and unchanged.
+            let seen = unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec();
+            b.lease.unexport();
+            seen
+        });
         if b.lease.clear().is_ok() {
             // Refused if a view started in between: then nothing is added.
             let _ = b.lease.append(b"xy");

@@ -22,10 +22,9 @@
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
-use loom::thread;
 
-use super::check;
 use super::Bound::Exhaustive;
+use super::{check, spawn_with};
 use crate::lease::{Lease, LeaseError, Leased, Release};
 use crate::memory::OwnedBlock;
 
@@ -125,8 +124,7 @@ fn exports_racing_try_release() {
         });
         let views: Vec<_> = (0..2)
             .map(|i| {
-                let g = Arc::clone(&g);
-                thread::spawn(move || {
+                spawn_with(&g, move |g| {
                     if g.lease.try_export().is_ok() {
                         write(&g.mem, i);
                         g.lease.unexport();
@@ -179,8 +177,7 @@ fn views_outlive_the_holders_release() {
         b.leased.export().unwrap();
         let views: Vec<_> = (0..2)
             .map(|i| {
-                let b = Arc::clone(&b);
-                thread::spawn(move || {
+                spawn_with(&b, move |b| {
                     write(&b.mem, i);
                     b.leased.unexport();
                 })
@@ -206,20 +203,14 @@ fn a_raw_address_racing_release_and_release_or_defer() {
     check(Exhaustive, || {
         let returned = Arc::new(AtomicUsize::new(0));
         let b = Block::new(&returned);
-        let consumer = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                b.raw_view(0);
-            })
-        };
-        let releaser = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                if let Ok(block) = b.leased.release() {
-                    b.came_back(block);
-                }
-            })
-        };
+        let consumer = spawn_with(&b, move |b| {
+            b.raw_view(0);
+        });
+        let releaser = spawn_with(&b, move |b| {
+            if let Ok(block) = b.leased.release() {
+                b.came_back(block);
+            }
+        });
         match b.leased.release_or_defer() {
             Ok(block) => b.came_back(block),
             Err(e) => assert_eq!(e, LeaseError::Released),
@@ -241,18 +232,12 @@ fn view_racing_release_and_release_or_defer() {
     check(Exhaustive, || {
         let returned = Arc::new(AtomicUsize::new(0));
         let b = Block::new(&returned);
-        let view = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || b.view(1))
-        };
-        let release = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                if let Ok(block) = b.leased.release() {
-                    b.came_back(block);
-                }
-            })
-        };
+        let view = spawn_with(&b, move |b| b.view(1));
+        let release = spawn_with(&b, move |b| {
+            if let Ok(block) = b.leased.release() {
+                b.came_back(block);
+            }
+        });
         match b.leased.release_or_defer() {
             Ok(block) => b.came_back(block),
             Err(e) => assert_eq!(e, LeaseError::Released),

@@ -27,8 +27,8 @@ use std::time::Instant;
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-use super::check;
 use super::Bound::{Exhaustive, Preemptions};
+use super::{check, spawn_with};
 use crate::limit::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Store, Units};
 
 /// An empty store that runs its function each time it is looked in (under
@@ -86,10 +86,7 @@ fn wait_until_deadline(limit: &Limit<u32>) -> Option<Outcome<u32>> {
 fn release_wakes_a_waiter() {
     check(Exhaustive, || {
         let limit = full();
-        let waiter = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || wait_forever(&limit))
-        };
+        let waiter = spawn_with(&limit, move |limit| wait_forever(&limit));
         limit.release(&NoStore);
         assert_eq!(waiter.join().unwrap(), Outcome::Granted(Grant::Slot));
         assert_eq!(limit.alive(), 1, "the slot moved to the waiter");
@@ -149,10 +146,7 @@ fn waiters_are_served_in_queue_order() {
 fn timeout_racing_release_never_loses_the_slot() {
     check(Exhaustive, || {
         let limit = full();
-        let waiter = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || wait_until_deadline(&limit))
-        };
+        let waiter = spawn_with(&limit, move |limit| wait_until_deadline(&limit));
         limit.release(&NoStore);
         let holds = match waiter.join().unwrap() {
             Some(Outcome::Granted(Grant::Slot)) => 1,
@@ -172,10 +166,7 @@ fn timeout_racing_release_never_loses_the_slot() {
 fn timeout_racing_offer_never_loses_the_item() {
     check(Exhaustive, || {
         let limit = full();
-        let waiter = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || wait_until_deadline(&limit))
-        };
+        let waiter = spawn_with(&limit, move |limit| wait_until_deadline(&limit));
         let kept = limit.offer(7, &NoStore).err();
         let given = match waiter.join().unwrap() {
             Some(Outcome::Granted(Grant::Item(item))) => Some(item),
@@ -193,10 +184,7 @@ fn timeout_racing_offer_never_loses_the_item() {
 fn close_wakes_a_waiter() {
     check(Exhaustive, || {
         let limit = full();
-        let waiter = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || wait_forever(&limit))
-        };
+        let waiter = spawn_with(&limit, move |limit| wait_forever(&limit));
         limit.close();
         assert_eq!(waiter.join().unwrap(), Outcome::Closed);
         assert!(matches!(limit.enqueue(&NoStore), Enqueued::Closed));
@@ -232,10 +220,7 @@ fn a_waiting_batch_holds_nothing() {
     check(Exhaustive, || {
         let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
         assert!(limit.try_reserve());
-        let batch = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || batch_forever(&limit, 2))
-        };
+        let batch = spawn_with(&limit, move |limit| batch_forever(&limit, 2));
         assert!(
             matches!(limit.enqueue(&NoStore), Enqueued::Ready(Grant::Slot)),
             "the holder's second request is served"
@@ -329,34 +314,28 @@ fn a_yielding_batch_leaves_the_waiter_behind_it_served() {
     check(Preemptions(3), || {
         let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
         assert!(limit.try_reserve() && limit.try_reserve());
-        let batch = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || {
-                let give_back = |units: Units<u32>| {
-                    assert!(units.items.is_empty());
-                    for _ in 0..units.slots {
-                        limit.release(&NoStore);
-                    }
-                };
-                let waiter = match limit.enqueue_batch(2, &NoStore) {
-                    Enqueued::Queued(waiter) => waiter,
-                    _ => panic!("one unit is held throughout"),
-                };
-                limit.prefer(&waiter, &NoStore);
-                if let Some(units) = limit.unprefer(&waiter) {
-                    give_back(units);
+        let batch = spawn_with(&limit, move |limit| {
+            let give_back = |units: Units<u32>| {
+                assert!(units.items.is_empty());
+                for _ in 0..units.slots {
+                    limit.release(&NoStore);
                 }
-                match limit.cancel(&waiter) {
-                    Some(Outcome::Granted(Grant::Batch(units))) => give_back(units),
-                    None => {}
-                    other => panic!("unexpected {other:?}"),
-                }
-            })
-        };
-        let single = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || wait_forever(&limit))
-        };
+            };
+            let waiter = match limit.enqueue_batch(2, &NoStore) {
+                Enqueued::Queued(waiter) => waiter,
+                _ => panic!("one unit is held throughout"),
+            };
+            limit.prefer(&waiter, &NoStore);
+            if let Some(units) = limit.unprefer(&waiter) {
+                give_back(units);
+            }
+            match limit.cancel(&waiter) {
+                Some(Outcome::Granted(Grant::Batch(units))) => give_back(units),
+                None => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        });
+        let single = spawn_with(&limit, move |limit| wait_forever(&limit));
         limit.release(&NoStore); // one of the main thread's two
         batch.join().unwrap();
         assert_eq!(single.join().unwrap(), Outcome::Granted(Grant::Slot));
