@@ -319,11 +319,7 @@ impl<T> Shards<T> {
 
     /// Items currently stored (a moment's reading under concurrency).
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|s| s.idle.as_ref())
-            .map(ArrayQueue::len)
-            .sum()
+        self.queues().map(ArrayQueue::len).sum()
     }
 
     #[cfg(test)]
@@ -333,17 +329,18 @@ impl<T> Shards<T> {
 
     /// Total capacity, the `max_idle` the set was built with.
     pub(crate) fn capacity(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|s| s.idle.as_ref())
-            .map(ArrayQueue::capacity)
-            .sum()
+        self.queues().map(ArrayQueue::capacity).sum()
+    }
+
+    /// The shards' queues (a shard of capacity 0 has none).
+    fn queues(&self) -> impl Iterator<Item = &ArrayQueue<T>> {
+        self.shards.iter().filter_map(|s| s.idle.as_ref())
     }
 
     /// Removes every stored item, shard by shard (oldest first within a shard).
     pub(crate) fn drain(&self) -> Vec<T> {
         let mut out = Vec::with_capacity(self.len());
-        for queue in self.shards.iter().filter_map(|s| s.idle.as_ref()) {
+        for queue in self.queues() {
             while let Some(item) = queue.pop() {
                 out.push(item);
             }
@@ -364,7 +361,7 @@ impl<T> Shards<T> {
     ) -> (Result<(), E>, Vec<T>) {
         let mut result = Ok(());
         let mut homeless = Vec::new();
-        for queue in self.shards.iter().filter_map(|s| s.idle.as_ref()) {
+        for queue in self.queues() {
             let items: Vec<T> = std::iter::from_fn(|| queue.pop()).collect();
             for item in items {
                 if result.is_ok() {
