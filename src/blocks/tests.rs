@@ -4,6 +4,13 @@ fn pool(config: BlockConfig) -> BlockPool {
     BlockPool::new(config).unwrap()
 }
 
+/// A pool of the default configuration changed by `change`.
+fn pool_with(change: impl FnOnce(&mut BlockConfig)) -> BlockPool {
+    let mut config = BlockConfig::default();
+    change(&mut config);
+    pool(config)
+}
+
 #[test]
 fn blocks_are_served_from_the_smallest_fitting_class_and_reused() {
     let p = pool(BlockConfig::default());
@@ -43,10 +50,7 @@ fn layered_classes_from_pairs() {
 
 #[test]
 fn oversize_requests_are_exact_and_never_kept() {
-    let p = pool(BlockConfig {
-        max_block: Some(4096),
-        ..BlockConfig::default()
-    });
+    let p = pool_with(|c| c.max_block = Some(4096));
     let b = p.get(5000, false, &InPlace).unwrap();
     assert_eq!(b.capacity(), 5000);
     assert_eq!(p.stats().bytes_in_use, 5000);
@@ -65,10 +69,7 @@ fn oversize_requests_are_exact_and_never_kept() {
 
 #[test]
 fn idle_bytes_never_exceed_the_cap() {
-    let p = pool(BlockConfig {
-        max_idle_bytes: 10_000,
-        ..BlockConfig::default()
-    });
+    let p = pool_with(|c| c.max_idle_bytes = 10_000);
     let blocks: Vec<_> = (0..5)
         .map(|_| p.get(4096, false, &InPlace).unwrap())
         .collect();
@@ -83,10 +84,7 @@ fn idle_bytes_never_exceed_the_cap() {
 
 #[test]
 fn poison_fills_every_returned_byte() {
-    let p = pool(BlockConfig {
-        zero: ZeroMode::Poison,
-        ..BlockConfig::default()
-    });
+    let p = pool_with(|c| c.zero = ZeroMode::Poison);
     let b = p.get(300, false, &InPlace).unwrap();
     let capacity = b.capacity();
     b.fill(0x11);
@@ -147,10 +145,7 @@ fn trim_frees_down_to_keep_and_close_frees_all() {
 
 #[test]
 fn a_never_exported_lease_goes_back_at_release_an_exported_one_at_its_end() {
-    let p = pool(BlockConfig {
-        shards: Some(1),
-        ..BlockConfig::default()
-    });
+    let p = pool_with(|c| c.shards = Some(1));
     let plain = p.lease(100, false, &InPlace).unwrap();
     p.release(&plain, &InPlace).unwrap();
     assert_eq!((p.stats().totals.in_use, p.idle_blocks()), (0, 1));
@@ -197,10 +192,7 @@ fn poison_fills_a_deferred_block_at_release() {
 
 #[test]
 fn huge_classes_route_every_request_to_a_class_that_holds_it() {
-    let p = pool(BlockConfig {
-        max_block: Some((1 << 63) - 1),
-        ..BlockConfig::default()
-    });
+    let p = pool_with(|c| c.max_block = Some((1 << 63) - 1));
     // Routed to the 2^62 class, whose allocation fails: an error, not
     // a block smaller than asked.
     assert_eq!(
@@ -213,35 +205,20 @@ fn huge_classes_route_every_request_to_a_class_that_holds_it() {
 
 #[test]
 fn config_is_checked() {
-    let err = |c: BlockConfig| BlockPool::new(c).err().unwrap().field;
-    assert_eq!(
-        err(BlockConfig {
-            alignment: 48,
-            ..BlockConfig::default()
-        }),
-        "alignment"
-    );
-    assert_eq!(
-        err(BlockConfig {
-            classes: Some(vec![(8192, None)]),
-            max_block: Some(4096),
-            ..BlockConfig::default()
-        }),
-        "max_block"
-    );
-    assert_eq!(
-        err(BlockConfig {
-            classes: Some(vec![(4096, None)]),
-            max_block: Some(65536),
-            ..BlockConfig::default()
-        }),
-        "max_block"
-    );
-    assert_eq!(
-        err(BlockConfig {
-            classes: Some(vec![]),
-            ..BlockConfig::default()
-        }),
-        "classes"
-    );
+    let refused = |c: BlockConfig| BlockPool::new(c).err().unwrap().field;
+    let classes = |classes: Vec<(usize, Option<usize>)>, max_block: Option<usize>| BlockConfig {
+        classes: Some(classes),
+        max_block,
+        ..BlockConfig::default()
+    };
+    let aligned = BlockConfig {
+        alignment: 48,
+        ..BlockConfig::default()
+    };
+    assert_eq!(refused(aligned), "alignment");
+    let too_small = classes(vec![(8192, None)], Some(4096));
+    assert_eq!(refused(too_small), "max_block");
+    let too_large = classes(vec![(4096, None)], Some(65536));
+    assert_eq!(refused(too_large), "max_block");
+    assert_eq!(refused(classes(vec![], None)), "classes");
 }
