@@ -31,14 +31,17 @@ struct Buffer {
 }
 
 impl Buffer {
-    fn new(returned: &Arc<AtomicUsize>) -> Arc<Self> {
+    /// A new lease, and the count of times its memory came back.
+    fn lent() -> (Arc<Self>, Arc<AtomicUsize>) {
+        let returned = Arc::new(AtomicUsize::new(0));
         let mut data = Vec::with_capacity(8);
         data.extend_from_slice(b"abc");
-        Arc::new(Buffer {
+        let lent = Arc::new(Buffer {
             lease: LeasedBuffer::new(data),
             mem: UnsafeCell::new(0),
-            returned: Arc::clone(returned),
-        })
+            returned: Arc::clone(&returned),
+        });
+        (lent, returned)
     }
 
     /// Reads the bytes (as an export, or through a kept address).
@@ -52,6 +55,22 @@ impl Buffer {
     fn write(&self) {
         // SAFETY: as in `read`.
         self.mem.with_mut(|p| unsafe { *p += 1 });
+    }
+
+    /// An explicit `release()`: what comes back at once is reused.
+    fn release_now(&self) {
+        if let Ok(data) = self.lease.release() {
+            self.came_back(data);
+        }
+    }
+
+    /// The holder lets go (`release_or_defer`, a `with` exit): unless
+    /// released already, what comes back at once is reused.
+    fn let_go(&self) {
+        match self.lease.release_or_defer() {
+            Ok(data) => self.came_back(data),
+            Err(e) => assert_eq!(e, BufferError::Released),
+        }
     }
 
     /// The bytes came back to this party: it reuses them.
@@ -86,8 +105,7 @@ impl Drop for Buffer {
 #[test]
 fn buffer_views_racing_release() {
     check(Exhaustive, || {
-        let returned = Arc::new(AtomicUsize::new(0));
-        let b = Buffer::new(&returned);
+        let (b, returned) = Buffer::lent();
         let views: Vec<_> = (0..2)
             .map(|_| {
                 spawn_with(&b, move |b| {
@@ -127,23 +145,15 @@ fn buffer_views_racing_release() {
 #[test]
 fn buffer_raw_address_racing_release_and_exit() {
     check(Exhaustive, || {
-        let returned = Arc::new(AtomicUsize::new(0));
-        let b = Buffer::new(&returned);
+        let (b, returned) = Buffer::lent();
         let consumer = spawn_with(&b, move |b| {
             if b.lease.export().is_ok() {
                 b.lease.unexport();
                 b.read();
             }
         });
-        let releaser = spawn_with(&b, move |b| {
-            if let Ok(data) = b.lease.release() {
-                b.came_back(data);
-            }
-        });
-        match b.lease.release_or_defer() {
-            Ok(data) => b.came_back(data),
-            Err(e) => assert_eq!(e, BufferError::Released),
-        }
+        let releaser = spawn_with(&b, move |b| b.release_now());
+        b.let_go();
         drop(b);
         consumer.join().unwrap();
         releaser.join().unwrap();
@@ -157,8 +167,7 @@ fn buffer_raw_address_racing_release_and_exit() {
 #[test]
 fn buffer_change_racing_a_view() {
     check(Exhaustive, || {
-        let returned = Arc::new(AtomicUsize::new(0));
-        let b = Buffer::new(&returned);
+        let (b, returned) = Buffer::lent();
         let view = spawn_with(&b, move |b| {
             let (ptr, len) = b.lease.export().expect("not released");
             // SAFETY: the export keeps the bytes alive and unchanged.
