@@ -65,7 +65,7 @@ pub enum ZeroMode {
 }
 
 /// The byte [`ZeroMode::Poison`] fills released blocks with.
-pub(crate) const POISON: u8 = 0xDB;
+pub const POISON: u8 = 0xDB;
 
 /// Runs memory work that may take long. A binding releases its interpreter
 /// lock around `f`; plain Rust runs it in place.

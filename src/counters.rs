@@ -36,7 +36,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-/// Everything the pool counts. The discriminant indexes [`Counters`].
+/// Everything the pool counts. The discriminant indexes `Counters`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub enum Event {
@@ -357,7 +357,7 @@ pub struct Snapshot {
     /// Waits given up before their timeout (a cancelled task, a thread
     /// interrupted by an exception). Not a shard counter: only a bounded
     /// pool's waits end so, and it counts them itself (see
-    /// [`crate::limit::Limit::note_cancelled`]).
+    /// `Limit::note_cancelled`).
     pub cancelled: u64,
     /// Objects sitting idle in the pool.
     pub idle: u64,

@@ -165,7 +165,7 @@ impl Lease {
 /// Invariants: `ptr`, `len` and `capacity` never change, and `len <=
 /// capacity` (checked in every build: an export of `len` bytes must stay
 /// inside the allocation). `block` is touched only by the winner of a
-/// [`Release::Now`] release, or by `finish` (`&mut self`).
+/// `Release::Now` release, or by `finish` (`&mut self`).
 pub struct Leased {
     lease: Lease,
     ptr: *mut u8,

@@ -47,7 +47,7 @@ mod tiered;
 mod loom_tests;
 
 pub use blocks::{
-    BlockConfig, BlockError, BlockPool, BlockStats, ClassStats, InPlace, Offload, ZeroMode,
+    BlockConfig, BlockError, BlockPool, BlockStats, ClassStats, InPlace, Offload, ZeroMode, POISON,
 };
 pub use budget::IdleBudget;
 pub use buffer_lease::{BufferError, LeasedBuffer};

@@ -36,7 +36,7 @@ pub trait Notify: Send {
     /// Runs the notification (once: it is consumed).
     fn notify(self: Box<Self>);
     /// What the notification is, for a binding that must show what it
-    /// refers to a garbage collector (see [`Limit::visit_notifications`]).
+    /// refers to a garbage collector (see [`Limit::visit_notifications`](super::Limit::visit_notifications)).
     fn as_any(&self) -> &dyn Any;
 }
 

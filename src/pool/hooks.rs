@@ -42,7 +42,7 @@ pub trait Hooks<T> {
     /// several pools (the ledger of a [`crate::tiered::Tiered`], whose class
     /// pools are unchecked), just before the pool counts it as handed out.
     /// `None` refuses it as out already: the pool drops this reference and
-    /// fails the get with [`GetError::AlreadyOut`], as a checked pool does.
+    /// fails the get with [`GetError::AlreadyOut`](super::GetError::AlreadyOut), as a checked pool does.
     /// Pools with a ledger of their own expect the default, which records
     /// nothing.
     #[inline(always)]

@@ -121,7 +121,7 @@ impl<T: Send> Pool<T> {
     /// Shows every object the pool holds a reference to (idle ones, those
     /// set aside for a waiting batch, and the ledger's handed-out ones) to
     /// `f`, changing nothing. For a garbage collector's traversal: no other
-    /// thread may use the pool meanwhile (see [`Shards::visit`]).
+    /// thread may use the pool meanwhile (see `Shards::visit`).
     pub fn visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Result<(), E> {
         let (result, homeless) = self.shards.visit(|idle| f(&idle.item));
         // Unreachable when the caller keeps its promise; never lose them.
@@ -159,7 +159,7 @@ impl<T: Send> Pool<T> {
     }
 
     /// Shows the notifications of the callers queued for a bounded pool to
-    /// `f` (see [`Limit::visit_notifications`]); for a garbage collector.
+    /// `f` (see [`Limit::visit_notifications`](crate::Limit::visit_notifications)); for a garbage collector.
     pub fn visit_notifications<E>(
         &self,
         f: impl FnMut(&dyn Notify) -> Result<(), E>,
