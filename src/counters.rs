@@ -74,7 +74,7 @@ impl Event {
 /// the counts are statistics, they
 /// order nothing else.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     counts: [AtomicU64; Event::COUNT],
 }
 
@@ -309,7 +309,7 @@ impl Counters {
     /// An atomic increment, for a block any thread may bump (off the hot
     /// path: shards count through a [`Tally`]).
     #[inline]
-    pub fn bump(&self, event: Event) {
+    pub(crate) fn bump(&self, event: Event) {
         self.counts[event as usize].fetch_add(1, Ordering::Release);
     }
 
@@ -370,7 +370,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Sums the counters of every block: the gets of all blocks first,
     /// then everything else (module invariants).
-    pub fn merge<'a, I>(blocks: I) -> Snapshot
+    pub(crate) fn merge<'a, I>(blocks: I) -> Snapshot
     where
         I: IntoIterator<Item = &'a Counters>,
         I::IntoIter: Clone,
