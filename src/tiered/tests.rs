@@ -231,16 +231,17 @@ fn an_oversize_object_that_shrank_into_a_class_moves_there() {
     assert_eq!(class, None);
     assert_eq!(t.put(big, 100, hooks(&log)), Ok(Some(1)));
     let s = t.stats();
-    assert_eq!((s.created, s.misses, s.puts, s.destroyed), (1, 1, 1, 0));
     assert_eq!(t.class_stats(1).idle, 1);
+    assert_eq!((s.created, s.misses, s.puts, s.destroyed), (1, 1, 1, 0));
     assert_books(&t, &log, 0);
 }
 
 #[test]
 fn a_moved_object_whose_reset_fails_is_destroyed_in_its_new_class() {
     let (t, log) = (family(true, 4), Log::default());
-    let (a, _) = t.get(8, hooks(&log)).unwrap();
+    // Gets reset nothing (resets are due on put): only the put's fails.
     log.fail_reset.store(true, Ordering::Relaxed);
+    let (a, _) = t.get(8, hooks(&log)).unwrap();
     assert_eq!(
         t.put(a, 128, hooks(&log)),
         Err(PutError::Hook("reset failed"))
