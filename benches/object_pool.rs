@@ -24,13 +24,6 @@ impl Hooks<Obj> for Plain {
     fn create(&mut self) -> Result<Obj, ()> {
         Ok(Box::new(0))
     }
-    fn reset(&mut self, _: &Obj) -> Result<(), ()> {
-        Ok(())
-    }
-    fn validate(&mut self, _: &Obj) -> Result<bool, ()> {
-        Ok(true)
-    }
-    fn destroy(&mut self, _: Obj) {}
     fn identity(&self, item: &Obj) -> usize {
         &**item as *const u64 as usize
     }

@@ -19,25 +19,27 @@ use crate::budget::IdleBudget;
 use crate::classes::SizeClasses;
 use crate::lease::{LeaseError, Leased};
 use crate::memory::{AllocError, OwnedBlock};
-use crate::pool::{Charge, Config, ConfigError, GetError, Hooks, ResetOn};
+use crate::pool::{refuse, Charge, Config, ConfigError, GetError, Hooks, ResetOn};
 use crate::sync::Arc;
 use crate::tiered::{Filing, Tiered};
 use crate::Snapshot;
 
 /// Blocks of at least this many bytes are allocated and zeroed through
 /// [`Offload`]: below it the work costs less than leaving the interpreter.
-pub const OFFLOAD_THRESHOLD: usize = 256 << 10;
-pub const DEFAULT_MIN_CLASS: usize = 64;
-pub const DEFAULT_MAX_BLOCK: usize = 16 << 20;
-pub const DEFAULT_MAX_IDLE_BYTES: usize = 64 << 20;
-pub const DEFAULT_ALIGNMENT: usize = 64;
+pub(crate) const OFFLOAD_THRESHOLD: usize = 256 << 10;
+pub(crate) const DEFAULT_MIN_CLASS: usize = 64;
+pub(crate) const DEFAULT_MAX_BLOCK: usize = 16 << 20;
+pub(crate) const DEFAULT_MAX_IDLE_BYTES: usize = 64 << 20;
+pub(crate) const DEFAULT_ALIGNMENT: usize = 64;
 /// Default idle count cap per class: the byte cap over four blocks, clamped.
 const DEFAULT_CLASS_IDLE: (usize, usize) = (2, 1024);
 
 /// Why a block could not be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockError {
+    /// The allocator could not provide the memory.
     Alloc(AllocError),
+    /// The pool is closed.
     Closed,
 }
 
@@ -68,6 +70,7 @@ pub const POISON: u8 = 0xDB;
 /// Runs memory work that may take long. A binding releases its interpreter
 /// lock around `f`; plain Rust runs it in place.
 pub trait Offload {
+    /// Runs `f` (perhaps without a lock the caller holds) and returns its result.
     fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R;
 }
 
@@ -80,16 +83,25 @@ impl Offload for InPlace {
     }
 }
 
+/// How a [`BlockPool`] is built; `Default` gives a geometric series of
+/// classes up to [`BlockConfig::max_block`].
 #[derive(Clone, Debug)]
 pub struct BlockConfig {
     /// `(size, max_idle)` per class; `None` max_idle picks a default.
     /// `None`: a geometric series up to `max_block`.
     pub classes: Option<Vec<(usize, Option<usize>)>>,
+    /// The largest pooled block (`None`: 16 MiB); larger requests are
+    /// allocated exactly and never kept.
     pub max_block: Option<usize>,
+    /// The most bytes all classes keep idle together.
     pub max_idle_bytes: usize,
+    /// When memory is zeroed (or poisoned).
     pub zero: ZeroMode,
+    /// Every block's alignment in bytes (a power of two).
     pub alignment: usize,
+    /// How long a block may stay idle before it is freed (`None`: for ever).
     pub idle_timeout: Option<Duration>,
+    /// Shards per class (`None`: one per CPU).
     pub shards: Option<usize>,
 }
 
@@ -107,6 +119,8 @@ impl Default for BlockConfig {
     }
 }
 
+/// A pool of aligned byte blocks in size classes, one object pool a
+/// class, under one idle byte budget; blocks are lent out as [`Leased`].
 pub struct BlockPool {
     tiers: Tiered<OwnedBlock>,
     budget: Arc<IdleBudget>,
@@ -164,10 +178,6 @@ impl<O: Offload> Hooks<OwnedBlock> for BlockHooks<'_, O> {
         Ok(())
     }
 
-    fn validate(&mut self, _: &OwnedBlock) -> Result<bool, AllocError> {
-        Ok(true)
-    }
-
     fn destroy(&mut self, block: OwnedBlock) {
         if self.heavy() {
             self.offload.run(move || drop(block));
@@ -183,11 +193,8 @@ impl<O: Offload> Hooks<OwnedBlock> for BlockHooks<'_, O> {
     }
 }
 
-fn refuse(field: &'static str, message: String) -> ConfigError {
-    ConfigError { field, message }
-}
-
 impl BlockPool {
+    /// Builds a pool, or names the setting of `config` it refuses.
     pub fn new(config: BlockConfig) -> Result<Self, ConfigError> {
         let a = config.alignment;
         if !a.is_power_of_two() || a > 4096 {
@@ -365,10 +372,12 @@ impl BlockPool {
             .fold(0, usize::saturating_add)
     }
 
+    /// Whether [`BlockPool::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.tiers.is_closed()
     }
 
+    /// The size classes.
     pub fn classes(&self) -> &SizeClasses {
         self.tiers.classes()
     }
@@ -378,22 +387,27 @@ impl BlockPool {
         self.tiers.idle()
     }
 
+    /// The largest pooled block size.
     pub fn max_block(&self) -> usize {
         self.max_block
     }
 
+    /// The idle byte budget shared by the classes.
     pub fn max_idle_bytes(&self) -> usize {
         self.budget.limit()
     }
 
+    /// Every block's alignment in bytes.
     pub fn alignment(&self) -> usize {
         self.alignment
     }
 
+    /// When memory is zeroed.
     pub fn zero(&self) -> ZeroMode {
         self.zero
     }
 
+    /// Counters and byte gauges, in total and per class used.
     pub fn stats(&self) -> BlockStats {
         let classes: Vec<ClassStats> = self
             .tiers
@@ -489,271 +503,30 @@ impl BlockPool {
 /// One class's counters.
 #[derive(Clone, Debug)]
 pub struct ClassStats {
+    /// The class's block size in bytes.
     pub size: usize,
+    /// The most blocks the class keeps idle.
     pub max_idle: usize,
+    /// The class pool's counters.
     pub counts: Snapshot,
 }
 
+/// What [`BlockPool::stats`] reports.
 #[derive(Clone, Debug)]
 pub struct BlockStats {
     /// Counters merged over all classes and oversize blocks.
     pub totals: Snapshot,
+    /// Bytes held by idle blocks.
     pub bytes_idle: usize,
+    /// Bytes held by blocks handed out.
     pub bytes_in_use: usize,
     /// Requests above the largest class (exact, unpooled allocations).
     pub oversize: u64,
+    /// Oversize blocks given back (and freed).
     pub oversize_released: u64,
     /// Classes that have been used, smallest first.
     pub classes: Vec<ClassStats>,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pool(config: BlockConfig) -> BlockPool {
-        BlockPool::new(config).unwrap()
-    }
-
-    #[test]
-    fn blocks_are_served_from_the_smallest_fitting_class_and_reused() {
-        let p = pool(BlockConfig::default());
-        let b = p.get(1000, false, &InPlace).unwrap();
-        assert_eq!(b.capacity(), 1024);
-        assert_eq!(b.as_ptr() as usize % DEFAULT_ALIGNMENT, 0);
-        let ptr = b.as_ptr();
-        p.put(b, &InPlace);
-        let again = p.get(900, false, &InPlace).unwrap();
-        assert_eq!(again.as_ptr(), ptr);
-        let s = p.stats();
-        assert_eq!(s.classes.len(), 1);
-        assert_eq!(
-            (s.classes[0].counts.hits, s.classes[0].counts.misses),
-            (1, 1)
-        );
-        assert_eq!((s.bytes_in_use, s.bytes_idle), (1024, 0));
-    }
-
-    #[test]
-    fn layered_classes_from_pairs() {
-        let p = pool(BlockConfig {
-            classes: Some(vec![
-                (4096, Some(1000)),
-                (65536, Some(500)),
-                (1 << 20, Some(100)),
-            ]),
-            ..BlockConfig::default()
-        });
-        assert_eq!(p.classes().sizes(), &[4096, 65536, 1 << 20]);
-        assert_eq!(p.max_block(), 1 << 20);
-        let b = p.get(5000, false, &InPlace).unwrap();
-        assert_eq!(b.capacity(), 65536);
-        p.put(b, &InPlace);
-        assert_eq!(p.stats().classes[0].max_idle, 500);
-    }
-
-    #[test]
-    fn oversize_requests_are_exact_and_never_kept() {
-        let p = pool(BlockConfig {
-            max_block: Some(4096),
-            ..BlockConfig::default()
-        });
-        let b = p.get(5000, false, &InPlace).unwrap();
-        assert_eq!(b.capacity(), 5000);
-        assert_eq!(p.stats().bytes_in_use, 5000);
-        p.put(b, &InPlace);
-        let s = p.stats();
-        assert_eq!(
-            (
-                s.oversize,
-                s.oversize_released,
-                s.bytes_in_use,
-                s.bytes_idle
-            ),
-            (1, 1, 0, 0)
-        );
-    }
-
-    #[test]
-    fn idle_bytes_never_exceed_the_cap() {
-        let p = pool(BlockConfig {
-            max_idle_bytes: 10_000,
-            ..BlockConfig::default()
-        });
-        let blocks: Vec<_> = (0..5)
-            .map(|_| p.get(4096, false, &InPlace).unwrap())
-            .collect();
-        for b in blocks {
-            p.put(b, &InPlace);
-            assert!(p.stats().bytes_idle <= 10_000);
-        }
-        let s = p.stats();
-        assert_eq!(s.bytes_idle, 8192);
-        assert_eq!(s.classes[0].counts.dropped, 3);
-    }
-
-    #[test]
-    fn poison_fills_every_returned_byte() {
-        let p = pool(BlockConfig {
-            zero: ZeroMode::Poison,
-            ..BlockConfig::default()
-        });
-        let b = p.get(300, false, &InPlace).unwrap();
-        let capacity = b.capacity();
-        b.fill(0x11);
-        p.put(b, &InPlace);
-        let b = p.get(300, false, &InPlace).unwrap();
-        // SAFETY: in bounds of a block we own.
-        assert!((0..capacity).all(|i| unsafe { b.as_ptr().add(i).read() } == POISON));
-    }
-
-    #[test]
-    fn zero_modes() {
-        for (zero, expect_clean_on_reuse) in [
-            (ZeroMode::Never, false),
-            (ZeroMode::Release, true),
-            (ZeroMode::Acquire, true),
-            (ZeroMode::Poison, false),
-        ] {
-            let p = pool(BlockConfig {
-                zero,
-                ..BlockConfig::default()
-            });
-            let b = p.get(100, false, &InPlace).unwrap();
-            b.fill(0xEE);
-            p.put(b, &InPlace);
-            let b = p.get(100, false, &InPlace).unwrap();
-            // SAFETY: in bounds of a block we own.
-            let first = unsafe { b.as_ptr().read() };
-            assert_eq!(first == 0, expect_clean_on_reuse, "{zero:?}");
-            b.fill(0xEE);
-            p.put(b, &InPlace);
-            let b = p.get(100, true, &InPlace).unwrap();
-            // SAFETY: as above.
-            assert!((0..100).all(|i| unsafe { b.as_ptr().add(i).read() } == 0));
-        }
-    }
-
-    #[test]
-    fn trim_frees_down_to_keep_and_close_frees_all() {
-        let p = pool(BlockConfig::default());
-        let blocks: Vec<_> = [100, 100, 5000, 70_000]
-            .iter()
-            .map(|&n| p.get(n, false, &InPlace).unwrap())
-            .collect();
-        let total: usize = blocks.iter().map(OwnedBlock::capacity).sum();
-        for b in blocks {
-            p.put(b, &InPlace);
-        }
-        assert_eq!(p.stats().bytes_idle, total);
-        let freed = p.trim(300, &InPlace);
-        assert!(p.stats().bytes_idle <= 300);
-        assert_eq!(freed + p.stats().bytes_idle, total);
-        let idle = p.stats().bytes_idle;
-        assert!(idle > 0);
-        assert_eq!(p.close(&InPlace), idle);
-        assert_eq!(p.stats().bytes_idle, 0);
-        assert!(p.is_closed());
-    }
-
-    #[test]
-    fn a_never_exported_lease_goes_back_at_release_an_exported_one_at_its_end() {
-        let p = pool(BlockConfig {
-            shards: Some(1),
-            ..BlockConfig::default()
-        });
-        let plain = p.lease(100, false, &InPlace).unwrap();
-        p.release(&plain, &InPlace).unwrap();
-        assert_eq!((p.stats().totals.in_use, p.idle_blocks()), (0, 1));
-        assert_eq!(p.release(&plain, &InPlace), Err(LeaseError::Released));
-        let mut viewed = p.lease(100, false, &InPlace).unwrap();
-        let ptr = viewed.export().unwrap();
-        assert_eq!(p.release(&viewed, &InPlace), Err(LeaseError::Exported(1)));
-        viewed.unexport();
-        p.release(&viewed, &InPlace).unwrap();
-        // The address may still be in use: the memory is not reused yet.
-        assert_eq!((p.stats().totals.in_use, p.idle_blocks()), (1, 0));
-        let other = p.lease(100, false, &InPlace).unwrap();
-        assert_ne!(other.export().unwrap(), ptr);
-        other.unexport();
-        assert_eq!(p.finish(&mut viewed, &InPlace), Some(true));
-        assert_eq!(p.finish(&mut viewed, &InPlace), None);
-        assert_eq!((p.stats().totals.in_use, p.idle_blocks()), (1, 1));
-        let mut forgotten = other;
-        assert_eq!(p.finish(&mut forgotten, &InPlace), Some(false));
-        let s = p.stats();
-        assert_eq!((s.totals.in_use, s.totals.puts, s.bytes_in_use), (0, 3, 0));
-    }
-
-    #[test]
-    fn poison_fills_a_deferred_block_at_release() {
-        for (zero, poisoned) in [(ZeroMode::Poison, true), (ZeroMode::Never, false)] {
-            let p = pool(BlockConfig {
-                zero,
-                ..BlockConfig::default()
-            });
-            let leased = p.lease(300, false, &InPlace).unwrap();
-            let ptr = leased.export().unwrap();
-            // SAFETY: in bounds of a live export.
-            unsafe { std::ptr::write_bytes(ptr, 0x11, 300) };
-            leased.unexport();
-            p.release(&leased, &InPlace).unwrap();
-            // SAFETY: the memory stays allocated until the lease ends; this
-            // reads it as a consumer that kept the address would.
-            let first = unsafe { ptr.read() };
-            assert_eq!(first == POISON, poisoned, "{zero:?}");
-            assert_eq!(first == 0x11, !poisoned, "{zero:?}");
-        }
-    }
-
-    #[test]
-    fn huge_classes_route_every_request_to_a_class_that_holds_it() {
-        let p = pool(BlockConfig {
-            max_block: Some((1 << 63) - 1),
-            ..BlockConfig::default()
-        });
-        // Routed to the 2^62 class, whose allocation fails: an error, not
-        // a block smaller than asked.
-        assert_eq!(
-            p.get(1 << 62, false, &InPlace).unwrap_err(),
-            BlockError::Alloc(AllocError { size: 1 << 62 })
-        );
-        let b = p.lease(5000, false, &InPlace).unwrap();
-        assert!(b.capacity() >= 5000 && b.len() == 5000);
-    }
-
-    #[test]
-    fn config_is_checked() {
-        let err = |c: BlockConfig| BlockPool::new(c).err().unwrap().field;
-        assert_eq!(
-            err(BlockConfig {
-                alignment: 48,
-                ..BlockConfig::default()
-            }),
-            "alignment"
-        );
-        assert_eq!(
-            err(BlockConfig {
-                classes: Some(vec![(8192, None)]),
-                max_block: Some(4096),
-                ..BlockConfig::default()
-            }),
-            "max_block"
-        );
-        assert_eq!(
-            err(BlockConfig {
-                classes: Some(vec![(4096, None)]),
-                max_block: Some(65536),
-                ..BlockConfig::default()
-            }),
-            "max_block"
-        );
-        assert_eq!(
-            err(BlockConfig {
-                classes: Some(vec![]),
-                ..BlockConfig::default()
-            }),
-            "classes"
-        );
-    }
-}
+mod tests;

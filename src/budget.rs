@@ -9,6 +9,8 @@ use crate::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+/// A byte budget for idle objects, shared by several pools (the classes
+/// of a block pool): a pool keeps an object idle only if its weight fits.
 #[derive(Debug)]
 pub struct IdleBudget {
     limit: usize,
@@ -16,6 +18,7 @@ pub struct IdleBudget {
 }
 
 impl IdleBudget {
+    /// A budget of `limit` units, none used.
     pub fn new(limit: usize) -> Self {
         IdleBudget {
             limit,
@@ -23,17 +26,19 @@ impl IdleBudget {
         }
     }
 
+    /// The budget's size.
     pub fn limit(&self) -> usize {
         self.limit
     }
 
+    /// Units charged now (a moment's reading).
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }
 
     /// Charges `weight` if it fits.
     #[inline]
-    pub fn try_charge(&self, weight: usize) -> bool {
+    pub(crate) fn try_charge(&self, weight: usize) -> bool {
         self.used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
                 used.checked_add(weight)
@@ -43,7 +48,7 @@ impl IdleBudget {
     }
 
     #[inline]
-    pub fn uncharge(&self, weight: usize) {
+    pub(crate) fn uncharge(&self, weight: usize) {
         let before = self.used.fetch_sub(weight, Ordering::Relaxed);
         debug_assert!(before >= weight, "uncharged more than was charged");
     }

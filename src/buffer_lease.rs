@@ -34,7 +34,12 @@ pub enum BufferError {
     /// alive.
     Exported(usize),
     /// No memory for `more` bytes after `len`.
-    TooLarge { len: usize, more: usize },
+    TooLarge {
+        /// Bytes written.
+        len: usize,
+        /// Bytes asked for beyond them.
+        more: usize,
+    },
 }
 
 struct State {
@@ -98,6 +103,9 @@ impl State {
     }
 }
 
+/// A growable buffer handed out by a [`BufferPool`](crate::BufferPool): readable and
+/// writable until released, exported (borrowed as a view) at most while
+/// not being resized, released once (deferred while exports live).
 pub struct LeasedBuffer {
     state: Mutex<State>,
 }
@@ -135,14 +143,17 @@ impl LeasedBuffer {
         self.lock().exports
     }
 
+    /// Bytes written, unless released.
     pub fn len(&self) -> Result<usize, BufferError> {
         self.lock().live().map(Vec::len)
     }
 
+    /// Whether no byte is written, unless released.
     pub fn is_empty(&self) -> Result<bool, BufferError> {
         self.lock().live().map(Vec::is_empty)
     }
 
+    /// Bytes the buffer holds without growing, unless released.
     pub fn capacity(&self) -> Result<usize, BufferError> {
         self.lock().live().map(Vec::capacity)
     }

@@ -11,17 +11,20 @@
 use std::convert::Infallible;
 
 use crate::buffer_lease::{BufferError, LeasedBuffer};
-use crate::calibrate::Calibrator;
+use crate::calibration::Calibrator;
 use crate::pool::{Config, ConfigError, Hooks, Pool};
 use crate::Snapshot;
 
 /// Returns between recalibrations.
-pub const CALIBRATION_WINDOW: usize = 1000;
+pub(crate) const CALIBRATION_WINDOW: usize = 1000;
 /// Capacity of new buffers before the first calibration.
-pub const INITIAL_CAPACITY: usize = 4096;
+pub(crate) const INITIAL_CAPACITY: usize = 4096;
 /// Buffers above this capacity are never kept, unless configured otherwise.
-pub const DEFAULT_MAX_CAPACITY: usize = 16 << 20;
+pub(crate) const DEFAULT_MAX_CAPACITY: usize = 16 << 20;
 
+/// A pool of growable byte buffers (`Vec<u8>`) that learns the sizes of
+/// recent use: new buffers get the typical capacity, and buffers far
+/// larger than recent use are not kept.
 pub struct BufferPool {
     pool: Pool<Vec<u8>>,
     calibrator: Calibrator,
@@ -51,12 +54,6 @@ impl Hooks<Vec<u8>> for BufferHooks<'_> {
         Ok(())
     }
 
-    fn validate(&mut self, _: &Vec<u8>) -> Result<bool, Infallible> {
-        Ok(true)
-    }
-
-    fn destroy(&mut self, _: Vec<u8>) {}
-
     fn keep(&mut self, buf: &Vec<u8>) -> bool {
         buf.capacity() <= self.max_capacity && self.calibrator.keeps(buf.capacity())
     }
@@ -71,6 +68,8 @@ impl Hooks<Vec<u8>> for BufferHooks<'_> {
 }
 
 impl BufferPool {
+    /// Builds a pool; buffers above `max_capacity` bytes (`None`: 16 MiB) are
+    /// never kept.
     pub fn new(config: Config, max_capacity: Option<usize>) -> Result<Self, ConfigError> {
         if config.max_size.is_some() || config.checked {
             return Err(ConfigError {
@@ -106,10 +105,12 @@ impl BufferPool {
         let _ = self.pool.put(&mut self.hooks(), buf);
     }
 
+    /// The pool's counters.
     pub fn stats(&self) -> Snapshot {
         self.pool.stats()
     }
 
+    /// Idle buffers now.
     pub fn idle(&self) -> usize {
         self.pool.idle()
     }
@@ -119,22 +120,27 @@ impl BufferPool {
         self.pool.trim(&mut self.hooks(), keep)
     }
 
+    /// Closes the pool (see [`Pool::close`](crate::Pool::close)); returns how many idle buffers it freed.
     pub fn close(&self) -> usize {
         self.pool.close(&mut self.hooks())
     }
 
+    /// Whether the pool is closed.
     pub fn is_closed(&self) -> bool {
         self.pool.is_closed()
     }
 
+    /// What the pool learned of recent sizes.
     pub fn calibrator(&self) -> &Calibrator {
         &self.calibrator
     }
 
+    /// The largest capacity a kept buffer may have.
     pub fn max_capacity(&self) -> usize {
         self.max_capacity
     }
 
+    /// The most buffers kept idle.
     pub fn max_idle(&self) -> usize {
         self.pool.max_idle()
     }

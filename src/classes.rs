@@ -79,18 +79,22 @@ impl SizeClasses {
         }
     }
 
+    /// How many classes.
     pub fn len(&self) -> usize {
         self.sizes.len()
     }
 
+    /// Whether there is no class.
     pub fn is_empty(&self) -> bool {
         self.sizes.is_empty()
     }
 
+    /// The size of class `class` (an index, smallest first).
     pub fn size(&self, class: usize) -> usize {
         self.sizes[class]
     }
 
+    /// Every class size, smallest first.
     pub fn sizes(&self) -> &[usize] {
         &self.sizes
     }
@@ -102,7 +106,7 @@ impl SizeClasses {
 
     /// The class that serves a request for `n`, if any is large enough.
     #[inline]
-    pub fn serving(&self, n: usize) -> Option<usize> {
+    pub(crate) fn serving(&self, n: usize) -> Option<usize> {
         let i = match self.first_shift {
             Some(shift) => self.geometric_index(n, shift),
             None => self.sizes.partition_point(|&s| s < n),
@@ -137,7 +141,7 @@ impl SizeClasses {
     /// The class an object of capacity `capacity` belongs in, if it is at
     /// least the smallest class.
     #[inline]
-    pub fn filing(&self, capacity: usize) -> Option<usize> {
+    pub(crate) fn filing(&self, capacity: usize) -> Option<usize> {
         self.sizes
             .partition_point(|&s| s <= capacity)
             .checked_sub(1)

@@ -36,7 +36,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-/// Everything the pool counts. The discriminant indexes [`Counters`].
+/// Everything the pool counts. The discriminant indexes `Counters`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub enum Event {
@@ -65,6 +65,7 @@ pub enum Event {
 }
 
 impl Event {
+    /// How many kinds of event there are.
     pub const COUNT: usize = Event::Timeout as usize + 1;
 }
 
@@ -73,7 +74,7 @@ impl Event {
 /// the counts are statistics, they
 /// order nothing else.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     counts: [AtomicU64; Event::COUNT],
 }
 
@@ -82,12 +83,12 @@ const BUCKETS: usize = 13;
 
 /// Thread indices with a block of their own: `0 .. 2^BUCKETS - 1` (8191,
 /// more than the reusable thread indices).
-pub const OWN_BLOCKS: usize = (1 << BUCKETS) - 1;
+pub(crate) const OWN_BLOCKS: usize = (1 << BUCKETS) - 1;
 
 type Block = CachePadded<Counters>;
 
 /// A pool's counters: a block per thread index, and one for the rest.
-pub struct ThreadCounters {
+pub(crate) struct ThreadCounters {
     buckets: [AtomicPtr<Block>; BUCKETS],
     /// Bit `b` is set before bucket `b` is published, so that a merge
     /// visits only buckets that may be allocated.
@@ -108,7 +109,7 @@ impl Default for ThreadCounters {
 /// Where a thread index counts: its bucket and its block in it, or the
 /// shared block. Worked out once per thread (see `shards::current`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Place {
+pub(crate) struct Place {
     bucket: u32,
     offset: u32,
 }
@@ -116,7 +117,7 @@ pub struct Place {
 impl Place {
     /// The place of thread index `index`: its own block below
     /// [`OWN_BLOCKS`], the shared block from there on.
-    pub const fn of(index: usize) -> Place {
+    pub(crate) const fn of(index: usize) -> Place {
         if index >= OWN_BLOCKS {
             return Place {
                 bucket: BUCKETS as u32,
@@ -136,7 +137,7 @@ impl ThreadCounters {
     /// How a thread counts at `place`: in its own block, or (beyond
     /// [`OWN_BLOCKS`]) in the shared one.
     #[inline]
-    pub fn tally(&self, place: Place) -> Tally<'_> {
+    pub(crate) fn tally(&self, place: Place) -> Tally<'_> {
         let Some(bucket) = self.buckets.get(place.bucket as usize) else {
             return Tally {
                 counters: &self.shared,
@@ -187,7 +188,7 @@ impl ThreadCounters {
     }
 
     /// Every block: the allocated per-thread ones, then the shared one.
-    pub fn blocks(&self) -> Blocks<'_> {
+    pub(crate) fn blocks(&self) -> Blocks<'_> {
         Blocks {
             counters: self,
             buckets: None,
@@ -202,7 +203,7 @@ impl ThreadCounters {
 /// second pass of a merge) reads it again. A plain struct rather than
 /// iterator adapters: a pool merges its counters every 64 gets.
 #[derive(Clone)]
-pub struct Blocks<'a> {
+pub(crate) struct Blocks<'a> {
     counters: &'a ThreadCounters,
     /// The allocated buckets not visited yet; `None` before the start.
     buckets: Option<u32>,
@@ -267,26 +268,26 @@ impl std::fmt::Debug for ThreadCounters {
 /// One thread's way of counting in a pool: plain increments in the block
 /// it alone writes, atomic ones otherwise.
 #[derive(Clone, Copy, Debug)]
-pub struct Tally<'a> {
+pub(crate) struct Tally<'a> {
     counters: &'a Counters,
     exclusive: bool,
 }
 
 impl Tally<'_> {
     #[inline]
-    pub fn bump(self, event: Event) {
+    pub(crate) fn bump(self, event: Event) {
         self.add(event, 1);
     }
 
     /// Bumps and returns the new count.
     #[inline]
-    pub fn bump_counted(self, event: Event) -> u64 {
+    pub(crate) fn bump_counted(self, event: Event) -> u64 {
         self.add_counted(event, 1)
     }
 
     /// Counts `n` events at once (a batch).
     #[inline]
-    pub fn add(self, event: Event, n: u64) {
+    pub(crate) fn add(self, event: Event, n: u64) {
         self.add_counted(event, n);
     }
 
@@ -308,7 +309,7 @@ impl Counters {
     /// An atomic increment, for a block any thread may bump (off the hot
     /// path: shards count through a [`Tally`]).
     #[inline]
-    pub fn bump(&self, event: Event) {
+    pub(crate) fn bump(&self, event: Event) {
         self.counts[event as usize].fetch_add(1, Ordering::Release);
     }
 
@@ -330,21 +331,33 @@ impl Counters {
 /// Counters merged over all shards, plus the gauges a pool reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Objects handed out from idle storage.
     pub hits: u64,
+    /// Objects handed out new from the factory.
     pub misses: u64,
+    /// Objects callers gave back.
     pub puts: u64,
+    /// Objects created.
     pub created: u64,
+    /// Objects destroyed.
     pub destroyed: u64,
+    /// Returned objects destroyed because the pool had no room (or no
+    /// budget) to keep them.
     pub dropped: u64,
+    /// Resets that failed (the object was destroyed).
     pub reset_errors: u64,
+    /// Idle objects that `validate` refused (or failed on).
     pub invalid: u64,
+    /// Idle objects destroyed for being idle too long.
     pub expired: u64,
+    /// Gets that waited for a full bounded pool.
     pub waits: u64,
+    /// Waits that timed out.
     pub timeouts: u64,
     /// Waits given up before their timeout (a cancelled task, a thread
     /// interrupted by an exception). Not a shard counter: only a bounded
     /// pool's waits end so, and it counts them itself (see
-    /// [`crate::limit::Limit::note_cancelled`]).
+    /// `Limit::note_cancelled`).
     pub cancelled: u64,
     /// Objects sitting idle in the pool.
     pub idle: u64,
@@ -357,7 +370,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Sums the counters of every block: the gets of all blocks first,
     /// then everything else (module invariants).
-    pub fn merge<'a, I>(blocks: I) -> Snapshot
+    pub(crate) fn merge<'a, I>(blocks: I) -> Snapshot
     where
         I: IntoIterator<Item = &'a Counters>,
         I::IntoIter: Clone,
@@ -392,7 +405,7 @@ impl Snapshot {
 }
 
 /// Fraction of handed-out objects that were reused, 0.0 before any.
-pub fn hit_rate(hits: u64, misses: u64) -> f64 {
+pub(crate) fn hit_rate(hits: u64, misses: u64) -> f64 {
     let total = hits + misses;
     if total == 0 {
         0.0

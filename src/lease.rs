@@ -56,7 +56,7 @@ pub enum LeaseError {
 
 /// What a successful release did with the memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Release {
+pub(crate) enum Release {
     /// Never exported: the caller owns the memory now.
     Now,
     /// Exported at some point: the memory stays until the lease ends.
@@ -64,18 +64,18 @@ pub enum Release {
 }
 
 #[derive(Debug, Default)]
-pub struct Lease {
+pub(crate) struct Lease {
     state: AtomicUsize,
 }
 
 impl Lease {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Lease::default()
     }
 
     /// Registers one export. Fails once the block is released.
     #[inline]
-    pub fn try_export(&self) -> Result<(), LeaseError> {
+    pub(crate) fn try_export(&self) -> Result<(), LeaseError> {
         self.state
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |s| {
                 // The count cannot reach the flag bits: each export is a
@@ -89,21 +89,21 @@ impl Lease {
 
     /// Ends one export registered by `try_export`.
     #[inline]
-    pub fn unexport(&self) {
+    pub(crate) fn unexport(&self) {
         let before = self.state.fetch_sub(1, Ordering::Release);
         debug_assert!(before & !FLAGS > 0, "unexport without export");
     }
 
     /// Releases unless an export is alive.
     #[inline]
-    pub fn try_release(&self) -> Result<Release, LeaseError> {
+    pub(crate) fn try_release(&self) -> Result<Release, LeaseError> {
         self.release_if(true)
     }
 
     /// Releases, also while exports are alive (they keep working; no new
     /// one can start).
     #[inline]
-    pub fn release_or_defer(&self) -> Result<Release, LeaseError> {
+    pub(crate) fn release_or_defer(&self) -> Result<Release, LeaseError> {
         self.release_if(false)
     }
 
@@ -142,17 +142,17 @@ impl Lease {
 
     /// Released by its holder (the memory may still be deferred).
     #[inline]
-    pub fn is_released(&self) -> bool {
+    pub(crate) fn is_released(&self) -> bool {
         self.state.load(Ordering::Acquire) & RELEASED != 0
     }
 
     /// Exported at least once during the lease.
-    pub fn was_exported(&self) -> bool {
+    pub(crate) fn was_exported(&self) -> bool {
         self.state.load(Ordering::Relaxed) & EXPORTED != 0
     }
 
     /// Live exports right now.
-    pub fn exports(&self) -> usize {
+    pub(crate) fn exports(&self) -> usize {
         self.state.load(Ordering::Relaxed) & !FLAGS
     }
 }
@@ -165,7 +165,7 @@ impl Lease {
 /// Invariants: `ptr`, `len` and `capacity` never change, and `len <=
 /// capacity` (checked in every build: an export of `len` bytes must stay
 /// inside the allocation). `block` is touched only by the winner of a
-/// [`Release::Now`] release, or by `finish` (`&mut self`).
+/// `Release::Now` release, or by `finish` (`&mut self`).
 pub struct Leased {
     lease: Lease,
     ptr: *mut u8,
@@ -205,26 +205,32 @@ impl Leased {
         }
     }
 
+    /// The bytes asked for.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether zero bytes were asked for.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The bytes the block holds (its class size).
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    /// Whether the block was released (or its release deferred).
     pub fn is_released(&self) -> bool {
         self.lease.is_released()
     }
 
+    /// Whether the block was ever exported.
     pub fn was_exported(&self) -> bool {
         self.lease.was_exported()
     }
 
+    /// Exports alive now.
     pub fn exports(&self) -> usize {
         self.lease.exports()
     }

@@ -40,12 +40,12 @@ impl Hasher for AddressHasher {
 
 type Table<T> = HashMap<usize, T, BuildHasherDefault<AddressHasher>>;
 
-pub struct Ledger<T> {
+pub(crate) struct Ledger<T> {
     shards: Box<[CachePadded<Mutex<Table<T>>>]>,
 }
 
 impl<T> Ledger<T> {
-    pub fn new(shards: usize) -> Self {
+    pub(crate) fn new(shards: usize) -> Self {
         let n = shards.max(1).next_power_of_two() * 4;
         Ledger {
             shards: (0..n).map(|_| CachePadded::new(Mutex::default())).collect(),
@@ -61,7 +61,7 @@ impl<T> Ledger<T> {
     }
 
     /// Records `item` as handed out. Gives it back if `id` is out already.
-    pub fn check_out(&self, id: usize, item: T) -> Result<(), T> {
+    pub(crate) fn check_out(&self, id: usize, item: T) -> Result<(), T> {
         match self.shard(id).entry(id) {
             Entry::Occupied(_) => Err(item),
             Entry::Vacant(slot) => {
@@ -72,17 +72,17 @@ impl<T> Ledger<T> {
     }
 
     /// Ends the record of `id`, returning the pool's reference to it.
-    pub fn check_in(&self, id: usize) -> Option<T> {
+    pub(crate) fn check_in(&self, id: usize) -> Option<T> {
         self.shard(id).remove(&id)
     }
 
-    pub fn contains(&self, id: usize) -> bool {
+    pub(crate) fn contains(&self, id: usize) -> bool {
         self.shard(id).contains_key(&id)
     }
 
     /// Shows every recorded object to `f`. A shard whose lock is taken is
     /// skipped (its objects stay unseen rather than the caller blocking).
-    pub fn visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Result<(), E> {
+    pub(crate) fn visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Result<(), E> {
         for shard in self.shards.iter() {
             if let Ok(table) = shard.try_lock() {
                 table.values().try_for_each(&mut f)?;
@@ -92,20 +92,21 @@ impl<T> Ledger<T> {
     }
 
     /// Forgets every recorded object (their references are dropped).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         for shard in self.shards.iter() {
             shard.lock().unwrap_or_else(PoisonError::into_inner).clear();
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
             .sum()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

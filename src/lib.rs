@@ -5,45 +5,66 @@
 //! policy, so the same sharding, bounds and accounting serve the PyO3
 //! binding (behind the `python` feature) and plain Rust users alike.
 //!
-//! Module map, one concept each:
-//! - [`counters`]: per-shard event counters, merged when read.
-//! - [`shards`]: bounded idle storage split into cache-padded shards, with a
+//! The modules are private; what a Rust user needs is re-exported here.
+//! Module map, one concept each (each states its invariants at its top):
+//! - `counters`: per-thread event counters, merged when read ([`Snapshot`]).
+//! - `shards`: bounded idle storage split into cache-padded shards, with a
 //!   per-thread home shard and stealing.
-//! - [`limit`]: the `max_size` bound and its fair (FIFO) queue of waiters.
-//! - [`ledger`]: which objects are currently handed out, for checked pools.
-//! - [`budget`]: an idle byte budget shared by several pools.
-//! - [`pool`]: the pool that composes them.
-//! - [`classes`] and [`tiered`]: size classes, and one pool per class (the
-//!   layered pool).
-//! - [`memory`] and [`lease`]: aligned blocks owned by Rust, and the
-//!   export/release protocol of a block handed out.
-//! - [`blocks`]: the byte-block pool; [`calibrate`] and [`buffers`]: the pool
-//!   of growable buffers that learns the sizes of recent use, and
-//!   [`buffer_lease`]: the export/release protocol of a buffer handed out.
+//! - `limit`: the `max_size` bound and its fair (FIFO) queue of waiters
+//!   ([`Limit`]); `pool` builds on it, and it can be used alone.
+//! - `ledger`: which objects are currently handed out, for checked pools.
+//! - `budget`: an idle byte budget shared by several pools ([`IdleBudget`]).
+//! - `pool`: the pool that composes them ([`Pool`]).
+//! - `classes` and `tiered`: size classes ([`SizeClasses`]), and one pool
+//!   per class (the layered pool, [`Tiered`]).
+//! - `memory` and `lease`: aligned blocks owned by Rust ([`OwnedBlock`]),
+//!   and the export/release protocol of a block handed out ([`Leased`]).
+//! - `blocks`: the byte-block pool ([`BlockPool`]); `calibration` and
+//!   `buffers`: the pool of growable buffers that learns the sizes of
+//!   recent use ([`BufferPool`]), and `buffer_lease`: the export/release
+//!   protocol of a buffer handed out ([`LeasedBuffer`]).
 
-pub mod blocks;
-pub mod budget;
-pub mod buffer_lease;
-pub mod buffers;
-pub mod calibrate;
-pub mod classes;
-pub mod counters;
-pub mod lease;
-pub mod ledger;
-pub mod limit;
-pub mod memory;
-pub mod pool;
-pub mod shards;
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod blocks;
+mod budget;
+mod buffer_lease;
+mod buffers;
+mod calibration;
+mod classes;
+mod counters;
+mod lease;
+mod ledger;
+mod limit;
+mod memory;
+mod pool;
+mod shards;
 mod sync;
-pub mod tiered;
+mod tiered;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
 
+pub use blocks::{
+    BlockConfig, BlockError, BlockPool, BlockStats, ClassStats, InPlace, Offload, ZeroMode, POISON,
+};
 pub use budget::IdleBudget;
+pub use buffer_lease::{BufferError, LeasedBuffer};
+pub use buffers::BufferPool;
+pub use classes::SizeClasses;
 pub use counters::{Event, Snapshot};
-pub use limit::{Grant, Waiter};
-pub use pool::{Charge, Config, GetError, Hooks, Idle, Pool, PutError, ResetOn, Step};
+pub use lease::{LeaseError, Leased};
+pub use limit::{
+    note_fork, Enqueued, Grant, Limit, NoStore, Notify, Outcome, Park, Store, Turns, Units, Waiter,
+    PATIENCE,
+};
+pub use memory::{AllocError, OwnedBlock};
+pub use pool::{
+    Charge, Config, ConfigError, GetError, Hooks, Idle, Pool, PutError, ResetOn, Step,
+    MAX_IDLE_LIMIT, MAX_SHARDS,
+};
+pub use tiered::{Filing, Tiered};
 
 #[cfg(feature = "python")]
 mod python;

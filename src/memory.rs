@@ -16,9 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// the allocator is out of memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllocError {
+    /// The bytes asked for.
     pub size: usize,
 }
 
+/// An aligned block of memory that Rust owns, freed when dropped.
 pub struct OwnedBlock {
     ptr: NonNull<u8>,
     layout: Layout,
@@ -56,6 +58,7 @@ impl OwnedBlock {
         self.layout.size()
     }
 
+    /// The block's alignment in bytes.
     #[inline]
     pub fn align(&self) -> usize {
         self.layout.align()
@@ -69,13 +72,13 @@ impl OwnedBlock {
 
     /// Whether every byte is known to be zero.
     #[inline]
-    pub fn is_clean(&self) -> bool {
+    pub(crate) fn is_clean(&self) -> bool {
         self.clean.load(Ordering::Relaxed)
     }
 
     /// Forget that the block is zero (it is about to be handed out).
     #[inline]
-    pub fn mark_dirty(&self) {
+    pub(crate) fn mark_dirty(&self) {
         self.clean.store(false, Ordering::Relaxed);
     }
 
@@ -88,14 +91,14 @@ impl OwnedBlock {
     }
 
     /// Zeroes the first `n` bytes (capped at the capacity).
-    pub fn zero_prefix(&self, n: usize) {
+    pub(crate) fn zero_prefix(&self, n: usize) {
         // SAFETY: the allocation is live and at least `capacity` bytes long,
         // and the write goes through a raw pointer, as the module requires.
         unsafe { std::ptr::write_bytes(self.ptr.as_ptr(), 0, n.min(self.capacity())) }
     }
 
     /// Fills the block with `byte` (a debug poison for released memory).
-    pub fn fill(&self, byte: u8) {
+    pub(crate) fn fill(&self, byte: u8) {
         // SAFETY: as in `zero_prefix`.
         unsafe { std::ptr::write_bytes(self.ptr.as_ptr(), byte, self.capacity()) }
         self.clean.store(byte == 0, Ordering::Relaxed);

@@ -39,17 +39,18 @@ use crossbeam_utils::CachePadded;
 use crate::counters::{Counters, Place, Tally, ThreadCounters};
 use crate::sync::atomic::{AtomicU64, Ordering};
 #[cfg(loom)]
-pub use crate::sync::thread_index;
+pub(crate) use crate::sync::thread_index;
 use crate::sync::ArrayQueue;
 
 /// The index of a thread that no longer holds one (its thread-locals are
 /// being destroyed as it exits): never a shard's owner.
-pub const UNOWNED: usize = usize::MAX;
+#[cfg(not(loom))]
+pub(crate) const UNOWNED: usize = usize::MAX;
 
 /// Reusable thread indices: one bit per index, set while a live thread
 /// holds it. `WORDS * 64` indices are reused; beyond them (more threads alive
 /// at once than that) indices come from a counter and are never reused.
-pub struct IndexSet<const WORDS: usize> {
+pub(crate) struct IndexSet<const WORDS: usize> {
     held: [AtomicU64; WORDS],
     #[cfg(not(loom))]
     next_class: StdAtomicUsize,
@@ -63,10 +64,10 @@ pub struct IndexSet<const WORDS: usize> {
 
 impl<const WORDS: usize> IndexSet<WORDS> {
     /// The first index that is never reused.
-    pub const REUSED: usize = WORDS * 64;
+    pub(crate) const REUSED: usize = WORDS * 64;
 
     #[cfg(not(loom))]
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         IndexSet {
             held: [const { AtomicU64::new(0) }; WORDS],
             next_class: StdAtomicUsize::new(0),
@@ -87,7 +88,7 @@ impl<const WORDS: usize> IndexSet<WORDS> {
     /// `classes`, round robin: threads that start together take
     /// consecutive classes. The lowest free index of all when that class
     /// has none.
-    pub fn acquire(&self, classes: usize) -> usize {
+    pub(crate) fn acquire(&self, classes: usize) -> usize {
         let classes = classes.max(1);
         let class = self.next_class.fetch_add(1, Ordering::Relaxed) % classes;
         self.take(|index| index % classes == class)
@@ -129,7 +130,7 @@ impl<const WORDS: usize> IndexSet<WORDS> {
     }
 
     /// Frees `index`, which the caller holds and will not use again.
-    pub fn release(&self, index: usize) {
+    pub(crate) fn release(&self, index: usize) {
         if index < Self::REUSED {
             self.held[index / 64].fetch_and(!(1 << (index % 64)), Ordering::Release);
         }
@@ -148,13 +149,13 @@ static INDICES: IndexSet<64> = IndexSet::new();
 
 /// A thread's index and where it counts, worked out once per thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ThreadSlot {
+pub(crate) struct ThreadSlot {
     pub index: usize,
     pub place: Place,
 }
 
 impl ThreadSlot {
-    pub const fn new(index: usize) -> Self {
+    pub(crate) const fn new(index: usize) -> Self {
         ThreadSlot {
             index,
             place: Place::of(index),
@@ -170,7 +171,7 @@ impl ThreadSlot {
 /// (a pool used from another thread-local's destructor).
 #[cfg(not(loom))]
 #[inline]
-pub fn current() -> ThreadSlot {
+pub(crate) fn current() -> ThreadSlot {
     struct Held(ThreadSlot);
     impl Drop for Held {
         fn drop(&mut self) {
@@ -186,29 +187,29 @@ pub fn current() -> ThreadSlot {
 
 /// Under loom: the loom thread's index (see `crate::sync::thread_index`).
 #[cfg(loom)]
-pub fn current() -> ThreadSlot {
+pub(crate) fn current() -> ThreadSlot {
     ThreadSlot::new(thread_index())
 }
 
 /// The index of the calling thread (see [`current`]).
 #[cfg(not(loom))]
 #[inline]
-pub fn thread_index() -> usize {
+pub(crate) fn thread_index() -> usize {
     current().index
 }
 
 /// The number of shards to use when the caller does not say: the number of
 /// CPUs this process may use, read once (it reads cgroup files).
-pub fn default_shard_count() -> usize {
+pub(crate) fn default_shard_count() -> usize {
     static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *COUNT.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-pub struct Shard<T> {
+pub(crate) struct Shard<T> {
     idle: Option<ArrayQueue<T>>,
 }
 
-pub struct Shards<T> {
+pub(crate) struct Shards<T> {
     shards: Box<[CachePadded<Shard<T>>]>,
     counters: ThreadCounters,
 }
@@ -218,7 +219,7 @@ impl<T> Shards<T> {
     ///
     /// # Panics
     /// If `count` is zero.
-    pub fn new(count: usize, max_idle: usize) -> Self {
+    pub(crate) fn new(count: usize, max_idle: usize) -> Self {
         assert!(count > 0, "a pool needs at least one shard");
         let (base, extra) = (max_idle / count, max_idle % count);
         let shards = (0..count)
@@ -236,13 +237,13 @@ impl<T> Shards<T> {
     }
 
     #[inline]
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.shards.len()
     }
 
     /// The calling thread's home shard.
     #[inline]
-    pub fn home(&self) -> usize {
+    pub(crate) fn home(&self) -> usize {
         self.home_of(thread_index())
     }
 
@@ -259,7 +260,7 @@ impl<T> Shards<T> {
 
     /// The calling thread's home shard and its way of counting.
     #[inline]
-    pub fn local(&self) -> (usize, Tally<'_>) {
+    pub(crate) fn local(&self) -> (usize, Tally<'_>) {
         let me = current();
         (self.home_of(me.index), self.counters.tally(me.place))
     }
@@ -267,11 +268,11 @@ impl<T> Shards<T> {
     /// The calling thread's way of counting. Counters are per thread, not
     /// per shard: `_shard` (where the event happened) does not matter.
     #[inline]
-    pub fn counters(&self, _shard: usize) -> Tally<'_> {
+    pub(crate) fn counters(&self, _shard: usize) -> Tally<'_> {
         self.counters.tally(current().place)
     }
 
-    pub fn all_counters(&self) -> impl Iterator<Item = &Counters> + Clone {
+    pub(crate) fn all_counters(&self) -> impl Iterator<Item = &Counters> + Clone {
         self.counters.blocks()
     }
 
@@ -284,7 +285,7 @@ impl<T> Shards<T> {
 
     /// Takes an item from `home`, or steals one from another shard.
     #[inline]
-    pub fn pop(&self, home: usize) -> Option<T> {
+    pub(crate) fn pop(&self, home: usize) -> Option<T> {
         if let Some(item) = self.shards[home].idle.as_ref().and_then(ArrayQueue::pop) {
             return Some(item);
         }
@@ -303,7 +304,7 @@ impl<T> Shards<T> {
     /// Stores an item in `home`, or in the first other shard with room.
     /// Gives the item back when every shard is full.
     #[inline]
-    pub fn push(&self, home: usize, item: T) -> Result<(), T> {
+    pub(crate) fn push(&self, home: usize, item: T) -> Result<(), T> {
         let mut item = item;
         for i in self.ring(home) {
             if let Some(queue) = &self.shards[i].idle {
@@ -317,31 +318,29 @@ impl<T> Shards<T> {
     }
 
     /// Items currently stored (a moment's reading under concurrency).
-    pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|s| s.idle.as_ref())
-            .map(ArrayQueue::len)
-            .sum()
+    pub(crate) fn len(&self) -> usize {
+        self.queues().map(ArrayQueue::len).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Total capacity, the `max_idle` the set was built with.
-    pub fn capacity(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|s| s.idle.as_ref())
-            .map(ArrayQueue::capacity)
-            .sum()
+    pub(crate) fn capacity(&self) -> usize {
+        self.queues().map(ArrayQueue::capacity).sum()
+    }
+
+    /// The shards' queues (a shard of capacity 0 has none).
+    fn queues(&self) -> impl Iterator<Item = &ArrayQueue<T>> {
+        self.shards.iter().filter_map(|s| s.idle.as_ref())
     }
 
     /// Removes every stored item, shard by shard (oldest first within a shard).
-    pub fn drain(&self) -> Vec<T> {
+    pub(crate) fn drain(&self) -> Vec<T> {
         let mut out = Vec::with_capacity(self.len());
-        for queue in self.shards.iter().filter_map(|s| s.idle.as_ref()) {
+        for queue in self.queues() {
             while let Some(item) = queue.pop() {
                 out.push(item);
             }
@@ -356,10 +355,13 @@ impl<T> Shards<T> {
     /// garbage collector, while every thread that could is held off), else
     /// items could be seen twice or missed, though never lost: anything that
     /// does not fit back is returned.
-    pub fn visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> (Result<(), E>, Vec<T>) {
+    pub(crate) fn visit<E>(
+        &self,
+        mut f: impl FnMut(&T) -> Result<(), E>,
+    ) -> (Result<(), E>, Vec<T>) {
         let mut result = Ok(());
         let mut homeless = Vec::new();
-        for queue in self.shards.iter().filter_map(|s| s.idle.as_ref()) {
+        for queue in self.queues() {
             let items: Vec<T> = std::iter::from_fn(|| queue.pop()).collect();
             for item in items {
                 if result.is_ok() {

@@ -147,7 +147,7 @@ impl<T: Send> Tiered<T> {
 
     /// The class serving a request for `n`, or `None` for an oversize one.
     #[inline]
-    pub fn route(&self, n: usize) -> Option<usize> {
+    pub(crate) fn route(&self, n: usize) -> Option<usize> {
         self.classes.serving(n)
     }
 
@@ -250,7 +250,7 @@ impl<T: Send> Tiered<T> {
                 return Ok(None);
             }
             (None | Some(Origin::Oversize), _) => {
-                self.destroy_outside(item, size, !self.is_closed(), &hooks);
+                self.destroy_outside(item, hooks(size));
                 return Ok(None);
             }
         };
@@ -299,21 +299,16 @@ impl<T: Send> Tiered<T> {
         result
     }
 
-    /// Destroys a returned object no class keeps (counted outside the
-    /// classes; `dropped` unless the family is closed, as for a pool).
-    fn destroy_outside<H: Hooks<T>>(
-        &self,
-        item: T,
-        size: usize,
-        dropped: bool,
-        hooks: &impl Fn(usize) -> H,
-    ) {
+    /// Destroys a returned object no class keeps with `hooks` (counted
+    /// outside the classes; dropped unless the family is closed, as for a
+    /// pool).
+    fn destroy_outside<H: Hooks<T>>(&self, item: T, mut hooks: H) {
         self.outside.bump(Event::Put);
-        if dropped {
+        if !self.is_closed() {
             self.outside.bump(Event::Dropped);
         }
         self.outside.bump(Event::Destroyed);
-        hooks(size).destroy(item);
+        hooks.destroy(item);
     }
 
     /// Marks the family closed and closes every class pool built so far:

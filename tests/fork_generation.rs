@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use shardpool::limit::{note_fork, Enqueued, Grant, Limit, NoStore, Outcome, Waiter};
+use shardpool::{note_fork, Enqueued, Grant, Limit, NoStore, Outcome, Waiter};
 
 fn queue(limit: &Limit<u32>) -> Arc<Waiter<u32>> {
     match limit.enqueue(&NoStore) {

@@ -12,10 +12,10 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shardpool::blocks::{BlockConfig, BlockPool, InPlace};
-use shardpool::lease::{LeaseError, Leased};
-use shardpool::limit::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Turns};
+use shardpool::{BlockConfig, BlockPool, InPlace};
 use shardpool::{Config, GetError, Hooks, Pool};
+use shardpool::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Turns, Waiter};
+use shardpool::{LeaseError, Leased};
 
 const THREADS: usize = 16;
 
@@ -81,12 +81,6 @@ impl Hooks<Item> for Tally {
     fn create(&mut self) -> Result<Item, ()> {
         self.created.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::default())
-    }
-    fn reset(&mut self, _: &Item) -> Result<(), ()> {
-        Ok(())
-    }
-    fn validate(&mut self, _: &Item) -> Result<bool, ()> {
-        Ok(true)
     }
     fn destroy(&mut self, item: Item) {
         assert!(!item.out.load(Ordering::Relaxed), "destroyed while out");
@@ -263,6 +257,51 @@ fn close_racing_puts_strands_nothing() {
     }
 }
 
+/// Releases `n` slots of `limit`.
+fn release_slots(limit: &Limit<()>, n: usize) {
+    for _ in 0..n {
+        limit.release(&NoStore);
+    }
+}
+
+/// Waits on `waiter` (queued for `need` slots) until a deadline drawn from
+/// `rng`: now, soon or far. A batch keeps its turns meanwhile, giving back
+/// what it yields. The outcome, or what `cancel` returns once the deadline
+/// passes.
+fn wait_for(
+    limit: &Limit<()>,
+    waiter: &Arc<Waiter<()>>,
+    need: usize,
+    rng: &mut Rng,
+) -> Option<Outcome<()>> {
+    let now = Instant::now();
+    let deadline = match rng.below(3) {
+        0 => now,
+        1 => now + Duration::from_micros(100),
+        _ => now + Duration::from_secs(60),
+    };
+    let mut turns = Turns::new(now);
+    loop {
+        let until = if need > 1 {
+            deadline.min(turns.ends())
+        } else {
+            deadline
+        };
+        if waiter.park(Some(until)) {
+            return waiter.take();
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return limit.cancel(waiter);
+        }
+        if need > 1 && now >= turns.ends() {
+            if let Some(units) = turns.next(limit, waiter, &NoStore, now) {
+                release_slots(limit, units.slots);
+            }
+        }
+    }
+}
+
 /// The limit alone: threads take slots, one at a time or in batches of
 /// two, queue for them, time out and cancel (a batch keeping its turns:
 /// passed by, preferred, yielding), hand them over: never more than `max`
@@ -294,35 +333,7 @@ fn limit_slots_are_never_lost_or_doubled() {
                     Enqueued::Ready(Grant::Item(())) => unreachable!("no items here"),
                     Enqueued::Closed => unreachable!("never closed"),
                     Enqueued::Queued(waiter) => {
-                        let now = Instant::now();
-                        let deadline = match rng.below(3) {
-                            0 => now,
-                            1 => now + Duration::from_micros(100),
-                            _ => now + Duration::from_secs(60),
-                        };
-                        let mut turns = Turns::new(now);
-                        let outcome = loop {
-                            let until = if need > 1 {
-                                deadline.min(turns.ends())
-                            } else {
-                                deadline
-                            };
-                            if waiter.park(Some(until)) {
-                                break waiter.take();
-                            }
-                            let now = Instant::now();
-                            if now >= deadline {
-                                break limit.cancel(&waiter);
-                            }
-                            if need > 1 && now >= turns.ends() {
-                                if let Some(units) = turns.next(&limit, &waiter, &NoStore, now) {
-                                    for _ in 0..units.slots {
-                                        limit.release(&NoStore);
-                                    }
-                                }
-                            }
-                        };
-                        match outcome {
+                        match wait_for(&limit, &waiter, need, &mut rng) {
                             Some(Outcome::Granted(Grant::Slot)) => {
                                 granted += 1;
                                 1
@@ -333,9 +344,7 @@ fn limit_slots_are_never_lost_or_doubled() {
                             }
                             // A batch withdrawn with units set aside for it.
                             Some(Outcome::Granted(Grant::Batch(units))) => {
-                                for _ in 0..units.slots {
-                                    limit.release(&NoStore);
-                                }
+                                release_slots(&limit, units.slots);
                                 cancelled += 1;
                                 0
                             }
@@ -354,9 +363,7 @@ fn limit_slots_are_never_lost_or_doubled() {
                 assert!(now <= MAX, "{now} slots held of {MAX}");
                 thread::yield_now();
                 held.fetch_sub(got, Ordering::AcqRel);
-                for _ in 0..got {
-                    limit.release(&NoStore);
-                }
+                release_slots(&limit, got);
             }
         }
         (granted, cancelled)
@@ -398,7 +405,7 @@ fn leases_racing_views_and_releases(rounds: usize) -> (usize, usize) {
     const VIEWS: usize = 8;
     let mut leases: Vec<Leased> = (0..rounds)
         .map(|_| {
-            let block = shardpool::memory::OwnedBlock::zeroed(64, 64).unwrap();
+            let block = shardpool::OwnedBlock::zeroed(64, 64).unwrap();
             Leased::new(block, 64)
         })
         .collect();

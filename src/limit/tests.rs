@@ -1,12 +1,21 @@
 use super::*;
 use std::sync::atomic::AtomicUsize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn queued<I>(e: Enqueued<I>) -> Arc<Waiter<I>> {
     match e {
         Enqueued::Queued(w) => w,
         _ => panic!("expected to queue"),
     }
+}
+
+/// A limit of `max` with every unit charged.
+fn full(max: usize) -> Limit<u32> {
+    let l = Limit::new(max);
+    for _ in 0..max {
+        assert!(l.try_reserve());
+    }
+    l
 }
 
 fn ready<I>(e: Enqueued<I>) -> Grant<I> {
@@ -65,8 +74,7 @@ fn enqueue_takes_free_capacity_instead_of_waiting() {
 
 #[test]
 fn waiters_are_served_in_arrival_order() {
-    let l: Limit<u32> = Limit::new(1);
-    assert!(l.try_reserve());
+    let l = full(1);
     let a = queued(l.enqueue(&NoStore));
     let b = queued(l.enqueue(&NoStore));
     assert_eq!(l.waiting(), 2);
@@ -81,8 +89,7 @@ fn waiters_are_served_in_arrival_order() {
 
 #[test]
 fn park_times_out_and_cancel_withdraws() {
-    let l: Limit<u32> = Limit::new(1);
-    assert!(l.try_reserve());
+    let l = full(1);
     let w = queued(l.enqueue(&NoStore));
     let start = Instant::now();
     assert!(!w.park(Some(start + Duration::from_millis(20))));
@@ -94,6 +101,33 @@ fn park_times_out_and_cancel_withdraws() {
     assert_eq!(l.alive(), 0);
 }
 
+/// Runs `f` on a new thread with its own reference to `shared`.
+fn spawn_with<T, R>(
+    shared: &Arc<T>,
+    f: impl FnOnce(Arc<T>) -> R + Send + 'static,
+) -> std::thread::JoinHandle<R>
+where
+    T: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let shared = Arc::clone(shared);
+    std::thread::spawn(move || f(shared))
+}
+
+/// A batch of `n` queued on `l`, and preferred.
+fn preferred_batch(l: &Limit<u32>, n: usize) -> Arc<Waiter<u32>> {
+    let batch = queued(l.enqueue_batch(n, &NoStore));
+    assert!(l.prefer(&batch, &NoStore));
+    batch
+}
+
+/// A waiter queued on `l` whose notification counts in `calls`.
+fn queued_counting(l: &Limit<u32>, calls: &Arc<AtomicUsize>) -> Arc<Waiter<u32>> {
+    let w = queued(l.enqueue(&NoStore));
+    w.on_decided(counter(calls));
+    w
+}
+
 fn counter(calls: &Arc<AtomicUsize>) -> Box<dyn Notify> {
     let calls = Arc::clone(calls);
     Box::new(move || {
@@ -103,11 +137,9 @@ fn counter(calls: &Arc<AtomicUsize>) -> Box<dyn Notify> {
 
 #[test]
 fn notification_runs_once_decided_or_at_once_if_decided_already() {
-    let l: Limit<u32> = Limit::new(1);
-    assert!(l.try_reserve());
+    let l = full(1);
     let calls = Arc::new(AtomicUsize::new(0));
-    let w = queued(l.enqueue(&NoStore));
-    w.on_decided(counter(&calls));
+    let w = queued_counting(&l, &calls);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     assert!(!w.is_decided());
     l.offer(3, &NoStore).unwrap();
@@ -133,11 +165,9 @@ fn a_withdrawn_waiter_drops_its_notification_and_never_runs_one() {
     // The notification of a withdrawn waiter is dropped at once: what it
     // refers to (an event loop's callback, which refers back to the
     // waiter) is not kept alive by the waiter.
-    let l: Limit<u32> = Limit::new(1);
-    assert!(l.try_reserve());
+    let l = full(1);
     let calls = Arc::new(AtomicUsize::new(0));
-    let w = queued(l.enqueue(&NoStore));
-    w.on_decided(counter(&calls));
+    let w = queued_counting(&l, &calls);
     assert_eq!(Arc::strong_count(&calls), 2);
     assert_eq!(l.cancel(&w), None);
     assert_eq!(Arc::strong_count(&calls), 1, "dropped on withdrawal");
@@ -151,8 +181,7 @@ fn a_withdrawn_waiter_drops_its_notification_and_never_runs_one() {
 
 #[test]
 fn cancel_after_grant_returns_the_grant() {
-    let l: Limit<u32> = Limit::new(1);
-    assert!(l.try_reserve());
+    let l = full(1);
     let w = queued(l.enqueue(&NoStore));
     l.offer(9, &NoStore).unwrap();
     assert_eq!(l.cancel(&w), Some(Outcome::Granted(Grant::Item(9))));
@@ -160,13 +189,9 @@ fn cancel_after_grant_returns_the_grant() {
 
 #[test]
 fn close_wakes_everyone_and_refuses_new_waiters() {
-    let l: Arc<Limit<u32>> = Arc::new(Limit::new(1));
-    assert!(l.try_reserve());
+    let l = Arc::new(full(1));
     let w = queued(l.enqueue(&NoStore));
-    let t = {
-        let w = Arc::clone(&w);
-        std::thread::spawn(move || w.park(None))
-    };
+    let t = spawn_with(&w, move |w| w.park(None));
     std::thread::sleep(Duration::from_millis(10));
     l.close();
     assert!(t.join().unwrap());
@@ -177,16 +202,12 @@ fn close_wakes_everyone_and_refuses_new_waiters() {
 
 #[test]
 fn release_wakes_a_parked_thread() {
-    let l: Arc<Limit<u32>> = Arc::new(Limit::new(1));
-    assert!(l.try_reserve());
+    let l = Arc::new(full(1));
     let w = queued(l.enqueue(&NoStore));
-    let t = {
-        let l = Arc::clone(&l);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(10));
-            l.release(&NoStore);
-        })
-    };
+    let t = spawn_with(&l, move |l| {
+        std::thread::sleep(Duration::from_millis(10));
+        l.release(&NoStore);
+    });
     assert!(w.park(Some(Instant::now() + Duration::from_secs(10))));
     t.join().unwrap();
     assert_eq!(w.take(), Some(Outcome::Granted(Grant::Slot)));
@@ -227,8 +248,7 @@ fn a_waiting_batch_holds_nothing_and_is_overtaken_by_singles() {
 
 #[test]
 fn singles_behind_a_batch_are_served_in_order_and_the_batch_after() {
-    let l: Limit<u32> = Limit::new(2);
-    assert!(l.try_reserve() && l.try_reserve());
+    let l = full(2);
     let batch = queued(l.enqueue_batch(2, &NoStore));
     let one = queued(l.enqueue(&NoStore));
     let two = queued(l.enqueue(&NoStore));
@@ -248,12 +268,8 @@ fn singles_behind_a_batch_are_served_in_order_and_the_batch_after() {
 
 #[test]
 fn a_preferred_batch_gets_every_unit_and_stops_overtaking() {
-    let l: Limit<u32> = Limit::new(3);
-    for _ in 0..3 {
-        assert!(l.try_reserve());
-    }
-    let batch = queued(l.enqueue_batch(3, &NoStore));
-    assert!(l.prefer(&batch, &NoStore));
+    let l = full(3);
+    let batch = preferred_batch(&l, 3);
     let single = queued(l.enqueue(&NoStore));
     assert_eq!(l.offer(1, &NoStore), Ok(()), "set aside for the batch");
     assert_eq!(l.set_aside(), 1);
@@ -282,8 +298,7 @@ fn a_preferred_batch_yields_to_waiters_behind_it() {
     // first is delayed by a preferred batch, never deadlocked.
     let l: Limit<u32> = Limit::new(2);
     assert!(l.try_reserve()); // B holds one
-    let a = queued(l.enqueue_batch(2, &NoStore));
-    assert!(l.prefer(&a, &NoStore));
+    let a = preferred_batch(&l, 2);
     assert_eq!(l.alive(), 2, "the free slot is set aside for the batch");
     let b = queued(l.enqueue(&NoStore)); // B's second get waits
                                          // Nobody else waits: a batch alone keeps what is set aside.
@@ -311,10 +326,8 @@ impl<I> Units<I> {
 
 #[test]
 fn a_lone_preferred_batch_keeps_what_is_set_aside() {
-    let l: Limit<u32> = Limit::new(2);
-    assert!(l.try_reserve() && l.try_reserve());
-    let a = queued(l.enqueue_batch(2, &NoStore));
-    assert!(l.prefer(&a, &NoStore));
+    let l = full(2);
+    let a = preferred_batch(&l, 2);
     assert_eq!(l.offer(7, &NoStore), Ok(()));
     assert_eq!(l.unprefer(&a), None);
     assert_eq!(l.set_aside(), 1);
@@ -322,11 +335,9 @@ fn a_lone_preferred_batch_keeps_what_is_set_aside() {
 
 #[test]
 fn only_one_batch_is_preferred_at_a_time() {
-    let l: Limit<u32> = Limit::new(2);
-    assert!(l.try_reserve() && l.try_reserve());
+    let l = full(2);
     let a = queued(l.enqueue_batch(2, &NoStore));
-    let b = queued(l.enqueue_batch(2, &NoStore));
-    assert!(l.prefer(&b, &NoStore));
+    let b = preferred_batch(&l, 2);
     assert!(!l.prefer(&a, &NoStore), "b is preferred");
     assert!(l.prefer(&b, &NoStore), "still");
     l.release(&NoStore);
@@ -338,12 +349,8 @@ fn only_one_batch_is_preferred_at_a_time() {
 
 #[test]
 fn a_cancelled_preferred_batch_returns_what_was_set_aside() {
-    let l: Limit<u32> = Limit::new(3);
-    for _ in 0..3 {
-        assert!(l.try_reserve());
-    }
-    let a = queued(l.enqueue_batch(3, &NoStore));
-    assert!(l.prefer(&a, &NoStore));
+    let l = full(3);
+    let a = preferred_batch(&l, 3);
     assert_eq!(l.offer(4, &NoStore), Ok(()));
     l.release(&NoStore);
     assert_eq!(l.cancel(&a), Some(Outcome::Granted(units(vec![4], 1))));
@@ -352,10 +359,8 @@ fn a_cancelled_preferred_batch_returns_what_was_set_aside() {
 
 #[test]
 fn close_returns_what_was_set_aside() {
-    let l: Limit<u32> = Limit::new(2);
-    assert!(l.try_reserve() && l.try_reserve());
-    let a = queued(l.enqueue_batch(2, &NoStore));
-    assert!(l.prefer(&a, &NoStore));
+    let l = full(2);
+    let a = preferred_batch(&l, 2);
     assert_eq!(l.offer(4, &NoStore), Ok(()));
     let set_aside = l.close();
     assert_eq!(
@@ -392,8 +397,7 @@ fn a_batch_that_finds_fewer_units_than_it_counted_keeps_them() {
 
 #[test]
 fn turns_pass_by_then_prefer_then_yield_then_prefer_for_longer() {
-    let l: Limit<u32> = Limit::new(2);
-    assert!(l.try_reserve() && l.try_reserve());
+    let l = full(2);
     let start = Instant::now();
     let a = queued(l.enqueue_batch(2, &NoStore));
     let mut turns = Turns::new(start);

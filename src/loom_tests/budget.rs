@@ -10,8 +10,8 @@
 use loom::sync::Arc;
 use loom::thread;
 
-use super::check;
 use super::Bound::{Exhaustive, Preemptions};
+use super::{check, spawn_with};
 use crate::budget::IdleBudget;
 use crate::pool::{Charge, Config, Hooks, Pool};
 
@@ -31,14 +31,8 @@ fn charge_and_refund(budget: &IdleBudget, weight: usize) -> bool {
 fn charges_never_exceed_the_limit() {
     check(Exhaustive, || {
         let budget = Arc::new(IdleBudget::new(10));
-        let six = {
-            let budget = Arc::clone(&budget);
-            thread::spawn(move || charge_and_refund(&budget, 6))
-        };
-        let observer = {
-            let budget = Arc::clone(&budget);
-            thread::spawn(move || assert!(budget.used() <= 10))
-        };
+        let six = spawn_with(&budget, move |budget| charge_and_refund(&budget, 6));
+        let observer = spawn_with(&budget, move |budget| assert!(budget.used() <= 10));
         let five = budget.try_charge(5);
         six.join().unwrap();
         observer.join().unwrap();
@@ -57,13 +51,6 @@ impl Hooks<usize> for Plain {
     fn create(&mut self) -> Result<usize, ()> {
         Ok(0)
     }
-    fn reset(&mut self, _: &usize) -> Result<(), ()> {
-        Ok(())
-    }
-    fn validate(&mut self, _: &usize) -> Result<bool, ()> {
-        Ok(true)
-    }
-    fn destroy(&mut self, _: usize) {}
     fn identity(&self, item: &usize) -> usize {
         *item
     }

@@ -17,10 +17,9 @@
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
-use loom::thread;
 
-use super::check;
 use super::Bound::Exhaustive;
+use super::{check, spawn_with};
 use crate::buffer_lease::{BufferError, LeasedBuffer};
 
 /// A leased buffer and a model of its bytes. Dropping the last reference
@@ -32,14 +31,17 @@ struct Buffer {
 }
 
 impl Buffer {
-    fn new(returned: &Arc<AtomicUsize>) -> Arc<Self> {
+    /// A new lease, and the count of times its memory came back.
+    fn lent() -> (Arc<Self>, Arc<AtomicUsize>) {
+        let returned = Arc::new(AtomicUsize::new(0));
         let mut data = Vec::with_capacity(8);
         data.extend_from_slice(b"abc");
-        Arc::new(Buffer {
+        let lent = Arc::new(Buffer {
             lease: LeasedBuffer::new(data),
             mem: UnsafeCell::new(0),
-            returned: Arc::clone(returned),
-        })
+            returned: Arc::clone(&returned),
+        });
+        (lent, returned)
     }
 
     /// Reads the bytes (as an export, or through a kept address).
@@ -53,6 +55,22 @@ impl Buffer {
     fn write(&self) {
         // SAFETY: as in `read`.
         self.mem.with_mut(|p| unsafe { *p += 1 });
+    }
+
+    /// An explicit `release()`: what comes back at once is reused.
+    fn release_now(&self) {
+        if let Ok(data) = self.lease.release() {
+            self.came_back(data);
+        }
+    }
+
+    /// The holder lets go (`release_or_defer`, a `with` exit): unless
+    /// released already, what comes back at once is reused.
+    fn let_go(&self) {
+        match self.lease.release_or_defer() {
+            Ok(data) => self.came_back(data),
+            Err(e) => assert_eq!(e, BufferError::Released),
+        }
     }
 
     /// The bytes came back to this party: it reuses them.
@@ -87,12 +105,10 @@ impl Drop for Buffer {
 #[test]
 fn buffer_views_racing_release() {
     check(Exhaustive, || {
-        let returned = Arc::new(AtomicUsize::new(0));
-        let b = Buffer::new(&returned);
+        let (b, returned) = Buffer::lent();
         let views: Vec<_> = (0..2)
             .map(|_| {
-                let b = Arc::clone(&b);
-                thread::spawn(move || {
+                spawn_with(&b, move |b| {
                     b.view();
                 })
             })
@@ -129,29 +145,15 @@ fn buffer_views_racing_release() {
 #[test]
 fn buffer_raw_address_racing_release_and_exit() {
     check(Exhaustive, || {
-        let returned = Arc::new(AtomicUsize::new(0));
-        let b = Buffer::new(&returned);
-        let consumer = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                if b.lease.export().is_ok() {
-                    b.lease.unexport();
-                    b.read();
-                }
-            })
-        };
-        let releaser = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                if let Ok(data) = b.lease.release() {
-                    b.came_back(data);
-                }
-            })
-        };
-        match b.lease.release_or_defer() {
-            Ok(data) => b.came_back(data),
-            Err(e) => assert_eq!(e, BufferError::Released),
-        }
+        let (b, returned) = Buffer::lent();
+        let consumer = spawn_with(&b, move |b| {
+            if b.lease.export().is_ok() {
+                b.lease.unexport();
+                b.read();
+            }
+        });
+        let releaser = spawn_with(&b, move |b| b.release_now());
+        b.let_go();
         drop(b);
         consumer.join().unwrap();
         releaser.join().unwrap();
@@ -165,18 +167,14 @@ fn buffer_raw_address_racing_release_and_exit() {
 #[test]
 fn buffer_change_racing_a_view() {
     check(Exhaustive, || {
-        let returned = Arc::new(AtomicUsize::new(0));
-        let b = Buffer::new(&returned);
-        let view = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                let (ptr, len) = b.lease.export().expect("not released");
-                // SAFETY: the export keeps the bytes alive and unchanged.
-                let seen = unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec();
-                b.lease.unexport();
-                seen
-            })
-        };
+        let (b, returned) = Buffer::lent();
+        let view = spawn_with(&b, move |b| {
+            let (ptr, len) = b.lease.export().expect("not released");
+            // SAFETY: the export keeps the bytes alive and unchanged.
+            let seen = unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec();
+            b.lease.unexport();
+            seen
+        });
         if b.lease.clear().is_ok() {
             // Refused if a view started in between: then nothing is added.
             let _ = b.lease.append(b"xy");

@@ -22,10 +22,9 @@
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
-use loom::thread;
 
-use super::check;
 use super::Bound::Exhaustive;
+use super::{check, spawn_with};
 use crate::lease::{Lease, LeaseError, Leased, Release};
 use crate::memory::OwnedBlock;
 
@@ -67,13 +66,32 @@ fn reuse(mem: &Mem) {
 }
 
 impl Block {
-    fn new(returned: &Arc<AtomicUsize>) -> Arc<Self> {
+    /// A new lease, and the count of times its memory came back.
+    fn lent() -> (Arc<Self>, Arc<AtomicUsize>) {
+        let returned = Arc::new(AtomicUsize::new(0));
         let block = OwnedBlock::zeroed(64, 64).unwrap();
-        Arc::new(Block {
+        let lent = Arc::new(Block {
             leased: Leased::new(block, 64),
             mem: mem(),
-            returned: Arc::clone(returned),
-        })
+            returned: Arc::clone(&returned),
+        });
+        (lent, returned)
+    }
+
+    /// An explicit `release()`: what comes back at once is reused.
+    fn release_now(&self) {
+        if let Ok(block) = self.leased.release() {
+            self.came_back(block);
+        }
+    }
+
+    /// The holder lets go (`release_or_defer`, a `with` exit): unless
+    /// released already, what comes back at once is reused.
+    fn let_go(&self) {
+        match self.leased.release_or_defer() {
+            Ok(block) => self.came_back(block),
+            Err(e) => assert_eq!(e, LeaseError::Released),
+        }
     }
 
     /// The memory came back to this party: it reuses it.
@@ -125,8 +143,7 @@ fn exports_racing_try_release() {
         });
         let views: Vec<_> = (0..2)
             .map(|i| {
-                let g = Arc::clone(&g);
-                thread::spawn(move || {
+                spawn_with(&g, move |g| {
                     if g.lease.try_export().is_ok() {
                         write(&g.mem, i);
                         g.lease.unexport();
@@ -173,14 +190,12 @@ fn exports_racing_try_release() {
 #[test]
 fn views_outlive_the_holders_release() {
     check(Exhaustive, || {
-        let returned = Arc::new(AtomicUsize::new(0));
-        let b = Block::new(&returned);
+        let (b, returned) = Block::lent();
         b.leased.export().unwrap();
         b.leased.export().unwrap();
         let views: Vec<_> = (0..2)
             .map(|i| {
-                let b = Arc::clone(&b);
-                thread::spawn(move || {
+                spawn_with(&b, move |b| {
                     write(&b.mem, i);
                     b.leased.unexport();
                 })
@@ -204,26 +219,12 @@ fn views_outlive_the_holders_release() {
 #[test]
 fn a_raw_address_racing_release_and_release_or_defer() {
     check(Exhaustive, || {
-        let returned = Arc::new(AtomicUsize::new(0));
-        let b = Block::new(&returned);
-        let consumer = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                b.raw_view(0);
-            })
-        };
-        let releaser = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                if let Ok(block) = b.leased.release() {
-                    b.came_back(block);
-                }
-            })
-        };
-        match b.leased.release_or_defer() {
-            Ok(block) => b.came_back(block),
-            Err(e) => assert_eq!(e, LeaseError::Released),
-        }
+        let (b, returned) = Block::lent();
+        let consumer = spawn_with(&b, move |b| {
+            b.raw_view(0);
+        });
+        let releaser = spawn_with(&b, move |b| b.release_now());
+        b.let_go();
         assert!(b.leased.is_released());
         assert!(b.leased.export().is_err());
         drop(b);
@@ -239,24 +240,10 @@ fn a_raw_address_racing_release_and_release_or_defer() {
 #[test]
 fn view_racing_release_and_release_or_defer() {
     check(Exhaustive, || {
-        let returned = Arc::new(AtomicUsize::new(0));
-        let b = Block::new(&returned);
-        let view = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || b.view(1))
-        };
-        let release = {
-            let b = Arc::clone(&b);
-            thread::spawn(move || {
-                if let Ok(block) = b.leased.release() {
-                    b.came_back(block);
-                }
-            })
-        };
-        match b.leased.release_or_defer() {
-            Ok(block) => b.came_back(block),
-            Err(e) => assert_eq!(e, LeaseError::Released),
-        }
+        let (b, returned) = Block::lent();
+        let view = spawn_with(&b, move |b| b.view(1));
+        let release = spawn_with(&b, move |b| b.release_now());
+        b.let_go();
         let viewed = view.join().unwrap();
         release.join().unwrap();
         assert_eq!(viewed, b.leased.was_exported());

@@ -27,8 +27,8 @@ use std::time::Instant;
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-use super::check;
 use super::Bound::{Exhaustive, Preemptions};
+use super::{check, spawn_with};
 use crate::limit::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Store, Units};
 
 /// An empty store that runs its function each time it is looked in (under
@@ -43,13 +43,6 @@ impl<F: Fn() -> Option<u32>> Store<u32> for Counting<F> {
     fn count(&self) -> usize {
         0
     }
-}
-
-/// A bound of one, already taken by the model's main thread.
-fn full() -> Arc<Limit<u32>> {
-    let limit = Arc::new(Limit::new(1));
-    assert!(limit.try_reserve());
-    limit
 }
 
 /// Queues (or takes what is free) and blocks until served; `Closed` if the
@@ -82,14 +75,21 @@ fn wait_until_deadline(limit: &Limit<u32>) -> Option<Outcome<u32>> {
 }
 
 /// A release wakes a waiter (or lets it take the slot as it queues).
+/// A shared bound of `max`, every unit already taken by the model's main
+/// thread.
+fn full(max: usize) -> Arc<Limit<u32>> {
+    let limit = Arc::new(Limit::new(max));
+    for _ in 0..max {
+        assert!(limit.try_reserve());
+    }
+    limit
+}
+
 #[test]
 fn release_wakes_a_waiter() {
     check(Exhaustive, || {
-        let limit = full();
-        let waiter = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || wait_forever(&limit))
-        };
+        let limit = full(1);
+        let waiter = spawn_with(&limit, move |limit| wait_forever(&limit));
         limit.release(&NoStore);
         assert_eq!(waiter.join().unwrap(), Outcome::Granted(Grant::Slot));
         assert_eq!(limit.alive(), 1, "the slot moved to the waiter");
@@ -102,7 +102,7 @@ fn release_wakes_a_waiter() {
 #[test]
 fn waiters_are_served_in_queue_order() {
     check(Preemptions(3), || {
-        let limit = full();
+        let limit = full(1);
         let order = Arc::new(Mutex::new(Vec::new()));
         let waiters: Vec<_> = (0..2)
             .map(|i| {
@@ -148,11 +148,8 @@ fn waiters_are_served_in_queue_order() {
 #[test]
 fn timeout_racing_release_never_loses_the_slot() {
     check(Exhaustive, || {
-        let limit = full();
-        let waiter = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || wait_until_deadline(&limit))
-        };
+        let limit = full(1);
+        let waiter = spawn_with(&limit, move |limit| wait_until_deadline(&limit));
         limit.release(&NoStore);
         let holds = match waiter.join().unwrap() {
             Some(Outcome::Granted(Grant::Slot)) => 1,
@@ -171,11 +168,8 @@ fn timeout_racing_release_never_loses_the_slot() {
 #[test]
 fn timeout_racing_offer_never_loses_the_item() {
     check(Exhaustive, || {
-        let limit = full();
-        let waiter = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || wait_until_deadline(&limit))
-        };
+        let limit = full(1);
+        let waiter = spawn_with(&limit, move |limit| wait_until_deadline(&limit));
         let kept = limit.offer(7, &NoStore).err();
         let given = match waiter.join().unwrap() {
             Some(Outcome::Granted(Grant::Item(item))) => Some(item),
@@ -192,11 +186,8 @@ fn timeout_racing_offer_never_loses_the_item() {
 #[test]
 fn close_wakes_a_waiter() {
     check(Exhaustive, || {
-        let limit = full();
-        let waiter = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || wait_forever(&limit))
-        };
+        let limit = full(1);
+        let waiter = spawn_with(&limit, move |limit| wait_forever(&limit));
         limit.close();
         assert_eq!(waiter.join().unwrap(), Outcome::Closed);
         assert!(matches!(limit.enqueue(&NoStore), Enqueued::Closed));
@@ -232,10 +223,7 @@ fn a_waiting_batch_holds_nothing() {
     check(Exhaustive, || {
         let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
         assert!(limit.try_reserve());
-        let batch = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || batch_forever(&limit, 2))
-        };
+        let batch = spawn_with(&limit, move |limit| batch_forever(&limit, 2));
         assert!(
             matches!(limit.enqueue(&NoStore), Enqueued::Ready(Grant::Slot)),
             "the holder's second request is served"
@@ -252,11 +240,9 @@ fn a_waiting_batch_holds_nothing() {
 #[test]
 fn batch_timeout_racing_releases_takes_all_or_nothing() {
     check(Exhaustive, || {
-        let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
-        assert!(limit.try_reserve() && limit.try_reserve());
-        let batch = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || match limit.enqueue_batch(2, &NoStore) {
+        let limit = full(2);
+        let batch = spawn_with(&limit, move |limit| {
+            match limit.enqueue_batch(2, &NoStore) {
                 Enqueued::Ready(Grant::Batch(units)) => units.slots,
                 Enqueued::Queued(waiter) => {
                     let outcome = if waiter.park(Some(Instant::now())) {
@@ -274,8 +260,8 @@ fn batch_timeout_racing_releases_takes_all_or_nothing() {
                     }
                 }
                 _ => panic!("unexpected"),
-            })
-        };
+            }
+        });
         limit.release(&NoStore);
         limit.release(&NoStore);
         let holds = batch.join().unwrap();
@@ -290,11 +276,9 @@ fn batch_timeout_racing_releases_takes_all_or_nothing() {
 #[test]
 fn set_aside_units_are_never_lost_or_doubled() {
     check(Preemptions(5), || {
-        let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
-        assert!(limit.try_reserve() && limit.try_reserve());
-        let batch = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || match limit.enqueue_batch(2, &NoStore) {
+        let limit = full(2);
+        let batch = spawn_with(&limit, move |limit| {
+            match limit.enqueue_batch(2, &NoStore) {
                 Enqueued::Ready(Grant::Batch(units)) => units,
                 Enqueued::Queued(waiter) => {
                     limit.prefer(&waiter, &NoStore);
@@ -305,8 +289,8 @@ fn set_aside_units_are_never_lost_or_doubled() {
                     }
                 }
                 _ => panic!("unexpected"),
-            })
-        };
+            }
+        });
         let kept = limit.offer(7, &NoStore).err();
         limit.release(&NoStore);
         let units = batch.join().unwrap();
@@ -327,36 +311,29 @@ fn set_aside_units_are_never_lost_or_doubled() {
 #[test]
 fn a_yielding_batch_leaves_the_waiter_behind_it_served() {
     check(Preemptions(3), || {
-        let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
-        assert!(limit.try_reserve() && limit.try_reserve());
-        let batch = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || {
-                let give_back = |units: Units<u32>| {
-                    assert!(units.items.is_empty());
-                    for _ in 0..units.slots {
-                        limit.release(&NoStore);
-                    }
-                };
-                let waiter = match limit.enqueue_batch(2, &NoStore) {
-                    Enqueued::Queued(waiter) => waiter,
-                    _ => panic!("one unit is held throughout"),
-                };
-                limit.prefer(&waiter, &NoStore);
-                if let Some(units) = limit.unprefer(&waiter) {
-                    give_back(units);
+        let limit = full(2);
+        let batch = spawn_with(&limit, move |limit| {
+            let give_back = |units: Units<u32>| {
+                assert!(units.items.is_empty());
+                for _ in 0..units.slots {
+                    limit.release(&NoStore);
                 }
-                match limit.cancel(&waiter) {
-                    Some(Outcome::Granted(Grant::Batch(units))) => give_back(units),
-                    None => {}
-                    other => panic!("unexpected {other:?}"),
-                }
-            })
-        };
-        let single = {
-            let limit = Arc::clone(&limit);
-            thread::spawn(move || wait_forever(&limit))
-        };
+            };
+            let waiter = match limit.enqueue_batch(2, &NoStore) {
+                Enqueued::Queued(waiter) => waiter,
+                _ => panic!("one unit is held throughout"),
+            };
+            limit.prefer(&waiter, &NoStore);
+            if let Some(units) = limit.unprefer(&waiter) {
+                give_back(units);
+            }
+            match limit.cancel(&waiter) {
+                Some(Outcome::Granted(Grant::Batch(units))) => give_back(units),
+                None => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        });
+        let single = spawn_with(&limit, move |limit| wait_forever(&limit));
         limit.release(&NoStore); // one of the main thread's two
         batch.join().unwrap();
         assert_eq!(single.join().unwrap(), Outcome::Granted(Grant::Slot));

@@ -35,6 +35,20 @@ enum Bound {
     Preemptions(usize),
 }
 
+/// Runs `f` on a new loom thread with its own reference to `shared`. (loom
+/// runs every thread on one OS thread: its `spawn` asks no `Send`.)
+fn spawn_with<T, R>(
+    shared: &loom::sync::Arc<T>,
+    f: impl FnOnce(loom::sync::Arc<T>) -> R + 'static,
+) -> loom::thread::JoinHandle<R>
+where
+    T: 'static,
+    R: 'static,
+{
+    let shared = loom::sync::Arc::clone(shared);
+    loom::thread::spawn(move || f(shared))
+}
+
 /// Checks `f` under loom within `bound`, or with at most
 /// `LOOM_MAX_PREEMPTIONS` preemptions when that is set (to search deeper
 /// by hand), and reports how many executions loom explored (shown with

@@ -25,8 +25,8 @@ use std::time::Duration;
 use loom::sync::Arc;
 use loom::thread;
 
-use super::check;
 use super::Bound::{Exhaustive, Preemptions};
+use super::{check, spawn_with};
 use crate::pool::{Config, GetError, Hooks, Pool};
 
 /// Objects are numbers, unique per thread (`base + n`); destroyed ones are
@@ -51,12 +51,6 @@ impl Hooks<usize> for Tally {
         self.next += 1;
         Ok(self.next)
     }
-    fn reset(&mut self, _: &usize) -> Result<(), ()> {
-        Ok(())
-    }
-    fn validate(&mut self, _: &usize) -> Result<bool, ()> {
-        Ok(true)
-    }
     fn destroy(&mut self, item: usize) {
         self.destroyed.push(item);
     }
@@ -80,6 +74,46 @@ fn pool(max_size: Option<usize>) -> Arc<Pool<usize>> {
     )
 }
 
+/// A pool bounded at `max_size`, the main thread's hooks, and the object
+/// the main thread holds.
+fn one_out(max_size: usize) -> (Arc<Pool<usize>>, Tally, usize) {
+    let pool = pool(Some(max_size));
+    let mut main = Tally::new(0);
+    let out = pool.get(&mut main, None).unwrap();
+    (pool, main, out)
+}
+
+/// A thread that puts `item` back with hooks numbered from `base`; it
+/// returns what they destroyed.
+fn spawn_put(pool: &Arc<Pool<usize>>, base: usize, item: usize) -> thread::JoinHandle<Vec<usize>> {
+    let pool = Arc::clone(pool);
+    thread::spawn(move || {
+        let mut hooks = Tally::new(base);
+        pool.put(&mut hooks, item).unwrap();
+        hooks.destroyed
+    })
+}
+
+/// A thread that gets an object with hooks numbered from `base`.
+fn spawn_get(
+    pool: &Arc<Pool<usize>>,
+    base: usize,
+    timeout: Option<Duration>,
+) -> thread::JoinHandle<Result<usize, GetError<()>>> {
+    let pool = Arc::clone(pool);
+    thread::spawn(move || pool.get(&mut Tally::new(base), timeout))
+}
+
+/// A thread that gets `n` objects at once with hooks numbered from `base`.
+fn spawn_get_many(
+    pool: &Arc<Pool<usize>>,
+    base: usize,
+    n: usize,
+) -> thread::JoinHandle<Result<Vec<usize>, GetError<()>>> {
+    let pool = Arc::clone(pool);
+    thread::spawn(move || pool.get_many(&mut Tally::new(base), n, None))
+}
+
 fn assert_balanced(pool: &Pool<usize>) {
     let s = pool.stats();
     assert_eq!(s.created, s.destroyed + s.idle + s.in_use, "{s:?}");
@@ -94,14 +128,7 @@ fn close_racing_put_strands_nothing() {
         let mut main = Tally::new(0);
         pool.prefill(&mut main, 2).unwrap();
         let out = pool.get(&mut main, None).unwrap();
-        let put = {
-            let pool = Arc::clone(&pool);
-            thread::spawn(move || {
-                let mut hooks = Tally::new(100);
-                pool.put(&mut hooks, out).unwrap();
-                hooks.destroyed
-            })
-        };
+        let put = spawn_put(&pool, 100, out);
         pool.close(&mut main);
         let mut destroyed = put.join().unwrap();
         destroyed.extend(main.destroyed);
@@ -119,13 +146,8 @@ fn close_racing_put_strands_nothing() {
 #[test]
 fn put_wakes_a_waiting_get() {
     check(Exhaustive, || {
-        let pool = pool(Some(1));
-        let mut main = Tally::new(0);
-        let out = pool.get(&mut main, None).unwrap();
-        let get = {
-            let pool = Arc::clone(&pool);
-            thread::spawn(move || pool.get(&mut Tally::new(100), None))
-        };
+        let (pool, mut main, out) = one_out(1);
+        let get = spawn_get(&pool, 100, None);
         pool.put(&mut main, out).unwrap();
         assert_eq!(get.join().unwrap(), Ok(out));
         assert_eq!(pool.outstanding(), Some(1));
@@ -142,25 +164,13 @@ fn put_wakes_a_waiting_get() {
 #[test]
 fn close_racing_put_and_a_waiting_get() {
     check(Preemptions(3), || {
-        let pool = pool(Some(1));
-        let mut main = Tally::new(0);
-        let out = pool.get(&mut main, None).unwrap();
-        let get = {
-            let pool = Arc::clone(&pool);
-            thread::spawn(move || {
-                let mut hooks = Tally::new(100);
-                let got = pool.get(&mut hooks, None);
-                (got, hooks.destroyed)
-            })
-        };
-        let put = {
-            let pool = Arc::clone(&pool);
-            thread::spawn(move || {
-                let mut hooks = Tally::new(200);
-                pool.put(&mut hooks, out).unwrap();
-                hooks.destroyed
-            })
-        };
+        let (pool, mut main, out) = one_out(1);
+        let get = spawn_with(&pool, move |pool| {
+            let mut hooks = Tally::new(100);
+            let got = pool.get(&mut hooks, None);
+            (got, hooks.destroyed)
+        });
+        let put = spawn_put(&pool, 200, out);
         pool.close(&mut main);
         let (got, mut destroyed) = get.join().unwrap();
         destroyed.extend(put.join().unwrap());
@@ -190,13 +200,8 @@ fn close_racing_put_and_a_waiting_get() {
 #[test]
 fn timed_out_get_racing_put_loses_nothing() {
     check(Exhaustive, || {
-        let pool = pool(Some(1));
-        let mut main = Tally::new(0);
-        let out = pool.get(&mut main, None).unwrap();
-        let get = {
-            let pool = Arc::clone(&pool);
-            thread::spawn(move || pool.get(&mut Tally::new(100), Some(Duration::from_secs(1))))
-        };
+        let (pool, mut main, out) = one_out(1);
+        let get = spawn_get(&pool, 100, Some(Duration::from_secs(1)));
         pool.put(&mut main, out).unwrap();
         let held = match get.join().unwrap() {
             Ok(item) => {
@@ -227,13 +232,8 @@ fn timed_out_get_racing_put_loses_nothing() {
 #[test]
 fn a_waiting_batch_holds_nothing_and_counts_only_what_callers_did() {
     check(Preemptions(3), || {
-        let pool = pool(Some(2));
-        let mut main = Tally::new(0);
-        let first = pool.get(&mut main, None).unwrap();
-        let batch = {
-            let pool = Arc::clone(&pool);
-            thread::spawn(move || pool.get_many(&mut Tally::new(100), 2, None))
-        };
+        let (pool, mut main, first) = one_out(2);
+        let batch = spawn_get_many(&pool, 100, 2);
         let second = pool.get(&mut main, None).unwrap();
         pool.put(&mut main, first).unwrap();
         pool.put(&mut main, second).unwrap();

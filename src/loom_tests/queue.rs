@@ -10,10 +10,9 @@
 //! next write).
 
 use loom::sync::Arc;
-use loom::thread;
 
-use super::check;
 use super::Bound::Preemptions;
+use super::{check, spawn_with};
 use crate::sync::ArrayQueue;
 
 /// The consumer is spawned first and the main thread is a producer. loom
@@ -27,14 +26,8 @@ use crate::sync::ArrayQueue;
 fn two_producers_one_consumer() {
     check(Preemptions(4), || {
         let q = Arc::new(ArrayQueue::new(1));
-        let consumer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || [q.pop(), q.pop()])
-        };
-        let producer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.push(2).err())
-        };
+        let consumer = spawn_with(&q, move |q| [q.pop(), q.pop()]);
+        let producer = spawn_with(&q, move |q| q.push(2).err());
         let mut refused: Vec<_> = q.push(1).err().into_iter().collect();
         refused.extend(producer.join().unwrap());
         let mut popped: Vec<_> = consumer.join().unwrap().into_iter().flatten().collect();

@@ -25,8 +25,8 @@
 use loom::sync::Arc;
 use loom::thread;
 
-use super::check;
 use super::Bound::Exhaustive;
+use super::{check, spawn_with};
 use crate::counters::{Event, Place, Snapshot, ThreadCounters, OWN_BLOCKS};
 use crate::shards::{IndexSet, Shards};
 
@@ -63,8 +63,7 @@ fn spill_and_steal_never_lose_or_duplicate() {
         shards.push(0, 0).unwrap();
         let threads: Vec<_> = (1..3)
             .map(|item| {
-                let shards = Arc::clone(&shards);
-                thread::spawn(move || {
+                spawn_with(&shards, move |shards| {
                     assert!(shards.len() <= 2);
                     push_then_pop(&shards, item)
                 })
@@ -100,10 +99,7 @@ fn concurrent_pushes_spill_to_the_free_shard() {
     check(Exhaustive, || {
         let shards = Arc::new(Shards::<u32>::new(2, 2));
         let threads: Vec<_> = (1..3)
-            .map(|item| {
-                let shards = Arc::clone(&shards);
-                thread::spawn(move || shards.push(0, item))
-            })
+            .map(|item| spawn_with(&shards, move |shards| shards.push(0, item)))
             .collect();
         for t in threads {
             assert_eq!(t.join().unwrap(), Ok(()));
@@ -123,10 +119,7 @@ fn one_item_is_stolen_once() {
         let shards = Arc::new(Shards::<u32>::new(2, 2));
         shards.push(1, 7).unwrap();
         let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let shards = Arc::clone(&shards);
-                thread::spawn(move || shards.pop(0))
-            })
+            .map(|_| spawn_with(&shards, move |shards| shards.pop(0)))
             .collect();
         let got: Vec<_> = threads
             .into_iter()

@@ -17,8 +17,8 @@ use std::cell::{Cell, RefCell};
 use loom::sync::Arc;
 use loom::thread;
 
-use super::check;
 use super::Bound::{Exhaustive, Preemptions};
+use super::{check, spawn_with};
 use crate::classes::SizeClasses;
 use crate::pool::{Config, GetError, Hooks, PutError};
 use crate::tiered::{Filing, Tiered};
@@ -54,12 +54,6 @@ impl Hooks<usize> for Calls<'_> {
         self.0.next.set(item);
         self.0.created.borrow_mut().push(item);
         Ok(item)
-    }
-    fn reset(&mut self, _: &usize) -> Result<(), ()> {
-        Ok(())
-    }
-    fn validate(&mut self, _: &usize) -> Result<bool, ()> {
-        Ok(true)
     }
     fn destroy(&mut self, item: usize) {
         self.0.destroyed.borrow_mut().push(item);
@@ -101,19 +95,16 @@ fn assert_every_class_balances(t: &Tiered<usize>) {
 fn close_racing_a_get_and_a_moving_put_strands_nothing() {
     check(Preemptions(3), || {
         let t = family();
-        let user = {
-            let t = Arc::clone(&t);
-            thread::spawn(move || {
-                let mine = Tally::new(100);
-                match t.get(8, mine.hooks()) {
-                    Ok((item, _)) => {
-                        t.put(item, 32, mine.hooks()).unwrap();
-                    }
-                    Err(e) => assert_eq!(e, GetError::Closed),
+        let user = spawn_with(&t, move |t| {
+            let mine = Tally::new(100);
+            match t.get(8, mine.hooks()) {
+                Ok((item, _)) => {
+                    t.put(item, 32, mine.hooks()).unwrap();
                 }
-                (mine.created.take(), mine.destroyed.take())
-            })
-        };
+                Err(e) => assert_eq!(e, GetError::Closed),
+            }
+            (mine.created.take(), mine.destroyed.take())
+        });
         let main = Tally::new(0);
         t.close(main.hooks());
         let (created, mut destroyed) = user.join().unwrap();

@@ -1,4 +1,6 @@
 use super::*;
+use crate::budget::IdleBudget;
+use crate::limit::Park;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
@@ -82,6 +84,56 @@ fn bounded(max_size: usize) -> Pool<Item> {
     })
 }
 
+type Got<T> = std::thread::JoinHandle<Result<T, GetError<&'static str>>>;
+
+/// A thread that gets one object from `p` (with fresh hooks).
+fn spawn_get(p: &Arc<Pool<Item>>, timeout: Option<Duration>) -> Got<Item> {
+    let p = Arc::clone(p);
+    std::thread::spawn(move || p.get(&mut TestHooks::default(), timeout))
+}
+
+/// A thread that gets `n` objects at once from `p` (with fresh hooks).
+fn spawn_get_many(p: &Arc<Pool<Item>>, n: usize, timeout: Option<Duration>) -> Got<Vec<Item>> {
+    let p = Arc::clone(p);
+    std::thread::spawn(move || p.get_many(&mut TestHooks::default(), n, timeout))
+}
+
+/// `n` objects, one `get` each.
+fn get_n<H: Hooks<Item>>(p: &Pool<Item>, h: &mut H, n: usize) -> Vec<Item>
+where
+    H::Error: std::fmt::Debug,
+{
+    (0..n).map(|_| p.get(h, None).unwrap()).collect()
+}
+
+/// A bounded pool of 2, shared, with both its objects out.
+fn both_out_of_two() -> (Arc<Pool<Item>>, TestHooks, Item, Item) {
+    let p = Arc::new(bounded(2));
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let b = p.get(&mut h, None).unwrap();
+    (p, h, a, b)
+}
+
+/// Why a `get_many(n)` without timeout failed.
+fn batch_error(p: &Pool<Item>, h: &mut TestHooks, n: usize) -> GetError<&'static str> {
+    p.get_many(h, n, None).unwrap_err()
+}
+
+/// Makes `n` objects idle at once (a batch out, then back).
+fn fill_idle(p: &Pool<Item>, h: &mut TestHooks, n: usize) {
+    let got = p.get_many(h, n, None).unwrap();
+    p.put_many(h, got).unwrap();
+}
+
+/// An unbounded pool with one shard: every object in one queue.
+fn single_shard() -> Pool<Item> {
+    pool(Config {
+        shards: Some(1),
+        ..Config::default()
+    })
+}
+
 fn assert_balanced(p: &Pool<Item>) {
     let s = p.stats();
     assert_eq!(s.created, s.destroyed + s.idle + s.in_use, "{s:?}");
@@ -128,7 +180,7 @@ fn max_idle_bounds_storage_and_counts_drops() {
         ..Config::default()
     });
     let mut h = TestHooks::default();
-    let items: Vec<_> = (0..5).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let items = get_n(&p, &mut h, 5);
     for item in items {
         p.put(&mut h, item).unwrap();
     }
@@ -167,12 +219,9 @@ fn failing_reset_destroys_and_reports() {
 
 #[test]
 fn invalid_objects_are_destroyed_and_the_next_one_tried() {
-    let p = pool(Config {
-        shards: Some(1),
-        ..Config::default()
-    });
+    let p = single_shard();
     let mut h = TestHooks::default();
-    let items: Vec<_> = (0..3).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let items = get_n(&p, &mut h, 3);
     items[0].valid.store(false, Ordering::Relaxed);
     items[1].valid.store(false, Ordering::Relaxed);
     let good = Arc::clone(&items[2]);
@@ -187,13 +236,13 @@ fn invalid_objects_are_destroyed_and_the_next_one_tried() {
 
 #[test]
 fn validation_never_loops_forever() {
+    let mut h = TestHooks::default();
     let p = pool(Config {
         max_idle: Some(3),
         shards: Some(1),
         ..Config::default()
     });
-    let mut h = TestHooks::default();
-    let items: Vec<_> = (0..3).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let items = get_n(&p, &mut h, 3);
     for item in items {
         item.valid.store(false, Ordering::Relaxed);
         p.put(&mut h, item).unwrap();
@@ -270,13 +319,13 @@ fn an_idle_timeout_beyond_u64_nanoseconds_never_expires() {
 
 #[test]
 fn trim_keeps_the_newest_and_clear_empties() {
+    let mut h = TestHooks::default();
     let p = pool(Config {
         idle_timeout: Some(Duration::from_secs(60)),
         shards: Some(2),
         ..Config::default()
     });
-    let mut h = TestHooks::default();
-    let items: Vec<_> = (0..4).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let items = get_n(&p, &mut h, 4);
     let newest = Arc::clone(&items[3]);
     for item in items {
         p.put(&mut h, item).unwrap();
@@ -308,8 +357,7 @@ fn checked_pool_refuses_foreign_and_double_returns() {
 
 #[test]
 fn put_many_is_all_or_nothing_when_checked() {
-    let p = bounded(4);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(4), TestHooks::default());
     let items = p.get_many(&mut h, 3, None).unwrap();
     let mut bad = items.clone();
     bad.push(Arc::clone(&items[0]));
@@ -322,8 +370,7 @@ fn put_many_is_all_or_nothing_when_checked() {
 
 #[test]
 fn get_many_gives_back_what_it_took_on_failure_and_counts_none_of_it() {
-    let p = bounded(3);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(3), TestHooks::default());
     assert_eq!(
         p.get_many(&mut h, 4, None),
         Err(GetError::TooMany {
@@ -331,15 +378,11 @@ fn get_many_gives_back_what_it_took_on_failure_and_counts_none_of_it() {
             max_size: 3
         })
     );
-    let two = p.get_many(&mut h, 2, None).unwrap();
-    p.put_many(&mut h, two).unwrap();
+    fill_idle(&p, &mut h, 2);
     let before = p.stats();
     // Two idle objects taken, the third must be made: the factory fails.
     h.fail_create = true;
-    assert_eq!(
-        p.get_many(&mut h, 3, None),
-        Err(GetError::Hook("create failed"))
-    );
+    assert_eq!(batch_error(&p, &mut h, 3), GetError::Hook("create failed"));
     h.fail_create = false;
     let s = p.stats();
     assert_eq!(
@@ -371,8 +414,7 @@ fn get_many_gives_back_what_it_took_on_failure_and_counts_none_of_it() {
 fn get_many_replaces_rejected_objects_without_waiting() {
     // A full bounded pool whose idle objects validate rejects: the batch
     // destroys them and makes new ones in their slots, at once.
-    let p = bounded(3);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(3), TestHooks::default());
     let three = p.get_many(&mut h, 3, None).unwrap();
     three[0].valid.store(false, Ordering::Relaxed);
     three[2].valid.store(false, Ordering::Relaxed);
@@ -391,15 +433,11 @@ fn get_many_replaces_rejected_objects_without_waiting() {
 
 #[test]
 fn a_failing_validator_in_a_batch_gives_everything_back() {
-    let p = bounded(3);
-    let mut h = TestHooks::default();
-    let three = p.get_many(&mut h, 3, None).unwrap();
-    p.put_many(&mut h, three).unwrap();
+    let (p, mut h) = (bounded(3), TestHooks::default());
+    fill_idle(&p, &mut h, 3);
     h.fail_validate = true;
-    assert_eq!(
-        p.get_many(&mut h, 3, None),
-        Err(GetError::Hook("validate failed"))
-    );
+    let error = batch_error(&p, &mut h, 3);
+    assert_eq!(error, GetError::Hook("validate failed"));
     h.fail_validate = false;
     let s = p.stats();
     // The object the validator failed on is destroyed (and its slot freed);
@@ -413,8 +451,7 @@ fn a_failing_validator_in_a_batch_gives_everything_back() {
 
 #[test]
 fn bounded_pool_times_out_then_serves_after_put() {
-    let p = bounded(1);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(1), TestHooks::default());
     let a = p.get(&mut h, None).unwrap();
     let start = Instant::now();
     assert_eq!(
@@ -433,10 +470,7 @@ fn bounded_pool_times_out_then_serves_after_put() {
 fn a_put_from_another_thread_wakes_the_waiter() {
     let p = Arc::new(bounded(1));
     let a = p.get(&mut TestHooks::default(), None).unwrap();
-    let waiter = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || p.get(&mut TestHooks::default(), Some(Duration::from_secs(10))))
-    };
+    let waiter = spawn_get(&p, Some(Duration::from_secs(10)));
     std::thread::sleep(Duration::from_millis(20));
     p.put(&mut TestHooks::default(), Arc::clone(&a)).unwrap();
     let got = waiter.join().unwrap().unwrap();
@@ -449,10 +483,7 @@ fn destroying_an_object_lets_a_waiter_create() {
     let p = Arc::new(bounded(1));
     let mut h = TestHooks::default();
     let a = p.get(&mut h, None).unwrap();
-    let waiter = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || p.get(&mut TestHooks::default(), Some(Duration::from_secs(10))))
-    };
+    let waiter = spawn_get(&p, Some(Duration::from_secs(10)));
     std::thread::sleep(Duration::from_millis(20));
     h.fail_reset = true;
     assert!(p.put(&mut h, a).is_err());
@@ -491,16 +522,10 @@ fn waiters_are_served_in_arrival_order() {
 
 #[test]
 fn close_destroys_idle_fails_waiters_and_destroys_later_returns() {
-    let p = Arc::new(bounded(2));
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
-    let b = p.get(&mut h, None).unwrap();
+    let (p, mut h, a, b) = both_out_of_two();
     p.put(&mut h, b).unwrap();
     let _c = p.get(&mut h, None).unwrap();
-    let waiter = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || p.get(&mut TestHooks::default(), None))
-    };
+    let waiter = spawn_get(&p, None);
     while p.limit.as_ref().unwrap().waiting() == 0 {
         std::thread::yield_now();
     }
@@ -514,8 +539,7 @@ fn close_destroys_idle_fails_waiters_and_destroys_later_returns() {
 
 #[test]
 fn prefill_creates_idle_objects() {
-    let p = bounded(3);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(3), TestHooks::default());
     p.prefill(&mut h, 3).unwrap();
     let s = p.stats();
     assert_eq!((s.created, s.idle, s.misses), (3, 3, 0));
@@ -573,13 +597,6 @@ fn factory_returning_an_object_already_out_is_refused() {
         fn create(&mut self) -> Result<Item, ()> {
             Ok(Arc::clone(&self.0))
         }
-        fn reset(&mut self, _: &Item) -> Result<(), ()> {
-            Ok(())
-        }
-        fn validate(&mut self, _: &Item) -> Result<bool, ()> {
-            Ok(true)
-        }
-        fn destroy(&mut self, _: Item) {}
         fn identity(&self, item: &Item) -> usize {
             Arc::as_ptr(item) as usize
         }
@@ -797,21 +814,12 @@ fn put_racing_close_never_leaves_an_object_idle() {
 
 #[test]
 fn trim_keeps_its_keepers_available_while_destroying() {
-    let p = pool(Config {
-        shards: Some(1),
-        ..Config::default()
-    });
+    let p = single_shard();
     struct Watch<'a>(&'a Pool<Item>, Vec<usize>);
     impl Hooks<Item> for Watch<'_> {
         type Error = ();
         fn create(&mut self) -> Result<Item, ()> {
             Ok(Arc::default())
-        }
-        fn reset(&mut self, _: &Item) -> Result<(), ()> {
-            Ok(())
-        }
-        fn validate(&mut self, _: &Item) -> Result<bool, ()> {
-            Ok(true)
         }
         fn destroy(&mut self, _: Item) {
             // What a concurrent get would find while trim destroys.
@@ -825,7 +833,7 @@ fn trim_keeps_its_keepers_available_while_destroying() {
         }
     }
     let mut h = Watch(&p, Vec::new());
-    let items: Vec<_> = (0..3).map(|_| p.get(&mut h, None).unwrap()).collect();
+    let items = get_n(&p, &mut h, 3);
     p.put_many(&mut h, items).unwrap();
     assert_eq!(p.trim(&mut h, 1), 2);
     assert_eq!(
@@ -849,16 +857,18 @@ fn wait(step: Step<Item>) -> Arc<Waiter<Idle<Item>>> {
     }
 }
 
+/// In a pool of `max_size` 1: the object a non-blocking get takes, and the
+/// waiter of a second one, queued for it.
+fn out_and_queued(pool: &Pool<Item>, hooks: &mut TestHooks) -> (Item, Arc<Waiter<Idle<Item>>>) {
+    let held = ready(pool.get_or_enqueue(hooks, true).unwrap());
+    (held, wait(pool.get_or_enqueue(hooks, true).unwrap()))
+}
+
 #[test]
 fn non_blocking_get_queues_and_is_served_by_a_put() {
-    let pool = Pool::new(Config {
-        max_size: Some(1),
-        ..Config::default()
-    })
-    .unwrap();
+    let pool = bounded(1);
     let mut hooks = TestHooks::default();
-    let held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
-    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
     assert!(!waiter.is_decided());
     pool.put(&mut hooks, Arc::clone(&held)).unwrap();
     assert!(waiter.is_decided());
@@ -873,21 +883,15 @@ fn non_blocking_get_queues_and_is_served_by_a_put() {
 
 #[test]
 fn an_abandoned_wait_gives_back_what_it_was_granted() {
-    let pool = Pool::new(Config {
-        max_size: Some(1),
-        ..Config::default()
-    })
-    .unwrap();
+    let pool = bounded(1);
     let mut hooks = TestHooks::default();
-    let held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
     // Granted, then abandoned before it was taken: the object goes idle.
-    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
     pool.put(&mut hooks, held).unwrap();
     pool.abandon_wait(&mut hooks, &waiter, true);
     assert_eq!(pool.idle(), 1);
     // Abandoned while queued (cancelled): the slot is not consumed.
-    let held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
-    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
     pool.abandon_wait(&mut hooks, &waiter, false);
     pool.put(&mut hooks, held).unwrap();
     let s = pool.stats();
@@ -900,14 +904,9 @@ fn an_abandoned_wait_gives_back_what_it_was_granted() {
 
 #[test]
 fn closing_fails_a_queued_non_blocking_get() {
-    let pool = Pool::new(Config {
-        max_size: Some(1),
-        ..Config::default()
-    })
-    .unwrap();
+    let pool = bounded(1);
     let mut hooks = TestHooks::default();
-    let _held = ready(pool.get_or_enqueue(&mut hooks, true).unwrap());
-    let waiter = wait(pool.get_or_enqueue(&mut hooks, true).unwrap());
+    let (_held, waiter) = out_and_queued(&pool, &mut hooks);
     pool.close(&mut hooks);
     assert!(matches!(
         pool.finish_wait(&mut hooks, &waiter),
@@ -938,13 +937,7 @@ fn a_waiting_batch_holds_nothing_so_a_holder_can_get_another() {
     let p = Arc::new(bounded(2));
     let mut h = TestHooks::default();
     let first = p.get(&mut h, None).unwrap();
-    let batch = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || {
-            let mut h = TestHooks::default();
-            p.get_many(&mut h, 2, Some(Duration::from_secs(10)))
-        })
-    };
+    let batch = spawn_get_many(&p, 2, Some(Duration::from_secs(10)));
     until_waiting(&p, 1);
     assert_eq!(p.stats().in_use, 1, "the waiting batch holds nothing");
     let second = p.get(&mut h, Some(Duration::from_secs(10))).unwrap();
@@ -966,13 +959,7 @@ fn a_preferred_batch_yields_to_a_holder_that_needs_another() {
     let p = Arc::new(bounded(2));
     let mut h = TestHooks::default();
     let first = p.get(&mut h, None).unwrap();
-    let batch = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || {
-            let mut h = TestHooks::default();
-            p.get_many(&mut h, 2, None)
-        })
-    };
+    let batch = spawn_get_many(&p, 2, None);
     until_waiting(&p, 1);
     std::thread::sleep(crate::limit::PATIENCE * 20);
     assert_eq!(p.stats().in_use, 1);
@@ -991,10 +978,7 @@ fn a_batch_that_waits_counts_what_callers_did() {
     // Defect 10: a, b out; b back; another thread puts a back 30 ms later
     // while this one waits in get_many(2), then gives both back. Callers
     // made 4 gets and 4 puts; b8685cd counted 5 and 5 (hit rate 0.6).
-    let p = Arc::new(bounded(2));
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
-    let b = p.get(&mut h, None).unwrap();
+    let (p, mut h, a, b) = both_out_of_two();
     p.put(&mut h, b).unwrap();
     let late = {
         let p = Arc::clone(&p);
@@ -1015,15 +999,11 @@ fn a_batch_that_waits_counts_what_callers_did() {
 
 #[test]
 fn an_interrupted_wait_counts_as_cancelled_not_timed_out() {
-    let p = bounded(1);
-    let mut h = TestHooks::default();
+    let (p, mut h) = (bounded(1), TestHooks::default());
     let held = p.get(&mut h, None).unwrap();
     h.interrupt_park = true;
     assert_eq!(p.get(&mut h, None), Err(GetError::Hook("interrupted")));
-    assert_eq!(
-        p.get_many(&mut h, 1, None),
-        Err(GetError::Hook("interrupted"))
-    );
+    assert_eq!(batch_error(&p, &mut h, 1), GetError::Hook("interrupted"));
     h.interrupt_park = false;
     let s = p.stats();
     assert_eq!((s.waits, s.timeouts, s.cancelled), (2, 0, 2));
@@ -1076,14 +1056,8 @@ fn batches_are_served_among_churning_singles() {
 
 #[test]
 fn close_destroys_what_was_set_aside_for_a_batch() {
-    let p = Arc::new(bounded(2));
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
-    let b = p.get(&mut h, None).unwrap();
-    let batch = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || p.get_many(&mut TestHooks::default(), 2, None))
-    };
+    let (p, mut h, a, b) = both_out_of_two();
+    let batch = spawn_get_many(&p, 2, None);
     until_waiting(&p, 1);
     std::thread::sleep(crate::limit::PATIENCE * 20); // preferred by now
     p.put(&mut h, a).unwrap();

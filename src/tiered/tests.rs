@@ -50,9 +50,6 @@ impl Hooks<Item> for TestHooks<'_> {
         }
         Ok(())
     }
-    fn validate(&mut self, _: &Item) -> Result<bool, &'static str> {
-        Ok(true)
-    }
     fn destroy(&mut self, item: Item) {
         self.log.destroyed.lock().unwrap().push(item);
     }
@@ -146,8 +143,7 @@ fn bad_class_config_fails_up_front() {
 
 #[test]
 fn a_checked_family_refuses_a_repeated_or_foreign_put_changing_nothing() {
-    let t = family(true, 4);
-    let log = Log::default();
+    let (t, log) = (family(true, 4), Log::default());
     let (a, _) = t.get(16, hooks(&log)).unwrap();
     let copy = Arc::clone(&a);
     assert_eq!(t.put(a, 32, hooks(&log)), Ok(Some(1)));
@@ -175,8 +171,7 @@ fn a_checked_family_refuses_a_repeated_or_foreign_put_changing_nothing() {
 
 #[test]
 fn an_unchecked_family_takes_any_object_by_its_size() {
-    let t = family(false, 4);
-    let log = Log::default();
+    let (t, log) = (family(false, 4), Log::default());
     assert!(!t.is_checked());
     let foreign = Arc::new(Obj { made_for: 0 });
     assert_eq!(t.put(Arc::clone(&foreign), 40, hooks(&log)), Ok(Some(1)));
@@ -187,8 +182,7 @@ fn an_unchecked_family_takes_any_object_by_its_size() {
 
 #[test]
 fn an_object_that_grew_into_another_class_moves_and_every_class_balances() {
-    let t = family(true, 4);
-    let log = Log::default();
+    let (t, log) = (family(true, 4), Log::default());
     let (a, _) = t.get(8, hooks(&log)).unwrap();
     // It grew to 40: class 32 files it, class 8 gave it out.
     assert_eq!(t.put(Arc::clone(&a), 40, hooks(&log)), Ok(Some(1)));
@@ -214,8 +208,7 @@ fn an_object_that_grew_into_another_class_moves_and_every_class_balances() {
 
 #[test]
 fn an_object_that_shrank_moves_down_or_is_destroyed_in_its_own_class() {
-    let t = family(true, 4);
-    let log = Log::default();
+    let (t, log) = (family(true, 4), Log::default());
     let (a, _) = t.get(100, hooks(&log)).unwrap();
     let (b, _) = t.get(100, hooks(&log)).unwrap();
     t.put(a, 10, hooks(&log)).unwrap();
@@ -233,23 +226,22 @@ fn an_object_that_shrank_moves_down_or_is_destroyed_in_its_own_class() {
 
 #[test]
 fn an_oversize_object_that_shrank_into_a_class_moves_there() {
-    let t = family(true, 4);
-    let log = Log::default();
+    let (t, log) = (family(true, 4), Log::default());
     let (big, class) = t.get(1000, hooks(&log)).unwrap();
     assert_eq!(class, None);
     assert_eq!(t.put(big, 100, hooks(&log)), Ok(Some(1)));
     let s = t.stats();
-    assert_eq!((s.created, s.misses, s.puts, s.destroyed), (1, 1, 1, 0));
     assert_eq!(t.class_stats(1).idle, 1);
+    assert_eq!((s.created, s.misses, s.puts, s.destroyed), (1, 1, 1, 0));
     assert_books(&t, &log, 0);
 }
 
 #[test]
 fn a_moved_object_whose_reset_fails_is_destroyed_in_its_new_class() {
-    let t = family(true, 4);
-    let log = Log::default();
-    let (a, _) = t.get(8, hooks(&log)).unwrap();
+    let (t, log) = (family(true, 4), Log::default());
+    // Gets reset nothing (resets are due on put): only the put's fails.
     log.fail_reset.store(true, Ordering::Relaxed);
+    let (a, _) = t.get(8, hooks(&log)).unwrap();
     assert_eq!(
         t.put(a, 128, hooks(&log)),
         Err(PutError::Hook("reset failed"))
@@ -264,8 +256,7 @@ fn a_moved_object_whose_reset_fails_is_destroyed_in_its_new_class() {
 
 #[test]
 fn a_moved_object_beyond_the_new_classes_cap_is_dropped_there() {
-    let t = family(true, 0);
-    let log = Log::default();
+    let (t, log) = (family(true, 0), Log::default());
     let (a, _) = t.get(8, hooks(&log)).unwrap();
     t.put(a, 32, hooks(&log)).unwrap();
     let s = t.class_stats(1);
@@ -276,8 +267,7 @@ fn a_moved_object_beyond_the_new_classes_cap_is_dropped_there() {
 #[test]
 fn after_close_a_returned_object_is_destroyed_in_its_own_class() {
     for checked in [true, false] {
-        let t = family(checked, 4);
-        let log = Log::default();
+        let (t, log) = (family(checked, 4), Log::default());
         let (idle, _) = t.get(8, hooks(&log)).unwrap();
         let (a, _) = t.get(8, hooks(&log)).unwrap();
         let (big, _) = t.get(1000, hooks(&log)).unwrap();
@@ -300,8 +290,7 @@ fn after_close_a_returned_object_is_destroyed_in_its_own_class() {
 
 #[test]
 fn after_close_a_class_pool_first_built_by_a_put_destroys_without_a_reset() {
-    let t = family(false, 4);
-    let log = Log::default();
+    let (t, log) = (family(false, 4), Log::default());
     t.close(hooks(&log));
     let foreign = Arc::new(Obj { made_for: 0 });
     assert_eq!(t.put(foreign, 32, hooks(&log)), Ok(Some(1)));
@@ -316,8 +305,7 @@ fn after_close_a_class_pool_first_built_by_a_put_destroys_without_a_reset() {
 
 #[test]
 fn a_checked_object_resized_after_close_is_destroyed_in_its_own_class() {
-    let t = family(true, 4);
-    let log = Log::default();
+    let (t, log) = (family(true, 4), Log::default());
     let (a, _) = t.get(8, hooks(&log)).unwrap();
     t.close(hooks(&log));
     assert_eq!(t.put(a, 100, hooks(&log)), Ok(Some(0)));
@@ -329,8 +317,7 @@ fn a_checked_object_resized_after_close_is_destroyed_in_its_own_class() {
 
 #[test]
 fn a_factory_returning_an_object_out_already_is_refused_and_counted_nowhere() {
-    let t = family(true, 4);
-    let log = Log::default();
+    let (t, log) = (family(true, 4), Log::default());
     let (a, _) = t.get(8, hooks(&log)).unwrap();
     *log.give.lock().unwrap() = Some(Arc::clone(&a));
     let before = t.stats();

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 const MIN_BIN: usize = 64;
 const BINS: usize = 26; // 64 B .. 2 GiB
 /// Buffers up to this many times the 95th-percentile size are kept.
-pub const KEEP_FACTOR: usize = 2;
+pub(crate) const KEEP_FACTOR: usize = 2;
 const PERCENTILE: f64 = 0.95;
 
 #[derive(Debug)]
@@ -68,12 +68,12 @@ impl Calibrator {
     }
 
     /// Whether a buffer of this capacity is worth keeping.
-    pub fn keeps(&self, capacity: usize) -> bool {
+    pub(crate) fn keeps(&self, capacity: usize) -> bool {
         capacity <= self.large().saturating_mul(KEEP_FACTOR)
     }
 
     /// Counts one use of `len` bytes.
-    pub fn record(&self, len: usize) {
+    pub(crate) fn record(&self, len: usize) {
         self.bins[bin(len)].fetch_add(1, Ordering::Relaxed);
         if self.calls.fetch_add(1, Ordering::Relaxed) + 1 >= self.window {
             self.calibrate();

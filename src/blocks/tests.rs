@@ -1,0 +1,224 @@
+use super::*;
+
+fn pool(config: BlockConfig) -> BlockPool {
+    BlockPool::new(config).unwrap()
+}
+
+/// A pool of the default configuration changed by `change`.
+fn pool_with(change: impl FnOnce(&mut BlockConfig)) -> BlockPool {
+    let mut config = BlockConfig::default();
+    change(&mut config);
+    pool(config)
+}
+
+#[test]
+fn blocks_are_served_from_the_smallest_fitting_class_and_reused() {
+    let p = pool(BlockConfig::default());
+    let b = p.get(1000, false, &InPlace).unwrap();
+    assert_eq!(b.capacity(), 1024);
+    assert_eq!(b.as_ptr() as usize % DEFAULT_ALIGNMENT, 0);
+    let ptr = b.as_ptr();
+    p.put(b, &InPlace);
+    let again = p.get(900, false, &InPlace).unwrap();
+    assert_eq!(again.as_ptr(), ptr);
+    let s = p.stats();
+    assert_eq!(s.classes.len(), 1);
+    assert_eq!(
+        (s.classes[0].counts.hits, s.classes[0].counts.misses),
+        (1, 1)
+    );
+    assert_eq!((s.bytes_in_use, s.bytes_idle), (1024, 0));
+}
+
+#[test]
+fn layered_classes_from_pairs() {
+    let p = pool(BlockConfig {
+        classes: Some(vec![
+            (4096, Some(1000)),
+            (65536, Some(500)),
+            (1 << 20, Some(100)),
+        ]),
+        ..BlockConfig::default()
+    });
+    assert_eq!(p.classes().sizes(), &[4096, 65536, 1 << 20]);
+    assert_eq!(p.max_block(), 1 << 20);
+    let b = p.get(5000, false, &InPlace).unwrap();
+    assert_eq!(b.capacity(), 65536);
+    p.put(b, &InPlace);
+    assert_eq!(p.stats().classes[0].max_idle, 500);
+}
+
+#[test]
+fn oversize_requests_are_exact_and_never_kept() {
+    let p = pool_with(|c| c.max_block = Some(4096));
+    let b = p.get(5000, false, &InPlace).unwrap();
+    assert_eq!(b.capacity(), 5000);
+    assert_eq!(p.stats().bytes_in_use, 5000);
+    p.put(b, &InPlace);
+    let s = p.stats();
+    assert_eq!(
+        (
+            s.oversize,
+            s.oversize_released,
+            s.bytes_in_use,
+            s.bytes_idle
+        ),
+        (1, 1, 0, 0)
+    );
+}
+
+#[test]
+fn idle_bytes_never_exceed_the_cap() {
+    let p = pool_with(|c| c.max_idle_bytes = 10_000);
+    let blocks: Vec<_> = (0..5)
+        .map(|_| p.get(4096, false, &InPlace).unwrap())
+        .collect();
+    for b in blocks {
+        p.put(b, &InPlace);
+        assert!(p.stats().bytes_idle <= 10_000);
+    }
+    let s = p.stats();
+    assert_eq!(s.bytes_idle, 8192);
+    assert_eq!(s.classes[0].counts.dropped, 3);
+}
+
+#[test]
+fn poison_fills_every_returned_byte() {
+    let p = pool_with(|c| c.zero = ZeroMode::Poison);
+    let b = p.get(300, false, &InPlace).unwrap();
+    let capacity = b.capacity();
+    b.fill(0x11);
+    p.put(b, &InPlace);
+    let b = p.get(300, false, &InPlace).unwrap();
+    // SAFETY: in bounds of a block we own.
+    assert!((0..capacity).all(|i| unsafe { b.as_ptr().add(i).read() } == POISON));
+}
+
+#[test]
+fn zero_modes() {
+    for (zero, expect_clean_on_reuse) in [
+        (ZeroMode::Never, false),
+        (ZeroMode::Release, true),
+        (ZeroMode::Acquire, true),
+        (ZeroMode::Poison, false),
+    ] {
+        let p = pool(BlockConfig {
+            zero,
+            ..BlockConfig::default()
+        });
+        let b = p.get(100, false, &InPlace).unwrap();
+        b.fill(0xEE);
+        p.put(b, &InPlace);
+        let b = p.get(100, false, &InPlace).unwrap();
+        // SAFETY: in bounds of a block we own.
+        let first = unsafe { b.as_ptr().read() };
+        assert_eq!(first == 0, expect_clean_on_reuse, "{zero:?}");
+        b.fill(0xEE);
+        p.put(b, &InPlace);
+        let b = p.get(100, true, &InPlace).unwrap();
+        // SAFETY: as above.
+        assert!((0..100).all(|i| unsafe { b.as_ptr().add(i).read() } == 0));
+    }
+}
+
+#[test]
+fn trim_frees_down_to_keep_and_close_frees_all() {
+    let p = pool(BlockConfig::default());
+    let blocks: Vec<_> = [100, 100, 5000, 70_000]
+        .iter()
+        .map(|&n| p.get(n, false, &InPlace).unwrap())
+        .collect();
+    let total: usize = blocks.iter().map(OwnedBlock::capacity).sum();
+    for b in blocks {
+        p.put(b, &InPlace);
+    }
+    assert_eq!(p.stats().bytes_idle, total);
+    let freed = p.trim(300, &InPlace);
+    assert!(p.stats().bytes_idle <= 300);
+    assert_eq!(freed + p.stats().bytes_idle, total);
+    let idle = p.stats().bytes_idle;
+    assert!(idle > 0);
+    assert_eq!(p.close(&InPlace), idle);
+    assert_eq!(p.stats().bytes_idle, 0);
+    assert!(p.is_closed());
+}
+
+#[test]
+fn a_never_exported_lease_goes_back_at_release_an_exported_one_at_its_end() {
+    let p = pool_with(|c| c.shards = Some(1));
+    let plain = p.lease(100, false, &InPlace).unwrap();
+    p.release(&plain, &InPlace).unwrap();
+    assert_eq!((p.stats().totals.in_use, p.idle_blocks()), (0, 1));
+    assert_eq!(p.release(&plain, &InPlace), Err(LeaseError::Released));
+    let mut viewed = p.lease(100, false, &InPlace).unwrap();
+    let ptr = viewed.export().unwrap();
+    assert_eq!(p.release(&viewed, &InPlace), Err(LeaseError::Exported(1)));
+    viewed.unexport();
+    p.release(&viewed, &InPlace).unwrap();
+    // The address may still be in use: the memory is not reused yet.
+    assert_eq!((p.stats().totals.in_use, p.idle_blocks()), (1, 0));
+    let other = p.lease(100, false, &InPlace).unwrap();
+    assert_ne!(other.export().unwrap(), ptr);
+    other.unexport();
+    assert_eq!(p.finish(&mut viewed, &InPlace), Some(true));
+    assert_eq!(p.finish(&mut viewed, &InPlace), None);
+    assert_eq!((p.stats().totals.in_use, p.idle_blocks()), (1, 1));
+    let mut forgotten = other;
+    assert_eq!(p.finish(&mut forgotten, &InPlace), Some(false));
+    let s = p.stats();
+    assert_eq!((s.totals.in_use, s.totals.puts, s.bytes_in_use), (0, 3, 0));
+}
+
+#[test]
+fn poison_fills_a_deferred_block_at_release() {
+    for (zero, poisoned) in [(ZeroMode::Poison, true), (ZeroMode::Never, false)] {
+        let p = pool(BlockConfig {
+            zero,
+            ..BlockConfig::default()
+        });
+        let leased = p.lease(300, false, &InPlace).unwrap();
+        let ptr = leased.export().unwrap();
+        // SAFETY: in bounds of a live export.
+        unsafe { std::ptr::write_bytes(ptr, 0x11, 300) };
+        leased.unexport();
+        p.release(&leased, &InPlace).unwrap();
+        // SAFETY: the memory stays allocated until the lease ends; this
+        // reads it as a consumer that kept the address would.
+        let first = unsafe { ptr.read() };
+        assert_eq!(first == POISON, poisoned, "{zero:?}");
+        assert_eq!(first == 0x11, !poisoned, "{zero:?}");
+    }
+}
+
+#[test]
+fn huge_classes_route_every_request_to_a_class_that_holds_it() {
+    let p = pool_with(|c| c.max_block = Some((1 << 63) - 1));
+    // Routed to the 2^62 class, whose allocation fails: an error, not
+    // a block smaller than asked.
+    assert_eq!(
+        p.get(1 << 62, false, &InPlace).unwrap_err(),
+        BlockError::Alloc(AllocError { size: 1 << 62 })
+    );
+    let b = p.lease(5000, false, &InPlace).unwrap();
+    assert!(b.capacity() >= 5000 && b.len() == 5000);
+}
+
+#[test]
+fn config_is_checked() {
+    let refused = |c: BlockConfig| BlockPool::new(c).err().unwrap().field;
+    let classes = |classes: Vec<(usize, Option<usize>)>, max_block: Option<usize>| BlockConfig {
+        classes: Some(classes),
+        max_block,
+        ..BlockConfig::default()
+    };
+    let aligned = BlockConfig {
+        alignment: 48,
+        ..BlockConfig::default()
+    };
+    assert_eq!(refused(aligned), "alignment");
+    let too_small = classes(vec![(8192, None)], Some(4096));
+    assert_eq!(refused(too_small), "max_block");
+    let too_large = classes(vec![(4096, None)], Some(65536));
+    assert_eq!(refused(too_large), "max_block");
+    assert_eq!(refused(classes(vec![], None)), "classes");
+}

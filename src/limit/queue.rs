@@ -1,0 +1,370 @@
+//! The waiters' queue of a [`Limit`], and `serve`, which decides who gets
+//! the units that can be drawn.
+//!
+//! Invariants (the walk's rules are in the `limit` module's header):
+//! - A waiter is in `Queue::waiters` exactly while its outcome is
+//!   undecided, and `Limit::waiting` equals the queue's length whenever the
+//!   lock is free.
+//! - Outcomes are decided only under the queue lock, by `serve`; wake-ups
+//!   run after it is released (a notification may enter an interpreter).
+//! - A grant is a move: what `serve` grants belongs to that waiter alone;
+//!   [`Limit::cancel`] returns it (with what was set aside for a preferred
+//!   batch) to a waiter that gave up at the same moment.
+//! - `set_aside` holds units for the preferred batch only, except after a
+//!   fork forgot that batch: then they are spare, and drawn first.
+
+use std::collections::VecDeque;
+
+use super::{
+    fork_generation, lock, survives_forks, Enqueued, Grant, Limit, Notify, Outcome, Store, Units,
+    Waiter,
+};
+use crate::sync::atomic::{fence, Ordering};
+use crate::sync::{Arc, MutexGuard};
+
+pub(super) struct Queue<I> {
+    pub(super) waiters: VecDeque<Arc<Waiter<I>>>,
+    pub(super) closed: bool,
+    /// The [`fork_generation`] the queue was last used in.
+    pub(super) generation: u64,
+    /// The batch units are set aside for, if any (it is in `waiters`).
+    pub(super) preferred: Option<Arc<Waiter<I>>>,
+    /// Units set aside for `preferred`. Without a preferred batch (only
+    /// after a fork forgot it), spare units that `serve` hands out first.
+    pub(super) set_aside: Units<I>,
+}
+
+impl<I> Queue<I> {
+    pub(super) fn is_preferred(&self, waiter: &Arc<Waiter<I>>) -> bool {
+        self.preferred
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, waiter))
+    }
+
+    pub(super) fn position(&self, waiter: &Arc<Waiter<I>>) -> Option<usize> {
+        self.waiters.iter().position(|w| Arc::ptr_eq(w, waiter))
+    }
+
+    /// Once the preferred batch is served or gives up: the turn passes to
+    /// the first batch that asked for it meanwhile, if any.
+    pub(super) fn pass_turn(&mut self) {
+        self.preferred = self
+            .waiters
+            .iter()
+            .find(|w| w.wants_turn.load(Ordering::Relaxed))
+            .cloned();
+        if let Some(next) = &self.preferred {
+            next.wants_turn.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What `serve` draws units from, besides spare set-aside units and free
+/// slots: an item being returned, then the store.
+struct Draw<'a, I> {
+    offered: Option<I>,
+    store: &'a dyn Store<I>,
+}
+
+impl<I> Limit<I> {
+    /// The waiters' queue, locked; after a fork, first without the waiters
+    /// whose threads do not exist in this process.
+    pub(super) fn lock_queue(&self) -> MutexGuard<'_, Queue<I>> {
+        let mut queue = lock(&self.queue);
+        let generation = fork_generation();
+        if queue.generation != generation {
+            queue.generation = generation;
+            let before = queue.waiters.len();
+            queue.waiters.retain(|w| survives_forks(w, generation));
+            self.waiting
+                .fetch_sub(before - queue.waiters.len(), Ordering::Relaxed);
+            if queue
+                .preferred
+                .as_ref()
+                .is_some_and(|p| !survives_forks(p, generation))
+            {
+                // What was set aside for it is spare: the next waiters
+                // served get it first.
+                queue.preferred = None;
+            }
+        }
+        queue
+    }
+
+    /// `serve` under the lock, then the wake-ups; gives back `offered` if
+    /// no waiter took it.
+    #[cold]
+    pub(super) fn serve_locked(&self, offered: Option<I>, store: &dyn Store<I>) -> Option<I> {
+        let (offered, woken) = self.serve_and_unlock(self.lock_queue(), offered, store);
+        woken.iter().for_each(|w| w.wake());
+        offered
+    }
+
+    /// `serve` on the locked `queue`, then releases the lock. Returns
+    /// `offered` if no waiter took it, and the waiters decided, which the
+    /// caller wakes (outside the lock, as it is now).
+    pub(super) fn serve_and_unlock(
+        &self,
+        mut queue: MutexGuard<'_, Queue<I>>,
+        offered: Option<I>,
+        store: &dyn Store<I>,
+    ) -> (Option<I>, Vec<Arc<Waiter<I>>>) {
+        let mut draw = Draw { offered, store };
+        let mut woken = Vec::new();
+        self.serve(&mut queue, &mut draw, &mut woken);
+        drop(queue);
+        (draw.offered, woken)
+    }
+
+    /// Decides what the units that can be drawn now allow, walking the queue
+    /// in arrival order (see the module's invariants). The caller wakes
+    /// `woken` once it has released the lock.
+    fn serve(&self, queue: &mut Queue<I>, draw: &mut Draw<'_, I>, woken: &mut Vec<Arc<Waiter<I>>>) {
+        let mut i = 0;
+        while i < queue.waiters.len() {
+            let waiter = &queue.waiters[i];
+            let need = waiter.need;
+            if !waiter.batch {
+                let Some(grant) = self.draw_unit(queue, draw) else {
+                    break;
+                };
+                self.grant(queue, i, grant, woken);
+                continue;
+            }
+            if queue.is_preferred(waiter) {
+                while queue.set_aside.len() < need {
+                    match self.draw_fresh(draw) {
+                        Some(unit) => queue.set_aside.push(unit),
+                        None => break,
+                    }
+                }
+                if queue.set_aside.len() < need {
+                    break; // everything drawn is kept for it
+                }
+                // Exactly `need`: spare units left by a forgotten batch (see
+                // `lock_queue`) may have made the set-aside larger.
+                let units = if queue.set_aside.len() == need {
+                    std::mem::take(&mut queue.set_aside)
+                } else {
+                    let mut units = Units::default();
+                    while units.len() < need {
+                        units.push(queue.set_aside.pop().expect("counted above"));
+                    }
+                    units
+                };
+                self.grant(queue, i, Grant::Batch(units), woken);
+                queue.pass_turn();
+                if queue.preferred.is_some() {
+                    i = 0; // it may be ahead of here: walk again
+                }
+                continue;
+            }
+            // Gather for a batch only when all of it looks free, and never
+            // ahead of a preferred batch (further back in the queue).
+            if queue.preferred.is_none() && self.available(queue, draw) >= need {
+                let mut units = Units::default();
+                while units.len() < need {
+                    match self.draw_unit(queue, draw) {
+                        Some(unit) => units.push(unit),
+                        None => break,
+                    }
+                }
+                if units.len() == need {
+                    self.grant(queue, i, Grant::Batch(units), woken);
+                    continue;
+                }
+                // Fewer than counted: a concurrent get took some. Keep them
+                // for this batch (the spare ones were drawn first, so none is
+                // left), as if its preferred turn had begun.
+                queue.preferred = Some(Arc::clone(&queue.waiters[i]));
+                queue.set_aside = units;
+                break;
+            }
+            i += 1; // passed by: those behind it may be served
+        }
+        self.set_aside_items
+            .store(queue.set_aside.items.len(), Ordering::Relaxed);
+    }
+
+    /// The next unit for whoever is served: spare set-aside units first (a
+    /// fork forgot the batch they were for), then fresh ones.
+    fn draw_unit(&self, queue: &mut Queue<I>, draw: &mut Draw<'_, I>) -> Option<Grant<I>> {
+        if queue.preferred.is_none() {
+            if let Some(unit) = queue.set_aside.pop() {
+                return Some(unit);
+            }
+        }
+        self.draw_fresh(draw)
+    }
+
+    /// An item being returned, else an idle one, else a free slot.
+    fn draw_fresh(&self, draw: &mut Draw<'_, I>) -> Option<Grant<I>> {
+        if let Some(item) = draw.offered.take() {
+            return Some(Grant::Item(item));
+        }
+        if let Some(item) = draw.store.take() {
+            return Some(Grant::Item(item));
+        }
+        self.try_reserve().then_some(Grant::Slot)
+    }
+
+    /// Units that could be drawn now (a moment's reading: a concurrent get
+    /// may take some first).
+    fn available(&self, queue: &Queue<I>, draw: &Draw<'_, I>) -> usize {
+        let spare = if queue.preferred.is_none() {
+            queue.set_aside.len()
+        } else {
+            0
+        };
+        let free = self.max.saturating_sub(self.alive.load(Ordering::SeqCst));
+        spare + usize::from(draw.offered.is_some()) + draw.store.count() + free
+    }
+
+    /// Decides the waiter at `index` and removes it from the queue.
+    fn grant(
+        &self,
+        queue: &mut Queue<I>,
+        index: usize,
+        grant: Grant<I>,
+        woken: &mut Vec<Arc<Waiter<I>>>,
+    ) {
+        let waiter = queue.waiters.remove(index).expect("caller checked");
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        waiter.decide(Outcome::Granted(grant));
+        woken.push(waiter);
+    }
+
+    /// Joins the queue for one unit, unless the waiters can be served
+    /// (this one included) at once.
+    pub fn enqueue(&self, store: &dyn Store<I>) -> Enqueued<I> {
+        self.join(1, false, store)
+    }
+
+    /// Joins the queue for `n` units at once (see the module's invariants),
+    /// unless they are free now. A caller that asks for more than `max` waits
+    /// for ever: check first.
+    pub fn enqueue_batch(&self, n: usize, store: &dyn Store<I>) -> Enqueued<I> {
+        self.join(n, true, store)
+    }
+
+    fn join(&self, need: usize, batch: bool, store: &dyn Store<I>) -> Enqueued<I> {
+        let mut queue = self.lock_queue();
+        if queue.closed {
+            return Enqueued::Closed;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let waiter = Arc::new(Waiter::new(need, batch));
+        queue.waiters.push_back(Arc::clone(&waiter));
+        let (_, mut woken) = self.serve_and_unlock(queue, None, store);
+        let served = woken.iter().position(|w| Arc::ptr_eq(w, &waiter));
+        if let Some(index) = served {
+            woken.swap_remove(index);
+        }
+        woken.iter().for_each(|w| w.wake());
+        match served.and_then(|_| waiter.take()) {
+            Some(Outcome::Granted(grant)) => Enqueued::Ready(grant),
+            _ => Enqueued::Queued(waiter),
+        }
+    }
+
+    /// Withdraws a waiter that stopped waiting, and drops its notification.
+    /// `None` if it was still queued with nothing set aside for it;
+    /// otherwise what it was given meanwhile, which the caller now owns: its
+    /// outcome, or (a preferred batch) a [`Grant::Batch`] of the units set
+    /// aside for it, fewer than it needs, to give back.
+    pub fn cancel(&self, waiter: &Arc<Waiter<I>>) -> Option<Outcome<I>> {
+        let mut queue = self.lock_queue();
+        let withdrawn = queue.position(waiter).map(|index| {
+            queue.waiters.remove(index);
+            // Still under the queue lock, so no `serve` can decide it now.
+            let notify = waiter.withdraw();
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            let mut units = Units::default();
+            if queue.is_preferred(waiter) {
+                units = std::mem::take(&mut queue.set_aside);
+                self.set_aside_items.store(0, Ordering::Relaxed);
+                queue.pass_turn();
+            }
+            (units, notify)
+        });
+        drop(queue);
+        // A decided waiter's notification was taken by its wake-up, or will
+        // be: the caller owns the outcome now either way.
+        let withdrawn = withdrawn.map(|(units, notify)| {
+            drop(notify);
+            units
+        });
+        match withdrawn {
+            Some(units) if units.is_empty() => None,
+            Some(units) => Some(Outcome::Granted(Grant::Batch(units))),
+            None => waiter.take(),
+        }
+    }
+
+    /// Wakes every waiter with [`Outcome::Closed`]; later waits fail at
+    /// once. Returns the units set aside (for the caller to destroy).
+    pub fn close(&self) -> Units<I> {
+        let mut queue = self.lock_queue();
+        queue.closed = true;
+        queue.preferred = None;
+        let set_aside = std::mem::take(&mut queue.set_aside);
+        self.set_aside_items.store(0, Ordering::Relaxed);
+        let closed: Vec<_> = queue.waiters.drain(..).collect();
+        self.waiting.fetch_sub(closed.len(), Ordering::Relaxed);
+        for waiter in &closed {
+            waiter.decide(Outcome::Closed);
+        }
+        drop(queue);
+        closed.iter().for_each(|w| w.wake());
+        set_aside
+    }
+
+    /// Shows the items set aside to `f`, for a garbage collector's
+    /// traversal (skipped if the queue is locked: a collector never blocks).
+    pub(crate) fn visit_set_aside<E>(&self, f: impl FnMut(&I) -> Result<(), E>) -> Result<(), E> {
+        match self.queue.try_lock() {
+            Ok(queue) => queue.set_aside.items.iter().try_for_each(f),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Takes the units set aside (to break a reference cycle): the batch
+    /// they were for gathers again.
+    pub(crate) fn take_set_aside(&self) -> Units<I> {
+        let mut queue = self.lock_queue();
+        self.set_aside_items.store(0, Ordering::Relaxed);
+        std::mem::take(&mut queue.set_aside)
+    }
+
+    /// Shows the notifications of the queued waiters to `f` (they belong to
+    /// the queue), for a garbage collector's traversal; skips what another
+    /// thread holds locked (a collector never blocks).
+    pub fn visit_notifications<E>(
+        &self,
+        mut f: impl FnMut(&dyn Notify) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Ok(queue) = self.queue.try_lock() else {
+            return Ok(());
+        };
+        for waiter in &queue.waiters {
+            if let Ok(notify) = waiter.notify.try_lock() {
+                if let Some(notify) = notify.as_deref() {
+                    f(notify)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the notifications of the queued waiters (to break a reference
+    /// cycle; the caller drops them). Those waiters stay queued, unnotified.
+    pub fn take_notifications(&self) -> Vec<Box<dyn Notify>> {
+        let queue = self.lock_queue();
+        queue
+            .waiters
+            .iter()
+            .filter_map(|w| w.forget_notify())
+            .collect()
+    }
+}

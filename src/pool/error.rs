@@ -1,0 +1,35 @@
+//! Why a `get` or a `put` failed. A failure leaves the pool's books
+//! balanced: what the call took is given back or destroyed (and counted).
+
+/// Why `get` gave no object.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GetError<E> {
+    /// A hook (factory, reset, validate, park) failed.
+    Hook(E),
+    /// A bounded pool stayed full until the timeout.
+    Timeout,
+    /// The pool is closed.
+    Closed,
+    /// The factory returned an object that is handed out already.
+    AlreadyOut,
+    /// `get_many` asked for more objects than the pool may ever hold.
+    TooMany {
+        /// Objects asked for.
+        requested: usize,
+        /// The pool's bound.
+        max_size: usize,
+    },
+}
+
+/// Why `put` refused or failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PutError<E> {
+    /// A reset hook failed; the object was destroyed.
+    Hook(E),
+    /// A checked pool was given an object it has not handed out (foreign, or
+    /// returned already). Nothing changed. For `put_many`, the position.
+    NotOut {
+        /// The refused object's position in the batch (0 for `put`).
+        index: usize,
+    },
+}

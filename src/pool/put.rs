@@ -1,0 +1,210 @@
+//! Taking objects back: reset (when due on put), then to the longest
+//! waiter, else idle in a shard, else destroyed as surplus.
+//!
+//! Invariants:
+//! - A checked pool takes back only what it handed out, once: the ledger's
+//!   check-in is the move back (a foreign or repeated return changes
+//!   nothing).
+//! - A returned object goes to a waiter before it goes idle (see `limit`:
+//!   whoever frees capacity then looks for waiters, behind a fence).
+//! - Nothing is stored in a closed pool for good: a put that shelves an
+//!   object then re-reads `closed` behind a `SeqCst` fence that pairs with
+//!   one in `close`, so either `close` drains the object or the put sees the
+//!   pool closed and destroys it.
+
+use super::{Event, Filed, Hooks, Idle, Pool, PutError, ResetOn};
+use crate::counters::Tally;
+use crate::sync::atomic::{fence, Ordering};
+
+impl<T: Send> Pool<T> {
+    /// Gives an object back. A checked pool refuses objects it has not handed
+    /// out; a full pool destroys it; a closed pool destroys it.
+    pub fn put<H: Hooks<T>>(&self, hooks: &mut H, item: T) -> Result<(), PutError<H::Error>> {
+        self.put_inner(hooks, item, true)
+    }
+
+    pub(super) fn put_inner<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        item: T,
+        reset: bool,
+    ) -> Result<(), PutError<H::Error>> {
+        let item = match &self.ledger {
+            None => item,
+            Some(ledger) => match ledger.check_in(hooks.identity(&item)) {
+                // Keep the pool's reference; the holder's one is dropped.
+                Some(own) => own,
+                None => return Err(PutError::NotOut { index: 0 }),
+            },
+        };
+        self.take_in(hooks, Event::Put, item, reset)
+            .map_err(PutError::Hook)
+    }
+
+    /// Takes in an object that another pool of a family handed out (see
+    /// [`crate::tiered::Tiered`]): counted as created here, since it joins
+    /// this pool's objects, then reset and kept as a returned object is (or
+    /// destroyed when the pool is full or closed). Only for the unbounded,
+    /// unchecked class pools of a `Tiered`: a bound or a ledger would not
+    /// know the object.
+    pub(crate) fn adopt<H: Hooks<T>>(&self, hooks: &mut H, item: T) -> Result<(), H::Error> {
+        debug_assert!(self.limit.is_none() && self.ledger.is_none());
+        self.take_in(hooks, Event::Created, item, true)
+    }
+
+    /// An object this pool handed out came back and leaves the pool without
+    /// being stored (the caller destroys it, or another pool of the family
+    /// adopts it): counts its return (`Put`) and its departure (`Destroyed`,
+    /// and `Dropped` when `dropped`), so this pool's books still balance.
+    pub(crate) fn count_departure(&self, dropped: bool) {
+        let (_, counters) = self.shards.local();
+        counters.bump(Event::Put);
+        if dropped {
+            counters.bump(Event::Dropped);
+        }
+        counters.bump(Event::Destroyed);
+        self.release_charge();
+    }
+
+    /// Counts `event` (the object's arrival), then keeps the object: reset
+    /// (if `reset` and due on put) and stored, or destroyed if the pool is
+    /// closed. Inlined into each caller: `put`'s hot path stays one function.
+    #[inline(always)]
+    pub(super) fn take_in<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        event: Event,
+        item: T,
+        reset: bool,
+    ) -> Result<(), H::Error> {
+        let (home, counters) = self.shards.local();
+        counters.bump(event);
+        if self.is_closed() {
+            self.discard(hooks, counters, item);
+            self.destroy_idle(hooks, counters);
+            return Ok(());
+        }
+        let item = if reset {
+            self.reset_returned(hooks, counters, item)?
+        } else {
+            item
+        };
+        self.store(hooks, home, item);
+        Ok(())
+    }
+
+    /// Resets a returned object when resets are due on put. On failure the
+    /// object is destroyed (counted) and the error returned.
+    #[inline]
+    pub(super) fn reset_returned<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        counters: Tally<'_>,
+        item: T,
+    ) -> Result<T, H::Error> {
+        if self.reset_on == ResetOn::Put {
+            if let Err(e) = hooks.reset(&item) {
+                self.reject(hooks, counters, item, Event::ResetError, false);
+                return Err(e);
+            }
+        }
+        Ok(item)
+    }
+
+    /// Destroys an object that failed a check or a reset, counting why. Its
+    /// charge is released, or kept for the caller with `keep_charge`. Cold:
+    /// out of the way of the hot path it branches off.
+    #[cold]
+    pub(super) fn reject<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        counters: Tally<'_>,
+        item: T,
+        why: Event,
+        keep_charge: bool,
+    ) {
+        counters.bump(why);
+        self.destroy(hooks, counters, item);
+        if !keep_charge {
+            self.release_charge();
+        }
+    }
+
+    /// Files a clean object: to the longest waiter, else idle, else destroys
+    /// it as surplus.
+    #[inline]
+    pub(super) fn store<H: Hooks<T>>(&self, hooks: &mut H, home: usize, item: T) {
+        let since = self.stamp();
+        self.store_idle(hooks, home, Idle { item, since });
+    }
+
+    /// Returns whether the object was kept (stored, or handed to a waiter).
+    #[inline]
+    pub(super) fn store_idle<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        home: usize,
+        idle: Idle<T>,
+    ) -> bool {
+        match self.file(hooks, home, idle) {
+            Filed::Shelved => {
+                self.after_shelving(hooks, home);
+                true
+            }
+            Filed::Handed => true,
+            Filed::Discarded => false,
+        }
+    }
+
+    /// Hands a clean object to the longest waiter, else shelves it in the
+    /// shards, else destroys it as surplus. After `Filed::Shelved` the caller
+    /// owes one [`Pool::after_shelving`] (a batch owes one for all).
+    #[inline]
+    pub(super) fn file<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) -> Filed {
+        let idle = match &self.limit {
+            None => idle,
+            Some(limit) => match limit.offer(idle, &self.idles(home)) {
+                Ok(()) => return Filed::Handed,
+                Err(idle) => idle,
+            },
+        };
+        if !hooks.keep(&idle.item) || !self.charge_idle() {
+            self.drop_surplus(hooks, home, idle.item);
+            return Filed::Discarded;
+        }
+        match self.shards.push(home, idle) {
+            Ok(()) => Filed::Shelved,
+            Err(idle) => {
+                self.uncharge_idle(1);
+                self.drop_surplus(hooks, home, idle.item);
+                Filed::Discarded
+            }
+        }
+    }
+
+    /// Destroys a returned object that the pool has no room (or no budget)
+    /// to keep.
+    #[cold]
+    pub(super) fn drop_surplus<H: Hooks<T>>(&self, hooks: &mut H, home: usize, item: T) {
+        let counters = self.shards.counters(home);
+        counters.bump(Event::Dropped);
+        self.discard(hooks, counters, item);
+    }
+
+    /// Runs after objects were shelved: serves waiters that queued
+    /// meanwhile, and destroys the idle objects if the pool closed. Out of
+    /// line, as LLVM chose before the batch protocol: inlined into `store`
+    /// it costs every put about ten instructions more (cachegrind).
+    #[inline(never)]
+    pub(super) fn after_shelving<H: Hooks<T>>(&self, hooks: &mut H, home: usize) {
+        // Orders the pushes before the `closed` read: either `close` drains
+        // these objects, or this put sees the pool closed.
+        match &self.limit {
+            Some(limit) => limit.serve_from(&self.idles(home)),
+            None => fence(Ordering::SeqCst),
+        }
+        if self.closed.load(Ordering::Relaxed) {
+            self.destroy_idle(hooks, self.shards.counters(home));
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Waiting in a full bounded pool, blocking ([`Pool::get`] parks its
+//! thread) or not (an event loop's: [`Pool::get_or_enqueue`], then
+//! [`Pool::finish_wait`] or [`Pool::abandon_wait`]). The queue itself is the
+//! limit's (see `limit`, whose invariants say why no wake-up is lost).
+//!
+//! Invariants:
+//! - A waiter that gives up (timeout, interrupt, cancel) withdraws itself,
+//!   and gives back whatever it was granted meanwhile: a grant is a move,
+//!   so nothing is lost and nothing is handed to two holders.
+//! - One `get` counts one wait, however often it queues; a timeout counts
+//!   as a timeout, any other abandoned wait as cancelled.
+
+use std::time::Instant;
+
+use super::{Event, GetError, Hooks, Idle, Pool, Step};
+use crate::limit::{Enqueued, Grant, Limit, Outcome, Waiter};
+use crate::sync::Arc;
+
+impl<T: Send> Pool<T> {
+    /// `get` for a caller that must not block: an object if one comes
+    /// without waiting, else a place in the waiters' queue (counted as a
+    /// wait when `count_wait`; a caller that re-queues after a rejected
+    /// grant passes `false`, so one `get` counts one wait).
+    pub fn get_or_enqueue<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        count_wait: bool,
+    ) -> Result<Step<T>, GetError<H::Error>> {
+        loop {
+            match self.acquire(hooks, None, false) {
+                Err(GetError::Timeout) => {}
+                other => return other.map(Step::Ready),
+            }
+            let Some(limit) = &self.limit else {
+                unreachable!("only a bounded pool makes a get wait");
+            };
+            let home = self.shards.home();
+            match limit.enqueue(&self.idles(home)) {
+                Enqueued::Closed => return Err(GetError::Closed),
+                Enqueued::Queued(waiter) => {
+                    if count_wait {
+                        self.shards.counters(home).bump(Event::Wait);
+                        self.note_in_use();
+                    }
+                    return Ok(Step::Wait(waiter));
+                }
+                Enqueued::Ready(grant) => {
+                    if let Some(item) = self.redeem(hooks, grant)? {
+                        return Ok(Step::Ready(item));
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a [`Step::Wait`] was decided: the object, or `None` if the
+    /// granted object was rejected (expired, or refused by `validate`) and
+    /// the caller should queue again.
+    pub fn finish_wait<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        waiter: &Waiter<Idle<T>>,
+    ) -> Result<Option<T>, GetError<H::Error>> {
+        match waiter.take() {
+            Some(Outcome::Granted(grant)) => self.redeem(hooks, grant),
+            Some(Outcome::Closed) => Err(GetError::Closed),
+            // Not decided (or taken already): nothing was granted.
+            None => Err(GetError::Timeout),
+        }
+    }
+
+    /// Gives up a [`Step::Wait`]: withdraws the waiter, and gives back
+    /// whatever it was granted meanwhile, so nothing is lost. Counted as a
+    /// timeout when `timed_out`, else as cancelled (a cancelled task, one
+    /// whose event loop closed or that was collected).
+    pub fn abandon_wait<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        waiter: &Arc<Waiter<Idle<T>>>,
+        timed_out: bool,
+    ) {
+        let Some(limit) = &self.limit else {
+            return;
+        };
+        if let Some(Outcome::Granted(grant)) = limit.cancel(waiter) {
+            self.give_back(hooks, grant);
+        }
+        if timed_out {
+            self.shards.local().1.bump(Event::Timeout);
+        } else {
+            limit.note_cancelled();
+        }
+    }
+
+    /// Queues for one unit and waits for it until `deadline`. The first
+    /// time a call queues (`waited` tells), it counts a wait. Kept out of
+    /// line: inlined, it makes every `get` pay for its frame.
+    #[inline(never)]
+    pub(super) fn wait<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        limit: &Limit<Idle<T>>,
+        home: usize,
+        deadline: Option<Instant>,
+        waited: &mut bool,
+    ) -> Result<Grant<Idle<T>>, GetError<H::Error>> {
+        let waiter = match limit.enqueue(&self.idles(home)) {
+            Enqueued::Ready(grant) => return Ok(grant),
+            Enqueued::Closed => return Err(GetError::Closed),
+            Enqueued::Queued(waiter) => waiter,
+        };
+        if !std::mem::replace(waited, true) {
+            self.shards.counters(home).bump(Event::Wait);
+            self.note_in_use();
+        }
+        let outcome = match hooks.park(&*waiter, deadline) {
+            // A park that returns early (a custom hook) must not strand the
+            // waiter in the queue: withdraw it like a timeout.
+            Ok(true) => waiter.take().or_else(|| limit.cancel(&waiter)),
+            Ok(false) => limit.cancel(&waiter),
+            Err(e) => {
+                if let Some(Outcome::Granted(grant)) = limit.cancel(&waiter) {
+                    self.give_back(hooks, grant);
+                }
+                // Interrupted (a signal handler raised): not a timeout.
+                limit.note_cancelled();
+                return Err(GetError::Hook(e));
+            }
+        };
+        match outcome {
+            Some(Outcome::Granted(grant)) => Ok(grant),
+            Some(Outcome::Closed) => Err(GetError::Closed),
+            None => {
+                self.shards.counters(home).bump(Event::Timeout);
+                Err(GetError::Timeout)
+            }
+        }
+    }
+
+    /// Returns a grant that its waiter no longer wants.
+    pub(super) fn give_back<H: Hooks<T>>(&self, hooks: &mut H, grant: Grant<Idle<T>>) {
+        let home = self.shards.home();
+        match grant {
+            Grant::Slot => self.release_charge(),
+            Grant::Item(idle) => {
+                self.store_idle(hooks, home, idle);
+            }
+            Grant::Batch(units) => {
+                for idle in units.items {
+                    self.store_idle(hooks, home, idle);
+                }
+                for _ in 0..units.slots {
+                    self.release_charge();
+                }
+            }
+        }
+    }
+}
