@@ -11,7 +11,9 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::args;
 use super::errors::PoolClosed;
-use super::identity::{Identified, Identity};
+use super::naming::Naming;
+use super::pool_class::{pool_methods, PoolClass, Shared};
+use super::tracking::Tracking;
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
 use crate::lease::{LeaseError, Leased};
 
@@ -77,11 +79,11 @@ fn zero_mode(value: Option<&Bound<'_, PyAny>>) -> PyResult<ZeroMode> {
 ///         collected without release.
 #[pyclass(frozen, weakref, module = "shardpool", name = "BlockPool")]
 pub struct BlockPool {
-    core: Arc<Shared>,
+    core: Arc<SharedCore>,
 }
 
-/// The pool's core and identity, shared with what it hands out.
-type Shared = Identified<blocks::BlockPool>;
+/// The pool's core, name and tracker, shared with the blocks it hands out.
+type SharedCore = Shared<blocks::BlockPool>;
 
 #[pymethods]
 impl BlockPool {
@@ -102,7 +104,8 @@ impl BlockPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let identity = Identity::new(name.as_ref(), track.as_ref())?;
+        let naming = Naming::new(name.as_ref())?;
+        let tracking = Tracking::new(track.as_ref())?;
         let classes = match classes.filter(|c| !c.is_none()) {
             None => None,
             Some(c) => Some(args::size_specs(&c, "classes", "class")?),
@@ -120,7 +123,11 @@ impl BlockPool {
         };
         let core = blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?;
         Ok(BlockPool {
-            core: Arc::new(Identified { core, identity }),
+            core: Arc::new(Shared {
+                core,
+                naming,
+                tracking,
+            }),
         })
     }
 
@@ -133,8 +140,8 @@ impl BlockPool {
         let n = args::count(n, "n")?;
         match self.core.lease(n, zeroed, &Detached(py)) {
             Ok(leased) => {
-                let ticket = self.core.identity.ticket();
-                self.core.identity.acquired(py, ticket);
+                let ticket = self.core.tracking.ticket();
+                self.core.tracking.acquired(py, ticket);
                 Ok(Block {
                     leased,
                     pool: Arc::clone(&self.core),
@@ -167,11 +174,6 @@ impl BlockPool {
         BlockPoolStats::new(py, &self.core)
     }
 
-    /// Idle blocks over all classes.
-    fn __len__(&self) -> usize {
-        self.core.idle_blocks()
-    }
-
     /// Free expired idle blocks, then more (largest classes first) until at
     /// most ``keep_bytes`` stay idle. Returns the bytes freed.
     #[pyo3(signature = (keep_bytes=None))]
@@ -183,40 +185,6 @@ impl BlockPool {
     /// Free every idle block. Returns the bytes freed.
     fn clear(&self, py: Python<'_>) -> usize {
         self.core.trim(0, &Detached(py))
-    }
-
-    /// Free idle memory; ``get`` raises ``PoolClosed`` from now on, and
-    /// blocks released later are freed. Blocks held stay valid. With
-    /// ``track=True``, warns (``ResourceWarning``) where the blocks still
-    /// out were acquired.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.core.close(&Detached(py));
-        self.core
-            .identity
-            .warn_if_outstanding(py, "BlockPool", "block(s)")
-    }
-
-    /// Where each block still out was acquired (formatted stacks, oldest
-    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
-    fn outstanding(&self) -> PyResult<Vec<String>> {
-        self.core.identity.outstanding_sites()
-    }
-
-    /// The pool's name (``name=``), or ``None``.
-    #[getter]
-    fn name(&self) -> Option<&str> {
-        self.core.identity.name()
-    }
-
-    /// Whether acquisition sites are recorded (``track=True``).
-    #[getter]
-    fn track(&self) -> bool {
-        self.core.identity.is_tracking()
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.core.is_closed()
     }
 
     /// The class sizes, smallest first.
@@ -249,39 +217,49 @@ impl BlockPool {
             ZeroMode::Poison => "poison",
         }
     }
+}
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
+impl PoolClass for BlockPool {
+    fn naming(&self) -> &Naming {
+        &self.core.naming
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
+    fn tracking(&self) -> &Tracking {
+        &self.core.tracking
     }
 
-    fn __repr__(&self) -> String {
+    fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    fn close_core(&self, py: Python<'_>) {
+        self.core.close(&Detached(py));
+    }
+
+    fn idle(&self) -> usize {
+        self.core.idle_blocks()
+    }
+
+    fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
         let s = self.core.stats();
-        format!(
-            "<BlockPool{}{} classes={} max_block={} bytes_idle={} bytes_in_use={}>",
-            self.core.identity.repr_part(),
-            if self.core.is_closed() { " closed" } else { "" },
+        Ok(format!(
+            "classes={} max_block={} bytes_idle={} bytes_in_use={}",
             self.core.classes().len(),
             self.core.max_block(),
             s.bytes_idle,
             s.bytes_in_use
-        )
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err("cannot pickle 'BlockPool' object"))
+        ))
     }
 }
+
+pool_methods!(
+    BlockPool,
+    "block",
+    /// Free idle memory; ``get`` raises ``PoolClosed`` from now on, and
+    /// blocks released later are freed. Blocks held stay valid. With
+    /// ``track=True``, warns (``ResourceWarning``) where the blocks still
+    /// out were acquired.
+);
 
 /// A block of pooled memory: ``len(block)`` usable bytes, writable, exported
 /// zero-copy through the buffer protocol.
@@ -299,7 +277,7 @@ impl BlockPool {
 #[pyclass(frozen, weakref, module = "shardpool", name = "Block")]
 pub struct Block {
     leased: Leased,
-    pool: Arc<Shared>,
+    pool: Arc<SharedCore>,
     /// The block's key in its pool's tracker (0 when not tracking).
     ticket: u64,
 }
@@ -308,7 +286,7 @@ impl Block {
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         match self.pool.release(&self.leased, &Detached(py)) {
             Ok(()) => {
-                self.pool.identity.returned(self.ticket);
+                self.pool.tracking.returned(self.ticket);
                 Ok(())
             }
             Err(LeaseError::Exported(n)) => Err(PyBufferError::new_err(format!(
@@ -374,7 +352,7 @@ impl Block {
             .release_or_defer(&self.leased, &Detached(py))
             .is_ok()
         {
-            self.pool.identity.returned(self.ticket);
+            self.pool.tracking.returned(self.ticket);
         }
         false
     }
@@ -441,8 +419,9 @@ impl Drop for Block {
                 return;
             };
             if !released {
-                self.pool.identity.collected_unreleased(
+                self.pool.tracking.collected_unreleased(
                     py,
+                    &self.pool.naming,
                     self.ticket,
                     &format!("a Block of {capacity} bytes"),
                     "BlockPool",

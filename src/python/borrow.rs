@@ -5,40 +5,17 @@ use std::sync::{Mutex, PoisonError};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyGenericAlias, PyType};
 use pyo3::PyTraverseError;
 
-use super::object_pool::ObjectPool;
-use super::tiered_pool::TieredPool;
+use super::pool_class::generic_class;
 
-/// Where a borrow gets its object, and with what arguments.
-pub enum Lender {
-    Objects {
-        pool: Py<ObjectPool>,
-        timeout: Option<Py<PyAny>>,
-    },
-    Tiers {
-        pool: Py<TieredPool>,
-        size: usize,
-    },
-}
-
-impl Lender {
-    fn get(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match self {
-            Lender::Objects { pool, timeout } => pool
-                .get()
-                .get_object(py, timeout.as_ref().map(|t| t.bind(py))),
-            Lender::Tiers { pool, size } => pool.get().get_sized(py, *size),
-        }
-    }
-
-    fn put(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        match self {
-            Lender::Objects { pool, .. } => pool.get().put_object(obj),
-            Lender::Tiers { pool, .. } => pool.get().put_object(obj),
-        }
-    }
+/// Where a `Borrow` gets its object and gives it back: a pool, with the
+/// arguments of its `borrow()` call.
+pub trait Lend: Send + Sync {
+    fn lend(&self, py: Python<'_>) -> PyResult<Py<PyAny>>;
+    fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()>;
+    /// Shows the pool and the arguments held to the garbage collector.
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
 }
 
 enum Held {
@@ -51,14 +28,14 @@ enum Held {
 /// and puts it back on exit, also when the block raises. One per ``with``.
 #[pyclass(frozen, module = "shardpool", name = "Borrow")]
 pub struct Borrow {
-    lender: Lender,
+    lender: Box<dyn Lend>,
     /// Only locked for the state change, never across `get`/`put`, which may
     /// wait without the GIL or run Python code.
     held: Mutex<Held>,
 }
 
 impl Borrow {
-    pub fn new(lender: Lender) -> Self {
+    pub fn new(lender: Box<dyn Lend>) -> Self {
         Borrow {
             lender,
             held: Mutex::new(Held::Free),
@@ -85,7 +62,7 @@ impl Borrow {
                 ));
             }
         }
-        match self.lender.get(py) {
+        match self.lender.lend(py) {
             Ok(obj) => {
                 self.swap(Held::Holding(obj.clone_ref(py)));
                 Ok(obj)
@@ -106,7 +83,7 @@ impl Borrow {
     ) -> PyResult<bool> {
         match self.swap(Held::Free) {
             Held::Holding(obj) => {
-                self.lender.put(obj.bind(py))?;
+                self.lender.take_back(obj.bind(py))?;
                 Ok(false)
             }
             other => {
@@ -118,23 +95,8 @@ impl Borrow {
         }
     }
 
-    /// ``Borrow[T]`` for type annotations.
-    #[classmethod]
-    fn __class_getitem__<'py>(
-        cls: &Bound<'py, PyType>,
-        item: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
-    }
-
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        match &self.lender {
-            Lender::Objects { pool, timeout } => {
-                visit.call(pool)?;
-                visit.call(timeout)?;
-            }
-            Lender::Tiers { pool, .. } => visit.call(pool)?,
-        }
+        self.lender.traverse(&visit)?;
         if let Ok(held) = self.held.try_lock() {
             if let Held::Holding(obj) = &*held {
                 visit.call(obj)?;
@@ -154,3 +116,5 @@ impl Borrow {
         drop(held);
     }
 }
+
+generic_class!(Borrow);

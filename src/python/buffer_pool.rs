@@ -11,8 +11,10 @@ use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
 use super::errors::PoolClosed;
-use super::identity::{Identified, Identity};
+use super::naming::Naming;
+use super::pool_class::{pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
+use super::tracking::Tracking;
 use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::buffers;
 use crate::Config;
@@ -40,11 +42,11 @@ use crate::Config;
 ///         collected without release.
 #[pyclass(frozen, weakref, module = "shardpool", name = "BufferPool")]
 pub struct BufferPool {
-    core: Arc<Shared>,
+    core: Arc<SharedCore>,
 }
 
-/// The pool's core and identity, shared with what it hands out.
-type Shared = Identified<buffers::BufferPool>;
+/// The pool's core, name and tracker, shared with the buffers it hands out.
+type SharedCore = Shared<buffers::BufferPool>;
 
 #[pymethods]
 impl BufferPool {
@@ -60,7 +62,8 @@ impl BufferPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let identity = Identity::new(name.as_ref(), track.as_ref())?;
+        let naming = Naming::new(name.as_ref())?;
+        let tracking = Tracking::new(track.as_ref())?;
         let config = Config {
             max_idle: args::optional_count(max_idle.as_ref(), "max_idle")?,
             shards: args::optional_count(shards.as_ref(), "shards")?,
@@ -71,7 +74,11 @@ impl BufferPool {
         let core = buffers::BufferPool::new(config, max_capacity)
             .map_err(|e| PyValueError::new_err(e.message))?;
         Ok(BufferPool {
-            core: Arc::new(Identified { core, identity }),
+            core: Arc::new(Shared {
+                core,
+                naming,
+                tracking,
+            }),
         })
     }
 
@@ -84,8 +91,8 @@ impl BufferPool {
             .core
             .lease()
             .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
-        let ticket = self.core.identity.ticket();
-        self.core.identity.acquired(py, ticket);
+        let ticket = self.core.tracking.ticket();
+        self.core.tracking.acquired(py, ticket);
         Ok(Buffer {
             lease,
             pool: Arc::clone(&self.core),
@@ -110,11 +117,6 @@ impl BufferPool {
         self.core.stats().into()
     }
 
-    /// Idle buffers.
-    fn __len__(&self) -> usize {
-        self.core.idle()
-    }
-
     /// Drop expired idle buffers, then the oldest until at most ``keep``
     /// remain. Returns how many were dropped.
     #[pyo3(signature = (keep=None))]
@@ -127,39 +129,6 @@ impl BufferPool {
     /// Drop every idle buffer. Returns how many were dropped.
     fn clear(&self) -> usize {
         self.core.trim(0)
-    }
-
-    /// Drop idle buffers; ``get`` raises ``PoolClosed`` from now on. With
-    /// ``track=True``, warns (``ResourceWarning``) where the buffers still
-    /// out were acquired.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.core.close();
-        self.core
-            .identity
-            .warn_if_outstanding(py, "BufferPool", "buffer(s)")
-    }
-
-    /// Where each buffer still out was acquired (formatted stacks, oldest
-    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
-    fn outstanding(&self) -> PyResult<Vec<String>> {
-        self.core.identity.outstanding_sites()
-    }
-
-    /// The pool's name (``name=``), or ``None``.
-    #[getter]
-    fn name(&self) -> Option<&str> {
-        self.core.identity.name()
-    }
-
-    /// Whether acquisition sites are recorded (``track=True``).
-    #[getter]
-    fn track(&self) -> bool {
-        self.core.identity.is_tracking()
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.core.is_closed()
     }
 
     /// The capacity new buffers get: the size seen most often recently.
@@ -184,38 +153,46 @@ impl BufferPool {
     fn max_idle(&self) -> usize {
         self.core.max_idle()
     }
+}
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
+impl PoolClass for BufferPool {
+    fn naming(&self) -> &Naming {
+        &self.core.naming
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
+    fn tracking(&self) -> &Tracking {
+        &self.core.tracking
     }
 
-    fn __repr__(&self) -> String {
+    fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    fn close_core(&self, _py: Python<'_>) {
+        self.core.close();
+    }
+
+    fn idle(&self) -> usize {
+        self.core.idle()
+    }
+
+    fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
         let s = self.core.stats();
-        format!(
-            "<BufferPool{}{} idle={} in_use={} typical_capacity={}>",
-            self.core.identity.repr_part(),
-            if self.core.is_closed() { " closed" } else { "" },
-            s.idle,
-            s.in_use,
-            self.core.calibrator().typical()
-        )
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err("cannot pickle 'BufferPool' object"))
+        let typical = self.core.calibrator().typical();
+        Ok(format!(
+            "idle={} in_use={} typical_capacity={typical}",
+            s.idle, s.in_use
+        ))
     }
 }
+
+pool_methods!(
+    BufferPool,
+    "buffer",
+    /// Drop idle buffers; ``get`` raises ``PoolClosed`` from now on. With
+    /// ``track=True``, warns (``ResourceWarning``) where the buffers still
+    /// out were acquired.
+);
 
 /// A growable byte buffer from a ``BufferPool``.
 ///
@@ -233,7 +210,7 @@ impl BufferPool {
 pub struct Buffer {
     /// The bytes and their exports (the core's protocol).
     lease: LeasedBuffer,
-    pool: Arc<Shared>,
+    pool: Arc<SharedCore>,
     /// The buffer's key in its pool's tracker (0 when not tracking).
     ticket: u64,
 }
@@ -262,7 +239,7 @@ impl Buffer {
         };
         match outcome {
             Ok(()) => {
-                self.pool.identity.returned(self.ticket);
+                self.pool.tracking.returned(self.ticket);
                 Ok(())
             }
             Err(BufferError::Released) => {
@@ -448,8 +425,9 @@ impl Drop for Buffer {
         };
         if !released {
             Python::attach(|py| {
-                self.pool.identity.collected_unreleased(
+                self.pool.tracking.collected_unreleased(
                     py,
+                    &self.pool.naming,
                     self.ticket,
                     &format!("a Buffer holding {len} bytes"),
                     "BufferPool",

@@ -4,17 +4,20 @@
 
 use pyo3::prelude::*;
 
+mod aio;
 mod args;
 mod block_pool;
 mod borrow;
 mod buffer_pool;
 mod errors;
 mod gc_clock;
-mod identity;
+mod hooks;
+mod naming;
 mod object_pool;
-mod policy;
+mod pool_class;
 mod stats;
 mod tiered_pool;
+mod tracking;
 mod waiting;
 
 // Python allocates objects 16-byte aligned: a class whose Rust data needs

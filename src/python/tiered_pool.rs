@@ -1,18 +1,19 @@
 //! `TieredPool`: the layered object pool, one `Pool` per size tier.
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyGenericAlias, PyType};
+use pyo3::types::PyDict;
 use pyo3::PyTraverseError;
 
+use super::aio::aio;
 use super::args;
-use super::borrow::{Borrow, Lender};
+use super::borrow::{Borrow, Lend};
 use super::errors::{config_error, get_error, not_out};
-use super::identity::Identity;
-use super::object_pool::{aio, key};
-use super::policy::{self, Policy};
+use super::hooks::{self, ObjectHooks};
+use super::naming::Naming;
+use super::pool_class::{generic_class, pool_methods, PoolClass};
 use super::stats::PoolStats;
+use super::tracking::{object_key as key, Tracking};
 use crate::classes::SizeClasses;
 use crate::tiered::{Filing, Tiered};
 use crate::{Config, PutError, ResetOn};
@@ -66,18 +67,19 @@ use crate::{Config, PutError, ResetOn};
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "TieredPool")]
 pub struct TieredPool {
     tiers: Tiered<Py<PyAny>>,
-    policy: Policy,
+    hooks: ObjectHooks,
     size_of: Option<Py<PyAny>>,
-    identity: Identity,
+    naming: Naming,
+    tracking: Tracking,
 }
 
 impl TieredPool {
-    pub(super) fn get_sized(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
+    fn get_sized(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
         let (obj, _) = self
             .tiers
-            .get(size, |tier| self.policy.hooks(py, Some(tier)))
+            .get(size, |tier| self.hooks.bound(py, Some(tier)))
             .map_err(|e| get_error(e, None, None))?;
-        self.identity.acquired(py, key(&obj));
+        self.tracking.acquired(py, key(&obj));
         Ok(obj)
     }
 
@@ -91,25 +93,86 @@ impl TieredPool {
         }
     }
 
-    pub(super) fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = obj.py();
         let size = self.size_of(obj)?;
         let key = obj.as_ptr() as u64;
         // Forgotten before the core takes it back: once back, another
         // thread may get it and record its own site under the same key.
-        let record = self.identity.returned(key);
+        let record = self.tracking.returned(key);
         match self.tiers.put(obj.clone().unbind(), size, |tier| {
-            self.policy.hooks(py, Some(tier))
+            self.hooks.bound(py, Some(tier))
         }) {
             Ok(_) => Ok(()),
             Err(PutError::Hook(e)) => Err(e),
             Err(PutError::NotOut { .. }) => {
-                self.identity.restore(key, record);
+                self.tracking.restore(key, record);
                 Err(not_out(obj))
             }
         }
     }
 }
+
+/// What `TieredPool.borrow(size)` lends from.
+struct TierLender {
+    pool: Py<TieredPool>,
+    size: usize,
+}
+
+impl Lend for TierLender {
+    fn lend(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.pool.get().get_sized(py, self.size)
+    }
+
+    fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.pool.get().put_object(obj)
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.pool)
+    }
+}
+
+impl PoolClass for TieredPool {
+    fn naming(&self) -> &Naming {
+        &self.naming
+    }
+
+    fn tracking(&self) -> &Tracking {
+        &self.tracking
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tiers.is_closed()
+    }
+
+    fn close_core(&self, py: Python<'_>) {
+        self.tiers.close(|size| self.hooks.bound(py, Some(size)));
+    }
+
+    fn idle(&self) -> usize {
+        self.tiers.idle()
+    }
+
+    fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
+        let s = self.tiers.stats();
+        let sizes = self.tiers.classes().sizes();
+        Ok(format!(
+            "tiers={sizes:?} idle={} in_use={}",
+            s.idle, s.in_use
+        ))
+    }
+}
+
+pool_methods!(
+    TieredPool,
+    "object",
+    /// Close every tier: destroy idle objects; ``get`` raises ``PoolClosed``
+    /// and returned objects are destroyed from now on.
+    /// With ``track=True``, warns (``ResourceWarning``) where the objects
+    /// still out were acquired.
+);
+generic_class!(TieredPool);
 
 #[pymethods]
 impl TieredPool {
@@ -133,9 +196,10 @@ impl TieredPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let policy = Policy::new(factory, reset, validate, destroy)?;
-        let identity = Identity::new(name.as_ref(), track.as_ref())?;
-        let reset_on: ResetOn = policy::reset_on(reset_on.as_ref())?;
+        let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
+        let naming = Naming::new(name.as_ref())?;
+        let tracking = Tracking::new(track.as_ref())?;
+        let reset_on: ResetOn = hooks::reset_on(reset_on.as_ref())?;
         let specs = args::size_specs(&tiers, "tiers", "tier")?;
         let classes =
             SizeClasses::new(specs.iter().map(|s| s.0).collect(), "tiers").map_err(config_error)?;
@@ -159,9 +223,10 @@ impl TieredPool {
         .map_err(config_error)?;
         Ok(TieredPool {
             tiers,
-            policy,
+            hooks,
             size_of,
-            identity,
+            naming,
+            tracking,
         })
     }
 
@@ -211,10 +276,10 @@ impl TieredPool {
     /// A context manager: ``get(size)`` on entry, ``put`` on exit (also when
     /// the block raises).
     fn borrow(slf: &Bound<'_, Self>, size: &Bound<'_, PyAny>) -> PyResult<Borrow> {
-        Ok(Borrow::new(Lender::Tiers {
+        Ok(Borrow::new(Box::new(TierLender {
             pool: slf.clone().unbind(),
             size: args::count(size, "size")?,
-        }))
+        })))
     }
 
     /// Counters over all tiers (``PoolStats``).
@@ -232,11 +297,6 @@ impl TieredPool {
         Ok(d)
     }
 
-    /// Idle objects in all tiers.
-    fn __len__(&self) -> usize {
-        self.tiers.idle()
-    }
-
     /// In every tier, destroy expired idle objects, then the oldest until at
     /// most ``keep`` remain. Returns how many were destroyed.
     #[pyo3(signature = (keep=None))]
@@ -245,7 +305,7 @@ impl TieredPool {
         Ok(self
             .tiers
             .used()
-            .map(|(size, p)| p.trim(&mut self.policy.hooks(py, Some(size)), keep))
+            .map(|(size, p)| p.trim(&mut self.hooks.bound(py, Some(size)), keep))
             .sum())
     }
 
@@ -253,48 +313,14 @@ impl TieredPool {
     fn clear(&self, py: Python<'_>) -> usize {
         self.tiers
             .used()
-            .map(|(size, p)| p.trim(&mut self.policy.hooks(py, Some(size)), 0))
+            .map(|(size, p)| p.trim(&mut self.hooks.bound(py, Some(size)), 0))
             .sum()
-    }
-
-    /// Close every tier: destroy idle objects; ``get`` raises ``PoolClosed``
-    /// and returned objects are destroyed from now on.
-    /// With ``track=True``, warns (``ResourceWarning``) where the objects
-    /// still out were acquired.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.tiers.close(|size| self.policy.hooks(py, Some(size)));
-        self.identity
-            .warn_if_outstanding(py, "TieredPool", "object(s)")
-    }
-
-    /// Where each object still out was acquired (formatted stacks, oldest
-    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
-    fn outstanding(&self) -> PyResult<Vec<String>> {
-        self.identity.outstanding_sites()
-    }
-
-    /// The pool's name (``name=``), or ``None``.
-    #[getter]
-    fn name(&self) -> Option<&str> {
-        self.identity.name()
-    }
-
-    /// Whether acquisition sites are recorded (``track=True``).
-    #[getter]
-    fn track(&self) -> bool {
-        self.identity.is_tracking()
     }
 
     /// Whether returns are checked against the objects handed out.
     #[getter]
     fn checked(&self) -> bool {
         self.tiers.is_checked()
-    }
-
-    /// Whether ``close()`` was called.
-    #[getter]
-    fn closed(&self) -> bool {
-        self.tiers.is_closed()
     }
 
     /// The tiers as ``(size, max_idle)`` pairs, smallest first.
@@ -309,58 +335,10 @@ impl TieredPool {
             .collect()
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
-    }
-
-    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        let pool = slf.get();
-        let s = pool.tiers.stats();
-        Ok(format!(
-            "<{}{}{} tiers={:?} idle={} in_use={}>",
-            slf.get_type().qualname()?,
-            pool.identity.repr_part(),
-            if pool.tiers.is_closed() {
-                " closed"
-            } else {
-                ""
-            },
-            pool.tiers.classes().sizes(),
-            s.idle,
-            s.in_use,
-        ))
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err(
-            "cannot pickle 'TieredPool' object: a pool holds live objects and hooks",
-        ))
-    }
-
-    /// ``TieredPool[T]`` for type annotations.
-    #[classmethod]
-    fn __class_getitem__<'py>(
-        cls: &Bound<'py, PyType>,
-        item: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
-    }
-
     /// The hooks, every idle object of every tier, and the checked record's
     /// objects out (see `ObjectPool`).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.policy.traverse(&visit)?;
+        self.hooks.traverse(&visit)?;
         visit.call(&self.size_of)?;
         self.tiers.visit(|obj| visit.call(obj))
     }

@@ -1,0 +1,155 @@
+//! What the four pool classes share, written once: the [`PoolClass`] trait
+//! each implements, and [`pool_methods!`], which gives each the same
+//! `close()`, `outstanding()`, `name`, `track`, `closed`, `len()`, context
+//! manager, `repr()` frame and refusals to pickle or copy, so they cannot
+//! drift apart. [`generic_class!`] gives a class `Class[T]`.
+
+use std::ops::Deref;
+
+use pyo3::prelude::*;
+
+use super::naming::Naming;
+use super::tracking::Tracking;
+
+/// What [`pool_methods!`] needs to know of a pool class.
+pub trait PoolClass {
+    fn naming(&self) -> &Naming;
+    fn tracking(&self) -> &Tracking;
+    fn is_closed(&self) -> bool;
+    /// Closes the core (the shared `close()` then warns about what is out).
+    fn close_core(&self, py: Python<'_>);
+    /// Idle items, for `len()`.
+    fn idle(&self) -> usize;
+    /// What `repr()` shows after the class, the name and `closed`.
+    fn repr_fields(&self, py: Python<'_>) -> PyResult<String>;
+}
+
+/// A pool's core with its name and tracker: what a block or buffer pool
+/// shares (in an `Arc`) with the blocks or buffers it hands out, so that
+/// they can name their pool and its acquisition sites.
+pub struct Shared<C> {
+    pub core: C,
+    pub naming: Naming,
+    pub tracking: Tracking,
+}
+
+impl<C> Deref for Shared<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.core
+    }
+}
+
+/// `pool_methods!(Class, "item", /// docs of close())`: the methods every
+/// pool class shares, over its [`PoolClass`] implementation. `item` names
+/// what it hands out, for docs and messages.
+macro_rules! pool_methods {
+    ($class:ident, $item:literal, $(#[$close_doc:meta])*) => {
+        #[pyo3::pymethods]
+        impl $class {
+            $(#[$close_doc])*
+            fn close(&self, py: Python<'_>) -> PyResult<()> {
+                use $crate::python::pool_class::PoolClass as _;
+                self.close_core(py);
+                let what = concat!($item, "(s)");
+                self.tracking().warn_if_outstanding(py, self.naming(), stringify!($class), what)
+            }
+
+            #[doc = concat!("Where each ", $item, " still out was acquired (formatted stacks,")]
+            /// oldest first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
+            fn outstanding(&self) -> PyResult<Vec<String>> {
+                $crate::python::pool_class::PoolClass::tracking(self).outstanding_sites()
+            }
+
+            /// The pool's name (``name=``), or ``None``.
+            #[getter]
+            fn name(&self) -> Option<&str> {
+                $crate::python::pool_class::PoolClass::naming(self).name()
+            }
+
+            /// Whether acquisition sites are recorded (``track=True``).
+            #[getter]
+            fn track(&self) -> bool {
+                $crate::python::pool_class::PoolClass::tracking(self).is_tracking()
+            }
+
+            /// Whether ``close()`` was called.
+            #[getter]
+            fn closed(&self) -> bool {
+                $crate::python::pool_class::PoolClass::is_closed(self)
+            }
+
+            #[doc = concat!("The number of idle ", $item, "s.")]
+            fn __len__(&self) -> usize {
+                $crate::python::pool_class::PoolClass::idle(self)
+            }
+
+            fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+                slf
+            }
+
+            /// Closes the pool.
+            fn __exit__(
+                &self,
+                py: Python<'_>,
+                _exc_type: &Bound<'_, PyAny>,
+                _exc: &Bound<'_, PyAny>,
+                _tb: &Bound<'_, PyAny>,
+            ) -> PyResult<bool> {
+                self.close(py)?;
+                Ok(false)
+            }
+
+            fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+                use $crate::python::pool_class::PoolClass as _;
+                let pool = slf.get();
+                Ok(format!(
+                    "<{}{}{} {}>",
+                    slf.get_type().qualname()?,
+                    pool.naming().repr_part(),
+                    if pool.is_closed() { " closed" } else { "" },
+                    pool.repr_fields(slf.py())?,
+                ))
+            }
+
+            fn __reduce__(&self) -> PyResult<()> {
+                Err(pyo3::exceptions::PyTypeError::new_err(concat!(
+                    "cannot pickle '", stringify!($class), "' object: a pool holds live ",
+                    $item, "s; create a new pool in the other process",
+                )))
+            }
+
+            fn __copy__(&self) -> PyResult<()> {
+                Err(pyo3::exceptions::PyTypeError::new_err(concat!(
+                    "cannot copy '", stringify!($class), "' object: a pool holds live ",
+                    $item, "s; create a new pool",
+                )))
+            }
+
+            fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
+                self.__copy__()
+            }
+        }
+    };
+}
+
+/// `generic_class!(Class)`: `Class[T]` for type annotations.
+macro_rules! generic_class {
+    ($class:ident) => {
+        #[pyo3::pymethods]
+        impl $class {
+            #[doc = concat!("``", stringify!($class), "[T]`` for type annotations.")]
+            #[classmethod]
+            fn __class_getitem__<'py>(
+                cls: &Bound<'py, pyo3::types::PyType>,
+                item: &Bound<'py, PyAny>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                pyo3::types::PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
+            }
+        }
+    };
+}
+
+pub(crate) use generic_class;
+pub(crate) use pool_methods;
