@@ -11,9 +11,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::args;
 use super::errors::PoolClosed;
-use super::naming::Naming;
-use super::pool_class::{pool_methods, PoolClass, Shared};
-use super::tracking::Tracking;
+use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
 use crate::lease::{LeaseError, Leased};
 
@@ -104,8 +102,7 @@ impl BlockPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let naming = Naming::new(name.as_ref())?;
-        let tracking = Tracking::new(track.as_ref())?;
+        let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
         let classes = match classes.filter(|c| !c.is_none()) {
             None => None,
             Some(c) => Some(args::size_specs(&c, "classes", "class")?),
@@ -123,11 +120,7 @@ impl BlockPool {
         };
         let core = blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?;
         Ok(BlockPool {
-            core: Arc::new(Shared {
-                core,
-                naming,
-                tracking,
-            }),
+            core: Arc::new(Shared::new(core, labels)),
         })
     }
 
@@ -220,24 +213,8 @@ impl BlockPool {
 }
 
 impl PoolClass for BlockPool {
-    fn naming(&self) -> &Naming {
-        &self.core.naming
-    }
-
-    fn tracking(&self) -> &Tracking {
-        &self.core.tracking
-    }
-
-    fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
     fn close_core(&self, py: Python<'_>) {
         self.core.close(&Detached(py));
-    }
-
-    fn idle(&self) -> usize {
-        self.core.idle_blocks()
     }
 
     fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
@@ -255,6 +232,7 @@ impl PoolClass for BlockPool {
 pool_methods!(
     BlockPool,
     "block",
+    idle_blocks,
     /// Free idle memory; ``get`` raises ``PoolClosed`` from now on, and
     /// blocks released later are freed. Blocks held stay valid. With
     /// ``track=True``, warns (``ResourceWarning``) where the blocks still

@@ -11,10 +11,8 @@ use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
 use super::errors::PoolClosed;
-use super::naming::Naming;
-use super::pool_class::{pool_methods, PoolClass, Shared};
+use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
-use super::tracking::Tracking;
 use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::buffers;
 use crate::Config;
@@ -62,8 +60,7 @@ impl BufferPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let naming = Naming::new(name.as_ref())?;
-        let tracking = Tracking::new(track.as_ref())?;
+        let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
         let config = Config {
             max_idle: args::optional_count(max_idle.as_ref(), "max_idle")?,
             shards: args::optional_count(shards.as_ref(), "shards")?,
@@ -74,11 +71,7 @@ impl BufferPool {
         let core = buffers::BufferPool::new(config, max_capacity)
             .map_err(|e| PyValueError::new_err(e.message))?;
         Ok(BufferPool {
-            core: Arc::new(Shared {
-                core,
-                naming,
-                tracking,
-            }),
+            core: Arc::new(Shared::new(core, labels)),
         })
     }
 
@@ -156,24 +149,8 @@ impl BufferPool {
 }
 
 impl PoolClass for BufferPool {
-    fn naming(&self) -> &Naming {
-        &self.core.naming
-    }
-
-    fn tracking(&self) -> &Tracking {
-        &self.core.tracking
-    }
-
-    fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
     fn close_core(&self, _py: Python<'_>) {
         self.core.close();
-    }
-
-    fn idle(&self) -> usize {
-        self.core.idle()
     }
 
     fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
@@ -189,6 +166,7 @@ impl PoolClass for BufferPool {
 pool_methods!(
     BufferPool,
     "buffer",
+    idle,
     /// Drop idle buffers; ``get`` raises ``PoolClosed`` from now on. With
     /// ``track=True``, warns (``ResourceWarning``) where the buffers still
     /// out were acquired.

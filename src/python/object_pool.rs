@@ -12,10 +12,9 @@ use super::args;
 use super::borrow::{Borrow, Lend};
 use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks, PyHooks};
-use super::naming::Naming;
-use super::pool_class::{generic_class, pool_methods, PoolClass};
+use super::pool_class::{self, generic_class, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
-use super::tracking::{object_key as key, Tracking};
+use super::tracking::object_key as key;
 use super::waiting::{ObjectWaiter, PyNotify, WaitQueue, Waiting};
 use crate::{Config, Pool, PutError, ResetOn, Step};
 
@@ -64,10 +63,8 @@ use crate::{Config, Pool, PutError, ResetOn, Step};
 ///     TypeError, ValueError: for bad arguments, naming the argument.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "ObjectPool")]
 pub struct ObjectPool {
-    core: Pool<Py<PyAny>>,
+    core: Shared<Pool<Py<PyAny>>>,
     hooks: ObjectHooks,
-    naming: Naming,
-    tracking: Tracking,
 }
 
 impl ObjectPool {
@@ -85,7 +82,7 @@ impl ObjectPool {
             .core
             .get(&mut self.call_hooks(py), limit)
             .map_err(|e| get_error(e, secs, self.core.max_size()))?;
-        self.tracking.acquired(py, key(&obj));
+        self.core.tracking.acquired(py, key(&obj));
         Ok(obj)
     }
 
@@ -97,7 +94,7 @@ impl ObjectPool {
             .get_or_enqueue(&mut pool.call_hooks(py), count_wait)
         {
             Ok(Step::Ready(obj)) => {
-                pool.tracking.acquired(py, key(&obj));
+                pool.core.tracking.acquired(py, key(&obj));
                 Ok(obj)
             }
             Ok(Step::Wait(waiter)) => {
@@ -112,7 +109,7 @@ impl ObjectPool {
         let key = obj.as_ptr() as u64;
         // Forgotten before the core takes it back: once back, another
         // thread may get it and record its own site under the same key.
-        let record = self.tracking.returned(key);
+        let record = self.core.tracking.returned(key);
         match self
             .core
             .put(&mut self.call_hooks(obj.py()), obj.clone().unbind())
@@ -120,7 +117,7 @@ impl ObjectPool {
             Ok(()) => Ok(()),
             Err(PutError::Hook(err)) => Err(err),
             Err(PutError::NotOut { .. }) => {
-                self.tracking.restore(key, record);
+                self.core.tracking.restore(key, record);
                 Err(not_out(obj))
             }
         }
@@ -132,7 +129,7 @@ impl WaitQueue for Py<ObjectPool> {
         let pool = self.get();
         match pool.core.finish_wait(&mut pool.call_hooks(py), waiter) {
             Ok(Some(obj)) => {
-                pool.tracking.acquired(py, key(&obj));
+                pool.core.tracking.acquired(py, key(&obj));
                 Ok(obj)
             }
             Ok(None) => ObjectPool::get_or_wait(self.bind(py), false),
@@ -174,24 +171,8 @@ impl Lend for ObjectLender {
 }
 
 impl PoolClass for ObjectPool {
-    fn naming(&self) -> &Naming {
-        &self.naming
-    }
-
-    fn tracking(&self) -> &Tracking {
-        &self.tracking
-    }
-
-    fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
     fn close_core(&self, py: Python<'_>) {
         self.core.close(&mut self.call_hooks(py));
-    }
-
-    fn idle(&self) -> usize {
-        self.core.idle()
     }
 
     fn repr_fields(&self, py: Python<'_>) -> PyResult<String> {
@@ -211,6 +192,7 @@ impl PoolClass for ObjectPool {
 pool_methods!(
     ObjectPool,
     "object",
+    idle,
     /// Close the pool: destroy the idle objects and fail every waiting and
     /// later ``get`` with ``PoolClosed``. Objects returned later are
     /// destroyed. Calling it again does nothing. With ``track=True``, warns
@@ -257,8 +239,7 @@ impl ObjectPool {
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
-        let naming = Naming::new(name.as_ref())?;
-        let tracking = Tracking::new(track.as_ref())?;
+        let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
         let reset_on = hooks::reset_on(reset_on.as_ref())?;
         let checked = args::optional_bool(checked.as_ref(), "checked")?.unwrap_or(true);
         let max_idle = args::optional_count(max_idle.as_ref(), "max_idle")?;
@@ -283,10 +264,8 @@ impl ObjectPool {
             )));
         }
         let pool = ObjectPool {
-            core,
+            core: Shared::new(core, labels),
             hooks,
-            naming,
-            tracking,
         };
         if prefill > 0 {
             if let Err(e) = pool.core.prefill(&mut pool.call_hooks(py), prefill) {
@@ -380,9 +359,9 @@ impl ObjectPool {
             .core
             .get_many(&mut self.call_hooks(py), n, limit)
             .map_err(|e| get_error(e, secs, self.core.max_size()))?;
-        if self.tracking.is_tracking() {
+        if self.core.tracking.is_tracking() {
             for obj in &objs {
-                self.tracking.acquired(py, key(obj));
+                self.core.tracking.acquired(py, key(obj));
             }
         }
         Ok(objs)
@@ -399,11 +378,11 @@ impl ObjectPool {
         if let Err(index) = self.core.check_many(&hooks, &items) {
             return Err(not_out(items[index].bind(py)));
         }
-        if self.tracking.is_tracking() {
+        if self.core.tracking.is_tracking() {
             // A return refused below (another thread returned the object
             // first) was that thread's to forget: nothing to restore.
             for obj in &items {
-                self.tracking.returned(key(obj));
+                self.core.tracking.returned(key(obj));
             }
         }
         match self.core.put_each(&mut hooks, items) {

@@ -11,26 +11,33 @@ use pyo3::prelude::*;
 use super::naming::Naming;
 use super::tracking::Tracking;
 
-/// What [`pool_methods!`] needs to know of a pool class.
+/// What [`pool_methods!`] cannot tell from a pool class's `core` field.
 pub trait PoolClass {
-    fn naming(&self) -> &Naming;
-    fn tracking(&self) -> &Tracking;
-    fn is_closed(&self) -> bool;
     /// Closes the core (the shared `close()` then warns about what is out).
     fn close_core(&self, py: Python<'_>);
-    /// Idle items, for `len()`.
-    fn idle(&self) -> usize;
     /// What `repr()` shows after the class, the name and `closed`.
     fn repr_fields(&self, py: Python<'_>) -> PyResult<String>;
 }
 
-/// A pool's core with its name and tracker: what a block or buffer pool
-/// shares (in an `Arc`) with the blocks or buffers it hands out, so that
-/// they can name their pool and its acquisition sites.
+/// A pool's core with its name and tracker. Every pool class keeps one in
+/// its `core` field; a block or buffer pool shares it (in an `Arc`) with
+/// the blocks or buffers it hands out, so that they can name their pool
+/// and its acquisition sites.
 pub struct Shared<C> {
     pub core: C,
     pub naming: Naming,
     pub tracking: Tracking,
+}
+
+impl<C> Shared<C> {
+    /// `core` with the pool's [`labels`].
+    pub fn new(core: C, (naming, tracking): (Naming, Tracking)) -> Self {
+        Shared {
+            core,
+            naming,
+            tracking,
+        }
+    }
 }
 
 impl<C> Deref for Shared<C> {
@@ -41,48 +48,58 @@ impl<C> Deref for Shared<C> {
     }
 }
 
-/// `pool_methods!(Class, "item", /// docs of close())`: the methods every
-/// pool class shares, over its [`PoolClass`] implementation. `item` names
-/// what it hands out, for docs and messages.
+/// `name=` and `track=` as given to a pool's constructor, checked before
+/// the other arguments.
+pub fn labels(
+    name: Option<&Bound<'_, PyAny>>,
+    track: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(Naming, Tracking)> {
+    Ok((Naming::new(name)?, Tracking::new(track)?))
+}
+
+/// `pool_methods!(Class, "item", idle, /// docs of close())`: the methods
+/// every pool class shares, over its `core` field (a [`Shared`] core) and
+/// its [`PoolClass`] implementation. `item` names what the pool hands out,
+/// for docs and messages; `idle` is the core's method that counts them.
 macro_rules! pool_methods {
-    ($class:ident, $item:literal, $(#[$close_doc:meta])*) => {
+    ($class:ident, $item:literal, $idle:ident, $(#[$close_doc:meta])*) => {
         #[pyo3::pymethods]
         impl $class {
             $(#[$close_doc])*
             fn close(&self, py: Python<'_>) -> PyResult<()> {
-                use $crate::python::pool_class::PoolClass as _;
-                self.close_core(py);
-                let what = concat!($item, "(s)");
-                self.tracking().warn_if_outstanding(py, self.naming(), stringify!($class), what)
+                $crate::python::pool_class::PoolClass::close_core(self, py);
+                let (kind, what) = (stringify!($class), concat!($item, "(s)"));
+                let core = &self.core;
+                core.tracking.warn_if_outstanding(py, &core.naming, kind, what)
             }
 
             #[doc = concat!("Where each ", $item, " still out was acquired (formatted stacks,")]
             /// oldest first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
             fn outstanding(&self) -> PyResult<Vec<String>> {
-                $crate::python::pool_class::PoolClass::tracking(self).outstanding_sites()
+                self.core.tracking.outstanding_sites()
             }
 
             /// The pool's name (``name=``), or ``None``.
             #[getter]
             fn name(&self) -> Option<&str> {
-                $crate::python::pool_class::PoolClass::naming(self).name()
+                self.core.naming.name()
             }
 
             /// Whether acquisition sites are recorded (``track=True``).
             #[getter]
             fn track(&self) -> bool {
-                $crate::python::pool_class::PoolClass::tracking(self).is_tracking()
+                self.core.tracking.is_tracking()
             }
 
             /// Whether ``close()`` was called.
             #[getter]
             fn closed(&self) -> bool {
-                $crate::python::pool_class::PoolClass::is_closed(self)
+                self.core.is_closed()
             }
 
             #[doc = concat!("The number of idle ", $item, "s.")]
             fn __len__(&self) -> usize {
-                $crate::python::pool_class::PoolClass::idle(self)
+                self.core.$idle()
             }
 
             fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -107,8 +124,8 @@ macro_rules! pool_methods {
                 Ok(format!(
                     "<{}{}{} {}>",
                     slf.get_type().qualname()?,
-                    pool.naming().repr_part(),
-                    if pool.is_closed() { " closed" } else { "" },
+                    pool.core.naming.repr_part(),
+                    if pool.core.is_closed() { " closed" } else { "" },
                     pool.repr_fields(slf.py())?,
                 ))
             }

@@ -10,10 +10,9 @@ use super::args;
 use super::borrow::{Borrow, Lend};
 use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks};
-use super::naming::Naming;
-use super::pool_class::{generic_class, pool_methods, PoolClass};
+use super::pool_class::{self, generic_class, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
-use super::tracking::{object_key as key, Tracking};
+use super::tracking::object_key as key;
 use crate::classes::SizeClasses;
 use crate::tiered::{Filing, Tiered};
 use crate::{Config, PutError, ResetOn};
@@ -66,20 +65,18 @@ use crate::{Config, PutError, ResetOn};
 ///     TypeError, ValueError: for bad arguments, naming the argument.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "TieredPool")]
 pub struct TieredPool {
-    tiers: Tiered<Py<PyAny>>,
+    core: Shared<Tiered<Py<PyAny>>>,
     hooks: ObjectHooks,
     size_of: Option<Py<PyAny>>,
-    naming: Naming,
-    tracking: Tracking,
 }
 
 impl TieredPool {
     fn get_sized(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
         let (obj, _) = self
-            .tiers
+            .core
             .get(size, |tier| self.hooks.bound(py, Some(tier)))
             .map_err(|e| get_error(e, None, None))?;
-        self.tracking.acquired(py, key(&obj));
+        self.core.tracking.acquired(py, key(&obj));
         Ok(obj)
     }
 
@@ -99,14 +96,14 @@ impl TieredPool {
         let key = obj.as_ptr() as u64;
         // Forgotten before the core takes it back: once back, another
         // thread may get it and record its own site under the same key.
-        let record = self.tracking.returned(key);
-        match self.tiers.put(obj.clone().unbind(), size, |tier| {
+        let record = self.core.tracking.returned(key);
+        match self.core.put(obj.clone().unbind(), size, |tier| {
             self.hooks.bound(py, Some(tier))
         }) {
             Ok(_) => Ok(()),
             Err(PutError::Hook(e)) => Err(e),
             Err(PutError::NotOut { .. }) => {
-                self.tracking.restore(key, record);
+                self.core.tracking.restore(key, record);
                 Err(not_out(obj))
             }
         }
@@ -134,29 +131,13 @@ impl Lend for TierLender {
 }
 
 impl PoolClass for TieredPool {
-    fn naming(&self) -> &Naming {
-        &self.naming
-    }
-
-    fn tracking(&self) -> &Tracking {
-        &self.tracking
-    }
-
-    fn is_closed(&self) -> bool {
-        self.tiers.is_closed()
-    }
-
     fn close_core(&self, py: Python<'_>) {
-        self.tiers.close(|size| self.hooks.bound(py, Some(size)));
-    }
-
-    fn idle(&self) -> usize {
-        self.tiers.idle()
+        self.core.close(|size| self.hooks.bound(py, Some(size)));
     }
 
     fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
-        let s = self.tiers.stats();
-        let sizes = self.tiers.classes().sizes();
+        let s = self.core.stats();
+        let sizes = self.core.classes().sizes();
         Ok(format!(
             "tiers={sizes:?} idle={} in_use={}",
             s.idle, s.in_use
@@ -167,6 +148,7 @@ impl PoolClass for TieredPool {
 pool_methods!(
     TieredPool,
     "object",
+    idle,
     /// Close every tier: destroy idle objects; ``get`` raises ``PoolClosed``
     /// and returned objects are destroyed from now on.
     /// With ``track=True``, warns (``ResourceWarning``) where the objects
@@ -197,8 +179,7 @@ impl TieredPool {
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
-        let naming = Naming::new(name.as_ref())?;
-        let tracking = Tracking::new(track.as_ref())?;
+        let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
         let reset_on: ResetOn = hooks::reset_on(reset_on.as_ref())?;
         let specs = args::size_specs(&tiers, "tiers", "tier")?;
         let classes =
@@ -222,11 +203,9 @@ impl TieredPool {
         })
         .map_err(config_error)?;
         Ok(TieredPool {
-            tiers,
+            core: Shared::new(tiers, labels),
             hooks,
             size_of,
-            naming,
-            tracking,
         })
     }
 
@@ -284,15 +263,15 @@ impl TieredPool {
 
     /// Counters over all tiers (``PoolStats``).
     fn stats(&self) -> PoolStats {
-        self.tiers.stats().into()
+        self.core.stats().into()
     }
 
     /// ``{tier_size: PoolStats}`` for every tier. A tier's ``created`` and
     /// ``destroyed`` include objects that moved in or out of it.
     fn tier_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (class, &size) in self.tiers.classes().sizes().iter().enumerate() {
-            d.set_item(size, PoolStats::from(self.tiers.class_stats(class)))?;
+        for (class, &size) in self.core.classes().sizes().iter().enumerate() {
+            d.set_item(size, PoolStats::from(self.core.class_stats(class)))?;
         }
         Ok(d)
     }
@@ -303,7 +282,7 @@ impl TieredPool {
     fn trim(&self, py: Python<'_>, keep: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
         let keep = args::optional_count(keep, "keep")?.unwrap_or(0);
         Ok(self
-            .tiers
+            .core
             .used()
             .map(|(size, p)| p.trim(&mut self.hooks.bound(py, Some(size)), keep))
             .sum())
@@ -311,7 +290,7 @@ impl TieredPool {
 
     /// Destroy every idle object. Returns how many were destroyed.
     fn clear(&self, py: Python<'_>) -> usize {
-        self.tiers
+        self.core
             .used()
             .map(|(size, p)| p.trim(&mut self.hooks.bound(py, Some(size)), 0))
             .sum()
@@ -320,18 +299,18 @@ impl TieredPool {
     /// Whether returns are checked against the objects handed out.
     #[getter]
     fn checked(&self) -> bool {
-        self.tiers.is_checked()
+        self.core.is_checked()
     }
 
     /// The tiers as ``(size, max_idle)`` pairs, smallest first.
     #[getter]
     fn tiers(&self) -> Vec<(usize, usize)> {
-        self.tiers
+        self.core
             .classes()
             .sizes()
             .iter()
             .enumerate()
-            .map(|(i, &s)| (s, self.tiers.max_idle(i)))
+            .map(|(i, &s)| (s, self.core.max_idle(i)))
             .collect()
     }
 
@@ -340,11 +319,11 @@ impl TieredPool {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.hooks.traverse(&visit)?;
         visit.call(&self.size_of)?;
-        self.tiers.visit(|obj| visit.call(obj))
+        self.core.visit(|obj| visit.call(obj))
     }
 
     /// Breaks a reference cycle the collector found unreachable.
     fn __clear__(&self) {
-        self.tiers.release_references();
+        self.core.release_references();
     }
 }
