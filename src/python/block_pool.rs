@@ -7,11 +7,12 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::PyString;
 
 use super::args;
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::stats::BlockPoolStats;
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
 use crate::lease::{LeaseError, Leased};
 
@@ -164,7 +165,7 @@ impl BlockPool {
 
     /// Counters and gauges (``BlockPoolStats``), with one row per class used.
     fn stats(&self, py: Python<'_>) -> PyResult<BlockPoolStats> {
-        BlockPoolStats::new(py, &self.core)
+        BlockPoolStats::new(py, self.core.stats(), self.core.max_idle_bytes())
     }
 
     /// Free expired idle blocks, then more (largest classes first) until at
@@ -407,168 +408,5 @@ impl Drop for Block {
                 );
             }
         });
-    }
-}
-
-/// One size class of a ``BlockPool``.
-#[pyclass(frozen, get_all, module = "shardpool", name = "BlockClassStats")]
-pub struct BlockClassStats {
-    /// Block size of the class.
-    size: usize,
-    /// Most blocks kept idle.
-    max_idle: usize,
-    idle: u64,
-    in_use: u64,
-    hits: u64,
-    misses: u64,
-    puts: u64,
-    dropped: u64,
-    expired: u64,
-}
-
-#[pymethods]
-impl BlockClassStats {
-    fn __repr__(&self) -> String {
-        format!(
-            "BlockClassStats(size={}, idle={}, in_use={}, hits={}, misses={}, dropped={})",
-            self.size, self.idle, self.in_use, self.hits, self.misses, self.dropped
-        )
-    }
-}
-
-/// Counters and gauges of a ``BlockPool``, from ``pool.stats()``.
-#[pyclass(frozen, get_all, module = "shardpool", name = "BlockPoolStats")]
-pub struct BlockPoolStats {
-    /// Bytes held idle (never above ``max_idle_bytes``).
-    bytes_idle: usize,
-    /// Bytes (capacity) of blocks handed out and not yet released.
-    bytes_in_use: usize,
-    max_idle_bytes: usize,
-    /// Blocks handed out and not yet released.
-    in_use: u64,
-    /// Blocks held idle.
-    idle: u64,
-    /// Blocks handed out reused.
-    hits: u64,
-    /// Blocks handed out newly allocated (oversize ones included).
-    misses: u64,
-    /// Blocks released.
-    puts: u64,
-    /// Blocks allocated.
-    created: u64,
-    /// Blocks freed.
-    destroyed: u64,
-    /// Released blocks freed because a cap (idle bytes, idle count) was hit,
-    /// or because they were oversize.
-    dropped: u64,
-    /// Idle blocks freed after ``idle_timeout``.
-    expired: u64,
-    /// Requests above ``max_block`` (exact, unpooled allocations).
-    oversize: u64,
-    /// One ``BlockClassStats`` per class used, smallest first.
-    classes: Py<PyTuple>,
-}
-
-impl BlockPoolStats {
-    fn new(py: Python<'_>, pool: &blocks::BlockPool) -> PyResult<Self> {
-        let s = pool.stats();
-        let rows = s
-            .classes
-            .iter()
-            .map(|c| {
-                Py::new(
-                    py,
-                    BlockClassStats {
-                        size: c.size,
-                        max_idle: c.max_idle,
-                        idle: c.counts.idle,
-                        in_use: c.counts.in_use,
-                        hits: c.counts.hits,
-                        misses: c.counts.misses,
-                        puts: c.counts.puts,
-                        dropped: c.counts.dropped,
-                        expired: c.counts.expired,
-                    },
-                )
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(BlockPoolStats {
-            bytes_idle: s.bytes_idle,
-            bytes_in_use: s.bytes_in_use,
-            max_idle_bytes: pool.max_idle_bytes(),
-            in_use: s.totals.in_use,
-            idle: s.totals.idle,
-            hits: s.totals.hits,
-            misses: s.totals.misses,
-            puts: s.totals.puts,
-            created: s.totals.created,
-            destroyed: s.totals.destroyed,
-            dropped: s.totals.dropped,
-            expired: s.totals.expired,
-            oversize: s.oversize,
-            classes: PyTuple::new(py, rows)?.unbind(),
-        })
-    }
-}
-
-#[pymethods]
-impl BlockPoolStats {
-    /// Fraction of blocks handed out reused (0.0 before any).
-    #[getter]
-    fn hit_rate(&self) -> f64 {
-        crate::counters::hit_rate(self.hits, self.misses)
-    }
-
-    /// The totals as a plain ``dict`` (classes as a list of dicts).
-    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("bytes_idle", self.bytes_idle)?;
-        d.set_item("bytes_in_use", self.bytes_in_use)?;
-        d.set_item("max_idle_bytes", self.max_idle_bytes)?;
-        d.set_item("in_use", self.in_use)?;
-        d.set_item("idle", self.idle)?;
-        d.set_item("hits", self.hits)?;
-        d.set_item("misses", self.misses)?;
-        d.set_item("puts", self.puts)?;
-        d.set_item("created", self.created)?;
-        d.set_item("destroyed", self.destroyed)?;
-        d.set_item("dropped", self.dropped)?;
-        d.set_item("expired", self.expired)?;
-        d.set_item("oversize", self.oversize)?;
-        d.set_item("hit_rate", self.hit_rate())?;
-        let rows = self
-            .classes
-            .bind(py)
-            .iter()
-            .map(|row| {
-                let c = row.cast::<BlockClassStats>()?.get();
-                let r = PyDict::new(py);
-                r.set_item("size", c.size)?;
-                r.set_item("max_idle", c.max_idle)?;
-                r.set_item("idle", c.idle)?;
-                r.set_item("in_use", c.in_use)?;
-                r.set_item("hits", c.hits)?;
-                r.set_item("misses", c.misses)?;
-                r.set_item("puts", c.puts)?;
-                r.set_item("dropped", c.dropped)?;
-                r.set_item("expired", c.expired)?;
-                Ok(r)
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        d.set_item("classes", rows)?;
-        Ok(d)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!(
-            "BlockPoolStats(bytes_idle={}, bytes_in_use={}, hits={}, misses={}, dropped={}, oversize={}, classes={})",
-            self.bytes_idle,
-            self.bytes_in_use,
-            self.hits,
-            self.misses,
-            self.dropped,
-            self.oversize,
-            self.classes.bind(py).len()
-        )
     }
 }

@@ -1,52 +1,89 @@
-//! `PoolStats`: an immutable snapshot of a pool's counters.
+//! The statistics classes: immutable snapshots of a pool's counters,
+//! `PoolStats` for the object and buffer pools, `BlockPoolStats` (with a
+//! `BlockClassStats` per class) for the block pool.
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
+use crate::blocks::BlockStats;
 use crate::Snapshot;
 
-/// An immutable snapshot of a pool's counters and gauges, from ``pool.stats()``.
-///
-/// Counters (``created``, ``hits``, ...) only grow over the pool's life.
-/// Gauges (``idle``, ``in_use``) describe the moment of the call. Once the
-/// pool is quiescent, ``created == destroyed + idle + in_use``.
-#[pyclass(frozen, eq, get_all, module = "shardpool", name = "PoolStats")]
-#[derive(Clone, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Objects the factory produced (including ``prefill``).
-    created: u64,
-    /// Objects the pool discarded, for any reason (``destroy`` ran for each).
-    destroyed: u64,
-    /// ``get`` calls served with a reused object.
-    hits: u64,
-    /// ``get`` calls served with a newly created object.
-    misses: u64,
-    /// Objects given back with ``put`` (also those then dropped or destroyed).
-    puts: u64,
-    /// Returned objects destroyed because ``max_idle`` objects were idle.
-    dropped: u64,
-    /// Objects destroyed because their reset raised.
-    reset_errors: u64,
-    /// Idle objects destroyed because ``validate`` rejected them (or raised).
-    invalid: u64,
-    /// Idle objects destroyed because they were idle longer than ``idle_timeout``.
-    expired: u64,
-    /// ``get`` calls that had to wait for a bounded pool.
-    waits: u64,
-    /// Waits that ended with ``PoolTimeout``.
-    timeouts: u64,
-    /// Waits given up before their timeout: a cancelled ``aget()`` task
-    /// (also one whose event loop closed or that was collected), or a thread
-    /// whose wait an exception interrupted (a signal handler's).
-    cancelled: u64,
-    /// Objects handed out and not yet returned.
-    in_use: u64,
-    /// Objects idle in the pool.
-    idle: u64,
-    /// The highest ``in_use`` observed: sampled when an object is created, a
-    /// ``get`` waits, every 64th reuse, and on ``stats()``. A short peak
-    /// reached through reuse alone between samples can be missed.
-    max_in_use: u64,
+/// `stats_class! { [eq;] /// docs  pub struct Name { fields } }`:
+/// declares a frozen statistics class with a getter per field (and `==`
+/// after `eq;`), and its `fill(dict)`, which sets an item per field, so
+/// that `as_dict()` can never miss one. (PyO3's `eq` is written here, not
+/// passed in: its expansion only works with the macro's own tokens.)
+macro_rules! stats_class {
+    (eq; $($rest:tt)*) => {
+        stats_class!(@class [
+            #[pyclass(frozen, eq, get_all, module = "shardpool")]
+            #[derive(Clone, PartialEq, Eq)]
+        ] $($rest)*);
+    };
+    (@class [$($attr:tt)*]
+        $(#[$doc:meta])*
+        pub struct $class:ident { $($(#[$field_doc:meta])* $field:ident: $ty:ty,)* }
+    ) => {
+        $(#[$doc])*
+        $($attr)*
+        pub struct $class { $($(#[$field_doc])* $field: $ty,)* }
+
+        impl $class {
+            /// Sets an item of `dict` per field.
+            fn fill(&self, dict: &Bound<'_, PyDict>) -> PyResult<()> {
+                $(dict.set_item(stringify!($field), &self.$field)?;)*
+                Ok(())
+            }
+        }
+    };
+    ($($rest:tt)*) => {
+        stats_class!(@class [#[pyclass(frozen, get_all, module = "shardpool")]] $($rest)*);
+    };
+}
+
+stats_class! {
+    eq;
+    /// An immutable snapshot of a pool's counters and gauges, from ``pool.stats()``.
+    ///
+    /// Counters (``created``, ``hits``, ...) only grow over the pool's life.
+    /// Gauges (``idle``, ``in_use``) describe the moment of the call. Once the
+    /// pool is quiescent, ``created == destroyed + idle + in_use``.
+    pub struct PoolStats {
+        /// Objects the factory produced (including ``prefill``).
+        created: u64,
+        /// Objects the pool discarded, for any reason (``destroy`` ran for each).
+        destroyed: u64,
+        /// ``get`` calls served with a reused object.
+        hits: u64,
+        /// ``get`` calls served with a newly created object.
+        misses: u64,
+        /// Objects given back with ``put`` (also those then dropped or destroyed).
+        puts: u64,
+        /// Returned objects destroyed because ``max_idle`` objects were idle.
+        dropped: u64,
+        /// Objects destroyed because their reset raised.
+        reset_errors: u64,
+        /// Idle objects destroyed because ``validate`` rejected them (or raised).
+        invalid: u64,
+        /// Idle objects destroyed because they were idle longer than ``idle_timeout``.
+        expired: u64,
+        /// ``get`` calls that had to wait for a bounded pool.
+        waits: u64,
+        /// Waits that ended with ``PoolTimeout``.
+        timeouts: u64,
+        /// Waits given up before their timeout: a cancelled ``aget()`` task
+        /// (also one whose event loop closed or that was collected), or a thread
+        /// whose wait an exception interrupted (a signal handler's).
+        cancelled: u64,
+        /// Objects handed out and not yet returned.
+        in_use: u64,
+        /// Objects idle in the pool.
+        idle: u64,
+        /// The highest ``in_use`` observed: sampled when an object is created, a
+        /// ``get`` waits, every 64th reuse, and on ``stats()``. A short peak
+        /// reached through reuse alone between samples can be missed.
+        max_in_use: u64,
+    }
 }
 
 impl From<Snapshot> for PoolStats {
@@ -71,26 +108,16 @@ impl From<Snapshot> for PoolStats {
     }
 }
 
-impl PoolStats {
-    fn fields(&self) -> [(&'static str, u64); 15] {
-        [
-            ("created", self.created),
-            ("destroyed", self.destroyed),
-            ("hits", self.hits),
-            ("misses", self.misses),
-            ("puts", self.puts),
-            ("dropped", self.dropped),
-            ("reset_errors", self.reset_errors),
-            ("invalid", self.invalid),
-            ("expired", self.expired),
-            ("waits", self.waits),
-            ("timeouts", self.timeouts),
-            ("cancelled", self.cancelled),
-            ("in_use", self.in_use),
-            ("idle", self.idle),
-            ("max_in_use", self.max_in_use),
-        ]
-    }
+/// `as_dict()` of a statistics class: its fields, then `hit_rate`.
+fn as_dict<'py>(
+    py: Python<'py>,
+    fill: impl FnOnce(&Bound<'py, PyDict>) -> PyResult<()>,
+    hit_rate: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    fill(&d)?;
+    d.set_item("hit_rate", hit_rate)?;
+    Ok(d)
 }
 
 #[pymethods]
@@ -103,20 +130,152 @@ impl PoolStats {
 
     /// The counters and gauges as a plain ``dict`` (``hit_rate`` included).
     fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        as_dict(py, |d| self.fill(d), self.hit_rate())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let d = PyDict::new(py);
-        for (name, value) in self.fields() {
-            d.set_item(name, value)?;
-        }
-        d.set_item("hit_rate", self.hit_rate())?;
+        self.fill(&d)?;
+        let fields: Vec<String> = d.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        Ok(format!("PoolStats({})", fields.join(", ")))
+    }
+}
+
+stats_class! {
+    /// One size class of a ``BlockPool``.
+    pub struct BlockClassStats {
+        /// Block size of the class.
+        size: usize,
+        /// Most blocks kept idle.
+        max_idle: usize,
+        idle: u64,
+        in_use: u64,
+        hits: u64,
+        misses: u64,
+        puts: u64,
+        dropped: u64,
+        expired: u64,
+    }
+}
+
+#[pymethods]
+impl BlockClassStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "BlockClassStats(size={}, idle={}, in_use={}, hits={}, misses={}, dropped={})",
+            self.size, self.idle, self.in_use, self.hits, self.misses, self.dropped
+        )
+    }
+}
+
+stats_class! {
+    /// Counters and gauges of a ``BlockPool``, from ``pool.stats()``.
+    pub struct BlockPoolStats {
+        /// Bytes held idle (never above ``max_idle_bytes``).
+        bytes_idle: usize,
+        /// Bytes (capacity) of blocks handed out and not yet released.
+        bytes_in_use: usize,
+        max_idle_bytes: usize,
+        /// Blocks handed out and not yet released.
+        in_use: u64,
+        /// Blocks held idle.
+        idle: u64,
+        /// Blocks handed out reused.
+        hits: u64,
+        /// Blocks handed out newly allocated (oversize ones included).
+        misses: u64,
+        /// Blocks released.
+        puts: u64,
+        /// Blocks allocated.
+        created: u64,
+        /// Blocks freed.
+        destroyed: u64,
+        /// Released blocks freed because a cap (idle bytes, idle count) was hit,
+        /// or because they were oversize.
+        dropped: u64,
+        /// Idle blocks freed after ``idle_timeout``.
+        expired: u64,
+        /// Requests above ``max_block`` (exact, unpooled allocations).
+        oversize: u64,
+        /// One ``BlockClassStats`` per class used, smallest first.
+        classes: Py<PyTuple>,
+    }
+}
+
+impl BlockPoolStats {
+    pub fn new(py: Python<'_>, s: BlockStats, max_idle_bytes: usize) -> PyResult<Self> {
+        let rows = s.classes.iter().map(|c| {
+            let n = &c.counts;
+            let (size, max_idle) = (c.size, c.max_idle);
+            BlockClassStats {
+                size,
+                max_idle,
+                idle: n.idle,
+                in_use: n.in_use,
+                hits: n.hits,
+                misses: n.misses,
+                puts: n.puts,
+                dropped: n.dropped,
+                expired: n.expired,
+            }
+        });
+        let t = &s.totals;
+        Ok(BlockPoolStats {
+            bytes_idle: s.bytes_idle,
+            bytes_in_use: s.bytes_in_use,
+            max_idle_bytes,
+            in_use: t.in_use,
+            idle: t.idle,
+            hits: t.hits,
+            misses: t.misses,
+            puts: t.puts,
+            created: t.created,
+            destroyed: t.destroyed,
+            dropped: t.dropped,
+            expired: t.expired,
+            oversize: s.oversize,
+            classes: PyTuple::new(
+                py,
+                rows.map(|row| Py::new(py, row))
+                    .collect::<PyResult<Vec<_>>>()?,
+            )?
+            .unbind(),
+        })
+    }
+}
+
+#[pymethods]
+impl BlockPoolStats {
+    /// Fraction of blocks handed out reused (0.0 before any).
+    #[getter]
+    fn hit_rate(&self) -> f64 {
+        crate::counters::hit_rate(self.hits, self.misses)
+    }
+
+    /// The totals as a plain ``dict`` (classes as a list of dicts).
+    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let classes = self.classes.bind(py).iter().map(|row| {
+            let d = PyDict::new(py);
+            row.cast::<BlockClassStats>()?.get().fill(&d)?;
+            Ok(d)
+        });
+        let classes = classes.collect::<PyResult<Vec<_>>>()?;
+        let d = as_dict(py, |d| self.fill(d), self.hit_rate())?;
+        d.del_item("classes")?; // last, as a list of dicts
+        d.set_item("classes", classes)?;
         Ok(d)
     }
 
-    fn __repr__(&self) -> String {
-        let fields: Vec<String> = self
-            .fields()
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect();
-        format!("PoolStats({})", fields.join(", "))
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "BlockPoolStats(bytes_idle={}, bytes_in_use={}, hits={}, misses={}, dropped={}, oversize={}, classes={})",
+            self.bytes_idle,
+            self.bytes_in_use,
+            self.hits,
+            self.misses,
+            self.dropped,
+            self.oversize,
+            self.classes.bind(py).len()
+        )
     }
 }
