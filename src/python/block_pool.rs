@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::args;
+use super::class_macros::exit_method;
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::BlockPoolStats;
@@ -275,6 +276,15 @@ impl Block {
         }
     }
 
+    /// `__exit__`: releases the block, or defers that while views are alive.
+    fn exit(&self, py: Python<'_>) -> PyResult<()> {
+        let outcome = self.pool.release_or_defer(&self.leased, &Detached(py));
+        if outcome.is_ok() {
+            self.pool.tracking.returned(self.ticket);
+        }
+        Ok(())
+    }
+
     fn check_live(&self) -> PyResult<()> {
         if self.leased.is_released() {
             Err(PyValueError::new_err("operation on a released block"))
@@ -315,25 +325,6 @@ impl Block {
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         slf.get().check_live()?;
         Ok(slf)
-    }
-
-    /// Releases the block; views still alive keep working. Does nothing if
-    /// it was released inside the block.
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        if self
-            .pool
-            .release_or_defer(&self.leased, &Detached(py))
-            .is_ok()
-        {
-            self.pool.tracking.returned(self.ticket);
-        }
-        false
     }
 
     unsafe fn __getbuffer__(
@@ -383,6 +374,13 @@ impl Block {
         ))
     }
 }
+
+exit_method!(
+    Block,
+    exit,
+    /// Releases the block; views still alive keep working. Does nothing if
+    /// it was released inside the block.
+);
 
 impl Drop for Block {
     fn drop(&mut self) {

@@ -7,7 +7,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
-use super::pool_class::generic_class;
+use super::class_macros::{exit_method, generic_class};
 
 /// Where a `Borrow` gets its object and gives it back: a pool, with the
 /// arguments of its `borrow()` call.
@@ -39,6 +39,19 @@ impl Borrow {
         Borrow {
             lender,
             held: Mutex::new(Held::Free),
+        }
+    }
+
+    /// `__exit__`: puts the object back.
+    fn exit(&self, py: Python<'_>) -> PyResult<()> {
+        match self.swap(Held::Free) {
+            Held::Holding(obj) => self.lender.take_back(obj.bind(py)),
+            other => {
+                self.swap(other);
+                Err(PyRuntimeError::new_err(
+                    "borrow() exited without being entered",
+                ))
+            }
         }
     }
 
@@ -74,27 +87,6 @@ impl Borrow {
         }
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        match self.swap(Held::Free) {
-            Held::Holding(obj) => {
-                self.lender.take_back(obj.bind(py))?;
-                Ok(false)
-            }
-            other => {
-                self.swap(other);
-                Err(PyRuntimeError::new_err(
-                    "borrow() exited without being entered",
-                ))
-            }
-        }
-    }
-
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.lender.traverse(&visit)?;
         if let Ok(held) = self.held.try_lock() {
@@ -118,3 +110,4 @@ impl Borrow {
 }
 
 generic_class!(Borrow);
+exit_method!(Borrow, exit,);

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
+use super::class_macros::exit_method;
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
@@ -234,6 +235,13 @@ impl Buffer {
         self.let_go(true)
     }
 
+    /// `__exit__`: releases the buffer, or defers that while views are
+    /// alive. Refused only when released already: a no-op then.
+    fn exit(&self, _py: Python<'_>) -> PyResult<()> {
+        let _ = self.let_go(false);
+        Ok(())
+    }
+
     fn append(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         if let Ok(bytes) = data.cast::<PyBytes>() {
             let src = bytes.as_bytes();
@@ -326,19 +334,6 @@ impl Buffer {
         Ok(slf)
     }
 
-    /// Releases the buffer; views still alive keep working. Does nothing if
-    /// it was released inside the block.
-    fn __exit__(
-        &self,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        // Only refused when released already: a no-op then.
-        let _ = self.let_go(false);
-        false
-    }
-
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -393,6 +388,13 @@ impl Buffer {
         ))
     }
 }
+
+exit_method!(
+    Buffer,
+    exit,
+    /// Releases the buffer; views still alive keep working. Does nothing if
+    /// it was released inside the block.
+);
 
 impl Drop for Buffer {
     fn drop(&mut self) {

@@ -9,6 +9,7 @@ mod args;
 mod block_pool;
 mod borrow;
 mod buffer_pool;
+mod class_macros;
 mod errors;
 mod gc_clock;
 mod hooks;

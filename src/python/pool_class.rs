@@ -2,7 +2,7 @@
 //! each implements, and [`pool_methods!`], which gives each the same
 //! `close()`, `outstanding()`, `name`, `track`, `closed`, `len()`, context
 //! manager, `repr()` frame and refusals to pickle or copy, so they cannot
-//! drift apart. [`generic_class!`] gives a class `Class[T]`.
+//! drift apart.
 
 use std::ops::Deref;
 
@@ -63,6 +63,9 @@ pub fn labels(
 /// for docs and messages; `idle` is the core's method that counts them.
 macro_rules! pool_methods {
     ($class:ident, $item:literal, $idle:ident, $(#[$close_doc:meta])*) => {
+        $crate::python::class_macros::exit_method!($class, close, /// Closes the pool.
+        );
+
         #[pyo3::pymethods]
         impl $class {
             $(#[$close_doc])*
@@ -106,18 +109,6 @@ macro_rules! pool_methods {
                 slf
             }
 
-            /// Closes the pool.
-            fn __exit__(
-                &self,
-                py: Python<'_>,
-                _exc_type: &Bound<'_, PyAny>,
-                _exc: &Bound<'_, PyAny>,
-                _tb: &Bound<'_, PyAny>,
-            ) -> PyResult<bool> {
-                self.close(py)?;
-                Ok(false)
-            }
-
             fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
                 use $crate::python::pool_class::PoolClass as _;
                 let pool = slf.get();
@@ -151,22 +142,4 @@ macro_rules! pool_methods {
     };
 }
 
-/// `generic_class!(Class)`: `Class[T]` for type annotations.
-macro_rules! generic_class {
-    ($class:ident) => {
-        #[pyo3::pymethods]
-        impl $class {
-            #[doc = concat!("``", stringify!($class), "[T]`` for type annotations.")]
-            #[classmethod]
-            fn __class_getitem__<'py>(
-                cls: &Bound<'py, pyo3::types::PyType>,
-                item: &Bound<'py, PyAny>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                pyo3::types::PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
-            }
-        }
-    };
-}
-
-pub(crate) use generic_class;
 pub(crate) use pool_methods;
