@@ -12,7 +12,7 @@ use pyo3::types::PyString;
 use super::args;
 use super::class_macros::exit_method;
 use super::errors::PoolClosed;
-use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
 use super::stats::BlockPoolStats;
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
 use crate::lease::{LeaseError, Leased};
@@ -135,13 +135,8 @@ impl BlockPool {
         let n = args::count(n, "n")?;
         match self.core.lease(n, zeroed, &Detached(py)) {
             Ok(leased) => {
-                let ticket = self.core.tracking.ticket();
-                self.core.tracking.acquired(py, ticket);
-                Ok(Block {
-                    leased,
-                    pool: Arc::clone(&self.core),
-                    ticket,
-                })
+                let pool = PoolLink::acquired(py, &self.core);
+                Ok(Block { leased, pool })
             }
             Err(BlockError::Closed) => Err(PoolClosed::new_err("the pool is closed")),
             Err(BlockError::Alloc(e)) => Err(PyMemoryError::new_err(format!(
@@ -156,11 +151,7 @@ impl BlockPool {
     #[pyo3(signature = (block, /))]
     fn put(&self, py: Python<'_>, block: &Bound<'_, Block>) -> PyResult<()> {
         let b = block.get();
-        if !Arc::ptr_eq(&b.pool, &self.core) {
-            return Err(PyValueError::new_err(
-                "put() of a block from another BlockPool",
-            ));
-        }
+        b.pool.check_put_to(&self.core, "block", "BlockPool")?;
         b.release(py)
     }
 
@@ -257,16 +248,14 @@ pool_methods!(
 #[pyclass(frozen, weakref, module = "shardpool", name = "Block")]
 pub struct Block {
     leased: Leased,
-    pool: Arc<SharedCore>,
-    /// The block's key in its pool's tracker (0 when not tracking).
-    ticket: u64,
+    pool: PoolLink<blocks::BlockPool>,
 }
 
 impl Block {
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         match self.pool.release(&self.leased, &Detached(py)) {
             Ok(()) => {
-                self.pool.tracking.returned(self.ticket);
+                self.pool.returned();
                 Ok(())
             }
             Err(LeaseError::Exported(n)) => Err(PyBufferError::new_err(format!(
@@ -280,7 +269,7 @@ impl Block {
     fn exit(&self, py: Python<'_>) -> PyResult<()> {
         let outcome = self.pool.release_or_defer(&self.leased, &Detached(py));
         if outcome.is_ok() {
-            self.pool.tracking.returned(self.ticket);
+            self.pool.returned();
         }
         Ok(())
     }
@@ -396,10 +385,8 @@ impl Drop for Block {
                 return;
             };
             if !released {
-                self.pool.tracking.collected_unreleased(
+                self.pool.collected_unreleased(
                     py,
-                    &self.pool.naming,
-                    self.ticket,
                     &format!("a Block of {capacity} bytes"),
                     "BlockPool",
                     "its memory went back to the pool. Use `with pool.get(n) as block:`",

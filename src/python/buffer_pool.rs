@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyMemoryView};
 use super::args;
 use super::class_macros::exit_method;
 use super::errors::PoolClosed;
-use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
 use super::stats::PoolStats;
 use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::buffers;
@@ -85,24 +85,15 @@ impl BufferPool {
             .core
             .lease()
             .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
-        let ticket = self.core.tracking.ticket();
-        self.core.tracking.acquired(py, ticket);
-        Ok(Buffer {
-            lease,
-            pool: Arc::clone(&self.core),
-            ticket,
-        })
+        let pool = PoolLink::acquired(py, &self.core);
+        Ok(Buffer { lease, pool })
     }
 
     /// Release ``buf`` back to this pool (the same as ``buf.release()``).
     #[pyo3(signature = (buf, /))]
     fn put(&self, buf: &Bound<'_, Buffer>) -> PyResult<()> {
         let b = buf.get();
-        if !Arc::ptr_eq(&b.pool, &self.core) {
-            return Err(PyValueError::new_err(
-                "put() of a buffer from another BufferPool",
-            ));
-        }
+        b.pool.check_put_to(&self.core, "buffer", "BufferPool")?;
         b.release()
     }
 
@@ -189,9 +180,7 @@ pool_methods!(
 pub struct Buffer {
     /// The bytes and their exports (the core's protocol).
     lease: LeasedBuffer,
-    pool: Arc<SharedCore>,
-    /// The buffer's key in its pool's tracker (0 when not tracking).
-    ticket: u64,
+    pool: PoolLink<buffers::BufferPool>,
 }
 
 /// The Python exception for a refused buffer operation.
@@ -218,7 +207,7 @@ impl Buffer {
         };
         match outcome {
             Ok(()) => {
-                self.pool.tracking.returned(self.ticket);
+                self.pool.returned();
                 Ok(())
             }
             Err(BufferError::Released) => {
@@ -405,10 +394,8 @@ impl Drop for Buffer {
         };
         if !released {
             Python::attach(|py| {
-                self.pool.tracking.collected_unreleased(
+                self.pool.collected_unreleased(
                     py,
-                    &self.pool.naming,
-                    self.ticket,
                     &format!("a Buffer holding {len} bytes"),
                     "BufferPool",
                     "it went back to the pool. Use `with pool.get() as buf:`",

@@ -5,7 +5,9 @@
 //! drift apart.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::naming::Naming;
@@ -45,6 +47,58 @@ impl<C> Deref for Shared<C> {
 
     fn deref(&self) -> &C {
         &self.core
+    }
+}
+
+/// What a block or buffer keeps of the pool that handed it out: the pool's
+/// shared core, and the item's key in the pool's tracker (0 when not
+/// tracking).
+pub struct PoolLink<C> {
+    shared: Arc<Shared<C>>,
+    ticket: u64,
+}
+
+impl<C> PoolLink<C> {
+    /// The link of an item `pool` just handed out; a tracking pool records
+    /// the caller's stack as its acquisition site.
+    #[inline]
+    pub fn acquired(py: Python<'_>, pool: &Arc<Shared<C>>) -> Self {
+        let ticket = pool.tracking.ticket();
+        pool.tracking.acquired(py, ticket);
+        PoolLink {
+            shared: Arc::clone(pool),
+            ticket,
+        }
+    }
+
+    /// The item is back (or gone for good): its site is forgotten.
+    #[inline]
+    pub fn returned(&self) {
+        self.shared.tracking.returned(self.ticket);
+    }
+
+    /// Refuses (`ValueError`) a `put()` to `pool` of a `what` from another.
+    pub fn check_put_to(&self, pool: &Arc<Shared<C>>, what: &str, kind: &str) -> PyResult<()> {
+        if Arc::ptr_eq(&self.shared, pool) {
+            return Ok(());
+        }
+        let message = format!("put() of a {what} from another {kind}");
+        Err(PyValueError::new_err(message))
+    }
+
+    /// Warns that the item was collected without release (see
+    /// [`Tracking::collected_unreleased`]) and forgets its site.
+    pub fn collected_unreleased(&self, py: Python<'_>, what: &str, kind: &str, advice: &str) {
+        let (naming, tracking) = (&self.shared.naming, &self.shared.tracking);
+        tracking.collected_unreleased(py, naming, self.ticket, what, kind, advice);
+    }
+}
+
+impl<C> Deref for PoolLink<C> {
+    type Target = Shared<C>;
+
+    fn deref(&self) -> &Shared<C> {
+        &self.shared
     }
 }
 
