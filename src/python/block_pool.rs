@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::args;
-use super::class_macros::exit_method;
+use super::class_macros::{core_getters, exit_method};
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
 use super::stats::BlockPoolStats;
@@ -177,21 +177,6 @@ impl BlockPool {
     #[getter]
     fn classes(&self) -> Vec<usize> {
         self.core.classes().sizes().to_vec()
-    }
-
-    #[getter]
-    fn max_block(&self) -> usize {
-        self.core.max_block()
-    }
-
-    #[getter]
-    fn max_idle_bytes(&self) -> usize {
-        self.core.max_idle_bytes()
-    }
-
-    #[getter]
-    fn alignment(&self) -> usize {
-        self.core.alignment()
     }
 
     #[getter]
@@ -395,3 +380,12 @@ impl Drop for Block {
         });
     }
 }
+
+core_getters!(BlockPool {
+    /// The largest pooled size; larger requests get an exact block.
+    max_block: usize = max_block,
+    /// The most memory kept idle over all classes.
+    max_idle_bytes: usize = max_idle_bytes,
+    /// The alignment of every block.
+    alignment: usize = alignment,
+});

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
-use super::class_macros::exit_method;
+use super::class_macros::{core_getters, exit_method};
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
 use super::stats::PoolStats;
@@ -127,16 +127,6 @@ impl BufferPool {
     #[getter]
     fn large_capacity(&self) -> Option<usize> {
         Some(self.core.calibrator().large()).filter(|&l| l != usize::MAX)
-    }
-
-    #[getter]
-    fn max_capacity(&self) -> usize {
-        self.core.max_capacity()
-    }
-
-    #[getter]
-    fn max_idle(&self) -> usize {
-        self.core.max_idle()
     }
 }
 
@@ -404,3 +394,10 @@ impl Drop for Buffer {
         }
     }
 }
+
+core_getters!(BufferPool {
+    /// Buffers above this capacity are never kept.
+    max_capacity: usize = max_capacity,
+    /// The most idle buffers kept.
+    max_idle: usize = max_idle,
+});

@@ -1,5 +1,6 @@
 //! Methods several classes share, generated so that they are written once:
-//! `Class[T]` for the generic classes, and a context manager's `__exit__`.
+//! `Class[T]` for the generic classes, a context manager's `__exit__`, and
+//! properties that read the core.
 
 /// `generic_class!(Class)`: `Class[T]` for type annotations.
 macro_rules! generic_class {
@@ -40,5 +41,23 @@ macro_rules! exit_method {
     };
 }
 
+/// `core_getters!(Class { /// docs  name: Type = method, ... })`: read-only
+/// properties that return `self.core.method()`.
+macro_rules! core_getters {
+    ($class:ident { $($(#[$doc:meta])* $name:ident: $ty:ty = $method:ident,)* }) => {
+        #[pyo3::pymethods]
+        impl $class {
+            $(
+                $(#[$doc])*
+                #[getter]
+                fn $name(&self) -> $ty {
+                    self.core.$method()
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use core_getters;
 pub(crate) use exit_method;
 pub(crate) use generic_class;

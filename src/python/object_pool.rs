@@ -10,7 +10,7 @@ use pyo3::PyTraverseError;
 use super::aio::aio;
 use super::args;
 use super::borrow::{Borrow, Lend};
-use super::class_macros::generic_class;
+use super::class_macros::{core_getters, generic_class};
 use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks, PyHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
@@ -422,24 +422,6 @@ impl ObjectPool {
         self.core.trim(&mut self.call_hooks(py), 0)
     }
 
-    /// The most idle objects kept.
-    #[getter]
-    fn max_idle(&self) -> usize {
-        self.core.max_idle()
-    }
-
-    /// The most objects alive at once, or ``None``.
-    #[getter]
-    fn max_size(&self) -> Option<usize> {
-        self.core.max_size()
-    }
-
-    /// The number of shards.
-    #[getter]
-    fn shards(&self) -> usize {
-        self.core.shard_count()
-    }
-
     /// Seconds an idle object is kept, or ``None``.
     #[getter]
     fn idle_timeout(&self) -> Option<f64> {
@@ -453,12 +435,6 @@ impl ObjectPool {
             ResetOn::Put => "put",
             ResetOn::Get => "get",
         }
-    }
-
-    /// Whether returns are checked against the objects handed out.
-    #[getter]
-    fn checked(&self) -> bool {
-        self.core.is_checked()
     }
 
     /// The factory.
@@ -490,3 +466,14 @@ impl ObjectPool {
         drop(self.core.take_notifications());
     }
 }
+
+core_getters!(ObjectPool {
+    /// The most idle objects kept.
+    max_idle: usize = max_idle,
+    /// The most objects alive at once, or ``None``.
+    max_size: Option<usize> = max_size,
+    /// The number of shards.
+    shards: usize = shard_count,
+    /// Whether returns are checked against the objects handed out.
+    checked: bool = is_checked,
+});

@@ -8,17 +8,30 @@ use pyo3::types::{PyDict, PyTuple};
 use crate::blocks::BlockStats;
 use crate::Snapshot;
 
-/// `stats_class! { [eq;] /// docs  pub struct Name { fields } }`:
-/// declares a frozen statistics class with a getter per field (and `==`
-/// after `eq;`), and its `fill(dict)`, which sets an item per field, so
+/// `stats_class! { [eq, from Source;] /// docs  pub struct Name { fields } }`:
+/// declares a frozen statistics class with a getter per field (and `==`,
+/// and a conversion from the core's `Source` with the same fields, after
+/// `eq, from Source;`), and its `fill(dict)`, which sets an item per field, so
 /// that `as_dict()` can never miss one. (PyO3's `eq` is written here, not
 /// passed in: its expansion only works with the macro's own tokens.)
 macro_rules! stats_class {
-    (eq; $($rest:tt)*) => {
+    (eq, from $source:ty;
+        $(#[$doc:meta])*
+        pub struct $class:ident { $($(#[$field_doc:meta])* $field:ident: $ty:ty,)* }
+    ) => {
         stats_class!(@class [
             #[pyclass(frozen, eq, get_all, module = "shardpool")]
             #[derive(Clone, PartialEq, Eq)]
-        ] $($rest)*);
+        ]
+            $(#[$doc])*
+            pub struct $class { $($(#[$field_doc])* $field: $ty,)* }
+        );
+
+        impl From<$source> for $class {
+            fn from(s: $source) -> Self {
+                $class { $($field: s.$field,)* }
+            }
+        }
     };
     (@class [$($attr:tt)*]
         $(#[$doc:meta])*
@@ -42,7 +55,7 @@ macro_rules! stats_class {
 }
 
 stats_class! {
-    eq;
+    eq, from Snapshot;
     /// An immutable snapshot of a pool's counters and gauges, from ``pool.stats()``.
     ///
     /// Counters (``created``, ``hits``, ...) only grow over the pool's life.
@@ -83,28 +96,6 @@ stats_class! {
         /// ``get`` waits, every 64th reuse, and on ``stats()``. A short peak
         /// reached through reuse alone between samples can be missed.
         max_in_use: u64,
-    }
-}
-
-impl From<Snapshot> for PoolStats {
-    fn from(s: Snapshot) -> Self {
-        PoolStats {
-            created: s.created,
-            destroyed: s.destroyed,
-            hits: s.hits,
-            misses: s.misses,
-            puts: s.puts,
-            dropped: s.dropped,
-            reset_errors: s.reset_errors,
-            invalid: s.invalid,
-            expired: s.expired,
-            waits: s.waits,
-            timeouts: s.timeouts,
-            cancelled: s.cancelled,
-            in_use: s.in_use,
-            idle: s.idle,
-            max_in_use: s.max_in_use,
-        }
     }
 }
 

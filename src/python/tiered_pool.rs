@@ -8,7 +8,7 @@ use pyo3::PyTraverseError;
 use super::aio::aio;
 use super::args;
 use super::borrow::{Borrow, Lend};
-use super::class_macros::generic_class;
+use super::class_macros::{core_getters, generic_class};
 use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
@@ -297,12 +297,6 @@ impl TieredPool {
             .sum()
     }
 
-    /// Whether returns are checked against the objects handed out.
-    #[getter]
-    fn checked(&self) -> bool {
-        self.core.is_checked()
-    }
-
     /// The tiers as ``(size, max_idle)`` pairs, smallest first.
     #[getter]
     fn tiers(&self) -> Vec<(usize, usize)> {
@@ -328,3 +322,8 @@ impl TieredPool {
         self.core.release_references();
     }
 }
+
+core_getters!(TieredPool {
+    /// Whether returns are checked against the objects handed out.
+    checked: bool = is_checked,
+});
