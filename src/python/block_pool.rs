@@ -7,7 +7,6 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 
 use super::args;
 use super::class_macros::{core_getters, exit_method};
@@ -27,26 +26,13 @@ impl Offload for Detached<'_> {
     }
 }
 
-fn zero_mode(value: Option<&Bound<'_, PyAny>>) -> PyResult<ZeroMode> {
-    let Some(v) = value.filter(|v| !v.is_none()) else {
-        return Ok(ZeroMode::Never);
-    };
-    match v.cast::<PyString>().ok().map(|s| s.to_string()).as_deref() {
-        Some("never") => Ok(ZeroMode::Never),
-        Some("release") => Ok(ZeroMode::Release),
-        Some("acquire") => Ok(ZeroMode::Acquire),
-        Some("poison") => Ok(ZeroMode::Poison),
-        Some(_) => Err(PyValueError::new_err(format!(
-            "zero must be 'never', 'release', 'acquire' or 'poison', got {}",
-            args::repr(v)
-        ))),
-        None => Err(args::type_error(
-            "zero",
-            "'never', 'release', 'acquire' or 'poison'",
-            v,
-        )),
-    }
-}
+/// `zero=` and the `zero` property.
+const ZERO_MODES: [(&str, ZeroMode); 4] = [
+    ("never", ZeroMode::Never),
+    ("release", ZeroMode::Release),
+    ("acquire", ZeroMode::Acquire),
+    ("poison", ZeroMode::Poison),
+];
 
 /// A pool of byte blocks in size classes, handed out as ``Block`` objects
 /// that expose their memory zero-copy (``memoryview``, ``recv_into``,
@@ -114,7 +100,7 @@ impl BlockPool {
             max_block: args::optional_count(max_block.as_ref(), "max_block")?,
             max_idle_bytes: args::optional_count(max_idle_bytes.as_ref(), "max_idle_bytes")?
                 .unwrap_or(blocks::DEFAULT_MAX_IDLE_BYTES),
-            zero: zero_mode(zero.as_ref())?,
+            zero: args::choice(zero.as_ref(), "zero", &ZERO_MODES)?,
             alignment: args::optional_count(alignment.as_ref(), "alignment")?
                 .unwrap_or(blocks::DEFAULT_ALIGNMENT),
             idle_timeout: args::seconds(idle_timeout.as_ref(), "idle_timeout")?.0,
@@ -181,12 +167,7 @@ impl BlockPool {
 
     #[getter]
     fn zero(&self) -> &'static str {
-        match self.core.zero() {
-            ZeroMode::Never => "never",
-            ZeroMode::Release => "release",
-            ZeroMode::Acquire => "acquire",
-            ZeroMode::Poison => "poison",
-        }
+        args::choice_name(&ZERO_MODES, self.core.zero())
     }
 }
 

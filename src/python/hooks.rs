@@ -5,10 +5,9 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyString, PyType};
+use pyo3::types::{PyBool, PyType};
 use pyo3::{intern, PyTraverseError};
 
 use super::args;
@@ -92,21 +91,8 @@ impl ObjectHooks {
     }
 }
 
-/// `reset_on=`: `"put"` (also for `None`) or `"get"`.
-pub fn reset_on(value: Option<&Bound<'_, PyAny>>) -> PyResult<ResetOn> {
-    let Some(v) = value.filter(|v| !v.is_none()) else {
-        return Ok(ResetOn::Put);
-    };
-    match v.cast::<PyString>().ok().map(|s| s.to_string()).as_deref() {
-        Some("put") => Ok(ResetOn::Put),
-        Some("get") => Ok(ResetOn::Get),
-        Some(_) => Err(PyValueError::new_err(format!(
-            "reset_on must be 'put' or 'get', got {}",
-            args::repr(v)
-        ))),
-        None => Err(args::type_error("reset_on", "'put' or 'get'", v)),
-    }
-}
+/// `reset_on=` and the `reset_on` property: `"put"` (the default) or `"get"`.
+pub const RESET_ON: [(&str, ResetOn); 2] = [("put", ResetOn::Put), ("get", ResetOn::Get)];
 
 /// The core's [`Hooks`] for Python objects, for one call.
 pub struct PyHooks<'a, 'py> {

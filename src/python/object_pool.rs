@@ -17,7 +17,7 @@ use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
 use super::tracking::object_key as key;
 use super::waiting::{ObjectWaiter, PyNotify, WaitQueue, Waiting};
-use crate::{Config, Pool, PutError, ResetOn, Step};
+use crate::{Config, Pool, PutError, Step};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
@@ -241,7 +241,7 @@ impl ObjectPool {
     ) -> PyResult<Self> {
         let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
         let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
-        let reset_on = hooks::reset_on(reset_on.as_ref())?;
+        let reset_on = args::choice(reset_on.as_ref(), "reset_on", &hooks::RESET_ON)?;
         let checked = args::optional_bool(checked.as_ref(), "checked")?.unwrap_or(true);
         let max_idle = args::optional_count(max_idle.as_ref(), "max_idle")?;
         let max_size = args::optional_count(max_size.as_ref(), "max_size")?;
@@ -431,10 +431,7 @@ impl ObjectPool {
     /// ``"put"`` or ``"get"``.
     #[getter]
     fn reset_on(&self) -> &'static str {
-        match self.core.reset_on() {
-            ResetOn::Put => "put",
-            ResetOn::Get => "get",
-        }
+        args::choice_name(&hooks::RESET_ON, self.core.reset_on())
     }
 
     /// The factory.

@@ -16,7 +16,7 @@ use super::stats::PoolStats;
 use super::tracking::object_key as key;
 use crate::classes::SizeClasses;
 use crate::tiered::{Filing, Tiered};
-use crate::{Config, PutError, ResetOn};
+use crate::{Config, PutError};
 
 /// A layered pool: objects of several sizes, one sharded pool per tier.
 ///
@@ -181,7 +181,7 @@ impl TieredPool {
     ) -> PyResult<Self> {
         let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
         let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
-        let reset_on: ResetOn = hooks::reset_on(reset_on.as_ref())?;
+        let reset_on = args::choice(reset_on.as_ref(), "reset_on", &hooks::RESET_ON)?;
         let specs = args::size_specs(&tiers, "tiers", "tier")?;
         let classes =
             SizeClasses::new(specs.iter().map(|s| s.0).collect(), "tiers").map_err(config_error)?;
