@@ -136,11 +136,10 @@ impl PoolClass for BufferPool {
     }
 
     fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
-        let s = self.core.stats();
-        let typical = self.core.calibrator().typical();
+        let (s, typical) = (self.core.stats(), self.core.calibrator().typical());
+        let (idle, in_use) = (s.idle, s.in_use);
         Ok(format!(
-            "idle={} in_use={} typical_capacity={typical}",
-            s.idle, s.in_use
+            "idle={idle} in_use={in_use} typical_capacity={typical}"
         ))
     }
 }

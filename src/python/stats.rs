@@ -11,8 +11,8 @@ use crate::Snapshot;
 /// `stats_class! { [eq, from Source;] /// docs  pub struct Name { fields } }`:
 /// declares a frozen statistics class with a getter per field (and `==`,
 /// and a conversion from the core's `Source` with the same fields, after
-/// `eq, from Source;`), and its `fill(dict)`, which sets an item per field, so
-/// that `as_dict()` can never miss one. (PyO3's `eq` is written here, not
+/// `eq, from Source;`), and its `dict()`, which holds every field, so that
+/// `as_dict()` can never miss one. (PyO3's `eq` is written here, not
 /// passed in: its expansion only works with the macro's own tokens.)
 macro_rules! stats_class {
     (eq, from $source:ty;
@@ -42,10 +42,11 @@ macro_rules! stats_class {
         pub struct $class { $($(#[$field_doc])* $field: $ty,)* }
 
         impl $class {
-            /// Sets an item of `dict` per field.
-            fn fill(&self, dict: &Bound<'_, PyDict>) -> PyResult<()> {
+            /// The fields as a `dict`.
+            fn dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+                let dict = PyDict::new(py);
                 $(dict.set_item(stringify!($field), &self.$field)?;)*
-                Ok(())
+                Ok(dict)
             }
         }
     };
@@ -99,34 +100,37 @@ stats_class! {
     }
 }
 
-/// `as_dict()` of a statistics class: its fields, then `hit_rate`.
-fn as_dict<'py>(
-    py: Python<'py>,
-    fill: impl FnOnce(&Bound<'py, PyDict>) -> PyResult<()>,
-    hit_rate: f64,
-) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    fill(&d)?;
-    d.set_item("hit_rate", hit_rate)?;
-    Ok(d)
+/// `hit_rate!(Class, /// docs)`: the `hit_rate` property, from the class's
+/// `hits` and `misses`.
+macro_rules! hit_rate {
+    ($class:ident, $(#[$doc:meta])*) => {
+        #[pymethods]
+        impl $class {
+            $(#[$doc])*
+            #[getter]
+            fn hit_rate(&self) -> f64 {
+                crate::counters::hit_rate(self.hits, self.misses)
+            }
+        }
+    };
 }
+
+hit_rate!(
+    PoolStats,
+    /// Fraction of ``get`` calls served with a reused object (0.0 before any).
+);
 
 #[pymethods]
 impl PoolStats {
-    /// Fraction of ``get`` calls served with a reused object (0.0 before any).
-    #[getter]
-    fn hit_rate(&self) -> f64 {
-        crate::counters::hit_rate(self.hits, self.misses)
-    }
-
     /// The counters and gauges as a plain ``dict`` (``hit_rate`` included).
     fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        as_dict(py, |d| self.fill(d), self.hit_rate())
+        let d = self.dict(py)?;
+        d.set_item("hit_rate", self.hit_rate())?;
+        Ok(d)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let d = PyDict::new(py);
-        self.fill(&d)?;
+        let d = self.dict(py)?;
         let fields: Vec<String> = d.iter().map(|(n, v)| format!("{n}={v}")).collect();
         Ok(format!("PoolStats({})", fields.join(", ")))
     }
@@ -235,23 +239,20 @@ impl BlockPoolStats {
     }
 }
 
+hit_rate!(
+    BlockPoolStats,
+    /// Fraction of blocks handed out reused (0.0 before any).
+);
+
 #[pymethods]
 impl BlockPoolStats {
-    /// Fraction of blocks handed out reused (0.0 before any).
-    #[getter]
-    fn hit_rate(&self) -> f64 {
-        crate::counters::hit_rate(self.hits, self.misses)
-    }
-
     /// The totals as a plain ``dict`` (classes as a list of dicts).
     fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let classes = self.classes.bind(py).iter().map(|row| {
-            let d = PyDict::new(py);
-            row.cast::<BlockClassStats>()?.get().fill(&d)?;
-            Ok(d)
-        });
-        let classes = classes.collect::<PyResult<Vec<_>>>()?;
-        let d = as_dict(py, |d| self.fill(d), self.hit_rate())?;
+        let rows = self.classes.bind(py).iter();
+        let rows = rows.map(|row| row.cast::<BlockClassStats>()?.get().dict(py));
+        let classes = rows.collect::<PyResult<Vec<_>>>()?;
+        let d = self.dict(py)?;
+        d.set_item("hit_rate", self.hit_rate())?;
         d.del_item("classes")?; // last, as a list of dicts
         d.set_item("classes", classes)?;
         Ok(d)

@@ -137,8 +137,7 @@ impl PoolClass for TieredPool {
     }
 
     fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
-        let s = self.core.stats();
-        let sizes = self.core.classes().sizes();
+        let (s, sizes) = (self.core.stats(), self.core.classes().sizes());
         Ok(format!(
             "tiers={sizes:?} idle={} in_use={}",
             s.idle, s.in_use
