@@ -198,6 +198,15 @@ pool_methods!(
     /// out were acquired.
 );
 
+core_getters!(BlockPool {
+    /// The largest pooled size; larger requests get an exact block.
+    max_block: usize = max_block,
+    /// The most memory kept idle over all classes.
+    max_idle_bytes: usize = max_idle_bytes,
+    /// The alignment of every block.
+    alignment: usize = alignment,
+});
+
 /// A block of pooled memory: ``len(block)`` usable bytes, writable, exported
 /// zero-copy through the buffer protocol.
 ///
@@ -248,6 +257,13 @@ impl Block {
         }
     }
 }
+
+exit_method!(
+    Block,
+    exit,
+    /// Releases the block; views still alive keep working. Does nothing if
+    /// it was released inside the block.
+);
 
 #[pymethods]
 impl Block {
@@ -330,13 +346,6 @@ impl Block {
     }
 }
 
-exit_method!(
-    Block,
-    exit,
-    /// Releases the block; views still alive keep working. Does nothing if
-    /// it was released inside the block.
-);
-
 impl Drop for Block {
     fn drop(&mut self) {
         // Nothing can reach the memory any more: every view, and every
@@ -361,12 +370,3 @@ impl Drop for Block {
         });
     }
 }
-
-core_getters!(BlockPool {
-    /// The largest pooled size; larger requests get an exact block.
-    max_block: usize = max_block,
-    /// The most memory kept idle over all classes.
-    max_idle_bytes: usize = max_idle_bytes,
-    /// The alignment of every block.
-    alignment: usize = alignment,
-});

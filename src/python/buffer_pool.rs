@@ -153,6 +153,13 @@ pool_methods!(
     /// out were acquired.
 );
 
+core_getters!(BufferPool {
+    /// Buffers above this capacity are never kept.
+    max_capacity: usize = max_capacity,
+    /// The most idle buffers kept.
+    max_idle: usize = max_idle,
+});
+
 /// A growable byte buffer from a ``BufferPool``.
 ///
 /// ``write(data)`` (or ``buf += data``) appends; ``getvalue()`` copies the
@@ -249,6 +256,13 @@ impl Buffer {
         Ok(n)
     }
 }
+
+exit_method!(
+    Buffer,
+    exit,
+    /// Releases the buffer; views still alive keep working. Does nothing if
+    /// it was released inside the block.
+);
 
 #[pymethods]
 impl Buffer {
@@ -367,13 +381,6 @@ impl Buffer {
     }
 }
 
-exit_method!(
-    Buffer,
-    exit,
-    /// Releases the buffer; views still alive keep working. Does nothing if
-    /// it was released inside the block.
-);
-
 impl Drop for Buffer {
     fn drop(&mut self) {
         // Nothing can reach the bytes any more: every view, and every
@@ -393,10 +400,3 @@ impl Drop for Buffer {
         }
     }
 }
-
-core_getters!(BufferPool {
-    /// Buffers above this capacity are never kept.
-    max_capacity: usize = max_capacity,
-    /// The most idle buffers kept.
-    max_idle: usize = max_idle,
-});

@@ -199,6 +199,17 @@ pool_methods!(
     /// destroyed. Calling it again does nothing. With ``track=True``, warns
     /// (``ResourceWarning``) where the objects still out were acquired.
 );
+
+core_getters!(ObjectPool {
+    /// The most idle objects kept.
+    max_idle: usize = max_idle,
+    /// The most objects alive at once, or ``None``.
+    max_size: Option<usize> = max_size,
+    /// The number of shards.
+    shards: usize = shard_count,
+    /// Whether returns are checked against the objects handed out.
+    checked: bool = is_checked,
+});
 generic_class!(ObjectPool);
 
 /// Refuses, with `MemoryError` (as `[None] * n` does), a `get_many` whose
@@ -463,14 +474,3 @@ impl ObjectPool {
         drop(self.core.take_notifications());
     }
 }
-
-core_getters!(ObjectPool {
-    /// The most idle objects kept.
-    max_idle: usize = max_idle,
-    /// The most objects alive at once, or ``None``.
-    max_size: Option<usize> = max_size,
-    /// The number of shards.
-    shards: usize = shard_count,
-    /// Whether returns are checked against the objects handed out.
-    checked: bool = is_checked,
-});

@@ -154,6 +154,11 @@ pool_methods!(
     /// With ``track=True``, warns (``ResourceWarning``) where the objects
     /// still out were acquired.
 );
+
+core_getters!(TieredPool {
+    /// Whether returns are checked against the objects handed out.
+    checked: bool = is_checked,
+});
 generic_class!(TieredPool);
 
 #[pymethods]
@@ -321,8 +326,3 @@ impl TieredPool {
         self.core.release_references();
     }
 }
-
-core_getters!(TieredPool {
-    /// Whether returns are checked against the objects handed out.
-    checked: bool = is_checked,
-});
