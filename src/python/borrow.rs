@@ -5,17 +5,36 @@ use std::sync::{Mutex, PoisonError};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::PyTraverseError;
+use pyo3::pyclass::boolean_struct::True;
+use pyo3::{PyClass, PyTraverseError};
 
 use super::class_macros::{exit_method, generic_class};
 
-/// Where a `Borrow` gets its object and gives it back: a pool, with the
-/// arguments of its `borrow()` call.
-pub trait Lend: Send + Sync {
-    fn lend(&self, py: Python<'_>) -> PyResult<Py<PyAny>>;
+/// A pool class with `borrow()`: how a `Borrow` gets its object and gives
+/// it back. Implemented by the pool classes, so that this module names none.
+pub trait Lend: PyClass<Frozen = True> + Sync {
+    fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>>;
     fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()>;
-    /// Shows the pool and the arguments held to the garbage collector.
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
+}
+
+/// The arguments of a `borrow()` call, kept for its `with` block.
+pub struct BorrowArgs {
+    /// `ObjectPool.borrow(timeout)`.
+    pub timeout: Option<Py<PyAny>>,
+    /// `TieredPool.borrow(size)`.
+    pub size: usize,
+}
+
+type LendFn = fn(&Bound<'_, PyAny>, &BorrowArgs) -> PyResult<Py<PyAny>>;
+type TakeBackFn = fn(&Bound<'_, PyAny>, &Bound<'_, PyAny>) -> PyResult<()>;
+
+fn lend<P: Lend>(pool: &Bound<'_, PyAny>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
+    let pool = pool.cast::<P>()?;
+    pool.get().lend(pool.py(), args)
+}
+
+fn take_back<P: Lend>(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    pool.cast::<P>()?.get().take_back(obj)
 }
 
 enum Held {
@@ -28,16 +47,24 @@ enum Held {
 /// and puts it back on exit, also when the block raises. One per ``with``.
 #[pyclass(frozen, module = "shardpool", name = "Borrow")]
 pub struct Borrow {
-    lender: Box<dyn Lend>,
+    pool: Py<PyAny>,
+    args: BorrowArgs,
+    /// [`Lend`] of the pool's class, without boxing a trait object: a
+    /// `borrow()` allocates nothing beyond its own object.
+    lend: LendFn,
+    take_back: TakeBackFn,
     /// Only locked for the state change, never across `get`/`put`, which may
     /// wait without the GIL or run Python code.
     held: Mutex<Held>,
 }
 
 impl Borrow {
-    pub fn new(lender: Box<dyn Lend>) -> Self {
+    pub fn new<P: Lend>(pool: Py<P>, args: BorrowArgs) -> Self {
         Borrow {
-            lender,
+            pool: pool.into_any(),
+            args,
+            lend: lend::<P>,
+            take_back: take_back::<P>,
             held: Mutex::new(Held::Free),
         }
     }
@@ -45,7 +72,7 @@ impl Borrow {
     /// `__exit__`: puts the object back.
     fn exit(&self, py: Python<'_>) -> PyResult<()> {
         match self.swap(Held::Free) {
-            Held::Holding(obj) => self.lender.take_back(obj.bind(py)),
+            Held::Holding(obj) => (self.take_back)(self.pool.bind(py), obj.bind(py)),
             other => {
                 self.swap(other);
                 Err(PyRuntimeError::new_err(
@@ -75,7 +102,7 @@ impl Borrow {
                 ));
             }
         }
-        match self.lender.lend(py) {
+        match (self.lend)(self.pool.bind(py), &self.args) {
             Ok(obj) => {
                 self.swap(Held::Holding(obj.clone_ref(py)));
                 Ok(obj)
@@ -88,7 +115,8 @@ impl Borrow {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.lender.traverse(&visit)?;
+        visit.call(&self.pool)?;
+        visit.call(&self.args.timeout)?;
         if let Ok(held) = self.held.try_lock() {
             if let Held::Holding(obj) = &*held {
                 visit.call(obj)?;

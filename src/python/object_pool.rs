@@ -9,7 +9,7 @@ use pyo3::PyTraverseError;
 
 use super::aio::aio;
 use super::args;
-use super::borrow::{Borrow, Lend};
+use super::borrow::{Borrow, BorrowArgs, Lend};
 use super::class_macros::{core_getters, generic_class};
 use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks, PyHooks};
@@ -149,25 +149,13 @@ impl WaitQueue for Py<ObjectPool> {
     }
 }
 
-/// What `ObjectPool.borrow(timeout)` lends from.
-struct ObjectLender {
-    pool: Py<ObjectPool>,
-    timeout: Option<Py<PyAny>>,
-}
-
-impl Lend for ObjectLender {
-    fn lend(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let timeout = self.timeout.as_ref().map(|t| t.bind(py));
-        self.pool.get().get_object(py, timeout)
+impl Lend for ObjectPool {
+    fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
+        self.get_object(py, args.timeout.as_ref().map(|t| t.bind(py)))
     }
 
     fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.pool.get().put_object(obj)
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.pool)?;
-        visit.call(&self.timeout)
+        self.put_object(obj)
     }
 }
 
@@ -349,10 +337,9 @@ impl ObjectPool {
     fn borrow(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Borrow> {
         // Checked now, so a bad timeout fails at the call, not at `with`.
         args::seconds(timeout, "timeout")?;
-        Ok(Borrow::new(Box::new(ObjectLender {
-            pool: slf.clone().unbind(),
-            timeout: timeout.map(|t| t.clone().unbind()),
-        })))
+        let timeout = timeout.map(|t| t.clone().unbind());
+        let args = BorrowArgs { timeout, size: 0 };
+        Ok(Borrow::new(slf.clone().unbind(), args))
     }
 
     /// Get ``n`` objects in one call, as a list: all of them or, on error,

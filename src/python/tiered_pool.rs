@@ -7,7 +7,7 @@ use pyo3::PyTraverseError;
 
 use super::aio::aio;
 use super::args;
-use super::borrow::{Borrow, Lend};
+use super::borrow::{Borrow, BorrowArgs, Lend};
 use super::class_macros::{core_getters, generic_class};
 use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks};
@@ -111,23 +111,13 @@ impl TieredPool {
     }
 }
 
-/// What `TieredPool.borrow(size)` lends from.
-struct TierLender {
-    pool: Py<TieredPool>,
-    size: usize,
-}
-
-impl Lend for TierLender {
-    fn lend(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.pool.get().get_sized(py, self.size)
+impl Lend for TieredPool {
+    fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
+        self.get_sized(py, args.size)
     }
 
     fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.pool.get().put_object(obj)
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.pool)
+        self.put_object(obj)
     }
 }
 
@@ -260,10 +250,11 @@ impl TieredPool {
     /// A context manager: ``get(size)`` on entry, ``put`` on exit (also when
     /// the block raises).
     fn borrow(slf: &Bound<'_, Self>, size: &Bound<'_, PyAny>) -> PyResult<Borrow> {
-        Ok(Borrow::new(Box::new(TierLender {
-            pool: slf.clone().unbind(),
+        let args = BorrowArgs {
+            timeout: None,
             size: args::count(size, "size")?,
-        })))
+        };
+        Ok(Borrow::new(slf.clone().unbind(), args))
     }
 
     /// Counters over all tiers (``PoolStats``).
