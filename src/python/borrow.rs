@@ -28,13 +28,20 @@ pub struct BorrowArgs {
 type LendFn = fn(&Bound<'_, PyAny>, &BorrowArgs) -> PyResult<Py<PyAny>>;
 type TakeBackFn = fn(&Bound<'_, PyAny>, &Bound<'_, PyAny>) -> PyResult<()>;
 
+/// `pool` as the `P` that [`Borrow::new`] was given.
+fn pool_as<'a, 'py, P: Lend>(pool: &'a Bound<'py, PyAny>) -> &'a Bound<'py, P> {
+    // SAFETY: `Borrow::new` stores a `Py<P>` as `pool`, beside the
+    // `lend::<P>` and `take_back::<P>` that alone call this, and `pool`
+    // never changes: it is a `P` (or a subclass's instance).
+    unsafe { pool.cast_unchecked::<P>() }
+}
+
 fn lend<P: Lend>(pool: &Bound<'_, PyAny>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
-    let pool = pool.cast::<P>()?;
-    pool.get().lend(pool.py(), args)
+    pool_as::<P>(pool).get().lend(pool.py(), args)
 }
 
 fn take_back<P: Lend>(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-    pool.cast::<P>()?.get().take_back(obj)
+    pool_as::<P>(pool).get().take_back(obj)
 }
 
 enum Held {
