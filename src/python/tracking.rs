@@ -90,13 +90,6 @@ impl Tracking {
         }
     }
 
-    /// The acquisition site of `key`, if tracked.
-    pub fn site(&self, key: u64) -> Option<String> {
-        let tracker = self.0.as_ref()?;
-        let sites = tracker.lock();
-        sites.get(&key).map(|(_, site)| site.clone())
-    }
-
     /// Forgets the record of an item (a block, a buffer) its holder never
     /// released, and warns (`ResourceWarning`) that it was collected, with
     /// where it was acquired. `what` names the item, `kind` the pool type,
@@ -110,8 +103,7 @@ impl Tracking {
         kind: &str,
         advice: &str,
     ) {
-        let site = self.site(ticket);
-        self.returned(ticket);
+        let site = self.returned(ticket).map(|(_, site)| site);
         let mut message = format!(
             "{what} from {} was garbage-collected without release(); {advice}",
             naming.describe(kind)
@@ -127,23 +119,10 @@ impl Tracking {
     /// `RuntimeError` without `track=True` (an empty list would read as
     /// "no leaks").
     pub fn outstanding_sites(&self) -> PyResult<Vec<String>> {
-        if self.0.is_none() {
-            return Err(PyRuntimeError::new_err(
-                "outstanding() needs a pool created with track=True",
-            ));
-        }
-        Ok(self.outstanding())
-    }
-
-    /// Every acquisition site still out, oldest first.
-    pub fn outstanding(&self) -> Vec<String> {
-        let Some(tracker) = &self.0 else {
-            return Vec::new();
-        };
-        let sites = tracker.lock();
-        let mut entries: Vec<_> = sites.values().collect();
-        entries.sort_by_key(|(order, _)| *order);
-        entries.into_iter().map(|(_, site)| site.clone()).collect()
+        let tracker = self.0.as_ref().ok_or_else(|| {
+            PyRuntimeError::new_err("outstanding() needs a pool created with track=True")
+        })?;
+        Ok(tracker.sites())
     }
 
     /// After `close()`: a `ResourceWarning` naming where the objects still
@@ -168,7 +147,7 @@ impl Tracking {
 
     /// A warning's text for closing while objects are out, or `None`.
     fn closing_message(&self, pool: &str, what: &str) -> Option<String> {
-        let sites = self.outstanding();
+        let sites = self.0.as_ref().map_or_else(Vec::new, Tracker::sites);
         if sites.is_empty() {
             return None;
         }
@@ -204,6 +183,14 @@ impl Tracker {
     #[inline(never)]
     fn forget(&self, key: u64) -> Option<(u64, String)> {
         self.lock().remove(&key)
+    }
+
+    /// Every acquisition site still out, oldest first.
+    fn sites(&self) -> Vec<String> {
+        let sites = self.lock();
+        let mut entries: Vec<_> = sites.values().collect();
+        entries.sort_by_key(|(order, _)| *order);
+        entries.into_iter().map(|(_, site)| site.clone()).collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, (u64, String)>> {
