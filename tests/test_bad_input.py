@@ -618,6 +618,8 @@ TABLE: list[Row] = [
         "item",
     ),
     Row(T, "__reduce__", "pickle", lambda w: pickle.dumps(w.tiered), TypeError, "pickle"),
+    Row(T, "__copy__", "copy", lambda w: copy.copy(w.tiered), TypeError, "copy"),
+    Row(T, "__deepcopy__", "deepcopy", lambda w: copy.deepcopy(w.tiered), TypeError, "copy"),
     # --- BlockPool ---
     Row(BP, "__init__", "positional", lambda w: BlockPool(64), TypeError, "positional"),
     Row(BP, "__init__", "classes=5", lambda w: BlockPool(classes=5), TypeError, "classes"),
@@ -737,6 +739,8 @@ TABLE: list[Row] = [
         BP, blocks, "closed classes max_block max_idle_bytes alignment zero name track"
     ),
     Row(BP, "__reduce__", "pickle", lambda w: pickle.dumps(w.blocks), TypeError, "pickle"),
+    Row(BP, "__copy__", "copy", lambda w: copy.copy(w.blocks), TypeError, "copy"),
+    Row(BP, "__deepcopy__", "deepcopy", lambda w: copy.deepcopy(w.blocks), TypeError, "copy"),
     # --- Block ---
     Row(B, "__init__", "direct", lambda w: Block(), TypeError, "cannot create"),
     Row(
@@ -924,6 +928,8 @@ TABLE: list[Row] = [
         "closed typical_capacity large_capacity max_capacity max_idle name track",
     ),
     Row(FP, "__reduce__", "pickle", lambda w: pickle.dumps(w.buffers), TypeError, "pickle"),
+    Row(FP, "__copy__", "copy", lambda w: copy.copy(w.buffers), TypeError, "copy"),
+    Row(FP, "__deepcopy__", "deepcopy", lambda w: copy.deepcopy(w.buffers), TypeError, "copy"),
     # --- Buffer ---
     Row(F, "__init__", "direct", lambda w: Buffer(), TypeError, "cannot create"),
     Row(F, "write", "str", lambda w: w.buf.write("text"), TypeError, "bytes-like"),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
+use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
@@ -147,19 +147,48 @@ pub fn optional_callable(
     value: Option<Bound<'_, PyAny>>,
     name: &str,
 ) -> PyResult<Option<Py<PyAny>>> {
-    match value {
-        Some(v) if !v.is_none() => {
-            if v.is_callable() {
-                Ok(Some(v.unbind()))
-            } else {
-                Err(PyTypeError::new_err(format!(
-                    "{name} must be callable or None, got {}",
-                    type_name(&v)
-                )))
-            }
-        }
-        _ => Ok(None),
+    match value.filter(|v| !v.is_none()) {
+        None => Ok(None),
+        Some(v) if v.is_callable() => Ok(Some(v.unbind())),
+        Some(v) => Err(type_error(name, "callable or None", &v)),
     }
+}
+
+/// One of a few strings, each naming a value (`None`: the first), as
+/// `choices` lists them: `reset_on="get"`, `zero="release"`.
+pub fn choice<T: Copy>(
+    value: Option<&Bound<'_, PyAny>>,
+    name: &str,
+    choices: &[(&str, T)],
+) -> PyResult<T> {
+    let Some(v) = value.filter(|v| !v.is_none()) else {
+        return Ok(choices[0].1);
+    };
+    let quoted: Vec<String> = choices.iter().map(|(s, _)| format!("'{s}'")).collect();
+    let expected = match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    let Ok(text) = v.cast::<PyString>() else {
+        return Err(type_error(name, &expected, v));
+    };
+    let text = text.to_str()?;
+    match choices.iter().find(|(s, _)| *s == text) {
+        Some(&(_, value)) => Ok(value),
+        None => Err(PyValueError::new_err(format!(
+            "{name} must be {expected}, got {}",
+            repr(v)
+        ))),
+    }
+}
+
+/// The string `choices` names `value` with (see [`choice`]).
+pub fn choice_name<T: PartialEq>(choices: &[(&'static str, T)], value: T) -> &'static str {
+    choices
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map_or("?", |c| c.0)
 }
 
 pub fn repr(value: &Bound<'_, PyAny>) -> String {

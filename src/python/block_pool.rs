@@ -7,11 +7,12 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::args;
+use super::class_macros::{core_getters, exit_method};
 use super::errors::PoolClosed;
-use super::identity::{Identified, Identity};
+use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
+use super::stats::BlockPoolStats;
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
 use crate::lease::{LeaseError, Leased};
 
@@ -25,26 +26,13 @@ impl Offload for Detached<'_> {
     }
 }
 
-fn zero_mode(value: Option<&Bound<'_, PyAny>>) -> PyResult<ZeroMode> {
-    let Some(v) = value.filter(|v| !v.is_none()) else {
-        return Ok(ZeroMode::Never);
-    };
-    match v.cast::<PyString>().ok().map(|s| s.to_string()).as_deref() {
-        Some("never") => Ok(ZeroMode::Never),
-        Some("release") => Ok(ZeroMode::Release),
-        Some("acquire") => Ok(ZeroMode::Acquire),
-        Some("poison") => Ok(ZeroMode::Poison),
-        Some(_) => Err(PyValueError::new_err(format!(
-            "zero must be 'never', 'release', 'acquire' or 'poison', got {}",
-            args::repr(v)
-        ))),
-        None => Err(args::type_error(
-            "zero",
-            "'never', 'release', 'acquire' or 'poison'",
-            v,
-        )),
-    }
-}
+/// `zero=` and the `zero` property.
+const ZERO_MODES: [(&str, ZeroMode); 4] = [
+    ("never", ZeroMode::Never),
+    ("release", ZeroMode::Release),
+    ("acquire", ZeroMode::Acquire),
+    ("poison", ZeroMode::Poison),
+];
 
 /// A pool of byte blocks in size classes, handed out as ``Block`` objects
 /// that expose their memory zero-copy (``memoryview``, ``recv_into``,
@@ -77,11 +65,11 @@ fn zero_mode(value: Option<&Bound<'_, PyAny>>) -> PyResult<ZeroMode> {
 ///         collected without release.
 #[pyclass(frozen, weakref, module = "shardpool", name = "BlockPool")]
 pub struct BlockPool {
-    core: Arc<Shared>,
+    core: Arc<SharedCore>,
 }
 
-/// The pool's core and identity, shared with what it hands out.
-type Shared = Identified<blocks::BlockPool>;
+/// The pool's core, name and tracker, shared with the blocks it hands out.
+type SharedCore = Shared<blocks::BlockPool>;
 
 #[pymethods]
 impl BlockPool {
@@ -102,7 +90,7 @@ impl BlockPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let identity = Identity::new(name.as_ref(), track.as_ref())?;
+        let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
         let classes = match classes.filter(|c| !c.is_none()) {
             None => None,
             Some(c) => Some(args::size_specs(&c, "classes", "class")?),
@@ -112,7 +100,7 @@ impl BlockPool {
             max_block: args::optional_count(max_block.as_ref(), "max_block")?,
             max_idle_bytes: args::optional_count(max_idle_bytes.as_ref(), "max_idle_bytes")?
                 .unwrap_or(blocks::DEFAULT_MAX_IDLE_BYTES),
-            zero: zero_mode(zero.as_ref())?,
+            zero: args::choice(zero.as_ref(), "zero", &ZERO_MODES)?,
             alignment: args::optional_count(alignment.as_ref(), "alignment")?
                 .unwrap_or(blocks::DEFAULT_ALIGNMENT),
             idle_timeout: args::seconds(idle_timeout.as_ref(), "idle_timeout")?.0,
@@ -120,7 +108,7 @@ impl BlockPool {
         };
         let core = blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?;
         Ok(BlockPool {
-            core: Arc::new(Identified { core, identity }),
+            core: Arc::new(Shared::new(core, labels)),
         })
     }
 
@@ -133,13 +121,8 @@ impl BlockPool {
         let n = args::count(n, "n")?;
         match self.core.lease(n, zeroed, &Detached(py)) {
             Ok(leased) => {
-                let ticket = self.core.identity.ticket();
-                self.core.identity.acquired(py, ticket);
-                Ok(Block {
-                    leased,
-                    pool: Arc::clone(&self.core),
-                    ticket,
-                })
+                let pool = PoolLink::acquired(py, &self.core);
+                Ok(Block { leased, pool })
             }
             Err(BlockError::Closed) => Err(PoolClosed::new_err("the pool is closed")),
             Err(BlockError::Alloc(e)) => Err(PyMemoryError::new_err(format!(
@@ -154,22 +137,13 @@ impl BlockPool {
     #[pyo3(signature = (block, /))]
     fn put(&self, py: Python<'_>, block: &Bound<'_, Block>) -> PyResult<()> {
         let b = block.get();
-        if !Arc::ptr_eq(&b.pool, &self.core) {
-            return Err(PyValueError::new_err(
-                "put() of a block from another BlockPool",
-            ));
-        }
+        b.pool.check_put_to(&self.core, "block", "BlockPool")?;
         b.release(py)
     }
 
     /// Counters and gauges (``BlockPoolStats``), with one row per class used.
     fn stats(&self, py: Python<'_>) -> PyResult<BlockPoolStats> {
-        BlockPoolStats::new(py, &self.core)
-    }
-
-    /// Idle blocks over all classes.
-    fn __len__(&self) -> usize {
-        self.core.idle_blocks()
+        BlockPoolStats::new(py, self.core.stats(), self.core.max_idle_bytes())
     }
 
     /// Free expired idle blocks, then more (largest classes first) until at
@@ -185,40 +159,6 @@ impl BlockPool {
         self.core.trim(0, &Detached(py))
     }
 
-    /// Free idle memory; ``get`` raises ``PoolClosed`` from now on, and
-    /// blocks released later are freed. Blocks held stay valid. With
-    /// ``track=True``, warns (``ResourceWarning``) where the blocks still
-    /// out were acquired.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.core.close(&Detached(py));
-        self.core
-            .identity
-            .warn_if_outstanding(py, "BlockPool", "block(s)")
-    }
-
-    /// Where each block still out was acquired (formatted stacks, oldest
-    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
-    fn outstanding(&self) -> PyResult<Vec<String>> {
-        self.core.identity.outstanding_sites()
-    }
-
-    /// The pool's name (``name=``), or ``None``.
-    #[getter]
-    fn name(&self) -> Option<&str> {
-        self.core.identity.name()
-    }
-
-    /// Whether acquisition sites are recorded (``track=True``).
-    #[getter]
-    fn track(&self) -> bool {
-        self.core.identity.is_tracking()
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
     /// The class sizes, smallest first.
     #[getter]
     fn classes(&self) -> Vec<usize> {
@@ -226,62 +166,46 @@ impl BlockPool {
     }
 
     #[getter]
-    fn max_block(&self) -> usize {
-        self.core.max_block()
-    }
-
-    #[getter]
-    fn max_idle_bytes(&self) -> usize {
-        self.core.max_idle_bytes()
-    }
-
-    #[getter]
-    fn alignment(&self) -> usize {
-        self.core.alignment()
-    }
-
-    #[getter]
     fn zero(&self) -> &'static str {
-        match self.core.zero() {
-            ZeroMode::Never => "never",
-            ZeroMode::Release => "release",
-            ZeroMode::Acquire => "acquire",
-            ZeroMode::Poison => "poison",
-        }
+        args::choice_name(&ZERO_MODES, self.core.zero())
+    }
+}
+
+impl PoolClass for BlockPool {
+    fn close_core(&self, py: Python<'_>) {
+        self.core.close(&Detached(py));
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
-    }
-
-    fn __repr__(&self) -> String {
+    fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
         let s = self.core.stats();
-        format!(
-            "<BlockPool{}{} classes={} max_block={} bytes_idle={} bytes_in_use={}>",
-            self.core.identity.repr_part(),
-            if self.core.is_closed() { " closed" } else { "" },
+        Ok(format!(
+            "classes={} max_block={} bytes_idle={} bytes_in_use={}",
             self.core.classes().len(),
             self.core.max_block(),
             s.bytes_idle,
             s.bytes_in_use
-        )
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err("cannot pickle 'BlockPool' object"))
+        ))
     }
 }
+
+pool_methods!(
+    BlockPool,
+    "block",
+    idle_blocks,
+    /// Free idle memory; ``get`` raises ``PoolClosed`` from now on, and
+    /// blocks released later are freed. Blocks held stay valid. With
+    /// ``track=True``, warns (``ResourceWarning``) where the blocks still
+    /// out were acquired.
+);
+
+core_getters!(BlockPool {
+    /// The largest pooled size; larger requests get an exact block.
+    max_block: usize = max_block,
+    /// The most memory kept idle over all classes.
+    max_idle_bytes: usize = max_idle_bytes,
+    /// The alignment of every block.
+    alignment: usize = alignment,
+});
 
 /// A block of pooled memory: ``len(block)`` usable bytes, writable, exported
 /// zero-copy through the buffer protocol.
@@ -299,16 +223,14 @@ impl BlockPool {
 #[pyclass(frozen, weakref, module = "shardpool", name = "Block")]
 pub struct Block {
     leased: Leased,
-    pool: Arc<Shared>,
-    /// The block's key in its pool's tracker (0 when not tracking).
-    ticket: u64,
+    pool: PoolLink<blocks::BlockPool>,
 }
 
 impl Block {
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         match self.pool.release(&self.leased, &Detached(py)) {
             Ok(()) => {
-                self.pool.identity.returned(self.ticket);
+                self.pool.returned();
                 Ok(())
             }
             Err(LeaseError::Exported(n)) => Err(PyBufferError::new_err(format!(
@@ -316,6 +238,15 @@ impl Block {
             ))),
             Err(LeaseError::Released) => Err(PyValueError::new_err("the block was released already")),
         }
+    }
+
+    /// `__exit__`: releases the block, or defers that while views are alive.
+    fn exit(&self, py: Python<'_>) -> PyResult<()> {
+        let outcome = self.pool.release_or_defer(&self.leased, &Detached(py));
+        if outcome.is_ok() {
+            self.pool.returned();
+        }
+        Ok(())
     }
 
     fn check_live(&self) -> PyResult<()> {
@@ -326,6 +257,13 @@ impl Block {
         }
     }
 }
+
+exit_method!(
+    Block,
+    exit,
+    /// Releases the block; views still alive keep working. Does nothing if
+    /// it was released inside the block.
+);
 
 #[pymethods]
 impl Block {
@@ -358,25 +296,6 @@ impl Block {
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         slf.get().check_live()?;
         Ok(slf)
-    }
-
-    /// Releases the block; views still alive keep working. Does nothing if
-    /// it was released inside the block.
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        if self
-            .pool
-            .release_or_defer(&self.leased, &Detached(py))
-            .is_ok()
-        {
-            self.pool.identity.returned(self.ticket);
-        }
-        false
     }
 
     unsafe fn __getbuffer__(
@@ -441,177 +360,13 @@ impl Drop for Block {
                 return;
             };
             if !released {
-                self.pool.identity.collected_unreleased(
+                self.pool.collected_unreleased(
                     py,
-                    self.ticket,
                     &format!("a Block of {capacity} bytes"),
                     "BlockPool",
                     "its memory went back to the pool. Use `with pool.get(n) as block:`",
                 );
             }
         });
-    }
-}
-
-/// One size class of a ``BlockPool``.
-#[pyclass(frozen, get_all, module = "shardpool", name = "BlockClassStats")]
-pub struct BlockClassStats {
-    /// Block size of the class.
-    size: usize,
-    /// Most blocks kept idle.
-    max_idle: usize,
-    idle: u64,
-    in_use: u64,
-    hits: u64,
-    misses: u64,
-    puts: u64,
-    dropped: u64,
-    expired: u64,
-}
-
-#[pymethods]
-impl BlockClassStats {
-    fn __repr__(&self) -> String {
-        format!(
-            "BlockClassStats(size={}, idle={}, in_use={}, hits={}, misses={}, dropped={})",
-            self.size, self.idle, self.in_use, self.hits, self.misses, self.dropped
-        )
-    }
-}
-
-/// Counters and gauges of a ``BlockPool``, from ``pool.stats()``.
-#[pyclass(frozen, get_all, module = "shardpool", name = "BlockPoolStats")]
-pub struct BlockPoolStats {
-    /// Bytes held idle (never above ``max_idle_bytes``).
-    bytes_idle: usize,
-    /// Bytes (capacity) of blocks handed out and not yet released.
-    bytes_in_use: usize,
-    max_idle_bytes: usize,
-    /// Blocks handed out and not yet released.
-    in_use: u64,
-    /// Blocks held idle.
-    idle: u64,
-    /// Blocks handed out reused.
-    hits: u64,
-    /// Blocks handed out newly allocated (oversize ones included).
-    misses: u64,
-    /// Blocks released.
-    puts: u64,
-    /// Blocks allocated.
-    created: u64,
-    /// Blocks freed.
-    destroyed: u64,
-    /// Released blocks freed because a cap (idle bytes, idle count) was hit,
-    /// or because they were oversize.
-    dropped: u64,
-    /// Idle blocks freed after ``idle_timeout``.
-    expired: u64,
-    /// Requests above ``max_block`` (exact, unpooled allocations).
-    oversize: u64,
-    /// One ``BlockClassStats`` per class used, smallest first.
-    classes: Py<PyTuple>,
-}
-
-impl BlockPoolStats {
-    fn new(py: Python<'_>, pool: &blocks::BlockPool) -> PyResult<Self> {
-        let s = pool.stats();
-        let rows = s
-            .classes
-            .iter()
-            .map(|c| {
-                Py::new(
-                    py,
-                    BlockClassStats {
-                        size: c.size,
-                        max_idle: c.max_idle,
-                        idle: c.counts.idle,
-                        in_use: c.counts.in_use,
-                        hits: c.counts.hits,
-                        misses: c.counts.misses,
-                        puts: c.counts.puts,
-                        dropped: c.counts.dropped,
-                        expired: c.counts.expired,
-                    },
-                )
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(BlockPoolStats {
-            bytes_idle: s.bytes_idle,
-            bytes_in_use: s.bytes_in_use,
-            max_idle_bytes: pool.max_idle_bytes(),
-            in_use: s.totals.in_use,
-            idle: s.totals.idle,
-            hits: s.totals.hits,
-            misses: s.totals.misses,
-            puts: s.totals.puts,
-            created: s.totals.created,
-            destroyed: s.totals.destroyed,
-            dropped: s.totals.dropped,
-            expired: s.totals.expired,
-            oversize: s.oversize,
-            classes: PyTuple::new(py, rows)?.unbind(),
-        })
-    }
-}
-
-#[pymethods]
-impl BlockPoolStats {
-    /// Fraction of blocks handed out reused (0.0 before any).
-    #[getter]
-    fn hit_rate(&self) -> f64 {
-        crate::counters::hit_rate(self.hits, self.misses)
-    }
-
-    /// The totals as a plain ``dict`` (classes as a list of dicts).
-    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("bytes_idle", self.bytes_idle)?;
-        d.set_item("bytes_in_use", self.bytes_in_use)?;
-        d.set_item("max_idle_bytes", self.max_idle_bytes)?;
-        d.set_item("in_use", self.in_use)?;
-        d.set_item("idle", self.idle)?;
-        d.set_item("hits", self.hits)?;
-        d.set_item("misses", self.misses)?;
-        d.set_item("puts", self.puts)?;
-        d.set_item("created", self.created)?;
-        d.set_item("destroyed", self.destroyed)?;
-        d.set_item("dropped", self.dropped)?;
-        d.set_item("expired", self.expired)?;
-        d.set_item("oversize", self.oversize)?;
-        d.set_item("hit_rate", self.hit_rate())?;
-        let rows = self
-            .classes
-            .bind(py)
-            .iter()
-            .map(|row| {
-                let c = row.cast::<BlockClassStats>()?.get();
-                let r = PyDict::new(py);
-                r.set_item("size", c.size)?;
-                r.set_item("max_idle", c.max_idle)?;
-                r.set_item("idle", c.idle)?;
-                r.set_item("in_use", c.in_use)?;
-                r.set_item("hits", c.hits)?;
-                r.set_item("misses", c.misses)?;
-                r.set_item("puts", c.puts)?;
-                r.set_item("dropped", c.dropped)?;
-                r.set_item("expired", c.expired)?;
-                Ok(r)
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        d.set_item("classes", rows)?;
-        Ok(d)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!(
-            "BlockPoolStats(bytes_idle={}, bytes_in_use={}, hits={}, misses={}, dropped={}, oversize={}, classes={})",
-            self.bytes_idle,
-            self.bytes_in_use,
-            self.hits,
-            self.misses,
-            self.dropped,
-            self.oversize,
-            self.classes.bind(py).len()
-        )
     }
 }

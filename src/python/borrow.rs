@@ -5,40 +5,43 @@ use std::sync::{Mutex, PoisonError};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyGenericAlias, PyType};
-use pyo3::PyTraverseError;
+use pyo3::pyclass::boolean_struct::True;
+use pyo3::{PyClass, PyTraverseError};
 
-use super::object_pool::ObjectPool;
-use super::tiered_pool::TieredPool;
+use super::class_macros::{exit_method, generic_class};
 
-/// Where a borrow gets its object, and with what arguments.
-pub enum Lender {
-    Objects {
-        pool: Py<ObjectPool>,
-        timeout: Option<Py<PyAny>>,
-    },
-    Tiers {
-        pool: Py<TieredPool>,
-        size: usize,
-    },
+/// A pool class with `borrow()`: how a `Borrow` gets its object and gives
+/// it back. Implemented by the pool classes, so that this module names none.
+pub trait Lend: PyClass<Frozen = True> + Sync {
+    fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>>;
+    fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()>;
 }
 
-impl Lender {
-    fn get(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match self {
-            Lender::Objects { pool, timeout } => pool
-                .get()
-                .get_object(py, timeout.as_ref().map(|t| t.bind(py))),
-            Lender::Tiers { pool, size } => pool.get().get_sized(py, *size),
-        }
-    }
+/// The arguments of a `borrow()` call, kept for its `with` block.
+pub struct BorrowArgs {
+    /// `ObjectPool.borrow(timeout)`.
+    pub timeout: Option<Py<PyAny>>,
+    /// `TieredPool.borrow(size)`.
+    pub size: usize,
+}
 
-    fn put(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        match self {
-            Lender::Objects { pool, .. } => pool.get().put_object(obj),
-            Lender::Tiers { pool, .. } => pool.get().put_object(obj),
-        }
-    }
+type LendFn = fn(&Bound<'_, PyAny>, &BorrowArgs) -> PyResult<Py<PyAny>>;
+type TakeBackFn = fn(&Bound<'_, PyAny>, &Bound<'_, PyAny>) -> PyResult<()>;
+
+/// `pool` as the `P` that [`Borrow::new`] was given.
+fn pool_as<'a, 'py, P: Lend>(pool: &'a Bound<'py, PyAny>) -> &'a Bound<'py, P> {
+    // SAFETY: `Borrow::new` stores a `Py<P>` as `pool`, beside the
+    // `lend::<P>` and `take_back::<P>` that alone call this, and `pool`
+    // never changes: it is a `P` (or a subclass's instance).
+    unsafe { pool.cast_unchecked::<P>() }
+}
+
+fn lend<P: Lend>(pool: &Bound<'_, PyAny>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
+    pool_as::<P>(pool).get().lend(pool.py(), args)
+}
+
+fn take_back<P: Lend>(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    pool_as::<P>(pool).get().take_back(obj)
 }
 
 enum Held {
@@ -51,17 +54,38 @@ enum Held {
 /// and puts it back on exit, also when the block raises. One per ``with``.
 #[pyclass(frozen, module = "shardpool", name = "Borrow")]
 pub struct Borrow {
-    lender: Lender,
+    pool: Py<PyAny>,
+    args: BorrowArgs,
+    /// [`Lend`] of the pool's class, without boxing a trait object: a
+    /// `borrow()` allocates nothing beyond its own object.
+    lend: LendFn,
+    take_back: TakeBackFn,
     /// Only locked for the state change, never across `get`/`put`, which may
     /// wait without the GIL or run Python code.
     held: Mutex<Held>,
 }
 
 impl Borrow {
-    pub fn new(lender: Lender) -> Self {
+    pub fn new<P: Lend>(pool: Py<P>, args: BorrowArgs) -> Self {
         Borrow {
-            lender,
+            pool: pool.into_any(),
+            args,
+            lend: lend::<P>,
+            take_back: take_back::<P>,
             held: Mutex::new(Held::Free),
+        }
+    }
+
+    /// `__exit__`: puts the object back.
+    fn exit(&self, py: Python<'_>) -> PyResult<()> {
+        match self.swap(Held::Free) {
+            Held::Holding(obj) => (self.take_back)(self.pool.bind(py), obj.bind(py)),
+            other => {
+                self.swap(other);
+                Err(PyRuntimeError::new_err(
+                    "borrow() exited without being entered",
+                ))
+            }
         }
     }
 
@@ -85,7 +109,7 @@ impl Borrow {
                 ));
             }
         }
-        match self.lender.get(py) {
+        match (self.lend)(self.pool.bind(py), &self.args) {
             Ok(obj) => {
                 self.swap(Held::Holding(obj.clone_ref(py)));
                 Ok(obj)
@@ -97,44 +121,9 @@ impl Borrow {
         }
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        match self.swap(Held::Free) {
-            Held::Holding(obj) => {
-                self.lender.put(obj.bind(py))?;
-                Ok(false)
-            }
-            other => {
-                self.swap(other);
-                Err(PyRuntimeError::new_err(
-                    "borrow() exited without being entered",
-                ))
-            }
-        }
-    }
-
-    /// ``Borrow[T]`` for type annotations.
-    #[classmethod]
-    fn __class_getitem__<'py>(
-        cls: &Bound<'py, PyType>,
-        item: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
-    }
-
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        match &self.lender {
-            Lender::Objects { pool, timeout } => {
-                visit.call(pool)?;
-                visit.call(timeout)?;
-            }
-            Lender::Tiers { pool, .. } => visit.call(pool)?,
-        }
+        visit.call(&self.pool)?;
+        visit.call(&self.args.timeout)?;
         if let Ok(held) = self.held.try_lock() {
             if let Held::Holding(obj) = &*held {
                 visit.call(obj)?;
@@ -154,3 +143,6 @@ impl Borrow {
         drop(held);
     }
 }
+
+generic_class!(Borrow);
+exit_method!(Borrow, exit,);

@@ -10,8 +10,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
+use super::class_macros::{core_getters, exit_method};
 use super::errors::PoolClosed;
-use super::identity::{Identified, Identity};
+use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
 use super::stats::PoolStats;
 use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::buffers;
@@ -40,11 +41,11 @@ use crate::Config;
 ///         collected without release.
 #[pyclass(frozen, weakref, module = "shardpool", name = "BufferPool")]
 pub struct BufferPool {
-    core: Arc<Shared>,
+    core: Arc<SharedCore>,
 }
 
-/// The pool's core and identity, shared with what it hands out.
-type Shared = Identified<buffers::BufferPool>;
+/// The pool's core, name and tracker, shared with the buffers it hands out.
+type SharedCore = Shared<buffers::BufferPool>;
 
 #[pymethods]
 impl BufferPool {
@@ -60,7 +61,7 @@ impl BufferPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let identity = Identity::new(name.as_ref(), track.as_ref())?;
+        let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
         let config = Config {
             max_idle: args::optional_count(max_idle.as_ref(), "max_idle")?,
             shards: args::optional_count(shards.as_ref(), "shards")?,
@@ -71,7 +72,7 @@ impl BufferPool {
         let core = buffers::BufferPool::new(config, max_capacity)
             .map_err(|e| PyValueError::new_err(e.message))?;
         Ok(BufferPool {
-            core: Arc::new(Identified { core, identity }),
+            core: Arc::new(Shared::new(core, labels)),
         })
     }
 
@@ -84,35 +85,21 @@ impl BufferPool {
             .core
             .lease()
             .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
-        let ticket = self.core.identity.ticket();
-        self.core.identity.acquired(py, ticket);
-        Ok(Buffer {
-            lease,
-            pool: Arc::clone(&self.core),
-            ticket,
-        })
+        let pool = PoolLink::acquired(py, &self.core);
+        Ok(Buffer { lease, pool })
     }
 
     /// Release ``buf`` back to this pool (the same as ``buf.release()``).
     #[pyo3(signature = (buf, /))]
     fn put(&self, buf: &Bound<'_, Buffer>) -> PyResult<()> {
         let b = buf.get();
-        if !Arc::ptr_eq(&b.pool, &self.core) {
-            return Err(PyValueError::new_err(
-                "put() of a buffer from another BufferPool",
-            ));
-        }
+        b.pool.check_put_to(&self.core, "buffer", "BufferPool")?;
         b.release()
     }
 
     /// Counters (``PoolStats``).
     fn stats(&self) -> PoolStats {
         self.core.stats().into()
-    }
-
-    /// Idle buffers.
-    fn __len__(&self) -> usize {
-        self.core.idle()
     }
 
     /// Drop expired idle buffers, then the oldest until at most ``keep``
@@ -129,39 +116,6 @@ impl BufferPool {
         self.core.trim(0)
     }
 
-    /// Drop idle buffers; ``get`` raises ``PoolClosed`` from now on. With
-    /// ``track=True``, warns (``ResourceWarning``) where the buffers still
-    /// out were acquired.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.core.close();
-        self.core
-            .identity
-            .warn_if_outstanding(py, "BufferPool", "buffer(s)")
-    }
-
-    /// Where each buffer still out was acquired (formatted stacks, oldest
-    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
-    fn outstanding(&self) -> PyResult<Vec<String>> {
-        self.core.identity.outstanding_sites()
-    }
-
-    /// The pool's name (``name=``), or ``None``.
-    #[getter]
-    fn name(&self) -> Option<&str> {
-        self.core.identity.name()
-    }
-
-    /// Whether acquisition sites are recorded (``track=True``).
-    #[getter]
-    fn track(&self) -> bool {
-        self.core.identity.is_tracking()
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
     /// The capacity new buffers get: the size seen most often recently.
     #[getter]
     fn typical_capacity(&self) -> usize {
@@ -174,48 +128,37 @@ impl BufferPool {
     fn large_capacity(&self) -> Option<usize> {
         Some(self.core.calibrator().large()).filter(|&l| l != usize::MAX)
     }
+}
 
-    #[getter]
-    fn max_capacity(&self) -> usize {
-        self.core.max_capacity()
+impl PoolClass for BufferPool {
+    fn close_core(&self, _py: Python<'_>) {
+        self.core.close();
     }
 
-    #[getter]
-    fn max_idle(&self) -> usize {
-        self.core.max_idle()
-    }
-
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
-    }
-
-    fn __repr__(&self) -> String {
-        let s = self.core.stats();
-        format!(
-            "<BufferPool{}{} idle={} in_use={} typical_capacity={}>",
-            self.core.identity.repr_part(),
-            if self.core.is_closed() { " closed" } else { "" },
-            s.idle,
-            s.in_use,
-            self.core.calibrator().typical()
-        )
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err("cannot pickle 'BufferPool' object"))
+    fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
+        let (s, typical) = (self.core.stats(), self.core.calibrator().typical());
+        let (idle, in_use) = (s.idle, s.in_use);
+        Ok(format!(
+            "idle={idle} in_use={in_use} typical_capacity={typical}"
+        ))
     }
 }
+
+pool_methods!(
+    BufferPool,
+    "buffer",
+    idle,
+    /// Drop idle buffers; ``get`` raises ``PoolClosed`` from now on. With
+    /// ``track=True``, warns (``ResourceWarning``) where the buffers still
+    /// out were acquired.
+);
+
+core_getters!(BufferPool {
+    /// Buffers above this capacity are never kept.
+    max_capacity: usize = max_capacity,
+    /// The most idle buffers kept.
+    max_idle: usize = max_idle,
+});
 
 /// A growable byte buffer from a ``BufferPool``.
 ///
@@ -233,9 +176,7 @@ impl BufferPool {
 pub struct Buffer {
     /// The bytes and their exports (the core's protocol).
     lease: LeasedBuffer,
-    pool: Arc<Shared>,
-    /// The buffer's key in its pool's tracker (0 when not tracking).
-    ticket: u64,
+    pool: PoolLink<buffers::BufferPool>,
 }
 
 /// The Python exception for a refused buffer operation.
@@ -262,7 +203,7 @@ impl Buffer {
         };
         match outcome {
             Ok(()) => {
-                self.pool.identity.returned(self.ticket);
+                self.pool.returned();
                 Ok(())
             }
             Err(BufferError::Released) => {
@@ -277,6 +218,13 @@ impl Buffer {
 
     fn release(&self) -> PyResult<()> {
         self.let_go(true)
+    }
+
+    /// `__exit__`: releases the buffer, or defers that while views are
+    /// alive. Refused only when released already: a no-op then.
+    fn exit(&self, _py: Python<'_>) -> PyResult<()> {
+        let _ = self.let_go(false);
+        Ok(())
     }
 
     fn append(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
@@ -308,6 +256,13 @@ impl Buffer {
         Ok(n)
     }
 }
+
+exit_method!(
+    Buffer,
+    exit,
+    /// Releases the buffer; views still alive keep working. Does nothing if
+    /// it was released inside the block.
+);
 
 #[pymethods]
 impl Buffer {
@@ -369,19 +324,6 @@ impl Buffer {
             return Err(refused(BufferError::Released));
         }
         Ok(slf)
-    }
-
-    /// Releases the buffer; views still alive keep working. Does nothing if
-    /// it was released inside the block.
-    fn __exit__(
-        &self,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        // Only refused when released already: a no-op then.
-        let _ = self.let_go(false);
-        false
     }
 
     unsafe fn __getbuffer__(
@@ -448,9 +390,8 @@ impl Drop for Buffer {
         };
         if !released {
             Python::attach(|py| {
-                self.pool.identity.collected_unreleased(
+                self.pool.collected_unreleased(
                     py,
-                    self.ticket,
                     &format!("a Buffer holding {len} bytes"),
                     "BufferPool",
                     "it went back to the pool. Use `with pool.get() as buf:`",

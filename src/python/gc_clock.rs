@@ -121,14 +121,9 @@ impl GcClock {
 
     /// Called by the interpreter with ``"start"`` or ``"stop"`` and the
     /// collection's ``info``.
-    fn __call__(
-        &self,
-        py: Python<'_>,
-        phase: &Bound<'_, PyString>,
-        info: &Bound<'_, PyDict>,
-    ) -> PyResult<()> {
+    fn __call__(&self, py: Python<'_>, phase: &str, info: &Bound<'_, PyDict>) -> PyResult<()> {
         let (wall, cpu) = self.clocks(py)?;
-        if phase.to_str()? == "start" {
+        if phase == "start" {
             self.lock().started = Some((wall, cpu));
             return Ok(());
         }

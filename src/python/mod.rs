@@ -4,33 +4,34 @@
 
 use pyo3::prelude::*;
 
+mod aio;
 mod args;
 mod block_pool;
 mod borrow;
 mod buffer_pool;
+mod class_macros;
 mod errors;
 mod gc_clock;
-mod identity;
+mod hooks;
+mod naming;
 mod object_pool;
-mod policy;
+mod pool_class;
 mod stats;
 mod tiered_pool;
+mod tracking;
 mod waiting;
 
-// Python allocates objects 16-byte aligned: a class whose Rust data needs
-// more (a cache-padded field stored inline) would be misaligned.
-const _: () = {
-    use std::mem::align_of;
-    assert!(align_of::<object_pool::ObjectPool>() <= 16);
-    assert!(align_of::<tiered_pool::TieredPool>() <= 16);
-    assert!(align_of::<block_pool::BlockPool>() <= 16);
-    assert!(align_of::<block_pool::Block>() <= 16);
-    assert!(align_of::<buffer_pool::BufferPool>() <= 16);
-    assert!(align_of::<buffer_pool::Buffer>() <= 16);
-    assert!(align_of::<borrow::Borrow>() <= 16);
-    assert!(align_of::<waiting::Waiting>() <= 16);
-    assert!(align_of::<gc_clock::GcClock>() <= 16);
-};
+/// Adds each class to the module, and checks at compile time that it needs
+/// no more than the 16-byte alignment Python allocates objects with (a
+/// cache-padded field stored inline would be misaligned).
+macro_rules! add_classes {
+    ($module:ident, $($class:ty),* $(,)?) => {
+        $(
+            const _: () = assert!(std::mem::align_of::<$class>() <= 16);
+            $module.add_class::<$class>()?;
+        )*
+    };
+}
 
 /// `shardpool._core`: the compiled part of shardpool. Import from `shardpool`.
 ///
@@ -42,18 +43,21 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PoolTimeout", py.get_type::<errors::PoolTimeout>())?;
     m.add("PoolClosed", py.get_type::<errors::PoolClosed>())?;
-    m.add_class::<object_pool::ObjectPool>()?;
-    m.add_class::<borrow::Borrow>()?;
-    m.add_class::<tiered_pool::TieredPool>()?;
-    m.add_class::<stats::PoolStats>()?;
-    m.add_class::<block_pool::BlockPool>()?;
-    m.add_class::<block_pool::Block>()?;
-    m.add_class::<block_pool::BlockPoolStats>()?;
-    m.add_class::<block_pool::BlockClassStats>()?;
-    m.add_class::<buffer_pool::BufferPool>()?;
-    m.add_class::<buffer_pool::Buffer>()?;
-    m.add_class::<waiting::Waiting>()?;
-    m.add_class::<gc_clock::GcClock>()?;
+    add_classes!(
+        m,
+        object_pool::ObjectPool,
+        borrow::Borrow,
+        tiered_pool::TieredPool,
+        stats::PoolStats,
+        block_pool::BlockPool,
+        block_pool::Block,
+        stats::BlockPoolStats,
+        stats::BlockClassStats,
+        buffer_pool::BufferPool,
+        buffer_pool::Buffer,
+        waiting::Waiting,
+        gc_clock::GcClock,
+    );
     m.add("DEFAULT_MAX_IDLE", crate::Config::DEFAULT_MAX_IDLE)?;
     m.add_function(wrap_pyfunction!(_attached_noop, m)?)?;
     // A child process forked while threads waited on a bounded pool must

@@ -1,22 +1,23 @@
-//! `ObjectPool` and its `borrow()` context manager.
+//! `ObjectPool`: the pool of Python objects, over the core's `Pool`.
 
-use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
-use pyo3::gc::PyVisit;
 use std::sync::Arc;
 
+use pyo3::exceptions::{PyMemoryError, PyValueError};
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyGenericAlias, PyType};
 use pyo3::PyTraverseError;
 
+use super::aio::aio;
 use super::args;
-use super::borrow::{Borrow, Lender};
+use super::borrow::{Borrow, BorrowArgs, Lend};
+use super::class_macros::{core_getters, generic_class};
 use super::errors::{config_error, get_error, not_out};
-use super::identity::Identity;
-use super::policy::{self, Policy, PyHooks};
+use super::hooks::{self, ObjectHooks, PyHooks};
+use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
-use super::waiting::{PyNotify, Waiting};
-use crate::{Config, Idle, Pool, PutError, ResetOn, Step, Waiter};
+use super::tracking::object_key as key;
+use super::waiting::{ObjectWaiter, PyNotify, WaitQueue, Waiting};
+use crate::{Config, Pool, PutError, Step};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
@@ -63,22 +64,16 @@ use crate::{Config, Idle, Pool, PutError, ResetOn, Step, Waiter};
 ///     TypeError, ValueError: for bad arguments, naming the argument.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "ObjectPool")]
 pub struct ObjectPool {
-    core: Pool<Py<PyAny>>,
-    policy: Policy,
-    identity: Identity,
-}
-
-/// The key of a Python object in a pool's tracker: its address.
-pub(super) fn key(obj: &Py<PyAny>) -> u64 {
-    obj.as_ptr() as u64
+    core: Shared<Pool<Py<PyAny>>>,
+    hooks: ObjectHooks,
 }
 
 impl ObjectPool {
-    fn hooks<'a, 'py>(&'a self, py: Python<'py>) -> PyHooks<'a, 'py> {
-        self.policy.hooks(py, None)
+    fn call_hooks<'a, 'py>(&'a self, py: Python<'py>) -> PyHooks<'a, 'py> {
+        self.hooks.bound(py, None)
     }
 
-    pub(super) fn get_object(
+    fn get_object(
         &self,
         py: Python<'_>,
         timeout: Option<&Bound<'_, PyAny>>,
@@ -86,78 +81,124 @@ impl ObjectPool {
         let (limit, secs) = args::seconds(timeout, "timeout")?;
         let obj = self
             .core
-            .get(&mut self.hooks(py), limit)
+            .get(&mut self.call_hooks(py), limit)
             .map_err(|e| get_error(e, secs, self.core.max_size()))?;
-        self.identity.acquired(py, key(&obj));
+        self.core.tracking.acquired(py, key(&obj));
         Ok(obj)
     }
 
     /// An object, or a `_Waiting` in the queue of a full bounded pool.
     fn get_or_wait(slf: &Bound<'_, Self>, count_wait: bool) -> PyResult<Py<PyAny>> {
         let (pool, py) = (slf.get(), slf.py());
-        match pool.core.get_or_enqueue(&mut pool.hooks(py), count_wait) {
+        match pool
+            .core
+            .get_or_enqueue(&mut pool.call_hooks(py), count_wait)
+        {
             Ok(Step::Ready(obj)) => {
-                pool.identity.acquired(py, key(&obj));
+                pool.core.tracking.acquired(py, key(&obj));
                 Ok(obj)
             }
             Ok(Step::Wait(waiter)) => {
-                Ok(Py::new(py, Waiting::new(waiter, slf.clone().unbind()))?.into_any())
+                let queue = Box::new(slf.clone().unbind());
+                Ok(Py::new(py, Waiting::new(waiter, queue))?.into_any())
             }
             Err(e) => Err(get_error(e, None, pool.core.max_size())),
         }
     }
 
-    /// The object a decided wait was granted, or a new `_Waiting`.
-    pub(super) fn finish_wait(
-        slf: &Bound<'_, Self>,
-        waiter: &Waiter<Idle<Py<PyAny>>>,
-    ) -> PyResult<Py<PyAny>> {
-        let (pool, py) = (slf.get(), slf.py());
-        match pool.core.finish_wait(&mut pool.hooks(py), waiter) {
-            Ok(Some(obj)) => {
-                pool.identity.acquired(py, key(&obj));
-                Ok(obj)
-            }
-            Ok(None) => Self::get_or_wait(slf, false),
-            Err(e) => Err(get_error(e, None, pool.core.max_size())),
-        }
-    }
-
-    pub(super) fn abandon_wait(
-        &self,
-        py: Python<'_>,
-        waiter: &Arc<Waiter<Idle<Py<PyAny>>>>,
-        timed_out: bool,
-    ) {
-        self.core
-            .abandon_wait(&mut self.hooks(py), waiter, timed_out);
-    }
-
-    pub(super) fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let key = obj.as_ptr() as u64;
         // Forgotten before the core takes it back: once back, another
         // thread may get it and record its own site under the same key.
-        let record = self.identity.returned(key);
+        let record = self.core.tracking.returned(key);
         match self
             .core
-            .put(&mut self.hooks(obj.py()), obj.clone().unbind())
+            .put(&mut self.call_hooks(obj.py()), obj.clone().unbind())
         {
             Ok(()) => Ok(()),
             Err(PutError::Hook(err)) => Err(err),
             Err(PutError::NotOut { .. }) => {
-                self.identity.restore(key, record);
+                self.core.tracking.restore(key, record);
                 Err(not_out(obj))
             }
         }
     }
 }
 
-/// `shardpool._aio`, the asyncio glue (imported on first use).
-pub(super) fn aio(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
-    static AIO: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    AIO.get_or_try_init(py, || py.import("shardpool._aio").map(Bound::unbind))
-        .map(|m| m.bind(py))
+impl WaitQueue for Py<ObjectPool> {
+    fn finish(&self, py: Python<'_>, waiter: &ObjectWaiter) -> PyResult<Py<PyAny>> {
+        let pool = self.get();
+        match pool.core.finish_wait(&mut pool.call_hooks(py), waiter) {
+            Ok(Some(obj)) => {
+                pool.core.tracking.acquired(py, key(&obj));
+                Ok(obj)
+            }
+            Ok(None) => ObjectPool::get_or_wait(self.bind(py), false),
+            Err(e) => Err(get_error(e, None, pool.core.max_size())),
+        }
+    }
+
+    fn abandon(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>, timed_out: bool) {
+        let pool = self.get();
+        pool.core
+            .abandon_wait(&mut pool.call_hooks(py), waiter, timed_out);
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(self)
+    }
 }
+
+impl Lend for ObjectPool {
+    fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
+        self.get_object(py, args.timeout.as_ref().map(|t| t.bind(py)))
+    }
+
+    fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.put_object(obj)
+    }
+}
+
+impl PoolClass for ObjectPool {
+    fn close_core(&self, py: Python<'_>) {
+        self.core.close(&mut self.call_hooks(py));
+    }
+
+    fn repr_fields(&self, py: Python<'_>) -> PyResult<String> {
+        let s = self.core.stats();
+        let max_size = self.core.max_size();
+        Ok(format!(
+            "factory={} idle={} in_use={} max_idle={} max_size={}",
+            self.hooks.factory().bind(py).repr()?,
+            s.idle,
+            s.in_use,
+            self.core.max_idle(),
+            max_size.map_or_else(|| "None".into(), |m| m.to_string()),
+        ))
+    }
+}
+
+pool_methods!(
+    ObjectPool,
+    "object",
+    idle,
+    /// Close the pool: destroy the idle objects and fail every waiting and
+    /// later ``get`` with ``PoolClosed``. Objects returned later are
+    /// destroyed. Calling it again does nothing. With ``track=True``, warns
+    /// (``ResourceWarning``) where the objects still out were acquired.
+);
+
+core_getters!(ObjectPool {
+    /// The most idle objects kept.
+    max_idle: usize = max_idle,
+    /// The most objects alive at once, or ``None``.
+    max_size: Option<usize> = max_size,
+    /// The number of shards.
+    shards: usize = shard_count,
+    /// Whether returns are checked against the objects handed out.
+    checked: bool = is_checked,
+});
+generic_class!(ObjectPool);
 
 /// Refuses, with `MemoryError` (as `[None] * n` does), a `get_many` whose
 /// list of `n` objects no memory could hold, before the core allocates that
@@ -197,9 +238,9 @@ impl ObjectPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let policy = Policy::new(factory, reset, validate, destroy)?;
-        let identity = Identity::new(name.as_ref(), track.as_ref())?;
-        let reset_on = policy::reset_on(reset_on.as_ref())?;
+        let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
+        let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
+        let reset_on = args::choice(reset_on.as_ref(), "reset_on", &hooks::RESET_ON)?;
         let checked = args::optional_bool(checked.as_ref(), "checked")?.unwrap_or(true);
         let max_idle = args::optional_count(max_idle.as_ref(), "max_idle")?;
         let max_size = args::optional_count(max_size.as_ref(), "max_size")?;
@@ -223,13 +264,12 @@ impl ObjectPool {
             )));
         }
         let pool = ObjectPool {
-            core,
-            policy,
-            identity,
+            core: Shared::new(core, labels),
+            hooks,
         };
         if prefill > 0 {
-            if let Err(e) = pool.core.prefill(&mut pool.hooks(py), prefill) {
-                pool.core.close(&mut pool.hooks(py));
+            if let Err(e) = pool.core.prefill(&mut pool.call_hooks(py), prefill) {
+                pool.core.close(&mut pool.call_hooks(py));
                 return Err(get_error(e, None, pool.core.max_size()));
             }
         }
@@ -297,10 +337,9 @@ impl ObjectPool {
     fn borrow(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Borrow> {
         // Checked now, so a bad timeout fails at the call, not at `with`.
         args::seconds(timeout, "timeout")?;
-        Ok(Borrow::new(Lender::Objects {
-            pool: slf.clone().unbind(),
-            timeout: timeout.map(|t| t.clone().unbind()),
-        }))
+        let timeout = timeout.map(|t| t.clone().unbind());
+        let args = BorrowArgs { timeout, size: 0 };
+        Ok(Borrow::new(slf.clone().unbind(), args))
     }
 
     /// Get ``n`` objects in one call, as a list: all of them or, on error,
@@ -317,11 +356,11 @@ impl ObjectPool {
         check_batch(n, self.core.max_size())?;
         let objs = self
             .core
-            .get_many(&mut self.hooks(py), n, limit)
+            .get_many(&mut self.call_hooks(py), n, limit)
             .map_err(|e| get_error(e, secs, self.core.max_size()))?;
-        if self.identity.is_tracking() {
+        if self.core.tracking.is_tracking() {
             for obj in &objs {
-                self.identity.acquired(py, key(obj));
+                self.core.tracking.acquired(py, key(obj));
             }
         }
         Ok(objs)
@@ -334,15 +373,15 @@ impl ObjectPool {
     #[pyo3(signature = (objs, /))]
     fn put_many(&self, py: Python<'_>, objs: &Bound<'_, PyAny>) -> PyResult<()> {
         let items = args::collect_objects(objs, "objs")?;
-        let mut hooks = self.hooks(py);
+        let mut hooks = self.call_hooks(py);
         if let Err(index) = self.core.check_many(&hooks, &items) {
             return Err(not_out(items[index].bind(py)));
         }
-        if self.identity.is_tracking() {
+        if self.core.tracking.is_tracking() {
             // A return refused below (another thread returned the object
             // first) was that thread's to forget: nothing to restore.
             for obj in &items {
-                self.identity.returned(key(obj));
+                self.core.tracking.returned(key(obj));
             }
         }
         match self.core.put_each(&mut hooks, items) {
@@ -368,74 +407,17 @@ impl ObjectPool {
         self.core.stats().into()
     }
 
-    /// The number of idle objects.
-    fn __len__(&self) -> usize {
-        self.core.idle()
-    }
-
     /// Destroy expired idle objects, then the oldest until at most ``keep``
     /// remain. Returns how many were destroyed.
     #[pyo3(signature = (keep=None))]
     fn trim(&self, py: Python<'_>, keep: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
         let keep = args::optional_count(keep, "keep")?.unwrap_or(0);
-        Ok(self.core.trim(&mut self.hooks(py), keep))
+        Ok(self.core.trim(&mut self.call_hooks(py), keep))
     }
 
     /// Destroy every idle object. Returns how many were destroyed.
     fn clear(&self, py: Python<'_>) -> usize {
-        self.core.trim(&mut self.hooks(py), 0)
-    }
-
-    /// Close the pool: destroy the idle objects and fail every waiting and
-    /// later ``get`` with ``PoolClosed``. Objects returned later are
-    /// destroyed. Calling it again does nothing. With ``track=True``, warns
-    /// (``ResourceWarning``) where the objects still out were acquired.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.core.close(&mut self.hooks(py));
-        self.identity
-            .warn_if_outstanding(py, "ObjectPool", "object(s)")
-    }
-
-    /// Where each object still out was acquired (formatted stacks, oldest
-    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
-    fn outstanding(&self) -> PyResult<Vec<String>> {
-        self.identity.outstanding_sites()
-    }
-
-    /// The pool's name (``name=``), or ``None``.
-    #[getter]
-    fn name(&self) -> Option<&str> {
-        self.identity.name()
-    }
-
-    /// Whether acquisition sites are recorded (``track=True``).
-    #[getter]
-    fn track(&self) -> bool {
-        self.identity.is_tracking()
-    }
-
-    /// Whether ``close()`` was called.
-    #[getter]
-    fn closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
-    /// The most idle objects kept.
-    #[getter]
-    fn max_idle(&self) -> usize {
-        self.core.max_idle()
-    }
-
-    /// The most objects alive at once, or ``None``.
-    #[getter]
-    fn max_size(&self) -> Option<usize> {
-        self.core.max_size()
-    }
-
-    /// The number of shards.
-    #[getter]
-    fn shards(&self) -> usize {
-        self.core.shard_count()
+        self.core.trim(&mut self.call_hooks(py), 0)
     }
 
     /// Seconds an idle object is kept, or ``None``.
@@ -447,80 +429,13 @@ impl ObjectPool {
     /// ``"put"`` or ``"get"``.
     #[getter]
     fn reset_on(&self) -> &'static str {
-        match self.core.reset_on() {
-            ResetOn::Put => "put",
-            ResetOn::Get => "get",
-        }
-    }
-
-    /// Whether returns are checked against the objects handed out.
-    #[getter]
-    fn checked(&self) -> bool {
-        self.core.is_checked()
+        args::choice_name(&hooks::RESET_ON, self.core.reset_on())
     }
 
     /// The factory.
     #[getter]
     fn factory(&self, py: Python<'_>) -> Py<PyAny> {
-        self.policy.factory().clone_ref(py)
-    }
-
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
-    }
-
-    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        let pool = slf.get();
-        let s = pool.core.stats();
-        let class = slf.get_type().qualname()?;
-        let max_size = pool
-            .core
-            .max_size()
-            .map_or_else(|| "None".into(), |m| m.to_string());
-        let closed = if pool.core.is_closed() { " closed" } else { "" };
-        Ok(format!(
-            "<{class}{}{closed} factory={} idle={} in_use={} max_idle={} max_size={max_size}>",
-            pool.identity.repr_part(),
-            pool.policy.factory().bind(slf.py()).repr()?,
-            s.idle,
-            s.in_use,
-            pool.core.max_idle(),
-        ))
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err(
-            "cannot pickle 'ObjectPool' object: a pool holds live objects and hooks; \
-             create a new pool in the other process",
-        ))
-    }
-
-    fn __copy__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err("cannot copy 'ObjectPool' object"))
-    }
-
-    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(PyTypeError::new_err("cannot copy 'ObjectPool' object"))
-    }
-
-    /// ``ObjectPool[T]`` for type annotations.
-    #[classmethod]
-    fn __class_getitem__<'py>(
-        cls: &Bound<'py, PyType>,
-        item: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
+        self.hooks.factory().clone_ref(py)
     }
 
     /// The hooks, every object the pool holds (idle objects, those set
@@ -529,7 +444,7 @@ impl ObjectPool {
     /// ``aget()``. So a pool whose objects (or waiting tasks) refer back to
     /// it is collected like any other cycle.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.policy.traverse(&visit)?;
+        self.hooks.traverse(&visit)?;
         self.core.visit(|obj| visit.call(obj))?;
         self.core
             .visit_notifications(|notify| match notify.as_any().downcast_ref::<PyNotify>() {

@@ -1,21 +1,22 @@
 //! `TieredPool`: the layered object pool, one `Pool` per size tier.
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyGenericAlias, PyType};
+use pyo3::types::PyDict;
 use pyo3::PyTraverseError;
 
+use super::aio::aio;
 use super::args;
-use super::borrow::{Borrow, Lender};
+use super::borrow::{Borrow, BorrowArgs, Lend};
+use super::class_macros::{core_getters, generic_class};
 use super::errors::{config_error, get_error, not_out};
-use super::identity::Identity;
-use super::object_pool::{aio, key};
-use super::policy::{self, Policy};
+use super::hooks::{self, ObjectHooks};
+use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
+use super::tracking::object_key as key;
 use crate::classes::SizeClasses;
 use crate::tiered::{Filing, Tiered};
-use crate::{Config, PutError, ResetOn};
+use crate::{Config, PutError};
 
 /// A layered pool: objects of several sizes, one sharded pool per tier.
 ///
@@ -65,19 +66,18 @@ use crate::{Config, PutError, ResetOn};
 ///     TypeError, ValueError: for bad arguments, naming the argument.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "TieredPool")]
 pub struct TieredPool {
-    tiers: Tiered<Py<PyAny>>,
-    policy: Policy,
+    core: Shared<Tiered<Py<PyAny>>>,
+    hooks: ObjectHooks,
     size_of: Option<Py<PyAny>>,
-    identity: Identity,
 }
 
 impl TieredPool {
-    pub(super) fn get_sized(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
+    fn get_sized(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
         let (obj, _) = self
-            .tiers
-            .get(size, |tier| self.policy.hooks(py, Some(tier)))
+            .core
+            .get(size, |tier| self.hooks.bound(py, Some(tier)))
             .map_err(|e| get_error(e, None, None))?;
-        self.identity.acquired(py, key(&obj));
+        self.core.tracking.acquired(py, key(&obj));
         Ok(obj)
     }
 
@@ -91,25 +91,65 @@ impl TieredPool {
         }
     }
 
-    pub(super) fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = obj.py();
         let size = self.size_of(obj)?;
         let key = obj.as_ptr() as u64;
         // Forgotten before the core takes it back: once back, another
         // thread may get it and record its own site under the same key.
-        let record = self.identity.returned(key);
-        match self.tiers.put(obj.clone().unbind(), size, |tier| {
-            self.policy.hooks(py, Some(tier))
+        let record = self.core.tracking.returned(key);
+        match self.core.put(obj.clone().unbind(), size, |tier| {
+            self.hooks.bound(py, Some(tier))
         }) {
             Ok(_) => Ok(()),
             Err(PutError::Hook(e)) => Err(e),
             Err(PutError::NotOut { .. }) => {
-                self.identity.restore(key, record);
+                self.core.tracking.restore(key, record);
                 Err(not_out(obj))
             }
         }
     }
 }
+
+impl Lend for TieredPool {
+    fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
+        self.get_sized(py, args.size)
+    }
+
+    fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.put_object(obj)
+    }
+}
+
+impl PoolClass for TieredPool {
+    fn close_core(&self, py: Python<'_>) {
+        self.core.close(|size| self.hooks.bound(py, Some(size)));
+    }
+
+    fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
+        let (s, sizes) = (self.core.stats(), self.core.classes().sizes());
+        Ok(format!(
+            "tiers={sizes:?} idle={} in_use={}",
+            s.idle, s.in_use
+        ))
+    }
+}
+
+pool_methods!(
+    TieredPool,
+    "object",
+    idle,
+    /// Close every tier: destroy idle objects; ``get`` raises ``PoolClosed``
+    /// and returned objects are destroyed from now on.
+    /// With ``track=True``, warns (``ResourceWarning``) where the objects
+    /// still out were acquired.
+);
+
+core_getters!(TieredPool {
+    /// Whether returns are checked against the objects handed out.
+    checked: bool = is_checked,
+});
+generic_class!(TieredPool);
 
 #[pymethods]
 impl TieredPool {
@@ -133,9 +173,9 @@ impl TieredPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let policy = Policy::new(factory, reset, validate, destroy)?;
-        let identity = Identity::new(name.as_ref(), track.as_ref())?;
-        let reset_on: ResetOn = policy::reset_on(reset_on.as_ref())?;
+        let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
+        let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
+        let reset_on = args::choice(reset_on.as_ref(), "reset_on", &hooks::RESET_ON)?;
         let specs = args::size_specs(&tiers, "tiers", "tier")?;
         let classes =
             SizeClasses::new(specs.iter().map(|s| s.0).collect(), "tiers").map_err(config_error)?;
@@ -158,10 +198,9 @@ impl TieredPool {
         })
         .map_err(config_error)?;
         Ok(TieredPool {
-            tiers,
-            policy,
+            core: Shared::new(tiers, labels),
+            hooks,
             size_of,
-            identity,
         })
     }
 
@@ -211,30 +250,26 @@ impl TieredPool {
     /// A context manager: ``get(size)`` on entry, ``put`` on exit (also when
     /// the block raises).
     fn borrow(slf: &Bound<'_, Self>, size: &Bound<'_, PyAny>) -> PyResult<Borrow> {
-        Ok(Borrow::new(Lender::Tiers {
-            pool: slf.clone().unbind(),
+        let args = BorrowArgs {
+            timeout: None,
             size: args::count(size, "size")?,
-        }))
+        };
+        Ok(Borrow::new(slf.clone().unbind(), args))
     }
 
     /// Counters over all tiers (``PoolStats``).
     fn stats(&self) -> PoolStats {
-        self.tiers.stats().into()
+        self.core.stats().into()
     }
 
     /// ``{tier_size: PoolStats}`` for every tier. A tier's ``created`` and
     /// ``destroyed`` include objects that moved in or out of it.
     fn tier_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (class, &size) in self.tiers.classes().sizes().iter().enumerate() {
-            d.set_item(size, PoolStats::from(self.tiers.class_stats(class)))?;
+        for (class, &size) in self.core.classes().sizes().iter().enumerate() {
+            d.set_item(size, PoolStats::from(self.core.class_stats(class)))?;
         }
         Ok(d)
-    }
-
-    /// Idle objects in all tiers.
-    fn __len__(&self) -> usize {
-        self.tiers.idle()
     }
 
     /// In every tier, destroy expired idle objects, then the oldest until at
@@ -243,130 +278,42 @@ impl TieredPool {
     fn trim(&self, py: Python<'_>, keep: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
         let keep = args::optional_count(keep, "keep")?.unwrap_or(0);
         Ok(self
-            .tiers
+            .core
             .used()
-            .map(|(size, p)| p.trim(&mut self.policy.hooks(py, Some(size)), keep))
+            .map(|(size, p)| p.trim(&mut self.hooks.bound(py, Some(size)), keep))
             .sum())
     }
 
     /// Destroy every idle object. Returns how many were destroyed.
     fn clear(&self, py: Python<'_>) -> usize {
-        self.tiers
+        self.core
             .used()
-            .map(|(size, p)| p.trim(&mut self.policy.hooks(py, Some(size)), 0))
+            .map(|(size, p)| p.trim(&mut self.hooks.bound(py, Some(size)), 0))
             .sum()
-    }
-
-    /// Close every tier: destroy idle objects; ``get`` raises ``PoolClosed``
-    /// and returned objects are destroyed from now on.
-    /// With ``track=True``, warns (``ResourceWarning``) where the objects
-    /// still out were acquired.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.tiers.close(|size| self.policy.hooks(py, Some(size)));
-        self.identity
-            .warn_if_outstanding(py, "TieredPool", "object(s)")
-    }
-
-    /// Where each object still out was acquired (formatted stacks, oldest
-    /// first). Needs ``track=True``; raises ``RuntimeError`` otherwise.
-    fn outstanding(&self) -> PyResult<Vec<String>> {
-        self.identity.outstanding_sites()
-    }
-
-    /// The pool's name (``name=``), or ``None``.
-    #[getter]
-    fn name(&self) -> Option<&str> {
-        self.identity.name()
-    }
-
-    /// Whether acquisition sites are recorded (``track=True``).
-    #[getter]
-    fn track(&self) -> bool {
-        self.identity.is_tracking()
-    }
-
-    /// Whether returns are checked against the objects handed out.
-    #[getter]
-    fn checked(&self) -> bool {
-        self.tiers.is_checked()
-    }
-
-    /// Whether ``close()`` was called.
-    #[getter]
-    fn closed(&self) -> bool {
-        self.tiers.is_closed()
     }
 
     /// The tiers as ``(size, max_idle)`` pairs, smallest first.
     #[getter]
     fn tiers(&self) -> Vec<(usize, usize)> {
-        self.tiers
+        self.core
             .classes()
             .sizes()
             .iter()
             .enumerate()
-            .map(|(i, &s)| (s, self.tiers.max_idle(i)))
+            .map(|(i, &s)| (s, self.core.max_idle(i)))
             .collect()
-    }
-
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
-    }
-
-    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        let pool = slf.get();
-        let s = pool.tiers.stats();
-        Ok(format!(
-            "<{}{}{} tiers={:?} idle={} in_use={}>",
-            slf.get_type().qualname()?,
-            pool.identity.repr_part(),
-            if pool.tiers.is_closed() {
-                " closed"
-            } else {
-                ""
-            },
-            pool.tiers.classes().sizes(),
-            s.idle,
-            s.in_use,
-        ))
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err(
-            "cannot pickle 'TieredPool' object: a pool holds live objects and hooks",
-        ))
-    }
-
-    /// ``TieredPool[T]`` for type annotations.
-    #[classmethod]
-    fn __class_getitem__<'py>(
-        cls: &Bound<'py, PyType>,
-        item: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        PyGenericAlias::new(cls.py(), cls.as_any(), item).map(Bound::into_any)
     }
 
     /// The hooks, every idle object of every tier, and the checked record's
     /// objects out (see `ObjectPool`).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.policy.traverse(&visit)?;
+        self.hooks.traverse(&visit)?;
         visit.call(&self.size_of)?;
-        self.tiers.visit(|obj| visit.call(obj))
+        self.core.visit(|obj| visit.call(obj))
     }
 
     /// Breaks a reference cycle the collector found unreachable.
     fn __clear__(&self) {
-        self.tiers.release_references();
+        self.core.release_references();
     }
 }

@@ -24,9 +24,21 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
-use super::object_pool::ObjectPool;
 use crate::limit::Notify;
 use crate::{Idle, Waiter};
+
+/// An object waited for.
+pub type ObjectWaiter = Waiter<Idle<Py<PyAny>>>;
+
+/// The pool a `_Waiting` waits in.
+pub trait WaitQueue: Send + Sync {
+    /// The object a decided wait was granted, or a new `_Waiting`.
+    fn finish(&self, py: Python<'_>, waiter: &ObjectWaiter) -> PyResult<Py<PyAny>>;
+    /// Gives the wait up; what it was granted goes back to the pool.
+    fn abandon(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>, timed_out: bool);
+    /// Shows the pool to the garbage collector.
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
+}
 
 /// A Python callable run when a wait is decided.
 pub struct PyNotify {
@@ -49,13 +61,13 @@ impl Notify for PyNotify {
 
 #[pyclass(frozen, module = "shardpool._core", name = "_Waiting")]
 pub struct Waiting {
-    waiter: Arc<Waiter<Idle<Py<PyAny>>>>,
-    pool: Py<ObjectPool>,
+    waiter: Arc<ObjectWaiter>,
+    pool: Box<dyn WaitQueue>,
     settled: AtomicBool,
 }
 
 impl Waiting {
-    pub fn new(waiter: Arc<Waiter<Idle<Py<PyAny>>>>, pool: Py<ObjectPool>) -> Self {
+    pub fn new(waiter: Arc<ObjectWaiter>, pool: Box<dyn WaitQueue>) -> Self {
         Waiting {
             waiter,
             pool,
@@ -71,7 +83,7 @@ impl Waiting {
     /// Settles the wait as given up, if it was not settled already.
     fn give_up(&self, py: Python<'_>, timed_out: bool) {
         if self.settle() {
-            self.pool.get().abandon_wait(py, &self.waiter, timed_out);
+            self.pool.abandon(py, &self.waiter, timed_out);
         }
     }
 }
@@ -102,7 +114,7 @@ impl Waiting {
                 "this wait is settled already",
             ));
         }
-        ObjectPool::finish_wait(self.pool.bind(py), &self.waiter)
+        self.pool.finish(py, &self.waiter)
     }
 
     /// Gives up the wait; anything granted meanwhile goes back to the pool.
@@ -115,7 +127,7 @@ impl Waiting {
 
     /// The pool, and a granted object not yet taken.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.pool)?;
+        self.pool.traverse(&visit)?;
         self.waiter.visit_granted(|idle| visit.call(idle.item()))
     }
 
@@ -131,7 +143,7 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         // A task destroyed while it waited (its event loop closed, say).
         if self.settle() {
-            Python::attach(|py| self.pool.get().abandon_wait(py, &self.waiter, false));
+            Python::attach(|py| self.pool.abandon(py, &self.waiter, false));
         }
     }
 }

@@ -1,6 +1,6 @@
-//! What every pool knows about itself beyond its core: an optional `name`
-//! (for `repr()`, warnings and metrics) and, when `track=True`, where each
-//! object or block still out was acquired.
+//! `track=True`: where each object, block or buffer still out was acquired,
+//! for `outstanding()` and the `ResourceWarning`s of `close()` and of
+//! items collected without release.
 //!
 //! Invariants:
 //! - With tracking on, `sites` holds exactly one entry per object or block
@@ -12,43 +12,27 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pyo3::exceptions::{PyResourceWarning, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyString;
 
 use super::args;
+use super::naming::Naming;
 
 /// How many acquisition sites a warning quotes.
 const SITES_IN_WARNINGS: usize = 3;
 
 static FORMAT_STACK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-pub struct Identity {
-    name: Option<String>,
-    /// `repr(name)`, as Python quotes it.
-    name_repr: String,
-    tracker: Option<Tracker>,
-}
+/// The acquisition sites of a pool's items, or nothing (`track=False`).
+pub struct Tracking(Option<Tracker>);
 
-/// A pool's core with its identity: what a block pool or buffer pool
-/// shares (in an `Arc`) with the blocks or buffers it hands out, so that
-/// they can name their pool and its acquisition sites.
-pub struct Identified<C> {
-    pub core: C,
-    pub identity: Identity,
-}
-
-impl<C> Deref for Identified<C> {
-    type Target = C;
-
-    fn deref(&self) -> &C {
-        &self.core
-    }
+/// The key of a Python object in a pool's tracker: its address.
+pub fn object_key(obj: &Py<PyAny>) -> u64 {
+    obj.as_ptr() as u64
 }
 
 struct Tracker {
@@ -59,58 +43,24 @@ struct Tracker {
     sites: Mutex<HashMap<u64, (u64, String)>>,
 }
 
-impl Identity {
-    /// `name=` and `track=` as given to a pool's constructor.
-    pub fn new(
-        name: Option<&Bound<'_, PyAny>>,
-        track: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let (name, name_repr) = match name.filter(|n| !n.is_none()) {
-            None => (None, String::new()),
-            Some(n) => match n.cast::<PyString>() {
-                Ok(s) => (Some(s.to_str()?.to_owned()), args::repr(n)),
-                Err(_) => return Err(args::type_error("name", "a str or None", n)),
-            },
-        };
+impl Tracking {
+    /// `track=` as given to a pool's constructor.
+    pub fn new(track: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let track = args::optional_bool(track, "track")?.unwrap_or(false);
-        Ok(Identity {
-            name,
-            name_repr,
-            tracker: track.then(|| Tracker {
-                next_ticket: AtomicU64::new(1),
-                sites: Mutex::new(HashMap::new()),
-            }),
-        })
-    }
-
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
-    /// ` name='...'` for a `repr()`, or nothing.
-    pub fn repr_part(&self) -> String {
-        match &self.name {
-            Some(_) => format!(" name={}", self.name_repr),
-            None => String::new(),
-        }
-    }
-
-    /// `ObjectPool 'name'` (or just the kind) for messages.
-    pub fn describe(&self, kind: &str) -> String {
-        match &self.name {
-            Some(_) => format!("{kind} {}", self.name_repr),
-            None => kind.to_owned(),
-        }
+        Ok(Tracking(track.then(|| Tracker {
+            next_ticket: AtomicU64::new(1),
+            sites: Mutex::new(HashMap::new()),
+        })))
     }
 
     pub fn is_tracking(&self) -> bool {
-        self.tracker.is_some()
+        self.0.is_some()
     }
 
     /// A fresh key for something without a stable address (a block, a
     /// buffer); 0 when not tracking.
     pub fn ticket(&self) -> u64 {
-        self.tracker
+        self.0
             .as_ref()
             .map_or(0, |t| t.next_ticket.fetch_add(1, Ordering::Relaxed))
     }
@@ -118,33 +68,26 @@ impl Identity {
     /// Records the caller's stack as the acquisition site of `key`.
     #[inline(always)]
     pub fn acquired(&self, py: Python<'_>, key: u64) {
-        if let Some(tracker) = &self.tracker {
+        if let Some(tracker) = &self.0 {
             tracker.record(py, key);
         }
     }
 
     /// `key` is back (or gone for good). Returns its record, for
-    /// [`Identity::restore`] if the return is refused after all.
+    /// [`Tracking::restore`] if the return is refused after all.
     #[inline(always)]
     pub fn returned(&self, key: u64) -> Option<(u64, String)> {
-        match &self.tracker {
+        match &self.0 {
             None => None,
             Some(tracker) => tracker.forget(key),
         }
     }
 
-    /// Puts back a record that [`Identity::returned`] removed.
+    /// Puts back a record that [`Tracking::returned`] removed.
     pub fn restore(&self, key: u64, record: Option<(u64, String)>) {
-        if let (Some(tracker), Some(record)) = (&self.tracker, record) {
+        if let (Some(tracker), Some(record)) = (&self.0, record) {
             tracker.lock().insert(key, record);
         }
-    }
-
-    /// The acquisition site of `key`, if tracked.
-    pub fn site(&self, key: u64) -> Option<String> {
-        let tracker = self.tracker.as_ref()?;
-        let sites = tracker.lock();
-        sites.get(&key).map(|(_, site)| site.clone())
     }
 
     /// Forgets the record of an item (a block, a buffer) its holder never
@@ -154,16 +97,16 @@ impl Identity {
     pub fn collected_unreleased(
         &self,
         py: Python<'_>,
+        naming: &Naming,
         ticket: u64,
         what: &str,
         kind: &str,
         advice: &str,
     ) {
-        let site = self.site(ticket);
-        self.returned(ticket);
+        let site = self.returned(ticket).map(|(_, site)| site);
         let mut message = format!(
             "{what} from {} was garbage-collected without release(); {advice}",
-            self.describe(kind)
+            naming.describe(kind)
         );
         if let Some(site) = site {
             message.push_str("; acquired at:\n");
@@ -176,30 +119,23 @@ impl Identity {
     /// `RuntimeError` without `track=True` (an empty list would read as
     /// "no leaks").
     pub fn outstanding_sites(&self) -> PyResult<Vec<String>> {
-        if self.tracker.is_none() {
-            return Err(PyRuntimeError::new_err(
-                "outstanding() needs a pool created with track=True",
-            ));
-        }
-        Ok(self.outstanding())
-    }
-
-    /// Every acquisition site still out, oldest first.
-    pub fn outstanding(&self) -> Vec<String> {
-        let Some(tracker) = &self.tracker else {
-            return Vec::new();
-        };
-        let sites = tracker.lock();
-        let mut entries: Vec<_> = sites.values().collect();
-        entries.sort_by_key(|(order, _)| *order);
-        entries.into_iter().map(|(_, site)| site.clone()).collect()
+        let tracker = self.0.as_ref().ok_or_else(|| {
+            PyRuntimeError::new_err("outstanding() needs a pool created with track=True")
+        })?;
+        Ok(tracker.sites())
     }
 
     /// After `close()`: a `ResourceWarning` naming where the objects still
     /// out were acquired (tracking pools only). Raises if warnings are
     /// errors, like any warning.
-    pub fn warn_if_outstanding(&self, py: Python<'_>, kind: &str, what: &str) -> PyResult<()> {
-        match self.closing_message(kind, what) {
+    pub fn warn_if_outstanding(
+        &self,
+        py: Python<'_>,
+        naming: &Naming,
+        kind: &str,
+        what: &str,
+    ) -> PyResult<()> {
+        match self.closing_message(&naming.describe(kind), what) {
             None => Ok(()),
             Some(message) => {
                 let message = CString::new(message.replace('\0', "?")).expect("NULs replaced");
@@ -210,14 +146,13 @@ impl Identity {
     }
 
     /// A warning's text for closing while objects are out, or `None`.
-    fn closing_message(&self, kind: &str, what: &str) -> Option<String> {
-        let sites = self.outstanding();
+    fn closing_message(&self, pool: &str, what: &str) -> Option<String> {
+        let sites = self.0.as_ref().map_or_else(Vec::new, Tracker::sites);
         if sites.is_empty() {
             return None;
         }
         let mut message = format!(
-            "{} closed with {} {what} still out; acquired at:",
-            self.describe(kind),
+            "{pool} closed with {} {what} still out; acquired at:",
             sites.len()
         );
         for site in sites.iter().take(SITES_IN_WARNINGS) {
@@ -248,6 +183,14 @@ impl Tracker {
     #[inline(never)]
     fn forget(&self, key: u64) -> Option<(u64, String)> {
         self.lock().remove(&key)
+    }
+
+    /// Every acquisition site still out, oldest first.
+    fn sites(&self) -> Vec<String> {
+        let sites = self.lock();
+        let mut entries: Vec<_> = sites.values().collect();
+        entries.sort_by_key(|(order, _)| *order);
+        entries.into_iter().map(|(_, site)| site.clone()).collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, (u64, String)>> {

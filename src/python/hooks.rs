@@ -1,14 +1,13 @@
-//! The Python hooks of a pool of Python objects: factory, reset, validate,
-//! destroy, and blocking without the GIL. Shared by `ObjectPool` and
-//! `TieredPool`.
+//! The Python hooks of a pool of Python objects (factory, reset, validate,
+//! destroy) and the core's `Hooks` over them, which also block without the
+//! GIL. Shared by `ObjectPool` and `TieredPool`.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyString, PyType};
+use pyo3::types::{PyBool, PyType};
 use pyo3::{intern, PyTraverseError};
 
 use super::args;
@@ -25,7 +24,8 @@ enum Reset {
     With(Py<PyAny>),
 }
 
-pub struct Policy {
+/// The hooks a pool was created with.
+pub struct ObjectHooks {
     factory: Py<PyAny>,
     reset: Reset,
     validate: Option<Py<PyAny>>,
@@ -37,7 +37,7 @@ pub struct Policy {
     reset_lookup: OnceLock<(Py<PyType>, bool)>,
 }
 
-impl Policy {
+impl ObjectHooks {
     pub fn new(
         factory: Bound<'_, PyAny>,
         reset: Option<Bound<'_, PyAny>>,
@@ -54,7 +54,7 @@ impl Policy {
             Some(r) if r.is_callable() => Reset::With(r.unbind()),
             Some(r) => return Err(args::type_error("reset", "callable, None or False", &r)),
         };
-        Ok(Policy {
+        Ok(ObjectHooks {
             factory: factory.unbind(),
             reset,
             validate: args::optional_callable(validate, "validate")?,
@@ -69,10 +69,10 @@ impl Policy {
 
     /// Hooks for one call. `size`: the argument the factory is called with
     /// (tiered pools), or `None` for a zero-argument factory.
-    pub fn hooks<'a, 'py>(&'a self, py: Python<'py>, size: Option<usize>) -> PyHooks<'a, 'py> {
+    pub fn bound<'a, 'py>(&'a self, py: Python<'py>, size: Option<usize>) -> PyHooks<'a, 'py> {
         PyHooks {
             py,
-            policy: self,
+            hooks: self,
             size,
         }
     }
@@ -91,26 +91,13 @@ impl Policy {
     }
 }
 
-/// `reset_on=`: `"put"` (also for `None`) or `"get"`.
-pub fn reset_on(value: Option<&Bound<'_, PyAny>>) -> PyResult<ResetOn> {
-    let Some(v) = value.filter(|v| !v.is_none()) else {
-        return Ok(ResetOn::Put);
-    };
-    match v.cast::<PyString>().ok().map(|s| s.to_string()).as_deref() {
-        Some("put") => Ok(ResetOn::Put),
-        Some("get") => Ok(ResetOn::Get),
-        Some(_) => Err(PyValueError::new_err(format!(
-            "reset_on must be 'put' or 'get', got {}",
-            args::repr(v)
-        ))),
-        None => Err(args::type_error("reset_on", "'put' or 'get'", v)),
-    }
-}
+/// `reset_on=` and the `reset_on` property: `"put"` (the default) or `"get"`.
+pub const RESET_ON: [(&str, ResetOn); 2] = [("put", ResetOn::Put), ("get", ResetOn::Get)];
 
 /// The core's [`Hooks`] for Python objects, for one call.
 pub struct PyHooks<'a, 'py> {
     py: Python<'py>,
-    policy: &'a Policy,
+    hooks: &'a ObjectHooks,
     size: Option<usize>,
 }
 
@@ -118,7 +105,7 @@ impl PyHooks<'_, '_> {
     fn has_reset_method(&self, item: &Py<PyAny>) -> PyResult<bool> {
         let py = self.py;
         let item = item.bind(py);
-        if let Some((seen, has)) = self.policy.reset_lookup.get() {
+        if let Some((seen, has)) = self.hooks.reset_lookup.get() {
             // A pointer comparison: no reference counting on the hot path.
             if seen.as_ptr().cast() == item.get_type_ptr() {
                 return Ok(*has);
@@ -128,7 +115,7 @@ impl PyHooks<'_, '_> {
         let has = ty
             .getattr_opt(intern!(py, "reset"))?
             .is_some_and(|attr| attr.is_callable());
-        self.policy.reset_lookup.get_or_init(|| (ty.unbind(), has));
+        self.hooks.reset_lookup.get_or_init(|| (ty.unbind(), has));
         Ok(has)
     }
 }
@@ -138,13 +125,13 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
 
     fn create(&mut self) -> PyResult<Py<PyAny>> {
         match self.size {
-            None => self.policy.factory.call0(self.py),
-            Some(size) => self.policy.factory.call1(self.py, (size,)),
+            None => self.hooks.factory.call0(self.py),
+            Some(size) => self.hooks.factory.call1(self.py, (size,)),
         }
     }
 
     fn reset(&mut self, item: &Py<PyAny>) -> PyResult<()> {
-        match &self.policy.reset {
+        match &self.hooks.reset {
             Reset::Off => Ok(()),
             Reset::With(f) => f.call1(self.py, (item,)).map(drop),
             Reset::Auto => {
@@ -159,14 +146,14 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
     }
 
     fn validate(&mut self, item: &Py<PyAny>) -> PyResult<bool> {
-        match &self.policy.validate {
+        match &self.hooks.validate {
             None => Ok(true),
             Some(f) => f.call1(self.py, (item,))?.is_truthy(self.py),
         }
     }
 
     fn destroy(&mut self, item: Py<PyAny>) {
-        if let Some(f) = &self.policy.destroy {
+        if let Some(f) = &self.hooks.destroy {
             if let Err(err) = f.call1(self.py, (&item,)) {
                 err.write_unraisable(self.py, Some(f.bind(self.py)));
             }
