@@ -22,10 +22,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 import shardpool
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_SOURCE = ROOT / "python" / "shardpool"
 CARGO_VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))

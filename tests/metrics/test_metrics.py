@@ -10,9 +10,9 @@ import sys
 import threading
 import time
 import weakref
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import DuplicateTimeseries
@@ -346,7 +346,7 @@ def test_import_without_prometheus_client_says_what_to_install():
 def test_the_metric_table_of_the_guide_names_every_kind_that_has_each_metric():
     """docs/guide/metrics.md lists, per metric, the pool kinds that expose
     it; it once said block pools had no shardpool_in_use."""
-    guide = Path(__file__).parent.parent / "docs" / "guide" / "metrics.md"
+    guide = ROOT / "docs" / "guide" / "metrics.md"
     documented: dict[str, set[str]] = {}
     for line in guide.read_text().splitlines():
         m = re.match(r"\| `(shardpool_\w+)` \| \w+ \| ([^|]+) \|", line)
