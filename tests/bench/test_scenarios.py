@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from helpers import ROOT
 
 EXAMPLES = ROOT / "examples"

@@ -11,6 +11,7 @@ import sysconfig
 import tomllib
 
 import pytest
+
 from helpers import ROOT, TESTS
 
 free_threaded = pytest.mark.skipif(

@@ -12,13 +12,14 @@ import time
 import weakref
 
 import pytest
-from helpers import ROOT
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import DuplicateTimeseries
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolTimeout, TieredPool
 from shardpool.metrics import GcMonitor, GcPauses, PoolCollector, monitor_gc, register, unregister
+
+from helpers import ROOT
 
 OBJECT_COUNTERS = (
     "created",

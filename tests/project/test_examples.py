@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers import ROOT
 
 # Files starting with "_" are helpers of the examples, not examples.

@@ -22,9 +22,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
 
 import shardpool
+
+from helpers import ROOT
 
 PACKAGE_SOURCE = ROOT / "python" / "shardpool"
 CARGO_VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]

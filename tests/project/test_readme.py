@@ -3,6 +3,7 @@
 import re
 
 import pytest
+
 from helpers import ROOT
 
 README = ROOT / "README.md"
