@@ -1,12 +1,109 @@
 """Helpers shared by the Python tests, imported as ``from helpers import ...``
 (``tests/`` is on ``sys.path`` through its ``conftest.py``). Fixtures live in
-``conftest.py``; plain functions and constants live here."""
+``conftest.py``; plain functions, classes and constants live here.
+
+No third-party import at the top here: scripts/free-threaded leaves out a test file whose
+own imports name a package that is not installed, which it could not see
+through this module."""
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository's top folder."""
 
 TESTS = ROOT / "tests"
+
+# The fields of an object pool's ``stats()`` (ObjectPool, TieredPool and its
+# tiers, BufferPool), and of a block pool's.
+OBJECT_COUNTERS = (
+    "created",
+    "destroyed",
+    "hits",
+    "misses",
+    "puts",
+    "dropped",
+    "reset_errors",
+    "invalid",
+    "expired",
+    "waits",
+    "timeouts",
+    "cancelled",
+)
+OBJECT_GAUGES = ("in_use", "idle", "max_in_use")
+STAT_FIELDS = OBJECT_COUNTERS + OBJECT_GAUGES
+BLOCK_COUNTERS = (
+    "created",
+    "destroyed",
+    "hits",
+    "misses",
+    "puts",
+    "dropped",
+    "expired",
+    "oversize",
+)
+
+
+class Boom(Exception):
+    """Raised by the hooks under test."""
+
+
+class Thing:
+    """A plain pooled object without a reset method; holders write to ``data``."""
+
+    def __init__(self) -> None:
+        self.data: list = []
+
+
+class Recorder:
+    """A hook (destroy, validate, reset) that remembers its calls and returns
+    a fixed result."""
+
+    def __init__(self, result: Any = None) -> None:
+        self.calls: list = []
+        self.result = result
+
+    def __call__(self, obj: Any) -> Any:
+        self.calls.append(obj)
+        return self.result
+
+
+def balanced(pool: Any) -> bool:
+    """The books of an object pool balance: every object made is idle, in
+    use or destroyed."""
+    s = pool.stats()
+    return s.created == s.destroyed + s.idle + s.in_use
+
+
+def snapshot(pool: Any) -> tuple:
+    """Everything a pool shows of its state, to compare before and after a
+    call that must change nothing: ``stats()`` (as a dict, with the class rows
+    of a block pool), ``len()``, and the tier rows of a TieredPool and the
+    calibrated capacities of a BufferPool."""
+    state: list = [pool.stats().as_dict(), len(pool)]
+    if hasattr(pool, "tier_stats"):
+        state.append({size: s.as_dict() for size, s in pool.tier_stats().items()})
+    if hasattr(pool, "typical_capacity"):
+        state += [pool.typical_capacity, pool.large_capacity]
+    return tuple(state)
+
+
+def address(buffer: Any) -> int:
+    """Where the memory of a buffer (a Block, a Buffer) starts: its identity.
+    An export, though a brief one: a block's memory then goes back only when
+    its ``Block`` object is collected, so tests ``del`` it after its release."""
+    view = memoryview(buffer)
+    if view.readonly:
+        import numpy as np  # ctypes takes the address of writable memory only
+
+        probe: Any = np.frombuffer(view, np.uint8)
+        start = probe.ctypes.data
+    else:
+        probe = (ctypes.c_char * 0).from_buffer(view)
+        start = ctypes.addressof(probe)
+    del probe
+    view.release()  # raises if the address probe left an export behind
+    return start

@@ -25,7 +25,6 @@ run N random (not derandomized) examples per machine when hunting for bugs.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 import warnings
@@ -37,6 +36,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine
 
 from shardpool import PoolTimeout
+
+from helpers import OBJECT_COUNTERS, Boom
 
 _EXPLORE = int(os.environ.get("SHARDPOOL_STATEFUL_EXPLORE", "0"))
 
@@ -52,26 +53,8 @@ def machine_settings(examples: int, steps: int) -> settings:
     )
 
 
-COUNTERS = (
-    "created",
-    "destroyed",
-    "hits",
-    "misses",
-    "puts",
-    "dropped",
-    "reset_errors",
-    "invalid",
-    "expired",
-    "waits",
-    "timeouts",
-    "cancelled",
-)
 # The core samples in_use for max_in_use on every 64th reuse in a shard.
 SAMPLE_EVERY = 64
-
-
-class Boom(Exception):
-    """Raised by a hook told to fail."""
 
 
 class BodyError(Exception):
@@ -84,7 +67,7 @@ class Counts:
     of ``max_in_use``."""
 
     def __init__(self) -> None:
-        self.c = dict.fromkeys(COUNTERS, 0)
+        self.c = dict.fromkeys(OBJECT_COUNTERS, 0)
         self.peak = 0
 
     def __getitem__(self, name: str) -> int:
@@ -627,16 +610,6 @@ FACTORY_FAILS = st.integers(0, 4).map(lambda i: i == 0)
 
 
 # --- blocks and buffers ---------------------------------------------------
-
-
-def address(buffer) -> int:
-    """Where the memory of a writable buffer starts (its identity)."""
-    view = memoryview(buffer)
-    char = (ctypes.c_char * 0).from_buffer(view)
-    start = ctypes.addressof(char)
-    del char
-    view.release()  # raises if the address probe left an export behind
-    return start
 
 
 def release_views(views: list, n: int | None = None) -> None:

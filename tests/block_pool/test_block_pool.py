@@ -30,6 +30,8 @@ from hypothesis import strategies as st
 import shardpool
 from shardpool import Block, BlockClassStats, BlockPool, BlockPoolStats, PoolClosed
 
+from helpers import address, snapshot
+
 KIB = 1 << 10
 MIB = 1 << 20
 DEFAULT_MAX_BLOCK = 16 * MIB
@@ -63,13 +65,6 @@ CLASS_FIELDS = (
 )
 
 
-def address(block: Block) -> int:
-    """The address of the block's first byte, through a (temporary) numpy view.
-    An export: the block's memory now goes back only when the ``Block``
-    object is collected, so tests ``del`` it after its release."""
-    return np.frombuffer(block, dtype=np.uint8).ctypes.data
-
-
 def fill(block: Block, byte: int) -> None:
     view = np.frombuffer(block, dtype=np.uint8)
     view[:] = byte
@@ -78,10 +73,6 @@ def fill(block: Block, byte: int) -> None:
 
 def holds_only(block: Block, byte: int) -> bool:
     return bytes(block) == bytes([byte]) * len(block)
-
-
-def snapshot(pool: BlockPool):
-    return pool.stats().as_dict(), len(pool)
 
 
 def smallest_class(pool: BlockPool, n: int) -> int:

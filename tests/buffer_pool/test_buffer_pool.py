@@ -26,15 +26,13 @@ from hypothesis import strategies as st
 import shardpool
 from shardpool import Buffer, BufferPool, PoolClosed, PoolStats
 
+from helpers import address, snapshot
+
 KIB = 1 << 10
 MIB = 1 << 20
 CALIBRATION_WINDOW = 1000  # src/buffers.rs
 INITIAL_CAPACITY = 4096
 DEFAULT_MAX_CAPACITY = 16 * MIB
-
-
-def snapshot(pool: BufferPool):
-    return pool.stats(), len(pool), pool.typical_capacity, pool.large_capacity
 
 
 def use(pool: BufferPool, n: int) -> None:
@@ -304,11 +302,6 @@ def test_contents_are_exported_read_only_and_zero_copy():
 # keeps the address and a reference without an export (numpy's
 # ndarray(buffer=...)). Once exported, a buffer's bytes never move to
 # another allocation and never go back to the pool while its object lives.
-
-
-def address(buf: Buffer) -> int:
-    """Where the buffer's bytes are, through a temporary export."""
-    return np.frombuffer(buf, dtype=np.uint8).ctypes.data
 
 
 def _sendall(buf: Buffer) -> None:

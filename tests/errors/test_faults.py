@@ -35,6 +35,8 @@ import pytest
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolClosed, PoolTimeout, TieredPool
 
+from helpers import Boom
+
 THREADS = 8
 OPS = 2000  # per thread
 JOIN_TIMEOUT = 60.0  # generous: the machine is shared; a stranded waiter never returns
@@ -55,10 +57,6 @@ def unraisable(monkeypatch):
     seen: list = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
     return seen
-
-
-class Boom(Exception):
-    """Raised by a hook at a random point."""
 
 
 class Item:

@@ -19,33 +19,7 @@ from prometheus_client.registry import DuplicateTimeseries
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolTimeout, TieredPool
 from shardpool.metrics import GcMonitor, GcPauses, PoolCollector, monitor_gc, register, unregister
 
-from helpers import ROOT
-
-OBJECT_COUNTERS = (
-    "created",
-    "destroyed",
-    "hits",
-    "misses",
-    "puts",
-    "dropped",
-    "expired",
-    "reset_errors",
-    "invalid",
-    "waits",
-    "timeouts",
-    "cancelled",
-)
-OBJECT_GAUGES = ("idle", "in_use", "max_in_use")
-BLOCK_COUNTERS = (
-    "created",
-    "destroyed",
-    "hits",
-    "misses",
-    "puts",
-    "dropped",
-    "expired",
-    "oversize",
-)
+from helpers import BLOCK_COUNTERS, OBJECT_COUNTERS, OBJECT_GAUGES, ROOT
 
 
 def scrape(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

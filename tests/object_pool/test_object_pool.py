@@ -18,30 +18,7 @@ from shardpool import (
     Resetter,
 )
 
-STAT_FIELDS = (
-    "created",
-    "destroyed",
-    "hits",
-    "misses",
-    "puts",
-    "dropped",
-    "reset_errors",
-    "invalid",
-    "expired",
-    "waits",
-    "timeouts",
-    "cancelled",
-    "in_use",
-    "idle",
-    "max_in_use",
-)
-
-
-class Thing:
-    """A plain pooled object without a reset method."""
-
-    def __init__(self) -> None:
-        self.data: list = []
+from helpers import STAT_FIELDS, Recorder, Thing, balanced
 
 
 class Resettable:
@@ -54,23 +31,6 @@ class Resettable:
     def reset(self) -> None:
         self.resets += 1
         self.data.clear()
-
-
-class Recorder:
-    """A destroy/validate/reset hook that remembers its calls."""
-
-    def __init__(self, result=None) -> None:
-        self.calls: list = []
-        self.result = result
-
-    def __call__(self, obj):
-        self.calls.append(obj)
-        return self.result
-
-
-def balanced(pool: ObjectPool) -> bool:
-    s = pool.stats()
-    return s.created == s.destroyed + s.idle + s.in_use
 
 
 # --- package surface ---

@@ -24,6 +24,8 @@ import pytest
 
 from shardpool import ObjectPool, PoolClosed, PoolTimeout
 
+from helpers import Thing
+
 THREADS = 8
 # Pool calls per thread: get, put, borrow, get_many and put_many count one each.
 OPS_PER_THREAD = 100_000
@@ -34,11 +36,6 @@ MAX_HELD = 3
 # Enough that threads blocked while holding MAX_HELD - 1 objects each can never
 # starve one another, small enough that threads really do wait.
 BOUNDED_MAX_SIZE = THREADS * (MAX_HELD - 1) + 1
-
-
-class Thing:
-    def __init__(self) -> None:
-        self.data: list = []
 
 
 def wait_until(predicate, timeout: float = 10.0) -> None:

@@ -17,23 +17,9 @@ import pytest
 import shardpool
 from shardpool import DEFAULT_MAX_IDLE, ObjectPool, PoolClosed, PoolStats, TieredPool
 
+from helpers import Boom, Recorder, balanced, snapshot
+
 LAYERED = [(4096, 1000), (65536, 500), (1 << 20, 100)]
-
-
-class Boom(Exception):
-    """Raised by the hooks under test."""
-
-
-class Recorder:
-    """A hook that remembers its calls and returns a fixed result."""
-
-    def __init__(self, result=None) -> None:
-        self.calls: list = []
-        self.result = result
-
-    def __call__(self, obj):
-        self.calls.append(obj)
-        return self.result
 
 
 class Factory:
@@ -63,19 +49,10 @@ class Sized:
         return self.size
 
 
-def balanced(pool: TieredPool) -> bool:
-    s = pool.stats()
-    return s.created == s.destroyed + s.idle + s.in_use
-
-
 def every_tier_balanced(pool: TieredPool) -> bool:
     """The totals and every tier: created - destroyed == idle + in_use."""
     rows = [pool.stats(), *pool.tier_stats().values()]
     return all(s.created == s.destroyed + s.idle + s.in_use for s in rows)
-
-
-def snapshot(pool: TieredPool):
-    return pool.stats(), pool.tier_stats(), len(pool)
 
 
 @pytest.fixture
