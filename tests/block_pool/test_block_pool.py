@@ -1324,60 +1324,7 @@ def test_repr_of_pool():
 
 
 # --- error paths: the right exception, naming the argument, nothing changed ---
-
-BAD_CONSTRUCTOR_ARGS = [
-    ({"classes": 5}, TypeError, "classes"),
-    ({"classes": "abc"}, TypeError, "classes"),
-    ({"classes": [4096.0]}, TypeError, "class"),
-    ({"classes": ["4096"]}, TypeError, "class"),
-    ({"classes": [(4096,)]}, TypeError, "class"),
-    ({"classes": [(4096, 1, 2)]}, TypeError, "class"),
-    ({"classes": [[4096, 1]]}, TypeError, "class"),
-    ({"classes": [True]}, TypeError, "class"),
-    ({"classes": [(4096, 1.5)]}, TypeError, "max_idle"),
-    ({"classes": [(4096, -1)]}, ValueError, "max_idle"),
-    ({"classes": [(4096, 10**9)]}, ValueError, "max_idle"),
-    ({"classes": [-1]}, ValueError, "class"),
-    ({"classes": [0]}, ValueError, "class"),
-    ({"classes": [2**70]}, ValueError, "class"),
-    ({"classes": []}, ValueError, "classes"),
-    ({"classes": [4096, 4096]}, ValueError, "class"),
-    ({"classes": [(4096, 1), (4096, 2)]}, ValueError, "class"),
-    ({"classes": [4096, 65536], "max_block": 4096}, ValueError, "max_block"),
-    ({"max_block": 0}, ValueError, "max_block"),
-    ({"max_block": -1}, ValueError, "max_block"),
-    ({"max_block": 1.5}, TypeError, "max_block"),
-    ({"max_block": "1"}, TypeError, "max_block"),
-    ({"max_idle_bytes": -1}, ValueError, "max_idle_bytes"),
-    ({"max_idle_bytes": 1e6}, TypeError, "max_idle_bytes"),
-    ({"max_idle_bytes": True}, TypeError, "max_idle_bytes"),
-    ({"zero": "sometimes"}, ValueError, "zero"),
-    ({"zero": "NEVER"}, ValueError, "zero"),
-    ({"zero": 1}, TypeError, "zero"),
-    ({"zero": True}, TypeError, "zero"),
-    ({"alignment": 48}, ValueError, "alignment"),
-    ({"alignment": 0}, ValueError, "alignment"),
-    ({"alignment": 8192}, ValueError, "alignment"),
-    ({"alignment": -64}, ValueError, "alignment"),
-    ({"alignment": 64.0}, TypeError, "alignment"),
-    ({"idle_timeout": 0}, ValueError, "idle_timeout"),
-    ({"idle_timeout": -1}, ValueError, "idle_timeout"),
-    ({"idle_timeout": float("nan")}, ValueError, "idle_timeout"),
-    ({"idle_timeout": "5"}, TypeError, "idle_timeout"),
-    ({"shards": 0}, ValueError, "shards"),
-    ({"shards": 100_000}, ValueError, "shards"),
-    ({"shards": 2.0}, TypeError, "shards"),
-]
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "name"),
-    BAD_CONSTRUCTOR_ARGS,
-    ids=[",".join(f"{k}={v!r}" for k, v in kw.items()) for kw, _, _ in BAD_CONSTRUCTOR_ARGS],
-)
-def test_bad_constructor_argument_raises_naming_it(kwargs, error, name):
-    with pytest.raises(error, match=name):
-        BlockPool(**kwargs)
+# (bad arguments to every method: the one table in tests/errors/test_bad_input.py)
 
 
 def test_unknown_option_is_refused():
@@ -1393,34 +1340,6 @@ def test_valid_edge_arguments_are_accepted():
     assert BlockPool(idle_timeout=float("inf")).classes
     assert BlockPool(classes=[(4096, 0)]).classes == [4096]
     assert BlockPool(classes=[1]).classes == [1]
-
-
-BAD_CALLS = [
-    ("get(-1)", lambda p: p.get(-1), ValueError, r"\bn\b"),
-    ("get(1.5)", lambda p: p.get(1.5), TypeError, r"\bn\b"),
-    ("get('3')", lambda p: p.get("3"), TypeError, r"\bn\b"),
-    ("get(None)", lambda p: p.get(None), TypeError, r"\bn\b"),
-    ("get(True)", lambda p: p.get(True), TypeError, r"\bn\b"),
-    ("get(2**70)", lambda p: p.get(2**70), ValueError, r"\bn\b"),
-    ("get(-2**70)", lambda p: p.get(-(2**70)), ValueError, r"\bn\b"),
-    ("get(10, zeroed='yes')", lambda p: p.get(10, zeroed="yes"), TypeError, "zeroed"),
-    ("get(10, zeroed=1)", lambda p: p.get(10, zeroed=1), TypeError, "zeroed"),
-    ("get(2**62)", lambda p: p.get(2**62), MemoryError, "allocate"),
-    ("trim(-1)", lambda p: p.trim(-1), ValueError, "keep_bytes"),
-    ("trim(keep_bytes=0.5)", lambda p: p.trim(keep_bytes=0.5), TypeError, "keep_bytes"),
-    ("trim('1')", lambda p: p.trim("1"), TypeError, "keep_bytes"),
-    ("put(bytes)", lambda p: p.put(b"x" * 100), TypeError, "block"),
-]
-
-
-@pytest.mark.parametrize(
-    ("call", "error", "name"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
-)
-def test_bad_method_argument_raises_and_changes_nothing(used_pool, call, error, name):
-    before = snapshot(used_pool)
-    with pytest.raises(error, match=name):
-        call(used_pool)
-    assert snapshot(used_pool) == before
 
 
 def test_failed_allocation_of_a_pooled_class_raises_memory_error():

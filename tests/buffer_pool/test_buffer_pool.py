@@ -893,54 +893,7 @@ def test_threads_share_a_pool_without_mixing_contents():
 
 
 # --- error paths: the right exception, naming the argument, nothing changed ---
-
-BAD_CONSTRUCTOR_ARGS = [
-    ({"max_idle": -1}, ValueError, "max_idle"),
-    ({"max_idle": 1.5}, TypeError, "max_idle"),
-    ({"max_idle": "3"}, TypeError, "max_idle"),
-    ({"max_idle": True}, TypeError, "max_idle"),
-    ({"max_idle": 10**9}, ValueError, "max_idle"),
-    ({"max_idle": 2**70}, ValueError, "max_idle"),
-    ({"max_capacity": -1}, ValueError, "max_capacity"),
-    ({"max_capacity": 1e6}, TypeError, "max_capacity"),
-    ({"max_capacity": "1"}, TypeError, "max_capacity"),
-    ({"idle_timeout": 0}, ValueError, "idle_timeout"),
-    ({"idle_timeout": -1}, ValueError, "idle_timeout"),
-    ({"idle_timeout": float("nan")}, ValueError, "idle_timeout"),
-    ({"idle_timeout": "1"}, TypeError, "idle_timeout"),
-    ({"idle_timeout": True}, TypeError, "idle_timeout"),
-    ({"shards": 0}, ValueError, "shards"),
-    ({"shards": 100_000}, ValueError, "shards"),
-    ({"shards": 1.0}, TypeError, "shards"),
-]
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "name"),
-    BAD_CONSTRUCTOR_ARGS,
-    ids=[f"{next(iter(k))}={next(iter(k.values()))!r}" for k, _, _ in BAD_CONSTRUCTOR_ARGS],
-)
-def test_bad_constructor_argument_raises_naming_it(kwargs, error, name):
-    with pytest.raises(error, match=name):
-        BufferPool(**kwargs)
-
-
-BAD_CALLS = [
-    ("trim(-1)", lambda p: p.trim(-1), ValueError, "keep"),
-    ("trim(keep=0.5)", lambda p: p.trim(keep=0.5), TypeError, "keep"),
-    ("put(bytearray)", lambda p: p.put(bytearray(b"x")), TypeError, "buf"),
-    ("put(None)", lambda p: p.put(None), TypeError, "buf"),
-]
-
-
-@pytest.mark.parametrize(
-    ("call", "error", "name"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
-)
-def test_bad_method_argument_raises_and_changes_nothing(used_pool, call, error, name):
-    before = snapshot(used_pool)
-    with pytest.raises(error, match=name):
-        call(used_pool)
-    assert snapshot(used_pool) == before
+# (bad arguments to every method: the one table in tests/errors/test_bad_input.py)
 
 
 # Stable ids (not an address) so that every pytest-xdist worker collects the same tests.
