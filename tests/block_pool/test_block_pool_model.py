@@ -23,8 +23,8 @@ from shardpool import (
     PoolClosed,
 )
 
+from helpers import address
 from pool_models import (
-    address,
     call,
     check_outstanding,
     close_and_check,

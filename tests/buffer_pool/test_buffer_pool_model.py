@@ -24,8 +24,8 @@ from shardpool import (
     PoolClosed,
 )
 
+from helpers import OBJECT_COUNTERS
 from pool_models import (
-    COUNTERS,
     Counts,
     call,
     check_outstanding,
@@ -367,7 +367,7 @@ class BufferPoolMachine(RuleBasedStateMachine):
         s = self.pool.stats()
         self.m.sample()
         d = s.as_dict()
-        for name in COUNTERS:
+        for name in OBJECT_COUNTERS:
             assert getattr(s, name) == self.m[name] == d[name], name
         out = len(self.held) + len(self.released)
         assert s.in_use == self.m.in_use == out == d["in_use"]

@@ -19,8 +19,8 @@ from shardpool import (
     PoolTimeout,
 )
 
+from helpers import OBJECT_COUNTERS
 from pool_models import (
-    COUNTERS,
     FACTORY_FAILS,
     FLAGS,
     HOOK_OPTIONS,
@@ -280,7 +280,7 @@ class ObjectPoolMachine(HookedMachine):
         m = self.core.m
         m.sample()  # stats() samples in_use too
         d = s.as_dict()
-        for name in COUNTERS:
+        for name in OBJECT_COUNTERS:
             assert getattr(s, name) == m[name] == d[name], name
         assert s.in_use == m.in_use == d["in_use"]
         assert s.idle == len(self.core.idle) == len(self.pool) == d["idle"]

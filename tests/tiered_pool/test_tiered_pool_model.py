@@ -18,8 +18,8 @@ from shardpool import (
     TieredPool,
 )
 
+from helpers import OBJECT_COUNTERS
 from pool_models import (
-    COUNTERS,
     FACTORY_FAILS,
     FLAGS,
     HOOK_OPTIONS,
@@ -295,7 +295,7 @@ class TieredPoolMachine(HookedMachine):
         in_use = max(0, self.total("hits") + self.total("misses") - self.total("puts"))
         self.peak = max(self.peak, in_use, *(core.m.peak for core in self.tiers.values()))
         d = s.as_dict()
-        for name in COUNTERS:
+        for name in OBJECT_COUNTERS:
             assert getattr(s, name) == self.total(name) == d[name], name
         idle = sum(len(core.idle) for core in self.tiers.values())
         assert s.idle == idle == len(self.pool) == d["idle"]
@@ -304,7 +304,7 @@ class TieredPoolMachine(HookedMachine):
         assert sorted(tier_stats) == list(TIER_SIZES)
         for size, core in self.tiers.items():
             t = tier_stats[size]
-            for name in COUNTERS:
+            for name in OBJECT_COUNTERS:
                 assert getattr(t, name) == core.m[name], (size, name)
             assert (t.idle, t.in_use, t.max_in_use) == (len(core.idle), core.m.in_use, core.m.peak)
         assert self.pool.tiers == [(size, core.cap) for size, core in self.tiers.items()]
