@@ -8,7 +8,10 @@ through this module."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +22,23 @@ TESTS = ROOT / "tests"
 
 # The fields of an object pool's ``stats()`` (ObjectPool, TieredPool and its
 # tiers, BufferPool), and of a block pool's.
-OBJECT_COUNTERS = (
-    "created",
-    "destroyed",
-    "hits",
-    "misses",
-    "puts",
-    "dropped",
-    "reset_errors",
-    "invalid",
-    "expired",
-    "waits",
-    "timeouts",
-    "cancelled",
-)
+_COMMON_COUNTERS = ("created", "destroyed", "hits", "misses", "puts", "dropped", "expired")
+OBJECT_COUNTERS = (*_COMMON_COUNTERS, "reset_errors", "invalid", "waits", "timeouts", "cancelled")
 OBJECT_GAUGES = ("in_use", "idle", "max_in_use")
 STAT_FIELDS = OBJECT_COUNTERS + OBJECT_GAUGES
-BLOCK_COUNTERS = (
-    "created",
-    "destroyed",
-    "hits",
-    "misses",
-    "puts",
-    "dropped",
-    "expired",
-    "oversize",
-)
+BLOCK_COUNTERS = (*_COMMON_COUNTERS, "oversize")
+
+
+@contextlib.contextmanager
+def switch_interval(seconds: float) -> Iterator[None]:
+    """Threads switch every `seconds` meanwhile (1e-6: as often as the
+    interpreter can, to interleave more; 100: hardly ever)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 class Boom(Exception):

@@ -18,21 +18,13 @@ import pytest
 
 from shardpool import BlockPool, PoolClosed
 
+from helpers import switch_interval
+
 KIB = 1 << 10
 MIB = 1 << 20
 THREADS = 8
 OPS_PER_THREAD = 3000
 GIL_ENABLED = getattr(sys, "_is_gil_enabled", lambda: True)()
-
-
-@contextlib.contextmanager
-def switch_interval(seconds: float):
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 def run_threads(target, n: int) -> list[BaseException]:

@@ -26,7 +26,6 @@ Here: the same under concurrency, with faults, and close racing with them.
 from __future__ import annotations
 
 import random
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,20 +42,8 @@ JOIN_TIMEOUT = 60.0  # generous: the machine is shared; a stranded waiter never 
 STRANDED = 30.0  # a bounded get that waits this long has lost a wake-up
 
 
-@pytest.fixture(autouse=True)
-def fast_switching():
-    """Switch threads as often as the interpreter can, to interleave more."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
-
-
-@pytest.fixture
-def unraisable(monkeypatch):
-    seen: list = []
-    monkeypatch.setattr(sys, "unraisablehook", seen.append)
-    return seen
+# Switch threads as often as the interpreter can, to interleave more.
+pytestmark = pytest.mark.usefixtures("fast_switching")
 
 
 class Item:

@@ -598,19 +598,7 @@ def test_monitor_gc_registers_and_starts_one_monitor_per_registry(quiet_gc):
         registry.register(GcMonitor())  # the names are taken
 
 
-@pytest.fixture
-def frequent_switches():
-    """Threads switch as often as the interpreter allows, so that a reader runs in the
-    middle of another thread's gc callback if anything lets it."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
-def test_gc_pause_snapshots_hold_whole_collections(frequent_switches):
+def test_gc_pause_snapshots_hold_whole_collections(fast_switching):
     # Threads doing nothing but cheap collections, so that the monitor's
     # callback is most of what runs, and a reader taking snapshots.
     monitor = GcMonitor(buckets=[0.001, 3600.0])  # every pause is in a finite bucket

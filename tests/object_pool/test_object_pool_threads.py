@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import random
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ import pytest
 
 from shardpool import ObjectPool, PoolClosed, PoolTimeout
 
-from helpers import Thing
+from helpers import Thing, switch_interval
 
 THREADS = 8
 # Pool calls per thread: get, put, borrow, get_many and put_many count one each.
@@ -526,9 +525,7 @@ def test_object_got_in_one_thread_can_be_put_in_another():
 
 def test_racing_double_put_is_accepted_exactly_once():
     pool = ObjectPool(Thing, checked=True, reset=lambda o: o.data.clear())
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with switch_interval(1e-6):
         for _ in range(200):
             obj = pool.get()
             barrier = threading.Barrier(2)
@@ -548,8 +545,6 @@ def test_racing_double_put_is_accepted_exactly_once():
             for t in threads:
                 t.join()
             assert sorted(outcomes) == ["ok", "refused"]
-    finally:
-        sys.setswitchinterval(old)
     s = pool.stats()
     assert (s.puts, s.in_use) == (200, 0)
     assert len(pool) == 1
@@ -712,16 +707,6 @@ def worker(
     except BaseException as exc:
         h.fail(f"thread {me}: {exc!r}")
     ops.append((count, got, given))
-
-
-@pytest.fixture
-def fast_switching():
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 def run_stress(
