@@ -3,6 +3,7 @@ pool collector, and the garbage collector monitor."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import re
 import subprocess
@@ -457,17 +458,24 @@ def burning_in_collections(seconds: float):
     return callback
 
 
+@contextlib.contextmanager
+def gc_callback(callback):
+    """`callback` runs in every collection meanwhile, after those already in
+    ``gc.callbacks`` (a running monitor's: so inside the monitor's timing,
+    as a slow collection would be)."""
+    gc.callbacks.append(callback)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(callback)
+
+
 def test_wall_time_counts_a_stall_and_cpu_time_does_not(quiet_gc):
     # Callbacks run in list order, so a callback added after the monitor's
     # runs inside the monitor's timing, as a slow collection would.
-    monitor = GcMonitor().start()
-    stall = sleeping_in_collections(0.03)
-    gc.callbacks.append(stall)
-    try:
+    monitor = GcMonitor()
+    with monitor, gc_callback(sleeping_in_collections(0.03)):
         gc.collect(0)
-    finally:
-        gc.callbacks.remove(stall)
-        monitor.stop()
     young = monitor.stats()[0]
     assert young.wall_seconds >= 0.03
     assert young.cpu_seconds < 0.02, "a sleep is not CPU time"
@@ -477,14 +485,9 @@ def test_wall_time_counts_a_stall_and_cpu_time_does_not(quiet_gc):
 
 
 def test_cpu_time_counts_the_collecting_threads_work(quiet_gc):
-    monitor = GcMonitor().start()
-    burn = burning_in_collections(0.03)
-    gc.callbacks.append(burn)
-    try:
+    monitor = GcMonitor()
+    with monitor, gc_callback(burning_in_collections(0.03)):
         gc.collect(1)
-    finally:
-        gc.callbacks.remove(burn)
-        monitor.stop()
     middle = monitor.stats()[1]
     assert middle.cpu_seconds >= 0.03
     assert middle.wall_seconds >= middle.cpu_seconds * 0.9  # the clocks are read a moment apart
@@ -497,11 +500,8 @@ def test_a_monitor_started_during_a_collection_ignores_its_end(quiet_gc):
         if phase == "stop":
             monitor.start()  # the monitor sees this collection's "stop" only
 
-    gc.callbacks.append(start_late)
-    try:
+    with gc_callback(start_late):
         gc.collect(0)
-    finally:
-        gc.callbacks.remove(start_late)
     assert monitor.running
     assert monitor.stats()[0].collections == 0
     gc.collect(0)
@@ -544,11 +544,8 @@ def test_gc_pause_histograms_in_a_registry(quiet_gc):
     with monitor:
         gc.collect(0)
         gc.collect(0)
-        gc.callbacks.append(stall)
-        try:
+        with gc_callback(stall):
             gc.collect(2)
-        finally:
-            gc.callbacks.remove(stall)
     kinds = types(registry)
     assert kinds["shardpool_gc_pause_seconds"] == "histogram"
     assert kinds["shardpool_gc_pause_cpu_seconds"] == "histogram"
