@@ -33,7 +33,7 @@ from collections import deque
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from shardpool import PoolTimeout
 
@@ -591,6 +591,12 @@ class HookedMachine(RuleBasedStateMachine):
         ev.done()
         check(outcome, exc)
         return bool(got), exc
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data(), flag=st.sampled_from(FLAGS))
+    def spoil(self, data, flag):
+        """Tells a hook to fail on this object later."""
+        setattr(data.draw(st.sampled_from(self.held)), flag, True)
 
     def check_objects(self, idle: list) -> None:
         assert not any(o.dead for o in self.held + idle), "a destroyed object is in use"

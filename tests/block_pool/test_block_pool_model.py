@@ -113,28 +113,21 @@ class BlockPoolMachine(RuleBasedStateMachine):
     ):
         self.track = track
         budget = 64 << 20 if max_idle_bytes is None else max_idle_bytes
+        options = {
+            "max_idle_bytes": max_idle_bytes,
+            "zero": zero,
+            "alignment": alignment,
+            "shards": shards,
+            "idle_timeout": idle_timeout,
+            "track": track,
+        }
         if layout == "explicit":
             sizes = (64, 256, 1024)
-            self.pool = BlockPool(
-                classes=[s if c is None else (s, c) for s, c in zip(sizes, caps, strict=True)],
-                max_idle_bytes=max_idle_bytes,
-                zero=zero,
-                alignment=alignment,
-                shards=shards,
-                idle_timeout=idle_timeout,
-                track=track,
-            )
+            classes = [s if c is None else (s, c) for s, c in zip(sizes, caps, strict=True)]
+            self.pool = BlockPool(classes=classes, **options)
             given = dict(zip(sizes, caps, strict=True))
         else:
-            self.pool = BlockPool(
-                max_block=max_block,
-                max_idle_bytes=max_idle_bytes,
-                zero=zero,
-                alignment=alignment,
-                shards=shards,
-                idle_timeout=idle_timeout,
-                track=track,
-            )
+            self.pool = BlockPool(max_block=max_block, **options)
             sizes = tuple(self.pool.classes)
             assert sizes[-1] == max_block
             given = {}

@@ -22,7 +22,6 @@ from shardpool import (
 from helpers import OBJECT_COUNTERS
 from pool_models import (
     FACTORY_FAILS,
-    FLAGS,
     HOOK_OPTIONS,
     CoreModel,
     Events,
@@ -180,7 +179,9 @@ class ObjectPoolMachine(HookedMachine):
     @precondition(lambda self: self.held)
     @rule(data=st.data())
     def put(self, data):
-        obj = data.draw(st.sampled_from(self.held))
+        self.put_and_check(data.draw(st.sampled_from(self.held)))
+
+    def put_and_check(self, obj: Item) -> None:
         _, exc = call(lambda: self.pool.put(obj))
         self.tally(exc, puts=1)
         ev = Events(self.log)
@@ -215,12 +216,6 @@ class ObjectPoolMachine(HookedMachine):
         elif isinstance(exc, PoolTimeout):
             self.callers["timeouts"] += 1
 
-    @precondition(lambda self: self.held)
-    @rule(data=st.data(), flag=st.sampled_from(FLAGS))
-    def spoil(self, data, flag):
-        """Tells a hook to fail on this object later."""
-        setattr(data.draw(st.sampled_from(self.held)), flag, True)
-
     @precondition(lambda self: self.checked)
     @rule(data=st.data())
     def put_not_out_is_refused(self, data):
@@ -246,12 +241,7 @@ class ObjectPoolMachine(HookedMachine):
         obj = Item(self.log)
         self.expected_data[obj.serial] = []
         self.foreign += 1
-        _, exc = call(lambda: self.pool.put(obj))
-        self.tally(exc, puts=1)
-        ev = Events(self.log)
-        outcome = self.model_put(ev, obj)
-        ev.done()
-        check(outcome, exc)
+        self.put_and_check(obj)
 
     @rule(keep=st.integers(0, 4))
     def trim(self, keep):

@@ -21,7 +21,6 @@ from shardpool import (
 from helpers import OBJECT_COUNTERS
 from pool_models import (
     FACTORY_FAILS,
-    FLAGS,
     HOOK_OPTIONS,
     Boom,
     CoreModel,
@@ -223,11 +222,6 @@ class TieredPoolMachine(HookedMachine):
             lambda ev: self.model_get(ev, size),
             self.model_put,
         )
-
-    @precondition(lambda self: self.held)
-    @rule(data=st.data(), flag=st.sampled_from(FLAGS))
-    def spoil(self, data, flag):
-        setattr(data.draw(st.sampled_from(self.held)), flag, True)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data(), size=st.sampled_from([-1, 0, 7, 8, 9, 31, 32, 100, 128, 129, 500]))
