@@ -625,3 +625,53 @@ def release_views(views: list, n: int | None = None) -> None:
         if isinstance(view, memoryview):
             view.release()
         del view
+
+
+class LeaseMachine(RuleBasedStateMachine):
+    """What the BlockPool and BufferPool machines share. A holder (``Held``)
+    has ``obj`` (the ``Block`` or ``Buffer``, or None once the model let go
+    of it), ``views`` (live exports) and ``raw`` (arrays that keep the
+    address without an export) and ``expected()`` (what they read). ``held``:
+    the holder has not let go; ``released``: let go, but the memory is not
+    back yet; ``gone``: released, memory back. Subclasses set ``pool``,
+    ``foreign`` (an object of another pool, held) and ``KIND``, and define
+    ``maybe_back(h)``: the model's side of the memory coming back once
+    nothing refers to it."""
+
+    KIND = ""
+
+    def teardown(self):
+        if not hasattr(self, "pool"):
+            return
+        for h in self.held + self.released:
+            release_views(h.views)
+            h.raw.clear()
+            if h.obj is not None and not h.obj.released:
+                h.obj.release()
+        quiet_close(self.pool)
+        self.foreign.release()
+
+    def pick(self, data, items: list):
+        return items[data.draw(st.integers(0, len(items) - 1))]
+
+    def released_objects(self) -> list:
+        return [h.obj for h in self.released if h.obj is not None] + list(self.gone)
+
+    @precondition(lambda self: any(h.views for h in self.held + self.released))
+    @rule(data=st.data())
+    def drop_view(self, data):
+        h = self.pick(data, [h for h in self.held + self.released if h.views])
+        assert bytes(h.views[-1]) == h.expected()
+        release_views(h.views, 1)
+        self.maybe_back(h)
+
+    @precondition(lambda self: any(h.obj is not None for h in self.released))
+    @rule(data=st.data())
+    def drop_object(self, data):
+        """The model lets go of a released ``Block`` or ``Buffer`` object."""
+        h = self.pick(data, [h for h in self.released if h.obj is not None])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            h.obj = None
+        assert caught == [], f"a released {self.KIND} is collected silently"
+        self.maybe_back(h)

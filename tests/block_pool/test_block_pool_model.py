@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
@@ -25,12 +24,11 @@ from shardpool import (
 
 from helpers import address
 from pool_models import (
+    LeaseMachine,
     call,
     check_outstanding,
     close_and_check,
     machine_settings,
-    quiet_close,
-    release_views,
 )
 
 
@@ -54,7 +52,7 @@ class Held:
     reference to the block, no export)."""
 
     def __init__(self, block: Block, memory: Memory | None, pattern: int) -> None:
-        self.block: Block | None = block
+        self.obj: Block | None = block
         self.memory = memory
         self.pattern = pattern
         self.capacity = block.capacity
@@ -86,7 +84,7 @@ class BlockCounts:
         return self.c["hits"] + self.c["misses"] - self.c["puts"]
 
 
-class BlockPoolMachine(RuleBasedStateMachine):
+class BlockPoolMachine(LeaseMachine):
     """BlockPool: size classes, the shared idle byte cap, zero modes, exports
     (memoryview and numpy), with-blocks left while views are alive, raw
     arrays that keep the address without an export, the memory of an
@@ -96,6 +94,8 @@ class BlockPoolMachine(RuleBasedStateMachine):
     so a block handed to two holders, memory handed on while a view or a raw
     array can still reach it, or a holder seeing bytes it should not, fails
     at once."""
+
+    KIND = "block"
 
     @initialize(
         layout=st.sampled_from(["explicit", "default"]),
@@ -151,18 +151,7 @@ class BlockPoolMachine(RuleBasedStateMachine):
         self.closed = False
         self.next_pattern = 0
         self.other = BlockPool(classes=[64], shards=1)
-        self.other_block = self.other.get(10)
-
-    def teardown(self):
-        if not hasattr(self, "pool"):
-            return
-        for h in self.held + self.released:
-            release_views(h.views)
-            h.raw.clear()
-            if h.block is not None and not h.block.released:
-                h.block.release()
-        quiet_close(self.pool)
-        self.other_block.release()
+        self.foreign = self.other.get(10)
 
     # -- model helpers --
 
@@ -202,13 +191,13 @@ class BlockPoolMachine(RuleBasedStateMachine):
 
     def let_go(self, h: Held) -> None:
         """The holder released `h` (a release, a put or a `with` exit)."""
-        assert h.block is not None
-        assert h.block.released
+        assert h.obj is not None
+        assert h.obj.released
         self.held.remove(h)
         if not h.exported:
             # No one ever had the address: the memory is back at once.
             self.give_back(h)
-            self.gone.append(h.block)
+            self.gone.append(h.obj)
             return
         if self.zero == "poison" and not h.views:
             h.poisoned = True
@@ -219,12 +208,9 @@ class BlockPoolMachine(RuleBasedStateMachine):
     def maybe_back(self, h: Held) -> None:
         """The memory of a released block comes back once nothing refers to
         its ``Block`` object."""
-        if h in self.released and h.block is None and not h.views and not h.raw:
+        if h in self.released and h.obj is None and not h.views and not h.raw:
             self.released.remove(h)
             self.give_back(h)
-
-    def pick(self, data, items: list):
-        return items[data.draw(st.integers(0, len(items) - 1))]
 
     def take(self, n: int, start: int | None):
         """The model's side of a `get(n)`: the class row, and the memory."""
@@ -313,24 +299,24 @@ class BlockPoolMachine(RuleBasedStateMachine):
         give = Block.release if how == "release" else self.pool.put
         if h.views:
             with pytest.raises(BufferError, match="view"):
-                give(h.block)
-            assert not h.block.released
+                give(h.obj)
+            assert not h.obj.released
             return
-        give(h.block)
+        give(h.obj)
         self.let_go(h)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data())
     def leave_with(self, data):
         h = self.pick(data, self.held)
-        assert h.block.__exit__(None, None, None) is False
+        assert h.obj.__exit__(None, None, None) is False
         self.let_go(h)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data(), numpy=st.booleans())
     def export(self, data, numpy):
         h = self.pick(data, self.held)
-        view = np.frombuffer(h.block, np.uint8) if numpy else memoryview(h.block)
+        view = np.frombuffer(h.obj, np.uint8) if numpy else memoryview(h.obj)
         assert bytes(view) == h.expected()
         h.views.append(view)
         h.exported = True
@@ -341,36 +327,17 @@ class BlockPoolMachine(RuleBasedStateMachine):
         """What numpy's ``ndarray(buffer=...)`` does: take the address, end
         the export at once, keep a reference."""
         h = self.pick(data, self.held)
-        raw = np.ndarray((h.length,), np.uint8, buffer=h.block)
-        assert raw.base is h.block
+        raw = np.ndarray((h.length,), np.uint8, buffer=h.obj)
+        assert raw.base is h.obj
         assert bytes(raw) == h.expected()
         h.raw.append(raw)
         h.exported = True
-
-    @precondition(lambda self: any(h.views for h in self.held + self.released))
-    @rule(data=st.data())
-    def drop_view(self, data):
-        h = self.pick(data, [h for h in self.held + self.released if h.views])
-        assert bytes(h.views[-1]) == h.expected()
-        release_views(h.views, 1)
-        self.maybe_back(h)
 
     @precondition(lambda self: any(h.raw for h in self.held + self.released))
     @rule(data=st.data())
     def drop_raw(self, data):
         h = self.pick(data, [h for h in self.held + self.released if h.raw])
         assert bytes(h.raw.pop()) == h.expected()
-        self.maybe_back(h)
-
-    @precondition(lambda self: any(h.block is not None for h in self.released))
-    @rule(data=st.data())
-    def drop_block(self, data):
-        """The model lets go of a released ``Block`` object."""
-        h = self.pick(data, [h for h in self.released if h.block is not None])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            h.block = None
-        assert caught == [], "a released block is collected silently"
         self.maybe_back(h)
 
     @precondition(lambda self: any(not h.views and not h.raw for h in self.held))
@@ -381,7 +348,7 @@ class BlockPoolMachine(RuleBasedStateMachine):
         self.held.remove(h)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            h.block = None  # the last reference: collected at once
+            h.obj = None  # the last reference: collected at once
         assert [w.category for w in caught] == [ResourceWarning]
         assert f"{h.capacity} bytes" in str(caught[0].message)
         self.give_back(h)
@@ -392,21 +359,18 @@ class BlockPoolMachine(RuleBasedStateMachine):
         """Changes nothing: put into another pool."""
         h = self.pick(data, self.held)
         with pytest.raises(ValueError, match="another BlockPool"):
-            self.other.put(h.block)
+            self.other.put(h.obj)
         with pytest.raises(ValueError, match="another BlockPool"):
-            self.pool.put(self.other_block)
-        assert not h.block.released
+            self.pool.put(self.foreign)
+        assert not h.obj.released
 
-    def released_blocks(self) -> list:
-        return [h.block for h in self.released if h.block is not None] + list(self.gone)
-
-    @precondition(lambda self: self.released_blocks())
+    @precondition(lambda self: self.released_objects())
     @rule(
         data=st.data(), what=st.sampled_from(["release", "put", "len", "export", "enter", "exit"])
     )
     def use_after_release(self, data, what):
         """Refused (or, for leaving a with-block again, a no-op); changes nothing."""
-        block = self.pick(data, self.released_blocks())
+        block = self.pick(data, self.released_objects())
         assert block.released
         if what == "release":
             with pytest.raises(ValueError, match="released already"):
@@ -493,7 +457,7 @@ class BlockPoolMachine(RuleBasedStateMachine):
     @invariant()
     def every_holder_sees_only_its_own_bytes(self):
         for h in self.held:
-            assert bytes(h.block) == h.expected()
+            assert bytes(h.obj) == h.expected()
         for h in self.held + self.released:
             for view in h.views:
                 assert bytes(view) == h.expected()

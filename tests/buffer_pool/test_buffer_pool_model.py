@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
@@ -27,12 +26,11 @@ from shardpool import (
 from helpers import OBJECT_COUNTERS
 from pool_models import (
     Counts,
+    LeaseMachine,
     call,
     check_outstanding,
     close_and_check,
     machine_settings,
-    quiet_close,
-    release_views,
 )
 
 
@@ -43,13 +41,17 @@ class HeldBuffer:
     array keeps reading the old one, which must stay alive."""
 
     def __init__(self, buf: Buffer) -> None:
-        self.buf: Buffer | None = buf
+        self.obj: Buffer | None = buf
         self.content = bytearray()
         self.memory = bytearray()
         self.views: list = []
         self.raw: list[tuple[np.ndarray, bytearray]] = []
         self.exported = False
         self.capacity = 0  # when released
+
+    def expected(self) -> bytes:
+        """What a view of the buffer reads."""
+        return bytes(self.content)
 
 
 DATA = st.one_of(
@@ -58,13 +60,15 @@ DATA = st.one_of(
 ).flatmap(lambda b: st.sampled_from([b, bytearray(b), memoryview(b), np.frombuffer(b, np.uint8)]))
 
 
-class BufferPoolMachine(RuleBasedStateMachine):
+class BufferPoolMachine(LeaseMachine):
     """BufferPool: buffers that come back cleared with their capacity, kept
     up to max_idle and max_capacity, exports that freeze a buffer, raw
     arrays that keep the address without an export (so an exported buffer's
     bytes never move or go back while its object lives), abandoned buffers,
     close, and every refusal. (Fewer than 1000 returns: the calibration
     never kicks in here; it has its own tests in test_buffer_pool.py.)"""
+
+    KIND = "buffer"
 
     @initialize(
         max_idle=st.none() | st.integers(0, 3),
@@ -92,18 +96,7 @@ class BufferPoolMachine(RuleBasedStateMachine):
         self.gone: deque[Buffer] = deque(maxlen=3)  # released, bytes back
         self.closed = False
         self.other = BufferPool()
-        self.other_buf = self.other.get()
-
-    def teardown(self):
-        if not hasattr(self, "pool"):
-            return
-        for h in self.held + self.released:
-            release_views(h.views)
-            h.raw.clear()
-            if h.buf is not None and not h.buf.released:
-                h.buf.release()
-        quiet_close(self.pool)
-        self.other_buf.release()
+        self.foreign = self.other.get()
 
     def give_back(self, capacity: int) -> None:
         self.m.bump("puts")
@@ -117,28 +110,25 @@ class BufferPoolMachine(RuleBasedStateMachine):
 
     def let_go(self, h: HeldBuffer) -> None:
         """The holder released `h` (a release, a put or a `with` exit)."""
-        assert h.buf is not None
-        assert h.buf.released
+        assert h.obj is not None
+        assert h.obj.released
         self.held.remove(h)
         if h.exported:
             self.released.append(h)
         else:
             self.give_back(h.capacity)
-            self.gone.append(h.buf)
+            self.gone.append(h.obj)
 
     def maybe_back(self, h: HeldBuffer) -> None:
-        if h in self.released and h.buf is None and not h.views and not h.raw:
+        if h in self.released and h.obj is None and not h.views and not h.raw:
             self.released.remove(h)
             self.give_back(h.capacity)
 
-    def pick(self, data, items: list):
-        return items[data.draw(st.integers(0, len(items) - 1))]
-
     def check_contents(self, h: HeldBuffer) -> None:
-        assert h.buf.getvalue() == bytes(h.content)
-        assert len(h.buf) == len(h.content)
-        assert h.buf.capacity >= len(h.content)
-        assert not h.buf.released
+        assert h.obj.getvalue() == bytes(h.content)
+        assert len(h.obj) == len(h.content)
+        assert h.obj.capacity >= len(h.content)
+        assert not h.obj.released
 
     @rule()
     def get(self):
@@ -171,18 +161,18 @@ class BufferPoolMachine(RuleBasedStateMachine):
         n = len(bytes(payload))
         if h.views:
             with pytest.raises(BufferError, match="view"):
-                h.buf.write(payload)
+                h.obj.write(payload)
             return
-        capacity = h.buf.capacity
+        capacity = h.obj.capacity
         if how == "write":
-            assert h.buf.write(payload) == n
+            assert h.obj.write(payload) == n
         elif how == "extend":
-            assert h.buf.extend(payload) is None
+            assert h.obj.extend(payload) is None
         else:
-            buf = h.buf
+            buf = h.obj
             buf += payload
-            assert buf is h.buf
-        if h.buf.capacity != capacity:
+            assert buf is h.obj
+        if h.obj.capacity != capacity:
             # Moved to a new allocation; raw arrays keep the old one.
             h.memory = bytearray(h.content)
         h.memory[len(h.content) : len(h.content) + n] = bytes(payload)
@@ -193,27 +183,27 @@ class BufferPoolMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def clear_buffer(self, data):
         h = self.pick(data, self.held)
-        capacity = h.buf.capacity
+        capacity = h.obj.capacity
         if h.views:
             with pytest.raises(BufferError):
-                h.buf.clear()
+                h.obj.clear()
             return
-        h.buf.clear()
+        h.obj.clear()
         h.content.clear()  # the allocation keeps its bytes
-        assert h.buf.capacity == capacity
+        assert h.obj.capacity == capacity
         self.check_contents(h)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data())
     def export(self, data):
         h = self.pick(data, self.held)
-        view = memoryview(h.buf)
+        view = memoryview(h.obj)
         assert view.readonly
         assert bytes(view) == bytes(h.content)
         h.views.append(view)
         h.exported = True
         with pytest.raises(BufferError):
-            h.buf.write(h.buf)  # into itself: frozen while exported
+            h.obj.write(h.obj)  # into itself: frozen while exported
 
     @precondition(lambda self: self.held)
     @rule(data=st.data())
@@ -221,20 +211,12 @@ class BufferPoolMachine(RuleBasedStateMachine):
         """``np.ndarray(buffer=buf)``: the address, and a reference to the
         buffer, but no export (so writes are allowed afterwards)."""
         h = self.pick(data, self.held)
-        raw = np.ndarray((len(h.content),), np.uint8, buffer=h.buf)
-        assert raw.base is h.buf
+        raw = np.ndarray((len(h.content),), np.uint8, buffer=h.obj)
+        assert raw.base is h.obj
         assert not raw.flags.writeable
         assert bytes(raw) == bytes(h.content)
         h.raw.append((raw, h.memory))
         h.exported = True
-
-    @precondition(lambda self: any(h.views for h in self.held + self.released))
-    @rule(data=st.data())
-    def drop_view(self, data):
-        h = self.pick(data, [h for h in self.held + self.released if h.views])
-        assert bytes(h.views[-1]) == bytes(h.content)
-        release_views(h.views, 1)
-        self.maybe_back(h)
 
     @precondition(lambda self: any(h.raw for h in self.held + self.released))
     @rule(data=st.data())
@@ -245,29 +227,18 @@ class BufferPoolMachine(RuleBasedStateMachine):
         del raw
         self.maybe_back(h)
 
-    @precondition(lambda self: any(h.buf is not None for h in self.released))
-    @rule(data=st.data())
-    def drop_buffer(self, data):
-        """The model lets go of a released ``Buffer`` object."""
-        h = self.pick(data, [h for h in self.released if h.buf is not None])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            h.buf = None
-        assert caught == [], "a released buffer is collected silently"
-        self.maybe_back(h)
-
     @precondition(lambda self: self.held)
     @rule(data=st.data(), how=st.sampled_from(["release", "pool.put"]))
     def release(self, data, how):
         h = self.pick(data, self.held)
-        capacity = h.buf.capacity
+        capacity = h.obj.capacity
         give = Buffer.release if how == "release" else self.pool.put
         if h.views:
             with pytest.raises(BufferError, match="view"):
-                give(h.buf)
+                give(h.obj)
             self.check_contents(h)
             return
-        give(h.buf)
+        give(h.obj)
         h.capacity = capacity
         self.let_go(h)
 
@@ -275,8 +246,8 @@ class BufferPoolMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def leave_with(self, data):
         h = self.pick(data, self.held)
-        h.capacity = h.buf.capacity
-        assert h.buf.__exit__(None, None, None) is False
+        h.capacity = h.obj.capacity
+        assert h.obj.__exit__(None, None, None) is False
         self.let_go(h)
 
     @precondition(lambda self: any(not h.views and not h.raw for h in self.held))
@@ -284,10 +255,10 @@ class BufferPoolMachine(RuleBasedStateMachine):
     def abandon(self, data):
         h = self.pick(data, [h for h in self.held if not h.views and not h.raw])
         self.held.remove(h)
-        capacity = h.buf.capacity
+        capacity = h.obj.capacity
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            h.buf = None
+            h.obj = None
         assert [w.category for w in caught] == [ResourceWarning]
         assert f"holding {len(h.content)} bytes" in str(caught[0].message)
         self.give_back(capacity)
@@ -297,17 +268,14 @@ class BufferPoolMachine(RuleBasedStateMachine):
     def refusals_of_a_held_buffer(self, data):
         h = self.pick(data, self.held)
         with pytest.raises(ValueError, match="another BufferPool"):
-            self.other.put(h.buf)
+            self.other.put(h.obj)
         with pytest.raises(ValueError, match="another BufferPool"):
-            self.pool.put(self.other_buf)
+            self.pool.put(self.foreign)
         with pytest.raises(TypeError, match="bytes-like"):
-            h.buf.write("text")
+            h.obj.write("text")
         self.check_contents(h)
 
-    def released_buffers(self) -> list:
-        return [h.buf for h in self.released if h.buf is not None] + list(self.gone)
-
-    @precondition(lambda self: self.released_buffers())
+    @precondition(lambda self: self.released_objects())
     @rule(
         data=st.data(),
         what=st.sampled_from(
@@ -315,7 +283,7 @@ class BufferPoolMachine(RuleBasedStateMachine):
         ),
     )
     def use_after_release(self, data, what):
-        buf = self.pick(data, self.released_buffers())
+        buf = self.pick(data, self.released_objects())
         assert buf.released
         calls = {
             "write": (lambda: buf.write(b"x"), ValueError),
