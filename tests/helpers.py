@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,30 @@ def switch_interval(seconds: float) -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(old)
+
+
+def run_threads(target: Any, n: int, timeout: float = 60.0) -> list[BaseException]:
+    """Runs ``target(index)`` in `n` threads (index 0 to n - 1) and returns
+    what they raised. A thread still running after `timeout` seconds (for
+    all of them: generous, the machine is shared) fails the test: a stranded
+    waiter, or a deadlock."""
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            target(i)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"t{i}", daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threads if t.is_alive()]
+    assert not stuck, f"threads never finished (stranded waiters or a deadlock): {stuck}"
+    return errors
 
 
 class Boom(Exception):

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import shardpool
 from shardpool import Buffer, BufferPool, PoolClosed, PoolStats
 
-from helpers import address, snapshot
+from helpers import address, run_threads, snapshot
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -859,31 +859,22 @@ def test_stats_count_and_balance():
 
 def test_threads_share_a_pool_without_mixing_contents():
     pool = BufferPool(max_idle=4)
-    errors: list = []
     barrier = threading.Barrier(4)
 
     def work(tid: int) -> None:
         rng = random.Random(tid)
-        try:
-            barrier.wait()
-            for _ in range(1500):
-                n = rng.choice((0, 10, 1000, 5000, 70_000))
-                chunk = bytes([tid]) * n
-                with pool.get() as buf:
-                    assert len(buf) == 0
-                    buf.write(chunk)
-                    buf += chunk
-                    assert buf.getvalue() == chunk * 2
-                    assert bytes(memoryview(buf)) == chunk * 2
-        except BaseException as exc:
-            errors.append(exc)
+        barrier.wait()
+        for _ in range(1500):
+            n = rng.choice((0, 10, 1000, 5000, 70_000))
+            chunk = bytes([tid]) * n
+            with pool.get() as buf:
+                assert len(buf) == 0
+                buf.write(chunk)
+                buf += chunk
+                assert buf.getvalue() == chunk * 2
+                assert bytes(memoryview(buf)) == chunk * 2
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(1, 5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_threads(lambda i: work(i + 1), 4) == []  # thread ids 1 to 4
     s = pool.stats()
     assert s.puts == 6000
     assert s.in_use == 0

@@ -34,7 +34,7 @@ import pytest
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolClosed, PoolTimeout, TieredPool
 
-from helpers import Boom
+from helpers import Boom, run_threads
 
 THREADS = 8
 OPS = 2000  # per thread
@@ -177,28 +177,6 @@ class Holders:
             self.out.discard(id(obj))
 
 
-def run_threads(target, n: int = THREADS) -> list[BaseException]:
-    """Runs `target(index)` in `n` threads; returns their unexpected errors.
-    A thread still running after JOIN_TIMEOUT is a stranded waiter."""
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            target(i)
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(i,), name=f"t{i}", daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + JOIN_TIMEOUT
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t.name for t in threads if t.is_alive()]
-    assert not stuck, f"threads never finished (stranded waiters or a deadlock): {stuck}"
-    return errors
-
-
 # --- ObjectPool ---
 
 CONFIGS = {
@@ -275,7 +253,7 @@ def test_object_pool_with_failing_hooks_in_threads_keeps_exact_books(config, rat
             except Boom as e:
                 caught.append(e)
 
-    errors = run_threads(worker)
+    errors = run_threads(worker, THREADS, JOIN_TIMEOUT)
     assert errors == []
     assert faults.violations == []
 
@@ -332,7 +310,7 @@ def test_factory_failing_with_waiters_hands_the_slot_on():
             except Boom as e:
                 caught.append(e)
 
-    assert run_threads(worker) == []
+    assert run_threads(worker, THREADS, JOIN_TIMEOUT) == []
     s = pool.stats()
     assert faults.n("factory raised") > 0
     assert {id(e) for e in caught} == set(faults.raised)
@@ -458,7 +436,7 @@ def test_tiered_pool_with_failing_hooks_in_threads_keeps_exact_books(unraisable)
         while held:
             give_back()
 
-    assert run_threads(worker) == []
+    assert run_threads(worker, THREADS, JOIN_TIMEOUT) == []
     assert faults.violations == []
     s = pool.stats()
     assert s.in_use == 0
@@ -521,7 +499,7 @@ def test_block_pool_survives_failing_holders_in_threads():
             except MemoryError:
                 pass
 
-    assert run_threads(worker) == []
+    assert run_threads(worker, THREADS, JOIN_TIMEOUT) == []
     assert errors == []
     s = pool.stats()
     assert s.bytes_in_use == 0
@@ -559,7 +537,7 @@ def test_buffer_pool_survives_failing_holders_in_threads():
             except (Boom, TypeError):
                 pass
 
-    assert run_threads(worker) == []
+    assert run_threads(worker, THREADS, JOIN_TIMEOUT) == []
     assert errors == []
     s = pool.stats()
     assert s.in_use == 0

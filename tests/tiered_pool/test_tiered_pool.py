@@ -17,7 +17,7 @@ import pytest
 import shardpool
 from shardpool import DEFAULT_MAX_IDLE, ObjectPool, PoolClosed, PoolStats, TieredPool
 
-from helpers import Boom, Recorder, balanced, snapshot
+from helpers import Boom, Recorder, balanced, run_threads, snapshot
 
 LAYERED = [(4096, 1000), (65536, 500), (1 << 20, 100)]
 
@@ -289,26 +289,17 @@ def test_numpy_arrays_of_several_sizes_across_threads():
     pool = TieredPool(
         lambda n: np.zeros(n, dtype=np.uint8), [64, 512, 4096], reset=lambda a: a.fill(0)
     )
-    errors: list = []
 
     def work(tid: int) -> None:
-        try:
-            for i in range(2000):
-                n = (64, 500, 4000, 5000)[(i + tid) % 4]
-                with pool.borrow(n) as a:
-                    assert a.size >= n
-                    assert not a.any(), "not reset"
-                    a[:] = tid
-                    assert (a == tid).all(), "shared with another thread"
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(2000):
+            n = (64, 500, 4000, 5000)[(i + tid) % 4]
+            with pool.borrow(n) as a:
+                assert a.size >= n
+                assert not a.any(), "not reset"
+                a[:] = tid
+                assert (a == tid).all(), "shared with another thread"
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(1, 5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_threads(lambda i: work(i + 1), 4) == []  # thread ids 1 to 4
     s = pool.stats()
     assert s.in_use == 0
     assert s.puts == 8000
