@@ -595,6 +595,20 @@ def test_monitor_gc_registers_and_starts_one_monitor_per_registry(quiet_gc):
         registry.register(GcMonitor())  # the names are taken
 
 
+def watch_while_threads_run(work, n: int, watch, done: threading.Event) -> None:
+    """Runs `work` in `n` threads and `watch` in one more, which goes on
+    until they have ended (`done` is set then)."""
+    threads = [threading.Thread(target=work) for _ in range(n)]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    watcher.join()
+
+
 def test_gc_pause_snapshots_hold_whole_collections(fast_switching):
     # Threads doing nothing but cheap collections, so that the monitor's
     # callback is most of what runs, and a reader taking snapshots.
@@ -615,15 +629,7 @@ def test_gc_pause_snapshots_hold_whole_collections(fast_switching):
                     torn.append(s)
 
     with monitor:
-        threads = [threading.Thread(target=collector) for _ in range(3)]
-        watcher = threading.Thread(target=reader)
-        watcher.start()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        done.set()
-        watcher.join()
+        watch_while_threads_run(collector, 3, reader, done)
     assert not torn, torn[:3]
     assert monitor.stats()[0].collections > 0
 
@@ -659,15 +665,7 @@ def test_gc_pause_scrapes_are_consistent_while_threads_collect():
             errors.append(e)
 
     with monitor:
-        threads = [threading.Thread(target=collector) for _ in range(4)]
-        watcher = threading.Thread(target=scraper)
-        watcher.start()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        done.set()
-        watcher.join()
+        watch_while_threads_run(collector, 4, scraper, done)
     assert not errors, errors
     assert sum(s.collections for s in monitor.stats()) > 0
 
