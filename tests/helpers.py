@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,15 @@ def run_threads(target: Any, n: int, timeout: float = 60.0) -> list[BaseExceptio
     stuck = [t.name for t in threads if t.is_alive()]
     assert not stuck, f"threads never finished (stranded waiters or a deadlock): {stuck}"
     return errors
+
+
+def fork() -> int:
+    """``os.fork()``, without the DeprecationWarning Python 3.12+ gives when
+    other threads run: that forking then may deadlock the child is what the
+    fork tests test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
 
 
 class Boom(Exception):

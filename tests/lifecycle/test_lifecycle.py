@@ -36,11 +36,12 @@ import textwrap
 import threading
 import time
 import traceback
-import warnings
 
 import pytest
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolClosed, PoolTimeout, TieredPool
+
+from helpers import fork
 
 CHILD_DEADLINE = 30.0  # a child still running after this is deadlocked
 CRASH_MARKERS = ("Fatal Python error", "panicked", "Segmentation fault", "Aborted", "core dump")
@@ -74,11 +75,7 @@ def fork_and_check(child) -> None:
     """Runs `child()` in a forked process; fails if it raises, or if it does
     not finish within CHILD_DEADLINE (killed: a deadlock)."""
     read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns that forking a multi-threaded process may
-        # deadlock the child: that is exactly what is tested here.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
         try:

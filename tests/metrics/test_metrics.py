@@ -265,6 +265,20 @@ def test_only_pools_are_accepted():
         PoolCollector().add([])  # type: ignore[arg-type]
 
 
+def watch_while_threads_run(work: list, watch, done: threading.Event) -> None:
+    """Runs each of `work` in a thread and `watch` in one more, which goes on
+    until they have ended (`done` is set then)."""
+    threads = [threading.Thread(target=w) for w in work]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    watcher.join()
+
+
 def test_adds_and_scrapes_from_many_threads():
     registry = CollectorRegistry()
     collector = PoolCollector()
@@ -289,15 +303,7 @@ def test_adds_and_scrapes_from_many_threads():
         except BaseException as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=adder, args=(p,)) for p in pools]
-    watcher = threading.Thread(target=scraper)
-    watcher.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    done.set()
-    watcher.join()
+    watch_while_threads_run([lambda p=p: adder(p) for p in pools], scraper, done)
     assert not errors
     samples = scrape(registry)
     published = {dict(k[1])["pool"] for k in samples if k[0] == "shardpool_puts_total"}
@@ -595,20 +601,6 @@ def test_monitor_gc_registers_and_starts_one_monitor_per_registry(quiet_gc):
         registry.register(GcMonitor())  # the names are taken
 
 
-def watch_while_threads_run(work, n: int, watch, done: threading.Event) -> None:
-    """Runs `work` in `n` threads and `watch` in one more, which goes on
-    until they have ended (`done` is set then)."""
-    threads = [threading.Thread(target=work) for _ in range(n)]
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    done.set()
-    watcher.join()
-
-
 def test_gc_pause_snapshots_hold_whole_collections(fast_switching):
     # Threads doing nothing but cheap collections, so that the monitor's
     # callback is most of what runs, and a reader taking snapshots.
@@ -629,7 +621,7 @@ def test_gc_pause_snapshots_hold_whole_collections(fast_switching):
                     torn.append(s)
 
     with monitor:
-        watch_while_threads_run(collector, 3, reader, done)
+        watch_while_threads_run([collector] * 3, reader, done)
     assert not torn, torn[:3]
     assert monitor.stats()[0].collections > 0
 
@@ -665,7 +657,7 @@ def test_gc_pause_scrapes_are_consistent_while_threads_collect():
             errors.append(e)
 
     with monitor:
-        watch_while_threads_run(collector, 4, scraper, done)
+        watch_while_threads_run([collector] * 4, scraper, done)
     assert not errors, errors
     assert sum(s.collections for s in monitor.stats()) > 0
 
