@@ -6,7 +6,6 @@ test_block_threads.py."""
 from __future__ import annotations
 
 import bisect
-import copy
 import ctypes
 import gc
 import hashlib
@@ -1175,16 +1174,6 @@ def test_put_of_a_non_block_raises_type_error(used_pool, thing):
     with pytest.raises(TypeError):
         used_pool.put(thing)
     assert snapshot(used_pool) == before
-
-
-def test_blocks_and_pools_cannot_be_pickled_or_copied():
-    pool = BlockPool()
-    with pool.get(10) as block:
-        for obj in (block, pool):
-            with pytest.raises(TypeError, match="pickle"):
-                pickle.dumps(obj)
-            with pytest.raises(TypeError):
-                copy.copy(obj)
 
 
 # --- closing ---

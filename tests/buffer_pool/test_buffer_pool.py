@@ -5,7 +5,6 @@ every error path."""
 from __future__ import annotations
 
 import array
-import copy
 import ctypes
 import gc
 import hashlib
@@ -634,16 +633,6 @@ def test_buffer_outlives_its_pool_object():
     assert buf.getvalue() == b"still fine"
     buf.release()
     assert stats_of().puts == 1
-
-
-def test_buffers_and_pools_cannot_be_pickled_or_copied():
-    pool = BufferPool()
-    with pool.get() as buf:
-        for obj in (buf, pool):
-            with pytest.raises(TypeError, match="pickle"):
-                pickle.dumps(obj)
-            with pytest.raises(TypeError):
-                copy.copy(obj)
 
 
 # --- bounds ---

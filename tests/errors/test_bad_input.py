@@ -704,6 +704,7 @@ TABLE: list[Row] = [
         "item",
     ),
     Row(T, "__reduce__", "pickle", lambda w: pickle.dumps(w.tiered), TypeError, "pickle"),
+    Row(T, "__reduce__", "copy", lambda w: copy.copy(w.tiered), TypeError, "pickle"),
     Row(T, "__init__", "factory=5", lambda w: TieredPool(5, [16]), TypeError, "factory"),
     Row(T, "__init__", "tiers=[16.0]", new_tiered_pool([16.0]), TypeError, "tier"),
     Row(T, "__init__", "tiers=[(16,)]", new_tiered_pool([(16,)]), TypeError, "tier"),
@@ -860,6 +861,7 @@ TABLE: list[Row] = [
         BP, blocks, "closed classes max_block max_idle_bytes alignment zero name track"
     ),
     Row(BP, "__reduce__", "pickle", lambda w: pickle.dumps(w.blocks), TypeError, "pickle"),
+    Row(BP, "__reduce__", "copy", lambda w: copy.copy(w.blocks), TypeError, "pickle"),
     Row(BP, "__init__", 'classes="abc"', lambda w: BlockPool(classes="abc"), TypeError, "classes"),
     Row(
         BP,
@@ -1232,6 +1234,7 @@ TABLE: list[Row] = [
         "closed typical_capacity large_capacity max_capacity max_idle name track",
     ),
     Row(FP, "__reduce__", "pickle", lambda w: pickle.dumps(w.buffers), TypeError, "pickle"),
+    Row(FP, "__reduce__", "copy", lambda w: copy.copy(w.buffers), TypeError, "pickle"),
     Row(FP, "__init__", "max_idle=1.5", lambda w: BufferPool(max_idle=1.5), TypeError, "max_idle"),
     Row(
         FP, "__init__", "max_idle=True", lambda w: BufferPool(max_idle=True), TypeError, "max_idle"
@@ -1336,6 +1339,7 @@ TABLE: list[Row] = [
         "released",
     ),
     Row(F, "__reduce__", "pickle", lambda w: pickle.dumps(w.buf), TypeError, "pickle"),
+    Row(F, "__reduce__", "copy", lambda w: copy.copy(w.buf), TypeError, "pickle"),
     # --- Resetter, and the module's functions ---
     Row("Resetter", "__init__", "a protocol", lambda w: Resetter(), TypeError, "Protocols"),
     Row("Resetter", "reset", "no object", lambda w: Resetter.reset(), TypeError, "self"),

@@ -4,9 +4,7 @@ timeout, borrow, stats, closing, and every error path."""
 
 from __future__ import annotations
 
-import copy
 import gc
-import pickle
 import threading
 import time
 import weakref
@@ -839,15 +837,7 @@ def test_a_resized_object_put_after_close_is_destroyed_in_its_own_tier():
     assert every_tier_balanced(pool)
 
 
-# --- pickling ---
-
-
-def test_pool_cannot_be_pickled_or_copied():
-    pool = TieredPool(bytearray, [16])
-    with pytest.raises(TypeError, match="pickle"):
-        pickle.dumps(pool)
-    with pytest.raises(TypeError):
-        copy.copy(pool)
+# --- pickling and copying: tests/errors/test_bad_input.py (every class) ---
 
 
 # --- error paths: the right exception, naming the argument, nothing changed ---
