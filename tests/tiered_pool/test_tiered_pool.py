@@ -837,11 +837,9 @@ def test_a_resized_object_put_after_close_is_destroyed_in_its_own_tier():
     assert every_tier_balanced(pool)
 
 
-# --- pickling and copying: tests/errors/test_bad_input.py (every class) ---
-
-
 # --- error paths: the right exception, naming the argument, nothing changed ---
-# (bad arguments to every method: the one table in tests/errors/test_bad_input.py)
+# (bad arguments to every method, pickling and copying: the one table in
+# tests/errors/test_bad_input.py)
 
 
 def test_factory_and_tiers_are_positional_only_and_options_keyword_only():
