@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 import sys
 import threading
 import time
@@ -67,6 +68,28 @@ def run_threads(target: Any, n: int, timeout: float = 60.0) -> list[BaseExceptio
     stuck = [t.name for t in threads if t.is_alive()]
     assert not stuck, f"threads never finished (stranded waiters or a deadlock): {stuck}"
     return errors
+
+
+class Interrupted(Exception):
+    """Raised by the SIGALRM handler of ``alarm()``."""
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted
+
+
+@contextlib.contextmanager
+def alarm(seconds: float, interval: float = 0.0, handler: Any = _interrupt) -> Iterator[None]:
+    """SIGALRM after `seconds` (then every `interval`) meanwhile, handled by
+    `handler` (by default: raise ``Interrupted``, as a Ctrl-C would raise
+    KeyboardInterrupt); the timer is off and the old handler back after."""
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds, interval)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def fork() -> int:

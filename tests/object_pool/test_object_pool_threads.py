@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import random
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import pytest
 
 from shardpool import ObjectPool, PoolClosed, PoolTimeout
 
-from helpers import Thing, switch_interval
+from helpers import Interrupted, Thing, alarm, switch_interval
 
 THREADS = 8
 # Pool calls per thread: get, put, borrow, get_many and put_many count one each.
@@ -282,24 +281,13 @@ def test_close_wakes_every_waiter_with_pool_closed():
 
 
 def test_wait_is_interrupted_by_a_signal_handler_and_the_pool_stays_consistent():
-    class Interrupted(Exception):
-        pass
-
-    def handler(signum, frame):
-        raise Interrupted
-
     pool = ObjectPool(Thing, max_size=1)
     held = pool.get()
-    old = signal.signal(signal.SIGALRM, handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.1)
+    with alarm(0.1):
         start = time.monotonic()
         with pytest.raises(Interrupted):
             pool.get(timeout=10)
         assert time.monotonic() - start < 5
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
     s = pool.stats()
     assert (s.in_use, s.idle, s.created) == (1, 0, 1)
     # Interrupted, not timed out (issue 11, defect 9).
@@ -311,22 +299,10 @@ def test_wait_is_interrupted_by_a_signal_handler_and_the_pool_stays_consistent()
 
 
 def test_interrupted_get_many_counts_as_cancelled_and_leaves_nothing_behind():
-    class Interrupted(Exception):
-        pass
-
-    def handler(signum, frame):
-        raise Interrupted
-
     pool = ObjectPool(Thing, max_size=2)
     held = pool.get()
-    old = signal.signal(signal.SIGALRM, handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.1)
-        with pytest.raises(Interrupted):
-            pool.get_many(2, timeout=10)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    with alarm(0.1), pytest.raises(Interrupted):
+        pool.get_many(2, timeout=10)
     s = pool.stats()
     assert (s.waits, s.timeouts, s.cancelled) == (1, 0, 1)
     assert (s.in_use, s.idle, s.created) == (1, 0, 1)
