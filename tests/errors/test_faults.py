@@ -93,6 +93,10 @@ class Faults:
                 self.calls[f"{hook} raised"] = self.calls.get(f"{hook} raised", 0) + 1
             raise exc
 
+    def hooks(self) -> dict:
+        """The pool options that call the failing hooks."""
+        return {"reset": self.reset, "validate": self.validate, "destroy": self.destroy}
+
     def violation(self, message: str) -> None:
         with self.lock:
             self.violations.append(message)
@@ -198,14 +202,7 @@ def test_object_pool_with_failing_hooks_in_threads_keeps_exact_books(config, rat
     kwargs = CONFIGS[config]
     max_size = kwargs.get("max_size")
     faults = Faults(RATES[rates], max_size=max_size, seed=f"{config}-{rates}")
-    pool = ObjectPool(
-        faults.factory,
-        reset=faults.reset,
-        validate=faults.validate,
-        destroy=faults.destroy,
-        shards=4,
-        **kwargs,
-    )
+    pool = ObjectPool(faults.factory, shards=4, **faults.hooks(), **kwargs)
     holders = Holders(faults)
     caught: list[Boom] = []
 
@@ -393,10 +390,8 @@ def test_tiered_pool_with_failing_hooks_in_threads_keeps_exact_books(unraisable)
         faults.factory,
         [(16, 4), (256, 4), (4096, 2)],
         size_of=faults.size_of,
-        reset=faults.reset,
-        validate=faults.validate,
-        destroy=faults.destroy,
         shards=3,
+        **faults.hooks(),
     )
     holders = Holders(faults)
     caught: list[Boom] = []
