@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 import zlib
 
 import numpy as np
@@ -1101,43 +1100,6 @@ def test_deferred_release_of_an_oversize_block_frees_it():
     del arr
     s = pool.stats()
     assert (s.bytes_in_use, s.bytes_idle, s.destroyed, s.dropped) == (0, 0, 1, 1)
-
-
-def test_block_collected_without_release_goes_back_with_a_resource_warning():
-    pool = BlockPool()
-    block = pool.get(1000)
-    with pytest.warns(ResourceWarning, match="garbage-collected without release"):
-        del block
-    s = pool.stats()
-    assert (s.puts, s.bytes_idle, s.bytes_in_use, len(pool)) == (1, 1024, 0, 1)
-
-
-def test_released_or_deferred_blocks_are_collected_silently():
-    pool = BlockPool()
-    block = pool.get(10)
-    block.release()
-    with pool.get(10) as other:
-        view = memoryview(other)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        del block, other
-        gc.collect()
-        view.release()
-        del view
-        gc.collect()
-    assert pool.stats().puts == 2
-
-
-def test_resource_warning_turned_error_is_reported_and_memory_still_returns(unraisable):
-    pool = BlockPool()
-    block = pool.get(1000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ResourceWarning)
-        del block
-        gc.collect()
-    assert len(unraisable) == 1
-    assert issubclass(unraisable[0].exc_type, ResourceWarning)
-    assert pool.stats().bytes_idle == 1024
 
 
 def test_block_outlives_its_pool_object():

@@ -14,7 +14,6 @@ import random
 import socket
 import threading
 import time
-import warnings
 import zlib
 
 import numpy as np
@@ -582,32 +581,6 @@ def test_released_buffer_cannot_be_used():
         bytes(buf)
     assert repr(buf) == "<Buffer released>"
     assert snapshot(pool) == before
-
-
-def test_buffer_collected_without_release_goes_back_with_a_resource_warning():
-    pool = BufferPool()
-    buf = pool.get()
-    buf.write(b"abc")
-    with pytest.warns(ResourceWarning, match="garbage-collected without release"):
-        del buf
-    s = pool.stats()
-    assert (s.puts, s.idle, s.in_use) == (1, 1, 0)
-
-
-def test_released_buffers_are_collected_silently():
-    pool = BufferPool()
-    buf = pool.get()
-    buf.release()
-    with pool.get() as other:
-        view = memoryview(other)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        del buf, other
-        gc.collect()
-        view.release()
-        del view
-        gc.collect()
-    assert pool.stats().puts == 2
 
 
 def test_put_of_another_pools_buffer_is_refused_and_changes_nothing():
