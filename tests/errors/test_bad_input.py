@@ -703,8 +703,6 @@ TABLE: list[Row] = [
         TypeError,
         "item",
     ),
-    Row(T, "__reduce__", "pickle", lambda w: pickle.dumps(w.tiered), TypeError, "pickle"),
-    Row(T, "__reduce__", "copy", lambda w: copy.copy(w.tiered), TypeError, "pickle"),
     Row(T, "__init__", "factory=5", lambda w: TieredPool(5, [16]), TypeError, "factory"),
     Row(T, "__init__", "tiers=[16.0]", new_tiered_pool([16.0]), TypeError, "tier"),
     Row(T, "__init__", "tiers=[(16,)]", new_tiered_pool([(16,)]), TypeError, "tier"),
@@ -742,6 +740,7 @@ TABLE: list[Row] = [
     Row(T, "get", "'1'", lambda w: w.tiered.get("1"), TypeError, "size"),
     Row(T, "put", "object()", lambda w: w.tiered.put(object()), TypeError, "len"),
     Row(T, "put", "5", lambda w: w.tiered.put(5), TypeError, "len"),
+    Row(T, "__reduce__", "pickle", lambda w: pickle.dumps(w.tiered), TypeError, "pickle"),
     # --- BlockPool ---
     Row(BP, "__init__", "positional", lambda w: BlockPool(64), TypeError, "positional"),
     Row(BP, "__init__", "classes=5", lambda w: BlockPool(classes=5), TypeError, "classes"),
@@ -860,8 +859,6 @@ TABLE: list[Row] = [
     *rows_for_properties(
         BP, blocks, "closed classes max_block max_idle_bytes alignment zero name track"
     ),
-    Row(BP, "__reduce__", "pickle", lambda w: pickle.dumps(w.blocks), TypeError, "pickle"),
-    Row(BP, "__reduce__", "copy", lambda w: copy.copy(w.blocks), TypeError, "pickle"),
     Row(BP, "__init__", 'classes="abc"', lambda w: BlockPool(classes="abc"), TypeError, "classes"),
     Row(
         BP,
@@ -1047,6 +1044,7 @@ TABLE: list[Row] = [
     ),
     Row(BP, "trim", "'1'", lambda w: w.blocks.trim("1"), TypeError, "keep_bytes"),
     Row(BP, "put", "bytes", lambda w: w.blocks.put(b"x" * 100), TypeError, "block"),
+    Row(BP, "__reduce__", "pickle", lambda w: pickle.dumps(w.blocks), TypeError, "pickle"),
     # --- Block ---
     Row(B, "__init__", "direct", lambda w: Block(), TypeError, "cannot create"),
     Row(
@@ -1233,8 +1231,6 @@ TABLE: list[Row] = [
         buffers,
         "closed typical_capacity large_capacity max_capacity max_idle name track",
     ),
-    Row(FP, "__reduce__", "pickle", lambda w: pickle.dumps(w.buffers), TypeError, "pickle"),
-    Row(FP, "__reduce__", "copy", lambda w: copy.copy(w.buffers), TypeError, "pickle"),
     Row(FP, "__init__", "max_idle=1.5", lambda w: BufferPool(max_idle=1.5), TypeError, "max_idle"),
     Row(
         FP, "__init__", "max_idle=True", lambda w: BufferPool(max_idle=True), TypeError, "max_idle"
@@ -1281,6 +1277,7 @@ TABLE: list[Row] = [
     ),
     Row(FP, "__init__", "shards=0", lambda w: BufferPool(shards=0), ValueError, "shards"),
     Row(FP, "__init__", "shards=1.0", lambda w: BufferPool(shards=1.0), TypeError, "shards"),
+    Row(FP, "__reduce__", "pickle", lambda w: pickle.dumps(w.buffers), TypeError, "pickle"),
     # --- Buffer ---
     Row(F, "__init__", "direct", lambda w: Buffer(), TypeError, "cannot create"),
     Row(F, "write", "str", lambda w: w.buf.write("text"), TypeError, "bytes-like"),
@@ -1339,7 +1336,7 @@ TABLE: list[Row] = [
         "released",
     ),
     Row(F, "__reduce__", "pickle", lambda w: pickle.dumps(w.buf), TypeError, "pickle"),
-    Row(F, "__reduce__", "copy", lambda w: copy.copy(w.buf), TypeError, "pickle"),
+    Row(F, "__reduce__", "copy", lambda w: copy.copy(w.buf), TypeError, "Buffer"),
     # --- Resetter, and the module's functions ---
     Row("Resetter", "__init__", "a protocol", lambda w: Resetter(), TypeError, "Protocols"),
     Row("Resetter", "reset", "no object", lambda w: Resetter.reset(), TypeError, "self"),
