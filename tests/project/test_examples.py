@@ -1,6 +1,6 @@
 """Every script in examples/ runs to completion.
 
-The scenario examples run in tests/test_scenarios.py, every variant in its
+The scenario examples run in tests/bench/test_scenarios.py, every variant in its
 ``--quick`` form; the others run here as a reader would run them.
 """
 
