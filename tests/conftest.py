@@ -1,10 +1,14 @@
-"""Shared fixtures for the ObjectPool tests."""
+"""Fixtures shared by the Python tests. Plain helpers (functions, classes,
+constants) are in helpers.py; this file also puts ``tests/`` on ``sys.path``
+(pytest's default import mode), so that every test file can import them."""
 
 from __future__ import annotations
 
 import sys
 
 import pytest
+
+from helpers import switch_interval
 
 
 @pytest.fixture
@@ -13,3 +17,11 @@ def unraisable(monkeypatch):
     seen: list = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
     return seen
+
+
+@pytest.fixture
+def fast_switching():
+    """Threads switch as often as the interpreter can, to interleave more
+    (a reader runs in the middle of another thread's work if anything lets it)."""
+    with switch_interval(1e-6):
+        yield

@@ -1,7 +1,7 @@
 """The types inferred for the asyncio API: ``aget()`` and ``aborrow()``.
 
 Like check_types.py: checked by mypy and pyright, and run as a script by
-tests/test_typing_files.py.
+tests/project/test_typing_files.py.
 """
 
 from __future__ import annotations

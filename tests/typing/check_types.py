@@ -1,7 +1,7 @@
 """The types that mypy --strict and pyright --strict infer for the public API.
 
 Checked statically by both (scripts/check), and also run as a script by
-tests/test_typing_files.py, so every line is valid at runtime too. A line
+tests/project/test_typing_files.py, so every line is valid at runtime too. A line
 marked ``# type: ignore[code]`` must be an error: both checkers report an
 ignore comment that suppresses nothing. Where such a line would also fail
 at runtime, ``refused()`` checks that it does: the types and the runtime

@@ -5,7 +5,6 @@ every error path."""
 from __future__ import annotations
 
 import array
-import copy
 import ctypes
 import gc
 import hashlib
@@ -15,7 +14,6 @@ import random
 import socket
 import threading
 import time
-import warnings
 import zlib
 
 import numpy as np
@@ -26,15 +24,13 @@ from hypothesis import strategies as st
 import shardpool
 from shardpool import Buffer, BufferPool, PoolClosed, PoolStats
 
+from helpers import address, run_threads, snapshot
+
 KIB = 1 << 10
 MIB = 1 << 20
 CALIBRATION_WINDOW = 1000  # src/buffers.rs
 INITIAL_CAPACITY = 4096
 DEFAULT_MAX_CAPACITY = 16 * MIB
-
-
-def snapshot(pool: BufferPool):
-    return pool.stats(), len(pool), pool.typical_capacity, pool.large_capacity
 
 
 def use(pool: BufferPool, n: int) -> None:
@@ -304,11 +300,6 @@ def test_contents_are_exported_read_only_and_zero_copy():
 # keeps the address and a reference without an export (numpy's
 # ndarray(buffer=...)). Once exported, a buffer's bytes never move to
 # another allocation and never go back to the pool while its object lives.
-
-
-def address(buf: Buffer) -> int:
-    """Where the buffer's bytes are, through a temporary export."""
-    return np.frombuffer(buf, dtype=np.uint8).ctypes.data
 
 
 def _sendall(buf: Buffer) -> None:
@@ -592,32 +583,6 @@ def test_released_buffer_cannot_be_used():
     assert snapshot(pool) == before
 
 
-def test_buffer_collected_without_release_goes_back_with_a_resource_warning():
-    pool = BufferPool()
-    buf = pool.get()
-    buf.write(b"abc")
-    with pytest.warns(ResourceWarning, match="garbage-collected without release"):
-        del buf
-    s = pool.stats()
-    assert (s.puts, s.idle, s.in_use) == (1, 1, 0)
-
-
-def test_released_buffers_are_collected_silently():
-    pool = BufferPool()
-    buf = pool.get()
-    buf.release()
-    with pool.get() as other:
-        view = memoryview(other)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        del buf, other
-        gc.collect()
-        view.release()
-        del view
-        gc.collect()
-    assert pool.stats().puts == 2
-
-
 def test_put_of_another_pools_buffer_is_refused_and_changes_nothing():
     mine, other = BufferPool(), BufferPool()
     buf = other.get()
@@ -641,16 +606,6 @@ def test_buffer_outlives_its_pool_object():
     assert buf.getvalue() == b"still fine"
     buf.release()
     assert stats_of().puts == 1
-
-
-def test_buffers_and_pools_cannot_be_pickled_or_copied():
-    pool = BufferPool()
-    with pool.get() as buf:
-        for obj in (buf, pool):
-            with pytest.raises(TypeError, match="pickle"):
-                pickle.dumps(obj)
-            with pytest.raises(TypeError):
-                copy.copy(obj)
 
 
 # --- bounds ---
@@ -866,31 +821,22 @@ def test_stats_count_and_balance():
 
 def test_threads_share_a_pool_without_mixing_contents():
     pool = BufferPool(max_idle=4)
-    errors: list = []
     barrier = threading.Barrier(4)
 
     def work(tid: int) -> None:
         rng = random.Random(tid)
-        try:
-            barrier.wait()
-            for _ in range(1500):
-                n = rng.choice((0, 10, 1000, 5000, 70_000))
-                chunk = bytes([tid]) * n
-                with pool.get() as buf:
-                    assert len(buf) == 0
-                    buf.write(chunk)
-                    buf += chunk
-                    assert buf.getvalue() == chunk * 2
-                    assert bytes(memoryview(buf)) == chunk * 2
-        except BaseException as exc:
-            errors.append(exc)
+        barrier.wait()
+        for _ in range(1500):
+            n = rng.choice((0, 10, 1000, 5000, 70_000))
+            chunk = bytes([tid]) * n
+            with pool.get() as buf:
+                assert len(buf) == 0
+                buf.write(chunk)
+                buf += chunk
+                assert buf.getvalue() == chunk * 2
+                assert bytes(memoryview(buf)) == chunk * 2
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(1, 5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_threads(lambda i: work(i + 1), 4) == []  # thread ids 1 to 4
     s = pool.stats()
     assert s.puts == 6000
     assert s.in_use == 0
@@ -900,54 +846,7 @@ def test_threads_share_a_pool_without_mixing_contents():
 
 
 # --- error paths: the right exception, naming the argument, nothing changed ---
-
-BAD_CONSTRUCTOR_ARGS = [
-    ({"max_idle": -1}, ValueError, "max_idle"),
-    ({"max_idle": 1.5}, TypeError, "max_idle"),
-    ({"max_idle": "3"}, TypeError, "max_idle"),
-    ({"max_idle": True}, TypeError, "max_idle"),
-    ({"max_idle": 10**9}, ValueError, "max_idle"),
-    ({"max_idle": 2**70}, ValueError, "max_idle"),
-    ({"max_capacity": -1}, ValueError, "max_capacity"),
-    ({"max_capacity": 1e6}, TypeError, "max_capacity"),
-    ({"max_capacity": "1"}, TypeError, "max_capacity"),
-    ({"idle_timeout": 0}, ValueError, "idle_timeout"),
-    ({"idle_timeout": -1}, ValueError, "idle_timeout"),
-    ({"idle_timeout": float("nan")}, ValueError, "idle_timeout"),
-    ({"idle_timeout": "1"}, TypeError, "idle_timeout"),
-    ({"idle_timeout": True}, TypeError, "idle_timeout"),
-    ({"shards": 0}, ValueError, "shards"),
-    ({"shards": 100_000}, ValueError, "shards"),
-    ({"shards": 1.0}, TypeError, "shards"),
-]
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "name"),
-    BAD_CONSTRUCTOR_ARGS,
-    ids=[f"{next(iter(k))}={next(iter(k.values()))!r}" for k, _, _ in BAD_CONSTRUCTOR_ARGS],
-)
-def test_bad_constructor_argument_raises_naming_it(kwargs, error, name):
-    with pytest.raises(error, match=name):
-        BufferPool(**kwargs)
-
-
-BAD_CALLS = [
-    ("trim(-1)", lambda p: p.trim(-1), ValueError, "keep"),
-    ("trim(keep=0.5)", lambda p: p.trim(keep=0.5), TypeError, "keep"),
-    ("put(bytearray)", lambda p: p.put(bytearray(b"x")), TypeError, "buf"),
-    ("put(None)", lambda p: p.put(None), TypeError, "buf"),
-]
-
-
-@pytest.mark.parametrize(
-    ("call", "error", "name"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
-)
-def test_bad_method_argument_raises_and_changes_nothing(used_pool, call, error, name):
-    before = snapshot(used_pool)
-    with pytest.raises(error, match=name):
-        call(used_pool)
-    assert snapshot(used_pool) == before
+# (bad arguments to every method: the one table in tests/errors/test_bad_input.py)
 
 
 # Stable ids (not an address) so that every pytest-xdist worker collects the same tests.

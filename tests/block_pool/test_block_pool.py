@@ -6,7 +6,6 @@ test_block_threads.py."""
 from __future__ import annotations
 
 import bisect
-import copy
 import ctypes
 import gc
 import hashlib
@@ -19,23 +18,17 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 import zlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
 
 import shardpool
 from shardpool import Block, BlockClassStats, BlockPool, BlockPoolStats, PoolClosed
+
+from helpers import address, snapshot
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -70,13 +63,6 @@ CLASS_FIELDS = (
 )
 
 
-def address(block: Block) -> int:
-    """The address of the block's first byte, through a (temporary) numpy view.
-    An export: the block's memory now goes back only when the ``Block``
-    object is collected, so tests ``del`` it after its release."""
-    return np.frombuffer(block, dtype=np.uint8).ctypes.data
-
-
 def fill(block: Block, byte: int) -> None:
     view = np.frombuffer(block, dtype=np.uint8)
     view[:] = byte
@@ -85,10 +71,6 @@ def fill(block: Block, byte: int) -> None:
 
 def holds_only(block: Block, byte: int) -> bool:
     return bytes(block) == bytes([byte]) * len(block)
-
-
-def snapshot(pool: BlockPool):
-    return pool.stats().as_dict(), len(pool)
 
 
 def smallest_class(pool: BlockPool, n: int) -> int:
@@ -1120,43 +1102,6 @@ def test_deferred_release_of_an_oversize_block_frees_it():
     assert (s.bytes_in_use, s.bytes_idle, s.destroyed, s.dropped) == (0, 0, 1, 1)
 
 
-def test_block_collected_without_release_goes_back_with_a_resource_warning():
-    pool = BlockPool()
-    block = pool.get(1000)
-    with pytest.warns(ResourceWarning, match="garbage-collected without release"):
-        del block
-    s = pool.stats()
-    assert (s.puts, s.bytes_idle, s.bytes_in_use, len(pool)) == (1, 1024, 0, 1)
-
-
-def test_released_or_deferred_blocks_are_collected_silently():
-    pool = BlockPool()
-    block = pool.get(10)
-    block.release()
-    with pool.get(10) as other:
-        view = memoryview(other)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        del block, other
-        gc.collect()
-        view.release()
-        del view
-        gc.collect()
-    assert pool.stats().puts == 2
-
-
-def test_resource_warning_turned_error_is_reported_and_memory_still_returns(unraisable):
-    pool = BlockPool()
-    block = pool.get(1000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ResourceWarning)
-        del block
-        gc.collect()
-    assert len(unraisable) == 1
-    assert issubclass(unraisable[0].exc_type, ResourceWarning)
-    assert pool.stats().bytes_idle == 1024
-
-
 def test_block_outlives_its_pool_object():
     pool = BlockPool()
     block = pool.get(100)
@@ -1191,16 +1136,6 @@ def test_put_of_a_non_block_raises_type_error(used_pool, thing):
     with pytest.raises(TypeError):
         used_pool.put(thing)
     assert snapshot(used_pool) == before
-
-
-def test_blocks_and_pools_cannot_be_pickled_or_copied():
-    pool = BlockPool()
-    with pool.get(10) as block:
-        for obj in (block, pool):
-            with pytest.raises(TypeError, match="pickle"):
-                pickle.dumps(obj)
-            with pytest.raises(TypeError):
-                copy.copy(obj)
 
 
 # --- closing ---
@@ -1340,60 +1275,7 @@ def test_repr_of_pool():
 
 
 # --- error paths: the right exception, naming the argument, nothing changed ---
-
-BAD_CONSTRUCTOR_ARGS = [
-    ({"classes": 5}, TypeError, "classes"),
-    ({"classes": "abc"}, TypeError, "classes"),
-    ({"classes": [4096.0]}, TypeError, "class"),
-    ({"classes": ["4096"]}, TypeError, "class"),
-    ({"classes": [(4096,)]}, TypeError, "class"),
-    ({"classes": [(4096, 1, 2)]}, TypeError, "class"),
-    ({"classes": [[4096, 1]]}, TypeError, "class"),
-    ({"classes": [True]}, TypeError, "class"),
-    ({"classes": [(4096, 1.5)]}, TypeError, "max_idle"),
-    ({"classes": [(4096, -1)]}, ValueError, "max_idle"),
-    ({"classes": [(4096, 10**9)]}, ValueError, "max_idle"),
-    ({"classes": [-1]}, ValueError, "class"),
-    ({"classes": [0]}, ValueError, "class"),
-    ({"classes": [2**70]}, ValueError, "class"),
-    ({"classes": []}, ValueError, "classes"),
-    ({"classes": [4096, 4096]}, ValueError, "class"),
-    ({"classes": [(4096, 1), (4096, 2)]}, ValueError, "class"),
-    ({"classes": [4096, 65536], "max_block": 4096}, ValueError, "max_block"),
-    ({"max_block": 0}, ValueError, "max_block"),
-    ({"max_block": -1}, ValueError, "max_block"),
-    ({"max_block": 1.5}, TypeError, "max_block"),
-    ({"max_block": "1"}, TypeError, "max_block"),
-    ({"max_idle_bytes": -1}, ValueError, "max_idle_bytes"),
-    ({"max_idle_bytes": 1e6}, TypeError, "max_idle_bytes"),
-    ({"max_idle_bytes": True}, TypeError, "max_idle_bytes"),
-    ({"zero": "sometimes"}, ValueError, "zero"),
-    ({"zero": "NEVER"}, ValueError, "zero"),
-    ({"zero": 1}, TypeError, "zero"),
-    ({"zero": True}, TypeError, "zero"),
-    ({"alignment": 48}, ValueError, "alignment"),
-    ({"alignment": 0}, ValueError, "alignment"),
-    ({"alignment": 8192}, ValueError, "alignment"),
-    ({"alignment": -64}, ValueError, "alignment"),
-    ({"alignment": 64.0}, TypeError, "alignment"),
-    ({"idle_timeout": 0}, ValueError, "idle_timeout"),
-    ({"idle_timeout": -1}, ValueError, "idle_timeout"),
-    ({"idle_timeout": float("nan")}, ValueError, "idle_timeout"),
-    ({"idle_timeout": "5"}, TypeError, "idle_timeout"),
-    ({"shards": 0}, ValueError, "shards"),
-    ({"shards": 100_000}, ValueError, "shards"),
-    ({"shards": 2.0}, TypeError, "shards"),
-]
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "name"),
-    BAD_CONSTRUCTOR_ARGS,
-    ids=[",".join(f"{k}={v!r}" for k, v in kw.items()) for kw, _, _ in BAD_CONSTRUCTOR_ARGS],
-)
-def test_bad_constructor_argument_raises_naming_it(kwargs, error, name):
-    with pytest.raises(error, match=name):
-        BlockPool(**kwargs)
+# (bad arguments to every method: the one table in tests/errors/test_bad_input.py)
 
 
 def test_unknown_option_is_refused():
@@ -1409,34 +1291,6 @@ def test_valid_edge_arguments_are_accepted():
     assert BlockPool(idle_timeout=float("inf")).classes
     assert BlockPool(classes=[(4096, 0)]).classes == [4096]
     assert BlockPool(classes=[1]).classes == [1]
-
-
-BAD_CALLS = [
-    ("get(-1)", lambda p: p.get(-1), ValueError, r"\bn\b"),
-    ("get(1.5)", lambda p: p.get(1.5), TypeError, r"\bn\b"),
-    ("get('3')", lambda p: p.get("3"), TypeError, r"\bn\b"),
-    ("get(None)", lambda p: p.get(None), TypeError, r"\bn\b"),
-    ("get(True)", lambda p: p.get(True), TypeError, r"\bn\b"),
-    ("get(2**70)", lambda p: p.get(2**70), ValueError, r"\bn\b"),
-    ("get(-2**70)", lambda p: p.get(-(2**70)), ValueError, r"\bn\b"),
-    ("get(10, zeroed='yes')", lambda p: p.get(10, zeroed="yes"), TypeError, "zeroed"),
-    ("get(10, zeroed=1)", lambda p: p.get(10, zeroed=1), TypeError, "zeroed"),
-    ("get(2**62)", lambda p: p.get(2**62), MemoryError, "allocate"),
-    ("trim(-1)", lambda p: p.trim(-1), ValueError, "keep_bytes"),
-    ("trim(keep_bytes=0.5)", lambda p: p.trim(keep_bytes=0.5), TypeError, "keep_bytes"),
-    ("trim('1')", lambda p: p.trim("1"), TypeError, "keep_bytes"),
-    ("put(bytes)", lambda p: p.put(b"x" * 100), TypeError, "block"),
-]
-
-
-@pytest.mark.parametrize(
-    ("call", "error", "name"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
-)
-def test_bad_method_argument_raises_and_changes_nothing(used_pool, call, error, name):
-    before = snapshot(used_pool)
-    with pytest.raises(error, match=name):
-        call(used_pool)
-    assert snapshot(used_pool) == before
 
 
 def test_failed_allocation_of_a_pooled_class_raises_memory_error():
@@ -1457,209 +1311,6 @@ def test_double_release_raises_and_changes_nothing():
     with pytest.raises(ValueError, match="released already"):
         block.release()
     assert snapshot(pool) == before
-
-
-# --- a model-based test ---
-
-
-def release_all(views: list) -> None:
-    """Ends every export in `views` (memoryviews and numpy arrays)."""
-    while views:
-        view = views.pop()
-        if isinstance(view, memoryview):
-            view.release()
-
-
-class BlockPoolMachine(RuleBasedStateMachine):
-    """Random single-threaded sequences against a model of the pool's accounting,
-    with every held block carrying its own pattern, so that two holders sharing
-    memory, or a lost write, shows up at once."""
-
-    SIZES = (64, 256, 1024)
-
-    @initialize(
-        caps=st.tuples(*[st.integers(0, 3)] * 3),
-        max_idle_bytes=st.integers(0, 3000),
-        zero=st.sampled_from(["never", "release", "acquire"]),
-        shards=st.integers(1, 3),
-    )
-    def make_pool(self, caps, max_idle_bytes, zero, shards):
-        self.caps = dict(zip(self.SIZES, caps, strict=True))
-        self.max_idle_bytes = max_idle_bytes
-        self.zero = zero
-        self.pool = BlockPool(
-            classes=list(zip(self.SIZES, caps, strict=True)),
-            max_idle_bytes=max_idle_bytes,
-            zero=zero,
-            shards=shards,
-        )
-        self.idle = dict.fromkeys(self.SIZES, 0)
-        self.held: list[tuple[Block, int]] = []  # (block, pattern)
-        self.views: dict[int, list] = {}  # serial -> live views of that block
-        self.serials: dict[int, int] = {}  # id(block) -> serial, for live blocks
-        self.deferred: list[tuple[Block, int]] = []  # left `with` with views alive
-        self.next_pattern = 1
-        self.expect = dict.fromkeys(
-            ("hits", "misses", "puts", "created", "destroyed", "dropped", "oversize"), 0
-        )
-
-    def bytes_idle(self) -> int:
-        return sum(size * n for size, n in self.idle.items())
-
-    def give_back(self, capacity: int) -> None:
-        self.expect["puts"] += 1
-        if (
-            capacity in self.idle
-            and self.idle[capacity] < self.caps[capacity]
-            and self.bytes_idle() + capacity <= self.max_idle_bytes
-        ):
-            self.idle[capacity] += 1
-        else:
-            self.expect["dropped"] += 1
-            self.expect["destroyed"] += 1
-
-    @rule(n=st.integers(0, 1100), zeroed=st.booleans())
-    def get(self, n, zeroed):
-        block = self.pool.get(n, zeroed=zeroed)
-        fits = [s for s in self.SIZES if s >= n]
-        if fits:
-            size = fits[0]
-            assert block.capacity == size
-            if self.idle[size]:
-                self.idle[size] -= 1
-                self.expect["hits"] += 1
-            else:
-                self.expect["misses"] += 1
-                self.expect["created"] += 1
-        else:
-            assert block.capacity == n
-            self.expect["oversize"] += 1
-            self.expect["misses"] += 1
-            self.expect["created"] += 1
-        assert len(block) == n
-        if zeroed or self.zero != "never":
-            assert holds_only(block, 0)
-        pattern = self.next_pattern
-        self.next_pattern = self.next_pattern % 255 + 1
-        memoryview(block)[:] = bytes([pattern]) * n
-        self.serials[id(block)] = self.expect["hits"] + self.expect["misses"]
-        self.held.append((block, pattern))
-
-    def serial(self, block: Block) -> int:
-        return self.serials[id(block)]
-
-    def pick(self, data, pool):
-        return data.draw(st.sampled_from(range(len(pool))))
-
-    @precondition(lambda self: self.held)
-    @rule(data=st.data(), via_put=st.booleans())
-    def release(self, data, via_put):
-        i = self.pick(data, self.held)
-        block, _ = self.held[i]
-        give = self.pool.put if via_put else Block.release
-        if self.views.get(self.serial(block)):
-            with pytest.raises(BufferError):
-                give(block)
-            return
-        self.held.pop(i)
-        give(block)
-        self.give_back(block.capacity)
-
-    @precondition(lambda self: self.held)
-    @rule(data=st.data())
-    def export(self, data):
-        block, pattern = self.held[self.pick(data, self.held)]
-        view = memoryview(block) if data.draw(st.booleans()) else np.frombuffer(block, np.uint8)
-        assert bytes(view) == bytes([pattern]) * len(block)
-        self.views.setdefault(self.serial(block), []).append(view)
-
-    @precondition(lambda self: any(self.views.values()))
-    @rule(data=st.data())
-    def drop_view(self, data):
-        key = data.draw(st.sampled_from(sorted(k for k, v in self.views.items() if v)))
-        views = self.views[key]
-        view = views.pop(self.pick(data, views))
-        if isinstance(view, memoryview):
-            view.release()
-        del view
-        if not views:
-            for i, (block, _) in enumerate(self.deferred):
-                if self.serial(block) == key:
-                    self.deferred.pop(i)
-                    self.give_back(block.capacity)
-                    break
-
-    @precondition(lambda self: self.held)
-    @rule(data=st.data())
-    def leave_with(self, data):
-        block, pattern = self.held.pop(self.pick(data, self.held))
-        block.__exit__(None, None, None)
-        assert block.released
-        if self.views.get(self.serial(block)):
-            self.deferred.append((block, pattern))
-        else:
-            self.give_back(block.capacity)
-
-    @rule(keep=st.integers(0, 3000))
-    def trim(self, keep):
-        freed = 0
-        for size in reversed(self.SIZES):
-            idle = self.bytes_idle()
-            if idle <= keep:
-                break
-            excess = -(-(idle - keep) // size)
-            kept = max(0, self.idle[size] - excess)
-            freed += (self.idle[size] - kept) * size
-            self.expect["destroyed"] += self.idle[size] - kept
-            self.idle[size] = kept
-        assert self.pool.trim(keep) == freed
-
-    @rule()
-    def clear(self):
-        assert self.pool.clear() == self.bytes_idle()
-        self.expect["destroyed"] += sum(self.idle.values())
-        self.idle = dict.fromkeys(self.SIZES, 0)
-
-    @invariant()
-    def stats_match_the_model(self):
-        s = self.pool.stats()
-        for field, value in self.expect.items():
-            assert getattr(s, field) == value, field
-        assert s.bytes_idle == self.bytes_idle() <= self.max_idle_bytes
-        out = [b for b, _ in self.held] + [b for b, _ in self.deferred]
-        assert s.bytes_in_use == sum(b.capacity for b in out)
-        assert len(self.pool) == sum(self.idle.values())
-        for r in s.classes:
-            assert r.idle == self.idle[r.size]
-            assert r.max_idle == self.caps[r.size]
-
-    @invariant()
-    def every_holder_sees_only_its_own_bytes(self):
-        for block, pattern in self.held:
-            assert holds_only(block, pattern)
-        for block, pattern in self.deferred:
-            for view in self.views[self.serial(block)]:
-                assert bytes(view) == bytes([pattern]) * len(bytes(view))
-
-    def teardown(self):
-        for views in self.views.values():
-            release_all(views)
-        self.views.clear()
-        self.deferred.clear()
-        for block, _ in self.held:
-            block.release()
-        self.held.clear()
-        self.pool.close()
-
-
-BlockPoolMachine.TestCase.settings = settings(
-    max_examples=200,
-    stateful_step_count=40,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-test_block_pool_matches_its_model = BlockPoolMachine.TestCase
 
 
 def test_numpy_integers_are_accepted_as_sizes_but_bools_are_not():

@@ -36,11 +36,12 @@ import textwrap
 import threading
 import time
 import traceback
-import warnings
 
 import pytest
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolClosed, PoolTimeout, TieredPool
+
+from helpers import Interrupted, alarm, fork
 
 CHILD_DEADLINE = 30.0  # a child still running after this is deadlocked
 CRASH_MARKERS = ("Fatal Python error", "panicked", "Segmentation fault", "Aborted", "core dump")
@@ -74,11 +75,7 @@ def fork_and_check(child) -> None:
     """Runs `child()` in a forked process; fails if it raises, or if it does
     not finish within CHILD_DEADLINE (killed: a deadlock)."""
     read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns that forking a multi-threaded process may
-        # deadlock the child: that is exactly what is tested here.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
         try:
@@ -478,35 +475,21 @@ def test_keyboard_interrupt_interrupts_a_get_blocked_forever(full_pool, call):
 def test_signal_handler_that_raises_interrupts_get_many_blocked_forever(full_pool):
     pool, held = full_pool
 
-    class Interrupted(Exception):
-        pass
-
-    def handler(signum, frame):
-        raise Interrupted
-
-    old = signal.signal(signal.SIGALRM, handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
-        with pytest.raises(Interrupted):
-            pool.get_many(1, timeout=None)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    with alarm(0.2), pytest.raises(Interrupted):
+        pool.get_many(1, timeout=None)
     assert_no_phantom_waiter(pool, held)
 
 
 def test_signal_handler_that_returns_does_not_end_the_wait(full_pool):
     pool, held = full_pool
     seen: list[int] = []
-    old = signal.signal(signal.SIGALRM, lambda signum, frame: seen.append(signum))
     putter = threading.Timer(0.6, pool.put, args=(held,))
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)  # every 0.1 s
-        putter.start()
-        got = pool.get(timeout=None)
+        # every 0.1 s
+        with alarm(0.1, 0.1, lambda signum, frame: seen.append(signum)):
+            putter.start()
+            got = pool.get(timeout=None)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
         putter.join()
     assert got is held
     assert len(seen) >= 2, "the handlers ran while the get waited"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 NEEDS = re.compile(r"<!--\s*needs:\s*([\w.]+)\s*-->\s*$")

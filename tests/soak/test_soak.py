@@ -1,6 +1,6 @@
-"""Keeps ``benches/soak.py`` working: a 3-second run must pass, and its
+"""Keeps ``tests/soak/soak.py`` working: a 3-second run must pass, and its
 failure path (non-zero status) must work. The long run is done by hand:
-``python benches/soak.py --duration 660`` (see docs/soak.txt)."""
+``python tests/soak/soak.py --duration 660`` (see docs/soak.txt)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SOAK = Path(__file__).resolve().parent.parent / "benches" / "soak.py"
+SOAK = Path(__file__).resolve().parent / "soak.py"
 
 
 def run_soak(*args: str) -> subprocess.CompletedProcess:

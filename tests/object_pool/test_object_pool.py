@@ -7,15 +7,6 @@ import time
 import types
 
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
 
 import shardpool
 from shardpool import (
@@ -27,30 +18,7 @@ from shardpool import (
     Resetter,
 )
 
-STAT_FIELDS = (
-    "created",
-    "destroyed",
-    "hits",
-    "misses",
-    "puts",
-    "dropped",
-    "reset_errors",
-    "invalid",
-    "expired",
-    "waits",
-    "timeouts",
-    "cancelled",
-    "in_use",
-    "idle",
-    "max_in_use",
-)
-
-
-class Thing:
-    """A plain pooled object without a reset method."""
-
-    def __init__(self) -> None:
-        self.data: list = []
+from helpers import STAT_FIELDS, Recorder, Thing, balanced
 
 
 class Resettable:
@@ -63,23 +31,6 @@ class Resettable:
     def reset(self) -> None:
         self.resets += 1
         self.data.clear()
-
-
-class Recorder:
-    """A destroy/validate/reset hook that remembers its calls."""
-
-    def __init__(self, result=None) -> None:
-        self.calls: list = []
-        self.result = result
-
-    def __call__(self, obj):
-        self.calls.append(obj)
-        return self.result
-
-
-def balanced(pool: ObjectPool) -> bool:
-    s = pool.stats()
-    return s.created == s.destroyed + s.idle + s.in_use
 
 
 # --- package surface ---
@@ -947,190 +898,6 @@ def test_repr_describes_the_pool():
     assert "ObjectPool" in text
     assert "in_use=1" in text
     assert "max_size=4" in text
-
-
-# --- model-based test ---
-
-
-class Dirty:
-    """A pooled object that must come back clean (reset on put)."""
-
-    resets = 0
-
-    def __init__(self) -> None:
-        self.data: list = []
-
-    def reset(self) -> None:
-        Dirty.resets += 1
-        self.data.clear()
-
-
-class PoolMachine(RuleBasedStateMachine):
-    """Runs random single-threaded operation sequences against a model of the pool."""
-
-    @initialize(
-        max_size=st.none() | st.integers(1, 4),
-        max_idle=st.none() | st.integers(0, 5),
-        shards=st.integers(1, 3),
-        checked=st.booleans(),
-    )
-    def make_pool(self, max_size, max_idle, shards, checked):
-        Dirty.resets = 0
-        self.pool = ObjectPool(
-            Dirty, max_size=max_size, max_idle=max_idle, shards=shards, checked=checked
-        )
-        if max_size is None:
-            self.cap = DEFAULT_MAX_IDLE if max_idle is None else max_idle
-        else:
-            self.cap = max_size if max_idle is None else min(max_idle, max_size)
-        self.max_size = max_size
-        self.checked = checked or max_size is not None
-        self.held: list = []
-        self.returned: list = []  # Objects put back at some point, kept alive.
-        self.idle = 0
-        self.resets = 0
-        self.expect = dict.fromkeys(STAT_FIELDS[:12], 0)
-
-    def store(self, n: int) -> None:
-        kept = min(n, self.cap - self.idle)
-        self.idle += kept
-        self.expect["dropped"] += n - kept
-        self.expect["destroyed"] += n - kept
-
-    def room(self) -> int:
-        if self.max_size is None:
-            return 1 << 30
-        return self.max_size - len(self.held) - self.idle
-
-    def take_out(self, obj) -> None:
-        assert obj.data == [], "handed out an object that was not reset"
-        assert all(obj is not h for h in self.held), "handed out an object twice"
-        obj.data.append("used")
-        self.held.append(obj)
-
-    @rule()
-    def get(self):
-        if self.idle == 0 and self.room() == 0:
-            with pytest.raises(PoolTimeout):
-                self.pool.get(timeout=0)
-            self.expect["waits"] += 1
-            self.expect["timeouts"] += 1
-            return
-        obj = self.pool.get(timeout=0)
-        if self.idle:
-            self.idle -= 1
-            self.expect["hits"] += 1
-        else:
-            self.expect["misses"] += 1
-            self.expect["created"] += 1
-        self.take_out(obj)
-
-    @rule(n=st.integers(0, 5))
-    def get_many(self, n):
-        if self.max_size is not None and n > self.max_size:
-            with pytest.raises(ValueError, match="max_size"):
-                self.pool.get_many(n, timeout=0)
-            return
-        from_idle = min(n, self.idle)
-        new = n - from_idle
-        if new > self.room():
-            # Not all free at once: the batch takes and creates nothing,
-            # and counts only its wait (issue 11, defects 4 and 10).
-            with pytest.raises(PoolTimeout):
-                self.pool.get_many(n, timeout=0)
-            self.expect["waits"] += 1
-            self.expect["timeouts"] += 1
-            return
-        objs = self.pool.get_many(n, timeout=0)
-        assert len(objs) == n
-        self.idle -= from_idle
-        self.expect["hits"] += from_idle
-        self.expect["misses"] += new
-        self.expect["created"] += new
-        for obj in objs:
-            self.take_out(obj)
-
-    def give_back(self, objs) -> None:
-        for obj in objs:
-            self.held.remove(obj)
-            self.returned.append(obj)
-        self.expect["puts"] += len(objs)
-        self.resets += len(objs)
-        self.store(len(objs))
-
-    @precondition(lambda self: self.held)
-    @rule(data=st.data())
-    def put(self, data):
-        obj = data.draw(st.sampled_from(self.held))
-        self.pool.put(obj)
-        self.give_back([obj])
-
-    @precondition(lambda self: self.held)
-    @rule(data=st.data())
-    def put_many(self, data):
-        objs = data.draw(st.lists(st.sampled_from(self.held), unique_by=id))
-        self.pool.put_many(objs)
-        self.give_back(objs)
-
-    @precondition(lambda self: self.checked and self.returned)
-    @rule(data=st.data())
-    def put_again_is_refused(self, data):
-        candidates = [r for r in self.returned if all(r is not h for h in self.held)]
-        if not candidates:
-            return
-        obj = data.draw(st.sampled_from(candidates))
-        with pytest.raises(ValueError, match="not handed out"):
-            self.pool.put(obj)
-
-    @precondition(lambda self: self.checked)
-    @rule()
-    def put_foreign_is_refused(self):
-        with pytest.raises(ValueError, match="not handed out"):
-            self.pool.put(Dirty())
-
-    @precondition(lambda self: self.checked and self.held)
-    @rule(data=st.data())
-    def put_many_with_duplicate_is_refused(self, data):
-        obj = data.draw(st.sampled_from(self.held))
-        with pytest.raises(ValueError, match="not handed out"):
-            self.pool.put_many([obj, obj])
-
-    @rule(keep=st.integers(0, 5))
-    def trim(self, keep):
-        removed = max(0, self.idle - keep)
-        assert self.pool.trim(keep=keep) == removed
-        self.idle -= removed
-        self.expect["destroyed"] += removed
-
-    @rule()
-    def clear(self):
-        assert self.pool.clear() == self.idle
-        self.expect["destroyed"] += self.idle
-        self.idle = 0
-
-    @invariant()
-    def stats_match_the_model(self):
-        s = self.pool.stats()
-        for field, value in self.expect.items():
-            assert getattr(s, field) == value, field
-        assert s.in_use == len(self.held)
-        assert s.idle == self.idle == len(self.pool)
-        assert s.created == s.destroyed + s.idle + s.in_use
-        assert s.max_in_use >= s.in_use
-        assert Dirty.resets == self.resets
-
-    def teardown(self):
-        self.pool.close()
-
-
-PoolMachine.TestCase.settings = settings(
-    max_examples=150,
-    stateful_step_count=30,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-test_pool_matches_its_model = PoolMachine.TestCase
 
 
 def test_borrow_is_subscriptable_for_annotations():

@@ -1,6 +1,6 @@
 """Every script in examples/ runs to completion.
 
-The scenario examples run in tests/test_scenarios.py, every variant in its
+The scenario examples run in tests/bench/test_scenarios.py, every variant in its
 ``--quick`` form; the others run here as a reader would run them.
 """
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 # Files starting with "_" are helpers of the examples, not examples.
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
 SCENARIO_EXAMPLES = {

@@ -5,7 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-TYPING = Path(__file__).resolve().parent / "typing"
+from helpers import TESTS
+
+TYPING = TESTS / "typing"
 
 
 def run(script: Path) -> None:

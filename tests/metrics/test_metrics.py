@@ -3,6 +3,7 @@ pool collector, and the garbage collector monitor."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import re
 import subprocess
@@ -10,7 +11,6 @@ import sys
 import threading
 import time
 import weakref
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,31 +20,7 @@ from prometheus_client.registry import DuplicateTimeseries
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolTimeout, TieredPool
 from shardpool.metrics import GcMonitor, GcPauses, PoolCollector, monitor_gc, register, unregister
 
-OBJECT_COUNTERS = (
-    "created",
-    "destroyed",
-    "hits",
-    "misses",
-    "puts",
-    "dropped",
-    "expired",
-    "reset_errors",
-    "invalid",
-    "waits",
-    "timeouts",
-    "cancelled",
-)
-OBJECT_GAUGES = ("idle", "in_use", "max_in_use")
-BLOCK_COUNTERS = (
-    "created",
-    "destroyed",
-    "hits",
-    "misses",
-    "puts",
-    "dropped",
-    "expired",
-    "oversize",
-)
+from helpers import BLOCK_COUNTERS, OBJECT_COUNTERS, OBJECT_GAUGES, ROOT
 
 
 def scrape(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -289,6 +265,20 @@ def test_only_pools_are_accepted():
         PoolCollector().add([])  # type: ignore[arg-type]
 
 
+def watch_while_threads_run(work: list, watch, done: threading.Event) -> None:
+    """Runs each of `work` in a thread and `watch` in one more, which goes on
+    until they have ended (`done` is set then)."""
+    threads = [threading.Thread(target=w) for w in work]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    watcher.join()
+
+
 def test_adds_and_scrapes_from_many_threads():
     registry = CollectorRegistry()
     collector = PoolCollector()
@@ -313,15 +303,7 @@ def test_adds_and_scrapes_from_many_threads():
         except BaseException as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=adder, args=(p,)) for p in pools]
-    watcher = threading.Thread(target=scraper)
-    watcher.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    done.set()
-    watcher.join()
+    watch_while_threads_run([lambda p=p: adder(p) for p in pools], scraper, done)
     assert not errors
     samples = scrape(registry)
     published = {dict(k[1])["pool"] for k in samples if k[0] == "shardpool_puts_total"}
@@ -346,7 +328,7 @@ def test_import_without_prometheus_client_says_what_to_install():
 def test_the_metric_table_of_the_guide_names_every_kind_that_has_each_metric():
     """docs/guide/metrics.md lists, per metric, the pool kinds that expose
     it; it once said block pools had no shardpool_in_use."""
-    guide = Path(__file__).parent.parent / "docs" / "guide" / "metrics.md"
+    guide = ROOT / "docs" / "guide" / "metrics.md"
     documented: dict[str, set[str]] = {}
     for line in guide.read_text().splitlines():
         # The pool metrics' table has four columns (name, type, kinds,
@@ -481,17 +463,24 @@ def burning_in_collections(seconds: float):
     return callback
 
 
+@contextlib.contextmanager
+def gc_callback(callback):
+    """`callback` runs in every collection meanwhile, after those already in
+    ``gc.callbacks`` (a running monitor's: so inside the monitor's timing,
+    as a slow collection would be)."""
+    gc.callbacks.append(callback)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(callback)
+
+
 def test_wall_time_counts_a_stall_and_cpu_time_does_not(quiet_gc):
     # Callbacks run in list order, so a callback added after the monitor's
     # runs inside the monitor's timing, as a slow collection would.
-    monitor = GcMonitor().start()
-    stall = sleeping_in_collections(0.03)
-    gc.callbacks.append(stall)
-    try:
+    monitor = GcMonitor()
+    with monitor, gc_callback(sleeping_in_collections(0.03)):
         gc.collect(0)
-    finally:
-        gc.callbacks.remove(stall)
-        monitor.stop()
     young = monitor.stats()[0]
     assert young.wall_seconds >= 0.03
     assert young.cpu_seconds < 0.02, "a sleep is not CPU time"
@@ -501,14 +490,9 @@ def test_wall_time_counts_a_stall_and_cpu_time_does_not(quiet_gc):
 
 
 def test_cpu_time_counts_the_collecting_threads_work(quiet_gc):
-    monitor = GcMonitor().start()
-    burn = burning_in_collections(0.03)
-    gc.callbacks.append(burn)
-    try:
+    monitor = GcMonitor()
+    with monitor, gc_callback(burning_in_collections(0.03)):
         gc.collect(1)
-    finally:
-        gc.callbacks.remove(burn)
-        monitor.stop()
     middle = monitor.stats()[1]
     assert middle.cpu_seconds >= 0.03
     assert middle.wall_seconds >= middle.cpu_seconds * 0.9  # the clocks are read a moment apart
@@ -521,11 +505,8 @@ def test_a_monitor_started_during_a_collection_ignores_its_end(quiet_gc):
         if phase == "stop":
             monitor.start()  # the monitor sees this collection's "stop" only
 
-    gc.callbacks.append(start_late)
-    try:
+    with gc_callback(start_late):
         gc.collect(0)
-    finally:
-        gc.callbacks.remove(start_late)
     assert monitor.running
     assert monitor.stats()[0].collections == 0
     gc.collect(0)
@@ -568,11 +549,8 @@ def test_gc_pause_histograms_in_a_registry(quiet_gc):
     with monitor:
         gc.collect(0)
         gc.collect(0)
-        gc.callbacks.append(stall)
-        try:
+        with gc_callback(stall):
             gc.collect(2)
-        finally:
-            gc.callbacks.remove(stall)
     kinds = types(registry)
     assert kinds["shardpool_gc_pause_seconds"] == "histogram"
     assert kinds["shardpool_gc_pause_cpu_seconds"] == "histogram"
@@ -622,19 +600,7 @@ def test_monitor_gc_registers_and_starts_one_monitor_per_registry(quiet_gc):
         registry.register(GcMonitor())  # the names are taken
 
 
-@pytest.fixture
-def frequent_switches():
-    """Threads switch as often as the interpreter allows, so that a reader runs in the
-    middle of another thread's gc callback if anything lets it."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
-def test_gc_pause_snapshots_hold_whole_collections(frequent_switches):
+def test_gc_pause_snapshots_hold_whole_collections(fast_switching):
     # Threads doing nothing but cheap collections, so that the monitor's
     # callback is most of what runs, and a reader taking snapshots.
     monitor = GcMonitor(buckets=[0.001, 3600.0])  # every pause is in a finite bucket
@@ -654,15 +620,7 @@ def test_gc_pause_snapshots_hold_whole_collections(frequent_switches):
                     torn.append(s)
 
     with monitor:
-        threads = [threading.Thread(target=collector) for _ in range(3)]
-        watcher = threading.Thread(target=reader)
-        watcher.start()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        done.set()
-        watcher.join()
+        watch_while_threads_run([collector] * 3, reader, done)
     assert not torn, torn[:3]
     assert monitor.stats()[0].collections > 0
 
@@ -698,15 +656,7 @@ def test_gc_pause_scrapes_are_consistent_while_threads_collect():
             errors.append(e)
 
     with monitor:
-        threads = [threading.Thread(target=collector) for _ in range(4)]
-        watcher = threading.Thread(target=scraper)
-        watcher.start()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        done.set()
-        watcher.join()
+        watch_while_threads_run([collector] * 4, scraper, done)
     assert not errors, errors
     assert sum(s.collections for s in monitor.stats()) > 0
 

@@ -1,6 +1,6 @@
 """Soak test: many threads hammer every kind of pool for a set time.
 
-    python benches/soak.py --duration 600 [--threads 16] [--seed 1]
+    python tests/soak/soak.py --duration 600 [--threads 16] [--seed 1]
 
 Sixteen threads (by default) run a random mix of operations on an unbounded
 checked ObjectPool, a small bounded ObjectPool (waiters, validate/reset

@@ -1,11 +1,12 @@
 """Every Python example in the README runs as written."""
 
 import re
-from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+from helpers import ROOT
+
+README = ROOT / "README.md"
 EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 

@@ -18,40 +18,13 @@ import pytest
 
 from shardpool import BlockPool, PoolClosed
 
+from helpers import run_threads, switch_interval
+
 KIB = 1 << 10
 MIB = 1 << 20
 THREADS = 8
 OPS_PER_THREAD = 3000
 GIL_ENABLED = getattr(sys, "_is_gil_enabled", lambda: True)()
-
-
-@contextlib.contextmanager
-def switch_interval(seconds: float):
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
-def run_threads(target, n: int) -> list[BaseException]:
-    """Runs target(index) in `n` threads; returns what they raised."""
-    errors: list[BaseException] = []
-
-    def guarded(i: int) -> None:
-        try:
-            target(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-        assert not t.is_alive(), "a thread hung"
-    return errors
 
 
 # --- memory work runs detached from the interpreter ---

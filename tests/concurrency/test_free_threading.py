@@ -9,12 +9,10 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-TESTS = ROOT / "tests"
+from helpers import ROOT, TESTS
 
 free_threaded = pytest.mark.skipif(
     not (hasattr(sys, "_is_gil_enabled") and sysconfig.get_config_var("Py_GIL_DISABLED")),
@@ -68,10 +66,10 @@ def test_threaded_stress_tests_pass_without_the_gil():
         "-q",
         "-p",
         "no:cacheprovider",
-        str(TESTS / "test_object_pool_threads.py"),
-        str(TESTS / "test_block_threads.py"),
-        str(TESTS / "test_asyncio.py"),
-        str(TESTS / "test_metrics.py"),
+        str(TESTS / "object_pool" / "test_object_pool_threads.py"),
+        str(TESTS / "block_pool" / "test_block_pool_threads.py"),
+        str(TESTS / "concurrency" / "test_asyncio.py"),
+        str(TESTS / "metrics" / "test_metrics.py"),
         gil="0",
     )
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import collections
 import random
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +21,8 @@ from collections.abc import Callable
 import pytest
 
 from shardpool import ObjectPool, PoolClosed, PoolTimeout
+
+from helpers import Interrupted, Thing, alarm, switch_interval
 
 THREADS = 8
 # Pool calls per thread: get, put, borrow, get_many and put_many count one each.
@@ -34,11 +34,6 @@ MAX_HELD = 3
 # Enough that threads blocked while holding MAX_HELD - 1 objects each can never
 # starve one another, small enough that threads really do wait.
 BOUNDED_MAX_SIZE = THREADS * (MAX_HELD - 1) + 1
-
-
-class Thing:
-    def __init__(self) -> None:
-        self.data: list = []
 
 
 def wait_until(predicate, timeout: float = 10.0) -> None:
@@ -288,24 +283,13 @@ def test_close_wakes_every_waiter_with_pool_closed():
 
 
 def test_wait_is_interrupted_by_a_signal_handler_and_the_pool_stays_consistent():
-    class Interrupted(Exception):
-        pass
-
-    def handler(signum, frame):
-        raise Interrupted
-
     pool = ObjectPool(Thing, max_size=1)
     held = pool.get()
-    old = signal.signal(signal.SIGALRM, handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.1)
+    with alarm(0.1):
         start = time.monotonic()
         with pytest.raises(Interrupted):
             pool.get(timeout=10)
         assert time.monotonic() - start < 5
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
     s = pool.stats()
     assert (s.in_use, s.idle, s.created) == (1, 0, 1)
     # Interrupted, not timed out (issue 11, defect 9).
@@ -317,22 +301,10 @@ def test_wait_is_interrupted_by_a_signal_handler_and_the_pool_stays_consistent()
 
 
 def test_interrupted_get_many_counts_as_cancelled_and_leaves_nothing_behind():
-    class Interrupted(Exception):
-        pass
-
-    def handler(signum, frame):
-        raise Interrupted
-
     pool = ObjectPool(Thing, max_size=2)
     held = pool.get()
-    old = signal.signal(signal.SIGALRM, handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.1)
-        with pytest.raises(Interrupted):
-            pool.get_many(2, timeout=10)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    with alarm(0.1), pytest.raises(Interrupted):
+        pool.get_many(2, timeout=10)
     s = pool.stats()
     assert (s.waits, s.timeouts, s.cancelled) == (1, 0, 1)
     assert (s.in_use, s.idle, s.created) == (1, 0, 1)
@@ -531,9 +503,7 @@ def test_object_got_in_one_thread_can_be_put_in_another():
 
 def test_racing_double_put_is_accepted_exactly_once():
     pool = ObjectPool(Thing, checked=True, reset=lambda o: o.data.clear())
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with switch_interval(1e-6):
         for _ in range(200):
             obj = pool.get()
             barrier = threading.Barrier(2)
@@ -553,8 +523,6 @@ def test_racing_double_put_is_accepted_exactly_once():
             for t in threads:
                 t.join()
             assert sorted(outcomes) == ["ok", "refused"]
-    finally:
-        sys.setswitchinterval(old)
     s = pool.stats()
     assert (s.puts, s.in_use) == (200, 0)
     assert len(pool) == 1
@@ -717,16 +685,6 @@ def worker(
     except BaseException as exc:
         h.fail(f"thread {me}: {exc!r}")
     ops.append((count, got, given))
-
-
-@pytest.fixture
-def fast_switching():
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 def run_stress(

@@ -25,7 +25,8 @@ import pytest
 
 import shardpool
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 PACKAGE_SOURCE = ROOT / "python" / "shardpool"
 CARGO_VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))

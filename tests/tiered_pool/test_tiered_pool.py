@@ -4,9 +4,7 @@ timeout, borrow, stats, closing, and every error path."""
 
 from __future__ import annotations
 
-import copy
 import gc
-import pickle
 import threading
 import time
 import weakref
@@ -17,23 +15,9 @@ import pytest
 import shardpool
 from shardpool import DEFAULT_MAX_IDLE, ObjectPool, PoolClosed, PoolStats, TieredPool
 
+from helpers import Boom, Recorder, balanced, run_threads, snapshot
+
 LAYERED = [(4096, 1000), (65536, 500), (1 << 20, 100)]
-
-
-class Boom(Exception):
-    """Raised by the hooks under test."""
-
-
-class Recorder:
-    """A hook that remembers its calls and returns a fixed result."""
-
-    def __init__(self, result=None) -> None:
-        self.calls: list = []
-        self.result = result
-
-    def __call__(self, obj):
-        self.calls.append(obj)
-        return self.result
 
 
 class Factory:
@@ -63,19 +47,10 @@ class Sized:
         return self.size
 
 
-def balanced(pool: TieredPool) -> bool:
-    s = pool.stats()
-    return s.created == s.destroyed + s.idle + s.in_use
-
-
 def every_tier_balanced(pool: TieredPool) -> bool:
     """The totals and every tier: created - destroyed == idle + in_use."""
     rows = [pool.stats(), *pool.tier_stats().values()]
     return all(s.created == s.destroyed + s.idle + s.in_use for s in rows)
-
-
-def snapshot(pool: TieredPool):
-    return pool.stats(), pool.tier_stats(), len(pool)
 
 
 @pytest.fixture
@@ -312,26 +287,17 @@ def test_numpy_arrays_of_several_sizes_across_threads():
     pool = TieredPool(
         lambda n: np.zeros(n, dtype=np.uint8), [64, 512, 4096], reset=lambda a: a.fill(0)
     )
-    errors: list = []
 
     def work(tid: int) -> None:
-        try:
-            for i in range(2000):
-                n = (64, 500, 4000, 5000)[(i + tid) % 4]
-                with pool.borrow(n) as a:
-                    assert a.size >= n
-                    assert not a.any(), "not reset"
-                    a[:] = tid
-                    assert (a == tid).all(), "shared with another thread"
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(2000):
+            n = (64, 500, 4000, 5000)[(i + tid) % 4]
+            with pool.borrow(n) as a:
+                assert a.size >= n
+                assert not a.any(), "not reset"
+                a[:] = tid
+                assert (a == tid).all(), "shared with another thread"
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(1, 5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_threads(lambda i: work(i + 1), 4) == []  # thread ids 1 to 4
     s = pool.stats()
     assert s.in_use == 0
     assert s.puts == 8000
@@ -871,68 +837,9 @@ def test_a_resized_object_put_after_close_is_destroyed_in_its_own_tier():
     assert every_tier_balanced(pool)
 
 
-# --- pickling ---
-
-
-def test_pool_cannot_be_pickled_or_copied():
-    pool = TieredPool(bytearray, [16])
-    with pytest.raises(TypeError, match="pickle"):
-        pickle.dumps(pool)
-    with pytest.raises(TypeError):
-        copy.copy(pool)
-
-
 # --- error paths: the right exception, naming the argument, nothing changed ---
-
-BAD_CONSTRUCTOR_ARGS = [
-    ((None, [16]), {}, TypeError, "factory"),
-    ((5, [16]), {}, TypeError, "factory"),
-    ((bytearray, 16), {}, TypeError, "tiers"),
-    ((bytearray, None), {}, TypeError, "tiers"),
-    ((bytearray, ["16"]), {}, TypeError, "tier"),
-    ((bytearray, [16.0]), {}, TypeError, "tier"),
-    ((bytearray, [(16,)]), {}, TypeError, "tier"),
-    ((bytearray, [(16, 1, 1)]), {}, TypeError, "tier"),
-    ((bytearray, [True]), {}, TypeError, "tier"),
-    ((bytearray, [(16, 1.5)]), {}, TypeError, "max_idle"),
-    ((bytearray, [(16, -1)]), {}, ValueError, "max_idle"),
-    ((bytearray, [(16, 10**9)]), {}, ValueError, "max_idle"),
-    ((bytearray, []), {}, ValueError, "tiers"),
-    ((bytearray, [-1]), {}, ValueError, "tier"),
-    ((bytearray, [2**70]), {}, ValueError, "tier"),
-    ((bytearray, [0]), {}, ValueError, "tier"),
-    ((bytearray, [16, 16]), {}, ValueError, "tier"),
-    ((bytearray, [(16, 1), (16, 2)]), {}, ValueError, "tier"),
-    ((bytearray, [16]), {"size_of": 1}, TypeError, "size_of"),
-    ((bytearray, [16]), {"reset": 1}, TypeError, "reset"),
-    ((bytearray, [16]), {"reset": True}, TypeError, "reset"),
-    ((bytearray, [16]), {"validate": "x"}, TypeError, "validate"),
-    ((bytearray, [16]), {"destroy": 3}, TypeError, "destroy"),
-    ((bytearray, [16]), {"reset_on": "later"}, ValueError, "reset_on"),
-    ((bytearray, [16]), {"reset_on": 1}, TypeError, "reset_on"),
-    ((bytearray, [16]), {"idle_timeout": 0}, ValueError, "idle_timeout"),
-    ((bytearray, [16]), {"idle_timeout": -1}, ValueError, "idle_timeout"),
-    ((bytearray, [16]), {"idle_timeout": "1"}, TypeError, "idle_timeout"),
-    ((bytearray, [16]), {"shards": 0}, ValueError, "shards"),
-    ((bytearray, [16]), {"shards": 100_000}, ValueError, "shards"),
-    ((bytearray, [16]), {"shards": 1.0}, TypeError, "shards"),
-]
-
-
-def case_id(args, kwargs) -> str:
-    factory = "bytearray" if args[0] is bytearray else repr(args[0])
-    options = ",".join(f"{k}={v!r}" for k, v in kwargs.items())
-    return f"{factory}-{args[1]!r}-{options}"
-
-
-@pytest.mark.parametrize(
-    ("args", "kwargs", "error", "name"),
-    BAD_CONSTRUCTOR_ARGS,
-    ids=[case_id(args, kwargs) for args, kwargs, _, _ in BAD_CONSTRUCTOR_ARGS],
-)
-def test_bad_constructor_argument_raises_naming_it(args, kwargs, error, name):
-    with pytest.raises(error, match=name):
-        TieredPool(*args, **kwargs)
+# (bad arguments to every method, pickling and copying: the one table in
+# tests/errors/test_bad_input.py)
 
 
 def test_factory_and_tiers_are_positional_only_and_options_keyword_only():
@@ -942,32 +849,6 @@ def test_factory_and_tiers_are_positional_only_and_options_keyword_only():
         TieredPool(bytearray, [16], len)
     with pytest.raises(TypeError, match="max_idle"):
         TieredPool(bytearray, [16], max_idle=3)
-
-
-BAD_CALLS = [
-    ("get(-1)", lambda p: p.get(-1), ValueError, "size"),
-    ("get(1.5)", lambda p: p.get(1.5), TypeError, "size"),
-    ("get('1')", lambda p: p.get("1"), TypeError, "size"),
-    ("get(True)", lambda p: p.get(True), TypeError, "size"),
-    ("get(None)", lambda p: p.get(None), TypeError, "size"),
-    ("get(2**70)", lambda p: p.get(2**70), ValueError, "size"),
-    ("borrow(-1)", lambda p: p.borrow(-1), ValueError, "size"),
-    ("borrow(1.0)", lambda p: p.borrow(1.0), TypeError, "size"),
-    ("trim(-1)", lambda p: p.trim(-1), ValueError, "keep"),
-    ("trim(keep=0.5)", lambda p: p.trim(keep=0.5), TypeError, "keep"),
-    ("put(object())", lambda p: p.put(object()), TypeError, "len"),
-    ("put(5)", lambda p: p.put(5), TypeError, "len"),
-]
-
-
-@pytest.mark.parametrize(
-    ("call", "error", "name"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
-)
-def test_bad_method_argument_raises_and_changes_nothing(used_pool, call, error, name):
-    before = snapshot(used_pool)
-    with pytest.raises(error, match=name):
-        call(used_pool)
-    assert snapshot(used_pool) == before
 
 
 @pytest.mark.parametrize(

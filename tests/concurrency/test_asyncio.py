@@ -15,9 +15,7 @@ import pytest
 
 from shardpool import AsyncBorrow, ObjectPool, PoolClosed, PoolTimeout, TieredPool, _aio
 
-
-class Thing:
-    pass
+from helpers import Thing
 
 
 def run(coro: Any) -> Any:

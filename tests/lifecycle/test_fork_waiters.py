@@ -10,21 +10,19 @@ import os
 import sys
 import threading
 import time
-import warnings
 
 import pytest
 
 from shardpool import ObjectPool, PoolTimeout
+
+from helpers import fork
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 
 def in_child(body: object) -> int:
     """Runs `body()` in a forked child; its exit code (1 on an exception)."""
-    with warnings.catch_warnings():
-        # Python 3.12+ warns about forking a multi-threaded process.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
+    pid = fork()
     if pid == 0:
         code = 1
         try:
@@ -100,9 +98,7 @@ def test_a_task_of_the_forking_event_loop_is_served_in_the_child() -> None:
         task = asyncio.create_task(pool.aget(timeout=5))
         while pool.stats().waits < 1:
             await asyncio.sleep(0.001)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        pid = fork()
         if pid == 0:
             code = 1
             try:

@@ -26,7 +26,6 @@ Here: the same under concurrency, with faults, and close racing with them.
 from __future__ import annotations
 
 import random
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,30 +34,16 @@ import pytest
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolClosed, PoolTimeout, TieredPool
 
+from helpers import Boom, run_threads
+
 THREADS = 8
 OPS = 2000  # per thread
 JOIN_TIMEOUT = 60.0  # generous: the machine is shared; a stranded waiter never returns
 STRANDED = 30.0  # a bounded get that waits this long has lost a wake-up
 
 
-@pytest.fixture(autouse=True)
-def fast_switching():
-    """Switch threads as often as the interpreter can, to interleave more."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
-
-
-@pytest.fixture
-def unraisable(monkeypatch):
-    seen: list = []
-    monkeypatch.setattr(sys, "unraisablehook", seen.append)
-    return seen
-
-
-class Boom(Exception):
-    """Raised by a hook at a random point."""
+# Switch threads as often as the interpreter can, to interleave more.
+pytestmark = pytest.mark.usefixtures("fast_switching")
 
 
 class Item:
@@ -107,6 +92,10 @@ class Faults:
                 self.raised[id(exc)] = exc
                 self.calls[f"{hook} raised"] = self.calls.get(f"{hook} raised", 0) + 1
             raise exc
+
+    def hooks(self) -> dict:
+        """The pool options that call the failing hooks."""
+        return {"reset": self.reset, "validate": self.validate, "destroy": self.destroy}
 
     def violation(self, message: str) -> None:
         with self.lock:
@@ -192,28 +181,6 @@ class Holders:
             self.out.discard(id(obj))
 
 
-def run_threads(target, n: int = THREADS) -> list[BaseException]:
-    """Runs `target(index)` in `n` threads; returns their unexpected errors.
-    A thread still running after JOIN_TIMEOUT is a stranded waiter."""
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            target(i)
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(i,), name=f"t{i}", daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + JOIN_TIMEOUT
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t.name for t in threads if t.is_alive()]
-    assert not stuck, f"threads never finished (stranded waiters or a deadlock): {stuck}"
-    return errors
-
-
 # --- ObjectPool ---
 
 CONFIGS = {
@@ -235,14 +202,7 @@ def test_object_pool_with_failing_hooks_in_threads_keeps_exact_books(config, rat
     kwargs = CONFIGS[config]
     max_size = kwargs.get("max_size")
     faults = Faults(RATES[rates], max_size=max_size, seed=f"{config}-{rates}")
-    pool = ObjectPool(
-        faults.factory,
-        reset=faults.reset,
-        validate=faults.validate,
-        destroy=faults.destroy,
-        shards=4,
-        **kwargs,
-    )
+    pool = ObjectPool(faults.factory, shards=4, **faults.hooks(), **kwargs)
     holders = Holders(faults)
     caught: list[Boom] = []
 
@@ -290,7 +250,7 @@ def test_object_pool_with_failing_hooks_in_threads_keeps_exact_books(config, rat
             except Boom as e:
                 caught.append(e)
 
-    errors = run_threads(worker)
+    errors = run_threads(worker, THREADS, JOIN_TIMEOUT)
     assert errors == []
     assert faults.violations == []
 
@@ -347,7 +307,7 @@ def test_factory_failing_with_waiters_hands_the_slot_on():
             except Boom as e:
                 caught.append(e)
 
-    assert run_threads(worker) == []
+    assert run_threads(worker, THREADS, JOIN_TIMEOUT) == []
     s = pool.stats()
     assert faults.n("factory raised") > 0
     assert {id(e) for e in caught} == set(faults.raised)
@@ -430,10 +390,8 @@ def test_tiered_pool_with_failing_hooks_in_threads_keeps_exact_books(unraisable)
         faults.factory,
         [(16, 4), (256, 4), (4096, 2)],
         size_of=faults.size_of,
-        reset=faults.reset,
-        validate=faults.validate,
-        destroy=faults.destroy,
         shards=3,
+        **faults.hooks(),
     )
     holders = Holders(faults)
     caught: list[Boom] = []
@@ -473,7 +431,7 @@ def test_tiered_pool_with_failing_hooks_in_threads_keeps_exact_books(unraisable)
         while held:
             give_back()
 
-    assert run_threads(worker) == []
+    assert run_threads(worker, THREADS, JOIN_TIMEOUT) == []
     assert faults.violations == []
     s = pool.stats()
     assert s.in_use == 0
@@ -536,7 +494,7 @@ def test_block_pool_survives_failing_holders_in_threads():
             except MemoryError:
                 pass
 
-    assert run_threads(worker) == []
+    assert run_threads(worker, THREADS, JOIN_TIMEOUT) == []
     assert errors == []
     s = pool.stats()
     assert s.bytes_in_use == 0
@@ -574,7 +532,7 @@ def test_buffer_pool_survives_failing_holders_in_threads():
             except (Boom, TypeError):
                 pass
 
-    assert run_threads(worker) == []
+    assert run_threads(worker, THREADS, JOIN_TIMEOUT) == []
     assert errors == []
     s = pool.stats()
     assert s.in_use == 0

@@ -1,0 +1,163 @@
+"""Helpers shared by the Python tests, imported as ``from helpers import ...``
+(``tests/`` is on ``sys.path`` through its ``conftest.py``). Fixtures live in
+``conftest.py``; plain functions, classes and constants live here.
+
+No third-party import at the top here: scripts/free-threaded leaves out a test file whose
+own imports name a package that is not installed, which it could not see
+through this module."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository's top folder."""
+
+TESTS = ROOT / "tests"
+
+# The fields of an object pool's ``stats()`` (ObjectPool, TieredPool and its
+# tiers, BufferPool), and of a block pool's.
+_COMMON_COUNTERS = ("created", "destroyed", "hits", "misses", "puts", "dropped", "expired")
+OBJECT_COUNTERS = (*_COMMON_COUNTERS, "reset_errors", "invalid", "waits", "timeouts", "cancelled")
+OBJECT_GAUGES = ("in_use", "idle", "max_in_use")
+STAT_FIELDS = OBJECT_COUNTERS + OBJECT_GAUGES
+BLOCK_COUNTERS = (*_COMMON_COUNTERS, "oversize")
+
+
+@contextlib.contextmanager
+def switch_interval(seconds: float) -> Iterator[None]:
+    """Threads switch every `seconds` meanwhile (1e-6: as often as the
+    interpreter can, to interleave more; 100: hardly ever)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+def run_threads(target: Any, n: int, timeout: float = 60.0) -> list[BaseException]:
+    """Runs ``target(index)`` in `n` threads (index 0 to n - 1) and returns
+    what they raised. A thread still running after `timeout` seconds (for
+    all of them: generous, the machine is shared) fails the test: a stranded
+    waiter, or a deadlock."""
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            target(i)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"t{i}", daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threads if t.is_alive()]
+    assert not stuck, f"threads never finished (stranded waiters or a deadlock): {stuck}"
+    return errors
+
+
+class Interrupted(Exception):
+    """Raised by the SIGALRM handler of ``alarm()``."""
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted
+
+
+@contextlib.contextmanager
+def alarm(seconds: float, interval: float = 0.0, handler: Any = _interrupt) -> Iterator[None]:
+    """SIGALRM after `seconds` (then every `interval`) meanwhile, handled by
+    `handler` (by default: raise ``Interrupted``, as a Ctrl-C would raise
+    KeyboardInterrupt); the timer is off and the old handler back after."""
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds, interval)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def fork() -> int:
+    """``os.fork()``, without the DeprecationWarning Python 3.12+ gives when
+    other threads run: that forking then may deadlock the child is what the
+    fork tests test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
+
+
+class Boom(Exception):
+    """Raised by the hooks under test."""
+
+
+class Thing:
+    """A plain pooled object without a reset method; holders write to ``data``."""
+
+    def __init__(self) -> None:
+        self.data: list = []
+
+
+class Recorder:
+    """A hook (destroy, validate, reset) that remembers its calls and returns
+    a fixed result."""
+
+    def __init__(self, result: Any = None) -> None:
+        self.calls: list = []
+        self.result = result
+
+    def __call__(self, obj: Any) -> Any:
+        self.calls.append(obj)
+        return self.result
+
+
+def balanced(pool: Any) -> bool:
+    """The books of an object pool balance: every object made is idle, in
+    use or destroyed."""
+    s = pool.stats()
+    return s.created == s.destroyed + s.idle + s.in_use
+
+
+def snapshot(pool: Any) -> tuple:
+    """Everything a pool shows of its state, to compare before and after a
+    call that must change nothing: ``stats()`` (as a dict, with the class rows
+    of a block pool), ``len()``, and the tier rows of a TieredPool and the
+    calibrated capacities of a BufferPool."""
+    state: list = [pool.stats().as_dict(), len(pool)]
+    if hasattr(pool, "tier_stats"):
+        state.append({size: s.as_dict() for size, s in pool.tier_stats().items()})
+    if hasattr(pool, "typical_capacity"):
+        state += [pool.typical_capacity, pool.large_capacity]
+    return tuple(state)
+
+
+def address(buffer: Any) -> int:
+    """Where the memory of a buffer (a Block, a Buffer) starts: its identity.
+    An export, though a brief one: a block's memory then goes back only when
+    its ``Block`` object is collected, so tests ``del`` it after its release."""
+    view = memoryview(buffer)
+    if view.readonly:
+        import numpy as np  # ctypes takes the address of writable memory only
+
+        probe: Any = np.frombuffer(view, np.uint8)
+        start = probe.ctypes.data
+    else:
+        probe = (ctypes.c_char * 0).from_buffer(view)
+        start = ctypes.addressof(probe)
+    del probe
+    view.release()  # raises if the address probe left an export behind
+    return start
