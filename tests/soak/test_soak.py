@@ -1,6 +1,6 @@
 """Keeps ``tests/soak/soak.py`` working: a 3-second run must pass, and its
 failure path (non-zero status) must work. The long run is done by hand:
-``python tests/soak/soak.py --duration 660`` (see docs/soak.txt)."""
+``python tests/soak/soak.py --duration 660`` (see docs/data/soak/soak.txt)."""
 
 from __future__ import annotations
 
