@@ -12,7 +12,11 @@ The same load through each pool: every thread borrows a connection, runs
 alternate the pools (each round starts with the next one), so that a drift
 of the machine falls on all alike. Measured: requests per second, and the
 wait for a connection (from asking to holding), whose percentiles are over
-every request of every round. Each pool as its users would set it up:
+every request of every round; and fairness, the requests of the thread that
+made the fewest in a round over the average thread's (the worst round): a
+pool that lets a returning thread take its connection straight back serves
+most requests at once and starves a few threads, which the percentiles of
+all requests hide. Each pool as its users would set it up:
 
 - ``shardpool``: the pool of ``examples/postgres/postgres_pool.py``
   (``max_size=4``, every connection made up front, ``validate`` without a
@@ -113,9 +117,11 @@ POOLS: dict[str, Callable[[str, int], AbstractContextManager[Borrow]]] = {
 }
 
 
-def run_round(borrow: Borrow, threads: int, seconds: float) -> tuple[float, list[float]]:
-    """Requests per second, and every request's wait for a connection (seconds)."""
+def run_round(borrow: Borrow, threads: int, seconds: float) -> tuple[float, list[float], list[int]]:
+    """Requests per second, every request's wait for a connection (seconds), and
+    how many requests each thread made."""
     waits: list[float] = []
+    counts: list[int] = []
     lock = threading.Lock()
     start = threading.Barrier(threads + 1)
     deadline = [0.0]
@@ -130,6 +136,7 @@ def run_round(borrow: Borrow, threads: int, seconds: float) -> tuple[float, list
                 conn.execute("select 1").fetchone()
         with lock:
             waits.extend(mine)
+            counts.append(len(mine))
 
     workers = [threading.Thread(target=worker) for _ in range(threads)]
     for w in workers:
@@ -139,7 +146,7 @@ def run_round(borrow: Borrow, threads: int, seconds: float) -> tuple[float, list
     start.wait()
     for w in workers:
         w.join()
-    return len(waits) / (time.perf_counter() - began), waits
+    return len(waits) / (time.perf_counter() - began), waits, counts
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -181,13 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     names = list(POOLS)
     rates: dict[str, list[float]] = {name: [] for name in names}
     waits: dict[str, list[float]] = {name: [] for name in names}
+    # The least-served thread's requests over the average thread's, per round.
+    fairness: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             with POOLS[name](args.dsn, args.connections) as borrow:
                 run_round(borrow, args.threads, min(0.2, args.seconds))  # warm up
-                rate, round_waits = run_round(borrow, args.threads, args.seconds)
+                rate, round_waits, counts = run_round(borrow, args.threads, args.seconds)
             rates[name].append(rate)
+            fairness[name].append(min(counts) / statistics.mean(counts))
             waits[name] += round_waits
             print(f"round {r + 1}: {name:<13} {rate:9,.0f} requests/s", file=sys.stderr)
 
@@ -198,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "requests_per_second": statistics.median(rates[name]),
             "requests_per_second_rounds": rates[name],
             "requests": len(w),
+            "least_served_thread_share": min(fairness[name]),
             "wait_ms": {
                 "p50": percentile(w, 0.50) * 1e3,
                 "p99": percentile(w, 0.99) * 1e3,
@@ -209,15 +220,20 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{args.threads} threads, {args.connections} connections, `select 1` per borrow; "
         f"{args.rounds} alternated rounds of {args.seconds:g} s per pool\n"
     )
-    print("| pool | requests/s (median) | vs psycopg_pool | wait p50 | wait p99 | wait max |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| pool | requests/s | vs psycopg_pool | wait p50 | wait p99 | wait max | fairness |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, res in results.items():
         ms = res["wait_ms"]
         print(
             f"| {name} | {res['requests_per_second']:,.0f} | "
             f"{res['requests_per_second'] / base:.2f}x | {ms['p50']:.2f} ms | "
-            f"{ms['p99']:.2f} ms | {ms['max']:.1f} ms |"
+            f"{ms['p99']:.2f} ms | {ms['max']:.1f} ms | "
+            f"{res['least_served_thread_share']:.2f} |"
         )
+    print(
+        "\nrequests/s: the median of the rounds. fairness: the fewest requests one thread "
+        "made in a round, over the average thread's (1: even; 0: a thread starved)."
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         document = {
