@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import select
 import subprocess
@@ -35,6 +36,7 @@ from shardpool import ObjectPool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "postgres" / "postgres_pool.py"
+BENCH = ROOT / "benches" / "postgres.py"
 DSN = os.environ.get("SHARDPOOL_PG_DSN", "")
 
 needs_server = pytest.mark.skipif(
@@ -140,6 +142,31 @@ def test_the_example_runs_in_quick_mode() -> None:
     assert "asyncio: 16 workers, 4 connections" in out
     assert out.count(" 0 failed") == 2, out
     assert out.count("in use 0, most in use 4") == 2, out
+
+
+@needs_server
+def test_the_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
+    out = tmp_path / "postgres.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == [
+        "| shardpool",
+        "| psycopg_pool",
+        "| queue.Queue",
+    ]
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"shardpool", "psycopg_pool", "queue.Queue"}
+    for name, result in results.items():
+        assert result["requests"] > 0, name
+        waits = result["wait_ms"]
+        assert 0 <= waits["p50"] <= waits["p99"] <= waits["max"], name
+        assert 0 <= result["least_served_thread_share"] <= 1, name
 
 
 @needs_server
