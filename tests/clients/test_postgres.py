@@ -34,7 +34,8 @@ import pytest
 
 from shardpool import ObjectPool
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 EXAMPLE = ROOT / "examples" / "postgres" / "postgres_pool.py"
 BENCH = ROOT / "benches" / "postgres.py"
 DSN = os.environ.get("SHARDPOOL_PG_DSN", "")
