@@ -38,6 +38,9 @@ mod lease;
 mod ledger;
 mod limit;
 mod memory;
+// Used by the binding only; tested here with the rest of the core.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod pauses;
 mod pool;
 mod shards;
 mod sync;
