@@ -43,6 +43,9 @@ mod memory;
 mod pauses;
 mod pool;
 mod shards;
+// Used by the binding only, as `pauses`.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod sites;
 mod sync;
 mod tiered;
 
