@@ -267,17 +267,12 @@ impl TieredPool {
         let keep = args::optional_count(keep, "keep")?.unwrap_or(0);
         Ok(self
             .core
-            .used()
-            .map(|(size, p)| p.trim(&mut self.hooks.bound(py, Some(size)), keep))
-            .sum())
+            .trim(keep, |size| self.hooks.bound(py, Some(size))))
     }
 
     /// Destroy every idle object. Returns how many were destroyed.
     fn clear(&self, py: Python<'_>) -> usize {
-        self.core
-            .used()
-            .map(|(size, p)| p.trim(&mut self.hooks.bound(py, Some(size)), 0))
-            .sum()
+        self.core.trim(0, |size| self.hooks.bound(py, Some(size)))
     }
 
     /// The tiers as ``(size, max_idle)`` pairs, smallest first.
