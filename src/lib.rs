@@ -38,8 +38,14 @@ mod lease;
 mod ledger;
 mod limit;
 mod memory;
+// Used by the binding only; tested here with the rest of the core.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod pauses;
 mod pool;
 mod shards;
+// Used by the binding only, as `pauses`.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod sites;
 mod sync;
 mod tiered;
 

@@ -371,6 +371,15 @@ impl<T: Send> Tiered<T> {
         self.pools[class].get().map(Pool::stats).unwrap_or_default()
     }
 
+    /// In every class used, destroys expired idle objects, then the oldest
+    /// until at most `keep` remain ([`Pool::trim`]); returns how many.
+    pub fn trim<H: Hooks<T>>(&self, keep: usize, hooks: impl Fn(usize) -> H) -> usize {
+        let trimmed = self
+            .used()
+            .map(|(size, pool)| pool.trim(&mut hooks(size), keep));
+        trimmed.sum()
+    }
+
     /// Every pool in use, with its class size.
     pub fn used(&self) -> impl Iterator<Item = (usize, &Pool<T>)> {
         self.pools

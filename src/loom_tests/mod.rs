@@ -49,6 +49,23 @@ where
     loom::thread::spawn(move || f(shared))
 }
 
+/// Checks `model` exhaustively on an item `lent` makes (with the count of
+/// times its memory came back): once the model has ended, with every
+/// reference to the item gone, the memory came back exactly once.
+fn check_returned_once<T: 'static>(
+    lent: fn() -> (
+        loom::sync::Arc<T>,
+        loom::sync::Arc<loom::sync::atomic::AtomicUsize>,
+    ),
+    model: impl Fn(loom::sync::Arc<T>) + Sync + Send + 'static,
+) {
+    check(Bound::Exhaustive, move || {
+        let (item, returned) = lent();
+        model(item);
+        assert_eq!(returned.load(Ordering::Relaxed), 1);
+    });
+}
+
 /// Checks `f` under loom within `bound`, or with at most
 /// `LOOM_MAX_PREEMPTIONS` preemptions when that is set (to search deeper
 /// by hand), and reports how many executions loom explored (shown with

@@ -228,24 +228,19 @@ pub struct Block {
 
 impl Block {
     fn release(&self, py: Python<'_>) -> PyResult<()> {
-        match self.pool.release(&self.leased, &Detached(py)) {
-            Ok(()) => {
-                self.pool.returned();
-                Ok(())
-            }
-            Err(LeaseError::Exported(n)) => Err(PyBufferError::new_err(format!(
+        let outcome = self.pool.release(&self.leased, &Detached(py));
+        self.pool.settle(outcome).map_err(|e| match e {
+            LeaseError::Exported(n) => PyBufferError::new_err(format!(
                 "cannot release a block while {n} view(s) of it (memoryview, numpy array, ...) are alive"
-            ))),
-            Err(LeaseError::Released) => Err(PyValueError::new_err("the block was released already")),
-        }
+            )),
+            LeaseError::Released => PyValueError::new_err("the block was released already"),
+        })
     }
 
     /// `__exit__`: releases the block, or defers that while views are alive.
     fn exit(&self, py: Python<'_>) -> PyResult<()> {
         let outcome = self.pool.release_or_defer(&self.leased, &Detached(py));
-        if outcome.is_ok() {
-            self.pool.returned();
-        }
+        let _ = self.pool.settle(outcome);
         Ok(())
     }
 

@@ -78,9 +78,6 @@ impl BufferPool {
 
     /// An empty ``Buffer``.
     fn get(&self, py: Python<'_>) -> PyResult<Buffer> {
-        if self.core.is_closed() {
-            return Err(PoolClosed::new_err("the pool is closed"));
-        }
         let lease = self
             .core
             .lease()
@@ -201,19 +198,13 @@ impl Buffer {
         } else {
             self.pool.release_or_defer(&self.lease)
         };
-        match outcome {
-            Ok(()) => {
-                self.pool.returned();
-                Ok(())
-            }
-            Err(BufferError::Released) => {
-                Err(PyValueError::new_err("the buffer was released already"))
-            }
-            Err(BufferError::Exported(n)) => Err(PyBufferError::new_err(format!(
+        self.pool.settle(outcome).map_err(|e| match e {
+            BufferError::Released => PyValueError::new_err("the buffer was released already"),
+            BufferError::Exported(n) => PyBufferError::new_err(format!(
                 "cannot release a Buffer while {n} view(s) of it are alive"
-            ))),
-            Err(other) => Err(refused(other)),
-        }
+            )),
+            other => refused(other),
+        })
     }
 
     fn release(&self) -> PyResult<()> {
@@ -236,11 +227,9 @@ impl Buffer {
         // Exported before the lease locks: exporting `data` may run Python
         // code (and exporting this buffer itself makes the append refused).
         let src = PyUntypedBuffer::get(data).map_err(|_| {
+            let type_name = args::type_name(data);
             PyTypeError::new_err(format!(
-                "a bytes-like object is required, not '{}'",
-                data.get_type()
-                    .name()
-                    .map_or_else(|_| "?".into(), |n| n.to_string())
+                "a bytes-like object is required, not '{type_name}'"
             ))
         })?;
         if !src.is_c_contiguous() {

@@ -7,7 +7,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
-use super::aio::aio;
+use super::aio::aio_methods;
 use super::args;
 use super::borrow::{Borrow, BorrowArgs, Lend};
 use super::class_macros::{core_getters, generic_class};
@@ -199,6 +199,22 @@ core_getters!(ObjectPool {
     checked: bool = is_checked,
 });
 generic_class!(ObjectPool);
+aio_methods!(
+    ObjectPool, (timeout: Option<&Bound<'_, PyAny>>) (timeout=None) => {
+        args::seconds(timeout, "timeout")?.1
+    },
+    /// ``await pool.aget()``: ``get()`` for asyncio. Waiting for a full
+    /// bounded pool never blocks the event loop: the task joins the same
+    /// queue as threads blocked in ``get()``, served in arrival order, and
+    /// resumes when a ``put`` (from any thread or task) hands it an object.
+    /// A task cancelled or timed out while it waits loses nothing: an object
+    /// granted meanwhile goes back to the pool. Raises ``PoolTimeout`` after
+    /// ``timeout`` seconds, ``PoolClosed`` if the pool closes.
+    aget: "aget";
+    /// ``async with pool.aborrow() as obj:``: ``aget()`` on entry, ``put``
+    /// on exit (also when the block raises or the task is cancelled).
+    aborrow: "AsyncBorrow";
+);
 
 /// Refuses, with `MemoryError` (as `[None] * n` does), a `get_many` whose
 /// list of `n` objects no memory could hold, before the core allocates that
@@ -296,33 +312,6 @@ impl ObjectPool {
     #[pyo3(signature = (obj, /))]
     fn put(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         self.put_object(obj)
-    }
-
-    /// ``await pool.aget()``: ``get()`` for asyncio. Waiting for a full
-    /// bounded pool never blocks the event loop: the task joins the same
-    /// queue as threads blocked in ``get()``, served in arrival order, and
-    /// resumes when a ``put`` (from any thread or task) hands it an object.
-    /// A task cancelled or timed out while it waits loses nothing: an object
-    /// granted meanwhile goes back to the pool. Raises ``PoolTimeout`` after
-    /// ``timeout`` seconds, ``PoolClosed`` if the pool closes.
-    #[pyo3(signature = (timeout=None))]
-    fn aget<'py>(
-        slf: &Bound<'py, Self>,
-        timeout: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (_, secs) = args::seconds(timeout, "timeout")?;
-        aio(slf.py())?.getattr("aget")?.call1((slf, secs))
-    }
-
-    /// ``async with pool.aborrow() as obj:``: ``aget()`` on entry, ``put``
-    /// on exit (also when the block raises or the task is cancelled).
-    #[pyo3(signature = (timeout=None))]
-    fn aborrow<'py>(
-        slf: &Bound<'py, Self>,
-        timeout: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (_, secs) = args::seconds(timeout, "timeout")?;
-        aio(slf.py())?.getattr("AsyncBorrow")?.call1((slf, secs))
     }
 
     /// For ``shardpool._aio``: an object, or a ``_Waiting`` if a full

@@ -77,6 +77,16 @@ impl<C> PoolLink<C> {
         self.shared.tracking.returned(self.ticket);
     }
 
+    /// `outcome` of letting the item go back: once it is back, its site is
+    /// forgotten.
+    #[inline]
+    pub fn settle<E>(&self, outcome: Result<(), E>) -> Result<(), E> {
+        if outcome.is_ok() {
+            self.returned();
+        }
+        outcome
+    }
+
     /// Refuses (`ValueError`) a `put()` to `pool` of a `what` from another.
     pub fn check_put_to(&self, pool: &Arc<Shared<C>>, what: &str, kind: &str) -> PyResult<()> {
         if Arc::ptr_eq(&self.shared, pool) {

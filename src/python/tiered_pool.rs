@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::PyTraverseError;
 
-use super::aio::aio;
+use super::aio::aio_methods;
 use super::args;
 use super::borrow::{Borrow, BorrowArgs, Lend};
 use super::class_macros::{core_getters, generic_class};
@@ -150,6 +150,21 @@ core_getters!(TieredPool {
     checked: bool = is_checked,
 });
 generic_class!(TieredPool);
+aio_methods!(
+    TieredPool,
+    (size: &Bound<'_, PyAny>, timeout: Option<&Bound<'_, PyAny>>) (size, timeout=None) => {
+        let size = args::count(size, "size")?;
+        args::seconds(timeout, "timeout")?;
+        size
+    },
+    /// ``await pool.aget(size)``: ``get(size)`` for asyncio. A tiered pool is
+    /// unbounded, so it never waits; ``timeout`` is accepted (and checked)
+    /// for symmetry with ``ObjectPool.aget``.
+    aget: "aget_sized";
+    /// ``async with pool.aborrow(size) as obj:``: ``aget(size)`` on entry,
+    /// ``put`` on exit (also when the block raises or the task is cancelled).
+    aborrow: "AsyncBorrow";
+);
 
 #[pymethods]
 impl TieredPool {
@@ -220,33 +235,6 @@ impl TieredPool {
         self.put_object(obj)
     }
 
-    /// ``await pool.aget(size)``: ``get(size)`` for asyncio. A tiered pool is
-    /// unbounded, so it never waits; ``timeout`` is accepted (and checked)
-    /// for symmetry with ``ObjectPool.aget``.
-    #[pyo3(signature = (size, timeout=None))]
-    fn aget<'py>(
-        slf: &Bound<'py, Self>,
-        size: &Bound<'py, PyAny>,
-        timeout: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let size = args::count(size, "size")?;
-        args::seconds(timeout, "timeout")?;
-        aio(slf.py())?.getattr("aget_sized")?.call1((slf, size))
-    }
-
-    /// ``async with pool.aborrow(size) as obj:``: ``aget(size)`` on entry,
-    /// ``put`` on exit (also when the block raises or the task is cancelled).
-    #[pyo3(signature = (size, timeout=None))]
-    fn aborrow<'py>(
-        slf: &Bound<'py, Self>,
-        size: &Bound<'py, PyAny>,
-        timeout: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let size = args::count(size, "size")?;
-        args::seconds(timeout, "timeout")?;
-        aio(slf.py())?.getattr("AsyncBorrow")?.call1((slf, size))
-    }
-
     /// A context manager: ``get(size)`` on entry, ``put`` on exit (also when
     /// the block raises).
     fn borrow(slf: &Bound<'_, Self>, size: &Bound<'_, PyAny>) -> PyResult<Borrow> {
@@ -279,17 +267,12 @@ impl TieredPool {
         let keep = args::optional_count(keep, "keep")?.unwrap_or(0);
         Ok(self
             .core
-            .used()
-            .map(|(size, p)| p.trim(&mut self.hooks.bound(py, Some(size)), keep))
-            .sum())
+            .trim(keep, |size| self.hooks.bound(py, Some(size))))
     }
 
     /// Destroy every idle object. Returns how many were destroyed.
     fn clear(&self, py: Python<'_>) -> usize {
-        self.core
-            .used()
-            .map(|(size, p)| p.trim(&mut self.hooks.bound(py, Some(size)), 0))
-            .sum()
+        self.core.trim(0, |size| self.hooks.bound(py, Some(size)))
     }
 
     /// The tiers as ``(size, max_idle)`` pairs, smallest first.

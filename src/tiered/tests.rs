@@ -379,3 +379,19 @@ fn threads_resizing_objects_leave_every_class_balanced() {
     assert_books(&t, &log, 0);
     assert_eq!(t.idle(), 0);
 }
+
+#[test]
+fn trim_keeps_at_most_keep_idle_in_each_class() {
+    let (t, log) = (family(true, 4), Log::default());
+    let got: Vec<_> = [8, 8, 8, 32]
+        .map(|size| (t.get(size, hooks(&log)).unwrap().0, size))
+        .into();
+    for (item, size) in got {
+        t.put(item, size, hooks(&log)).unwrap();
+    }
+    assert_eq!(t.trim(1, hooks(&log)), 2, "two of the three of size 8");
+    assert_eq!(t.idle(), 2);
+    assert_eq!(t.trim(0, hooks(&log)), 2);
+    assert_eq!(t.idle(), 0);
+    assert_books(&t, &log, 0);
+}
