@@ -23,6 +23,9 @@
 //!   `buffers`: the pool of growable buffers that learns the sizes of
 //!   recent use ([`BufferPool`]), and `buffer_lease`: the export/release
 //!   protocol of a buffer handed out ([`LeasedBuffer`]).
+//! - `sites` and `pauses` (used by the binding only): where each item
+//!   still out was acquired (`track=True`), and the garbage collector's
+//!   pause totals per generation (`GcMonitor`).
 
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
