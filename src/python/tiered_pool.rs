@@ -2,13 +2,14 @@
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::aio::aio;
 use super::args;
-use super::borrow::{Borrow, BorrowArgs, Lend};
+use super::borrow::{self, Borrow, BorrowArgs, Lend};
 use super::class_macros::{core_getters, generic_class};
+use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
@@ -16,13 +17,13 @@ use super::stats::PoolStats;
 use super::tracking::object_key as key;
 use crate::classes::SizeClasses;
 use crate::tiered::{Filing, Tiered};
-use crate::{Config, PutError};
+use crate::{Config, NotOut, PutError};
 
 /// A layered pool: objects of several sizes, one sharded pool per tier.
 ///
 /// ``TieredPool(factory, tiers, *, size_of=None, reset=None, validate=None,
 /// destroy=None, reset_on="put", idle_timeout=None, shards=None,
-/// checked=True, name=None, track=False)``
+/// checked=True, name=None, track=False, discard_on=())``
 ///
 /// ``get(size)`` returns an object from the smallest tier whose size is at
 /// least ``size``, made by ``factory(tier_size)`` when that tier has none
@@ -61,6 +62,8 @@ use crate::{Config, PutError};
 ///     name: A name for ``repr()``, warnings and metrics labels.
 ///     track: Record where each object is acquired, for ``outstanding()``
 ///         and the ``ResourceWarning`` of ``close()``.
+///     discard_on: As for ``ObjectPool``: exception classes whose raising
+///         in a ``borrow()`` or ``aborrow()`` block discards the object.
 ///
 /// Raises:
 ///     TypeError, ValueError: for bad arguments, naming the argument.
@@ -69,6 +72,7 @@ pub struct TieredPool {
     core: Shared<Tiered<Py<PyAny>>>,
     hooks: ObjectHooks,
     size_of: Option<Py<PyAny>>,
+    discard_on: DiscardOn,
 }
 
 impl TieredPool {
@@ -109,6 +113,37 @@ impl TieredPool {
             }
         }
     }
+
+    fn discard_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = obj.py();
+        // A checked pool knows the object's tier: a broken object is not
+        // measured (its `size_of` might fail).
+        let size = if self.core.is_checked() {
+            0
+        } else {
+            self.size_of(obj)?
+        };
+        let key = obj.as_ptr() as u64;
+        let record = self.core.tracking.returned(key);
+        match self.core.discard(obj.clone().unbind(), size, |tier| {
+            self.hooks.bound(py, Some(tier))
+        }) {
+            Ok(()) => Ok(()),
+            Err(NotOut) => {
+                self.core.tracking.restore(key, record);
+                Err(discard::not_out(obj))
+            }
+        }
+    }
+
+    /// The end of a `borrow()`/`aborrow()` block that did not discard its
+    /// object itself: a discard if it raised one of `discard_on`, else a put.
+    fn end_borrow(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        if self.discard_on.matches(exc)? {
+            return self.discard_object(obj);
+        }
+        self.put_object(obj)
+    }
 }
 
 impl Lend for TieredPool {
@@ -116,8 +151,8 @@ impl Lend for TieredPool {
         self.get_sized(py, args.size)
     }
 
-    fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.put_object(obj)
+    fn take_back(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        self.end_borrow(obj, exc)
     }
 }
 
@@ -156,7 +191,8 @@ impl TieredPool {
     #[new]
     #[pyo3(signature = (
         factory, tiers, /, *, size_of=None, reset=None, validate=None, destroy=None,
-        reset_on=None, idle_timeout=None, shards=None, checked=None, name=None, track=None
+        reset_on=None, idle_timeout=None, shards=None, checked=None, name=None, track=None,
+        discard_on=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -172,8 +208,10 @@ impl TieredPool {
         checked: Option<Bound<'_, PyAny>>,
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
+        discard_on: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
+        let discard_on = DiscardOn::new(discard_on.as_ref())?;
         let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
         let reset_on = args::choice(reset_on.as_ref(), "reset_on", &hooks::RESET_ON)?;
         let specs = args::size_specs(&tiers, "tiers", "tier")?;
@@ -201,6 +239,7 @@ impl TieredPool {
             core: Shared::new(tiers, labels),
             hooks,
             size_of,
+            discard_on,
         })
     }
 
@@ -218,6 +257,48 @@ impl TieredPool {
     #[pyo3(signature = (obj, /))]
     fn put(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         self.put_object(obj)
+    }
+
+    /// Destroy an object from ``get`` instead of giving it back (it is
+    /// broken, or must not be reused): ``destroy`` runs, counted in
+    /// ``stats().discarded`` in the tier it came from. A checked pool raises
+    /// ``ValueError`` (changing nothing) for an object it has not handed
+    /// out, or one returned or discarded already (an unchecked pool cannot
+    /// tell: it destroys whatever it is given, counted in the tier
+    /// ``size_of(obj)`` files it in). Inside a ``borrow()`` or ``aborrow()``
+    /// block, the block's exit then does nothing more.
+    #[pyo3(signature = (obj, /))]
+    fn discard(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        slf.get().discard_object(obj)?;
+        borrow::note_discarded(slf.as_any(), obj);
+        Ok(())
+    }
+
+    /// An ``aborrow()`` block got ``obj`` (for ``AsyncBorrow``). Not public API.
+    #[pyo3(signature = (obj, /))]
+    fn _note_lent(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) {
+        borrow::note_lent(slf.as_any(), obj);
+    }
+
+    /// The end of an ``aborrow()`` block (for ``AsyncBorrow``): as the exit
+    /// of a ``borrow()`` block. Not public API.
+    #[pyo3(signature = (obj, exc, /))]
+    fn _end_borrow(
+        slf: &Bound<'_, Self>,
+        obj: &Bound<'_, PyAny>,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        if borrow::note_exit(slf.as_any(), obj) {
+            return Ok(());
+        }
+        slf.get().end_borrow(obj, exc)
+    }
+
+    /// The exception classes whose raising in a ``borrow()`` block discards
+    /// the object (a tuple, empty by default).
+    #[getter]
+    fn discard_on<'py>(&self, py: Python<'py>) -> Bound<'py, PyTuple> {
+        self.discard_on.value(py)
     }
 
     /// ``await pool.aget(size)``: ``get(size)`` for asyncio. A tiered pool is
@@ -309,6 +390,7 @@ impl TieredPool {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.hooks.traverse(&visit)?;
         visit.call(&self.size_of)?;
+        self.discard_on.traverse(&visit)?;
         self.core.visit(|obj| visit.call(obj))
     }
 
