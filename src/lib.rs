@@ -70,7 +70,7 @@ pub use limit::{
 };
 pub use memory::{AllocError, OwnedBlock};
 pub use pool::{
-    Charge, Config, ConfigError, GetError, Hooks, Idle, Pool, PutError, ResetOn, Step,
+    Charge, Config, ConfigError, GetError, Hooks, Idle, NotOut, Pool, PutError, ResetOn, Step,
     MAX_IDLE_LIMIT, MAX_SHARDS,
 };
 pub use tiered::{Filing, Tiered};

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use config::refuse;
 pub use config::{Charge, Config, ConfigError, ResetOn, MAX_IDLE_LIMIT, MAX_SHARDS};
-pub use error::{GetError, PutError};
+pub use error::{GetError, NotOut, PutError};
 pub use hooks::Hooks;
 
 use crate::counters::{Counters, Event, Snapshot};

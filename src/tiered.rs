@@ -25,6 +25,10 @@
 //!   counted in the class the object's size files it in. An object that
 //!   changed class unbalances the two classes' counters (the totals stay
 //!   exact), as a foreign object unbalances an unchecked pool's.
+//! - `discard` ends an object's holding as `put` does (checked: the ledger
+//!   says where it came from; unchecked: the class its size files it in),
+//!   and that pool (or `outside`) counts it `discarded` and destroys it: its
+//!   books balance as after a put and a destroy.
 //! - `close` marks the family closed behind a `SeqCst` fence, then closes
 //!   every class pool built so far. A put that stores into a class pool
 //!   looks at the mark again after the pool's own fence (see
@@ -36,7 +40,7 @@ use crate::classes::SizeClasses;
 use crate::counters::{Counters, Event, Snapshot};
 use crate::ledger::Ledger;
 use crate::limit::Park;
-use crate::pool::{Config, ConfigError, GetError, Hooks, Pool, PutError};
+use crate::pool::{Config, ConfigError, GetError, Hooks, NotOut, Pool, PutError};
 use crate::shards::default_shard_count;
 use crate::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use crate::sync::OnceLock;
@@ -257,6 +261,46 @@ impl<T: Send> Tiered<T> {
         self.put_in(class, item, adopt, &hooks)
             .map(|()| Some(class))
             .map_err(PutError::Hook)
+    }
+
+    /// Destroys an object handed out instead of taking it back (see
+    /// [`Pool::discard`]), counted `discarded` where it came from. A
+    /// checked family refuses an object it has not handed out, changing
+    /// nothing; an unchecked one counts it in the class its `size` files it
+    /// in (or outside the classes) and destroys it. Only an unchecked family
+    /// reads `size` (a checked one knows where the object came from), so a
+    /// caller may skip measuring a broken object there.
+    #[cold]
+    pub fn discard<H: Hooks<T>>(
+        &self,
+        item: T,
+        size: usize,
+        hooks: impl Fn(usize) -> H,
+    ) -> Result<(), NotOut> {
+        let (item, origin) = match &self.ledger {
+            None => (
+                item,
+                self.filing(size).map_or(Origin::Oversize, Origin::Class),
+            ),
+            Some(ledger) => {
+                let out = ledger.check_in(hooks(size).identity(&item)).ok_or(NotOut)?;
+                (out.item, out.origin)
+            }
+        };
+        match origin {
+            Origin::Class(own) => {
+                let mut hooks = hooks(self.classes.size(own));
+                self.pool(own)
+                    .discard(&mut hooks, item)
+                    .expect("class pools are unchecked");
+            }
+            Origin::Oversize => {
+                self.outside.bump(Event::Discarded);
+                self.outside.bump(Event::Destroyed);
+                hooks(size).destroy(item);
+            }
+        }
+        Ok(())
     }
 
     /// Puts `item` in class `class` (`adopt`: it arrives from elsewhere),

@@ -30,7 +30,8 @@ TESTS = ROOT / "tests"
 _COMMON_COUNTERS = ("created", "destroyed", "hits", "misses", "puts", "dropped", "expired")
 OBJECT_COUNTERS = (*_COMMON_COUNTERS, "reset_errors", "invalid", "waits", "timeouts", "cancelled")
 OBJECT_GAUGES = ("in_use", "idle", "max_in_use")
-STAT_FIELDS = OBJECT_COUNTERS + OBJECT_GAUGES
+# discarded: object and tiered pools only (a buffer pool reports 0).
+STAT_FIELDS = (*OBJECT_COUNTERS, "discarded", *OBJECT_GAUGES)
 BLOCK_COUNTERS = (*_COMMON_COUNTERS, "oversize")
 
 

@@ -63,11 +63,11 @@ class BodyError(Exception):
 
 class Counts:
     """The counters of one core pool (one shard set), with the core's rule
-    for ``in_use`` (hits + misses - puts, never below zero) and its sampling
-    of ``max_in_use``."""
+    for ``in_use`` (hits + misses - puts - discarded, never below zero) and
+    its sampling of ``max_in_use``."""
 
     def __init__(self) -> None:
-        self.c = dict.fromkeys(OBJECT_COUNTERS, 0)
+        self.c = dict.fromkeys((*OBJECT_COUNTERS, "discarded"), 0)
         self.peak = 0
 
     def __getitem__(self, name: str) -> int:
@@ -78,7 +78,8 @@ class Counts:
 
     @property
     def in_use(self) -> int:
-        return max(0, self.c["hits"] + self.c["misses"] - self.c["puts"])
+        c = self.c
+        return max(0, c["hits"] + c["misses"] - c["puts"] - c["discarded"])
 
     def sample(self) -> None:
         self.peak = max(self.peak, self.in_use)
@@ -453,6 +454,14 @@ class CoreModel:
         self.used = True
         self.m.bump("puts")
         return self.take_in(ev, obj, reset)
+
+    def discard(self, ev: Events, obj: Item) -> Outcome:
+        """`Pool::discard` of an object the ledger (if any) accepted:
+        counted, destroyed without a reset, open or closed."""
+        self.used = True
+        self.m.bump("discarded")
+        self.destroyed(ev, obj)
+        return Outcome()
 
     def adopt(self, ev: Events, obj: Item) -> Outcome:
         """`Pool::adopt`: an object another tier handed out joins this one

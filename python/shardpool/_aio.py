@@ -103,6 +103,8 @@ class AsyncBorrow(Generic[_T]):
             raise
         with self._lock:
             self._obj = obj
+        # So that a discard in the block makes the exit do nothing more.
+        self._pool._note_lent(obj)
         return obj  # type: ignore[no-any-return]
 
     async def __aexit__(
@@ -115,7 +117,9 @@ class AsyncBorrow(Generic[_T]):
             if not self._held:
                 raise RuntimeError("aborrow() exited without being entered")
             obj, self._obj, self._held = self._obj, None, False
-        self._pool.put(obj)
+        # A put, or a discard when the block raised one of the pool's
+        # `discard_on`; nothing if the block discarded the object itself.
+        self._pool._end_borrow(obj, exc)
         return False
 
     def __repr__(self) -> str:

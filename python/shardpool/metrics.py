@@ -115,6 +115,7 @@ _POOL_SPECS = (
     _Spec("waits", "Requests that waited for a pool at max_size.", True),
     _Spec("timeouts", "Waits that ended with PoolTimeout.", True),
     _Spec("cancelled", "Waits given up before their timeout (cancelled or interrupted).", True),
+    _Spec("discarded", "Objects their holders discarded (discard(), or discard_on).", True),
     _Spec("oversize", "Blocks larger than max_block, allocated exactly and not pooled.", True),
     _Spec("idle", "Objects idle in the pool.", False),
     _Spec("in_use", "Objects handed out and not yet returned.", False),
@@ -205,7 +206,10 @@ def _sample(pool: Pool) -> tuple[dict[str, float], list[tuple[int, dict[str, flo
             for c in b.classes
         ]
         return values, classes
-    values = _from_pool_stats(pool.stats())
+    stats = pool.stats()
+    values = _from_pool_stats(stats)
+    if isinstance(pool, ObjectPool | TieredPool):
+        values["discarded"] = stats.discarded
     if isinstance(pool, ObjectPool) and pool.max_size is not None:
         values["max_size"] = pool.max_size
     if isinstance(pool, TieredPool):

@@ -158,6 +158,28 @@ fn put_wakes_a_waiting_get() {
     });
 }
 
+/// A bounded pool of one, handed out: a get waits, and a discard of the
+/// object (destroyed, its slot released through the path every destroy
+/// takes) lets the get create a new one in the freed slot.
+#[test]
+fn discard_lets_a_waiting_get_create() {
+    check(Exhaustive, || {
+        let (pool, mut main, out) = one_out(1);
+        let get = spawn_get(&pool, 100, None);
+        pool.discard(&mut main, out).unwrap();
+        assert_eq!(main.destroyed, [out]);
+        let got = get.join().unwrap().unwrap();
+        assert_ne!(got, out, "a discarded object is never handed out");
+        assert_eq!(pool.outstanding(), Some(1));
+        let s = pool.stats();
+        assert_eq!(
+            (s.created, s.destroyed, s.discarded, s.in_use),
+            (2, 1, 1, 1)
+        );
+        assert_balanced(&pool);
+    });
+}
+
 /// As above while `close` races both: the get has the object or is told the
 /// pool closed; no thread is left waiting, and once the object is back every
 /// object is destroyed and none is idle.

@@ -308,7 +308,7 @@ impl<T: Send> Pool<T> {
         let mut shelved = false;
         for item in accepted {
             if self.is_closed() {
-                self.discard(hooks, counters, item);
+                self.scrap(hooks, counters, item);
                 continue;
             }
             let item = match self.reset_returned(hooks, counters, item) {

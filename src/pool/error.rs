@@ -33,3 +33,8 @@ pub enum PutError<E> {
         index: usize,
     },
 }
+
+/// Why `discard` refused: a checked pool was given an object it has not
+/// handed out (foreign, or given back already). Nothing changed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotOut;

@@ -41,7 +41,7 @@ impl<T: Send> Pool<T> {
     }
 
     /// Destroys an object the pool no longer keeps, then frees its charge.
-    pub(super) fn discard<H: Hooks<T>>(&self, hooks: &mut H, counters: Tally<'_>, item: T) {
+    pub(super) fn scrap<H: Hooks<T>>(&self, hooks: &mut H, counters: Tally<'_>, item: T) {
         self.destroy(hooks, counters, item);
         self.release_charge();
     }
@@ -62,7 +62,7 @@ impl<T: Send> Pool<T> {
         let idle = self.drain_idle();
         let n = idle.len();
         for idle in idle {
-            self.discard(hooks, counters, idle.item);
+            self.scrap(hooks, counters, idle.item);
         }
         n
     }
@@ -86,11 +86,11 @@ impl<T: Send> Pool<T> {
         }
         for entry in expired {
             counters.bump(Event::Expired);
-            self.discard(hooks, counters, entry.item);
+            self.scrap(hooks, counters, entry.item);
             removed += 1;
         }
         for entry in surplus {
-            self.discard(hooks, counters, entry.item);
+            self.scrap(hooks, counters, entry.item);
             removed += 1;
         }
         removed
@@ -109,7 +109,7 @@ impl<T: Send> Pool<T> {
             let set_aside = limit.close();
             destroyed += set_aside.items.len();
             for idle in set_aside.items {
-                self.discard(hooks, counters, idle.item);
+                self.scrap(hooks, counters, idle.item);
             }
             for _ in 0..set_aside.slots {
                 self.release_charge();

@@ -1,10 +1,15 @@
 //! Taking objects back: reset (when due on put), then to the longest
-//! waiter, else idle in a shard, else destroyed as surplus.
+//! waiter, else idle in a shard, else destroyed as surplus. Or, with
+//! `discard`, destroyed at once.
 //!
 //! Invariants:
 //! - A checked pool takes back only what it handed out, once: the ledger's
 //!   check-in is the move back (a foreign or repeated return changes
 //!   nothing).
+//! - `discard` checks the object in as `put` does, then destroys it and
+//!   releases its charge through the same path as every other destroy
+//!   (`scrap`, then `Limit::release`, which serves a waiter: a slot for a new
+//!   object): it adds no new interleaving with waiters.
 //! - A returned object goes to a waiter before it goes idle (see `limit`:
 //!   whoever frees capacity then looks for waiters, behind a fence).
 //! - Nothing is stored in a closed pool for good: a put that shelves an
@@ -12,7 +17,7 @@
 //!   one in `close`, so either `close` drains the object or the put sees the
 //!   pool closed and destroys it.
 
-use super::{Event, Filed, Hooks, Idle, Pool, PutError, ResetOn};
+use super::{Event, Filed, Hooks, Idle, NotOut, Pool, PutError, ResetOn};
 use crate::counters::Tally;
 use crate::sync::atomic::{fence, Ordering};
 
@@ -21,6 +26,27 @@ impl<T: Send> Pool<T> {
     /// out; a full pool destroys it; a closed pool destroys it.
     pub fn put<H: Hooks<T>>(&self, hooks: &mut H, item: T) -> Result<(), PutError<H::Error>> {
         self.put_inner(hooks, item, true)
+    }
+
+    /// Takes back an object that must not be reused: counted as
+    /// `discarded`, destroyed (the `destroy` hook runs, its errors are the
+    /// hooks' to report, as for any destroy), and its `max_size` slot freed
+    /// at once for the longest waiter. A checked pool refuses an object it
+    /// has not handed out, changing nothing; an unchecked one cannot tell
+    /// and destroys whatever it is given. Off the hot path: `put` is not
+    /// touched.
+    #[cold]
+    pub fn discard<H: Hooks<T>>(&self, hooks: &mut H, item: T) -> Result<(), NotOut> {
+        let item = match &self.ledger {
+            None => item,
+            Some(ledger) => ledger.check_in(hooks.identity(&item)).ok_or(NotOut)?,
+        };
+        let (_, counters) = self.shards.local();
+        // Counted before the charge is released: a get that takes the slot
+        // counts after it, so a merge that sees that get sees this discard.
+        counters.bump(Event::Discarded);
+        self.scrap(hooks, counters, item);
+        Ok(())
     }
 
     pub(super) fn put_inner<H: Hooks<T>>(
@@ -80,7 +106,7 @@ impl<T: Send> Pool<T> {
         let (home, counters) = self.shards.local();
         counters.bump(event);
         if self.is_closed() {
-            self.discard(hooks, counters, item);
+            self.scrap(hooks, counters, item);
             self.destroy_idle(hooks, counters);
             return Ok(());
         }
@@ -188,7 +214,7 @@ impl<T: Send> Pool<T> {
     pub(super) fn drop_surplus<H: Hooks<T>>(&self, hooks: &mut H, home: usize, item: T) {
         let counters = self.shards.counters(home);
         counters.bump(Event::Dropped);
-        self.discard(hooks, counters, item);
+        self.scrap(hooks, counters, item);
     }
 
     /// Runs after objects were shelved: serves waiters that queued

@@ -493,6 +493,65 @@ fn destroying_an_object_lets_a_waiter_create() {
 }
 
 #[test]
+fn discard_destroys_frees_the_slot_and_serves_a_waiter() {
+    let p = Arc::new(bounded(1));
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let waiter = spawn_get(&p, Some(Duration::from_secs(10)));
+    while p.waiting() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    p.discard(&mut h, Arc::clone(&a)).unwrap();
+    assert!(h.destroyed.iter().any(|d| Arc::ptr_eq(d, &a)));
+    // The waiter got the freed slot and a new object in it.
+    let got = waiter.join().unwrap().unwrap();
+    assert!(!Arc::ptr_eq(&got, &a));
+    let s = p.stats();
+    assert_eq!(
+        (s.created, s.destroyed, s.discarded, s.puts, s.in_use),
+        (2, 1, 1, 0, 1)
+    );
+    assert_eq!(p.outstanding(), Some(1));
+    assert_balanced(&p);
+}
+
+#[test]
+fn discard_refuses_foreign_and_returned_objects_changing_nothing() {
+    let p = bounded(2);
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let b = p.get(&mut h, None).unwrap();
+    p.put(&mut h, Arc::clone(&b)).unwrap();
+    let before = p.stats();
+    let foreign = h.create().unwrap();
+    assert_eq!(p.discard(&mut h, foreign), Err(NotOut));
+    assert_eq!(p.discard(&mut h, Arc::clone(&b)), Err(NotOut));
+    assert_eq!(p.stats(), before);
+    assert!(h.destroyed.is_empty());
+    p.discard(&mut h, Arc::clone(&a)).unwrap();
+    assert_eq!(p.discard(&mut h, a), Err(NotOut), "discarded twice");
+    let s = p.stats();
+    assert_eq!((s.discarded, s.destroyed, s.in_use, s.idle), (1, 1, 0, 1));
+    assert_eq!(p.limit.as_ref().unwrap().alive(), 1);
+    assert_balanced(&p);
+}
+
+#[test]
+fn an_unchecked_pool_discards_whatever_it_is_given() {
+    let p = pool(Config::default());
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    p.discard(&mut h, a).unwrap();
+    let s = p.stats();
+    assert_eq!((s.discarded, s.destroyed, s.in_use), (1, 1, 0));
+    assert_balanced(&p);
+    // It cannot tell a foreign object: destroyed and counted all the same.
+    let foreign = h.create().unwrap();
+    p.discard(&mut h, foreign).unwrap();
+    assert_eq!((p.stats().discarded, h.destroyed.len()), (2, 2));
+}
+
+#[test]
 fn waiters_are_served_in_arrival_order() {
     let p = Arc::new(bounded(1));
     let a = p.get(&mut TestHooks::default(), None).unwrap();

@@ -1,5 +1,21 @@
-//! `Borrow`: the context manager returned by the object pools' `borrow()`.
+//! `Borrow`: the context manager returned by the object pools' `borrow()`,
+//! and the record of the objects `borrow()`/`aborrow()` blocks hold, so
+//! that a block that discarded its object (`pool.discard(obj)`) ends
+//! without giving it back again.
+//!
+//! Invariants:
+//! - Each thread lists the objects lent to the blocks running on it (pool
+//!   and object addresses: both alive while listed, as the block holds
+//!   them): an entry is added when a block gets its object and removed when
+//!   the block exits, on the thread that runs it (an event loop's, for
+//!   `aborrow()`). A `discard` on that thread marks the newest entry of its
+//!   pool and object; the exit then does nothing more. A block entered and
+//!   never exited (`__enter__` called by hand) leaves its entry behind: a
+//!   few bytes, and never a wrong answer, since a newer entry for a reused
+//!   address is found first.
+//! - No lock: the list is the thread's own.
 
+use std::cell::RefCell;
 use std::sync::{Mutex, PoisonError};
 
 use pyo3::exceptions::PyRuntimeError;
@@ -8,13 +24,15 @@ use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::{PyClass, PyTraverseError};
 
-use super::class_macros::{exit_method, generic_class};
+use super::class_macros::generic_class;
 
 /// A pool class with `borrow()`: how a `Borrow` gets its object and gives
 /// it back. Implemented by the pool classes, so that this module names none.
 pub trait Lend: PyClass<Frozen = True> + Sync {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>>;
-    fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()>;
+    /// Ends the block: `exc` is the exception it raised, if any (the pool
+    /// may discard the object for it).
+    fn take_back(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()>;
 }
 
 /// The arguments of a `borrow()` call, kept for its `with` block.
@@ -25,8 +43,57 @@ pub struct BorrowArgs {
     pub size: usize,
 }
 
+/// An object lent to a block running on this thread.
+struct Lent {
+    pool: usize,
+    obj: usize,
+    discarded: bool,
+}
+
+thread_local! {
+    static LENT: RefCell<Vec<Lent>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A block running on this thread got `obj` from `pool`.
+pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) {
+    let lent = Lent {
+        pool: pool.as_ptr() as usize,
+        obj: obj.as_ptr() as usize,
+        discarded: false,
+    };
+    LENT.with_borrow_mut(|list| list.push(lent));
+}
+
+/// `pool` discarded `obj`: if a block on this thread holds it, its exit
+/// does nothing more.
+pub fn note_discarded(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) {
+    let (pool, obj) = (pool.as_ptr() as usize, obj.as_ptr() as usize);
+    LENT.with_borrow_mut(|list| {
+        if let Some(lent) = list
+            .iter_mut()
+            .rev()
+            .find(|l| l.pool == pool && l.obj == obj)
+        {
+            lent.discarded = true;
+        }
+    });
+}
+
+/// The block that held `obj` from `pool` exits: forgets it, and returns
+/// whether the block discarded it.
+pub fn note_exit(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> bool {
+    let (pool, obj) = (pool.as_ptr() as usize, obj.as_ptr() as usize);
+    LENT.with_borrow_mut(
+        |list| match list.iter().rposition(|l| l.pool == pool && l.obj == obj) {
+            Some(i) => list.remove(i).discarded,
+            None => false,
+        },
+    )
+}
+
 type LendFn = fn(&Bound<'_, PyAny>, &BorrowArgs) -> PyResult<Py<PyAny>>;
-type TakeBackFn = fn(&Bound<'_, PyAny>, &Bound<'_, PyAny>) -> PyResult<()>;
+type TakeBackFn =
+    fn(&Bound<'_, PyAny>, &Bound<'_, PyAny>, Option<&Bound<'_, PyAny>>) -> PyResult<()>;
 
 /// `pool` as the `P` that [`Borrow::new`] was given.
 fn pool_as<'a, 'py, P: Lend>(pool: &'a Bound<'py, PyAny>) -> &'a Bound<'py, P> {
@@ -40,8 +107,12 @@ fn lend<P: Lend>(pool: &Bound<'_, PyAny>, args: &BorrowArgs) -> PyResult<Py<PyAn
     pool_as::<P>(pool).get().lend(pool.py(), args)
 }
 
-fn take_back<P: Lend>(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-    pool_as::<P>(pool).get().take_back(obj)
+fn take_back<P: Lend>(
+    pool: &Bound<'_, PyAny>,
+    obj: &Bound<'_, PyAny>,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    pool_as::<P>(pool).get().take_back(obj, exc)
 }
 
 enum Held {
@@ -76,10 +147,16 @@ impl Borrow {
         }
     }
 
-    /// `__exit__`: puts the object back.
-    fn exit(&self, py: Python<'_>) -> PyResult<()> {
+    /// `__exit__`: puts the object back (or discards it, see `Lend`).
+    fn exit(&self, py: Python<'_>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
         match self.swap(Held::Free) {
-            Held::Holding(obj) => (self.take_back)(self.pool.bind(py), obj.bind(py)),
+            Held::Holding(obj) => {
+                let (pool, obj) = (self.pool.bind(py), obj.bind(py));
+                if note_exit(pool, obj) {
+                    return Ok(());
+                }
+                (self.take_back)(pool, obj, Some(exc))
+            }
             other => {
                 self.swap(other);
                 Err(PyRuntimeError::new_err(
@@ -111,6 +188,7 @@ impl Borrow {
         }
         match (self.lend)(self.pool.bind(py), &self.args) {
             Ok(obj) => {
+                note_lent(self.pool.bind(py), obj.bind(py));
                 self.swap(Held::Holding(obj.clone_ref(py)));
                 Ok(obj)
             }
@@ -145,4 +223,20 @@ impl Borrow {
 }
 
 generic_class!(Borrow);
-exit_method!(Borrow, exit,);
+
+#[pymethods]
+impl Borrow {
+    /// Puts the object back; discards it instead when the pool's
+    /// ``discard_on`` lists the exception the block raised; does nothing if
+    /// the block discarded it already. Lets the block's exception propagate.
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        self.exit(py, exc)?;
+        Ok(false)
+    }
+}

@@ -10,6 +10,7 @@ mod block_pool;
 mod borrow;
 mod buffer_pool;
 mod class_macros;
+mod discard;
 mod errors;
 mod gc_clock;
 mod hooks;

@@ -11,19 +11,21 @@ use super::aio::aio_methods;
 use super::args;
 use super::borrow::{Borrow, BorrowArgs, Lend};
 use super::class_macros::{core_getters, generic_class};
+use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks, PyHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
 use super::tracking::object_key as key;
 use super::waiting::{ObjectWaiter, PyNotify, WaitQueue, Waiting};
-use crate::{Config, Pool, PutError, Step};
+use crate::{Config, NotOut, Pool, PutError, Step};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
 /// ``ObjectPool(factory, *, max_idle=None, max_size=None, reset=None,
 /// validate=None, destroy=None, reset_on="put", idle_timeout=None,
-/// prefill=0, shards=None, checked=True, name=None, track=False)``
+/// prefill=0, shards=None, checked=True, name=None, track=False,
+/// discard_on=())``
 ///
 /// ``get()`` hands out an idle object, or one new from ``factory()`` when
 /// none is idle; ``put(obj)`` gives it back for reuse. ``borrow()`` does both
@@ -59,6 +61,10 @@ use crate::{Config, Pool, PutError, Step};
 ///     track: Record where each object is acquired (a formatted stack; a
 ///         few microseconds per ``get``), for ``outstanding()`` and for the
 ///         ``ResourceWarning`` that ``close()`` gives while objects are out.
+///     discard_on: An exception class, or a tuple of them (as ``except``
+///         takes): when a ``borrow()`` or ``aborrow()`` block raises one, its
+///         object is discarded (``discard``) instead of put back. Default
+///         ``()``: always put back.
 ///
 /// Raises:
 ///     TypeError, ValueError: for bad arguments, naming the argument.
@@ -66,6 +72,7 @@ use crate::{Config, Pool, PutError, Step};
 pub struct ObjectPool {
     core: Shared<Pool<Py<PyAny>>>,
     hooks: ObjectHooks,
+    discard_on: DiscardOn,
 }
 
 impl ObjectPool {
@@ -123,6 +130,21 @@ impl ObjectPool {
             }
         }
     }
+
+    fn discard_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key = obj.as_ptr() as u64;
+        let record = self.core.tracking.returned(key);
+        match self
+            .core
+            .discard(&mut self.call_hooks(obj.py()), obj.clone().unbind())
+        {
+            Ok(()) => Ok(()),
+            Err(NotOut) => {
+                self.core.tracking.restore(key, record);
+                Err(discard::not_out(obj))
+            }
+        }
+    }
 }
 
 impl WaitQueue for Py<ObjectPool> {
@@ -154,8 +176,8 @@ impl Lend for ObjectPool {
         self.get_object(py, args.timeout.as_ref().map(|t| t.bind(py)))
     }
 
-    fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.put_object(obj)
+    fn take_back(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        self.end_borrow(obj, exc)
     }
 }
 
@@ -199,6 +221,22 @@ core_getters!(ObjectPool {
     checked: bool = is_checked,
 });
 generic_class!(ObjectPool);
+discard::discard_methods!(
+    ObjectPool,
+    /// Destroy an object from ``get`` instead of giving it back (it is
+    /// broken, or must not be reused): ``destroy`` runs, and its ``max_size``
+    /// slot is freed at once for the longest waiter (which gets a new
+    /// object). Counted in ``stats().discarded``.
+    ///
+    /// Raises ``ValueError`` (changing nothing) in a checked or bounded pool
+    /// for an object the pool has not handed out, or one returned or
+    /// discarded already; an unchecked pool (``checked=False``, no
+    /// ``max_size``) keeps no record, so it destroys and counts whatever it
+    /// is given, as its ``put`` takes whatever it is given. Called inside
+    /// ``with pool.borrow() as obj:`` (or ``aborrow()``), on the thread
+    /// running the block, the block's exit then does nothing more.
+);
+
 aio_methods!(
     ObjectPool, (timeout: Option<&Bound<'_, PyAny>>) (timeout=None) => {
         args::seconds(timeout, "timeout")?.1
@@ -235,7 +273,7 @@ impl ObjectPool {
     #[pyo3(signature = (
         factory, /, *, max_idle=None, max_size=None, reset=None, validate=None, destroy=None,
         reset_on=None, idle_timeout=None, prefill=None, shards=None, checked=None, name=None,
-        track=None
+        track=None, discard_on=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -253,8 +291,10 @@ impl ObjectPool {
         checked: Option<Bound<'_, PyAny>>,
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
+        discard_on: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
+        let discard_on = DiscardOn::new(discard_on.as_ref())?;
         let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
         let reset_on = args::choice(reset_on.as_ref(), "reset_on", &hooks::RESET_ON)?;
         let checked = args::optional_bool(checked.as_ref(), "checked")?.unwrap_or(true);
@@ -282,6 +322,7 @@ impl ObjectPool {
         let pool = ObjectPool {
             core: Shared::new(core, labels),
             hooks,
+            discard_on,
         };
         if prefill > 0 {
             if let Err(e) = pool.core.prefill(&mut pool.call_hooks(py), prefill) {
@@ -434,6 +475,7 @@ impl ObjectPool {
     /// it is collected like any other cycle.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.hooks.traverse(&visit)?;
+        self.discard_on.traverse(&visit)?;
         self.core.visit(|obj| visit.call(obj))?;
         self.core
             .visit_notifications(|notify| match notify.as_any().downcast_ref::<PyNotify>() {

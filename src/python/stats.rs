@@ -89,6 +89,10 @@ stats_class! {
         /// (also one whose event loop closed or that was collected), or a thread
         /// whose wait an exception interrupted (a signal handler's).
         cancelled: u64,
+        /// Objects holders gave back to be destroyed: ``discard(obj)``, or a
+        /// ``borrow()`` block that raised one of ``discard_on`` (also counted
+        /// in ``destroyed``, not in ``puts``).
+        discarded: u64,
         /// Objects handed out and not yet returned.
         in_use: u64,
         /// Objects idle in the pool.

@@ -9,6 +9,7 @@ use super::aio::aio_methods;
 use super::args;
 use super::borrow::{Borrow, BorrowArgs, Lend};
 use super::class_macros::{core_getters, generic_class};
+use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
@@ -16,13 +17,13 @@ use super::stats::PoolStats;
 use super::tracking::object_key as key;
 use crate::classes::SizeClasses;
 use crate::tiered::{Filing, Tiered};
-use crate::{Config, PutError};
+use crate::{Config, NotOut, PutError};
 
 /// A layered pool: objects of several sizes, one sharded pool per tier.
 ///
 /// ``TieredPool(factory, tiers, *, size_of=None, reset=None, validate=None,
 /// destroy=None, reset_on="put", idle_timeout=None, shards=None,
-/// checked=True, name=None, track=False)``
+/// checked=True, name=None, track=False, discard_on=())``
 ///
 /// ``get(size)`` returns an object from the smallest tier whose size is at
 /// least ``size``, made by ``factory(tier_size)`` when that tier has none
@@ -61,6 +62,8 @@ use crate::{Config, PutError};
 ///     name: A name for ``repr()``, warnings and metrics labels.
 ///     track: Record where each object is acquired, for ``outstanding()``
 ///         and the ``ResourceWarning`` of ``close()``.
+///     discard_on: As for ``ObjectPool``: exception classes whose raising
+///         in a ``borrow()`` or ``aborrow()`` block discards the object.
 ///
 /// Raises:
 ///     TypeError, ValueError: for bad arguments, naming the argument.
@@ -69,6 +72,7 @@ pub struct TieredPool {
     core: Shared<Tiered<Py<PyAny>>>,
     hooks: ObjectHooks,
     size_of: Option<Py<PyAny>>,
+    discard_on: DiscardOn,
 }
 
 impl TieredPool {
@@ -109,6 +113,28 @@ impl TieredPool {
             }
         }
     }
+
+    fn discard_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = obj.py();
+        // A checked pool knows the object's tier: a broken object is not
+        // measured (its `size_of` might fail).
+        let size = if self.core.is_checked() {
+            0
+        } else {
+            self.size_of(obj)?
+        };
+        let key = obj.as_ptr() as u64;
+        let record = self.core.tracking.returned(key);
+        match self.core.discard(obj.clone().unbind(), size, |tier| {
+            self.hooks.bound(py, Some(tier))
+        }) {
+            Ok(()) => Ok(()),
+            Err(NotOut) => {
+                self.core.tracking.restore(key, record);
+                Err(discard::not_out(obj))
+            }
+        }
+    }
 }
 
 impl Lend for TieredPool {
@@ -116,8 +142,8 @@ impl Lend for TieredPool {
         self.get_sized(py, args.size)
     }
 
-    fn take_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.put_object(obj)
+    fn take_back(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        self.end_borrow(obj, exc)
     }
 }
 
@@ -150,6 +176,18 @@ core_getters!(TieredPool {
     checked: bool = is_checked,
 });
 generic_class!(TieredPool);
+discard::discard_methods!(
+    TieredPool,
+    /// Destroy an object from ``get`` instead of giving it back (it is
+    /// broken, or must not be reused): ``destroy`` runs, counted in
+    /// ``stats().discarded`` in the tier it came from. A checked pool raises
+    /// ``ValueError`` (changing nothing) for an object it has not handed
+    /// out, or one returned or discarded already (an unchecked pool cannot
+    /// tell: it destroys whatever it is given, counted in the tier
+    /// ``size_of(obj)`` files it in). Inside a ``borrow()`` or ``aborrow()``
+    /// block, the block's exit then does nothing more.
+);
+
 aio_methods!(
     TieredPool,
     (size: &Bound<'_, PyAny>, timeout: Option<&Bound<'_, PyAny>>) (size, timeout=None) => {
@@ -171,7 +209,8 @@ impl TieredPool {
     #[new]
     #[pyo3(signature = (
         factory, tiers, /, *, size_of=None, reset=None, validate=None, destroy=None,
-        reset_on=None, idle_timeout=None, shards=None, checked=None, name=None, track=None
+        reset_on=None, idle_timeout=None, shards=None, checked=None, name=None, track=None,
+        discard_on=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -187,8 +226,10 @@ impl TieredPool {
         checked: Option<Bound<'_, PyAny>>,
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
+        discard_on: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
+        let discard_on = DiscardOn::new(discard_on.as_ref())?;
         let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
         let reset_on = args::choice(reset_on.as_ref(), "reset_on", &hooks::RESET_ON)?;
         let specs = args::size_specs(&tiers, "tiers", "tier")?;
@@ -216,6 +257,7 @@ impl TieredPool {
             core: Shared::new(tiers, labels),
             hooks,
             size_of,
+            discard_on,
         })
     }
 
@@ -292,6 +334,7 @@ impl TieredPool {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.hooks.traverse(&visit)?;
         visit.call(&self.size_of)?;
+        self.discard_on.traverse(&visit)?;
         self.core.visit(|obj| visit.call(obj))
     }
 

@@ -393,5 +393,35 @@ fn trim_keeps_at_most_keep_idle_in_each_class() {
     assert_eq!(t.idle(), 2);
     assert_eq!(t.trim(0, hooks(&log)), 2);
     assert_eq!(t.idle(), 0);
+}
+
+#[test]
+fn discard_destroys_where_the_object_came_from_and_refuses_what_is_not_out() {
+    let (t, log) = (family(true, 4), Log::default());
+    let (a, _) = t.get(16, hooks(&log)).unwrap();
+    let (big, _) = t.get(10_000, hooks(&log)).unwrap();
+    let before = (t.stats(), t.class_stats(1));
+    let foreign = Arc::new(Obj { made_for: 16 });
+    assert_eq!(t.discard(foreign, 16, hooks(&log)), Err(NotOut));
+    assert_eq!((t.stats(), t.class_stats(1)), before);
+    // Its size now files it in another class: still counted where it came
+    // from.
+    t.discard(Arc::clone(&a), 200, hooks(&log)).unwrap();
+    assert_eq!(t.discard(a, 16, hooks(&log)), Err(NotOut), "twice");
+    t.discard(big, 10_000, hooks(&log)).unwrap();
+    let s = t.stats();
+    assert_eq!((s.discarded, s.destroyed, s.in_use, s.puts), (2, 2, 0, 0));
+    assert_eq!(t.class_stats(1).discarded, 1);
+    assert_eq!(log.destroyed(), 2);
+    assert_books(&t, &log, 0);
+}
+
+#[test]
+fn an_unchecked_family_discards_in_the_class_the_size_files() {
+    let (t, log) = (family(false, 4), Log::default());
+    let (a, _) = t.get(32, hooks(&log)).unwrap();
+    t.discard(a, 32, hooks(&log)).unwrap();
+    let s = t.stats();
+    assert_eq!((s.discarded, s.destroyed, s.in_use), (1, 1, 0));
     assert_books(&t, &log, 0);
 }

@@ -709,3 +709,18 @@ def test_the_monitor_does_not_change_how_often_threads_collect(no_other_gc_callb
     assert without > 100
     assert with_monitor >= 0.8 * without, (with_monitor, without)
     assert monitor.stats()[0].collections == pytest.approx(with_monitor, abs=2)
+
+
+def test_discards_are_published_for_object_and_tiered_pools():
+    registry = CollectorRegistry()
+    objects = ObjectPool(list, name="conns", max_size=2)
+    tiered = TieredPool(bytearray, [16], name="frames")
+    objects.discard(objects.get())
+    tiered.discard(tiered.get(1))
+    tiered.discard(tiered.get(1))
+    register(objects, registry)
+    register(tiered, registry)
+    samples = scrape(registry)
+    assert samples[("shardpool_discarded_total", labels("conns", "object"))] == 1
+    assert samples[("shardpool_discarded_total", labels("frames", "tiered"))] == 2
+    assert types(registry)["shardpool_discarded"] == "counter"

@@ -23,6 +23,7 @@ from helpers import OBJECT_COUNTERS
 from pool_models import (
     FACTORY_FAILS,
     HOOK_OPTIONS,
+    BodyError,
     CoreModel,
     Events,
     HookedMachine,
@@ -45,6 +46,7 @@ class ObjectPoolMachine(HookedMachine):
         shards=st.integers(1, 3),
         checked=st.booleans(),
         prefill=st.integers(0, 2),
+        discard_on=st.booleans(),
         **HOOK_OPTIONS,
     )
     def make_pool(
@@ -54,6 +56,7 @@ class ObjectPoolMachine(HookedMachine):
         shards,
         checked,
         prefill,
+        discard_on,
         track,
         reset,
         reset_on,
@@ -65,7 +68,9 @@ class ObjectPoolMachine(HookedMachine):
         self.track = track
         # What the callers themselves did, counted here independently of
         # the model: objects they got and gave back, PoolTimeouts they saw.
-        self.callers = dict.fromkeys(("gets", "puts", "timeouts"), 0)
+        self.callers = dict.fromkeys(("gets", "puts", "timeouts", "discards"), 0)
+        # A borrow() block raising BodyError discards its object.
+        self.discard_on = discard_on
         if max_size is None:
             cap = DEFAULT_MAX_IDLE if max_idle is None else max_idle
         else:
@@ -85,6 +90,7 @@ class ObjectPoolMachine(HookedMachine):
             prefill=prefill,
             track=track,
             name="model" if track else None,
+            discard_on=(BodyError,) if discard_on else (),
         )
         self.core = CoreModel(self, cap, fifo=shards == 1, max_size=max_size)
         self.checked = checked or max_size is not None
@@ -104,6 +110,10 @@ class ObjectPoolMachine(HookedMachine):
     def model_put(self, ev: Events, obj: Item, reset: bool = True) -> Outcome:
         self.give(obj)
         return self.core.put(ev, obj, reset)
+
+    def model_discard(self, ev: Events, obj: Item) -> Outcome:
+        self.give(obj)
+        return self.core.discard(ev, obj)
 
     def timeout(self, patient: bool) -> float:
         # Wait only where the model says no waiting can happen, so that a
@@ -207,14 +217,76 @@ class ObjectPoolMachine(HookedMachine):
     @rule(patient=st.booleans(), body_raises=st.booleans())
     def borrow(self, patient, body_raises):
         timeout = self.timeout(patient)
+        discards = self.discard_on and body_raises
         entered, exc = self.borrow_and_check(
-            lambda: self.pool.borrow(timeout=timeout), body_raises, self.model_get, self.model_put
+            lambda: self.pool.borrow(timeout=timeout),
+            body_raises,
+            self.model_get,
+            self.model_discard if discards else self.model_put,
         )
         if entered:
             self.callers["gets"] += 1
-            self.callers["puts"] += 1
+            self.callers["discards" if discards else "puts"] += 1
         elif isinstance(exc, PoolTimeout):
             self.callers["timeouts"] += 1
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def discard(self, data):
+        obj = data.draw(st.sampled_from(self.held))
+        _, exc = call(lambda: self.pool.discard(obj))
+        self.callers["discards"] += 1
+        ev = Events(self.log)
+        outcome = self.model_discard(ev, obj)
+        ev.done()
+        check(outcome, exc)
+
+    @precondition(lambda self: self.checked)
+    @rule(data=st.data())
+    def discard_not_out_is_refused(self, data):
+        out = [r for r in self.returned if all(r is not h for h in self.held)]
+        obj = data.draw(st.sampled_from([*out, Item(self.log)]))
+        with pytest.raises(ValueError, match="not handed out"):
+            self.pool.discard(obj)
+        Events(self.log).done()
+
+    @precondition(lambda self: not self.checked)
+    @rule()
+    def discard_foreign_into_unchecked_pool(self):
+        """An unchecked pool destroys what it is given (documented)."""
+        obj = Item(self.log)
+        self.pool.discard(obj)
+        self.callers["discards"] += 1
+        self.foreign += 1
+        ev = Events(self.log)
+        self.core.discard(ev, obj)
+        ev.done()
+
+    @rule(patient=st.booleans())
+    def discard_inside_borrow(self, patient):
+        """The block discards its object: the exit does nothing more."""
+        timeout = self.timeout(patient)
+        got: list = []
+
+        def run() -> None:
+            with self.pool.borrow(timeout=timeout) as obj:
+                got.append((obj, (obj.dead, list(obj.data))))
+                self.pool.discard(obj)
+
+        _, exc = call(run)
+        ev = Events(self.log)
+        outcome = self.model_get(ev)
+        if outcome.error is None:
+            obj = outcome.value
+            assert got[0][0] is obj
+            self.take_out(obj, seen=got[0][1])
+            outcome = self.model_discard(ev, obj)
+            self.callers["gets"] += 1
+            self.callers["discards"] += 1
+        elif isinstance(exc, PoolTimeout):
+            self.callers["timeouts"] += 1
+        ev.done()
+        check(outcome, exc)
 
     @precondition(lambda self: self.checked)
     @rule(data=st.data())
@@ -283,6 +355,7 @@ class ObjectPoolMachine(HookedMachine):
         assert gets == self.callers["gets"]
         assert s.puts == self.callers["puts"]
         assert s.timeouts == self.callers["timeouts"]
+        assert s.discarded == self.callers["discards"] == m["discarded"] == d["discarded"]
         assert s.cancelled == 0 == d["cancelled"]
         assert self.pool.closed == self.core.closed
         # Nothing lost, nothing made up: every object made (or taken in) is

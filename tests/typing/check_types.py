@@ -73,6 +73,15 @@ def object_pool() -> None:
     pool.put_many(batch)
     pool.put(pool.get())
     refused(lambda: pool.put("not a parser"))  # type: ignore[arg-type]
+    pool.discard(pool.get())
+    refused(lambda: pool.discard("not a parser"))  # type: ignore[arg-type]
+    assert_type(pool.discard_on, tuple[type[BaseException], ...])
+    assert_type(pool.stats().discarded, int)
+    assert_type(pool.stats().as_dict()["discarded"], int)
+    ObjectPool(Parser, discard_on=OSError)
+    ObjectPool(Parser, discard_on=(OSError, KeyboardInterrupt))
+    refused(lambda: ObjectPool(Parser, discard_on=[OSError]))  # type: ignore[arg-type]
+    refused(lambda: ObjectPool(Parser, discard_on=OSError()))  # type: ignore[arg-type]
     assert_type(pool.trim(), int)
     assert_type(pool.trim(keep=1), int)
     assert_type(pool.clear(), int)
@@ -124,6 +133,10 @@ def tiered_pool() -> None:
     frame = pool.get(4096)
     assert_type(frame, bytearray)
     pool.put(frame)
+    pool.discard(pool.get(10))
+    assert_type(
+        TieredPool(bytearray, [16], discard_on=OSError).discard_on, tuple[type[BaseException], ...]
+    )
     assert_type(pool.checked, bool)
     assert_type(pool.tier_stats(), dict[int, PoolStats])
     assert_type(pool.tiers, list[tuple[int, int]])

@@ -1,0 +1,151 @@
+//! `discard_on=`: which exceptions of a `borrow()` block mean "destroy the
+//! object, do not put it back", and the message of a refused `discard`.
+//! What a discard does is the core's (`Pool::discard`, `Tiered::discard`);
+//! this only converts the argument and matches exceptions against it.
+
+use pyo3::exceptions::{PyBaseException, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyTuple, PyType};
+use pyo3::PyTraverseError;
+
+use super::args::describe;
+
+/// The exception classes that make a `borrow()`/`aborrow()` exit discard
+/// its object: none (the default), or a tuple of `BaseException`
+/// subclasses, as an `except` clause takes them.
+pub struct DiscardOn(Option<Py<PyTuple>>);
+
+impl DiscardOn {
+    /// `discard_on=`: `None` or `()` (none), an exception class, or a tuple
+    /// of them. Anything else (an instance, a non-exception class, a list,
+    /// a nested tuple) is a `TypeError` naming the argument and the value.
+    pub fn new(value: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let Some(value) = value.filter(|v| !v.is_none()) else {
+            return Ok(DiscardOn(None));
+        };
+        let refuse = |why: String| {
+            PyTypeError::new_err(format!(
+                "discard_on must be an exception class or a tuple of exception classes, \
+                 got {}{why}",
+                value.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+            ))
+        };
+        let classes = if let Ok(tuple) = value.cast::<PyTuple>() {
+            tuple.clone()
+        } else if is_exception_class(value) {
+            PyTuple::new(value.py(), [value])?
+        } else {
+            return Err(refuse(String::new()));
+        };
+        for item in classes.iter() {
+            if !is_exception_class(&item) {
+                let item = item.repr().map_or_else(|_| "?".into(), |r| r.to_string());
+                return Err(refuse(format!(" ({item} is not an exception class)")));
+            }
+        }
+        Ok(DiscardOn((!classes.is_empty()).then(|| classes.unbind())))
+    }
+
+    /// Whether an exception raised by the block is one of the classes.
+    pub fn matches(&self, exc: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        match (&self.0, exc) {
+            (Some(classes), Some(exc)) if !exc.is_none() => exc.is_instance(classes.bind(exc.py())),
+            _ => Ok(false),
+        }
+    }
+
+    /// The `discard_on` property: always a tuple.
+    pub fn value<'py>(&self, py: Python<'py>) -> Bound<'py, PyTuple> {
+        match &self.0 {
+            Some(classes) => classes.bind(py).clone(),
+            None => PyTuple::empty(py),
+        }
+    }
+
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.0)
+    }
+}
+
+fn is_exception_class(value: &Bound<'_, PyAny>) -> bool {
+    value
+        .cast::<PyType>()
+        .is_ok_and(|t| t.is_subclass_of::<PyBaseException>().unwrap_or(false))
+}
+
+/// What `discard` raises for an object the pool has not handed out (a
+/// checked pool's refusal; nothing changed).
+pub fn not_out(obj: &Bound<'_, PyAny>) -> PyErr {
+    PyValueError::new_err(format!(
+        "discard() of an object this pool has not handed out \
+         (foreign, or returned or discarded already): {}",
+        describe(obj)
+    ))
+}
+
+/// `discard_methods!(Class, /// docs of discard)`: the methods a pool of
+/// Python objects has for discarding (`discard`, the `discard_on`
+/// property, and the two private hooks `AsyncBorrow` calls), written once
+/// for `ObjectPool` and `TieredPool`, with the end of a `borrow()` block
+/// (`end_borrow`). The class provides `discard_object(&self, obj)`,
+/// `put_object(&self, obj)` and a `discard_on: DiscardOn` field.
+macro_rules! discard_methods {
+    ($class:ident, $(#[$doc:meta])*) => {
+        impl $class {
+            /// The end of a `borrow()`/`aborrow()` block that did not discard
+            /// its object itself: a discard if it raised one of `discard_on`,
+            /// else a put.
+            fn end_borrow(
+                &self,
+                obj: &Bound<'_, PyAny>,
+                exc: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<()> {
+                if self.discard_on.matches(exc)? {
+                    return self.discard_object(obj);
+                }
+                self.put_object(obj)
+            }
+        }
+
+        #[pyo3::pymethods]
+        impl $class {
+            $(#[$doc])*
+            #[pyo3(signature = (obj, /))]
+            fn discard(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+                slf.get().discard_object(obj)?;
+                $crate::python::borrow::note_discarded(slf.as_any(), obj);
+                Ok(())
+            }
+
+            /// An ``aborrow()`` block got ``obj`` (for ``AsyncBorrow``). Not public API.
+            #[pyo3(signature = (obj, /))]
+            fn _note_lent(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) {
+                $crate::python::borrow::note_lent(slf.as_any(), obj);
+            }
+
+            /// The end of an ``aborrow()`` block (for ``AsyncBorrow``): as the exit
+            /// of a ``borrow()`` block. Not public API.
+            #[pyo3(signature = (obj, exc, /))]
+            fn _end_borrow(
+                slf: &Bound<'_, Self>,
+                obj: &Bound<'_, PyAny>,
+                exc: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<()> {
+                if $crate::python::borrow::note_exit(slf.as_any(), obj) {
+                    return Ok(());
+                }
+                slf.get().end_borrow(obj, exc)
+            }
+
+            /// The exception classes whose raising in a ``borrow()`` block discards
+            /// the object (a tuple, empty by default).
+            #[getter]
+            fn discard_on<'py>(&self, py: Python<'py>) -> Bound<'py, pyo3::types::PyTuple> {
+                self.discard_on.value(py)
+            }
+        }
+    };
+}
+
+pub(crate) use discard_methods;

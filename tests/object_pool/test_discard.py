@@ -1,0 +1,407 @@
+"""ObjectPool.discard and discard_on: a broken object is destroyed instead of
+put back, its max_size slot is freed at once and a waiter (thread or task)
+is served; a foreign or returned object is refused, changing nothing; a
+borrow() block that discarded its object, or raised one of discard_on, is
+not put back; counted in stats().discarded; books balance under load."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+
+import pytest
+
+from shardpool import ObjectPool, PoolTimeout
+
+from helpers import Boom, Recorder, Thing, balanced, run_threads, snapshot
+
+
+def test_discard_destroys_the_object_and_counts_it():
+    destroy = Recorder()
+    pool = ObjectPool(Thing, destroy=destroy)
+    a = pool.get()
+    pool.discard(a)
+    assert destroy.calls == [a]
+    s = pool.stats()
+    assert (s.discarded, s.destroyed, s.puts, s.in_use, s.idle) == (1, 1, 0, 0, 0)
+    assert s.as_dict()["discarded"] == 1
+    assert balanced(pool)
+    # Never handed out again: the next get makes a new object.
+    assert pool.get() is not a
+
+
+def test_discard_frees_the_slot_and_serves_a_waiting_thread():
+    pool = ObjectPool(Thing, max_size=1)
+    a = pool.get()
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(pool.get(timeout=10)))
+    waiter.start()
+    while pool.stats().waits == 0:
+        threading.Event().wait(0.001)
+    pool.discard(a)
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert got
+    assert got[0] is not a
+    s = pool.stats()
+    assert (s.created, s.destroyed, s.discarded, s.in_use) == (2, 1, 1, 1)
+    assert balanced(pool)
+
+
+def test_discard_serves_a_waiting_task():
+    pool = ObjectPool(Thing, max_size=1)
+
+    async def main() -> Thing:
+        a = pool.get()
+        task = asyncio.ensure_future(pool.aget(timeout=10))
+        while pool.stats().waits == 0:
+            await asyncio.sleep(0.001)
+        pool.discard(a)
+        b = await task
+        assert b is not a
+        return b
+
+    b = asyncio.run(main())
+    assert pool.stats().in_use == 1
+    pool.put(b)
+    assert balanced(pool)
+
+
+def test_a_lost_object_no_longer_holds_its_slot_for_ever():
+    # The issue's case: a full pool whose object broke; discard frees it.
+    pool = ObjectPool(Thing, max_size=1)
+    broken = pool.get()
+    with pytest.raises(PoolTimeout):
+        pool.get(timeout=0)
+    pool.discard(broken)
+    assert pool.get(timeout=0) is not broken
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+def test_foreign_and_repeated_discards_are_refused_changing_nothing(bounded):
+    destroy = Recorder()
+    pool = ObjectPool(Thing, destroy=destroy, max_size=4 if bounded else None)
+    held, returned = pool.get(), pool.get()
+    pool.put(returned)
+    before = snapshot(pool)
+    for stranger in (Thing(), returned, ObjectPool(Thing).get()):
+        with pytest.raises(ValueError, match=r"discard.*not handed out"):
+            pool.discard(stranger)
+        assert snapshot(pool) == before
+    assert destroy.calls == []
+    pool.discard(held)
+    with pytest.raises(ValueError, match="discarded already"):
+        pool.discard(held)
+    with pytest.raises(ValueError, match="not handed out"):
+        pool.put(held)
+    assert pool.stats().discarded == 1
+    assert destroy.calls == [held]
+
+
+def test_an_unchecked_pool_destroys_and_counts_whatever_it_is_given():
+    destroy = Recorder()
+    pool = ObjectPool(Thing, checked=False, destroy=destroy)
+    a = pool.get()
+    pool.discard(a)
+    stranger = Thing()
+    pool.discard(stranger)  # cannot tell: documented
+    assert destroy.calls == [a, stranger]
+    assert pool.stats().discarded == 2
+
+
+def test_discard_on_a_closed_pool_destroys_the_object():
+    destroy = Recorder()
+    pool = ObjectPool(Thing, destroy=destroy)
+    a = pool.get()
+    pool.close()
+    pool.discard(a)
+    assert destroy.calls == [a]
+    assert pool.stats().discarded == 1
+    assert balanced(pool)
+
+
+def test_a_failing_destroy_hook_is_reported_as_for_put(unraisable):
+    # As when put destroys an object: the error goes to sys.unraisablehook,
+    # the object is gone and its slot freed all the same.
+    def destroy(obj):
+        raise Boom("destroy failed")
+
+    pool = ObjectPool(Thing, max_size=1, destroy=destroy)
+    a = pool.get()
+    pool.discard(a)
+    assert len(unraisable) == 1
+    assert isinstance(unraisable[0].exc_value, Boom)
+    s = pool.stats()
+    assert (s.discarded, s.destroyed, s.in_use) == (1, 1, 0)
+    assert pool.get(timeout=0) is not a
+
+
+def test_a_destroy_hook_raising_base_exception_still_frees_the_slot(unraisable):
+    def destroy(obj):
+        raise KeyboardInterrupt
+
+    pool = ObjectPool(Thing, max_size=1, destroy=destroy)
+    pool.discard(pool.get())
+    assert pool.stats().discarded == 1
+    pool.get(timeout=0)
+
+
+def test_discard_inside_borrow_ends_the_holding():
+    destroy = Recorder()
+    pool = ObjectPool(Thing, destroy=destroy, max_size=2)
+    with pool.borrow() as obj:
+        pool.discard(obj)
+    s = pool.stats()
+    assert (s.discarded, s.puts, s.idle, s.in_use) == (1, 0, 0, 0)
+    assert destroy.calls == [obj]
+    assert balanced(pool)
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_discard_inside_borrow_of_any_pool_is_not_put_back(checked):
+    destroy = Recorder()
+    pool = ObjectPool(Thing, checked=checked, destroy=destroy)
+    with pool.borrow() as obj:
+        pool.discard(obj)
+    assert destroy.calls == [obj]
+    s = pool.stats()
+    assert (s.discarded, s.puts, s.idle) == (1, 0, 0)
+    assert balanced(pool)
+
+
+def test_a_put_inside_borrow_still_makes_the_exit_refuse_it():
+    # Unlike a discard: the exit's second return is an error, as before.
+    pool = ObjectPool(Thing)
+    with pytest.raises(ValueError, match="not handed out"), pool.borrow() as obj:
+        pool.put(obj)
+    assert (pool.stats().puts, pool.stats().discarded) == (1, 0)
+
+
+def test_a_discard_by_another_pool_does_not_end_the_block():
+    pool, other = ObjectPool(Thing, checked=False), ObjectPool(Thing, checked=False)
+    with pool.borrow() as obj:
+        other.discard(obj)  # an unchecked pool takes it: counted there
+    assert (pool.stats().puts, pool.stats().discarded) == (1, 0)
+    assert other.stats().discarded == 1
+
+
+def test_nested_borrows_each_end_their_own_object():
+    pool = ObjectPool(Thing, max_size=2)
+    with pool.borrow() as outer:
+        with pool.borrow() as inner:
+            pool.discard(outer)
+        assert (pool.stats().puts, pool.stats().discarded) == (1, 1)
+    s = pool.stats()
+    assert (s.puts, s.discarded, s.in_use, s.idle) == (1, 1, 0, 1)
+    assert pool.get() is inner
+
+
+def test_discard_inside_a_raising_borrow_lets_the_exception_through():
+    pool = ObjectPool(Thing)
+    held: list = []
+
+    def block() -> None:
+        with pool.borrow() as obj:
+            held.append(obj)
+            pool.discard(obj)
+            raise Boom
+
+    with pytest.raises(Boom):
+        block()
+    assert (pool.stats().discarded, pool.stats().puts) == (1, 0)
+
+
+def test_discard_inside_aborrow_ends_the_holding():
+    pool = ObjectPool(Thing, max_size=1)
+
+    async def main() -> None:
+        async with pool.aborrow() as obj:
+            pool.discard(obj)
+        async with pool.aborrow(timeout=0) as again:
+            assert again is not obj
+
+    asyncio.run(main())
+    s = pool.stats()
+    assert (s.discarded, s.puts, s.idle) == (1, 1, 1)
+    assert balanced(pool)
+
+
+class Broken(Exception):
+    pass
+
+
+class VeryBroken(Broken):
+    pass
+
+
+def test_discard_on_discards_when_the_block_raises_a_listed_exception():
+    destroy = Recorder()
+    pool = ObjectPool(Thing, destroy=destroy, max_size=1, discard_on=(KeyError, Broken))
+    assert pool.discard_on == (KeyError, Broken)
+    # A subclass matches, as in `except`.
+    with pytest.raises(VeryBroken), pool.borrow() as obj:
+        raise VeryBroken
+    assert destroy.calls == [obj]
+    s = pool.stats()
+    assert (s.discarded, s.puts, s.in_use, s.idle) == (1, 0, 0, 0)
+    # The slot is free again.
+    assert pool.get(timeout=0) is not obj
+
+
+def test_discard_on_puts_back_for_other_exceptions_and_normal_exits():
+    pool = ObjectPool(Thing, discard_on=KeyError)
+    assert pool.discard_on == (KeyError,)
+    with pytest.raises(ValueError, match="not listed"), pool.borrow() as obj:
+        raise ValueError("not listed")
+    with pool.borrow() as again:
+        pass
+    assert again is obj
+    s = pool.stats()
+    assert (s.discarded, s.puts, s.idle) == (0, 2, 1)
+
+
+def test_discard_on_defaults_to_nothing():
+    pool = ObjectPool(Thing)
+    assert pool.discard_on == ()
+    assert ObjectPool(Thing, discard_on=()).discard_on == ()
+    with pytest.raises(KeyError), pool.borrow():
+        raise KeyError
+    assert (pool.stats().discarded, pool.stats().puts) == (0, 1)
+
+
+def test_discard_on_with_base_exceptions():
+    pool = ObjectPool(Thing, discard_on=(KeyboardInterrupt,))
+    with pytest.raises(KeyboardInterrupt), pool.borrow():
+        raise KeyboardInterrupt
+    assert pool.stats().discarded == 1
+    # Not listed: put back, though it is a BaseException too.
+    with pytest.raises(SystemExit), pool.borrow():
+        raise SystemExit
+    assert (pool.stats().discarded, pool.stats().puts) == (1, 1)
+    # BaseException lists everything.
+    everything = ObjectPool(Thing, discard_on=BaseException)
+    with pytest.raises(GeneratorExit), everything.borrow():
+        raise GeneratorExit
+    assert everything.stats().discarded == 1
+
+
+def test_discard_on_in_aborrow_and_on_cancellation():
+    pool = ObjectPool(Thing, max_size=1, discard_on=(Broken, asyncio.CancelledError))
+
+    async def main() -> None:
+        with pytest.raises(Broken):
+            async with pool.aborrow():
+                raise Broken
+        assert pool.stats().discarded == 1
+        started = asyncio.Event()
+
+        async def holder() -> None:
+            async with pool.aborrow():
+                started.set()
+                await asyncio.sleep(60)
+
+        task = asyncio.ensure_future(holder())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.stats().discarded == 2
+        async with pool.aborrow(timeout=0):
+            pass
+
+    asyncio.run(main())
+    s = pool.stats()
+    assert (s.discarded, s.puts, s.in_use) == (2, 1, 0)
+    assert balanced(pool)
+
+
+def test_discard_on_and_a_discard_in_the_block_destroy_once():
+    destroy = Recorder()
+    pool = ObjectPool(Thing, destroy=destroy, discard_on=Broken)
+    held: list = []
+
+    def block() -> None:
+        with pool.borrow() as obj:
+            held.append(obj)
+            pool.discard(obj)
+            raise Broken
+
+    with pytest.raises(Broken):
+        block()
+    obj = held[0]
+    assert destroy.calls == [obj]
+    assert pool.stats().discarded == 1
+
+
+def test_discard_on_runs_no_reset():
+    reset = Recorder()
+    pool = ObjectPool(Thing, reset=reset, discard_on=Broken)
+    with pytest.raises(Broken), pool.borrow():
+        raise Broken
+    assert reset.calls == []
+
+
+def test_discards_under_load_keep_the_books_and_one_holder_per_object():
+    # 16 threads on a pool of 4: random gets, puts, discards and borrows
+    # that raise a discard_on exception. Every object is claimed while held:
+    # a second holder, or a destroyed object handed out, is caught.
+    holders: dict[int, int] = {}
+    destroyed: set[int] = set()
+    lock = threading.Lock()
+    problems: list[str] = []
+
+    def destroy(obj: Thing) -> None:
+        with lock:
+            if id(obj) in holders:
+                problems.append("destroyed while held")
+            destroyed.add(id(obj))
+
+    pool = ObjectPool(Thing, max_size=4, destroy=destroy, discard_on=Broken)
+    alive: list[Thing] = []  # keeps ids unique for the whole test
+
+    def claim(obj: Thing, me: int) -> None:
+        with lock:
+            alive.append(obj)
+            if id(obj) in destroyed:
+                problems.append("a destroyed object handed out")
+            if holders.setdefault(id(obj), me) != me:
+                problems.append("two holders")
+
+    def release(obj: Thing) -> None:
+        with lock:
+            del holders[id(obj)]
+
+    def work(me: int) -> None:
+        rng = random.Random(me)
+        for _ in range(1500):
+            choice = rng.random()
+            if choice < 0.5:
+                obj = pool.get(timeout=30)
+                claim(obj, me)
+                release(obj)
+                if rng.random() < 0.3:
+                    pool.discard(obj)
+                else:
+                    pool.put(obj)
+            else:
+                try:
+                    with pool.borrow(timeout=30) as obj:
+                        claim(obj, me)
+                        release(obj)
+                        if choice < 0.6:
+                            pool.discard(obj)
+                        elif choice < 0.7:
+                            raise Broken
+                except Broken:
+                    pass
+
+    assert run_threads(work, 16, timeout=240) == []
+    assert problems == []
+    s = pool.stats()
+    assert s.created - s.destroyed == s.idle + s.in_use
+    assert s.in_use == 0
+    assert s.discarded > 0
+    assert s.destroyed >= s.discarded
+    assert s.hits + s.misses == s.puts + s.discarded
+    assert s.created <= s.destroyed + 4
