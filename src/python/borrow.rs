@@ -24,7 +24,7 @@ use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::{PyClass, PyTraverseError};
 
-use super::class_macros::generic_class;
+use super::class_macros::{exit_method, generic_class};
 
 /// A pool class with `borrow()`: how a `Borrow` gets its object and gives
 /// it back. Implemented by the pool classes, so that this module names none.
@@ -224,19 +224,10 @@ impl Borrow {
 
 generic_class!(Borrow);
 
-#[pymethods]
-impl Borrow {
+exit_method!(
+    Borrow,
+    exit(exc),
     /// Puts the object back; discards it instead when the pool's
     /// ``discard_on`` lists the exception the block raised; does nothing if
     /// the block discarded it already. Lets the block's exception propagate.
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: &Bound<'_, PyAny>,
-        exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        self.exit(py, exc)?;
-        Ok(false)
-    }
-}
+);

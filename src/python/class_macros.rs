@@ -21,20 +21,32 @@ macro_rules! generic_class {
 
 /// `exit_method!(Class, method, /// docs)`: `__exit__(exc_type, exc, tb)`
 /// that calls `self.method(py)` and lets any exception of the block
-/// propagate (returns `False`).
+/// propagate (returns `False`); `exit_method!(Class, method(exc), ...)`
+/// passes the block's exception too: `self.method(py, exc)`.
 macro_rules! exit_method {
+    ($class:ident, $method:ident(exc), $(#[$doc:meta])*) => {
+        $crate::python::class_macros::exit_method!(
+            @exit $class, [$(#[$doc])*], |this, py, exc| this.$method(py, exc)
+        );
+    };
     ($class:ident, $method:ident, $(#[$doc:meta])*) => {
+        $crate::python::class_macros::exit_method!(
+            @exit $class, [$(#[$doc])*], |this, py, _exc| this.$method(py)
+        );
+    };
+    (@exit $class:ident, [$(#[$doc:meta])*], |$this:ident, $py:ident, $exc:ident| $call:expr) => {
         #[pyo3::pymethods]
         impl $class {
             $(#[$doc])*
             fn __exit__(
                 &self,
-                py: Python<'_>,
+                $py: Python<'_>,
                 _exc_type: &Bound<'_, PyAny>,
-                _exc: &Bound<'_, PyAny>,
+                $exc: &Bound<'_, PyAny>,
                 _tb: &Bound<'_, PyAny>,
             ) -> PyResult<bool> {
-                self.$method(py)?;
+                let $this = self;
+                $call?;
                 Ok(false)
             }
         }
