@@ -445,7 +445,6 @@ fn batches_and_singles_in_threads_are_all_served() {
             let (l, stop) = (Arc::clone(&l), Arc::clone(&stop));
             let served_so_far = Arc::clone(&served_so_far);
             std::thread::spawn(move || {
-                let mut served = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let grant = match l.enqueue(&NoStore) {
                         Enqueued::Ready(g) => g,
@@ -462,10 +461,8 @@ fn batches_and_singles_in_threads_are_all_served() {
                     assert!(l.alive() <= MAX);
                     std::thread::yield_now();
                     l.release(&NoStore);
-                    served += 1;
                     served_so_far.fetch_add(1, Ordering::Relaxed);
                 }
-                served
             })
         })
         .collect();
@@ -503,7 +500,8 @@ fn batches_and_singles_in_threads_are_all_served() {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let served: usize = singles.into_iter().map(|t| t.join().unwrap()).sum();
-    assert!(served >= 100);
+    for single in singles {
+        single.join().unwrap();
+    }
     assert_eq!((l.alive(), l.waiting(), l.set_aside()), (0, 0, 0));
 }
