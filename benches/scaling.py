@@ -61,25 +61,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shardpool import BlockPool, BufferPool, ObjectPool
+from shardpool._bench.references import MinimalPool as DequePool
 
 KIB = 1 << 10
-
-
-class DequePool:
-    """The smallest useful pure-Python pool (as in ``python -m shardpool bench``)."""
-
-    def __init__(self, factory: Callable[[], Any]) -> None:
-        self._idle: deque[Any] = deque()
-        self._factory = factory
-
-    def get(self) -> Any:
-        try:
-            return self._idle.pop()
-        except IndexError:
-            return self._factory()
-
-    def put(self, obj: Any) -> None:
-        self._idle.append(obj)
 
 
 class LockListPool:
