@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,3 +164,16 @@ def address(buffer: Any) -> int:
     del probe
     view.release()  # raises if the address probe left an export behind
     return start
+
+
+def load_module(name: str, path: Path) -> ModuleType:
+    """The module at ``path``, imported as ``name`` (a script or example that is
+    not on ``sys.path``), and registered in ``sys.modules``, where dataclasses
+    look their module up."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

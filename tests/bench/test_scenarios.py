@@ -11,7 +11,6 @@ were faulted in. Times are never asserted: they are the driver's business.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import resource
@@ -23,19 +22,13 @@ from typing import Any
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, load_module
 
 EXAMPLES = ROOT / "examples"
 
 
 def load_driver() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("scenarios", ROOT / "benches" / "scenarios.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["scenarios"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_module("scenarios", ROOT / "benches" / "scenarios.py")
 
 
 driver = load_driver()

@@ -16,7 +16,6 @@ request again once the killing stops.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import select
@@ -27,14 +26,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import psycopg
 import pytest
 
 from shardpool import ObjectPool
 
-from helpers import ROOT
+from helpers import ROOT, load_module
 
 EXAMPLE = ROOT / "examples" / "postgres" / "postgres_pool.py"
 BENCH = ROOT / "benches" / "postgres.py"
@@ -47,17 +45,7 @@ needs_server = pytest.mark.skipif(
 )
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("postgres_pool", EXAMPLE)
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-example = load_example()
+example = load_module("postgres_pool", EXAMPLE)
 Connection = psycopg.Connection[tuple[object, ...]]
 
 
