@@ -34,6 +34,14 @@ pub enum PutError<E> {
     },
 }
 
+impl<E> PutError<E> {
+    /// Whether the pool refused the object as not handed out (nothing
+    /// changed), rather than destroyed it after a failed reset.
+    pub fn is_not_out(&self) -> bool {
+        matches!(self, PutError::NotOut { .. })
+    }
+}
+
 /// Why `discard` refused: a checked pool was given an object it has not
 /// handed out (foreign, or given back already). Nothing changed.
 #[derive(Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use pyo3::exceptions::{PyResourceWarning, PyRuntimeError, PyTimeoutError, PyValu
 use pyo3::prelude::*;
 
 use crate::pool::ConfigError;
-use crate::GetError;
+use crate::{GetError, PutError};
 
 pyo3::create_exception!(
     shardpool,
@@ -46,6 +46,14 @@ pub fn get_error(e: GetError<PyErr>, timeout: Option<f64>, max_size: Option<usiz
         } => PyValueError::new_err(format!(
             "n must be at most max_size ({max_size}), got {requested}"
         )),
+    }
+}
+
+/// What `put` raises: the reset hook's error, or [`not_out`].
+pub fn put_error(e: PutError<PyErr>, obj: &Bound<'_, PyAny>) -> PyErr {
+    match e {
+        PutError::Hook(err) => err,
+        PutError::NotOut { .. } => not_out(obj),
     }
 }
 

@@ -12,7 +12,7 @@ use super::args;
 use super::borrow::{Borrow, BorrowArgs, Lend};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
-use super::errors::{config_error, get_error, not_out};
+use super::errors::{config_error, get_error, not_out, put_error};
 use super::hooks::{self, ObjectHooks, PyHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
@@ -114,36 +114,23 @@ impl ObjectPool {
     }
 
     fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        let key = obj.as_ptr() as u64;
-        // Forgotten before the core takes it back: once back, another
-        // thread may get it and record its own site under the same key.
-        let record = self.core.tracking.returned(key);
-        match self
-            .core
-            .put(&mut self.call_hooks(obj.py()), obj.clone().unbind())
-        {
-            Ok(()) => Ok(()),
-            Err(PutError::Hook(err)) => Err(err),
-            Err(PutError::NotOut { .. }) => {
-                self.core.tracking.restore(key, record);
-                Err(not_out(obj))
-            }
-        }
+        let put = || {
+            self.core
+                .put(&mut self.call_hooks(obj.py()), obj.clone().unbind())
+        };
+        let tracking = &self.core.tracking;
+        let outcome = tracking.give_back(obj.as_ptr() as u64, put, PutError::is_not_out);
+        outcome.map_err(|e| put_error(e, obj))
     }
 
     fn discard_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        let key = obj.as_ptr() as u64;
-        let record = self.core.tracking.returned(key);
-        match self
-            .core
-            .discard(&mut self.call_hooks(obj.py()), obj.clone().unbind())
-        {
-            Ok(()) => Ok(()),
-            Err(NotOut) => {
-                self.core.tracking.restore(key, record);
-                Err(discard::not_out(obj))
-            }
-        }
+        let discard = || {
+            self.core
+                .discard(&mut self.call_hooks(obj.py()), obj.clone().unbind())
+        };
+        let tracking = &self.core.tracking;
+        let outcome = tracking.give_back(obj.as_ptr() as u64, discard, |NotOut| true);
+        outcome.map_err(|NotOut| discard::not_out(obj))
     }
 }
 

@@ -10,7 +10,7 @@ use super::args;
 use super::borrow::{Borrow, BorrowArgs, Lend};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
-use super::errors::{config_error, get_error, not_out};
+use super::errors::{config_error, get_error, put_error};
 use super::hooks::{self, ObjectHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
@@ -96,26 +96,15 @@ impl TieredPool {
     }
 
     fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = obj.py();
         let size = self.size_of(obj)?;
-        let key = obj.as_ptr() as u64;
-        // Forgotten before the core takes it back: once back, another
-        // thread may get it and record its own site under the same key.
-        let record = self.core.tracking.returned(key);
-        match self.core.put(obj.clone().unbind(), size, |tier| {
-            self.hooks.bound(py, Some(tier))
-        }) {
-            Ok(_) => Ok(()),
-            Err(PutError::Hook(e)) => Err(e),
-            Err(PutError::NotOut { .. }) => {
-                self.core.tracking.restore(key, record);
-                Err(not_out(obj))
-            }
-        }
+        let hooks = |tier| self.hooks.bound(obj.py(), Some(tier));
+        let put = || self.core.put(obj.clone().unbind(), size, hooks).map(drop);
+        let tracking = &self.core.tracking;
+        let outcome = tracking.give_back(obj.as_ptr() as u64, put, PutError::is_not_out);
+        outcome.map_err(|e| put_error(e, obj))
     }
 
     fn discard_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = obj.py();
         // A checked pool knows the object's tier: a broken object is not
         // measured (its `size_of` might fail).
         let size = if self.core.is_checked() {
@@ -123,17 +112,11 @@ impl TieredPool {
         } else {
             self.size_of(obj)?
         };
-        let key = obj.as_ptr() as u64;
-        let record = self.core.tracking.returned(key);
-        match self.core.discard(obj.clone().unbind(), size, |tier| {
-            self.hooks.bound(py, Some(tier))
-        }) {
-            Ok(()) => Ok(()),
-            Err(NotOut) => {
-                self.core.tracking.restore(key, record);
-                Err(discard::not_out(obj))
-            }
-        }
+        let hooks = |tier| self.hooks.bound(obj.py(), Some(tier));
+        let discard = || self.core.discard(obj.clone().unbind(), size, hooks);
+        let tracking = &self.core.tracking;
+        let outcome = tracking.give_back(obj.as_ptr() as u64, discard, |NotOut| true);
+        outcome.map_err(|NotOut| discard::not_out(obj))
     }
 }
 

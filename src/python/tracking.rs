@@ -51,8 +51,8 @@ impl Tracking {
         }
     }
 
-    /// `key` is back (or gone for good). Returns its record, for
-    /// [`Tracking::restore`] if the return is refused after all.
+    /// `key` is back (or gone for good). Returns its record (for
+    /// [`Tracking::give_back`], to restore if the return is refused).
     #[inline(always)]
     pub fn returned(&self, key: u64) -> Option<Site> {
         match &self.0 {
@@ -61,11 +61,29 @@ impl Tracking {
         }
     }
 
-    /// Puts back a record that [`Tracking::returned`] removed.
-    pub fn restore(&self, key: u64, record: Option<Site>) {
-        if let (Some(sites), Some(record)) = (&self.0, record) {
-            sites.restore(key, record);
+    /// Gives the item `key` back to its pool (`give_back`: a put or a
+    /// discard) with its record forgotten first, since once back another
+    /// thread may get it and record its own site under the same key. If the
+    /// pool refuses the item as not out (`refused`), nothing changed: the
+    /// record is put back.
+    #[inline(always)]
+    pub fn give_back<E>(
+        &self,
+        key: u64,
+        give_back: impl FnOnce() -> Result<(), E>,
+        refused: impl FnOnce(&E) -> bool,
+    ) -> Result<(), E> {
+        let Some(sites) = &self.0 else {
+            return give_back();
+        };
+        let record = sites.forget(key);
+        let outcome = give_back();
+        if let (Some(record), Err(e)) = (record, &outcome) {
+            if refused(e) {
+                sites.restore(key, record);
+            }
         }
+        outcome
     }
 
     /// Forgets the record of an item (a block, a buffer) its holder never
