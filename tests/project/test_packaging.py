@@ -353,3 +353,19 @@ def test_every_development_tool_is_pinned_within_its_group():
     # The maturin the tests use is one that `pip install .` may pick.
     (backend,) = [Requirement(r) for r in PYPROJECT["build-system"]["requires"]]
     assert backend.specifier.contains(pins["maturin"])
+
+
+def test_the_free_threaded_script_installs_the_test_group_and_maturin():
+    # scripts/free-threaded reads its package list from pyproject.toml; when
+    # the extras became dependency groups it read nothing and went on to a
+    # build without maturin. It must list the whole `test` group.
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "free-threaded"), "--print-deps"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+        check=True,
+    )
+    listed = done.stdout.splitlines()
+    assert listed[0].startswith("maturin")
+    assert listed[1:] == dependency_group("test")
