@@ -18,11 +18,13 @@
 use std::cell::RefCell;
 use std::sync::{Mutex, PoisonError};
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
-use pyo3::{PyClass, PyTraverseError};
+use pyo3::{intern, PyClass, PyTraverseError};
+
+use super::logging::{self, Level};
 
 use super::class_macros::{exit_method, generic_class};
 
@@ -37,7 +39,8 @@ pub trait Lend: PyClass<Frozen = True> + Sync {
 
 /// The arguments of a `borrow()` call, kept for its `with` block.
 pub struct BorrowArgs {
-    /// `ObjectPool.borrow(timeout)`.
+    /// `ObjectPool.borrow(timeout)`: the object given, `None` if left out
+    /// (the pool's default applies).
     pub timeout: Option<Py<PyAny>>,
     /// `TieredPool.borrow(size)`.
     pub size: usize,
@@ -89,6 +92,52 @@ pub fn note_exit(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> bool {
             None => false,
         },
     )
+}
+
+/// The end of a `borrow()`/`aborrow()` block, after its object was given
+/// back (`returned`). A block that raises keeps its exception: an
+/// `Exception` from giving the object back (a failing `reset`, which
+/// destroyed the object) does not replace it but is attached to it as a
+/// note (`add_note`) and logged with its traceback. A `BaseException` that
+/// is not an `Exception` (`KeyboardInterrupt`) still propagates, with the
+/// block's exception as its `__context__`, as Python chains it.
+pub fn end_block(
+    pool: &Bound<'_, PyAny>,
+    returned: PyResult<()>,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    match (returned, exc) {
+        (Err(err), Some(exc)) if !exc.is_none() && err.is_instance_of::<PyException>(pool.py()) => {
+            attach(pool, &err, exc);
+            Ok(())
+        }
+        (returned, _) => returned,
+    }
+}
+
+#[cold]
+fn attach(pool: &Bound<'_, PyAny>, err: &PyErr, exc: &Bound<'_, PyAny>) {
+    let py = pool.py();
+    let note = format!(
+        "shardpool: giving the borrowed object back raised {} as this exception \
+         left the block (a failing reset destroys the object); its traceback is \
+         logged on the 'shardpool' logger",
+        logging::safe_repr(err.value(py)),
+    );
+    if let Err(e) = exc.call_method1(intern!(py, "add_note"), (note,)) {
+        e.write_unraisable(py, Some(exc));
+    }
+    logging::log(
+        py,
+        Level::Warning,
+        &format!(
+            "{}: giving a borrowed object back raised while the block propagated {}; \
+             the block's exception was kept",
+            logging::safe_repr(pool),
+            logging::safe_repr(exc),
+        ),
+        Some(err),
+    );
 }
 
 type LendFn = fn(&Bound<'_, PyAny>, &BorrowArgs) -> PyResult<Py<PyAny>>;
@@ -155,7 +204,7 @@ impl Borrow {
                 if note_exit(pool, obj) {
                     return Ok(());
                 }
-                (self.take_back)(pool, obj, Some(exc))
+                end_block(pool, (self.take_back)(pool, obj, Some(exc)), Some(exc))
             }
             other => {
                 self.swap(other);

@@ -16,9 +16,10 @@ use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks, PyHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
+use super::timeout::{self, TimeoutArg, Wait};
 use super::tracking::object_key as key;
 use super::waiting::{ObjectWaiter, PyNotify, WaitQueue, Waiting};
-use crate::{Config, NotOut, Pool, PutError, Step};
+use crate::{Config, GetError, NotOut, Pool, PutError, Step};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
@@ -73,6 +74,8 @@ pub struct ObjectPool {
     core: Shared<Pool<Py<PyAny>>>,
     hooks: ObjectHooks,
     discard_on: DiscardOn,
+    /// The wait of a call that leaves `timeout` out.
+    timeout: Wait,
 }
 
 impl ObjectPool {
@@ -80,18 +83,33 @@ impl ObjectPool {
         self.hooks.bound(py, None)
     }
 
-    fn get_object(
-        &self,
-        py: Python<'_>,
-        timeout: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let (limit, secs) = args::seconds(timeout, "timeout")?;
+    /// `get(timeout)`: `timeout` is the object given, `None` if left out.
+    fn get_object(&self, py: Python<'_>, timeout: Option<&Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        let wait = self.timeout.resolve(timeout, py)?;
         let obj = self
             .core
-            .get(&mut self.call_hooks(py), limit)
-            .map_err(|e| get_error(e, secs, self.core.max_size()))?;
+            .get(&mut self.call_hooks(py), wait.limit)
+            .map_err(|e| self.get_failed(e, wait.secs))?;
         self.core.tracking.acquired(py, key(&obj));
         Ok(obj)
+    }
+
+    /// What a failed get raises; a timeout's message describes the pool.
+    fn get_failed(&self, e: GetError<PyErr>, secs: Option<f64>) -> PyErr {
+        match e {
+            GetError::Timeout => self.timed_out(secs),
+            e => get_error(e, secs, self.core.max_size()),
+        }
+    }
+
+    fn timed_out(&self, secs: Option<f64>) -> PyErr {
+        timeout::timed_out(
+            &self.core.naming,
+            secs,
+            self.core.max_size(),
+            self.core.stats().in_use,
+            self.core.waiting(),
+        )
     }
 
     /// An object, or a `_Waiting` in the queue of a full bounded pool.
@@ -173,7 +191,7 @@ impl WaitQueue for Py<ObjectPool> {
 
 impl Lend for ObjectPool {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
-        self.get_object(py, args.timeout.as_ref().map(|t| t.bind(py)))
+        self.get_object(py, args.timeout.as_ref())
     }
 
     fn take_back(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
@@ -238,8 +256,8 @@ discard::discard_methods!(
 );
 
 aio_methods!(
-    ObjectPool, (timeout: Option<&Bound<'_, PyAny>>) (timeout=None) => {
-        args::seconds(timeout, "timeout")?.1
+    ObjectPool, |slf| (timeout: TimeoutArg) (timeout=TimeoutArg::Omitted) => {
+        slf.get().timeout.resolve(timeout.given(), slf.py())?.secs
     },
     /// ``await pool.aget()``: ``get()`` for asyncio. Waiting for a full
     /// bounded pool never blocks the event loop: the task joins the same
@@ -273,7 +291,7 @@ impl ObjectPool {
     #[pyo3(signature = (
         factory, /, *, max_idle=None, max_size=None, reset=None, validate=None, destroy=None,
         reset_on=None, idle_timeout=None, prefill=None, shards=None, checked=None, name=None,
-        track=None, discard_on=None
+        track=None, discard_on=None, timeout=TimeoutArg::Omitted
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -292,10 +310,12 @@ impl ObjectPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
         discard_on: Option<Bound<'_, PyAny>>,
+        timeout: TimeoutArg,
     ) -> PyResult<Self> {
-        let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
+        let mut hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
         let discard_on = DiscardOn::new(discard_on.as_ref())?;
         let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
+        hooks.describe_pool_as(labels.0.describe("ObjectPool"));
         let reset_on = args::choice(reset_on.as_ref(), "reset_on", &hooks::RESET_ON)?;
         let checked = args::optional_bool(checked.as_ref(), "checked")?.unwrap_or(true);
         let max_idle = args::optional_count(max_idle.as_ref(), "max_idle")?;
@@ -303,6 +323,7 @@ impl ObjectPool {
         let shards = args::optional_count(shards.as_ref(), "shards")?;
         let prefill = args::optional_count(prefill.as_ref(), "prefill")?.unwrap_or(0);
         let (idle_timeout, _) = args::seconds(idle_timeout.as_ref(), "idle_timeout")?;
+        let timeout = Wait::pool_default(&timeout, py, max_size.is_some())?;
         let core = Pool::new(Config {
             max_idle,
             max_size,
@@ -323,6 +344,7 @@ impl ObjectPool {
             core: Shared::new(core, labels),
             hooks,
             discard_on,
+            timeout,
         };
         if prefill > 0 {
             if let Err(e) = pool.core.prefill(&mut pool.call_hooks(py), prefill) {
@@ -339,9 +361,9 @@ impl ObjectPool {
     /// meanwhile) for at most ``timeout`` seconds (``None``: no limit, ``0``:
     /// do not wait), then raise ``PoolTimeout``. Raises ``PoolClosed`` on a
     /// closed pool, and whatever ``factory``, ``reset`` or ``validate`` raise.
-    #[pyo3(signature = (timeout=None))]
-    fn get(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        self.get_object(py, timeout)
+    #[pyo3(signature = (timeout=TimeoutArg::Omitted))]
+    fn get(&self, py: Python<'_>, timeout: TimeoutArg) -> PyResult<Py<PyAny>> {
+        self.get_object(py, timeout.given())
     }
 
     /// Give back an object from ``get``: it is reset and kept for reuse, or
@@ -363,31 +385,33 @@ impl ObjectPool {
 
     /// A context manager that gets an object on entry and puts it back on
     /// exit, also when the block raises: ``with pool.borrow() as obj: ...``.
-    #[pyo3(signature = (timeout=None))]
-    fn borrow(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Borrow> {
+    #[pyo3(signature = (timeout=TimeoutArg::Omitted))]
+    fn borrow(slf: &Bound<'_, Self>, timeout: TimeoutArg) -> PyResult<Borrow> {
         // Checked now, so a bad timeout fails at the call, not at `with`.
-        args::seconds(timeout, "timeout")?;
-        let timeout = timeout.map(|t| t.clone().unbind());
-        let args = BorrowArgs { timeout, size: 0 };
+        slf.get().timeout.resolve(timeout.given(), slf.py())?;
+        let args = BorrowArgs {
+            timeout: timeout.into_given(),
+            size: 0,
+        };
         Ok(Borrow::new(slf.clone().unbind(), args))
     }
 
     /// Get ``n`` objects in one call, as a list: all of them or, on error,
     /// none (those already taken go back). ``timeout`` bounds the whole call.
-    #[pyo3(signature = (n, timeout=None))]
+    #[pyo3(signature = (n, timeout=TimeoutArg::Omitted))]
     fn get_many(
         &self,
         py: Python<'_>,
         n: &Bound<'_, PyAny>,
-        timeout: Option<&Bound<'_, PyAny>>,
+        timeout: TimeoutArg,
     ) -> PyResult<Vec<Py<PyAny>>> {
         let n = args::count(n, "n")?;
-        let (limit, secs) = args::seconds(timeout, "timeout")?;
+        let wait = self.timeout.resolve(timeout.given(), py)?;
         check_batch(n, self.core.max_size())?;
         let objs = self
             .core
-            .get_many(&mut self.call_hooks(py), n, limit)
-            .map_err(|e| get_error(e, secs, self.core.max_size()))?;
+            .get_many(&mut self.call_hooks(py), n, wait.limit)
+            .map_err(|e| self.get_failed(e, wait.secs))?;
         if self.core.tracking.is_tracking() {
             for obj in &objs {
                 self.core.tracking.acquired(py, key(obj));
@@ -448,6 +472,22 @@ impl ObjectPool {
     /// Destroy every idle object. Returns how many were destroyed.
     fn clear(&self, py: Python<'_>) -> usize {
         self.core.trim(&mut self.call_hooks(py), 0)
+    }
+
+    /// The seconds a ``get``, ``get_many``, ``borrow``, ``aget`` or
+    /// ``aborrow`` that leaves ``timeout`` out waits for a full bounded pool
+    /// (``None``: no limit). ``timeout=`` at construction; 30 by default in
+    /// a bounded pool.
+    #[getter]
+    fn timeout(&self) -> Option<f64> {
+        self.timeout.seconds()
+    }
+
+    /// For ``shardpool._aio``: the ``PoolTimeout`` of an ``aget()`` whose
+    /// wait of ``seconds`` ran out. Not public API.
+    #[pyo3(signature = (seconds, /))]
+    fn _timeout_error(&self, py: Python<'_>, seconds: Option<f64>) -> Py<PyAny> {
+        self.timed_out(seconds).into_value(py).into_any()
     }
 
     /// Seconds an idle object is kept, or ``None``.
