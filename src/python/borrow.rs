@@ -1,21 +1,8 @@
 //! `Borrow`: the context manager returned by the object pools' `borrow()`,
-//! and the record of the objects `borrow()`/`aborrow()` blocks hold, so
-//! that a block that discarded its object (`pool.discard(obj)`) ends
-//! without giving it back again.
-//!
-//! Invariants:
-//! - Each thread lists the objects lent to the blocks running on it (pool
-//!   and object addresses: both alive while listed, as the block holds
-//!   them): an entry is added when a block gets its object and removed when
-//!   the block exits, on the thread that runs it (an event loop's, for
-//!   `aborrow()`). A `discard` on that thread marks the newest entry of its
-//!   pool and object; the exit then does nothing more. A block entered and
-//!   never exited (`__enter__` called by hand) leaves its entry behind: a
-//!   few bytes, and never a wrong answer, since a newer entry for a reused
-//!   address is found first.
-//! - No lock: the list is the thread's own.
+//! and the end of a `borrow()`/`aborrow()` block. Which objects blocks
+//! hold, so that a block whose object was discarded ends without giving it
+//! back again, is `lent`'s.
 
-use std::cell::RefCell;
 use std::sync::{Mutex, PoisonError};
 
 use pyo3::exceptions::{PyException, PyRuntimeError};
@@ -46,53 +33,7 @@ pub struct BorrowArgs {
     pub size: usize,
 }
 
-/// An object lent to a block running on this thread.
-struct Lent {
-    pool: usize,
-    obj: usize,
-    discarded: bool,
-}
-
-thread_local! {
-    static LENT: RefCell<Vec<Lent>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A block running on this thread got `obj` from `pool`.
-pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) {
-    let lent = Lent {
-        pool: pool.as_ptr() as usize,
-        obj: obj.as_ptr() as usize,
-        discarded: false,
-    };
-    LENT.with_borrow_mut(|list| list.push(lent));
-}
-
-/// `pool` discarded `obj`: if a block on this thread holds it, its exit
-/// does nothing more.
-pub fn note_discarded(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) {
-    let (pool, obj) = (pool.as_ptr() as usize, obj.as_ptr() as usize);
-    LENT.with_borrow_mut(|list| {
-        if let Some(lent) = list
-            .iter_mut()
-            .rev()
-            .find(|l| l.pool == pool && l.obj == obj)
-        {
-            lent.discarded = true;
-        }
-    });
-}
-
-/// The block that held `obj` from `pool` exits: forgets it, and returns
-/// whether the block discarded it.
-pub fn note_exit(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> bool {
-    let (pool, obj) = (pool.as_ptr() as usize, obj.as_ptr() as usize);
-    LENT.with_borrow_mut(
-        |list| match list.iter().rposition(|l| l.pool == pool && l.obj == obj) {
-            Some(i) => list.remove(i).discarded,
-            None => false,
-        },
-    )
-}
+pub use super::lent::{note_exit, note_lent};
 
 /// The end of a `borrow()`/`aborrow()` block, after its object was given
 /// back (`returned`). A block that raises keeps its exception: an

@@ -141,9 +141,14 @@ macro_rules! discard_methods {
             $(#[$doc])*
             #[pyo3(signature = (obj, /))]
             fn discard(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-                slf.get().discard_object(obj)?;
-                $crate::python::borrow::note_discarded(slf.as_any(), obj);
-                Ok(())
+                // Marked first: a block's exit that starts from now on does
+                // nothing more (see `lent`).
+                let marks = $crate::python::lent::mark_discarded(slf.as_any(), obj);
+                let discarded = slf.get().discard_object(obj);
+                if discarded.is_err() {
+                    marks.undo(slf.as_any(), obj);
+                }
+                discarded
             }
 
             /// An ``aborrow()`` block got ``obj`` (for ``AsyncBorrow``). Not public API.

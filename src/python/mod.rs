@@ -14,6 +14,7 @@ mod discard;
 mod errors;
 mod gc_clock;
 mod hooks;
+mod lent;
 mod logging;
 mod naming;
 mod object_pool;

@@ -250,9 +250,9 @@ discard::discard_methods!(
     /// for an object the pool has not handed out, or one returned or
     /// discarded already; an unchecked pool (``checked=False``, no
     /// ``max_size``) keeps no record, so it destroys and counts whatever it
-    /// is given, as its ``put`` takes whatever it is given. Called inside
-    /// ``with pool.borrow() as obj:`` (or ``aborrow()``), on the thread
-    /// running the block, the block's exit then does nothing more.
+    /// is given, as its ``put`` takes whatever it is given. Called while a
+    /// ``with pool.borrow() as obj:`` (or ``aborrow()``) block holds the
+    /// object, from any thread, the block's exit then does nothing more.
 );
 
 aio_methods!(
