@@ -219,5 +219,7 @@ exit_method!(
     exit(exc),
     /// Puts the object back; discards it instead when the pool's
     /// ``discard_on`` lists the exception the block raised; does nothing if
-    /// the block discarded it already. Lets the block's exception propagate.
+    /// the object was discarded meanwhile (from any thread). Lets the
+    /// block's exception propagate: an ``Exception`` from giving the object
+    /// back (a failing reset) is then added to it as a note, and logged.
 );

@@ -26,7 +26,7 @@ use crate::{Config, GetError, NotOut, Pool, PutError, Step};
 /// ``ObjectPool(factory, *, max_idle=None, max_size=None, reset=None,
 /// validate=None, destroy=None, reset_on="put", idle_timeout=None,
 /// prefill=0, shards=None, checked=True, name=None, track=False,
-/// discard_on=())``
+/// discard_on=(), timeout=...)``
 ///
 /// ``get()`` hands out an idle object, or one new from ``factory()`` when
 /// none is idle; ``put(obj)`` gives it back for reuse. ``borrow()`` does both
@@ -45,9 +45,11 @@ use crate::{Config, GetError, NotOut, Pool, PutError, Step};
 ///         ``reset`` (the ``Resetter`` protocol); a callable: call
 ///         ``reset(obj)``; ``False``: never reset.
 ///     validate: ``validate(obj) -> bool``, run before an idle object is
-///         handed out; a rejected object is destroyed and the next one tried.
+///         handed out. ``False``, or an ``Exception`` it raises (logged),
+///         rejects the object: it is destroyed and the next one tried. A
+///         result that is not a ``bool`` is a ``TypeError``.
 ///     destroy: ``destroy(obj)``, run whenever the pool discards an object.
-///         Its exceptions are reported through ``sys.unraisablehook``.
+///         Its exceptions are logged on the ``shardpool`` logger (ERROR).
 ///     reset_on: ``"put"`` (default: idle objects hold no data) or ``"get"``.
 ///     idle_timeout: Seconds an object may stay idle before it is destroyed
 ///         instead of reused. Checked on ``get`` and ``trim``; no thread runs.
@@ -66,6 +68,14 @@ use crate::{Config, GetError, NotOut, Pool, PutError, Step};
 ///         takes): when a ``borrow()`` or ``aborrow()`` block raises one, its
 ///         object is discarded (``discard``) instead of put back. Default
 ///         ``()``: always put back.
+///     timeout: Seconds a call that leaves its own ``timeout`` out waits for
+///         a full bounded pool (``get``, ``get_many``, ``borrow``, ``aget``,
+///         ``aborrow``). Default: 30 with ``max_size``, else ``None``;
+///         ``None``: no limit.
+///
+/// Hooks run synchronously: an ``async def`` hook is a ``TypeError`` (see
+/// the asyncio section of the guide). What the pool swallows or decides on
+/// its own is logged on the ``shardpool`` logger.
 ///
 /// Raises:
 ///     TypeError, ValueError: for bad arguments, naming the argument.
@@ -265,7 +275,8 @@ aio_methods!(
     /// resumes when a ``put`` (from any thread or task) hands it an object.
     /// A task cancelled or timed out while it waits loses nothing: an object
     /// granted meanwhile goes back to the pool. Raises ``PoolTimeout`` after
-    /// ``timeout`` seconds, ``PoolClosed`` if the pool closes.
+    /// ``timeout`` seconds (left out: the pool's ``timeout``; ``None``: no
+    /// limit), ``PoolClosed`` if the pool closes.
     aget: "aget";
     /// ``async with pool.aborrow() as obj:``: ``aget()`` on entry, ``put``
     /// on exit (also when the block raises or the task is cancelled).
@@ -358,9 +369,11 @@ impl ObjectPool {
     /// Get an object: an idle one if any, else a new one from ``factory``.
     ///
     /// In a bounded pool that is full, wait for a ``put`` (other threads run
-    /// meanwhile) for at most ``timeout`` seconds (``None``: no limit, ``0``:
-    /// do not wait), then raise ``PoolTimeout``. Raises ``PoolClosed`` on a
-    /// closed pool, and whatever ``factory``, ``reset`` or ``validate`` raise.
+    /// meanwhile) for at most ``timeout`` seconds (left out: the pool's
+    /// ``timeout``; ``None``: no limit; ``0``: do not wait), then raise
+    /// ``PoolTimeout``. Raises ``PoolClosed`` on a closed pool, whatever
+    /// ``factory`` or ``reset`` raise, and ``TypeError`` for a ``validate``
+    /// result that is not a ``bool``.
     #[pyo3(signature = (timeout=TimeoutArg::Omitted))]
     fn get(&self, py: Python<'_>, timeout: TimeoutArg) -> PyResult<Py<PyAny>> {
         self.get_object(py, timeout.given())
@@ -385,6 +398,9 @@ impl ObjectPool {
 
     /// A context manager that gets an object on entry and puts it back on
     /// exit, also when the block raises: ``with pool.borrow() as obj: ...``.
+    /// ``timeout`` as for ``get``. If the block raised, an ``Exception`` from
+    /// giving the object back (a failing reset) does not replace the
+    /// block's: it is added to it as a note and logged.
     #[pyo3(signature = (timeout=TimeoutArg::Omitted))]
     fn borrow(slf: &Bound<'_, Self>, timeout: TimeoutArg) -> PyResult<Borrow> {
         // Checked now, so a bad timeout fails at the call, not at `with`.
@@ -397,7 +413,8 @@ impl ObjectPool {
     }
 
     /// Get ``n`` objects in one call, as a list: all of them or, on error,
-    /// none (those already taken go back). ``timeout`` bounds the whole call.
+    /// none (those already taken go back). ``timeout`` bounds the whole call
+    /// (left out: the pool's ``timeout``).
     #[pyo3(signature = (n, timeout=TimeoutArg::Omitted))]
     fn get_many(
         &self,
