@@ -372,6 +372,8 @@ pub struct Snapshot {
     pub idle: u64,
     /// Objects handed out and not yet returned.
     pub in_use: u64,
+    /// Callers (threads and tasks) waiting for a full bounded pool now.
+    pub waiting: u64,
     /// The highest `in_use` the pool has observed (see [`crate::Pool::stats`]).
     pub max_in_use: u64,
 }

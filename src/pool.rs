@@ -237,6 +237,7 @@ impl<T: Send> Pool<T> {
         let mut s = Snapshot::merge(self.shards.all_counters());
         s.idle = self.idle() as u64;
         s.cancelled = self.limit.as_ref().map_or(0, |limit| limit.cancelled());
+        s.waiting = self.waiting() as u64;
         s.max_in_use = self.sample_in_use(s.in_use);
         s
     }

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import switch_interval
+from helpers import shardpool_log, switch_interval
 
 
 @pytest.fixture
@@ -17,6 +17,13 @@ def unraisable(monkeypatch):
     seen: list = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
     return seen
+
+
+@pytest.fixture
+def pool_log():
+    """Collects what the ``shardpool`` logger records during the test."""
+    with shardpool_log() as records:
+        yield records
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
+import logging
 import os
 import signal
 import sys
@@ -31,7 +32,7 @@ TESTS = ROOT / "tests"
 # tiers, BufferPool), and of a block pool's.
 _COMMON_COUNTERS = ("created", "destroyed", "hits", "misses", "puts", "dropped", "expired")
 OBJECT_COUNTERS = (*_COMMON_COUNTERS, "reset_errors", "invalid", "waits", "timeouts", "cancelled")
-OBJECT_GAUGES = ("in_use", "idle", "max_in_use")
+OBJECT_GAUGES = ("in_use", "waiting", "idle", "max_in_use")
 # discarded: object and tiered pools only (a buffer pool reports 0).
 STAT_FIELDS = (*OBJECT_COUNTERS, "discarded", *OBJECT_GAUGES)
 BLOCK_COUNTERS = (*_COMMON_COUNTERS, "oversize")
@@ -102,6 +103,38 @@ def fork() -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return os.fork()
+
+
+class LogRecords(logging.Handler):
+    """What the ``shardpool`` logger records, from any thread."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def at(self, level: int) -> list[logging.LogRecord]:
+        return [r for r in self.records if r.levelno == level]
+
+    def errors(self, level: int = logging.ERROR) -> list[BaseException]:
+        """The exceptions logged (``exc_info``) at ``level``."""
+        return [r.exc_info[1] for r in self.at(level) if r.exc_info and r.exc_info[1]]
+
+
+@contextlib.contextmanager
+def shardpool_log() -> Iterator[LogRecords]:
+    """Collects every record of the ``shardpool`` logger while it runs."""
+    logger = logging.getLogger("shardpool")
+    handler, level = LogRecords(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 class Boom(Exception):

@@ -25,8 +25,8 @@ run N random (not derandomized) examples per machine when hunting for bugs.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import warnings
 from collections import deque
 
@@ -37,7 +37,7 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from shardpool import PoolTimeout
 
-from helpers import OBJECT_COUNTERS, Boom
+from helpers import OBJECT_COUNTERS, Boom, shardpool_log
 
 _EXPLORE = int(os.environ.get("SHARDPOOL_STATEFUL_EXPLORE", "0"))
 
@@ -329,9 +329,12 @@ class CoreModel:
             if obj is None:
                 obj = pop(got)
             if obj.validate_raises or obj.spoiled:
+                # A validator that raises rejects the object, as False does
+                # (and is logged).
                 self.m.bump("invalid")
+                self.owner.validate_errors += obj.validate_raises
                 self.destroyed(ev, obj)
-                return Outcome(error=Boom) if obj.validate_raises else Outcome(REJECTED)
+                return Outcome(REJECTED)
         if obj is None:
             obj = pop(None)
         return Outcome(obj)
@@ -536,9 +539,9 @@ class HookedMachine(RuleBasedStateMachine):
         self.foreign = 0  # objects the pool did not make but took in
         self.destroy_errors = 0
         self.next_token = 0
-        self.unraisable: list = []
-        self.old_hook = sys.unraisablehook
-        sys.unraisablehook = self.unraisable.append
+        self.validate_errors = 0
+        self.log_capture = shardpool_log()
+        self.logged = self.log_capture.__enter__()
         # Which idle object a get takes is visible through a hook call only
         # if one runs on the idle object; otherwise the model needs a FIFO.
         visible = validate or (self.resetting and reset_on == "get")
@@ -547,7 +550,7 @@ class HookedMachine(RuleBasedStateMachine):
     def teardown(self):
         if hasattr(self, "pool"):
             quiet_close(self.pool)
-            sys.unraisablehook = self.old_hook
+            self.log_capture.__exit__(None, None, None)
 
     def take_out(self, obj: Item, seen: tuple | None = None) -> None:
         """A holder got `obj`; `seen` is (dead, data) as the holder saw it,
@@ -609,8 +612,12 @@ class HookedMachine(RuleBasedStateMachine):
 
     def check_objects(self, idle: list) -> None:
         assert not any(o.dead for o in self.held + idle), "a destroyed object is in use"
-        assert len(self.unraisable) == self.destroy_errors
-        assert all(isinstance(u.exc_value, Boom) for u in self.unraisable)
+        destroy_errors = self.logged.errors(logging.ERROR)
+        assert len(destroy_errors) == self.destroy_errors
+        assert all(isinstance(e, Boom) for e in destroy_errors)
+        validate_errors = self.logged.errors(logging.WARNING)
+        assert len(validate_errors) == self.validate_errors
+        assert all(isinstance(e, Boom) for e in validate_errors)
 
 
 HOOK_OPTIONS = {

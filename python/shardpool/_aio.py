@@ -16,7 +16,7 @@ import threading
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
-from shardpool._core import PoolTimeout, _Waiting
+from shardpool._core import _Waiting
 
 _T = TypeVar("_T")
 
@@ -39,7 +39,9 @@ def _resolve(waker: asyncio.Future[None]) -> None:
 
 
 async def aget(pool: Any, timeout: float | None) -> Any:
-    """``await pool.aget(timeout)`` for an ``ObjectPool``."""
+    """``await pool.aget(timeout)`` for an ``ObjectPool``; ``timeout`` is
+    resolved already (the call's, or the pool's default): ``None`` waits
+    without limit."""
     step = pool._get_or_wait()
     if not isinstance(step, _Waiting):
         return step
@@ -53,9 +55,7 @@ async def aget(pool: Any, timeout: float | None) -> Any:
                 await waker
         except TimeoutError:
             step.abandon(timed_out=True)
-            raise PoolTimeout(
-                f"no object became available within {timeout} s (max_size={pool.max_size})"
-            ) from None
+            raise pool._timeout_error(timeout) from None
         except BaseException:
             # Cancelled (or interrupted): give back anything granted
             # meanwhile; counted as cancelled, not as a timeout.

@@ -26,7 +26,8 @@ Every sample has the labels ``pool`` (the pool's ``name``, or a generated
   ``shardpool_cancelled_total``;
 - counters of block pools: ``shardpool_oversize_total``;
 - gauges: ``shardpool_idle`` and ``shardpool_in_use`` (every kind);
-  ``shardpool_max_in_use`` (object, tiered, buffer); ``shardpool_max_size``
+  ``shardpool_max_in_use`` and ``shardpool_waiting`` (callers waiting now;
+  object, tiered, buffer); ``shardpool_max_size``
   (an object pool with ``max_size``); ``shardpool_idle_bytes``,
   ``shardpool_in_use_bytes`` and ``shardpool_max_idle_bytes`` (block);
 - per size class of a block pool or tier of a tiered pool (label ``size``):
@@ -120,6 +121,7 @@ _POOL_SPECS = (
     _Spec("idle", "Objects idle in the pool.", False),
     _Spec("in_use", "Objects handed out and not yet returned.", False),
     _Spec("max_in_use", "The highest in_use observed.", False),
+    _Spec("waiting", "Callers (threads and tasks) waiting now for a pool at max_size.", False),
     _Spec("max_size", "The most objects that may exist at once (bounded pools).", False),
     _Spec("idle_bytes", "Bytes held idle by a block pool.", False),
     _Spec("in_use_bytes", "Bytes of blocks handed out and not yet released.", False),
@@ -167,6 +169,7 @@ def _from_pool_stats(s: PoolStats) -> dict[str, float]:
         "idle": s.idle,
         "in_use": s.in_use,
         "max_in_use": s.max_in_use,
+        "waiting": s.waiting,
     }
 
 

@@ -1139,3 +1139,27 @@ fn close_destroys_what_was_set_aside_for_a_batch() {
     assert_eq!((s.idle, s.destroyed, s.created), (0, 2, 2));
     assert_balanced(&p);
 }
+
+#[test]
+fn stats_waiting_counts_the_callers_queued_now() {
+    // A single get and a batch queue on a full pool: the snapshot's gauge
+    // counts both while they wait, and neither once served or given up.
+    let p = Arc::new(bounded(2));
+    let mut h = TestHooks::default();
+    let held = p.get_many(&mut h, 2, None).unwrap();
+    assert_eq!(p.stats().waiting, 0);
+    let batch = spawn_get_many(&p, 2, Some(Duration::from_secs(10)));
+    until_waiting(&p, 1);
+    assert_eq!(p.stats().waiting, 1);
+    assert!(matches!(
+        p.get(&mut h, Some(Duration::from_millis(5))),
+        Err(GetError::Timeout)
+    ));
+    assert_eq!(p.stats().waiting, 1, "a timed-out caller no longer waits");
+    p.put_many(&mut h, held).unwrap();
+    let got = batch.join().unwrap().unwrap();
+    let s = p.stats();
+    assert_eq!((s.waiting, s.waits, s.timeouts, s.in_use), (0, 2, 1, 2));
+    p.put_many(&mut h, got).unwrap();
+    assert_balanced(&p);
+}

@@ -11,22 +11,22 @@ pub fn aio(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
         .map(|m| m.bind(py))
 }
 
-/// `aio_methods!(Class, (params) (signature) => { args }, /// docs
+/// `aio_methods!(Class, |slf| (params) (signature) => { args }, /// docs
 /// method: "function"; ...)`: the asyncio entry points (`aget()`,
 /// `aborrow()`), each of which checks its arguments at the call (so a bad
 /// one fails there, not in the event loop), then hands the pool and `args`
 /// to `function` of `shardpool._aio`.
 macro_rules! aio_methods {
     (
-        $class:ident, $params:tt $signature:tt => $args:block,
+        $class:ident, |$slf:ident| $params:tt $signature:tt => $args:block,
         $($(#[$doc:meta])* $method:ident: $function:literal;)*
     ) => {
         $($crate::python::aio::aio_methods!(
-            @method $class, $params $signature $args, $(#[$doc])* $method $function
+            @method $class, $slf, $params $signature $args, $(#[$doc])* $method $function
         );)*
     };
     (
-        @method $class:ident, ($($param:ident: $ty:ty),*) $signature:tt $args:block,
+        @method $class:ident, $slf:ident, ($($param:ident: $ty:ty),*) $signature:tt $args:block,
         $(#[$doc:meta])* $method:ident $function:literal
     ) => {
         #[pyo3::pymethods]
@@ -34,11 +34,11 @@ macro_rules! aio_methods {
             $(#[$doc])*
             #[pyo3(signature = $signature)]
             fn $method<'py>(
-                slf: &Bound<'py, Self>,
+                $slf: &Bound<'py, Self>,
                 $($param: $ty),*
             ) -> PyResult<Bound<'py, PyAny>> {
                 let args = $args;
-                $crate::python::aio::aio(slf.py())?.getattr($function)?.call1((slf, args))
+                $crate::python::aio::aio($slf.py())?.getattr($function)?.call1(($slf, args))
             }
         }
     };

@@ -1,28 +1,17 @@
 //! `Borrow`: the context manager returned by the object pools' `borrow()`,
-//! and the record of the objects `borrow()`/`aborrow()` blocks hold, so
-//! that a block that discarded its object (`pool.discard(obj)`) ends
-//! without giving it back again.
-//!
-//! Invariants:
-//! - Each thread lists the objects lent to the blocks running on it (pool
-//!   and object addresses: both alive while listed, as the block holds
-//!   them): an entry is added when a block gets its object and removed when
-//!   the block exits, on the thread that runs it (an event loop's, for
-//!   `aborrow()`). A `discard` on that thread marks the newest entry of its
-//!   pool and object; the exit then does nothing more. A block entered and
-//!   never exited (`__enter__` called by hand) leaves its entry behind: a
-//!   few bytes, and never a wrong answer, since a newer entry for a reused
-//!   address is found first.
-//! - No lock: the list is the thread's own.
+//! and the end of a `borrow()`/`aborrow()` block. Which objects blocks
+//! hold, so that a block whose object was discarded ends without giving it
+//! back again, is `lent`'s.
 
-use std::cell::RefCell;
 use std::sync::{Mutex, PoisonError};
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
-use pyo3::{PyClass, PyTraverseError};
+use pyo3::{intern, PyClass, PyTraverseError};
+
+use super::logging::{self, Level};
 
 use super::class_macros::{exit_method, generic_class};
 
@@ -37,58 +26,59 @@ pub trait Lend: PyClass<Frozen = True> + Sync {
 
 /// The arguments of a `borrow()` call, kept for its `with` block.
 pub struct BorrowArgs {
-    /// `ObjectPool.borrow(timeout)`.
+    /// `ObjectPool.borrow(timeout)`: the object given, `None` if left out
+    /// (the pool's default applies).
     pub timeout: Option<Py<PyAny>>,
     /// `TieredPool.borrow(size)`.
     pub size: usize,
 }
 
-/// An object lent to a block running on this thread.
-struct Lent {
-    pool: usize,
-    obj: usize,
-    discarded: bool,
-}
+pub use super::lent::{note_exit, note_lent};
 
-thread_local! {
-    static LENT: RefCell<Vec<Lent>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A block running on this thread got `obj` from `pool`.
-pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) {
-    let lent = Lent {
-        pool: pool.as_ptr() as usize,
-        obj: obj.as_ptr() as usize,
-        discarded: false,
-    };
-    LENT.with_borrow_mut(|list| list.push(lent));
-}
-
-/// `pool` discarded `obj`: if a block on this thread holds it, its exit
-/// does nothing more.
-pub fn note_discarded(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) {
-    let (pool, obj) = (pool.as_ptr() as usize, obj.as_ptr() as usize);
-    LENT.with_borrow_mut(|list| {
-        if let Some(lent) = list
-            .iter_mut()
-            .rev()
-            .find(|l| l.pool == pool && l.obj == obj)
-        {
-            lent.discarded = true;
+/// The end of a `borrow()`/`aborrow()` block, after its object was given
+/// back (`returned`). A block that raises keeps its exception: an
+/// `Exception` from giving the object back (a failing `reset`, which
+/// destroyed the object) does not replace it but is attached to it as a
+/// note (`add_note`) and logged with its traceback. A `BaseException` that
+/// is not an `Exception` (`KeyboardInterrupt`) still propagates, with the
+/// block's exception as its `__context__`, as Python chains it.
+pub fn end_block(
+    pool: &Bound<'_, PyAny>,
+    returned: PyResult<()>,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    match (returned, exc) {
+        (Err(err), Some(exc)) if !exc.is_none() && err.is_instance_of::<PyException>(pool.py()) => {
+            attach(pool, &err, exc);
+            Ok(())
         }
-    });
+        (returned, _) => returned,
+    }
 }
 
-/// The block that held `obj` from `pool` exits: forgets it, and returns
-/// whether the block discarded it.
-pub fn note_exit(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> bool {
-    let (pool, obj) = (pool.as_ptr() as usize, obj.as_ptr() as usize);
-    LENT.with_borrow_mut(
-        |list| match list.iter().rposition(|l| l.pool == pool && l.obj == obj) {
-            Some(i) => list.remove(i).discarded,
-            None => false,
-        },
-    )
+#[cold]
+fn attach(pool: &Bound<'_, PyAny>, err: &PyErr, exc: &Bound<'_, PyAny>) {
+    let py = pool.py();
+    let note = format!(
+        "shardpool: giving the borrowed object back raised {} as this exception \
+         left the block (a failing reset destroys the object); its traceback is \
+         logged on the 'shardpool' logger",
+        logging::safe_repr(err.value(py)),
+    );
+    if let Err(e) = exc.call_method1(intern!(py, "add_note"), (note,)) {
+        e.write_unraisable(py, Some(exc));
+    }
+    logging::log(
+        py,
+        Level::Warning,
+        &format!(
+            "{}: giving a borrowed object back raised while the block propagated {}; \
+             the block's exception was kept",
+            logging::safe_repr(pool),
+            logging::safe_repr(exc),
+        ),
+        Some(err),
+    );
 }
 
 type LendFn = fn(&Bound<'_, PyAny>, &BorrowArgs) -> PyResult<Py<PyAny>>;
@@ -155,7 +145,7 @@ impl Borrow {
                 if note_exit(pool, obj) {
                     return Ok(());
                 }
-                (self.take_back)(pool, obj, Some(exc))
+                end_block(pool, (self.take_back)(pool, obj, Some(exc)), Some(exc))
             }
             other => {
                 self.swap(other);
@@ -229,5 +219,7 @@ exit_method!(
     exit(exc),
     /// Puts the object back; discards it instead when the pool's
     /// ``discard_on`` lists the exception the block raised; does nothing if
-    /// the block discarded it already. Lets the block's exception propagate.
+    /// the object was discarded meanwhile (from any thread). Lets the
+    /// block's exception propagate: an ``Exception`` from giving the object
+    /// back (a failing reset) is then added to it as a note, and logged.
 );

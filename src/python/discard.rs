@@ -10,6 +10,7 @@ use pyo3::types::{PyTuple, PyType};
 use pyo3::PyTraverseError;
 
 use super::args::describe;
+use super::logging::{self, Level};
 
 /// The exception classes that make a `borrow()`/`aborrow()` exit discard
 /// its object: none (the default), or a tuple of `BaseException`
@@ -68,6 +69,31 @@ impl DiscardOn {
     }
 }
 
+/// Logs (INFO) a discard the pool decided on: a block raised one of
+/// `discard_on`.
+#[cold]
+pub fn log_discard(pool: &str, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) {
+    let py = obj.py();
+    let raised = exc.map_or_else(
+        || "?".into(),
+        |e| {
+            e.get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        },
+    );
+    logging::log(
+        py,
+        Level::Info,
+        &format!(
+            "{}: discarded {} (its borrow() block raised {raised}, listed in discard_on)",
+            pool,
+            describe(obj),
+        ),
+        None,
+    );
+}
+
 fn is_exception_class(value: &Bound<'_, PyAny>) -> bool {
     value
         .cast::<PyType>()
@@ -102,7 +128,9 @@ macro_rules! discard_methods {
                 exc: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<()> {
                 if self.discard_on.matches(exc)? {
-                    return self.discard_object(obj);
+                    self.discard_object(obj)?;
+                    $crate::python::discard::log_discard(self.hooks.pool(), obj, exc);
+                    return Ok(());
                 }
                 self.put_object(obj)
             }
@@ -113,9 +141,14 @@ macro_rules! discard_methods {
             $(#[$doc])*
             #[pyo3(signature = (obj, /))]
             fn discard(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-                slf.get().discard_object(obj)?;
-                $crate::python::borrow::note_discarded(slf.as_any(), obj);
-                Ok(())
+                // Marked first: a block's exit that starts from now on does
+                // nothing more (see `lent`).
+                let marks = $crate::python::lent::mark_discarded(slf.as_any(), obj);
+                let discarded = slf.get().discard_object(obj);
+                if discarded.is_err() {
+                    marks.undo(slf.as_any(), obj);
+                }
+                discarded
             }
 
             /// An ``aborrow()`` block got ``obj`` (for ``AsyncBorrow``). Not public API.
@@ -135,7 +168,7 @@ macro_rules! discard_methods {
                 if $crate::python::borrow::note_exit(slf.as_any(), obj) {
                     return Ok(());
                 }
-                slf.get().end_borrow(obj, exc)
+                $crate::python::borrow::end_block(slf.as_any(), slf.get().end_borrow(obj, exc), exc)
             }
 
             /// The exception classes whose raising in a ``borrow()`` block discards

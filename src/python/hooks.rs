@@ -1,16 +1,34 @@
 //! The Python hooks of a pool of Python objects (factory, reset, validate,
 //! destroy) and the core's `Hooks` over them, which also block without the
 //! GIL. Shared by `ObjectPool` and `TieredPool`.
+//!
+//! What the hooks' results mean to the pool:
+//! - `validate` answers `True` or `False`; anything else is a `TypeError`
+//!   naming `validate` (the core destroys the object and the `get` raises).
+//!   A validator that raises an `Exception` rejects the object: the core
+//!   destroys it (`invalid`) and tries the next, and the exception is
+//!   logged. A `BaseException` that is not an `Exception`
+//!   (`KeyboardInterrupt`, `SystemExit`) propagates.
+//! - Hooks run synchronously. A coroutine function is refused at
+//!   construction; a hook that returns an awaitable anyway (a callable
+//!   object with an `async def __call__`, a `reset` method that is `async`)
+//!   is caught at its first call: the awaitable is closed (no "never
+//!   awaited" warning) and a `TypeError` raised. Later calls are not
+//!   checked: the check stays off the hot path.
+//! - A failing `destroy` cannot be raised to anyone: it is logged (ERROR).
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyType};
 use pyo3::{intern, PyTraverseError};
 
 use super::args;
+use super::logging::{self, Level};
 use crate::limit::Park;
 use crate::{Hooks, ResetOn};
 
@@ -35,6 +53,51 @@ pub struct ObjectHooks {
     /// the garbage collector (see `traverse`): a class that refers to the
     /// pool (a class attribute) would otherwise close a cycle it cannot see.
     reset_lookup: OnceLock<(Py<PyType>, bool)>,
+    /// The hooks whose result has not been checked yet for an awaitable
+    /// (a bit per hook).
+    unchecked: AtomicU8,
+    /// The pool, for log messages (`ObjectPool 'name'`).
+    pool: String,
+}
+
+/// A bit of [`ObjectHooks::unchecked`] per hook.
+#[derive(Clone, Copy)]
+enum Hook {
+    Factory = 1,
+    Reset = 2,
+    Validate = 4,
+    Destroy = 8,
+}
+
+impl Hook {
+    fn name(self) -> &'static str {
+        match self {
+            Hook::Factory => "factory",
+            Hook::Reset => "reset",
+            Hook::Validate => "validate",
+            Hook::Destroy => "destroy",
+        }
+    }
+}
+
+/// Where the guide says how to use a pool from asyncio code.
+const ASYNCIO_DOCS: &str = "docs/guide/concurrency.md, section asyncio";
+
+/// `TypeError` for a coroutine function given as `name`.
+fn refuse_coroutine_function(name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    let inspect = value.py().import("inspect")?;
+    if inspect
+        .call_method1("iscoroutinefunction", (value,))?
+        .is_truthy()?
+    {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a plain callable, not a coroutine function (async def): \
+             a pool runs its hooks synchronously, inside get() and put(); \
+             make it synchronous, or create the object before pooling it \
+             (see {ASYNCIO_DOCS})"
+        )));
+    }
+    Ok(())
 }
 
 impl ObjectHooks {
@@ -46,6 +109,16 @@ impl ObjectHooks {
     ) -> PyResult<Self> {
         if !factory.is_callable() {
             return Err(args::type_error("factory", "callable", &factory));
+        }
+        refuse_coroutine_function("factory", &factory)?;
+        for (name, hook) in [
+            ("reset", &reset),
+            ("validate", &validate),
+            ("destroy", &destroy),
+        ] {
+            if let Some(hook) = hook.as_ref().filter(|h| h.is_callable()) {
+                refuse_coroutine_function(name, hook)?;
+            }
         }
         let reset = match reset {
             None => Reset::Auto,
@@ -60,7 +133,61 @@ impl ObjectHooks {
             validate: args::optional_callable(validate, "validate")?,
             destroy: args::optional_callable(destroy, "destroy")?,
             reset_lookup: OnceLock::new(),
+            unchecked: AtomicU8::new(0b1111),
+            pool: "ObjectPool".into(),
         })
+    }
+
+    /// Names the pool in log messages (`ObjectPool 'name'`).
+    pub fn describe_pool_as(&mut self, pool: String) {
+        self.pool = pool;
+    }
+
+    /// The pool, as log messages name it.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// `result` of `hook`, checked for an awaitable if this is the hook's
+    /// first call: an awaitable is closed and refused with a `TypeError`.
+    #[inline(always)]
+    fn first_call<'py>(
+        &self,
+        hook: Hook,
+        result: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if self.unchecked.load(Ordering::Relaxed) & hook as u8 == 0 {
+            return Ok(result);
+        }
+        self.check_first(hook, result)
+    }
+
+    #[cold]
+    fn check_first<'py>(
+        &self,
+        hook: Hook,
+        result: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = result.py();
+        let inspect = py.import("inspect")?;
+        if !inspect
+            .call_method1("isawaitable", (&result,))?
+            .is_truthy()?
+        {
+            self.unchecked.fetch_and(!(hook as u8), Ordering::Relaxed);
+            return Ok(result);
+        }
+        // Closed, so that dropping it warns of nothing "never awaited".
+        if let Some(close) = result.getattr_opt(intern!(py, "close"))? {
+            close.call0()?;
+        }
+        Err(PyTypeError::new_err(format!(
+            "{} returned an awaitable ({}): a pool runs its hooks synchronously, \
+             inside get() and put(), and cannot await it; make the hook synchronous \
+             (see {ASYNCIO_DOCS})",
+            hook.name(),
+            args::describe(&result),
+        )))
     }
 
     pub fn factory(&self) -> &Py<PyAny> {
@@ -102,6 +229,21 @@ pub struct PyHooks<'a, 'py> {
 }
 
 impl PyHooks<'_, '_> {
+    #[cold]
+    fn validator_raised(&self, item: &Py<PyAny>, err: &PyErr) {
+        logging::log(
+            self.py,
+            Level::Warning,
+            &format!(
+                "{}: validate({}) raised; the object was destroyed (counted as invalid) \
+                 and the next one tried",
+                self.hooks.pool,
+                logging::safe_repr(item.bind(self.py)),
+            ),
+            Some(err),
+        );
+    }
+
     fn has_reset_method(&self, item: &Py<PyAny>) -> PyResult<bool> {
         let py = self.py;
         let item = item.bind(py);
@@ -124,38 +266,71 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
     type Error = PyErr;
 
     fn create(&mut self) -> PyResult<Py<PyAny>> {
-        match self.size {
-            None => self.hooks.factory.call0(self.py),
-            Some(size) => self.hooks.factory.call1(self.py, (size,)),
-        }
+        let factory = self.hooks.factory.bind(self.py);
+        let item = match self.size {
+            None => factory.call0()?,
+            Some(size) => factory.call1((size,))?,
+        };
+        Ok(self.hooks.first_call(Hook::Factory, item)?.unbind())
     }
 
     fn reset(&mut self, item: &Py<PyAny>) -> PyResult<()> {
-        match &self.hooks.reset {
-            Reset::Off => Ok(()),
-            Reset::With(f) => f.call1(self.py, (item,)).map(drop),
+        let result = match &self.hooks.reset {
+            Reset::Off => return Ok(()),
+            Reset::With(f) => f.bind(self.py).call1((item,))?,
             Reset::Auto => {
-                if self.has_reset_method(item)? {
-                    item.call_method0(self.py, intern!(self.py, "reset"))
-                        .map(drop)
-                } else {
-                    Ok(())
+                if !self.has_reset_method(item)? {
+                    return Ok(());
                 }
+                item.bind(self.py).call_method0(intern!(self.py, "reset"))?
             }
-        }
+        };
+        self.hooks.first_call(Hook::Reset, result).map(drop)
     }
 
     fn validate(&mut self, item: &Py<PyAny>) -> PyResult<bool> {
-        match &self.hooks.validate {
-            None => Ok(true),
-            Some(f) => f.call1(self.py, (item,))?.is_truthy(self.py),
+        let Some(f) = &self.hooks.validate else {
+            return Ok(true);
+        };
+        let py = self.py;
+        let verdict = match f.bind(py).call1((item,)) {
+            Ok(verdict) => self.hooks.first_call(Hook::Validate, verdict)?,
+            Err(err) if err.is_instance_of::<PyException>(py) => {
+                self.validator_raised(item, &err);
+                return Ok(false);
+            }
+            // KeyboardInterrupt, SystemExit: not a verdict on the object.
+            Err(err) => return Err(err),
+        };
+        if verdict.is(PyBool::new(py, true)) {
+            Ok(true)
+        } else if verdict.is(PyBool::new(py, false)) {
+            Ok(false)
+        } else {
+            Err(PyTypeError::new_err(format!(
+                "validate must return True or False, got {} (the object was destroyed)",
+                args::describe(&verdict)
+            )))
         }
     }
 
     fn destroy(&mut self, item: Py<PyAny>) {
         if let Some(f) = &self.hooks.destroy {
-            if let Err(err) = f.call1(self.py, (&item,)) {
-                err.write_unraisable(self.py, Some(f.bind(self.py)));
+            let result = f
+                .bind(self.py)
+                .call1((&item,))
+                .and_then(|r| self.hooks.first_call(Hook::Destroy, r));
+            if let Err(err) = result {
+                logging::log(
+                    self.py,
+                    Level::Error,
+                    &format!(
+                        "{}: destroy({}) raised; the pool no longer holds the object",
+                        self.hooks.pool,
+                        logging::safe_repr(item.bind(self.py)),
+                    ),
+                    Some(&err),
+                );
             }
         }
     }

@@ -14,11 +14,14 @@ mod discard;
 mod errors;
 mod gc_clock;
 mod hooks;
+mod lent;
+mod logging;
 mod naming;
 mod object_pool;
 mod pool_class;
 mod stats;
 mod tiered_pool;
+mod timeout;
 mod tracking;
 mod waiting;
 

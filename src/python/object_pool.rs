@@ -16,16 +16,17 @@ use super::errors::{config_error, get_error, not_out, put_error};
 use super::hooks::{self, ObjectHooks, PyHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
+use super::timeout::{self, TimeoutArg, Wait};
 use super::tracking::object_key as key;
 use super::waiting::{ObjectWaiter, PyNotify, WaitQueue, Waiting};
-use crate::{Config, NotOut, Pool, PutError, Step};
+use crate::{Config, GetError, NotOut, Pool, PutError, Step};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
 /// ``ObjectPool(factory, *, max_idle=None, max_size=None, reset=None,
 /// validate=None, destroy=None, reset_on="put", idle_timeout=None,
 /// prefill=0, shards=None, checked=True, name=None, track=False,
-/// discard_on=())``
+/// discard_on=(), timeout=...)``
 ///
 /// ``get()`` hands out an idle object, or one new from ``factory()`` when
 /// none is idle; ``put(obj)`` gives it back for reuse. ``borrow()`` does both
@@ -44,9 +45,11 @@ use crate::{Config, NotOut, Pool, PutError, Step};
 ///         ``reset`` (the ``Resetter`` protocol); a callable: call
 ///         ``reset(obj)``; ``False``: never reset.
 ///     validate: ``validate(obj) -> bool``, run before an idle object is
-///         handed out; a rejected object is destroyed and the next one tried.
+///         handed out. ``False``, or an ``Exception`` it raises (logged),
+///         rejects the object: it is destroyed and the next one tried. A
+///         result that is not a ``bool`` is a ``TypeError``.
 ///     destroy: ``destroy(obj)``, run whenever the pool discards an object.
-///         Its exceptions are reported through ``sys.unraisablehook``.
+///         Its exceptions are logged on the ``shardpool`` logger (ERROR).
 ///     reset_on: ``"put"`` (default: idle objects hold no data) or ``"get"``.
 ///     idle_timeout: Seconds an object may stay idle before it is destroyed
 ///         instead of reused. Checked on ``get`` and ``trim``; no thread runs.
@@ -65,6 +68,14 @@ use crate::{Config, NotOut, Pool, PutError, Step};
 ///         takes): when a ``borrow()`` or ``aborrow()`` block raises one, its
 ///         object is discarded (``discard``) instead of put back. Default
 ///         ``()``: always put back.
+///     timeout: Seconds a call that leaves its own ``timeout`` out waits for
+///         a full bounded pool (``get``, ``get_many``, ``borrow``, ``aget``,
+///         ``aborrow``). Default: 30 with ``max_size``, else ``None``;
+///         ``None``: no limit.
+///
+/// Hooks run synchronously: an ``async def`` hook is a ``TypeError`` (see
+/// the asyncio section of the guide). What the pool swallows or decides on
+/// its own is logged on the ``shardpool`` logger.
 ///
 /// Raises:
 ///     TypeError, ValueError: for bad arguments, naming the argument.
@@ -73,6 +84,8 @@ pub struct ObjectPool {
     core: Shared<Pool<Py<PyAny>>>,
     hooks: ObjectHooks,
     discard_on: DiscardOn,
+    /// The wait of a call that leaves `timeout` out.
+    timeout: Wait,
 }
 
 impl ObjectPool {
@@ -80,18 +93,33 @@ impl ObjectPool {
         self.hooks.bound(py, None)
     }
 
-    fn get_object(
-        &self,
-        py: Python<'_>,
-        timeout: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let (limit, secs) = args::seconds(timeout, "timeout")?;
+    /// `get(timeout)`: `timeout` is the object given, `None` if left out.
+    fn get_object(&self, py: Python<'_>, timeout: Option<&Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        let wait = self.timeout.resolve(timeout, py)?;
         let obj = self
             .core
-            .get(&mut self.call_hooks(py), limit)
-            .map_err(|e| get_error(e, secs, self.core.max_size()))?;
+            .get(&mut self.call_hooks(py), wait.limit)
+            .map_err(|e| self.get_failed(e, wait.secs))?;
         self.core.tracking.acquired(py, key(&obj));
         Ok(obj)
+    }
+
+    /// What a failed get raises; a timeout's message describes the pool.
+    fn get_failed(&self, e: GetError<PyErr>, secs: Option<f64>) -> PyErr {
+        match e {
+            GetError::Timeout => self.timed_out(secs),
+            e => get_error(e, secs, self.core.max_size()),
+        }
+    }
+
+    fn timed_out(&self, secs: Option<f64>) -> PyErr {
+        timeout::timed_out(
+            &self.core.naming,
+            secs,
+            self.core.max_size(),
+            self.core.stats().in_use,
+            self.core.waiting(),
+        )
     }
 
     /// An object, or a `_Waiting` in the queue of a full bounded pool.
@@ -160,7 +188,7 @@ impl WaitQueue for Py<ObjectPool> {
 
 impl Lend for ObjectPool {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
-        self.get_object(py, args.timeout.as_ref().map(|t| t.bind(py)))
+        self.get_object(py, args.timeout.as_ref())
     }
 
     fn take_back(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
@@ -219,14 +247,14 @@ discard::discard_methods!(
     /// for an object the pool has not handed out, or one returned or
     /// discarded already; an unchecked pool (``checked=False``, no
     /// ``max_size``) keeps no record, so it destroys and counts whatever it
-    /// is given, as its ``put`` takes whatever it is given. Called inside
-    /// ``with pool.borrow() as obj:`` (or ``aborrow()``), on the thread
-    /// running the block, the block's exit then does nothing more.
+    /// is given, as its ``put`` takes whatever it is given. Called while a
+    /// ``with pool.borrow() as obj:`` (or ``aborrow()``) block holds the
+    /// object, from any thread, the block's exit then does nothing more.
 );
 
 aio_methods!(
-    ObjectPool, (timeout: Option<&Bound<'_, PyAny>>) (timeout=None) => {
-        args::seconds(timeout, "timeout")?.1
+    ObjectPool, |slf| (timeout: TimeoutArg) (timeout=TimeoutArg::Omitted) => {
+        slf.get().timeout.resolve(timeout.given(), slf.py())?.secs
     },
     /// ``await pool.aget()``: ``get()`` for asyncio. Waiting for a full
     /// bounded pool never blocks the event loop: the task joins the same
@@ -234,7 +262,8 @@ aio_methods!(
     /// resumes when a ``put`` (from any thread or task) hands it an object.
     /// A task cancelled or timed out while it waits loses nothing: an object
     /// granted meanwhile goes back to the pool. Raises ``PoolTimeout`` after
-    /// ``timeout`` seconds, ``PoolClosed`` if the pool closes.
+    /// ``timeout`` seconds (left out: the pool's ``timeout``; ``None``: no
+    /// limit), ``PoolClosed`` if the pool closes.
     aget: "aget";
     /// ``async with pool.aborrow() as obj:``: ``aget()`` on entry, ``put``
     /// on exit (also when the block raises or the task is cancelled).
@@ -260,7 +289,7 @@ impl ObjectPool {
     #[pyo3(signature = (
         factory, /, *, max_idle=None, max_size=None, reset=None, validate=None, destroy=None,
         reset_on=None, idle_timeout=None, prefill=None, shards=None, checked=None, name=None,
-        track=None, discard_on=None
+        track=None, discard_on=None, timeout=TimeoutArg::Omitted
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -279,10 +308,12 @@ impl ObjectPool {
         name: Option<Bound<'_, PyAny>>,
         track: Option<Bound<'_, PyAny>>,
         discard_on: Option<Bound<'_, PyAny>>,
+        timeout: TimeoutArg,
     ) -> PyResult<Self> {
-        let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
+        let mut hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
         let discard_on = DiscardOn::new(discard_on.as_ref())?;
         let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
+        hooks.describe_pool_as(labels.0.describe("ObjectPool"));
         let reset_on = args::choice(reset_on.as_ref(), "reset_on", &hooks::RESET_ON)?;
         let checked = args::optional_bool(checked.as_ref(), "checked")?.unwrap_or(true);
         let max_idle = args::optional_count(max_idle.as_ref(), "max_idle")?;
@@ -290,6 +321,7 @@ impl ObjectPool {
         let shards = args::optional_count(shards.as_ref(), "shards")?;
         let prefill = args::optional_count(prefill.as_ref(), "prefill")?.unwrap_or(0);
         let (idle_timeout, _) = args::seconds(idle_timeout.as_ref(), "idle_timeout")?;
+        let timeout = Wait::pool_default(&timeout, py, max_size.is_some())?;
         let core = Pool::new(Config {
             max_idle,
             max_size,
@@ -310,6 +342,7 @@ impl ObjectPool {
             core: Shared::new(core, labels),
             hooks,
             discard_on,
+            timeout,
         };
         if prefill > 0 {
             if let Err(e) = pool.core.prefill(&mut pool.call_hooks(py), prefill) {
@@ -323,12 +356,14 @@ impl ObjectPool {
     /// Get an object: an idle one if any, else a new one from ``factory``.
     ///
     /// In a bounded pool that is full, wait for a ``put`` (other threads run
-    /// meanwhile) for at most ``timeout`` seconds (``None``: no limit, ``0``:
-    /// do not wait), then raise ``PoolTimeout``. Raises ``PoolClosed`` on a
-    /// closed pool, and whatever ``factory``, ``reset`` or ``validate`` raise.
-    #[pyo3(signature = (timeout=None))]
-    fn get(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        self.get_object(py, timeout)
+    /// meanwhile) for at most ``timeout`` seconds (left out: the pool's
+    /// ``timeout``; ``None``: no limit; ``0``: do not wait), then raise
+    /// ``PoolTimeout``. Raises ``PoolClosed`` on a closed pool, whatever
+    /// ``factory`` or ``reset`` raise, and ``TypeError`` for a ``validate``
+    /// result that is not a ``bool``.
+    #[pyo3(signature = (timeout=TimeoutArg::Omitted))]
+    fn get(&self, py: Python<'_>, timeout: TimeoutArg) -> PyResult<Py<PyAny>> {
+        self.get_object(py, timeout.given())
     }
 
     /// Give back an object from ``get``: it is reset and kept for reuse, or
@@ -350,31 +385,37 @@ impl ObjectPool {
 
     /// A context manager that gets an object on entry and puts it back on
     /// exit, also when the block raises: ``with pool.borrow() as obj: ...``.
-    #[pyo3(signature = (timeout=None))]
-    fn borrow(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Borrow> {
+    /// ``timeout`` as for ``get``. If the block raised, an ``Exception`` from
+    /// giving the object back (a failing reset) does not replace the
+    /// block's: it is added to it as a note and logged.
+    #[pyo3(signature = (timeout=TimeoutArg::Omitted))]
+    fn borrow(slf: &Bound<'_, Self>, timeout: TimeoutArg) -> PyResult<Borrow> {
         // Checked now, so a bad timeout fails at the call, not at `with`.
-        args::seconds(timeout, "timeout")?;
-        let timeout = timeout.map(|t| t.clone().unbind());
-        let args = BorrowArgs { timeout, size: 0 };
+        slf.get().timeout.resolve(timeout.given(), slf.py())?;
+        let args = BorrowArgs {
+            timeout: timeout.into_given(),
+            size: 0,
+        };
         Ok(Borrow::new(slf.clone().unbind(), args))
     }
 
     /// Get ``n`` objects in one call, as a list: all of them or, on error,
-    /// none (those already taken go back). ``timeout`` bounds the whole call.
-    #[pyo3(signature = (n, timeout=None))]
+    /// none (those already taken go back). ``timeout`` bounds the whole call
+    /// (left out: the pool's ``timeout``).
+    #[pyo3(signature = (n, timeout=TimeoutArg::Omitted))]
     fn get_many(
         &self,
         py: Python<'_>,
         n: &Bound<'_, PyAny>,
-        timeout: Option<&Bound<'_, PyAny>>,
+        timeout: TimeoutArg,
     ) -> PyResult<Vec<Py<PyAny>>> {
         let n = args::count(n, "n")?;
-        let (limit, secs) = args::seconds(timeout, "timeout")?;
+        let wait = self.timeout.resolve(timeout.given(), py)?;
         check_batch(n, self.core.max_size())?;
         let objs = self
             .core
-            .get_many(&mut self.call_hooks(py), n, limit)
-            .map_err(|e| get_error(e, secs, self.core.max_size()))?;
+            .get_many(&mut self.call_hooks(py), n, wait.limit)
+            .map_err(|e| self.get_failed(e, wait.secs))?;
         if self.core.tracking.is_tracking() {
             for obj in &objs {
                 self.core.tracking.acquired(py, key(obj));
@@ -435,6 +476,22 @@ impl ObjectPool {
     /// Destroy every idle object. Returns how many were destroyed.
     fn clear(&self, py: Python<'_>) -> usize {
         self.core.trim(&mut self.call_hooks(py), 0)
+    }
+
+    /// The seconds a ``get``, ``get_many``, ``borrow``, ``aget`` or
+    /// ``aborrow`` that leaves ``timeout`` out waits for a full bounded pool
+    /// (``None``: no limit). ``timeout=`` at construction; 30 by default in
+    /// a bounded pool.
+    #[getter]
+    fn timeout(&self) -> Option<f64> {
+        self.timeout.seconds()
+    }
+
+    /// For ``shardpool._aio``: the ``PoolTimeout`` of an ``aget()`` whose
+    /// wait of ``seconds`` ran out. Not public API.
+    #[pyo3(signature = (seconds, /))]
+    fn _timeout_error(&self, py: Python<'_>, seconds: Option<f64>) -> Py<PyAny> {
+        self.timed_out(seconds).into_value(py).into_any()
     }
 
     /// Seconds an idle object is kept, or ``None``.

@@ -95,6 +95,9 @@ stats_class! {
         discarded: u64,
         /// Objects handed out and not yet returned.
         in_use: u64,
+        /// Callers (threads and tasks) waiting now for a full bounded pool
+        /// (always 0 for the pools that never make a caller wait).
+        waiting: u64,
         /// Objects idle in the pool.
         idle: u64,
         /// The highest ``in_use`` observed: sampled when an object is created, a

@@ -172,7 +172,7 @@ discard::discard_methods!(
 );
 
 aio_methods!(
-    TieredPool,
+    TieredPool, |slf|
     (size: &Bound<'_, PyAny>, timeout: Option<&Bound<'_, PyAny>>) (size, timeout=None) => {
         let size = args::count(size, "size")?;
         args::seconds(timeout, "timeout")?;
@@ -211,9 +211,10 @@ impl TieredPool {
         track: Option<Bound<'_, PyAny>>,
         discard_on: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
+        let mut hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
         let discard_on = DiscardOn::new(discard_on.as_ref())?;
         let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
+        hooks.describe_pool_as(labels.0.describe("TieredPool"));
         let reset_on = args::choice(reset_on.as_ref(), "reset_on", &hooks::RESET_ON)?;
         let specs = args::size_specs(&tiers, "tiers", "tier")?;
         let classes =

@@ -390,7 +390,9 @@ def test_a_pool_reachable_only_from_its_waiting_task_is_collected() -> None:
     reported: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: reported.append(context))
     try:
-        pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+        # No limit on the wait: a timed wait is rightly kept alive by the
+        # loop's timer until it ends.
+        pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1, timeout=None)
         held = pool.get()
         task = loop.create_task(pool.aget())
         loop.run_until_complete(asyncio.sleep(0.01))

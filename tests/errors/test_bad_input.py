@@ -270,6 +270,14 @@ def buffers(w: World) -> BufferPool:
     return w.buffers
 
 
+async def async_factory() -> Thing:
+    return Thing()
+
+
+async def async_hook(obj: object) -> bool:
+    return True
+
+
 def new_object_pool(**kwargs) -> Callable[[World], object]:
     return lambda w: ObjectPool(w.factory, **kwargs)
 
@@ -395,6 +403,50 @@ TABLE: list[Row] = [
     Row(OP, "__init__", "shards=100_000", new_object_pool(shards=100_000), ValueError, "shards"),
     Row(OP, "__init__", 'shards="2"', new_object_pool(shards="2"), TypeError, "shards"),
     Row(OP, "__init__", 'checked="yes"', new_object_pool(checked="yes"), TypeError, "checked"),
+    Row(OP, "__init__", "timeout=-1", new_object_pool(timeout=-1), ValueError, "timeout"),
+    Row(OP, "__init__", "timeout=nan", new_object_pool(timeout=NAN), ValueError, "timeout"),
+    Row(OP, "__init__", "timeout='5'", new_object_pool(timeout="5"), TypeError, "timeout"),
+    Row(OP, "__init__", "timeout=True", new_object_pool(timeout=True), TypeError, "timeout"),
+    Row(
+        OP,
+        "__init__",
+        "timeout=10**400",
+        new_object_pool(max_size=2, timeout=10**400),
+        OverflowError,
+        "timeout",
+    ),
+    Row(
+        OP,
+        "__init__",
+        "factory=async def",
+        lambda w: ObjectPool(async_factory),
+        TypeError,
+        "factory.*coroutine function",
+    ),
+    Row(
+        OP,
+        "__init__",
+        "reset=async def",
+        new_object_pool(reset=async_hook),
+        TypeError,
+        "reset.*coroutine function",
+    ),
+    Row(
+        OP,
+        "__init__",
+        "validate=async def",
+        new_object_pool(validate=async_hook),
+        TypeError,
+        "validate.*coroutine function",
+    ),
+    Row(
+        OP,
+        "__init__",
+        "destroy=async def",
+        new_object_pool(destroy=async_hook),
+        TypeError,
+        "destroy.*coroutine function",
+    ),
     # --- ObjectPool: methods ---
     Row(OP, "get", "timeout=-1", lambda w: w.objects.get(timeout=-1), ValueError, "timeout"),
     Row(OP, "get", "timeout=nan", lambda w: w.objects.get(timeout=NAN), ValueError, "timeout"),
@@ -621,7 +673,7 @@ TABLE: list[Row] = [
         OP,
         obj,
         "closed max_idle max_size shards idle_timeout reset_on checked factory name track"
-        " discard_on",
+        " discard_on timeout",
     ),
     Row(
         OP,
@@ -713,6 +765,22 @@ TABLE: list[Row] = [
     ),
     # --- TieredPool ---
     Row(T, "__init__", "factory=None", lambda w: TieredPool(None, [16]), TypeError, "factory"),
+    Row(
+        T,
+        "__init__",
+        "factory=async def",
+        lambda w: TieredPool(async_hook, [16]),
+        TypeError,
+        "factory.*coroutine function",
+    ),
+    Row(
+        T,
+        "__init__",
+        "validate=async def",
+        new_tiered_pool(validate=async_hook),
+        TypeError,
+        "validate.*coroutine function",
+    ),
     Row(T, "__init__", "no tiers", lambda w: TieredPool(list), TypeError, "tiers"),
     Row(T, "__init__", "tiers=16", new_tiered_pool(tiers=16), TypeError, "tiers"),
     Row(T, "__init__", "tiers=None", new_tiered_pool(tiers=None), TypeError, "tiers"),
@@ -1260,7 +1328,7 @@ TABLE: list[Row] = [
         "PoolStats",
         lambda w: w.pool_stats,
         "created destroyed hits misses puts dropped reset_errors invalid expired waits "
-        "timeouts cancelled discarded in_use idle max_in_use hit_rate",
+        "timeouts cancelled discarded in_use waiting idle max_in_use hit_rate",
     ),
     Row(
         "BlockPoolStats",

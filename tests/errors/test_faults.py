@@ -7,7 +7,8 @@ and wait on bounded pools. Afterwards the books must balance exactly:
   that returned, ``destroyed`` = destroy calls, ``reset_errors`` = resets
   that raised, ``invalid`` = validations that raised or said no);
 - every exception a hook raised reached exactly one caller (or, from a
-  destroy hook, ``sys.unraisablehook``), and no other exception did;
+  destroy hook or a validator, the ``shardpool`` logger: a raising
+  validator rejects the object), and no other exception did;
 - ``created == destroyed + idle`` with nothing in use, ``hits + misses ==
   puts``;
 - no object was ever held by two holders at once, handed out after it was
@@ -25,6 +26,7 @@ Here: the same under concurrency, with faults, and close racing with them.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -34,7 +36,7 @@ import pytest
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolClosed, PoolTimeout, TieredPool
 
-from helpers import Boom, run_threads
+from helpers import Boom, LogRecords, run_threads
 
 THREADS = 8
 OPS = 2000  # per thread
@@ -198,7 +200,7 @@ RATES = {
 
 @pytest.mark.parametrize("rates", list(RATES), ids=list(RATES))
 @pytest.mark.parametrize("config", list(CONFIGS), ids=list(CONFIGS))
-def test_object_pool_with_failing_hooks_in_threads_keeps_exact_books(config, rates, unraisable):
+def test_object_pool_with_failing_hooks_in_threads_keeps_exact_books(config, rates, pool_log):
     kwargs = CONFIGS[config]
     max_size = kwargs.get("max_size")
     faults = Faults(RATES[rates], max_size=max_size, seed=f"{config}-{rates}")
@@ -265,15 +267,9 @@ def test_object_pool_with_failing_hooks_in_threads_keeps_exact_books(config, rat
     assert s.invalid == faults.n("validate raised") + faults.rejected
     assert s.timeouts == 0
     assert holders.out == set()
-    # Every failure of a hook reached exactly one caller; destroy failures
-    # went to sys.unraisablehook; nothing else was raised.
-    from_callers = {id(e) for e in caught}
-    assert len(from_callers) == len(caught), "one failure reported twice"
-    via_hook = [u.exc_value for u in unraisable]
-    assert all(isinstance(e, Boom) and e.args == ("destroy",) for e in via_hook)
-    assert len(via_hook) == faults.n("destroy raised")
-    expected = {k for k, e in faults.raised.items() if e.args != ("destroy",)}
-    assert from_callers == expected
+    # Every failure of a hook reached exactly one caller; destroy and
+    # validate failures were logged; nothing else was raised.
+    assert_reported_once(faults, caught, pool_log)
     if max_size is not None:
         assert faults.alive <= max_size
     # And the pool still works.
@@ -281,6 +277,23 @@ def test_object_pool_with_failing_hooks_in_threads_keeps_exact_books(config, rat
     pool.put(pool.get(timeout=STRANDED))
     pool.close()
     assert pool.stats().idle == 0
+
+
+def assert_reported_once(faults: Faults, caught: list[Boom], pool_log: LogRecords) -> None:
+    """Each failure of a hook reached one caller, or (destroy: ERROR,
+    validate: WARNING) the shardpool logger, and nothing else was raised."""
+    from_callers = {id(e) for e in caught}
+    assert len(from_callers) == len(caught), "one failure reported twice"
+    logged = {
+        "destroy": pool_log.errors(logging.ERROR),
+        "validate": pool_log.errors(logging.WARNING),
+    }
+    for hook, errors in logged.items():
+        assert all(isinstance(e, Boom) and e.args == (hook,) for e in errors)
+        assert len(errors) == faults.n(f"{hook} raised")
+        assert {id(e) for e in errors} == {k for k, e in faults.raised.items() if e.args == (hook,)}
+    expected = {k for k, e in faults.raised.items() if e.args not in (("destroy",), ("validate",))}
+    assert from_callers == expected
 
 
 def test_factory_failing_with_waiters_hands_the_slot_on():
@@ -319,9 +332,7 @@ def test_factory_failing_with_waiters_hands_the_slot_on():
 
 
 @pytest.mark.parametrize("holders_put_back", [True, False])
-def test_close_wakes_faulty_waiters_of_every_kind_and_the_books_balance(
-    holders_put_back, unraisable
-):
+def test_close_wakes_faulty_waiters_of_every_kind_and_the_books_balance(holders_put_back, pool_log):
     """Waiters in get, borrow and get_many (timeout=None) on a full bounded
     pool whose destroy hook fails: close() fails them all with PoolClosed;
     objects returned afterwards are destroyed."""
@@ -366,7 +377,7 @@ def test_close_wakes_faulty_waiters_of_every_kind_and_the_books_balance(
     s = pool.stats()
     assert s.created == s.destroyed + s.idle + s.in_use
     assert s.timeouts == 0
-    assert len(unraisable) == faults.n("destroy raised")
+    assert len(pool_log.errors()) == faults.n("destroy raised")
     with pytest.raises(PoolClosed):
         pool.get(timeout=0)
 
@@ -374,7 +385,7 @@ def test_close_wakes_faulty_waiters_of_every_kind_and_the_books_balance(
 # --- TieredPool ---
 
 
-def test_tiered_pool_with_failing_hooks_in_threads_keeps_exact_books(unraisable):
+def test_tiered_pool_with_failing_hooks_in_threads_keeps_exact_books(pool_log):
     faults = Faults(
         {
             "factory": 0.1,
@@ -444,11 +455,7 @@ def test_tiered_pool_with_failing_hooks_in_threads_keeps_exact_books(unraisable)
     tiers = pool.tier_stats()
     assert sum(t.idle for t in tiers.values()) == s.idle
     assert all(tiers[size].idle <= cap for size, cap in pool.tiers)
-    assert len({id(e) for e in caught}) == len(caught)
-    assert {id(e) for e in caught} == {
-        k for k, e in faults.raised.items() if e.args != ("destroy",)
-    }
-    assert len(unraisable) == faults.n("destroy raised")
+    assert_reported_once(faults, caught, pool_log)
     pool.close()
 
 

@@ -724,3 +724,21 @@ def test_discards_are_published_for_object_and_tiered_pools():
     assert samples[("shardpool_discarded_total", labels("conns", "object"))] == 1
     assert samples[("shardpool_discarded_total", labels("frames", "tiered"))] == 2
     assert types(registry)["shardpool_discarded"] == "counter"
+
+
+def test_the_waiting_gauge_shows_callers_waiting_now():
+    registry = CollectorRegistry()
+    pool = ObjectPool(object, max_size=1, name="waited", timeout=None)
+    register(pool, registry)
+    held = pool.get()
+    waiters = [threading.Thread(target=lambda: pool.put(pool.get())) for _ in range(2)]
+    for t in waiters:
+        t.start()
+    deadline = time.monotonic() + 5
+    while pool.stats().waiting < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert scrape(registry)[("shardpool_waiting", labels("waited", "object"))] == 2
+    pool.put(held)
+    for t in waiters:
+        t.join(5)
+    assert scrape(registry)[("shardpool_waiting", labels("waited", "object"))] == 0

@@ -586,12 +586,21 @@ def test_rejected_object_is_destroyed_and_the_next_one_tried():
     assert balanced(pool)
 
 
-def test_validate_result_is_used_by_truthiness():
-    pool = ObjectPool(Thing, validate=lambda o: [])  # falsy
+@pytest.mark.parametrize("verdict", [None, [], 1, "yes", 0.0])
+def test_a_validate_result_other_than_a_bool_is_a_type_error(verdict):
+    # A psycopg-style check returns None on success: read as "reject", it
+    # silently turned pooling off. Now it is a TypeError naming validate.
+    destroy = Recorder()
+    pool = ObjectPool(Thing, validate=lambda o: verdict, destroy=destroy, max_size=2)
     obj = pool.get()
     pool.put(obj)
-    assert pool.get() is not obj
-    assert pool.stats().invalid == 1
+    with pytest.raises(TypeError, match=r"validate must return True or False, got"):
+        pool.get()
+    assert destroy.calls == [obj]
+    s = pool.stats()
+    assert (s.invalid, s.destroyed, s.idle, s.in_use) == (1, 1, 0, 0)
+    assert balanced(pool)
+    assert pool.get(timeout=0) is not obj  # its max_size slot was freed
 
 
 def test_rejecting_everything_still_ends_with_a_new_object():

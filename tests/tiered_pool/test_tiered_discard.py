@@ -6,6 +6,7 @@ with-block exits of borrow() and aborrow() follow ObjectPool's."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -119,4 +120,15 @@ def test_discard_on_discards_for_listed_exceptions_only():
     s = pool.stats()
     assert (s.discarded, s.puts, s.in_use) == (3, 2, 0)
     assert TieredPool(bytearray, [16]).discard_on == ()
+    assert books_balance(pool)
+
+
+def test_a_discard_from_another_thread_ends_a_borrow_block():
+    pool = TieredPool(bytearray, [16])
+    with pool.borrow(10) as obj:
+        helper = threading.Thread(target=pool.discard, args=(obj,))
+        helper.start()
+        helper.join(5)
+    s = pool.stats()
+    assert (s.discarded, s.puts, s.in_use, s.idle) == (1, 0, 0, 0)
     assert books_balance(pool)

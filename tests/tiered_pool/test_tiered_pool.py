@@ -5,6 +5,7 @@ timeout, borrow, stats, closing, and every error path."""
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 import weakref
@@ -386,16 +387,17 @@ def test_validate_rejects_idle_objects_and_a_new_one_is_made():
     pool.put(fresh)
 
 
-def test_validate_error_propagates_and_destroys():
+def test_validate_error_is_a_rejection_logged_and_a_new_object_made(pool_log):
     def validate(obj):
         raise Boom("bad")
 
     pool = TieredPool(bytearray, [16], validate=validate)
-    pool.put(pool.get(1))
-    with pytest.raises(Boom):
-        pool.get(1)
+    first = pool.get(1)
+    pool.put(first)
+    assert pool.get(1) is not first
     s = pool.stats()
-    assert (s.invalid, s.idle, s.destroyed) == (1, 0, 1)
+    assert (s.invalid, s.idle, s.destroyed, s.misses) == (1, 0, 1, 2)
+    assert [type(e) for e in pool_log.errors(logging.WARNING)] == [Boom]
 
 
 def test_destroy_runs_for_trim_clear_and_close():
@@ -419,16 +421,18 @@ def test_destroy_runs_for_trim_clear_and_close():
     assert {id(o) for o in destroy.calls} >= {id(o) for o in small + large}
 
 
-def test_destroy_error_goes_to_unraisablehook(unraisable):
+def test_destroy_error_is_logged(pool_log, unraisable):
     def destroy(obj):
         raise Boom("destroy failed")
 
-    pool = TieredPool(bytearray, [16], destroy=destroy)
+    pool = TieredPool(bytearray, [16], destroy=destroy, name="t")
     obj = pool.get(1)
     obj.clear()
     pool.put(obj)  # smaller than every tier now: destroyed
-    assert len(unraisable) == 1
-    assert unraisable[0].exc_type is Boom
+    [record] = pool_log.at(logging.ERROR)
+    assert isinstance(record.exc_info[1], Boom)
+    assert "TieredPool 't': destroy(" in record.getMessage()
+    assert unraisable == []
 
 
 def test_idle_timeout_expires_objects():

@@ -57,6 +57,10 @@ class Parser:
         self.tokens.clear()
 
 
+def check_returning_none(parser: Parser) -> None:
+    """A psycopg-style check: raises when broken, returns None otherwise."""
+
+
 def object_pool() -> None:
     pool = ObjectPool(Parser, max_size=4, name="parsers")
     assert_type(pool, ObjectPool[Parser])  # T inferred from the factory
@@ -82,6 +86,16 @@ def object_pool() -> None:
     ObjectPool(Parser, discard_on=(OSError, KeyboardInterrupt))
     refused(lambda: ObjectPool(Parser, discard_on=[OSError]))  # type: ignore[arg-type]
     refused(lambda: ObjectPool(Parser, discard_on=OSError()))  # type: ignore[arg-type]
+    # timeout= left out: the pool's; None: no limit (both typed alike).
+    assert_type(pool.timeout, float | None)
+    assert_type(pool.get(timeout=None), Parser)
+    assert_type(ObjectPool(Parser, max_size=2, timeout=None).timeout, float | None)
+    assert_type(pool.stats().waiting, int)
+    assert_type(pool.stats().as_dict()["waiting"], int)
+    # validate answers True or False: a psycopg-style check (None) is refused.
+    none_checked = ObjectPool(Parser, validate=check_returning_none)  # type: ignore[arg-type]
+    none_checked.put(none_checked.get())
+    refused(none_checked.get)  # the runtime refuses the None at the first check
     assert_type(pool.trim(), int)
     assert_type(pool.trim(keep=1), int)
     assert_type(pool.clear(), int)
