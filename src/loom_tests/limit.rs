@@ -29,7 +29,7 @@ use loom::thread;
 
 use super::Bound::{Exhaustive, Preemptions};
 use super::{check, spawn_with};
-use crate::limit::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Store, Units};
+use crate::limit::{Enqueued, Grant, Limit, NoStore, Offered, Outcome, Park, Store, Units};
 
 /// An empty store that runs its function each time it is looked in (under
 /// the queue lock).
@@ -124,7 +124,7 @@ fn waiters_are_served_in_queue_order() {
         while limit.waiting() < 2 {
             thread::yield_now();
         }
-        assert_eq!(limit.offer(7, &NoStore), Ok(()));
+        assert_eq!(limit.offer(7, &NoStore), Offered::Taken);
         limit.release(&NoStore);
         let mut got: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
         let order = order.lock().unwrap().clone();
@@ -139,7 +139,11 @@ fn waiters_are_served_in_queue_order() {
         );
         assert_eq!(limit.alive(), 1);
         assert_eq!(limit.waiting(), 0);
-        assert_eq!(limit.offer(8, &NoStore), Err(8), "nobody waits any more");
+        assert_eq!(
+            limit.offer(8, &NoStore),
+            Offered::Kept(8),
+            "nobody waits any more"
+        );
     });
 }
 
@@ -170,7 +174,10 @@ fn timeout_racing_offer_never_loses_the_item() {
     check(Exhaustive, || {
         let limit = full(1);
         let waiter = spawn_with(&limit, move |limit| wait_until_deadline(&limit));
-        let kept = limit.offer(7, &NoStore).err();
+        let kept = match limit.offer(7, &NoStore) {
+            Offered::Kept(item) | Offered::Surplus(item) => Some(item),
+            Offered::Taken => None,
+        };
         let given = match waiter.join().unwrap() {
             Some(Outcome::Granted(Grant::Item(item))) => Some(item),
             None => None,
@@ -291,7 +298,10 @@ fn set_aside_units_are_never_lost_or_doubled() {
                 _ => panic!("unexpected"),
             }
         });
-        let kept = limit.offer(7, &NoStore).err();
+        let kept = match limit.offer(7, &NoStore) {
+            Offered::Kept(item) | Offered::Surplus(item) => Some(item),
+            Offered::Taken => None,
+        };
         limit.release(&NoStore);
         let units = batch.join().unwrap();
         let items: Vec<u32> = kept

@@ -54,7 +54,7 @@ impl<T: Send> Pool<T> {
             let source = match (idle, &self.limit) {
                 (Some(idle), _) => Source::Idle(idle),
                 (None, None) => Source::Slot,
-                (None, Some(limit)) if limit.waiting() == 0 && limit.try_reserve() => Source::Slot,
+                (None, Some(limit)) if !limit.is_contended() && limit.try_reserve() => Source::Slot,
                 (None, Some(_)) if !may_wait => return Err(GetError::Timeout),
                 (None, Some(limit)) => {
                     let deadline = *deadline
@@ -132,6 +132,7 @@ impl<T: Send> Pool<T> {
             return Err(GetError::AlreadyOut);
         };
         counters.bump(Event::Created);
+        self.note_birth(hooks, &out);
         Ok(out)
     }
 
@@ -181,7 +182,7 @@ impl<T: Send> Pool<T> {
         idle: Idle<T>,
         keep_charge: bool,
     ) -> Result<Option<T>, H::Error> {
-        if self.is_expired(&idle) {
+        if self.is_stale(hooks, &idle) {
             self.reject(hooks, counters, idle.item, Event::Expired, keep_charge);
             return Ok(None);
         }

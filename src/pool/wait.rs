@@ -37,6 +37,7 @@ impl<T: Send> Pool<T> {
             let home = self.shards.home();
             match limit.enqueue(&self.idles(home)) {
                 Enqueued::Closed => return Err(GetError::Closed),
+                Enqueued::Busy => return Err(GetError::TooBusy),
                 Enqueued::Queued(waiter) => {
                     if count_wait {
                         self.shards.counters(home).bump(Event::Wait);
@@ -62,7 +63,10 @@ impl<T: Send> Pool<T> {
         waiter: &Waiter<Idle<T>>,
     ) -> Result<Option<T>, GetError<H::Error>> {
         match waiter.take() {
-            Some(Outcome::Granted(grant)) => self.redeem(hooks, grant),
+            Some(Outcome::Granted(grant)) => {
+                self.note_wait_ended(waiter);
+                self.redeem(hooks, grant)
+            }
             Some(Outcome::Closed) => Err(GetError::Closed),
             // Not decided (or taken already): nothing was granted.
             None => Err(GetError::Timeout),
@@ -86,6 +90,7 @@ impl<T: Send> Pool<T> {
             self.give_back(hooks, grant);
         }
         if timed_out {
+            limit.wait_times().record(waiter.waited());
             self.shards.local().1.bump(Event::Timeout);
         } else {
             limit.note_cancelled();
@@ -107,6 +112,7 @@ impl<T: Send> Pool<T> {
         let waiter = match limit.enqueue(&self.idles(home)) {
             Enqueued::Ready(grant) => return Ok(grant),
             Enqueued::Closed => return Err(GetError::Closed),
+            Enqueued::Busy => return Err(GetError::TooBusy),
             Enqueued::Queued(waiter) => waiter,
         };
         if !std::mem::replace(waited, true) {
@@ -128,12 +134,23 @@ impl<T: Send> Pool<T> {
             }
         };
         match outcome {
-            Some(Outcome::Granted(grant)) => Ok(grant),
+            Some(Outcome::Granted(grant)) => {
+                limit.wait_times().record(waiter.waited());
+                Ok(grant)
+            }
             Some(Outcome::Closed) => Err(GetError::Closed),
             None => {
+                limit.wait_times().record(waiter.waited());
                 self.shards.counters(home).bump(Event::Timeout);
                 Err(GetError::Timeout)
             }
+        }
+    }
+
+    /// Counts a wait that ended served, in the wait-time histogram.
+    fn note_wait_ended(&self, waiter: &Waiter<Idle<T>>) {
+        if let Some(limit) = &self.limit {
+            limit.wait_times().record(waiter.waited());
         }
     }
 

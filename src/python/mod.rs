@@ -17,6 +17,7 @@ mod hooks;
 mod naming;
 mod object_pool;
 mod pool_class;
+mod sizing;
 mod stats;
 mod tiered_pool;
 mod tracking;
@@ -44,6 +45,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PoolTimeout", py.get_type::<errors::PoolTimeout>())?;
     m.add("PoolClosed", py.get_type::<errors::PoolClosed>())?;
+    m.add("PoolTooBusy", py.get_type::<errors::PoolTooBusy>())?;
     add_classes!(
         m,
         object_pool::ObjectPool,
