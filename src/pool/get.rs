@@ -72,8 +72,16 @@ impl<T: Send> Pool<T> {
             };
             match self.vet(hooks, counters, idle, false) {
                 Ok(Some(item)) => return self.hand_out(hooks, counters, item, Event::Hit),
-                Ok(None) => rejects += 1,
-                Err(e) => return Err(GetError::Hook(e)),
+                Ok(None) => {
+                    if rejects == 0 {
+                        self.refill_quietly(hooks);
+                    }
+                    rejects += 1;
+                }
+                Err(e) => {
+                    self.refill_quietly(hooks);
+                    return Err(GetError::Hook(e));
+                }
             }
         }
     }
@@ -92,7 +100,11 @@ impl<T: Send> Pool<T> {
             Grant::Item(idle) => idle,
             Grant::Batch(_) => unreachable!("a single waiter is granted one unit"),
         };
-        match self.vet(hooks, counters, idle, false) {
+        let vetted = self.vet(hooks, counters, idle, false);
+        if !matches!(vetted, Ok(Some(_))) {
+            self.refill_quietly(hooks);
+        }
+        match vetted {
             Ok(Some(item)) => self.hand_out(hooks, counters, item, Event::Hit).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(GetError::Hook(e)),

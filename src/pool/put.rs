@@ -141,6 +141,7 @@ impl<T: Send> Pool<T> {
         if self.reset_on == ResetOn::Put {
             if let Err(e) = hooks.reset(&item) {
                 self.reject(hooks, counters, item, Event::ResetError, false);
+                self.refill_quietly(hooks);
                 return Err(e);
             }
         }
@@ -149,7 +150,9 @@ impl<T: Send> Pool<T> {
 
     /// Destroys an object that failed a check or a reset, counting why. Its
     /// charge is released, or kept for the caller with `keep_charge`. Cold:
-    /// out of the way of the hot path it branches off.
+    /// out of the way of the hot path it branches off. The caller refills
+    /// to `min_size` (once a call: a get that rejects many idle objects
+    /// must not make and reject a replacement for each).
     #[cold]
     pub(super) fn reject<H: Hooks<T>>(
         &self,
@@ -163,7 +166,6 @@ impl<T: Send> Pool<T> {
         self.destroy(hooks, counters, item);
         if !keep_charge {
             self.release_charge();
-            self.refill_quietly(hooks);
         }
     }
 

@@ -3,29 +3,19 @@
 //! histogram. What they do is the core's (`Pool::resize`, `pool::sizing`,
 //! `limit::wait_times`); this converts arguments and results.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::args;
 use crate::Sizes;
 
-/// `resize(max_size=..., min_size=...)`'s arguments: absent keeps the
-/// current size; an explicit `None` for `max_size` would make a bounded
-/// pool unbounded, which is refused (`ValueError`).
+/// `resize(max_size=..., min_size=...)`'s arguments: `None` (or absent)
+/// keeps the current size. (So a bounded pool cannot be made unbounded:
+/// there is no way to ask for it.)
 pub fn sizes(
     max_size: Option<&Bound<'_, PyAny>>,
     min_size: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Sizes> {
-    let max_size = match max_size {
-        None => None,
-        Some(v) if v.is_none() => {
-            return Err(PyValueError::new_err(
-                "max_size=None: a bounded pool cannot become unbounded \
-                 (waiters and checked returns rely on the bound); give a number",
-            ))
-        }
-        Some(v) => Some(args::count(v, "max_size")?),
-    };
+    let max_size = args::optional_count(max_size, "max_size")?;
     let min_size = args::optional_count(min_size, "min_size")?;
     Ok(Sizes { max_size, min_size })
 }
@@ -38,7 +28,8 @@ macro_rules! sizing_methods {
         #[pyo3::pymethods]
         impl $class {
             /// Change ``max_size`` and/or ``min_size`` of the live pool
-            /// (keyword-only; an argument left out keeps its value).
+            /// (keyword-only; ``None``, the default, keeps the value).
+            /// A bounded pool stays bounded, an unbounded one unbounded.
             ///
             /// Growing ``max_size`` serves waiting threads and tasks at once.
             /// Shrinking it destroys surplus idle objects now and objects in
@@ -49,9 +40,9 @@ macro_rules! sizing_methods {
             /// ``max_idle`` stays as built.
             ///
             /// Raises ``ValueError``, changing nothing: ``max_size`` for a
-            /// pool built without one (it has no bound to change: build it
-            /// with ``max_size``), ``max_size=None`` (a bounded pool stays
-            /// bounded), ``max_size=0``, ``min_size`` above ``max_size`` or
+            /// pool built without one (it has no bound to change, nor the
+            /// waiters' queue a bound needs: build it with ``max_size``),
+            /// ``max_size=0``, ``min_size`` above ``max_size`` or
             /// ``max_idle``, ``max_size`` below the ``n`` of a waiting
             /// ``get_many(n)``, or a closed pool.
             #[pyo3(signature = (*, max_size=None, min_size=None))]
