@@ -51,6 +51,7 @@ fn wait_forever(limit: &Limit<u32>) -> Outcome<u32> {
     match limit.enqueue(&NoStore) {
         Enqueued::Ready(grant) => Outcome::Granted(grant),
         Enqueued::Closed => Outcome::Closed,
+        Enqueued::Busy => unreachable!("no max_waiting in these models"),
         Enqueued::Queued(waiter) => {
             assert!(waiter.park(None));
             waiter.take().expect("decided when park returns")
@@ -64,6 +65,7 @@ fn wait_until_deadline(limit: &Limit<u32>) -> Option<Outcome<u32>> {
     match limit.enqueue(&NoStore) {
         Enqueued::Ready(grant) => Some(Outcome::Granted(grant)),
         Enqueued::Closed => Some(Outcome::Closed),
+        Enqueued::Busy => unreachable!("no max_waiting in these models"),
         Enqueued::Queued(waiter) => {
             if waiter.park(Some(Instant::now())) {
                 waiter.take().or_else(|| limit.cancel(&waiter))
@@ -207,6 +209,7 @@ fn batch_forever(limit: &Limit<u32>, n: usize) -> Outcome<u32> {
     match limit.enqueue_batch(n, &NoStore) {
         Enqueued::Ready(grant) => Outcome::Granted(grant),
         Enqueued::Closed => Outcome::Closed,
+        Enqueued::Busy => unreachable!("no max_waiting in these models"),
         Enqueued::Queued(waiter) => {
             assert!(waiter.park(None));
             waiter.take().expect("decided when park returns")
