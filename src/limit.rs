@@ -10,7 +10,12 @@
 //!   batch, and slots granted or set aside. It never exceeds `max`: it only
 //!   rises through [`Limit::try_reserve`]'s compare-and-swap.
 //! - A waiter is in `queue.waiters` exactly while its outcome is undecided,
-//!   and `waiting` equals the queue's length whenever the lock is free.
+//!   and `waiting` (less its `SURPLUS` bit, see `resize`) equals the
+//!   queue's length whenever the lock is free.
+//! - `max` changes only under the queue lock (`resize`); while `alive`
+//!   exceeds it, `SURPLUS` is set and returned items are refused as surplus.
+//! - At most `max_waiting` callers are queued: one more is refused under
+//!   the lock (`Enqueued::Busy`), holding and taking nothing.
 //! - Outcomes are decided only under the queue lock, by `serve`, which walks
 //!   the queue in arrival order handing out the units it can draw (an item a
 //!   put offers, then idle items of the [`Store`], then free slots):
@@ -69,7 +74,8 @@
 //! One concern a module: this one, the bound (`alive` against `max`) and
 //! its fast paths; `waiter` (one blocked caller and its notification);
 //! `queue` (the waiters' queue and `serve`); `turns` (a batch's turns);
-//! `fork` (which waiters survive a fork). Each states its own invariants.
+//! `fork` (which waiters survive a fork); `resize` (a new bound);
+//! `wait_times` (the wait-time histogram). Each states its own invariants.
 
 mod fork;
 mod queue;

@@ -232,6 +232,24 @@ def test_the_wait_histogram_counts_waits_that_ended():
     assert ObjectPool(Thing).wait_histogram() is None
 
 
+def test_the_wait_histogram_counts_a_task_served_after_waiting():
+    pool = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+
+    async def main() -> Thing:
+        task = asyncio.ensure_future(pool.aget(timeout=10))
+        while pool.stats().waits == 0:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)
+        pool.put(held)
+        return await task
+
+    assert asyncio.run(main()) is held
+    _, counts, total = pool.wait_histogram()
+    assert sum(counts) == 1
+    assert total >= 0.02
+
+
 def test_stats_reset_peak_returns_then_restarts_the_peak():
     pool = ObjectPool(Thing)
     objs = [pool.get() for _ in range(3)]
