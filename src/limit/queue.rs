@@ -242,22 +242,29 @@ impl<I> Limit<I> {
     /// Joins the queue for one unit, unless the waiters can be served
     /// (this one included) at once.
     pub fn enqueue(&self, store: &dyn Store<I>) -> Enqueued<I> {
-        self.join(1, false, store)
+        self.join(1, false, store, true)
+    }
+
+    /// [`Limit::enqueue`] for a caller that waited already and queues again
+    /// (the object it was granted was rejected): never refused for
+    /// `max_waiting`, which caps callers, not their turns.
+    pub fn requeue(&self, store: &dyn Store<I>) -> Enqueued<I> {
+        self.join(1, false, store, false)
     }
 
     /// Joins the queue for `n` units at once (see the module's invariants),
     /// unless they are free now. A caller that asks for more than `max` waits
     /// for ever: check first.
     pub fn enqueue_batch(&self, n: usize, store: &dyn Store<I>) -> Enqueued<I> {
-        self.join(n, true, store)
+        self.join(n, true, store, true)
     }
 
-    fn join(&self, need: usize, batch: bool, store: &dyn Store<I>) -> Enqueued<I> {
+    fn join(&self, need: usize, batch: bool, store: &dyn Store<I>, capped: bool) -> Enqueued<I> {
         let mut queue = self.lock_queue();
         if queue.closed {
             return Enqueued::Closed;
         }
-        if queue.waiters.len() >= self.max_waiting {
+        if capped && queue.waiters.len() >= self.max_waiting {
             // Those already queued come first (FIFO): a unit free now is
             // theirs. With none queued (`max_waiting == 0`), a unit freed
             // since the caller looked is this caller's.

@@ -11,7 +11,12 @@
 //!   while more units are charged than the bound allows; `serve` clears
 //!   the bit (under the lock) once the bound holds. No unit is created
 //!   meanwhile: `try_reserve` refuses while `alive >= max`. The caller
-//!   destroys the surplus idle items itself (see `Pool::resize`).
+//!   destroys the surplus idle items itself (see `Pool::resize`). An item
+//!   stored by a put that read `waiting` just before the bit was set, and
+//!   shelved just after the caller looked at the idle items, stays idle
+//!   while the bound is exceeded; it is shed when it next comes back (the
+//!   put's fast path stays one load; loom
+//!   `sizing::shrinking_while_an_object_comes_back_keeps_the_bound`).
 //! - A resize that would strand a caller is refused, changing nothing: a
 //!   queued batch that needs more units than the new bound.
 

@@ -35,7 +35,12 @@ impl<T: Send> Pool<T> {
                 unreachable!("only a bounded pool makes a get wait");
             };
             let home = self.shards.home();
-            match limit.enqueue(&self.idles(home)) {
+            let queued = if count_wait {
+                limit.enqueue(&self.idles(home))
+            } else {
+                limit.requeue(&self.idles(home))
+            };
+            match queued {
                 Enqueued::Closed => return Err(GetError::Closed),
                 Enqueued::Busy => return Err(GetError::TooBusy),
                 Enqueued::Queued(waiter) => {
@@ -109,7 +114,12 @@ impl<T: Send> Pool<T> {
         deadline: Option<Instant>,
         waited: &mut bool,
     ) -> Result<Grant<Idle<T>>, GetError<H::Error>> {
-        let waiter = match limit.enqueue(&self.idles(home)) {
+        let queued = if *waited {
+            limit.requeue(&self.idles(home))
+        } else {
+            limit.enqueue(&self.idles(home))
+        };
+        let waiter = match queued {
             Enqueued::Ready(grant) => return Ok(grant),
             Enqueued::Closed => return Err(GetError::Closed),
             Enqueued::Busy => return Err(GetError::TooBusy),
