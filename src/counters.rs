@@ -368,6 +368,10 @@ pub struct Snapshot {
     /// pool's waits end so, and it counts them itself (see
     /// `Limit::note_cancelled`).
     pub cancelled: u64,
+    /// Callers refused at once (`PoolTooBusy`) because `max_waiting`
+    /// callers were waiting: neither a wait nor a timeout. Counted by the
+    /// limit, as `cancelled` is.
+    pub rejected: u64,
     /// Objects sitting idle in the pool.
     pub idle: u64,
     /// Objects handed out and not yet returned.

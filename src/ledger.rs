@@ -76,6 +76,14 @@ impl<T> Ledger<T> {
         self.shard(id).remove(&id)
     }
 
+    /// A copy of the entry of `id`, if any.
+    pub(crate) fn get(&self, id: usize) -> Option<T>
+    where
+        T: Copy,
+    {
+        self.shard(id).get(&id).copied()
+    }
+
     pub(crate) fn contains(&self, id: usize) -> bool {
         self.shard(id).contains_key(&id)
     }

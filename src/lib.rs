@@ -65,13 +65,13 @@ pub use classes::SizeClasses;
 pub use counters::{Event, Snapshot};
 pub use lease::{LeaseError, Leased};
 pub use limit::{
-    note_fork, Enqueued, Grant, Limit, NoStore, Notify, Outcome, Park, Store, Turns, Units, Waiter,
-    PATIENCE,
+    note_fork, Enqueued, Grant, Limit, NoStore, Notify, Offered, Outcome, Park, ResizeError, Store,
+    Turns, Units, WaitTimes, Waiter, PATIENCE, WAIT_BUCKETS,
 };
 pub use memory::{AllocError, OwnedBlock};
 pub use pool::{
-    Charge, Config, ConfigError, GetError, Hooks, Idle, NotOut, Pool, PutError, ResetOn, Step,
-    MAX_IDLE_LIMIT, MAX_SHARDS,
+    Charge, Config, ConfigError, GetError, Hooks, Idle, NotOut, Pool, PutError, ResetOn, Sizes,
+    Step, MAX_IDLE_LIMIT, MAX_SHARDS,
 };
 pub use tiered::{Filing, Tiered};
 

@@ -10,7 +10,12 @@
 //!   batch, and slots granted or set aside. It never exceeds `max`: it only
 //!   rises through [`Limit::try_reserve`]'s compare-and-swap.
 //! - A waiter is in `queue.waiters` exactly while its outcome is undecided,
-//!   and `waiting` equals the queue's length whenever the lock is free.
+//!   and `waiting` (less its `SURPLUS` bit, see `resize`) equals the
+//!   queue's length whenever the lock is free.
+//! - `max` changes only under the queue lock (`resize`); while `alive`
+//!   exceeds it, `SURPLUS` is set and returned items are refused as surplus.
+//! - At most `max_waiting` callers are queued: one more is refused under
+//!   the lock (`Enqueued::Busy`), holding and taking nothing.
 //! - Outcomes are decided only under the queue lock, by `serve`, which walks
 //!   the queue in arrival order handing out the units it can draw (an item a
 //!   put offers, then idle items of the [`Store`], then free slots):
@@ -69,11 +74,14 @@
 //! One concern a module: this one, the bound (`alive` against `max`) and
 //! its fast paths; `waiter` (one blocked caller and its notification);
 //! `queue` (the waiters' queue and `serve`); `turns` (a batch's turns);
-//! `fork` (which waiters survive a fork). Each states its own invariants.
+//! `fork` (which waiters survive a fork); `resize` (a new bound);
+//! `wait_times` (the wait-time histogram). Each states its own invariants.
 
 mod fork;
 mod queue;
+mod resize;
 mod turns;
+mod wait_times;
 mod waiter;
 
 use std::collections::VecDeque;
@@ -84,7 +92,9 @@ use crossbeam_utils::CachePadded;
 pub use fork::note_fork;
 use fork::{fork_generation, survives_forks};
 use queue::Queue;
+pub use resize::ResizeError;
 pub use turns::{Turns, PATIENCE};
+pub use wait_times::{WaitTimes, WAIT_BUCKETS};
 pub use waiter::{Notify, Park, Waiter};
 
 use crate::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
@@ -174,7 +184,28 @@ pub enum Enqueued<I> {
     Queued(Arc<Waiter<I>>),
     /// The limit was closed.
     Closed,
+    /// `max_waiting` callers wait already: refused at once (counted in
+    /// [`Limit::rejected`]).
+    Busy,
 }
+
+/// What became of an item offered to the waiters ([`Limit::offer`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offered<I> {
+    /// A waiter took it.
+    Taken,
+    /// No waiter could use it: the caller keeps it (stores it idle).
+    Kept(I),
+    /// The bound was lowered below the units charged ([`Limit::resize`]):
+    /// the caller destroys it and releases its charge.
+    Surplus(I),
+}
+
+/// The bit of `Limit::waiting` set while the bound is below the units
+/// charged (after a shrinking [`Limit::resize`]): it sends every `offer`
+/// and `release` to their slow paths, where a returned item is destroyed
+/// instead of kept, without a second load on the fast path of a put.
+const SURPLUS: usize = 1 << (usize::BITS - 1);
 
 /// Where idle items wait: the limit draws from it to serve waiters.
 pub trait Store<I> {
@@ -206,9 +237,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The `max_size` bound of a pool and its fair queue of waiters (see the
 /// module's invariants); `I` is the pool's idle item.
 pub struct Limit<I> {
-    max: usize,
+    /// The bound; changed only under the queue lock ([`Limit::resize`]).
+    max: AtomicUsize,
     alive: CachePadded<AtomicUsize>,
+    /// Callers queued, plus the [`SURPLUS`] bit.
     waiting: CachePadded<AtomicUsize>,
+    /// The most callers queued at once (`usize::MAX`: no cap).
+    max_waiting: usize,
+    /// Callers refused because `max_waiting` were queued.
+    rejected: AtomicU64,
+    /// How long the waits that ended (served or timed out) took.
+    wait_times: WaitTimes,
     /// Items in `queue.set_aside`, readable without the lock (they count as
     /// idle).
     set_aside_items: AtomicUsize,
@@ -221,10 +260,19 @@ pub struct Limit<I> {
 impl<I> Limit<I> {
     /// A bound of `max` units, none charged, nobody waiting.
     pub fn new(max: usize) -> Self {
+        Self::with_max_waiting(max, None)
+    }
+
+    /// A bound of `max` units on which at most `max_waiting` callers wait
+    /// at once (`None`: any number).
+    pub fn with_max_waiting(max: usize, max_waiting: Option<usize>) -> Self {
         Limit {
-            max,
+            max: AtomicUsize::new(max),
             alive: CachePadded::new(AtomicUsize::new(0)),
             waiting: CachePadded::new(AtomicUsize::new(0)),
+            max_waiting: max_waiting.unwrap_or(usize::MAX),
+            rejected: AtomicU64::new(0),
+            wait_times: WaitTimes::default(),
             set_aside_items: AtomicUsize::new(0),
             cancelled: AtomicU64::new(0),
             queue: Mutex::new(Queue {
@@ -239,7 +287,28 @@ impl<I> Limit<I> {
 
     /// The bound.
     pub fn max(&self) -> usize {
-        self.max
+        self.max.load(Ordering::SeqCst)
+    }
+
+    /// The most callers queued at once, if capped.
+    pub fn max_waiting(&self) -> Option<usize> {
+        (self.max_waiting != usize::MAX).then_some(self.max_waiting)
+    }
+
+    /// Callers refused at once because `max_waiting` were queued.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// How long the waits that ended (served or timed out) took.
+    pub fn wait_times(&self) -> &WaitTimes {
+        &self.wait_times
+    }
+
+    /// Whether more units are charged than the bound allows (after a
+    /// shrinking [`Limit::resize`]).
+    pub fn is_over(&self) -> bool {
+        self.alive.load(Ordering::SeqCst) > self.max()
     }
 
     /// Objects currently charged against the bound.
@@ -250,7 +319,14 @@ impl<I> Limit<I> {
     /// Callers queued for capacity (threads and tasks, singles and batches).
     #[inline]
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.waiting.load(Ordering::Relaxed) & !SURPLUS
+    }
+
+    /// Whether a caller must go the slow way: callers queued, or surplus
+    /// to shed (one load for both, on a get's fast path).
+    #[inline]
+    pub(crate) fn is_contended(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) != 0
     }
 
     /// Items set aside for a batch: idle, but not in the store.
@@ -271,9 +347,18 @@ impl<I> Limit<I> {
     /// Charges one object against the bound, if there is room.
     #[inline]
     pub fn try_reserve(&self) -> bool {
+        self.try_reserve_below(self.max())
+    }
+
+    /// Charges one object if fewer than `floor` (and fewer than the bound)
+    /// are charged: how a pool refills up to its `min_size`, exactly, with
+    /// other threads creating and destroying at once.
+    #[inline]
+    pub fn try_reserve_below(&self, floor: usize) -> bool {
+        let max = self.max().min(floor);
         self.alive
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < self.max).then_some(n + 1)
+                (n < max).then_some(n + 1)
             })
             .is_ok()
     }
@@ -288,16 +373,25 @@ impl<I> Limit<I> {
         }
     }
 
-    /// Hands `item` to the waiters (see `serve`), or gives it back if they
-    /// cannot use it.
+    /// Hands `item` to the waiters (see `serve`); gives it back if they
+    /// cannot use it, or as surplus if the bound was lowered below the
+    /// units charged.
     #[inline]
-    pub fn offer(&self, item: I, store: &dyn Store<I>) -> Result<(), I> {
+    pub fn offer(&self, item: I, store: &dyn Store<I>) -> Offered<I> {
         if self.waiting.load(Ordering::Relaxed) == 0 {
-            return Err(item);
+            return Offered::Kept(item);
+        }
+        self.offer_slowly(item, store)
+    }
+
+    #[cold]
+    fn offer_slowly(&self, item: I, store: &dyn Store<I>) -> Offered<I> {
+        if self.waiting.load(Ordering::Relaxed) & SURPLUS != 0 && self.is_over() {
+            return Offered::Surplus(item);
         }
         match self.serve_locked(Some(item), store) {
-            Some(item) => Err(item),
-            None => Ok(()),
+            Some(item) => Offered::Kept(item),
+            None => Offered::Taken,
         }
     }
 

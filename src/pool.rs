@@ -25,11 +25,16 @@
 //!   fence that pairs with one in `close`, so either `close` drains the
 //!   object or the put sees the pool closed and destroys it.
 //!
+//! - With `min_size`, a thread that destroys objects below it creates
+//!   replacements after the destroy, outside every lock, within `max_size`
+//!   (see `sizing`).
+//!
 //! One concern a module: [`config`](Config) (settings), [`Hooks`] (the
 //! caller's policy), `get` (one object out), `wait` (a full bounded pool),
 //! `batch` (`get_many`, `put_many`), `put` (objects back), `idle` (idle
-//! storage, stamps and expiry), `lifecycle` (prefill, trim, close, and what
-//! a garbage collector needs). Each states its own invariants.
+//! storage, stamps and expiry), `lifetime` (`max_lifetime`), `sizing`
+//! (`min_size`, `resize`), `lifecycle` (prefill, trim, close, and what a
+//! garbage collector needs). Each states its own invariants.
 
 mod batch;
 mod config;
@@ -38,7 +43,9 @@ mod get;
 mod hooks;
 mod idle;
 mod lifecycle;
+mod lifetime;
 mod put;
+mod sizing;
 mod wait;
 
 use std::time::{Duration, Instant};
@@ -47,13 +54,20 @@ pub(crate) use config::refuse;
 pub use config::{Charge, Config, ConfigError, ResetOn, MAX_IDLE_LIMIT, MAX_SHARDS};
 pub use error::{GetError, NotOut, PutError};
 pub use hooks::Hooks;
+pub use sizing::Sizes;
 
 use crate::counters::{Counters, Event, Snapshot};
 use crate::ledger::Ledger;
 use crate::limit::{Limit, Store, Waiter};
 use crate::shards::Shards;
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use crate::sync::Arc;
+use crate::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex};
+use lifetime::Lifetime;
+
+/// `Pool::flags`: `close` was called.
+const CLOSED: u8 = 1;
+/// `Pool::flags`: objects have a `max_lifetime`, checked as they come back.
+const AGES: u8 = 2;
 
 /// A shard samples `in_use` for `max_in_use` once in this many hits.
 const IN_USE_SAMPLE_EVERY: u64 = 64;
@@ -92,11 +106,24 @@ pub struct Pool<T> {
     reset_on: ResetOn,
     charge: Option<Charge>,
     epoch: Instant,
-    closed: AtomicBool,
+    /// [`CLOSED`], and [`AGES`] for a pool with a `max_lifetime`: one load
+    /// tells a put whether it must take its slow path, so a pool without a
+    /// lifetime pays nothing for the check.
+    flags: AtomicU8,
+    /// Whether idle objects can expire (`idle_timeout` or `max_lifetime`):
+    /// one test on a get for both.
+    ages: bool,
     max_in_use: AtomicU64,
     /// How many rejected idle objects a `get` goes through before it stops
     /// looking at idle objects (more than the pool can hold idle).
     max_rejects: usize,
+    /// The fewest objects kept in existence (see `sizing`).
+    min_size: AtomicUsize,
+    /// Serializes `resize` calls, so that `min_size <= max_size` holds
+    /// between them.
+    resizing: Mutex<()>,
+    /// `max_lifetime` and the creation times (see `lifetime`).
+    lifetime: Option<Lifetime>,
 }
 
 enum Source<T> {
@@ -155,15 +182,25 @@ impl<T: Send> Pool<T> {
         let checked = config.checked || config.max_size.is_some();
         Ok(Pool {
             shards: Shards::new(shards, max_idle),
-            limit: config.max_size.map(|max| Box::new(Limit::new(max))),
+            limit: config
+                .max_size
+                .map(|max| Box::new(Limit::with_max_waiting(max, config.max_waiting))),
             ledger: checked.then(|| Ledger::new(shards)),
             idle_timeout: config.idle_timeout,
             reset_on: config.reset_on,
             charge: config.charge,
             epoch: Instant::now(),
-            closed: AtomicBool::new(false),
+            flags: AtomicU8::new(if config.max_lifetime.is_some() {
+                AGES
+            } else {
+                0
+            }),
+            ages: config.idle_timeout.is_some() || config.max_lifetime.is_some(),
             max_in_use: AtomicU64::new(0),
             max_rejects: max_idle + shards,
+            min_size: AtomicUsize::new(config.min_size),
+            resizing: Mutex::new(()),
+            lifetime: config.max_lifetime.map(|max| Lifetime::new(max, shards)),
         })
     }
 
@@ -199,7 +236,7 @@ impl<T: Send> Pool<T> {
 
     /// Whether [`Pool::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.flags.load(Ordering::Acquire) & CLOSED != 0
     }
 
     /// The per-shard counter blocks, for merging across pools.
@@ -238,8 +275,38 @@ impl<T: Send> Pool<T> {
         s.idle = self.idle() as u64;
         s.cancelled = self.limit.as_ref().map_or(0, |limit| limit.cancelled());
         s.waiting = self.waiting() as u64;
+        s.rejected = self.limit.as_ref().map_or(0, |limit| limit.rejected());
         s.max_in_use = self.sample_in_use(s.in_use);
         s
+    }
+
+    /// [`Pool::stats`], then the high-water mark starts again from the
+    /// current `in_use`: a scraper that asks each interval sees the peak of
+    /// that interval (a peak reached between samples may be missed, as
+    /// [`Pool::stats`] says).
+    pub fn stats_reset_peak(&self) -> Snapshot {
+        let s = self.stats();
+        self.max_in_use.store(s.in_use, Ordering::Relaxed);
+        s
+    }
+
+    /// The wait-time histogram of a bounded pool: counts per bucket of
+    /// [`WAIT_BUCKETS`](crate::limit::WAIT_BUCKETS) (then `+Inf`), not
+    /// cumulative, and the sum in seconds. `None` for an unbounded pool.
+    pub fn wait_times(&self) -> Option<(Vec<u64>, f64)> {
+        self.limit
+            .as_ref()
+            .map(|limit| limit.wait_times().snapshot())
+    }
+
+    /// The most callers that may wait at once, if capped.
+    pub fn max_waiting(&self) -> Option<usize> {
+        self.limit.as_ref().and_then(|limit| limit.max_waiting())
+    }
+
+    /// How long an object may live (`None`: for ever).
+    pub fn max_lifetime(&self) -> Option<Duration> {
+        self.lifetime.as_ref().map(Lifetime::max)
     }
 
     fn sample_in_use(&self, in_use: u64) -> u64 {

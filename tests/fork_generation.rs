@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use shardpool::{note_fork, Enqueued, Grant, Limit, NoStore, Outcome, Waiter};
+use shardpool::{note_fork, Enqueued, Grant, Limit, NoStore, Offered, Outcome, Waiter};
 
 fn queue(limit: &Limit<u32>) -> Arc<Waiter<u32>> {
     match limit.enqueue(&NoStore) {
@@ -33,24 +33,28 @@ fn a_fork_keeps_the_forking_threads_waiters_and_forgets_the_others() {
     note_fork(); // "this thread forked; we are the child"
                  // The parent's other threads are forgotten; this thread's waiter is
                  // served, although it queued after one of them.
-    assert_eq!(limit.offer(7, &NoStore), Ok(()));
+    assert_eq!(limit.offer(7, &NoStore), Offered::Taken);
     assert_eq!(mine.take(), Some(Outcome::Granted(Grant::Item(7))));
     assert_eq!(limit.waiting(), 0);
     assert!(ghost.take().is_none() && other_ghost.take().is_none());
-    assert_eq!(limit.offer(8, &NoStore), Err(8), "nobody else waits here");
+    assert_eq!(
+        limit.offer(8, &NoStore),
+        Offered::Kept(8),
+        "nobody else waits here"
+    );
 
     // Waiters queued in the child are served as usual; a second fork by
     // this thread keeps its waiters again.
     let again = queue(&limit);
     note_fork();
-    assert_eq!(limit.offer(9, &NoStore), Ok(()));
+    assert_eq!(limit.offer(9, &NoStore), Offered::Taken);
     assert_eq!(again.take(), Some(Outcome::Granted(Grant::Item(9))));
 
     // A fork made by another thread (a grandchild forked from a thread of
     // the child): this thread does not exist there, its waiter is gone.
     let orphan = queue(&limit);
     std::thread::spawn(note_fork).join().unwrap();
-    assert_eq!(limit.offer(10, &NoStore), Err(10));
+    assert_eq!(limit.offer(10, &NoStore), Offered::Kept(10));
     assert_eq!(limit.waiting(), 0);
     assert!(orphan.take().is_none());
 }

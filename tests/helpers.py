@@ -33,8 +33,9 @@ TESTS = ROOT / "tests"
 _COMMON_COUNTERS = ("created", "destroyed", "hits", "misses", "puts", "dropped", "expired")
 OBJECT_COUNTERS = (*_COMMON_COUNTERS, "reset_errors", "invalid", "waits", "timeouts", "cancelled")
 OBJECT_GAUGES = ("in_use", "waiting", "idle", "max_in_use")
-# discarded: object and tiered pools only (a buffer pool reports 0).
-STAT_FIELDS = (*OBJECT_COUNTERS, "discarded", *OBJECT_GAUGES)
+# discarded: object and tiered pools only (a buffer pool reports 0);
+# rejected: bounded object pools only (max_waiting; others report 0).
+STAT_FIELDS = (*OBJECT_COUNTERS, "rejected", "discarded", *OBJECT_GAUGES)
 BLOCK_COUNTERS = (*_COMMON_COUNTERS, "oversize")
 
 

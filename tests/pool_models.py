@@ -286,6 +286,10 @@ class CoreModel:
         self.closed = False
         self.used = False
         self.taking = 0  # objects a get_many has taken so far
+        # max_lifetime so tiny that every object has outlived it by the time
+        # the pool looks again (a nanosecond: a Python call takes
+        # microseconds), so expiry is certain, not a matter of timing.
+        self.outlives = False
 
     def destroyed(self, ev: Events, obj: Item) -> None:
         ev.expect("destroy", obj)
@@ -293,8 +297,10 @@ class CoreModel:
         self.owner.destroy_errors += obj.destroy_raises
 
     def store(self, ev: Events, obj: Item) -> None:
-        """A clean object goes idle, or is dropped when max_idle are idle."""
-        if len(self.idle) < self.cap:
+        """A clean object goes idle, or is dropped when max_idle are idle, or
+        when a resize left more objects than max_size (`obj` counted)."""
+        over = self.max_size is not None and self.alive(len(self.owner.held)) + 1 > self.max_size
+        if len(self.idle) < self.cap and not over:
             self.idle.push(obj)
         else:
             self.m.bump("dropped")
@@ -317,6 +323,10 @@ class CoreModel:
         the object a hook ran on, or None when no hook shows it."""
         o = self.owner
         obj = None
+        if self.outlives:
+            obj = pop(ev.expect("destroy"))
+            self.expire(obj)
+            return Outcome(REJECTED)
         if o.resetting and o.reset_on == "get":
             obj = pop(ev.expect("reset"))
             if obj.fail_reset:
@@ -482,12 +492,22 @@ class CoreModel:
             self.m.bump("dropped")
         self.m.bump("destroyed")
 
+    def expire(self, obj: Item) -> None:
+        """`obj` outlived max_lifetime: destroyed (its hook seen already)."""
+        self.m.bump("expired")
+        self.m.bump("destroyed")
+        self.owner.destroy_errors += obj.destroy_raises
+
     def take_in(self, ev: Events, obj: Item, reset: bool) -> Outcome:
-        """`Pool::take_in`: destroyed if closed, else reset (when due on put)
-        and stored."""
+        """`Pool::take_in`: destroyed if closed, or if it outlived
+        max_lifetime (not reset), else reset (when due on put) and stored."""
         o = self.owner
         if self.closed:
             self.destroyed(ev, obj)
+            return Outcome()
+        if self.outlives:
+            ev.expect("destroy", obj)
+            self.expire(obj)
             return Outcome()
         if reset and o.resetting and o.reset_on == "put":
             ev.expect("reset", obj)
@@ -500,7 +520,15 @@ class CoreModel:
         return Outcome()
 
     def trim(self, ev: Events, keep: int) -> int:
-        """Destroys the oldest idle objects beyond `keep` (none expire here)."""
+        """Destroys the oldest idle objects beyond `keep` (all of them,
+        counted as expired, when they outlive max_lifetime; idle_timeout is
+        never reached here)."""
+        if self.outlives and not self.closed:
+            gone = [ev.expect("destroy") for _ in range(len(self.idle))]
+            self.idle.take_oldest(gone)
+            for obj in gone:
+                self.expire(obj)
+            return len(gone)
         surplus = max(0, len(self.idle) - keep)
         gone = [ev.expect("destroy") for _ in range(surplus)]
         self.idle.take_oldest(gone)
@@ -509,9 +537,20 @@ class CoreModel:
             self.owner.destroy_errors += obj.destroy_raises
         return surplus
 
+    def resize(self, ev: Events, max_size: int) -> None:
+        """`Pool::resize` of a bounded pool: the idle objects beyond the new
+        bound are destroyed now (counted as dropped); objects in use are
+        dropped as they come back (see `store`)."""
+        self.max_size = max_size
+        while len(self.idle) and self.alive(len(self.owner.held)) > max_size:
+            obj = self.idle.pop(ev.expect("destroy"))
+            self.m.bump("dropped")
+            self.m.bump("destroyed")
+            self.owner.destroy_errors += obj.destroy_raises
+
     def close(self, ev: Events) -> None:
+        self.closed = True  # first: close destroys, it does not expire
         self.trim(ev, 0)
-        self.closed = True
 
     def would_wait(self, held: int) -> bool:
         """Whether a get could find no idle object to hand out and no room."""

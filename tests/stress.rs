@@ -332,6 +332,7 @@ fn limit_slots_are_never_lost_or_doubled() {
                     Enqueued::Ready(Grant::Batch(units)) => units.slots,
                     Enqueued::Ready(Grant::Item(())) => unreachable!("no items here"),
                     Enqueued::Closed => unreachable!("never closed"),
+                    Enqueued::Busy => unreachable!("no max_waiting here"),
                     Enqueued::Queued(waiter) => {
                         match wait_for(&limit, &waiter, need, &mut rng) {
                             Some(Outcome::Granted(Grant::Slot)) => {

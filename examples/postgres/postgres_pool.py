@@ -28,14 +28,16 @@ query) is, today, put back like any other: ``borrow()`` always returns the
 object. It is closed by then, so ``is_usable`` rejects it on the next
 ``get``, and a new connection is made: nothing is lost, but the one request
 sees the error. The places marked ``issue 15`` are where the pool's coming
-arguments go (``discard_on`` to destroy such a connection at once,
-``max_lifetime``, ``min_size``, a pool-wide ``timeout``).
+arguments go (``discard_on`` to destroy such a connection at once, a
+pool-wide ``timeout``). ``min_size`` keeps the connections open (the pool
+makes a replacement for each one it destroys), ``max_lifetime`` recycles
+them after an hour.
 
 The asyncio variant keeps the same pool of ordinary (synchronous) psycopg
 connections: a task waits for one with ``async with pool.aborrow()``, which
 never blocks the loop, and runs its query in a worker thread
 (``asyncio.to_thread``). The pool's hooks run in the thread that calls it,
-here the loop's: the connections are made up front (``prefill``), and a
+here the loop's: the connections are made up front (``min_size``), and a
 replacement for a rejected one is made on the loop, a few milliseconds.
 """
 
@@ -108,15 +110,16 @@ def make_pool(
     return ObjectPool(
         partial(connect, dsn, application_name),
         max_size=connections,
-        prefill=connections,
-        # issue 15: min_size=connections, to keep that many open (replacements too),
-        # made by the pool rather than by the caller that finds one missing.
+        # Made at construction, and replaced by the pool whenever it destroys
+        # one (rejected, discarded, recycled), on the thread that destroyed it.
+        min_size=connections,
         validate=is_usable,
         reset=rollback,
         destroy=close,
         # issue 15: discard_on=(psycopg.OperationalError,), to destroy a connection
         # that broke inside borrow() at once, instead of putting it back.
-        # issue 15: max_lifetime=3600.0, to recycle connections (psycopg_pool's default).
+        # Recycle connections after an hour (psycopg_pool's default).
+        max_lifetime=3600.0,
         # issue 15: timeout=30.0, a pool-wide default wait (today: none unless passed).
         name="postgres",
     )

@@ -33,6 +33,7 @@ from shardpool._core import (
     PoolClosed,
     PoolStats,
     PoolTimeout,
+    PoolTooBusy,
     TieredPool,
     __version__,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "PoolClosed",
     "PoolStats",
     "PoolTimeout",
+    "PoolTooBusy",
     "Resetter",
     "TieredPool",
     "__version__",

@@ -110,13 +110,14 @@ _POOL_SPECS = (
     _Spec("misses", "Requests served with a newly created object.", True),
     _Spec("puts", "Objects given back to the pool.", True),
     _Spec("dropped", "Returned objects discarded because the idle caps were reached.", True),
-    _Spec("expired", "Idle objects discarded after idle_timeout.", True),
+    _Spec("expired", "Objects discarded after idle_timeout or max_lifetime.", True),
     _Spec("reset_errors", "Returned objects discarded because their reset raised.", True),
     _Spec("invalid", "Idle objects discarded because validate rejected them.", True),
     _Spec("waits", "Requests that waited for a pool at max_size.", True),
     _Spec("timeouts", "Waits that ended with PoolTimeout.", True),
     _Spec("cancelled", "Waits given up before their timeout (cancelled or interrupted).", True),
     _Spec("discarded", "Objects their holders discarded (discard(), or discard_on).", True),
+    _Spec("rejected", "Requests refused with PoolTooBusy (max_waiting callers waited).", True),
     _Spec("oversize", "Blocks larger than max_block, allocated exactly and not pooled.", True),
     _Spec("idle", "Objects idle in the pool.", False),
     _Spec("in_use", "Objects handed out and not yet returned.", False),
@@ -215,6 +216,7 @@ def _sample(pool: Pool) -> tuple[dict[str, float], list[tuple[int, dict[str, flo
         values["discarded"] = stats.discarded
     if isinstance(pool, ObjectPool) and pool.max_size is not None:
         values["max_size"] = pool.max_size
+        values["rejected"] = stats.rejected
     if isinstance(pool, TieredPool):
         tiers = [
             (size, _from_class_stats(t.idle, t.in_use, t.hits, t.misses, t.dropped))
@@ -225,6 +227,30 @@ def _sample(pool: Pool) -> tuple[dict[str, float], list[tuple[int, dict[str, flo
 
 
 _Family: TypeAlias = CounterMetricFamily | GaugeMetricFamily
+
+_WAIT_HELP = "How long requests waited for a pool at max_size (served or timed out)."
+
+
+def _wait_family() -> HistogramMetricFamily:
+    return HistogramMetricFamily("shardpool_wait_seconds", _WAIT_HELP, labels=_LABELS)
+
+
+def _add_waits(family: HistogramMetricFamily, labels: list[str], pool: Pool) -> None:
+    """The wait-time histogram of a bounded ``ObjectPool``, cumulative as
+    Prometheus wants it."""
+    if not isinstance(pool, ObjectPool):
+        return
+    histogram = pool.wait_histogram()
+    if histogram is None:
+        return
+    bounds, counts, total = histogram
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in zip(bounds, counts, strict=False):
+        running += count
+        buckets.append((repr(bound), running))
+    buckets.append(("+Inf", running + counts[-1]))
+    family.add_metric(labels, buckets, sum_value=total)
 
 
 def _families() -> tuple[dict[str, _Family], dict[str, _Family]]:
@@ -307,11 +333,14 @@ class PoolCollector(Collector):
         pools, classes = _families()
         yield from pools.values()
         yield from classes.values()
+        yield _wait_family()
 
     def collect(self) -> Iterator[Metric]:
         """The metric families with one sample per live pool (and size class)."""
         pools, classes = _families()
+        waits = _wait_family()
         for label, kind, pool in self._live():
+            _add_waits(waits, [label, kind], pool)
             values, rows = _sample(pool)
             for name, value in values.items():
                 pools[name].add_metric([label, kind], value)
@@ -320,6 +349,7 @@ class PoolCollector(Collector):
                     classes[name].add_metric([label, kind, str(size)], value)
         yield from pools.values()
         yield from classes.values()
+        yield waits
 
     def _live(self) -> list[tuple[str, _Kind, Pool]]:
         # Strong references for the duration of one scrape; stats() is called

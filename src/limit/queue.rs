@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 
 use super::{
     fork_generation, lock, survives_forks, Enqueued, Grant, Limit, Notify, Outcome, Store, Units,
-    Waiter,
+    Waiter, SURPLUS,
 };
 use crate::sync::atomic::{fence, Ordering};
 use crate::sync::{Arc, MutexGuard};
@@ -120,6 +120,11 @@ impl<I> Limit<I> {
     /// in arrival order (see the module's invariants). The caller wakes
     /// `woken` once it has released the lock.
     fn serve(&self, queue: &mut Queue<I>, draw: &mut Draw<'_, I>, woken: &mut Vec<Arc<Waiter<I>>>) {
+        // The surplus of a shrinking resize is shed once the bound holds
+        // again: cleared here, under the lock that `resize` sets it under.
+        if self.waiting.load(Ordering::Relaxed) & SURPLUS != 0 && !self.is_over() {
+            self.waiting.fetch_and(!SURPLUS, Ordering::SeqCst);
+        }
         let mut i = 0;
         while i < queue.waiters.len() {
             let waiter = &queue.waiters[i];
@@ -216,7 +221,7 @@ impl<I> Limit<I> {
         } else {
             0
         };
-        let free = self.max.saturating_sub(self.alive.load(Ordering::SeqCst));
+        let free = self.max().saturating_sub(self.alive.load(Ordering::SeqCst));
         spare + usize::from(draw.offered.is_some()) + draw.store.count() + free
     }
 
@@ -237,20 +242,43 @@ impl<I> Limit<I> {
     /// Joins the queue for one unit, unless the waiters can be served
     /// (this one included) at once.
     pub fn enqueue(&self, store: &dyn Store<I>) -> Enqueued<I> {
-        self.join(1, false, store)
+        self.join(1, false, store, true)
+    }
+
+    /// [`Limit::enqueue`] for a caller that waited already and queues again
+    /// (the object it was granted was rejected): never refused for
+    /// `max_waiting`, which caps callers, not their turns.
+    pub fn requeue(&self, store: &dyn Store<I>) -> Enqueued<I> {
+        self.join(1, false, store, false)
     }
 
     /// Joins the queue for `n` units at once (see the module's invariants),
     /// unless they are free now. A caller that asks for more than `max` waits
     /// for ever: check first.
     pub fn enqueue_batch(&self, n: usize, store: &dyn Store<I>) -> Enqueued<I> {
-        self.join(n, true, store)
+        self.join(n, true, store, true)
     }
 
-    fn join(&self, need: usize, batch: bool, store: &dyn Store<I>) -> Enqueued<I> {
+    fn join(&self, need: usize, batch: bool, store: &dyn Store<I>, capped: bool) -> Enqueued<I> {
         let mut queue = self.lock_queue();
         if queue.closed {
             return Enqueued::Closed;
+        }
+        if capped && queue.waiters.len() >= self.max_waiting {
+            // Those already queued come first (FIFO): a unit free now is
+            // theirs. With none queued (`max_waiting == 0`), a unit freed
+            // since the caller looked is this caller's.
+            if queue.waiters.is_empty() && !batch {
+                let mut draw = Draw {
+                    offered: None,
+                    store,
+                };
+                if let Some(grant) = self.draw_unit(&mut queue, &mut draw) {
+                    return Enqueued::Ready(grant);
+                }
+            }
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return Enqueued::Busy;
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);

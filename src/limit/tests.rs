@@ -78,13 +78,13 @@ fn waiters_are_served_in_arrival_order() {
     let a = queued(l.enqueue(&NoStore));
     let b = queued(l.enqueue(&NoStore));
     assert_eq!(l.waiting(), 2);
-    assert_eq!(l.offer(1, &NoStore), Ok(()));
+    assert_eq!(l.offer(1, &NoStore), Offered::Taken);
     assert_eq!(a.take(), Some(Outcome::Granted(Grant::Item(1))));
     assert_eq!(b.take(), None);
     l.release(&NoStore);
     assert_eq!(b.take(), Some(Outcome::Granted(Grant::Slot)));
     assert_eq!(l.waiting(), 0);
-    assert_eq!(l.offer(2, &NoStore), Err(2));
+    assert_eq!(l.offer(2, &NoStore), Offered::Kept(2));
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn notification_runs_once_decided_or_at_once_if_decided_already() {
     let w = queued_counting(&l, &calls);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     assert!(!w.is_decided());
-    l.offer(3, &NoStore).unwrap();
+    assert_eq!(l.offer(3, &NoStore), Offered::Taken);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(w.is_decided());
     // Set after the decision: runs at once, and only that once.
@@ -183,7 +183,7 @@ fn a_withdrawn_waiter_drops_its_notification_and_never_runs_one() {
 fn cancel_after_grant_returns_the_grant() {
     let l = full(1);
     let w = queued(l.enqueue(&NoStore));
-    l.offer(9, &NoStore).unwrap();
+    assert_eq!(l.offer(9, &NoStore), Offered::Taken);
     assert_eq!(l.cancel(&w), Some(Outcome::Granted(Grant::Item(9))));
 }
 
@@ -238,10 +238,10 @@ fn a_waiting_batch_holds_nothing_and_is_overtaken_by_singles() {
     assert!(!a.is_decided());
     // B gives its first object back: one unit is not a batch of two, so it
     // stays with B's store (nobody else waits).
-    assert_eq!(l.offer(10, &NoStore), Err(10));
+    assert_eq!(l.offer(10, &NoStore), Offered::Kept(10));
     let idle = Items::with(&[10]);
     // The second comes back: now two units are free together.
-    assert_eq!(l.offer(11, &idle), Ok(()));
+    assert_eq!(l.offer(11, &idle), Offered::Taken);
     assert_eq!(a.take(), Some(Outcome::Granted(units(vec![11, 10], 0))));
     assert_eq!((l.alive(), l.waiting()), (2, 0));
 }
@@ -271,7 +271,11 @@ fn a_preferred_batch_gets_every_unit_and_stops_overtaking() {
     let l = full(3);
     let batch = preferred_batch(&l, 3);
     let single = queued(l.enqueue(&NoStore));
-    assert_eq!(l.offer(1, &NoStore), Ok(()), "set aside for the batch");
+    assert_eq!(
+        l.offer(1, &NoStore),
+        Offered::Taken,
+        "set aside for the batch"
+    );
     assert_eq!(l.set_aside(), 1);
     l.release(&NoStore);
     assert!(
@@ -281,7 +285,7 @@ fn a_preferred_batch_gets_every_unit_and_stops_overtaking() {
     assert_eq!((l.alive(), l.set_aside()), (3, 1));
     // A newcomer queues too: it does not take what is set aside.
     let late = queued(l.enqueue(&NoStore));
-    assert_eq!(l.offer(2, &NoStore), Ok(()));
+    assert_eq!(l.offer(2, &NoStore), Offered::Taken);
     assert_eq!(batch.take(), Some(Outcome::Granted(units(vec![1, 2], 1))));
     assert_eq!(l.set_aside(), 0);
     // Then the singles, in order.
@@ -328,7 +332,7 @@ impl<I> Units<I> {
 fn a_lone_preferred_batch_keeps_what_is_set_aside() {
     let l = full(2);
     let a = preferred_batch(&l, 2);
-    assert_eq!(l.offer(7, &NoStore), Ok(()));
+    assert_eq!(l.offer(7, &NoStore), Offered::Taken);
     assert_eq!(l.unprefer(&a), None);
     assert_eq!(l.set_aside(), 1);
 }
@@ -351,7 +355,7 @@ fn only_one_batch_is_preferred_at_a_time() {
 fn a_cancelled_preferred_batch_returns_what_was_set_aside() {
     let l = full(3);
     let a = preferred_batch(&l, 3);
-    assert_eq!(l.offer(4, &NoStore), Ok(()));
+    assert_eq!(l.offer(4, &NoStore), Offered::Taken);
     l.release(&NoStore);
     assert_eq!(l.cancel(&a), Some(Outcome::Granted(units(vec![4], 1))));
     assert_eq!((l.waiting(), l.set_aside(), l.alive()), (0, 0, 3));
@@ -361,7 +365,7 @@ fn a_cancelled_preferred_batch_returns_what_was_set_aside() {
 fn close_returns_what_was_set_aside() {
     let l = full(2);
     let a = preferred_batch(&l, 2);
-    assert_eq!(l.offer(4, &NoStore), Ok(()));
+    assert_eq!(l.offer(4, &NoStore), Offered::Taken);
     let set_aside = l.close();
     assert_eq!(
         set_aside,
@@ -391,7 +395,7 @@ fn a_batch_that_finds_fewer_units_than_it_counted_keeps_them() {
     assert!(l.try_reserve());
     let a = queued(l.enqueue_batch(2, &Fickle));
     assert_eq!(l.alive(), 2, "the free slot is set aside: its turn began");
-    assert_eq!(l.offer(5, &NoStore), Ok(()));
+    assert_eq!(l.offer(5, &NoStore), Offered::Taken);
     assert_eq!(a.take(), Some(Outcome::Granted(units(vec![5], 1))));
 }
 
@@ -455,7 +459,7 @@ fn batches_and_singles_in_threads_are_all_served() {
                                 other => panic!("{other:?}"),
                             }
                         }
-                        Enqueued::Closed => unreachable!(),
+                        Enqueued::Closed | Enqueued::Busy => unreachable!(),
                     };
                     assert_eq!(grant, Grant::Slot);
                     assert!(l.alive() <= MAX);
@@ -492,7 +496,7 @@ fn batches_and_singles_in_threads_are_all_served() {
                     other => panic!("{other:?}"),
                 }
             }
-            Enqueued::Closed => unreachable!(),
+            Enqueued::Closed | Enqueued::Busy => unreachable!(),
         };
         assert_eq!(grant, units(vec![], MAX));
         for _ in 0..MAX {

@@ -15,7 +15,7 @@
 
 use std::any::Any;
 use std::sync::PoisonError;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{fork_generation, lock, Grant, Outcome};
 use crate::shards::thread_index;
@@ -74,6 +74,8 @@ pub struct Waiter<I> {
     /// queued in: what decides whether it survives a fork.
     pub(super) thread: usize,
     pub(super) generation: u64,
+    /// When it queued, for the wait-time histogram.
+    started: Instant,
 }
 
 impl<I> Waiter<I> {
@@ -87,7 +89,13 @@ impl<I> Waiter<I> {
             wants_turn: AtomicBool::new(false),
             thread: thread_index(),
             generation: fork_generation(),
+            started: Instant::now(),
         }
+    }
+
+    /// How long it has waited.
+    pub fn waited(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Decides the outcome. The caller owes a [`Waiter::wake`] once it has

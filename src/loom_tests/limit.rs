@@ -29,7 +29,7 @@ use loom::thread;
 
 use super::Bound::{Exhaustive, Preemptions};
 use super::{check, spawn_with};
-use crate::limit::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Store, Units};
+use crate::limit::{Enqueued, Grant, Limit, NoStore, Offered, Outcome, Park, Store, Units};
 
 /// An empty store that runs its function each time it is looked in (under
 /// the queue lock).
@@ -51,6 +51,7 @@ fn wait_forever(limit: &Limit<u32>) -> Outcome<u32> {
     match limit.enqueue(&NoStore) {
         Enqueued::Ready(grant) => Outcome::Granted(grant),
         Enqueued::Closed => Outcome::Closed,
+        Enqueued::Busy => unreachable!("no max_waiting in these models"),
         Enqueued::Queued(waiter) => {
             assert!(waiter.park(None));
             waiter.take().expect("decided when park returns")
@@ -64,6 +65,7 @@ fn wait_until_deadline(limit: &Limit<u32>) -> Option<Outcome<u32>> {
     match limit.enqueue(&NoStore) {
         Enqueued::Ready(grant) => Some(Outcome::Granted(grant)),
         Enqueued::Closed => Some(Outcome::Closed),
+        Enqueued::Busy => unreachable!("no max_waiting in these models"),
         Enqueued::Queued(waiter) => {
             if waiter.park(Some(Instant::now())) {
                 waiter.take().or_else(|| limit.cancel(&waiter))
@@ -124,7 +126,7 @@ fn waiters_are_served_in_queue_order() {
         while limit.waiting() < 2 {
             thread::yield_now();
         }
-        assert_eq!(limit.offer(7, &NoStore), Ok(()));
+        assert_eq!(limit.offer(7, &NoStore), Offered::Taken);
         limit.release(&NoStore);
         let mut got: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
         let order = order.lock().unwrap().clone();
@@ -139,7 +141,11 @@ fn waiters_are_served_in_queue_order() {
         );
         assert_eq!(limit.alive(), 1);
         assert_eq!(limit.waiting(), 0);
-        assert_eq!(limit.offer(8, &NoStore), Err(8), "nobody waits any more");
+        assert_eq!(
+            limit.offer(8, &NoStore),
+            Offered::Kept(8),
+            "nobody waits any more"
+        );
     });
 }
 
@@ -170,7 +176,10 @@ fn timeout_racing_offer_never_loses_the_item() {
     check(Exhaustive, || {
         let limit = full(1);
         let waiter = spawn_with(&limit, move |limit| wait_until_deadline(&limit));
-        let kept = limit.offer(7, &NoStore).err();
+        let kept = match limit.offer(7, &NoStore) {
+            Offered::Kept(item) | Offered::Surplus(item) => Some(item),
+            Offered::Taken => None,
+        };
         let given = match waiter.join().unwrap() {
             Some(Outcome::Granted(Grant::Item(item))) => Some(item),
             None => None,
@@ -200,6 +209,7 @@ fn batch_forever(limit: &Limit<u32>, n: usize) -> Outcome<u32> {
     match limit.enqueue_batch(n, &NoStore) {
         Enqueued::Ready(grant) => Outcome::Granted(grant),
         Enqueued::Closed => Outcome::Closed,
+        Enqueued::Busy => unreachable!("no max_waiting in these models"),
         Enqueued::Queued(waiter) => {
             assert!(waiter.park(None));
             waiter.take().expect("decided when park returns")
@@ -291,7 +301,10 @@ fn set_aside_units_are_never_lost_or_doubled() {
                 _ => panic!("unexpected"),
             }
         });
-        let kept = limit.offer(7, &NoStore).err();
+        let kept = match limit.offer(7, &NoStore) {
+            Offered::Kept(item) | Offered::Surplus(item) => Some(item),
+            Offered::Taken => None,
+        };
         limit.release(&NoStore);
         let units = batch.join().unwrap();
         let items: Vec<u32> = kept

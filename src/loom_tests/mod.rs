@@ -20,6 +20,7 @@ mod limit;
 mod pool;
 mod queue;
 mod shards;
+mod sizing;
 mod tiered;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -83,6 +83,7 @@ impl<T: Send> Pool<T> {
             Enqueued::Ready(Grant::Batch(units)) => return Ok(units),
             Enqueued::Ready(_) => unreachable!("a batch is granted its units at once"),
             Enqueued::Closed => return Err(GetError::Closed),
+            Enqueued::Busy => return Err(GetError::TooBusy),
             Enqueued::Queued(waiter) => waiter,
         };
         let counters = self.shards.counters(home);
@@ -306,9 +307,16 @@ impl<T: Send> Pool<T> {
         }
         counters.add(Event::Put, accepted.len() as u64);
         let mut shelved = false;
+        let mut retired = false;
         for item in accepted {
             if self.is_closed() {
                 self.scrap(hooks, counters, item);
+                continue;
+            }
+            if self.outlived(hooks, &item) {
+                counters.bump(Event::Expired);
+                self.scrap(hooks, counters, item);
+                retired = true;
                 continue;
             }
             let item = match self.reset_returned(hooks, counters, item) {
@@ -327,6 +335,9 @@ impl<T: Send> Pool<T> {
         // shelved if the pool closed meanwhile.
         if shelved || self.is_closed() {
             self.after_shelving(hooks, home);
+        }
+        if retired {
+            self.refill_quietly(hooks);
         }
         first_error.map_or(Ok(()), Err)
     }

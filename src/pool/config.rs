@@ -50,6 +50,17 @@ pub struct Config {
     /// A budget that this pool's idle objects are charged against, shared
     /// with other pools (the byte cap of a block pool's size classes).
     pub charge: Option<Charge>,
+    /// The fewest objects kept in existence (idle or handed out): made at
+    /// once by the caller ([`Pool::refill`](super::Pool::refill)), and made
+    /// again whenever the pool destroys objects below it.
+    pub min_size: usize,
+    /// How long an object may live, since it was created, before it is
+    /// destroyed instead of handed out again or kept (`None`: for ever).
+    /// Needs a checked pool: the creation time is kept beside the ledger.
+    pub max_lifetime: Option<Duration>,
+    /// The most callers that may wait at once for a full bounded pool; one
+    /// more is refused at once (`None`: any number). Needs `max_size`.
+    pub max_waiting: Option<usize>,
 }
 
 /// What each idle object of a pool costs against a shared [`IdleBudget`].
@@ -71,6 +82,9 @@ impl Default for Config {
             reset_on: ResetOn::Put,
             checked: false,
             charge: None,
+            min_size: 0,
+            max_lifetime: None,
+            max_waiting: None,
         }
     }
 }
@@ -132,13 +146,50 @@ pub(super) fn resolve(config: &Config) -> Result<(usize, usize), ConfigError> {
             format!("shards must be between 1 and {MAX_SHARDS}, got {shards}"),
         ));
     }
-    if let Some(t) = config.idle_timeout {
-        if t.is_zero() {
-            return Err(refuse(
-                "idle_timeout",
-                "idle_timeout must be positive, got 0".into(),
-            ));
+    for (field, value) in [
+        ("idle_timeout", config.idle_timeout),
+        ("max_lifetime", config.max_lifetime),
+    ] {
+        if value.is_some_and(|t| t.is_zero()) {
+            return Err(refuse(field, format!("{field} must be positive, got 0")));
         }
     }
+    check_sizes(config.min_size, config.max_size, max_idle)?;
+    if config.max_lifetime.is_some() && !(config.checked || config.max_size.is_some()) {
+        return Err(refuse(
+            "max_lifetime",
+            "max_lifetime needs a checked pool (checked=True): an unchecked pool keeps no \
+             record of the objects it hands out, so it cannot tell their age"
+                .into(),
+        ));
+    }
+    if config.max_waiting.is_some() && config.max_size.is_none() {
+        return Err(refuse(
+            "max_waiting",
+            "max_waiting needs max_size: a pool without max_size never makes a caller wait".into(),
+        ));
+    }
     Ok((max_idle, shards))
+}
+
+/// Refuses a `min_size` that `max_size` or the idle storage (`max_idle`,
+/// fixed when the pool is built) cannot hold.
+pub(super) fn check_sizes(
+    min_size: usize,
+    max_size: Option<usize>,
+    max_idle: usize,
+) -> Result<(), ConfigError> {
+    if let Some(max) = max_size.filter(|&max| min_size > max) {
+        return Err(refuse(
+            "min_size",
+            format!("min_size must be at most max_size ({max}), got {min_size}"),
+        ));
+    }
+    if min_size > max_idle {
+        return Err(refuse(
+            "min_size",
+            format!("min_size must be at most max_idle ({max_idle}), got {min_size}"),
+        ));
+    }
+    Ok(())
 }

@@ -10,6 +10,9 @@ pub enum GetError<E> {
     Timeout,
     /// The pool is closed.
     Closed,
+    /// `max_waiting` callers wait already for a full bounded pool: refused
+    /// at once, without waiting.
+    TooBusy,
     /// The factory returned an object that is handed out already.
     AlreadyOut,
     /// `get_many` asked for more objects than the pool may ever hold.

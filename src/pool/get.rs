@@ -54,7 +54,7 @@ impl<T: Send> Pool<T> {
             let source = match (idle, &self.limit) {
                 (Some(idle), _) => Source::Idle(idle),
                 (None, None) => Source::Slot,
-                (None, Some(limit)) if limit.waiting() == 0 && limit.try_reserve() => Source::Slot,
+                (None, Some(limit)) if !limit.is_contended() && limit.try_reserve() => Source::Slot,
                 (None, Some(_)) if !may_wait => return Err(GetError::Timeout),
                 (None, Some(limit)) => {
                     let deadline = *deadline
@@ -72,8 +72,16 @@ impl<T: Send> Pool<T> {
             };
             match self.vet(hooks, counters, idle, false) {
                 Ok(Some(item)) => return self.hand_out(hooks, counters, item, Event::Hit),
-                Ok(None) => rejects += 1,
-                Err(e) => return Err(GetError::Hook(e)),
+                Ok(None) => {
+                    if rejects == 0 {
+                        self.refill_quietly(hooks);
+                    }
+                    rejects += 1;
+                }
+                Err(e) => {
+                    self.refill_quietly(hooks);
+                    return Err(GetError::Hook(e));
+                }
             }
         }
     }
@@ -92,7 +100,11 @@ impl<T: Send> Pool<T> {
             Grant::Item(idle) => idle,
             Grant::Batch(_) => unreachable!("a single waiter is granted one unit"),
         };
-        match self.vet(hooks, counters, idle, false) {
+        let vetted = self.vet(hooks, counters, idle, false);
+        if !matches!(vetted, Ok(Some(_))) {
+            self.refill_quietly(hooks);
+        }
+        match vetted {
             Ok(Some(item)) => self.hand_out(hooks, counters, item, Event::Hit).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(GetError::Hook(e)),
@@ -132,6 +144,7 @@ impl<T: Send> Pool<T> {
             return Err(GetError::AlreadyOut);
         };
         counters.bump(Event::Created);
+        self.note_birth(hooks, &out);
         Ok(out)
     }
 
@@ -181,7 +194,7 @@ impl<T: Send> Pool<T> {
         idle: Idle<T>,
         keep_charge: bool,
     ) -> Result<Option<T>, H::Error> {
-        if self.is_expired(&idle) {
+        if self.is_stale(hooks, &idle) {
             self.reject(hooks, counters, idle.item, Event::Expired, keep_charge);
             return Ok(None);
         }

@@ -33,6 +33,10 @@ pub trait Hooks<T> {
     fn keep(&mut self, _item: &T) -> bool {
         true
     }
+    /// Reports an error the pool swallowed because no caller was there to
+    /// take it: a factory that failed while the pool refilled to its
+    /// `min_size`. By default, dropped.
+    fn report(&mut self, _error: Self::Error) {}
     /// A stable identity of the object (its address), for checked pools.
     fn identity(&self, item: &T) -> usize;
     /// A second reference to the same object, for checked pools: one goes to

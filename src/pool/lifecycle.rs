@@ -35,6 +35,7 @@ impl<T: Send> Pool<T> {
                 }
             };
             counters.bump(Event::Created);
+            self.note_birth(hooks, &item);
             self.store(hooks, home, item);
         }
         Ok(())
@@ -49,6 +50,7 @@ impl<T: Send> Pool<T> {
     /// Destroys an object, keeping its charge (the caller's to release).
     pub(super) fn destroy<H: Hooks<T>>(&self, hooks: &mut H, counters: Tally<'_>, item: T) {
         counters.bump(Event::Destroyed);
+        self.forget_birth(hooks, &item);
         hooks.destroy(item);
     }
 
@@ -67,17 +69,24 @@ impl<T: Send> Pool<T> {
         n
     }
 
-    /// Destroys expired idle objects, then the oldest until at most `keep`
-    /// remain. Returns how many it destroyed.
+    /// Destroys expired idle objects (idle too long, or past
+    /// `max_lifetime`), then the oldest until at most `keep` remain, but
+    /// none below `min_size`; then refills to `min_size` (see `sizing`).
+    /// Returns how many it destroyed.
     pub fn trim<H: Hooks<T>>(&self, hooks: &mut H, keep: usize) -> usize {
         let (home, counters) = self.shards.local();
+        let spare = self.spare();
         let (mut fresh, expired): (Vec<_>, Vec<_>) = self
             .drain_idle()
             .into_iter()
-            .partition(|entry| !self.is_expired(entry));
+            .partition(|entry| !self.is_expired(entry) && !self.outlived(hooks, &entry.item));
         // Oldest first; unstamped entries keep their drain order.
         fresh.sort_by_key(|entry| entry.since);
-        let surplus: Vec<_> = fresh.drain(..fresh.len().saturating_sub(keep)).collect();
+        let cut = fresh
+            .len()
+            .saturating_sub(keep)
+            .min(spare.saturating_sub(expired.len()));
+        let surplus: Vec<_> = fresh.drain(..cut).collect();
         // The keepers go back before any hook runs, so that concurrent gets
         // find them while the others are destroyed.
         let mut removed = 0;
@@ -93,13 +102,16 @@ impl<T: Send> Pool<T> {
             self.scrap(hooks, counters, entry.item);
             removed += 1;
         }
+        if removed > 0 {
+            self.refill_quietly(hooks);
+        }
         removed
     }
 
     /// Marks the pool closed, fails every wait, and destroys the idle
     /// objects. Returns how many it destroyed. Idempotent.
     pub fn close<H: Hooks<T>>(&self, hooks: &mut H) -> usize {
-        self.closed.store(true, Ordering::SeqCst);
+        self.flags.fetch_or(super::CLOSED, Ordering::SeqCst);
         // Pairs with the fence after a put's push (see `store_idle`).
         fence(Ordering::SeqCst);
         let counters = self.shards.counters(self.shards.home());
@@ -143,6 +155,9 @@ impl<T: Send> Pool<T> {
     /// breaking a reference cycle that the garbage collector found
     /// unreachable. The pool stays usable.
     pub fn release_references(&self) {
+        if let Some(lifetime) = &self.lifetime {
+            lifetime.clear();
+        }
         for idle in self.drain_idle() {
             drop(idle);
             self.release_charge();

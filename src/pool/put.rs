@@ -17,8 +17,9 @@
 //!   one in `close`, so either `close` drains the object or the put sees the
 //!   pool closed and destroys it.
 
-use super::{Event, Filed, Hooks, Idle, NotOut, Pool, PutError, ResetOn};
+use super::{Event, Filed, Hooks, Idle, NotOut, Pool, PutError, ResetOn, CLOSED};
 use crate::counters::Tally;
+use crate::limit::Offered;
 use crate::sync::atomic::{fence, Ordering};
 
 impl<T: Send> Pool<T> {
@@ -46,6 +47,7 @@ impl<T: Send> Pool<T> {
         // counts after it, so a merge that sees that get sees this discard.
         counters.bump(Event::Discarded);
         self.scrap(hooks, counters, item);
+        self.refill_quietly(hooks);
         Ok(())
     }
 
@@ -105,10 +107,18 @@ impl<T: Send> Pool<T> {
     ) -> Result<(), H::Error> {
         let (home, counters) = self.shards.local();
         counters.bump(event);
-        if self.is_closed() {
-            self.scrap(hooks, counters, item);
-            self.destroy_idle(hooks, counters);
-            return Ok(());
+        // One load for both: closed, or objects with a lifetime.
+        let flags = self.flags.load(Ordering::Acquire);
+        if flags != 0 {
+            if flags & CLOSED != 0 {
+                self.scrap(hooks, counters, item);
+                self.destroy_idle(hooks, counters);
+                return Ok(());
+            }
+            if self.outlived(hooks, &item) {
+                self.retire(hooks, counters, item);
+                return Ok(());
+            }
         }
         let item = if reset {
             self.reset_returned(hooks, counters, item)?
@@ -131,6 +141,7 @@ impl<T: Send> Pool<T> {
         if self.reset_on == ResetOn::Put {
             if let Err(e) = hooks.reset(&item) {
                 self.reject(hooks, counters, item, Event::ResetError, false);
+                self.refill_quietly(hooks);
                 return Err(e);
             }
         }
@@ -139,7 +150,9 @@ impl<T: Send> Pool<T> {
 
     /// Destroys an object that failed a check or a reset, counting why. Its
     /// charge is released, or kept for the caller with `keep_charge`. Cold:
-    /// out of the way of the hot path it branches off.
+    /// out of the way of the hot path it branches off. The caller refills
+    /// to `min_size` (once a call: a get that rejects many idle objects
+    /// must not make and reject a replacement for each).
     #[cold]
     pub(super) fn reject<H: Hooks<T>>(
         &self,
@@ -190,8 +203,12 @@ impl<T: Send> Pool<T> {
         let idle = match &self.limit {
             None => idle,
             Some(limit) => match limit.offer(idle, &self.idles(home)) {
-                Ok(()) => return Filed::Handed,
-                Err(idle) => idle,
+                Offered::Taken => return Filed::Handed,
+                Offered::Kept(idle) => idle,
+                Offered::Surplus(idle) => {
+                    self.drop_surplus(hooks, home, idle.item);
+                    return Filed::Discarded;
+                }
             },
         };
         if !hooks.keep(&idle.item) || !self.charge_idle() {
@@ -229,7 +246,7 @@ impl<T: Send> Pool<T> {
             Some(limit) => limit.serve_from(&self.idles(home)),
             None => fence(Ordering::SeqCst),
         }
-        if self.closed.load(Ordering::Relaxed) {
+        if self.flags.load(Ordering::Relaxed) & CLOSED != 0 {
             self.destroy_idle(hooks, self.shards.counters(home));
         }
     }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::budget::IdleBudget;
 use crate::limit::Park;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 /// A pooled test object: `dirty` is set by users and cleared by reset.
@@ -29,6 +29,8 @@ struct TestHooks {
     interrupt_park: bool,
     reset_calls: usize,
     destroyed: Vec<Item>,
+    /// Errors the pool reported instead of returning (refills).
+    reported: Vec<&'static str>,
 }
 
 impl Hooks<Item> for TestHooks {
@@ -58,6 +60,9 @@ impl Hooks<Item> for TestHooks {
     fn destroy(&mut self, item: Item) {
         self.destroyed.push(item);
     }
+    fn report(&mut self, error: &'static str) {
+        self.reported.push(error);
+    }
     fn identity(&self, item: &Item) -> usize {
         Arc::as_ptr(item) as usize
     }
@@ -71,6 +76,8 @@ impl Hooks<Item> for TestHooks {
         Ok(waiter.park(deadline))
     }
 }
+
+mod sizing;
 
 fn pool(config: Config) -> Pool<Item> {
     Pool::new(config).unwrap()

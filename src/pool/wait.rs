@@ -35,8 +35,14 @@ impl<T: Send> Pool<T> {
                 unreachable!("only a bounded pool makes a get wait");
             };
             let home = self.shards.home();
-            match limit.enqueue(&self.idles(home)) {
+            let queued = if count_wait {
+                limit.enqueue(&self.idles(home))
+            } else {
+                limit.requeue(&self.idles(home))
+            };
+            match queued {
                 Enqueued::Closed => return Err(GetError::Closed),
+                Enqueued::Busy => return Err(GetError::TooBusy),
                 Enqueued::Queued(waiter) => {
                     if count_wait {
                         self.shards.counters(home).bump(Event::Wait);
@@ -62,7 +68,10 @@ impl<T: Send> Pool<T> {
         waiter: &Waiter<Idle<T>>,
     ) -> Result<Option<T>, GetError<H::Error>> {
         match waiter.take() {
-            Some(Outcome::Granted(grant)) => self.redeem(hooks, grant),
+            Some(Outcome::Granted(grant)) => {
+                self.note_wait_ended(waiter);
+                self.redeem(hooks, grant)
+            }
             Some(Outcome::Closed) => Err(GetError::Closed),
             // Not decided (or taken already): nothing was granted.
             None => Err(GetError::Timeout),
@@ -86,6 +95,7 @@ impl<T: Send> Pool<T> {
             self.give_back(hooks, grant);
         }
         if timed_out {
+            limit.wait_times().record(waiter.waited());
             self.shards.local().1.bump(Event::Timeout);
         } else {
             limit.note_cancelled();
@@ -104,9 +114,15 @@ impl<T: Send> Pool<T> {
         deadline: Option<Instant>,
         waited: &mut bool,
     ) -> Result<Grant<Idle<T>>, GetError<H::Error>> {
-        let waiter = match limit.enqueue(&self.idles(home)) {
+        let queued = if *waited {
+            limit.requeue(&self.idles(home))
+        } else {
+            limit.enqueue(&self.idles(home))
+        };
+        let waiter = match queued {
             Enqueued::Ready(grant) => return Ok(grant),
             Enqueued::Closed => return Err(GetError::Closed),
+            Enqueued::Busy => return Err(GetError::TooBusy),
             Enqueued::Queued(waiter) => waiter,
         };
         if !std::mem::replace(waited, true) {
@@ -128,12 +144,23 @@ impl<T: Send> Pool<T> {
             }
         };
         match outcome {
-            Some(Outcome::Granted(grant)) => Ok(grant),
+            Some(Outcome::Granted(grant)) => {
+                limit.wait_times().record(waiter.waited());
+                Ok(grant)
+            }
             Some(Outcome::Closed) => Err(GetError::Closed),
             None => {
+                limit.wait_times().record(waiter.waited());
                 self.shards.counters(home).bump(Event::Timeout);
                 Err(GetError::Timeout)
             }
+        }
+    }
+
+    /// Counts a wait that ended served, in the wait-time histogram.
+    fn note_wait_ended(&self, waiter: &Waiter<Idle<T>>) {
+        if let Some(limit) = &self.limit {
+            limit.wait_times().record(waiter.waited());
         }
     }
 

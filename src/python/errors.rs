@@ -17,6 +17,13 @@ pyo3::create_exception!(
 
 pyo3::create_exception!(
     shardpool,
+    PoolTooBusy,
+    PoolTimeout,
+    "Raised at once, without waiting, when ``max_waiting`` callers already wait for a full bounded pool.\n\nA subclass of ``PoolTimeout``: code that handles a timeout handles it too."
+);
+
+pyo3::create_exception!(
+    shardpool,
     PoolClosed,
     PyRuntimeError,
     "Raised when an object is requested from a closed pool."
@@ -36,6 +43,11 @@ pub fn get_error(e: GetError<PyErr>, timeout: Option<f64>, max_size: Option<usiz
             max_size.map_or_else(|| "None".into(), |m| m.to_string()),
         )),
         GetError::Closed => PoolClosed::new_err("the pool is closed"),
+        GetError::TooBusy => PoolTooBusy::new_err(format!(
+            "too many callers waiting: max_waiting callers already wait for this full pool \
+             (max_size={}); not waiting",
+            max_size.map_or_else(|| "None".into(), |m| m.to_string()),
+        )),
         GetError::AlreadyOut => PyRuntimeError::new_err(
             "the factory returned an object that this pool has already handed out; \
              a factory must return a new object on every call",

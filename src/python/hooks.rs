@@ -335,6 +335,12 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
         }
     }
 
+    /// A factory error while refilling to `min_size`: no caller to raise
+    /// it to, so it goes where hook errors go.
+    fn report(&mut self, err: PyErr) {
+        err.write_unraisable(self.py, Some(self.hooks.factory.bind(self.py)));
+    }
+
     fn identity(&self, item: &Py<PyAny>) -> usize {
         item.as_ptr() as usize
     }

@@ -19,6 +19,7 @@ mod logging;
 mod naming;
 mod object_pool;
 mod pool_class;
+mod sizing;
 mod stats;
 mod tiered_pool;
 mod timeout;
@@ -47,6 +48,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PoolTimeout", py.get_type::<errors::PoolTimeout>())?;
     m.add("PoolClosed", py.get_type::<errors::PoolClosed>())?;
+    m.add("PoolTooBusy", py.get_type::<errors::PoolTooBusy>())?;
     add_classes!(
         m,
         object_pool::ObjectPool,

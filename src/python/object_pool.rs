@@ -15,6 +15,7 @@ use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error, not_out, put_error};
 use super::hooks::{self, ObjectHooks, PyHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::sizing::sizing_methods;
 use super::stats::PoolStats;
 use super::timeout::{self, TimeoutArg, Wait};
 use super::tracking::object_key as key;
@@ -26,7 +27,7 @@ use crate::{Config, GetError, NotOut, Pool, PutError, Step};
 /// ``ObjectPool(factory, *, max_idle=None, max_size=None, reset=None,
 /// validate=None, destroy=None, reset_on="put", idle_timeout=None,
 /// prefill=0, shards=None, checked=True, name=None, track=False,
-/// discard_on=(), timeout=...)``
+/// discard_on=(), timeout=..., min_size=0, max_lifetime=None, max_waiting=None)``
 ///
 /// ``get()`` hands out an idle object, or one new from ``factory()`` when
 /// none is idle; ``put(obj)`` gives it back for reuse. ``borrow()`` does both
@@ -72,6 +73,21 @@ use crate::{Config, GetError, NotOut, Pool, PutError, Step};
 ///         a full bounded pool (``get``, ``get_many``, ``borrow``, ``aget``,
 ///         ``aborrow``). Default: 30 with ``max_size``, else ``None``;
 ///         ``None``: no limit.
+///     min_size: The fewest objects kept in existence, idle or in use:
+///         created at construction (a factory error there raises), and
+///         created again whenever the pool destroys objects below it
+///         (discard, expiry, validation, a failed reset, ``trim``,
+///         ``clear``), on the thread that destroyed them, within
+///         ``max_size``. A factory error while refilling goes to
+///         ``sys.unraisablehook``. At most ``max_size`` and ``max_idle``.
+///     max_lifetime: Seconds an object may live, since it was created,
+///         before it is destroyed (counted as ``expired``) instead of being
+///         handed out again or kept: checked on ``get``, ``put`` and
+///         ``trim``; no thread runs. Needs a checked pool.
+///     max_waiting: The most callers (threads and asyncio tasks together)
+///         that may wait at once for a full bounded pool; one more raises
+///         ``PoolTooBusy`` at once (counted in ``stats().rejected``).
+///         Needs ``max_size``. Default ``None``: no cap.
 ///
 /// Hooks run synchronously: an ``async def`` hook is a ``TypeError`` (see
 /// the asyncio section of the guide). What the pool swallows or decides on
@@ -236,6 +252,7 @@ core_getters!(ObjectPool {
     checked: bool = is_checked,
 });
 generic_class!(ObjectPool);
+sizing_methods!(ObjectPool);
 discard::discard_methods!(
     ObjectPool,
     /// Destroy an object from ``get`` instead of giving it back (it is
@@ -289,7 +306,8 @@ impl ObjectPool {
     #[pyo3(signature = (
         factory, /, *, max_idle=None, max_size=None, reset=None, validate=None, destroy=None,
         reset_on=None, idle_timeout=None, prefill=None, shards=None, checked=None, name=None,
-        track=None, discard_on=None, timeout=TimeoutArg::Omitted
+        track=None, discard_on=None, timeout=TimeoutArg::Omitted, min_size=None,
+        max_lifetime=None, max_waiting=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -309,6 +327,9 @@ impl ObjectPool {
         track: Option<Bound<'_, PyAny>>,
         discard_on: Option<Bound<'_, PyAny>>,
         timeout: TimeoutArg,
+        min_size: Option<Bound<'_, PyAny>>,
+        max_lifetime: Option<Bound<'_, PyAny>>,
+        max_waiting: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
         let discard_on = DiscardOn::new(discard_on.as_ref())?;
@@ -322,6 +343,9 @@ impl ObjectPool {
         let prefill = args::optional_count(prefill.as_ref(), "prefill")?.unwrap_or(0);
         let (idle_timeout, _) = args::seconds(idle_timeout.as_ref(), "idle_timeout")?;
         let timeout = Wait::pool_default(&timeout, py, max_size.is_some())?;
+        let min_size = args::optional_count(min_size.as_ref(), "min_size")?.unwrap_or(0);
+        let (max_lifetime, _) = args::seconds(max_lifetime.as_ref(), "max_lifetime")?;
+        let max_waiting = args::optional_count(max_waiting.as_ref(), "max_waiting")?;
         let core = Pool::new(Config {
             max_idle,
             max_size,
@@ -330,6 +354,9 @@ impl ObjectPool {
             reset_on,
             checked,
             charge: None,
+            min_size,
+            max_lifetime,
+            max_waiting,
         })
         .map_err(config_error)?;
         if prefill > core.max_idle() {
@@ -349,6 +376,10 @@ impl ObjectPool {
                 pool.core.close(&mut pool.call_hooks(py));
                 return Err(get_error(e, None, pool.core.max_size()));
             }
+        }
+        if let Err(e) = pool.core.refill(&mut pool.call_hooks(py)) {
+            pool.core.close(&mut pool.call_hooks(py));
+            return Err(e);
         }
         Ok(pool)
     }
@@ -460,9 +491,16 @@ impl ObjectPool {
         }
     }
 
-    /// A ``PoolStats`` snapshot of the counters.
-    fn stats(&self) -> PoolStats {
-        self.core.stats().into()
+    /// A ``PoolStats`` snapshot of the counters. With ``reset_peak=True``,
+    /// ``max_in_use`` then starts again from the current ``in_use``, so a
+    /// scraper that asks each interval sees the peak of that interval.
+    #[pyo3(signature = (*, reset_peak=false))]
+    fn stats(&self, reset_peak: bool) -> PoolStats {
+        if reset_peak {
+            self.core.stats_reset_peak().into()
+        } else {
+            self.core.stats().into()
+        }
     }
 
     /// Destroy expired idle objects, then the oldest until at most ``keep``

@@ -79,7 +79,9 @@ stats_class! {
         reset_errors: u64,
         /// Idle objects destroyed because ``validate`` rejected them (or raised).
         invalid: u64,
-        /// Idle objects destroyed because they were idle longer than ``idle_timeout``.
+        /// Objects destroyed because they were idle longer than ``idle_timeout``,
+        /// or lived longer than ``max_lifetime`` (checked on ``get``, ``put`` and
+        /// ``trim``).
         expired: u64,
         /// ``get`` calls that had to wait for a bounded pool.
         waits: u64,
@@ -89,6 +91,10 @@ stats_class! {
         /// (also one whose event loop closed or that was collected), or a thread
         /// whose wait an exception interrupted (a signal handler's).
         cancelled: u64,
+        /// Callers refused at once with ``PoolTooBusy`` because ``max_waiting``
+        /// callers were waiting (counted neither as ``waits`` nor as
+        /// ``timeouts``).
+        rejected: u64,
         /// Objects holders gave back to be destroyed: ``discard(obj)``, or a
         /// ``borrow()`` block that raised one of ``discard_on`` (also counted
         /// in ``destroyed``, not in ``puts``).

@@ -47,6 +47,7 @@ class ObjectPoolMachine(HookedMachine):
         checked=st.booleans(),
         prefill=st.integers(0, 2),
         discard_on=st.booleans(),
+        lifetime=st.sampled_from([None, "tiny", "long"]),
         **HOOK_OPTIONS,
     )
     def make_pool(
@@ -57,6 +58,7 @@ class ObjectPoolMachine(HookedMachine):
         checked,
         prefill,
         discard_on,
+        lifetime,
         track,
         reset,
         reset_on,
@@ -76,6 +78,13 @@ class ObjectPoolMachine(HookedMachine):
         else:
             cap = min(max_size, 65536) if max_idle is None else min(max_idle, max_size)
         prefill = min(prefill, cap)
+        self.checked = checked or max_size is not None
+        # max_lifetime (checked pools only): none, a nanosecond (every
+        # object has outlived it when the pool next looks), or an hour
+        # (never reached).
+        max_lifetime = {None: None, "tiny": 1e-9, "long": 3600.0}[lifetime]
+        if not self.checked:
+            max_lifetime = None
         self.pool = ObjectPool(
             self.hooks.factory,
             max_size=max_size,
@@ -91,9 +100,10 @@ class ObjectPoolMachine(HookedMachine):
             track=track,
             name="model" if track else None,
             discard_on=(BodyError,) if discard_on else (),
+            max_lifetime=max_lifetime,
         )
         self.core = CoreModel(self, cap, fifo=shards == 1, max_size=max_size)
-        self.checked = checked or max_size is not None
+        self.core.outlives = max_lifetime == 1e-9
         ev = Events(self.log)
         for _ in range(prefill):
             obj = ev.expect("create")
@@ -315,6 +325,25 @@ class ObjectPoolMachine(HookedMachine):
         self.foreign += 1
         self.put_and_check(obj)
 
+    @precondition(lambda self: self.core.max_size is not None)
+    @rule(max_size=st.integers(0, 5))
+    def resize(self, max_size):
+        """A new max_size: 0 is refused, changing nothing; a smaller one
+        destroys idle surplus now and returned surplus later."""
+        _, exc = call(lambda: self.pool.resize(max_size=max_size))
+        ev = Events(self.log)
+        if self.core.closed:
+            assert isinstance(exc, ValueError), exc
+            assert "closed" in str(exc)
+        elif max_size == 0:
+            assert isinstance(exc, ValueError), exc
+            assert "max_size" in str(exc)
+        else:
+            assert exc is None, exc
+            self.core.resize(ev, max_size)
+        ev.done()
+        assert self.pool.max_size == self.core.max_size
+
     @rule(keep=st.integers(0, 4))
     def trim(self, keep):
         n = self.pool.trim(keep=keep)
@@ -365,7 +394,9 @@ class ObjectPoolMachine(HookedMachine):
             assert s.in_use == len(self.held)
             assert s.created == s.destroyed + s.idle + s.in_use
         if self.core.max_size is not None:
-            assert self.core.alive(len(self.held)) <= self.core.max_size
+            # At most max_size exist, except after a resize shrank it below
+            # what was out: then idle objects are shed first, and none kept.
+            assert self.core.alive(len(self.held)) <= self.core.max_size or s.idle == 0
         assert s.idle <= self.pool.max_idle
         check_outstanding(self.pool, self.track, len(self.held))
         self.check_objects(self.core.idle.items)
