@@ -336,9 +336,14 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
     }
 
     /// A factory error while refilling to `min_size`: no caller to raise
-    /// it to, so it goes where hook errors go.
+    /// it to, so it is logged (`ERROR`), as a failing `destroy` is.
     fn report(&mut self, err: PyErr) {
-        err.write_unraisable(self.py, Some(self.hooks.factory.bind(self.py)));
+        let message = format!(
+            "{}: factory() raised while replacing destroyed objects (min_size); \
+             the pool holds fewer until a later destroy or get makes them",
+            self.hooks.pool
+        );
+        logging::log(self.py, Level::Error, &message, Some(&err));
     }
 
     fn identity(&self, item: &Py<PyAny>) -> usize {

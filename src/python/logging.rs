@@ -17,7 +17,7 @@ use pyo3::types::PyDict;
 /// A `logging` level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
-    /// For the pool's own routine decisions (resizes, refills) to come.
+    /// Unused so far: kept so the levels read as `logging`'s.
     #[allow(dead_code)]
     Debug = 10,
     Info = 20,

@@ -78,8 +78,9 @@ use crate::{Config, GetError, NotOut, Pool, PutError, Step};
 ///         created again whenever the pool destroys objects below it
 ///         (discard, expiry, validation, a failed reset, ``trim``,
 ///         ``clear``), on the thread that destroyed them, within
-///         ``max_size``. A factory error while refilling goes to
-///         ``sys.unraisablehook``. At most ``max_size`` and ``max_idle``.
+///         ``max_size``. A factory error while refilling is logged on
+///         the ``shardpool`` logger (``ERROR``). At most ``max_size`` and
+///         ``max_idle``.
 ///     max_lifetime: Seconds an object may live, since it was created,
 ///         before it is destroyed (counted as ``expired``) instead of being
 ///         handed out again or kept: checked on ``get``, ``put`` and

@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 use super::args;
+use super::logging::{self, Level};
 use crate::Sizes;
 
 /// `resize(max_size=..., min_size=...)`'s arguments: `None` (or absent)
@@ -18,6 +19,26 @@ pub fn sizes(
     let max_size = args::optional_count(max_size, "max_size")?;
     let min_size = args::optional_count(min_size, "min_size")?;
     Ok(Sizes { max_size, min_size })
+}
+
+/// Logs (`INFO`) a resize that took effect: a decision an operator wants
+/// to see beside the pool's metrics.
+#[cold]
+pub fn log_resize(
+    py: Python<'_>,
+    pool: &str,
+    before: (Option<usize>, usize),
+    after: (Option<usize>, usize),
+) {
+    let size = |s: Option<usize>| s.map_or_else(|| "None".into(), |s| s.to_string());
+    let message = format!(
+        "{pool}: resized: max_size {} -> {}, min_size {} -> {}",
+        size(before.0),
+        size(after.0),
+        before.1,
+        after.1
+    );
+    logging::log(py, Level::Info, &message, None);
 }
 
 /// `sizing_methods!(Class)`: `resize`, `wait_histogram` and the sizing
@@ -36,7 +57,8 @@ macro_rules! sizing_methods {
             /// use when they come back (counted as ``dropped``), until
             /// ``in_use + idle <= max_size``; no object is created meanwhile.
             /// Raising ``min_size`` creates objects now (a factory error is
-            /// reported through ``sys.unraisablehook``, not raised).
+            /// logged on the ``shardpool`` logger, not raised). A resize
+            /// is logged there (``INFO``).
             /// ``max_idle`` stays as built.
             ///
             /// Raises ``ValueError``, changing nothing: ``max_size`` for a
@@ -53,9 +75,13 @@ macro_rules! sizing_methods {
                 min_size: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<()> {
                 let sizes = $crate::python::sizing::sizes(max_size, min_size)?;
+                let before = (self.core.max_size(), self.core.min_size());
                 self.core
                     .resize(&mut self.call_hooks(py), sizes)
-                    .map_err($crate::python::errors::config_error)
+                    .map_err($crate::python::errors::config_error)?;
+                let after = (self.core.max_size(), self.core.min_size());
+                $crate::python::sizing::log_resize(py, self.hooks.pool(), before, after);
+                Ok(())
             }
 
             /// How long the waits of a bounded pool took: ``(bounds, counts,

@@ -7,6 +7,7 @@ discarded and the pool resized."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -56,7 +57,7 @@ def test_min_size_is_refilled_after_discard_validation_and_clear():
     assert balanced(pool)
 
 
-def test_a_refill_factory_error_is_reported_not_raised(unraisable):
+def test_a_refill_factory_error_is_logged_not_raised(pool_log):
     fail = [False]
 
     def factory() -> Thing:
@@ -64,16 +65,33 @@ def test_a_refill_factory_error_is_reported_not_raised(unraisable):
             raise Boom("refill")
         return Thing()
 
-    pool = ObjectPool(factory, min_size=1, max_size=2)
+    pool = ObjectPool(factory, min_size=1, max_size=2, name="refilled")
     obj = pool.get()
     fail[0] = True
     pool.discard(obj)  # the discard itself succeeds
-    assert [type(u.exc_value) for u in unraisable] == [Boom]
-    assert unraisable[0].object is factory
+    [error] = pool_log.errors()
+    assert type(error) is Boom
+    [record] = pool_log.at(logging.ERROR)
+    assert "'refilled'" in record.getMessage()
+    assert "min_size" in record.getMessage()
     s = pool.stats()
     assert (s.created, s.destroyed, s.idle, s.in_use) == (1, 1, 0, 0)
     fail[0] = False
     assert pool.get(timeout=0) is not obj, "the failed refill freed its slot"
+
+
+def test_a_resize_is_logged_with_the_bounds_before_and_after(pool_log):
+    pool = ObjectPool(Thing, max_size=2, name="resized")
+    assert not pool_log.records, "construction logs nothing"
+    pool.resize(max_size=4, min_size=1)
+    [record] = pool_log.records
+    assert record.levelno == logging.INFO
+    assert record.getMessage() == (
+        "ObjectPool 'resized': resized: max_size 2 -> 4, min_size 0 -> 1"
+    )
+    with pytest.raises(ValueError, match="min_size"):
+        pool.resize(min_size=5)
+    assert len(pool_log.records) == 1, "a refused resize changes nothing and logs nothing"
 
 
 def test_a_factory_error_at_construction_raises():
