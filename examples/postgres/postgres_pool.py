@@ -23,15 +23,14 @@ is told about connections:
 - ``reset=rollback``: a connection comes back with no transaction open;
 - ``destroy=close``: a connection the pool lets go of is closed.
 
-A connection that breaks *while borrowed* (the server ended it during the
-query) is, today, put back like any other: ``borrow()`` always returns the
-object. It is closed by then, so ``is_usable`` rejects it on the next
-``get``, and a new connection is made: nothing is lost, but the one request
-sees the error. The places marked ``issue 15`` are where the pool's coming
-arguments go (``discard_on`` to destroy such a connection at once, a
-pool-wide ``timeout``). ``min_size`` keeps the connections open (the pool
-makes a replacement for each one it destroys), ``max_lifetime`` recycles
-them after an hour.
+- ``discard_on=(psycopg.OperationalError,)``: a connection that breaks
+  *while borrowed* (the server ended it during the query) is destroyed when
+  the ``borrow()`` block ends with that error, instead of going back: its
+  slot is freed at once and the one request sees the error;
+- ``min_size`` keeps the connections open (the pool makes a replacement for
+  each one it destroys), ``max_lifetime`` recycles them after an hour, and
+  ``timeout=30.0`` is the wait a ``borrow()`` that names none gets (the
+  default of a bounded pool, spelt out).
 
 The asyncio variant keeps the same pool of ordinary (synchronous) psycopg
 connections: a task waits for one with ``async with pool.aborrow()``, which
@@ -116,11 +115,12 @@ def make_pool(
         validate=is_usable,
         reset=rollback,
         destroy=close,
-        # issue 15: discard_on=(psycopg.OperationalError,), to destroy a connection
-        # that broke inside borrow() at once, instead of putting it back.
+        # A connection that broke inside borrow() is destroyed, not put back.
+        discard_on=(psycopg.OperationalError,),
         # Recycle connections after an hour (psycopg_pool's default).
         max_lifetime=3600.0,
-        # issue 15: timeout=30.0, a pool-wide default wait (today: none unless passed).
+        # The wait of a borrow() that names none (psycopg_pool's default).
+        timeout=30.0,
         name="postgres",
     )
 
@@ -169,7 +169,7 @@ def run_threads(pool: ObjectPool[Connection], workers: int, seconds: float) -> L
         failures = 0
         while (asked := time.perf_counter()) < deadline:
             try:
-                with pool.borrow(timeout=30) as conn:
+                with pool.borrow() as conn:
                     waits.append(time.perf_counter() - asked)
                     query(conn)
             except psycopg.OperationalError:
@@ -196,7 +196,7 @@ async def run_tasks(pool: ObjectPool[Connection], workers: int, seconds: float) 
     async def worker() -> None:
         while (asked := time.perf_counter()) < deadline:
             try:
-                async with pool.aborrow(timeout=30) as conn:
+                async with pool.aborrow() as conn:
                     load.waits.append(time.perf_counter() - asked)
                     await asyncio.to_thread(query, conn)
             except psycopg.OperationalError:

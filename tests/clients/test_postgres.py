@@ -180,12 +180,12 @@ def test_a_connection_ended_while_idle_is_rejected_and_replaced(
 
 
 @needs_server
-def test_a_connection_broken_while_borrowed_is_put_back_then_rejected(
+def test_a_connection_broken_while_borrowed_is_discarded_and_replaced(
     admin: Connection, app: str
 ) -> None:
-    # Today's behaviour: borrow() puts the object back whatever the block
-    # raised, and validate rejects it on the next get. (With issue 15's
-    # discard_on=(psycopg.OperationalError,) it would be destroyed at once.)
+    # discard_on=(psycopg.OperationalError,): the block's error destroys the
+    # connection instead of putting it back, and min_size makes its
+    # replacement at once, on the thread that ended the block.
     with example.make_pool(DSN, 1, app) as pool:
         held: list[Connection] = []
 
@@ -200,18 +200,18 @@ def test_a_connection_broken_while_borrowed_is_put_back_then_rejected(
             query_after_its_end()
         [broken] = held
         # The block's error came out (the server's "terminating connection due
-        # to administrator command"), not one from the reset: rollback leaves
-        # a closed connection alone.
+        # to administrator command"), not one from a cleanup.
         assert isinstance(raised.value, psycopg.errors.AdminShutdown), repr(raised.value)
         assert broken.closed
         s = pool.stats()
-        assert (s.idle, s.in_use, s.destroyed) == (1, 0, 0), "put back, as borrow() does"
+        assert (s.discarded, s.destroyed, s.puts) == (1, 1, 0), "discarded, not put back"
+        assert (s.created, s.idle, s.in_use) == (2, 1, 0), "replaced at once (min_size)"
         with pool.borrow() as conn:
             assert conn is not broken
             assert example.query(conn) == 1
-        s = pool.stats()
-        assert (s.created, s.destroyed, s.invalid) == (2, 1, 1)
+        assert pool.stats().invalid == 0, "nothing broken was ever handed out again"
         assert_balanced(pool)
+        assert backends(admin, app) == 1
 
 
 class Holders:
