@@ -17,6 +17,7 @@ mod hooks;
 mod naming;
 mod object_pool;
 mod pool_class;
+mod reuse;
 mod stats;
 mod tiered_pool;
 mod tracking;
