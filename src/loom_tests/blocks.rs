@@ -11,7 +11,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use super::check;
-use super::Bound::Exhaustive;
+use super::Bound::{Exhaustive, Preemptions};
 use crate::blocks::{BlockConfig, BlockError, BlockPool, InPlace};
 
 /// A block is taken from a class used for the first time (so its pool is
@@ -53,7 +53,7 @@ fn spares_racing_offer_take_and_close_lose_and_duplicate_nothing() {
     use crate::blocks::spares::{Spares, Verdict};
     use loom::sync::Mutex;
 
-    check(Exhaustive, || {
+    check(Preemptions(3), || {
         // Two distinct addresses as handles (never dereferenced).
         let handles: [NonNull<u8>; 2] = [NonNull::dangling(), NonNull::dangling()];
         let handles = [
