@@ -1,7 +1,7 @@
 //! Reuse of the Python objects of released blocks and buffers: a `get`
 //! right after a `release` hands out the same `Block` (or `Buffer`) object
 //! with a new lease, instead of allocating, GC-tracking and later freeing a
-//! new one (about 40% of a block's get+release).
+//! new one (about a quarter of a block's get+release).
 //!
 //! An object is reused only when nothing else can ever observe it again,
 //! so no holder sees a released block come back to life as another:
