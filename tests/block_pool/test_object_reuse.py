@@ -75,7 +75,8 @@ def test_a_released_object_still_held_is_never_handed_out_again(kind: Kind) -> N
         pass
     later = [kind.get(pool) for _ in range(4)]
     assert all(o is not held and o is not other for o in later)
-    assert held.released and other.released
+    assert held.released
+    assert other.released
     with pytest.raises(ValueError, match="released"):
         len(held)
     for o in later:
@@ -106,7 +107,8 @@ def test_a_spare_reached_through_the_gc_is_not_reused(kind: Kind) -> None:
     assert len(found) == (0 if FREE_THREADED else 1)
     fresh = [kind.get(pool) for _ in range(3)]
     for f in found:
-        assert f.released and all(f is not o for o in fresh)
+        assert f.released
+        assert all(f is not o for o in fresh)
     for o in fresh:
         assert_fresh(kind, o)
         o.release()
