@@ -528,5 +528,7 @@ pub struct BlockStats {
     pub classes: Vec<ClassStats>,
 }
 
+pub mod spares;
+
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,7 @@ mod tiered;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
+pub use blocks::spares::{Spares, Verdict};
 pub use blocks::{
     BlockConfig, BlockError, BlockPool, BlockStats, ClassStats, InPlace, Offload, ZeroMode, POISON,
 };

@@ -1,7 +1,9 @@
 //! `BlockPool` and `Block`: pooled, aligned byte memory exported zero-copy
 //! through the buffer protocol.
 
+use std::cell::UnsafeCell;
 use std::ffi::c_int;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
@@ -9,9 +11,10 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::args;
-use super::class_macros::{core_getters, exit_method};
+use super::class_macros::core_getters;
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
+use super::reuse::SpareObjects;
 use super::stats::BlockPoolStats;
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
 use crate::lease::{LeaseError, Leased};
@@ -69,7 +72,22 @@ pub struct BlockPool {
 }
 
 /// The pool's core, name and tracker, shared with the blocks it hands out.
-type SharedCore = Shared<blocks::BlockPool>;
+type SharedCore = Shared<BlockCore>;
+
+/// The core block pool, with the spare `Block` objects of released blocks
+/// (see `reuse`).
+pub struct BlockCore {
+    blocks: blocks::BlockPool,
+    spares: SpareObjects,
+}
+
+impl Deref for BlockCore {
+    type Target = blocks::BlockPool;
+
+    fn deref(&self) -> &blocks::BlockPool {
+        &self.blocks
+    }
+}
 
 #[pymethods]
 impl BlockPool {
@@ -80,6 +98,7 @@ impl BlockPool {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         classes: Option<Bound<'_, PyAny>>,
         max_block: Option<Bound<'_, PyAny>>,
         max_idle_bytes: Option<Bound<'_, PyAny>>,
@@ -106,7 +125,10 @@ impl BlockPool {
             idle_timeout: args::seconds(idle_timeout.as_ref(), "idle_timeout")?.0,
             shards: args::optional_count(shards.as_ref(), "shards")?,
         };
-        let core = blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?;
+        let core = BlockCore {
+            blocks: blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?,
+            spares: SpareObjects::new::<Block>(py)?,
+        };
         Ok(BlockPool {
             core: Arc::new(Shared::new(core, labels)),
         })
@@ -117,12 +139,27 @@ impl BlockPool {
     /// With ``zeroed=True`` its bytes are zero whatever the pool's ``zero``
     /// mode. Use it in a ``with`` block, or call ``block.release()``.
     #[pyo3(signature = (n, /, *, zeroed=false))]
-    fn get(&self, py: Python<'_>, n: &Bound<'_, PyAny>, zeroed: bool) -> PyResult<Block> {
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        n: &Bound<'_, PyAny>,
+        zeroed: bool,
+    ) -> PyResult<Bound<'py, Block>> {
         let n = args::count(n, "n")?;
         match self.core.lease(n, zeroed, &Detached(py)) {
             Ok(leased) => {
+                if let Some(spare) = self.core.spares.take::<Block>(py) {
+                    spare.get().renew(leased);
+                    return Ok(spare);
+                }
                 let pool = PoolLink::acquired(py, &self.core);
-                Ok(Block { leased, pool })
+                Bound::new(
+                    py,
+                    Block {
+                        leased: UnsafeCell::new(leased),
+                        pool,
+                    },
+                )
             }
             Err(BlockError::Closed) => Err(PoolClosed::new_err("the pool is closed")),
             Err(BlockError::Alloc(e)) => Err(PyMemoryError::new_err(format!(
@@ -135,10 +172,12 @@ impl BlockPool {
     /// Release ``block`` back to this pool (the same as ``block.release()``).
     /// Raises ``ValueError`` for a block of another pool.
     #[pyo3(signature = (block, /))]
-    fn put(&self, py: Python<'_>, block: &Bound<'_, Block>) -> PyResult<()> {
-        let b = block.get();
-        b.pool.check_put_to(&self.core, "block", "BlockPool")?;
-        b.release(py)
+    fn put(&self, block: &Bound<'_, Block>) -> PyResult<()> {
+        block
+            .get()
+            .pool
+            .check_put_to(&self.core, "block", "BlockPool")?;
+        Block::release(block)
     }
 
     /// Counters and gauges (``BlockPoolStats``), with one row per class used.
@@ -174,6 +213,7 @@ impl BlockPool {
 impl PoolClass for BlockPool {
     fn close_core(&self, py: Python<'_>) {
         self.core.close(&Detached(py));
+        self.core.spares.close(py);
     }
 
     fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
@@ -185,6 +225,14 @@ impl PoolClass for BlockPool {
             s.bytes_idle,
             s.bytes_in_use
         ))
+    }
+}
+
+impl Drop for BlockPool {
+    fn drop(&mut self) {
+        // The spares hold the shared core: let go of them with the pool
+        // object, or they would keep each other alive.
+        Python::attach(|py| self.core.spares.close(py));
     }
 }
 
@@ -222,43 +270,70 @@ core_getters!(BlockPool {
 /// its pool with a ``ResourceWarning``.
 #[pyclass(frozen, weakref, module = "shardpool", name = "Block")]
 pub struct Block {
-    leased: Leased,
-    pool: PoolLink<blocks::BlockPool>,
+    /// Replaced only by `renew`, when the object is reused (see there).
+    leased: UnsafeCell<Leased>,
+    pool: PoolLink<BlockCore>,
 }
 
+// SAFETY: `leased` is written only by `renew`, while no other reference to
+// the object (and so no `&Block`) exists on any thread; every other access
+// is a shared read of a `Leased`, which is `Sync`.
+unsafe impl Sync for Block {}
+
 impl Block {
-    fn release(&self, py: Python<'_>) -> PyResult<()> {
-        let outcome = self.pool.release(&self.leased, &Detached(py));
-        self.pool.settle(outcome).map_err(|e| match e {
+    #[inline]
+    fn leased(&self) -> &Leased {
+        // SAFETY: see `renew`, the only writer.
+        unsafe { &*self.leased.get() }
+    }
+
+    /// Gives this spare object (from `SpareObjects::take`) its new lease.
+    #[inline]
+    fn renew(&self, leased: Leased) {
+        // SAFETY: `take` proved that the caller's reference is the only
+        // one to this object and that no weak reference to it exists, on a
+        // build with a GIL that the caller holds: no other `&Block` to it
+        // exists or can be made meanwhile, so this write is exclusive. The
+        // old lease gave its memory back at its release (spares are offered
+        // only then), so dropping it loses nothing.
+        let old = unsafe { &mut *self.leased.get() };
+        debug_assert!(!old.holds_memory(), "a spare block still holds memory");
+        *old = leased;
+    }
+
+    /// `release()` and `put()`; a block released with nothing left of its
+    /// lease becomes a spare object of its pool.
+    fn release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let outcome = this.pool.release(this.leased(), &Detached(slf.py()));
+        this.pool.settle(outcome).map_err(|e| match e {
             LeaseError::Exported(n) => PyBufferError::new_err(format!(
                 "cannot release a block while {n} view(s) of it (memoryview, numpy array, ...) are alive"
             )),
             LeaseError::Released => PyValueError::new_err("the block was released already"),
-        })
-    }
-
-    /// `__exit__`: releases the block, or defers that while views are alive.
-    fn exit(&self, py: Python<'_>) -> PyResult<()> {
-        let outcome = self.pool.release_or_defer(&self.leased, &Detached(py));
-        let _ = self.pool.settle(outcome);
+        })?;
+        Self::offer_for_reuse(slf);
         Ok(())
     }
 
+    /// After a successful release: a block never exported gave its memory
+    /// back, so its object may serve the next `get` (see `reuse`).
+    #[inline]
+    fn offer_for_reuse(slf: &Bound<'_, Self>) {
+        let this = slf.get();
+        if !this.leased().was_exported() && !this.pool.tracking.is_tracking() {
+            this.pool.spares.offer(slf);
+        }
+    }
+
     fn check_live(&self) -> PyResult<()> {
-        if self.leased.is_released() {
+        if self.leased().is_released() {
             Err(PyValueError::new_err("operation on a released block"))
         } else {
             Ok(())
         }
     }
 }
-
-exit_method!(
-    Block,
-    exit,
-    /// Releases the block; views still alive keep working. Does nothing if
-    /// it was released inside the block.
-);
 
 #[pymethods]
 impl Block {
@@ -267,25 +342,43 @@ impl Block {
     /// The memory of a block that was exported returns when the ``Block``
     /// object is collected.
     #[pyo3(name = "release")]
-    fn py_release(&self, py: Python<'_>) -> PyResult<()> {
-        self.release(py)
+    fn py_release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::release(slf)
+    }
+
+    /// Releases the block; views still alive keep working. Does nothing if
+    /// it was released inside the block.
+    fn __exit__(
+        slf: &Bound<'_, Self>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
+        let this = slf.get();
+        let outcome = this
+            .pool
+            .release_or_defer(this.leased(), &Detached(slf.py()));
+        if this.pool.settle(outcome).is_ok() {
+            Self::offer_for_reuse(slf);
+        }
+        false
     }
 
     /// Whether the block was released.
     #[getter]
     fn released(&self) -> bool {
-        self.leased.is_released()
+        self.leased().is_released()
     }
 
     /// The size of the block's class (at least ``len(block)``).
     #[getter]
     fn capacity(&self) -> usize {
-        self.leased.capacity()
+        self.leased().capacity()
     }
 
     fn __len__(&self) -> PyResult<usize> {
         self.check_live()?;
-        Ok(self.leased.len())
+        Ok(self.leased().len())
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -300,36 +393,36 @@ impl Block {
     ) -> PyResult<()> {
         let this = slf.get();
         let ptr = this
-            .leased
+            .leased()
             .export()
             .map_err(|_| PyBufferError::new_err("cannot export a released block"))?;
         // `len <= capacity <= isize::MAX` (a `Layout` never exceeds it, and
         // the lease checks the first): the cast is exact.
-        let len = this.leased.len() as ffi::Py_ssize_t;
+        let len = this.leased().len() as ffi::Py_ssize_t;
         // SAFETY: CPython hands us a valid `view`; the memory behind `ptr`
         // stays valid for `len` bytes until `__releasebuffer__` ends this
         // export, and beyond, until this object is destroyed (lease
         // invariants). FillInfo takes a reference to `slf`.
         let rc = unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast(), len, 0, flags) };
         if rc == -1 {
-            this.leased.unexport();
+            this.leased().unexport();
             return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.leased.unexport();
+        self.leased().unexport();
     }
 
     fn __repr__(&self) -> String {
-        if self.leased.is_released() {
-            format!("<Block released capacity={}>", self.leased.capacity())
+        if self.leased().is_released() {
+            format!("<Block released capacity={}>", self.leased().capacity())
         } else {
             format!(
                 "<Block len={} capacity={}>",
-                self.leased.len(),
-                self.leased.capacity()
+                self.leased().len(),
+                self.leased().capacity()
             )
         }
     }
@@ -346,12 +439,12 @@ impl Drop for Block {
         // Nothing can reach the memory any more: every view, and every
         // consumer that kept the address, held a reference to this object.
         // Most blocks gave their memory back at the release: nothing to do.
-        if !self.leased.holds_memory() {
+        if !self.leased.get_mut().holds_memory() {
             return;
         }
         Python::attach(|py| {
-            let capacity = self.leased.capacity();
-            let Some(released) = self.pool.finish(&mut self.leased, &Detached(py)) else {
+            let capacity = self.leased().capacity();
+            let Some(released) = self.pool.finish(self.leased.get_mut(), &Detached(py)) else {
                 return;
             };
             if !released {

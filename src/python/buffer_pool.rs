@@ -1,6 +1,8 @@
 //! `BufferPool` and `Buffer`: growable byte buffers for building output.
 
+use std::cell::UnsafeCell;
 use std::ffi::c_int;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use pyo3::buffer::PyUntypedBuffer;
@@ -10,9 +12,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::args;
-use super::class_macros::{core_getters, exit_method};
+use super::class_macros::core_getters;
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
+use super::reuse::SpareObjects;
 use super::stats::PoolStats;
 use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::buffers;
@@ -45,7 +48,22 @@ pub struct BufferPool {
 }
 
 /// The pool's core, name and tracker, shared with the buffers it hands out.
-type SharedCore = Shared<buffers::BufferPool>;
+type SharedCore = Shared<BufferCore>;
+
+/// The core buffer pool, with the spare `Buffer` objects of released
+/// buffers (see `reuse`).
+pub struct BufferCore {
+    buffers: buffers::BufferPool,
+    spares: SpareObjects,
+}
+
+impl Deref for BufferCore {
+    type Target = buffers::BufferPool;
+
+    fn deref(&self) -> &buffers::BufferPool {
+        &self.buffers
+    }
+}
 
 #[pymethods]
 impl BufferPool {
@@ -54,6 +72,7 @@ impl BufferPool {
         *, max_idle=None, max_capacity=None, idle_timeout=None, shards=None, name=None, track=None
     ))]
     fn new(
+        py: Python<'_>,
         max_idle: Option<Bound<'_, PyAny>>,
         max_capacity: Option<Bound<'_, PyAny>>,
         idle_timeout: Option<Bound<'_, PyAny>>,
@@ -69,29 +88,43 @@ impl BufferPool {
             ..Config::default()
         };
         let max_capacity = args::optional_count(max_capacity.as_ref(), "max_capacity")?;
-        let core = buffers::BufferPool::new(config, max_capacity)
-            .map_err(|e| PyValueError::new_err(e.message))?;
+        let core = BufferCore {
+            buffers: buffers::BufferPool::new(config, max_capacity)
+                .map_err(|e| PyValueError::new_err(e.message))?,
+            spares: SpareObjects::new::<Buffer>(py)?,
+        };
         Ok(BufferPool {
             core: Arc::new(Shared::new(core, labels)),
         })
     }
 
     /// An empty ``Buffer``.
-    fn get(&self, py: Python<'_>) -> PyResult<Buffer> {
+    fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Buffer>> {
         let lease = self
             .core
             .lease()
             .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
+        if let Some(spare) = self.core.spares.take::<Buffer>(py) {
+            spare.get().renew(lease);
+            return Ok(spare);
+        }
         let pool = PoolLink::acquired(py, &self.core);
-        Ok(Buffer { lease, pool })
+        Bound::new(
+            py,
+            Buffer {
+                lease: UnsafeCell::new(lease),
+                pool,
+            },
+        )
     }
 
     /// Release ``buf`` back to this pool (the same as ``buf.release()``).
     #[pyo3(signature = (buf, /))]
     fn put(&self, buf: &Bound<'_, Buffer>) -> PyResult<()> {
-        let b = buf.get();
-        b.pool.check_put_to(&self.core, "buffer", "BufferPool")?;
-        b.release()
+        buf.get()
+            .pool
+            .check_put_to(&self.core, "buffer", "BufferPool")?;
+        Buffer::let_go(buf, true)
     }
 
     /// Counters (``PoolStats``).
@@ -128,8 +161,9 @@ impl BufferPool {
 }
 
 impl PoolClass for BufferPool {
-    fn close_core(&self, _py: Python<'_>) {
+    fn close_core(&self, py: Python<'_>) {
         self.core.close();
+        self.core.spares.close(py);
     }
 
     fn repr_fields(&self, _py: Python<'_>) -> PyResult<String> {
@@ -138,6 +172,14 @@ impl PoolClass for BufferPool {
         Ok(format!(
             "idle={idle} in_use={in_use} typical_capacity={typical}"
         ))
+    }
+}
+
+impl Drop for BufferPool {
+    fn drop(&mut self) {
+        // The spares hold the shared core: let go of them with the pool
+        // object, or they would keep each other alive.
+        Python::attach(|py| self.core.spares.close(py));
     }
 }
 
@@ -171,10 +213,16 @@ core_getters!(BufferPool {
 /// address without an export.
 #[pyclass(frozen, weakref, module = "shardpool", name = "Buffer")]
 pub struct Buffer {
-    /// The bytes and their exports (the core's protocol).
-    lease: LeasedBuffer,
-    pool: PoolLink<buffers::BufferPool>,
+    /// The bytes and their exports (the core's protocol). Replaced only by
+    /// `renew`, when the object is reused (see there).
+    lease: UnsafeCell<LeasedBuffer>,
+    pool: PoolLink<BufferCore>,
 }
+
+// SAFETY: `lease` is written only by `renew`, while no other reference to
+// the object (and so no `&Buffer`) exists on any thread; every other access
+// is a shared use of a `LeasedBuffer`, which is `Sync`.
+unsafe impl Sync for Buffer {}
 
 /// The Python exception for a refused buffer operation.
 fn refused(error: BufferError) -> PyErr {
@@ -190,38 +238,55 @@ fn refused(error: BufferError) -> PyErr {
 }
 
 impl Buffer {
+    #[inline]
+    fn lease(&self) -> &LeasedBuffer {
+        // SAFETY: see `renew`, the only writer.
+        unsafe { &*self.lease.get() }
+    }
+
+    /// Gives this spare object (from `SpareObjects::take`) its new lease.
+    #[inline]
+    fn renew(&self, lease: LeasedBuffer) {
+        // SAFETY: `take` proved that the caller's reference is the only
+        // one to this object and that no weak reference to it exists, on a
+        // build with a GIL that the caller holds: no other `&Buffer` to it
+        // exists or can be made meanwhile, so this write is exclusive. The
+        // old lease gave its bytes back at its release (spares are offered
+        // only then), so dropping it loses nothing.
+        let old = unsafe { &mut *self.lease.get() };
+        debug_assert!(old.finish().is_none(), "a spare buffer still holds bytes");
+        *old = lease;
+    }
+
     /// The holder lets go: `release()`/`put()` (refused while exported), or
-    /// a `with` exit.
-    fn let_go(&self, unexported: bool) -> PyResult<()> {
+    /// a `with` exit. A buffer released with nothing left of its lease
+    /// becomes a spare object of its pool.
+    fn let_go(slf: &Bound<'_, Self>, unexported: bool) -> PyResult<()> {
+        let this = slf.get();
         let outcome = if unexported {
-            self.pool.release(&self.lease)
+            this.pool.release(this.lease())
         } else {
-            self.pool.release_or_defer(&self.lease)
+            this.pool.release_or_defer(this.lease())
         };
-        self.pool.settle(outcome).map_err(|e| match e {
+        this.pool.settle(outcome).map_err(|e| match e {
             BufferError::Released => PyValueError::new_err("the buffer was released already"),
             BufferError::Exported(n) => PyBufferError::new_err(format!(
                 "cannot release a Buffer while {n} view(s) of it are alive"
             )),
             other => refused(other),
-        })
-    }
-
-    fn release(&self) -> PyResult<()> {
-        self.let_go(true)
-    }
-
-    /// `__exit__`: releases the buffer, or defers that while views are
-    /// alive. Refused only when released already: a no-op then.
-    fn exit(&self, _py: Python<'_>) -> PyResult<()> {
-        let _ = self.let_go(false);
+        })?;
+        // Never exported: its bytes went back, so its object may serve the
+        // next `get` (see `reuse`).
+        if !this.lease().was_exported() && !this.pool.tracking.is_tracking() {
+            this.pool.spares.offer(slf);
+        }
         Ok(())
     }
 
     fn append(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         if let Ok(bytes) = data.cast::<PyBytes>() {
             let src = bytes.as_bytes();
-            self.lease.append(src).map_err(refused)?;
+            self.lease().append(src).map_err(refused)?;
             return Ok(src.len());
         }
         // Exported before the lease locks: exporting `data` may run Python
@@ -241,17 +306,10 @@ impl Buffer {
         let n = src.len_bytes();
         // SAFETY: the export `src` keeps `buf_ptr` valid and contiguous for
         // `len_bytes` bytes while it lives, which spans the call.
-        unsafe { self.lease.append_raw(src.buf_ptr().cast::<u8>(), n) }.map_err(refused)?;
+        unsafe { self.lease().append_raw(src.buf_ptr().cast::<u8>(), n) }.map_err(refused)?;
         Ok(n)
     }
 }
-
-exit_method!(
-    Buffer,
-    exit,
-    /// Releases the buffer; views still alive keep working. Does nothing if
-    /// it was released inside the block.
-);
 
 #[pymethods]
 impl Buffer {
@@ -275,37 +333,50 @@ impl Buffer {
     fn getvalue<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         // A bytes object is not tracked by the cyclic GC, so making one runs
         // no Python code that could come back to this buffer's lock.
-        self.lease
+        self.lease()
             .read(|data| PyBytes::new(py, data))
             .map_err(refused)
     }
 
     /// Empty the buffer, keeping its capacity.
     fn clear(&self) -> PyResult<()> {
-        self.lease.clear().map_err(refused)
+        self.lease().clear().map_err(refused)
     }
 
     /// Bytes the buffer holds without growing.
     #[getter]
     fn capacity(&self) -> PyResult<usize> {
-        self.lease.capacity().map_err(refused)
+        self.lease().capacity().map_err(refused)
     }
 
     /// Whether the buffer was released.
     #[getter]
     fn released(&self) -> bool {
-        self.lease.is_released()
+        self.lease().is_released()
     }
 
     /// Give the buffer back to its pool. Raises ``BufferError`` while views
     /// are alive, ``ValueError`` if released already.
     #[pyo3(name = "release")]
-    fn py_release(&self) -> PyResult<()> {
-        self.release()
+    fn py_release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::let_go(slf, true)
+    }
+
+    /// Releases the buffer; views still alive keep working. Does nothing if
+    /// it was released inside the block.
+    fn __exit__(
+        slf: &Bound<'_, Self>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
+        // Refused only when released already: a no-op then.
+        let _ = Self::let_go(slf, false);
+        false
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        self.lease.len().map_err(refused)
+        self.lease().len().map_err(refused)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -327,7 +398,7 @@ impl Buffer {
             return Err(PyBufferError::new_err("a Buffer is exported read-only"));
         }
         let (ptr, len) = this
-            .lease
+            .lease()
             .export()
             .map_err(|_| PyBufferError::new_err("cannot export a released buffer"))?;
         // SAFETY: CPython hands us a valid `view`. The bytes cannot change
@@ -346,18 +417,18 @@ impl Buffer {
             )
         };
         if rc == -1 {
-            this.lease.unexport();
+            this.lease().unexport();
             return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.lease.unexport();
+        self.lease().unexport();
     }
 
     fn __repr__(&self) -> String {
-        match (self.lease.len(), self.lease.capacity()) {
+        match (self.lease().len(), self.lease().capacity()) {
             (Ok(len), Ok(capacity)) => format!("<Buffer len={len} capacity={capacity}>"),
             _ => "<Buffer released>".into(),
         }
@@ -374,7 +445,7 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         // Nothing can reach the bytes any more: every view, and every
         // consumer that kept the address, held a reference to this object.
-        let Some((len, released)) = self.pool.finish(&mut self.lease) else {
+        let Some((len, released)) = self.pool.finish(self.lease.get_mut()) else {
             return;
         };
         if !released {

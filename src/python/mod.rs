@@ -19,6 +19,7 @@ mod logging;
 mod naming;
 mod object_pool;
 mod pool_class;
+mod reuse;
 mod sizing;
 mod stats;
 mod tiered_pool;
