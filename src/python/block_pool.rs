@@ -1,7 +1,6 @@
 //! `BlockPool` and `Block`: pooled, aligned byte memory exported zero-copy
 //! through the buffer protocol.
 
-use std::cell::UnsafeCell;
 use std::ffi::c_int;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use super::args;
 use super::class_macros::core_getters;
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
-use super::reuse::SpareObjects;
+use super::reuse::{Renewable, Reusable, SpareObjects};
 use super::stats::BlockPoolStats;
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
 use crate::lease::{LeaseError, Leased};
@@ -148,18 +147,12 @@ impl BlockPool {
         let n = args::count(n, "n")?;
         match self.core.lease(n, zeroed, &Detached(py)) {
             Ok(leased) => {
-                if let Some(spare) = self.core.spares.take::<Block>(py) {
-                    spare.get().renew(leased);
-                    return Ok(spare);
-                }
+                let leased = match self.core.spares.take_renewed::<Block>(py, leased) {
+                    Ok(spare) => return Ok(spare),
+                    Err(leased) => Renewable::new(leased),
+                };
                 let pool = PoolLink::acquired(py, &self.core);
-                Bound::new(
-                    py,
-                    Block {
-                        leased: UnsafeCell::new(leased),
-                        pool,
-                    },
-                )
+                Bound::new(py, Block { leased, pool })
             }
             Err(BlockError::Closed) => Err(PoolClosed::new_err("the pool is closed")),
             Err(BlockError::Alloc(e)) => Err(PyMemoryError::new_err(format!(
@@ -270,35 +263,31 @@ core_getters!(BlockPool {
 /// its pool with a ``ResourceWarning``.
 #[pyclass(frozen, weakref, module = "shardpool", name = "Block")]
 pub struct Block {
-    /// Replaced only by `renew`, when the object is reused (see there).
-    leased: UnsafeCell<Leased>,
+    /// Replaced when the object is reused (see `reuse`).
+    leased: Renewable<Leased>,
     pool: PoolLink<BlockCore>,
 }
 
-// SAFETY: `leased` is written only by `renew`, while no other reference to
-// the object (and so no `&Block`) exists on any thread; every other access
-// is a shared read of a `Leased`, which is `Sync`.
-unsafe impl Sync for Block {}
+impl Reusable for Block {
+    type Lease = Leased;
+
+    fn renewable(&self) -> &Renewable<Leased> {
+        &self.leased
+    }
+
+    fn was_exported(lease: &Leased) -> bool {
+        lease.was_exported()
+    }
+
+    fn is_spent(lease: &mut Leased) -> bool {
+        !lease.holds_memory()
+    }
+}
 
 impl Block {
     #[inline]
     fn leased(&self) -> &Leased {
-        // SAFETY: see `renew`, the only writer.
-        unsafe { &*self.leased.get() }
-    }
-
-    /// Gives this spare object (from `SpareObjects::take`) its new lease.
-    #[inline]
-    fn renew(&self, leased: Leased) {
-        // SAFETY: `take` proved that the caller's reference is the only
-        // one to this object and that no weak reference to it exists, on a
-        // build with a GIL that the caller holds: no other `&Block` to it
-        // exists or can be made meanwhile, so this write is exclusive. The
-        // old lease gave its memory back at its release (spares are offered
-        // only then), so dropping it loses nothing.
-        let old = unsafe { &mut *self.leased.get() };
-        debug_assert!(!old.holds_memory(), "a spare block still holds memory");
-        *old = leased;
+        self.leased.get()
     }
 
     /// `release()` and `put()`; a block released with nothing left of its
@@ -320,10 +309,8 @@ impl Block {
     /// back, so its object may serve the next `get` (see `reuse`).
     #[inline]
     fn offer_for_reuse(slf: &Bound<'_, Self>) {
-        let this = slf.get();
-        if !this.leased().was_exported() && !this.pool.tracking.is_tracking() {
-            this.pool.spares.offer(slf);
-        }
+        let pool = &slf.get().pool;
+        pool.spares.offer(slf, pool.tracking.is_tracking());
     }
 
     fn check_live(&self) -> PyResult<()> {

@@ -1,6 +1,5 @@
 //! `BufferPool` and `Buffer`: growable byte buffers for building output.
 
-use std::cell::UnsafeCell;
 use std::ffi::c_int;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use super::args;
 use super::class_macros::core_getters;
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
-use super::reuse::SpareObjects;
+use super::reuse::{Renewable, Reusable, SpareObjects};
 use super::stats::PoolStats;
 use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::buffers;
@@ -104,18 +103,12 @@ impl BufferPool {
             .core
             .lease()
             .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
-        if let Some(spare) = self.core.spares.take::<Buffer>(py) {
-            spare.get().renew(lease);
-            return Ok(spare);
-        }
+        let lease = match self.core.spares.take_renewed::<Buffer>(py, lease) {
+            Ok(spare) => return Ok(spare),
+            Err(lease) => Renewable::new(lease),
+        };
         let pool = PoolLink::acquired(py, &self.core);
-        Bound::new(
-            py,
-            Buffer {
-                lease: UnsafeCell::new(lease),
-                pool,
-            },
-        )
+        Bound::new(py, Buffer { lease, pool })
     }
 
     /// Release ``buf`` back to this pool (the same as ``buf.release()``).
@@ -213,16 +206,27 @@ core_getters!(BufferPool {
 /// address without an export.
 #[pyclass(frozen, weakref, module = "shardpool", name = "Buffer")]
 pub struct Buffer {
-    /// The bytes and their exports (the core's protocol). Replaced only by
-    /// `renew`, when the object is reused (see there).
-    lease: UnsafeCell<LeasedBuffer>,
+    /// The bytes and their exports (the core's protocol). Replaced when the
+    /// object is reused (see `reuse`).
+    lease: Renewable<LeasedBuffer>,
     pool: PoolLink<BufferCore>,
 }
 
-// SAFETY: `lease` is written only by `renew`, while no other reference to
-// the object (and so no `&Buffer`) exists on any thread; every other access
-// is a shared use of a `LeasedBuffer`, which is `Sync`.
-unsafe impl Sync for Buffer {}
+impl Reusable for Buffer {
+    type Lease = LeasedBuffer;
+
+    fn renewable(&self) -> &Renewable<LeasedBuffer> {
+        &self.lease
+    }
+
+    fn was_exported(lease: &LeasedBuffer) -> bool {
+        lease.was_exported()
+    }
+
+    fn is_spent(lease: &mut LeasedBuffer) -> bool {
+        lease.finish().is_none()
+    }
+}
 
 /// The Python exception for a refused buffer operation.
 fn refused(error: BufferError) -> PyErr {
@@ -240,22 +244,7 @@ fn refused(error: BufferError) -> PyErr {
 impl Buffer {
     #[inline]
     fn lease(&self) -> &LeasedBuffer {
-        // SAFETY: see `renew`, the only writer.
-        unsafe { &*self.lease.get() }
-    }
-
-    /// Gives this spare object (from `SpareObjects::take`) its new lease.
-    #[inline]
-    fn renew(&self, lease: LeasedBuffer) {
-        // SAFETY: `take` proved that the caller's reference is the only
-        // one to this object and that no weak reference to it exists, on a
-        // build with a GIL that the caller holds: no other `&Buffer` to it
-        // exists or can be made meanwhile, so this write is exclusive. The
-        // old lease gave its bytes back at its release (spares are offered
-        // only then), so dropping it loses nothing.
-        let old = unsafe { &mut *self.lease.get() };
-        debug_assert!(old.finish().is_none(), "a spare buffer still holds bytes");
-        *old = lease;
+        self.lease.get()
     }
 
     /// The holder lets go: `release()`/`put()` (refused while exported), or
@@ -277,9 +266,9 @@ impl Buffer {
         })?;
         // Never exported: its bytes went back, so its object may serve the
         // next `get` (see `reuse`).
-        if !this.lease().was_exported() && !this.pool.tracking.is_tracking() {
-            this.pool.spares.offer(slf);
-        }
+        this.pool
+            .spares
+            .offer(slf, this.pool.tracking.is_tracking());
         Ok(())
     }
 

@@ -22,14 +22,56 @@
 //! the pool object, let go of it (a spare holds the pool's core, so it
 //! must not outlive the pool object).
 
+use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::True;
 use pyo3::sync::PyOnceLock;
 use pyo3::PyClass;
 
 use crate::blocks::spares::{Spares, Verdict};
+
+/// A reusable object's lease: read shared, replaced only when the object
+/// is reused ([`SpareObjects::take_renewed`], the only writer).
+pub struct Renewable<L>(UnsafeCell<L>);
+
+// SAFETY: the lease is written only by `take_renewed`, while no other
+// reference to the object holding it (and so to this) exists on any
+// thread; every other access is a shared read of an `L`, which is `Sync`.
+unsafe impl<L: Sync> Sync for Renewable<L> {}
+
+impl<L> Renewable<L> {
+    pub fn new(lease: L) -> Self {
+        Renewable(UnsafeCell::new(lease))
+    }
+
+    /// The current lease.
+    #[inline]
+    pub fn get(&self) -> &L {
+        // SAFETY: see `take_renewed`, the only writer.
+        unsafe { &*self.0.get() }
+    }
+
+    /// The lease, for the object's destructor.
+    pub fn get_mut(&mut self) -> &mut L {
+        self.0.get_mut()
+    }
+}
+
+/// A class whose released objects its pool may reuse: `Block`, `Buffer`.
+pub trait Reusable: PyClass<Frozen = True> + Sync {
+    /// What a holder of the object leases.
+    type Lease;
+    fn renewable(&self) -> &Renewable<Self::Lease>;
+    /// Whether the lease was ever exported (a consumer may keep its address:
+    /// the object is then never reused).
+    fn was_exported(lease: &Self::Lease) -> bool;
+    /// Whether nothing of the lease is left (it gave everything back at its
+    /// release): checked, in debug builds, before a reuse drops it.
+    fn is_spent(lease: &mut Self::Lease) -> bool;
+}
 
 /// Whether this interpreter has a GIL (see the module's last condition).
 static GIL_BUILD: PyOnceLock<bool> = PyOnceLock::new();
@@ -92,11 +134,14 @@ impl SpareObjects {
     }
 
     /// Keeps `obj`, just released with nothing of its lease left, for reuse
-    /// by `take` (see the module's conditions; the caller checked the
-    /// first).
+    /// (see the module's conditions): unless its lease was ever exported or
+    /// its pool tracks sites (`tracking`).
     #[inline]
-    pub fn offer<T: PyClass>(&self, obj: &Bound<'_, T>) {
+    pub fn offer<T: Reusable>(&self, obj: &Bound<'_, T>, tracking: bool) {
         let Some(offset) = self.weaklist else { return };
+        if tracking || T::was_exported(obj.get().renewable().get()) {
+            return;
+        }
         let Some(ptr) = NonNull::new(obj.as_ptr()) else {
             return;
         };
@@ -112,10 +157,33 @@ impl SpareObjects {
         }
     }
 
-    /// A spare object that no one else holds or can reach, for the caller
-    /// to give a new lease; `None` if there is none.
+    /// A spare object that no one else holds or can reach, with `lease` as
+    /// its new lease; `lease` back if there is none.
     #[inline]
-    pub fn take<'py, T: PyClass>(&self, py: Python<'py>) -> Option<Bound<'py, T>> {
+    pub fn take_renewed<'py, T: Reusable>(
+        &self,
+        py: Python<'py>,
+        lease: T::Lease,
+    ) -> Result<Bound<'py, T>, T::Lease> {
+        let Some(spare) = self.take::<T>(py) else {
+            return Err(lease);
+        };
+        // SAFETY: `take` proved that our reference is the only one to this
+        // object and that no weak reference to it exists, on a build with a
+        // GIL that we hold: no other reference to its lease exists or can be
+        // made meanwhile, so this write is exclusive.
+        let old = unsafe { &mut *spare.get().renewable().0.get() };
+        // Offered only at a release that gave everything back: dropping the
+        // old lease loses nothing.
+        debug_assert!(T::is_spent(old), "a spare object still holds its lease");
+        *old = lease;
+        Ok(spare)
+    }
+
+    /// A spare object that no one else holds or can reach; `None` if there
+    /// is none.
+    #[inline]
+    fn take<'py, T: PyClass>(&self, py: Python<'py>) -> Option<Bound<'py, T>> {
         let offset = self.weaklist?;
         let judge = |obj: NonNull<ffi::PyObject>| {
             // SAFETY: a live object: the slot's reference, now ours.
