@@ -30,14 +30,14 @@ use super::{check, spawn_with};
 use crate::pool::{Config, GetError, Hooks, Pool};
 
 /// Objects are numbers, unique per thread (`base + n`); destroyed ones are
-/// recorded.
-struct Tally {
+/// recorded. (The `sizing` models use it too.)
+pub(super) struct Tally {
     next: usize,
-    destroyed: Vec<usize>,
+    pub(super) destroyed: Vec<usize>,
 }
 
 impl Tally {
-    fn new(base: usize) -> Self {
+    pub(super) fn new(base: usize) -> Self {
         Tally {
             next: base,
             destroyed: Vec::new(),
@@ -114,7 +114,8 @@ fn spawn_get_many(
     thread::spawn(move || pool.get_many(&mut Tally::new(base), n, None))
 }
 
-fn assert_balanced(pool: &Pool<usize>) {
+/// `created == destroyed + idle + in_use`.
+pub(super) fn assert_balanced(pool: &Pool<usize>) {
     let s = pool.stats();
     assert_eq!(s.created, s.destroyed + s.idle + s.in_use, "{s:?}");
 }

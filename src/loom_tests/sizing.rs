@@ -17,41 +17,9 @@ use loom::sync::Arc;
 use loom::thread;
 
 use super::check;
+use super::pool::{assert_balanced, Tally};
 use super::Bound::Exhaustive;
-use crate::pool::{Config, Hooks, Pool, Sizes};
-
-/// Objects are numbers, unique per thread (`base + n`); destroyed ones are
-/// recorded.
-struct Tally {
-    next: usize,
-    destroyed: Vec<usize>,
-}
-
-impl Tally {
-    fn new(base: usize) -> Self {
-        Tally {
-            next: base,
-            destroyed: Vec::new(),
-        }
-    }
-}
-
-impl Hooks<usize> for Tally {
-    type Error = ();
-    fn create(&mut self) -> Result<usize, ()> {
-        self.next += 1;
-        Ok(self.next)
-    }
-    fn destroy(&mut self, item: usize) {
-        self.destroyed.push(item);
-    }
-    fn identity(&self, item: &usize) -> usize {
-        *item
-    }
-    fn duplicate(&mut self, item: &usize) -> usize {
-        *item
-    }
-}
+use crate::pool::{Config, Pool, Sizes};
 
 fn bounded(max_size: usize, min_size: usize) -> Arc<Pool<usize>> {
     Arc::new(
@@ -64,11 +32,6 @@ fn bounded(max_size: usize, min_size: usize) -> Arc<Pool<usize>> {
         })
         .unwrap(),
     )
-}
-
-fn assert_balanced(pool: &Pool<usize>) {
-    let s = pool.stats();
-    assert_eq!(s.created, s.destroyed + s.idle + s.in_use, "{s:?}");
 }
 
 /// A pool of one, handed out; a get waits; the main thread grows the pool
