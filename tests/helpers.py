@@ -149,6 +149,45 @@ class Thing:
         self.data: list = []
 
 
+class HolderCheck:
+    """Who holds which pooled object, for threaded tests: ``claim`` when a
+    thread gets one, ``release`` before it gives it back, and ``destroyed``
+    as (or inside) the pool's ``destroy`` hook. Records a problem for an
+    object with two holders, one handed out after it was destroyed, or one
+    destroyed while held. ``make`` is a factory that keeps every object
+    alive, so that no ``id`` is reused during the test."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holders: dict[int, int] = {}
+        self.gone: set[int] = set()
+        self.alive: list[Thing] = []
+        self.problems: list[str] = []
+
+    def make(self) -> Thing:
+        obj = Thing()
+        with self.lock:
+            self.alive.append(obj)
+        return obj
+
+    def claim(self, obj: object, me: int) -> None:
+        with self.lock:
+            if id(obj) in self.gone:
+                self.problems.append("a destroyed object handed out")
+            if self.holders.setdefault(id(obj), me) != me:
+                self.problems.append("two holders")
+
+    def release(self, obj: object) -> None:
+        with self.lock:
+            del self.holders[id(obj)]
+
+    def destroyed(self, obj: object) -> None:
+        with self.lock:
+            if id(obj) in self.holders:
+                self.problems.append("destroyed while held")
+            self.gone.add(id(obj))
+
+
 class Recorder:
     """A hook (destroy, validate, reset) that remembers its calls and returns
     a fixed result."""

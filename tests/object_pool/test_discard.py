@@ -15,7 +15,7 @@ import pytest
 
 from shardpool import ObjectPool, PoolTimeout
 
-from helpers import Boom, Recorder, Thing, balanced, run_threads, snapshot
+from helpers import Boom, HolderCheck, Recorder, Thing, balanced, run_threads, snapshot
 
 
 def test_discard_destroys_the_object_and_counts_it():
@@ -347,31 +347,8 @@ def test_discards_under_load_keep_the_books_and_one_holder_per_object():
     # 16 threads on a pool of 4: random gets, puts, discards and borrows
     # that raise a discard_on exception. Every object is claimed while held:
     # a second holder, or a destroyed object handed out, is caught.
-    holders: dict[int, int] = {}
-    destroyed: set[int] = set()
-    lock = threading.Lock()
-    problems: list[str] = []
-
-    def destroy(obj: Thing) -> None:
-        with lock:
-            if id(obj) in holders:
-                problems.append("destroyed while held")
-            destroyed.add(id(obj))
-
-    pool = ObjectPool(Thing, max_size=4, destroy=destroy, discard_on=Broken)
-    alive: list[Thing] = []  # keeps ids unique for the whole test
-
-    def claim(obj: Thing, me: int) -> None:
-        with lock:
-            alive.append(obj)
-            if id(obj) in destroyed:
-                problems.append("a destroyed object handed out")
-            if holders.setdefault(id(obj), me) != me:
-                problems.append("two holders")
-
-    def release(obj: Thing) -> None:
-        with lock:
-            del holders[id(obj)]
+    check = HolderCheck()
+    pool = ObjectPool(check.make, max_size=4, destroy=check.destroyed, discard_on=Broken)
 
     def work(me: int) -> None:
         rng = random.Random(me)
@@ -379,8 +356,8 @@ def test_discards_under_load_keep_the_books_and_one_holder_per_object():
             choice = rng.random()
             if choice < 0.5:
                 obj = pool.get(timeout=30)
-                claim(obj, me)
-                release(obj)
+                check.claim(obj, me)
+                check.release(obj)
                 if rng.random() < 0.3:
                     pool.discard(obj)
                 else:
@@ -388,8 +365,8 @@ def test_discards_under_load_keep_the_books_and_one_holder_per_object():
             else:
                 try:
                     with pool.borrow(timeout=30) as obj:
-                        claim(obj, me)
-                        release(obj)
+                        check.claim(obj, me)
+                        check.release(obj)
                         if choice < 0.6:
                             pool.discard(obj)
                         elif choice < 0.7:
@@ -398,7 +375,7 @@ def test_discards_under_load_keep_the_books_and_one_holder_per_object():
                     pass
 
     assert run_threads(work, 16, timeout=240) == []
-    assert problems == []
+    assert check.problems == []
     s = pool.stats()
     assert s.created - s.destroyed == s.idle + s.in_use
     assert s.in_use == 0

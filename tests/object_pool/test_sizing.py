@@ -17,7 +17,7 @@ import pytest
 import shardpool
 from shardpool import ObjectPool, PoolTimeout, PoolTooBusy
 
-from helpers import Boom, Recorder, Thing, balanced, run_threads, snapshot
+from helpers import Boom, HolderCheck, Recorder, Thing, balanced, run_threads, snapshot
 
 TINY = 1e-9  # a max_lifetime every object has outlived when the pool next looks
 
@@ -285,37 +285,11 @@ def test_discard_and_resize_under_load_keep_the_books_and_one_holder():
     max_size between 1 and 6 and min_size between 0 and 1, and objects
     expire: every object has one holder at a time, none is destroyed while
     held, and the books balance at the end."""
-    holders: dict[int, int] = {}
-    destroyed: set[int] = set()
-    lock = threading.Lock()
-    problems: list[str] = []
-    alive: list[Thing] = []  # keeps ids unique for the whole test
-
-    def destroy(obj: Thing) -> None:
-        with lock:
-            if id(obj) in holders:
-                problems.append("destroyed while held")
-            destroyed.add(id(obj))
-
-    def factory() -> Thing:
-        obj = Thing()
-        with lock:
-            alive.append(obj)  # never freed, so never an id reused
-        return obj
-
-    pool = ObjectPool(factory, max_size=4, destroy=destroy, max_lifetime=0.005, min_size=1)
+    check = HolderCheck()
+    pool = ObjectPool(
+        check.make, max_size=4, destroy=check.destroyed, max_lifetime=0.005, min_size=1
+    )
     stop = threading.Event()
-
-    def claim(obj: Thing, me: int) -> None:
-        with lock:
-            if id(obj) in destroyed:
-                problems.append("a destroyed object handed out")
-            if holders.setdefault(id(obj), me) != me:
-                problems.append("two holders")
-
-    def release(obj: Thing) -> None:
-        with lock:
-            del holders[id(obj)]
 
     def work(me: int) -> None:
         rng = random.Random(me)
@@ -323,10 +297,10 @@ def test_discard_and_resize_under_load_keep_the_books_and_one_holder():
             try:
                 obj = pool.get(timeout=30)
             except PoolTimeout:
-                problems.append("timed out")
+                check.problems.append("timed out")
                 return
-            claim(obj, me)
-            release(obj)
+            check.claim(obj, me)
+            check.release(obj)
             if rng.random() < 0.2:
                 pool.discard(obj)
             else:
@@ -346,7 +320,7 @@ def test_discard_and_resize_under_load_keep_the_books_and_one_holder():
         stop.set()
         resizing.join(30)
     assert errors == []
-    assert problems == []
+    assert check.problems == []
     pool.resize(max_size=6)
     s = pool.stats()
     assert s.in_use == 0
