@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -673,52 +672,28 @@ def test_gc_pause_scrapes_are_consistent_while_threads_collect():
     assert sum(s.collections for s in monitor.stats()) > 0
 
 
-# Batches of rows each thread builds: a young collection or two per batch.
-# The free-threaded build's collections visit the whole heap (the test
-# process's: slow), so it makes fewer.
-BATCHES = 100 if FREE_THREADED_BUILD else 300
-
-
-@contextlib.contextmanager
-def collections_counted_by_allocations() -> Iterator[None]:
-    """The free-threaded collector starts a collection when the containers
-    allocated minus those freed pass the threshold, as 3.11's does, instead
-    of waiting for the process's memory to grow 10% (see FREE_THREADED_BUILD:
-    with the second threshold 0). Nothing changes on a GIL build."""
-    if not FREE_THREADED_BUILD:
-        yield
-        return
-    saved = gc.get_threshold()
-    gc.set_threshold(700, 0)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*saved)
-
-
 def young_collections_on_threads(monitor: GcMonitor | None) -> int:
-    """Young collections while 4 threads each build and drop BATCHES batches of 1,000
-    tracked containers, counted by the interpreter itself (``gc.get_stats()``)."""
+    """Young collections while 4 threads each build and drop 300 batches of 1,000 tracked
+    containers, counted by the interpreter itself (``gc.get_stats()``)."""
 
     def work() -> None:
-        for _ in range(BATCHES):
+        for _ in range(300):
             rows = [{"tags": []} for _ in range(1000)]
             del rows
 
     gc.collect()
     before = gc.get_stats()[0]["collections"]
-    with collections_counted_by_allocations():
+    if monitor is not None:
+        monitor.start()
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
         if monitor is not None:
-            monitor.start()
-        try:
-            threads = [threading.Thread(target=work) for _ in range(4)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        finally:
-            if monitor is not None:
-                monitor.stop()
+            monitor.stop()
     return gc.get_stats()[0]["collections"] - before
 
 
@@ -733,18 +708,22 @@ def no_other_gc_callbacks():
         gc.callbacks[:] = saved
 
 
+@pytest.mark.skipif(
+    FREE_THREADED_BUILD,
+    reason="the free-threaded collector counts containers allocated minus freed, summed over "
+    "threads, so how often threads collect depends on how their batches interleave "
+    "(70 to 113 collections without a monitor in repeated runs): no count to compare",
+)
 def test_the_monitor_does_not_change_how_often_threads_collect(no_other_gc_callbacks):
     # A Python gc callback lets a waiting thread run at its first instruction,
     # mid-collection; CPython 3.11 then resets the allocation count and forgets
     # what that thread allocated: a threaded program would collect less often
     # with a monitor written in Python (here: a third as often). The compiled
-    # clock runs no bytecode, so the counts match. (The free-threaded build
-    # counts what threads allocated in the same way, once told to start a
-    # collection on that count alone; see collections_counted_by_allocations.)
+    # clock runs no bytecode, so the counts match.
     without = young_collections_on_threads(None)
     monitor = GcMonitor()
     with_monitor = young_collections_on_threads(monitor)
-    assert without > BATCHES / 3
+    assert without > 100
     assert with_monitor >= 0.8 * without, (with_monitor, without)
     assert monitor.stats()[0].collections == pytest.approx(with_monitor, abs=2)
 
