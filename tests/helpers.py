@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import sysconfig
 import threading
 import time
 import warnings
@@ -27,6 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 """The repository's top folder."""
 
 TESTS = ROOT / "tests"
+
+FREE_THREADED_BUILD = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+"""A free-threaded interpreter (3.13t, 3.14t), with the GIL on or off: its
+garbage collector is Python/gc_free_threading.c, which has no young
+generation to fill. It counts container objects allocated minus those freed
+(so objects freed by reference counting never start a collection), and past
+the threshold still waits until the process's memory grew 10% since the last
+collection, unless the second threshold is 0 (``gc.set_threshold(n, 0)``).
+Each collection stops the world and visits the whole heap."""
 
 # The fields of an object pool's ``stats()`` (ObjectPool, TieredPool and its
 # tiers, BufferPool), and of a block pool's.

@@ -15,6 +15,8 @@ import pytest
 from shardpool import bench
 from shardpool._bench import cases, instructions, wallclock
 
+from helpers import FREE_THREADED_BUILD
+
 
 def _bench(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -171,9 +173,21 @@ def test_instruction_counts_are_exact(tmp_path: Path) -> None:
         runs.append(json.loads(out.read_text()))
     first, second = ({r["key"]: r["ns"] for r in run["results"]} for run in runs)
     assert first.keys() == second.keys() == {"deque_pair", "objectpool_checked"}
-    assert first["deque_pair"] == second["deque_pair"]  # pure Python: to the instruction
-    assert first["objectpool_checked"] == pytest.approx(second["objectpool_checked"], abs=0.01)
-    assert runs[0]["bare_loop"] == runs[1]["bare_loop"] > 0
+    if FREE_THREADED_BUILD:
+        # Its start-up is not deterministic: `python -S -c pass` under
+        # cachegrind counted 42,504,011 to 42,513,535 Ir in three runs (ASLR
+        # off too; 42,569,614 and 42,569,670 with -X gil=1), and two runs of
+        # this test differed by up to 0.13 Ir per operation (26,000 Ir per
+        # process over 200,000 iterations). Two runs agree to half an
+        # instruction per operation there, an eighth of a percent of a deque pair.
+        for key in ("deque_pair", "objectpool_checked"):
+            assert first[key] == pytest.approx(second[key], abs=0.5)
+        assert runs[0]["bare_loop"] == pytest.approx(runs[1]["bare_loop"], abs=0.5)
+        assert runs[0]["bare_loop"] > 0
+    else:
+        assert first["deque_pair"] == second["deque_pair"]  # pure Python: to the instruction
+        assert first["objectpool_checked"] == pytest.approx(second["objectpool_checked"], abs=0.01)
+        assert runs[0]["bare_loop"] == runs[1]["bare_loop"] > 0
     # A deque pair is a few hundred instructions, and shardpool costs more.
     assert 100 < first["deque_pair"] < first["objectpool_checked"]
     (target,) = [t for t in runs[0]["targets"] if t["versus"] == "deque_pair"]

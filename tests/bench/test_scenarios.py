@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from helpers import ROOT, load_module
+from helpers import FREE_THREADED_BUILD, ROOT, load_module
 
 EXAMPLES = ROOT / "examples"
 
@@ -138,6 +138,18 @@ def test_asyncio_bounds_the_taggers(tmp_path: Path) -> None:
 def test_gc_rows_reused_in_place_spare_the_collections(tmp_path: Path) -> None:
     r = run_scenario("gc-rows", tmp_path)
     young = {v: result["gc"]["collections"][0] for v, result in r.items()}
+    if FREE_THREADED_BUILD:
+        # Its collector counts containers allocated minus those freed (see
+        # FREE_THREADED_BUILD): rows that die with their request start none.
+        # Only unpooled requests leave garbage (each cycle keeps its 1,000
+        # rows), which starts one or two collections in the run; reused or
+        # broken cycles leave nothing to count, and start none.
+        assert young["unpooled"] >= 1
+        assert young["freeze"] >= 1
+        assert young["manual"] == young["pooled"] == young["threadlocal"] == 0
+        assert r["freeze"]["details"]["frozen_objects"] > 100_000
+        assert r["unpooled"]["details"]["frozen_objects"] == 0
+        return
     # Each request makes 1,000 rows: a young collection every request or two,
     # unless the rows are reused (thread-local or pooled state).
     assert young["unpooled"] >= r["unpooled"]["operations"] / 2
@@ -151,12 +163,28 @@ def test_gc_rows_reused_in_place_spare_the_collections(tmp_path: Path) -> None:
 def test_gc_cycles_are_garbage_unless_broken_or_reused(tmp_path: Path) -> None:
     r = run_scenario("gc-cycles", tmp_path)
     collected = {v: result["gc"]["collected"] for v, result in r.items()}
+    assert collected["manual"] == collected["threadlocal"] == collected["pooled"] == 0
+    if FREE_THREADED_BUILD:
+        # Its collector waits until the containers counted pass a quarter of
+        # the long-lived ones (300,000 here; gc_should_collect): a quick run's
+        # cycles come nowhere near, so none is collected and the garbage,
+        # 256 KiB bodies and all, stays until the end: memory, not collections.
+        garbage = r["unpooled"]["operations"] * 256 * 1024
+        kept = min(r[v]["rss_peak_bytes"] for v in ("manual", "threadlocal", "pooled"))
+        assert r["unpooled"]["rss_peak_bytes"] - kept > garbage / 2
+        assert r["freeze"]["rss_peak_bytes"] - kept > garbage / 2
+        return
     assert collected["unpooled"] > 0
     assert collected["freeze"] > 0
-    assert collected["manual"] == collected["threadlocal"] == collected["pooled"] == 0
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
+@pytest.mark.skipif(
+    FREE_THREADED_BUILD,
+    reason="a free-threaded build takes bytearray memory from mimalloc, not glibc's malloc "
+    "(Objects/obmalloc.c), which keeps freed segments: the mmap threshold governs "
+    "no message's memory, so no message faults in fresh pages",
+)
 def test_buffers_with_a_fixed_mmap_threshold_fault_in_every_message(tmp_path: Path) -> None:
     r = run_scenario("buffers-mmap", tmp_path)
     faults = {v: result["minor_faults"] for v, result in r.items()}

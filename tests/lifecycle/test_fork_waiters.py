@@ -33,6 +33,15 @@ def in_child(body: object) -> int:
     return wait_for_child(pid)
 
 
+# CPython 3.14 clears the forking thread's running loop and current task in
+# the child (PyOS_AfterFork_Child: reset_asyncio_state), so no task, the
+# coroutine that forked included, can take another step there ("loop ... is
+# not the running loop"): the child's loop waits forever. There the child can
+# check that the pool handed the object to the task's waiter, not that the
+# task then finished.
+TASKS_RUN_IN_A_FORKED_CHILD = sys.version_info < (3, 14)
+
+
 def wait_for_child(pid: int) -> int:
     """The exit code of child `pid`; kills it if it hangs."""
     deadline = time.monotonic() + 20
@@ -103,14 +112,22 @@ def test_a_task_of_the_forking_event_loop_is_served_in_the_child() -> None:
             code = 1
             try:
                 pool.put(held)
-                # Only sleep(0) here: from Python 3.12 the child has no
-                # running loop to look up, though this coroutine still runs
-                # in it.
-                deadline = time.monotonic() + 5
-                while not task.done() and time.monotonic() < deadline:
-                    await asyncio.sleep(0)
-                    time.sleep(0.001)
-                code = 0 if task.done() and task.result() is held else 2
+                # The put went to the task's waiter: nothing idle, nobody
+                # waiting (b8685cd left the object idle and the waiter queued).
+                stats = pool.stats()
+                if (stats.idle, stats.waiting) != (0, 0):
+                    code = 3
+                elif not TASKS_RUN_IN_A_FORKED_CHILD:
+                    code = 0
+                else:
+                    # Only sleep(0) here: from Python 3.12 the child has no
+                    # running loop to look up, though this coroutine still runs
+                    # in it.
+                    deadline = time.monotonic() + 5
+                    while not task.done() and time.monotonic() < deadline:
+                        await asyncio.sleep(0)
+                        time.sleep(0.001)
+                    code = 0 if task.done() and task.result() is held else 2
             finally:
                 sys.stdout.flush()
                 os._exit(code)

@@ -20,7 +20,7 @@ from prometheus_client.registry import DuplicateTimeseries
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolTimeout, TieredPool
 from shardpool.metrics import GcMonitor, GcPauses, PoolCollector, monitor_gc, register, unregister
 
-from helpers import BLOCK_COUNTERS, OBJECT_COUNTERS, OBJECT_GAUGES, ROOT
+from helpers import BLOCK_COUNTERS, FREE_THREADED_BUILD, OBJECT_COUNTERS, OBJECT_GAUGES, ROOT
 
 
 def scrape(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -476,17 +476,28 @@ def gc_callback(callback):
         gc.callbacks.remove(callback)
 
 
+# The stall a test puts into a collection, and a bucket bound between the
+# collection's own CPU time and the stall. A free-threaded build's
+# gc.collect(0) visits the whole heap (70 ms of CPU in a full test run), so
+# its stall is longer than that work.
+STALL, BETWEEN = (0.3, 0.25) if FREE_THREADED_BUILD else (0.03, 0.025)
+
+
 def test_wall_time_counts_a_stall_and_cpu_time_does_not(quiet_gc):
     # Callbacks run in list order, so a callback added after the monitor's
     # runs inside the monitor's timing, as a slow collection would.
     monitor = GcMonitor()
-    with monitor, gc_callback(sleeping_in_collections(0.03)):
+    with monitor, gc_callback(sleeping_in_collections(STALL)):
         gc.collect(0)
     young = monitor.stats()[0]
-    assert young.wall_seconds >= 0.03
-    assert young.cpu_seconds < 0.02, "a sleep is not CPU time"
-    index = monitor.buckets.index(0.025)
-    assert young.wall_buckets[index] == 0  # not at or below 25 ms
+    assert young.wall_seconds >= STALL
+    if FREE_THREADED_BUILD:
+        # Had the sleep counted, CPU time would be all but the wall time.
+        assert young.cpu_seconds < young.wall_seconds - STALL * 2 / 3, "a sleep is not CPU time"
+    else:
+        assert young.cpu_seconds < 0.02, "a sleep is not CPU time"
+    index = monitor.buckets.index(BETWEEN)
+    assert young.wall_buckets[index] == 0  # not at or below BETWEEN
     assert young.cpu_buckets[index] == 1
 
 
@@ -698,6 +709,12 @@ def no_other_gc_callbacks():
         gc.callbacks[:] = saved
 
 
+@pytest.mark.skipif(
+    FREE_THREADED_BUILD,
+    reason="the free-threaded collector counts containers allocated minus freed, summed over "
+    "threads, so how often threads collect depends on how their batches interleave "
+    "(70 to 113 collections without a monitor in repeated runs): no count to compare",
+)
 def test_the_monitor_does_not_change_how_often_threads_collect(no_other_gc_callbacks):
     # A Python gc callback lets a waiting thread run at its first instruction,
     # mid-collection; CPython 3.11 then resets the allocation count and forgets

@@ -4,17 +4,22 @@ in docs/ runs, each in a fresh interpreter with warnings as errors.
 An example that needs something optional or not yet merged is preceded by
 ``<!-- needs: NAME -->``, where NAME is a module (``pond``) or a dotted
 attribute (``shardpool.ObjectPool.aget``); it is skipped, saying why, where
-NAME does not exist.
+NAME does not exist. An example that imports a test dependency which did not
+install in this interpreter (psycopg has no wheel for free-threaded CPython)
+is skipped too, naming it; any other missing import fails the example.
 """
 
 from __future__ import annotations
 
+import ast
 import html
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +59,28 @@ def examples() -> list[Example]:
 EXAMPLES = examples()
 
 
+def declared_test_modules() -> set[str]:
+    """The import names of the test dependency group (``psycopg[binary]>=3.2``:
+    ``psycopg``), as ``scripts/free-threaded`` maps them."""
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    names = (re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0] for d in groups["test"])
+    return {name.lower().replace("-", "_") for name in names}
+
+
+def missing_test_dependencies(code: str) -> list[str]:
+    """The modules `code` imports that are test dependencies not installed here."""
+    imported = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imported.add(node.module.split(".")[0])
+    declared = declared_test_modules()
+    return sorted(
+        name for name in imported if name in declared and importlib.util.find_spec(name) is None
+    )
+
+
 def exists(name: str) -> bool:
     """Whether a module, or an attribute of one, can be had."""
     parts = name.split(".")
@@ -90,6 +117,8 @@ def test_the_guide_has_examples() -> None:
 def test_example_runs(example: Example, tmp_path: Path) -> None:
     if example.needs and not exists(example.needs):
         pytest.skip(f"needs {example.needs}, which is not available")
+    if missing := missing_test_dependencies(example.code):
+        pytest.skip(f"imports {', '.join(missing)}: test dependencies not installed here")
     script = tmp_path / f"{example.page.stem}_{example.line}.py"
     script.write_text(example.code)
     done = subprocess.run(
