@@ -16,8 +16,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::{Event, Filed, GetError, Hooks, Idle, Pool, PutError};
+use super::{Event, Filed, GetError, Hooks, Idle, Pool, PutError, CLOSED};
 use crate::limit::{Enqueued, Grant, Limit, Outcome, Turns, Units};
+use crate::sync::atomic::Ordering;
 
 impl<T: Send> Pool<T> {
     /// `n` objects, all or none. In a full bounded pool, waits (up to
@@ -309,15 +310,19 @@ impl<T: Send> Pool<T> {
         let mut shelved = false;
         let mut retired = false;
         for item in accepted {
-            if self.is_closed() {
-                self.scrap(hooks, counters, item);
-                continue;
-            }
-            if self.outlived(hooks, &item) {
-                counters.bump(Event::Expired);
-                self.scrap(hooks, counters, item);
-                retired = true;
-                continue;
+            // One load for both, as in `put`: closed, or objects with a lifetime.
+            let flags = self.flags.load(Ordering::Acquire);
+            if flags != 0 {
+                if flags & CLOSED != 0 {
+                    self.scrap(hooks, counters, item);
+                    continue;
+                }
+                if self.outlived(hooks, &item) {
+                    counters.bump(Event::Expired);
+                    self.scrap(hooks, counters, item);
+                    retired = true;
+                    continue;
+                }
             }
             let item = match self.reset_returned(hooks, counters, item) {
                 Ok(item) => item,

@@ -229,6 +229,31 @@ pub struct PyHooks<'a, 'py> {
 }
 
 impl PyHooks<'_, '_> {
+    /// `validate(item)` and what its result means (see the module's header).
+    #[inline(never)]
+    fn call_validate(&mut self, f: &Py<PyAny>, item: &Py<PyAny>) -> PyResult<bool> {
+        let py = self.py;
+        let verdict = match f.bind(py).call1((item,)) {
+            Ok(verdict) => self.hooks.first_call(Hook::Validate, verdict)?,
+            Err(err) if err.is_instance_of::<PyException>(py) => {
+                self.validator_raised(item, &err);
+                return Ok(false);
+            }
+            // KeyboardInterrupt, SystemExit: not a verdict on the object.
+            Err(err) => return Err(err),
+        };
+        if verdict.is(PyBool::new(py, true)) {
+            Ok(true)
+        } else if verdict.is(PyBool::new(py, false)) {
+            Ok(false)
+        } else {
+            Err(PyTypeError::new_err(format!(
+                "validate must return True or False, got {} (the object was destroyed)",
+                args::describe(&verdict)
+            )))
+        }
+    }
+
     #[cold]
     fn validator_raised(&self, item: &Py<PyAny>, err: &PyErr) {
         logging::log(
@@ -288,29 +313,14 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
         self.hooks.first_call(Hook::Reset, result).map(drop)
     }
 
+    #[inline]
     fn validate(&mut self, item: &Py<PyAny>) -> PyResult<bool> {
-        let Some(f) = &self.hooks.validate else {
-            return Ok(true);
-        };
-        let py = self.py;
-        let verdict = match f.bind(py).call1((item,)) {
-            Ok(verdict) => self.hooks.first_call(Hook::Validate, verdict)?,
-            Err(err) if err.is_instance_of::<PyException>(py) => {
-                self.validator_raised(item, &err);
-                return Ok(false);
-            }
-            // KeyboardInterrupt, SystemExit: not a verdict on the object.
-            Err(err) => return Err(err),
-        };
-        if verdict.is(PyBool::new(py, true)) {
-            Ok(true)
-        } else if verdict.is(PyBool::new(py, false)) {
-            Ok(false)
-        } else {
-            Err(PyTypeError::new_err(format!(
-                "validate must return True or False, got {} (the object was destroyed)",
-                args::describe(&verdict)
-            )))
+        // Without a validator, a branch: the call and its checks are
+        // outlined, so every get and batch object pays nothing more.
+        let hooks = self.hooks;
+        match &hooks.validate {
+            None => Ok(true),
+            Some(f) => self.call_validate(f, item),
         }
     }
 
