@@ -21,6 +21,11 @@
 //! object that the GC sees; its pool's `close()`, and the collection of
 //! the pool object, let go of it (a spare holds the pool's core, so it
 //! must not outlive the pool object).
+//!
+//! The two classes are declared here too, so that what they share is
+//! written once: `reusable_class!` (the class, its lease and its pool),
+//! [`Reusable::hand_out`] for both `get`s, and [`Holder`] with
+//! `item_methods!` for `release()`, `put()` and the `with` exit.
 
 use std::cell::UnsafeCell;
 use std::ops::Deref;
