@@ -131,14 +131,25 @@ impl<T> Spares<T> {
 mod tests {
     use super::*;
 
-    fn handle(x: &mut u8) -> NonNull<u8> {
-        NonNull::from(x)
+    /// Three distinct items (the slots only keep, compare and hand back
+    /// their pointers).
+    fn items() -> [NonNull<u8>; 3] {
+        static ITEMS: [u8; 3] = [1, 2, 3];
+        ITEMS.each_ref().map(NonNull::from)
+    }
+
+    /// Spares holding `items`, offered in order.
+    fn holding(items: &[NonNull<u8>]) -> Spares<u8> {
+        let s = Spares::default();
+        for &item in items {
+            s.offer(item).unwrap();
+        }
+        s
     }
 
     #[test]
     fn keeps_two_and_hands_each_out_once() {
-        let (mut a, mut b, mut c) = (1u8, 2u8, 3u8);
-        let (a, b, c) = (handle(&mut a), handle(&mut b), handle(&mut c));
+        let [a, b, c] = items();
         let s = Spares::default();
         assert_eq!(s.offer(a), Ok(()));
         assert_eq!(s.offer(b), Ok(()));
@@ -152,11 +163,8 @@ mod tests {
 
     #[test]
     fn kept_spares_stay_and_discarded_ones_leave() {
-        let (mut a, mut b) = (1u8, 2u8);
-        let (a, b) = (handle(&mut a), handle(&mut b));
-        let s = Spares::default();
-        s.offer(a).unwrap();
-        s.offer(b).unwrap();
+        let [a, b, _] = items();
+        let s = holding(&[a, b]);
         let mut discarded = Vec::new();
         let verdict = |h: NonNull<u8>| {
             if h == a {
@@ -176,10 +184,8 @@ mod tests {
 
     #[test]
     fn close_empties_the_slots_and_refuses_offers() {
-        let (mut a, mut b) = (1u8, 2u8);
-        let (a, b) = (handle(&mut a), handle(&mut b));
-        let s = Spares::default();
-        s.offer(a).unwrap();
+        let [a, b, _] = items();
+        let s = holding(&[a]);
         let mut discarded = Vec::new();
         s.close(|d| discarded.push(d));
         assert_eq!(discarded, vec![a]);

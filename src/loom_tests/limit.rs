@@ -27,7 +27,7 @@ use std::time::Instant;
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-use super::Bound::{Exhaustive, Preemptions};
+use super::Bound::{self, Exhaustive, Preemptions};
 use super::{check, spawn_with};
 use crate::limit::{Enqueued, Grant, Limit, NoStore, Offered, Outcome, Park, Store, Units};
 
@@ -48,7 +48,17 @@ impl<F: Fn() -> Option<u32>> Store<u32> for Counting<F> {
 /// Queues (or takes what is free) and blocks until served; `Closed` if the
 /// bound is closed. What `Pool::get` does with no deadline.
 fn wait_forever(limit: &Limit<u32>) -> Outcome<u32> {
-    match limit.enqueue(&NoStore) {
+    served(limit.enqueue(&NoStore))
+}
+
+/// A batch of `n`: queued (or served at once) and blocked until served.
+fn batch_forever(limit: &Limit<u32>, n: usize) -> Outcome<u32> {
+    served(limit.enqueue_batch(n, &NoStore))
+}
+
+/// The outcome of a request, blocked until served if it was queued.
+fn served(enqueued: Enqueued<u32>) -> Outcome<u32> {
+    match enqueued {
         Enqueued::Ready(grant) => Outcome::Granted(grant),
         Enqueued::Closed => Outcome::Closed,
         Enqueued::Busy => unreachable!("no max_waiting in these models"),
@@ -87,11 +97,25 @@ fn full(max: usize) -> Arc<Limit<u32>> {
     limit
 }
 
+/// A model of a bound of `max`, every unit held by the main thread:
+/// `other` runs on its own thread, `main` on the main thread meanwhile
+/// (with `other`'s handle).
+fn on_a_full_bound<R: 'static>(
+    bound: Bound,
+    max: usize,
+    other: fn(&Limit<u32>) -> R,
+    main: fn(&Arc<Limit<u32>>, thread::JoinHandle<R>),
+) {
+    check(bound, move || {
+        let limit = full(max);
+        let handle = spawn_with(&limit, move |limit| other(&limit));
+        main(&limit, handle);
+    });
+}
+
 #[test]
 fn release_wakes_a_waiter() {
-    check(Exhaustive, || {
-        let limit = full(1);
-        let waiter = spawn_with(&limit, move |limit| wait_forever(&limit));
+    on_a_full_bound(Exhaustive, 1, wait_forever, |limit, waiter| {
         limit.release(&NoStore);
         assert_eq!(waiter.join().unwrap(), Outcome::Granted(Grant::Slot));
         assert_eq!(limit.alive(), 1, "the slot moved to the waiter");
@@ -153,9 +177,7 @@ fn waiters_are_served_in_queue_order() {
 /// is the waiter's or the bound's, never lost and never counted twice.
 #[test]
 fn timeout_racing_release_never_loses_the_slot() {
-    check(Exhaustive, || {
-        let limit = full(1);
-        let waiter = spawn_with(&limit, move |limit| wait_until_deadline(&limit));
+    on_a_full_bound(Exhaustive, 1, wait_until_deadline, |limit, waiter| {
         limit.release(&NoStore);
         let holds = match waiter.join().unwrap() {
             Some(Outcome::Granted(Grant::Slot)) => 1,
@@ -173,9 +195,7 @@ fn timeout_racing_release_never_loses_the_slot() {
 /// of them ends up with the item.
 #[test]
 fn timeout_racing_offer_never_loses_the_item() {
-    check(Exhaustive, || {
-        let limit = full(1);
-        let waiter = spawn_with(&limit, move |limit| wait_until_deadline(&limit));
+    on_a_full_bound(Exhaustive, 1, wait_until_deadline, |limit, waiter| {
         let kept = match limit.offer(7, &NoStore) {
             Offered::Kept(item) | Offered::Surplus(item) => Some(item),
             Offered::Taken => None,
@@ -194,27 +214,12 @@ fn timeout_racing_offer_never_loses_the_item() {
 /// `close` wakes a waiter (or turns it away), and refuses later ones.
 #[test]
 fn close_wakes_a_waiter() {
-    check(Exhaustive, || {
-        let limit = full(1);
-        let waiter = spawn_with(&limit, move |limit| wait_forever(&limit));
+    on_a_full_bound(Exhaustive, 1, wait_forever, |limit, waiter| {
         limit.close();
         assert_eq!(waiter.join().unwrap(), Outcome::Closed);
         assert!(matches!(limit.enqueue(&NoStore), Enqueued::Closed));
         assert_eq!(limit.waiting(), 0);
     });
-}
-
-/// A batch of `n`: queued (or served at once) and blocked until served.
-fn batch_forever(limit: &Limit<u32>, n: usize) -> Outcome<u32> {
-    match limit.enqueue_batch(n, &NoStore) {
-        Enqueued::Ready(grant) => Outcome::Granted(grant),
-        Enqueued::Closed => Outcome::Closed,
-        Enqueued::Busy => unreachable!("no max_waiting in these models"),
-        Enqueued::Queued(waiter) => {
-            assert!(waiter.park(None));
-            waiter.take().expect("decided when park returns")
-        }
-    }
 }
 
 fn slots(n: usize) -> Outcome<u32> {
@@ -249,35 +254,36 @@ fn a_waiting_batch_holds_nothing() {
 /// it ends with both or with none.
 #[test]
 fn batch_timeout_racing_releases_takes_all_or_nothing() {
-    check(Exhaustive, || {
-        let limit = full(2);
-        let batch = spawn_with(&limit, move |limit| {
-            match limit.enqueue_batch(2, &NoStore) {
-                Enqueued::Ready(Grant::Batch(units)) => units.slots,
-                Enqueued::Queued(waiter) => {
-                    let outcome = if waiter.park(Some(Instant::now())) {
-                        waiter.take()
-                    } else {
-                        limit.cancel(&waiter)
-                    };
-                    match outcome {
-                        Some(Outcome::Granted(Grant::Batch(units))) => {
-                            assert_eq!(units.slots, 2, "never a part");
-                            2
-                        }
-                        None => 0,
-                        other => panic!("unexpected {other:?}"),
+    on_a_full_bound(
+        Exhaustive,
+        2,
+        |limit| match limit.enqueue_batch(2, &NoStore) {
+            Enqueued::Ready(Grant::Batch(units)) => units.slots,
+            Enqueued::Queued(waiter) => {
+                let outcome = if waiter.park(Some(Instant::now())) {
+                    waiter.take()
+                } else {
+                    limit.cancel(&waiter)
+                };
+                match outcome {
+                    Some(Outcome::Granted(Grant::Batch(units))) => {
+                        assert_eq!(units.slots, 2, "never a part");
+                        2
                     }
+                    None => 0,
+                    other => panic!("unexpected {other:?}"),
                 }
-                _ => panic!("unexpected"),
             }
-        });
-        limit.release(&NoStore);
-        limit.release(&NoStore);
-        let holds = batch.join().unwrap();
-        assert_eq!(limit.alive(), holds);
-        assert_eq!((limit.waiting(), limit.set_aside()), (0, 0));
-    });
+            _ => panic!("unexpected"),
+        },
+        |limit, batch| {
+            limit.release(&NoStore);
+            limit.release(&NoStore);
+            let holds = batch.join().unwrap();
+            assert_eq!(limit.alive(), holds);
+            assert_eq!((limit.waiting(), limit.set_aside()), (0, 0));
+        },
+    );
 }
 
 /// A batch becomes preferred and then withdraws while the main thread
@@ -285,37 +291,38 @@ fn batch_timeout_racing_releases_takes_all_or_nothing() {
 /// exactly once with the offerer, the batch, or back in the bound.
 #[test]
 fn set_aside_units_are_never_lost_or_doubled() {
-    check(Preemptions(5), || {
-        let limit = full(2);
-        let batch = spawn_with(&limit, move |limit| {
-            match limit.enqueue_batch(2, &NoStore) {
-                Enqueued::Ready(Grant::Batch(units)) => units,
-                Enqueued::Queued(waiter) => {
-                    limit.prefer(&waiter, &NoStore);
-                    match limit.cancel(&waiter) {
-                        Some(Outcome::Granted(Grant::Batch(units))) => units,
-                        None => Units::default(),
-                        other => panic!("unexpected {other:?}"),
-                    }
+    on_a_full_bound(
+        Preemptions(5),
+        2,
+        |limit| match limit.enqueue_batch(2, &NoStore) {
+            Enqueued::Ready(Grant::Batch(units)) => units,
+            Enqueued::Queued(waiter) => {
+                limit.prefer(&waiter, &NoStore);
+                match limit.cancel(&waiter) {
+                    Some(Outcome::Granted(Grant::Batch(units))) => units,
+                    None => Units::default(),
+                    other => panic!("unexpected {other:?}"),
                 }
-                _ => panic!("unexpected"),
             }
-        });
-        let kept = match limit.offer(7, &NoStore) {
-            Offered::Kept(item) | Offered::Surplus(item) => Some(item),
-            Offered::Taken => None,
-        };
-        limit.release(&NoStore);
-        let units = batch.join().unwrap();
-        let items: Vec<u32> = kept
-            .into_iter()
-            .chain(units.items.iter().copied())
-            .collect();
-        assert_eq!(items, [7], "the item is the offerer's or the batch's");
-        // Charged: the item (wherever it is) and what the batch holds.
-        assert_eq!(limit.alive(), 1 + units.slots);
-        assert_eq!((limit.waiting(), limit.set_aside()), (0, 0));
-    });
+            _ => panic!("unexpected"),
+        },
+        |limit, batch| {
+            let kept = match limit.offer(7, &NoStore) {
+                Offered::Kept(item) | Offered::Surplus(item) => Some(item),
+                Offered::Taken => None,
+            };
+            limit.release(&NoStore);
+            let units = batch.join().unwrap();
+            let items: Vec<u32> = kept
+                .into_iter()
+                .chain(units.items.iter().copied())
+                .collect();
+            assert_eq!(items, [7], "the item is the offerer's or the batch's");
+            // Charged: the item (wherever it is) and what the batch holds.
+            assert_eq!(limit.alive(), 1 + units.slots);
+            assert_eq!((limit.waiting(), limit.set_aside()), (0, 0));
+        },
+    );
 }
 
 /// A preferred batch with a unit set aside yields it (the single waiter
@@ -323,9 +330,10 @@ fn set_aside_units_are_never_lost_or_doubled() {
 /// single waiter is served whatever the interleaving.
 #[test]
 fn a_yielding_batch_leaves_the_waiter_behind_it_served() {
-    check(Preemptions(3), || {
-        let limit = full(2);
-        let batch = spawn_with(&limit, move |limit| {
+    on_a_full_bound(
+        Preemptions(3),
+        2,
+        |limit| {
             let give_back = |units: Units<u32>| {
                 assert!(units.items.is_empty());
                 for _ in 0..units.slots {
@@ -345,12 +353,14 @@ fn a_yielding_batch_leaves_the_waiter_behind_it_served() {
                 None => {}
                 other => panic!("unexpected {other:?}"),
             }
-        });
-        let single = spawn_with(&limit, move |limit| wait_forever(&limit));
-        limit.release(&NoStore); // one of the main thread's two
-        batch.join().unwrap();
-        assert_eq!(single.join().unwrap(), Outcome::Granted(Grant::Slot));
-        assert_eq!(limit.alive(), 2);
-        assert_eq!((limit.waiting(), limit.set_aside()), (0, 0));
-    });
+        },
+        |limit, batch| {
+            let single = spawn_with(limit, move |limit| wait_forever(&limit));
+            limit.release(&NoStore); // one of the main thread's two
+            batch.join().unwrap();
+            assert_eq!(single.join().unwrap(), Outcome::Granted(Grant::Slot));
+            assert_eq!(limit.alive(), 2);
+            assert_eq!((limit.waiting(), limit.set_aside()), (0, 0));
+        },
+    );
 }

@@ -34,14 +34,21 @@ fn bounded(max_size: usize, min_size: usize) -> Arc<Pool<usize>> {
     )
 }
 
+/// A pool of `N` with all `N` objects handed out, and the main thread's
+/// hooks.
+fn all_out<const N: usize>() -> (Arc<Pool<usize>>, Tally, [usize; N]) {
+    let pool = bounded(N, 0);
+    let mut main = Tally::new(0);
+    let out = std::array::from_fn(|_| pool.get(&mut main, None).unwrap());
+    (pool, main, out)
+}
+
 /// A pool of one, handed out; a get waits; the main thread grows the pool
 /// to two: the get is served with a new object.
 #[test]
 fn growing_serves_a_waiting_get() {
     check(Exhaustive, || {
-        let pool = bounded(1, 0);
-        let mut main = Tally::new(0);
-        let out = pool.get(&mut main, None).unwrap();
+        let (pool, mut main, [out]) = all_out();
         let waiter = Arc::clone(&pool);
         let get = thread::spawn(move || waiter.get(&mut Tally::new(100), None));
         pool.resize(
@@ -66,10 +73,7 @@ fn growing_serves_a_waiting_get() {
 #[test]
 fn shrinking_while_an_object_comes_back_keeps_the_bound() {
     check(Exhaustive, || {
-        let pool = bounded(2, 0);
-        let mut main = Tally::new(0);
-        let a = pool.get(&mut main, None).unwrap();
-        let b = pool.get(&mut main, None).unwrap();
+        let (pool, mut main, [a, b]) = all_out();
         let putter = Arc::clone(&pool);
         let put = thread::spawn(move || {
             let mut hooks = Tally::new(100);

@@ -122,6 +122,28 @@ fn both_out_of_two() -> (Arc<Pool<Item>>, TestHooks, Item, Item) {
     (p, h, a, b)
 }
 
+/// A bounded pool of 1, shared, with its object out and a thread queued
+/// for one (for 10 s at most).
+fn one_out_and_a_waiter() -> (Arc<Pool<Item>>, TestHooks, Item, Got<Item>) {
+    let p = Arc::new(bounded(1));
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let waiter = spawn_get(&p, Some(Duration::from_secs(10)));
+    while p.waiting() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (p, h, a, waiter)
+}
+
+/// Gives `item` back spoiled: `validate` rejects it when it is next taken.
+fn put_invalid<H: Hooks<Item>>(p: &Pool<Item>, h: &mut H, item: Item)
+where
+    H::Error: std::fmt::Debug,
+{
+    item.valid.store(false, Ordering::Relaxed);
+    p.put(h, item).unwrap();
+}
+
 /// Why a `get_many(n)` without timeout failed.
 fn batch_error(p: &Pool<Item>, h: &mut TestHooks, n: usize) -> GetError<&'static str> {
     p.get_many(h, n, None).unwrap_err()
@@ -249,10 +271,8 @@ fn validation_never_loops_forever() {
         shards: Some(1),
         ..Config::default()
     });
-    let items = get_n(&p, &mut h, 3);
-    for item in items {
-        item.valid.store(false, Ordering::Relaxed);
-        p.put(&mut h, item).unwrap();
+    for item in get_n(&p, &mut h, 3) {
+        put_invalid(&p, &mut h, item);
     }
     // All idle objects are invalid: each is destroyed once, then a new one.
     let got = p.get(&mut h, None).unwrap();
@@ -475,11 +495,8 @@ fn bounded_pool_times_out_then_serves_after_put() {
 
 #[test]
 fn a_put_from_another_thread_wakes_the_waiter() {
-    let p = Arc::new(bounded(1));
-    let a = p.get(&mut TestHooks::default(), None).unwrap();
-    let waiter = spawn_get(&p, Some(Duration::from_secs(10)));
-    std::thread::sleep(Duration::from_millis(20));
-    p.put(&mut TestHooks::default(), Arc::clone(&a)).unwrap();
+    let (p, mut h, a, waiter) = one_out_and_a_waiter();
+    p.put(&mut h, Arc::clone(&a)).unwrap();
     let got = waiter.join().unwrap().unwrap();
     assert!(Arc::ptr_eq(&got, &a));
     assert_eq!(p.stats().created, 1);
@@ -487,11 +504,7 @@ fn a_put_from_another_thread_wakes_the_waiter() {
 
 #[test]
 fn destroying_an_object_lets_a_waiter_create() {
-    let p = Arc::new(bounded(1));
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
-    let waiter = spawn_get(&p, Some(Duration::from_secs(10)));
-    std::thread::sleep(Duration::from_millis(20));
+    let (p, mut h, a, waiter) = one_out_and_a_waiter();
     h.fail_reset = true;
     assert!(p.put(&mut h, a).is_err());
     let got = waiter.join().unwrap().unwrap();
@@ -501,13 +514,7 @@ fn destroying_an_object_lets_a_waiter_create() {
 
 #[test]
 fn discard_destroys_frees_the_slot_and_serves_a_waiter() {
-    let p = Arc::new(bounded(1));
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
-    let waiter = spawn_get(&p, Some(Duration::from_secs(10)));
-    while p.waiting() == 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let (p, mut h, a, waiter) = one_out_and_a_waiter();
     p.discard(&mut h, Arc::clone(&a)).unwrap();
     assert!(h.destroyed.iter().any(|d| Arc::ptr_eq(d, &a)));
     // The waiter got the freed slot and a new object in it.
@@ -814,8 +821,7 @@ fn keep_hook_refuses_objects_it_does_not_want() {
     let mut h = Picky(TestHooks::default());
     let a = p.get(&mut h, None).unwrap();
     let b = p.get(&mut h, None).unwrap();
-    a.valid.store(false, Ordering::Relaxed);
-    p.put(&mut h, a).unwrap();
+    put_invalid(&p, &mut h, a);
     p.put(&mut h, b).unwrap();
     let s = p.stats();
     assert_eq!((s.idle, s.dropped, s.destroyed), (1, 1, 1));

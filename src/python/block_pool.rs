@@ -2,18 +2,16 @@
 //! through the buffer protocol.
 
 use std::ffi::c_int;
-use std::ops::Deref;
-use std::sync::Arc;
 
-use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyMemoryError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::args;
 use super::class_macros::core_getters;
 use super::errors::PoolClosed;
-use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
-use super::reuse::{Renewable, Reusable, SpareObjects};
+use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable, WithSpares};
 use super::stats::BlockPoolStats;
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
 use crate::lease::{LeaseError, Leased};
@@ -67,25 +65,9 @@ const ZERO_MODES: [(&str, ZeroMode); 4] = [
 ///         collected without release.
 #[pyclass(frozen, weakref, module = "shardpool", name = "BlockPool")]
 pub struct BlockPool {
-    core: Arc<SharedCore>,
-}
-
-/// The pool's core, name and tracker, shared with the blocks it hands out.
-type SharedCore = Shared<BlockCore>;
-
-/// The core block pool, with the spare `Block` objects of released blocks
-/// (see `reuse`).
-pub struct BlockCore {
-    blocks: blocks::BlockPool,
-    spares: SpareObjects,
-}
-
-impl Deref for BlockCore {
-    type Target = blocks::BlockPool;
-
-    fn deref(&self) -> &blocks::BlockPool {
-        &self.blocks
-    }
+    /// The core pool, with the spare `Block` objects of released blocks (see
+    /// `reuse`), name and tracker, shared with the blocks it hands out.
+    core: PoolCore<blocks::BlockPool>,
 }
 
 #[pymethods]
@@ -124,12 +106,11 @@ impl BlockPool {
             idle_timeout: args::seconds(idle_timeout.as_ref(), "idle_timeout")?.0,
             shards: args::optional_count(shards.as_ref(), "shards")?,
         };
-        let core = BlockCore {
-            blocks: blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?,
-            spares: SpareObjects::new::<Block>(py)?,
-        };
+        let blocks =
+            blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?;
+        let core = WithSpares::new::<Block>(py, blocks)?;
         Ok(BlockPool {
-            core: Arc::new(Shared::new(core, labels)),
+            core: PoolCore::new(Shared::new(core, labels)),
         })
     }
 
@@ -146,14 +127,7 @@ impl BlockPool {
     ) -> PyResult<Bound<'py, Block>> {
         let n = args::count(n, "n")?;
         match self.core.lease(n, zeroed, &Detached(py)) {
-            Ok(leased) => {
-                let leased = match self.core.spares.take_renewed::<Block>(py, leased) {
-                    Ok(spare) => return Ok(spare),
-                    Err(leased) => Renewable::new(leased),
-                };
-                let pool = PoolLink::acquired(py, &self.core);
-                Bound::new(py, Block { leased, pool })
-            }
+            Ok(leased) => Block::hand_out(py, &self.core, leased),
             Err(BlockError::Closed) => Err(PoolClosed::new_err("the pool is closed")),
             Err(BlockError::Alloc(e)) => Err(PyMemoryError::new_err(format!(
                 "cannot allocate a block of {} bytes",
@@ -170,7 +144,7 @@ impl BlockPool {
             .get()
             .pool
             .check_put_to(&self.core, "block", "BlockPool")?;
-        Block::release(block)
+        Holder::release(block)
     }
 
     /// Counters and gauges (``BlockPoolStats``), with one row per class used.
@@ -221,14 +195,6 @@ impl PoolClass for BlockPool {
     }
 }
 
-impl Drop for BlockPool {
-    fn drop(&mut self) {
-        // The spares hold the shared core: let go of them with the pool
-        // object, or they would keep each other alive.
-        Python::attach(|py| self.core.spares.close(py));
-    }
-}
-
 pool_methods!(
     BlockPool,
     "block",
@@ -248,73 +214,29 @@ core_getters!(BlockPool {
     alignment: usize = alignment,
 });
 
-/// A block of pooled memory: ``len(block)`` usable bytes, writable, exported
-/// zero-copy through the buffer protocol.
-///
-/// Give it back with ``block.release()`` or by leaving ``with pool.get(n) as
-/// block:``. ``release()`` raises ``BufferError`` while an export of the
-/// block (a ``memoryview``, ``np.frombuffer``) is alive; leaving the ``with``
-/// block instead lets live exports keep working. A released block can no
-/// longer be read or exported. A block that was never exported goes back to
-/// the pool at once; one that was exported goes back when the ``Block``
-/// object itself is collected, because a consumer such as
-/// ``np.ndarray(buffer=block)`` keeps the address and a reference to the
-/// block, but no export. A block collected without release goes back to
-/// its pool with a ``ResourceWarning``.
-#[pyclass(frozen, weakref, module = "shardpool", name = "Block")]
-pub struct Block {
-    /// Replaced when the object is reused (see `reuse`).
-    leased: Renewable<Leased>,
-    pool: PoolLink<BlockCore>,
-}
-
-impl Reusable for Block {
-    type Lease = Leased;
-
-    fn renewable(&self) -> &Renewable<Leased> {
-        &self.leased
+reusable_class!(
+    /// A block of pooled memory: ``len(block)`` usable bytes, writable, exported
+    /// zero-copy through the buffer protocol.
+    ///
+    /// Give it back with ``block.release()`` or by leaving ``with pool.get(n) as
+    /// block:``. ``release()`` raises ``BufferError`` while an export of the
+    /// block (a ``memoryview``, ``np.frombuffer``) is alive; leaving the ``with``
+    /// block instead lets live exports keep working. A released block can no
+    /// longer be read or exported. A block that was never exported goes back to
+    /// the pool at once; one that was exported goes back when the ``Block``
+    /// object itself is collected, because a consumer such as
+    /// ``np.ndarray(buffer=block)`` keeps the address and a reference to the
+    /// block, but no export. A block collected without release goes back to
+    /// its pool with a ``ResourceWarning``.
+    Block {
+        lease: Leased,
+        pool: blocks::BlockPool,
     }
-
-    fn was_exported(lease: &Leased) -> bool {
-        lease.was_exported()
-    }
-
-    fn is_spent(lease: &mut Leased) -> bool {
-        !lease.holds_memory()
-    }
-}
+);
 
 impl Block {
-    #[inline]
-    fn leased(&self) -> &Leased {
-        self.leased.get()
-    }
-
-    /// `release()` and `put()`; a block released with nothing left of its
-    /// lease becomes a spare object of its pool.
-    fn release(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let this = slf.get();
-        let outcome = this.pool.release(this.leased(), &Detached(slf.py()));
-        this.pool.settle(outcome).map_err(|e| match e {
-            LeaseError::Exported(n) => PyBufferError::new_err(format!(
-                "cannot release a block while {n} view(s) of it (memoryview, numpy array, ...) are alive"
-            )),
-            LeaseError::Released => PyValueError::new_err("the block was released already"),
-        })?;
-        Self::offer_for_reuse(slf);
-        Ok(())
-    }
-
-    /// After a successful release: a block never exported gave its memory
-    /// back, so its object may serve the next `get` (see `reuse`).
-    #[inline]
-    fn offer_for_reuse(slf: &Bound<'_, Self>) {
-        let pool = &slf.get().pool;
-        pool.spares.offer(slf, pool.tracking.is_tracking());
-    }
-
     fn check_live(&self) -> PyResult<()> {
-        if self.leased().is_released() {
+        if self.lease().is_released() {
             Err(PyValueError::new_err("operation on a released block"))
         } else {
             Ok(())
@@ -322,50 +244,50 @@ impl Block {
     }
 }
 
-#[pymethods]
-impl Block {
+impl Holder for Block {
+    type Refusal = LeaseError;
+
+    #[inline(always)]
+    fn end_lease(&self, py: Python<'_>, deferring: bool) -> Result<(), LeaseError> {
+        let (pool, offload) = (&self.pool, &Detached(py));
+        if deferring {
+            pool.release_or_defer(self.lease(), offload)
+        } else {
+            pool.release(self.lease(), offload)
+        }
+    }
+
+    fn refused(refusal: LeaseError) -> PyErr {
+        match refusal {
+            LeaseError::Exported(n) => PyBufferError::new_err(format!(
+                "cannot release a block while {n} view(s) of it (memoryview, numpy array, ...) are alive"
+            )),
+            LeaseError::Released => PyValueError::new_err("the block was released already"),
+        }
+    }
+}
+
+item_methods!(
+    Block,
+    "block",
+    "bytes(block)",
     /// Give the block back to the pool. Raises ``BufferError`` while views
     /// are alive (the block stays valid), ``ValueError`` if released already.
     /// The memory of a block that was exported returns when the ``Block``
     /// object is collected.
-    #[pyo3(name = "release")]
-    fn py_release(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::release(slf)
-    }
+);
 
-    /// Releases the block; views still alive keep working. Does nothing if
-    /// it was released inside the block.
-    fn __exit__(
-        slf: &Bound<'_, Self>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        let this = slf.get();
-        let outcome = this
-            .pool
-            .release_or_defer(this.leased(), &Detached(slf.py()));
-        if this.pool.settle(outcome).is_ok() {
-            Self::offer_for_reuse(slf);
-        }
-        false
-    }
-
-    /// Whether the block was released.
-    #[getter]
-    fn released(&self) -> bool {
-        self.leased().is_released()
-    }
-
+#[pymethods]
+impl Block {
     /// The size of the block's class (at least ``len(block)``).
     #[getter]
     fn capacity(&self) -> usize {
-        self.leased().capacity()
+        self.lease().capacity()
     }
 
     fn __len__(&self) -> PyResult<usize> {
         self.check_live()?;
-        Ok(self.leased().len())
+        Ok(self.lease().len())
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -380,44 +302,34 @@ impl Block {
     ) -> PyResult<()> {
         let this = slf.get();
         let ptr = this
-            .leased()
+            .lease()
             .export()
             .map_err(|_| PyBufferError::new_err("cannot export a released block"))?;
         // `len <= capacity <= isize::MAX` (a `Layout` never exceeds it, and
         // the lease checks the first): the cast is exact.
-        let len = this.leased().len() as ffi::Py_ssize_t;
+        let len = this.lease().len() as ffi::Py_ssize_t;
         // SAFETY: CPython hands us a valid `view`; the memory behind `ptr`
         // stays valid for `len` bytes until `__releasebuffer__` ends this
         // export, and beyond, until this object is destroyed (lease
         // invariants). FillInfo takes a reference to `slf`.
         let rc = unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast(), len, 0, flags) };
         if rc == -1 {
-            this.leased().unexport();
+            this.lease().unexport();
             return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
     }
 
-    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.leased().unexport();
-    }
-
     fn __repr__(&self) -> String {
-        if self.leased().is_released() {
-            format!("<Block released capacity={}>", self.leased().capacity())
+        if self.lease().is_released() {
+            format!("<Block released capacity={}>", self.lease().capacity())
         } else {
             format!(
                 "<Block len={} capacity={}>",
-                self.leased().len(),
-                self.leased().capacity()
+                self.lease().len(),
+                self.lease().capacity()
             )
         }
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err(
-            "cannot pickle 'Block' object: copy its bytes with bytes(block)",
-        ))
     }
 }
 
@@ -426,12 +338,12 @@ impl Drop for Block {
         // Nothing can reach the memory any more: every view, and every
         // consumer that kept the address, held a reference to this object.
         // Most blocks gave their memory back at the release: nothing to do.
-        if !self.leased.get_mut().holds_memory() {
+        if !self.lease.get_mut().holds_memory() {
             return;
         }
         Python::attach(|py| {
-            let capacity = self.leased().capacity();
-            let Some(released) = self.pool.finish(self.leased.get_mut(), &Detached(py)) else {
+            let capacity = self.lease().capacity();
+            let Some(released) = self.pool.finish(self.lease.get_mut(), &Detached(py)) else {
                 return;
             };
             if !released {

@@ -1,8 +1,6 @@
 //! `BufferPool` and `Buffer`: growable byte buffers for building output.
 
 use std::ffi::c_int;
-use std::ops::Deref;
-use std::sync::Arc;
 
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
@@ -13,8 +11,8 @@ use pyo3::types::{PyBytes, PyMemoryView};
 use super::args;
 use super::class_macros::core_getters;
 use super::errors::PoolClosed;
-use super::pool_class::{self, pool_methods, PoolClass, PoolLink, Shared};
-use super::reuse::{Renewable, Reusable, SpareObjects};
+use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable, WithSpares};
 use super::stats::PoolStats;
 use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::buffers;
@@ -43,25 +41,9 @@ use crate::Config;
 ///         collected without release.
 #[pyclass(frozen, weakref, module = "shardpool", name = "BufferPool")]
 pub struct BufferPool {
-    core: Arc<SharedCore>,
-}
-
-/// The pool's core, name and tracker, shared with the buffers it hands out.
-type SharedCore = Shared<BufferCore>;
-
-/// The core buffer pool, with the spare `Buffer` objects of released
-/// buffers (see `reuse`).
-pub struct BufferCore {
-    buffers: buffers::BufferPool,
-    spares: SpareObjects,
-}
-
-impl Deref for BufferCore {
-    type Target = buffers::BufferPool;
-
-    fn deref(&self) -> &buffers::BufferPool {
-        &self.buffers
-    }
+    /// The core pool, with the spare `Buffer` objects of released buffers
+    /// (see `reuse`), name and tracker, shared with the buffers it hands out.
+    core: PoolCore<buffers::BufferPool>,
 }
 
 #[pymethods]
@@ -87,13 +69,11 @@ impl BufferPool {
             ..Config::default()
         };
         let max_capacity = args::optional_count(max_capacity.as_ref(), "max_capacity")?;
-        let core = BufferCore {
-            buffers: buffers::BufferPool::new(config, max_capacity)
-                .map_err(|e| PyValueError::new_err(e.message))?,
-            spares: SpareObjects::new::<Buffer>(py)?,
-        };
+        let buffers = buffers::BufferPool::new(config, max_capacity)
+            .map_err(|e| PyValueError::new_err(e.message))?;
+        let core = WithSpares::new::<Buffer>(py, buffers)?;
         Ok(BufferPool {
-            core: Arc::new(Shared::new(core, labels)),
+            core: PoolCore::new(Shared::new(core, labels)),
         })
     }
 
@@ -103,12 +83,7 @@ impl BufferPool {
             .core
             .lease()
             .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
-        let lease = match self.core.spares.take_renewed::<Buffer>(py, lease) {
-            Ok(spare) => return Ok(spare),
-            Err(lease) => Renewable::new(lease),
-        };
-        let pool = PoolLink::acquired(py, &self.core);
-        Bound::new(py, Buffer { lease, pool })
+        Buffer::hand_out(py, &self.core, lease)
     }
 
     /// Release ``buf`` back to this pool (the same as ``buf.release()``).
@@ -117,7 +92,7 @@ impl BufferPool {
         buf.get()
             .pool
             .check_put_to(&self.core, "buffer", "BufferPool")?;
-        Buffer::let_go(buf, true)
+        Holder::release(buf)
     }
 
     /// Counters (``PoolStats``).
@@ -168,14 +143,6 @@ impl PoolClass for BufferPool {
     }
 }
 
-impl Drop for BufferPool {
-    fn drop(&mut self) {
-        // The spares hold the shared core: let go of them with the pool
-        // object, or they would keep each other alive.
-        Python::attach(|py| self.core.spares.close(py));
-    }
-}
-
 pool_methods!(
     BufferPool,
     "buffer",
@@ -192,41 +159,24 @@ core_getters!(BufferPool {
     max_idle: usize = max_idle,
 });
 
-/// A growable byte buffer from a ``BufferPool``.
-///
-/// ``write(data)`` (or ``buf += data``) appends; ``getvalue()`` copies the
-/// contents into ``bytes``; the buffer also exports its contents, read-only
-/// and zero-copy, through the buffer protocol (``sock.sendall(buf)``,
-/// ``memoryview(buf)``). While an export is alive the buffer cannot change
-/// (``BufferError``), as with ``bytearray``. Give it back with ``release()``
-/// or by leaving ``with pool.get() as buf:``. A buffer that was exported
-/// goes back to the pool when the ``Buffer`` object is collected, and its
-/// bytes never move while it lives (a write that outgrows them copies them
-/// to new memory and keeps the old): ``np.ndarray(buffer=buf)`` keeps the
-/// address without an export.
-#[pyclass(frozen, weakref, module = "shardpool", name = "Buffer")]
-pub struct Buffer {
-    /// The bytes and their exports (the core's protocol). Replaced when the
-    /// object is reused (see `reuse`).
-    lease: Renewable<LeasedBuffer>,
-    pool: PoolLink<BufferCore>,
-}
-
-impl Reusable for Buffer {
-    type Lease = LeasedBuffer;
-
-    fn renewable(&self) -> &Renewable<LeasedBuffer> {
-        &self.lease
+reusable_class!(
+    /// A growable byte buffer from a ``BufferPool``.
+    ///
+    /// ``write(data)`` (or ``buf += data``) appends; ``getvalue()`` copies the
+    /// contents into ``bytes``; the buffer also exports its contents, read-only
+    /// and zero-copy, through the buffer protocol (``sock.sendall(buf)``,
+    /// ``memoryview(buf)``). While an export is alive the buffer cannot change
+    /// (``BufferError``), as with ``bytearray``. Give it back with ``release()``
+    /// or by leaving ``with pool.get() as buf:``. A buffer that was exported
+    /// goes back to the pool when the ``Buffer`` object is collected, and its
+    /// bytes never move while it lives (a write that outgrows them copies them
+    /// to new memory and keeps the old): ``np.ndarray(buffer=buf)`` keeps the
+    /// address without an export.
+    Buffer {
+        lease: LeasedBuffer,
+        pool: buffers::BufferPool,
     }
-
-    fn was_exported(lease: &LeasedBuffer) -> bool {
-        lease.was_exported()
-    }
-
-    fn is_spent(lease: &mut LeasedBuffer) -> bool {
-        lease.finish().is_none()
-    }
-}
+);
 
 /// The Python exception for a refused buffer operation.
 fn refused(error: BufferError) -> PyErr {
@@ -242,36 +192,6 @@ fn refused(error: BufferError) -> PyErr {
 }
 
 impl Buffer {
-    #[inline]
-    fn lease(&self) -> &LeasedBuffer {
-        self.lease.get()
-    }
-
-    /// The holder lets go: `release()`/`put()` (refused while exported), or
-    /// a `with` exit. A buffer released with nothing left of its lease
-    /// becomes a spare object of its pool.
-    fn let_go(slf: &Bound<'_, Self>, unexported: bool) -> PyResult<()> {
-        let this = slf.get();
-        let outcome = if unexported {
-            this.pool.release(this.lease())
-        } else {
-            this.pool.release_or_defer(this.lease())
-        };
-        this.pool.settle(outcome).map_err(|e| match e {
-            BufferError::Released => PyValueError::new_err("the buffer was released already"),
-            BufferError::Exported(n) => PyBufferError::new_err(format!(
-                "cannot release a Buffer while {n} view(s) of it are alive"
-            )),
-            other => refused(other),
-        })?;
-        // Never exported: its bytes went back, so its object may serve the
-        // next `get` (see `reuse`).
-        this.pool
-            .spares
-            .offer(slf, this.pool.tracking.is_tracking());
-        Ok(())
-    }
-
     fn append(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         if let Ok(bytes) = data.cast::<PyBytes>() {
             let src = bytes.as_bytes();
@@ -299,6 +219,37 @@ impl Buffer {
         Ok(n)
     }
 }
+
+impl Holder for Buffer {
+    type Refusal = BufferError;
+
+    #[inline(always)]
+    fn end_lease(&self, _py: Python<'_>, deferring: bool) -> Result<(), BufferError> {
+        if deferring {
+            self.pool.release_or_defer(self.lease())
+        } else {
+            self.pool.release(self.lease())
+        }
+    }
+
+    fn refused(refusal: BufferError) -> PyErr {
+        match refusal {
+            BufferError::Released => PyValueError::new_err("the buffer was released already"),
+            BufferError::Exported(n) => PyBufferError::new_err(format!(
+                "cannot release a Buffer while {n} view(s) of it are alive"
+            )),
+            other => refused(other),
+        }
+    }
+}
+
+item_methods!(
+    Buffer,
+    "buffer",
+    "getvalue()",
+    /// Give the buffer back to its pool. Raises ``BufferError`` while views
+    /// are alive, ``ValueError`` if released already.
+);
 
 #[pymethods]
 impl Buffer {
@@ -336,32 +287,6 @@ impl Buffer {
     #[getter]
     fn capacity(&self) -> PyResult<usize> {
         self.lease().capacity().map_err(refused)
-    }
-
-    /// Whether the buffer was released.
-    #[getter]
-    fn released(&self) -> bool {
-        self.lease().is_released()
-    }
-
-    /// Give the buffer back to its pool. Raises ``BufferError`` while views
-    /// are alive, ``ValueError`` if released already.
-    #[pyo3(name = "release")]
-    fn py_release(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::let_go(slf, true)
-    }
-
-    /// Releases the buffer; views still alive keep working. Does nothing if
-    /// it was released inside the block.
-    fn __exit__(
-        slf: &Bound<'_, Self>,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        // Refused only when released already: a no-op then.
-        let _ = Self::let_go(slf, false);
-        false
     }
 
     fn __len__(&self) -> PyResult<usize> {
@@ -412,21 +337,11 @@ impl Buffer {
         Ok(())
     }
 
-    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.lease().unexport();
-    }
-
     fn __repr__(&self) -> String {
         match (self.lease().len(), self.lease().capacity()) {
             (Ok(len), Ok(capacity)) => format!("<Buffer len={len} capacity={capacity}>"),
             _ => "<Buffer released>".into(),
         }
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err(
-            "cannot pickle 'Buffer' object: copy its bytes with getvalue()",
-        ))
     }
 }
 

@@ -21,9 +21,16 @@
 //! object that the GC sees; its pool's `close()`, and the collection of
 //! the pool object, let go of it (a spare holds the pool's core, so it
 //! must not outlive the pool object).
+//!
+//! The two classes are declared here too, so that what they share is
+//! written once: `reusable_class!` (the class, its lease and its pool),
+//! [`Reusable::hand_out`] for both `get`s, and [`Holder`] with
+//! `item_methods!` for `release()`, `put()` and the `with` exit.
 
 use std::cell::UnsafeCell;
+use std::ops::Deref;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -31,6 +38,7 @@ use pyo3::pyclass::boolean_struct::True;
 use pyo3::sync::PyOnceLock;
 use pyo3::PyClass;
 
+use super::pool_class::{PoolLink, Shared};
 use crate::blocks::spares::{Spares, Verdict};
 
 /// A reusable object's lease: read shared, replaced only when the object
@@ -60,10 +68,13 @@ impl<L> Renewable<L> {
     }
 }
 
-/// A class whose released objects its pool may reuse: `Block`, `Buffer`.
-pub trait Reusable: PyClass<Frozen = True> + Sync {
+/// A class whose released objects its pool may reuse: `Block`, `Buffer`
+/// (declared by [`reusable_class!`]).
+pub trait Reusable: PyClass<Frozen = True> + Sync + Sized {
     /// What a holder of the object leases.
     type Lease;
+    /// The core pool that hands the leases out.
+    type Pool;
     fn renewable(&self) -> &Renewable<Self::Lease>;
     /// Whether the lease was ever exported (a consumer may keep its address:
     /// the object is then never reused).
@@ -71,6 +82,226 @@ pub trait Reusable: PyClass<Frozen = True> + Sync {
     /// Whether nothing of the lease is left (it gave everything back at its
     /// release): checked, in debug builds, before a reuse drops it.
     fn is_spent(lease: &mut Self::Lease) -> bool;
+    /// The pool that handed the object out.
+    fn link(&self) -> &PoolLink<WithSpares<Self::Pool>>;
+    /// A new object of this class, for a lease `pool` just handed out.
+    fn create<'py>(
+        py: Python<'py>,
+        lease: Renewable<Self::Lease>,
+        pool: PoolLink<WithSpares<Self::Pool>>,
+    ) -> PyResult<Bound<'py, Self>>;
+
+    /// An object holding `lease`, just handed out by `pool`: a spare one
+    /// renewed if there is one, else a new one.
+    #[inline]
+    fn hand_out<'py>(
+        py: Python<'py>,
+        pool: &Arc<Shared<WithSpares<Self::Pool>>>,
+        lease: Self::Lease,
+    ) -> PyResult<Bound<'py, Self>> {
+        let lease = match pool.spares.take_renewed::<Self>(py, lease) {
+            Ok(spare) => return Ok(spare),
+            Err(lease) => Renewable::new(lease),
+        };
+        let link = PoolLink::acquired(py, pool);
+        Self::create(py, lease, link)
+    }
+
+    /// After a successful release: an object whose lease gave everything
+    /// back may serve the next `get` (see the module's conditions).
+    #[inline]
+    fn offer_for_reuse(slf: &Bound<'_, Self>) {
+        let pool = slf.get().link();
+        pool.spares.offer(slf, pool.tracking.is_tracking());
+    }
+}
+
+/// `reusable_class!(/// docs  Class { lease: Lease, pool: Pool })`: the
+/// Python class of the objects a block or buffer pool hands out,
+/// [`Reusable`]: a `Lease` (`self.lease()`) and the link to the core `Pool`
+/// that handed it out (`self.pool`). The docs are the class's (what
+/// `help()` shows).
+macro_rules! reusable_class {
+    ($(#[$doc:meta])* $class:ident { lease: $lease:ty, pool: $pool:ty $(,)? }) => {
+        $(#[$doc])*
+        #[pyo3::pyclass(frozen, weakref, module = "shardpool")]
+        pub struct $class {
+            /// Replaced when the object is reused (see `reuse`).
+            lease: $crate::python::reuse::Renewable<$lease>,
+            pool: $crate::python::pool_class::PoolLink<$crate::python::reuse::WithSpares<$pool>>,
+        }
+
+        impl $crate::python::reuse::Reusable for $class {
+            type Lease = $lease;
+            type Pool = $pool;
+
+            fn renewable(&self) -> &$crate::python::reuse::Renewable<$lease> {
+                &self.lease
+            }
+
+            fn was_exported(lease: &$lease) -> bool {
+                lease.was_exported()
+            }
+
+            fn is_spent(lease: &mut $lease) -> bool {
+                lease.finish().is_none()
+            }
+
+            fn link(
+                &self,
+            ) -> &$crate::python::pool_class::PoolLink<$crate::python::reuse::WithSpares<$pool>> {
+                &self.pool
+            }
+
+            fn create<'py>(
+                py: pyo3::Python<'py>,
+                lease: $crate::python::reuse::Renewable<$lease>,
+                pool: $crate::python::pool_class::PoolLink<$crate::python::reuse::WithSpares<$pool>>,
+            ) -> pyo3::PyResult<pyo3::Bound<'py, Self>> {
+                pyo3::Bound::new(py, $class { lease, pool })
+            }
+        }
+
+        impl $class {
+            #[inline]
+            fn lease(&self) -> &$lease {
+                self.lease.get()
+            }
+        }
+    };
+}
+
+pub(crate) use reusable_class;
+
+/// A holder's side of a block or buffer: how its lease ends, through the
+/// core pool, and what a refusal raises. `release()`, `put()` and a `with`
+/// exit are written once over it ([`item_methods!`]).
+pub trait Holder: Reusable {
+    /// Why the core refused to end the lease.
+    type Refusal;
+    /// Ends the lease: refused while it is exported (`release()`, `put()`)
+    /// unless `deferring` (a `with` exit: live exports keep working).
+    /// Implementations are `#[inline(always)]` (see [`Holder::let_go`]).
+    fn end_lease(&self, py: Python<'_>, deferring: bool) -> Result<(), Self::Refusal>;
+    /// The Python exception of a refused `release()` or `put()`.
+    fn refused(refusal: Self::Refusal) -> PyErr;
+
+    /// Lets the object go (see [`Holder::end_lease`]): once its lease has
+    /// ended, its site is forgotten and the object offered for reuse.
+    /// Always inlined, as `end_lease` is, so that `deferring` is a constant
+    /// in each caller (left to the compiler, a `with` exit cost 20 more
+    /// instructions, a `release()` 5).
+    #[inline(always)]
+    fn let_go(slf: &Bound<'_, Self>, deferring: bool) -> Result<(), Self::Refusal> {
+        let this = slf.get();
+        this.link().settle(this.end_lease(slf.py(), deferring))?;
+        Self::offer_for_reuse(slf);
+        Ok(())
+    }
+
+    /// `release()` and `put()`.
+    #[inline(always)]
+    fn release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::let_go(slf, false).map_err(Self::refused)
+    }
+}
+
+/// `item_methods!(Class, "item", "copy", /// docs of release())`: what
+/// `Block` and `Buffer` share over their [`Holder`] implementation:
+/// `release()`, the `with` exit, `released`, the end of an export and the
+/// refusal to pickle (`copy` says how to copy the bytes instead).
+macro_rules! item_methods {
+    ($class:ident, $item:literal, $copy:literal, $(#[$release_doc:meta])*) => {
+        #[pyo3::pymethods]
+        impl $class {
+            $(#[$release_doc])*
+            #[pyo3(name = "release")]
+            fn py_release(slf: &Bound<'_, Self>) -> PyResult<()> {
+                $crate::python::reuse::Holder::release(slf)
+            }
+
+            #[doc = concat!("Releases the ", $item, "; views still alive keep working. Does nothing if")]
+            /// it was released inside the block.
+            fn __exit__(
+                slf: &Bound<'_, Self>,
+                _exc_type: &Bound<'_, PyAny>,
+                _exc: &Bound<'_, PyAny>,
+                _tb: &Bound<'_, PyAny>,
+            ) -> bool {
+                // Refused only when released already: a no-op then.
+                let _ = $crate::python::reuse::Holder::let_go(slf, true);
+                false
+            }
+
+            #[doc = concat!("Whether the ", $item, " was released.")]
+            #[getter]
+            fn released(&self) -> bool {
+                self.lease().is_released()
+            }
+
+            unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
+                self.lease().unexport();
+            }
+
+            fn __reduce__(&self) -> PyResult<()> {
+                Err(pyo3::exceptions::PyTypeError::new_err(concat!(
+                    "cannot pickle '", stringify!($class), "' object: copy its bytes with ", $copy,
+                )))
+            }
+        }
+    };
+}
+
+pub(crate) use item_methods;
+
+/// A core block or buffer pool with the spare objects of its released
+/// blocks or buffers.
+pub struct WithSpares<P> {
+    pool: P,
+    pub spares: SpareObjects,
+}
+
+impl<P> WithSpares<P> {
+    /// `pool`, keeping spare objects of class `T`.
+    pub fn new<T: Reusable<Pool = P>>(py: Python<'_>, pool: P) -> PyResult<Self> {
+        Ok(WithSpares {
+            pool,
+            spares: SpareObjects::new::<T>(py)?,
+        })
+    }
+}
+
+impl<P> Deref for WithSpares<P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        &self.pool
+    }
+}
+
+/// What a block or buffer pool object holds: its shared core, which its
+/// spares hold too. Letting it go lets go of the spares, or the two would
+/// keep each other alive.
+pub struct PoolCore<P>(Arc<Shared<WithSpares<P>>>);
+
+impl<P> PoolCore<P> {
+    pub fn new(core: Shared<WithSpares<P>>) -> Self {
+        PoolCore(Arc::new(core))
+    }
+}
+
+impl<P> Deref for PoolCore<P> {
+    type Target = Arc<Shared<WithSpares<P>>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<P> Drop for PoolCore<P> {
+    fn drop(&mut self) {
+        Python::attach(|py| self.0.spares.close(py));
+    }
 }
 
 /// Whether this interpreter has a GIL (see the module's last condition).

@@ -76,6 +76,14 @@ fn family(checked: bool, cap: usize) -> Tiered<Item> {
     .unwrap()
 }
 
+/// A family (see [`family`]) with one object out, got for `size`, and the
+/// log of its hooks.
+fn one_out(checked: bool, cap: usize, size: usize) -> (Tiered<Item>, Log, Item) {
+    let (t, log) = (family(checked, cap), Log::default());
+    let (a, _) = t.get(size, hooks(&log)).unwrap();
+    (t, log, a)
+}
+
 fn balanced(s: &Snapshot) -> bool {
     s.created == s.destroyed + s.idle + s.in_use
 }
@@ -143,8 +151,7 @@ fn bad_class_config_fails_up_front() {
 
 #[test]
 fn a_checked_family_refuses_a_repeated_or_foreign_put_changing_nothing() {
-    let (t, log) = (family(true, 4), Log::default());
-    let (a, _) = t.get(16, hooks(&log)).unwrap();
+    let (t, log, a) = one_out(true, 4, 16);
     let copy = Arc::clone(&a);
     assert_eq!(t.put(a, 32, hooks(&log)), Ok(Some(1)));
     let before = (t.stats(), t.class_stats(1), t.idle());
@@ -182,8 +189,7 @@ fn an_unchecked_family_takes_any_object_by_its_size() {
 
 #[test]
 fn an_object_that_grew_into_another_class_moves_and_every_class_balances() {
-    let (t, log) = (family(true, 4), Log::default());
-    let (a, _) = t.get(8, hooks(&log)).unwrap();
+    let (t, log, a) = one_out(true, 4, 8);
     // It grew to 40: class 32 files it, class 8 gave it out.
     assert_eq!(t.put(Arc::clone(&a), 40, hooks(&log)), Ok(Some(1)));
     assert_eq!(t.moved(), 1);
@@ -208,8 +214,7 @@ fn an_object_that_grew_into_another_class_moves_and_every_class_balances() {
 
 #[test]
 fn an_object_that_shrank_moves_down_or_is_destroyed_in_its_own_class() {
-    let (t, log) = (family(true, 4), Log::default());
-    let (a, _) = t.get(100, hooks(&log)).unwrap();
+    let (t, log, a) = one_out(true, 4, 100);
     let (b, _) = t.get(100, hooks(&log)).unwrap();
     t.put(a, 10, hooks(&log)).unwrap();
     assert_eq!(t.class_stats(0).idle, 1);
@@ -256,8 +261,7 @@ fn a_moved_object_whose_reset_fails_is_destroyed_in_its_new_class() {
 
 #[test]
 fn a_moved_object_beyond_the_new_classes_cap_is_dropped_there() {
-    let (t, log) = (family(true, 0), Log::default());
-    let (a, _) = t.get(8, hooks(&log)).unwrap();
+    let (t, log, a) = one_out(true, 0, 8);
     t.put(a, 32, hooks(&log)).unwrap();
     let s = t.class_stats(1);
     assert_eq!((s.created, s.dropped, s.destroyed), (1, 1, 1));
@@ -305,8 +309,7 @@ fn after_close_a_class_pool_first_built_by_a_put_destroys_without_a_reset() {
 
 #[test]
 fn a_checked_object_resized_after_close_is_destroyed_in_its_own_class() {
-    let (t, log) = (family(true, 4), Log::default());
-    let (a, _) = t.get(8, hooks(&log)).unwrap();
+    let (t, log, a) = one_out(true, 4, 8);
     t.close(hooks(&log));
     assert_eq!(t.put(a, 100, hooks(&log)), Ok(Some(0)));
     assert_eq!(t.used().count(), 1, "no class pool is built after close");
@@ -317,8 +320,7 @@ fn a_checked_object_resized_after_close_is_destroyed_in_its_own_class() {
 
 #[test]
 fn a_factory_returning_an_object_out_already_is_refused_and_counted_nowhere() {
-    let (t, log) = (family(true, 4), Log::default());
-    let (a, _) = t.get(8, hooks(&log)).unwrap();
+    let (t, log, a) = one_out(true, 4, 8);
     *log.give.lock().unwrap() = Some(Arc::clone(&a));
     let before = t.stats();
     assert_eq!(t.get(20, hooks(&log)).err(), Some(GetError::AlreadyOut));
@@ -397,8 +399,7 @@ fn trim_keeps_at_most_keep_idle_in_each_class() {
 
 #[test]
 fn discard_destroys_where_the_object_came_from_and_refuses_what_is_not_out() {
-    let (t, log) = (family(true, 4), Log::default());
-    let (a, _) = t.get(16, hooks(&log)).unwrap();
+    let (t, log, a) = one_out(true, 4, 16);
     let (big, _) = t.get(10_000, hooks(&log)).unwrap();
     let before = (t.stats(), t.class_stats(1));
     let foreign = Arc::new(Obj { made_for: 16 });
@@ -418,8 +419,7 @@ fn discard_destroys_where_the_object_came_from_and_refuses_what_is_not_out() {
 
 #[test]
 fn an_unchecked_family_discards_in_the_class_the_size_files() {
-    let (t, log) = (family(false, 4), Log::default());
-    let (a, _) = t.get(32, hooks(&log)).unwrap();
+    let (t, log, a) = one_out(false, 4, 32);
     t.discard(a, 32, hooks(&log)).unwrap();
     let s = t.stats();
     assert_eq!((s.discarded, s.destroyed, s.in_use), (1, 1, 0));

@@ -40,8 +40,7 @@ fn min_size_refills_after_a_rejection_and_reports_factory_errors() {
     let p = with_min(1, Some(2));
     let mut h = TestHooks::default();
     let a = p.get(&mut h, None).unwrap();
-    a.valid.store(false, Ordering::Relaxed);
-    p.put(&mut h, a).unwrap();
+    put_invalid(&p, &mut h, a);
     // The get rejects the invalid idle object; the refill makes one, which
     // the get then hands out.
     let b = p.get(&mut h, None).unwrap();
@@ -62,23 +61,21 @@ fn min_size_refills_after_a_rejection_and_reports_factory_errors() {
 
 #[test]
 fn min_size_is_checked_against_max_size_and_max_idle() {
-    let err = Pool::<Item>::new(Config {
-        min_size: 3,
-        max_size: Some(2),
-        ..Config::default()
-    })
-    .err()
-    .unwrap();
-    assert_eq!(err.field, "min_size");
-    assert!(err.message.contains("at most max_size (2), got 3"), "{err}");
-    let err = Pool::<Item>::new(Config {
-        min_size: 3,
-        max_idle: Some(2),
-        ..Config::default()
-    })
-    .err()
-    .unwrap();
-    assert!(err.message.contains("at most max_idle (2), got 3"), "{err}");
+    // (the bound min_size is above, max_size, max_idle)
+    let cases = [("max_size", Some(2), None), ("max_idle", None, Some(2))];
+    for (bound, max_size, max_idle) in cases {
+        let err = Pool::<Item>::new(Config {
+            min_size: 3,
+            max_size,
+            max_idle,
+            ..Config::default()
+        })
+        .err()
+        .unwrap();
+        assert_eq!(err.field, "min_size");
+        let expected = format!("at most {bound} (2), got 3");
+        assert!(err.message.contains(&expected), "{err}");
+    }
 }
 
 fn lifetime(max_lifetime: Duration, min_size: usize) -> Pool<Item> {
