@@ -317,8 +317,8 @@ raw_method::optional_arg_method!(
     |pool, py, timeout| pool.get_object(py, timeout)
 );
 
-raw_method::object_arg_method!(
-    static PUT: ObjectPool, "put", "($self, obj, /)",
+raw_method::positional_arg_method!(
+    static PUT: ObjectPool, "put", "obj", "($self, obj, /)",
     "Give back an object from ``get``: it is reset and kept for reuse, or\n\
      destroyed if ``max_idle`` objects are idle or the pool is closed.\n\
      \n\

@@ -2,15 +2,20 @@
 //! (`ObjectPool.get` and `put`), in place of the `#[pymethods]` wrappers.
 //!
 //! Why: a `#[pymethods]` method takes every call through PyO3's generic
-//! argument parser (`FunctionDescription`), and a one-argument method is a
-//! `METH_FASTCALL | METH_KEYWORDS` entry. Here a method with one optional
-//! argument is parsed by a few comparisons, and a method of one positional
-//! argument is a `METH_O` entry, which CPython calls (and 3.11 specialises:
-//! `PRECALL_NO_KW_METHOD_DESCRIPTOR_O`) without building an argument array.
-//! The entries are method descriptors on the class (`PyDescr_NewMethod`,
-//! stable ABI), exactly what `#[pymethods]` makes, so `pool.get()` is
-//! specialised as before and `help()`, `inspect.signature` (the
-//! `__text_signature__` line of the doc) and the stubs see the same method.
+//! argument parser (`FunctionDescription`) and a type check of `self`.
+//! Here the one argument of `get(timeout=...)` or `put(obj, /)` is found
+//! by a comparison or two (the usual call), and the generic path's errors
+//! are rebuilt only when a call is wrong. The entries are
+//! `METH_FASTCALL | METH_KEYWORDS` method descriptors on the class
+//! (`PyDescr_NewMethod`, stable ABI), exactly what `#[pymethods]` makes, so
+//! CPython specialises `pool.get()` as before, and `help()`,
+//! `inspect.signature` (the `__text_signature__` line of the doc) and the
+//! stubs see the same methods.
+//!
+//! `put` could be a `METH_O` entry (35 Ir less per call on 3.11), but then
+//! CPython checks its arity, with messages that cannot name the parameter
+//! (`ObjectPool.put() takes exactly one argument (0 given)`), and a bad
+//! argument's message must name it; commit 165bf9e has that variant.
 //!
 //! What each entry does, and why it is sound:
 //! - **Attached, and PyO3 knows it.** CPython calls a method only from a
@@ -24,10 +29,13 @@
 //!   until some later call. A hand-rolled entry with a bare
 //!   `Python::assume_attached()` token would leave that count at 0 and
 //!   queue those releases (`tests/object_pool/test_raw_methods.py` checks
-//!   that none is). `Python::attach` would count too, but costs more than
-//!   the whole saving. The trampoline is `#[doc(hidden)]` API: PyO3 is
-//!   pinned by `Cargo.lock`, and its signatures are checked by the
-//!   compiler at each upgrade.
+//!   that none is). `Python::attach` would count too, but on a thread PyO3
+//!   has not counted it attaches anew (`PyGILState_Ensure`), which costs
+//!   more than the wrapper it replaces. The trampoline is `#[doc(hidden)]`
+//!   API: PyO3 is pinned by `Cargo.lock`, and the compiler checks its
+//!   signatures at each upgrade. It costs about 60 Ir a call (the count is
+//!   a thread-local), which a no-count entry would save only if nothing it
+//!   runs could drop a `Py<T>`: not the case (the core drops references).
 //! - **No unwinding into C.** The trampoline catches a panic and raises it
 //!   as `pyo3_runtime.PanicException`; an `Err` is restored as the raised
 //!   exception and NULL returned. Nothing costs more when nothing fails.
@@ -43,21 +51,21 @@
 //! - **Translation only.** The body is the binding method's one call; the
 //!   pool logic stays in the core.
 //!
-//! Argument errors keep PyO3's messages (`ObjectPool.get() takes from 0 to
-//! 1 positional arguments but 2 were given`, ...). A `METH_O` entry's
-//! wrong-arity errors are CPython's own (`ObjectPool.put() takes exactly
-//! one argument (0 given)`).
+//! Argument errors keep PyO3's messages, checked in the order PyO3 checks
+//! them (`ObjectPool.get() takes from 0 to 1 positional arguments but 2
+//! were given`, `ObjectPool.put() missing 1 required positional argument:
+//! 'obj'`, ...).
 
 use std::ffi::CStr;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyString, PyTuple, PyType};
 
 /// A method-table entry CPython keeps a pointer to for the life of the
 /// process: only ever a `static`, built by [`optional_arg_method!`] or
-/// [`object_arg_method!`].
+/// [`positional_arg_method!`].
 pub struct RawMethod(ffi::PyMethodDef);
 
 // SAFETY: the entry is never written after construction (CPython only reads
@@ -78,16 +86,6 @@ impl RawMethod {
                 PyCFunctionFastWithKeywords: f,
             },
             ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-            ml_doc: doc.as_ptr(),
-        })
-    }
-
-    /// A `METH_O` entry: exactly one positional argument.
-    pub const fn object_arg(name: &'static CStr, doc: &'static CStr, f: ffi::PyCFunction) -> Self {
-        RawMethod(ffi::PyMethodDef {
-            ml_name: name.as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { PyCFunction: f },
-            ml_flags: ffi::METH_O,
             ml_doc: doc.as_ptr(),
         })
     }
@@ -137,9 +135,9 @@ pub unsafe fn receiver<'a, 'py, T: pyo3::PyClass>(
     unsafe { slf.cast_unchecked::<T>() }
 }
 
-/// What a method whose only argument is optional is called: its class and
-/// name and its argument's, for PyO3's messages.
-pub struct OneOptional {
+/// A method of one parameter: its class's name, its own and its
+/// parameter's, for PyO3's messages.
+pub struct OneParam {
     pub class: &'static str,
     pub method: &'static str,
     pub param: &'static str,
@@ -159,7 +157,7 @@ pub unsafe fn optional_arg<'a, 'py>(
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-    sig: &OneOptional,
+    sig: &OneParam,
 ) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
     if !kwnames.is_null() {
         // SAFETY: the function's contract.
@@ -184,7 +182,7 @@ unsafe fn keyword_arg<'a, 'py>(
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-    sig: &OneOptional,
+    sig: &OneParam,
 ) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
     if nargs > 1 {
         return Err(too_many_positional(sig, nargs));
@@ -192,16 +190,13 @@ unsafe fn keyword_arg<'a, 'py>(
     // SAFETY: `kwnames` is a tuple of `str` (the contract), borrowed for
     // the call, and its values follow the positional arguments in `args`.
     let (names, values) = unsafe {
-        let names = Borrowed::from_ptr(py, kwnames).cast_unchecked::<pyo3::types::PyTuple>();
+        let names = Borrowed::from_ptr(py, kwnames).cast_unchecked::<PyTuple>();
         let values = std::slice::from_raw_parts(args, nargs as usize + names.len());
         (names, values)
     };
     let mut found = values.first().filter(|_| nargs == 1).copied();
     for (name, &value) in names.iter_borrowed().zip(&values[nargs as usize..]) {
-        if name
-            .cast::<pyo3::types::PyString>()
-            .is_ok_and(|s| *s == sig.param)
-        {
+        if name.cast::<PyString>().is_ok_and(|s| *s == sig.param) {
             if found.replace(value).is_some() {
                 return Err(PyTypeError::new_err(format!(
                     "{}.{}() got multiple values for argument '{}'",
@@ -219,8 +214,76 @@ unsafe fn keyword_arg<'a, 'py>(
     Ok(found.map(|arg| unsafe { Borrowed::from_ptr(py, arg) }))
 }
 
+/// The argument of a `METH_FASTCALL | METH_KEYWORDS` method whose only
+/// parameter is required and positional-only (`put(obj, /)`).
+///
+/// # Safety
+/// As for [`optional_arg`].
+#[inline(always)]
+pub unsafe fn positional_arg<'a, 'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    sig: &OneParam,
+) -> PyResult<Borrowed<'a, 'py, PyAny>> {
+    if nargs == 1 && kwnames.is_null() {
+        // SAFETY: one positional argument, borrowed for the call.
+        return Ok(unsafe { Borrowed::from_ptr(py, *args) });
+    }
+    // SAFETY: the function's contract.
+    Err(unsafe { positional_arg_error(py, nargs, kwnames, sig) })
+}
+
+/// What PyO3 raises for a call of `put(obj, /)` without exactly one
+/// positional argument: the positional count first, then each keyword in
+/// order, then a positional-only name given as a keyword, then a missing
+/// argument.
+///
+/// # Safety
+/// `kwnames` is NULL or a tuple of `str`, borrowed for the call.
 #[cold]
-fn too_many_positional(sig: &OneOptional, given: ffi::Py_ssize_t) -> PyErr {
+unsafe fn positional_arg_error(
+    py: Python<'_>,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    sig: &OneParam,
+) -> PyErr {
+    let name = format!("{}.{}()", sig.class, sig.method);
+    if nargs > 1 {
+        return PyTypeError::new_err(format!(
+            "{name} takes 1 positional arguments but {nargs} were given"
+        ));
+    }
+    // SAFETY: `kwnames` is NULL or a tuple (the function's contract).
+    let names = unsafe { Borrowed::from_ptr_or_opt(py, kwnames) }
+        // SAFETY: as above.
+        .map(|names| unsafe { names.cast_unchecked::<PyTuple>() });
+    let mut param_as_keyword = false;
+    for kw in names.iter().flat_map(|names| names.iter_borrowed()) {
+        if kw.cast::<PyString>().is_ok_and(|s| *s == sig.param) {
+            param_as_keyword = true;
+        } else {
+            return PyTypeError::new_err(format!(
+                "{name} got an unexpected keyword argument '{}'",
+                &*kw
+            ));
+        }
+    }
+    if param_as_keyword {
+        return PyTypeError::new_err(format!(
+            "{name} got some positional-only arguments passed as keyword arguments: '{}'",
+            sig.param
+        ));
+    }
+    PyTypeError::new_err(format!(
+        "{name} missing 1 required positional argument: '{}'",
+        sig.param
+    ))
+}
+
+#[cold]
+fn too_many_positional(sig: &OneParam, given: ffi::Py_ssize_t) -> PyErr {
     PyTypeError::new_err(format!(
         "{}.{}() takes from 0 to 1 positional arguments but {given} were given",
         sig.class, sig.method
@@ -257,14 +320,15 @@ pub const fn c_str(s: &'static str) -> &'static CStr {
 }
 
 /// `static $entry: RawMethod`: a `METH_FASTCALL | METH_KEYWORDS` method of
-/// `$class` named `$name`, whose only parameter `$param` is optional
+/// `$class` (the Rust type, named as its Python class) named `$name`, whose
+/// only parameter `$param` is optional
 /// (positional or keyword). `$body` gets the pool (`&$class`), the token
 /// and the argument (`Option<&Py<PyAny>>`, `None` when left out) and
 /// returns `PyResult<Py<PyAny>>` or `PyResult<()>`. `$sig` is the
 /// `__text_signature__` (`($self, timeout=...)`), `$doc` the docstring.
 macro_rules! optional_arg_method {
     (
-        $vis:vis static $entry:ident: $class:ty, $name:literal, $param:literal,
+        $vis:vis static $entry:ident: $class:ident, $name:literal, $param:literal,
         $sig:literal, $doc:literal,
         |$pool:ident, $py:ident, $arg:ident| $body:expr
     ) => {
@@ -282,7 +346,7 @@ macro_rules! optional_arg_method {
                 nargs: ffi::Py_ssize_t,
                 kwnames: *mut ffi::PyObject,
             ) -> PyResult<*mut ffi::PyObject> {
-                const SIG: raw::OneOptional = raw::OneOptional {
+                const SIG: raw::OneParam = raw::OneParam {
                     class: stringify!($class),
                     method: $name,
                     param: $param,
@@ -308,43 +372,55 @@ macro_rules! optional_arg_method {
     };
 }
 
-/// `static $entry: RawMethod`: a `METH_O` method of `$class` named `$name`
-/// (one positional argument). `$body` gets the pool (`&$class`) and the
-/// argument (`&Bound<PyAny>`) and returns `PyResult<Py<PyAny>>` or
-/// `PyResult<()>`. `$sig` and `$doc` as for [`optional_arg_method!`].
-macro_rules! object_arg_method {
+/// `static $entry: RawMethod`: a `METH_FASTCALL | METH_KEYWORDS` method of
+/// `$class` named `$name` whose only parameter `$param` is required and
+/// positional-only. `$body` gets the pool (`&$class`) and the argument
+/// (`&Bound<PyAny>`) and returns `PyResult<Py<PyAny>>` or `PyResult<()>`.
+/// `$sig` and `$doc` as for [`optional_arg_method!`].
+macro_rules! positional_arg_method {
     (
-        $vis:vis static $entry:ident: $class:ty, $name:literal, $sig:literal, $doc:literal,
+        $vis:vis static $entry:ident: $class:ident, $name:literal, $param:literal,
+        $sig:literal, $doc:literal,
         |$pool:ident, $arg:ident| $body:expr
     ) => {
         $vis static $entry: $crate::python::raw_method::RawMethod = {
-            use pyo3::{ffi, Borrowed, PyResult, Python};
+            use pyo3::{ffi, PyResult, Python};
             use $crate::python::raw_method::{self as raw, IntoRaw as _};
 
             /// # Safety
-            /// Called by CPython (through PyO3's trampoline) as a `METH_O`
-            /// method of `$class`.
+            /// Called by CPython (through PyO3's trampoline) as a
+            /// `METH_FASTCALL | METH_KEYWORDS` method of `$class`.
             unsafe fn body<'py>(
                 py: Python<'py>,
                 slf: *mut ffi::PyObject,
-                arg: *mut ffi::PyObject,
+                args: *const *mut ffi::PyObject,
+                nargs: ffi::Py_ssize_t,
+                kwnames: *mut ffi::PyObject,
             ) -> PyResult<*mut ffi::PyObject> {
+                const SIG: raw::OneParam = raw::OneParam {
+                    class: stringify!($class),
+                    method: $name,
+                    param: $param,
+                };
                 // SAFETY: CPython's `self` for a method installed on `$class`.
                 let slf = unsafe { raw::receiver::<$class>(py, slf) };
-                // SAFETY: CPython's one argument, borrowed for the call.
-                let arg = unsafe { Borrowed::from_ptr(py, arg) };
+                // SAFETY: CPython's arguments to a method of this kind.
+                let arg = unsafe { raw::positional_arg(py, args, nargs, kwnames, &SIG) }?;
                 let $pool: &$class = slf.get();
                 let $arg = &*arg;
                 ($body).into_raw(py)
             }
 
-            raw::RawMethod::object_arg(
+            raw::RawMethod::fastcall_keywords(
                 raw::c_str(concat!($name, "\0")),
                 raw::c_str(concat!($name, $sig, "\n--\n\n", $doc, "\0")),
-                pyo3::impl_::trampoline::get_trampoline_function!(binaryfunc, body),
+                pyo3::impl_::trampoline::get_trampoline_function!(
+                    fastcall_cfunction_with_keywords,
+                    body
+                ),
             )
         };
     };
 }
 
-pub(crate) use {object_arg_method, optional_arg_method};
+pub(crate) use {optional_arg_method, positional_arg_method};

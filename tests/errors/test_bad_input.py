@@ -503,10 +503,8 @@ TABLE: list[Row] = [
     Row(
         OP, "put", "bounded, foreign", lambda w: w.bounded.put(w.stranger), ValueError, "not handed"
     ),
-    # put is a METH_O method (src/python/raw_method.rs): CPython's own
-    # arity messages, which cannot name the parameter.
-    Row(OP, "put", "no object", lambda w: w.objects.put(), TypeError, "exactly one argument"),
-    Row(OP, "put", "obj= keyword", lambda w: w.objects.put(obj=w.held), TypeError, "no keyword"),
+    Row(OP, "put", "no object", lambda w: w.objects.put(), TypeError, "obj"),
+    Row(OP, "put", "obj= keyword", lambda w: w.objects.put(obj=w.held), TypeError, "obj"),
     Row(
         OP,
         "put",
