@@ -19,6 +19,7 @@ mod logging;
 mod naming;
 mod object_pool;
 mod pool_class;
+mod raw_method;
 mod reuse;
 mod sizing;
 mod stats;
@@ -65,6 +66,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         waiting::Waiting,
         gc_clock::GcClock,
     );
+    object_pool::install_raw_methods(py)?;
     m.add("DEFAULT_MAX_IDLE", crate::Config::DEFAULT_MAX_IDLE)?;
     m.add_function(wrap_pyfunction!(_attached_noop, m)?)?;
     // A child process forked while threads waited on a bounded pool must

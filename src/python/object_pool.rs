@@ -15,6 +15,7 @@ use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error, not_out, put_error};
 use super::hooks::{self, ObjectHooks, PyHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::raw_method;
 use super::sizing::sizing_methods;
 use super::stats::PoolStats;
 use super::timeout::{self, TimeoutArg, Wait};
@@ -301,6 +302,37 @@ fn check_batch(n: usize, max_size: Option<usize>) -> PyResult<()> {
         .map_err(|_| PyMemoryError::new_err(format!("n is too large: no memory for {n} objects")))
 }
 
+// `ObjectPool.get` and `put`: hand-written method-table entries (see
+// `raw_method`), installed on the class by `install_raw_methods`.
+raw_method::optional_arg_method!(
+    static GET: ObjectPool, "get", "timeout", "($self, timeout=...)",
+    "Get an object: an idle one if any, else a new one from ``factory``.\n\
+     \n\
+     In a bounded pool that is full, wait for a ``put`` (other threads run\n\
+     meanwhile) for at most ``timeout`` seconds (left out: the pool's\n\
+     ``timeout``; ``None``: no limit; ``0``: do not wait), then raise\n\
+     ``PoolTimeout``. Raises ``PoolClosed`` on a closed pool, whatever\n\
+     ``factory`` or ``reset`` raise, and ``TypeError`` for a ``validate``\n\
+     result that is not a ``bool``.",
+    |pool, py, timeout| pool.get_object(py, timeout)
+);
+
+raw_method::positional_arg_method!(
+    static PUT: ObjectPool, "put", "obj", "($self, obj, /)",
+    "Give back an object from ``get``: it is reset and kept for reuse, or\n\
+     destroyed if ``max_idle`` objects are idle or the pool is closed.\n\
+     \n\
+     Raises ``ValueError`` (changing nothing) in a checked or bounded pool\n\
+     for an object the pool has not handed out. If the reset raises, the\n\
+     object is destroyed and the exception propagates.",
+    |pool, obj| pool.put_object(obj)
+);
+
+/// Adds `get` and `put` to the class (once, at module initialisation).
+pub fn install_raw_methods(py: Python<'_>) -> PyResult<()> {
+    raw_method::install(&py.get_type::<ObjectPool>(), &[&GET, &PUT])
+}
+
 #[pymethods]
 impl ObjectPool {
     #[new]
@@ -383,30 +415,6 @@ impl ObjectPool {
             return Err(e);
         }
         Ok(pool)
-    }
-
-    /// Get an object: an idle one if any, else a new one from ``factory``.
-    ///
-    /// In a bounded pool that is full, wait for a ``put`` (other threads run
-    /// meanwhile) for at most ``timeout`` seconds (left out: the pool's
-    /// ``timeout``; ``None``: no limit; ``0``: do not wait), then raise
-    /// ``PoolTimeout``. Raises ``PoolClosed`` on a closed pool, whatever
-    /// ``factory`` or ``reset`` raise, and ``TypeError`` for a ``validate``
-    /// result that is not a ``bool``.
-    #[pyo3(signature = (timeout=TimeoutArg::Omitted))]
-    fn get(&self, py: Python<'_>, timeout: TimeoutArg) -> PyResult<Py<PyAny>> {
-        self.get_object(py, timeout.given())
-    }
-
-    /// Give back an object from ``get``: it is reset and kept for reuse, or
-    /// destroyed if ``max_idle`` objects are idle or the pool is closed.
-    ///
-    /// Raises ``ValueError`` (changing nothing) in a checked or bounded pool
-    /// for an object the pool has not handed out. If the reset raises, the
-    /// object is destroyed and the exception propagates.
-    #[pyo3(signature = (obj, /))]
-    fn put(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.put_object(obj)
     }
 
     /// For ``shardpool._aio``: an object, or a ``_Waiting`` if a full

@@ -1,0 +1,426 @@
+//! Hand-written CPython method-table entries for the hottest methods
+//! (`ObjectPool.get` and `put`), in place of the `#[pymethods]` wrappers.
+//!
+//! Why: a `#[pymethods]` method takes every call through PyO3's generic
+//! argument parser (`FunctionDescription`) and a type check of `self`.
+//! Here the one argument of `get(timeout=...)` or `put(obj, /)` is found
+//! by a comparison or two (the usual call), and the generic path's errors
+//! are rebuilt only when a call is wrong. The entries are
+//! `METH_FASTCALL | METH_KEYWORDS` method descriptors on the class
+//! (`PyDescr_NewMethod`, stable ABI), exactly what `#[pymethods]` makes, so
+//! CPython specialises `pool.get()` as before, and `help()`,
+//! `inspect.signature` (the `__text_signature__` line of the doc) and the
+//! stubs see the same methods.
+//!
+//! `put` could be a `METH_O` entry (35 Ir less per call on 3.11), but then
+//! CPython checks its arity, with messages that cannot name the parameter
+//! (`ObjectPool.put() takes exactly one argument (0 given)`), and a bad
+//! argument's message must name it; commit 165bf9e has that variant.
+//!
+//! What each entry does, and why it is sound:
+//! - **Attached, and PyO3 knows it.** CPython calls a method only from a
+//!   thread attached to the interpreter (holding the GIL, or attached on a
+//!   free-threaded build), so the entry may use a `Python` token. The entry
+//!   runs its body through PyO3's own trampoline
+//!   (`pyo3::impl_::trampoline`, what `#[pymethods]` expands to), which
+//!   raises PyO3's attach count for the call: a `Py<T>` dropped inside (the
+//!   holder's reference a checked `put` gives up, an object the pool
+//!   destroys) is released at once, not queued in PyO3's reference pool
+//!   until some later call. A hand-rolled entry with a bare
+//!   `Python::assume_attached()` token would leave that count at 0 and
+//!   queue those releases (`tests/object_pool/test_raw_methods.py` checks
+//!   that none is). `Python::attach` would count too, but on a thread PyO3
+//!   has not counted it attaches anew (`PyGILState_Ensure`), which costs
+//!   more than the wrapper it replaces. The trampoline is `#[doc(hidden)]`
+//!   API: PyO3 is pinned by `Cargo.lock`, and the compiler checks its
+//!   signatures at each upgrade. It costs about 60 Ir a call (the count is
+//!   a thread-local), which a no-count entry would save only if nothing it
+//!   runs could drop a `Py<T>`: not the case (the core drops references).
+//! - **No unwinding into C.** The trampoline catches a panic and raises it
+//!   as `pyo3_runtime.PanicException`; an `Err` is restored as the raised
+//!   exception and NULL returned. Nothing costs more when nothing fails.
+//! - **`self` is an instance of the class.** The descriptor checks it
+//!   before every call (`descr_check`; a specialised call checks the exact
+//!   type), as for C methods generally; only a debug build checks again.
+//! - **Borrowed arguments.** The argument array and `self` are borrowed for
+//!   the call (CPython holds them); the entry takes no reference it does
+//!   not give back or hand on, and returns a new reference or NULL.
+//! - **No GIL reliance.** Nothing here is shared but the `static` entries,
+//!   read-only after construction, so the free-threaded build is as safe as
+//!   with `#[pymethods]`.
+//! - **Translation only.** The body is the binding method's one call; the
+//!   pool logic stays in the core.
+//!
+//! Argument errors keep PyO3's messages, checked in the order PyO3 checks
+//! them (`ObjectPool.get() takes from 0 to 1 positional arguments but 2
+//! were given`, `ObjectPool.put() missing 1 required positional argument:
+//! 'obj'`, ...).
+
+use std::ffi::CStr;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple, PyType};
+
+/// A method-table entry CPython keeps a pointer to for the life of the
+/// process: only ever a `static`, built by [`optional_arg_method!`] or
+/// [`positional_arg_method!`].
+pub struct RawMethod(ffi::PyMethodDef);
+
+// SAFETY: the entry is never written after construction (CPython only reads
+// a `PyMethodDef`), and its pointers are to `'static` data: the name and doc
+// are string literals, the function a plain `extern "C" fn`.
+unsafe impl Sync for RawMethod {}
+
+impl RawMethod {
+    /// A `METH_FASTCALL | METH_KEYWORDS` entry.
+    pub const fn fastcall_keywords(
+        name: &'static CStr,
+        doc: &'static CStr,
+        f: ffi::PyCFunctionFastWithKeywords,
+    ) -> Self {
+        RawMethod(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: f,
+            },
+            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: doc.as_ptr(),
+        })
+    }
+
+    fn name(&self) -> &'static CStr {
+        // SAFETY: `ml_name` is the `&'static CStr` given at construction.
+        unsafe { CStr::from_ptr(self.0.ml_name) }
+    }
+}
+
+/// Sets each entry on `class` as a method descriptor, under its name
+/// (replacing nothing: the class defines no method of that name). Called
+/// once, when the module is initialised, before any instance exists.
+pub fn install(class: &Bound<'_, PyType>, methods: &[&'static RawMethod]) -> PyResult<()> {
+    let py = class.py();
+    for method in methods {
+        let entry = std::ptr::from_ref(&method.0).cast_mut();
+        // SAFETY: `class` is a live type object; the entry is a `static`,
+        // so it outlives the descriptor, and CPython never writes to it (the
+        // `*mut` is the C signature's). A NULL result has an exception set.
+        let descr = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(class.as_type_ptr(), entry))?
+        };
+        class.setattr(&*method.name().to_string_lossy(), descr)?;
+    }
+    Ok(())
+}
+
+/// `self` as the class the entry was installed on.
+///
+/// # Safety
+/// `slf` is the (borrowed) `self` CPython passes to a method of a
+/// descriptor [`install`]ed on `T`'s class. CPython checks, on every path
+/// to the function, that `self` is an instance of the descriptor's class:
+/// `descr_check` in each `method_vectorcall_*` and in `__get__` (a bound
+/// method), and an exact-type guard in the specialised calls. So the check
+/// is not repeated here (a debug build does repeat it).
+#[inline(always)]
+pub unsafe fn receiver<'a, 'py, T: pyo3::PyClass>(
+    py: Python<'py>,
+    slf: *mut ffi::PyObject,
+) -> Borrowed<'a, 'py, T> {
+    // SAFETY: see the function's contract.
+    let slf = unsafe { Borrowed::from_ptr(py, slf) };
+    debug_assert!(slf.is_instance_of::<T>());
+    // SAFETY: an instance of `T`'s class or of a subclass (the contract).
+    unsafe { slf.cast_unchecked::<T>() }
+}
+
+/// A method of one parameter: its class's name, its own and its
+/// parameter's, for PyO3's messages.
+pub struct OneParam {
+    pub class: &'static str,
+    pub method: &'static str,
+    pub param: &'static str,
+}
+
+/// The argument of a `METH_FASTCALL | METH_KEYWORDS` method whose only
+/// parameter is optional and may be given by position or by keyword: `None`
+/// when left out.
+///
+/// # Safety
+/// `args`, `nargs` and `kwnames` are what CPython passes to a
+/// `METH_FASTCALL | METH_KEYWORDS` function: `nargs` positional arguments,
+/// then one value per name of `kwnames` (a tuple of `str`, or NULL).
+#[inline(always)]
+pub unsafe fn optional_arg<'a, 'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    sig: &OneParam,
+) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
+    if !kwnames.is_null() {
+        // SAFETY: the function's contract.
+        return unsafe { keyword_arg(py, args, nargs, kwnames, sig) };
+    }
+    match nargs {
+        0 => Ok(None),
+        // SAFETY: one positional argument, borrowed for the call.
+        1 => Ok(Some(unsafe { Borrowed::from_ptr(py, *args) })),
+        n => Err(too_many_positional(sig, n)),
+    }
+}
+
+/// [`optional_arg`] of a call with keywords, checked as PyO3 checks them:
+/// the positional count first, then each keyword in order.
+///
+/// # Safety
+/// As for [`optional_arg`], with `kwnames` not NULL.
+#[inline(never)]
+unsafe fn keyword_arg<'a, 'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    sig: &OneParam,
+) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
+    if nargs > 1 {
+        return Err(too_many_positional(sig, nargs));
+    }
+    // SAFETY: `kwnames` is a tuple of `str` (the contract), borrowed for
+    // the call, and its values follow the positional arguments in `args`.
+    let (names, values) = unsafe {
+        let names = Borrowed::from_ptr(py, kwnames).cast_unchecked::<PyTuple>();
+        let values = std::slice::from_raw_parts(args, nargs as usize + names.len());
+        (names, values)
+    };
+    let mut found = values.first().filter(|_| nargs == 1).copied();
+    for (name, &value) in names.iter_borrowed().zip(&values[nargs as usize..]) {
+        if name.cast::<PyString>().is_ok_and(|s| *s == sig.param) {
+            if found.replace(value).is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "{}.{}() got multiple values for argument '{}'",
+                    sig.class, sig.method, sig.param
+                )));
+            }
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "{}.{}() got an unexpected keyword argument '{}'",
+                sig.class, sig.method, &*name
+            )));
+        }
+    }
+    // SAFETY: an argument of the call, borrowed for it.
+    Ok(found.map(|arg| unsafe { Borrowed::from_ptr(py, arg) }))
+}
+
+/// The argument of a `METH_FASTCALL | METH_KEYWORDS` method whose only
+/// parameter is required and positional-only (`put(obj, /)`).
+///
+/// # Safety
+/// As for [`optional_arg`].
+#[inline(always)]
+pub unsafe fn positional_arg<'a, 'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    sig: &OneParam,
+) -> PyResult<Borrowed<'a, 'py, PyAny>> {
+    if nargs == 1 && kwnames.is_null() {
+        // SAFETY: one positional argument, borrowed for the call.
+        return Ok(unsafe { Borrowed::from_ptr(py, *args) });
+    }
+    // SAFETY: the function's contract.
+    Err(unsafe { positional_arg_error(py, nargs, kwnames, sig) })
+}
+
+/// What PyO3 raises for a call of `put(obj, /)` without exactly one
+/// positional argument: the positional count first, then each keyword in
+/// order, then a positional-only name given as a keyword, then a missing
+/// argument.
+///
+/// # Safety
+/// `kwnames` is NULL or a tuple of `str`, borrowed for the call.
+#[cold]
+unsafe fn positional_arg_error(
+    py: Python<'_>,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    sig: &OneParam,
+) -> PyErr {
+    let name = format!("{}.{}()", sig.class, sig.method);
+    if nargs > 1 {
+        return PyTypeError::new_err(format!(
+            "{name} takes 1 positional arguments but {nargs} were given"
+        ));
+    }
+    // SAFETY: `kwnames` is NULL or a tuple (the function's contract).
+    let names = unsafe { Borrowed::from_ptr_or_opt(py, kwnames) }
+        // SAFETY: as above.
+        .map(|names| unsafe { names.cast_unchecked::<PyTuple>() });
+    let mut param_as_keyword = false;
+    for kw in names.iter().flat_map(|names| names.iter_borrowed()) {
+        if kw.cast::<PyString>().is_ok_and(|s| *s == sig.param) {
+            param_as_keyword = true;
+        } else {
+            return PyTypeError::new_err(format!(
+                "{name} got an unexpected keyword argument '{}'",
+                &*kw
+            ));
+        }
+    }
+    if param_as_keyword {
+        return PyTypeError::new_err(format!(
+            "{name} got some positional-only arguments passed as keyword arguments: '{}'",
+            sig.param
+        ));
+    }
+    PyTypeError::new_err(format!(
+        "{name} missing 1 required positional argument: '{}'",
+        sig.param
+    ))
+}
+
+#[cold]
+fn too_many_positional(sig: &OneParam, given: ffi::Py_ssize_t) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{}.{}() takes from 0 to 1 positional arguments but {given} were given",
+        sig.class, sig.method
+    ))
+}
+
+/// What a method's body returns, as the new reference (or NULL with an
+/// exception set) CPython expects.
+pub trait IntoRaw {
+    fn into_raw(self, py: Python<'_>) -> PyResult<*mut ffi::PyObject>;
+}
+
+impl IntoRaw for PyResult<Py<PyAny>> {
+    #[inline(always)]
+    fn into_raw(self, _py: Python<'_>) -> PyResult<*mut ffi::PyObject> {
+        self.map(Py::into_ptr)
+    }
+}
+
+impl IntoRaw for PyResult<()> {
+    #[inline(always)]
+    fn into_raw(self, py: Python<'_>) -> PyResult<*mut ffi::PyObject> {
+        self.map(|()| py.None().into_ptr())
+    }
+}
+
+/// A `C` string literal of `concat!`'s pieces, checked at compile time.
+#[doc(hidden)]
+pub const fn c_str(s: &'static str) -> &'static CStr {
+    match CStr::from_bytes_with_nul(s.as_bytes()) {
+        Ok(s) => s,
+        Err(_) => panic!("a method's name or doc must end in one NUL and hold no other"),
+    }
+}
+
+/// `static $entry: RawMethod`: a `METH_FASTCALL | METH_KEYWORDS` method of
+/// `$class` (the Rust type, named as its Python class) named `$name`, whose
+/// only parameter `$param` is optional
+/// (positional or keyword). `$body` gets the pool (`&$class`), the token
+/// and the argument (`Option<&Py<PyAny>>`, `None` when left out) and
+/// returns `PyResult<Py<PyAny>>` or `PyResult<()>`. `$sig` is the
+/// `__text_signature__` (`($self, timeout=...)`), `$doc` the docstring.
+macro_rules! optional_arg_method {
+    (
+        $vis:vis static $entry:ident: $class:ident, $name:literal, $param:literal,
+        $sig:literal, $doc:literal,
+        |$pool:ident, $py:ident, $arg:ident| $body:expr
+    ) => {
+        $vis static $entry: $crate::python::raw_method::RawMethod = {
+            use pyo3::{ffi, PyResult, Python};
+            use $crate::python::raw_method::{self as raw, IntoRaw as _};
+
+            /// # Safety
+            /// Called by CPython (through PyO3's trampoline) as a
+            /// `METH_FASTCALL | METH_KEYWORDS` method of `$class`.
+            unsafe fn body<'py>(
+                $py: Python<'py>,
+                slf: *mut ffi::PyObject,
+                args: *const *mut ffi::PyObject,
+                nargs: ffi::Py_ssize_t,
+                kwnames: *mut ffi::PyObject,
+            ) -> PyResult<*mut ffi::PyObject> {
+                const SIG: raw::OneParam = raw::OneParam {
+                    class: stringify!($class),
+                    method: $name,
+                    param: $param,
+                };
+                // SAFETY: CPython's `self` for a method installed on `$class`.
+                let slf = unsafe { raw::receiver::<$class>($py, slf) };
+                // SAFETY: CPython's arguments to a method of this kind.
+                let arg = unsafe { raw::optional_arg($py, args, nargs, kwnames, &SIG)? };
+                let $pool: &$class = slf.get();
+                let $arg = arg.as_ref().map(|a| a.as_unbound());
+                ($body).into_raw($py)
+            }
+
+            raw::RawMethod::fastcall_keywords(
+                raw::c_str(concat!($name, "\0")),
+                raw::c_str(concat!($name, $sig, "\n--\n\n", $doc, "\0")),
+                pyo3::impl_::trampoline::get_trampoline_function!(
+                    fastcall_cfunction_with_keywords,
+                    body
+                ),
+            )
+        };
+    };
+}
+
+/// `static $entry: RawMethod`: a `METH_FASTCALL | METH_KEYWORDS` method of
+/// `$class` named `$name` whose only parameter `$param` is required and
+/// positional-only. `$body` gets the pool (`&$class`) and the argument
+/// (`&Bound<PyAny>`) and returns `PyResult<Py<PyAny>>` or `PyResult<()>`.
+/// `$sig` and `$doc` as for [`optional_arg_method!`].
+macro_rules! positional_arg_method {
+    (
+        $vis:vis static $entry:ident: $class:ident, $name:literal, $param:literal,
+        $sig:literal, $doc:literal,
+        |$pool:ident, $arg:ident| $body:expr
+    ) => {
+        $vis static $entry: $crate::python::raw_method::RawMethod = {
+            use pyo3::{ffi, PyResult, Python};
+            use $crate::python::raw_method::{self as raw, IntoRaw as _};
+
+            /// # Safety
+            /// Called by CPython (through PyO3's trampoline) as a
+            /// `METH_FASTCALL | METH_KEYWORDS` method of `$class`.
+            unsafe fn body<'py>(
+                py: Python<'py>,
+                slf: *mut ffi::PyObject,
+                args: *const *mut ffi::PyObject,
+                nargs: ffi::Py_ssize_t,
+                kwnames: *mut ffi::PyObject,
+            ) -> PyResult<*mut ffi::PyObject> {
+                const SIG: raw::OneParam = raw::OneParam {
+                    class: stringify!($class),
+                    method: $name,
+                    param: $param,
+                };
+                // SAFETY: CPython's `self` for a method installed on `$class`.
+                let slf = unsafe { raw::receiver::<$class>(py, slf) };
+                // SAFETY: CPython's arguments to a method of this kind.
+                let arg = unsafe { raw::positional_arg(py, args, nargs, kwnames, &SIG) }?;
+                let $pool: &$class = slf.get();
+                let $arg = &*arg;
+                ($body).into_raw(py)
+            }
+
+            raw::RawMethod::fastcall_keywords(
+                raw::c_str(concat!($name, "\0")),
+                raw::c_str(concat!($name, $sig, "\n--\n\n", $doc, "\0")),
+                pyo3::impl_::trampoline::get_trampoline_function!(
+                    fastcall_cfunction_with_keywords,
+                    body
+                ),
+            )
+        };
+    };
+}
+
+pub(crate) use {optional_arg_method, positional_arg_method};
