@@ -9,9 +9,15 @@ fn queued<I>(e: Enqueued<I>) -> Arc<Waiter<I>> {
     }
 }
 
+/// A limit of `max` that hands every unit to its waiters in arrival order
+/// (hand-off mode at once): what the tests of grants and batches drive.
+fn handing_off<I>(max: usize) -> Limit<I> {
+    Limit::new(max).handing_off_after(Duration::ZERO)
+}
+
 /// A limit of `max` with every unit charged.
 fn full(max: usize) -> Limit<u32> {
-    let l = Limit::new(max);
+    let l = handing_off(max);
     for _ in 0..max {
         assert!(l.try_reserve());
     }
@@ -55,7 +61,7 @@ fn units(items: Vec<u32>, slots: usize) -> Grant<u32> {
 
 #[test]
 fn reserve_never_exceeds_max() {
-    let l: Limit<u32> = Limit::new(2);
+    let l: Limit<u32> = handing_off(2);
     assert!(l.try_reserve());
     assert!(l.try_reserve());
     assert!(!l.try_reserve());
@@ -66,7 +72,7 @@ fn reserve_never_exceeds_max() {
 
 #[test]
 fn enqueue_takes_free_capacity_instead_of_waiting() {
-    let l: Limit<u32> = Limit::new(1);
+    let l: Limit<u32> = handing_off(1);
     assert_eq!(ready(l.enqueue(&NoStore)), Grant::Slot);
     assert_eq!(ready(l.enqueue(&Items::with(&[5]))), Grant::Item(5));
     assert_eq!(l.waiting(), 0);
@@ -94,7 +100,7 @@ fn park_times_out_and_cancel_withdraws() {
     let start = Instant::now();
     assert!(!w.park(Some(start + Duration::from_millis(20))));
     assert!(start.elapsed() >= Duration::from_millis(20));
-    assert_eq!(l.cancel(&w), None);
+    assert_eq!(l.cancel(&w, &NoStore), None);
     assert_eq!(l.waiting(), 0);
     // The slot was not consumed by the cancelled waiter.
     l.release(&NoStore);
@@ -169,7 +175,7 @@ fn a_withdrawn_waiter_drops_its_notification_and_never_runs_one() {
     let calls = Arc::new(AtomicUsize::new(0));
     let w = queued_counting(&l, &calls);
     assert_eq!(Arc::strong_count(&calls), 2);
-    assert_eq!(l.cancel(&w), None);
+    assert_eq!(l.cancel(&w, &NoStore), None);
     assert_eq!(Arc::strong_count(&calls), 1, "dropped on withdrawal");
     // One set afterwards never runs, and is not kept either.
     w.on_decided(counter(&calls));
@@ -184,7 +190,10 @@ fn cancel_after_grant_returns_the_grant() {
     let l = full(1);
     let w = queued(l.enqueue(&NoStore));
     assert_eq!(l.offer(9, &NoStore), Offered::Taken);
-    assert_eq!(l.cancel(&w), Some(Outcome::Granted(Grant::Item(9))));
+    assert_eq!(
+        l.cancel(&w, &NoStore),
+        Some(Outcome::Granted(Grant::Item(9)))
+    );
 }
 
 #[test]
@@ -218,7 +227,7 @@ fn release_wakes_a_parked_thread() {
 
 #[test]
 fn a_batch_takes_all_its_units_at_once_when_they_are_free() {
-    let l: Limit<u32> = Limit::new(4);
+    let l: Limit<u32> = handing_off(4);
     let idle = Items::with(&[1, 2]);
     assert!(l.try_reserve() && l.try_reserve()); // the two idle items
     assert_eq!(ready(l.enqueue_batch(3, &idle)), units(vec![2, 1], 1));
@@ -230,7 +239,7 @@ fn a_waiting_batch_holds_nothing_and_is_overtaken_by_singles() {
     // Issue 11, defect 4: max_size=2, B holds one, A waits for two. A holds
     // nothing, so B's second get is served from the free slot; once B gives
     // both back, A is served.
-    let l: Limit<u32> = Limit::new(2);
+    let l: Limit<u32> = handing_off(2);
     assert!(l.try_reserve()); // B's object
     let a = queued(l.enqueue_batch(2, &NoStore));
     assert_eq!(l.alive(), 1, "the waiting batch holds no slot");
@@ -292,7 +301,7 @@ fn a_preferred_batch_gets_every_unit_and_stops_overtaking() {
     l.release(&NoStore);
     assert_eq!(single.take(), Some(Outcome::Granted(Grant::Slot)));
     assert!(!late.is_decided());
-    assert_eq!(l.cancel(&late), None);
+    assert_eq!(l.cancel(&late, &NoStore), None);
     assert_eq!(l.waiting(), 0);
 }
 
@@ -300,7 +309,7 @@ fn a_preferred_batch_gets_every_unit_and_stops_overtaking() {
 fn a_preferred_batch_yields_to_waiters_behind_it() {
     // The caller that must get a second object before it gives back its
     // first is delayed by a preferred batch, never deadlocked.
-    let l: Limit<u32> = Limit::new(2);
+    let l: Limit<u32> = handing_off(2);
     assert!(l.try_reserve()); // B holds one
     let a = preferred_batch(&l, 2);
     assert_eq!(l.alive(), 2, "the free slot is set aside for the batch");
@@ -357,7 +366,10 @@ fn a_cancelled_preferred_batch_returns_what_was_set_aside() {
     let a = preferred_batch(&l, 3);
     assert_eq!(l.offer(4, &NoStore), Offered::Taken);
     l.release(&NoStore);
-    assert_eq!(l.cancel(&a), Some(Outcome::Granted(units(vec![4], 1))));
+    assert_eq!(
+        l.cancel(&a, &NoStore),
+        Some(Outcome::Granted(units(vec![4], 1)))
+    );
     assert_eq!((l.waiting(), l.set_aside(), l.alive()), (0, 0, 3));
 }
 
@@ -391,7 +403,7 @@ fn a_batch_that_finds_fewer_units_than_it_counted_keeps_them() {
             1
         }
     }
-    let l: Limit<u32> = Limit::new(2);
+    let l: Limit<u32> = handing_off(2);
     assert!(l.try_reserve());
     let a = queued(l.enqueue_batch(2, &Fickle));
     assert_eq!(l.alive(), 2, "the free slot is set aside: its turn began");
@@ -438,7 +450,7 @@ fn batches_and_singles_in_threads_are_all_served() {
     // batches of the whole bound wait: every batch is served (the turns
     // bound the overtaking), nothing is lost, nothing exceeds the bound.
     const MAX: usize = 3;
-    let l: Arc<Limit<u32>> = Arc::new(Limit::new(MAX));
+    let l: Arc<Limit<u32>> = Arc::new(handing_off(MAX));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Singles served so far: the batches keep coming until the singles have
     // really contended with them (on a loaded machine the 50 batches can be

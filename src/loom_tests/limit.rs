@@ -68,9 +68,9 @@ fn wait_until_deadline(limit: &Limit<u32>) -> Option<Outcome<u32>> {
         Enqueued::Busy => unreachable!("no max_waiting in these models"),
         Enqueued::Queued(waiter) => {
             if waiter.park(Some(Instant::now())) {
-                waiter.take().or_else(|| limit.cancel(&waiter))
+                waiter.take().or_else(|| limit.cancel(&waiter, &NoStore))
             } else {
-                limit.cancel(&waiter)
+                limit.cancel(&waiter, &NoStore)
             }
         }
     }
@@ -258,7 +258,7 @@ fn batch_timeout_racing_releases_takes_all_or_nothing() {
                     let outcome = if waiter.park(Some(Instant::now())) {
                         waiter.take()
                     } else {
-                        limit.cancel(&waiter)
+                        limit.cancel(&waiter, &NoStore)
                     };
                     match outcome {
                         Some(Outcome::Granted(Grant::Batch(units))) => {
@@ -292,7 +292,7 @@ fn set_aside_units_are_never_lost_or_doubled() {
                 Enqueued::Ready(Grant::Batch(units)) => units,
                 Enqueued::Queued(waiter) => {
                     limit.prefer(&waiter, &NoStore);
-                    match limit.cancel(&waiter) {
+                    match limit.cancel(&waiter, &NoStore) {
                         Some(Outcome::Granted(Grant::Batch(units))) => units,
                         None => Units::default(),
                         other => panic!("unexpected {other:?}"),
@@ -340,7 +340,7 @@ fn a_yielding_batch_leaves_the_waiter_behind_it_served() {
             if let Some(units) = limit.unprefer(&waiter) {
                 give_back(units);
             }
-            match limit.cancel(&waiter) {
+            match limit.cancel(&waiter, &NoStore) {
                 Some(Outcome::Granted(Grant::Batch(units))) => give_back(units),
                 None => {}
                 other => panic!("unexpected {other:?}"),
