@@ -477,6 +477,24 @@ impl<I> Limit<I> {
         }
     }
 
+    /// Hands `item` to the first waiter that can use it, in arrival order,
+    /// whatever the mode: for an item the store cannot keep (it would be
+    /// destroyed), so that a waiter still gets it as before. Gives it back
+    /// if no waiter can use it, or as surplus (see [`Limit::offer`]).
+    pub fn hand_over(&self, item: I, store: &dyn Store<I>) -> Offered<I> {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        if waiting == 0 {
+            return Offered::Kept(item);
+        }
+        if waiting & SURPLUS != 0 && self.is_over() {
+            return Offered::Surplus(item);
+        }
+        match self.hand_over_locked(item, store) {
+            Some(item) => Offered::Kept(item),
+            None => Offered::Taken,
+        }
+    }
+
     /// Called after storing idle items: serves the waiters that queued
     /// while they were stored.
     #[inline]

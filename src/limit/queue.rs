@@ -91,6 +91,9 @@ impl<I> Queue<I> {
 struct Draw<'a, I> {
     offered: Option<I>,
     store: &'a dyn Store<I>,
+    /// Hand units over in arrival order whatever the mode: the item
+    /// offered would be destroyed otherwise (the store cannot keep it).
+    hand_off: bool,
 }
 
 impl<I> Limit<I> {
@@ -132,6 +135,23 @@ impl<I> Limit<I> {
         offered
     }
 
+    /// `serve` in hand-off mode whatever the waiters' waits, for `item`;
+    /// gives it back if no waiter took it.
+    #[cold]
+    pub(super) fn hand_over_locked(&self, item: I, store: &dyn Store<I>) -> Option<I> {
+        let mut queue = self.lock_queue();
+        let mut draw = Draw {
+            offered: Some(item),
+            store,
+            hand_off: true,
+        };
+        let mut woken = Vec::new();
+        self.serve(&mut queue, &mut draw, &mut woken, None);
+        drop(queue);
+        woken.iter().for_each(|w| w.wake());
+        draw.offered
+    }
+
     /// `serve` on the locked `queue`, then releases the lock. Returns
     /// `offered` if no waiter took it, and the waiters decided, which the
     /// caller wakes (outside the lock, as it is now).
@@ -154,7 +174,11 @@ impl<I> Limit<I> {
         store: &dyn Store<I>,
         running: Option<&Arc<Waiter<I>>>,
     ) -> (Option<I>, Vec<Arc<Waiter<I>>>) {
-        let mut draw = Draw { offered, store };
+        let mut draw = Draw {
+            offered,
+            store,
+            hand_off: false,
+        };
         let mut woken = Vec::new();
         self.serve(&mut queue, &mut draw, &mut woken, running);
         drop(queue);
@@ -202,8 +226,9 @@ impl<I> Limit<I> {
             let waiter = &queue.waiters[i];
             let need = waiter.need;
             if !waiter.batch {
-                let handed =
-                    self.starved(waiter) || running.is_some_and(|r| Arc::ptr_eq(r, waiter));
+                let handed = draw.hand_off
+                    || self.starved(waiter)
+                    || running.is_some_and(|r| Arc::ptr_eq(r, waiter));
                 if !handed {
                     // Normal mode: wake it to compete, if a unit is left
                     // that no woken waiter is looking for already.
@@ -364,6 +389,7 @@ impl<I> Limit<I> {
                 let mut draw = Draw {
                     offered: None,
                     store,
+                    hand_off: false,
                 };
                 if let Some(grant) = self.draw_unit(&mut queue, &mut draw) {
                     return Enqueued::Ready(grant);
@@ -417,6 +443,7 @@ impl<I> Limit<I> {
         let mut draw = Draw {
             offered: None,
             store,
+            hand_off: false,
         };
         let grant = if behind_a_batch {
             None
