@@ -521,3 +521,134 @@ fn batches_and_singles_in_threads_are_all_served() {
     }
     assert_eq!((l.alive(), l.waiting(), l.set_aside()), (0, 0, 0));
 }
+
+// --- normal mode: returned items are stored, waiters woken to compete ---
+
+/// A limit of `max`, every unit charged, whose waiters starve after
+/// `after` (`Duration::MAX`: never, so always normal mode).
+fn full_starving_after(max: usize, after: Duration) -> Limit<u32> {
+    let l = Limit::new(max).handing_off_after(after);
+    for _ in 0..max {
+        assert!(l.try_reserve());
+    }
+    l
+}
+
+/// As `Pool::put` does: offer, store what no waiter took, serve.
+fn put(l: &Limit<u32>, store: &Items, item: u32) {
+    match l.offer(item, store) {
+        Offered::Taken => {}
+        Offered::Kept(item) => {
+            store.0.lock().unwrap().push(item);
+            l.serve_from(store);
+        }
+        Offered::Surplus(_) => panic!("no surplus here"),
+    }
+}
+
+#[test]
+fn a_put_wakes_the_front_waiter_and_a_running_caller_may_take_it_first() {
+    let l = full_starving_after(1, Duration::MAX);
+    let store = Items::default();
+    let a = queued(l.enqueue(&store));
+    let b = queued(l.enqueue(&store));
+    put(&l, &store, 1);
+    assert_eq!(store.len(), 1, "stored, not granted");
+    assert!(a.is_woken() && !a.is_decided() && !b.is_woken());
+    assert_eq!(l.waiting(), 2, "a woken waiter is still queued");
+    // Barging: the running thread asks at once and takes it.
+    assert_eq!(store.take(), Some(1));
+    assert_eq!(l.settle(&a, &store), Settled::Lost);
+    assert!(!a.is_woken() && !b.is_woken());
+    // It kept its place: the next put wakes it again, not `b`.
+    put(&l, &store, 1);
+    assert!(a.is_woken() && !b.is_woken());
+    assert_eq!(
+        l.settle(&a, &store),
+        Settled::Decided(Outcome::Granted(Grant::Item(1)))
+    );
+    assert_eq!((l.waiting(), store.len()), (1, 0));
+    assert!(!b.is_woken(), "nothing left for it: not woken");
+}
+
+#[test]
+fn the_walk_wakes_as_many_waiters_as_there_are_units() {
+    let l = full_starving_after(2, Duration::MAX);
+    let store = Items::default();
+    let w: Vec<_> = (0..3).map(|_| queued(l.enqueue(&store))).collect();
+    put(&l, &store, 1);
+    put(&l, &store, 2);
+    assert!(w[0].is_woken() && w[1].is_woken() && !w[2].is_woken());
+    assert!(matches!(
+        l.settle(&w[0], &store),
+        Settled::Decided(Outcome::Granted(Grant::Item(_)))
+    ));
+    assert!(matches!(
+        l.settle(&w[1], &store),
+        Settled::Decided(Outcome::Granted(Grant::Item(_)))
+    ));
+    assert!(!w[2].is_woken() && !w[2].is_decided());
+    assert_eq!(l.waiting(), 1);
+}
+
+#[test]
+fn a_woken_waiter_that_gives_up_passes_its_wake_up_on() {
+    let l = full_starving_after(1, Duration::MAX);
+    let store = Items::default();
+    let a = queued(l.enqueue(&store));
+    let b = queued(l.enqueue(&store));
+    put(&l, &store, 1);
+    assert!(a.is_woken());
+    // Timed out as it was woken: it held nothing, so it gives back nothing.
+    assert_eq!(l.cancel(&a, &store), None);
+    assert!(b.is_woken(), "the wake-up went on to the next waiter");
+    assert_eq!(
+        l.settle(&b, &store),
+        Settled::Decided(Outcome::Granted(Grant::Item(1)))
+    );
+    assert_eq!((l.waiting(), store.len()), (0, 0));
+}
+
+#[test]
+fn starved_waiters_are_handed_the_next_puts_in_arrival_order() {
+    let after = Duration::from_millis(1);
+    let l = full_starving_after(2, after);
+    let store = Items::default();
+    let a = queued(l.enqueue(&store));
+    let b = queued(l.enqueue(&store));
+    std::thread::sleep(after * 5); // both past the threshold
+                                   // The first put after they starved finds the mode hint stale: it
+                                   // stores its item, and the walk hands it over from the store before
+                                   // any running thread can take it.
+    put(&l, &store, 1);
+    assert_eq!(store.take(), None, "handed over, not left to barge for");
+    assert_eq!(a.take(), Some(Outcome::Granted(Grant::Item(1))));
+    // The next put hands its item straight over.
+    assert_eq!(l.offer(2, &store), Offered::Taken);
+    assert_eq!(b.take(), Some(Outcome::Granted(Grant::Item(2))));
+    assert_eq!(l.waiting(), 0);
+    // Nobody waits: back to storing.
+    assert_eq!(l.offer(3, &store), Offered::Kept(3));
+}
+
+#[test]
+fn a_starved_woken_waiter_is_handed_the_unit_it_was_competing_for() {
+    let after = Duration::from_millis(1);
+    let l = full_starving_after(1, after);
+    let store = Items::default();
+    let a = queued(l.enqueue(&store));
+    // Woken (normal mode) before it starved, or handed over at once if it
+    // starved already on a slow machine: either way it ends with the item.
+    put(&l, &store, 1);
+    if a.is_woken() {
+        assert_eq!(store.take(), Some(1)); // barged
+        std::thread::sleep(after * 5); // now it has starved, still woken
+        put(&l, &store, 1);
+        assert_eq!(store.len(), 0, "handed to the starved waiter");
+    }
+    assert_eq!(
+        l.settle(&a, &store),
+        Settled::Decided(Outcome::Granted(Grant::Item(1)))
+    );
+    assert_eq!(l.waiting(), 0);
+}
