@@ -212,13 +212,13 @@ impl<T: Send> Pool<T> {
             },
         };
         if !hooks.keep(&idle.item) || !self.charge_idle() {
-            return self.hand_over_or_drop(hooks, home, idle);
+            return self.hand_over_or_drop(hooks, home, idle.item, idle.since);
         }
         match self.shards.push(home, idle) {
             Ok(()) => Filed::Shelved,
             Err(idle) => {
                 self.uncharge_idle(1);
-                self.hand_over_or_drop(hooks, home, idle)
+                self.hand_over_or_drop(hooks, home, idle.item, idle.since)
             }
         }
     }
@@ -226,8 +226,18 @@ impl<T: Send> Pool<T> {
     /// An object the pool cannot keep idle goes to a waiter if one can use
     /// it (in normal mode `offer` left it to the store, which cannot take
     /// it), else is destroyed as surplus.
+    /// (`item` and `since` apart: passing the `Idle` costs every put
+    /// instructions, as LLVM then spills it around the calls before.)
     #[cold]
-    fn hand_over_or_drop<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) -> Filed {
+    #[inline(never)]
+    fn hand_over_or_drop<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        home: usize,
+        item: T,
+        since: u64,
+    ) -> Filed {
+        let idle = Idle { item, since };
         let idle = match &self.limit {
             None => idle,
             Some(limit) => match limit.hand_over(idle, &self.idles(home)) {
