@@ -66,8 +66,8 @@ pub use classes::SizeClasses;
 pub use counters::{Event, Snapshot};
 pub use lease::{LeaseError, Leased};
 pub use limit::{
-    note_fork, Enqueued, Grant, Limit, NoStore, Notify, Offered, Outcome, Park, ResizeError, Store,
-    Turns, Units, WaitTimes, Waiter, PATIENCE, WAIT_BUCKETS,
+    note_fork, Enqueued, Grant, Limit, NoStore, Notify, Offered, Outcome, Park, ResizeError,
+    Settled, Store, Turns, Units, WaitTimes, Waiter, HANDOFF_AFTER, PATIENCE, WAIT_BUCKETS,
 };
 pub use memory::{AllocError, OwnedBlock};
 pub use pool::{

@@ -9,20 +9,53 @@
 //!   out, being created or destroyed, granted to a waiter or set aside for a
 //!   batch, and slots granted or set aside. It never exceeds `max`: it only
 //!   rises through [`Limit::try_reserve`]'s compare-and-swap.
-//! - A waiter is in `queue.waiters` exactly while its outcome is undecided,
-//!   and `waiting` (less its `SURPLUS` bit, see `resize`) equals the
-//!   queue's length whenever the lock is free.
+//! - A waiter is in `queue.waiters` exactly while its outcome is undecided
+//!   (a waiter woken to compete is undecided: it holds nothing), and
+//!   `waiting` (less its `SURPLUS` bit, see `resize`) equals the queue's
+//!   length whenever the lock is free.
 //! - `max` changes only under the queue lock (`resize`); while `alive`
 //!   exceeds it, `SURPLUS` is set and returned items are refused as surplus.
 //! - At most `max_waiting` callers are queued: one more is refused under
 //!   the lock (`Enqueued::Busy`), holding and taking nothing.
 //! - Outcomes are decided only under the queue lock, by `serve`, which walks
 //!   the queue in arrival order handing out the units it can draw (an item a
-//!   put offers, then idle items of the [`Store`], then free slots):
-//!   - a single waiter takes the next unit; the walk stops when none is left,
-//!     so single waiters are served in arrival order. (A thread that arrives
-//!     just as an object is returned may take it before the front waiter is
-//!     served; it never takes one that was granted.)
+//!   put offers, then idle items of the [`Store`], then free slots), and by
+//!   [`Limit::settle`] for a woken waiter that wins its race:
+//!   - single waiters are served like Go's `sync.Mutex`, in two modes,
+//!     decided per waiter by how long it has waited since it first queued
+//!     (`handoff_after`, [`HANDOFF_AFTER`] by default):
+//!     - hand-off mode, for a single waiter that has waited at least
+//!       `handoff_after` (starved): it takes the next unit, as a grant; the
+//!       walk stops when none is left, so starved waiters are served in
+//!       arrival order, and no one overtakes them: a put that finds the
+//!       front waiter starved hands its item over instead of storing it.
+//!     - normal mode, for the others: a returned item goes to the store,
+//!       not to a waiter, and the waiter is woken to compete for it
+//!       (`Waiter::rouse`): a running thread that asks at once may take it
+//!       first (barging, no context switch). The walk wakes waiters in
+//!       arrival order while more units can be drawn than waiters are woken
+//!       already (`queue.woken`), then stops. A woken waiter calls
+//!       [`Limit::settle`]: under the lock it takes a unit for itself if one
+//!       is free (then the walk goes on for those behind it), or, having
+//!       lost, goes back to waiting where it was, with its start and its
+//!       deadline unchanged, and is woken by the next unit that comes back.
+//!       A woken waiter never holds anything, so one that gives up or times
+//!       out meanwhile loses nothing; `cancel` passes its wake-up on.
+//!
+//!     Normal mode is for queues of single waiters: while a batch is
+//!     queued, every put offers its item to the walk as before (stored
+//!     first, units could be taken by running threads from under the
+//!     batches: `tests/stress.rs` ran twenty times slower), and so the
+//!     batches' turns below are unchanged.
+//!
+//!     A caller that joins the queue and finds a unit free (one came back
+//!     since it looked) takes it, unless the walk reaches none for it. A
+//!     thread that arrives just as an object is returned may take it before
+//!     the front waiter is served in either mode; it never takes one that
+//!     was granted. Once a waiter has waited `handoff_after`, every unit
+//!     that comes back is granted in arrival order until it is served (no
+//!     one can take a unit first: they go to the starved waiters, not to
+//!     the store), so barging delays a waiter by at most `handoff_after`.
 //!   - a batch takes its `n` units at once or nothing. While it cannot have
 //!     them all, the walk passes it by and serves the waiters behind it
 //!     (they overtake it). A waiting batch holds no object and no slot, so
@@ -54,7 +87,14 @@
 //!   lock) then looks at `alive` and the store. Both sides put a `SeqCst`
 //!   fence between their write and their read, so at least one of them sees
 //!   the other. The last of several concurrent frees therefore sees all of
-//!   them, so a batch is served once its `n` units are free together.
+//!   them, so a batch is served once its `n` units are free together. A
+//!   woken waiter stays queued (counted in `waiting`) until it settles, and
+//!   settles under the lock: a unit freed before it looks is seen by it;
+//!   one freed after finds it waiting again, and wakes it.
+//! - `queue.woken` counts exactly the queued waiters woken and not yet
+//!   settled (each wake-up ends in `settle`, `cancel`, a grant or `close`,
+//!   and `cancel` passes it on), so a unit is never left to a woken waiter
+//!   that will not look for it while another waiter sleeps.
 //! - A waiter's notification ([`Waiter::on_decided`]) runs exactly once,
 //!   after its outcome is decided and outside the queue lock, or is dropped
 //!   (outside the lock) when the waiter is withdrawn: a withdrawn waiter
@@ -86,6 +126,7 @@ mod waiter;
 
 use std::collections::VecDeque;
 use std::sync::PoisonError;
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
@@ -97,7 +138,7 @@ pub use turns::{Turns, PATIENCE};
 pub use wait_times::{WaitTimes, WAIT_BUCKETS};
 pub use waiter::{Notify, Park, Waiter};
 
-use crate::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// Units granted at once: idle items, and slots (room to create one object
@@ -153,6 +194,14 @@ impl<I> Units<I> {
     }
 }
 
+/// How long a single waiter waits, since it first queued, before the units
+/// that come back are handed to it rather than left for whoever asks first
+/// (see the module's invariants). Go's `sync.Mutex` switches to hand-off
+/// after 1 ms, and a batch is overtaken for [`PATIENCE`] (the same 1 ms).
+/// Under loom (no clock) a limit never switches by itself: each model picks
+/// its mode with [`Limit::handing_off_after`].
+pub const HANDOFF_AFTER: Duration = if cfg!(loom) { Duration::MAX } else { PATIENCE };
+
 /// What a waiter is given.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Grant<I> {
@@ -165,6 +214,19 @@ pub enum Grant<I> {
     /// [`Limit::cancel`], for a batch withdrawn while units were set aside
     /// for it: the caller gives them back.)
     Batch(Units<I>),
+}
+
+/// What a woken or decided waiter found ([`Limit::settle`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settled<I> {
+    /// Decided: granted (by a hand-off, or it won the race it was woken
+    /// for), or closed.
+    Decided(Outcome<I>),
+    /// Woken, it lost the race: it waits again where it was in the queue
+    /// (its start and deadline unchanged) until it is woken again.
+    Lost,
+    /// Neither decided nor woken (a park that returned early).
+    Undecided,
 }
 
 /// How a wait ended, when it did not time out.
@@ -194,7 +256,8 @@ pub enum Enqueued<I> {
 pub enum Offered<I> {
     /// A waiter took it.
     Taken,
-    /// No waiter could use it: the caller keeps it (stores it idle).
+    /// No waiter could use it, or none is starved (normal mode): the caller
+    /// keeps it (stores it idle, then calls `serve_from`).
     Kept(I),
     /// The bound was lowered below the units charged ([`Limit::resize`]):
     /// the caller destroys it and releases its charge.
@@ -254,6 +317,14 @@ pub struct Limit<I> {
     /// Waits given up before their timeout: rare, so one shared counter
     /// here rather than a slot in every shard's counters.
     cancelled: AtomicU64,
+    /// How long a single waiter waits before it is starved (hand-off mode).
+    handoff_after: Duration,
+    /// When the queue was last looked at, its first single waiter was
+    /// starved, or a batch was preferred: a put then offers its item to the
+    /// waiters instead of storing it (where a running thread could take it
+    /// first). A hint, written under the lock: `serve` decides by the
+    /// clock, and a unit stored meanwhile is drawn from the store.
+    handing_off: AtomicBool,
     queue: Mutex<Queue<I>>,
 }
 
@@ -275,14 +346,26 @@ impl<I> Limit<I> {
             wait_times: WaitTimes::default(),
             set_aside_items: AtomicUsize::new(0),
             cancelled: AtomicU64::new(0),
+            handoff_after: HANDOFF_AFTER,
+            handing_off: AtomicBool::new(false),
             queue: Mutex::new(Queue {
                 waiters: VecDeque::new(),
+                woken: 0,
+                batches: 0,
                 closed: false,
                 generation: fork_generation(),
                 preferred: None,
                 set_aside: Units::default(),
             }),
         }
+    }
+
+    /// The same limit, with single waiters starved (handed units in arrival
+    /// order) once they have waited `after`: `Duration::ZERO` hands every
+    /// unit over in arrival order, `Duration::MAX` never does.
+    pub fn handing_off_after(mut self, after: Duration) -> Self {
+        self.handoff_after = after;
+        self
     }
 
     /// The bound.
@@ -389,7 +472,31 @@ impl<I> Limit<I> {
         if self.waiting.load(Ordering::Relaxed) & SURPLUS != 0 && self.is_over() {
             return Offered::Surplus(item);
         }
+        if self.handoff_after != Duration::ZERO && !self.handing_off.load(Ordering::Relaxed) {
+            // Normal mode: the caller stores the item, and its `serve_from`
+            // wakes a waiter to compete for it (or hands it over after all,
+            // to a front waiter starved since).
+            return Offered::Kept(item);
+        }
         match self.serve_locked(Some(item), store) {
+            Some(item) => Offered::Kept(item),
+            None => Offered::Taken,
+        }
+    }
+
+    /// Hands `item` to the first waiter that can use it, in arrival order,
+    /// whatever the mode: for an item the store cannot keep (it would be
+    /// destroyed), so that a waiter still gets it as before. Gives it back
+    /// if no waiter can use it, or as surplus (see [`Limit::offer`]).
+    pub fn hand_over(&self, item: I, store: &dyn Store<I>) -> Offered<I> {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        if waiting == 0 {
+            return Offered::Kept(item);
+        }
+        if waiting & SURPLUS != 0 && self.is_over() {
+            return Offered::Surplus(item);
+        }
+        match self.hand_over_locked(item, store) {
             Some(item) => Offered::Kept(item),
             None => Offered::Taken,
         }

@@ -3,6 +3,7 @@
 //! process-wide and would disturb other tests' waiters.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use shardpool::{note_fork, Enqueued, Grant, Limit, NoStore, Offered, Outcome, Waiter};
 
@@ -24,7 +25,9 @@ fn queue_elsewhere(limit: &Arc<Limit<u32>>) -> Arc<Waiter<u32>> {
 // binary run in parallel threads.
 #[test]
 fn a_fork_keeps_the_forking_threads_waiters_and_forgets_the_others() {
-    let limit: Arc<Limit<u32>> = Arc::new(Limit::new(1));
+    // Hand-off mode: each offer goes to the first surviving waiter (in
+    // normal mode it would wake that waiter to compete, the same choice).
+    let limit: Arc<Limit<u32>> = Arc::new(Limit::new(1).handing_off_after(Duration::ZERO));
     assert!(limit.try_reserve());
     let ghost = queue_elsewhere(&limit);
     let mine = queue(&limit); // an event loop's task, on the forking thread

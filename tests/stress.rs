@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use shardpool::{BlockConfig, BlockPool, InPlace};
 use shardpool::{Config, GetError, Hooks, Pool};
-use shardpool::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Turns, Waiter};
+use shardpool::{Enqueued, Grant, Limit, NoStore, Outcome, Park, Settled, Turns, Waiter};
 use shardpool::{LeaseError, Leased};
 
 const THREADS: usize = 16;
@@ -288,11 +288,17 @@ fn wait_for(
             deadline
         };
         if waiter.park(Some(until)) {
-            return waiter.take();
+            // Decided, or woken to compete for a slot (normal mode): it
+            // takes one if it is free, else waits again in its place.
+            match limit.settle(waiter, &NoStore) {
+                Settled::Decided(outcome) => return Some(outcome),
+                Settled::Lost => continue,
+                Settled::Undecided => unreachable!("park returned early"),
+            }
         }
         let now = Instant::now();
         if now >= deadline {
-            return limit.cancel(waiter);
+            return limit.cancel(waiter, &NoStore);
         }
         if need > 1 && now >= turns.ends() {
             if let Some(units) = turns.next(limit, waiter, &NoStore, now) {

@@ -130,7 +130,8 @@ def _wall_clock(args: argparse.Namespace) -> int:
     rounds, budget, ops = (3, 0.003, 20_000) if args.quick else (9, 0.08, 200_000)
     groups = cases.wall_clock_groups()
     thread_rounds = 3 if args.quick else 5
-    steps = rounds * len(groups) + 4  # and two thread pairs, the import, memory
+    bounded_rounds = 3 if args.quick else 7
+    steps = rounds * len(groups) + 4 + bounded_rounds  # two thread pairs, the import, memory
     done = 0
 
     def progress() -> None:
@@ -143,6 +144,7 @@ def _wall_clock(args: argparse.Namespace) -> int:
     for group in groups:
         results += wallclock.run_group(group, rounds, budget, progress)
     results += wallclock.thread_results(thread_rounds, ops, progress)
+    results += wallclock.bounded_results(bounded_rounds, 0.1 if args.quick else 1.0, progress)
     results += wallclock.import_results(rounds, progress)
     results += wallclock.memory_results(20_000 if args.quick else 10_000_000, progress)
     seconds = time.perf_counter() - started

@@ -3,10 +3,15 @@
 //!
 //! Invariants (the walk's rules are in the `limit` module's header):
 //! - A waiter is in `Queue::waiters` exactly while its outcome is
-//!   undecided, and `Limit::waiting` equals the queue's length whenever the
-//!   lock is free.
-//! - Outcomes are decided only under the queue lock, by `serve`; wake-ups
-//!   run after it is released (a notification may enter an interpreter).
+//!   undecided (woken or not), and `Limit::waiting` equals the queue's
+//!   length whenever the lock is free.
+//! - Outcomes are decided only under the queue lock, by `serve` (or by
+//!   `settle`, for a woken waiter that wins its race); wake-ups run after it
+//!   is released (a notification may enter an interpreter).
+//! - `Queue::woken` is the number of queued waiters with `roused` set, and
+//!   a waiter's `roused` is set exactly while its state is `Woken`: every
+//!   path that removes a waiter or settles it goes through
+//!   `Queue::unrouse`.
 //! - A grant is a move: what `serve` grants belongs to that waiter alone;
 //!   [`Limit::cancel`] returns it (with what was set aside for a preferred
 //!   batch) to a waiter that gave up at the same moment.
@@ -15,15 +20,21 @@
 
 use std::collections::VecDeque;
 
+use std::time::Duration;
+
 use super::{
-    fork_generation, lock, survives_forks, Enqueued, Grant, Limit, Notify, Outcome, Store, Units,
-    Waiter, SURPLUS,
+    fork_generation, lock, survives_forks, Enqueued, Grant, Limit, Notify, Outcome, Settled, Store,
+    Units, Waiter, SURPLUS,
 };
 use crate::sync::atomic::{fence, Ordering};
 use crate::sync::{Arc, MutexGuard};
 
 pub(super) struct Queue<I> {
     pub(super) waiters: VecDeque<Arc<Waiter<I>>>,
+    /// Waiters woken to compete that have not settled (normal mode).
+    pub(super) woken: usize,
+    /// Batches among `waiters`.
+    pub(super) batches: usize,
     pub(super) closed: bool,
     /// The [`fork_generation`] the queue was last used in.
     pub(super) generation: u64,
@@ -45,6 +56,24 @@ impl<I> Queue<I> {
         self.waiters.iter().position(|w| Arc::ptr_eq(w, waiter))
     }
 
+    /// Wakes `waiter` to compete (normal mode); the caller wakes it once
+    /// the lock is released.
+    fn rouse(&mut self, waiter: &Waiter<I>) {
+        waiter.roused.store(true, Ordering::Relaxed);
+        self.woken += 1;
+        waiter.rouse();
+    }
+
+    /// Takes back the wake-up of a waiter being settled, decided or
+    /// removed, if it had one; whether it had.
+    fn unrouse(&mut self, waiter: &Waiter<I>) -> bool {
+        let roused = waiter.roused.swap(false, Ordering::Relaxed);
+        if roused {
+            self.woken -= 1;
+        }
+        roused
+    }
+
     /// Once the preferred batch is served or gives up: the turn passes to
     /// the first batch that asked for it meanwhile, if any.
     pub(super) fn pass_turn(&mut self) {
@@ -64,6 +93,9 @@ impl<I> Queue<I> {
 struct Draw<'a, I> {
     offered: Option<I>,
     store: &'a dyn Store<I>,
+    /// Hand units over in arrival order whatever the mode: the item
+    /// offered would be destroyed otherwise (the store cannot keep it).
+    hand_off: bool,
 }
 
 impl<I> Limit<I> {
@@ -78,6 +110,12 @@ impl<I> Limit<I> {
             queue.waiters.retain(|w| survives_forks(w, generation));
             self.waiting
                 .fetch_sub(before - queue.waiters.len(), Ordering::Relaxed);
+            queue.woken = queue
+                .waiters
+                .iter()
+                .filter(|w| w.roused.load(Ordering::Relaxed))
+                .count();
+            queue.batches = queue.waiters.iter().filter(|w| w.batch).count();
             if queue
                 .preferred
                 .as_ref()
@@ -100,26 +138,89 @@ impl<I> Limit<I> {
         offered
     }
 
+    /// `serve` in hand-off mode whatever the waiters' waits, for `item`;
+    /// gives it back if no waiter took it.
+    #[cold]
+    pub(super) fn hand_over_locked(&self, item: I, store: &dyn Store<I>) -> Option<I> {
+        let mut queue = self.lock_queue();
+        let mut draw = Draw {
+            offered: Some(item),
+            store,
+            hand_off: true,
+        };
+        let mut woken = Vec::new();
+        self.serve(&mut queue, &mut draw, &mut woken, None);
+        drop(queue);
+        woken.iter().for_each(|w| w.wake());
+        draw.offered
+    }
+
     /// `serve` on the locked `queue`, then releases the lock. Returns
     /// `offered` if no waiter took it, and the waiters decided, which the
     /// caller wakes (outside the lock, as it is now).
     pub(super) fn serve_and_unlock(
         &self,
-        mut queue: MutexGuard<'_, Queue<I>>,
+        queue: MutexGuard<'_, Queue<I>>,
         offered: Option<I>,
         store: &dyn Store<I>,
     ) -> (Option<I>, Vec<Arc<Waiter<I>>>) {
-        let mut draw = Draw { offered, store };
+        self.serve_running(queue, offered, store, None)
+    }
+
+    /// [`Limit::serve_and_unlock`] for `running`, a waiter whose own
+    /// thread serves: a unit the walk reaches it with is granted to it in
+    /// normal mode too (it is running: no context switch to save).
+    fn serve_running(
+        &self,
+        mut queue: MutexGuard<'_, Queue<I>>,
+        offered: Option<I>,
+        store: &dyn Store<I>,
+        running: Option<&Arc<Waiter<I>>>,
+    ) -> (Option<I>, Vec<Arc<Waiter<I>>>) {
+        let mut draw = Draw {
+            offered,
+            store,
+            hand_off: false,
+        };
         let mut woken = Vec::new();
-        self.serve(&mut queue, &mut draw, &mut woken);
+        self.serve(&mut queue, &mut draw, &mut woken, running);
         drop(queue);
         (draw.offered, woken)
+    }
+
+    /// Whether a single waiter has waited long enough to be handed units
+    /// (hand-off mode) rather than woken to compete for them.
+    fn starved(&self, waiter: &Waiter<I>) -> bool {
+        self.handoff_after == Duration::ZERO
+            || (self.handoff_after != Duration::MAX && waiter.waited() >= self.handoff_after)
+    }
+
+    /// Records whether the next put must hand its item to the waiters
+    /// rather than store it (see `offer_slowly`): a batch waits (batches
+    /// keep the protocol they had: units offered to the walk, which a
+    /// running thread cannot take first; stored first, they were served
+    /// twenty times slower in `tests/stress.rs`), or the first single
+    /// waiter is starved. Normal mode is for queues of single waiters.
+    pub(super) fn note_mode(&self, queue: &Queue<I>) {
+        let handing_off = queue.batches > 0
+            || queue
+                .waiters
+                .iter()
+                .find(|w| !w.batch)
+                .is_some_and(|w| self.starved(w));
+        self.handing_off.store(handing_off, Ordering::Relaxed);
     }
 
     /// Decides what the units that can be drawn now allow, walking the queue
     /// in arrival order (see the module's invariants). The caller wakes
     /// `woken` once it has released the lock.
-    fn serve(&self, queue: &mut Queue<I>, draw: &mut Draw<'_, I>, woken: &mut Vec<Arc<Waiter<I>>>) {
+    fn serve(
+        &self,
+        queue: &mut Queue<I>,
+        draw: &mut Draw<'_, I>,
+        woken: &mut Vec<Arc<Waiter<I>>>,
+        running: Option<&Arc<Waiter<I>>>,
+    ) {
         // The surplus of a shrinking resize is shed once the bound holds
         // again: cleared here, under the lock that `resize` sets it under.
         if self.waiting.load(Ordering::Relaxed) & SURPLUS != 0 && !self.is_over() {
@@ -130,6 +231,25 @@ impl<I> Limit<I> {
             let waiter = &queue.waiters[i];
             let need = waiter.need;
             if !waiter.batch {
+                let handed = draw.hand_off
+                    || self.starved(waiter)
+                    || running.is_some_and(|r| Arc::ptr_eq(r, waiter));
+                if !handed {
+                    // Normal mode: wake it to compete, if a unit is left
+                    // that no woken waiter is looking for already.
+                    if waiter.roused.load(Ordering::Relaxed) {
+                        i += 1;
+                        continue;
+                    }
+                    if queue.woken >= self.available(queue, draw) {
+                        break;
+                    }
+                    let waiter = Arc::clone(waiter);
+                    queue.rouse(&waiter);
+                    woken.push(waiter);
+                    i += 1;
+                    continue;
+                }
                 let Some(grant) = self.draw_unit(queue, draw) else {
                     break;
                 };
@@ -189,6 +309,7 @@ impl<I> Limit<I> {
         }
         self.set_aside_items
             .store(queue.set_aside.items.len(), Ordering::Relaxed);
+        self.note_mode(queue);
     }
 
     /// The next unit for whoever is served: spare set-aside units first (a
@@ -234,7 +355,9 @@ impl<I> Limit<I> {
         woken: &mut Vec<Arc<Waiter<I>>>,
     ) {
         let waiter = queue.waiters.remove(index).expect("caller checked");
+        queue.batches -= usize::from(waiter.batch);
         self.waiting.fetch_sub(1, Ordering::Relaxed);
+        queue.unrouse(&waiter);
         waiter.decide(Outcome::Granted(grant));
         woken.push(waiter);
     }
@@ -272,6 +395,7 @@ impl<I> Limit<I> {
                 let mut draw = Draw {
                     offered: None,
                     store,
+                    hand_off: false,
                 };
                 if let Some(grant) = self.draw_unit(&mut queue, &mut draw) {
                     return Enqueued::Ready(grant);
@@ -284,7 +408,8 @@ impl<I> Limit<I> {
         fence(Ordering::SeqCst);
         let waiter = Arc::new(Waiter::new(need, batch));
         queue.waiters.push_back(Arc::clone(&waiter));
-        let (_, mut woken) = self.serve_and_unlock(queue, None, store);
+        queue.batches += usize::from(batch);
+        let (_, mut woken) = self.serve_running(queue, None, store, Some(&waiter));
         let served = woken.iter().position(|w| Arc::ptr_eq(w, &waiter));
         if let Some(index) = served {
             woken.swap_remove(index);
@@ -296,15 +421,70 @@ impl<I> Limit<I> {
         }
     }
 
+    /// What a parked waiter found when it woke: its outcome if it was
+    /// decided (taken, as [`Waiter::take`] does); if it was woken to
+    /// compete, a unit for itself if one is free now (it is running: it
+    /// takes it as a barging caller would), else [`Settled::Lost`], and it
+    /// waits again where it was, its start unchanged (see the module's
+    /// invariants).
+    pub fn settle(&self, waiter: &Arc<Waiter<I>>, store: &dyn Store<I>) -> Settled<I> {
+        if let Some(outcome) = waiter.take() {
+            return Settled::Decided(outcome); // handed over: no lock
+        }
+        let mut queue = self.lock_queue();
+        let Some(index) = queue.position(waiter) else {
+            drop(queue);
+            // Decided (or withdrawn) since it looked.
+            return waiter.take().map_or(Settled::Undecided, Settled::Decided);
+        };
+        if !queue.unrouse(waiter) {
+            return Settled::Undecided;
+        }
+        waiter.unrouse();
+        // A preferred batch ahead of it keeps every unit for itself.
+        let behind_a_batch = queue
+            .preferred
+            .as_ref()
+            .and_then(|p| queue.position(p))
+            .is_some_and(|p| p < index);
+        let mut draw = Draw {
+            offered: None,
+            store,
+            hand_off: false,
+        };
+        let grant = if behind_a_batch {
+            None
+        } else {
+            self.draw_unit(&mut queue, &mut draw)
+        };
+        let Some(grant) = grant else {
+            self.note_mode(&queue);
+            return Settled::Lost;
+        };
+        queue.waiters.remove(index);
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let notify = waiter.withdraw();
+        // More units may be free: wake (or serve) those behind it.
+        let (_, woken) = self.serve_and_unlock(queue, None, store);
+        drop(notify);
+        woken.iter().for_each(|w| w.wake());
+        Settled::Decided(Outcome::Granted(grant))
+    }
+
     /// Withdraws a waiter that stopped waiting, and drops its notification.
     /// `None` if it was still queued with nothing set aside for it;
     /// otherwise what it was given meanwhile, which the caller now owns: its
     /// outcome, or (a preferred batch) a [`Grant::Batch`] of the units set
     /// aside for it, fewer than it needs, to give back.
-    pub fn cancel(&self, waiter: &Arc<Waiter<I>>) -> Option<Outcome<I>> {
+    /// A waiter woken to compete passes its wake-up on to the next waiter,
+    /// for a unit of `store`.
+    pub fn cancel(&self, waiter: &Arc<Waiter<I>>, store: &dyn Store<I>) -> Option<Outcome<I>> {
         let mut queue = self.lock_queue();
+        let mut roused = false;
         let withdrawn = queue.position(waiter).map(|index| {
             queue.waiters.remove(index);
+            queue.batches -= usize::from(waiter.batch);
+            roused = queue.unrouse(waiter);
             // Still under the queue lock, so no `serve` can decide it now.
             let notify = waiter.withdraw();
             self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -316,7 +496,16 @@ impl<I> Limit<I> {
             }
             (units, notify)
         });
-        drop(queue);
+        self.note_mode(&queue);
+        let mut woken = Vec::new();
+        if roused {
+            // It was woken for a unit it will not take: the next waiter
+            // competes for it instead.
+            woken = self.serve_and_unlock(queue, None, store).1;
+        } else {
+            drop(queue);
+        }
+        woken.iter().for_each(|w| w.wake());
         // A decided waiter's notification was taken by its wake-up, or will
         // be: the caller owns the outcome now either way.
         let withdrawn = withdrawn.map(|(units, notify)| {
@@ -339,7 +528,11 @@ impl<I> Limit<I> {
         let set_aside = std::mem::take(&mut queue.set_aside);
         self.set_aside_items.store(0, Ordering::Relaxed);
         let closed: Vec<_> = queue.waiters.drain(..).collect();
+        queue.batches = 0;
         self.waiting.fetch_sub(closed.len(), Ordering::Relaxed);
+        for waiter in &closed {
+            queue.unrouse(waiter);
+        }
         for waiter in &closed {
             waiter.decide(Outcome::Closed);
         }

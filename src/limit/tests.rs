@@ -9,9 +9,15 @@ fn queued<I>(e: Enqueued<I>) -> Arc<Waiter<I>> {
     }
 }
 
+/// A limit of `max` that hands every unit to its waiters in arrival order
+/// (hand-off mode at once): what the tests of grants and batches drive.
+fn handing_off<I>(max: usize) -> Limit<I> {
+    Limit::new(max).handing_off_after(Duration::ZERO)
+}
+
 /// A limit of `max` with every unit charged.
 fn full(max: usize) -> Limit<u32> {
-    let l = Limit::new(max);
+    let l = handing_off(max);
     for _ in 0..max {
         assert!(l.try_reserve());
     }
@@ -55,7 +61,7 @@ fn units(items: Vec<u32>, slots: usize) -> Grant<u32> {
 
 #[test]
 fn reserve_never_exceeds_max() {
-    let l: Limit<u32> = Limit::new(2);
+    let l: Limit<u32> = handing_off(2);
     assert!(l.try_reserve());
     assert!(l.try_reserve());
     assert!(!l.try_reserve());
@@ -66,7 +72,7 @@ fn reserve_never_exceeds_max() {
 
 #[test]
 fn enqueue_takes_free_capacity_instead_of_waiting() {
-    let l: Limit<u32> = Limit::new(1);
+    let l: Limit<u32> = handing_off(1);
     assert_eq!(ready(l.enqueue(&NoStore)), Grant::Slot);
     assert_eq!(ready(l.enqueue(&Items::with(&[5]))), Grant::Item(5));
     assert_eq!(l.waiting(), 0);
@@ -94,7 +100,7 @@ fn park_times_out_and_cancel_withdraws() {
     let start = Instant::now();
     assert!(!w.park(Some(start + Duration::from_millis(20))));
     assert!(start.elapsed() >= Duration::from_millis(20));
-    assert_eq!(l.cancel(&w), None);
+    assert_eq!(l.cancel(&w, &NoStore), None);
     assert_eq!(l.waiting(), 0);
     // The slot was not consumed by the cancelled waiter.
     l.release(&NoStore);
@@ -169,7 +175,7 @@ fn a_withdrawn_waiter_drops_its_notification_and_never_runs_one() {
     let calls = Arc::new(AtomicUsize::new(0));
     let w = queued_counting(&l, &calls);
     assert_eq!(Arc::strong_count(&calls), 2);
-    assert_eq!(l.cancel(&w), None);
+    assert_eq!(l.cancel(&w, &NoStore), None);
     assert_eq!(Arc::strong_count(&calls), 1, "dropped on withdrawal");
     // One set afterwards never runs, and is not kept either.
     w.on_decided(counter(&calls));
@@ -184,7 +190,10 @@ fn cancel_after_grant_returns_the_grant() {
     let l = full(1);
     let w = queued(l.enqueue(&NoStore));
     assert_eq!(l.offer(9, &NoStore), Offered::Taken);
-    assert_eq!(l.cancel(&w), Some(Outcome::Granted(Grant::Item(9))));
+    assert_eq!(
+        l.cancel(&w, &NoStore),
+        Some(Outcome::Granted(Grant::Item(9)))
+    );
 }
 
 #[test]
@@ -218,7 +227,7 @@ fn release_wakes_a_parked_thread() {
 
 #[test]
 fn a_batch_takes_all_its_units_at_once_when_they_are_free() {
-    let l: Limit<u32> = Limit::new(4);
+    let l: Limit<u32> = handing_off(4);
     let idle = Items::with(&[1, 2]);
     assert!(l.try_reserve() && l.try_reserve()); // the two idle items
     assert_eq!(ready(l.enqueue_batch(3, &idle)), units(vec![2, 1], 1));
@@ -230,7 +239,7 @@ fn a_waiting_batch_holds_nothing_and_is_overtaken_by_singles() {
     // Issue 11, defect 4: max_size=2, B holds one, A waits for two. A holds
     // nothing, so B's second get is served from the free slot; once B gives
     // both back, A is served.
-    let l: Limit<u32> = Limit::new(2);
+    let l: Limit<u32> = handing_off(2);
     assert!(l.try_reserve()); // B's object
     let a = queued(l.enqueue_batch(2, &NoStore));
     assert_eq!(l.alive(), 1, "the waiting batch holds no slot");
@@ -292,7 +301,7 @@ fn a_preferred_batch_gets_every_unit_and_stops_overtaking() {
     l.release(&NoStore);
     assert_eq!(single.take(), Some(Outcome::Granted(Grant::Slot)));
     assert!(!late.is_decided());
-    assert_eq!(l.cancel(&late), None);
+    assert_eq!(l.cancel(&late, &NoStore), None);
     assert_eq!(l.waiting(), 0);
 }
 
@@ -300,7 +309,7 @@ fn a_preferred_batch_gets_every_unit_and_stops_overtaking() {
 fn a_preferred_batch_yields_to_waiters_behind_it() {
     // The caller that must get a second object before it gives back its
     // first is delayed by a preferred batch, never deadlocked.
-    let l: Limit<u32> = Limit::new(2);
+    let l: Limit<u32> = handing_off(2);
     assert!(l.try_reserve()); // B holds one
     let a = preferred_batch(&l, 2);
     assert_eq!(l.alive(), 2, "the free slot is set aside for the batch");
@@ -357,7 +366,10 @@ fn a_cancelled_preferred_batch_returns_what_was_set_aside() {
     let a = preferred_batch(&l, 3);
     assert_eq!(l.offer(4, &NoStore), Offered::Taken);
     l.release(&NoStore);
-    assert_eq!(l.cancel(&a), Some(Outcome::Granted(units(vec![4], 1))));
+    assert_eq!(
+        l.cancel(&a, &NoStore),
+        Some(Outcome::Granted(units(vec![4], 1)))
+    );
     assert_eq!((l.waiting(), l.set_aside(), l.alive()), (0, 0, 3));
 }
 
@@ -391,7 +403,7 @@ fn a_batch_that_finds_fewer_units_than_it_counted_keeps_them() {
             1
         }
     }
-    let l: Limit<u32> = Limit::new(2);
+    let l: Limit<u32> = handing_off(2);
     assert!(l.try_reserve());
     let a = queued(l.enqueue_batch(2, &Fickle));
     assert_eq!(l.alive(), 2, "the free slot is set aside: its turn began");
@@ -438,7 +450,7 @@ fn batches_and_singles_in_threads_are_all_served() {
     // batches of the whole bound wait: every batch is served (the turns
     // bound the overtaking), nothing is lost, nothing exceeds the bound.
     const MAX: usize = 3;
-    let l: Arc<Limit<u32>> = Arc::new(Limit::new(MAX));
+    let l: Arc<Limit<u32>> = Arc::new(handing_off(MAX));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Singles served so far: the batches keep coming until the singles have
     // really contended with them (on a loaded machine the 50 batches can be
@@ -508,4 +520,135 @@ fn batches_and_singles_in_threads_are_all_served() {
         single.join().unwrap();
     }
     assert_eq!((l.alive(), l.waiting(), l.set_aside()), (0, 0, 0));
+}
+
+// --- normal mode: returned items are stored, waiters woken to compete ---
+
+/// A limit of `max`, every unit charged, whose waiters starve after
+/// `after` (`Duration::MAX`: never, so always normal mode).
+fn full_starving_after(max: usize, after: Duration) -> Limit<u32> {
+    let l = Limit::new(max).handing_off_after(after);
+    for _ in 0..max {
+        assert!(l.try_reserve());
+    }
+    l
+}
+
+/// As `Pool::put` does: offer, store what no waiter took, serve.
+fn put(l: &Limit<u32>, store: &Items, item: u32) {
+    match l.offer(item, store) {
+        Offered::Taken => {}
+        Offered::Kept(item) => {
+            store.0.lock().unwrap().push(item);
+            l.serve_from(store);
+        }
+        Offered::Surplus(_) => panic!("no surplus here"),
+    }
+}
+
+#[test]
+fn a_put_wakes_the_front_waiter_and_a_running_caller_may_take_it_first() {
+    let l = full_starving_after(1, Duration::MAX);
+    let store = Items::default();
+    let a = queued(l.enqueue(&store));
+    let b = queued(l.enqueue(&store));
+    put(&l, &store, 1);
+    assert_eq!(store.len(), 1, "stored, not granted");
+    assert!(a.is_woken() && !a.is_decided() && !b.is_woken());
+    assert_eq!(l.waiting(), 2, "a woken waiter is still queued");
+    // Barging: the running thread asks at once and takes it.
+    assert_eq!(store.take(), Some(1));
+    assert_eq!(l.settle(&a, &store), Settled::Lost);
+    assert!(!a.is_woken() && !b.is_woken());
+    // It kept its place: the next put wakes it again, not `b`.
+    put(&l, &store, 1);
+    assert!(a.is_woken() && !b.is_woken());
+    assert_eq!(
+        l.settle(&a, &store),
+        Settled::Decided(Outcome::Granted(Grant::Item(1)))
+    );
+    assert_eq!((l.waiting(), store.len()), (1, 0));
+    assert!(!b.is_woken(), "nothing left for it: not woken");
+}
+
+#[test]
+fn the_walk_wakes_as_many_waiters_as_there_are_units() {
+    let l = full_starving_after(2, Duration::MAX);
+    let store = Items::default();
+    let w: Vec<_> = (0..3).map(|_| queued(l.enqueue(&store))).collect();
+    put(&l, &store, 1);
+    put(&l, &store, 2);
+    assert!(w[0].is_woken() && w[1].is_woken() && !w[2].is_woken());
+    assert!(matches!(
+        l.settle(&w[0], &store),
+        Settled::Decided(Outcome::Granted(Grant::Item(_)))
+    ));
+    assert!(matches!(
+        l.settle(&w[1], &store),
+        Settled::Decided(Outcome::Granted(Grant::Item(_)))
+    ));
+    assert!(!w[2].is_woken() && !w[2].is_decided());
+    assert_eq!(l.waiting(), 1);
+}
+
+#[test]
+fn a_woken_waiter_that_gives_up_passes_its_wake_up_on() {
+    let l = full_starving_after(1, Duration::MAX);
+    let store = Items::default();
+    let a = queued(l.enqueue(&store));
+    let b = queued(l.enqueue(&store));
+    put(&l, &store, 1);
+    assert!(a.is_woken());
+    // Timed out as it was woken: it held nothing, so it gives back nothing.
+    assert_eq!(l.cancel(&a, &store), None);
+    assert!(b.is_woken(), "the wake-up went on to the next waiter");
+    assert_eq!(
+        l.settle(&b, &store),
+        Settled::Decided(Outcome::Granted(Grant::Item(1)))
+    );
+    assert_eq!((l.waiting(), store.len()), (0, 0));
+}
+
+#[test]
+fn starved_waiters_are_handed_the_next_puts_in_arrival_order() {
+    let after = Duration::from_millis(1);
+    let l = full_starving_after(2, after);
+    let store = Items::default();
+    let a = queued(l.enqueue(&store));
+    let b = queued(l.enqueue(&store));
+    std::thread::sleep(after * 5); // both past the threshold
+                                   // The first put after they starved finds the mode hint stale: it
+                                   // stores its item, and the walk hands it over from the store before
+                                   // any running thread can take it.
+    put(&l, &store, 1);
+    assert_eq!(store.take(), None, "handed over, not left to barge for");
+    assert_eq!(a.take(), Some(Outcome::Granted(Grant::Item(1))));
+    // The next put hands its item straight over.
+    assert_eq!(l.offer(2, &store), Offered::Taken);
+    assert_eq!(b.take(), Some(Outcome::Granted(Grant::Item(2))));
+    assert_eq!(l.waiting(), 0);
+    // Nobody waits: back to storing.
+    assert_eq!(l.offer(3, &store), Offered::Kept(3));
+}
+
+#[test]
+fn a_starved_woken_waiter_is_handed_the_unit_it_was_competing_for() {
+    let after = Duration::from_millis(1);
+    let l = full_starving_after(1, after);
+    let store = Items::default();
+    let a = queued(l.enqueue(&store));
+    // Woken (normal mode) before it starved, or handed over at once if it
+    // starved already on a slow machine: either way it ends with the item.
+    put(&l, &store, 1);
+    if a.is_woken() {
+        assert_eq!(store.take(), Some(1)); // barged
+        std::thread::sleep(after * 5); // now it has starved, still woken
+        put(&l, &store, 1);
+        assert_eq!(store.len(), 0, "handed to the starved waiter");
+    }
+    assert_eq!(
+        l.settle(&a, &store),
+        Settled::Decided(Outcome::Granted(Grant::Item(1)))
+    );
+    assert_eq!(l.waiting(), 0);
 }

@@ -57,6 +57,7 @@ impl<I> Limit<I> {
         }
         queue.preferred = None;
         self.set_aside_items.store(0, Ordering::Relaxed);
+        self.note_mode(&queue);
         Some(std::mem::take(&mut queue.set_aside))
     }
 }

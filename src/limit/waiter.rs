@@ -3,10 +3,16 @@
 //!
 //! Invariants:
 //! - A waiter's state goes `Waiting` → `Decided` → `Taken`, or `Waiting` →
-//!   `Taken` when it is withdrawn undecided. Only the queue decides it
-//!   (under the queue lock); only its caller takes the outcome.
+//!   `Taken` when it is withdrawn undecided. In normal mode (see `limit`)
+//!   it may also go `Waiting` → `Woken` (told to compete for a returned
+//!   unit, still queued, holding nothing), and from `Woken` back to
+//!   `Waiting` (it lost the race and keeps its place), to `Decided` (a
+//!   hand-off, or `close`), or to `Taken` (withdrawn). Only the queue
+//!   decides or wakes it, and only the queue puts it back to `Waiting`
+//!   (all under the queue lock); only its caller takes the outcome.
 //! - Its notification ([`Waiter::on_decided`]) runs exactly once, after
-//!   the outcome is decided and outside every lock of the limit, or is
+//!   the outcome is decided or the waiter is woken, and outside every lock
+//!   of the limit, or is
 //!   dropped (outside the locks) when the waiter is withdrawn or taken: it
 //!   is stored under the state lock, so `decide` never slips in between the
 //!   check and the store and a notification is never missed.
@@ -25,8 +31,8 @@ use crate::sync::{Condvar, Mutex, MutexGuard};
 /// Something a thread can block on until it is served or a deadline passes.
 /// Type-erased so that a binding can block without naming the item type.
 pub trait Park: Sync {
-    /// Blocks until the wait is decided (`true`) or `deadline` passes
-    /// (`false`; `None` waits forever).
+    /// Blocks until the wait is decided or woken to compete (`true`) or
+    /// `deadline` passes (`false`; `None` waits forever).
     fn park(&self, deadline: Option<Instant>) -> bool;
 }
 
@@ -52,6 +58,9 @@ impl<F: FnOnce() + Send + 'static> Notify for F {
 
 enum State<I> {
     Waiting,
+    /// Woken to compete for a unit (normal mode): nothing is granted, and
+    /// the waiter is still queued (see `Limit::settle`).
+    Woken,
     Decided(Outcome<I>),
     Taken,
 }
@@ -70,6 +79,9 @@ pub struct Waiter<I> {
     /// the turn as soon as that batch is served or gives up. Only read and
     /// written under the queue lock.
     pub(super) wants_turn: AtomicBool,
+    /// Woken to compete and not back yet (state `Woken`): counted in the
+    /// queue's `woken`. Only read and written under the queue lock.
+    pub(super) roused: AtomicBool,
     /// The waiting thread ([`thread_index`]) and the fork generation it
     /// queued in: what decides whether it survives a fork.
     pub(super) thread: usize,
@@ -87,15 +99,44 @@ impl<I> Waiter<I> {
             need,
             batch,
             wants_turn: AtomicBool::new(false),
+            roused: AtomicBool::new(false),
             thread: thread_index(),
             generation: fork_generation(),
             started: Instant::now(),
         }
     }
 
-    /// How long it has waited.
+    /// How long it has waited, since it first queued (a waiter that loses
+    /// the race it was woken for keeps its place and its start).
     pub fn waited(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Wakes the waiter to compete for a unit, granting nothing (normal
+    /// mode). Under the queue lock; the caller owes a [`Waiter::wake`] once
+    /// it has released it, as after [`Waiter::decide`].
+    pub(super) fn rouse(&self) {
+        let mut state = lock(&self.state);
+        if matches!(*state, State::Waiting) {
+            *state = State::Woken;
+            self.cond.notify_one();
+        }
+    }
+
+    /// Puts a woken waiter back to waiting (it lost the race; under the
+    /// queue lock). Its notification was run by the wake-up: the caller
+    /// sets a new one if it needs one.
+    pub(super) fn unrouse(&self) {
+        let mut state = lock(&self.state);
+        if matches!(*state, State::Woken) {
+            *state = State::Waiting;
+        }
+    }
+
+    /// Whether it was woken to compete and has not settled yet: its caller
+    /// calls [`Limit::settle`](super::Limit::settle).
+    pub fn is_woken(&self) -> bool {
+        matches!(*lock(&self.state), State::Woken)
     }
 
     /// Decides the outcome. The caller owes a [`Waiter::wake`] once it has
@@ -127,7 +168,7 @@ impl<I> Waiter<I> {
                 drop(state);
                 drop(old);
             }
-            State::Decided(_) => {
+            State::Decided(_) | State::Woken => {
                 drop(state);
                 notify.notify();
             }
@@ -138,12 +179,12 @@ impl<I> Waiter<I> {
         }
     }
 
-    /// Marks a waiter just removed from the queue undecided as finished
+    /// Marks a waiter just removed from the queue undecided (or woken) as finished
     /// (it will never be decided), and returns its notification for the
     /// caller to drop outside every lock.
     pub(super) fn withdraw(&self) -> Option<Box<dyn Notify>> {
         let mut state = lock(&self.state);
-        if matches!(*state, State::Waiting) {
+        if matches!(*state, State::Waiting | State::Woken) {
             *state = State::Taken;
         }
         let notify = lock(&self.notify).take();

@@ -1,5 +1,11 @@
 //! The `max_size` bound and its waiters (`limit.rs`), on its own; the
-//! models in `pool` drive it through a bounded pool.
+//! models in `pool` drive it through a bounded pool (in normal mode: under
+//! loom a limit never starves by the clock).
+//!
+//! The models of grants and batches run in hand-off mode
+//! (`handing_off_after(ZERO)`: every unit goes to the waiters in arrival
+//! order); those of normal mode (`handing_off_after(MAX)`: a returned item
+//! is stored and a waiter woken to compete for it) are at the end.
 //!
 //! A waiter that is never woken stays blocked in its condition variable, and
 //! loom fails the model as a deadlock, so every model here proves the
@@ -20,16 +26,26 @@
 //! - units set aside for a preferred batch are never lost or doubled when
 //!   an offer, a release and the batch's withdrawal race;
 //! - a preferred batch that yields, then gives up, leaves the single
-//!   waiter behind it served (no lost wake-up through the set-aside units).
+//!   waiter behind it served (no lost wake-up through the set-aside units);
+//! - in normal mode, a woken waiter that loses the race to a running thread
+//!   waits again and is woken by the next put (no lost wake-up), and the
+//!   item is never held by two at once;
+//! - in normal mode, a woken waiter that times out loses nothing and passes
+//!   its wake-up on to the next waiter;
+//! - in hand-off mode, a put grants to the waiter and a running thread that
+//!   asks at once finds nothing (no barging past a starved waiter).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
 use super::Bound::{self, Exhaustive, Preemptions};
 use super::{check, spawn_with};
-use crate::limit::{Enqueued, Grant, Limit, NoStore, Offered, Outcome, Park, Store, Units};
+use crate::limit::{
+    Enqueued, Grant, Limit, NoStore, Offered, Outcome, Park, Settled, Store, Units,
+};
 
 /// An empty store that runs its function each time it is looked in (under
 /// the queue lock).
@@ -78,19 +94,24 @@ fn wait_until_deadline(limit: &Limit<u32>) -> Option<Outcome<u32>> {
         Enqueued::Busy => unreachable!("no max_waiting in these models"),
         Enqueued::Queued(waiter) => {
             if waiter.park(Some(Instant::now())) {
-                waiter.take().or_else(|| limit.cancel(&waiter))
+                waiter.take().or_else(|| limit.cancel(&waiter, &NoStore))
             } else {
-                limit.cancel(&waiter)
+                limit.cancel(&waiter, &NoStore)
             }
         }
     }
 }
 
-/// A release wakes a waiter (or lets it take the slot as it queues).
-/// A shared bound of `max`, every unit already taken by the model's main
-/// thread.
+/// A bound of `max` in hand-off mode (every unit to the waiters, in
+/// arrival order).
+fn handing_off(max: usize) -> Limit<u32> {
+    Limit::new(max).handing_off_after(Duration::ZERO)
+}
+
+/// A shared bound of `max` in hand-off mode, every unit already taken by
+/// the model's main thread.
 fn full(max: usize) -> Arc<Limit<u32>> {
-    let limit = Arc::new(Limit::new(max));
+    let limit = Arc::new(handing_off(max));
     for _ in 0..max {
         assert!(limit.try_reserve());
     }
@@ -113,6 +134,7 @@ fn on_a_full_bound<R: 'static>(
     });
 }
 
+/// A release wakes a waiter (or lets it take the slot as it queues).
 #[test]
 fn release_wakes_a_waiter() {
     on_a_full_bound(Exhaustive, 1, wait_forever, |limit, waiter| {
@@ -236,7 +258,7 @@ fn slots(n: usize) -> Outcome<u32> {
 #[test]
 fn a_waiting_batch_holds_nothing() {
     check(Exhaustive, || {
-        let limit: Arc<Limit<u32>> = Arc::new(Limit::new(2));
+        let limit: Arc<Limit<u32>> = Arc::new(handing_off(2));
         assert!(limit.try_reserve());
         let batch = spawn_with(&limit, move |limit| batch_forever(&limit, 2));
         assert!(
@@ -263,7 +285,7 @@ fn batch_timeout_racing_releases_takes_all_or_nothing() {
                 let outcome = if waiter.park(Some(Instant::now())) {
                     waiter.take()
                 } else {
-                    limit.cancel(&waiter)
+                    limit.cancel(&waiter, &NoStore)
                 };
                 match outcome {
                     Some(Outcome::Granted(Grant::Batch(units))) => {
@@ -298,7 +320,7 @@ fn set_aside_units_are_never_lost_or_doubled() {
             Enqueued::Ready(Grant::Batch(units)) => units,
             Enqueued::Queued(waiter) => {
                 limit.prefer(&waiter, &NoStore);
-                match limit.cancel(&waiter) {
+                match limit.cancel(&waiter, &NoStore) {
                     Some(Outcome::Granted(Grant::Batch(units))) => units,
                     None => Units::default(),
                     other => panic!("unexpected {other:?}"),
@@ -348,7 +370,7 @@ fn a_yielding_batch_leaves_the_waiter_behind_it_served() {
             if let Some(units) = limit.unprefer(&waiter) {
                 give_back(units);
             }
-            match limit.cancel(&waiter) {
+            match limit.cancel(&waiter, &NoStore) {
                 Some(Outcome::Granted(Grant::Batch(units))) => give_back(units),
                 None => {}
                 other => panic!("unexpected {other:?}"),
@@ -363,4 +385,168 @@ fn a_yielding_batch_leaves_the_waiter_behind_it_served() {
             assert_eq!((limit.waiting(), limit.set_aside()), (0, 0));
         },
     );
+}
+
+// --- normal mode: returned items are stored, waiters woken to compete ---
+
+/// Idle items, as a pool's shards keep them: the store a woken waiter
+/// competes for, and that a running thread takes from without the queue.
+#[derive(Default)]
+struct Shelf(Mutex<Vec<u32>>);
+
+impl Store<u32> for Shelf {
+    fn take(&self) -> Option<u32> {
+        self.0.lock().unwrap().pop()
+    }
+
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// Who holds the one item: asserts it is never held by two at once.
+#[derive(Default)]
+struct Holders(AtomicUsize);
+
+impl Holders {
+    fn took(&self) {
+        assert_eq!(self.0.fetch_add(1, Ordering::SeqCst), 0, "held by two");
+    }
+
+    fn gave(&self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Shared {
+    limit: Limit<u32>,
+    shelf: Shelf,
+    holders: Holders,
+}
+
+/// A bound of one, in normal mode, its item held by the main thread.
+fn normal_mode_one_out() -> Arc<Shared> {
+    let shared = Shared {
+        limit: Limit::new(1).handing_off_after(Duration::MAX),
+        shelf: Shelf::default(),
+        holders: Holders::default(),
+    };
+    assert!(shared.limit.try_reserve());
+    shared.holders.took();
+    Arc::new(shared)
+}
+
+/// As `Pool::put` does: offer the item, store it if no waiter took it,
+/// then serve (wake) the waiters.
+fn put(shared: &Shared, item: u32) {
+    shared.holders.gave();
+    match shared.limit.offer(item, &shared.shelf) {
+        Offered::Taken => {}
+        Offered::Kept(item) => {
+            shared.shelf.0.lock().unwrap().push(item);
+            shared.limit.serve_from(&shared.shelf);
+        }
+        Offered::Surplus(_) => unreachable!("the bound never shrinks here"),
+    }
+}
+
+/// As `Pool::get` with a deadline (`timed`: under loom it has always
+/// passed) or without: an idle item if there is one (barging), else a
+/// place in the queue; woken, it settles (takes what is free or waits
+/// again in its place); a timed-out wait withdraws and keeps what it was
+/// granted. The item, if it got it.
+fn get(shared: &Shared, timed: bool) -> Option<u32> {
+    let (limit, shelf) = (&shared.limit, &shared.shelf);
+    let got = match shelf.take() {
+        Some(item) => Some(item),
+        None => match limit.enqueue(shelf) {
+            Enqueued::Ready(Grant::Item(item)) => Some(item),
+            Enqueued::Queued(waiter) => loop {
+                let deadline = timed.then(Instant::now);
+                if !waiter.park(deadline) {
+                    match limit.cancel(&waiter, shelf) {
+                        Some(Outcome::Granted(Grant::Item(item))) => break Some(item),
+                        None => break None,
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                match limit.settle(&waiter, shelf) {
+                    Settled::Decided(Outcome::Granted(Grant::Item(item))) => break Some(item),
+                    Settled::Lost => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            },
+            _ => panic!("the one unit is charged: no slot, no close"),
+        },
+    };
+    if got.is_some() {
+        shared.holders.took();
+    }
+    got
+}
+
+/// A waiter is woken by a put; a running thread takes the item first (it
+/// asked at once) and puts it back: the waiter, having lost, waits again
+/// and is woken by that second put. It ends with the item, which no two
+/// ever held at once.
+#[test]
+fn a_woken_waiter_that_loses_is_woken_by_the_next_put() {
+    check(Preemptions(3), || {
+        let shared = normal_mode_one_out();
+        let waiter = spawn_with(&shared, |shared| get(&shared, false));
+        put(&shared, 7);
+        // Barging: the running thread asks again at once.
+        if let Some(item) = shared.shelf.take() {
+            shared.holders.took();
+            put(&shared, item);
+        }
+        assert_eq!(waiter.join().unwrap(), Some(7));
+        assert_eq!(shared.limit.waiting(), 0);
+        assert!(shared.shelf.0.lock().unwrap().is_empty());
+    });
+}
+
+/// Two waiters, one timed: the put wakes the first in line. A timed waiter
+/// that times out as it is woken loses nothing (it never held the item)
+/// and passes its wake-up on; one that won gives the item back. Either
+/// way the other waiter ends with the item.
+#[test]
+fn a_waiter_timing_out_as_it_is_woken_loses_nothing() {
+    check(Preemptions(2), || {
+        let shared = normal_mode_one_out();
+        let timed = spawn_with(&shared, |shared| {
+            if let Some(item) = get(&shared, true) {
+                put(&shared, item);
+            }
+        });
+        let patient = spawn_with(&shared, |shared| get(&shared, false));
+        put(&shared, 7);
+        timed.join().unwrap();
+        assert_eq!(patient.join().unwrap(), Some(7));
+        assert_eq!(shared.limit.waiting(), 0);
+        assert!(shared.shelf.0.lock().unwrap().is_empty());
+    });
+}
+
+/// Hand-off mode (the waiter has starved): the put grants the item to the
+/// waiter, and the running thread that asks at once finds nothing.
+#[test]
+fn hand_off_mode_grants_to_the_waiter_and_nothing_is_barged() {
+    check(Exhaustive, || {
+        let shared = Arc::new(Shared {
+            limit: handing_off(1),
+            shelf: Shelf::default(),
+            holders: Holders::default(),
+        });
+        assert!(shared.limit.try_reserve());
+        shared.holders.took();
+        let waiter = spawn_with(&shared, |shared| get(&shared, false));
+        while shared.limit.waiting() == 0 {
+            thread::yield_now();
+        }
+        put(&shared, 7);
+        assert_eq!(shared.shelf.take(), None, "granted, not stored");
+        assert_eq!(waiter.join().unwrap(), Some(7));
+        assert_eq!(shared.limit.waiting(), 0);
+    });
 }

@@ -102,7 +102,7 @@ impl<T: Send> Pool<T> {
                 Some(deadline.map_or(turns.ends(), |d| d.min(turns.ends())))
             };
             if let Err(e) = hooks.park(&*waiter, until) {
-                if let Some(Outcome::Granted(grant)) = limit.cancel(&waiter) {
+                if let Some(Outcome::Granted(grant)) = limit.cancel(&waiter, &store) {
                     self.give_back(hooks, grant);
                 }
                 limit.note_cancelled();
@@ -116,7 +116,7 @@ impl<T: Send> Pool<T> {
             }
             let now = Instant::now();
             if cfg!(loom) || deadline.is_some_and(|d| now >= d) {
-                match limit.cancel(&waiter) {
+                match limit.cancel(&waiter, &store) {
                     // Served as the deadline passed: take it.
                     Some(Outcome::Granted(Grant::Batch(units))) if units.len() == n => {
                         return Ok(units)

@@ -212,17 +212,41 @@ impl<T: Send> Pool<T> {
             },
         };
         if !hooks.keep(&idle.item) || !self.charge_idle() {
-            self.drop_surplus(hooks, home, idle.item);
-            return Filed::Discarded;
+            return self.hand_over_or_drop(hooks, home, idle.item, idle.since);
         }
         match self.shards.push(home, idle) {
             Ok(()) => Filed::Shelved,
             Err(idle) => {
                 self.uncharge_idle(1);
-                self.drop_surplus(hooks, home, idle.item);
-                Filed::Discarded
+                self.hand_over_or_drop(hooks, home, idle.item, idle.since)
             }
         }
+    }
+
+    /// An object the pool cannot keep idle goes to a waiter if one can use
+    /// it (in normal mode `offer` left it to the store, which cannot take
+    /// it), else is destroyed as surplus.
+    /// (`item` and `since` apart: passing the `Idle` costs every put
+    /// instructions, as LLVM then spills it around the calls before.)
+    #[cold]
+    #[inline(never)]
+    fn hand_over_or_drop<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        home: usize,
+        item: T,
+        since: u64,
+    ) -> Filed {
+        let idle = Idle { item, since };
+        let idle = match &self.limit {
+            None => idle,
+            Some(limit) => match limit.hand_over(idle, &self.idles(home)) {
+                Offered::Taken => return Filed::Handed,
+                Offered::Kept(idle) | Offered::Surplus(idle) => idle,
+            },
+        };
+        self.drop_surplus(hooks, home, idle.item);
+        Filed::Discarded
     }
 
     /// Destroys a returned object that the pool has no room (or no budget)

@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use super::{Event, GetError, Hooks, Idle, Pool, Step};
-use crate::limit::{Enqueued, Grant, Limit, Outcome, Waiter};
+use crate::limit::{Enqueued, Grant, Limit, Outcome, Settled, Waiter};
 use crate::sync::Arc;
 
 impl<T: Send> Pool<T> {
@@ -59,22 +59,28 @@ impl<T: Send> Pool<T> {
         }
     }
 
-    /// After a [`Step::Wait`] was decided: the object, or `None` if the
-    /// granted object was rejected (expired, or refused by `validate`) and
-    /// the caller should queue again.
+    /// After a [`Step::Wait`] was decided or woken: the object
+    /// ([`Step::Ready`]); the same waiter again ([`Step::Wait`]) if it was
+    /// woken to compete and lost (it keeps its place: wait on it again);
+    /// or `None` if the granted object was rejected (expired, or refused by
+    /// `validate`) and the caller should queue again.
     pub fn finish_wait<H: Hooks<T>>(
         &self,
         hooks: &mut H,
-        waiter: &Waiter<Idle<T>>,
-    ) -> Result<Option<T>, GetError<H::Error>> {
-        match waiter.take() {
-            Some(Outcome::Granted(grant)) => {
+        waiter: &Arc<Waiter<Idle<T>>>,
+    ) -> Result<Option<Step<T>>, GetError<H::Error>> {
+        let Some(limit) = &self.limit else {
+            unreachable!("only a bounded pool makes a get wait");
+        };
+        match limit.settle(waiter, &self.idles(self.shards.home())) {
+            Settled::Decided(Outcome::Granted(grant)) => {
                 self.note_wait_ended(waiter);
-                self.redeem(hooks, grant)
+                Ok(self.redeem(hooks, grant)?.map(Step::Ready))
             }
-            Some(Outcome::Closed) => Err(GetError::Closed),
+            Settled::Decided(Outcome::Closed) => Err(GetError::Closed),
+            Settled::Lost => Ok(Some(Step::Wait(Arc::clone(waiter)))),
             // Not decided (or taken already): nothing was granted.
-            None => Err(GetError::Timeout),
+            Settled::Undecided => Err(GetError::Timeout),
         }
     }
 
@@ -91,7 +97,8 @@ impl<T: Send> Pool<T> {
         let Some(limit) = &self.limit else {
             return;
         };
-        if let Some(Outcome::Granted(grant)) = limit.cancel(waiter) {
+        if let Some(Outcome::Granted(grant)) = limit.cancel(waiter, &self.idles(self.shards.home()))
+        {
             self.give_back(hooks, grant);
         }
         if timed_out {
@@ -129,18 +136,28 @@ impl<T: Send> Pool<T> {
             self.shards.counters(home).bump(Event::Wait);
             self.note_in_use();
         }
-        let outcome = match hooks.park(&*waiter, deadline) {
-            // A park that returns early (a custom hook) must not strand the
-            // waiter in the queue: withdraw it like a timeout.
-            Ok(true) => waiter.take().or_else(|| limit.cancel(&waiter)),
-            Ok(false) => limit.cancel(&waiter),
-            Err(e) => {
-                if let Some(Outcome::Granted(grant)) = limit.cancel(&waiter) {
-                    self.give_back(hooks, grant);
+        let store = self.idles(home);
+        let outcome = loop {
+            match hooks.park(&*waiter, deadline) {
+                Ok(true) => match limit.settle(&waiter, &store) {
+                    Settled::Decided(outcome) => break Some(outcome),
+                    // Woken, it lost the race: it waits again in its place,
+                    // until the same deadline.
+                    Settled::Lost => {}
+                    // A park that returns early (a custom hook) must not
+                    // strand the waiter in the queue: withdraw it like a
+                    // timeout.
+                    Settled::Undecided => break limit.cancel(&waiter, &store),
+                },
+                Ok(false) => break limit.cancel(&waiter, &store),
+                Err(e) => {
+                    if let Some(Outcome::Granted(grant)) = limit.cancel(&waiter, &store) {
+                        self.give_back(hooks, grant);
+                    }
+                    // Interrupted (a signal handler raised): not a timeout.
+                    limit.note_cancelled();
+                    return Err(GetError::Hook(e));
                 }
-                // Interrupted (a signal handler raised): not a timeout.
-                limit.note_cancelled();
-                return Err(GetError::Hook(e));
             }
         };
         match outcome {

@@ -181,12 +181,17 @@ impl ObjectPool {
 }
 
 impl WaitQueue for Py<ObjectPool> {
-    fn finish(&self, py: Python<'_>, waiter: &ObjectWaiter) -> PyResult<Py<PyAny>> {
+    fn finish(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>) -> PyResult<Py<PyAny>> {
         let pool = self.get();
         match pool.core.finish_wait(&mut pool.call_hooks(py), waiter) {
-            Ok(Some(obj)) => {
+            Ok(Some(Step::Ready(obj))) => {
                 pool.core.tracking.acquired(py, key(&obj));
                 Ok(obj)
+            }
+            // Woken, it lost the race: the same place in the queue, in a
+            // new `_Waiting` (this one is settled).
+            Ok(Some(Step::Wait(waiter))) => {
+                Ok(Py::new(py, Waiting::new(waiter, Box::new(self.clone_ref(py))))?.into_any())
             }
             Ok(None) => ObjectPool::get_or_wait(self.bind(py), false),
             Err(e) => Err(get_error(e, None, pool.core.max_size())),

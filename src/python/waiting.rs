@@ -33,7 +33,7 @@ pub type ObjectWaiter = Waiter<Idle<Py<PyAny>>>;
 /// The pool a `_Waiting` waits in.
 pub trait WaitQueue: Send + Sync {
     /// The object a decided wait was granted, or a new `_Waiting`.
-    fn finish(&self, py: Python<'_>, waiter: &ObjectWaiter) -> PyResult<Py<PyAny>>;
+    fn finish(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>) -> PyResult<Py<PyAny>>;
     /// Gives the wait up; what it was granted goes back to the pool.
     fn abandon(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>, timed_out: bool);
     /// Shows the pool to the garbage collector.
@@ -91,7 +91,8 @@ impl Waiting {
 #[pymethods]
 impl Waiting {
     /// Calls ``callback()`` once the wait is decided (an object or a slot
-    /// was granted, or the pool closed): from the thread that decides it,
+    /// was granted, or the pool closed) or woken to compete for an object
+    /// returned: from the thread that decides it,
     /// or at once if it is decided already. Exceptions from ``callback``
     /// go to ``sys.unraisablehook``. The callback is dropped once it ran or
     /// the wait was abandoned.
@@ -99,14 +100,17 @@ impl Waiting {
         self.waiter.on_decided(Box::new(PyNotify { callback }));
     }
 
-    /// Whether the wait is decided.
+    /// Whether the wait is decided, or woken to compete (``finish`` may be
+    /// called).
     #[getter]
     fn decided(&self) -> bool {
-        self.waiter.is_decided()
+        self.waiter.is_decided() || self.waiter.is_woken()
     }
 
     /// Once decided: the object, or a new ``_Waiting`` if the granted object
-    /// was rejected (expired or refused by ``validate``). Raises
+    /// was rejected (expired or refused by ``validate``), or if the wait was
+    /// woken to compete for a returned object and another caller took it
+    /// first (then it keeps its place in the queue). Raises
     /// ``PoolClosed`` if the pool closed, and what the factory raises.
     fn finish(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         if !self.settle() {

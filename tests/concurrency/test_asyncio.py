@@ -103,6 +103,43 @@ def test_threads_and_tasks_are_served_in_arrival_order() -> None:
     assert got == ["thread", "task"]
 
 
+def test_a_woken_task_that_loses_the_race_keeps_its_place() -> None:
+    # Normal mode: a put wakes the waiting task to compete, and the running
+    # code takes the object back first; the task waits again (a new
+    # _Waiting, the same place in the queue) and gets the next put. A put
+    # that found the task past the 1 ms threshold hands the object to it
+    # instead; this counts the rounds that barged.
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+    barged = 0
+
+    async def main() -> None:
+        nonlocal held, barged
+        for _ in range(20):
+            waits = pool.stats().waits
+            task = asyncio.create_task(pool.aget(timeout=10))
+            while pool.stats().waits == waits:  # no sleep: the task stays young
+                await asyncio.sleep(0)
+            pool.put(held)
+            try:
+                held = pool.get(timeout=0)
+            except PoolTimeout:
+                pass
+            else:
+                barged += 1
+                await asyncio.sleep(0)  # the woken task finds nothing
+                assert not task.done()
+                pool.put(held)
+            held = await asyncio.wait_for(task, 10)
+
+    run(main())
+    assert barged > 0
+    s = pool.stats()
+    # One wait per aget, however often it queued again, and one per get
+    # that found the object handed over.
+    assert (s.waits, s.timeouts, s.in_use, s.waiting) == (40 - barged, 20 - barged, 1, 0)
+
+
 def test_timeout_raises_pool_timeout_and_keeps_the_slot() -> None:
     pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
     held = pool.get()
@@ -372,6 +409,9 @@ def test_a_granted_wait_in_a_reference_cycle_is_collected_and_gives_back_its_obj
     held = pool.get()
     queued = pool._get_or_wait()
     assert not isinstance(queued, Thing)
+    # Past 1 ms a wait is handed the object given back (a younger one is
+    # woken to compete for it, and the object stays idle).
+    time.sleep(0.02)
     pool.put(held)  # granted to the queued wait, which nobody takes
     held.wait = queued  # type: ignore[attr-defined]
     del queued, held

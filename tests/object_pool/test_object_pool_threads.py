@@ -191,6 +191,79 @@ def test_waiters_are_served_in_fifo_order():
     assert (s.waits, s.timeouts, s.in_use) == (4, 0, 4)
 
 
+def test_a_waiter_past_the_hand_off_threshold_gets_the_next_put():
+    # A waiter that has waited 1 ms (shardpool.HANDOFF_AFTER in the core)
+    # is starved: the next object given back is handed to it, and the
+    # thread that gave it back cannot take it back first.
+    pool = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+    getter = start_blocked_getter(pool)
+    time.sleep(0.02)  # past the threshold: not a measure of speed
+    pool.put(held)
+    with pytest.raises(PoolTimeout):
+        pool.get(timeout=0)
+    assert getter.done.wait(5)
+    assert getter.result is held
+
+
+def test_a_thread_that_keeps_getting_and_putting_cannot_starve_a_waiter():
+    # The running thread puts and takes back at once (barging) for as long
+    # as it can: within the threshold of the waiter's wait, a put is handed
+    # to the waiter, and the loop ends long before its bound of rounds
+    # (each round takes far more than the 10 ns that 100,000 rounds in
+    # 1 ms would allow).
+    pool = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+    getter = start_blocked_getter(pool)
+    rounds = 0
+    with switch_interval(100):  # the waiter's thread gets no GIL turn from us
+        while rounds < 100_000:
+            rounds += 1
+            pool.put(held)
+            try:
+                held = pool.get(timeout=0)
+            except PoolTimeout:
+                break
+    assert rounds < 100_000, "the waiter was never handed an object"
+    assert getter.done.wait(5)
+    assert getter.result is held
+    s = pool.stats()
+    assert (s.waits, s.in_use) == (2, 1)  # the getter's wait, and our last get's
+
+
+def test_a_running_thread_may_take_back_what_it_put_before_a_young_waiter():
+    # Normal mode (the waiter has waited less than 1 ms): a put stores the
+    # object and wakes the waiter to compete for it, so the thread that put
+    # it may take it back at once, without a context switch. The waiter,
+    # having lost, waits again in its place and gets the next put. Whether
+    # a given put finds the waiter young depends on the machine, so this
+    # counts the rounds where the running thread took the object back.
+    pool = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+    barged = 0
+    for _ in range(20):
+        waits = pool.stats().waits
+        getter = Getter(pool, 10.0)
+        getter.start()
+        while pool.stats().waits == waits:  # queued: no sleep, so it is young
+            pass
+        pool.put(held)
+        try:
+            held = pool.get(timeout=0)
+        except PoolTimeout:  # handed over: the waiter was past the threshold
+            pass
+        else:
+            barged += 1
+            assert not getter.done.is_set()
+            pool.put(held)
+        assert getter.done.wait(5)
+        assert getter.error is None
+        held = getter.result
+    assert barged > 0
+    s = pool.stats()
+    assert (s.in_use, s.timeouts) == (1, 20 - barged)
+
+
 def test_one_put_wakes_one_waiter():
     pool = ObjectPool(Thing, max_size=1)
     held = pool.get()

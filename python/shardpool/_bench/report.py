@@ -88,7 +88,8 @@ def print_table(results: Sequence[Result], out: TextIO, rounds: int) -> None:
     """The wall-clock tables: one per section, shardpool's rows marked."""
     print(
         f"Time per operation: the median of {rounds} alternated rounds, [the fastest-the slowest]."
-        "\nLower is better. Ratios are to the first row of each group.",
+        "\nLower is better, unless a section says otherwise."
+        " Ratios are to the first row of each group.",
         file=out,
     )
     print(LEGEND, file=out)

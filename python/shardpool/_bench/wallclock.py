@@ -9,6 +9,7 @@ medians, to the group's first case.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import statistics
 import subprocess
@@ -115,6 +116,93 @@ def thread_results(rounds: int, ops: int, progress: Progress) -> list[Result]:
         results += pair
         progress()
     # Each pair is its own comparison: the first row of each is a reference.
+    return results
+
+
+BOUNDED = "bounded pool, 4 threads / 2 objects, ~1 µs hold"
+
+
+class _QueuePool:
+    """The obvious bounded pool: a ``queue.Queue`` filled with the objects."""
+
+    def __init__(self, objects: int) -> None:
+        self.q: queue.Queue[object] = queue.Queue()
+        for _ in range(objects):
+            self.q.put(object())
+        self.get, self.put = self.q.get, self.q.put
+
+
+def bounded_round(pool: Any, threads: int, seconds: float, hold_ns: int) -> tuple[int, list[int]]:
+    """``threads`` threads sharing ``pool`` for ``seconds``, each holding an
+    object for ``hold_ns`` (a spin on the clock, not a sleep: a sleep would
+    let the other threads run). Returns the gets done and each get's wait
+    in ns (its whole call, waited or not)."""
+    start = threading.Barrier(threads + 1)
+    stop = threading.Event()
+    waits: list[list[int]] = [[] for _ in range(threads)]
+    clock = time.perf_counter_ns
+
+    def work(mine: list[int]) -> None:
+        get, put, record, stopped = pool.get, pool.put, mine.append, stop.is_set
+        start.wait()
+        while not stopped():
+            t0 = clock()
+            obj = get()
+            t1 = clock()
+            record(t1 - t0)
+            until = t1 + hold_ns
+            while clock() < until:
+                pass
+            put(obj)
+
+    workers = [threading.Thread(target=work, args=(w,)) for w in waits]
+    for t in workers:
+        t.start()
+    start.wait()
+    time.sleep(seconds)
+    stop.set()
+    for t in workers:
+        t.join()
+    return sum(len(w) for w in waits), [x for w in waits for x in w]
+
+
+def bounded_results(rounds: int, seconds: float, progress: Progress) -> list[Result]:
+    """A bounded pool under contention: 4 threads share 2 objects, each
+    holding one for about 1 µs. Throughput, and how long a get waits: the
+    99th percentile (the usual get) and the worst (the fairness). The
+    rounds alternate between the pools; each is timed over ``seconds``."""
+    makers: dict[str, tuple[Callable[[], Any], bool]] = {
+        "queue.Queue pool (2 objects)": (lambda: _QueuePool(2), False),
+        "ObjectPool(max_size=2)": (lambda: ObjectPool(object, max_size=2), True),
+    }
+    rates: list[list[float]] = [[] for _ in makers]
+    p99: list[list[float]] = [[] for _ in makers]
+    worst: list[list[float]] = [[] for _ in makers]
+    for _ in range(rounds):
+        for i, (make, _ours) in enumerate(makers.values()):
+            gets, waits = bounded_round(make(), 4, seconds, 1000)
+            waits.sort()
+            rates[i].append(gets / seconds)
+            p99[i].append(float(waits[min(len(waits) - 1, len(waits) * 99 // 100)]))
+            worst[i].append(float(waits[-1]))
+        progress()
+    results = []
+    for title, unit, samples in (
+        (
+            f"{BOUNDED}: throughput (gets+puts per second, all threads; higher is better)",
+            "ops/s",
+            rates,
+        ),
+        (f"{BOUNDED}: wait per get, 99th percentile", "ns", p99),
+        (f"{BOUNDED}: wait per get, worst", "ns", worst),
+    ):
+        rows = [
+            _summary(title, name, found, shardpool=ours)
+            for (name, (_make, ours)), found in zip(makers.items(), samples, strict=True)
+        ]
+        for r in rows:
+            r.unit = unit
+        results += _with_ratios(rows)
     return results
 
 
