@@ -1021,7 +1021,11 @@ fn a_waiting_batch_holds_nothing_so_a_holder_can_get_another() {
     let got = batch.join().unwrap().unwrap();
     assert_eq!(got.len(), 2);
     let s = p.stats();
-    assert_eq!((s.waits, s.timeouts, s.in_use, s.created), (1, 0, 2, 2));
+    assert_eq!((s.timeouts, s.in_use, s.created), (0, 2, 2));
+    // The batch waited; B's second get waited too if the batch had waited
+    // `PATIENCE` by then (a loaded machine) and was preferred: B is then
+    // served when the batch yields (the next test makes that happen).
+    assert!(matches!(s.waits, 1 | 2), "waits: {}", s.waits);
     p.put_many(&mut h, got).unwrap();
     assert_balanced(&p);
 }
