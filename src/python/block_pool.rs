@@ -160,6 +160,7 @@ impl BlockPool {
 }
 
 impl BlockPool {
+    /// `get`'s body (the entry `GET` below parses its arguments).
     #[inline(always)]
     fn get_block<'py>(
         &self,
@@ -194,7 +195,6 @@ raw_method::pyo3_signature_method!(
             required: false,
         }],
     },
-    2,
     "($self, n, /, *, zeroed=False)",
     "A ``Block`` of exactly ``n`` usable bytes (``len(block) == n``), from\n\
      the smallest class of at least ``n`` bytes (``block.capacity``).\n\
@@ -205,7 +205,9 @@ raw_method::pyo3_signature_method!(
         let Some(n) = n else {
             unreachable!("the parser checks that a required argument is given")
         };
-        let zeroed = extract_argument_with_default::<bool, true>(zeroed, &mut (), "zeroed", || false)?;
+        // As `#[pymethods]` converts it (PyO3's message and note).
+        let zeroed =
+            extract_argument_with_default::<bool, true>(zeroed, &mut (), "zeroed", || false)?;
         pool.get_block(py, &n, zeroed)
     }
 );

@@ -329,8 +329,8 @@ pub type Arg<'py> = Borrowed<'py, 'py, PyAny>;
 /// else, is taken as is; any other goes through PyO3's parser
 /// (`FunctionDescription::extract_arguments_fastcall`, what `#[pymethods]`
 /// calls), so every error is PyO3's by construction, and so is every
-/// accepted call. `N` is the number of parameters (checked by a debug
-/// build). Fits any signature without `*args` or `**kwargs`.
+/// accepted call. `N` is the number of parameters (checked by the parser
+/// in a debug build). Fits any signature without `*args` or `**kwargs`.
 ///
 /// # Safety
 /// As for [`optional_arg`].
@@ -573,17 +573,17 @@ macro_rules! no_arg_method {
 
 /// `static $entry: RawMethod`: a `METH_FASTCALL | METH_KEYWORDS` method of
 /// `$class` named `$name` whose parameters PyO3's `$desc` (a
-/// `FunctionDescription`) describes, `$n` of them; the usual call (the
+/// `FunctionDescription`) describes; the usual call (the
 /// required positional arguments only) skips PyO3's parser, any other goes
 /// through it (see [`pyo3_args`]). `$body` gets the pool (`&$class`), the
-/// token and the arguments (`[Option<Arg>; $n]`, positional ones first, a
-/// required one always `Some`) and returns what [`IntoRaw`] takes; it
-/// converts each argument as `#[pymethods]` would (with
-/// `extract_argument`'s messages). `$sig` and `$doc` as for
+/// token and the arguments (`[Option<Arg>; N]`, one per parameter,
+/// positional ones first, a required one always `Some`) and returns what
+/// [`IntoRaw`] takes; it converts each argument as `#[pymethods]` would
+/// (with `extract_argument`'s messages). `$sig` and `$doc` as for
 /// [`optional_arg_method!`].
 macro_rules! pyo3_signature_method {
     (
-        $vis:vis static $entry:ident: $class:ident, $name:literal, $desc:expr, $n:literal,
+        $vis:vis static $entry:ident: $class:ident, $name:literal, $desc:expr,
         $sig:literal, $doc:literal,
         |$pool:ident, $py:ident, $args:ident| $body:expr
     ) => {
@@ -592,6 +592,9 @@ macro_rules! pyo3_signature_method {
             use $crate::python::raw_method::{self as raw, IntoRaw as _};
 
             const DESC: pyo3::impl_::extract_argument::FunctionDescription = $desc;
+            /// One slot per parameter.
+            const N: usize =
+                DESC.positional_parameter_names.len() + DESC.keyword_only_parameters.len();
 
             /// # Safety
             /// Called by CPython (through PyO3's trampoline) as a
@@ -606,7 +609,7 @@ macro_rules! pyo3_signature_method {
                 // SAFETY: CPython's `self` for a method installed on `$class`.
                 let slf = unsafe { raw::receiver::<$class>($py, slf) };
                 // SAFETY: CPython's arguments to a method of this kind.
-                let $args = unsafe { raw::pyo3_args::<$n>($py, args, nargs, kwnames, &DESC)? };
+                let $args = unsafe { raw::pyo3_args::<N>($py, args, nargs, kwnames, &DESC)? };
                 let $pool: &$class = slf.get();
                 ($body).into_raw($py)
             }
