@@ -19,7 +19,30 @@ pub fn type_name(value: &Bound<'_, PyAny>) -> String {
 /// `int`, numpy's integers, any type with `__index__`), except `bool`
 /// (`max_idle=True` is a bug). `ValueError` naming `name` below 0 or above
 /// what a `usize` holds.
+#[inline]
 pub fn count(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+    // The usual argument, an `int` in `0..=isize::MAX`, in one call: an
+    // exact `int` (not a subclass, so neither `bool` nor an `__index__`
+    // override) read as `PyLong_AsSsize_t` reads it. Anything else, and
+    // the errors, take the path below, which makes the messages.
+    // SAFETY: `value` is a live object; `PyLong_Type` a static type object.
+    if unsafe { ffi::Py_TYPE(value.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyLong_Type) } {
+        // SAFETY: an exact `int`; -1 with an exception set when it does not
+        // fit, which `PyErr::take` clears before the path below.
+        let n = unsafe { ffi::PyLong_AsSsize_t(value.as_ptr()) };
+        if let Ok(n) = usize::try_from(n) {
+            return Ok(n);
+        }
+        if n == -1 {
+            drop(PyErr::take(value.py()));
+        }
+    }
+    count_any(value, name)
+}
+
+/// [`count`] of anything but an exact `int` in `0..=isize::MAX`.
+#[inline(never)]
+fn count_any(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
     if value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>() {
         // The common case inline, as cheaply as CPython converts an index.
         if let Ok(n) = value.extract::<i64>() {

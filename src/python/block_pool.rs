@@ -5,12 +5,16 @@ use std::ffi::c_int;
 
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyValueError};
 use pyo3::ffi;
+use pyo3::impl_::extract_argument::{
+    extract_argument_with_default, FunctionDescription, KeywordOnlyParameterDescription,
+};
 use pyo3::prelude::*;
 
 use super::args;
 use super::class_macros::core_getters;
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::raw_method;
 use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable, WithSpares};
 use super::stats::BlockPoolStats;
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
@@ -114,28 +118,6 @@ impl BlockPool {
         })
     }
 
-    /// A ``Block`` of exactly ``n`` usable bytes (``len(block) == n``), from
-    /// the smallest class of at least ``n`` bytes (``block.capacity``).
-    /// With ``zeroed=True`` its bytes are zero whatever the pool's ``zero``
-    /// mode. Use it in a ``with`` block, or call ``block.release()``.
-    #[pyo3(signature = (n, /, *, zeroed=false))]
-    fn get<'py>(
-        &self,
-        py: Python<'py>,
-        n: &Bound<'_, PyAny>,
-        zeroed: bool,
-    ) -> PyResult<Bound<'py, Block>> {
-        let n = args::count(n, "n")?;
-        match self.core.lease(n, zeroed, &Detached(py)) {
-            Ok(leased) => Block::hand_out(py, &self.core, leased),
-            Err(BlockError::Closed) => Err(PoolClosed::new_err("the pool is closed")),
-            Err(BlockError::Alloc(e)) => Err(PyMemoryError::new_err(format!(
-                "cannot allocate a block of {} bytes",
-                e.size
-            ))),
-        }
-    }
-
     /// Release ``block`` back to this pool (the same as ``block.release()``).
     /// Raises ``ValueError`` for a block of another pool.
     #[pyo3(signature = (block, /))]
@@ -175,6 +157,75 @@ impl BlockPool {
     fn zero(&self) -> &'static str {
         args::choice_name(&ZERO_MODES, self.core.zero())
     }
+}
+
+impl BlockPool {
+    /// `get`'s body (the entry `GET` below parses its arguments).
+    #[inline(always)]
+    fn get_block<'py>(
+        &self,
+        py: Python<'py>,
+        n: &Bound<'_, PyAny>,
+        zeroed: bool,
+    ) -> PyResult<Bound<'py, Block>> {
+        let n = args::count(n, "n")?;
+        match self.core.lease(n, zeroed, &Detached(py)) {
+            Ok(leased) => Block::hand_out(py, &self.core, leased),
+            Err(BlockError::Closed) => Err(PoolClosed::new_err("the pool is closed")),
+            Err(BlockError::Alloc(e)) => Err(PyMemoryError::new_err(format!(
+                "cannot allocate a block of {} bytes",
+                e.size
+            ))),
+        }
+    }
+}
+
+// `BlockPool.get` and `Block.release`: hand-written method-table entries
+// (see `raw_method`), installed on the classes by `install_raw_methods`.
+raw_method::pyo3_signature_method!(
+    static GET: BlockPool, "get",
+    FunctionDescription {
+        cls_name: Some("BlockPool"),
+        func_name: "get",
+        positional_parameter_names: &["n"],
+        positional_only_parameters: 1,
+        required_positional_parameters: 1,
+        keyword_only_parameters: &[KeywordOnlyParameterDescription {
+            name: "zeroed",
+            required: false,
+        }],
+    },
+    "($self, n, /, *, zeroed=False)",
+    "A ``Block`` of exactly ``n`` usable bytes (``len(block) == n``), from\n\
+     the smallest class of at least ``n`` bytes (``block.capacity``).\n\
+     With ``zeroed=True`` its bytes are zero whatever the pool's ``zero``\n\
+     mode. Use it in a ``with`` block, or call ``block.release()``.",
+    |pool, py, args| {
+        let [n, zeroed] = args;
+        let Some(n) = n else {
+            unreachable!("the parser checks that a required argument is given")
+        };
+        // As `#[pymethods]` converts it (PyO3's message and note).
+        let zeroed =
+            extract_argument_with_default::<bool, true>(zeroed, &mut (), "zeroed", || false)?;
+        pool.get_block(py, &n, zeroed)
+    }
+);
+
+raw_method::no_arg_method!(
+    static RELEASE: Block, "release", "($self)",
+    "Give the block back to the pool. Raises ``BufferError`` while views\n\
+     are alive (the block stays valid), ``ValueError`` if released already.\n\
+     The memory of a block that was exported returns when the ``Block``\n\
+     object is collected.",
+    |slf, _py| Holder::release(slf)
+);
+
+/// Adds `BlockPool.get` and `Block.release` to the classes (once, at module
+/// initialisation).
+pub fn install_raw_methods(py: Python<'_>) -> PyResult<()> {
+    raw_method::install(&py.get_type::<BlockPool>(), &[&GET])?;
+    raw_method::install(&py.get_type::<Block>(), &[&RELEASE])
 }
 
 impl PoolClass for BlockPool {
@@ -267,15 +318,7 @@ impl Holder for Block {
     }
 }
 
-item_methods!(
-    Block,
-    "block",
-    "bytes(block)",
-    /// Give the block back to the pool. Raises ``BufferError`` while views
-    /// are alive (the block stays valid), ``ValueError`` if released already.
-    /// The memory of a block that was exported returns when the ``Block``
-    /// object is collected.
-);
+item_methods!(Block, "block", "bytes(block)");
 
 #[pymethods]
 impl Block {

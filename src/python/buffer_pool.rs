@@ -12,6 +12,7 @@ use super::args;
 use super::class_macros::core_getters;
 use super::errors::PoolClosed;
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::raw_method;
 use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable, WithSpares};
 use super::stats::PoolStats;
 use crate::buffer_lease::{BufferError, LeasedBuffer};
@@ -77,15 +78,6 @@ impl BufferPool {
         })
     }
 
-    /// An empty ``Buffer``.
-    fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Buffer>> {
-        let lease = self
-            .core
-            .lease()
-            .map_err(|_| PoolClosed::new_err("the pool is closed"))?;
-        Buffer::hand_out(py, &self.core, lease)
-    }
-
     /// Release ``buf`` back to this pool (the same as ``buf.release()``).
     #[pyo3(signature = (buf, /))]
     fn put(&self, buf: &Bound<'_, Buffer>) -> PyResult<()> {
@@ -126,6 +118,40 @@ impl BufferPool {
     fn large_capacity(&self) -> Option<usize> {
         Some(self.core.calibrator().large()).filter(|&l| l != usize::MAX)
     }
+}
+
+// `BufferPool.get`, `Buffer.release` and `Buffer.write`: hand-written
+// method-table entries (see `raw_method`), installed on the classes by
+// `install_raw_methods`.
+raw_method::no_arg_method!(
+    static GET: BufferPool, "get", "($self)", "An empty ``Buffer``.",
+    |slf, py| {
+        let core = &slf.get().core;
+        let lease = core
+            .lease()
+            .map_err(|_| PoolClosed::new_err("the pool is closed"));
+        lease.and_then(|lease| Buffer::hand_out(py, core, lease))
+    }
+);
+
+raw_method::no_arg_method!(
+    static RELEASE: Buffer, "release", "($self)",
+    "Give the buffer back to its pool. Raises ``BufferError`` while views\n\
+     are alive, ``ValueError`` if released already.",
+    |slf, _py| Holder::release(slf)
+);
+
+raw_method::positional_arg_method!(
+    static WRITE: Buffer, "write", "data", "($self, data, /)",
+    "Append a bytes-like object; returns the number of bytes written.",
+    |buf, data| buf.append(data)
+);
+
+/// Adds `BufferPool.get`, `Buffer.release` and `Buffer.write` to the
+/// classes (once, at module initialisation).
+pub fn install_raw_methods(py: Python<'_>) -> PyResult<()> {
+    raw_method::install(&py.get_type::<BufferPool>(), &[&GET])?;
+    raw_method::install(&py.get_type::<Buffer>(), &[&RELEASE, &WRITE])
 }
 
 impl PoolClass for BufferPool {
@@ -243,22 +269,10 @@ impl Holder for Buffer {
     }
 }
 
-item_methods!(
-    Buffer,
-    "buffer",
-    "getvalue()",
-    /// Give the buffer back to its pool. Raises ``BufferError`` while views
-    /// are alive, ``ValueError`` if released already.
-);
+item_methods!(Buffer, "buffer", "getvalue()");
 
 #[pymethods]
 impl Buffer {
-    /// Append a bytes-like object; returns the number of bytes written.
-    #[pyo3(signature = (data, /))]
-    fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
-        self.append(data)
-    }
-
     /// Append a bytes-like object.
     #[pyo3(signature = (data, /))]
     fn extend(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {

@@ -1,16 +1,34 @@
 //! Hand-written CPython method-table entries for the hottest methods
-//! (`ObjectPool.get` and `put`), in place of the `#[pymethods]` wrappers.
+//! (`ObjectPool.get` and `put`, `BlockPool.get`, `BufferPool.get`,
+//! `Block.release`, `Buffer.release` and `Buffer.write`), in place of the
+//! `#[pymethods]` wrappers.
 //!
 //! Why: a `#[pymethods]` method takes every call through PyO3's generic
 //! argument parser (`FunctionDescription`) and a type check of `self`.
-//! Here the one argument of `get(timeout=...)` or `put(obj, /)` is found
-//! by a comparison or two (the usual call), and the generic path's errors
-//! are rebuilt only when a call is wrong. The entries are
-//! `METH_FASTCALL | METH_KEYWORDS` method descriptors on the class
-//! (`PyDescr_NewMethod`, stable ABI), exactly what `#[pymethods]` makes, so
+//! Here the usual call's arguments are found by a comparison or two, and
+//! the generic path's errors are met only when a call is wrong. The
+//! entries are method descriptors on the class (`PyDescr_NewMethod`,
+//! stable ABI) with the flags `#[pymethods]` gives the same method, so
 //! CPython specialises `pool.get()` as before, and `help()`,
 //! `inspect.signature` (the `__text_signature__` line of the doc) and the
 //! stubs see the same methods.
+//!
+//! The shapes, each a macro written once for any class:
+//! - [`optional_arg_method!`]: one optional parameter, positional or
+//!   keyword (`get(timeout=...)`); PyO3's messages rebuilt here.
+//! - [`positional_arg_method!`]: one required positional-only parameter
+//!   (`put(obj, /)`, `write(data, /)`); PyO3's messages rebuilt here.
+//! - [`pyo3_signature_method!`]: any signature without `*args`/`**kwargs`,
+//!   given as PyO3's own `FunctionDescription` (`get(n, /, *,
+//!   zeroed=False)`): a call of the required positional arguments alone
+//!   skips the parser, any other goes through PyO3's parser itself, so
+//!   its errors are PyO3's by construction.
+//! - [`no_arg_method!`]: no parameters (`release()`, `BufferPool.get()`),
+//!   a `METH_NOARGS` entry as `#[pymethods]` makes, so CPython checks the
+//!   arity with its own messages, as before. Not `METH_FASTCALL |
+//!   METH_KEYWORDS`: on CPython 3.11 that costs 38 Ir more per call
+//!   (measured on `block.release()` and `BufferPool.get()`); PyO3 has no
+//!   trampoline for a plain `METH_FASTCALL` entry.
 //!
 //! `put` could be a `METH_O` entry (35 Ir less per call on 3.11), but then
 //! CPython checks its arity, with messages that cannot name the parameter
@@ -28,12 +46,13 @@
 //!   destroys) is released at once, not queued in PyO3's reference pool
 //!   until some later call. A hand-rolled entry with a bare
 //!   `Python::assume_attached()` token would leave that count at 0 and
-//!   queue those releases (`tests/object_pool/test_raw_methods.py` checks
-//!   that none is). `Python::attach` would count too, but on a thread PyO3
+//!   queue those releases (`tests/object_pool/test_raw_methods.py` and
+//!   `tests/block_pool/test_block_raw_methods.py` check that none is). `Python::attach` would count too, but on a thread PyO3
 //!   has not counted it attaches anew (`PyGILState_Ensure`), which costs
-//!   more than the wrapper it replaces. The trampoline is `#[doc(hidden)]`
-//!   API: PyO3 is pinned by `Cargo.lock`, and the compiler checks its
-//!   signatures at each upgrade. It costs about 60 Ir a call (the count is
+//!   more than the wrapper it replaces. The trampoline (like
+//!   `FunctionDescription` and `extract_argument_with_default`, used as
+//!   `#[pymethods]` uses them) is `#[doc(hidden)]` API: PyO3 is pinned by
+//!   `Cargo.lock`, and the compiler checks its signatures at each upgrade. It costs about 60 Ir a call (the count is
 //!   a thread-local), which a no-count entry would save only if nothing it
 //!   runs could drop a `Py<T>`: not the case (the core drops references).
 //! - **No unwinding into C.** The trampoline catches a panic and raises it
@@ -51,21 +70,21 @@
 //! - **Translation only.** The body is the binding method's one call; the
 //!   pool logic stays in the core.
 //!
-//! Argument errors keep PyO3's messages, checked in the order PyO3 checks
-//! them (`ObjectPool.get() takes from 0 to 1 positional arguments but 2
-//! were given`, `ObjectPool.put() missing 1 required positional argument:
-//! 'obj'`, ...).
+//! Argument errors keep PyO3's (or, for `METH_NOARGS`, CPython's)
+//! messages, checked in the order PyO3 checks them (`ObjectPool.get()
+//! takes from 0 to 1 positional arguments but 2 were given`,
+//! `ObjectPool.put() missing 1 required positional argument: 'obj'`, ...).
 
 use std::ffi::CStr;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
+use pyo3::impl_::extract_argument::{FunctionDescription, NoVarargs, NoVarkeywords};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple, PyType};
 
 /// A method-table entry CPython keeps a pointer to for the life of the
-/// process: only ever a `static`, built by [`optional_arg_method!`] or
-/// [`positional_arg_method!`].
+/// process: only ever a `static`, built by one of this module's macros.
 pub struct RawMethod(ffi::PyMethodDef);
 
 // SAFETY: the entry is never written after construction (CPython only reads
@@ -86,6 +105,16 @@ impl RawMethod {
                 PyCFunctionFastWithKeywords: f,
             },
             ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: doc.as_ptr(),
+        })
+    }
+
+    /// A `METH_NOARGS` entry.
+    pub const fn noargs(name: &'static CStr, doc: &'static CStr, f: ffi::PyCFunction) -> Self {
+        RawMethod(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer { PyCFunction: f },
+            ml_flags: ffi::METH_NOARGS,
             ml_doc: doc.as_ptr(),
         })
     }
@@ -290,6 +319,70 @@ fn too_many_positional(sig: &OneParam, given: ffi::Py_ssize_t) -> PyErr {
     ))
 }
 
+/// A borrowed argument, as PyO3's parser hands it out.
+pub type Arg<'py> = Borrowed<'py, 'py, PyAny>;
+
+/// The arguments of a `METH_FASTCALL | METH_KEYWORDS` method of signature
+/// `desc` (PyO3's own description, what `#[pymethods]` builds from
+/// `#[pyo3(signature = ...)]`), one slot per parameter, positional ones
+/// first. The usual call, its required positional arguments and nothing
+/// else, is taken as is; any other goes through PyO3's parser
+/// (`FunctionDescription::extract_arguments_fastcall`, what `#[pymethods]`
+/// calls), so every error is PyO3's by construction, and so is every
+/// accepted call. `N` is the number of parameters (checked by the parser
+/// in a debug build). Fits any signature without `*args` or `**kwargs`.
+///
+/// # Safety
+/// As for [`optional_arg`].
+#[inline(always)]
+pub unsafe fn pyo3_args<'py, const N: usize>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    desc: &FunctionDescription,
+) -> PyResult<[Option<Arg<'py>>; N]> {
+    let mut out = [None; N];
+    let required = desc.required_positional_parameters;
+    debug_assert!(required <= N);
+    if kwnames.is_null() && nargs as usize == required {
+        for (slot, i) in out.iter_mut().zip(0..required) {
+            // SAFETY: `nargs` positional arguments (the contract), borrowed
+            // for the call.
+            *slot = Some(unsafe { Borrowed::from_ptr(py, *args.add(i)) });
+        }
+        return Ok(out);
+    }
+    // SAFETY: the function's contract, which is the parser's too.
+    unsafe { pyo3_parse(py, args, nargs, kwnames, desc, &mut out) }?;
+    Ok(out)
+}
+
+/// [`pyo3_args`] of any other call: PyO3's parser.
+///
+/// # Safety
+/// As for [`optional_arg`].
+#[inline(never)]
+unsafe fn pyo3_parse<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    desc: &FunctionDescription,
+    out: &mut [Option<Arg<'py>>],
+) -> PyResult<()> {
+    debug_assert_eq!(
+        out.len(),
+        desc.positional_parameter_names.len() + desc.keyword_only_parameters.len()
+    );
+    // SAFETY: CPython's arguments to a `METH_FASTCALL | METH_KEYWORDS`
+    // function (the contract), and one output slot per parameter.
+    unsafe {
+        desc.extract_arguments_fastcall::<NoVarargs, NoVarkeywords>(py, args, nargs, kwnames, out)
+    }
+    .map(drop)
+}
+
 /// What a method's body returns, as the new reference (or NULL with an
 /// exception set) CPython expects.
 pub trait IntoRaw {
@@ -307,6 +400,24 @@ impl IntoRaw for PyResult<()> {
     #[inline(always)]
     fn into_raw(self, py: Python<'_>) -> PyResult<*mut ffi::PyObject> {
         self.map(|()| py.None().into_ptr())
+    }
+}
+
+impl<T> IntoRaw for PyResult<Bound<'_, T>> {
+    #[inline(always)]
+    fn into_raw(self, _py: Python<'_>) -> PyResult<*mut ffi::PyObject> {
+        self.map(Bound::into_ptr)
+    }
+}
+
+impl IntoRaw for PyResult<usize> {
+    #[inline(always)]
+    fn into_raw(self, py: Python<'_>) -> PyResult<*mut ffi::PyObject> {
+        use pyo3::IntoPyObject as _;
+        self.map(|n| match n.into_pyobject(py) {
+            Ok(n) => n.into_ptr(),
+            Err(never) => match never {},
+        })
     }
 }
 
@@ -423,4 +534,96 @@ macro_rules! positional_arg_method {
     };
 }
 
-pub(crate) use {optional_arg_method, positional_arg_method};
+/// `static $entry: RawMethod`: a `METH_NOARGS` method of `$class` named
+/// `$name`, as `#[pymethods]` makes a method without parameters: CPython
+/// checks that a call has no arguments, with its own messages, as before.
+/// `$body` gets `self` (`&Bound<$class>`) and the token and returns what
+/// [`IntoRaw`] takes. `$sig` (`($self)`) and `$doc` as for
+/// [`optional_arg_method!`].
+macro_rules! no_arg_method {
+    (
+        $vis:vis static $entry:ident: $class:ident, $name:literal, $sig:literal, $doc:literal,
+        |$slf:ident, $py:ident| $body:expr
+    ) => {
+        $vis static $entry: $crate::python::raw_method::RawMethod = {
+            use pyo3::{ffi, PyResult, Python};
+            use $crate::python::raw_method::{self as raw, IntoRaw as _};
+
+            /// # Safety
+            /// Called by CPython (through PyO3's trampoline) as a
+            /// `METH_NOARGS` method of `$class`.
+            unsafe fn body<'py>(
+                $py: Python<'py>,
+                slf: *mut ffi::PyObject,
+            ) -> PyResult<*mut ffi::PyObject> {
+                // SAFETY: CPython's `self` for a method installed on `$class`.
+                let slf = unsafe { raw::receiver::<$class>($py, slf) };
+                let $slf = &*slf;
+                ($body).into_raw($py)
+            }
+
+            raw::RawMethod::noargs(
+                raw::c_str(concat!($name, "\0")),
+                raw::c_str(concat!($name, $sig, "\n--\n\n", $doc, "\0")),
+                pyo3::impl_::trampoline::get_trampoline_function!(noargs, body),
+            )
+        };
+    };
+}
+
+/// `static $entry: RawMethod`: a `METH_FASTCALL | METH_KEYWORDS` method of
+/// `$class` named `$name` whose parameters PyO3's `$desc` (a
+/// `FunctionDescription`) describes; the usual call (the
+/// required positional arguments only) skips PyO3's parser, any other goes
+/// through it (see [`pyo3_args`]). `$body` gets the pool (`&$class`), the
+/// token and the arguments (`[Option<Arg>; N]`, one per parameter,
+/// positional ones first, a required one always `Some`) and returns what
+/// [`IntoRaw`] takes; it converts each argument as `#[pymethods]` would
+/// (with `extract_argument`'s messages). `$sig` and `$doc` as for
+/// [`optional_arg_method!`].
+macro_rules! pyo3_signature_method {
+    (
+        $vis:vis static $entry:ident: $class:ident, $name:literal, $desc:expr,
+        $sig:literal, $doc:literal,
+        |$pool:ident, $py:ident, $args:ident| $body:expr
+    ) => {
+        $vis static $entry: $crate::python::raw_method::RawMethod = {
+            use pyo3::{ffi, PyResult, Python};
+            use $crate::python::raw_method::{self as raw, IntoRaw as _};
+
+            const DESC: pyo3::impl_::extract_argument::FunctionDescription = $desc;
+            /// One slot per parameter.
+            const N: usize =
+                DESC.positional_parameter_names.len() + DESC.keyword_only_parameters.len();
+
+            /// # Safety
+            /// Called by CPython (through PyO3's trampoline) as a
+            /// `METH_FASTCALL | METH_KEYWORDS` method of `$class`.
+            unsafe fn body<'py>(
+                $py: Python<'py>,
+                slf: *mut ffi::PyObject,
+                args: *const *mut ffi::PyObject,
+                nargs: ffi::Py_ssize_t,
+                kwnames: *mut ffi::PyObject,
+            ) -> PyResult<*mut ffi::PyObject> {
+                // SAFETY: CPython's `self` for a method installed on `$class`.
+                let slf = unsafe { raw::receiver::<$class>($py, slf) };
+                // SAFETY: CPython's arguments to a method of this kind.
+                let $args = unsafe { raw::pyo3_args::<N>($py, args, nargs, kwnames, &DESC)? };
+                let $pool: &$class = slf.get();
+                ($body).into_raw($py)
+            }
+
+            raw::RawMethod::fastcall_keywords(
+                raw::c_str(concat!($name, "\0")),
+                raw::c_str(concat!($name, $sig, "\n--\n\n", $doc, "\0")),
+                pyo3::impl_::trampoline::get_trampoline_function!(
+                    fastcall_cfunction_with_keywords,
+                    body
+                ),
+            )
+        };
+    };
+}
+
+pub(crate) use {no_arg_method, optional_arg_method, positional_arg_method, pyo3_signature_method};

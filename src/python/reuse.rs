@@ -25,7 +25,8 @@
 //! The two classes are declared here too, so that what they share is
 //! written once: `reusable_class!` (the class, its lease and its pool),
 //! [`Reusable::hand_out`] for both `get`s, and [`Holder`] with
-//! `item_methods!` for `release()`, `put()` and the `with` exit.
+//! `item_methods!` for `put()` and the `with` exit (`release()` is a
+//! `raw_method` entry of each class, over the same [`Holder::release`]).
 
 use std::cell::UnsafeCell;
 use std::ops::Deref;
@@ -206,20 +207,13 @@ pub trait Holder: Reusable {
     }
 }
 
-/// `item_methods!(Class, "item", "copy", /// docs of release())`: what
-/// `Block` and `Buffer` share over their [`Holder`] implementation:
-/// `release()`, the `with` exit, `released`, the end of an export and the
+/// `item_methods!(Class, "item", "copy")`: what `Block` and `Buffer` share
+/// over their [`Holder`] implementation: the `with` exit, `released`, the end of an export and the
 /// refusal to pickle (`copy` says how to copy the bytes instead).
 macro_rules! item_methods {
-    ($class:ident, $item:literal, $copy:literal, $(#[$release_doc:meta])*) => {
+    ($class:ident, $item:literal, $copy:literal) => {
         #[pyo3::pymethods]
         impl $class {
-            $(#[$release_doc])*
-            #[pyo3(name = "release")]
-            fn py_release(slf: &Bound<'_, Self>) -> PyResult<()> {
-                $crate::python::reuse::Holder::release(slf)
-            }
-
             #[doc = concat!("Releases the ", $item, "; views still alive keep working. Does nothing if")]
             /// it was released inside the block.
             fn __exit__(
