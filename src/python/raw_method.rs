@@ -443,43 +443,10 @@ macro_rules! optional_arg_method {
         $sig:literal, $doc:literal,
         |$pool:ident, $py:ident, $arg:ident| $body:expr
     ) => {
-        $vis static $entry: $crate::python::raw_method::RawMethod = {
-            use pyo3::{ffi, PyResult, Python};
-            use $crate::python::raw_method::{self as raw, IntoRaw as _};
-
-            /// # Safety
-            /// Called by CPython (through PyO3's trampoline) as a
-            /// `METH_FASTCALL | METH_KEYWORDS` method of `$class`.
-            unsafe fn body<'py>(
-                $py: Python<'py>,
-                slf: *mut ffi::PyObject,
-                args: *const *mut ffi::PyObject,
-                nargs: ffi::Py_ssize_t,
-                kwnames: *mut ffi::PyObject,
-            ) -> PyResult<*mut ffi::PyObject> {
-                const SIG: raw::OneParam = raw::OneParam {
-                    class: stringify!($class),
-                    method: $name,
-                    param: $param,
-                };
-                // SAFETY: CPython's `self` for a method installed on `$class`.
-                let slf = unsafe { raw::receiver::<$class>($py, slf) };
-                // SAFETY: CPython's arguments to a method of this kind.
-                let arg = unsafe { raw::optional_arg($py, args, nargs, kwnames, &SIG)? };
-                let $pool: &$class = slf.get();
-                let $arg = arg.as_ref().map(|a| a.as_unbound());
-                ($body).into_raw($py)
-            }
-
-            raw::RawMethod::fastcall_keywords(
-                raw::c_str(concat!($name, "\0")),
-                raw::c_str(concat!($name, $sig, "\n--\n\n", $doc, "\0")),
-                pyo3::impl_::trampoline::get_trampoline_function!(
-                    fastcall_cfunction_with_keywords,
-                    body
-                ),
-            )
-        };
+        $crate::python::raw_method::one_param_method!(
+            $vis static $entry: $class, $name, $param, $sig, $doc, $py, optional_arg,
+            |$pool, $arg = arg| arg.as_ref().map(|a| a.as_unbound()) => $body
+        );
     };
 }
 
@@ -494,32 +461,74 @@ macro_rules! positional_arg_method {
         $sig:literal, $doc:literal,
         |$pool:ident, $arg:ident| $body:expr
     ) => {
-        $vis static $entry: $crate::python::raw_method::RawMethod = {
-            use pyo3::{ffi, PyResult, Python};
-            use $crate::python::raw_method::{self as raw, IntoRaw as _};
+        $crate::python::raw_method::one_param_method!(
+            $vis static $entry: $class, $name, $param, $sig, $doc, py, positional_arg,
+            |$pool, $arg = arg| &*arg => $body
+        );
+    };
+}
 
-            /// # Safety
-            /// Called by CPython (through PyO3's trampoline) as a
-            /// `METH_FASTCALL | METH_KEYWORDS` method of `$class`.
-            unsafe fn body<'py>(
-                py: Python<'py>,
-                slf: *mut ffi::PyObject,
-                args: *const *mut ffi::PyObject,
-                nargs: ffi::Py_ssize_t,
-                kwnames: *mut ffi::PyObject,
-            ) -> PyResult<*mut ffi::PyObject> {
+/// What [`optional_arg_method!`] and [`positional_arg_method!`] share: a
+/// `METH_FASTCALL | METH_KEYWORDS` entry of one parameter, found by
+/// `raw::$extract` and bound to `$arg` by `$bind` (from the extracted
+/// `$raw_arg`).
+macro_rules! one_param_method {
+    (
+        $vis:vis static $entry:ident: $class:ident, $name:literal, $param:literal,
+        $sig:literal, $doc:literal, $py:ident, $extract:ident,
+        |$pool:ident, $arg:ident = $raw_arg:ident| $bind:expr => $body:expr
+    ) => {
+        $crate::python::raw_method::fastcall_method!(
+            $vis static $entry: $class, $name, $sig, $doc,
+            {
                 const SIG: raw::OneParam = raw::OneParam {
                     class: stringify!($class),
                     method: $name,
                     param: $param,
                 };
-                // SAFETY: CPython's `self` for a method installed on `$class`.
-                let slf = unsafe { raw::receiver::<$class>(py, slf) };
+            }
+            |$py, slf, args, nargs, kwnames| {
                 // SAFETY: CPython's arguments to a method of this kind.
-                let arg = unsafe { raw::positional_arg(py, args, nargs, kwnames, &SIG) }?;
+                let $raw_arg = unsafe { raw::$extract($py, args, nargs, kwnames, &SIG) }?;
                 let $pool: &$class = slf.get();
-                let $arg = &*arg;
-                ($body).into_raw(py)
+                let $arg = $bind;
+                ($body).into_raw($py)
+            }
+        );
+    };
+}
+
+/// What every `METH_FASTCALL | METH_KEYWORDS` entry here shares: `static
+/// $entry`, whose function gets `self` as `$class` (`$slf`), CPython's
+/// arguments and the token, runs `$body` (which returns a new reference or
+/// an error) through PyO3's trampoline, and carries `$name`, the
+/// `__text_signature__` `$sig` and the docstring `$doc`. `$consts` (in braces) are
+/// items the body may use.
+macro_rules! fastcall_method {
+    (
+        $vis:vis static $entry:ident: $class:ident, $name:literal, $sig:literal, $doc:literal,
+        { $($consts:item)* }
+        |$py:ident, $slf:ident, $args:ident, $nargs:ident, $kwnames:ident| $body:block
+    ) => {
+        $vis static $entry: $crate::python::raw_method::RawMethod = {
+            use pyo3::{ffi, PyResult, Python};
+            use $crate::python::raw_method::{self as raw, IntoRaw as _};
+
+            $($consts)*
+
+            /// # Safety
+            /// Called by CPython (through PyO3's trampoline) as a
+            /// `METH_FASTCALL | METH_KEYWORDS` method of `$class`.
+            unsafe fn body<'py>(
+                $py: Python<'py>,
+                slf: *mut ffi::PyObject,
+                $args: *const *mut ffi::PyObject,
+                $nargs: ffi::Py_ssize_t,
+                $kwnames: *mut ffi::PyObject,
+            ) -> PyResult<*mut ffi::PyObject> {
+                // SAFETY: CPython's `self` for a method installed on `$class`.
+                let $slf = unsafe { raw::receiver::<$class>($py, slf) };
+                $body
             }
 
             raw::RawMethod::fastcall_keywords(
@@ -587,43 +596,25 @@ macro_rules! pyo3_signature_method {
         $sig:literal, $doc:literal,
         |$pool:ident, $py:ident, $args:ident| $body:expr
     ) => {
-        $vis static $entry: $crate::python::raw_method::RawMethod = {
-            use pyo3::{ffi, PyResult, Python};
-            use $crate::python::raw_method::{self as raw, IntoRaw as _};
-
-            const DESC: pyo3::impl_::extract_argument::FunctionDescription = $desc;
-            /// One slot per parameter.
-            const N: usize =
-                DESC.positional_parameter_names.len() + DESC.keyword_only_parameters.len();
-
-            /// # Safety
-            /// Called by CPython (through PyO3's trampoline) as a
-            /// `METH_FASTCALL | METH_KEYWORDS` method of `$class`.
-            unsafe fn body<'py>(
-                $py: Python<'py>,
-                slf: *mut ffi::PyObject,
-                args: *const *mut ffi::PyObject,
-                nargs: ffi::Py_ssize_t,
-                kwnames: *mut ffi::PyObject,
-            ) -> PyResult<*mut ffi::PyObject> {
-                // SAFETY: CPython's `self` for a method installed on `$class`.
-                let slf = unsafe { raw::receiver::<$class>($py, slf) };
+        $crate::python::raw_method::fastcall_method!(
+            $vis static $entry: $class, $name, $sig, $doc,
+            {
+                const DESC: pyo3::impl_::extract_argument::FunctionDescription = $desc;
+                /// One slot per parameter.
+                const N: usize =
+                    DESC.positional_parameter_names.len() + DESC.keyword_only_parameters.len();
+            }
+            |$py, slf, args, nargs, kwnames| {
                 // SAFETY: CPython's arguments to a method of this kind.
                 let $args = unsafe { raw::pyo3_args::<N>($py, args, nargs, kwnames, &DESC)? };
                 let $pool: &$class = slf.get();
                 ($body).into_raw($py)
             }
-
-            raw::RawMethod::fastcall_keywords(
-                raw::c_str(concat!($name, "\0")),
-                raw::c_str(concat!($name, $sig, "\n--\n\n", $doc, "\0")),
-                pyo3::impl_::trampoline::get_trampoline_function!(
-                    fastcall_cfunction_with_keywords,
-                    body
-                ),
-            )
-        };
+        );
     };
 }
 
-pub(crate) use {no_arg_method, optional_arg_method, positional_arg_method, pyo3_signature_method};
+pub(crate) use {
+    fastcall_method, no_arg_method, one_param_method, optional_arg_method, positional_arg_method,
+    pyo3_signature_method,
+};
