@@ -546,13 +546,22 @@ fn put(l: &Limit<u32>, store: &Items, item: u32) {
     }
 }
 
-#[test]
-fn a_put_wakes_the_front_waiter_and_a_running_caller_may_take_it_first() {
+type TwoWaiters = (Limit<u32>, Items, Arc<Waiter<u32>>, Arc<Waiter<u32>>);
+
+/// A full bound of 1 in normal mode, `a` then `b` queued on it, and one
+/// item put: stored, and `a` woken to compete for it.
+fn two_waiters_and_a_put() -> TwoWaiters {
     let l = full_starving_after(1, Duration::MAX);
     let store = Items::default();
     let a = queued(l.enqueue(&store));
     let b = queued(l.enqueue(&store));
     put(&l, &store, 1);
+    (l, store, a, b)
+}
+
+#[test]
+fn a_put_wakes_the_front_waiter_and_a_running_caller_may_take_it_first() {
+    let (l, store, a, b) = two_waiters_and_a_put();
     assert_eq!(store.len(), 1, "stored, not granted");
     assert!(a.is_woken() && !a.is_decided() && !b.is_woken());
     assert_eq!(l.waiting(), 2, "a woken waiter is still queued");
@@ -593,11 +602,7 @@ fn the_walk_wakes_as_many_waiters_as_there_are_units() {
 
 #[test]
 fn a_woken_waiter_that_gives_up_passes_its_wake_up_on() {
-    let l = full_starving_after(1, Duration::MAX);
-    let store = Items::default();
-    let a = queued(l.enqueue(&store));
-    let b = queued(l.enqueue(&store));
-    put(&l, &store, 1);
+    let (l, store, a, b) = two_waiters_and_a_put();
     assert!(a.is_woken());
     // Timed out as it was woken: it held nothing, so it gives back nothing.
     assert_eq!(l.cancel(&a, &store), None);
@@ -609,17 +614,22 @@ fn a_woken_waiter_that_gives_up_passes_its_wake_up_on() {
     assert_eq!((l.waiting(), store.len()), (0, 0));
 }
 
+/// A full bound of `max` whose waiters starve after a millisecond (the
+/// threshold, returned), and an empty store.
+fn starving_after_a_millisecond(max: usize) -> (Duration, Limit<u32>, Items) {
+    let after = Duration::from_millis(1);
+    (after, full_starving_after(max, after), Items::default())
+}
+
 #[test]
 fn starved_waiters_are_handed_the_next_puts_in_arrival_order() {
-    let after = Duration::from_millis(1);
-    let l = full_starving_after(2, after);
-    let store = Items::default();
+    let (after, l, store) = starving_after_a_millisecond(2);
     let a = queued(l.enqueue(&store));
     let b = queued(l.enqueue(&store));
-    std::thread::sleep(after * 5); // both past the threshold
-                                   // The first put after they starved finds the mode hint stale: it
-                                   // stores its item, and the walk hands it over from the store before
-                                   // any running thread can take it.
+    // Both past the threshold. The first put after they starved finds the
+    // mode hint stale: it stores its item, and the walk hands it over from
+    // the store before any running thread can take it.
+    std::thread::sleep(after * 5);
     put(&l, &store, 1);
     assert_eq!(store.take(), None, "handed over, not left to barge for");
     assert_eq!(a.take(), Some(Outcome::Granted(Grant::Item(1))));
@@ -633,9 +643,7 @@ fn starved_waiters_are_handed_the_next_puts_in_arrival_order() {
 
 #[test]
 fn a_starved_woken_waiter_is_handed_the_unit_it_was_competing_for() {
-    let after = Duration::from_millis(1);
-    let l = full_starving_after(1, after);
-    let store = Items::default();
+    let (after, l, store) = starving_after_a_millisecond(1);
     let a = queued(l.enqueue(&store));
     // Woken (normal mode) before it starved, or handed over at once if it
     // starved already on a slow machine: either way it ends with the item.
