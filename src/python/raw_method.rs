@@ -5,8 +5,8 @@
 //!
 //! Why: a `#[pymethods]` method takes every call through PyO3's generic
 //! argument parser (`FunctionDescription`) and a type check of `self`.
-//! Here the usual call's arguments are found by a comparison or two, and
-//! the generic path's errors are met only when a call is wrong. The
+//! Here a call of positional arguments only (the usual call) is taken as
+//! is, and PyO3's parser runs only for any other. The
 //! entries are method descriptors on the class (`PyDescr_NewMethod`,
 //! stable ABI) with the flags `#[pymethods]` gives the same method, so
 //! CPython specialises `pool.get()` as before, and `help()`,
@@ -14,15 +14,14 @@
 //! stubs see the same methods.
 //!
 //! The shapes, each a macro written once for any class:
-//! - [`optional_arg_method!`]: one optional parameter, positional or
-//!   keyword (`get(timeout=...)`); PyO3's messages rebuilt here.
-//! - [`positional_arg_method!`]: one required positional-only parameter
-//!   (`put(obj, /)`, `write(data, /)`); PyO3's messages rebuilt here.
 //! - [`pyo3_signature_method!`]: any signature without `*args`/`**kwargs`,
 //!   given as PyO3's own `FunctionDescription` (`get(n, /, *,
-//!   zeroed=False)`): a call of the required positional arguments alone
-//!   skips the parser, any other goes through PyO3's parser itself, so
-//!   its errors are PyO3's by construction.
+//!   zeroed=False)`): a call of positional arguments alone, as many as the
+//!   signature takes, skips the parser; any other goes through PyO3's
+//!   parser itself, so its errors are PyO3's by construction.
+//! - [`optional_arg_method!`] (`get(timeout=...)`) and
+//!   [`positional_arg_method!`] (`put(obj, /)`, `write(data, /)`): the
+//!   same for one parameter, optional or required and positional-only.
 //! - [`no_arg_method!`]: no parameters (`release()`, `BufferPool.get()`),
 //!   a `METH_NOARGS` entry as `#[pymethods]` makes, so CPython checks the
 //!   arity with its own messages, as before. Not `METH_FASTCALL |
@@ -70,18 +69,17 @@
 //! - **Translation only.** The body is the binding method's one call; the
 //!   pool logic stays in the core.
 //!
-//! Argument errors keep PyO3's (or, for `METH_NOARGS`, CPython's)
-//! messages, checked in the order PyO3 checks them (`ObjectPool.get()
-//! takes from 0 to 1 positional arguments but 2 were given`,
-//! `ObjectPool.put() missing 1 required positional argument: 'obj'`, ...).
+//! Argument errors are PyO3's (or, for `METH_NOARGS`, CPython's) messages,
+//! made by PyO3's parser (`ObjectPool.get() takes from 0 to 1 positional
+//! arguments but 2 were given`, `ObjectPool.put() missing 1 required
+//! positional argument: 'obj'`, ...).
 
 use std::ffi::CStr;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::impl_::extract_argument::{FunctionDescription, NoVarargs, NoVarkeywords};
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::types::PyType;
 
 /// A method-table entry CPython keeps a pointer to for the life of the
 /// process: only ever a `static`, built by one of this module's macros.
@@ -164,176 +162,25 @@ pub unsafe fn receiver<'a, 'py, T: pyo3::PyClass>(
     unsafe { slf.cast_unchecked::<T>() }
 }
 
-/// A method of one parameter: its class's name, its own and its
-/// parameter's, for PyO3's messages.
-pub struct OneParam {
-    pub class: &'static str,
-    pub method: &'static str,
-    pub param: &'static str,
-}
-
-/// The argument of a `METH_FASTCALL | METH_KEYWORDS` method whose only
-/// parameter is optional and may be given by position or by keyword: `None`
-/// when left out.
-///
-/// # Safety
-/// `args`, `nargs` and `kwnames` are what CPython passes to a
-/// `METH_FASTCALL | METH_KEYWORDS` function: `nargs` positional arguments,
-/// then one value per name of `kwnames` (a tuple of `str`, or NULL).
-#[inline(always)]
-pub unsafe fn optional_arg<'a, 'py>(
-    py: Python<'py>,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-    sig: &OneParam,
-) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
-    if !kwnames.is_null() {
-        // SAFETY: the function's contract.
-        return unsafe { keyword_arg(py, args, nargs, kwnames, sig) };
-    }
-    match nargs {
-        0 => Ok(None),
-        // SAFETY: one positional argument, borrowed for the call.
-        1 => Ok(Some(unsafe { Borrowed::from_ptr(py, *args) })),
-        n => Err(too_many_positional(sig, n)),
-    }
-}
-
-/// [`optional_arg`] of a call with keywords, checked as PyO3 checks them:
-/// the positional count first, then each keyword in order.
-///
-/// # Safety
-/// As for [`optional_arg`], with `kwnames` not NULL.
-#[inline(never)]
-unsafe fn keyword_arg<'a, 'py>(
-    py: Python<'py>,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-    sig: &OneParam,
-) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
-    if nargs > 1 {
-        return Err(too_many_positional(sig, nargs));
-    }
-    // SAFETY: `kwnames` is a tuple of `str` (the contract), borrowed for
-    // the call, and its values follow the positional arguments in `args`.
-    let (names, values) = unsafe {
-        let names = Borrowed::from_ptr(py, kwnames).cast_unchecked::<PyTuple>();
-        let values = std::slice::from_raw_parts(args, nargs as usize + names.len());
-        (names, values)
-    };
-    let mut found = values.first().filter(|_| nargs == 1).copied();
-    for (name, &value) in names.iter_borrowed().zip(&values[nargs as usize..]) {
-        if name.cast::<PyString>().is_ok_and(|s| *s == sig.param) {
-            if found.replace(value).is_some() {
-                return Err(PyTypeError::new_err(format!(
-                    "{}.{}() got multiple values for argument '{}'",
-                    sig.class, sig.method, sig.param
-                )));
-            }
-        } else {
-            return Err(PyTypeError::new_err(format!(
-                "{}.{}() got an unexpected keyword argument '{}'",
-                sig.class, sig.method, &*name
-            )));
-        }
-    }
-    // SAFETY: an argument of the call, borrowed for it.
-    Ok(found.map(|arg| unsafe { Borrowed::from_ptr(py, arg) }))
-}
-
-/// The argument of a `METH_FASTCALL | METH_KEYWORDS` method whose only
-/// parameter is required and positional-only (`put(obj, /)`).
-///
-/// # Safety
-/// As for [`optional_arg`].
-#[inline(always)]
-pub unsafe fn positional_arg<'a, 'py>(
-    py: Python<'py>,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-    sig: &OneParam,
-) -> PyResult<Borrowed<'a, 'py, PyAny>> {
-    if nargs == 1 && kwnames.is_null() {
-        // SAFETY: one positional argument, borrowed for the call.
-        return Ok(unsafe { Borrowed::from_ptr(py, *args) });
-    }
-    // SAFETY: the function's contract.
-    Err(unsafe { positional_arg_error(py, nargs, kwnames, sig) })
-}
-
-/// What PyO3 raises for a call of `put(obj, /)` without exactly one
-/// positional argument: the positional count first, then each keyword in
-/// order, then a positional-only name given as a keyword, then a missing
-/// argument.
-///
-/// # Safety
-/// `kwnames` is NULL or a tuple of `str`, borrowed for the call.
-#[cold]
-unsafe fn positional_arg_error(
-    py: Python<'_>,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-    sig: &OneParam,
-) -> PyErr {
-    let name = format!("{}.{}()", sig.class, sig.method);
-    if nargs > 1 {
-        return PyTypeError::new_err(format!(
-            "{name} takes 1 positional arguments but {nargs} were given"
-        ));
-    }
-    // SAFETY: `kwnames` is NULL or a tuple (the function's contract).
-    let names = unsafe { Borrowed::from_ptr_or_opt(py, kwnames) }
-        // SAFETY: as above.
-        .map(|names| unsafe { names.cast_unchecked::<PyTuple>() });
-    let mut param_as_keyword = false;
-    for kw in names.iter().flat_map(|names| names.iter_borrowed()) {
-        if kw.cast::<PyString>().is_ok_and(|s| *s == sig.param) {
-            param_as_keyword = true;
-        } else {
-            return PyTypeError::new_err(format!(
-                "{name} got an unexpected keyword argument '{}'",
-                &*kw
-            ));
-        }
-    }
-    if param_as_keyword {
-        return PyTypeError::new_err(format!(
-            "{name} got some positional-only arguments passed as keyword arguments: '{}'",
-            sig.param
-        ));
-    }
-    PyTypeError::new_err(format!(
-        "{name} missing 1 required positional argument: '{}'",
-        sig.param
-    ))
-}
-
-#[cold]
-fn too_many_positional(sig: &OneParam, given: ffi::Py_ssize_t) -> PyErr {
-    PyTypeError::new_err(format!(
-        "{}.{}() takes from 0 to 1 positional arguments but {given} were given",
-        sig.class, sig.method
-    ))
-}
-
 /// A borrowed argument, as PyO3's parser hands it out.
 pub type Arg<'py> = Borrowed<'py, 'py, PyAny>;
 
 /// The arguments of a `METH_FASTCALL | METH_KEYWORDS` method of signature
 /// `desc` (PyO3's own description, what `#[pymethods]` builds from
 /// `#[pyo3(signature = ...)]`), one slot per parameter, positional ones
-/// first. The usual call, its required positional arguments and nothing
-/// else, is taken as is; any other goes through PyO3's parser
+/// first. A call of positional arguments only, no fewer than the required
+/// and no more than the positional parameters (the usual call), is taken
+/// as is: its arguments fill the first slots, which is what the parser
+/// would do; any other goes through PyO3's parser
 /// (`FunctionDescription::extract_arguments_fastcall`, what `#[pymethods]`
 /// calls), so every error is PyO3's by construction, and so is every
 /// accepted call. `N` is the number of parameters (checked by the parser
 /// in a debug build). Fits any signature without `*args` or `**kwargs`.
 ///
 /// # Safety
-/// As for [`optional_arg`].
+/// `args`, `nargs` and `kwnames` are what CPython passes to a
+/// `METH_FASTCALL | METH_KEYWORDS` function: `nargs` positional arguments,
+/// then one value per name of `kwnames` (a tuple of `str`, or NULL).
 #[inline(always)]
 pub unsafe fn pyo3_args<'py, const N: usize>(
     py: Python<'py>,
@@ -343,10 +190,11 @@ pub unsafe fn pyo3_args<'py, const N: usize>(
     desc: &FunctionDescription,
 ) -> PyResult<[Option<Arg<'py>>; N]> {
     let mut out = [None; N];
-    let required = desc.required_positional_parameters;
-    debug_assert!(required <= N);
-    if kwnames.is_null() && nargs as usize == required {
-        for (slot, i) in out.iter_mut().zip(0..required) {
+    let positional = desc.positional_parameter_names.len();
+    debug_assert!(positional <= N);
+    let given = nargs as usize;
+    if kwnames.is_null() && desc.required_positional_parameters <= given && given <= positional {
+        for (slot, i) in out.iter_mut().zip(0..given) {
             // SAFETY: `nargs` positional arguments (the contract), borrowed
             // for the call.
             *slot = Some(unsafe { Borrowed::from_ptr(py, *args.add(i)) });
@@ -361,7 +209,7 @@ pub unsafe fn pyo3_args<'py, const N: usize>(
 /// [`pyo3_args`] of any other call: PyO3's parser.
 ///
 /// # Safety
-/// As for [`optional_arg`].
+/// As for [`pyo3_args`].
 #[inline(never)]
 unsafe fn pyo3_parse<'py>(
     py: Python<'py>,
@@ -435,17 +283,24 @@ pub const fn c_str(s: &'static str) -> &'static CStr {
 /// only parameter `$param` is optional
 /// (positional or keyword). `$body` gets the pool (`&$class`), the token
 /// and the argument (`Option<&Py<PyAny>>`, `None` when left out) and
-/// returns `PyResult<Py<PyAny>>` or `PyResult<()>`. `$sig` is the
-/// `__text_signature__` (`($self, timeout=...)`), `$doc` the docstring.
+/// returns what [`IntoRaw`] takes. `$sig` is the `__text_signature__`
+/// (`($self, timeout=...)`), `$doc` the docstring. A
+/// [`pyo3_signature_method!`] of that one parameter.
 macro_rules! optional_arg_method {
     (
         $vis:vis static $entry:ident: $class:ident, $name:literal, $param:literal,
         $sig:literal, $doc:literal,
         |$pool:ident, $py:ident, $arg:ident| $body:expr
     ) => {
-        $crate::python::raw_method::one_param_method!(
-            $vis static $entry: $class, $name, $param, $sig, $doc, $py, optional_arg,
-            |$pool, $arg = arg| arg.as_ref().map(|a| a.as_unbound()) => $body
+        $crate::python::raw_method::pyo3_signature_method!(
+            $vis static $entry: $class, $name,
+            $crate::python::raw_method::one_param(stringify!($class), $name, &[$param], 0),
+            $sig, $doc,
+            |$pool, $py, args| {
+                let [arg] = args;
+                let $arg = arg.as_ref().map(|a| a.as_unbound());
+                $body
+            }
         );
     };
 }
@@ -453,49 +308,48 @@ macro_rules! optional_arg_method {
 /// `static $entry: RawMethod`: a `METH_FASTCALL | METH_KEYWORDS` method of
 /// `$class` named `$name` whose only parameter `$param` is required and
 /// positional-only. `$body` gets the pool (`&$class`) and the argument
-/// (`&Bound<PyAny>`) and returns `PyResult<Py<PyAny>>` or `PyResult<()>`.
-/// `$sig` and `$doc` as for [`optional_arg_method!`].
+/// (`&Bound<PyAny>`) and returns what [`IntoRaw`] takes. `$sig` and `$doc`
+/// as for [`optional_arg_method!`].
 macro_rules! positional_arg_method {
     (
         $vis:vis static $entry:ident: $class:ident, $name:literal, $param:literal,
         $sig:literal, $doc:literal,
         |$pool:ident, $arg:ident| $body:expr
     ) => {
-        $crate::python::raw_method::one_param_method!(
-            $vis static $entry: $class, $name, $param, $sig, $doc, py, positional_arg,
-            |$pool, $arg = arg| &*arg => $body
+        $crate::python::raw_method::pyo3_signature_method!(
+            $vis static $entry: $class, $name,
+            $crate::python::raw_method::one_param(stringify!($class), $name, &[$param], 1),
+            $sig, $doc,
+            |$pool, _py, args| {
+                let [Some(arg)] = args else {
+                    unreachable!("the parser checks that a required argument is given")
+                };
+                let $arg = &*arg;
+                $body
+            }
         );
     };
 }
 
-/// What [`optional_arg_method!`] and [`positional_arg_method!`] share: a
-/// `METH_FASTCALL | METH_KEYWORDS` entry of one parameter, found by
-/// `raw::$extract` and bound to `$arg` by `$bind` (from the extracted
-/// `$raw_arg`).
-macro_rules! one_param_method {
-    (
-        $vis:vis static $entry:ident: $class:ident, $name:literal, $param:literal,
-        $sig:literal, $doc:literal, $py:ident, $extract:ident,
-        |$pool:ident, $arg:ident = $raw_arg:ident| $bind:expr => $body:expr
-    ) => {
-        $crate::python::raw_method::fastcall_method!(
-            $vis static $entry: $class, $name, $sig, $doc,
-            {
-                const SIG: raw::OneParam = raw::OneParam {
-                    class: stringify!($class),
-                    method: $name,
-                    param: $param,
-                };
-            }
-            |$py, slf, args, nargs, kwnames| {
-                // SAFETY: CPython's arguments to a method of this kind.
-                let $raw_arg = unsafe { raw::$extract($py, args, nargs, kwnames, &SIG) }?;
-                let $pool: &$class = slf.get();
-                let $arg = $bind;
-                ($body).into_raw($py)
-            }
-        );
-    };
+/// PyO3's description of a method `class.name` of one parameter `param`
+/// (a one-element slice), `required` (0 or 1) of it required and, if so,
+/// positional-only: what `#[pyo3(signature = (param=...))]` or
+/// `(param, /)` builds.
+#[doc(hidden)]
+pub const fn one_param(
+    class: &'static str,
+    name: &'static str,
+    param: &'static [&'static str; 1],
+    required: usize,
+) -> FunctionDescription {
+    FunctionDescription {
+        cls_name: Some(class),
+        func_name: name,
+        positional_parameter_names: param,
+        positional_only_parameters: required,
+        required_positional_parameters: required,
+        keyword_only_parameters: &[],
+    }
 }
 
 /// What every `METH_FASTCALL | METH_KEYWORDS` entry here shares: `static
@@ -615,6 +469,6 @@ macro_rules! pyo3_signature_method {
 }
 
 pub(crate) use {
-    fastcall_method, no_arg_method, one_param_method, optional_arg_method, positional_arg_method,
+    fastcall_method, no_arg_method, optional_arg_method, positional_arg_method,
     pyo3_signature_method,
 };
