@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
+import inspect
 import logging
 import os
 import signal
@@ -260,3 +261,18 @@ def load_module(name: str, path: Path) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def assert_hand_written_method(cls: type, name: str, text: str, shown: str, doc: str) -> None:
+    """``cls.name`` is one of the hand-written method-table entries
+    (src/python/raw_method.rs) and looks as PyO3's method did: a method
+    descriptor with its name, ``__text_signature__`` ``text``, signature
+    ``shown`` and a docstring starting with ``doc``."""
+    method = getattr(cls, name)
+    assert type(method).__name__ == "method_descriptor"
+    assert method.__name__ == name
+    assert method.__qualname__ == f"{cls.__name__}.{name}"
+    assert method.__text_signature__ == text
+    assert str(inspect.signature(method)) == shown
+    assert method.__doc__.startswith(doc)
+    assert "--" not in method.__doc__.splitlines()[0]

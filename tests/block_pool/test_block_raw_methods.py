@@ -9,7 +9,6 @@ a release made while its attach count is 0)."""
 from __future__ import annotations
 
 import gc
-import inspect
 import sys
 import weakref
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from typing import Any
 import pytest
 
 from shardpool import Block, BlockPool, Buffer, BufferPool
+
+from helpers import assert_hand_written_method
 
 # --- what introspection sees ---
 
@@ -41,14 +42,7 @@ from shardpool import Block, BlockPool, Buffer, BufferPool
 def test_the_methods_are_method_descriptors_with_their_signatures(
     cls: type, name: str, text: str, shown: str, doc: str
 ) -> None:
-    method = getattr(cls, name)
-    assert type(method).__name__ == "method_descriptor"
-    assert method.__name__ == name
-    assert method.__qualname__ == f"{cls.__name__}.{name}"
-    assert method.__text_signature__ == text
-    assert str(inspect.signature(method)) == shown
-    assert method.__doc__.startswith(doc)
-    assert "--" not in method.__doc__.splitlines()[0]
+    assert_hand_written_method(cls, name, text, shown, doc)
 
 
 def test_the_classes_cannot_be_subclassed() -> None:

@@ -16,26 +16,27 @@ import pytest
 
 from shardpool import ObjectPool, PoolTimeout
 
-from helpers import Boom, Thing
+from helpers import Boom, Thing, assert_hand_written_method
 
 # --- what introspection sees ---
 
 
-def test_the_methods_are_method_descriptors_with_their_signatures() -> None:
-    for name, text, shown in [
-        ("get", "($self, timeout=...)", "(self, /, timeout=Ellipsis)"),
-        ("put", "($self, obj, /)", "(self, obj, /)"),
-    ]:
-        method = getattr(ObjectPool, name)
-        assert type(method).__name__ == "method_descriptor"
-        assert method.__name__ == name
-        assert method.__qualname__ == f"ObjectPool.{name}"
-        assert method.__text_signature__ == text
-        assert str(inspect.signature(method)) == shown
-        assert method.__doc__
-        assert "--" not in method.__doc__.splitlines()[0]
-    assert ObjectPool.get.__doc__.startswith("Get an object: an idle one if any")
-    assert ObjectPool.put.__doc__.startswith("Give back an object from ``get``")
+@pytest.mark.parametrize(
+    ("name", "text", "shown", "doc"),
+    [
+        (
+            "get",
+            "($self, timeout=...)",
+            "(self, /, timeout=Ellipsis)",
+            "Get an object: an idle one if any",
+        ),
+        ("put", "($self, obj, /)", "(self, obj, /)", "Give back an object from ``get``"),
+    ],
+)
+def test_the_methods_are_method_descriptors_with_their_signatures(
+    name: str, text: str, shown: str, doc: str
+) -> None:
+    assert_hand_written_method(ObjectPool, name, text, shown, doc)
 
 
 def test_bound_methods_are_builtin_methods_of_the_pool() -> None:
