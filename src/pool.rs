@@ -52,9 +52,9 @@ use std::time::{Duration, Instant};
 
 pub(crate) use config::refuse;
 pub use config::{Charge, Config, ConfigError, ResetOn, MAX_IDLE_LIMIT, MAX_SHARDS};
-pub use error::{GetError, NotOut, PutError};
+pub use error::{GetError, NotOut, OpenError, PutError};
 pub use hooks::Hooks;
-pub use sizing::Sizes;
+pub use sizing::{Resized, Sizes};
 
 use crate::counters::{Counters, Event, Snapshot};
 use crate::ledger::Ledger;

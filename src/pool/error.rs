@@ -24,6 +24,16 @@ pub enum GetError<E> {
     },
 }
 
+/// Why [`Pool::open`](super::Pool::open) gave no pool. Nothing is left
+/// behind: what it made is destroyed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenError<E> {
+    /// A setting refused.
+    Config(super::ConfigError),
+    /// Making the objects asked for up front failed.
+    Fill(GetError<E>),
+}
+
 /// Why `put` refused or failed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PutError<E> {

@@ -18,10 +18,19 @@ use crate::sync::Arc;
 
 impl<T: Send> Pool<T> {
     /// `get` for a caller that must not block: an object if one comes
-    /// without waiting, else a place in the waiters' queue (counted as a
-    /// wait when `count_wait`; a caller that re-queues after a rejected
-    /// grant passes `false`, so one `get` counts one wait).
+    /// without waiting, else a place in the waiters' queue, counted as a
+    /// wait (then [`Pool::finish_wait`] or [`Pool::abandon_wait`]).
     pub fn get_or_enqueue<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+    ) -> Result<Step<T>, GetError<H::Error>> {
+        self.step(hooks, true)
+    }
+
+    /// [`Pool::get_or_enqueue`]; a wait is counted when `count_wait` (a
+    /// `get` that queues again after a rejected grant passes `false`, so
+    /// one `get` counts one wait).
+    fn step<H: Hooks<T>>(
         &self,
         hooks: &mut H,
         count_wait: bool,
@@ -60,25 +69,29 @@ impl<T: Send> Pool<T> {
     }
 
     /// After a [`Step::Wait`] was decided or woken: the object
-    /// ([`Step::Ready`]); the same waiter again ([`Step::Wait`]) if it was
-    /// woken to compete and lost (it keeps its place: wait on it again);
-    /// or `None` if the granted object was rejected (expired, or refused by
-    /// `validate`) and the caller should queue again.
+    /// ([`Step::Ready`]), or a waiter to wait on again ([`Step::Wait`]):
+    /// the same one if it was woken to compete and lost (it keeps its
+    /// place), a new one at the back if the granted object was rejected
+    /// (expired, or refused by `validate`) and no other came at once. Either
+    /// way the same `get`: it counts no second wait.
     pub fn finish_wait<H: Hooks<T>>(
         &self,
         hooks: &mut H,
         waiter: &Arc<Waiter<Idle<T>>>,
-    ) -> Result<Option<Step<T>>, GetError<H::Error>> {
+    ) -> Result<Step<T>, GetError<H::Error>> {
         let Some(limit) = &self.limit else {
             unreachable!("only a bounded pool makes a get wait");
         };
         match limit.settle(waiter, &self.idles(self.shards.home())) {
             Settled::Decided(Outcome::Granted(grant)) => {
                 self.note_wait_ended(waiter);
-                Ok(self.redeem(hooks, grant)?.map(Step::Ready))
+                match self.redeem(hooks, grant)? {
+                    Some(item) => Ok(Step::Ready(item)),
+                    None => self.step(hooks, false),
+                }
             }
             Settled::Decided(Outcome::Closed) => Err(GetError::Closed),
-            Settled::Lost => Ok(Some(Step::Wait(Arc::clone(waiter)))),
+            Settled::Lost => Ok(Step::Wait(Arc::clone(waiter))),
             // Not decided (or taken already): nothing was granted.
             Settled::Undecided => Err(GetError::Timeout),
         }
