@@ -22,6 +22,11 @@ pub enum GetError<E> {
         /// The pool's bound.
         max_size: usize,
     },
+    /// `get_many` asked for more objects than memory can list.
+    NoMemory {
+        /// Objects asked for.
+        requested: usize,
+    },
 }
 
 /// Why [`Pool::open`](super::Pool::open) gave no pool. Nothing is left

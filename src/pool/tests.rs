@@ -611,6 +611,19 @@ fn close_destroys_idle_fails_waiters_and_destroys_later_returns() {
 }
 
 #[test]
+fn a_batch_no_memory_can_list_is_refused_before_anything_is_taken() {
+    let (p, mut h) = (pool(Config::default()), TestHooks::default());
+    p.prefill(&mut h, 1).unwrap();
+    let n = usize::MAX / 2;
+    assert_eq!(
+        p.get_many(&mut h, n, None),
+        Err(GetError::NoMemory { requested: n })
+    );
+    let s = p.stats();
+    assert_eq!((s.idle, s.in_use, s.hits, s.misses), (1, 0, 0, 0));
+}
+
+#[test]
 fn prefill_creates_idle_objects() {
     let (p, mut h) = (bounded(3), TestHooks::default());
     p.prefill(&mut h, 3).unwrap();

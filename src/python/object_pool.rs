@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyMemoryError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
@@ -288,19 +288,6 @@ aio_methods!(
     aborrow: "AsyncBorrow";
 );
 
-/// Refuses, with `MemoryError` (as `[None] * n` does), a `get_many` whose
-/// list of `n` objects no memory could hold, before the core allocates that
-/// list: a failed allocation there aborts the process. Small batches, and
-/// batches the core refuses as above `max_size`, need no check.
-fn check_batch(n: usize, max_size: Option<usize>) -> PyResult<()> {
-    if n <= 1 << 16 || max_size.is_some_and(|max| n > max) {
-        return Ok(());
-    }
-    Vec::<Py<PyAny>>::new()
-        .try_reserve_exact(n)
-        .map_err(|_| PyMemoryError::new_err(format!("n is too large: no memory for {n} objects")))
-}
-
 // `ObjectPool.get` and `put`: hand-written method-table entries (see
 // `raw_method`), installed on the class by `install_raw_methods`.
 raw_method::optional_arg_method!(
@@ -439,7 +426,6 @@ impl ObjectPool {
     ) -> PyResult<Vec<Py<PyAny>>> {
         let n = args::count(n, "n")?;
         let wait = self.timeout.resolve(timeout.given(), py)?;
-        check_batch(n, self.core.max_size())?;
         let objs = self
             .core
             .get_many(&mut self.call_hooks(py), n, wait.limit)
