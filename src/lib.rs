@@ -72,8 +72,8 @@ pub use limit::{
 };
 pub use memory::{AllocError, OwnedBlock};
 pub use pool::{
-    Charge, Config, ConfigError, GetError, Hooks, Idle, NotOut, OpenError, Pool, PutError, ResetOn,
-    Resized, Sizes, Step, MAX_IDLE_LIMIT, MAX_SHARDS,
+    Charge, Config, ConfigError, GetError, Hooks, Idle, NotOut, OpenError, Pending, Pool, PutError,
+    ResetOn, Resized, Sizes, Step, MAX_IDLE_LIMIT, MAX_SHARDS,
 };
 pub use tiered::{Filing, Tiered};
 

@@ -22,6 +22,8 @@ pub enum GetError<E> {
         /// The pool's bound.
         max_size: usize,
     },
+    /// The non-blocking `get` was settled already ([`Pending`](super::Pending)).
+    Settled,
     /// `get_many` asked for more objects than memory can list.
     NoMemory {
         /// Objects asked for.

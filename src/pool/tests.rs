@@ -980,7 +980,7 @@ fn ready(step: Step<Item>) -> Item {
     }
 }
 
-fn wait(step: Step<Item>) -> Arc<Waiter<Idle<Item>>> {
+fn wait(step: Step<Item>) -> Pending<Item> {
     match step {
         Step::Wait(waiter) => waiter,
         Step::Ready(_) => panic!("expected to wait"),
@@ -989,7 +989,7 @@ fn wait(step: Step<Item>) -> Arc<Waiter<Idle<Item>>> {
 
 /// In a pool of `max_size` 1: the object a non-blocking get takes, and the
 /// waiter of a second one, queued for it.
-fn out_and_queued(pool: &Pool<Item>, hooks: &mut TestHooks) -> (Item, Arc<Waiter<Idle<Item>>>) {
+fn out_and_queued(pool: &Pool<Item>, hooks: &mut TestHooks) -> (Item, Pending<Item>) {
     let held = ready(pool.get_or_enqueue(hooks).unwrap());
     (held, wait(pool.get_or_enqueue(hooks).unwrap()))
 }
@@ -1012,6 +1012,36 @@ fn non_blocking_get_queues_and_is_served_by_a_put() {
         (s.hits, s.misses, s.waits, s.timeouts, s.in_use),
         (1, 1, 1, 0, 1)
     );
+}
+
+#[test]
+fn a_pending_get_is_settled_once_whichever_comes_first() {
+    let pool = bounded(1);
+    let mut hooks = TestHooks::default();
+    // Finished, then abandoned and finished again: both do nothing.
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
+    pool.put(&mut hooks, held).unwrap();
+    let held = ready(pool.finish_wait(&mut hooks, &waiter).unwrap());
+    pool.abandon_wait(&mut hooks, &waiter, false);
+    assert!(waiter.is_settled());
+    assert!(matches!(
+        pool.finish_wait(&mut hooks, &waiter),
+        Err(GetError::Settled)
+    ));
+    // Abandoned twice: counted once; then finishing it is refused.
+    let waiter = wait(pool.get_or_enqueue(&mut hooks).unwrap());
+    pool.abandon_wait(&mut hooks, &waiter, false);
+    pool.abandon_wait(&mut hooks, &waiter, true);
+    assert!(matches!(
+        pool.finish_wait(&mut hooks, &waiter),
+        Err(GetError::Settled)
+    ));
+    let s = pool.stats();
+    assert_eq!(
+        (s.waits, s.cancelled, s.timeouts, s.in_use, s.waiting),
+        (2, 1, 0, 1, 0)
+    );
+    drop(held);
 }
 
 #[test]

@@ -1,7 +1,5 @@
 //! `ObjectPool`: the pool of Python objects, over the core's `Pool`.
 
-use std::sync::Arc;
-
 use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -20,7 +18,7 @@ use super::sizing::sizing_methods;
 use super::stats::PoolStats;
 use super::timeout::{self, TimeoutArg, Wait};
 use super::tracking::object_key as key;
-use super::waiting::{ObjectWaiter, PyNotify, WaitQueue, Waiting};
+use super::waiting::{PendingObject, PyNotify, WaitQueue, Waiting};
 use crate::{Config, GetError, NotOut, OpenError, Pool, PutError, Step};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
@@ -183,7 +181,7 @@ impl ObjectPool {
 impl WaitQueue for Py<ObjectPool> {
     /// A wait to wait on again comes in a new `_Waiting` (this one is
     /// settled).
-    fn finish(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>) -> PyResult<Py<PyAny>> {
+    fn finish(&self, py: Python<'_>, waiter: &PendingObject) -> PyResult<Py<PyAny>> {
         let pool = self.get();
         pool.step(
             self,
@@ -192,7 +190,7 @@ impl WaitQueue for Py<ObjectPool> {
         )
     }
 
-    fn abandon(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>, timed_out: bool) {
+    fn abandon(&self, py: Python<'_>, waiter: &PendingObject, timed_out: bool) {
         let pool = self.get();
         pool.core
             .abandon_wait(&mut pool.call_hooks(py), waiter, timed_out);
