@@ -153,7 +153,11 @@ mod tests {
         assert_eq!(failed, Err("reset"));
         assert_eq!(sites.sites(), ["b\n"]);
         // Back, while the pool hands it out again: the new site is kept.
-        let back = sites.give_back(2, || Ok::<_, ()>(sites.record(2, "c\n".into())), |_| true);
+        let again = || {
+            sites.record(2, "c\n".into());
+            Ok::<_, ()>(())
+        };
+        let back = sites.give_back(2, again, |_| true);
         assert_eq!(back, Ok(()));
         assert_eq!(sites.sites(), ["c\n"]);
     }
