@@ -70,8 +70,9 @@ impl Sites {
     /// discard) with its site forgotten first, since once back another
     /// thread may get it and record its own site under the same key. If the
     /// pool refuses the item as not out (`refused`), nothing changed: the
-    /// site is put back.
-    #[inline(always)]
+    /// site is put back. Out of line: only a tracking pool gets here, and
+    /// the code of every put stays as small as without tracking.
+    #[inline(never)]
     pub fn give_back<E>(
         &self,
         key: u64,
