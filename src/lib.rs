@@ -66,13 +66,14 @@ pub use classes::SizeClasses;
 pub use counters::{Event, Snapshot};
 pub use lease::{LeaseError, Leased};
 pub use limit::{
-    note_fork, Enqueued, Grant, Limit, NoStore, Notify, Offered, Outcome, Park, ResizeError,
-    Settled, Store, Turns, Units, WaitTimes, Waiter, HANDOFF_AFTER, PATIENCE, WAIT_BUCKETS,
+    note_fork, park_in_slices, Enqueued, Grant, Limit, NoStore, Notify, Offered, Outcome, Park,
+    ResizeError, Settled, Store, Turns, Units, WaitTimes, Waiter, HANDOFF_AFTER, PATIENCE,
+    WAIT_BUCKETS,
 };
 pub use memory::{AllocError, OwnedBlock};
 pub use pool::{
-    Charge, Config, ConfigError, GetError, Hooks, Idle, NotOut, Pool, PutError, ResetOn, Sizes,
-    Step, MAX_IDLE_LIMIT, MAX_SHARDS,
+    Charge, Config, ConfigError, GetError, Hooks, Idle, NotOut, OpenError, Pending, Pool, PutError,
+    ResetOn, Resized, Sizes, Step, MAX_IDLE_LIMIT, MAX_SHARDS,
 };
 pub use tiered::{Filing, Tiered};
 

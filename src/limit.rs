@@ -136,7 +136,7 @@ use queue::Queue;
 pub use resize::ResizeError;
 pub use turns::{Turns, PATIENCE};
 pub use wait_times::{WaitTimes, WAIT_BUCKETS};
-pub use waiter::{Notify, Park, Waiter};
+pub use waiter::{park_in_slices, Notify, Park, Waiter};
 
 use crate::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard};

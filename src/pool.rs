@@ -52,16 +52,17 @@ use std::time::{Duration, Instant};
 
 pub(crate) use config::refuse;
 pub use config::{Charge, Config, ConfigError, ResetOn, MAX_IDLE_LIMIT, MAX_SHARDS};
-pub use error::{GetError, NotOut, PutError};
+pub use error::{GetError, NotOut, OpenError, PutError};
 pub use hooks::Hooks;
-pub use sizing::Sizes;
+pub use sizing::{Resized, Sizes};
+pub use wait::Pending;
 
 use crate::counters::{Counters, Event, Snapshot};
 use crate::ledger::Ledger;
-use crate::limit::{Limit, Store, Waiter};
+use crate::limit::{Limit, Store};
 use crate::shards::Shards;
 use crate::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use crate::sync::{Arc, Mutex};
+use crate::sync::Mutex;
 use lifetime::Lifetime;
 
 /// `Pool::flags`: `close` was called.
@@ -137,9 +138,10 @@ pub enum Step<T> {
     /// An object, at once.
     Ready(T),
     /// Queued: wait until the waiter is decided (see
-    /// [`Waiter::on_decided`]), then [`Pool::finish_wait`], or give up with
+    /// [`Waiter::on_decided`](crate::Waiter::on_decided)), then
+    /// [`Pool::finish_wait`], or give up with
     /// [`Pool::abandon_wait`]. One of the two must follow.
-    Wait(Arc<Waiter<Idle<T>>>),
+    Wait(Pending<T>),
 }
 
 /// The idle storage as the limit draws from it: a thread's home shard

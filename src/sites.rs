@@ -66,6 +66,29 @@ impl Sites {
         self.lock().insert(key, site);
     }
 
+    /// Gives the item `key` back to its pool (`give_back`: a put or a
+    /// discard) with its site forgotten first, since once back another
+    /// thread may get it and record its own site under the same key. If the
+    /// pool refuses the item as not out (`refused`), nothing changed: the
+    /// site is put back. Out of line: only a tracking pool gets here, and
+    /// the code of every put stays as small as without tracking.
+    #[inline(never)]
+    pub fn give_back<E>(
+        &self,
+        key: u64,
+        give_back: impl FnOnce() -> Result<(), E>,
+        refused: impl FnOnce(&E) -> bool,
+    ) -> Result<(), E> {
+        let site = self.forget(key);
+        let outcome = give_back();
+        if let (Some(site), Err(e)) = (site, &outcome) {
+            if refused(e) {
+                self.restore(key, site);
+            }
+        }
+        outcome
+    }
+
     /// The sites of the items out, oldest first.
     pub fn sites(&self) -> Vec<String> {
         let sites = self.lock();
@@ -115,6 +138,29 @@ mod tests {
         sites.restore(7, taken);
         assert_eq!(sites.sites(), ["b\n", "a\n"]);
         assert_ne!(sites.ticket(), 0);
+    }
+
+    #[test]
+    fn a_give_back_forgets_the_site_unless_refused_as_not_out() {
+        let sites = Sites::new();
+        sites.record(1, "a\n".into());
+        sites.record(2, "b\n".into());
+        // Refused as not out: the site is back, with its place in the order.
+        let refused = sites.give_back(1, || Err("not out"), |e| *e == "not out");
+        assert_eq!(refused, Err("not out"));
+        assert_eq!(sites.sites(), ["a\n", "b\n"]);
+        // Failed otherwise (a reset that raised: the item is gone): forgotten.
+        let failed = sites.give_back(1, || Err("reset"), |e| *e == "not out");
+        assert_eq!(failed, Err("reset"));
+        assert_eq!(sites.sites(), ["b\n"]);
+        // Back, while the pool hands it out again: the new site is kept.
+        let again = || {
+            sites.record(2, "c\n".into());
+            Ok::<_, ()>(())
+        };
+        let back = sites.give_back(2, again, |_| true);
+        assert_eq!(back, Ok(()));
+        assert_eq!(sites.sites(), ["c\n"]);
     }
 
     #[test]

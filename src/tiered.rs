@@ -415,6 +415,20 @@ impl<T: Send> Tiered<T> {
         self.pools[class].get().map(Pool::stats).unwrap_or_default()
     }
 
+    /// Every class as `(size, counters)`, smallest first.
+    pub fn classes_stats(&self) -> Vec<(usize, Snapshot)> {
+        let sizes = self.classes.sizes().iter().enumerate();
+        sizes
+            .map(|(i, &size)| (size, self.class_stats(i)))
+            .collect()
+    }
+
+    /// Every class as `(size, max_idle)`, smallest first.
+    pub fn classes_max_idle(&self) -> Vec<(usize, usize)> {
+        let sizes = self.classes.sizes().iter().enumerate();
+        sizes.map(|(i, &size)| (size, self.max_idle(i))).collect()
+    }
+
     /// In every class used, destroys expired idle objects, then the oldest
     /// until at most `keep` remain ([`Pool::trim`]); returns how many.
     pub fn trim<H: Hooks<T>>(&self, keep: usize, hooks: impl Fn(usize) -> H) -> usize {

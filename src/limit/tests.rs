@@ -660,3 +660,50 @@ fn a_starved_woken_waiter_is_handed_the_unit_it_was_competing_for() {
     );
     assert_eq!(l.waiting(), 0);
 }
+
+// --- parking in slices (what a binding's `Hooks::park` runs) ---
+
+#[test]
+fn parking_in_slices_runs_between_slices_until_decided() {
+    let (mut slices, mut between) = (Vec::new(), 0);
+    let slice = Duration::from_secs(3600);
+    let start = Instant::now();
+    let decided = park_in_slices::<()>(
+        None,
+        slice,
+        |until| {
+            slices.push(until);
+            slices.len() == 3
+        },
+        || {
+            between += 1;
+            Ok(())
+        },
+    );
+    assert_eq!((decided, slices.len(), between), (Ok(true), 3, 2));
+    // Without a deadline, each slice ends a slice from its start.
+    assert!(slices.iter().all(|&u| u >= start + slice));
+}
+
+#[test]
+fn parking_in_slices_stops_at_the_deadline_and_at_an_interrupt() {
+    let past = Instant::now();
+    let mut between = 0;
+    let ends = park_in_slices::<()>(
+        Some(past),
+        Duration::from_secs(3600),
+        |until| {
+            // A slice never runs past the deadline.
+            assert_eq!(until, past);
+            false
+        },
+        || {
+            between += 1;
+            Ok(())
+        },
+    );
+    assert_eq!((ends, between), (Ok(false), 0));
+    let far = Some(Instant::now() + Duration::from_secs(3600));
+    let interrupted = park_in_slices(far, Duration::ZERO, |_| false, || Err("signal"));
+    assert_eq!(interrupted, Err("signal"));
+}

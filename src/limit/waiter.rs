@@ -36,6 +36,30 @@ pub trait Park: Sync {
     fn park(&self, deadline: Option<Instant>) -> bool;
 }
 
+/// Parks until `deadline` (`None`: forever) in slices of at most `slice`:
+/// `park(until)` blocks for one slice (a binding lets other threads run
+/// meanwhile) and says whether the wait was decided or woken; after each
+/// slice that ends undecided before the deadline, `between` runs (a binding
+/// checks for interrupts there) and its `Err` ends the wait. `Ok(true)`:
+/// decided or woken; `Ok(false)`: the deadline passed.
+pub fn park_in_slices<E>(
+    deadline: Option<Instant>,
+    slice: Duration,
+    mut park: impl FnMut(Instant) -> bool,
+    mut between: impl FnMut() -> Result<(), E>,
+) -> Result<bool, E> {
+    loop {
+        let slice_end = Instant::now() + slice;
+        if park(deadline.map_or(slice_end, |d| d.min(slice_end))) {
+            return Ok(true);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(false);
+        }
+        between()?;
+    }
+}
+
 /// Runs once a waiter's outcome is decided, after the limit's locks are
 /// released (so it may take other locks, or enter an interpreter).
 pub trait Notify: Send {

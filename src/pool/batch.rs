@@ -39,6 +39,12 @@ impl<T: Send> Pool<T> {
                 });
             }
         }
+        // The list of `n` must fit in memory: refused before anything is
+        // taken, since a failed allocation later aborts the process. Small
+        // batches need no check.
+        if n > 1 << 16 && Vec::<T>::new().try_reserve_exact(n).is_err() {
+            return Err(GetError::NoMemory { requested: n });
+        }
         if self.is_closed() {
             return Err(GetError::Closed);
         }

@@ -22,6 +22,23 @@ pub enum GetError<E> {
         /// The pool's bound.
         max_size: usize,
     },
+    /// The non-blocking `get` was settled already ([`Pending`](super::Pending)).
+    Settled,
+    /// `get_many` asked for more objects than memory can list.
+    NoMemory {
+        /// Objects asked for.
+        requested: usize,
+    },
+}
+
+/// Why [`Pool::open`](super::Pool::open) gave no pool. Nothing is left
+/// behind: what it made is destroyed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenError<E> {
+    /// A setting refused.
+    Config(super::ConfigError),
+    /// Making the objects asked for up front failed.
+    Fill(GetError<E>),
 }
 
 /// Why `put` refused or failed.

@@ -9,12 +9,35 @@
 //!   for a waiting batch too); see `put` for why none is stored afterwards.
 //! - `visit` and `release_references` run no hook: a collector calls them.
 
-use super::{Event, GetError, Hooks, Pool};
+use super::{refuse, Config, Event, GetError, Hooks, OpenError, Pool};
 use crate::counters::Tally;
 use crate::limit::Notify;
 use crate::sync::atomic::{fence, Ordering};
 
 impl<T: Send> Pool<T> {
+    /// A pool of `config`, ready: `prefill` idle objects made up front, then
+    /// those `min_size` needs. Refused, with what was made destroyed: a bad
+    /// `config`, a `prefill` above `max_idle` (it would be dropped at
+    /// once), a failing factory.
+    pub fn open<H: Hooks<T>>(
+        config: Config,
+        prefill: usize,
+        hooks: &mut H,
+    ) -> Result<Self, OpenError<H::Error>> {
+        let pool = Pool::new(config).map_err(OpenError::Config)?;
+        let max_idle = pool.max_idle();
+        if prefill > max_idle {
+            let message = format!("prefill must be at most max_idle ({max_idle}), got {prefill}");
+            return Err(OpenError::Config(refuse("prefill", message)));
+        }
+        let filled = pool.prefill(hooks, prefill);
+        if let Err(e) = filled.and_then(|()| pool.refill(hooks).map_err(GetError::Hook)) {
+            pool.close(hooks);
+            return Err(OpenError::Fill(e));
+        }
+        Ok(pool)
+    }
+
     /// Creates `n` idle objects up front.
     pub fn prefill<H: Hooks<T>>(&self, hooks: &mut H, n: usize) -> Result<(), GetError<H::Error>> {
         let (home, counters) = self.shards.local();

@@ -37,6 +37,17 @@ pub struct Sizes {
     pub min_size: Option<usize>,
 }
 
+/// What [`Pool::resize`] did: `(max_size, min_size)` before and after,
+/// both read under the lock that serializes resizes, so a racing resize
+/// shows in neither.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resized {
+    /// `(max_size, min_size)` before.
+    pub before: (Option<usize>, usize),
+    /// `(max_size, min_size)` after.
+    pub after: (Option<usize>, usize),
+}
+
 impl<T: Send> Pool<T> {
     /// The fewest objects kept in existence.
     pub fn min_size(&self) -> usize {
@@ -111,8 +122,9 @@ impl<T: Send> Pool<T> {
     /// Refused, changing nothing: a `max_size` of 0, or for a pool built
     /// without one; a `min_size` above `max_size` or `max_idle`; a
     /// `max_size` below what a waiting `get_many` needs; a closed pool.
-    pub fn resize<H: Hooks<T>>(&self, hooks: &mut H, sizes: Sizes) -> Result<(), ConfigError> {
+    pub fn resize<H: Hooks<T>>(&self, hooks: &mut H, sizes: Sizes) -> Result<Resized, ConfigError> {
         let serial = self.resizing.lock().unwrap_or_else(|e| e.into_inner());
+        let before = (self.max_size(), self.min_size());
         if self.is_closed() {
             return Err(refuse("resize", "the pool is closed".into()));
         }
@@ -159,8 +171,9 @@ impl<T: Send> Pool<T> {
         } else {
             self.min_size.store(min_size, Ordering::Relaxed);
         }
+        let after = (self.max_size(), self.min_size());
         drop(serial);
         self.refill_quietly(hooks);
-        Ok(())
+        Ok(Resized { before, after })
     }
 }

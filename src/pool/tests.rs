@@ -611,6 +611,19 @@ fn close_destroys_idle_fails_waiters_and_destroys_later_returns() {
 }
 
 #[test]
+fn a_batch_no_memory_can_list_is_refused_before_anything_is_taken() {
+    let (p, mut h) = (pool(Config::default()), TestHooks::default());
+    p.prefill(&mut h, 1).unwrap();
+    let n = usize::MAX / 2;
+    assert_eq!(
+        p.get_many(&mut h, n, None),
+        Err(GetError::NoMemory { requested: n })
+    );
+    let s = p.stats();
+    assert_eq!((s.idle, s.in_use, s.hits, s.misses), (1, 0, 0, 0));
+}
+
+#[test]
 fn prefill_creates_idle_objects() {
     let (p, mut h) = (bounded(3), TestHooks::default());
     p.prefill(&mut h, 3).unwrap();
@@ -620,6 +633,51 @@ fn prefill_creates_idle_objects() {
         p.prefill(&mut h, 1),
         Err(GetError::TooMany { .. })
     ));
+}
+
+/// Hooks whose factory fails from its `n`th call on.
+struct FailingFrom(usize, TestHooks);
+
+impl Hooks<Item> for FailingFrom {
+    type Error = &'static str;
+    fn create(&mut self) -> Result<Item, &'static str> {
+        self.0 = self.0.checked_sub(1).ok_or("create failed")?;
+        self.1.create()
+    }
+    fn destroy(&mut self, item: Item) {
+        self.1.destroy(item);
+    }
+    fn identity(&self, item: &Item) -> usize {
+        self.1.identity(item)
+    }
+    fn duplicate(&mut self, item: &Item) -> Item {
+        self.1.duplicate(item)
+    }
+}
+
+#[test]
+fn open_prefills_then_refills_or_leaves_nothing_behind() {
+    let config = |min_size| Config {
+        max_size: Some(4),
+        min_size,
+        ..Config::default()
+    };
+    let p = Pool::open(config(3), 2, &mut FailingFrom(3, TestHooks::default())).unwrap();
+    let s = p.stats();
+    assert_eq!((s.created, s.idle), (3, 3));
+    // The third object fails: the two made are destroyed.
+    let mut h = FailingFrom(2, TestHooks::default());
+    let failed = Pool::open(config(3), 2, &mut h).err();
+    assert_eq!(
+        failed,
+        Some(OpenError::Fill(GetError::Hook("create failed")))
+    );
+    assert_eq!(h.1.destroyed.len(), 2);
+    let refused = Pool::<Item>::open(config(0), 5, &mut TestHooks::default()).err();
+    let Some(OpenError::Config(e)) = refused else {
+        panic!("prefill above max_idle is a config error")
+    };
+    assert_eq!(e.message, "prefill must be at most max_idle (4), got 5");
 }
 
 #[test]
@@ -922,7 +980,7 @@ fn ready(step: Step<Item>) -> Item {
     }
 }
 
-fn wait(step: Step<Item>) -> Arc<Waiter<Idle<Item>>> {
+fn wait(step: Step<Item>) -> Pending<Item> {
     match step {
         Step::Wait(waiter) => waiter,
         Step::Ready(_) => panic!("expected to wait"),
@@ -931,9 +989,9 @@ fn wait(step: Step<Item>) -> Arc<Waiter<Idle<Item>>> {
 
 /// In a pool of `max_size` 1: the object a non-blocking get takes, and the
 /// waiter of a second one, queued for it.
-fn out_and_queued(pool: &Pool<Item>, hooks: &mut TestHooks) -> (Item, Arc<Waiter<Idle<Item>>>) {
-    let held = ready(pool.get_or_enqueue(hooks, true).unwrap());
-    (held, wait(pool.get_or_enqueue(hooks, true).unwrap()))
+fn out_and_queued(pool: &Pool<Item>, hooks: &mut TestHooks) -> (Item, Pending<Item>) {
+    let held = ready(pool.get_or_enqueue(hooks).unwrap());
+    (held, wait(pool.get_or_enqueue(hooks).unwrap()))
 }
 
 #[test]
@@ -947,12 +1005,61 @@ fn non_blocking_get_queues_and_is_served_by_a_put() {
     // mode, where the object waits idle): either way it is this waiter's
     // to take, as nobody else asks.
     assert!(waiter.is_decided() || waiter.is_woken());
-    let again = ready(pool.finish_wait(&mut hooks, &waiter).unwrap().unwrap());
+    let again = ready(pool.finish_wait(&mut hooks, &waiter).unwrap());
     assert!(Arc::ptr_eq(&held, &again));
     let s = pool.stats();
     assert_eq!(
         (s.hits, s.misses, s.waits, s.timeouts, s.in_use),
         (1, 1, 1, 0, 1)
+    );
+}
+
+#[test]
+fn a_pending_get_is_settled_once_whichever_comes_first() {
+    let pool = bounded(1);
+    let mut hooks = TestHooks::default();
+    // Finished, then abandoned and finished again: both do nothing.
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
+    pool.put(&mut hooks, held).unwrap();
+    let held = ready(pool.finish_wait(&mut hooks, &waiter).unwrap());
+    pool.abandon_wait(&mut hooks, &waiter, false);
+    assert!(waiter.is_settled());
+    assert!(matches!(
+        pool.finish_wait(&mut hooks, &waiter),
+        Err(GetError::Settled)
+    ));
+    // Abandoned twice: counted once; then finishing it is refused.
+    let waiter = wait(pool.get_or_enqueue(&mut hooks).unwrap());
+    pool.abandon_wait(&mut hooks, &waiter, false);
+    pool.abandon_wait(&mut hooks, &waiter, true);
+    assert!(matches!(
+        pool.finish_wait(&mut hooks, &waiter),
+        Err(GetError::Settled)
+    ));
+    let s = pool.stats();
+    assert_eq!(
+        (s.waits, s.cancelled, s.timeouts, s.in_use, s.waiting),
+        (2, 1, 0, 1, 0)
+    );
+    drop(held);
+}
+
+#[test]
+fn a_rejected_grant_is_replaced_within_the_same_wait() {
+    let pool = bounded(1);
+    let mut hooks = TestHooks::default();
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
+    held.valid.store(false, Ordering::Relaxed);
+    pool.put(&mut hooks, Arc::clone(&held)).unwrap();
+    // The object it was granted fails `validate`: destroyed, and its slot
+    // makes a new one for the same caller, without a second wait.
+    let again = ready(pool.finish_wait(&mut hooks, &waiter).unwrap());
+    assert!(!Arc::ptr_eq(&held, &again));
+    assert!(Arc::ptr_eq(&hooks.destroyed[0], &held));
+    let s = pool.stats();
+    assert_eq!(
+        (s.waits, s.invalid, s.misses, s.in_use, s.waiting),
+        (1, 1, 2, 1, 0)
     );
 }
 
@@ -988,7 +1095,7 @@ fn closing_fails_a_queued_non_blocking_get() {
         Err(GetError::Closed)
     ));
     assert!(matches!(
-        pool.get_or_enqueue(&mut hooks, true),
+        pool.get_or_enqueue(&mut hooks),
         Err(GetError::Closed)
     ));
 }

@@ -9,19 +9,70 @@
 //!   so nothing is lost and nothing is handed to two holders.
 //! - One `get` counts one wait, however often it queues; a timeout counts
 //!   as a timeout, any other abandoned wait as cancelled.
+//! - A non-blocking get's place in the queue ([`Pending`]) is settled
+//!   exactly once, finished or abandoned, whichever comes first (an event
+//!   loop's result, its cancellation, the collection of its task), so
+//!   what it was granted is taken or given back once.
 
+use std::ops::Deref;
 use std::time::Instant;
 
 use super::{Event, GetError, Hooks, Idle, Pool, Step};
 use crate::limit::{Enqueued, Grant, Limit, Outcome, Settled, Waiter};
+use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::Arc;
+
+/// A non-blocking get's place in the waiters' queue ([`Step::Wait`]): its
+/// waiter (to be told when the wait is decided), settled once by
+/// [`Pool::finish_wait`] or [`Pool::abandon_wait`]; a later settle of
+/// either kind does nothing.
+pub struct Pending<T> {
+    waiter: Arc<Waiter<Idle<T>>>,
+    settled: AtomicBool,
+}
+
+impl<T> Pending<T> {
+    fn new(waiter: Arc<Waiter<Idle<T>>>) -> Self {
+        Pending {
+            waiter,
+            settled: AtomicBool::new(false),
+        }
+    }
+
+    /// True for the one caller that settles it.
+    fn settle(&self) -> bool {
+        !self.settled.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether it was finished or abandoned.
+    pub fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
+    }
+}
+
+impl<T> Deref for Pending<T> {
+    type Target = Waiter<Idle<T>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.waiter
+    }
+}
 
 impl<T: Send> Pool<T> {
     /// `get` for a caller that must not block: an object if one comes
-    /// without waiting, else a place in the waiters' queue (counted as a
-    /// wait when `count_wait`; a caller that re-queues after a rejected
-    /// grant passes `false`, so one `get` counts one wait).
+    /// without waiting, else a place in the waiters' queue, counted as a
+    /// wait (then [`Pool::finish_wait`] or [`Pool::abandon_wait`]).
     pub fn get_or_enqueue<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+    ) -> Result<Step<T>, GetError<H::Error>> {
+        self.step(hooks, true)
+    }
+
+    /// [`Pool::get_or_enqueue`]; a wait is counted when `count_wait` (a
+    /// `get` that queues again after a rejected grant passes `false`, so
+    /// one `get` counts one wait).
+    fn step<H: Hooks<T>>(
         &self,
         hooks: &mut H,
         count_wait: bool,
@@ -48,7 +99,7 @@ impl<T: Send> Pool<T> {
                         self.shards.counters(home).bump(Event::Wait);
                         self.note_in_use();
                     }
-                    return Ok(Step::Wait(waiter));
+                    return Ok(Step::Wait(Pending::new(waiter)));
                 }
                 Enqueued::Ready(grant) => {
                     if let Some(item) = self.redeem(hooks, grant)? {
@@ -60,25 +111,34 @@ impl<T: Send> Pool<T> {
     }
 
     /// After a [`Step::Wait`] was decided or woken: the object
-    /// ([`Step::Ready`]); the same waiter again ([`Step::Wait`]) if it was
-    /// woken to compete and lost (it keeps its place: wait on it again);
-    /// or `None` if the granted object was rejected (expired, or refused by
-    /// `validate`) and the caller should queue again.
+    /// ([`Step::Ready`]), or a waiter to wait on again ([`Step::Wait`]):
+    /// the same one if it was woken to compete and lost (it keeps its
+    /// place), a new one at the back if the granted object was rejected
+    /// (expired, or refused by `validate`) and no other came at once. Either
+    /// way the same `get`: it counts no second wait. [`GetError::Settled`]
+    /// if `pending` was settled already.
     pub fn finish_wait<H: Hooks<T>>(
         &self,
         hooks: &mut H,
-        waiter: &Arc<Waiter<Idle<T>>>,
-    ) -> Result<Option<Step<T>>, GetError<H::Error>> {
+        pending: &Pending<T>,
+    ) -> Result<Step<T>, GetError<H::Error>> {
         let Some(limit) = &self.limit else {
             unreachable!("only a bounded pool makes a get wait");
         };
+        if !pending.settle() {
+            return Err(GetError::Settled);
+        }
+        let waiter = &pending.waiter;
         match limit.settle(waiter, &self.idles(self.shards.home())) {
             Settled::Decided(Outcome::Granted(grant)) => {
                 self.note_wait_ended(waiter);
-                Ok(self.redeem(hooks, grant)?.map(Step::Ready))
+                match self.redeem(hooks, grant)? {
+                    Some(item) => Ok(Step::Ready(item)),
+                    None => self.step(hooks, false),
+                }
             }
             Settled::Decided(Outcome::Closed) => Err(GetError::Closed),
-            Settled::Lost => Ok(Some(Step::Wait(Arc::clone(waiter)))),
+            Settled::Lost => Ok(Step::Wait(Pending::new(Arc::clone(waiter)))),
             // Not decided (or taken already): nothing was granted.
             Settled::Undecided => Err(GetError::Timeout),
         }
@@ -87,16 +147,16 @@ impl<T: Send> Pool<T> {
     /// Gives up a [`Step::Wait`]: withdraws the waiter, and gives back
     /// whatever it was granted meanwhile, so nothing is lost. Counted as a
     /// timeout when `timed_out`, else as cancelled (a cancelled task, one
-    /// whose event loop closed or that was collected).
-    pub fn abandon_wait<H: Hooks<T>>(
-        &self,
-        hooks: &mut H,
-        waiter: &Arc<Waiter<Idle<T>>>,
-        timed_out: bool,
-    ) {
+    /// whose event loop closed or that was collected). Does nothing if
+    /// `pending` was settled already.
+    pub fn abandon_wait<H: Hooks<T>>(&self, hooks: &mut H, pending: &Pending<T>, timed_out: bool) {
         let Some(limit) = &self.limit else {
             return;
         };
+        if !pending.settle() {
+            return;
+        }
+        let waiter = &pending.waiter;
         if let Some(Outcome::Granted(grant)) = limit.cancel(waiter, &self.idles(self.shards.home()))
         {
             self.give_back(hooks, grant);

@@ -2,7 +2,9 @@
 
 use std::ffi::CString;
 
-use pyo3::exceptions::{PyResourceWarning, PyRuntimeError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{
+    PyMemoryError, PyResourceWarning, PyRuntimeError, PyTimeoutError, PyValueError,
+};
 use pyo3::prelude::*;
 
 use crate::pool::ConfigError;
@@ -58,6 +60,11 @@ pub fn get_error(e: GetError<PyErr>, timeout: Option<f64>, max_size: Option<usiz
         } => PyValueError::new_err(format!(
             "n must be at most max_size ({max_size}), got {requested}"
         )),
+        GetError::Settled => PyRuntimeError::new_err("this wait is settled already"),
+        // As `[None] * n` refuses it.
+        GetError::NoMemory { requested } => {
+            PyMemoryError::new_err(format!("n is too large: no memory for {requested} objects"))
+        }
     }
 }
 

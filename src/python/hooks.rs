@@ -29,7 +29,7 @@ use pyo3::{intern, PyTraverseError};
 
 use super::args;
 use super::logging::{self, Level};
-use crate::limit::Park;
+use crate::limit::{park_in_slices, Park};
 use crate::{Hooks, ResetOn};
 
 /// How objects are reset.
@@ -367,17 +367,8 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
     /// Waits detached from the interpreter, in slices, so that other threads
     /// run meanwhile and Ctrl-C (signal handlers) still get through.
     fn park(&mut self, waiter: &dyn Park, deadline: Option<Instant>) -> PyResult<bool> {
-        const SLICE: Duration = Duration::from_millis(50);
-        loop {
-            let slice_end = Instant::now() + SLICE;
-            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            if self.py.detach(|| waiter.park(Some(until))) {
-                return Ok(true);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
-            }
-            self.py.check_signals()?;
-        }
+        let (py, slice) = (self.py, Duration::from_millis(50));
+        let park = |until| py.detach(|| waiter.park(Some(until)));
+        park_in_slices(deadline, slice, park, || py.check_signals())
     }
 }

@@ -1,8 +1,6 @@
 //! `ObjectPool`: the pool of Python objects, over the core's `Pool`.
 
-use std::sync::Arc;
-
-use pyo3::exceptions::{PyMemoryError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
@@ -20,8 +18,8 @@ use super::sizing::sizing_methods;
 use super::stats::PoolStats;
 use super::timeout::{self, TimeoutArg, Wait};
 use super::tracking::object_key as key;
-use super::waiting::{ObjectWaiter, PyNotify, WaitQueue, Waiting};
-use crate::{Config, GetError, NotOut, Pool, PutError, Step};
+use super::waiting::{PendingObject, PyNotify, WaitQueue, Waiting};
+use crate::{Config, GetError, NotOut, OpenError, Pool, PutError, Step};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
@@ -140,22 +138,22 @@ impl ObjectPool {
         )
     }
 
-    /// An object, or a `_Waiting` in the queue of a full bounded pool.
-    fn get_or_wait(slf: &Bound<'_, Self>, count_wait: bool) -> PyResult<Py<PyAny>> {
-        let (pool, py) = (slf.get(), slf.py());
-        match pool
-            .core
-            .get_or_enqueue(&mut pool.call_hooks(py), count_wait)
-        {
-            Ok(Step::Ready(obj)) => {
-                pool.core.tracking.acquired(py, key(&obj));
+    /// A non-blocking get's step: the object, or a `_Waiting` in the queue
+    /// of a full bounded pool (`slf`).
+    fn step(
+        &self,
+        slf: &Py<Self>,
+        py: Python<'_>,
+        step: Result<Step<Py<PyAny>>, GetError<PyErr>>,
+    ) -> PyResult<Py<PyAny>> {
+        match step.map_err(|e| get_error(e, None, self.core.max_size()))? {
+            Step::Ready(obj) => {
+                self.core.tracking.acquired(py, key(&obj));
                 Ok(obj)
             }
-            Ok(Step::Wait(waiter)) => {
-                let queue = Box::new(slf.clone().unbind());
-                Ok(Py::new(py, Waiting::new(waiter, queue))?.into_any())
+            Step::Wait(waiter) => {
+                Ok(Py::new(py, Waiting::new(waiter, Box::new(slf.clone_ref(py))))?.into_any())
             }
-            Err(e) => Err(get_error(e, None, pool.core.max_size())),
         }
     }
 
@@ -181,24 +179,18 @@ impl ObjectPool {
 }
 
 impl WaitQueue for Py<ObjectPool> {
-    fn finish(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>) -> PyResult<Py<PyAny>> {
+    /// A wait to wait on again comes in a new `_Waiting` (this one is
+    /// settled).
+    fn finish(&self, py: Python<'_>, waiter: &PendingObject) -> PyResult<Py<PyAny>> {
         let pool = self.get();
-        match pool.core.finish_wait(&mut pool.call_hooks(py), waiter) {
-            Ok(Some(Step::Ready(obj))) => {
-                pool.core.tracking.acquired(py, key(&obj));
-                Ok(obj)
-            }
-            // Woken, it lost the race: the same place in the queue, in a
-            // new `_Waiting` (this one is settled).
-            Ok(Some(Step::Wait(waiter))) => {
-                Ok(Py::new(py, Waiting::new(waiter, Box::new(self.clone_ref(py))))?.into_any())
-            }
-            Ok(None) => ObjectPool::get_or_wait(self.bind(py), false),
-            Err(e) => Err(get_error(e, None, pool.core.max_size())),
-        }
+        pool.step(
+            self,
+            py,
+            pool.core.finish_wait(&mut pool.call_hooks(py), waiter),
+        )
     }
 
-    fn abandon(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>, timed_out: bool) {
+    fn abandon(&self, py: Python<'_>, waiter: &PendingObject, timed_out: bool) {
         let pool = self.get();
         pool.core
             .abandon_wait(&mut pool.call_hooks(py), waiter, timed_out);
@@ -294,19 +286,6 @@ aio_methods!(
     aborrow: "AsyncBorrow";
 );
 
-/// Refuses, with `MemoryError` (as `[None] * n` does), a `get_many` whose
-/// list of `n` objects no memory could hold, before the core allocates that
-/// list: a failed allocation there aborts the process. Small batches, and
-/// batches the core refuses as above `max_size`, need no check.
-fn check_batch(n: usize, max_size: Option<usize>) -> PyResult<()> {
-    if n <= 1 << 16 || max_size.is_some_and(|max| n > max) {
-        return Ok(());
-    }
-    Vec::<Py<PyAny>>::new()
-        .try_reserve_exact(n)
-        .map_err(|_| PyMemoryError::new_err(format!("n is too large: no memory for {n} objects")))
-}
-
 // `ObjectPool.get` and `put`: hand-written method-table entries (see
 // `raw_method`), installed on the class by `install_raw_methods`.
 raw_method::optional_arg_method!(
@@ -384,7 +363,7 @@ impl ObjectPool {
         let min_size = args::optional_count(min_size.as_ref(), "min_size")?.unwrap_or(0);
         let (max_lifetime, _) = args::seconds(max_lifetime.as_ref(), "max_lifetime")?;
         let max_waiting = args::optional_count(max_waiting.as_ref(), "max_waiting")?;
-        let core = Pool::new(Config {
+        let config = Config {
             max_idle,
             max_size,
             shards,
@@ -395,37 +374,26 @@ impl ObjectPool {
             min_size,
             max_lifetime,
             max_waiting,
-        })
-        .map_err(config_error)?;
-        if prefill > core.max_idle() {
-            return Err(PyValueError::new_err(format!(
-                "prefill must be at most max_idle ({}), got {prefill}",
-                core.max_idle()
-            )));
-        }
-        let pool = ObjectPool {
+        };
+        let core = match Pool::open(config, prefill, &mut hooks.bound(py, None)) {
+            Ok(core) => core,
+            Err(OpenError::Config(e)) => return Err(config_error(e)),
+            Err(OpenError::Fill(e)) => return Err(get_error(e, None, max_size)),
+        };
+        Ok(ObjectPool {
             core: Shared::new(core, labels),
             hooks,
             discard_on,
             timeout,
-        };
-        if prefill > 0 {
-            if let Err(e) = pool.core.prefill(&mut pool.call_hooks(py), prefill) {
-                pool.core.close(&mut pool.call_hooks(py));
-                return Err(get_error(e, None, pool.core.max_size()));
-            }
-        }
-        if let Err(e) = pool.core.refill(&mut pool.call_hooks(py)) {
-            pool.core.close(&mut pool.call_hooks(py));
-            return Err(e);
-        }
-        Ok(pool)
+        })
     }
 
     /// For ``shardpool._aio``: an object, or a ``_Waiting`` if a full
     /// bounded pool makes the caller wait.
     fn _get_or_wait(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        Self::get_or_wait(slf, true)
+        let (pool, py) = (slf.get(), slf.py());
+        let step = pool.core.get_or_enqueue(&mut pool.call_hooks(py));
+        pool.step(slf.as_unbound(), py, step)
     }
 
     /// A context manager that gets an object on entry and puts it back on
@@ -456,7 +424,6 @@ impl ObjectPool {
     ) -> PyResult<Vec<Py<PyAny>>> {
         let n = args::count(n, "n")?;
         let wait = self.timeout.resolve(timeout.given(), py)?;
-        check_batch(n, self.core.max_size())?;
         let objs = self
             .core
             .get_many(&mut self.call_hooks(py), n, wait.limit)

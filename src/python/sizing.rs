@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use super::args;
 use super::logging::{self, Level};
-use crate::Sizes;
+use crate::{Resized, Sizes};
 
 /// `resize(max_size=..., min_size=...)`'s arguments: `None` (or absent)
 /// keeps the current size. (So a bounded pool cannot be made unbounded:
@@ -24,12 +24,7 @@ pub fn sizes(
 /// Logs (`INFO`) a resize that took effect: a decision an operator wants
 /// to see beside the pool's metrics.
 #[cold]
-pub fn log_resize(
-    py: Python<'_>,
-    pool: &str,
-    before: (Option<usize>, usize),
-    after: (Option<usize>, usize),
-) {
+pub fn log_resize(py: Python<'_>, pool: &str, Resized { before, after }: Resized) {
     let size = |s: Option<usize>| s.map_or_else(|| "None".into(), |s| s.to_string());
     let message = format!(
         "{pool}: resized: max_size {} -> {}, min_size {} -> {}",
@@ -75,12 +70,9 @@ macro_rules! sizing_methods {
                 min_size: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<()> {
                 let sizes = $crate::python::sizing::sizes(max_size, min_size)?;
-                let before = (self.core.max_size(), self.core.min_size());
-                self.core
-                    .resize(&mut self.call_hooks(py), sizes)
-                    .map_err($crate::python::errors::config_error)?;
-                let after = (self.core.max_size(), self.core.min_size());
-                $crate::python::sizing::log_resize(py, self.hooks.pool(), before, after);
+                let resized = self.core.resize(&mut self.call_hooks(py), sizes);
+                let resized = resized.map_err($crate::python::errors::config_error)?;
+                $crate::python::sizing::log_resize(py, self.hooks.pool(), resized);
                 Ok(())
             }
 

@@ -1,8 +1,9 @@
 //! `TieredPool`: the layered object pool, one `Pool` per size tier.
 
+use std::collections::BTreeMap;
+
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use pyo3::PyTraverseError;
 
 use super::aio::aio_methods;
@@ -278,12 +279,9 @@ impl TieredPool {
 
     /// ``{tier_size: PoolStats}`` for every tier. A tier's ``created`` and
     /// ``destroyed`` include objects that moved in or out of it.
-    fn tier_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (class, &size) in self.core.classes().sizes().iter().enumerate() {
-            d.set_item(size, PoolStats::from(self.core.class_stats(class)))?;
-        }
-        Ok(d)
+    fn tier_stats(&self) -> BTreeMap<usize, PoolStats> {
+        let rows = self.core.classes_stats().into_iter();
+        rows.map(|(size, s)| (size, s.into())).collect()
     }
 
     /// In every tier, destroy expired idle objects, then the oldest until at
@@ -304,13 +302,7 @@ impl TieredPool {
     /// The tiers as ``(size, max_idle)`` pairs, smallest first.
     #[getter]
     fn tiers(&self) -> Vec<(usize, usize)> {
-        self.core
-            .classes()
-            .sizes()
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| (s, self.core.max_idle(i)))
-            .collect()
+        self.core.classes_max_idle()
     }
 
     /// The hooks, every idle object of every tier, and the checked record's

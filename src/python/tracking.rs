@@ -51,21 +51,13 @@ impl Tracking {
         }
     }
 
-    /// `key` is back (or gone for good). Returns its record (for
-    /// [`Tracking::give_back`], to restore if the return is refused).
+    /// `key` is back (or gone for good).
     #[inline(always)]
     pub fn returned(&self, key: u64) -> Option<Site> {
-        match &self.0 {
-            None => None,
-            Some(sites) => sites.forget(key),
-        }
+        self.0.as_ref().and_then(|sites| sites.forget(key))
     }
 
-    /// Gives the item `key` back to its pool (`give_back`: a put or a
-    /// discard) with its record forgotten first, since once back another
-    /// thread may get it and record its own site under the same key. If the
-    /// pool refuses the item as not out (`refused`), nothing changed: the
-    /// record is put back.
+    /// See [`Sites::give_back`].
     #[inline(always)]
     pub fn give_back<E>(
         &self,
@@ -73,17 +65,10 @@ impl Tracking {
         give_back: impl FnOnce() -> Result<(), E>,
         refused: impl FnOnce(&E) -> bool,
     ) -> Result<(), E> {
-        let Some(sites) = &self.0 else {
-            return give_back();
-        };
-        let record = sites.forget(key);
-        let outcome = give_back();
-        if let (Some(record), Err(e)) = (record, &outcome) {
-            if refused(e) {
-                sites.restore(key, record);
-            }
+        match &self.0 {
+            None => give_back(),
+            Some(sites) => sites.give_back(key, give_back, refused),
         }
-        outcome
     }
 
     /// Forgets the record of an item (a block, a buffer) its holder never

@@ -5,9 +5,10 @@
 //! the object (`finish`) or gives up (`abandon`).
 //!
 //! Invariants:
-//! - Every `_Waiting` is settled exactly once, by `finish`, `abandon`, or
-//!   when it is cleared or collected (a task destroyed mid-wait), so a
-//!   granted object or slot always goes back to the pool.
+//! - Every `_Waiting` is settled exactly once (the core's `Pending`), by
+//!   `finish`, `abandon`, or when it is cleared or collected (a task
+//!   destroyed mid-wait), so a granted object or slot always goes back to
+//!   the pool.
 //! - The wake-up callback belongs to the pool's queue while the task is
 //!   queued (the pool shows it to the garbage collector), and is dropped
 //!   as soon as the wait is decided (after it ran) or withdrawn: the
@@ -17,25 +18,25 @@
 //!   shows to the collector itself.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
 use crate::limit::Notify;
-use crate::{Idle, Waiter};
+use crate::Pending;
 
 /// An object waited for.
-pub type ObjectWaiter = Waiter<Idle<Py<PyAny>>>;
+pub type PendingObject = Pending<Py<PyAny>>;
 
 /// The pool a `_Waiting` waits in.
 pub trait WaitQueue: Send + Sync {
-    /// The object a decided wait was granted, or a new `_Waiting`.
-    fn finish(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>) -> PyResult<Py<PyAny>>;
-    /// Gives the wait up; what it was granted goes back to the pool.
-    fn abandon(&self, py: Python<'_>, waiter: &Arc<ObjectWaiter>, timed_out: bool);
+    /// The object a decided wait was granted, or a new `_Waiting`
+    /// (`RuntimeError` if the wait was settled already).
+    fn finish(&self, py: Python<'_>, pending: &PendingObject) -> PyResult<Py<PyAny>>;
+    /// Gives the wait up, if not settled already; what it was granted goes
+    /// back to the pool.
+    fn abandon(&self, py: Python<'_>, pending: &PendingObject, timed_out: bool);
     /// Shows the pool to the garbage collector.
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
 }
@@ -61,30 +62,13 @@ impl Notify for PyNotify {
 
 #[pyclass(frozen, module = "shardpool._core", name = "_Waiting")]
 pub struct Waiting {
-    waiter: Arc<ObjectWaiter>,
+    waiter: PendingObject,
     pool: Box<dyn WaitQueue>,
-    settled: AtomicBool,
 }
 
 impl Waiting {
-    pub fn new(waiter: Arc<ObjectWaiter>, pool: Box<dyn WaitQueue>) -> Self {
-        Waiting {
-            waiter,
-            pool,
-            settled: AtomicBool::new(false),
-        }
-    }
-
-    /// True for the one caller that settles this wait.
-    fn settle(&self) -> bool {
-        !self.settled.swap(true, Ordering::AcqRel)
-    }
-
-    /// Settles the wait as given up, if it was not settled already.
-    fn give_up(&self, py: Python<'_>, timed_out: bool) {
-        if self.settle() {
-            self.pool.abandon(py, &self.waiter, timed_out);
-        }
+    pub fn new(waiter: PendingObject, pool: Box<dyn WaitQueue>) -> Self {
+        Waiting { waiter, pool }
     }
 }
 
@@ -113,11 +97,6 @@ impl Waiting {
     /// first (then it keeps its place in the queue). Raises
     /// ``PoolClosed`` if the pool closed, and what the factory raises.
     fn finish(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if !self.settle() {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "this wait is settled already",
-            ));
-        }
         self.pool.finish(py, &self.waiter)
     }
 
@@ -126,7 +105,7 @@ impl Waiting {
     /// ``stats().cancelled``. Does nothing if the wait was settled already.
     #[pyo3(signature = (timed_out=false))]
     fn abandon(&self, py: Python<'_>, timed_out: bool) {
-        self.give_up(py, timed_out);
+        self.pool.abandon(py, &self.waiter, timed_out);
     }
 
     /// The pool, and a granted object not yet taken.
@@ -139,14 +118,14 @@ impl Waiting {
     /// is given up (as cancelled), and what it was granted goes back to
     /// the pool.
     fn __clear__(&self) {
-        Python::attach(|py| self.give_up(py, false));
+        Python::attach(|py| self.pool.abandon(py, &self.waiter, false));
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
         // A task destroyed while it waited (its event loop closed, say).
-        if self.settle() {
+        if !self.waiter.is_settled() {
             Python::attach(|py| self.pool.abandon(py, &self.waiter, false));
         }
     }

@@ -132,6 +132,10 @@ fn classes_are_built_lazily_with_their_own_config() {
         (2, 2, 2, 1, 1, 1)
     );
     assert_books(&t, &log, 0);
+    assert_eq!(t.classes_max_idle(), caps);
+    let rows = t.classes_stats();
+    let idle: Vec<_> = rows.iter().map(|(size, s)| (*size, s.idle)).collect();
+    assert_eq!(idle, [(4096, 0), (65536, 1), (1 << 20, 0)]);
 }
 
 #[test]

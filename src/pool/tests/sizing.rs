@@ -170,7 +170,9 @@ fn growing_max_size_serves_a_waiter_at_once() {
     while p.waiting() == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    p.resize(&mut h, sizes(Some(3), None)).unwrap();
+    let resized = p.resize(&mut h, sizes(Some(3), None)).unwrap();
+    let (before, after) = ((Some(2), 0), (Some(3), 0));
+    assert_eq!(resized, Resized { before, after });
     assert!(waiter.join().unwrap().is_ok());
     assert_eq!(
         (p.max_size(), p.stats().in_use, p.waiting()),
