@@ -4,7 +4,10 @@
 //! - An idle object is vetted before it is handed out: expired, reset (when
 //!   due on get) and validated. A rejected one is destroyed, its charge
 //!   released (or kept for the caller, by a batch), and the get goes on; it
-//!   looks at no more than `max_rejects` idle objects before it creates one.
+//!   looks at no more than `max_rejects` idle objects before it creates one
+//!   (the first look, a hit in the common case, is taken ahead of the wait
+//!   loop; `acquire_slowly` goes on with its count of rejects and does not
+//!   look again when the first look found nothing).
 //! - A new object is created only in a slot already charged to the limit;
 //!   if the factory fails, or hands out an object that is out already, the
 //!   slot is released.
@@ -41,6 +44,7 @@ impl<T: Send> Pool<T> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }
+        debug_assert!(self.max_rejects >= 1, "at least one shard");
         let (home, counters) = self.shards.local();
         // The common case, ahead of the loop and its state: the first idle
         // object (`max_rejects` is at least 1) passes. Everything else is
