@@ -6,6 +6,10 @@
 //! Each case does a warm get (an idle object is there) followed by a put.
 //! The threaded groups report aggregate time per get+put: with 2 threads on
 //! 2 cores, perfect scaling halves the one-thread figure.
+//!
+//! With `SHARDPOOL_COUNT="<contender> <iterations>"` the binary runs only
+//! that contender's round trip, for counting instructions under valgrind
+//! (docs/performance.md, "Rust core").
 
 use std::hint::black_box;
 use std::sync::{Barrier, Mutex};
