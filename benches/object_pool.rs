@@ -6,12 +6,16 @@
 //! Each case does a warm get (an idle object is there) followed by a put.
 //! The threaded groups report aggregate time per get+put: with 2 threads on
 //! 2 cores, perfect scaling halves the one-thread figure.
+//!
+//! With `SHARDPOOL_COUNT="<contender> <iterations>"` the binary runs only
+//! that contender's round trip, for counting instructions under valgrind
+//! (docs/performance.md, "Rust core").
 
 use std::hint::black_box;
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use crossbeam_queue::ArrayQueue;
 use shardpool::{Config, Hooks, Pool};
 
@@ -179,4 +183,33 @@ fn two_threads(c: &mut Criterion) {
 }
 
 criterion_group!(benches, one_thread, two_threads);
-criterion_main!(benches);
+
+/// `SHARDPOOL_COUNT="<contender> <iterations>"`: runs that many round trips
+/// of one contender on one thread and nothing else, for counting
+/// instructions under valgrind (the difference between two iteration
+/// counts, over their difference, is one get+put; see docs/performance.md).
+fn count_only(spec: &str) {
+    let (label, iters) = spec
+        .rsplit_once(' ')
+        .expect("SHARDPOOL_COUNT is \"<contender> <iterations>\"");
+    let iters: u64 = iters.parse().expect("a number of iterations");
+    let (_, pool) = contenders()
+        .into_iter()
+        .find(|(name, _)| *name == label)
+        .unwrap_or_else(|| panic!("no contender named {label:?}"));
+    // Warm: thread index, counter block and first objects in place.
+    for _ in 0..100 {
+        pool.round_trip();
+    }
+    for _ in 0..iters {
+        pool.round_trip();
+    }
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("SHARDPOOL_COUNT") {
+        return count_only(&spec);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

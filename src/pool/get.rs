@@ -4,7 +4,10 @@
 //! - An idle object is vetted before it is handed out: expired, reset (when
 //!   due on get) and validated. A rejected one is destroyed, its charge
 //!   released (or kept for the caller, by a batch), and the get goes on; it
-//!   looks at no more than `max_rejects` idle objects before it creates one.
+//!   looks at no more than `max_rejects` idle objects before it creates one
+//!   (the first look, a hit in the common case, is taken ahead of the wait
+//!   loop; `acquire_slowly` goes on with its count of rejects and does not
+//!   look again when the first look found nothing).
 //! - A new object is created only in a slot already charged to the limit;
 //!   if the factory fails, or hands out an object that is out already, the
 //!   slot is released.
@@ -41,12 +44,47 @@ impl<T: Send> Pool<T> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }
+        debug_assert!(self.max_rejects >= 1, "at least one shard");
         let (home, counters) = self.shards.local();
-        let mut rejects = 0;
+        // The common case, ahead of the loop and its state: the first idle
+        // object (`max_rejects` is at least 1) passes. Everything else is
+        // `acquire_slowly`, which goes on exactly as the loop would have.
+        let Some(idle) = self.take_idle(home) else {
+            return self.acquire_slowly(hooks, timeout, may_wait, home, counters, 0, true);
+        };
+        match self.vet(hooks, counters, idle, false) {
+            Ok(Some(item)) => self.hand_out(hooks, counters, item, Event::Hit),
+            Ok(None) => {
+                self.refill_quietly(hooks);
+                self.acquire_slowly(hooks, timeout, may_wait, home, counters, 1, false)
+            }
+            Err(e) => {
+                self.refill_quietly(hooks);
+                Err(GetError::Hook(e))
+            }
+        }
+    }
+
+    /// The rest of `acquire` after its first look at the idle objects:
+    /// `rejects` idle objects rejected so far, and `emptied` when that look
+    /// found none (so the loop's first turn does not look again).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn acquire_slowly<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        timeout: Option<Duration>,
+        may_wait: bool,
+        home: usize,
+        counters: Tally<'_>,
+        mut rejects: usize,
+        emptied: bool,
+    ) -> Result<T, GetError<H::Error>> {
         let mut deadline = None;
         let mut waited = false;
+        let mut emptied = emptied;
         loop {
-            let idle = if rejects < self.max_rejects {
+            let idle = if rejects < self.max_rejects && !std::mem::take(&mut emptied) {
                 self.take_idle(home)
             } else {
                 None
@@ -148,7 +186,7 @@ impl<T: Send> Pool<T> {
         Ok(out)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn hand_out<H: Hooks<T>>(
         &self,
         hooks: &mut H,

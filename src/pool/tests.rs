@@ -264,6 +264,45 @@ fn invalid_objects_are_destroyed_and_the_next_one_tried() {
 }
 
 #[test]
+fn a_rejected_first_look_in_a_full_bounded_pool_frees_the_slot_for_a_new_object() {
+    // The first idle object is vetted ahead of the wait loop; when it is
+    // rejected the loop goes on: its slot was released, so the get creates
+    // at once, without waiting.
+    let p = bounded(1);
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    put_invalid(&p, &mut h, a);
+    let b = p.get(&mut h, Some(Duration::ZERO)).unwrap();
+    assert!(b.valid.load(Ordering::Relaxed));
+    let s = p.stats();
+    assert_eq!(
+        (s.invalid, s.created, s.misses, s.hits, s.waits),
+        (1, 2, 2, 0, 0)
+    );
+    p.put(&mut h, b).unwrap();
+    assert_balanced(&p);
+}
+
+#[test]
+fn an_empty_pool_is_looked_at_once_then_creates() {
+    // Two shards, both empty: the get's first look steals from neither
+    // and it creates, counted as one miss.
+    let p = bounded(2);
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    let s = p.stats();
+    assert_eq!(
+        (s.created, s.misses, s.hits, s.waits, s.idle),
+        (1, 1, 0, 0, 0)
+    );
+    p.put(&mut h, a).unwrap();
+    let again = p.get(&mut h, None).unwrap();
+    assert_eq!((p.stats().hits, p.stats().created), (1, 1));
+    p.put(&mut h, again).unwrap();
+    assert_balanced(&p);
+}
+
+#[test]
 fn validation_never_loops_forever() {
     let mut h = TestHooks::default();
     let p = pool(Config {
