@@ -6,7 +6,11 @@
 //! - Class `i` is served by its own unbounded, unchecked [`Pool`], built on
 //!   first use from the configuration given for it (so unused classes cost
 //!   no storage).
-//! - A request for `n` is served by the smallest class of at least `n`.
+//! - A request for `n` is served by the smallest class of at least `n`, or
+//!   (from the class `take_larger_from` names up, when that class has
+//!   nothing idle) by an idle object of a larger class: every class's
+//!   objects are at least its size, so any class at or above `n`'s serves
+//!   `n`, and the object still belongs to the class that served it.
 //!   Requests above the largest class are "oversize": the hooks make an
 //!   exact object, which is never stored. A returned object is filed by its
 //!   size now, as [`Filing`] says; an object no class takes (oversize, or
@@ -85,6 +89,9 @@ pub struct Tiered<T> {
     moved: AtomicU64,
     max_in_use: AtomicU64,
     closed: AtomicBool,
+    /// The first class whose requests may take a larger class's idle object
+    /// (see `take_larger_from`; the number of classes: none).
+    larger_from: usize,
 }
 
 impl<T: Send> Tiered<T> {
@@ -120,6 +127,7 @@ impl<T: Send> Tiered<T> {
             moved: AtomicU64::new(0),
             max_in_use: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            larger_from: usize::MAX,
         })
     }
 
@@ -181,15 +189,8 @@ impl<T: Send> Tiered<T> {
             return Err(GetError::Closed);
         }
         match self.route(n) {
-            Some(class) => {
-                let mut hooks = Recording {
-                    hooks: hooks(self.classes.size(class)),
-                    ledger: self.ledger.as_ref(),
-                    origin: Origin::Class(class),
-                };
-                let item = self.pool(class).get(&mut hooks, None)?;
-                Ok((item, Some(class)))
-            }
+            Some(class) if class < self.larger_from => self.get_in::<H, false>(class, hooks),
+            Some(class) => self.get_or_larger(class, hooks),
             None => {
                 let mut hooks = hooks(n);
                 let item = hooks.create().map_err(GetError::Hook)?;
@@ -203,6 +204,57 @@ impl<T: Send> Tiered<T> {
                 Ok((item, None))
             }
         }
+    }
+
+    /// An object of class `class`: idle, or made by `hooks(class size)`.
+    #[inline(always)]
+    fn get_in<H: Hooks<T>, const COLD: bool>(
+        &self,
+        class: usize,
+        hooks: impl Fn(usize) -> H,
+    ) -> Result<(T, Option<usize>), GetError<H::Error>> {
+        let mut hooks = Recording::<T, H, COLD> {
+            hooks: hooks(self.classes.size(class)),
+            ledger: self.ledger.as_ref(),
+            origin: Origin::Class(class),
+        };
+        let item = self.pool(class).get(&mut hooks, None)?;
+        Ok((item, Some(class)))
+    }
+
+    /// From now on a request whose class is `class` or above and has
+    /// nothing idle is served by an idle object of the nearest larger class
+    /// that has one, if any, rather than by a new object: memory already
+    /// made (and recently used) rather than fresh memory, and no more
+    /// objects than the requests at once need (see `get_or_larger`).
+    pub(crate) fn take_larger_from(mut self, class: usize) -> Self {
+        self.larger_from = class;
+        self
+    }
+
+    /// The object for a request of class `class` (at least `larger_from`):
+    /// from that class if it has one idle, else an idle one of the nearest
+    /// larger class that has one, else a new one of its class. The object
+    /// belongs to the class that served it, and comes back there (it is
+    /// filed by its size). Which classes hold something idle is a moment's
+    /// reading: if another thread takes that object first, the larger class
+    /// makes a new one.
+    #[cold]
+    #[inline(never)]
+    fn get_or_larger<H: Hooks<T>>(
+        &self,
+        class: usize,
+        hooks: impl Fn(usize) -> H,
+    ) -> Result<(T, Option<usize>), GetError<H::Error>> {
+        let idle_in = |c: usize| self.pools[c].get().map_or(0, Pool::idle);
+        let class = if idle_in(class) > 0 {
+            class
+        } else {
+            (class + 1..self.classes.len())
+                .find(|&c| idle_in(c) > 0)
+                .unwrap_or(class)
+        };
+        self.get_in::<H, true>(class, hooks)
     }
 
     /// Takes back an object whose size is now `size`: kept in the class
@@ -483,13 +535,16 @@ fn record_out<T, H: Hooks<T>>(
 
 /// A class pool's hooks in a family: the caller's, plus the family's
 /// record of each object handed out (see [`Hooks::record_out`]).
-struct Recording<'a, T, H> {
+/// `COLD` changes nothing but the type: `get_or_larger` gets its own copy
+/// of the class pools' get, so that `get` keeps its single, inlined one
+/// (sharing it moved it out of line: 60 more instructions a block get).
+struct Recording<'a, T, H, const COLD: bool = false> {
     hooks: H,
     ledger: Option<&'a Ledger<Out<T>>>,
     origin: Origin,
 }
 
-impl<T, H: Hooks<T>> Hooks<T> for Recording<'_, T, H> {
+impl<T, H: Hooks<T>, const COLD: bool> Hooks<T> for Recording<'_, T, H, COLD> {
     type Error = H::Error;
 
     #[inline]
