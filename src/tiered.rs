@@ -247,7 +247,8 @@ impl<T: Send> Tiered<T> {
         hooks: impl Fn(usize) -> H,
     ) -> Result<(T, Option<usize>), GetError<H::Error>> {
         let idle_in = |c: usize| self.pools[c].get().map_or(0, Pool::idle);
-        let class = if idle_in(class) > 0 {
+        let at_home = self.pools[class].get().is_some_and(Pool::idle_at_home);
+        let class = if at_home || idle_in(class) > 0 {
             class
         } else {
             (class + 1..self.classes.len())
