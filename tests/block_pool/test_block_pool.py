@@ -487,6 +487,45 @@ def test_requests_below_the_smallest_class_get_it():
             assert block.capacity == 64
 
 
+@pytest.mark.parametrize("zero", ["release", "acquire"])
+def test_a_zeroing_pool_hands_out_large_blocks_all_zero(zero):
+    """Issue 13: a zeroing pool zeroes a large block's bytes a lease could
+    write, and no more; a later, longer lease of the same block (its class,
+    or a smaller class taking it) still reads zero everywhere, also past
+    what the first holder had."""
+    # (written first, then read): the same 4 MiB or 1 MiB block each time;
+    # 700 KiB (class 1 MiB, nothing idle there) takes the idle 4 MiB block.
+    for sizes in ((3 * MIB, 4 * MIB), (2 * MIB, 700 * KIB, 4 * MIB), (300 * KIB, MIB)):
+        pool = BlockPool(zero=zero, shards=1)
+        with pool.get(sizes[0]) as block, memoryview(block) as view:
+            view[:] = b"\xff" * len(view)
+            start = address(block)
+        del block  # exported: its memory comes back when the Block goes
+        for n in sizes[1:]:
+            with pool.get(n) as again, memoryview(again) as view:
+                assert address(again) == start, f"{n}: the same block"
+                assert holds_only(again, 0), n
+                view[: n // 2] = b"\xee" * (n // 2)
+            del again
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_large_block_is_resident_only_where_written():
+    """Issue 13: a block of a large class costs memory only as it is
+    written (a mapping of its own), not the whole class."""
+
+    def rss_kib() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    pool = BlockPool(classes=[16 * MIB])
+    before = rss_kib()
+    block = pool.get(100)
+    assert block.capacity == 16 * MIB
+    assert rss_kib() - before < 4 * 1024, "a 16 MiB class block made resident whole"
+    block.release()
+
+
 @pytest.mark.parametrize(
     ("max_block", "last_two"),
     [(MIB, [256 * KIB, MIB]), (1000, [896, 1000]), (300 * KIB, [256 * KIB, 300 * KIB])],
