@@ -175,7 +175,8 @@ impl SizeClasses {
     #[cold]
     #[inline(never)]
     fn beyond_computed(&self, n: usize) -> usize {
-        self.sizes.partition_point(|&s| s < n)
+        let tail = self.computed_last + 1;
+        tail + self.sizes[tail..].partition_point(|&s| s < n)
     }
 
     /// The class an object of capacity `capacity` belongs in, if it is at

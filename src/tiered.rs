@@ -189,8 +189,16 @@ impl<T: Send> Tiered<T> {
             return Err(GetError::Closed);
         }
         match self.route(n) {
-            Some(class) if class < self.larger_from => self.get_in::<H, false>(class, hooks),
-            Some(class) => self.get_or_larger(class, hooks),
+            Some(class) => {
+                // One pool get for both cases, inlined here: a second one
+                // (for the larger classes) would move it out of line.
+                let class = if class < self.larger_from {
+                    class
+                } else {
+                    self.idle_class_from(class)
+                };
+                self.get_in(class, hooks)
+            }
             None => {
                 let mut hooks = hooks(n);
                 let item = hooks.create().map_err(GetError::Hook)?;
@@ -208,12 +216,12 @@ impl<T: Send> Tiered<T> {
 
     /// An object of class `class`: idle, or made by `hooks(class size)`.
     #[inline(always)]
-    fn get_in<H: Hooks<T>, const COLD: bool>(
+    fn get_in<H: Hooks<T>>(
         &self,
         class: usize,
         hooks: impl Fn(usize) -> H,
     ) -> Result<(T, Option<usize>), GetError<H::Error>> {
-        let mut hooks = Recording::<T, H, COLD> {
+        let mut hooks = Recording {
             hooks: hooks(self.classes.size(class)),
             ledger: self.ledger.as_ref(),
             origin: Origin::Class(class),
@@ -226,36 +234,30 @@ impl<T: Send> Tiered<T> {
     /// nothing idle is served by an idle object of the nearest larger class
     /// that has one, if any, rather than by a new object: memory already
     /// made (and recently used) rather than fresh memory, and no more
-    /// objects than the requests at once need (see `get_or_larger`).
+    /// objects than the requests at once need (see `idle_class_from`).
     pub(crate) fn take_larger_from(mut self, class: usize) -> Self {
         self.larger_from = class;
         self
     }
 
-    /// The object for a request of class `class` (at least `larger_from`):
-    /// from that class if it has one idle, else an idle one of the nearest
-    /// larger class that has one, else a new one of its class. The object
-    /// belongs to the class that served it, and comes back there (it is
-    /// filed by its size). Which classes hold something idle is a moment's
-    /// reading: if another thread takes that object first, the larger class
-    /// makes a new one.
+    /// The class that serves a request of class `class` (at least
+    /// `larger_from`): `class` if it has an object idle, else the nearest
+    /// larger class that has one, else `class` (which makes a new one). The
+    /// object belongs to the class that served it, and comes back there (it
+    /// is filed by its size). Which classes hold something idle is a
+    /// moment's reading: if another thread takes that object first, the
+    /// larger class makes a new one.
     #[cold]
     #[inline(never)]
-    fn get_or_larger<H: Hooks<T>>(
-        &self,
-        class: usize,
-        hooks: impl Fn(usize) -> H,
-    ) -> Result<(T, Option<usize>), GetError<H::Error>> {
-        let idle_in = |c: usize| self.pools[c].get().map_or(0, Pool::idle);
-        let at_home = self.pools[class].get().is_some_and(Pool::idle_at_home);
-        let class = if at_home || idle_in(class) > 0 {
-            class
-        } else {
-            (class + 1..self.classes.len())
-                .find(|&c| idle_in(c) > 0)
-                .unwrap_or(class)
-        };
-        self.get_in::<H, true>(class, hooks)
+    fn idle_class_from(&self, class: usize) -> usize {
+        let pool = |c: usize| self.pools[c].get();
+        if pool(class).is_some_and(Pool::idle_at_home) {
+            return class;
+        }
+        let idle_in = |c: usize| pool(c).map_or(0, Pool::idle);
+        (class..self.classes.len())
+            .find(|&c| idle_in(c) > 0)
+            .unwrap_or(class)
     }
 
     /// Takes back an object whose size is now `size`: kept in the class
@@ -536,16 +538,13 @@ fn record_out<T, H: Hooks<T>>(
 
 /// A class pool's hooks in a family: the caller's, plus the family's
 /// record of each object handed out (see [`Hooks::record_out`]).
-/// `COLD` changes nothing but the type: `get_or_larger` gets its own copy
-/// of the class pools' get, so that `get` keeps its single, inlined one
-/// (sharing it moved it out of line: 60 more instructions a block get).
-struct Recording<'a, T, H, const COLD: bool = false> {
+struct Recording<'a, T, H> {
     hooks: H,
     ledger: Option<&'a Ledger<Out<T>>>,
     origin: Origin,
 }
 
-impl<T, H: Hooks<T>, const COLD: bool> Hooks<T> for Recording<'_, T, H, COLD> {
+impl<T, H: Hooks<T>> Hooks<T> for Recording<'_, T, H> {
     type Error = H::Error;
 
     #[inline]
