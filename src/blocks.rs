@@ -8,7 +8,7 @@
 //!   class pool charges the shared [`IdleBudget`] before storing a block.
 //! - Requests above the largest class get an exact allocation that is freed
 //!   when it comes back (never stored).
-//! - With the default classes, a request above [`COARSE_FROM`] whose class
+//! - With the default classes, a request above `COARSE_FROM` whose class
 //!   has nothing idle takes an idle block of a larger class if one has any
 //!   (`Tiered::take_larger_from`); the block still belongs to, and returns
 //!   to, the class of its size. Explicit classes always serve a request

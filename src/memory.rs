@@ -50,7 +50,7 @@ unsafe impl Sync for OwnedBlock {}
 impl OwnedBlock {
     /// A zeroed block of `capacity` bytes (at least 1) aligned to `align`
     /// (a power of two). Fresh memory is always zeroed, so a new block never
-    /// shows what the process freed before; a mapped one (see [`MAPPED_FROM`])
+    /// shows what the process freed before; a mapped one (see `MAPPED_FROM`)
     /// is not even resident until it is touched.
     // Out of line: it runs on a pool's miss, and inlined into every get it
     // made the hot path's code larger (and slower: 70 instructions a
