@@ -8,6 +8,17 @@
 //!   class pool charges the shared [`IdleBudget`] before storing a block.
 //! - Requests above the largest class get an exact allocation that is freed
 //!   when it comes back (never stored).
+//! - With the default classes, a request above `COARSE_FROM` whose class
+//!   has nothing idle takes an idle block of a larger class if one has any
+//!   (`Tiered::take_larger_from`); the block still belongs to, and returns
+//!   to, the class of its size. Explicit classes always serve a request
+//!   from its own class.
+//! - A zeroing pool never zeroes past what a holder could write, for a
+//!   large (mapped) block: a lease exports `n` bytes and no more, and a
+//!   block of a zeroing pool is clean when lent, so a large block back from
+//!   a lease has its `n` bytes zeroed and is then clean; pages of a mapped
+//!   block that no holder wrote are never touched (see `memory`). A block
+//!   from [`BlockPool::get`] is its holder's whole, and zeroed whole.
 //! - Zeroing follows [`ZeroMode`]; fresh memory is always zero. Zeroing and
 //!   the allocation of large blocks go through the caller's [`Offload`], so
 //!   a binding can run them without holding an interpreter lock.
@@ -18,7 +29,7 @@ use std::time::Duration;
 use crate::budget::IdleBudget;
 use crate::classes::SizeClasses;
 use crate::lease::{LeaseError, Leased};
-use crate::memory::{AllocError, OwnedBlock};
+use crate::memory::{AllocError, OwnedBlock, MAPPED_FROM};
 use crate::pool::{refuse, Charge, Config, ConfigError, GetError, Hooks, ResetOn};
 use crate::sync::Arc;
 use crate::tiered::{Filing, Tiered};
@@ -31,6 +42,10 @@ pub(crate) const DEFAULT_MIN_CLASS: usize = 64;
 pub(crate) const DEFAULT_MAX_BLOCK: usize = 16 << 20;
 pub(crate) const DEFAULT_MAX_IDLE_BYTES: usize = 64 << 20;
 pub(crate) const DEFAULT_ALIGNMENT: usize = 64;
+/// The default classes are fine (four per doubling) up to this size and
+/// four times apart above it, where a request whose class has nothing idle
+/// takes an idle block of a larger class (see [`BlockPool::new`]).
+pub(crate) const COARSE_FROM: usize = 256 << 10;
 /// Default idle count cap per class: the byte cap over four blocks, clamped.
 const DEFAULT_CLASS_IDLE: (usize, usize) = (2, 1024);
 
@@ -127,6 +142,10 @@ pub struct BlockPool {
     alignment: usize,
     zero: ZeroMode,
     max_block: usize,
+    /// Blocks of at least this many bytes, back from a lease, are zeroed
+    /// there, as far as the lease reached (`usize::MAX`: no zeroing there;
+    /// see `zero_lent`).
+    zero_lent_from: usize,
     oversize_bytes_out: AtomicUsize,
     oversize_released: AtomicU64,
 }
@@ -209,12 +228,19 @@ impl BlockPool {
                 "max_block must be positive, got 0".into(),
             ));
         }
-        let (classes, caps): (SizeClasses, Vec<Option<usize>>) = match &config.classes {
+        let (classes, caps, coarse) = match &config.classes {
+            // Large blocks are few and each is worth a lot of cache (issue
+            // 13): coarse classes above COARSE_FROM, and a request there
+            // takes a larger idle block before it makes a new one, so a
+            // stream of messages of mixed sizes reuses the same few warm
+            // blocks. Pages a holder never writes are never made resident
+            // (`memory`), so a coarse class costs address space, not memory.
             None => {
                 let max = config.max_block.unwrap_or(DEFAULT_MAX_BLOCK);
-                let classes = SizeClasses::geometric(DEFAULT_MIN_CLASS.min(max), max);
+                let classes =
+                    SizeClasses::geometric_coarse(DEFAULT_MIN_CLASS.min(max), COARSE_FROM, max);
                 let caps = vec![None; classes.len()];
-                (classes, caps)
+                (classes, caps, true)
             }
             Some(pairs) => {
                 let classes = SizeClasses::new(pairs.iter().map(|p| p.0).collect(), "classes")?;
@@ -236,8 +262,8 @@ impl BlockPool {
                     .sizes()
                     .iter()
                     .map(|s| pairs.iter().find(|p| p.0 == *s).and_then(|p| p.1))
-                    .collect();
-                (classes, caps)
+                    .collect::<Vec<_>>();
+                (classes, caps, false)
             }
         };
         let budget = Arc::new(IdleBudget::new(config.max_idle_bytes));
@@ -263,6 +289,16 @@ impl BlockPool {
                 ..Config::default()
             }
         })?;
+        // The default classes above COARSE_FROM take larger idle blocks.
+        let first_coarse = tiers
+            .classes()
+            .sizes()
+            .partition_point(|&s| s <= COARSE_FROM);
+        let tiers = if coarse {
+            tiers.take_larger_from(first_coarse)
+        } else {
+            tiers
+        };
         let max_block = config.max_block.unwrap_or_else(|| tiers.classes().max());
         Ok(BlockPool {
             tiers,
@@ -270,6 +306,10 @@ impl BlockPool {
             alignment: a,
             zero: config.zero,
             max_block,
+            zero_lent_from: match config.zero {
+                ZeroMode::Release | ZeroMode::Acquire => MAPPED_FROM,
+                ZeroMode::Never | ZeroMode::Poison => usize::MAX,
+            },
             oversize_bytes_out: AtomicUsize::new(0),
             oversize_released: AtomicU64::new(0),
         })
@@ -478,7 +518,7 @@ impl BlockPool {
 
     fn settle<O: Offload>(&self, leased: &Leased, block: Option<OwnedBlock>, offload: &O) {
         match block {
-            Some(block) => self.put(block, offload),
+            Some(block) => self.put_leased(leased, block, offload),
             None if self.zero == ZeroMode::Poison => {
                 if leased.capacity() >= OFFLOAD_THRESHOLD {
                     offload.run(|| leased.poison(POISON));
@@ -495,8 +535,39 @@ impl BlockPool {
     /// came back earlier.
     pub fn finish<O: Offload>(&self, leased: &mut Leased, offload: &O) -> Option<bool> {
         let (block, released) = leased.finish()?;
-        self.put(block, offload);
+        self.put_leased(leased, block, offload);
         Some(released)
+    }
+
+    /// Takes back the block of `leased`.
+    #[inline]
+    fn put_leased<O: Offload>(&self, leased: &Leased, block: OwnedBlock, offload: &O) {
+        if block.capacity() >= self.zero_lent_from {
+            self.zero_lent(leased.len(), &block, offload);
+        }
+        self.put(block, offload);
+    }
+
+    /// A large block back from a lease of `len` bytes, in a pool that
+    /// zeroes: zeroed now, those bytes only. A lease exports `len` bytes
+    /// and no more, and a block of a zeroing pool was clean when it was
+    /// lent (new, or zeroed when it came back), so nothing past them can
+    /// have been written; zeroing the whole block (as `reset` would) would
+    /// make every page of a mapped block resident (issue 13). It is then
+    /// clean, and `reset` finds nothing to do. (With `zero="acquire"` the
+    /// zeroing moves from the next hand-out to now: the block is as zero
+    /// when handed out, and idle memory holds no data.)
+    #[cold]
+    #[inline(never)]
+    fn zero_lent<O: Offload>(&self, len: usize, block: &OwnedBlock, offload: &O) {
+        // An oversize block is freed, not kept: nothing to zero.
+        if block.capacity() <= self.max_block && !block.is_clean() {
+            if len >= OFFLOAD_THRESHOLD {
+                offload.run(|| block.zero_written(len));
+            } else {
+                block.zero_written(len);
+            }
+        }
     }
 }
 

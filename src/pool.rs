@@ -246,6 +246,13 @@ impl<T: Send> Pool<T> {
         self.shards.all_counters()
     }
 
+    /// Whether the calling thread's home shard holds an idle object (a
+    /// moment's reading): cheaper than [`Pool::idle`], which reads every
+    /// shard.
+    pub(crate) fn idle_at_home(&self) -> bool {
+        self.shards.holds(self.shards.home())
+    }
+
     /// Idle objects right now (with those set aside for a waiting batch).
     pub fn idle(&self) -> usize {
         self.shards.len() + self.set_aside()

@@ -331,6 +331,15 @@ impl<T> Shards<T> {
         Err(item)
     }
 
+    /// Whether shard `shard` holds an item (a moment's reading).
+    #[inline]
+    pub(crate) fn holds(&self, shard: usize) -> bool {
+        self.shards[shard]
+            .idle
+            .as_ref()
+            .is_some_and(|queue| !queue.is_empty())
+    }
+
     /// Items currently stored (a moment's reading under concurrency).
     pub(crate) fn len(&self) -> usize {
         self.queues().map(ArrayQueue::len).sum()

@@ -207,6 +207,11 @@ mod loom_queue {
                 .count()
         }
 
+        /// Whether no value is stored (a moment's reading).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
         pub fn capacity(&self) -> usize {
             self.slots.len()
         }

@@ -6,7 +6,11 @@
 //! - Class `i` is served by its own unbounded, unchecked [`Pool`], built on
 //!   first use from the configuration given for it (so unused classes cost
 //!   no storage).
-//! - A request for `n` is served by the smallest class of at least `n`.
+//! - A request for `n` is served by the smallest class of at least `n`, or
+//!   (from the class `take_larger_from` names up, when that class has
+//!   nothing idle) by an idle object of a larger class: every class's
+//!   objects are at least its size, so any class at or above `n`'s serves
+//!   `n`, and the object still belongs to the class that served it.
 //!   Requests above the largest class are "oversize": the hooks make an
 //!   exact object, which is never stored. A returned object is filed by its
 //!   size now, as [`Filing`] says; an object no class takes (oversize, or
@@ -85,6 +89,9 @@ pub struct Tiered<T> {
     moved: AtomicU64,
     max_in_use: AtomicU64,
     closed: AtomicBool,
+    /// The first class whose requests may take a larger class's idle object
+    /// (see `take_larger_from`; the number of classes: none).
+    larger_from: usize,
 }
 
 impl<T: Send> Tiered<T> {
@@ -120,6 +127,7 @@ impl<T: Send> Tiered<T> {
             moved: AtomicU64::new(0),
             max_in_use: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            larger_from: usize::MAX,
         })
     }
 
@@ -182,13 +190,14 @@ impl<T: Send> Tiered<T> {
         }
         match self.route(n) {
             Some(class) => {
-                let mut hooks = Recording {
-                    hooks: hooks(self.classes.size(class)),
-                    ledger: self.ledger.as_ref(),
-                    origin: Origin::Class(class),
+                // One pool get for both cases, inlined here: a second one
+                // (for the larger classes) would move it out of line.
+                let class = if class < self.larger_from {
+                    class
+                } else {
+                    self.idle_class_from(class)
                 };
-                let item = self.pool(class).get(&mut hooks, None)?;
-                Ok((item, Some(class)))
+                self.get_in(class, hooks)
             }
             None => {
                 let mut hooks = hooks(n);
@@ -203,6 +212,52 @@ impl<T: Send> Tiered<T> {
                 Ok((item, None))
             }
         }
+    }
+
+    /// An object of class `class`: idle, or made by `hooks(class size)`.
+    #[inline(always)]
+    fn get_in<H: Hooks<T>>(
+        &self,
+        class: usize,
+        hooks: impl Fn(usize) -> H,
+    ) -> Result<(T, Option<usize>), GetError<H::Error>> {
+        let mut hooks = Recording {
+            hooks: hooks(self.classes.size(class)),
+            ledger: self.ledger.as_ref(),
+            origin: Origin::Class(class),
+        };
+        let item = self.pool(class).get(&mut hooks, None)?;
+        Ok((item, Some(class)))
+    }
+
+    /// From now on a request whose class is `class` or above and has
+    /// nothing idle is served by an idle object of the nearest larger class
+    /// that has one, if any, rather than by a new object: memory already
+    /// made (and recently used) rather than fresh memory, and no more
+    /// objects than the requests at once need (see `idle_class_from`).
+    pub(crate) fn take_larger_from(mut self, class: usize) -> Self {
+        self.larger_from = class;
+        self
+    }
+
+    /// The class that serves a request of class `class` (at least
+    /// `larger_from`): `class` if it has an object idle, else the nearest
+    /// larger class that has one, else `class` (which makes a new one). The
+    /// object belongs to the class that served it, and comes back there (it
+    /// is filed by its size). Which classes hold something idle is a
+    /// moment's reading: if another thread takes that object first, the
+    /// larger class makes a new one.
+    #[cold]
+    #[inline(never)]
+    fn idle_class_from(&self, class: usize) -> usize {
+        let pool = |c: usize| self.pools[c].get();
+        if pool(class).is_some_and(Pool::idle_at_home) {
+            return class;
+        }
+        let idle_in = |c: usize| pool(c).map_or(0, Pool::idle);
+        (class..self.classes.len())
+            .find(|&c| idle_in(c) > 0)
+            .unwrap_or(class)
     }
 
     /// Takes back an object whose size is now `size`: kept in the class

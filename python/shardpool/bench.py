@@ -1,6 +1,6 @@
 """Measure shardpool on this machine beside what it should beat.
 
-    python -m shardpool bench [--quick] [--json PATH] [--plot PATH]
+    python -m shardpool bench [--quick] [--churn] [--json PATH] [--plot PATH]
     python -m shardpool bench --instructions [--case KEY ...] [--json PATH] [--plot PATH]
 
 The default mode times every case in this one process: each group of cases
@@ -21,8 +21,13 @@ import importlib.util
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from shardpool._bench.references import ClassBorrow, MinimalPool, generator_borrow
+
+if TYPE_CHECKING:
+    from shardpool._bench.report import Result
 
 __all__ = ["ClassBorrow", "MinimalPool", "generator_borrow", "main"]
 
@@ -51,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         description=(__doc__ or "Measure shardpool on this machine.").splitlines()[0],
     )
     parser.add_argument("--quick", action="store_true", help="a few seconds, less precise")
+    parser.add_argument(
+        "--churn",
+        action="store_true",
+        help="only the large-message churn section (throughput and peak RSS)",
+    )
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument(
         "--plot", metavar="PATH", help=f"write a PNG chart (needs matplotlib: {PLOT_HINT})"
@@ -89,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return _instructions(args)
     if args.case:
         parser.error("--case applies to --instructions only")
+    if args.churn:
+        return _churn(args)
     return _wall_clock(args)
 
 
@@ -131,7 +143,9 @@ def _wall_clock(args: argparse.Namespace) -> int:
     groups = cases.wall_clock_groups()
     thread_rounds = 3 if args.quick else 5
     bounded_rounds = 3 if args.quick else 7
-    steps = rounds * len(groups) + 4 + bounded_rounds  # two thread pairs, the import, memory
+    churn_rounds, rss_runs = _churn_rounds(args)
+    # two thread pairs, the import, memory
+    steps = rounds * len(groups) + 4 + bounded_rounds + churn_rounds + rss_runs
     done = 0
 
     def progress() -> None:
@@ -147,6 +161,7 @@ def _wall_clock(args: argparse.Namespace) -> int:
     results += wallclock.bounded_results(bounded_rounds, 0.1 if args.quick else 1.0, progress)
     results += wallclock.import_results(rounds, progress)
     results += wallclock.memory_results(20_000 if args.quick else 10_000_000, progress)
+    results += _churn_results(churn_rounds, rss_runs, progress)
     seconds = time.perf_counter() - started
     print(f"\rmeasured in {seconds:.0f} s" + " " * 10, file=sys.stderr)
     print(report.machine_line())
@@ -165,4 +180,43 @@ def _wall_clock(args: argparse.Namespace) -> int:
             "ns",
             f"ns per operation, median of {rounds} rounds, bar: fastest to slowest",
         )
+    return 0
+
+
+def _churn_rounds(args: argparse.Namespace) -> tuple[int, int]:
+    """Throughput rounds and fresh-interpreter runs of the churn section."""
+    return (3, 1) if args.quick else (15, 5)
+
+
+def _churn_results(rounds: int, runs: int, progress: Callable[[], None]) -> list[Result]:
+    from shardpool._bench import churn
+
+    results = churn.throughput_results(rounds, progress)
+    if churn.rss_available():
+        results += churn.rss_results(runs, 1 if runs == 1 else 3, progress)
+    else:  # no /proc: the runs are skipped, and the bar kept honest
+        for _ in range(runs):
+            progress()
+    return results
+
+
+def _churn(args: argparse.Namespace) -> int:
+    """The large-message churn section alone (issue 13's measurement)."""
+    from shardpool._bench import report
+
+    rounds, runs = _churn_rounds(args)
+    steps = rounds + runs
+    done = 0
+
+    def progress() -> None:
+        nonlocal done
+        done += 1
+        print(f"\rmeasuring... {100 * done // steps:3d}%", end="", file=sys.stderr, flush=True)
+
+    results = _churn_results(rounds, runs, progress)
+    print("\r" + " " * 20, file=sys.stderr)
+    print(report.machine_line())
+    report.print_table(results, sys.stdout, rounds)
+    if args.json:
+        report.write_json(args.json, "wall-clock", results, rounds=rounds)
     return 0

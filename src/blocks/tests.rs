@@ -222,3 +222,123 @@ fn config_is_checked() {
     assert_eq!(refused(too_large), "max_block");
     assert_eq!(refused(classes(vec![], None)), "classes");
 }
+
+/// Issue 13: above 256 KiB the default classes are four times apart, and a
+/// request whose class has nothing idle takes the idle block of a larger
+/// class (warm, and already made) instead of making a new one; the block
+/// comes back to its own class, whose books balance.
+#[test]
+fn a_large_request_takes_an_idle_larger_block_before_a_new_one() {
+    let p = pool_with(|c| c.shards = Some(1));
+    let sizes = p.classes().sizes();
+    let tail = &sizes[sizes.iter().position(|&s| s == COARSE_FROM).unwrap()..];
+    assert_eq!(tail, &[256 << 10, 1 << 20, 4 << 20, 16 << 20]);
+    let big = p.lease(3 << 20, false, &InPlace).unwrap();
+    let ptr = big.export().unwrap();
+    big.unexport();
+    let mut big = big;
+    p.finish(&mut big, &InPlace);
+    for n in [(256 << 10) + 1, 1 << 20, 3 << 20, 4 << 20] {
+        let l = p.lease(n, false, &InPlace).unwrap();
+        assert_eq!(l.capacity(), 4 << 20, "n={n}");
+        assert_eq!(
+            l.export().unwrap(),
+            ptr,
+            "n={n}: the idle block, not a new one"
+        );
+        l.unexport();
+        p.release(&l, &InPlace).unwrap();
+        let mut l = l;
+        p.finish(&mut l, &InPlace);
+    }
+    // A request whose own class has an idle block takes that one.
+    let own = p.get(1 << 20, false, &InPlace).unwrap();
+    let other = p.get(1 << 20, false, &InPlace).unwrap();
+    assert_eq!(
+        (own.capacity(), other.capacity()),
+        (4 << 20, 1 << 20),
+        "the 4 MiB block first, then a new 1 MiB one"
+    );
+    let small = other.as_ptr();
+    p.put(other, &InPlace);
+    let again = p.get(900 << 10, false, &InPlace).unwrap();
+    assert_eq!(again.as_ptr(), small);
+    p.put(again, &InPlace);
+    p.put(own, &InPlace);
+    // At or below 256 KiB nothing is borrowed: the fine classes serve.
+    let fine = p.get(200 << 10, false, &InPlace).unwrap();
+    assert_eq!(fine.capacity(), 229_376);
+    p.put(fine, &InPlace);
+    let s = p.stats();
+    for c in &s.classes {
+        let k = &c.counts;
+        assert_eq!(k.created - k.destroyed, k.idle + k.in_use, "{}", c.size);
+        assert_eq!(k.in_use, 0);
+    }
+    let four = s.classes.iter().find(|c| c.size == 4 << 20).unwrap();
+    assert_eq!((four.counts.misses, four.counts.hits), (1, 5));
+    assert_eq!(s.bytes_in_use, 0);
+}
+
+#[test]
+fn explicit_classes_serve_a_request_from_its_own_class() {
+    let p = pool_with(|c| c.classes = Some(vec![(1 << 20, None), (4 << 20, None)]));
+    let big = p.get(3 << 20, false, &InPlace).unwrap();
+    p.put(big, &InPlace);
+    let b = p.get(1 << 19, false, &InPlace).unwrap();
+    assert_eq!(b.capacity(), 1 << 20, "a new block of its class");
+    p.put(b, &InPlace);
+    assert_eq!(p.idle_blocks(), 2);
+}
+
+/// The idle byte cap holds for borrowed large blocks too: each comes back
+/// to its own class, which charges the cap.
+#[test]
+fn large_blocks_keep_the_idle_byte_cap() {
+    let p = pool_with(|c| c.max_idle_bytes = 5 << 20);
+    let blocks: Vec<_> = [3 << 20, 3 << 20, 600 << 10, 600 << 10]
+        .iter()
+        .map(|&n| p.get(n, false, &InPlace).unwrap())
+        .collect();
+    for b in blocks {
+        p.put(b, &InPlace);
+        assert!(p.stats().bytes_idle <= 5 << 20);
+    }
+    assert_eq!(p.stats().bytes_idle, 5 << 20);
+    // The 4 MiB block serves a 600 KiB request once the 1 MiB one is out.
+    let a = p.get(600 << 10, false, &InPlace).unwrap();
+    let b = p.get(600 << 10, false, &InPlace).unwrap();
+    assert_eq!((a.capacity(), b.capacity()), (1 << 20, 4 << 20));
+    assert_eq!(p.stats().totals.misses, 4);
+}
+
+/// Zeroing covers what the holder of a lease could write, no more: with
+/// `zero="release"` the pages of a large block past `n` are never touched.
+#[test]
+#[cfg(target_os = "linux")]
+fn zeroing_a_large_lease_touches_only_its_bytes() {
+    use crate::memory::resident_pages;
+    for zero in [ZeroMode::Release, ZeroMode::Acquire, ZeroMode::Never] {
+        let p = pool_with(|c| c.zero = zero);
+        let n = 600 << 10;
+        let l = p.lease(n, true, &InPlace).unwrap();
+        let ptr = l.export().unwrap();
+        // SAFETY: within the lease's `n` bytes, exported to us.
+        unsafe { std::ptr::write_bytes(ptr, 0x5A, n) };
+        l.unexport();
+        p.release(&l, &InPlace).unwrap();
+        let mut l = l;
+        p.finish(&mut l, &InPlace);
+        let again = p.lease(n - (200 << 10), true, &InPlace).unwrap();
+        let at = again.export().unwrap();
+        assert_eq!(at, ptr, "{zero:?}: the same block");
+        assert_eq!(again.capacity(), 1 << 20);
+        // SAFETY: the block is alive (leased) and page-aligned.
+        let resident = resident_pages(at, again.capacity());
+        assert!(resident <= n.div_ceil(4096), "{zero:?}: {resident} pages");
+        // SAFETY: within the lease's bytes.
+        let zeroed = (0..n - (200 << 10)).all(|i| unsafe { at.add(i).read() } == 0);
+        assert!(zeroed, "{zero:?}");
+        again.unexport();
+    }
+}

@@ -10,7 +10,12 @@
 //! - of two racing puts of one object (one at its class's size, one at
 //!   another's, which would move it), exactly one is accepted: the object
 //!   is idle once, in the class the winner's size files it in, and every
-//!   class balances.
+//!   class balances;
+//! - two gets racing for one idle object of a larger class (`take_larger_from`,
+//!   issue 13) hand it to one of them only: the other takes a new object
+//!   (of its class, or of the larger one if it lost the race after looking;
+//!   the idle one is always taken),
+//!   both come back to the class that served them, and every class balances.
 
 use std::cell::{Cell, RefCell};
 
@@ -153,6 +158,45 @@ fn racing_puts_of_one_object_are_accepted_once() {
         assert_eq!(t.idle(), 1);
         assert_eq!(t.outstanding(), Some(0));
         assert!(main.destroyed.borrow().is_empty());
+        assert_every_class_balances(&t);
+    });
+}
+
+/// Issue 13: one idle object in class 32, and two threads asking for 8 in a
+/// family whose class 8 may take a larger idle object. Each gets its own
+/// object; whichever way the race goes, both come back where they belong.
+#[test]
+fn racing_gets_take_a_larger_idle_object_once() {
+    check(Exhaustive, || {
+        let t = Arc::new(
+            Arc::try_unwrap(family())
+                .unwrap_or_else(|_| unreachable!())
+                .take_larger_from(0),
+        );
+        let main = Tally::new(0);
+        let (idle, _) = t.get(32, main.hooks()).unwrap();
+        t.put(idle, 32, main.hooks()).unwrap();
+        let other = spawn_with(&t, |t| {
+            let theirs = Tally::new(100);
+            let got = t.get(8, theirs.hooks()).unwrap();
+            (got, theirs.created.take())
+        });
+        let mine = t.get(8, main.hooks()).unwrap();
+        let (theirs, created) = other.join().unwrap();
+        assert_ne!(mine.0, theirs.0, "one object handed to two holders");
+        // Nothing else takes it, so one of them always does; the other made
+        // one new object.
+        assert!(
+            mine.0 == idle || theirs.0 == idle,
+            "the idle object passed over"
+        );
+        assert_eq!(created.len() + main.created.borrow().len(), 2);
+        for (item, class) in [mine, theirs] {
+            let size = t.classes().size(class.unwrap());
+            assert_eq!(t.put(item, size, main.hooks()).unwrap(), class);
+        }
+        assert_eq!(t.outstanding(), Some(0));
+        assert_eq!(t.moved(), 0);
         assert_every_class_balances(&t);
     });
 }

@@ -49,8 +49,12 @@ const ZERO_MODES: [(&str, ZeroMode); 4] = [
 /// Args:
 ///     classes: Block sizes, or ``(size, max_idle)`` pairs, e.g. the layered
 ///         ``[(4096, 1000), (65536, 500), (1 << 20, 100)]``. Default: four
-///         classes per doubling from 64 bytes to ``max_block`` (a request
-///         wastes at most 20% of its block).
+///         classes per doubling from 64 bytes to 256 KiB (a request wastes
+///         at most 20% of its block), then 1 MiB, 4 MiB, 16 MiB (four times
+///         apart) up to ``max_block``. Above 256 KiB a request whose class
+///         has nothing idle takes an idle block of a larger class before
+///         new memory, and a block's pages are made resident only as they
+///         are written, so a coarse class costs address space, not memory.
 ///     max_block: The largest pooled size (default 16 MiB, or the largest
 ///         class). Larger requests get an exact block, freed on release.
 ///     max_idle_bytes: The most memory kept idle over all classes (default

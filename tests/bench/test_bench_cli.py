@@ -75,6 +75,46 @@ def test_bench_quick_prints_the_tables_and_writes_json_and_a_chart(tmp_path: Pat
                 assert r["ratio"] > 0
 
 
+def test_churn_compares_blockpool_with_bytearray_by_throughput_and_peak_rss(
+    tmp_path: Path,
+) -> None:
+    """Issue 13's measurement: large-message churn, throughput in this
+    process (rounds alternated), peak RSS of each side in a fresh one."""
+    out = tmp_path / "churn.json"
+    done = _bench("--churn", "--quick", "--json", str(out), check=True)
+    assert "higher is better" in done.stdout
+    assert "peak RSS of a fresh process" in done.stdout
+    assert "  * BlockPool() (the defaults) " in done.stdout
+    assert "    bytearray(n) (the reference) " in done.stdout
+    results = json.loads(out.read_text())["results"]
+    assert [(r["key"], r["unit"], r["reference"], r["shardpool"]) for r in results] == [
+        ("churn_bytearray", "msg/s", True, False),
+        ("churn_blockpool", "msg/s", False, True),
+        ("churn_bytearray", "MiB", True, False),
+        ("churn_blockpool", "MiB", False, True),
+    ]
+    for r in results:
+        assert 0 < r["ns_min"] <= r["ns"] <= r["ns_max"]
+    rss = [r for r in results if r["unit"] == "MiB"]
+    # A peak is at least the process before the churn plus the largest
+    # message's payload (4 MiB, built before the churn).
+    assert all(r["ns"] >= r["extra"]["rss_before_churn_mib"] for r in rss)
+
+
+def test_churn_sizes_are_fixed_and_spread_over_the_range() -> None:
+    from shardpool._bench import churn
+
+    sizes = churn.message_sizes()
+    assert sizes == churn.message_sizes()
+    assert len(sizes) == churn.MESSAGES
+    assert all(churn.LOW <= n <= churn.HIGH for n in sizes)
+    # Spread: every quarter of the range is used.
+    quarter = (churn.HIGH - churn.LOW) / 4
+    assert {int((n - churn.LOW) // quarter) for n in sizes} >= {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="side must be one of"):
+        churn.churner("deque")
+
+
 def test_plot_without_matplotlib_fails_before_measuring(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
