@@ -19,7 +19,7 @@
 //!   the same offset of their own pages, so those objects met on one lock;
 //!   and separately allocated tables of different slots shared cache lines.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::PoisonError;
 
@@ -30,7 +30,7 @@ use crate::sync::{Mutex, MutexGuard};
 /// Identities are addresses: already unique, so a multiply spreads them well
 /// enough, and costs far less than SipHash.
 #[derive(Default)]
-struct AddressHasher(u64);
+pub(crate) struct AddressHasher(u64);
 
 impl Hasher for AddressHasher {
     fn finish(&self) -> u64 {
@@ -51,6 +51,10 @@ impl Hasher for AddressHasher {
 const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
 
 type Table<T> = HashMap<usize, T, BuildHasherDefault<AddressHasher>>;
+
+/// A set of identities, hashed as the ledger hashes them (a multiply, not
+/// SipHash): for a batch's check that no object appears twice.
+pub(crate) type IdSet = HashSet<usize, BuildHasherDefault<AddressHasher>>;
 
 /// Entries kept inline in a slot, before its overflow table is used: a
 /// slot holds this many objects out without touching the heap, and a
