@@ -105,6 +105,22 @@ impl<T> Slot<T> {
 
     #[inline]
     fn insert(&mut self, id: usize, item: T) -> Result<(), T> {
+        // The common case: no overflow table, a free inline place.
+        if self.more.is_none() && id != FREE && self.find(id).is_none() {
+            if let Some(i) = self.ids.iter().position(|&k| k == FREE) {
+                self.ids[i] = id;
+                self.vals[i] = Some(item);
+                return Ok(());
+            }
+        }
+        self.insert_slow(id, item)
+    }
+
+    /// `insert` with an overflow table, or none free inline, or `FREE`.
+    /// Out of line: it keeps the common case's function small.
+    #[cold]
+    #[inline(never)]
+    fn insert_slow(&mut self, id: usize, item: T) -> Result<(), T> {
         if self.find(id).is_some() {
             return Err(item);
         }
@@ -137,8 +153,16 @@ impl<T> Slot<T> {
                 self.ids[i] = FREE;
                 self.vals[i].take()
             }
-            None => self.more.as_deref_mut()?.remove(&id),
+            None => self.remove_slow(id),
         }
+    }
+
+    /// `remove` of an identity not inline: in the overflow table, or not
+    /// out at all (a refused put).
+    #[cold]
+    #[inline(never)]
+    fn remove_slow(&mut self, id: usize) -> Option<T> {
+        self.more.as_deref_mut()?.remove(&id)
     }
 
     fn len(&self) -> usize {
