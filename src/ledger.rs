@@ -371,6 +371,16 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_of_pointers_fits_one_padded_slot() {
+        // A pointer's `Option` takes no more room than the pointer, as for
+        // `Py<PyAny>`: the lock, 6 entries and the overflow pointer fit.
+        assert_eq!(
+            std::mem::size_of::<CachePadded<Mutex<Slot<Box<u8>>>>>(),
+            128
+        );
+    }
+
+    #[test]
     fn page_aligned_addresses_spread_over_slots() {
         // Each thread's first small object often sits at the same offset of
         // its own page: the slots must not depend on the low bits alone.
