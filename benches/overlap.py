@@ -3,6 +3,7 @@ shared ObjectPool slow each other down *while both run*.
 
     python benches/overlap.py                      # 6 trials of each kind
     python benches/overlap.py --trials 12 --kinds checked
+    python benches/overlap.py --kinds borrow,borrow-own,checked
 
 On a busy 2-core machine, `benches/scaling.py` measures the scheduler: a
 thread waiting for a core neither contends nor makes progress, so the
@@ -18,8 +19,11 @@ the threads do not slow each other down), the equivalent speedup
 (2 / ratio), how many 2-thread bursts were kept, and, for checked pools,
 the objects each thread got (page offset of the address) and the ledger
 slot main's rule (bits 4-6, 8 locks) and the current one (top 6 bits of
-the address times 2^64/phi, 64 slots on 2 CPUs) give them. Meant for a
-free-threaded build (see docs/free-threading.md).
+the address times 2^64/phi, 64 slots on 2 CPUs) give them. The kinds:
+``checked`` and ``unchecked`` pools' get+put, ``borrow`` (``with
+p.borrow(): pass`` on a shared pool) and ``borrow-own`` (the same on a
+pool per thread). Meant for a free-threaded build (see
+docs/free-threading.md).
 """
 
 from __future__ import annotations
@@ -41,15 +45,20 @@ def slots(ident: int) -> str:
     return f"{ident & 0xFFF:03x}:{(ident >> 4) & 7}/{new}"
 
 
-def run(pool: ObjectPool[object], threads: int) -> tuple[list[float], list[set[int]]]:
+def run(
+    pool: ObjectPool[object], threads: int, borrow: bool = False, own: bool = False
+) -> tuple[list[float], list[set[int]]]:
     """`threads` threads, `BURSTS` bursts each: the ns per operation of the
-    kept bursts (every thread's), and the objects each thread got."""
+    kept bursts (every thread's), and the objects each thread got. With
+    `borrow`, ``with p.borrow(): pass`` instead of ``p.put(p.get())``; with
+    `own`, each thread uses a pool of its own instead of `pool`."""
     flags = [0] * threads
     spans: list[list[tuple[float, float, float]]] = [[] for _ in range(threads)]
     seen: list[set[int]] = [set() for _ in range(threads)]
 
     def work(me: int) -> None:
-        get, put = pool.get, pool.put
+        p = ObjectPool(object) if own else pool
+        get, put, lend = p.get, p.put, p.borrow
         for _ in range(BURST):
             put(get())
         for burst in range(1, BURSTS + 1):
@@ -57,8 +66,13 @@ def run(pool: ObjectPool[object], threads: int) -> tuple[list[float], list[set[i
             while min(flags) < burst:
                 pass
             began, cpu = time.perf_counter(), time.thread_time()
-            for _ in range(BURST):
-                put(get())
+            if borrow:
+                for _ in range(BURST):
+                    with lend():
+                        pass
+            else:
+                for _ in range(BURST):
+                    put(get())
             spans[me].append((began, time.perf_counter(), time.thread_time() - cpu))
             obj = get()
             seen[me].add(id(obj))
@@ -82,14 +96,19 @@ def run(pool: ObjectPool[object], threads: int) -> tuple[list[float], list[set[i
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--kinds", default="checked,unchecked", help="checked, unchecked")
+    parser.add_argument(
+        "--kinds",
+        default="checked,unchecked",
+        help="checked, unchecked, borrow (a shared pool), borrow-own (a pool per thread)",
+    )
     args = parser.parse_args()
     for _ in range(args.trials):
         row = []
         for kind in args.kinds.split(","):
-            pool = ObjectPool(object, checked=kind == "checked")
-            one, _ = run(pool, 1)
-            two, seen = run(pool, 2)
+            pool = ObjectPool(object, checked=kind != "unchecked")
+            borrow, own = kind.startswith("borrow"), kind == "borrow-own"
+            one, _ = run(pool, 1, borrow, own)
+            two, seen = run(pool, 2, borrow, own)
             if len(one) < 20 or len(two) < 20:
                 row.append(f"{kind}: too few bursts ran alone ({len(one)}, {len(two) // 2})")
                 continue
