@@ -5,13 +5,21 @@
 //!   by its identity, holding the pool's own reference to it. Holding that
 //!   reference keeps the object alive, so its identity (an address) cannot
 //!   be reused by another object while the entry exists.
-//! - `check_in` removes the entry atomically (under its shard's lock), so of
+//! - An identity has one place: the slot its hash picks. Its entry is in
+//!   that slot's inline array or, once that is full, in the slot's overflow
+//!   table, never in both; `check_out` looks in both, under the slot's lock,
+//!   before it records, so an identity that is out already is refused.
+//! - `check_in` removes the entry atomically (under its slot's lock), so of
 //!   two concurrent returns of one object exactly one succeeds.
-//! - Entries are spread over several locks by identity, so unrelated gets and
-//!   puts rarely meet on one lock.
+//! - Slots are many (far more than threads) and spread by a multiplicative
+//!   hash of the whole address, and each slot's lock and first entries live
+//!   in its own cache-padded slot: threads that use different objects
+//!   rarely meet on one lock or one cache line. (The address's low bits
+//!   alone are not enough: allocators put each thread's first objects at
+//!   the same offset of their own pages, so those objects met on one lock;
+//!   and separately allocated tables of different slots shared cache lines.)
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::PoisonError;
 
@@ -20,9 +28,9 @@ use crossbeam_utils::CachePadded;
 use crate::sync::{Mutex, MutexGuard};
 
 /// Identities are addresses: already unique, so a multiply spreads them well
-/// enough, and costs far less than SipHash on the hot path.
+/// enough, and costs far less than SipHash.
 #[derive(Default)]
-struct AddressHasher(u64);
+pub(crate) struct AddressHasher(u64);
 
 impl Hasher for AddressHasher {
     fn finish(&self) -> u64 {
@@ -34,46 +42,191 @@ impl Hasher for AddressHasher {
         }
     }
     fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = (n as u64).wrapping_mul(FIBONACCI);
     }
 }
 
+/// 2^64 divided by the golden ratio: a multiply by it moves every bit of an
+/// address into the top bits.
+const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+
 type Table<T> = HashMap<usize, T, BuildHasherDefault<AddressHasher>>;
 
+/// A set of identities, hashed as the ledger hashes them (a multiply, not
+/// SipHash): for a batch's check that no object appears twice.
+pub(crate) type IdSet = HashSet<usize, BuildHasherDefault<AddressHasher>>;
+
+/// Entries kept inline in a slot, before its overflow table is used: a
+/// slot holds this many objects out without touching the heap, and a
+/// `Py<PyAny>` slot's lock, entries and overflow pointer fit in one
+/// 128-byte padded slot.
+const INLINE: usize = 6;
+
+/// Marks an inline place as free. An identity equal to it (no address
+/// is) goes to the overflow table, so it is still recorded exactly once.
+const FREE: usize = usize::MAX;
+
+/// One slot's entries: inline first, then the overflow table.
+struct Slot<T> {
+    /// The identity of `vals[i]`, or [`FREE`] where `vals[i]` is `None`.
+    ids: [usize; INLINE],
+    vals: [Option<T>; INLINE],
+    /// The entries that did not fit inline; allocated on the first one.
+    more: Option<Box<Table<T>>>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            ids: [FREE; INLINE],
+            vals: std::array::from_fn(|_| None),
+            more: None,
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    /// The inline place of `id`.
+    #[inline]
+    fn find(&self, id: usize) -> Option<usize> {
+        if id == FREE {
+            return None;
+        }
+        self.ids.iter().position(|&k| k == id)
+    }
+
+    #[inline]
+    fn get(&self, id: usize) -> Option<&T> {
+        match self.find(id) {
+            Some(i) => self.vals[i].as_ref(),
+            None => self.more.as_deref()?.get(&id),
+        }
+    }
+
+    #[inline]
+    fn insert(&mut self, id: usize, item: T) -> Result<(), T> {
+        // The common case: no overflow table, a free inline place.
+        if self.more.is_none() && id != FREE && self.find(id).is_none() {
+            if let Some(i) = self.ids.iter().position(|&k| k == FREE) {
+                self.ids[i] = id;
+                self.vals[i] = Some(item);
+                return Ok(());
+            }
+        }
+        self.insert_slow(id, item)
+    }
+
+    /// `insert` with an overflow table, or none free inline, or `FREE`.
+    /// Out of line: it keeps the common case's function small.
+    #[cold]
+    #[inline(never)]
+    fn insert_slow(&mut self, id: usize, item: T) -> Result<(), T> {
+        if self.find(id).is_some() {
+            return Err(item);
+        }
+        if let Some(more) = self.more.as_deref() {
+            if more.contains_key(&id) {
+                return Err(item);
+            }
+        }
+        // `FREE` itself is never kept inline, where it would read as free.
+        let place = match id {
+            FREE => None,
+            _ => self.ids.iter().position(|&k| k == FREE),
+        };
+        match place {
+            Some(i) => {
+                self.ids[i] = id;
+                self.vals[i] = Some(item);
+            }
+            None => {
+                self.more.get_or_insert_with(Box::default).insert(id, item);
+            }
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn remove(&mut self, id: usize) -> Option<T> {
+        match self.find(id) {
+            Some(i) => {
+                self.ids[i] = FREE;
+                self.vals[i].take()
+            }
+            None => self.remove_slow(id),
+        }
+    }
+
+    /// `remove` of an identity not inline: in the overflow table, or not
+    /// out at all (a refused put).
+    #[cold]
+    #[inline(never)]
+    fn remove_slow(&mut self, id: usize) -> Option<T> {
+        self.more.as_deref_mut()?.remove(&id)
+    }
+
+    fn len(&self) -> usize {
+        self.vals.iter().flatten().count() + self.more.as_ref().map_or(0, |t| t.len())
+    }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        let more = self.more.as_deref().into_iter().flat_map(Table::values);
+        self.vals.iter().flatten().chain(more)
+    }
+
+    fn clear(&mut self) {
+        *self = Slot::default();
+    }
+}
+
 pub(crate) struct Ledger<T> {
-    shards: Box<[CachePadded<Mutex<Table<T>>>]>,
+    slots: Box<[CachePadded<Mutex<Slot<T>>>]>,
+    /// `64 - log2(slots.len())`: the top bits of the hash pick the slot.
+    shift: u32,
+}
+
+/// How many slots a ledger of a pool with `shards` shards has: 32 a shard
+/// (a shard is a CPU by default), at least 64 and at most 1024. With `k`
+/// objects out on different threads, two of them share a slot with
+/// probability about `k^2 / (2 * slots)`.
+#[cfg(not(loom))]
+fn slot_count(shards: usize) -> usize {
+    (shards.max(1).next_power_of_two() * 32).clamp(64, 1024)
+}
+
+/// Under loom: few slots, so that a model's `len` takes few locks.
+#[cfg(loom)]
+fn slot_count(shards: usize) -> usize {
+    shards.max(1).next_power_of_two() * 2
 }
 
 impl<T> Ledger<T> {
     pub(crate) fn new(shards: usize) -> Self {
-        let n = shards.max(1).next_power_of_two() * 4;
+        let n = slot_count(shards);
         Ledger {
-            shards: (0..n).map(|_| CachePadded::new(Mutex::default())).collect(),
+            slots: (0..n).map(|_| CachePadded::new(Mutex::default())).collect(),
+            shift: u64::BITS - n.trailing_zeros(),
         }
     }
 
-    fn shard(&self, id: usize) -> MutexGuard<'_, Table<T>> {
-        // Objects are at least 8-byte aligned: skip the always-zero bits.
-        let i = (id >> 4) & (self.shards.len() - 1);
-        self.shards[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    #[inline]
+    fn slot(&self, id: usize) -> MutexGuard<'_, Slot<T>> {
+        // The top bits of the product depend on every bit of the address.
+        // (A shift of 64 cannot happen: there are at least 2 slots.)
+        let i = ((id as u64).wrapping_mul(FIBONACCI) >> self.shift) as usize;
+        self.slots[i].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records `item` as handed out. Gives it back if `id` is out already.
+    #[inline]
     pub(crate) fn check_out(&self, id: usize, item: T) -> Result<(), T> {
-        match self.shard(id).entry(id) {
-            Entry::Occupied(_) => Err(item),
-            Entry::Vacant(slot) => {
-                slot.insert(item);
-                Ok(())
-            }
-        }
+        self.slot(id).insert(id, item)
     }
 
     /// Ends the record of `id`, returning the pool's reference to it.
+    #[inline]
     pub(crate) fn check_in(&self, id: usize) -> Option<T> {
-        self.shard(id).remove(&id)
+        self.slot(id).remove(id)
     }
 
     /// A copy of the entry of `id`, if any.
@@ -81,19 +234,19 @@ impl<T> Ledger<T> {
     where
         T: Copy,
     {
-        self.shard(id).get(&id).copied()
+        self.slot(id).get(id).copied()
     }
 
     pub(crate) fn contains(&self, id: usize) -> bool {
-        self.shard(id).contains_key(&id)
+        self.slot(id).get(id).is_some()
     }
 
-    /// Shows every recorded object to `f`. A shard whose lock is taken is
+    /// Shows every recorded object to `f`. A slot whose lock is taken is
     /// skipped (its objects stay unseen rather than the caller blocking).
     pub(crate) fn visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Result<(), E> {
-        for shard in self.shards.iter() {
-            if let Ok(table) = shard.try_lock() {
-                table.values().try_for_each(&mut f)?;
+        for slot in self.slots.iter() {
+            if let Ok(slot) = slot.try_lock() {
+                slot.values().try_for_each(&mut f)?;
             }
         }
         Ok(())
@@ -101,13 +254,13 @@ impl<T> Ledger<T> {
 
     /// Forgets every recorded object (their references are dropped).
     pub(crate) fn clear(&self) {
-        for shard in self.shards.iter() {
-            shard.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        for slot in self.slots.iter() {
+            slot.lock().unwrap_or_else(PoisonError::into_inner).clear();
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.shards
+        self.slots
             .iter()
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
             .sum()
@@ -152,5 +305,106 @@ mod tests {
             .map(|h| h.join().unwrap())
             .sum();
         assert_eq!(wins, 1000);
+    }
+
+    /// Identities that all land in one slot, many more than fit inline.
+    fn same_slot(l: &Ledger<usize>, n: usize) -> Vec<usize> {
+        let slot = |id: usize| (id as u64).wrapping_mul(FIBONACCI) >> l.shift;
+        (1..)
+            .map(|k| k * 16)
+            .filter(|&id| slot(id) == slot(16))
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn a_full_slot_overflows_and_still_refuses_a_second_entry() {
+        let l = Ledger::<usize>::new(1);
+        let ids = same_slot(&l, 3 * INLINE);
+        for &id in &ids {
+            assert_eq!(l.check_out(id, id), Ok(()));
+        }
+        assert_eq!(l.len(), ids.len());
+        // Every one is refused again, inline or in the overflow table.
+        for &id in &ids {
+            assert_eq!(l.check_out(id, 0), Err(0));
+            assert_eq!(l.get(id), Some(id));
+        }
+        // Free inline places, then check out an overflowed identity again:
+        // it is still found in the overflow table, not recorded twice.
+        for &id in &ids[..INLINE] {
+            assert_eq!(l.check_in(id), Some(id));
+        }
+        let spilled = ids[INLINE];
+        assert_eq!(l.check_out(spilled, 0), Err(0));
+        assert_eq!(l.check_in(spilled), Some(spilled));
+        assert_eq!(l.check_in(spilled), None);
+        assert!(!l.contains(spilled));
+        // Inline places are reused before the table grows.
+        for &id in &ids[..INLINE] {
+            assert_eq!(l.check_out(id, id), Ok(()));
+        }
+        let mut seen = Vec::new();
+        l.visit(|&v| {
+            seen.push(v);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        seen.sort_unstable();
+        let mut want: Vec<usize> = ids.iter().copied().filter(|&id| id != spilled).collect();
+        want.sort_unstable();
+        assert_eq!(seen, want);
+        l.clear();
+        assert!(l.is_empty());
+        assert_eq!(l.check_out(spilled, 1), Ok(()));
+    }
+
+    #[test]
+    fn the_free_marker_is_an_identity_like_any_other() {
+        let l = Ledger::<usize>::new(1);
+        assert_eq!(l.check_out(FREE, 1), Ok(()));
+        assert_eq!(l.check_out(FREE, 2), Err(2));
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.check_in(FREE), Some(1));
+        assert_eq!(l.check_in(FREE), None);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn a_slot_of_pointers_fits_one_padded_slot() {
+        // A pointer's `Option` takes no more room than the pointer, as for
+        // `Py<PyAny>`: the lock, 6 entries and the overflow pointer fit.
+        assert_eq!(
+            std::mem::size_of::<CachePadded<Mutex<Slot<Box<u8>>>>>(),
+            128
+        );
+    }
+
+    #[test]
+    fn page_aligned_addresses_spread_over_slots() {
+        // Each thread's first small object often sits at the same offset of
+        // its own page: the slots must not depend on the low bits alone.
+        let l = Ledger::<usize>::new(2);
+        let slots: std::collections::HashSet<u64> = (0..64u64)
+            .map(|page| ((page << 16 | 0x60).wrapping_mul(FIBONACCI)) >> l.shift)
+            .collect();
+        assert!(slots.len() > 32, "{} slots for 64 pages", slots.len());
+    }
+
+    #[test]
+    fn racing_check_outs_of_one_identity_record_one() {
+        let l = Arc::new(Ledger::<usize>::new(2));
+        let ids = same_slot(&l, 2 * INLINE);
+        let wins: usize = (0..4)
+            .map(|t| {
+                let (l, ids) = (Arc::clone(&l), ids.clone());
+                std::thread::spawn(move || {
+                    ids.iter().filter(|&&id| l.check_out(id, t).is_ok()).count()
+                })
+            })
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(wins, ids.len());
+        assert_eq!(l.len(), ids.len());
     }
 }

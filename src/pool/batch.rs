@@ -13,10 +13,11 @@
 //!   handed out (and appears once). A batch of puts counts its puts before
 //!   any object is filed, and pays one fence for all (see `put`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{Event, Filed, GetError, Hooks, Idle, Pool, PutError, CLOSED};
+use crate::ledger::IdSet;
 use crate::limit::{Enqueued, Grant, Limit, Outcome, Turns, Units};
 use crate::sync::atomic::Ordering;
 
@@ -275,7 +276,7 @@ impl<T: Send> Pool<T> {
     /// not handed out or appears twice. Always `Ok` in an unchecked pool.
     pub(crate) fn check_many<H: Hooks<T>>(&self, hooks: &H, items: &[T]) -> Result<(), usize> {
         if let Some(ledger) = &self.ledger {
-            let mut seen = HashSet::with_capacity(items.len());
+            let mut seen = IdSet::with_capacity_and_hasher(items.len(), Default::default());
             for (index, item) in items.iter().enumerate() {
                 let id = hooks.identity(item);
                 if !seen.insert(id) || !ledger.contains(id) {
