@@ -33,7 +33,7 @@ pub struct BorrowArgs {
     pub size: usize,
 }
 
-pub use super::lent::{note_exit, note_lent};
+use super::lent::{end_lent, note_lent};
 
 /// The end of a `borrow()`/`aborrow()` block, after its object was given
 /// back (`returned`). A block that raises keeps its exception: an
@@ -142,10 +142,10 @@ impl Borrow {
         match self.swap(Held::Free) {
             Held::Holding(obj) => {
                 let (pool, obj) = (self.pool.bind(py), obj.bind(py));
-                if note_exit(pool, obj) {
-                    return Ok(());
-                }
-                end_block(pool, (self.take_back)(pool, obj, Some(exc)), Some(exc))
+                end_lent(pool, obj, || {
+                    end_block(pool, (self.take_back)(pool, obj, Some(exc)), Some(exc))
+                })
+                .unwrap_or(Ok(()))
             }
             other => {
                 self.swap(other);

@@ -1,0 +1,517 @@
+//! Which objects the blocks running on each thread hold (a binding's
+//! `with pool.borrow() as obj:`), so that a discard of one of them from any
+//! thread makes the block's end not give it back again. Python-free: a key
+//! is two addresses, the pool's and the object's, which the caller keeps
+//! alive while they are listed (the block holds both).
+//!
+//! Invariants:
+//! - Each thread lists the objects lent to the blocks running on it. An
+//!   entry is added when a block gets its object; when the block exits, on
+//!   the thread that runs it (an event loop's, for an `async` block), it is
+//!   either removed at once (it was marked discarded) or flagged
+//!   *returning* until the block has given the object back ([`Returning`]
+//!   removes it then). Each step holds the list's own lock: uncontended
+//!   except while a discard looks through it.
+//! - A discard marks every entry of its key, on every thread's list,
+//!   *before* the pool destroys the object, and unmarks them if the pool
+//!   refuses (the object was not out). Marks are counted per entry, so a
+//!   refused discard racing one that destroys the object takes back only
+//!   its own mark (with a flag, its unmarking erased the other's; the loom
+//!   model `lent::two_discards_*` found it). So an exit that starts after the
+//!   discard began sees the mark and does nothing more. A discard that
+//!   finds an entry of its key returning is refused at once (its marks
+//!   undone, the pool not asked), as for an object given back already: the
+//!   exit gives it back. So the object is never both given back and
+//!   destroyed. (Removing the entry at the exit's start, as this module did
+//!   before, left a window between that removal and the put back where a
+//!   discard from another thread found nothing and destroyed the object:
+//!   the put was then refused. The loom model `lent` found it; a build with
+//!   a GIL never opened the window, a free-threaded one could.)
+//! - Locks are never nested, and no caller code runs under them. Every
+//!   lock is only tried for a bounded time: after a `fork`, a lock that a
+//!   vanished thread held stays held. A discard in the child then skips
+//!   that list (its blocks cannot exit there anyway); a thread whose own
+//!   list is stuck so starts a fresh one (the blocks it had entered before
+//!   the fork then give their objects back as if not discarded); a thread
+//!   that cannot register its list is only found by its own discards.
+//! - A block entered and never exited leaves its entry behind: a few bytes,
+//!   and never a wrong answer for the thread's own blocks, since the newest
+//!   entry is found first.
+//!
+//! [`Registry`] and [`Local`] are the protocol, instantiated by the loom
+//! models; `note_lent`, `note_exit` and `mark_discarded` are the process's
+//! instance, for the binding.
+
+use std::cell::{Cell, RefCell};
+use std::sync::{PoisonError, TryLockError};
+
+use crate::sync::{Arc, Mutex, MutexGuard};
+
+/// An object lent to a block: its pool's address and its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// The pool that lent the object.
+    pub pool: usize,
+    /// The object.
+    pub obj: usize,
+}
+
+struct Entry {
+    key: Key,
+    /// Unique on its thread: what a refused discard's [`Marks::undo`]
+    /// unmarks.
+    id: u64,
+    /// How many discards marked it: one refused unmarks only its own, so
+    /// another's stays.
+    marks: u32,
+    /// The block exits and is giving its object back.
+    returning: bool,
+}
+
+/// One thread's entries.
+pub struct List(Mutex<Vec<Entry>>);
+
+/// Every thread's list, for a discard from any thread.
+pub struct Registry {
+    threads: Mutex<Vec<Arc<List>>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How many times a lock is tried before it is taken for left held by a
+/// fork (see the module's invariants); fewer in the unit tests, which hold
+/// one on purpose.
+const TRIES: usize = if cfg!(test) { 100 } else { 10_000 };
+
+/// The lock if it can be had within a bounded number of tries.
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    for _ in 0..TRIES {
+        match m.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => yield_now(),
+        }
+    }
+    None
+}
+
+#[cfg(not(loom))]
+fn yield_now() {
+    std::thread::yield_now();
+}
+
+#[cfg(loom)]
+fn yield_now() {
+    loom::thread::yield_now();
+}
+
+impl Registry {
+    /// A new list, registered (unless the registry's lock is stuck: see the
+    /// module's invariants). Lists whose thread is gone (only the registry
+    /// holds them) are dropped meanwhile.
+    fn register(&self) -> Arc<List> {
+        let list = Arc::new(List(Mutex::new(Vec::new())));
+        if let Some(mut threads) = try_lock(&self.threads) {
+            threads.retain(|t| Arc::strong_count(t) > 1);
+            threads.push(Arc::clone(&list));
+        }
+        list
+    }
+
+    /// A discard of `key` is about to destroy the object: marks the blocks
+    /// that hold it, on every thread (`own`'s first), so that their exits do
+    /// nothing more. [`Marks::undo`] if the discard is refused.
+    /// `Err` (nothing left marked) if a block is giving the object back now:
+    /// the discard is then refused.
+    #[cold]
+    pub fn mark_discarded(&self, own: &Local, key: Key) -> Result<Marks, Refused> {
+        let own = own.list(self);
+        let others: Vec<Arc<List>> = try_lock(&self.threads)
+            .map(|threads| threads.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut marked = Vec::new();
+        for list in std::iter::once(Arc::clone(&own))
+            .chain(others.into_iter().filter(|l| !Arc::ptr_eq(l, &own)))
+        {
+            let Some(mut entries) = try_lock(&list.0) else {
+                continue;
+            };
+            if entries.iter().any(|e| e.key == key && e.returning) {
+                drop(entries);
+                Marks { lists: marked }.undo();
+                return Err(Refused);
+            }
+            let ids: Vec<u64> = entries
+                .iter_mut()
+                .filter(|e| e.key == key)
+                .map(|entry| {
+                    entry.marks += 1;
+                    entry.id
+                })
+                .collect();
+            drop(entries);
+            if !ids.is_empty() {
+                marked.push((list, ids));
+            }
+        }
+        Ok(Marks { lists: marked })
+    }
+}
+
+/// A thread's side: its list, made and registered on first use.
+pub struct Local {
+    list: RefCell<Option<Arc<List>>>,
+    /// The id of the next entry.
+    next: Cell<u64>,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local::new()
+    }
+}
+
+impl Local {
+    /// No list yet.
+    pub const fn new() -> Self {
+        Local {
+            list: RefCell::new(None),
+            next: Cell::new(0),
+        }
+    }
+
+    fn list(&self, registry: &Registry) -> Arc<List> {
+        Arc::clone(
+            self.list
+                .borrow_mut()
+                .get_or_insert_with(|| registry.register()),
+        )
+    }
+
+    /// `f` of this thread's list (a fresh one if it is stuck: see the
+    /// module's invariants).
+    fn with_own<R>(&self, registry: &Registry, f: impl FnOnce(&mut Vec<Entry>) -> R) -> R {
+        let mut slot = self.list.borrow_mut();
+        let list = slot.get_or_insert_with(|| registry.register());
+        if let Some(mut entries) = try_lock(&list.0) {
+            return f(&mut entries);
+        }
+        let fresh = registry.register();
+        let result = f(&mut lock(&fresh.0));
+        *slot = Some(fresh);
+        result
+    }
+
+    /// A block running on this thread got the object of `key`.
+    pub fn lend(&self, registry: &Registry, key: Key) {
+        let id = self.next.get();
+        self.next.set(id.wrapping_add(1));
+        self.with_own(registry, |list| {
+            list.push(Entry {
+                key,
+                id,
+                marks: 0,
+                returning: false,
+            });
+        });
+    }
+
+    /// The block that held the object of `key` exits: `None` if the object
+    /// was discarded meanwhile (by any thread; the entry is forgotten), else
+    /// the entry flagged returning until the [`Returning`] is dropped, once
+    /// the block has given the object back.
+    pub fn exit(&self, registry: &Registry, key: Key) -> Option<Returning> {
+        self.with_own(registry, |list| {
+            // Not found: a block whose entry went with a stuck list (see the
+            // module's invariants); it gives its object back.
+            let Some(i) = list.iter().rposition(|e| e.key == key && !e.returning) else {
+                return Some(Returning { key, listed: false });
+            };
+            if list[i].marks > 0 {
+                list.remove(i);
+                return None;
+            }
+            list[i].returning = true;
+            Some(Returning { key, listed: true })
+        })
+    }
+
+    /// Forgets the entry of `key` flagged returning (see [`Returning`]).
+    fn returned(&self, registry: &Registry, key: Key) {
+        self.with_own(registry, |list| {
+            if let Some(i) = list.iter().rposition(|e| e.key == key && e.returning) {
+                list.remove(i);
+            }
+        });
+    }
+}
+
+/// A block giving its object back: its entry stays flagged returning until
+/// [`Local::returned`] (the caller's, on the thread that exited: the
+/// process's [`note_returned`] for the binding).
+#[must_use = "the entry stays listed as returning until the object is back"]
+pub struct Returning {
+    key: Key,
+    /// Whether [`Local::exit`] flagged an entry.
+    listed: bool,
+}
+
+impl Returning {
+    /// The object is back (or destroyed by its pool): forgets the entry.
+    pub fn done(self, local: &Local, registry: &Registry) {
+        if self.listed {
+            local.returned(registry, self.key);
+        }
+    }
+}
+
+/// Why a discard is refused: a block is giving the object back now.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused;
+
+/// The lists where [`Registry::mark_discarded`] marked entries.
+pub struct Marks {
+    /// Each list, with the ids of the entries marked there.
+    lists: Vec<(Arc<List>, Vec<u64>)>,
+}
+
+impl Marks {
+    /// The discard was refused: the blocks still hold the object.
+    #[cold]
+    pub fn undo(self) {
+        for (list, ids) in self.lists {
+            if let Some(mut entries) = try_lock(&list.0) {
+                for entry in entries.iter_mut().filter(|e| ids.contains(&e.id)) {
+                    entry.marks -= 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(not(loom), feature = "python"))]
+mod process {
+    use std::sync::OnceLock;
+
+    use super::{Key, Local, Marks, Refused, Registry, Returning};
+
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+    thread_local! {
+        static LOCAL: Local = const { Local::new() };
+    }
+
+    fn registry() -> &'static Registry {
+        REGISTRY.get_or_init(Registry::default)
+    }
+
+    /// [`Local::lend`] on this thread, in the process's registry.
+    pub fn note_lent(key: Key) {
+        LOCAL.with(|local| local.lend(registry(), key));
+    }
+
+    /// [`Local::exit`] on this thread, in the process's registry.
+    pub fn note_exit(key: Key) -> Option<Returning> {
+        LOCAL.with(|local| local.exit(registry(), key))
+    }
+
+    /// [`Returning::done`] on this thread, in the process's registry.
+    pub fn note_returned(returning: Returning) {
+        LOCAL.with(|local| returning.done(local, registry()));
+    }
+
+    /// [`Registry::mark_discarded`] from this thread, in the process's
+    /// registry.
+    #[cold]
+    pub fn mark_discarded(key: Key) -> Result<Marks, Refused> {
+        LOCAL.with(|local| registry().mark_discarded(local, key))
+    }
+}
+
+#[cfg(all(not(loom), feature = "python"))]
+pub use process::{mark_discarded, note_exit, note_lent, note_returned};
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Key, Local, Refused, Registry};
+
+    const A: Key = Key { pool: 1, obj: 10 };
+    const B: Key = Key { pool: 1, obj: 20 };
+    const OTHER_POOL: Key = Key { pool: 2, obj: 10 };
+
+    /// A block's exit: whether it gives its object back (it was not
+    /// discarded), which it then has.
+    fn gives_back(local: &Local, registry: &Registry, key: Key) -> bool {
+        match local.exit(registry, key) {
+            Some(returning) => {
+                returning.done(local, registry);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn listed(local: &Local, registry: &Registry) -> usize {
+        local.list(registry).0.lock().unwrap().len()
+    }
+
+    #[test]
+    fn an_exit_without_a_discard_gives_back_and_forgets_its_entry() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        assert!(gives_back(&local, &registry, A));
+        assert_eq!(listed(&local, &registry), 0);
+    }
+
+    #[test]
+    fn a_discard_marks_only_its_key() {
+        let (registry, local) = (Registry::default(), Local::new());
+        for key in [A, B, OTHER_POOL] {
+            local.lend(&registry, key);
+        }
+        let _marks = registry.mark_discarded(&local, A).unwrap();
+        assert!(gives_back(&local, &registry, B));
+        assert!(gives_back(&local, &registry, OTHER_POOL));
+        assert!(!gives_back(&local, &registry, A));
+        assert_eq!(listed(&local, &registry), 0);
+    }
+
+    #[test]
+    fn an_undone_discard_leaves_the_block_holding_the_object() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        registry.mark_discarded(&local, A).unwrap().undo();
+        assert!(gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn a_refused_discard_keeps_the_mark_of_one_that_destroyed_the_object() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        let refused = registry.mark_discarded(&local, A).unwrap();
+        let _destroyed = registry.mark_discarded(&local, A).unwrap();
+        refused.undo();
+        assert!(!gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn a_discard_while_a_block_gives_the_object_back_is_refused() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        let returning = local.exit(&registry, A).unwrap();
+        assert_eq!(registry.mark_discarded(&local, A).err(), Some(Refused));
+        returning.done(&local, &registry);
+        // Given back: a discard now finds nothing to mark (the pool decides).
+        assert!(registry.mark_discarded(&local, A).unwrap().lists.is_empty());
+    }
+
+    #[test]
+    fn a_refused_discard_leaves_no_mark_on_other_blocks() {
+        let (registry, local) = (Registry::default(), Local::new());
+        // An unchecked pool may lend one object to two blocks.
+        local.lend(&registry, A);
+        local.lend(&registry, A);
+        let returning = local.exit(&registry, A).unwrap();
+        assert!(registry.mark_discarded(&local, A).is_err());
+        returning.done(&local, &registry);
+        assert!(gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn a_discard_after_the_exit_marks_nothing() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        assert!(gives_back(&local, &registry, A));
+        let marks = registry.mark_discarded(&local, A).unwrap();
+        assert!(marks.lists.is_empty());
+        // A later block of the same object is not marked by it.
+        local.lend(&registry, A);
+        assert!(gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn nested_blocks_of_one_object_are_all_marked() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        local.lend(&registry, A);
+        let _marks = registry.mark_discarded(&local, A).unwrap();
+        assert!(!gives_back(&local, &registry, A));
+        assert!(!gives_back(&local, &registry, A));
+        // No entry left: a third exit (never entered) is not marked.
+        assert!(gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn a_block_inside_a_returning_one_is_its_own() {
+        // A reset hook that runs a block of the same object while its outer
+        // block gives it back (an unchecked pool).
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        let outer = local.exit(&registry, A).unwrap();
+        local.lend(&registry, A);
+        assert!(gives_back(&local, &registry, A));
+        outer.done(&local, &registry);
+        assert_eq!(listed(&local, &registry), 0);
+    }
+
+    #[test]
+    fn a_discard_on_another_thread_marks_this_threads_block() {
+        let registry = Arc::new(Registry::default());
+        let local = Local::new();
+        local.lend(&registry, A);
+        let other = Arc::clone(&registry);
+        std::thread::spawn(move || {
+            let _marks = other.mark_discarded(&Local::new(), A).unwrap();
+        })
+        .join()
+        .unwrap();
+        assert!(!gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn lists_of_finished_threads_are_dropped_from_the_registry() {
+        let registry = Arc::new(Registry::default());
+        for _ in 0..4 {
+            let registry = Arc::clone(&registry);
+            std::thread::spawn(move || {
+                let local = Local::new();
+                local.lend(&registry, A);
+                assert!(gives_back(&local, &registry, A));
+            })
+            .join()
+            .unwrap();
+        }
+        let local = Local::new();
+        local.lend(&registry, A);
+        // The four dead threads' lists went at this registration.
+        assert_eq!(registry.threads.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_stuck_list_is_replaced_by_a_fresh_one() {
+        // A fork child whose own list's lock was held by a vanished thread.
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        let stuck = local.list(&registry);
+        let guard = stuck.0.lock().unwrap();
+        local.lend(&registry, B);
+        // The block of A entered before is no longer found: it gives its
+        // object back as if not discarded.
+        assert!(gives_back(&local, &registry, A));
+        let _marks = registry.mark_discarded(&local, B).unwrap();
+        assert!(!gives_back(&local, &registry, B));
+        drop(guard);
+    }
+}
