@@ -6,12 +6,15 @@
 //!
 //! Invariants:
 //! - Each thread lists the objects lent to the blocks running on it. An
-//!   entry is added when a block gets its object; when the block exits, on
-//!   the thread that runs it (an event loop's, for an `async` block), it is
-//!   either removed at once (it was marked discarded) or flagged
-//!   *returning* until the block has given the object back ([`Returning`]
-//!   removes it then). Each step holds the list's own lock: uncontended
-//!   except while a discard looks through it.
+//!   entry is added when a block gets its object and removed when the block
+//!   exits, on the thread that runs it (an event loop's, for an `async`
+//!   block), under the list's own lock: uncontended except while a discard
+//!   looks through it. An exit whose entry was not marked discarded also
+//!   records, in the same step, its key as the list's *returning* key until
+//!   the block has given the object back ([`Returning`]); clearing it is
+//!   one store, without the lock (a block nested in that give-back, say in
+//!   a reset hook, records its own key and puts the outer one back, under
+//!   the lock).
 //! - A discard marks every entry of its key, on every thread's list,
 //!   *before* the pool destroys the object, and unmarks them if the pool
 //!   refuses (the object was not out). Marks are counted per entry, so a
@@ -19,14 +22,17 @@
 //!   its own mark (with a flag, its unmarking erased the other's; the loom
 //!   model `lent::two_discards_*` found it). So an exit that starts after the
 //!   discard began sees the mark and does nothing more. A discard that
-//!   finds an entry of its key returning is refused at once (its marks
+//!   finds its key returning on a list is refused at once (its marks
 //!   undone, the pool not asked), as for an object given back already: the
 //!   exit gives it back. So the object is never both given back and
-//!   destroyed. (Removing the entry at the exit's start, as this module did
-//!   before, left a window between that removal and the put back where a
-//!   discard from another thread found nothing and destroyed the object:
-//!   the put was then refused. The loom model `lent` found it; a build with
-//!   a GIL never opened the window, a free-threaded one could.)
+//!   destroyed. (Removing the entry at the exit's start with nothing left
+//!   behind, as this module did before, left a window between that removal
+//!   and the put back where a discard from another thread found nothing and
+//!   destroyed the object: the put was then refused. The loom model `lent`
+//!   found it; a build with a GIL never opened the window, a free-threaded
+//!   one could.) The returning key is read under the list's lock and set
+//!   only under it, so a discard sees the whole key or, once the give-back
+//!   is done, none.
 //! - Locks are never nested, and no caller code runs under them. Every
 //!   lock is only tried for a bounded time: after a `fork`, a lock that a
 //!   vanished thread held stays held. A discard in the child then skips
@@ -43,7 +49,11 @@
 //! instance, for the binding.
 
 use std::cell::{Cell, RefCell};
-use std::sync::{PoisonError, TryLockError};
+
+use crate::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::PoisonError;
+#[cfg(not(loom))]
+use std::sync::TryLockError;
 
 use crate::sync::{Arc, Mutex, MutexGuard};
 
@@ -64,12 +74,40 @@ struct Entry {
     /// How many discards marked it: one refused unmarks only its own, so
     /// another's stays.
     marks: u32,
-    /// The block exits and is giving its object back.
-    returning: bool,
 }
 
-/// One thread's entries.
-pub struct List(Mutex<Vec<Entry>>);
+/// One thread's entries, and the key of the block giving its object back
+/// (see the module's invariants).
+pub struct List {
+    entries: Mutex<Vec<Entry>>,
+    returning_pool: AtomicUsize,
+    /// 0: none.
+    returning_obj: AtomicUsize,
+}
+
+impl List {
+    fn new() -> Self {
+        List {
+            entries: Mutex::new(Vec::new()),
+            returning_pool: AtomicUsize::new(0),
+            returning_obj: AtomicUsize::new(0),
+        }
+    }
+
+    /// The returning key (read under the entries' lock).
+    fn returning(&self) -> Key {
+        Key {
+            obj: self.returning_obj.load(SeqCst),
+            pool: self.returning_pool.load(SeqCst),
+        }
+    }
+
+    /// Records `key` as returning (under the entries' lock).
+    fn set_returning(&self, key: Key) {
+        self.returning_pool.store(key.pool, SeqCst);
+        self.returning_obj.store(key.obj, SeqCst);
+    }
+}
 
 /// Every thread's list, for a discard from any thread.
 pub struct Registry {
@@ -91,28 +129,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// How many times a lock is tried before it is taken for left held by a
 /// fork (see the module's invariants); fewer in the unit tests, which hold
 /// one on purpose.
+#[cfg(not(loom))]
 const TRIES: usize = if cfg!(test) { 100 } else { 10_000 };
 
 /// The lock if it can be had within a bounded number of tries.
+#[cfg(not(loom))]
 fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     for _ in 0..TRIES {
         match m.try_lock() {
             Ok(guard) => return Some(guard),
             Err(TryLockError::Poisoned(e)) => return Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) => yield_now(),
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
         }
     }
     None
 }
 
-#[cfg(not(loom))]
-fn yield_now() {
-    std::thread::yield_now();
-}
-
+/// The lock, under loom: its scheduler may run a spinning thread for ever
+/// while another holds the lock, which a bound would take for a lock left
+/// held by a fork (which loom does not model; the unit tests hold a lock
+/// on purpose to check what the bound does).
 #[cfg(loom)]
-fn yield_now() {
-    loom::thread::yield_now();
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    Some(lock(m))
 }
 
 impl Registry {
@@ -120,7 +159,7 @@ impl Registry {
     /// module's invariants). Lists whose thread is gone (only the registry
     /// holds them) are dropped meanwhile.
     fn register(&self) -> Arc<List> {
-        let list = Arc::new(List(Mutex::new(Vec::new())));
+        let list = Arc::new(List::new());
         if let Some(mut threads) = try_lock(&self.threads) {
             threads.retain(|t| Arc::strong_count(t) > 1);
             threads.push(Arc::clone(&list));
@@ -143,10 +182,10 @@ impl Registry {
         for list in std::iter::once(Arc::clone(&own))
             .chain(others.into_iter().filter(|l| !Arc::ptr_eq(l, &own)))
         {
-            let Some(mut entries) = try_lock(&list.0) else {
+            let Some(mut entries) = try_lock(&list.entries) else {
                 continue;
             };
-            if entries.iter().any(|e| e.key == key && e.returning) {
+            if list.returning() == key {
                 drop(entries);
                 Marks { lists: marked }.undo();
                 return Err(Refused);
@@ -200,14 +239,15 @@ impl Local {
 
     /// `f` of this thread's list (a fresh one if it is stuck: see the
     /// module's invariants).
-    fn with_own<R>(&self, registry: &Registry, f: impl FnOnce(&mut Vec<Entry>) -> R) -> R {
+    #[inline]
+    fn with_own<R>(&self, registry: &Registry, f: impl FnOnce(&List, &mut Vec<Entry>) -> R) -> R {
         let mut slot = self.list.borrow_mut();
         let list = slot.get_or_insert_with(|| registry.register());
-        if let Some(mut entries) = try_lock(&list.0) {
-            return f(&mut entries);
+        if let Some(mut entries) = try_lock(&list.entries) {
+            return f(list, &mut entries);
         }
         let fresh = registry.register();
-        let result = f(&mut lock(&fresh.0));
+        let result = f(&fresh, &mut lock(&fresh.entries));
         *slot = Some(fresh);
         result
     }
@@ -216,61 +256,69 @@ impl Local {
     pub fn lend(&self, registry: &Registry, key: Key) {
         let id = self.next.get();
         self.next.set(id.wrapping_add(1));
-        self.with_own(registry, |list| {
-            list.push(Entry {
-                key,
-                id,
-                marks: 0,
-                returning: false,
-            });
+        self.with_own(registry, |_, entries| {
+            entries.push(Entry { key, id, marks: 0 });
         });
     }
 
-    /// The block that held the object of `key` exits: `None` if the object
-    /// was discarded meanwhile (by any thread; the entry is forgotten), else
-    /// the entry flagged returning until the [`Returning`] is dropped, once
-    /// the block has given the object back.
+    /// The block that held the object of `key` exits: forgets it; `None` if
+    /// the object was discarded meanwhile (by any thread), else `key` is
+    /// returning until [`Returning::done`], once the block has given the
+    /// object back.
+    #[inline]
     pub fn exit(&self, registry: &Registry, key: Key) -> Option<Returning> {
-        self.with_own(registry, |list| {
-            // Not found: a block whose entry went with a stuck list (see the
-            // module's invariants); it gives its object back.
-            let Some(i) = list.iter().rposition(|e| e.key == key && !e.returning) else {
-                return Some(Returning { key, listed: false });
+        self.with_own(registry, |list, entries| {
+            // The newest entry is the usual one (blocks nest).
+            let i = match entries.last() {
+                Some(last) if last.key == key => entries.len() - 1,
+                _ => match entries.iter().rposition(|e| e.key == key) {
+                    Some(i) => i,
+                    // A block whose entry went with a stuck list (see the
+                    // module's invariants): it gives its object back.
+                    None => return Some(Returning { prev: None }),
+                },
             };
-            if list[i].marks > 0 {
-                list.remove(i);
+            let entry = if i + 1 == entries.len() {
+                entries.pop()?
+            } else {
+                entries.remove(i)
+            };
+            if entry.marks > 0 {
                 return None;
             }
-            list[i].returning = true;
-            Some(Returning { key, listed: true })
+            let prev = list.returning();
+            list.set_returning(key);
+            Some(Returning { prev: Some(prev) })
         })
-    }
-
-    /// Forgets the entry of `key` flagged returning (see [`Returning`]).
-    fn returned(&self, registry: &Registry, key: Key) {
-        self.with_own(registry, |list| {
-            if let Some(i) = list.iter().rposition(|e| e.key == key && e.returning) {
-                list.remove(i);
-            }
-        });
     }
 }
 
-/// A block giving its object back: its entry stays flagged returning until
-/// [`Local::returned`] (the caller's, on the thread that exited: the
-/// process's [`note_returned`] for the binding).
-#[must_use = "the entry stays listed as returning until the object is back"]
+/// A block giving its object back: its key stays the thread's returning
+/// key until [`Returning::done`], on the thread that exited.
+#[must_use = "the key stays returning until the object is back"]
 pub struct Returning {
-    key: Key,
-    /// Whether [`Local::exit`] flagged an entry.
-    listed: bool,
+    /// The returning key the exit replaced (`obj` 0: none); `None` if it
+    /// recorded nothing.
+    prev: Option<Key>,
 }
 
 impl Returning {
-    /// The object is back (or destroyed by its pool): forgets the entry.
-    pub fn done(self, local: &Local, registry: &Registry) {
-        if self.listed {
-            local.returned(registry, self.key);
+    /// The object is back (or destroyed by its pool): puts the returning
+    /// key back as it was before the exit.
+    #[inline]
+    pub fn done(self, local: &Local) {
+        let Some(prev) = self.prev else { return };
+        let slot = local.list.borrow();
+        // The list the exit recorded on, unless a fork replaced it since
+        // (the stuck one is skipped by every discard).
+        let Some(list) = slot.as_ref() else { return };
+        if prev.obj == 0 {
+            list.returning_obj.store(0, SeqCst);
+        } else {
+            // Nested in another's give-back: its whole key again, under the
+            // lock (a discard never sees half of it).
+            let _entries = try_lock(&list.entries);
+            list.set_returning(prev);
         }
     }
 }
@@ -290,7 +338,7 @@ impl Marks {
     #[cold]
     pub fn undo(self) {
         for (list, ids) in self.lists {
-            if let Some(mut entries) = try_lock(&list.0) {
+            if let Some(mut entries) = try_lock(&list.entries) {
                 for entry in entries.iter_mut().filter(|e| ids.contains(&e.id)) {
                     entry.marks -= 1;
                 }
@@ -303,7 +351,7 @@ impl Marks {
 mod process {
     use std::sync::OnceLock;
 
-    use super::{Key, Local, Marks, Refused, Registry, Returning};
+    use super::{Key, Local, Marks, Refused, Registry};
 
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
@@ -320,14 +368,18 @@ mod process {
         LOCAL.with(|local| local.lend(registry(), key));
     }
 
-    /// [`Local::exit`] on this thread, in the process's registry.
-    pub fn note_exit(key: Key) -> Option<Returning> {
-        LOCAL.with(|local| local.exit(registry(), key))
-    }
-
-    /// [`Returning::done`] on this thread, in the process's registry.
-    pub fn note_returned(returning: Returning) {
-        LOCAL.with(|local| returning.done(local, registry()));
+    /// The end of a block on this thread that held the object of `key`:
+    /// `None` if it was discarded meanwhile (by any thread), else what
+    /// `give_back` returns, run while `key` is returning ([`Local::exit`],
+    /// then [`Returning::done`]).
+    #[inline]
+    pub fn end_lent<R>(key: Key, give_back: impl FnOnce() -> R) -> Option<R> {
+        LOCAL.with(|local| {
+            let returning = local.exit(registry(), key)?;
+            let result = give_back();
+            returning.done(local);
+            Some(result)
+        })
     }
 
     /// [`Registry::mark_discarded`] from this thread, in the process's
@@ -339,7 +391,7 @@ mod process {
 }
 
 #[cfg(all(not(loom), feature = "python"))]
-pub use process::{mark_discarded, note_exit, note_lent, note_returned};
+pub use process::{end_lent, mark_discarded, note_lent};
 
 #[cfg(all(test, not(loom)))]
 mod tests {
@@ -356,7 +408,7 @@ mod tests {
     fn gives_back(local: &Local, registry: &Registry, key: Key) -> bool {
         match local.exit(registry, key) {
             Some(returning) => {
-                returning.done(local, registry);
+                returning.done(local);
                 true
             }
             None => false,
@@ -364,7 +416,7 @@ mod tests {
     }
 
     fn listed(local: &Local, registry: &Registry) -> usize {
-        local.list(registry).0.lock().unwrap().len()
+        local.list(registry).entries.lock().unwrap().len()
     }
 
     #[test]
@@ -412,7 +464,7 @@ mod tests {
         local.lend(&registry, A);
         let returning = local.exit(&registry, A).unwrap();
         assert_eq!(registry.mark_discarded(&local, A).err(), Some(Refused));
-        returning.done(&local, &registry);
+        returning.done(&local);
         // Given back: a discard now finds nothing to mark (the pool decides).
         assert!(registry.mark_discarded(&local, A).unwrap().lists.is_empty());
     }
@@ -425,7 +477,7 @@ mod tests {
         local.lend(&registry, A);
         let returning = local.exit(&registry, A).unwrap();
         assert!(registry.mark_discarded(&local, A).is_err());
-        returning.done(&local, &registry);
+        returning.done(&local);
         assert!(gives_back(&local, &registry, A));
     }
 
@@ -462,7 +514,7 @@ mod tests {
         let outer = local.exit(&registry, A).unwrap();
         local.lend(&registry, A);
         assert!(gives_back(&local, &registry, A));
-        outer.done(&local, &registry);
+        outer.done(&local);
         assert_eq!(listed(&local, &registry), 0);
     }
 
@@ -505,7 +557,7 @@ mod tests {
         let (registry, local) = (Registry::default(), Local::new());
         local.lend(&registry, A);
         let stuck = local.list(&registry);
-        let guard = stuck.0.lock().unwrap();
+        let guard = stuck.entries.lock().unwrap();
         local.lend(&registry, B);
         // The block of A entered before is no longer found: it gives its
         // object back as if not discarded.

@@ -58,7 +58,7 @@ fn exit(local: &Local, shared: &Shared) {
             "the exit gave back an object that was discarded"
         );
         shared.returned.fetch_add(1, SeqCst);
-        returning.done(local, &shared.registry);
+        returning.done(local);
     }
 }
 

@@ -20,26 +20,17 @@ pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) {
     lent::note_lent(key(pool, obj));
 }
 
-/// The block that held `obj` from `pool` exits: `None` if it was
-/// discarded meanwhile (by any thread); else it gives the object back, and
-/// `Returning` stays listed until then.
-pub fn note_exit(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> Option<lent::Returning> {
-    lent::note_exit(key(pool, obj))
-}
-
-/// The end of a block that was not discarded: `give_back` (the put, or the
-/// block's own discard) runs while its entry is listed as returning, so that
-/// a discard from another thread meanwhile is refused.
+/// The end of a block that held `obj` from `pool`: `None` if it was
+/// discarded meanwhile (by any thread: the block does nothing more), else
+/// what `give_back` (the put, or the block's own discard) returns, run
+/// while a discard from another thread is refused.
 #[inline]
 pub fn end_lent<R>(
     pool: &Bound<'_, PyAny>,
     obj: &Bound<'_, PyAny>,
     give_back: impl FnOnce() -> PyResult<R>,
 ) -> Option<PyResult<R>> {
-    let returning = note_exit(pool, obj)?;
-    let result = give_back();
-    lent::note_returned(returning);
-    Some(result)
+    lent::end_lent(key(pool, obj), give_back)
 }
 
 /// `pool` is about to discard `obj`: marks the blocks that hold it, on
