@@ -49,12 +49,17 @@
 //! instance, for the binding.
 
 use std::cell::{Cell, RefCell};
-
-use crate::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+#[cfg(loom)]
 use std::sync::PoisonError;
 #[cfg(not(loom))]
 use std::sync::TryLockError;
 
+#[cfg(not(loom))]
+use crate::sync::atomic::{
+    AtomicBool,
+    Ordering::{Acquire, Relaxed, Release},
+};
+use crate::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// An object lent to a block: its pool's address and its own.
@@ -79,7 +84,7 @@ struct Entry {
 /// One thread's entries, and the key of the block giving its object back
 /// (see the module's invariants).
 pub struct List {
-    entries: Mutex<Vec<Entry>>,
+    entries: Lock<Vec<Entry>>,
     returning_pool: AtomicUsize,
     /// 0: none.
     returning_obj: AtomicUsize,
@@ -88,7 +93,7 @@ pub struct List {
 impl List {
     fn new() -> Self {
         List {
-            entries: Mutex::new(Vec::new()),
+            entries: Lock::new(Vec::new()),
             returning_pool: AtomicUsize::new(0),
             returning_obj: AtomicUsize::new(0),
         }
@@ -122,6 +127,7 @@ impl Default for Registry {
     }
 }
 
+#[cfg(loom)]
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -154,6 +160,91 @@ fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     Some(lock(m))
 }
 
+/// A lock of one flag around a thread's entries: taking it is one
+/// compare-and-swap, letting go one store (a `Mutex` cost twice that, with
+/// its poisoning checks, on each of a block's two steps). Only tried, for a
+/// bounded time (see the module's invariants), and only through
+/// [`Lock::try_with`], so it is never held across caller code. Under loom
+/// it is loom's `Mutex` (loom cannot explore a spinning thread's
+/// unbounded retries), so the models check the protocol with a lock of the
+/// same exclusion.
+#[cfg(not(loom))]
+struct Lock<T> {
+    held: AtomicBool,
+    value: std::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only by the holder of the flag (see
+// `try_with`), one thread at a time, so sharing the lock shares nothing but
+// the value's ownership, moved between threads: `T: Send` suffices.
+#[cfg(not(loom))]
+unsafe impl<T: Send> Sync for Lock<T> {}
+
+#[cfg(not(loom))]
+impl<T> Lock<T> {
+    fn new(value: T) -> Self {
+        Lock {
+            held: AtomicBool::new(false),
+            value: std::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the flag if it can within the bounded tries.
+    #[inline]
+    fn acquire(&self) -> bool {
+        for _ in 0..TRIES {
+            if self
+                .held
+                .compare_exchange(false, true, Acquire, Relaxed)
+                .is_ok()
+            {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+
+    #[inline]
+    fn release(&self) {
+        self.held.store(false, Release);
+    }
+
+    /// `f` of the value under the lock; `None` if it could not be had.
+    #[inline]
+    fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        /// Lets go of the flag even if `f` unwinds.
+        struct Held<'a, T>(&'a Lock<T>);
+        impl<T> Drop for Held<'_, T> {
+            fn drop(&mut self) {
+                self.0.release();
+            }
+        }
+        if !self.acquire() {
+            return None;
+        }
+        let _held = Held(self);
+        // SAFETY: this thread holds the flag (taken with `Acquire` above,
+        // given back with `Release` when `_held` drops, after `f`), so no
+        // other reference to the value exists meanwhile.
+        Some(f(unsafe { &mut *self.value.get() }))
+    }
+}
+
+#[cfg(loom)]
+struct Lock<T>(Mutex<T>);
+
+#[cfg(loom)]
+impl<T> Lock<T> {
+    fn new(value: T) -> Self {
+        Lock(Mutex::new(value))
+    }
+
+    fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        Some(f(&mut lock(&self.0)))
+    }
+}
+
 impl Registry {
     /// A new list, registered (unless the registry's lock is stuck: see the
     /// module's invariants). Lists whose thread is gone (only the registry
@@ -182,25 +273,28 @@ impl Registry {
         for list in std::iter::once(Arc::clone(&own))
             .chain(others.into_iter().filter(|l| !Arc::ptr_eq(l, &own)))
         {
-            let Some(mut entries) = try_lock(&list.entries) else {
-                continue;
-            };
-            if list.returning() == key {
-                drop(entries);
-                Marks { lists: marked }.undo();
-                return Err(Refused);
-            }
-            let ids: Vec<u64> = entries
-                .iter_mut()
-                .filter(|e| e.key == key)
-                .map(|entry| {
-                    entry.marks += 1;
-                    entry.id
-                })
-                .collect();
-            drop(entries);
-            if !ids.is_empty() {
-                marked.push((list, ids));
+            let found = list.entries.try_with(|entries| {
+                if list.returning() == key {
+                    return Err(Refused);
+                }
+                Ok(entries
+                    .iter_mut()
+                    .filter(|e| e.key == key)
+                    .map(|entry| {
+                        entry.marks += 1;
+                        entry.id
+                    })
+                    .collect::<Vec<u64>>())
+            });
+            match found {
+                // Stuck (see the module's invariants): skipped.
+                None => {}
+                Some(Err(refused)) => {
+                    Marks { lists: marked }.undo();
+                    return Err(refused);
+                }
+                Some(Ok(ids)) if ids.is_empty() => {}
+                Some(Ok(ids)) => marked.push((list, ids)),
             }
         }
         Ok(Marks { lists: marked })
@@ -243,11 +337,19 @@ impl Local {
     fn with_own<R>(&self, registry: &Registry, f: impl FnOnce(&List, &mut Vec<Entry>) -> R) -> R {
         let mut slot = self.list.borrow_mut();
         let list = slot.get_or_insert_with(|| registry.register());
-        if let Some(mut entries) = try_lock(&list.entries) {
-            return f(list, &mut entries);
+        let mut f = Some(f);
+        if let Some(result) = list
+            .entries
+            .try_with(|entries| f.take().map(|f| f(list, entries)))
+        {
+            return result.unwrap_or_else(|| unreachable!("`f` runs once"));
         }
         let fresh = registry.register();
-        let result = f(&fresh, &mut lock(&fresh.entries));
+        let f = f.unwrap_or_else(|| unreachable!("`f` did not run"));
+        let result = fresh
+            .entries
+            .try_with(|entries| f(&fresh, entries))
+            .unwrap_or_else(|| unreachable!("a fresh list is not locked"));
         *slot = Some(fresh);
         result
     }
@@ -317,8 +419,14 @@ impl Returning {
         } else {
             // Nested in another's give-back: its whole key again, under the
             // lock (a discard never sees half of it).
-            let _entries = try_lock(&list.entries);
-            list.set_returning(prev);
+            // (On a stuck list, which every discard skips, without it.)
+            if list
+                .entries
+                .try_with(|_| list.set_returning(prev))
+                .is_none()
+            {
+                list.set_returning(prev);
+            }
         }
     }
 }
@@ -338,11 +446,11 @@ impl Marks {
     #[cold]
     pub fn undo(self) {
         for (list, ids) in self.lists {
-            if let Some(mut entries) = try_lock(&list.entries) {
+            list.entries.try_with(|entries| {
                 for entry in entries.iter_mut().filter(|e| ids.contains(&e.id)) {
                     entry.marks -= 1;
                 }
-            }
+            });
         }
     }
 }
@@ -416,7 +524,37 @@ mod tests {
     }
 
     fn listed(local: &Local, registry: &Registry) -> usize {
-        local.list(registry).entries.lock().unwrap().len()
+        local
+            .list(registry)
+            .entries
+            .try_with(|entries| entries.len())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_flag_lock_excludes_and_is_let_go_after_each_use() {
+        let lock = Arc::new(super::Lock::new(0_u64));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let lock = Arc::clone(&lock);
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        // Tried until had: the bound is for a fork.
+                        while lock.try_with(|n| *n += 1).is_none() {}
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(lock.try_with(|n| *n), Some(40_000));
+        // A panic under it lets go of it too.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lock.try_with(|_| panic!("in the lock"));
+        }));
+        assert!(caught.is_err());
+        assert_eq!(lock.try_with(|n| *n), Some(40_000));
     }
 
     #[test]
@@ -557,13 +695,13 @@ mod tests {
         let (registry, local) = (Registry::default(), Local::new());
         local.lend(&registry, A);
         let stuck = local.list(&registry);
-        let guard = stuck.entries.lock().unwrap();
+        assert!(stuck.entries.acquire());
         local.lend(&registry, B);
         // The block of A entered before is no longer found: it gives its
         // object back as if not discarded.
         assert!(gives_back(&local, &registry, A));
         let _marks = registry.mark_discarded(&local, B).unwrap();
         assert!(!gives_back(&local, &registry, B));
-        drop(guard);
+        stuck.entries.release();
     }
 }
