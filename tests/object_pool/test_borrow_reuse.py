@@ -320,3 +320,51 @@ def test_exit_by_keyword() -> None:
     borrow.__enter__()
     assert borrow.__exit__(_exc_type=None, exc=None, _tb=None) is False
     assert pool.stats().in_use == 0
+
+
+# --- what a Borrow holds ---
+
+
+class Node:
+    def __init__(self) -> None:
+        self.link: object = None
+
+
+def test_a_borrow_dropped_inside_its_block_lets_go_of_the_object() -> None:
+    pool = ObjectPool(Node, checked=False)  # the pool keeps no reference
+    borrow = pool.borrow()
+    obj = borrow.__enter__()
+    alive = weakref.ref(obj)
+    del borrow, obj
+    assert alive() is None
+
+
+def test_a_cycle_through_the_object_a_borrow_holds_is_collected() -> None:
+    pool = ObjectPool(Node, checked=False)
+    borrow = pool.borrow()
+    obj = borrow.__enter__()
+    obj.link = borrow  # the object refers to the Borrow that holds it
+    alive = weakref.ref(obj)
+    del borrow, obj
+    gc.collect()
+    assert alive() is None
+
+
+def test_a_block_on_another_thread_makes_this_threads_entry_refused() -> None:
+    pool = ObjectPool(Node)
+    borrow = pool.borrow()
+    errors: list[BaseException] = []
+    with borrow:
+
+        def enter() -> None:
+            try:
+                borrow.__enter__()
+            except RuntimeError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=enter)
+        t.start()
+        t.join()
+    assert len(errors) == 1
+    assert "already in use" in str(errors[0])
+    assert pool.stats().in_use == 0
