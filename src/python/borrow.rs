@@ -56,21 +56,34 @@ use super::lent::{end_lent, note_lent};
 /// note (`add_note`) and logged with its traceback. A `BaseException` that
 /// is not an `Exception` (`KeyboardInterrupt`) still propagates, with the
 /// block's exception as its `__context__`, as Python chains it.
+#[inline]
 pub fn end_block(
     pool: &Bound<'_, PyAny>,
     returned: PyResult<()>,
     exc: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    match (returned, exc) {
-        (Err(err), Some(exc)) if !exc.is_none() && err.is_instance_of::<PyException>(pool.py()) => {
-            attach(pool, &err, exc);
-            Ok(())
-        }
-        (returned, _) => returned,
+    match returned {
+        Ok(()) => Ok(()),
+        Err(err) => end_failed_block(pool, err, exc),
     }
 }
 
+/// [`end_block`] after giving the object back raised.
 #[cold]
+fn end_failed_block(
+    pool: &Bound<'_, PyAny>,
+    err: PyErr,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    match exc {
+        Some(exc) if !exc.is_none() && err.is_instance_of::<PyException>(pool.py()) => {
+            attach(pool, &err, exc);
+            Ok(())
+        }
+        _ => Err(err),
+    }
+}
+
 fn attach(pool: &Bound<'_, PyAny>, err: &PyErr, exc: &Bound<'_, PyAny>) {
     let py = pool.py();
     let note = format!(
