@@ -8,6 +8,7 @@ method-table entries that behave as PyO3's did."""
 from __future__ import annotations
 
 import gc
+import os
 import sysconfig
 import threading
 import weakref
@@ -16,7 +17,7 @@ import pytest
 
 from shardpool import Borrow, ObjectPool, PoolTimeout
 
-from helpers import Thing, assert_hand_written_method
+from helpers import Thing, assert_hand_written_method, fork
 
 GIL_BUILD = not sysconfig.get_config_var("Py_GIL_DISABLED")
 reuse_only = pytest.mark.skipif(not GIL_BUILD, reason="Borrows are reused only with a GIL")
@@ -368,3 +369,32 @@ def test_a_block_on_another_thread_makes_this_threads_entry_refused() -> None:
     assert len(errors) == 1
     assert "already in use" in str(errors[0])
     assert pool.stats().in_use == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_reuses_discards_and_ends_blocks_as_the_parent() -> None:
+    pool = ObjectPool(Node)
+    with pool.borrow():  # a spare Borrow, and this thread's lent list, before the fork
+        pass
+    open_block = pool.borrow()
+    held = open_block.__enter__()  # a block open across the fork
+    pid = fork()
+    if pid == 0:  # pragma: no cover - the child's result is its exit code
+        code = 1
+        try:
+            open_block.__exit__(None, None, None)  # its entry, inherited
+            with pool.borrow() as obj:
+                pool.discard(obj)  # the exit then gives nothing back
+            with pool.borrow():
+                pass
+            stats = pool.stats()
+            code = 0 if (stats.in_use, stats.discarded) == (0, 1) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's block is its own still.
+    open_block.__exit__(None, None, None)
+    assert (pool.stats().in_use, pool.stats().discarded) == (0, 0)
+    with pool.borrow() as again:
+        assert again is held
