@@ -23,9 +23,11 @@
 //!   `buffers`: the pool of growable buffers that learns the sizes of
 //!   recent use ([`BufferPool`]), and `buffer_lease`: the export/release
 //!   protocol of a buffer handed out ([`LeasedBuffer`]).
-//! - `sites` and `pauses` (used by the binding only): where each item
-//!   still out was acquired (`track=True`), and the garbage collector's
-//!   pause totals per generation (`GcMonitor`).
+//! - `sites`, `pauses` and `lent` (used by the binding only): where each
+//!   item still out was acquired (`track=True`), the garbage collector's
+//!   pause totals per generation (`GcMonitor`), and which objects the
+//!   blocks on each thread hold, so that a discard from any thread ends
+//!   them without a second give-back (`borrow()`).
 
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -39,6 +41,9 @@ mod classes;
 mod counters;
 mod lease;
 mod ledger;
+// Used by the binding only; tested here with the rest of the core.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod lent;
 mod limit;
 mod memory;
 // Used by the binding only; tested here with the rest of the core.

@@ -116,6 +116,20 @@ impl<T> Spares<T> {
         None
     }
 
+    /// Calls `f` with each spare held now, leaving it in its slot (a garbage
+    /// collector's traversal), until `f` fails. An offer or take racing it
+    /// may or may not be seen: the caller excludes them (the binding
+    /// traverses with the GIL held, and keeps spares only on builds with
+    /// one).
+    pub fn peek<E>(&self, mut f: impl FnMut(NonNull<T>) -> Result<(), E>) -> Result<(), E> {
+        for slot in &self.slots {
+            if let Some(item) = NonNull::new(slot.load(SeqCst)) {
+                f(item)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses every later offer and gives every spare to `discard`.
     pub fn close(&self, mut discard: impl FnMut(NonNull<T>)) {
         self.closed.store(true, SeqCst);

@@ -16,6 +16,7 @@ mod blocks;
 mod budget;
 mod buffer_lease;
 mod lease;
+mod lent;
 mod limit;
 mod pool;
 mod queue;

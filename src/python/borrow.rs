@@ -1,19 +1,32 @@
 //! `Borrow`: the context manager returned by the object pools' `borrow()`,
 //! and the end of a `borrow()`/`aborrow()` block. Which objects blocks
 //! hold, so that a block whose object was discarded ends without giving it
-//! back again, is `lent`'s.
+//! back again, is `lent`'s (the core's protocol). An `ObjectPool` keeps the
+//! `Borrow` of a block that exited and hands it out again
+//! ([`SpareBorrows`]); `borrow`, `__enter__` and `__exit__` are
+//! `raw_method` entries.
 
-use std::sync::{Mutex, PoisonError};
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+use std::sync::atomic::{
+    AtomicPtr,
+    Ordering::{AcqRel, Acquire, Release},
+};
 
 use pyo3::exceptions::{PyException, PyRuntimeError};
+use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::{intern, PyClass, PyTraverseError};
 
+use crate::blocks::spares::{Spares, Verdict};
+
 use super::logging::{self, Level};
 
-use super::class_macros::{exit_method, generic_class};
+use super::class_macros::generic_class;
+use super::raw_method;
+use super::reuse::gil_build;
 
 /// A pool class with `borrow()`: how a `Borrow` gets its object and gives
 /// it back. Implemented by the pool classes, so that this module names none.
@@ -22,6 +35,10 @@ pub trait Lend: PyClass<Frozen = True> + Sync {
     /// Ends the block: `exc` is the exception it raised, if any (the pool
     /// may discard the object for it).
     fn take_back(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()>;
+    /// Where the pool keeps `Borrow`s for reuse, if it does.
+    fn spare_borrows(&self) -> Option<&SpareBorrows> {
+        None
+    }
 }
 
 /// The arguments of a `borrow()` call, kept for its `with` block.
@@ -33,7 +50,7 @@ pub struct BorrowArgs {
     pub size: usize,
 }
 
-pub use super::lent::{note_exit, note_lent};
+use super::lent::{end_lent, note_lent};
 
 /// The end of a `borrow()`/`aborrow()` block, after its object was given
 /// back (`returned`). A block that raises keeps its exception: an
@@ -42,21 +59,34 @@ pub use super::lent::{note_exit, note_lent};
 /// note (`add_note`) and logged with its traceback. A `BaseException` that
 /// is not an `Exception` (`KeyboardInterrupt`) still propagates, with the
 /// block's exception as its `__context__`, as Python chains it.
+#[inline]
 pub fn end_block(
     pool: &Bound<'_, PyAny>,
     returned: PyResult<()>,
     exc: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    match (returned, exc) {
-        (Err(err), Some(exc)) if !exc.is_none() && err.is_instance_of::<PyException>(pool.py()) => {
-            attach(pool, &err, exc);
-            Ok(())
-        }
-        (returned, _) => returned,
+    match returned {
+        Ok(()) => Ok(()),
+        Err(err) => end_failed_block(pool, err, exc),
     }
 }
 
+/// [`end_block`] after giving the object back raised.
 #[cold]
+fn end_failed_block(
+    pool: &Bound<'_, PyAny>,
+    err: PyErr,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    match exc {
+        Some(exc) if !exc.is_none() && err.is_instance_of::<PyException>(pool.py()) => {
+            attach(pool, &err, exc);
+            Ok(())
+        }
+        _ => Err(err),
+    }
+}
+
 fn attach(pool: &Bound<'_, PyAny>, err: &PyErr, exc: &Bound<'_, PyAny>) {
     let py = pool.py();
     let note = format!(
@@ -84,6 +114,7 @@ fn attach(pool: &Bound<'_, PyAny>, err: &PyErr, exc: &Bound<'_, PyAny>) {
 type LendFn = fn(&Bound<'_, PyAny>, &BorrowArgs) -> PyResult<Py<PyAny>>;
 type TakeBackFn =
     fn(&Bound<'_, PyAny>, &Bound<'_, PyAny>, Option<&Bound<'_, PyAny>>) -> PyResult<()>;
+type SparesFn = for<'a> fn(&'a Bound<'_, PyAny>) -> Option<&'a SpareBorrows>;
 
 /// `pool` as the `P` that [`Borrow::new`] was given.
 fn pool_as<'a, 'py, P: Lend>(pool: &'a Bound<'py, PyAny>) -> &'a Bound<'py, P> {
@@ -97,6 +128,10 @@ fn lend<P: Lend>(pool: &Bound<'_, PyAny>, args: &BorrowArgs) -> PyResult<Py<PyAn
     pool_as::<P>(pool).get().lend(pool.py(), args)
 }
 
+fn spare_borrows<'a, P: Lend>(pool: &'a Bound<'_, PyAny>) -> Option<&'a SpareBorrows> {
+    pool_as::<P>(pool).get().spare_borrows()
+}
+
 fn take_back<P: Lend>(
     pool: &Bound<'_, PyAny>,
     obj: &Bound<'_, PyAny>,
@@ -105,10 +140,82 @@ fn take_back<P: Lend>(
     pool_as::<P>(pool).get().take_back(obj, exc)
 }
 
-enum Held {
-    Free,
-    Entering,
-    Holding(Py<PyAny>),
+/// What a `Borrow` holds: nothing (null), its entry under way
+/// ([`ENTERING`]), or the object lent to its block (a reference it owns).
+/// Each change is one atomic operation, so two threads using one `Borrow`
+/// at once get its errors ("already in use", "exited without being
+/// entered"), never a torn state, and no lock is taken (a `Mutex` here cost
+/// about 50 instructions a block).
+struct Held(AtomicPtr<ffi::PyObject>);
+
+/// [`Held`] while `__enter__` gets the object: never an object's address.
+const ENTERING: *mut ffi::PyObject = std::ptr::without_provenance_mut(1);
+
+impl Held {
+    fn new() -> Self {
+        Held(AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    /// Free to entering; `false` (nothing changed) if not free.
+    #[inline]
+    fn start_entry(&self) -> bool {
+        self.0
+            .compare_exchange(std::ptr::null_mut(), ENTERING, AcqRel, Acquire)
+            .is_ok()
+    }
+
+    /// Entering to holding `obj`, whose reference it keeps.
+    #[inline]
+    fn hold(&self, obj: Py<PyAny>) {
+        self.0.store(obj.into_ptr(), Release);
+    }
+
+    /// Entering to free: the entry failed.
+    #[inline]
+    fn abort_entry(&self) {
+        self.0.store(std::ptr::null_mut(), Release);
+    }
+
+    /// Holding to free: the object, or `None` (nothing changed) if it holds
+    /// none.
+    #[inline]
+    fn take<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        let mut now = self.0.load(Acquire);
+        loop {
+            if now.is_null() || now == ENTERING {
+                return None;
+            }
+            match self
+                .0
+                .compare_exchange(now, std::ptr::null_mut(), AcqRel, Acquire)
+            {
+                // SAFETY: the reference `hold` kept, now ours alone (the
+                // exchange took it out).
+                Ok(obj) => return Some(unsafe { Bound::from_owned_ptr(py, obj) }),
+                Err(changed) => now = changed,
+            }
+        }
+    }
+
+    #[inline]
+    fn is_free(&self) -> bool {
+        self.0.load(Acquire).is_null()
+    }
+
+    /// The object held now, if any (for the collector).
+    fn held(&self) -> Option<NonNull<ffi::PyObject>> {
+        NonNull::new(self.0.load(Acquire)).filter(|p| p.as_ptr() != ENTERING)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let obj = *self.0.get_mut();
+        if !obj.is_null() && obj != ENTERING {
+            // SAFETY: the reference `hold` kept, ours alone (`&mut self`).
+            Python::attach(|py| drop(unsafe { Bound::from_owned_ptr(py, obj) }));
+        }
+    }
 }
 
 /// The context manager returned by ``borrow()``: gets an object on entry
@@ -116,86 +223,158 @@ enum Held {
 #[pyclass(frozen, module = "shardpool", name = "Borrow")]
 pub struct Borrow {
     pool: Py<PyAny>,
-    args: BorrowArgs,
+    /// Replaced only when the object is reused ([`SpareBorrows::take`]).
+    args: UnsafeCell<BorrowArgs>,
     /// [`Lend`] of the pool's class, without boxing a trait object: a
     /// `borrow()` allocates nothing beyond its own object.
     lend: LendFn,
     take_back: TakeBackFn,
-    /// Only locked for the state change, never across `get`/`put`, which may
-    /// wait without the GIL or run Python code.
-    held: Mutex<Held>,
+    spares: SparesFn,
+    held: Held,
 }
 
+// SAFETY: `args` is written only by `SpareBorrows::take`, while no other
+// reference to the object (and so to `args`) exists on any thread (see
+// there); every other access is a shared read of `BorrowArgs`, which is
+// `Sync` (its fields are). The other fields are `Sync` themselves.
+unsafe impl Sync for Borrow {}
+
 impl Borrow {
-    pub fn new<P: Lend>(pool: Py<P>, args: BorrowArgs) -> Self {
+    fn new<P: Lend>(pool: Py<P>, args: BorrowArgs) -> Self {
         Borrow {
             pool: pool.into_any(),
-            args,
+            args: UnsafeCell::new(args),
             lend: lend::<P>,
             take_back: take_back::<P>,
-            held: Mutex::new(Held::Free),
+            spares: spare_borrows::<P>,
+            held: Held::new(),
         }
     }
 
-    /// `__exit__`: puts the object back (or discards it, see `Lend`).
-    fn exit(&self, py: Python<'_>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
-        match self.swap(Held::Free) {
-            Held::Holding(obj) => {
-                let (pool, obj) = (self.pool.bind(py), obj.bind(py));
-                if note_exit(pool, obj) {
-                    return Ok(());
-                }
-                end_block(pool, (self.take_back)(pool, obj, Some(exc)), Some(exc))
-            }
-            other => {
-                self.swap(other);
-                Err(PyRuntimeError::new_err(
-                    "borrow() exited without being entered",
-                ))
-            }
-        }
+    /// `pool.borrow(...)`: a spare `Borrow` of `pool` that no one else holds
+    /// or can reach, given `args`, else a new one.
+    #[inline]
+    pub fn lent_by<'py, P: Lend>(
+        pool: &Bound<'py, P>,
+        args: BorrowArgs,
+    ) -> PyResult<Bound<'py, Borrow>> {
+        let py = pool.py();
+        let args = match pool.get().spare_borrows() {
+            Some(spares) => match spares.take(py, args) {
+                Ok(spare) => return Ok(spare),
+                Err(args) => args,
+            },
+            None => args,
+        };
+        Bound::new(py, Borrow::new(pool.clone().unbind(), args))
     }
 
-    fn swap(&self, new: Held) -> Held {
-        std::mem::replace(
-            &mut *self.held.lock().unwrap_or_else(PoisonError::into_inner),
-            new,
-        )
+    fn args(&self) -> &BorrowArgs {
+        // SAFETY: see `SpareBorrows::take`, the only writer.
+        unsafe { &*self.args.get() }
     }
-}
 
-#[pymethods]
-impl Borrow {
-    fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match self.swap(Held::Entering) {
-            Held::Free => {}
-            other => {
-                self.swap(other);
-                return Err(PyRuntimeError::new_err(
-                    "this borrow() is already in use; call pool.borrow() for each with block",
-                ));
-            }
+    /// `__enter__`: gets the object.
+    fn enter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if !self.held.start_entry() {
+            return Err(PyRuntimeError::new_err(
+                "this borrow() is already in use; call pool.borrow() for each with block",
+            ));
         }
-        match (self.lend)(self.pool.bind(py), &self.args) {
+        match (self.lend)(self.pool.bind(py), self.args()) {
             Ok(obj) => {
                 note_lent(self.pool.bind(py), obj.bind(py));
-                self.swap(Held::Holding(obj.clone_ref(py)));
+                self.held.hold(obj.clone_ref(py));
                 Ok(obj)
             }
             Err(e) => {
-                self.swap(Held::Free);
+                self.held.abort_entry();
                 Err(e)
             }
         }
     }
 
+    /// `__exit__`: puts the object back (or discards it, see `Lend`), then
+    /// offers this `Borrow` to its pool for reuse.
+    fn exit(slf: &Borrowed<'_, '_, Self>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+        let this = slf.get();
+        let py = slf.py();
+        let Some(obj) = this.held.take(py) else {
+            return Err(PyRuntimeError::new_err(
+                "borrow() exited without being entered",
+            ));
+        };
+        let pool = this.pool.bind(py);
+        let result = end_lent(pool, &obj, || {
+            end_block(pool, (this.take_back)(pool, &obj, Some(exc)), Some(exc))
+        })
+        .unwrap_or(Ok(()));
+        if let Some(spares) = (this.spares)(this.pool.bind(py)) {
+            spares.offer(slf);
+        }
+        result
+    }
+}
+
+// `__enter__` and `__exit__`: hand-written method-table entries (see
+// `raw_method`), installed on the class by `install_raw_methods`.
+raw_method::no_arg_method!(
+    static ENTER: Borrow, "__enter__", "($self)",
+    "Gets an object from the pool (waiting as ``get`` does) and returns it.",
+    |slf, py| slf.get().enter(py)
+);
+
+raw_method::fastcall_method!(
+    static EXIT: Borrow, "__exit__", "($self, _exc_type, exc, _tb)",
+    "Puts the object back; discards it instead when the pool's\n\
+     ``discard_on`` lists the exception the block raised; does nothing if\n\
+     the object was discarded meanwhile (from any thread). Lets the\n\
+     block's exception propagate: an ``Exception`` from giving the object\n\
+     back (a failing reset) is then added to it as a note, and logged.",
+    {
+        /// What `#[pymethods]` made of `__exit__(&self, _exc_type, exc, _tb)`.
+        const DESC: pyo3::impl_::extract_argument::FunctionDescription =
+            pyo3::impl_::extract_argument::FunctionDescription {
+                cls_name: Some("Borrow"),
+                func_name: "__exit__",
+                positional_parameter_names: &["_exc_type", "exc", "_tb"],
+                positional_only_parameters: 0,
+                required_positional_parameters: 3,
+                keyword_only_parameters: &[],
+            };
+    }
+    |py, slf, args, nargs, kwnames| {
+        // SAFETY: CPython's arguments to a method of this kind.
+        let [_, Some(exc), _] =
+            (unsafe { raw::pyo3_args::<3>(py, args, nargs, kwnames, &DESC)? })
+        else {
+            unreachable!("the parser checks that the three arguments are given")
+        };
+        // `False`: the block's exception, if any, propagates.
+        Borrow::exit(&slf, &exc)
+            .map(|()| pyo3::types::PyBool::new(py, false).to_owned())
+            .into_raw(py)
+    }
+);
+
+/// Adds `__enter__` and `__exit__` to the class (once, at module
+/// initialisation).
+pub fn install_raw_methods(py: Python<'_>) -> PyResult<()> {
+    raw_method::install(&py.get_type::<Borrow>(), &[&ENTER, &EXIT])
+}
+
+#[pymethods]
+impl Borrow {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.pool)?;
-        visit.call(&self.args.timeout)?;
-        if let Ok(held) = self.held.try_lock() {
-            if let Held::Holding(obj) = &*held {
-                visit.call(obj)?;
-            }
+        visit.call(&self.args().timeout)?;
+        if let Some(obj) = self.held.held() {
+            // SAFETY: the collector traverses on a thread attached to the
+            // interpreter, with no other thread running (a GIL, or a stopped
+            // world): the reference `held` keeps stays for the visit, which
+            // the token only lends it to.
+            let obj = unsafe { Borrowed::from_ptr(Python::assume_attached(), obj.as_ptr()) };
+            visit.call(obj.as_unbound())?;
         }
         Ok(())
     }
@@ -204,22 +383,122 @@ impl Borrow {
     /// reference to the object held (the pool still accounts for it as
     /// handed out, as when a `Borrow` is dropped without its exit).
     fn __clear__(&self) {
-        let held = match self.held.try_lock() {
-            Ok(mut held) => std::mem::replace(&mut *held, Held::Free),
-            Err(_) => return,
-        };
-        drop(held);
+        Python::attach(|py| drop(self.held.take(py)));
     }
 }
 
 generic_class!(Borrow);
 
-exit_method!(
-    Borrow,
-    exit(exc),
-    /// Puts the object back; discards it instead when the pool's
-    /// ``discard_on`` lists the exception the block raised; does nothing if
-    /// the object was discarded meanwhile (from any thread). Lets the
-    /// block's exception propagate: an ``Exception`` from giving the object
-    /// back (a failing reset) is then added to it as a note, and logged.
-);
+/// A pool's spare `Borrow` objects: a `borrow()` after a block's exit
+/// hands out the same object again instead of allocating, GC-tracking and
+/// later freeing a new one (about 450 of a block's instructions).
+///
+/// A `Borrow` is reused only when nothing else holds or can reach it, so no
+/// holder sees its `Borrow` turn into another block's:
+/// - when reused, the slot's reference is the only one (refcount 1, read
+///   while attached, on a build with a GIL: nothing else can take a
+///   reference meanwhile) and it holds no object (its block exited);
+/// - it supports no weak reference (the class has no weak-reference list),
+///   so nothing can revive it;
+/// - only on interpreters with a GIL, as for `Block`s (`reuse`): on a
+///   free-threaded build nothing is ever kept.
+///
+/// A spare refers to its pool, and the pool to it: the pool shows its
+/// spares to the garbage collector (`traverse`) and lets go of them when
+/// the collector clears it and when it is closed.
+pub struct SpareBorrows {
+    spares: Spares<ffi::PyObject>,
+    enabled: bool,
+}
+
+impl SpareBorrows {
+    pub fn new(py: Python<'_>) -> PyResult<Self> {
+        Ok(SpareBorrows {
+            spares: Spares::default(),
+            enabled: gil_build(py)?,
+        })
+    }
+
+    /// Keeps `borrow`, whose block just exited, for a later `borrow()`.
+    #[inline]
+    fn offer(&self, borrow: &Bound<'_, Borrow>) {
+        if !self.enabled {
+            return;
+        }
+        let owned = borrow.clone().into_ptr();
+        // SAFETY: `into_ptr` gives a non-null owned reference.
+        let owned = unsafe { NonNull::new_unchecked(owned) };
+        if let Err(refused) = self.spares.offer(owned) {
+            // SAFETY: the reference we own and the slots refused.
+            drop(unsafe { Bound::from_owned_ptr(borrow.py(), refused.as_ptr()) });
+        }
+    }
+
+    /// A spare that no one else holds or can reach, given `args`; `args`
+    /// back if there is none.
+    #[inline]
+    fn take<'py>(
+        &self,
+        py: Python<'py>,
+        args: BorrowArgs,
+    ) -> Result<Bound<'py, Borrow>, BorrowArgs> {
+        if !self.enabled {
+            return Err(args);
+        }
+        let judge = |obj: NonNull<ffi::PyObject>| {
+            // SAFETY: a live `Borrow`: the slot's reference, now ours.
+            let unique = unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1;
+            // SAFETY: as above; only `Borrow`s are offered here.
+            let borrow = unsafe { Borrowed::from_ptr(py, obj.as_ptr()).cast_unchecked::<Borrow>() };
+            let free = borrow.get().held.is_free();
+            // Held elsewhere: its holder keeps it, the slot lets go.
+            if unique && free {
+                Verdict::Reuse
+            } else {
+                Verdict::Discard
+            }
+        };
+        let discard = |obj: NonNull<ffi::PyObject>| {
+            // SAFETY: a reference the slots gave back to us.
+            drop(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()) });
+        };
+        let Some(obj) = self.spares.take(judge, discard) else {
+            return Err(args);
+        };
+        // SAFETY: the slot's reference, now ours; only `Borrow`s are
+        // offered to these spares.
+        let spare =
+            unsafe { Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>() };
+        // SAFETY: `judge` found our reference the only one, on a build with a
+        // GIL that we hold (`enabled`), and `Borrow` has no weak references:
+        // no other reference to the object, and so to `args`, exists or can
+        // be made meanwhile, so this write is exclusive. The old arguments
+        // are dropped after it (their `timeout` may run a destructor).
+        let old = std::mem::replace(unsafe { &mut *spare.get().args.get() }, args);
+        drop(old);
+        Ok(spare)
+    }
+
+    /// Shows the spares to the garbage collector.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: the collector traverses on a thread attached to the
+        // interpreter; the token only lends the slots' pointers to the visit
+        // below (no call into Python, no reference count changed).
+        let py = unsafe { Python::assume_attached() };
+        self.spares.peek(|obj| {
+            // SAFETY: a live object the slot holds a reference to, lent to
+            // the visit for its duration.
+            let obj = unsafe { Borrowed::from_ptr(py, obj.as_ptr()) };
+            visit.call(obj.as_unbound())
+        })
+    }
+
+    /// Lets go of every spare, and keeps none from now on (a closed pool,
+    /// or one the collector clears).
+    pub fn close(&self, py: Python<'_>) {
+        self.spares.close(|obj| {
+            // SAFETY: a reference the slots gave back to us.
+            drop(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()) });
+        });
+    }
+}

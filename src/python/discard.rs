@@ -143,10 +143,13 @@ macro_rules! discard_methods {
             fn discard(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
                 // Marked first: a block's exit that starts from now on does
                 // nothing more (see `lent`).
-                let marks = $crate::python::lent::mark_discarded(slf.as_any(), obj);
+                // Refused while a block gives the object back.
+                let Ok(marks) = $crate::python::lent::mark_discarded(slf.as_any(), obj) else {
+                    return Err($crate::python::discard::not_out(obj));
+                };
                 let discarded = slf.get().discard_object(obj);
                 if discarded.is_err() {
-                    marks.undo(slf.as_any(), obj);
+                    marks.undo();
                 }
                 discarded
             }
@@ -154,7 +157,7 @@ macro_rules! discard_methods {
             /// An ``aborrow()`` block got ``obj`` (for ``AsyncBorrow``). Not public API.
             #[pyo3(signature = (obj, /))]
             fn _note_lent(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) {
-                $crate::python::borrow::note_lent(slf.as_any(), obj);
+                $crate::python::lent::note_lent(slf.as_any(), obj);
             }
 
             /// The end of an ``aborrow()`` block (for ``AsyncBorrow``): as the exit
@@ -165,10 +168,11 @@ macro_rules! discard_methods {
                 obj: &Bound<'_, PyAny>,
                 exc: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<()> {
-                if $crate::python::borrow::note_exit(slf.as_any(), obj) {
-                    return Ok(());
-                }
-                $crate::python::borrow::end_block(slf.as_any(), slf.get().end_borrow(obj, exc), exc)
+                let pool = slf.as_any();
+                $crate::python::lent::end_lent(pool, obj, || {
+                    $crate::python::borrow::end_block(pool, slf.get().end_borrow(obj, exc), exc)
+                })
+                .unwrap_or(Ok(()))
             }
 
             /// The exception classes whose raising in a ``borrow()`` block discards

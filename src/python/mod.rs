@@ -67,6 +67,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         gc_clock::GcClock,
     );
     object_pool::install_raw_methods(py)?;
+    borrow::install_raw_methods(py)?;
     block_pool::install_raw_methods(py)?;
     buffer_pool::install_raw_methods(py)?;
     m.add("DEFAULT_MAX_IDLE", crate::Config::DEFAULT_MAX_IDLE)?;

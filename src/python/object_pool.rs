@@ -7,7 +7,7 @@ use pyo3::PyTraverseError;
 
 use super::aio::aio_methods;
 use super::args;
-use super::borrow::{Borrow, BorrowArgs, Lend};
+use super::borrow::{Borrow, BorrowArgs, Lend, SpareBorrows};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error, not_out, put_error};
@@ -102,6 +102,8 @@ pub struct ObjectPool {
     discard_on: DiscardOn,
     /// The wait of a call that leaves `timeout` out.
     timeout: Wait,
+    /// `Borrow`s whose block exited, for the next `borrow()`.
+    borrows: SpareBorrows,
 }
 
 impl ObjectPool {
@@ -118,6 +120,21 @@ impl ObjectPool {
             .map_err(|e| self.get_failed(e, wait.secs))?;
         self.core.tracking.acquired(py, key(&obj));
         Ok(obj)
+    }
+
+    /// `borrow(timeout)`: `timeout` as for [`ObjectPool::get_object`],
+    /// checked now, so that a bad one fails at the call, not at `with`.
+    fn borrow_object<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<&Py<PyAny>>,
+    ) -> PyResult<Bound<'py, Borrow>> {
+        let py = slf.py();
+        slf.get().timeout.resolve(timeout, py)?;
+        let args = BorrowArgs {
+            timeout: timeout.map(|t| t.clone_ref(py)),
+            size: 0,
+        };
+        Borrow::lent_by(slf, args)
     }
 
     /// What a failed get raises; a timeout's message describes the pool.
@@ -209,10 +226,15 @@ impl Lend for ObjectPool {
     fn take_back(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         self.end_borrow(obj, exc)
     }
+
+    fn spare_borrows(&self) -> Option<&SpareBorrows> {
+        Some(&self.borrows)
+    }
 }
 
 impl PoolClass for ObjectPool {
     fn close_core(&self, py: Python<'_>) {
+        self.borrows.close(py);
         self.core.close(&mut self.call_hooks(py));
     }
 
@@ -312,9 +334,28 @@ raw_method::positional_arg_method!(
     |pool, obj| pool.put_object(obj)
 );
 
-/// Adds `get` and `put` to the class (once, at module initialisation).
+raw_method::fastcall_method!(
+    static BORROW: ObjectPool, "borrow", "($self, timeout=...)",
+    "A context manager that gets an object on entry and puts it back on\n\
+     exit, also when the block raises: ``with pool.borrow() as obj: ...``.\n\
+     ``timeout`` as for ``get``. If the block raised, an ``Exception`` from\n\
+     giving the object back (a failing reset) does not replace the\n\
+     block's: it is added to it as a note and logged.",
+    {
+        const DESC: pyo3::impl_::extract_argument::FunctionDescription =
+            raw::one_param("ObjectPool", "borrow", &["timeout"], 0);
+    }
+    |py, slf, args, nargs, kwnames| {
+        // SAFETY: CPython's arguments to a method of this kind.
+        let [timeout] = unsafe { raw::pyo3_args::<1>(py, args, nargs, kwnames, &DESC)? };
+        ObjectPool::borrow_object(&slf, timeout.as_ref().map(|t| t.as_unbound())).into_raw(py)
+    }
+);
+
+/// Adds `get`, `put` and `borrow` to the class (once, at module
+/// initialisation).
 pub fn install_raw_methods(py: Python<'_>) -> PyResult<()> {
-    raw_method::install(&py.get_type::<ObjectPool>(), &[&GET, &PUT])
+    raw_method::install(&py.get_type::<ObjectPool>(), &[&GET, &PUT, &BORROW])
 }
 
 #[pymethods]
@@ -375,6 +416,8 @@ impl ObjectPool {
             max_lifetime,
             max_waiting,
         };
+        // Made before the pool opens, so that its failure leaves no objects made.
+        let borrows = SpareBorrows::new(py)?;
         let core = match Pool::open(config, prefill, &mut hooks.bound(py, None)) {
             Ok(core) => core,
             Err(OpenError::Config(e)) => return Err(config_error(e)),
@@ -385,6 +428,7 @@ impl ObjectPool {
             hooks,
             discard_on,
             timeout,
+            borrows,
         })
     }
 
@@ -394,22 +438,6 @@ impl ObjectPool {
         let (pool, py) = (slf.get(), slf.py());
         let step = pool.core.get_or_enqueue(&mut pool.call_hooks(py));
         pool.step(slf.as_unbound(), py, step)
-    }
-
-    /// A context manager that gets an object on entry and puts it back on
-    /// exit, also when the block raises: ``with pool.borrow() as obj: ...``.
-    /// ``timeout`` as for ``get``. If the block raised, an ``Exception`` from
-    /// giving the object back (a failing reset) does not replace the
-    /// block's: it is added to it as a note and logged.
-    #[pyo3(signature = (timeout=TimeoutArg::Omitted))]
-    fn borrow(slf: &Bound<'_, Self>, timeout: TimeoutArg) -> PyResult<Borrow> {
-        // Checked now, so a bad timeout fails at the call, not at `with`.
-        slf.get().timeout.resolve(timeout.given(), slf.py())?;
-        let args = BorrowArgs {
-            timeout: timeout.into_given(),
-            size: 0,
-        };
-        Ok(Borrow::new(slf.clone().unbind(), args))
     }
 
     /// Get ``n`` objects in one call, as a list: all of them or, on error,
@@ -539,6 +567,7 @@ impl ObjectPool {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.hooks.traverse(&visit)?;
         self.discard_on.traverse(&visit)?;
+        self.borrows.traverse(&visit)?;
         self.core.visit(|obj| visit.call(obj))?;
         self.core
             .visit_notifications(|notify| match notify.as_any().downcast_ref::<PyNotify>() {
@@ -551,6 +580,7 @@ impl ObjectPool {
     /// pool's references to its objects and the callbacks of queued tasks
     /// (no hooks run; nothing can reach the pool to wake those tasks).
     fn __clear__(&self) {
+        Python::attach(|py| self.borrows.close(py));
         self.core.release_references();
         drop(self.core.take_notifications());
     }

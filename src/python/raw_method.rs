@@ -1,5 +1,6 @@
 //! Hand-written CPython method-table entries for the hottest methods
-//! (`ObjectPool.get` and `put`, `BlockPool.get`, `BufferPool.get`,
+//! (`ObjectPool.get`, `put` and `borrow`, `Borrow.__enter__` and
+//! `__exit__`, `BlockPool.get`, `BufferPool.get`,
 //! `Block.release`, `Buffer.release` and `Buffer.write`), in place of the
 //! `#[pymethods]` wrappers.
 //!

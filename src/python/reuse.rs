@@ -301,7 +301,7 @@ impl<P> Drop for PoolCore<P> {
 /// Whether this interpreter has a GIL (see the module's last condition).
 static GIL_BUILD: PyOnceLock<bool> = PyOnceLock::new();
 
-fn gil_build(py: Python<'_>) -> PyResult<bool> {
+pub fn gil_build(py: Python<'_>) -> PyResult<bool> {
     // An abi3 (limited API) build cannot be loaded by a free-threaded
     // interpreter of the versions it targets.
     if cfg!(feature = "abi3") {

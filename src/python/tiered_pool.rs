@@ -264,12 +264,15 @@ impl TieredPool {
 
     /// A context manager: ``get(size)`` on entry, ``put`` on exit (also when
     /// the block raises).
-    fn borrow(slf: &Bound<'_, Self>, size: &Bound<'_, PyAny>) -> PyResult<Borrow> {
+    fn borrow<'py>(
+        slf: &Bound<'py, Self>,
+        size: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, Borrow>> {
         let args = BorrowArgs {
             timeout: None,
             size: args::count(size, "size")?,
         };
-        Ok(Borrow::new(slf.clone().unbind(), args))
+        Borrow::lent_by(slf, args)
     }
 
     /// Counters over all tiers (``PoolStats``).

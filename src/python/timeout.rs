@@ -46,13 +46,6 @@ impl TimeoutArg {
             TimeoutArg::Given(t) => Some(t),
         }
     }
-
-    pub fn into_given(self) -> Option<Py<PyAny>> {
-        match self {
-            TimeoutArg::Omitted => None,
-            TimeoutArg::Given(t) => Some(t),
-        }
-    }
 }
 
 /// A limit on a wait: the `Duration` the core takes (`None`: no limit) and

@@ -1,0 +1,707 @@
+//! Which objects the blocks running on each thread hold (a binding's
+//! `with pool.borrow() as obj:`), so that a discard of one of them from any
+//! thread makes the block's end not give it back again. Python-free: a key
+//! is two addresses, the pool's and the object's, which the caller keeps
+//! alive while they are listed (the block holds both).
+//!
+//! Invariants:
+//! - Each thread lists the objects lent to the blocks running on it. An
+//!   entry is added when a block gets its object and removed when the block
+//!   exits, on the thread that runs it (an event loop's, for an `async`
+//!   block), under the list's own lock: uncontended except while a discard
+//!   looks through it. An exit whose entry was not marked discarded also
+//!   records, in the same step, its key as the list's *returning* key until
+//!   the block has given the object back ([`Returning`]); clearing it is
+//!   one store, without the lock (a block nested in that give-back, say in
+//!   a reset hook, records its own key and puts the outer one back, under
+//!   the lock).
+//! - A discard marks every entry of its key, on every thread's list,
+//!   *before* the pool destroys the object, and unmarks them if the pool
+//!   refuses (the object was not out). Marks are counted per entry, so a
+//!   refused discard racing one that destroys the object takes back only
+//!   its own mark (with a flag, its unmarking erased the other's; the loom
+//!   model `lent::two_discards_*` found it). So an exit that starts after the
+//!   discard began sees the mark and does nothing more. A discard that
+//!   finds its key returning on a list is refused at once (its marks
+//!   undone, the pool not asked), as for an object given back already: the
+//!   exit gives it back. So the object is never both given back and
+//!   destroyed. (Removing the entry at the exit's start with nothing left
+//!   behind, as this module did before, left a window between that removal
+//!   and the put back where a discard from another thread found nothing and
+//!   destroyed the object: the put was then refused. The loom model `lent`
+//!   found it; a build with a GIL never opened the window, a free-threaded
+//!   one could.) The returning key is read under the list's lock and set
+//!   only under it, so a discard sees the whole key or, once the give-back
+//!   is done, none.
+//! - Locks are never nested, and no caller code runs under them. Every
+//!   lock is only tried for a bounded time: after a `fork`, a lock that a
+//!   vanished thread held stays held. A discard in the child then skips
+//!   that list (its blocks cannot exit there anyway); a thread whose own
+//!   list is stuck so starts a fresh one (the blocks it had entered before
+//!   the fork then give their objects back as if not discarded); a thread
+//!   that cannot register its list is only found by its own discards.
+//! - A block entered and never exited leaves its entry behind: a few bytes,
+//!   and never a wrong answer for the thread's own blocks, since the newest
+//!   entry is found first.
+//!
+//! [`Registry`] and [`Local`] are the protocol, instantiated by the loom
+//! models; `note_lent`, `note_exit` and `mark_discarded` are the process's
+//! instance, for the binding.
+
+use std::cell::{Cell, RefCell};
+#[cfg(loom)]
+use std::sync::PoisonError;
+#[cfg(not(loom))]
+use std::sync::TryLockError;
+
+#[cfg(not(loom))]
+use crate::sync::atomic::{
+    AtomicBool,
+    Ordering::{Acquire, Relaxed, Release},
+};
+use crate::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use crate::sync::{Arc, Mutex, MutexGuard};
+
+/// An object lent to a block: its pool's address and its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// The pool that lent the object.
+    pub pool: usize,
+    /// The object.
+    pub obj: usize,
+}
+
+struct Entry {
+    key: Key,
+    /// Unique on its thread: what a refused discard's [`Marks::undo`]
+    /// unmarks.
+    id: u64,
+    /// How many discards marked it: one refused unmarks only its own, so
+    /// another's stays.
+    marks: u32,
+}
+
+/// One thread's entries, and the key of the block giving its object back
+/// (see the module's invariants).
+pub struct List {
+    entries: Lock<Vec<Entry>>,
+    returning_pool: AtomicUsize,
+    /// 0: none.
+    returning_obj: AtomicUsize,
+}
+
+impl List {
+    fn new() -> Self {
+        List {
+            entries: Lock::new(Vec::new()),
+            returning_pool: AtomicUsize::new(0),
+            returning_obj: AtomicUsize::new(0),
+        }
+    }
+
+    /// The returning key (read under the entries' lock).
+    fn returning(&self) -> Key {
+        Key {
+            obj: self.returning_obj.load(SeqCst),
+            pool: self.returning_pool.load(SeqCst),
+        }
+    }
+
+    /// Records `key` as returning (under the entries' lock).
+    fn set_returning(&self, key: Key) {
+        self.returning_pool.store(key.pool, SeqCst);
+        self.returning_obj.store(key.obj, SeqCst);
+    }
+}
+
+/// Every thread's list, for a discard from any thread.
+pub struct Registry {
+    threads: Mutex<Vec<Arc<List>>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[cfg(loom)]
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How many times a lock is tried before it is taken for left held by a
+/// fork (see the module's invariants); fewer in the unit tests, which hold
+/// one on purpose.
+#[cfg(not(loom))]
+const TRIES: usize = if cfg!(test) { 100 } else { 10_000 };
+
+/// The lock if it can be had within a bounded number of tries.
+#[cfg(not(loom))]
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    for _ in 0..TRIES {
+        match m.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    None
+}
+
+/// The lock, under loom: its scheduler may run a spinning thread for ever
+/// while another holds the lock, which a bound would take for a lock left
+/// held by a fork (which loom does not model; the unit tests hold a lock
+/// on purpose to check what the bound does).
+#[cfg(loom)]
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    Some(lock(m))
+}
+
+/// A lock of one flag around a thread's entries: taking it is one
+/// compare-and-swap, letting go one store (a `Mutex` cost twice that, with
+/// its poisoning checks, on each of a block's two steps). Only tried, for a
+/// bounded time (see the module's invariants), and only through
+/// [`Lock::try_with`], so it is never held across caller code. Under loom
+/// it is loom's `Mutex` (loom cannot explore a spinning thread's
+/// unbounded retries), so the models check the protocol with a lock of the
+/// same exclusion.
+#[cfg(not(loom))]
+struct Lock<T> {
+    held: AtomicBool,
+    value: std::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only by the holder of the flag (see
+// `try_with`), one thread at a time, so sharing the lock shares nothing but
+// the value's ownership, moved between threads: `T: Send` suffices.
+#[cfg(not(loom))]
+unsafe impl<T: Send> Sync for Lock<T> {}
+
+#[cfg(not(loom))]
+impl<T> Lock<T> {
+    fn new(value: T) -> Self {
+        Lock {
+            held: AtomicBool::new(false),
+            value: std::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the flag if it can within the bounded tries.
+    #[inline]
+    fn acquire(&self) -> bool {
+        for _ in 0..TRIES {
+            if self
+                .held
+                .compare_exchange(false, true, Acquire, Relaxed)
+                .is_ok()
+            {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+
+    #[inline]
+    fn release(&self) {
+        self.held.store(false, Release);
+    }
+
+    /// `f` of the value under the lock; `None` if it could not be had.
+    #[inline]
+    fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        /// Lets go of the flag even if `f` unwinds.
+        struct Held<'a, T>(&'a Lock<T>);
+        impl<T> Drop for Held<'_, T> {
+            fn drop(&mut self) {
+                self.0.release();
+            }
+        }
+        if !self.acquire() {
+            return None;
+        }
+        let _held = Held(self);
+        // SAFETY: this thread holds the flag (taken with `Acquire` above,
+        // given back with `Release` when `_held` drops, after `f`), so no
+        // other reference to the value exists meanwhile.
+        Some(f(unsafe { &mut *self.value.get() }))
+    }
+}
+
+#[cfg(loom)]
+struct Lock<T>(Mutex<T>);
+
+#[cfg(loom)]
+impl<T> Lock<T> {
+    fn new(value: T) -> Self {
+        Lock(Mutex::new(value))
+    }
+
+    fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        Some(f(&mut lock(&self.0)))
+    }
+}
+
+impl Registry {
+    /// A new list, registered (unless the registry's lock is stuck: see the
+    /// module's invariants). Lists whose thread is gone (only the registry
+    /// holds them) are dropped meanwhile.
+    fn register(&self) -> Arc<List> {
+        let list = Arc::new(List::new());
+        if let Some(mut threads) = try_lock(&self.threads) {
+            threads.retain(|t| Arc::strong_count(t) > 1);
+            threads.push(Arc::clone(&list));
+        }
+        list
+    }
+
+    /// A discard of `key` is about to destroy the object: marks the blocks
+    /// that hold it, on every thread (`own`'s first), so that their exits do
+    /// nothing more. [`Marks::undo`] if the discard is refused.
+    /// `Err` (nothing left marked) if a block is giving the object back now:
+    /// the discard is then refused.
+    #[cold]
+    pub fn mark_discarded(&self, own: &Local, key: Key) -> Result<Marks, Refused> {
+        let own = own.list(self);
+        let others: Vec<Arc<List>> = try_lock(&self.threads)
+            .map(|threads| threads.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut marked = Vec::new();
+        for list in std::iter::once(Arc::clone(&own))
+            .chain(others.into_iter().filter(|l| !Arc::ptr_eq(l, &own)))
+        {
+            let found = list.entries.try_with(|entries| {
+                if list.returning() == key {
+                    return Err(Refused);
+                }
+                Ok(entries
+                    .iter_mut()
+                    .filter(|e| e.key == key)
+                    .map(|entry| {
+                        entry.marks += 1;
+                        entry.id
+                    })
+                    .collect::<Vec<u64>>())
+            });
+            match found {
+                // Stuck (see the module's invariants): skipped.
+                None => {}
+                Some(Err(refused)) => {
+                    Marks { lists: marked }.undo();
+                    return Err(refused);
+                }
+                Some(Ok(ids)) if ids.is_empty() => {}
+                Some(Ok(ids)) => marked.push((list, ids)),
+            }
+        }
+        Ok(Marks { lists: marked })
+    }
+}
+
+/// A thread's side: its list, made and registered on first use.
+pub struct Local {
+    list: RefCell<Option<Arc<List>>>,
+    /// The id of the next entry.
+    next: Cell<u64>,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local::new()
+    }
+}
+
+impl Local {
+    /// No list yet.
+    pub const fn new() -> Self {
+        Local {
+            list: RefCell::new(None),
+            next: Cell::new(0),
+        }
+    }
+
+    fn list(&self, registry: &Registry) -> Arc<List> {
+        Arc::clone(
+            self.list
+                .borrow_mut()
+                .get_or_insert_with(|| registry.register()),
+        )
+    }
+
+    /// `f` of this thread's list (a fresh one if it is stuck: see the
+    /// module's invariants).
+    #[inline]
+    fn with_own<R>(&self, registry: &Registry, f: impl FnOnce(&List, &mut Vec<Entry>) -> R) -> R {
+        let mut slot = self.list.borrow_mut();
+        let list = slot.get_or_insert_with(|| registry.register());
+        let mut f = Some(f);
+        if let Some(result) = list
+            .entries
+            .try_with(|entries| f.take().map(|f| f(list, entries)))
+        {
+            return result.unwrap_or_else(|| unreachable!("`f` runs once"));
+        }
+        let fresh = registry.register();
+        let f = f.unwrap_or_else(|| unreachable!("`f` did not run"));
+        let result = fresh
+            .entries
+            .try_with(|entries| f(&fresh, entries))
+            .unwrap_or_else(|| unreachable!("a fresh list is not locked"));
+        *slot = Some(fresh);
+        result
+    }
+
+    /// A block running on this thread got the object of `key`.
+    pub fn lend(&self, registry: &Registry, key: Key) {
+        let id = self.next.get();
+        self.next.set(id.wrapping_add(1));
+        self.with_own(registry, |_, entries| {
+            entries.push(Entry { key, id, marks: 0 });
+        });
+    }
+
+    /// The block that held the object of `key` exits: forgets it; `None` if
+    /// the object was discarded meanwhile (by any thread), else `key` is
+    /// returning until [`Returning::done`], once the block has given the
+    /// object back.
+    #[inline]
+    pub fn exit(&self, registry: &Registry, key: Key) -> Option<Returning> {
+        self.with_own(registry, |list, entries| {
+            // The newest entry is the usual one (blocks nest).
+            let i = match entries.last() {
+                Some(last) if last.key == key => entries.len() - 1,
+                _ => match entries.iter().rposition(|e| e.key == key) {
+                    Some(i) => i,
+                    // A block whose entry went with a stuck list (see the
+                    // module's invariants): it gives its object back.
+                    None => return Some(Returning { prev: None }),
+                },
+            };
+            let entry = if i + 1 == entries.len() {
+                entries.pop()?
+            } else {
+                entries.remove(i)
+            };
+            if entry.marks > 0 {
+                return None;
+            }
+            let prev = list.returning();
+            list.set_returning(key);
+            Some(Returning { prev: Some(prev) })
+        })
+    }
+}
+
+/// A block giving its object back: its key stays the thread's returning
+/// key until [`Returning::done`], on the thread that exited.
+#[must_use = "the key stays returning until the object is back"]
+pub struct Returning {
+    /// The returning key the exit replaced (`obj` 0: none); `None` if it
+    /// recorded nothing.
+    prev: Option<Key>,
+}
+
+impl Returning {
+    /// The object is back (or destroyed by its pool): puts the returning
+    /// key back as it was before the exit.
+    #[inline]
+    pub fn done(self, local: &Local) {
+        let Some(prev) = self.prev else { return };
+        let slot = local.list.borrow();
+        // The list the exit recorded on, unless a fork replaced it since
+        // (the stuck one is skipped by every discard).
+        let Some(list) = slot.as_ref() else { return };
+        if prev.obj == 0 {
+            list.returning_obj.store(0, SeqCst);
+        } else {
+            // Nested in another's give-back: its whole key again, under the
+            // lock (a discard never sees half of it).
+            // (On a stuck list, which every discard skips, without it.)
+            if list
+                .entries
+                .try_with(|_| list.set_returning(prev))
+                .is_none()
+            {
+                list.set_returning(prev);
+            }
+        }
+    }
+}
+
+/// Why a discard is refused: a block is giving the object back now.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused;
+
+/// The lists where [`Registry::mark_discarded`] marked entries.
+pub struct Marks {
+    /// Each list, with the ids of the entries marked there.
+    lists: Vec<(Arc<List>, Vec<u64>)>,
+}
+
+impl Marks {
+    /// The discard was refused: the blocks still hold the object.
+    #[cold]
+    pub fn undo(self) {
+        for (list, ids) in self.lists {
+            list.entries.try_with(|entries| {
+                for entry in entries.iter_mut().filter(|e| ids.contains(&e.id)) {
+                    entry.marks -= 1;
+                }
+            });
+        }
+    }
+}
+
+#[cfg(all(not(loom), feature = "python"))]
+mod process {
+    use std::sync::OnceLock;
+
+    use super::{Key, Local, Marks, Refused, Registry};
+
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+    thread_local! {
+        static LOCAL: Local = const { Local::new() };
+    }
+
+    fn registry() -> &'static Registry {
+        REGISTRY.get_or_init(Registry::default)
+    }
+
+    /// [`Local::lend`] on this thread, in the process's registry.
+    pub fn note_lent(key: Key) {
+        LOCAL.with(|local| local.lend(registry(), key));
+    }
+
+    /// The end of a block on this thread that held the object of `key`:
+    /// `None` if it was discarded meanwhile (by any thread), else what
+    /// `give_back` returns, run while `key` is returning ([`Local::exit`],
+    /// then [`Returning::done`]).
+    #[inline]
+    pub fn end_lent<R>(key: Key, give_back: impl FnOnce() -> R) -> Option<R> {
+        LOCAL.with(|local| {
+            let returning = local.exit(registry(), key)?;
+            let result = give_back();
+            returning.done(local);
+            Some(result)
+        })
+    }
+
+    /// [`Registry::mark_discarded`] from this thread, in the process's
+    /// registry.
+    #[cold]
+    pub fn mark_discarded(key: Key) -> Result<Marks, Refused> {
+        LOCAL.with(|local| registry().mark_discarded(local, key))
+    }
+}
+
+#[cfg(all(not(loom), feature = "python"))]
+pub use process::{end_lent, mark_discarded, note_lent};
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Key, Local, Refused, Registry};
+
+    const A: Key = Key { pool: 1, obj: 10 };
+    const B: Key = Key { pool: 1, obj: 20 };
+    const OTHER_POOL: Key = Key { pool: 2, obj: 10 };
+
+    /// A block's exit: whether it gives its object back (it was not
+    /// discarded), which it then has.
+    fn gives_back(local: &Local, registry: &Registry, key: Key) -> bool {
+        match local.exit(registry, key) {
+            Some(returning) => {
+                returning.done(local);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn listed(local: &Local, registry: &Registry) -> usize {
+        local
+            .list(registry)
+            .entries
+            .try_with(|entries| entries.len())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_flag_lock_excludes_and_is_let_go_after_each_use() {
+        let lock = Arc::new(super::Lock::new(0_u64));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let lock = Arc::clone(&lock);
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        // Tried until had: the bound is for a fork.
+                        while lock.try_with(|n| *n += 1).is_none() {}
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(lock.try_with(|n| *n), Some(40_000));
+        // A panic under it lets go of it too.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lock.try_with(|_| panic!("in the lock"));
+        }));
+        assert!(caught.is_err());
+        assert_eq!(lock.try_with(|n| *n), Some(40_000));
+    }
+
+    #[test]
+    fn an_exit_without_a_discard_gives_back_and_forgets_its_entry() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        assert!(gives_back(&local, &registry, A));
+        assert_eq!(listed(&local, &registry), 0);
+    }
+
+    #[test]
+    fn a_discard_marks_only_its_key() {
+        let (registry, local) = (Registry::default(), Local::new());
+        for key in [A, B, OTHER_POOL] {
+            local.lend(&registry, key);
+        }
+        let _marks = registry.mark_discarded(&local, A).unwrap();
+        assert!(gives_back(&local, &registry, B));
+        assert!(gives_back(&local, &registry, OTHER_POOL));
+        assert!(!gives_back(&local, &registry, A));
+        assert_eq!(listed(&local, &registry), 0);
+    }
+
+    #[test]
+    fn an_undone_discard_leaves_the_block_holding_the_object() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        registry.mark_discarded(&local, A).unwrap().undo();
+        assert!(gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn a_refused_discard_keeps_the_mark_of_one_that_destroyed_the_object() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        let refused = registry.mark_discarded(&local, A).unwrap();
+        let _destroyed = registry.mark_discarded(&local, A).unwrap();
+        refused.undo();
+        assert!(!gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn a_discard_while_a_block_gives_the_object_back_is_refused() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        let returning = local.exit(&registry, A).unwrap();
+        assert_eq!(registry.mark_discarded(&local, A).err(), Some(Refused));
+        returning.done(&local);
+        // Given back: a discard now finds nothing to mark (the pool decides).
+        assert!(registry.mark_discarded(&local, A).unwrap().lists.is_empty());
+    }
+
+    #[test]
+    fn a_refused_discard_leaves_no_mark_on_other_blocks() {
+        let (registry, local) = (Registry::default(), Local::new());
+        // An unchecked pool may lend one object to two blocks.
+        local.lend(&registry, A);
+        local.lend(&registry, A);
+        let returning = local.exit(&registry, A).unwrap();
+        assert!(registry.mark_discarded(&local, A).is_err());
+        returning.done(&local);
+        assert!(gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn a_discard_after_the_exit_marks_nothing() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        assert!(gives_back(&local, &registry, A));
+        let marks = registry.mark_discarded(&local, A).unwrap();
+        assert!(marks.lists.is_empty());
+        // A later block of the same object is not marked by it.
+        local.lend(&registry, A);
+        assert!(gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn nested_blocks_of_one_object_are_all_marked() {
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        local.lend(&registry, A);
+        let _marks = registry.mark_discarded(&local, A).unwrap();
+        assert!(!gives_back(&local, &registry, A));
+        assert!(!gives_back(&local, &registry, A));
+        // No entry left: a third exit (never entered) is not marked.
+        assert!(gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn a_block_inside_a_returning_one_is_its_own() {
+        // A reset hook that runs a block of the same object while its outer
+        // block gives it back (an unchecked pool).
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        let outer = local.exit(&registry, A).unwrap();
+        local.lend(&registry, A);
+        assert!(gives_back(&local, &registry, A));
+        outer.done(&local);
+        assert_eq!(listed(&local, &registry), 0);
+    }
+
+    #[test]
+    fn a_discard_on_another_thread_marks_this_threads_block() {
+        let registry = Arc::new(Registry::default());
+        let local = Local::new();
+        local.lend(&registry, A);
+        let other = Arc::clone(&registry);
+        std::thread::spawn(move || {
+            let _marks = other.mark_discarded(&Local::new(), A).unwrap();
+        })
+        .join()
+        .unwrap();
+        assert!(!gives_back(&local, &registry, A));
+    }
+
+    #[test]
+    fn lists_of_finished_threads_are_dropped_from_the_registry() {
+        let registry = Arc::new(Registry::default());
+        for _ in 0..4 {
+            let registry = Arc::clone(&registry);
+            std::thread::spawn(move || {
+                let local = Local::new();
+                local.lend(&registry, A);
+                assert!(gives_back(&local, &registry, A));
+            })
+            .join()
+            .unwrap();
+        }
+        let local = Local::new();
+        local.lend(&registry, A);
+        // The four dead threads' lists went at this registration.
+        assert_eq!(registry.threads.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_stuck_list_is_replaced_by_a_fresh_one() {
+        // A fork child whose own list's lock was held by a vanished thread.
+        let (registry, local) = (Registry::default(), Local::new());
+        local.lend(&registry, A);
+        let stuck = local.list(&registry);
+        assert!(stuck.entries.acquire());
+        local.lend(&registry, B);
+        // The block of A entered before is no longer found: it gives its
+        // object back as if not discarded.
+        assert!(gives_back(&local, &registry, A));
+        let _marks = registry.mark_discarded(&local, B).unwrap();
+        assert!(!gives_back(&local, &registry, B));
+        stuck.entries.release();
+    }
+}

@@ -1,0 +1,118 @@
+//! The marks of discarded objects on the lists of lent ones (`lent.rs`):
+//! a discard from another thread racing the exit of the block that holds
+//! the object, with the pool's check-in (a checked pool's ledger) as one
+//! compare-and-swap that both the exit's put and the discard's destroy must
+//! win.
+//!
+//! For every interleaving: exactly one of them wins; the exit never
+//! attempts a put that the ledger refuses (a block whose object was
+//! discarded ends without giving it back); a refused discard unmarks
+//! nothing it should not (two discards racing). The
+//! first model failed on the protocol as first moved here (an exit
+//! removed its entry before its put, so a discard in between found nothing
+//! and destroyed the object): see `lent`'s invariants.
+
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use loom::sync::Arc;
+use loom::thread;
+
+use super::check;
+use super::Bound::{Exhaustive, Preemptions};
+use crate::lent::{Key, Local, Registry};
+
+const KEY: Key = Key { pool: 1, obj: 2 };
+
+struct Shared {
+    registry: Registry,
+    /// The ledger's entry: whether the object is out.
+    out: AtomicBool,
+    destroyed: AtomicUsize,
+    returned: AtomicUsize,
+}
+
+/// A discard as the binding's: marks, then the pool's check-in; undone if
+/// the pool refuses. Refused at once while the block gives the object back.
+fn discard(shared: &Shared) {
+    if let Ok(marks) = shared.registry.mark_discarded(&Local::new(), KEY) {
+        if shared
+            .out
+            .compare_exchange(true, false, SeqCst, SeqCst)
+            .is_ok()
+        {
+            shared.destroyed.fetch_add(1, SeqCst);
+        } else {
+            marks.undo();
+        }
+    }
+}
+
+/// A block's exit as the binding's: nothing more if discarded, else the
+/// put (the pool's check-in), which must not be refused.
+fn exit(local: &Local, shared: &Shared) {
+    if let Some(returning) = local.exit(&shared.registry, KEY) {
+        assert!(
+            shared
+                .out
+                .compare_exchange(true, false, SeqCst, SeqCst)
+                .is_ok(),
+            "the exit gave back an object that was discarded"
+        );
+        shared.returned.fetch_add(1, SeqCst);
+        returning.done(local);
+    }
+}
+
+/// The main thread runs a block holding the object and exits it while
+/// another thread discards the object.
+#[test]
+fn discard_racing_a_blocks_exit_destroys_or_returns_exactly_once() {
+    check(Exhaustive, || {
+        let shared = Arc::new(Shared {
+            registry: Registry::default(),
+            out: AtomicBool::new(true),
+            destroyed: AtomicUsize::new(0),
+            returned: AtomicUsize::new(0),
+        });
+        let local = Local::new();
+        local.lend(&shared.registry, KEY);
+        let discarder = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || discard(&shared))
+        };
+        exit(&local, &shared);
+        discarder.join().unwrap();
+        assert_eq!(
+            shared.destroyed.load(SeqCst) + shared.returned.load(SeqCst),
+            1
+        );
+    });
+}
+
+/// Two discards of the object race the exit of the block that holds it:
+/// the loser's refusal (its marks undone) never unmarks the winner's, and
+/// the block gives the object back only if neither destroyed it.
+#[test]
+fn two_discards_racing_a_blocks_exit_destroy_or_return_exactly_once() {
+    check(Preemptions(3), || {
+        let shared = Arc::new(Shared {
+            registry: Registry::default(),
+            out: AtomicBool::new(true),
+            destroyed: AtomicUsize::new(0),
+            returned: AtomicUsize::new(0),
+        });
+        let local = Local::new();
+        local.lend(&shared.registry, KEY);
+        let discarders = [0, 1].map(|_| {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || discard(&shared))
+        });
+        exit(&local, &shared);
+        for discarder in discarders {
+            discarder.join().unwrap();
+        }
+        assert_eq!(
+            shared.destroyed.load(SeqCst) + shared.returned.load(SeqCst),
+            1
+        );
+    });
+}

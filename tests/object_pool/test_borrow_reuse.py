@@ -1,0 +1,400 @@
+"""ObjectPool keeps the Borrow of a block that exited and hands it out again
+at the next borrow() (src/python/borrow.rs, SpareBorrows), but only when
+nothing else holds or can reach it: a Borrow the user kept is never
+recycled under them, the collector sees the spares, and on a free-threaded
+build nothing is kept. borrow(), __enter__ and __exit__ are hand-written
+method-table entries that behave as PyO3's did."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sysconfig
+import threading
+import weakref
+
+import pytest
+
+from shardpool import Borrow, ObjectPool, PoolTimeout
+
+from helpers import Thing, assert_hand_written_method, fork
+
+GIL_BUILD = not sysconfig.get_config_var("Py_GIL_DISABLED")
+reuse_only = pytest.mark.skipif(not GIL_BUILD, reason="Borrows are reused only with a GIL")
+
+
+def spares(pool: ObjectPool[Thing]) -> list[Borrow[Thing]]:
+    """The Borrows the pool keeps, as the collector sees them."""
+    return [r for r in gc.get_referents(pool) if isinstance(r, Borrow)]
+
+
+@reuse_only
+def test_the_borrow_of_an_exited_block_is_reused() -> None:
+    pool = ObjectPool(Thing)
+    borrow = pool.borrow()
+    first = id(borrow)
+    with borrow as obj:
+        assert spares(pool) == []
+    assert spares(pool) == [borrow]  # kept by the pool (and by this name)
+    del borrow
+    again = pool.borrow()
+    assert id(again) == first
+    assert spares(pool) == []  # taken from the pool's slot
+    with again as obj2:
+        assert obj2 is obj
+    assert pool.stats().created == 1
+
+
+def test_a_loop_of_blocks_gets_an_object_each_time() -> None:
+    pool = ObjectPool(Thing)
+    seen = set()
+    for _ in range(100):
+        with pool.borrow() as obj:
+            seen.add(id(obj))
+            assert pool.stats().in_use == 1
+    assert len(seen) == 1
+    assert pool.stats().in_use == 0
+    assert len(spares(pool)) == (1 if GIL_BUILD else 0)
+
+
+def test_a_borrow_the_user_keeps_is_never_recycled() -> None:
+    pool = ObjectPool(Thing)
+    kept = pool.borrow()
+    with kept as first:
+        pass
+    # The pool may keep it as a spare, but the user holds it too: every
+    # later borrow() is another object.
+    others = [pool.borrow() for _ in range(3)]
+    assert all(other is not kept for other in others)
+    assert len({id(o) for o in others}) == 3
+    with kept as obj:  # still the user's, and it still works
+        assert obj is first
+        with others[0] as inner:
+            assert inner is not obj
+    with kept:
+        pass
+    assert pool.stats().in_use == 0
+
+
+def test_stored_borrows_keep_their_own_arguments() -> None:
+    pool = ObjectPool(Thing, max_size=1)
+    patient = pool.borrow(timeout=None)
+    with patient:
+        pass
+    impatient = pool.borrow(timeout=0)
+    assert impatient is not patient
+    held = pool.get()
+    with pytest.raises(PoolTimeout), impatient:
+        pass
+    pool.put(held)
+    with patient as obj:
+        assert obj is held
+
+
+@reuse_only
+def test_a_reused_borrow_takes_the_new_calls_timeout() -> None:
+    pool = ObjectPool(Thing, max_size=1)
+    with pool.borrow(timeout=None):
+        pass
+    held = pool.get()
+    # The spare had timeout=None: reused, it must not wait for ever.
+    with pytest.raises(PoolTimeout), pool.borrow(timeout=0):
+        pass
+    pool.put(held)
+    with pool.borrow(timeout=0) as obj:
+        assert obj is held
+
+
+def test_a_borrow_supports_no_weak_reference() -> None:
+    pool = ObjectPool(Thing)
+    borrow = pool.borrow()
+    with pytest.raises(TypeError):
+        weakref.ref(borrow)
+
+
+def test_the_collector_sees_the_object_a_block_holds() -> None:
+    pool = ObjectPool(Thing)
+    borrow = pool.borrow()
+    with borrow as obj:
+        assert obj in gc.get_referents(borrow)
+    assert obj not in gc.get_referents(borrow)
+
+
+@reuse_only
+def test_a_spare_found_through_the_collector_is_the_finders() -> None:
+    pool = ObjectPool(Thing)
+    with pool.borrow():
+        pass
+    (found,) = spares(pool)
+    # Reachable through gc: the finder holds it now, so it is not reused.
+    fresh = pool.borrow()
+    assert fresh is not found
+    with found as obj, fresh as other:
+        assert obj is not other
+    assert pool.stats().in_use == 0
+
+
+def test_a_pool_and_its_spare_borrow_are_collected() -> None:
+    pool = ObjectPool(Thing)
+    with pool.borrow():
+        pass
+    alive = weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert alive() is None
+
+
+def test_a_closed_pool_keeps_no_spare() -> None:
+    pool = ObjectPool(Thing)
+    with pool.borrow():
+        pass
+    pool.close()
+    assert spares(pool) == []
+
+
+def test_a_block_that_raises_still_ends_and_its_borrow_serves_again() -> None:
+    pool = ObjectPool(Thing)
+    with pytest.raises(KeyError), pool.borrow():
+        raise KeyError("block")
+    with pool.borrow() as obj:
+        assert isinstance(obj, Thing)
+    assert pool.stats().in_use == 0
+
+
+def test_a_failing_reset_is_noted_on_the_blocks_exception_then_borrows_go_on() -> None:
+    fail = [True]
+
+    def reset(obj: Thing) -> None:
+        if fail[0]:
+            raise RuntimeError("reset")
+
+    pool = ObjectPool(Thing, reset=reset)
+    with pytest.raises(KeyError) as info, pool.borrow():
+        raise KeyError("block")
+    assert any("giving the borrowed object back raised" in n for n in info.value.__notes__)
+    fail[0] = False
+    for _ in range(3):
+        with pool.borrow():
+            pass
+    assert pool.stats().in_use == 0
+
+
+def test_an_exit_without_an_entry_is_refused_and_changes_nothing() -> None:
+    pool = ObjectPool(Thing)
+    borrow = pool.borrow()
+    with pytest.raises(RuntimeError, match="exited without being entered"):
+        borrow.__exit__(None, None, None)
+    with borrow, pytest.raises(RuntimeError, match="already in use"):
+        borrow.__enter__()
+    assert pool.stats().in_use == 0
+
+
+def test_borrows_nested_and_inside_a_reset_hook_are_each_their_own() -> None:
+    inner_objects: list[Thing] = []
+
+    def reset(obj: Thing) -> None:
+        # A block run while the outer block gives its object back.
+        if not inner_objects:
+            with pool.borrow() as inner:
+                inner_objects.append(inner)
+
+    pool = ObjectPool(Thing, reset=reset)
+    outer = pool.borrow()
+    with outer as a:
+        nested = pool.borrow()
+        assert nested is not outer
+        with nested as b:
+            assert b is not a
+    assert len(inner_objects) == 1
+    assert inner_objects[0] is not a
+    assert pool.stats().in_use == 0
+
+
+def test_threads_borrowing_at_once_never_share_an_object() -> None:
+    pool = ObjectPool(Thing)
+    lock = threading.Lock()
+    out: set[int] = set()
+    errors: list[str] = []
+
+    def work() -> None:
+        for _ in range(2000):
+            with pool.borrow() as obj:
+                with lock:
+                    if id(obj) in out:
+                        errors.append("an object lent to two blocks")
+                    out.add(id(obj))
+                with lock:
+                    out.discard(id(obj))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert pool.stats().in_use == 0
+
+
+# --- the hand-written entries look and refuse as PyO3's did ---
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "text", "shown", "doc"),
+    [
+        (
+            ObjectPool,
+            "borrow",
+            "($self, timeout=...)",
+            "(self, /, timeout=Ellipsis)",
+            "A context manager that gets an object",
+        ),
+        (Borrow, "__enter__", "($self)", "(self, /)", "Gets an object from the pool"),
+        (
+            Borrow,
+            "__exit__",
+            "($self, _exc_type, exc, _tb)",
+            "(self, /, _exc_type, exc, _tb)",
+            "Puts the object back",
+        ),
+    ],
+)
+def test_the_entries_are_method_descriptors_with_their_signatures(
+    cls: type, name: str, text: str, shown: str, doc: str
+) -> None:
+    assert_hand_written_method(cls, name, text, shown, doc)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((1, 2), {}, "ObjectPool.borrow() takes from 0 to 1 positional arguments but 2 were given"),
+        ((), {"x": 1}, "ObjectPool.borrow() got an unexpected keyword argument 'x'"),
+        ((1,), {"timeout": 2}, "ObjectPool.borrow() got multiple values for argument 'timeout'"),
+        (("1",), {}, "timeout must be a number of seconds or None, got str"),
+        ((), {"timeout": -1}, "timeout must be a non-negative number of seconds, got -1"),
+    ],
+)
+def test_borrow_refuses_bad_arguments_at_the_call(args: tuple, kwargs: dict, message: str) -> None:
+    pool = ObjectPool(Thing, prefill=1)
+    stats = pool.stats()
+    with pytest.raises((TypeError, ValueError)) as info:
+        pool.borrow(*args, **kwargs)
+    assert message in str(info.value)
+    assert pool.stats() == stats
+
+
+def test_borrow_takes_its_timeout_by_keyword_too() -> None:
+    pool = ObjectPool(Thing)
+    for borrow in (pool.borrow(1.0), pool.borrow(timeout=1.0), pool.borrow(None)):
+        with borrow as obj:
+            assert isinstance(obj, Thing)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((), {}, "Borrow.__exit__() missing 3 required positional arguments"),
+        ((None, None), {}, "Borrow.__exit__() missing 1 required positional argument: '_tb'"),
+        ((None,) * 4, {}, "Borrow.__exit__() takes 3 positional arguments but 4 were given"),
+    ],
+)
+def test_exit_refuses_bad_arguments_as_before(args: tuple, kwargs: dict, message: str) -> None:
+    pool = ObjectPool(Thing)
+    borrow = pool.borrow()
+    with borrow:
+        with pytest.raises(TypeError) as info:
+            borrow.__exit__(*args, **kwargs)
+        assert message in str(info.value)
+        assert pool.stats().in_use == 1
+    assert pool.stats().in_use == 0
+
+
+def test_enter_takes_no_arguments() -> None:
+    borrow = ObjectPool(Thing).borrow()
+    with pytest.raises(TypeError, match="takes no arguments"):
+        borrow.__enter__(1)  # type: ignore[call-arg]
+
+
+def test_exit_by_keyword() -> None:
+    pool = ObjectPool(Thing)
+    borrow = pool.borrow()
+    borrow.__enter__()
+    assert borrow.__exit__(_exc_type=None, exc=None, _tb=None) is False
+    assert pool.stats().in_use == 0
+
+
+# --- what a Borrow holds ---
+
+
+class Node:
+    def __init__(self) -> None:
+        self.link: object = None
+
+
+def test_a_borrow_dropped_inside_its_block_lets_go_of_the_object() -> None:
+    pool = ObjectPool(Node, checked=False)  # the pool keeps no reference
+    borrow = pool.borrow()
+    obj = borrow.__enter__()
+    alive = weakref.ref(obj)
+    del borrow, obj
+    assert alive() is None
+
+
+def test_a_cycle_through_the_object_a_borrow_holds_is_collected() -> None:
+    pool = ObjectPool(Node, checked=False)
+    borrow = pool.borrow()
+    obj = borrow.__enter__()
+    obj.link = borrow  # the object refers to the Borrow that holds it
+    alive = weakref.ref(obj)
+    del borrow, obj
+    gc.collect()
+    assert alive() is None
+
+
+def test_a_block_on_another_thread_makes_this_threads_entry_refused() -> None:
+    pool = ObjectPool(Node)
+    borrow = pool.borrow()
+    errors: list[BaseException] = []
+    with borrow:
+
+        def enter() -> None:
+            try:
+                borrow.__enter__()
+            except RuntimeError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=enter)
+        t.start()
+        t.join()
+    assert len(errors) == 1
+    assert "already in use" in str(errors[0])
+    assert pool.stats().in_use == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_reuses_discards_and_ends_blocks_as_the_parent() -> None:
+    pool = ObjectPool(Node)
+    with pool.borrow():  # a spare Borrow, and this thread's lent list, before the fork
+        pass
+    open_block = pool.borrow()
+    held = open_block.__enter__()  # a block open across the fork
+    pid = fork()
+    if pid == 0:  # pragma: no cover - the child's result is its exit code
+        code = 1
+        try:
+            open_block.__exit__(None, None, None)  # its entry, inherited
+            with pool.borrow() as obj:
+                pool.discard(obj)  # the exit then gives nothing back
+            with pool.borrow():
+                pass
+            stats = pool.stats()
+            code = 0 if (stats.in_use, stats.discarded) == (0, 1) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's block is its own still.
+    open_block.__exit__(None, None, None)
+    assert (pool.stats().in_use, pool.stats().discarded) == (0, 0)
+    with pool.borrow() as again:
+        assert again is held
