@@ -63,14 +63,19 @@ def switch_interval(seconds: float) -> Iterator[None]:
 
 
 def run_threads(target: Any, n: int, timeout: float = 60.0) -> list[BaseException]:
-    """Runs ``target(index)`` in `n` threads (index 0 to n - 1) and returns
-    what they raised. A thread still running after `timeout` seconds (for
-    all of them: generous, the machine is shared) fails the test: a stranded
-    waiter, or a deadlock."""
+    """Runs ``target(index)`` in `n` threads (index 0 to n - 1), started
+    together, and returns what they raised. A thread still running after
+    `timeout` seconds (for all of them: generous, the machine is shared)
+    fails the test: a stranded waiter, or a deadlock."""
     errors: list[BaseException] = []
+    # All start together: on a loaded machine (or without the GIL) a thread
+    # may otherwise finish before the next one starts, and a test meant to
+    # make threads meet (wait, race) would run them one after another.
+    start = threading.Barrier(n)
 
     def run(i: int) -> None:
         try:
+            start.wait(timeout)
             target(i)
         except BaseException as e:
             errors.append(e)
