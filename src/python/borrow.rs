@@ -5,11 +5,23 @@
 //! `Borrow` of a block that exited and hands it out again
 //! ([`SpareBorrows`]); `borrow`, `__enter__` and `__exit__` are
 //! `raw_method` entries.
+//!
+//! Invariants (reuse; kept only on builds with a GIL):
+//! - A spare is reused only when the slot's reference is its only one and
+//!   it holds no object; it takes no weak reference ([`SpareBorrows`]).
+//! - A spare does not hold its pool ([`PoolRef`]): only a `Borrow` whose
+//!   exit's caller alone held it is kept, and it lets go of its pool once
+//!   in the slot. So pool and spares make no reference cycle, and a pool
+//!   whose last reference goes away is freed at once. A `Borrow` not
+//!   holding its pool is in that pool's slots, or its pool was freed (its
+//!   slots' `Drop` cleared its address); it holds its pool again whenever
+//!   it leaves the slots or is entered; a `Borrow` holding an object holds
+//!   its pool.
 
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 use std::sync::atomic::{
-    AtomicPtr,
+    AtomicBool, AtomicPtr,
     Ordering::{AcqRel, Acquire, Release},
 };
 
@@ -119,8 +131,9 @@ type SparesFn = for<'a> fn(&'a Bound<'_, PyAny>) -> Option<&'a SpareBorrows>;
 /// `pool` as the `P` that [`Borrow::new`] was given.
 fn pool_as<'a, 'py, P: Lend>(pool: &'a Bound<'py, PyAny>) -> &'a Bound<'py, P> {
     // SAFETY: `Borrow::new` stores a `Py<P>` as `pool`, beside the
-    // `lend::<P>` and `take_back::<P>` that alone call this, and `pool`
-    // never changes: it is a `P` (or a subclass's instance).
+    // `lend::<P>` and `take_back::<P>` that alone call this, and the
+    // pool's address never changes (it is only let go of and taken again,
+    // or forgotten: `PoolRef`): it is a `P` (or a subclass's instance).
     unsafe { pool.cast_unchecked::<P>() }
 }
 
@@ -138,6 +151,102 @@ fn take_back<P: Lend>(
     exc: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     pool_as::<P>(pool).get().take_back(obj, exc)
+}
+
+/// A `Borrow`'s pool: the reference that keeps it alive, except while the
+/// `Borrow` is a spare in that pool's slots, which would otherwise make a
+/// reference cycle (pool, slot, `Borrow`, pool): a pool dropped without
+/// `close()` would then be freed only by the next garbage collection.
+///
+/// - `owned`: `ptr` is a strong reference this `Borrow` owns. It turns
+///   false only in [`SpareBorrows::offer`], when the `Borrow` enters a slot,
+///   and true again when it leaves the slot to anyone ([`SpareBorrows::take`]
+///   and `close`) or is entered while in it; so a `Borrow` not owning its
+///   pool is in that pool's slots (or its pool is gone, below), and one
+///   holding an object owns its pool.
+/// - `ptr`: the pool's address, fixed at construction; null only after the
+///   pool was freed while this `Borrow`, not owning it, was in its slots
+///   (the slots' `Drop`): `__enter__` then raises.
+///
+/// These change only on builds with a GIL (spares are kept only there),
+/// with the GIL held and no Python code run between the check that allows
+/// a change and the change, so a thread never sees a pool it may use go
+/// away under it.
+struct PoolRef {
+    ptr: AtomicPtr<ffi::PyObject>,
+    owned: AtomicBool,
+}
+
+impl PoolRef {
+    fn new(pool: Py<PyAny>) -> Self {
+        PoolRef {
+            ptr: AtomicPtr::new(pool.into_ptr()),
+            owned: AtomicBool::new(true),
+        }
+    }
+
+    /// The pool, if this `Borrow` holds a reference to it.
+    #[inline]
+    fn owned<'a, 'py>(&'a self, py: Python<'py>) -> Option<Borrowed<'a, 'py, PyAny>> {
+        if !self.owned.load(Acquire) {
+            return None;
+        }
+        // SAFETY: a strong reference this `Borrow` owns (`owned`). It is let
+        // go of only by `offer` at the end of an exit, when the `Borrow`
+        // holds no object and no entry is under way: the callers use the
+        // reference while an entry is under way (`__enter__`), in the
+        // collector's stopped world, or take their own at once (`__exit__`).
+        Some(unsafe { Borrowed::from_ptr(py, self.ptr.load(Acquire)) })
+    }
+
+    /// Takes a reference to the pool again if this `Borrow` let go of it;
+    /// `false` if the pool is gone. The caller is a holder of this `Borrow`
+    /// or the pool's slots: while it does not own its pool, a `Borrow` is
+    /// in that pool's slots, so the pool is alive unless `forget` ran.
+    #[inline]
+    fn own(&self) -> bool {
+        if self.owned.load(Acquire) {
+            return true;
+        }
+        let ptr = self.ptr.load(Acquire);
+        if ptr.is_null() {
+            return false;
+        }
+        // SAFETY: not owned and not forgotten: the pool is alive (its slots
+        // hold this `Borrow`), and the GIL is held (only GIL builds let go).
+        unsafe { ffi::Py_INCREF(ptr) };
+        self.owned.store(true, Release);
+        true
+    }
+
+    /// Lets go of the reference to the pool: the caller saw that it is not
+    /// the pool's last one, and that the pool's slots now hold this
+    /// `Borrow`.
+    #[inline]
+    fn let_go(&self, py: Python<'_>) {
+        if self.owned.swap(false, AcqRel) {
+            // SAFETY: the strong reference `owned` stood for, ours alone now.
+            drop(unsafe { Bound::from_owned_ptr(py, self.ptr.load(Acquire)) });
+        }
+    }
+
+    /// The pool is being freed while this `Borrow`, not owning it, is in
+    /// its slots: forgets its address.
+    fn forget(&self) {
+        debug_assert!(!self.owned.load(Acquire), "a spare owning its pool");
+        self.owned.store(false, Release);
+        self.ptr.store(std::ptr::null_mut(), Release);
+    }
+}
+
+impl Drop for PoolRef {
+    fn drop(&mut self) {
+        let ptr = *self.ptr.get_mut();
+        if *self.owned.get_mut() && !ptr.is_null() {
+            // SAFETY: the reference `owned` stands for, ours alone (`&mut`).
+            Python::attach(|py| drop(unsafe { Bound::from_owned_ptr(py, ptr) }));
+        }
+    }
 }
 
 /// What a `Borrow` holds: nothing (null), its entry under way
@@ -222,7 +331,7 @@ impl Drop for Held {
 /// and puts it back on exit, also when the block raises. One per ``with``.
 #[pyclass(frozen, module = "shardpool", name = "Borrow")]
 pub struct Borrow {
-    pool: Py<PyAny>,
+    pool: PoolRef,
     /// Replaced only when the object is reused ([`SpareBorrows::take`]).
     args: UnsafeCell<BorrowArgs>,
     /// [`Lend`] of the pool's class, without boxing a trait object: a
@@ -242,7 +351,7 @@ unsafe impl Sync for Borrow {}
 impl Borrow {
     fn new<P: Lend>(pool: Py<P>, args: BorrowArgs) -> Self {
         Borrow {
-            pool: pool.into_any(),
+            pool: PoolRef::new(pool.into_any()),
             args: UnsafeCell::new(args),
             lend: lend::<P>,
             take_back: take_back::<P>,
@@ -260,7 +369,7 @@ impl Borrow {
     ) -> PyResult<Bound<'py, Borrow>> {
         let py = pool.py();
         let args = match pool.get().spare_borrows() {
-            Some(spares) => match spares.take(py, args) {
+            Some(spares) => match spares.take(pool.as_any(), args) {
                 Ok(spare) => return Ok(spare),
                 Err(args) => args,
             },
@@ -281,9 +390,20 @@ impl Borrow {
                 "this borrow() is already in use; call pool.borrow() for each with block",
             ));
         }
-        match (self.lend)(self.pool.bind(py), self.args()) {
+        // A spare the user reached while in its pool's slots (through the
+        // collector) may have let go of its pool: it holds it again.
+        if !self.pool.own() {
+            self.held.abort_entry();
+            return Err(PyRuntimeError::new_err(
+                "the pool of this borrow() was freed; call pool.borrow() for each with block",
+            ));
+        }
+        let Some(pool) = self.pool.owned(py) else {
+            unreachable!("owned just above")
+        };
+        match (self.lend)(&pool, self.args()) {
             Ok(obj) => {
-                note_lent(self.pool.bind(py), obj.bind(py));
+                note_lent(&pool, obj.bind(py));
                 self.held.hold(obj.clone_ref(py));
                 Ok(obj)
             }
@@ -304,14 +424,28 @@ impl Borrow {
                 "borrow() exited without being entered",
             ));
         };
-        let pool = this.pool.bind(py);
-        let result = end_lent(pool, &obj, || {
-            end_block(pool, (this.take_back)(pool, &obj, Some(exc)), Some(exc))
+        // Entered, so it holds its pool (`PoolRef`). A reference of our own,
+        // let go of last: the offer below lets go of the `Borrow`'s, and
+        // Python code run meanwhile (`reset`) may even enter and exit this
+        // `Borrow` on another thread.
+        let Some(pool) = this.pool.owned(py).map(|pool| pool.to_owned()) else {
+            unreachable!("a Borrow holding an object holds its pool")
+        };
+        let result = end_lent(&pool, &obj, || {
+            end_block(&pool, (this.take_back)(&pool, &obj, Some(exc)), Some(exc))
         })
         .unwrap_or(Ok(()));
-        if let Some(spares) = (this.spares)(this.pool.bind(py)) {
-            spares.offer(slf);
+        drop(obj);
+        if let Some(spares) = (this.spares)(&pool) {
+            spares.offer(slf, &pool);
         }
+        // Last, as nothing of this `Borrow` is used after it: if this was
+        // the pool's last reference (`with ObjectPool(f).borrow():`), the
+        // pool is freed now, and its slots' `Drop` makes this `Borrow`
+        // forget it and lets go of the slot's reference; the caller's
+        // reference (the `with` statement's bound `__exit__`) keeps the
+        // `Borrow` itself alive until we return.
+        drop(pool);
         result
     }
 }
@@ -366,7 +500,10 @@ pub fn install_raw_methods(py: Python<'_>) -> PyResult<()> {
 #[pymethods]
 impl Borrow {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.pool)?;
+        // SAFETY: as for the object below: the reference `owned` lends.
+        if let Some(pool) = self.pool.owned(unsafe { Python::assume_attached() }) {
+            visit.call(pool.as_unbound())?;
+        }
         visit.call(&self.args().timeout)?;
         if let Some(obj) = self.held.held() {
             // SAFETY: the collector traverses on a thread attached to the
@@ -403,9 +540,15 @@ generic_class!(Borrow);
 /// - only on interpreters with a GIL, as for `Block`s (`reuse`): on a
 ///   free-threaded build nothing is ever kept.
 ///
-/// A spare refers to its pool, and the pool to it: the pool shows its
-/// spares to the garbage collector (`traverse`) and lets go of them when
-/// the collector clears it and when it is closed.
+/// A `Borrow` is offered only at the end of an exit at which it holds no
+/// object and its caller's reference is the only one (`with
+/// pool.borrow():`, not a `Borrow` the user named), and then it lets go of
+/// its pool ([`PoolRef`]): the pool refers to its spares (and shows them to
+/// the garbage collector, `traverse`), a spare not to its pool, so a pool
+/// whose last reference goes away is freed at once, spares and all (its
+/// `Drop` makes any spare still held elsewhere forget it). A spare takes
+/// its pool again when it leaves the slots (`take`, `close`) or is entered
+/// there (reached through the collector).
 pub struct SpareBorrows {
     spares: Spares<ffi::PyObject>,
     enabled: bool,
@@ -419,19 +562,36 @@ impl SpareBorrows {
         })
     }
 
-    /// Keeps `borrow`, whose block just exited, for a later `borrow()`.
+    /// Keeps `borrow`, whose block just exited, for a later `borrow()`, if
+    /// no one but its caller holds it; it then lets go of `pool` (its
+    /// own), whose reference the caller keeps until it is done.
     #[inline]
-    fn offer(&self, borrow: &Bound<'_, Borrow>) {
+    fn offer(&self, borrow: &Bound<'_, Borrow>, pool: &Bound<'_, PyAny>) {
         if !self.enabled {
             return;
         }
+        // SAFETY: a live object (`borrow` lends a reference).
+        let alone = unsafe { ffi::Py_REFCNT(borrow.as_ptr()) } == 1;
+        let this = borrow.get();
+        // A `Borrow` someone else holds keeps its pool (it is theirs to use
+        // again), so it is not kept: kept, it would make a cycle.
+        if !alone || !this.held.is_free() {
+            return;
+        }
+        debug_assert_eq!(this.pool.ptr.load(Acquire), pool.as_ptr());
         let owned = borrow.clone().into_ptr();
         // SAFETY: `into_ptr` gives a non-null owned reference.
         let owned = unsafe { NonNull::new_unchecked(owned) };
         if let Err(refused) = self.spares.offer(owned) {
             // SAFETY: the reference we own and the slots refused.
             drop(unsafe { Bound::from_owned_ptr(borrow.py(), refused.as_ptr()) });
+            return;
         }
+        // In a slot now, with no other holder but the caller, on a build
+        // with a GIL that we hold, and no Python code has run since the
+        // checks above: it lets go of its pool, which the caller's own
+        // reference keeps alive (this is not the last one).
+        this.pool.let_go(borrow.py());
     }
 
     /// A spare that no one else holds or can reach, given `args`; `args`
@@ -439,12 +599,13 @@ impl SpareBorrows {
     #[inline]
     fn take<'py>(
         &self,
-        py: Python<'py>,
+        pool: &Bound<'py, PyAny>,
         args: BorrowArgs,
     ) -> Result<Bound<'py, Borrow>, BorrowArgs> {
         if !self.enabled {
             return Err(args);
         }
+        let py = pool.py();
         let judge = |obj: NonNull<ffi::PyObject>| {
             // SAFETY: a live `Borrow`: the slot's reference, now ours.
             let unique = unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1;
@@ -458,10 +619,7 @@ impl SpareBorrows {
                 Verdict::Discard
             }
         };
-        let discard = |obj: NonNull<ffi::PyObject>| {
-            // SAFETY: a reference the slots gave back to us.
-            drop(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()) });
-        };
+        let discard = |obj: NonNull<ffi::PyObject>| leave(py, obj);
         let Some(obj) = self.spares.take(judge, discard) else {
             return Err(args);
         };
@@ -475,6 +633,10 @@ impl SpareBorrows {
         // be made meanwhile, so this write is exclusive. The old arguments
         // are dropped after it (their `timeout` may run a destructor).
         let old = std::mem::replace(unsafe { &mut *spare.get().args.get() }, args);
+        // It holds its pool again (this pool: a `Borrow` is offered only to
+        // its own pool's slots).
+        debug_assert_eq!(spare.get().pool.ptr.load(Acquire), pool.as_ptr());
+        spare.get().pool.own();
         drop(old);
         Ok(spare)
     }
@@ -496,9 +658,36 @@ impl SpareBorrows {
     /// Lets go of every spare, and keeps none from now on (a closed pool,
     /// or one the collector clears).
     pub fn close(&self, py: Python<'_>) {
-        self.spares.close(|obj| {
-            // SAFETY: a reference the slots gave back to us.
-            drop(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()) });
+        self.spares.close(|obj| leave(py, obj));
+    }
+}
+
+/// A spare leaves the slots to its other holders, if any: it holds its pool
+/// again (alive: its slots held the spare until now), then the slot's
+/// reference goes (which may free it, and with it that pool reference).
+fn leave(py: Python<'_>, obj: NonNull<ffi::PyObject>) {
+    // SAFETY: a reference the slots gave back to us, to a `Borrow` (only
+    // `Borrow`s are offered to these spares).
+    let spare = unsafe { Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>() };
+    spare.get().pool.own();
+    drop(spare);
+}
+
+impl Drop for SpareBorrows {
+    /// The pool is being freed (its last reference went; a pool the
+    /// collector frees was cleared, `close`, first): its spares, which do
+    /// not hold it, forget it, and the slots' references go.
+    fn drop(&mut self) {
+        Python::attach(|py| {
+            self.spares.close(|obj| {
+                // SAFETY: a reference the slots gave back to us, to a
+                // `Borrow`.
+                let spare = unsafe {
+                    Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>()
+                };
+                spare.get().pool.forget();
+                drop(spare);
+            });
         });
     }
 }

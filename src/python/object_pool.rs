@@ -97,13 +97,15 @@ use crate::{Config, GetError, NotOut, OpenError, Pool, PutError, Step};
 ///     TypeError, ValueError: for bad arguments, naming the argument.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "ObjectPool")]
 pub struct ObjectPool {
+    /// `Borrow`s whose block exited, for the next `borrow()`. First, so
+    /// that when the pool is freed they forget it (`SpareBorrows`'s `Drop`)
+    /// before the other fields' drops can run Python code.
+    borrows: SpareBorrows,
     core: Shared<Pool<Py<PyAny>>>,
     hooks: ObjectHooks,
     discard_on: DiscardOn,
     /// The wait of a call that leaves `timeout` out.
     timeout: Wait,
-    /// `Borrow`s whose block exited, for the next `borrow()`.
-    borrows: SpareBorrows,
 }
 
 impl ObjectPool {
@@ -424,11 +426,11 @@ impl ObjectPool {
             Err(OpenError::Fill(e)) => return Err(get_error(e, None, max_size)),
         };
         Ok(ObjectPool {
+            borrows,
             core: Shared::new(core, labels),
             hooks,
             discard_on,
             timeout,
-            borrows,
         })
     }
 

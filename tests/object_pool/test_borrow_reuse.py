@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import sysconfig
 import threading
 import weakref
+from collections.abc import Iterator
 
 import pytest
 
@@ -31,18 +33,27 @@ def spares(pool: ObjectPool[Thing]) -> list[Borrow[Thing]]:
 @reuse_only
 def test_the_borrow_of_an_exited_block_is_reused() -> None:
     pool = ObjectPool(Thing)
-    borrow = pool.borrow()
-    first = id(borrow)
-    with borrow as obj:
+    with pool.borrow() as obj:
         assert spares(pool) == []
-    assert spares(pool) == [borrow]  # kept by the pool (and by this name)
-    del borrow
+    (spare,) = spares(pool)  # kept by the pool
+    first = id(spare)
+    del spare
     again = pool.borrow()
     assert id(again) == first
     assert spares(pool) == []  # taken from the pool's slot
     with again as obj2:
         assert obj2 is obj
     assert pool.stats().created == 1
+
+
+@reuse_only
+def test_a_borrow_the_user_named_is_not_kept() -> None:
+    pool = ObjectPool(Thing)
+    borrow = pool.borrow()
+    with borrow:
+        pass
+    # Kept, it would hold its pool (it is the user's to enter again): a cycle.
+    assert spares(pool) == []
 
 
 def test_a_loop_of_blocks_gets_an_object_each_time() -> None:
@@ -398,3 +409,117 @@ def test_a_forked_child_reuses_discards_and_ends_blocks_as_the_parent() -> None:
     assert (pool.stats().in_use, pool.stats().discarded) == (0, 0)
     with pool.borrow() as again:
         assert again is held
+
+
+# --- a spare does not keep its pool alive ---
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """The garbage collector off: what is not freed at once is not freed."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_pool_dropped_after_borrow_blocks_is_freed_at_once() -> None:
+    pool = ObjectPool(Thing)
+    for _ in range(3):
+        with pool.borrow() as obj:
+            pass
+    assert len(spares(pool)) == (1 if GIL_BUILD else 0)
+    pool_alive, obj_alive = weakref.ref(pool), weakref.ref(obj)
+    del pool, obj
+    assert pool_alive() is None
+    assert obj_alive() is None  # the idle object went with its pool
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_pool_only_its_borrow_refers_to_works_and_is_freed_at_once() -> None:
+    pools: list[weakref.ref[ObjectPool[Thing]]] = []
+    objs: list[weakref.ref[Thing]] = []
+
+    def borrow() -> Borrow[Thing]:
+        pool = ObjectPool(Thing)
+        pools.append(weakref.ref(pool))
+        return pool.borrow()
+
+    for _ in range(2):
+        with borrow() as obj:
+            objs.append(weakref.ref(obj))
+            assert pools[-1]() is not None  # the Borrow holds it
+        assert pools[-1]() is None
+        del obj
+        assert objs[-1]() is None
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_borrow_the_user_keeps_keeps_its_pool() -> None:
+    pool = ObjectPool(Thing)
+    kept = pool.borrow()
+    with kept as first:
+        pass
+    alive = weakref.ref(pool)
+    del pool
+    assert alive() is not None
+    with kept as obj:
+        assert obj is first
+    del kept
+    assert alive() is None
+
+
+def test_borrow_blocks_leave_the_pools_reference_count_as_it_was() -> None:
+    pool = ObjectPool(Thing)
+    before = sys.getrefcount(pool)
+    for _ in range(10):
+        with pool.borrow():
+            pass
+    assert sys.getrefcount(pool) == before
+
+
+@reuse_only
+def test_a_spare_does_not_refer_to_its_pool() -> None:
+    pool = ObjectPool(Thing)
+    with pool.borrow():
+        pass
+    (spare,) = spares(pool)
+    assert pool not in gc.get_referents(spare)
+    with spare:  # entered, it holds its pool again
+        assert pool in gc.get_referents(spare)
+
+
+@reuse_only
+@pytest.mark.usefixtures("no_gc")
+def test_a_spare_found_through_the_collector_and_kept_holds_its_pool_once_used() -> None:
+    pool = ObjectPool(Thing)
+    with pool.borrow():
+        pass
+    (found,) = spares(pool)
+    alive = weakref.ref(pool)
+    fresh = pool.borrow()  # the slot lets go of the spare the finder holds
+    assert fresh is not found
+    del pool, fresh
+    assert alive() is not None
+    with found as obj:
+        assert isinstance(obj, Thing)
+    del found
+    assert alive() is None
+
+
+@reuse_only
+@pytest.mark.usefixtures("no_gc")
+def test_a_spare_found_through_the_collector_outlives_its_pool_safely() -> None:
+    pool = ObjectPool(Thing)
+    with pool.borrow():
+        pass
+    (found,) = spares(pool)
+    alive = weakref.ref(pool)
+    del pool
+    assert alive() is None  # the spare did not hold it
+    with pytest.raises(RuntimeError, match="pool of this borrow\\(\\) was freed"):
+        found.__enter__()
+    with pytest.raises(RuntimeError, match="without being entered"):
+        found.__exit__(None, None, None)
