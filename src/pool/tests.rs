@@ -1329,3 +1329,30 @@ fn stats_waiting_counts_the_callers_queued_now() {
     p.put_many(&mut h, got).unwrap();
     assert_balanced(&p);
 }
+
+#[test]
+fn finishing_a_wait_before_it_is_decided_strands_nothing() {
+    let pool = bounded(1);
+    let mut hooks = TestHooks::default();
+    // `finish_wait` called before the wait was decided or woken (a binding's
+    // caller that did not wait for the notification): it settles the
+    // `Pending`, so its waiter must not stay queued, or the next put would
+    // be granted to a wait no one will ever take, and the pool would lose
+    // its only slot.
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
+    assert!(matches!(
+        pool.finish_wait(&mut hooks, &waiter),
+        Err(GetError::Timeout)
+    ));
+    pool.abandon_wait(&mut hooks, &waiter, false);
+    assert_eq!(pool.stats().waiting, 0);
+    pool.put(&mut hooks, held).unwrap();
+    assert_eq!(pool.idle(), 1);
+    let again = pool.get(&mut hooks, Some(Duration::ZERO)).unwrap();
+    let s = pool.stats();
+    assert_eq!(
+        (s.waits, s.timeouts, s.in_use, s.waiting, s.hits),
+        (1, 1, 1, 0, 1)
+    );
+    drop(again);
+}
