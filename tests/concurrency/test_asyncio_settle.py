@@ -6,6 +6,7 @@ rejected grant, finished early, its hooks raising BaseException."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from typing import Any
@@ -217,3 +218,31 @@ def test_timeout_racing_each_wake_up_loses_nothing(when: str) -> None:
     s = pool.stats()
     assert (s.in_use, s.waiting, s.created, len(pool)) == (0, 0, 1, 1)
     assert balanced(pool)
+
+
+def test_a_settled_wait_shows_the_collector_nothing_it_does_not_own() -> None:
+    # Found in review: a `_Waiting` that lost its race is settled, and its
+    # place goes on in a new `_Waiting` over the same waiter. Both showed
+    # the object later granted to that waiter to the garbage collector: two
+    # references reported for the one the waiter holds (a refcount the
+    # collector's count drives below zero).
+    for _ in range(50):
+        pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+        held = pool.get()
+        step = pool._get_or_wait()
+        pool.put(held)  # wakes the wait to compete (normal mode) ...
+        try:
+            held = pool.get(timeout=0)  # ... and takes the object back first
+        except PoolTimeout:
+            step.abandon()  # handed over already (hand-off mode): try again
+            continue
+        again = step.finish()  # lost: the same place, in a new `_Waiting`
+        assert isinstance(again, _Waiting)
+        time.sleep(0.002)  # waited 1 ms: the next put hands the object over
+        pool.put(held)
+        assert again.decided
+        assert any(r is held for r in gc.get_referents(again))
+        assert not any(r is held for r in gc.get_referents(step))
+        assert again.finish() is held
+        return
+    pytest.fail("never lost the race: the test showed nothing")
