@@ -16,6 +16,10 @@
 //!   `get` is served meanwhile, the batch is served once both objects come
 //!   back, and the counters count what the callers did (the batch's two
 //!   hits, no put or hit for objects it never handed out);
+//! - a non-blocking get finished at any moment while a put decides it
+//!   (`finish_wait` called before, during or after the grant) takes the
+//!   object, or leaves it idle once given up: its waiter is never left
+//!   queued for a grant no one takes;
 //! - the counters are exact once the threads are joined:
 //!   `created == destroyed + idle + in_use`, and the ledger's `outstanding`
 //!   matches what the threads hold.
@@ -27,7 +31,7 @@ use loom::thread;
 
 use super::Bound::{Exhaustive, Preemptions};
 use super::{check, spawn_with};
-use crate::pool::{Config, GetError, Hooks, Pool};
+use crate::pool::{Config, GetError, Hooks, Pool, Step};
 
 /// Objects are numbers, unique per thread (`base + n`); destroyed ones are
 /// recorded. (The `sizing` models use it too.)
@@ -269,6 +273,41 @@ fn a_waiting_batch_holds_nothing_and_counts_only_what_callers_did() {
         assert_eq!(pool.outstanding(), Some(2));
         pool.put_many(&mut main, got).unwrap();
         assert_eq!(pool.idle(), 2);
+        assert_balanced(&pool);
+    });
+}
+
+/// A non-blocking get (the asyncio path) finished while a put decides it,
+/// in any order: `finish_wait` before the grant withdraws the waiter (a
+/// timeout), during it takes what was granted, after it takes the object;
+/// a lost race (woken, the object gone) waits again and is given up.
+/// Either way the object is held once or idle, and no waiter is left.
+#[test]
+fn a_pending_get_finished_while_a_put_decides_it_loses_nothing() {
+    check(Exhaustive, || {
+        let (pool, mut main, out) = one_out(1);
+        let Ok(Step::Wait(pending)) = pool.get_or_enqueue(&mut main) else {
+            panic!("a full pool queues the get");
+        };
+        let put = spawn_put(&pool, 100, out);
+        let held = match pool.finish_wait(&mut main, &pending) {
+            Ok(Step::Ready(item)) => {
+                assert_eq!(item, out);
+                1
+            }
+            Ok(Step::Wait(again)) => {
+                pool.abandon_wait(&mut main, &again, false);
+                0
+            }
+            Err(e) => {
+                assert_eq!(e, GetError::Timeout);
+                0
+            }
+        };
+        assert!(put.join().unwrap().is_empty());
+        let s = pool.stats();
+        assert_eq!((pool.idle() + held, s.waiting), (1, 0), "{s:?}");
+        assert_eq!(pool.outstanding(), Some(held));
         assert_balanced(&pool);
     });
 }

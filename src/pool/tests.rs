@@ -1329,3 +1329,70 @@ fn stats_waiting_counts_the_callers_queued_now() {
     p.put_many(&mut h, got).unwrap();
     assert_balanced(&p);
 }
+
+#[test]
+fn finishing_a_wait_before_it_is_decided_strands_nothing() {
+    let pool = bounded(1);
+    let mut hooks = TestHooks::default();
+    // `finish_wait` called before the wait was decided or woken (a binding's
+    // caller that did not wait for the notification): it settles the
+    // `Pending`, so its waiter must not stay queued, or the next put would
+    // be granted to a wait no one will ever take, and the pool would lose
+    // its only slot.
+    let (held, waiter) = out_and_queued(&pool, &mut hooks);
+    assert!(matches!(
+        pool.finish_wait(&mut hooks, &waiter),
+        Err(GetError::Timeout)
+    ));
+    pool.abandon_wait(&mut hooks, &waiter, false);
+    assert_eq!(pool.stats().waiting, 0);
+    pool.put(&mut hooks, held).unwrap();
+    assert_eq!(pool.idle(), 1);
+    let again = pool.get(&mut hooks, Some(Duration::ZERO)).unwrap();
+    let s = pool.stats();
+    assert_eq!(
+        (s.waits, s.timeouts, s.in_use, s.waiting, s.hits),
+        (1, 1, 1, 0, 1)
+    );
+    drop(again);
+}
+
+#[test]
+fn a_rejected_grant_frees_its_slot_for_the_next_in_line() {
+    // The first waiter's grant fails `validate`: its slot goes to the
+    // waiter behind it (both starved: arrival order), and the first queues
+    // again, at the back, without counting a second wait.
+    let pool = Arc::new(bounded(2));
+    let mut hooks = TestHooks::default();
+    let a = ready(pool.get_or_enqueue(&mut hooks).unwrap());
+    let b = ready(pool.get_or_enqueue(&mut hooks).unwrap());
+    let first = wait(pool.get_or_enqueue(&mut hooks).unwrap());
+    let second = spawn_get(&pool, Some(Duration::from_secs(10)));
+    while pool.stats().waiting < 2 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(5)); // both starved: hand-off
+    a.valid.store(false, Ordering::Relaxed);
+    pool.put(&mut hooks, Arc::clone(&a)).unwrap();
+    let again = wait(pool.finish_wait(&mut hooks, &first).unwrap());
+    let got = second.join().unwrap().unwrap();
+    let s = pool.stats();
+    assert_eq!(
+        (
+            s.waits,
+            s.invalid,
+            s.created,
+            s.destroyed,
+            s.in_use,
+            s.waiting
+        ),
+        (2, 1, 3, 1, 2, 1)
+    );
+    // The first gets the next object back, then gives it up: nothing lost.
+    pool.put(&mut hooks, got).unwrap();
+    let last = ready(pool.finish_wait(&mut hooks, &again).unwrap());
+    pool.abandon_wait(&mut hooks, &again, false);
+    let s = pool.stats();
+    assert_eq!((s.waits, s.cancelled, s.in_use, s.waiting), (2, 0, 2, 0));
+    drop((last, b));
+}

@@ -116,7 +116,8 @@ impl<T: Send> Pool<T> {
     /// place), a new one at the back if the granted object was rejected
     /// (expired, or refused by `validate`) and no other came at once. Either
     /// way the same `get`: it counts no second wait. [`GetError::Settled`]
-    /// if `pending` was settled already.
+    /// if `pending` was settled already; [`GetError::Timeout`] (counted as
+    /// one, the waiter withdrawn) if it was neither decided nor woken.
     pub fn finish_wait<H: Hooks<T>>(
         &self,
         hooks: &mut H,
@@ -129,7 +130,25 @@ impl<T: Send> Pool<T> {
             return Err(GetError::Settled);
         }
         let waiter = &pending.waiter;
-        match limit.settle(waiter, &self.idles(self.shards.home())) {
+        let store = self.idles(self.shards.home());
+        let settled = match limit.settle(waiter, &store) {
+            // Finished before it was decided or woken (a caller that did
+            // not wait for the notification). `pending` is settled now, so
+            // nothing would ever withdraw the waiter: withdrawn here, as
+            // the blocking `wait` does for a park that returns early, else
+            // the next unit returned would be granted to a wait no one
+            // takes, and lost to the pool.
+            Settled::Undecided => match limit.cancel(waiter, &store) {
+                Some(outcome) => Settled::Decided(outcome),
+                None => {
+                    limit.wait_times().record(waiter.waited());
+                    self.shards.local().1.bump(Event::Timeout);
+                    return Err(GetError::Timeout);
+                }
+            },
+            settled => settled,
+        };
+        match settled {
             Settled::Decided(Outcome::Granted(grant)) => {
                 self.note_wait_ended(waiter);
                 match self.redeem(hooks, grant)? {
@@ -139,8 +158,7 @@ impl<T: Send> Pool<T> {
             }
             Settled::Decided(Outcome::Closed) => Err(GetError::Closed),
             Settled::Lost => Ok(Step::Wait(Pending::new(Arc::clone(waiter)))),
-            // Not decided (or taken already): nothing was granted.
-            Settled::Undecided => Err(GetError::Timeout),
+            Settled::Undecided => unreachable!("withdrawn above"),
         }
     }
 

@@ -15,7 +15,8 @@
 //!   callback refers back to this `_Waiting`, and no reference from Rust
 //!   is left to close that cycle behind the collector's back. What a
 //!   `_Waiting` still holds (its pool, a granted object not yet taken) it
-//!   shows to the collector itself.
+//!   shows to the collector itself; a settled one holds no grant (a lost
+//!   race hands its waiter to a new `_Waiting`), so shows none.
 
 use std::any::Any;
 
@@ -111,6 +112,13 @@ impl Waiting {
     /// The pool, and a granted object not yet taken.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.pool.traverse(&visit)?;
+        // A settled wait owns no grant: a wait that lost its race goes on
+        // in a new `_Waiting` over the same waiter, which owns what that
+        // waiter is granted later. Shown by both, the one reference would
+        // be counted twice by the collector.
+        if self.waiter.is_settled() {
+            return Ok(());
+        }
         self.waiter.visit_granted(|idle| visit.call(idle.item()))
     }
 
