@@ -30,6 +30,30 @@ struct Shared {
     returned: AtomicUsize,
 }
 
+/// The object out, lent to a block on the main thread.
+fn lent_to_a_block() -> (Arc<Shared>, Local) {
+    let shared = Arc::new(Shared {
+        registry: Registry::default(),
+        out: AtomicBool::new(true),
+        destroyed: AtomicUsize::new(0),
+        returned: AtomicUsize::new(0),
+    });
+    let local = Local::new();
+    local.lend(&shared.registry, KEY);
+    (shared, local)
+}
+
+impl Shared {
+    fn assert_destroyed_or_returned_once(&self) {
+        let (destroyed, returned) = (self.destroyed.load(SeqCst), self.returned.load(SeqCst));
+        assert_eq!(
+            destroyed + returned,
+            1,
+            "destroyed {destroyed}, returned {returned}"
+        );
+    }
+}
+
 /// A discard as the binding's: marks, then the pool's check-in; undone if
 /// the pool refuses. Refused at once while the block gives the object back.
 fn discard(shared: &Shared) {
@@ -67,24 +91,14 @@ fn exit(local: &Local, shared: &Shared) {
 #[test]
 fn discard_racing_a_blocks_exit_destroys_or_returns_exactly_once() {
     check(Exhaustive, || {
-        let shared = Arc::new(Shared {
-            registry: Registry::default(),
-            out: AtomicBool::new(true),
-            destroyed: AtomicUsize::new(0),
-            returned: AtomicUsize::new(0),
-        });
-        let local = Local::new();
-        local.lend(&shared.registry, KEY);
+        let (shared, local) = lent_to_a_block();
         let discarder = {
             let shared = Arc::clone(&shared);
             thread::spawn(move || discard(&shared))
         };
         exit(&local, &shared);
         discarder.join().unwrap();
-        assert_eq!(
-            shared.destroyed.load(SeqCst) + shared.returned.load(SeqCst),
-            1
-        );
+        shared.assert_destroyed_or_returned_once();
     });
 }
 
@@ -94,14 +108,7 @@ fn discard_racing_a_blocks_exit_destroys_or_returns_exactly_once() {
 #[test]
 fn two_discards_racing_a_blocks_exit_destroy_or_return_exactly_once() {
     check(Preemptions(3), || {
-        let shared = Arc::new(Shared {
-            registry: Registry::default(),
-            out: AtomicBool::new(true),
-            destroyed: AtomicUsize::new(0),
-            returned: AtomicUsize::new(0),
-        });
-        let local = Local::new();
-        local.lend(&shared.registry, KEY);
+        let (shared, local) = lent_to_a_block();
         let discarders = [0, 1].map(|_| {
             let shared = Arc::clone(&shared);
             thread::spawn(move || discard(&shared))
@@ -110,9 +117,6 @@ fn two_discards_racing_a_blocks_exit_destroy_or_return_exactly_once() {
         for discarder in discarders {
             discarder.join().unwrap();
         }
-        assert_eq!(
-            shared.destroyed.load(SeqCst) + shared.returned.load(SeqCst),
-            1
-        );
+        shared.assert_destroyed_or_returned_once();
     });
 }
