@@ -227,14 +227,22 @@ impl<I> Limit<I> {
             self.waiting.fetch_and(!SURPLUS, Ordering::SeqCst);
         }
         let mut i = 0;
+        // Whether the walk passed a single waiter in normal mode: no waiter
+        // behind it is then handed a unit for being starved. Each waiter's
+        // age is read as the walk reaches it, so a waiter behind one found
+        // not starved could be found starved a moment later (the walk
+        // preempted in between) and overtake it: the woken one then lost
+        // its race to a parked waiter behind it.
+        let mut young_ahead = false;
         while i < queue.waiters.len() {
             let waiter = &queue.waiters[i];
             let need = waiter.need;
             if !waiter.batch {
                 let handed = draw.hand_off
-                    || self.starved(waiter)
+                    || (!young_ahead && self.starved(waiter))
                     || running.is_some_and(|r| Arc::ptr_eq(r, waiter));
                 if !handed {
+                    young_ahead = true;
                     // Normal mode: wake it to compete, if a unit is left
                     // that no woken waiter is looking for already.
                     if waiter.roused.load(Ordering::Relaxed) {
