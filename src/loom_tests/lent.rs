@@ -54,10 +54,20 @@ impl Shared {
     }
 }
 
+/// A `pause` that gives up at once: a discard refused while another
+/// thread's block gives the object back.
+fn never_wait() -> bool {
+    false
+}
+
 /// A discard as the binding's: marks, then the pool's check-in; undone if
-/// the pool refuses. Refused at once while the block gives the object back.
+/// the pool refuses. Here refused at once while the block gives the object
+/// back (the binding's waits: see the last model).
 fn discard(shared: &Shared) {
-    if let Ok(marks) = shared.registry.mark_discarded(&Local::new(), KEY) {
+    if let Ok(marks) = shared
+        .registry
+        .mark_discarded(&Local::new(), KEY, never_wait)
+    {
         if shared
             .out
             .compare_exchange(true, false, SeqCst, SeqCst)
@@ -118,5 +128,55 @@ fn two_discards_racing_a_blocks_exit_destroy_or_return_exactly_once() {
             discarder.join().unwrap();
         }
         shared.assert_destroyed_or_returned_once();
+    });
+}
+
+/// The main thread's block exits and puts the object back; another thread
+/// gets it at once, in a block of its own, and discards it while the first
+/// exit may not yet have recorded that its give-back is over (its key still
+/// returning). The discard waits that out and succeeds: the new holder's
+/// block is marked, the object destroyed once, and that block gives
+/// nothing back. (Refusing at once, as before, refused this holder's own
+/// discard: the free-threaded build showed it.)
+#[test]
+fn a_new_holders_discard_during_the_last_holders_exit_destroys_the_object() {
+    check(Preemptions(3), || {
+        let (shared, local) = lent_to_a_block();
+        let holder = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || {
+                // The pool hands the object out once it is back.
+                while shared
+                    .out
+                    .compare_exchange(false, true, SeqCst, SeqCst)
+                    .is_err()
+                {
+                    thread::yield_now();
+                }
+                let local = Local::new();
+                local.lend(&shared.registry, KEY);
+                let marks = shared.registry.mark_discarded(&local, KEY, || {
+                    thread::yield_now();
+                    true
+                });
+                assert!(marks.is_ok(), "the holder's discard was refused");
+                assert!(
+                    shared
+                        .out
+                        .compare_exchange(true, false, SeqCst, SeqCst)
+                        .is_ok(),
+                    "the pool refused the holder's discard"
+                );
+                shared.destroyed.fetch_add(1, SeqCst);
+                assert!(
+                    local.exit(&shared.registry, KEY).is_none(),
+                    "a block whose object was discarded gave it back"
+                );
+            })
+        };
+        exit(&local, &shared);
+        holder.join().unwrap();
+        assert_eq!(shared.destroyed.load(SeqCst), 1);
+        assert_eq!(shared.returned.load(SeqCst), 1);
     });
 }

@@ -17,18 +17,9 @@ use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::raw_method;
 use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable, WithSpares};
 use super::stats::BlockPoolStats;
-use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
+use super::Detached;
+use crate::blocks::{self, BlockConfig, BlockError, ZeroMode};
 use crate::lease::{LeaseError, Leased};
-
-/// Runs memory work detached from the interpreter, so other Python threads
-/// run meanwhile.
-struct Detached<'py>(Python<'py>);
-
-impl Offload for Detached<'_> {
-    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.0.detach(f)
-    }
-}
 
 /// `zero=` and the `zero` property.
 const ZERO_MODES: [(&str, ZeroMode); 4] = [

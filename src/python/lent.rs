@@ -6,6 +6,7 @@
 
 use pyo3::prelude::*;
 
+use super::Detached;
 use crate::lent::{self, Key};
 
 fn key(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> Key {
@@ -36,11 +37,12 @@ pub fn end_lent<R>(
 /// `pool` is about to discard `obj`: marks the blocks that hold it, on
 /// every thread, so that their exits do nothing more. `Marks::undo` if the
 /// discard is refused; `Err` (refused, nothing marked) if a block is giving
-/// it back now.
+/// it back now on this thread, or still after a wait (detached) for one on
+/// another.
 #[cold]
 pub fn mark_discarded(
     pool: &Bound<'_, PyAny>,
     obj: &Bound<'_, PyAny>,
 ) -> Result<lent::Marks, lent::Refused> {
-    lent::mark_discarded(key(pool, obj))
+    lent::mark_discarded(key(pool, obj), &Detached(obj.py()))
 }

@@ -28,6 +28,16 @@ mod timeout;
 mod tracking;
 mod waiting;
 
+/// Runs the core's slow work (memory work, waiting for another thread)
+/// detached from the interpreter, so other Python threads run meanwhile.
+struct Detached<'py>(Python<'py>);
+
+impl crate::blocks::Offload for Detached<'_> {
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.0.detach(f)
+    }
+}
+
 /// Adds each class to the module, and checks at compile time that it needs
 /// no more than the 16-byte alignment Python allocates objects with (a
 /// cache-padded field stored inline would be misaligned).
