@@ -511,24 +511,58 @@ mod tests {
     const B: Key = Key { pool: 1, obj: 20 };
     const OTHER_POOL: Key = Key { pool: 2, obj: 10 };
 
-    /// A block's exit: whether it gives its object back (it was not
-    /// discarded), which it then has.
-    fn gives_back(local: &Local, registry: &Registry, key: Key) -> bool {
-        match local.exit(registry, key) {
-            Some(returning) => {
-                returning.done(local);
-                true
-            }
-            None => false,
-        }
+    /// One thread's lending (its `Local`) in a registry, with the steps the
+    /// tests take.
+    struct Lending {
+        registry: Arc<Registry>,
+        local: Local,
     }
 
-    fn listed(local: &Local, registry: &Registry) -> usize {
-        local
-            .list(registry)
-            .entries
-            .try_with(|entries| entries.len())
-            .unwrap()
+    impl Lending {
+        /// A fresh registry and thread list, with a block entered for each
+        /// of `keys`.
+        fn with(keys: &[Key]) -> Self {
+            let lending = Lending {
+                registry: Arc::new(Registry::default()),
+                local: Local::new(),
+            };
+            for &key in keys {
+                lending.lend(key);
+            }
+            lending
+        }
+
+        fn lend(&self, key: Key) {
+            self.local.lend(&self.registry, key);
+        }
+
+        fn exit(&self, key: Key) -> Option<super::Returning> {
+            self.local.exit(&self.registry, key)
+        }
+
+        fn discard(&self, key: Key) -> Result<super::Marks, Refused> {
+            self.registry.mark_discarded(&self.local, key)
+        }
+
+        /// A block's exit: whether it gives its object back (it was not
+        /// discarded), which it then has.
+        fn gives_back(&self, key: Key) -> bool {
+            match self.exit(key) {
+                Some(returning) => {
+                    returning.done(&self.local);
+                    true
+                }
+                None => false,
+            }
+        }
+
+        fn listed(&self) -> usize {
+            self.local
+                .list(&self.registry)
+                .entries
+                .try_with(|entries| entries.len())
+                .unwrap()
+        }
     }
 
     #[test]
@@ -559,115 +593,99 @@ mod tests {
 
     #[test]
     fn an_exit_without_a_discard_gives_back_and_forgets_its_entry() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        assert!(gives_back(&local, &registry, A));
-        assert_eq!(listed(&local, &registry), 0);
+        let t = Lending::with(&[A]);
+        assert!(t.gives_back(A));
+        assert_eq!(t.listed(), 0);
     }
 
     #[test]
     fn a_discard_marks_only_its_key() {
-        let (registry, local) = (Registry::default(), Local::new());
-        for key in [A, B, OTHER_POOL] {
-            local.lend(&registry, key);
-        }
-        let _marks = registry.mark_discarded(&local, A).unwrap();
-        assert!(gives_back(&local, &registry, B));
-        assert!(gives_back(&local, &registry, OTHER_POOL));
-        assert!(!gives_back(&local, &registry, A));
-        assert_eq!(listed(&local, &registry), 0);
+        let t = Lending::with(&[A, B, OTHER_POOL]);
+        let _marks = t.discard(A).unwrap();
+        assert!(t.gives_back(B));
+        assert!(t.gives_back(OTHER_POOL));
+        assert!(!t.gives_back(A));
+        assert_eq!(t.listed(), 0);
     }
 
     #[test]
     fn an_undone_discard_leaves_the_block_holding_the_object() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        registry.mark_discarded(&local, A).unwrap().undo();
-        assert!(gives_back(&local, &registry, A));
+        let t = Lending::with(&[A]);
+        t.discard(A).unwrap().undo();
+        assert!(t.gives_back(A));
     }
 
     #[test]
     fn a_refused_discard_keeps_the_mark_of_one_that_destroyed_the_object() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        let refused = registry.mark_discarded(&local, A).unwrap();
-        let _destroyed = registry.mark_discarded(&local, A).unwrap();
+        let t = Lending::with(&[A]);
+        let refused = t.discard(A).unwrap();
+        let _destroyed = t.discard(A).unwrap();
         refused.undo();
-        assert!(!gives_back(&local, &registry, A));
+        assert!(!t.gives_back(A));
     }
 
     #[test]
     fn a_discard_while_a_block_gives_the_object_back_is_refused() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        let returning = local.exit(&registry, A).unwrap();
-        assert_eq!(registry.mark_discarded(&local, A).err(), Some(Refused));
-        returning.done(&local);
+        let t = Lending::with(&[A]);
+        let returning = t.exit(A).unwrap();
+        assert_eq!(t.discard(A).err(), Some(Refused));
+        returning.done(&t.local);
         // Given back: a discard now finds nothing to mark (the pool decides).
-        assert!(registry.mark_discarded(&local, A).unwrap().lists.is_empty());
+        assert!(t.discard(A).unwrap().lists.is_empty());
     }
 
     #[test]
     fn a_refused_discard_leaves_no_mark_on_other_blocks() {
-        let (registry, local) = (Registry::default(), Local::new());
         // An unchecked pool may lend one object to two blocks.
-        local.lend(&registry, A);
-        local.lend(&registry, A);
-        let returning = local.exit(&registry, A).unwrap();
-        assert!(registry.mark_discarded(&local, A).is_err());
-        returning.done(&local);
-        assert!(gives_back(&local, &registry, A));
+        let t = Lending::with(&[A, A]);
+        let returning = t.exit(A).unwrap();
+        assert!(t.discard(A).is_err());
+        returning.done(&t.local);
+        assert!(t.gives_back(A));
     }
 
     #[test]
     fn a_discard_after_the_exit_marks_nothing() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        assert!(gives_back(&local, &registry, A));
-        let marks = registry.mark_discarded(&local, A).unwrap();
-        assert!(marks.lists.is_empty());
+        let t = Lending::with(&[A]);
+        assert!(t.gives_back(A));
+        assert!(t.discard(A).unwrap().lists.is_empty());
         // A later block of the same object is not marked by it.
-        local.lend(&registry, A);
-        assert!(gives_back(&local, &registry, A));
+        t.lend(A);
+        assert!(t.gives_back(A));
     }
 
     #[test]
     fn nested_blocks_of_one_object_are_all_marked() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        local.lend(&registry, A);
-        let _marks = registry.mark_discarded(&local, A).unwrap();
-        assert!(!gives_back(&local, &registry, A));
-        assert!(!gives_back(&local, &registry, A));
+        let t = Lending::with(&[A, A]);
+        let _marks = t.discard(A).unwrap();
+        assert!(!t.gives_back(A));
+        assert!(!t.gives_back(A));
         // No entry left: a third exit (never entered) is not marked.
-        assert!(gives_back(&local, &registry, A));
+        assert!(t.gives_back(A));
     }
 
     #[test]
     fn a_block_inside_a_returning_one_is_its_own() {
         // A reset hook that runs a block of the same object while its outer
         // block gives it back (an unchecked pool).
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        let outer = local.exit(&registry, A).unwrap();
-        local.lend(&registry, A);
-        assert!(gives_back(&local, &registry, A));
-        outer.done(&local);
-        assert_eq!(listed(&local, &registry), 0);
+        let t = Lending::with(&[A]);
+        let outer = t.exit(A).unwrap();
+        t.lend(A);
+        assert!(t.gives_back(A));
+        outer.done(&t.local);
+        assert_eq!(t.listed(), 0);
     }
 
     #[test]
     fn a_discard_on_another_thread_marks_this_threads_block() {
-        let registry = Arc::new(Registry::default());
-        let local = Local::new();
-        local.lend(&registry, A);
-        let other = Arc::clone(&registry);
+        let t = Lending::with(&[A]);
+        let other = Arc::clone(&t.registry);
         std::thread::spawn(move || {
             let _marks = other.mark_discarded(&Local::new(), A).unwrap();
         })
         .join()
         .unwrap();
-        assert!(!gives_back(&local, &registry, A));
+        assert!(!t.gives_back(A));
     }
 
     #[test]
@@ -676,9 +694,12 @@ mod tests {
         for _ in 0..4 {
             let registry = Arc::clone(&registry);
             std::thread::spawn(move || {
-                let local = Local::new();
-                local.lend(&registry, A);
-                assert!(gives_back(&local, &registry, A));
+                let t = Lending {
+                    registry,
+                    local: Local::new(),
+                };
+                t.lend(A);
+                assert!(t.gives_back(A));
             })
             .join()
             .unwrap();
@@ -692,16 +713,15 @@ mod tests {
     #[test]
     fn a_stuck_list_is_replaced_by_a_fresh_one() {
         // A fork child whose own list's lock was held by a vanished thread.
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        let stuck = local.list(&registry);
+        let t = Lending::with(&[A]);
+        let stuck = t.local.list(&t.registry);
         assert!(stuck.entries.acquire());
-        local.lend(&registry, B);
+        t.lend(B);
         // The block of A entered before is no longer found: it gives its
         // object back as if not discarded.
-        assert!(gives_back(&local, &registry, A));
-        let _marks = registry.mark_discarded(&local, B).unwrap();
-        assert!(!gives_back(&local, &registry, B));
+        assert!(t.gives_back(A));
+        let _marks = t.discard(B).unwrap();
+        assert!(!t.gives_back(B));
         stuck.entries.release();
     }
 }
