@@ -79,15 +79,6 @@ impl Hooks<Item> for TestHooks {
 
 mod sizing;
 
-/// `assert_stats!(pool, waits: 1, timeouts: 0, ...)`: those counters of
-/// `pool.stats()`, compared all at once.
-macro_rules! assert_stats {
-    ($pool:expr, $($field:ident: $value:expr),+ $(,)?) => {{
-        let s = $pool.stats();
-        assert_eq!(($(s.$field,)+), ($($value,)+), stringify!($($field),+));
-    }};
-}
-
 fn pool(config: Config) -> Pool<Item> {
     Pool::new(config).unwrap()
 }
