@@ -204,7 +204,7 @@ raw_method::pyo3_signature_method!(
      the smallest class of at least ``n`` bytes (``block.capacity``).\n\
      With ``zeroed=True`` its bytes are zero whatever the pool's ``zero``\n\
      mode. Use it in a ``with`` block, or call ``block.release()``.",
-    |pool, py, args| {
+    |slf, py, args| {
         let [n, zeroed] = args;
         let Some(n) = n else {
             unreachable!("the parser checks that a required argument is given")
@@ -212,7 +212,7 @@ raw_method::pyo3_signature_method!(
         // As `#[pymethods]` converts it (PyO3's message and note).
         let zeroed =
             extract_argument_with_default::<bool, true>(zeroed, &mut (), "zeroed", || false)?;
-        pool.get_block(py, &n, zeroed)
+        slf.get().get_block(py, &n, zeroed)
     }
 );
 

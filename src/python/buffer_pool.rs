@@ -141,10 +141,17 @@ raw_method::no_arg_method!(
     |slf, _py| Holder::release(slf)
 );
 
-raw_method::positional_arg_method!(
-    static WRITE: Buffer, "write", "data", "($self, data, /)",
+raw_method::pyo3_signature_method!(
+    static WRITE: Buffer, "write",
+    raw_method::one_param("Buffer", "write", &["data"], 1),
+    "($self, data, /)",
     "Append a bytes-like object; returns the number of bytes written.",
-    |buf, data| buf.append(data)
+    |slf, _py, args| {
+        let [Some(data)] = args else {
+            unreachable!("the parser checks that a required argument is given")
+        };
+        slf.get().append(&data)
+    }
 );
 
 /// Adds `BufferPool.get`, `Buffer.release` and `Buffer.write` to the
