@@ -10,7 +10,7 @@ use super::args;
 use super::borrow::{Borrow, BorrowArgs, Lend, SpareBorrows};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
-use super::errors::{config_error, get_error, not_out, put_error};
+use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks, PyHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::raw_method;
@@ -19,7 +19,7 @@ use super::stats::PoolStats;
 use super::timeout::{self, TimeoutArg, Wait};
 use super::tracking::object_key as key;
 use super::waiting::{PendingObject, PyNotify, WaitQueue, Waiting};
-use crate::{Config, GetError, NotOut, OpenError, Pool, PutError, Step};
+use crate::{Config, GetError, OpenError, Pool, PutError, Step};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
@@ -181,9 +181,7 @@ impl ObjectPool {
             self.core
                 .put(&mut self.call_hooks(obj.py()), obj.clone().unbind())
         };
-        let tracking = &self.core.tracking;
-        let outcome = tracking.give_back(obj.as_ptr() as u64, put, PutError::is_not_out);
-        outcome.map_err(|e| put_error(e, obj))
+        self.core.tracking.put_object(obj, put)
     }
 
     fn discard_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -191,9 +189,7 @@ impl ObjectPool {
             self.core
                 .discard(&mut self.call_hooks(obj.py()), obj.clone().unbind())
         };
-        let tracking = &self.core.tracking;
-        let outcome = tracking.give_back(obj.as_ptr() as u64, discard, |NotOut| true);
-        outcome.map_err(|NotOut| discard::not_out(obj))
+        self.core.tracking.discard_object(obj, discard)
     }
 }
 
