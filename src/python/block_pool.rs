@@ -13,9 +13,9 @@ use pyo3::prelude::*;
 use super::args;
 use super::class_macros::core_getters;
 use super::errors::PoolClosed;
-use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::pool_class::{self, pool_methods, PoolClass};
 use super::raw_method;
-use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable, WithSpares};
+use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable};
 use super::stats::BlockPoolStats;
 use crate::blocks::{self, BlockConfig, BlockError, Offload, ZeroMode};
 use crate::lease::{LeaseError, Leased};
@@ -116,9 +116,8 @@ impl BlockPool {
         };
         let blocks =
             blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?;
-        let core = WithSpares::new::<Block>(py, blocks)?;
         Ok(BlockPool {
-            core: PoolCore::new(Shared::new(core, labels)),
+            core: PoolCore::new::<Block>(py, blocks, labels)?,
         })
     }
 
