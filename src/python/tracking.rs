@@ -29,10 +29,6 @@ pub fn object_key(obj: &Py<PyAny>) -> u64 {
     obj.as_ptr() as u64
 }
 
-fn key(obj: &Bound<'_, PyAny>) -> u64 {
-    obj.as_ptr() as u64
-}
-
 impl Tracking {
     /// `track=` as given to a pool's constructor.
     pub fn new(track: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
@@ -75,7 +71,7 @@ impl Tracking {
     ) -> PyResult<()> {
         let outcome = match &self.0 {
             None => put(),
-            Some(sites) => sites.give_back(key(obj), put, PutError::is_not_out),
+            Some(sites) => sites.give_back(object_key(obj.as_unbound()), put, PutError::is_not_out),
         };
         outcome.map_err(|e| put_error(e, obj))
     }
@@ -89,7 +85,7 @@ impl Tracking {
     ) -> PyResult<()> {
         let outcome = match &self.0 {
             None => discard(),
-            Some(sites) => sites.give_back(key(obj), discard, |NotOut| true),
+            Some(sites) => sites.give_back(object_key(obj.as_unbound()), discard, |NotOut| true),
         };
         outcome.map_err(|NotOut| not_out(obj))
     }
