@@ -580,36 +580,67 @@ pub use process::{end_lent, mark_discarded, note_lent};
 mod tests {
     use std::sync::Arc;
 
-    use super::{Key, Local, Marks, Refused, Registry};
+    use super::{Key, Local, Refused, Registry};
 
     const A: Key = Key { pool: 1, obj: 10 };
     const B: Key = Key { pool: 1, obj: 20 };
     const OTHER_POOL: Key = Key { pool: 2, obj: 10 };
 
-    /// A block's exit: whether it gives its object back (it was not
-    /// discarded), which it then has.
-    fn gives_back(local: &Local, registry: &Registry, key: Key) -> bool {
-        match local.exit(registry, key) {
-            Some(returning) => {
-                returning.done(local);
-                true
+    /// One thread's lending (its `Local`) in a registry, with the steps the
+    /// tests take.
+    struct Lending {
+        registry: Arc<Registry>,
+        local: Local,
+    }
+
+    impl Lending {
+        /// A fresh registry and thread list, with a block entered for each
+        /// of `keys`.
+        fn with(keys: &[Key]) -> Self {
+            let lending = Lending {
+                registry: Arc::new(Registry::default()),
+                local: Local::new(),
+            };
+            for &key in keys {
+                lending.lend(key);
             }
-            None => false,
+            lending
         }
-    }
 
-    /// A discard that never waits: in these tests no other thread gives
-    /// the object back meanwhile.
-    fn discard(registry: &Registry, local: &Local, key: Key) -> Result<Marks, Refused> {
-        registry.mark_discarded(local, key, || unreachable!("nothing to wait for"))
-    }
+        fn lend(&self, key: Key) {
+            self.local.lend(&self.registry, key);
+        }
 
-    fn listed(local: &Local, registry: &Registry) -> usize {
-        local
-            .list(registry)
-            .entries
-            .try_with(|entries| entries.len())
-            .unwrap()
+        fn exit(&self, key: Key) -> Option<super::Returning> {
+            self.local.exit(&self.registry, key)
+        }
+
+        /// A discard that never waits: no other thread gives the object
+        /// back meanwhile in these tests (but in the last two).
+        fn discard(&self, key: Key) -> Result<super::Marks, Refused> {
+            self.registry
+                .mark_discarded(&self.local, key, || unreachable!("nothing to wait for"))
+        }
+
+        /// A block's exit: whether it gives its object back (it was not
+        /// discarded), which it then has.
+        fn gives_back(&self, key: Key) -> bool {
+            match self.exit(key) {
+                Some(returning) => {
+                    returning.done(&self.local);
+                    true
+                }
+                None => false,
+            }
+        }
+
+        fn listed(&self) -> usize {
+            self.local
+                .list(&self.registry)
+                .entries
+                .try_with(|entries| entries.len())
+                .unwrap()
+        }
     }
 
     #[test]
@@ -640,115 +671,101 @@ mod tests {
 
     #[test]
     fn an_exit_without_a_discard_gives_back_and_forgets_its_entry() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        assert!(gives_back(&local, &registry, A));
-        assert_eq!(listed(&local, &registry), 0);
+        let t = Lending::with(&[A]);
+        assert!(t.gives_back(A));
+        assert_eq!(t.listed(), 0);
     }
 
     #[test]
     fn a_discard_marks_only_its_key() {
-        let (registry, local) = (Registry::default(), Local::new());
-        for key in [A, B, OTHER_POOL] {
-            local.lend(&registry, key);
-        }
-        let _marks = discard(&registry, &local, A).unwrap();
-        assert!(gives_back(&local, &registry, B));
-        assert!(gives_back(&local, &registry, OTHER_POOL));
-        assert!(!gives_back(&local, &registry, A));
-        assert_eq!(listed(&local, &registry), 0);
+        let t = Lending::with(&[A, B, OTHER_POOL]);
+        let _marks = t.discard(A).unwrap();
+        assert!(t.gives_back(B));
+        assert!(t.gives_back(OTHER_POOL));
+        assert!(!t.gives_back(A));
+        assert_eq!(t.listed(), 0);
     }
 
     #[test]
     fn an_undone_discard_leaves_the_block_holding_the_object() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        discard(&registry, &local, A).unwrap().undo();
-        assert!(gives_back(&local, &registry, A));
+        let t = Lending::with(&[A]);
+        t.discard(A).unwrap().undo();
+        assert!(t.gives_back(A));
     }
 
     #[test]
     fn a_refused_discard_keeps_the_mark_of_one_that_destroyed_the_object() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        let refused = discard(&registry, &local, A).unwrap();
-        let _destroyed = discard(&registry, &local, A).unwrap();
+        let t = Lending::with(&[A]);
+        let refused = t.discard(A).unwrap();
+        let _destroyed = t.discard(A).unwrap();
         refused.undo();
-        assert!(!gives_back(&local, &registry, A));
+        assert!(!t.gives_back(A));
     }
 
     #[test]
     fn a_discard_while_a_block_gives_the_object_back_is_refused() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        let returning = local.exit(&registry, A).unwrap();
-        assert_eq!(discard(&registry, &local, A).err(), Some(Refused));
-        returning.done(&local);
+        let t = Lending::with(&[A]);
+        let returning = t.exit(A).unwrap();
+        assert_eq!(t.discard(A).err(), Some(Refused));
+        returning.done(&t.local);
         // Given back: a discard now finds nothing to mark (the pool decides).
-        assert!(discard(&registry, &local, A).unwrap().lists.is_empty());
+        assert!(t.discard(A).unwrap().lists.is_empty());
     }
 
     #[test]
     fn a_refused_discard_leaves_no_mark_on_other_blocks() {
-        let (registry, local) = (Registry::default(), Local::new());
         // An unchecked pool may lend one object to two blocks.
-        local.lend(&registry, A);
-        local.lend(&registry, A);
-        let returning = local.exit(&registry, A).unwrap();
-        assert!(discard(&registry, &local, A).is_err());
-        returning.done(&local);
-        assert!(gives_back(&local, &registry, A));
+        let t = Lending::with(&[A, A]);
+        let returning = t.exit(A).unwrap();
+        assert!(t.discard(A).is_err());
+        returning.done(&t.local);
+        assert!(t.gives_back(A));
     }
 
     #[test]
     fn a_discard_after_the_exit_marks_nothing() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        assert!(gives_back(&local, &registry, A));
-        let marks = discard(&registry, &local, A).unwrap();
-        assert!(marks.lists.is_empty());
+        let t = Lending::with(&[A]);
+        assert!(t.gives_back(A));
+        assert!(t.discard(A).unwrap().lists.is_empty());
         // A later block of the same object is not marked by it.
-        local.lend(&registry, A);
-        assert!(gives_back(&local, &registry, A));
+        t.lend(A);
+        assert!(t.gives_back(A));
     }
 
     #[test]
     fn nested_blocks_of_one_object_are_all_marked() {
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        local.lend(&registry, A);
-        let _marks = discard(&registry, &local, A).unwrap();
-        assert!(!gives_back(&local, &registry, A));
-        assert!(!gives_back(&local, &registry, A));
+        let t = Lending::with(&[A, A]);
+        let _marks = t.discard(A).unwrap();
+        assert!(!t.gives_back(A));
+        assert!(!t.gives_back(A));
         // No entry left: a third exit (never entered) is not marked.
-        assert!(gives_back(&local, &registry, A));
+        assert!(t.gives_back(A));
     }
 
     #[test]
     fn a_block_inside_a_returning_one_is_its_own() {
         // A reset hook that runs a block of the same object while its outer
         // block gives it back (an unchecked pool).
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        let outer = local.exit(&registry, A).unwrap();
-        local.lend(&registry, A);
-        assert!(gives_back(&local, &registry, A));
-        outer.done(&local);
-        assert_eq!(listed(&local, &registry), 0);
+        let t = Lending::with(&[A]);
+        let outer = t.exit(A).unwrap();
+        t.lend(A);
+        assert!(t.gives_back(A));
+        outer.done(&t.local);
+        assert_eq!(t.listed(), 0);
     }
 
     #[test]
     fn a_discard_on_another_thread_marks_this_threads_block() {
-        let registry = Arc::new(Registry::default());
-        let local = Local::new();
-        local.lend(&registry, A);
-        let other = Arc::clone(&registry);
+        let t = Lending::with(&[A]);
+        let other = Arc::clone(&t.registry);
         std::thread::spawn(move || {
-            let _marks = discard(&other, &Local::new(), A).unwrap();
+            let _marks = other
+                .mark_discarded(&Local::new(), A, || unreachable!("nothing to wait for"))
+                .unwrap();
         })
         .join()
         .unwrap();
-        assert!(!gives_back(&local, &registry, A));
+        assert!(!t.gives_back(A));
     }
 
     #[test]
@@ -757,9 +774,12 @@ mod tests {
         for _ in 0..4 {
             let registry = Arc::clone(&registry);
             std::thread::spawn(move || {
-                let local = Local::new();
-                local.lend(&registry, A);
-                assert!(gives_back(&local, &registry, A));
+                let t = Lending {
+                    registry,
+                    local: Local::new(),
+                };
+                t.lend(A);
+                assert!(t.gives_back(A));
             })
             .join()
             .unwrap();
@@ -773,16 +793,15 @@ mod tests {
     #[test]
     fn a_stuck_list_is_replaced_by_a_fresh_one() {
         // A fork child whose own list's lock was held by a vanished thread.
-        let (registry, local) = (Registry::default(), Local::new());
-        local.lend(&registry, A);
-        let stuck = local.list(&registry);
+        let t = Lending::with(&[A]);
+        let stuck = t.local.list(&t.registry);
         assert!(stuck.entries.acquire());
-        local.lend(&registry, B);
+        t.lend(B);
         // The block of A entered before is no longer found: it gives its
         // object back as if not discarded.
-        assert!(gives_back(&local, &registry, A));
-        let _marks = discard(&registry, &local, B).unwrap();
-        assert!(!gives_back(&local, &registry, B));
+        assert!(t.gives_back(A));
+        let _marks = t.discard(B).unwrap();
+        assert!(!t.gives_back(B));
         stuck.entries.release();
     }
 
@@ -817,12 +836,11 @@ mod tests {
     fn a_discard_waits_for_another_threads_give_back_then_marks() {
         // The object went back to the pool and was handed out again, here,
         // before the other thread's exit recorded that it was done.
-        let registry = Arc::new(Registry::default());
-        let (go, done, thread) = giving_back_elsewhere(&registry);
-        let local = Local::new();
-        local.lend(&registry, A);
+        let here = Lending::with(&[]);
+        let (go, done, thread) = giving_back_elsewhere(&here.registry);
+        here.lend(A);
         let mut pauses = 0;
-        let marks = registry.mark_discarded(&local, A, || {
+        let marks = here.registry.mark_discarded(&here.local, A, || {
             pauses += 1;
             if pauses == 1 {
                 go.send(()).unwrap();
@@ -832,18 +850,17 @@ mod tests {
         });
         assert_eq!(pauses, 1);
         assert_eq!(marks.unwrap().lists.len(), 1);
-        assert!(!gives_back(&local, &registry, A));
+        assert!(!here.gives_back(A));
         thread.join().unwrap();
     }
 
     #[test]
     fn a_discard_that_gives_up_waiting_is_refused_and_marks_nothing() {
-        let registry = Arc::new(Registry::default());
-        let (go, done, thread) = giving_back_elsewhere(&registry);
-        let local = Local::new();
-        local.lend(&registry, A);
+        let here = Lending::with(&[]);
+        let (go, done, thread) = giving_back_elsewhere(&here.registry);
+        here.lend(A);
         let mut pauses = 0;
-        let refused = registry.mark_discarded(&local, A, || {
+        let refused = here.registry.mark_discarded(&here.local, A, || {
             pauses += 1;
             pauses < 3
         });
@@ -852,6 +869,6 @@ mod tests {
         go.send(()).unwrap();
         done.recv().unwrap();
         thread.join().unwrap();
-        assert!(gives_back(&local, &registry, A));
+        assert!(here.gives_back(A));
     }
 }

@@ -32,6 +32,16 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+/// `assert_stats!(pool, waits: 1, timeouts: 0, ...)` (tests and loom
+/// models): those counters of `pool.stats()`, compared all at once.
+#[cfg(test)]
+macro_rules! assert_stats {
+    ($pool:expr, $($field:ident: $value:expr),+ $(,)?) => {{
+        let s = $pool.stats();
+        assert_eq!(($(s.$field,)+), ($($value,)+), stringify!($($field),+));
+    }};
+}
+
 mod blocks;
 mod budget;
 mod buffer_lease;

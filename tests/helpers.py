@@ -8,6 +8,7 @@ through this module."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import importlib.util
@@ -20,7 +21,7 @@ import sysconfig
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -222,6 +223,44 @@ def balanced(pool: Any) -> bool:
     use or destroyed."""
     s = pool.stats()
     return s.created == s.destroyed + s.idle + s.in_use
+
+
+def run(coro: Any) -> Any:
+    """Runs `coro` to its end in a new event loop."""
+    return asyncio.run(coro)
+
+
+async def until(predicate: Any, limit: float = 5.0) -> None:
+    """Yields to the loop until `predicate()` holds (fails after `limit` s)."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.001)
+
+
+async def queued_aget(pool: Any, **aget: Any) -> tuple[Any, asyncio.Task[Any]]:
+    """A bounded pool's object taken, and a task whose ``aget(**aget)`` waits
+    in its queue (the object is not given back)."""
+    held = await pool.aget()
+    task = asyncio.create_task(pool.aget(**aget))
+    await until(lambda: pool.stats().waiting == 1)
+    return held, task
+
+
+def refusal(
+    pool: Any,
+    call: Callable[[], object],
+    exc: type[BaseException] | tuple[type[BaseException], ...] = (TypeError, ValueError),
+) -> str:
+    """The message of the `exc` that `call()` must raise, after checking that
+    the refused call left ``pool.stats()`` as they were."""
+    stats = pool.stats()
+    try:
+        call()
+    except exc as e:
+        assert pool.stats() == stats
+        return str(e)
+    raise AssertionError(f"{call} raised nothing")
 
 
 def snapshot(pool: Any) -> tuple:

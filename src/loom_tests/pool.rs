@@ -140,8 +140,7 @@ fn close_racing_put_strands_nothing() {
         destroyed.sort_unstable();
         assert_eq!(destroyed, [1, 2], "each object destroyed exactly once");
         assert_eq!(pool.idle(), 0, "nothing stays idle in a closed pool");
-        let s = pool.stats();
-        assert_eq!((s.created, s.destroyed, s.hits, s.puts), (2, 2, 1, 1));
+        assert_stats!(pool, created: 2, destroyed: 2, hits: 1, puts: 1);
         assert_balanced(&pool);
     });
 }
@@ -157,8 +156,7 @@ fn put_wakes_a_waiting_get() {
         assert_eq!(get.join().unwrap(), Ok(out));
         assert_eq!(pool.outstanding(), Some(1));
         assert_eq!(pool.idle(), 0);
-        let s = pool.stats();
-        assert_eq!((s.created, s.misses, s.hits, s.puts), (1, 1, 1, 1));
+        assert_stats!(pool, created: 1, misses: 1, hits: 1, puts: 1);
         assert_balanced(&pool);
     });
 }
@@ -176,11 +174,7 @@ fn discard_lets_a_waiting_get_create() {
         let got = get.join().unwrap().unwrap();
         assert_ne!(got, out, "a discarded object is never handed out");
         assert_eq!(pool.outstanding(), Some(1));
-        let s = pool.stats();
-        assert_eq!(
-            (s.created, s.destroyed, s.discarded, s.in_use),
-            (2, 1, 1, 1)
-        );
+        assert_stats!(pool, created: 2, destroyed: 1, discarded: 1, in_use: 1);
         assert_balanced(&pool);
     });
 }
@@ -243,11 +237,7 @@ fn timed_out_get_racing_put_loses_nothing() {
         assert_eq!(pool.idle() + held, 1);
         assert_eq!(pool.outstanding(), Some(held));
         assert!(main.destroyed.is_empty());
-        let s = pool.stats();
-        assert_eq!(
-            (s.created, s.destroyed, s.timeouts),
-            (1, 0, 1 - held as u64)
-        );
+        assert_stats!(pool, created: 1, destroyed: 0, timeouts: 1 - held as u64);
         assert_balanced(&pool);
     });
 }

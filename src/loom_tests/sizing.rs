@@ -61,8 +61,7 @@ fn growing_serves_a_waiting_get() {
         .unwrap();
         let got = get.join().unwrap().unwrap();
         assert_ne!(got, out);
-        let s = pool.stats();
-        assert_eq!((s.created, s.in_use, s.idle), (2, 2, 0));
+        assert_stats!(pool, created: 2, in_use: 2, idle: 0);
         assert_eq!(pool.waiting(), 0);
     });
 }
@@ -92,8 +91,7 @@ fn shrinking_while_an_object_comes_back_keeps_the_bound() {
         pool.put(&mut main, b).unwrap();
         destroyed.extend(main.destroyed);
         assert_eq!(destroyed.len(), 1, "one object shed: {destroyed:?}");
-        let s = pool.stats();
-        assert_eq!((s.idle, s.in_use, s.destroyed, s.dropped), (1, 0, 1, 1));
+        assert_stats!(pool, idle: 1, in_use: 0, destroyed: 1, dropped: 1);
         assert_eq!(pool.waiting(), 0, "the surplus mark is cleared");
         assert_balanced(&pool);
     });
@@ -113,8 +111,7 @@ fn racing_discards_refill_to_min_size_exactly() {
         let discard = thread::spawn(move || other.discard(&mut Tally::new(100), a).unwrap());
         pool.discard(&mut main, b).unwrap();
         discard.join().unwrap();
-        let s = pool.stats();
-        assert_eq!((s.created, s.destroyed, s.idle, s.in_use), (3, 2, 1, 0));
+        assert_stats!(pool, created: 3, destroyed: 2, idle: 1, in_use: 0);
         assert_balanced(&pool);
     });
 }

@@ -113,11 +113,17 @@ where
     (0..n).map(|_| p.get(h, None).unwrap()).collect()
 }
 
-/// A bounded pool of 2, shared, with both its objects out.
-fn both_out_of_two() -> (Arc<Pool<Item>>, TestHooks, Item, Item) {
-    let p = Arc::new(bounded(2));
+/// `p`, shared, with fresh hooks and the object a first get took.
+fn one_out(p: Pool<Item>) -> (Arc<Pool<Item>>, TestHooks, Item) {
+    let p = Arc::new(p);
     let mut h = TestHooks::default();
     let a = p.get(&mut h, None).unwrap();
+    (p, h, a)
+}
+
+/// A bounded pool of 2, shared, with both its objects out.
+fn both_out_of_two() -> (Arc<Pool<Item>>, TestHooks, Item, Item) {
+    let (p, mut h, a) = one_out(bounded(2));
     let b = p.get(&mut h, None).unwrap();
     (p, h, a, b)
 }
@@ -125,9 +131,7 @@ fn both_out_of_two() -> (Arc<Pool<Item>>, TestHooks, Item, Item) {
 /// A bounded pool of 1, shared, with its object out and a thread queued
 /// for one (for 10 s at most).
 fn one_out_and_a_waiter() -> (Arc<Pool<Item>>, TestHooks, Item, Got<Item>) {
-    let p = Arc::new(bounded(1));
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
+    let (p, h, a) = one_out(bounded(1));
     let waiter = spawn_get(&p, Some(Duration::from_secs(10)));
     while p.waiting() == 0 {
         std::thread::sleep(Duration::from_millis(1));
@@ -170,9 +174,7 @@ fn assert_balanced(p: &Pool<Item>) {
 
 #[test]
 fn reuses_returned_objects_and_resets_them_on_put() {
-    let p = pool(Config::default());
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
+    let (p, mut h, a) = one_out(pool(Config::default()));
     a.dirty.store(true, Ordering::Relaxed);
     p.put(&mut h, Arc::clone(&a)).unwrap();
     assert_eq!(h.reset_calls, 1);
@@ -213,8 +215,7 @@ fn max_idle_bounds_storage_and_counts_drops() {
     for item in items {
         p.put(&mut h, item).unwrap();
     }
-    let s = p.stats();
-    assert_eq!((s.idle, s.dropped, s.destroyed), (2, 3, 3));
+    assert_stats!(p, idle: 2, dropped: 3, destroyed: 3);
     assert_eq!(h.destroyed.len(), 3);
     assert_balanced(&p);
 }
@@ -235,13 +236,10 @@ fn failing_factory_changes_nothing() {
 
 #[test]
 fn failing_reset_destroys_and_reports() {
-    let p = pool(Config::default());
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
+    let (p, mut h, a) = one_out(pool(Config::default()));
     h.fail_reset = true;
     assert_eq!(p.put(&mut h, a), Err(PutError::Hook("reset failed")));
-    let s = p.stats();
-    assert_eq!((s.reset_errors, s.destroyed, s.idle, s.puts), (1, 1, 0, 1));
+    assert_stats!(p, reset_errors: 1, destroyed: 1, idle: 0, puts: 1);
     assert_eq!(h.destroyed.len(), 1);
     assert_balanced(&p);
 }
@@ -259,8 +257,7 @@ fn invalid_objects_are_destroyed_and_the_next_one_tried() {
     }
     let got = p.get(&mut h, None).unwrap();
     assert!(Arc::ptr_eq(&got, &good));
-    let s = p.stats();
-    assert_eq!((s.invalid, s.destroyed, s.hits), (2, 2, 1));
+    assert_stats!(p, invalid: 2, destroyed: 2, hits: 1);
 }
 
 #[test]
@@ -268,17 +265,11 @@ fn a_rejected_first_look_in_a_full_bounded_pool_frees_the_slot_for_a_new_object(
     // The first idle object is vetted ahead of the wait loop; when it is
     // rejected the loop goes on: its slot was released, so the get creates
     // at once, without waiting.
-    let p = bounded(1);
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
+    let (p, mut h, a) = one_out(bounded(1));
     put_invalid(&p, &mut h, a);
     let b = p.get(&mut h, Some(Duration::ZERO)).unwrap();
     assert!(b.valid.load(Ordering::Relaxed));
-    let s = p.stats();
-    assert_eq!(
-        (s.invalid, s.created, s.misses, s.hits, s.waits),
-        (1, 2, 2, 0, 0)
-    );
+    assert_stats!(p, invalid: 1, created: 2, misses: 2, hits: 0, waits: 0);
     p.put(&mut h, b).unwrap();
     assert_balanced(&p);
 }
@@ -287,14 +278,8 @@ fn a_rejected_first_look_in_a_full_bounded_pool_frees_the_slot_for_a_new_object(
 fn an_empty_pool_is_looked_at_once_then_creates() {
     // Two shards, both empty: the get's first look steals from neither
     // and it creates, counted as one miss.
-    let p = bounded(2);
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
-    let s = p.stats();
-    assert_eq!(
-        (s.created, s.misses, s.hits, s.waits, s.idle),
-        (1, 1, 0, 0, 0)
-    );
+    let (p, mut h, a) = one_out(bounded(2));
+    assert_stats!(p, created: 1, misses: 1, hits: 0, waits: 0, idle: 0);
     p.put(&mut h, a).unwrap();
     let again = p.get(&mut h, None).unwrap();
     assert_eq!((p.stats().hits, p.stats().created), (1, 1));
@@ -316,20 +301,16 @@ fn validation_never_loops_forever() {
     // All idle objects are invalid: each is destroyed once, then a new one.
     let got = p.get(&mut h, None).unwrap();
     assert!(got.valid.load(Ordering::Relaxed));
-    let s = p.stats();
-    assert_eq!((s.invalid, s.created, s.misses), (3, 4, 4));
+    assert_stats!(p, invalid: 3, created: 4, misses: 4);
 }
 
 #[test]
 fn a_raising_validator_destroys_and_propagates() {
-    let p = pool(Config::default());
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
+    let (p, mut h, a) = one_out(pool(Config::default()));
     p.put(&mut h, a).unwrap();
     h.fail_validate = true;
     assert_eq!(p.get(&mut h, None), Err(GetError::Hook("validate failed")));
-    let s = p.stats();
-    assert_eq!((s.invalid, s.destroyed, s.idle), (1, 1, 0));
+    assert_stats!(p, invalid: 1, destroyed: 1, idle: 0);
     assert_balanced(&p);
 }
 
@@ -417,8 +398,7 @@ fn checked_pool_refuses_foreign_and_double_returns() {
     assert_eq!(p.put(&mut h, foreign), Err(PutError::NotOut { index: 0 }));
     p.put(&mut h, Arc::clone(&a)).unwrap();
     assert_eq!(p.put(&mut h, a), Err(PutError::NotOut { index: 0 }));
-    let s = p.stats();
-    assert_eq!((s.puts, s.idle), (1, 1));
+    assert_stats!(p, puts: 1, idle: 1);
 }
 
 #[test]
@@ -466,11 +446,7 @@ fn get_many_gives_back_what_it_took_on_failure_and_counts_none_of_it() {
         p.get_many(&mut h, 2, Some(Duration::ZERO)),
         Err(GetError::Timeout)
     );
-    let s = p.stats();
-    assert_eq!(
-        (s.idle, s.in_use, s.created, s.waits, s.timeouts),
-        (0, 2, 2, 1, 1)
-    );
+    assert_stats!(p, idle: 0, in_use: 2, created: 2, waits: 1, timeouts: 1);
     assert_eq!(p.outstanding(), Some(2));
     p.put(&mut h, held).unwrap();
     assert_balanced(&p);
@@ -487,11 +463,7 @@ fn get_many_replaces_rejected_objects_without_waiting() {
     p.put_many(&mut h, three).unwrap();
     let got = p.get_many(&mut h, 3, Some(Duration::ZERO)).unwrap();
     assert_eq!(got.len(), 3);
-    let s = p.stats();
-    assert_eq!(
-        (s.invalid, s.destroyed, s.created, s.hits, s.misses, s.waits),
-        (2, 2, 5, 1, 5, 0)
-    );
+    assert_stats!(p, invalid: 2, destroyed: 2, created: 5, hits: 1, misses: 5, waits: 0);
     assert_eq!(p.limit.as_ref().unwrap().alive(), 3);
     p.put_many(&mut h, got).unwrap();
     assert_balanced(&p);
@@ -528,8 +500,7 @@ fn bounded_pool_times_out_then_serves_after_put() {
     assert_eq!(p.get(&mut h, Some(Duration::ZERO)), Err(GetError::Timeout));
     p.put(&mut h, a).unwrap();
     assert!(p.get(&mut h, Some(Duration::ZERO)).is_ok());
-    let s = p.stats();
-    assert_eq!((s.waits, s.timeouts, s.created), (2, 2, 1));
+    assert_stats!(p, waits: 2, timeouts: 2, created: 1);
 }
 
 #[test]
@@ -559,20 +530,14 @@ fn discard_destroys_frees_the_slot_and_serves_a_waiter() {
     // The waiter got the freed slot and a new object in it.
     let got = waiter.join().unwrap().unwrap();
     assert!(!Arc::ptr_eq(&got, &a));
-    let s = p.stats();
-    assert_eq!(
-        (s.created, s.destroyed, s.discarded, s.puts, s.in_use),
-        (2, 1, 1, 0, 1)
-    );
+    assert_stats!(p, created: 2, destroyed: 1, discarded: 1, puts: 0, in_use: 1);
     assert_eq!(p.outstanding(), Some(1));
     assert_balanced(&p);
 }
 
 #[test]
 fn discard_refuses_foreign_and_returned_objects_changing_nothing() {
-    let p = bounded(2);
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
+    let (p, mut h, a) = one_out(bounded(2));
     let b = p.get(&mut h, None).unwrap();
     p.put(&mut h, Arc::clone(&b)).unwrap();
     let before = p.stats();
@@ -583,20 +548,16 @@ fn discard_refuses_foreign_and_returned_objects_changing_nothing() {
     assert!(h.destroyed.is_empty());
     p.discard(&mut h, Arc::clone(&a)).unwrap();
     assert_eq!(p.discard(&mut h, a), Err(NotOut), "discarded twice");
-    let s = p.stats();
-    assert_eq!((s.discarded, s.destroyed, s.in_use, s.idle), (1, 1, 0, 1));
+    assert_stats!(p, discarded: 1, destroyed: 1, in_use: 0, idle: 1);
     assert_eq!(p.limit.as_ref().unwrap().alive(), 1);
     assert_balanced(&p);
 }
 
 #[test]
 fn an_unchecked_pool_discards_whatever_it_is_given() {
-    let p = pool(Config::default());
-    let mut h = TestHooks::default();
-    let a = p.get(&mut h, None).unwrap();
+    let (p, mut h, a) = one_out(pool(Config::default()));
     p.discard(&mut h, a).unwrap();
-    let s = p.stats();
-    assert_eq!((s.discarded, s.destroyed, s.in_use), (1, 1, 0));
+    assert_stats!(p, discarded: 1, destroyed: 1, in_use: 0);
     assert_balanced(&p);
     // It cannot tell a foreign object: destroyed and counted all the same.
     let foreign = h.create().unwrap();
@@ -658,16 +619,14 @@ fn a_batch_no_memory_can_list_is_refused_before_anything_is_taken() {
         p.get_many(&mut h, n, None),
         Err(GetError::NoMemory { requested: n })
     );
-    let s = p.stats();
-    assert_eq!((s.idle, s.in_use, s.hits, s.misses), (1, 0, 0, 0));
+    assert_stats!(p, idle: 1, in_use: 0, hits: 0, misses: 0);
 }
 
 #[test]
 fn prefill_creates_idle_objects() {
     let (p, mut h) = (bounded(3), TestHooks::default());
     p.prefill(&mut h, 3).unwrap();
-    let s = p.stats();
-    assert_eq!((s.created, s.idle, s.misses), (3, 3, 0));
+    assert_stats!(p, created: 3, idle: 3, misses: 0);
     assert!(matches!(
         p.prefill(&mut h, 1),
         Err(GetError::TooMany { .. })
@@ -702,8 +661,7 @@ fn open_prefills_then_refills_or_leaves_nothing_behind() {
         ..Config::default()
     };
     let p = Pool::open(config(3), 2, &mut FailingFrom(3, TestHooks::default())).unwrap();
-    let s = p.stats();
-    assert_eq!((s.created, s.idle), (3, 3));
+    assert_stats!(p, created: 3, idle: 3);
     // The third object fails: the two made are destroyed.
     let mut h = FailingFrom(2, TestHooks::default());
     let failed = Pool::open(config(3), 2, &mut h).err();
@@ -920,8 +878,7 @@ fn keep_hook_refuses_objects_it_does_not_want() {
     let b = p.get(&mut h, None).unwrap();
     put_invalid(&p, &mut h, a);
     p.put(&mut h, b).unwrap();
-    let s = p.stats();
-    assert_eq!((s.idle, s.dropped, s.destroyed), (1, 1, 1));
+    assert_stats!(p, idle: 1, dropped: 1, destroyed: 1);
     assert_eq!(h.0.destroyed.len(), 1);
 }
 
@@ -1033,11 +990,18 @@ fn out_and_queued(pool: &Pool<Item>, hooks: &mut TestHooks) -> (Item, Pending<It
     (held, wait(pool.get_or_enqueue(hooks).unwrap()))
 }
 
-#[test]
-fn non_blocking_get_queues_and_is_served_by_a_put() {
+/// A new pool of `max_size` 1 and its hooks, with `out_and_queued`'s
+/// object and waiter.
+fn queued_behind_one() -> (Pool<Item>, TestHooks, Item, Pending<Item>) {
     let pool = bounded(1);
     let mut hooks = TestHooks::default();
     let (held, waiter) = out_and_queued(&pool, &mut hooks);
+    (pool, hooks, held, waiter)
+}
+
+#[test]
+fn non_blocking_get_queues_and_is_served_by_a_put() {
+    let (pool, mut hooks, held, waiter) = queued_behind_one();
     assert!(!waiter.is_decided());
     pool.put(&mut hooks, Arc::clone(&held)).unwrap();
     // Handed over (hand-off mode) or woken to compete for it (normal
@@ -1046,19 +1010,13 @@ fn non_blocking_get_queues_and_is_served_by_a_put() {
     assert!(waiter.is_decided() || waiter.is_woken());
     let again = ready(pool.finish_wait(&mut hooks, &waiter).unwrap());
     assert!(Arc::ptr_eq(&held, &again));
-    let s = pool.stats();
-    assert_eq!(
-        (s.hits, s.misses, s.waits, s.timeouts, s.in_use),
-        (1, 1, 1, 0, 1)
-    );
+    assert_stats!(pool, hits: 1, misses: 1, waits: 1, timeouts: 0, in_use: 1);
 }
 
 #[test]
 fn a_pending_get_is_settled_once_whichever_comes_first() {
-    let pool = bounded(1);
-    let mut hooks = TestHooks::default();
     // Finished, then abandoned and finished again: both do nothing.
-    let (held, waiter) = out_and_queued(&pool, &mut hooks);
+    let (pool, mut hooks, held, waiter) = queued_behind_one();
     pool.put(&mut hooks, held).unwrap();
     let held = ready(pool.finish_wait(&mut hooks, &waiter).unwrap());
     pool.abandon_wait(&mut hooks, &waiter, false);
@@ -1075,19 +1033,13 @@ fn a_pending_get_is_settled_once_whichever_comes_first() {
         pool.finish_wait(&mut hooks, &waiter),
         Err(GetError::Settled)
     ));
-    let s = pool.stats();
-    assert_eq!(
-        (s.waits, s.cancelled, s.timeouts, s.in_use, s.waiting),
-        (2, 1, 0, 1, 0)
-    );
+    assert_stats!(pool, waits: 2, cancelled: 1, timeouts: 0, in_use: 1, waiting: 0);
     drop(held);
 }
 
 #[test]
 fn a_rejected_grant_is_replaced_within_the_same_wait() {
-    let pool = bounded(1);
-    let mut hooks = TestHooks::default();
-    let (held, waiter) = out_and_queued(&pool, &mut hooks);
+    let (pool, mut hooks, held, waiter) = queued_behind_one();
     held.valid.store(false, Ordering::Relaxed);
     pool.put(&mut hooks, Arc::clone(&held)).unwrap();
     // The object it was granted fails `validate`: destroyed, and its slot
@@ -1095,19 +1047,13 @@ fn a_rejected_grant_is_replaced_within_the_same_wait() {
     let again = ready(pool.finish_wait(&mut hooks, &waiter).unwrap());
     assert!(!Arc::ptr_eq(&held, &again));
     assert!(Arc::ptr_eq(&hooks.destroyed[0], &held));
-    let s = pool.stats();
-    assert_eq!(
-        (s.waits, s.invalid, s.misses, s.in_use, s.waiting),
-        (1, 1, 2, 1, 0)
-    );
+    assert_stats!(pool, waits: 1, invalid: 1, misses: 2, in_use: 1, waiting: 0);
 }
 
 #[test]
 fn an_abandoned_wait_gives_back_what_it_was_granted() {
-    let pool = bounded(1);
-    let mut hooks = TestHooks::default();
     // Granted, then abandoned before it was taken: the object goes idle.
-    let (held, waiter) = out_and_queued(&pool, &mut hooks);
+    let (pool, mut hooks, held, waiter) = queued_behind_one();
     pool.put(&mut hooks, held).unwrap();
     pool.abandon_wait(&mut hooks, &waiter, true);
     assert_eq!(pool.idle(), 1);
@@ -1115,19 +1061,13 @@ fn an_abandoned_wait_gives_back_what_it_was_granted() {
     let (held, waiter) = out_and_queued(&pool, &mut hooks);
     pool.abandon_wait(&mut hooks, &waiter, false);
     pool.put(&mut hooks, held).unwrap();
-    let s = pool.stats();
-    assert_eq!(
-        (s.waits, s.timeouts, s.cancelled, s.in_use, s.idle),
-        (2, 1, 1, 0, 1)
-    );
+    assert_stats!(pool, waits: 2, timeouts: 1, cancelled: 1, in_use: 0, idle: 1);
     assert!(hooks.destroyed.is_empty());
 }
 
 #[test]
 fn closing_fails_a_queued_non_blocking_get() {
-    let pool = bounded(1);
-    let mut hooks = TestHooks::default();
-    let (_held, waiter) = out_and_queued(&pool, &mut hooks);
+    let (pool, mut hooks, _held, waiter) = queued_behind_one();
     pool.close(&mut hooks);
     assert!(matches!(
         pool.finish_wait(&mut hooks, &waiter),
@@ -1155,9 +1095,7 @@ fn a_waiting_batch_holds_nothing_so_a_holder_can_get_another() {
     // max_size=2; B holds one; A waits in get_many(2). A holds nothing:
     // in_use reads 1 and B's second get succeeds (on b8685cd it timed out,
     // and without timeouts both hung).
-    let p = Arc::new(bounded(2));
-    let mut h = TestHooks::default();
-    let first = p.get(&mut h, None).unwrap();
+    let (p, mut h, first) = one_out(bounded(2));
     let batch = spawn_get_many(&p, 2, Some(Duration::from_secs(10)));
     until_waiting(&p, 1);
     assert_eq!(p.stats().in_use, 1, "the waiting batch holds nothing");
@@ -1181,9 +1119,7 @@ fn a_preferred_batch_yields_to_a_holder_that_needs_another() {
     // As above, but B asks for its second object only after the batch has
     // waited long enough for capacity to be set aside for it: B is delayed
     // until the batch yields, not deadlocked.
-    let p = Arc::new(bounded(2));
-    let mut h = TestHooks::default();
-    let first = p.get(&mut h, None).unwrap();
+    let (p, mut h, first) = one_out(bounded(2));
     let batch = spawn_get_many(&p, 2, None);
     until_waiting(&p, 1);
     std::thread::sleep(crate::limit::PATIENCE * 20);
@@ -1193,8 +1129,7 @@ fn a_preferred_batch_yields_to_a_holder_that_needs_another() {
     p.put(&mut h, second).unwrap();
     let got = batch.join().unwrap().unwrap();
     p.put_many(&mut h, got).unwrap();
-    let s = p.stats();
-    assert_eq!((s.waits, s.timeouts, s.in_use), (2, 0, 0));
+    assert_stats!(p, waits: 2, timeouts: 0, in_use: 0);
     assert_balanced(&p);
 }
 
@@ -1230,8 +1165,7 @@ fn an_interrupted_wait_counts_as_cancelled_not_timed_out() {
     assert_eq!(p.get(&mut h, None), Err(GetError::Hook("interrupted")));
     assert_eq!(batch_error(&p, &mut h, 1), GetError::Hook("interrupted"));
     h.interrupt_park = false;
-    let s = p.stats();
-    assert_eq!((s.waits, s.timeouts, s.cancelled), (2, 0, 2));
+    assert_stats!(p, waits: 2, timeouts: 0, cancelled: 2);
     assert_eq!(p.waiting(), 0);
     p.put(&mut h, held).unwrap();
     assert_eq!(p.idle(), 1, "no phantom waiter took it");
@@ -1301,8 +1235,7 @@ fn close_destroys_what_was_set_aside_for_a_batch() {
     assert_eq!(p.close(&mut h), 1);
     assert_eq!(batch.join().unwrap(), Err(GetError::Closed));
     p.put(&mut h, b).unwrap();
-    let s = p.stats();
-    assert_eq!((s.idle, s.destroyed, s.created), (0, 2, 2));
+    assert_stats!(p, idle: 0, destroyed: 2, created: 2);
     assert_balanced(&p);
 }
 
@@ -1324,22 +1257,19 @@ fn stats_waiting_counts_the_callers_queued_now() {
     assert_eq!(p.stats().waiting, 1, "a timed-out caller no longer waits");
     p.put_many(&mut h, held).unwrap();
     let got = batch.join().unwrap().unwrap();
-    let s = p.stats();
-    assert_eq!((s.waiting, s.waits, s.timeouts, s.in_use), (0, 2, 1, 2));
+    assert_stats!(p, waiting: 0, waits: 2, timeouts: 1, in_use: 2);
     p.put_many(&mut h, got).unwrap();
     assert_balanced(&p);
 }
 
 #[test]
 fn finishing_a_wait_before_it_is_decided_strands_nothing() {
-    let pool = bounded(1);
-    let mut hooks = TestHooks::default();
     // `finish_wait` called before the wait was decided or woken (a binding's
     // caller that did not wait for the notification): it settles the
     // `Pending`, so its waiter must not stay queued, or the next put would
     // be granted to a wait no one will ever take, and the pool would lose
     // its only slot.
-    let (held, waiter) = out_and_queued(&pool, &mut hooks);
+    let (pool, mut hooks, held, waiter) = queued_behind_one();
     assert!(matches!(
         pool.finish_wait(&mut hooks, &waiter),
         Err(GetError::Timeout)
@@ -1349,11 +1279,7 @@ fn finishing_a_wait_before_it_is_decided_strands_nothing() {
     pool.put(&mut hooks, held).unwrap();
     assert_eq!(pool.idle(), 1);
     let again = pool.get(&mut hooks, Some(Duration::ZERO)).unwrap();
-    let s = pool.stats();
-    assert_eq!(
-        (s.waits, s.timeouts, s.in_use, s.waiting, s.hits),
-        (1, 1, 1, 0, 1)
-    );
+    assert_stats!(pool, waits: 1, timeouts: 1, in_use: 1, waiting: 0, hits: 1);
     drop(again);
 }
 
@@ -1376,23 +1302,11 @@ fn a_rejected_grant_frees_its_slot_for_the_next_in_line() {
     pool.put(&mut hooks, Arc::clone(&a)).unwrap();
     let again = wait(pool.finish_wait(&mut hooks, &first).unwrap());
     let got = second.join().unwrap().unwrap();
-    let s = pool.stats();
-    assert_eq!(
-        (
-            s.waits,
-            s.invalid,
-            s.created,
-            s.destroyed,
-            s.in_use,
-            s.waiting
-        ),
-        (2, 1, 3, 1, 2, 1)
-    );
+    assert_stats!(pool, waits: 2, invalid: 1, created: 3, destroyed: 1, in_use: 2, waiting: 1);
     // The first gets the next object back, then gives it up: nothing lost.
     pool.put(&mut hooks, got).unwrap();
     let last = ready(pool.finish_wait(&mut hooks, &again).unwrap());
     pool.abandon_wait(&mut hooks, &again, false);
-    let s = pool.stats();
-    assert_eq!((s.waits, s.cancelled, s.in_use, s.waiting), (2, 0, 2, 0));
+    assert_stats!(pool, waits: 2, cancelled: 0, in_use: 2, waiting: 0);
     drop((last, b));
 }

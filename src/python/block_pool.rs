@@ -13,9 +13,9 @@ use pyo3::prelude::*;
 use super::args;
 use super::class_macros::core_getters;
 use super::errors::PoolClosed;
-use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::pool_class::{self, pool_methods, PoolClass};
 use super::raw_method;
-use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable, WithSpares};
+use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable};
 use super::stats::BlockPoolStats;
 use super::Detached;
 use crate::blocks::{self, BlockConfig, BlockError, ZeroMode};
@@ -107,9 +107,8 @@ impl BlockPool {
         };
         let blocks =
             blocks::BlockPool::new(config).map_err(|e| PyValueError::new_err(e.message))?;
-        let core = WithSpares::new::<Block>(py, blocks)?;
         Ok(BlockPool {
-            core: PoolCore::new(Shared::new(core, labels)),
+            core: PoolCore::new::<Block>(py, blocks, labels)?,
         })
     }
 
@@ -195,7 +194,7 @@ raw_method::pyo3_signature_method!(
      the smallest class of at least ``n`` bytes (``block.capacity``).\n\
      With ``zeroed=True`` its bytes are zero whatever the pool's ``zero``\n\
      mode. Use it in a ``with`` block, or call ``block.release()``.",
-    |pool, py, args| {
+    |slf, py, args| {
         let [n, zeroed] = args;
         let Some(n) = n else {
             unreachable!("the parser checks that a required argument is given")
@@ -203,7 +202,7 @@ raw_method::pyo3_signature_method!(
         // As `#[pymethods]` converts it (PyO3's message and note).
         let zeroed =
             extract_argument_with_default::<bool, true>(zeroed, &mut (), "zeroed", || false)?;
-        pool.get_block(py, &n, zeroed)
+        slf.get().get_block(py, &n, zeroed)
     }
 );
 

@@ -458,36 +458,29 @@ raw_method::no_arg_method!(
     |slf, py| slf.get().enter(py)
 );
 
-raw_method::fastcall_method!(
-    static EXIT: Borrow, "__exit__", "($self, _exc_type, exc, _tb)",
+raw_method::pyo3_signature_method!(
+    static EXIT: Borrow, "__exit__",
+    // What `#[pymethods]` made of `__exit__(&self, _exc_type, exc, _tb)`.
+    pyo3::impl_::extract_argument::FunctionDescription {
+        cls_name: Some("Borrow"),
+        func_name: "__exit__",
+        positional_parameter_names: &["_exc_type", "exc", "_tb"],
+        positional_only_parameters: 0,
+        required_positional_parameters: 3,
+        keyword_only_parameters: &[],
+    },
+    "($self, _exc_type, exc, _tb)",
     "Puts the object back; discards it instead when the pool's\n\
      ``discard_on`` lists the exception the block raised; does nothing if\n\
      the object was discarded meanwhile (from any thread). Lets the\n\
      block's exception propagate: an ``Exception`` from giving the object\n\
      back (a failing reset) is then added to it as a note, and logged.",
-    {
-        /// What `#[pymethods]` made of `__exit__(&self, _exc_type, exc, _tb)`.
-        const DESC: pyo3::impl_::extract_argument::FunctionDescription =
-            pyo3::impl_::extract_argument::FunctionDescription {
-                cls_name: Some("Borrow"),
-                func_name: "__exit__",
-                positional_parameter_names: &["_exc_type", "exc", "_tb"],
-                positional_only_parameters: 0,
-                required_positional_parameters: 3,
-                keyword_only_parameters: &[],
-            };
-    }
-    |py, slf, args, nargs, kwnames| {
-        // SAFETY: CPython's arguments to a method of this kind.
-        let [_, Some(exc), _] =
-            (unsafe { raw::pyo3_args::<3>(py, args, nargs, kwnames, &DESC)? })
-        else {
+    |slf, py, args| {
+        let [_, Some(exc), _] = args else {
             unreachable!("the parser checks that the three arguments are given")
         };
         // `False`: the block's exception, if any, propagates.
-        Borrow::exit(&slf, &exc)
-            .map(|()| pyo3::types::PyBool::new(py, false).to_owned())
-            .into_raw(py)
+        Borrow::exit(&slf, &exc).map(|()| pyo3::types::PyBool::new(py, false).to_owned())
     }
 );
 

@@ -11,9 +11,9 @@ use pyo3::types::{PyBytes, PyMemoryView};
 use super::args;
 use super::class_macros::core_getters;
 use super::errors::PoolClosed;
-use super::pool_class::{self, pool_methods, PoolClass, Shared};
+use super::pool_class::{self, pool_methods, PoolClass};
 use super::raw_method;
-use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable, WithSpares};
+use super::reuse::{item_methods, reusable_class, Holder, PoolCore, Reusable};
 use super::stats::PoolStats;
 use crate::buffer_lease::{BufferError, LeasedBuffer};
 use crate::buffers;
@@ -72,9 +72,8 @@ impl BufferPool {
         let max_capacity = args::optional_count(max_capacity.as_ref(), "max_capacity")?;
         let buffers = buffers::BufferPool::new(config, max_capacity)
             .map_err(|e| PyValueError::new_err(e.message))?;
-        let core = WithSpares::new::<Buffer>(py, buffers)?;
         Ok(BufferPool {
-            core: PoolCore::new(Shared::new(core, labels)),
+            core: PoolCore::new::<Buffer>(py, buffers, labels)?,
         })
     }
 
@@ -141,10 +140,17 @@ raw_method::no_arg_method!(
     |slf, _py| Holder::release(slf)
 );
 
-raw_method::positional_arg_method!(
-    static WRITE: Buffer, "write", "data", "($self, data, /)",
+raw_method::pyo3_signature_method!(
+    static WRITE: Buffer, "write",
+    raw_method::one_param("Buffer", "write", &["data"], 1),
+    "($self, data, /)",
     "Append a bytes-like object; returns the number of bytes written.",
-    |buf, data| buf.append(data)
+    |slf, _py, args| {
+        let [Some(data)] = args else {
+            unreachable!("the parser checks that a required argument is given")
+        };
+        slf.get().append(&data)
+    }
 );
 
 /// Adds `BufferPool.get`, `Buffer.release` and `Buffer.write` to the

@@ -10,7 +10,7 @@ use super::args;
 use super::borrow::{Borrow, BorrowArgs, Lend, SpareBorrows};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
-use super::errors::{config_error, get_error, not_out, put_error};
+use super::errors::{config_error, get_error, not_out};
 use super::hooks::{self, ObjectHooks, PyHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::raw_method;
@@ -19,7 +19,7 @@ use super::stats::PoolStats;
 use super::timeout::{self, TimeoutArg, Wait};
 use super::tracking::object_key as key;
 use super::waiting::{PendingObject, PyNotify, WaitQueue, Waiting};
-use crate::{Config, GetError, NotOut, OpenError, Pool, PutError, Step};
+use crate::{Config, GetError, OpenError, Pool, PutError, Step};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
@@ -181,9 +181,7 @@ impl ObjectPool {
             self.core
                 .put(&mut self.call_hooks(obj.py()), obj.clone().unbind())
         };
-        let tracking = &self.core.tracking;
-        let outcome = tracking.give_back(obj.as_ptr() as u64, put, PutError::is_not_out);
-        outcome.map_err(|e| put_error(e, obj))
+        self.core.tracking.put_object(obj, put)
     }
 
     fn discard_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -191,9 +189,7 @@ impl ObjectPool {
             self.core
                 .discard(&mut self.call_hooks(obj.py()), obj.clone().unbind())
         };
-        let tracking = &self.core.tracking;
-        let outcome = tracking.give_back(obj.as_ptr() as u64, discard, |NotOut| true);
-        outcome.map_err(|NotOut| discard::not_out(obj))
+        self.core.tracking.discard_object(obj, discard)
     }
 }
 
@@ -312,8 +308,10 @@ aio_methods!(
 
 // `ObjectPool.get` and `put`: hand-written method-table entries (see
 // `raw_method`), installed on the class by `install_raw_methods`.
-raw_method::optional_arg_method!(
-    static GET: ObjectPool, "get", "timeout", "($self, timeout=...)",
+raw_method::pyo3_signature_method!(
+    static GET: ObjectPool, "get",
+    raw_method::one_param("ObjectPool", "get", &["timeout"], 0),
+    "($self, timeout=...)",
     "Get an object: an idle one if any, else a new one from ``factory``.\n\
      \n\
      In a bounded pool that is full, wait for a ``put`` (other threads run\n\
@@ -322,35 +320,42 @@ raw_method::optional_arg_method!(
      ``PoolTimeout``. Raises ``PoolClosed`` on a closed pool, whatever\n\
      ``factory`` or ``reset`` raise, and ``TypeError`` for a ``validate``\n\
      result that is not a ``bool``.",
-    |pool, py, timeout| pool.get_object(py, timeout)
+    |slf, py, args| {
+        let [timeout] = args;
+        slf.get().get_object(py, timeout.as_ref().map(|t| t.as_unbound()))
+    }
 );
 
-raw_method::positional_arg_method!(
-    static PUT: ObjectPool, "put", "obj", "($self, obj, /)",
+raw_method::pyo3_signature_method!(
+    static PUT: ObjectPool, "put",
+    raw_method::one_param("ObjectPool", "put", &["obj"], 1),
+    "($self, obj, /)",
     "Give back an object from ``get``: it is reset and kept for reuse, or\n\
      destroyed if ``max_idle`` objects are idle or the pool is closed.\n\
      \n\
      Raises ``ValueError`` (changing nothing) in a checked or bounded pool\n\
      for an object the pool has not handed out. If the reset raises, the\n\
      object is destroyed and the exception propagates.",
-    |pool, obj| pool.put_object(obj)
+    |slf, _py, args| {
+        let [Some(obj)] = args else {
+            unreachable!("the parser checks that a required argument is given")
+        };
+        slf.get().put_object(&obj)
+    }
 );
 
-raw_method::fastcall_method!(
-    static BORROW: ObjectPool, "borrow", "($self, timeout=...)",
+raw_method::pyo3_signature_method!(
+    static BORROW: ObjectPool, "borrow",
+    raw_method::one_param("ObjectPool", "borrow", &["timeout"], 0),
+    "($self, timeout=...)",
     "A context manager that gets an object on entry and puts it back on\n\
      exit, also when the block raises: ``with pool.borrow() as obj: ...``.\n\
      ``timeout`` as for ``get``. If the block raised, an ``Exception`` from\n\
      giving the object back (a failing reset) does not replace the\n\
      block's: it is added to it as a note and logged.",
-    {
-        const DESC: pyo3::impl_::extract_argument::FunctionDescription =
-            raw::one_param("ObjectPool", "borrow", &["timeout"], 0);
-    }
-    |py, slf, args, nargs, kwnames| {
-        // SAFETY: CPython's arguments to a method of this kind.
-        let [timeout] = unsafe { raw::pyo3_args::<1>(py, args, nargs, kwnames, &DESC)? };
-        ObjectPool::borrow_object(&slf, timeout.as_ref().map(|t| t.as_unbound())).into_raw(py)
+    |slf, _py, args| {
+        let [timeout] = args;
+        ObjectPool::borrow_object(&slf, timeout.as_ref().map(|t| t.as_unbound()))
     }
 );
 

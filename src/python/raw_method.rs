@@ -20,9 +20,8 @@
 //!   zeroed=False)`): a call of positional arguments alone, as many as the
 //!   signature takes, skips the parser; any other goes through PyO3's
 //!   parser itself, so its errors are PyO3's by construction.
-//! - [`optional_arg_method!`] (`get(timeout=...)`) and
-//!   [`positional_arg_method!`] (`put(obj, /)`, `write(data, /)`): the
-//!   same for one parameter, optional or required and positional-only.
+//!   For one parameter (`get(timeout=...)`, `put(obj, /)`), PyO3's
+//!   description is [`one_param`].
 //! - [`no_arg_method!`]: no parameters (`release()`, `BufferPool.get()`),
 //!   a `METH_NOARGS` entry as `#[pymethods]` makes, so CPython checks the
 //!   arity with its own messages, as before. Not `METH_FASTCALL |
@@ -279,59 +278,6 @@ pub const fn c_str(s: &'static str) -> &'static CStr {
     }
 }
 
-/// `static $entry: RawMethod`: a `METH_FASTCALL | METH_KEYWORDS` method of
-/// `$class` (the Rust type, named as its Python class) named `$name`, whose
-/// only parameter `$param` is optional
-/// (positional or keyword). `$body` gets the pool (`&$class`), the token
-/// and the argument (`Option<&Py<PyAny>>`, `None` when left out) and
-/// returns what [`IntoRaw`] takes. `$sig` is the `__text_signature__`
-/// (`($self, timeout=...)`), `$doc` the docstring. A
-/// [`pyo3_signature_method!`] of that one parameter.
-macro_rules! optional_arg_method {
-    (
-        $vis:vis static $entry:ident: $class:ident, $name:literal, $param:literal,
-        $sig:literal, $doc:literal,
-        |$pool:ident, $py:ident, $arg:ident| $body:expr
-    ) => {
-        $crate::python::raw_method::pyo3_signature_method!(
-            $vis static $entry: $class, $name,
-            $crate::python::raw_method::one_param(stringify!($class), $name, &[$param], 0),
-            $sig, $doc,
-            |$pool, $py, args| {
-                let [arg] = args;
-                let $arg = arg.as_ref().map(|a| a.as_unbound());
-                $body
-            }
-        );
-    };
-}
-
-/// `static $entry: RawMethod`: a `METH_FASTCALL | METH_KEYWORDS` method of
-/// `$class` named `$name` whose only parameter `$param` is required and
-/// positional-only. `$body` gets the pool (`&$class`) and the argument
-/// (`&Bound<PyAny>`) and returns what [`IntoRaw`] takes. `$sig` and `$doc`
-/// as for [`optional_arg_method!`].
-macro_rules! positional_arg_method {
-    (
-        $vis:vis static $entry:ident: $class:ident, $name:literal, $param:literal,
-        $sig:literal, $doc:literal,
-        |$pool:ident, $arg:ident| $body:expr
-    ) => {
-        $crate::python::raw_method::pyo3_signature_method!(
-            $vis static $entry: $class, $name,
-            $crate::python::raw_method::one_param(stringify!($class), $name, &[$param], 1),
-            $sig, $doc,
-            |$pool, _py, args| {
-                let [Some(arg)] = args else {
-                    unreachable!("the parser checks that a required argument is given")
-                };
-                let $arg = &*arg;
-                $body
-            }
-        );
-    };
-}
-
 /// PyO3's description of a method `class.name` of one parameter `param`
 /// (a one-element slice), `required` (0 or 1) of it required and, if so,
 /// positional-only: what `#[pyo3(signature = (param=...))]` or
@@ -353,57 +299,12 @@ pub const fn one_param(
     }
 }
 
-/// What every `METH_FASTCALL | METH_KEYWORDS` entry here shares: `static
-/// $entry`, whose function gets `self` as `$class` (`$slf`), CPython's
-/// arguments and the token, runs `$body` (which returns a new reference or
-/// an error) through PyO3's trampoline, and carries `$name`, the
-/// `__text_signature__` `$sig` and the docstring `$doc`. `$consts` (in braces) are
-/// items the body may use.
-macro_rules! fastcall_method {
-    (
-        $vis:vis static $entry:ident: $class:ident, $name:literal, $sig:literal, $doc:literal,
-        { $($consts:item)* }
-        |$py:ident, $slf:ident, $args:ident, $nargs:ident, $kwnames:ident| $body:block
-    ) => {
-        $vis static $entry: $crate::python::raw_method::RawMethod = {
-            use pyo3::{ffi, PyResult, Python};
-            use $crate::python::raw_method::{self as raw, IntoRaw as _};
-
-            $($consts)*
-
-            /// # Safety
-            /// Called by CPython (through PyO3's trampoline) as a
-            /// `METH_FASTCALL | METH_KEYWORDS` method of `$class`.
-            unsafe fn body<'py>(
-                $py: Python<'py>,
-                slf: *mut ffi::PyObject,
-                $args: *const *mut ffi::PyObject,
-                $nargs: ffi::Py_ssize_t,
-                $kwnames: *mut ffi::PyObject,
-            ) -> PyResult<*mut ffi::PyObject> {
-                // SAFETY: CPython's `self` for a method installed on `$class`.
-                let $slf = unsafe { raw::receiver::<$class>($py, slf) };
-                $body
-            }
-
-            raw::RawMethod::fastcall_keywords(
-                raw::c_str(concat!($name, "\0")),
-                raw::c_str(concat!($name, $sig, "\n--\n\n", $doc, "\0")),
-                pyo3::impl_::trampoline::get_trampoline_function!(
-                    fastcall_cfunction_with_keywords,
-                    body
-                ),
-            )
-        };
-    };
-}
-
 /// `static $entry: RawMethod`: a `METH_NOARGS` method of `$class` named
 /// `$name`, as `#[pymethods]` makes a method without parameters: CPython
 /// checks that a call has no arguments, with its own messages, as before.
 /// `$body` gets `self` (`&Bound<$class>`) and the token and returns what
 /// [`IntoRaw`] takes. `$sig` (`($self)`) and `$doc` as for
-/// [`optional_arg_method!`].
+/// [`pyo3_signature_method!`].
 macro_rules! no_arg_method {
     (
         $vis:vis static $entry:ident: $class:ident, $name:literal, $sig:literal, $doc:literal,
@@ -439,37 +340,55 @@ macro_rules! no_arg_method {
 /// `$class` named `$name` whose parameters PyO3's `$desc` (a
 /// `FunctionDescription`) describes; the usual call (the
 /// required positional arguments only) skips PyO3's parser, any other goes
-/// through it (see [`pyo3_args`]). `$body` gets the pool (`&$class`), the
-/// token and the arguments (`[Option<Arg>; N]`, one per parameter,
+/// through it (see [`pyo3_args`]). `$body` gets `self` (`Borrowed<$class>`),
+/// the token and the arguments (`[Option<Arg>; N]`, one per parameter,
 /// positional ones first, a required one always `Some`) and returns what
 /// [`IntoRaw`] takes; it converts each argument as `#[pymethods]` would
-/// (with `extract_argument`'s messages). `$sig` and `$doc` as for
-/// [`optional_arg_method!`].
+/// (with `extract_argument`'s messages). `$sig` is the
+/// `__text_signature__` (`($self, timeout=...)`), `$doc` the docstring. The
+/// function runs `$body` through PyO3's trampoline.
 macro_rules! pyo3_signature_method {
     (
         $vis:vis static $entry:ident: $class:ident, $name:literal, $desc:expr,
         $sig:literal, $doc:literal,
-        |$pool:ident, $py:ident, $args:ident| $body:expr
+        |$slf:ident, $py:ident, $args:ident| $body:expr
     ) => {
-        $crate::python::raw_method::fastcall_method!(
-            $vis static $entry: $class, $name, $sig, $doc,
-            {
-                const DESC: pyo3::impl_::extract_argument::FunctionDescription = $desc;
-                /// One slot per parameter.
-                const N: usize =
-                    DESC.positional_parameter_names.len() + DESC.keyword_only_parameters.len();
-            }
-            |$py, slf, args, nargs, kwnames| {
+        $vis static $entry: $crate::python::raw_method::RawMethod = {
+            use pyo3::{ffi, PyResult, Python};
+            use $crate::python::raw_method::{self as raw, IntoRaw as _};
+
+            const DESC: pyo3::impl_::extract_argument::FunctionDescription = $desc;
+            /// One slot per parameter.
+            const N: usize =
+                DESC.positional_parameter_names.len() + DESC.keyword_only_parameters.len();
+
+            /// # Safety
+            /// Called by CPython (through PyO3's trampoline) as a
+            /// `METH_FASTCALL | METH_KEYWORDS` method of `$class`.
+            unsafe fn body<'py>(
+                $py: Python<'py>,
+                slf: *mut ffi::PyObject,
+                args: *const *mut ffi::PyObject,
+                nargs: ffi::Py_ssize_t,
+                kwnames: *mut ffi::PyObject,
+            ) -> PyResult<*mut ffi::PyObject> {
+                // SAFETY: CPython's `self` for a method installed on `$class`.
+                let $slf = unsafe { raw::receiver::<$class>($py, slf) };
                 // SAFETY: CPython's arguments to a method of this kind.
                 let $args = unsafe { raw::pyo3_args::<N>($py, args, nargs, kwnames, &DESC)? };
-                let $pool: &$class = slf.get();
                 ($body).into_raw($py)
             }
-        );
+
+            raw::RawMethod::fastcall_keywords(
+                raw::c_str(concat!($name, "\0")),
+                raw::c_str(concat!($name, $sig, "\n--\n\n", $doc, "\0")),
+                pyo3::impl_::trampoline::get_trampoline_function!(
+                    fastcall_cfunction_with_keywords,
+                    body
+                ),
+            )
+        };
     };
 }
 
-pub(crate) use {
-    fastcall_method, no_arg_method, optional_arg_method, positional_arg_method,
-    pyo3_signature_method,
-};
+pub(crate) use {no_arg_method, pyo3_signature_method};

@@ -39,7 +39,9 @@ use pyo3::pyclass::boolean_struct::True;
 use pyo3::sync::PyOnceLock;
 use pyo3::PyClass;
 
+use super::naming::Naming;
 use super::pool_class::{PoolLink, Shared};
+use super::tracking::Tracking;
 use crate::blocks::spares::{Spares, Verdict};
 
 /// A reusable object's lease: read shared, replaced only when the object
@@ -255,16 +257,6 @@ pub struct WithSpares<P> {
     pub spares: SpareObjects,
 }
 
-impl<P> WithSpares<P> {
-    /// `pool`, keeping spare objects of class `T`.
-    pub fn new<T: Reusable<Pool = P>>(py: Python<'_>, pool: P) -> PyResult<Self> {
-        Ok(WithSpares {
-            pool,
-            spares: SpareObjects::new::<T>(py)?,
-        })
-    }
-}
-
 impl<P> Deref for WithSpares<P> {
     type Target = P;
 
@@ -279,8 +271,16 @@ impl<P> Deref for WithSpares<P> {
 pub struct PoolCore<P>(Arc<Shared<WithSpares<P>>>);
 
 impl<P> PoolCore<P> {
-    pub fn new(core: Shared<WithSpares<P>>) -> Self {
-        PoolCore(Arc::new(core))
+    /// `pool`, named and tracked as `labels` say, keeping spare objects of
+    /// class `T`.
+    pub fn new<T: Reusable<Pool = P>>(
+        py: Python<'_>,
+        pool: P,
+        labels: (Naming, Tracking),
+    ) -> PyResult<Self> {
+        let spares = SpareObjects::new::<T>(py)?;
+        let core = Shared::new(WithSpares { pool, spares }, labels);
+        Ok(PoolCore(Arc::new(core)))
     }
 }
 

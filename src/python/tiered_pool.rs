@@ -11,14 +11,14 @@ use super::args;
 use super::borrow::{Borrow, BorrowArgs, Lend};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
-use super::errors::{config_error, get_error, put_error};
+use super::errors::{config_error, get_error};
 use super::hooks::{self, ObjectHooks};
 use super::pool_class::{self, pool_methods, PoolClass, Shared};
 use super::stats::PoolStats;
 use super::tracking::object_key as key;
 use crate::classes::SizeClasses;
 use crate::tiered::{Filing, Tiered};
-use crate::{Config, NotOut, PutError};
+use crate::Config;
 
 /// A layered pool: objects of several sizes, one sharded pool per tier.
 ///
@@ -100,9 +100,7 @@ impl TieredPool {
         let size = self.size_of(obj)?;
         let hooks = |tier| self.hooks.bound(obj.py(), Some(tier));
         let put = || self.core.put(obj.clone().unbind(), size, hooks).map(drop);
-        let tracking = &self.core.tracking;
-        let outcome = tracking.give_back(obj.as_ptr() as u64, put, PutError::is_not_out);
-        outcome.map_err(|e| put_error(e, obj))
+        self.core.tracking.put_object(obj, put)
     }
 
     fn discard_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -115,9 +113,7 @@ impl TieredPool {
         };
         let hooks = |tier| self.hooks.bound(obj.py(), Some(tier));
         let discard = || self.core.discard(obj.clone().unbind(), size, hooks);
-        let tracking = &self.core.tracking;
-        let outcome = tracking.give_back(obj.as_ptr() as u64, discard, |NotOut| true);
-        outcome.map_err(|NotOut| discard::not_out(obj))
+        self.core.tracking.discard_object(obj, discard)
     }
 }
 

@@ -13,8 +13,11 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use super::args;
+use super::discard::not_out;
+use super::errors::put_error;
 use super::naming::Naming;
 use crate::sites::{Site, Sites};
+use crate::{NotOut, PutError};
 
 static FORMAT_STACK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -57,18 +60,34 @@ impl Tracking {
         self.0.as_ref().and_then(|sites| sites.forget(key))
     }
 
-    /// See [`Sites::give_back`].
+    /// `put` gives the Python object `obj` back to its pool, its site
+    /// forgotten first and restored if refused ([`Sites::give_back`]); the
+    /// error as Python's.
     #[inline(always)]
-    pub fn give_back<E>(
+    pub fn put_object(
         &self,
-        key: u64,
-        give_back: impl FnOnce() -> Result<(), E>,
-        refused: impl FnOnce(&E) -> bool,
-    ) -> Result<(), E> {
-        match &self.0 {
-            None => give_back(),
-            Some(sites) => sites.give_back(key, give_back, refused),
-        }
+        obj: &Bound<'_, PyAny>,
+        put: impl FnOnce() -> Result<(), PutError<PyErr>>,
+    ) -> PyResult<()> {
+        let outcome = match &self.0 {
+            None => put(),
+            Some(sites) => sites.give_back(object_key(obj.as_unbound()), put, PutError::is_not_out),
+        };
+        outcome.map_err(|e| put_error(e, obj))
+    }
+
+    /// [`Tracking::put_object`] for a discard.
+    #[inline(always)]
+    pub fn discard_object(
+        &self,
+        obj: &Bound<'_, PyAny>,
+        discard: impl FnOnce() -> Result<(), NotOut>,
+    ) -> PyResult<()> {
+        let outcome = match &self.0 {
+            None => discard(),
+            Some(sites) => sites.give_back(object_key(obj.as_unbound()), discard, |NotOut| true),
+        };
+        outcome.map_err(|NotOut| not_out(obj))
     }
 
     /// Forgets the record of an item (a block, a buffer) its holder never

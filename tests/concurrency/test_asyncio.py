@@ -15,19 +15,7 @@ import pytest
 
 from shardpool import AsyncBorrow, ObjectPool, PoolClosed, PoolTimeout, TieredPool, _aio
 
-from helpers import Thing
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-async def until(predicate: Any, limit: float = 5.0) -> None:
-    """Yields to the loop until `predicate()` holds (fails after `limit` s)."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.001)
+from helpers import Thing, run, until
 
 
 def test_unbounded_aget_and_aborrow() -> None:

@@ -9,25 +9,13 @@ import asyncio
 import gc
 import threading
 import time
-from typing import Any
 
 import pytest
 
 from shardpool import ObjectPool, PoolTimeout
 from shardpool._core import _Waiting
 
-from helpers import Boom, Recorder, Thing, balanced
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-async def until(predicate: Any, limit: float = 5.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.001)
+from helpers import Boom, Recorder, Thing, balanced, queued_aget, run, until
 
 
 def test_a_wait_finished_before_it_is_decided_is_withdrawn() -> None:
@@ -144,9 +132,7 @@ def test_a_granted_slot_whose_factory_raises_is_freed(exc: type[BaseException]) 
 
     async def main() -> None:
         nonlocal failing
-        held = await pool.aget()
-        task = asyncio.create_task(pool.aget())
-        await until(lambda: pool.stats().waiting == 1)
+        held, task = await queued_aget(pool)
         failing = True
         pool.discard(held)  # its slot granted to the task
         await task
@@ -177,9 +163,7 @@ def test_a_granted_object_whose_validate_raises_is_destroyed_and_its_slot_freed(
 
     async def main() -> None:
         nonlocal raising
-        held = await pool.aget()
-        task = asyncio.create_task(pool.aget())
-        await until(lambda: pool.stats().waiting == 1)
+        held, task = await queued_aget(pool)
         raising = True
         pool.put(held)
         await task
@@ -199,9 +183,7 @@ def test_timeout_racing_each_wake_up_loses_nothing(when: str) -> None:
     pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
 
     async def main() -> None:
-        held = await pool.aget()
-        task = asyncio.create_task(pool.aget(timeout=0.05))
-        await until(lambda: pool.stats().waiting == 1)
+        held, task = await queued_aget(pool, timeout=0.05)
         if when != "queued":
             time.sleep(0.1)  # the deadline passes while the loop is blocked
             pool.put(held)

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from shardpool._bench.report import Result
 
@@ -56,39 +57,35 @@ def message_sizes(count: int = MESSAGES, seed: int = SEED) -> list[int]:
 def churner(side: str) -> Callable[[], int]:
     """One round of churn for ``side``; returns what it read back (so that
     nothing can be skipped)."""
+    if side == "bytearray":
+        return _churn(bytearray, None)
+    if side == "blockpool":
+        from shardpool import Block, BlockPool
+
+        return _churn(BlockPool().get, Block.release)
+    raise ValueError(f"side must be one of {sorted(SIDES)}, got {side!r}")
+
+
+def _churn(get: Callable[[int], Any], release: Callable[[Any], object] | None) -> Callable[[], int]:
+    """A round: per message, a buffer of ``n`` bytes from ``get(n)``, filled,
+    one byte read back, given back with ``release(buffer)`` (if any) and
+    dropped. Both sides run this same loop."""
     sizes = message_sizes()
     payload = memoryview(random.Random(SEED).randbytes(HIGH))
-    if side == "bytearray":
 
-        def churn() -> int:
-            seen = 0
-            for n in sizes:
-                b = bytearray(n)
-                with memoryview(b) as m:
-                    m[:] = payload[:n]
-                    seen += m[n - 1]
-                del b
-            return seen
+    def churn() -> int:
+        seen = 0
+        for n in sizes:
+            b = get(n)
+            with memoryview(b) as m:
+                m[:] = payload[:n]
+                seen += m[n - 1]
+            if release is not None:
+                release(b)
+            del b
+        return seen
 
-        return churn
-    if side == "blockpool":
-        from shardpool import BlockPool
-
-        get = BlockPool().get
-
-        def churn() -> int:
-            seen = 0
-            for n in sizes:
-                b = get(n)
-                with memoryview(b) as m:
-                    m[:] = payload[:n]
-                    seen += m[n - 1]
-                b.release()
-                del b
-            return seen
-
-        return churn
-    raise ValueError(f"side must be one of {sorted(SIDES)}, got {side!r}")
+    return churn
 
 
 def throughput_results(rounds: int, progress: Progress) -> list[Result]:
