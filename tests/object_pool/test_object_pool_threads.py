@@ -462,8 +462,16 @@ def test_a_batch_that_waits_counts_what_callers_did():
     pool = ObjectPool(object, max_size=2)
     a, b = pool.get(), pool.get()
     pool.put(b)
-    threading.Timer(0.05, pool.put, (a,)).start()
-    objs = pool.get_many(2, timeout=5)
+
+    def put_once_the_batch_waits() -> None:
+        # (A fixed delay let the put come first on a loaded machine.)
+        wait_until(lambda: pool.stats().waits > 0)
+        pool.put(a)
+
+    putter = threading.Thread(target=put_once_the_batch_waits, daemon=True)
+    putter.start()
+    objs = pool.get_many(2, timeout=GET_TIMEOUT)
+    putter.join(10)
     pool.put_many(objs)
     s = pool.stats()
     assert (s.hits, s.misses, s.puts) == (2, 2, 4)
