@@ -483,7 +483,17 @@ def test_signal_handler_that_raises_interrupts_get_many_blocked_forever(full_poo
 def test_signal_handler_that_returns_does_not_end_the_wait(full_pool):
     pool, held = full_pool
     seen: list[int] = []
-    putter = threading.Timer(0.6, pool.put, args=(held,))
+
+    def put_after_two_handlers() -> None:
+        # Once the get waits and two handlers ran (at most 10 s: then the
+        # assertions below say which did not happen), not after a fixed
+        # delay, which a loaded machine can outlast before the get starts.
+        deadline = time.monotonic() + 10
+        while (len(seen) < 2 or pool.stats().waits == 0) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pool.put(held)
+
+    putter = threading.Thread(target=put_after_two_handlers, daemon=True)
     try:
         # every 0.1 s
         with alarm(0.1, 0.1, lambda signum, frame: seen.append(signum)):
