@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import shardpool
-from shardpool import Borrow, DEFAULT_MAX_IDLE, ObjectPool, PoolClosed, PoolStats, TieredPool
+from shardpool import DEFAULT_MAX_IDLE, Borrow, ObjectPool, PoolClosed, PoolStats, TieredPool
 
 from helpers import Boom, Recorder, balanced, run_threads, snapshot
 
