@@ -20,7 +20,7 @@ import sysconfig
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -156,6 +156,14 @@ def shardpool_log() -> Iterator[LogRecords]:
 
 class Boom(Exception):
     """Raised by the hooks under test."""
+
+
+def call_then_let_interrupts_in(f: Callable[..., object], *args: object) -> None:
+    """``f(*args)``, then a few bytecodes: where the main thread looks for a
+    pending interrupt (Ctrl-C) at the latest."""
+    f(*args)
+    for _ in range(100):
+        pass
 
 
 class Thing:

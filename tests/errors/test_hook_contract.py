@@ -28,7 +28,7 @@ import pytest
 
 from shardpool import ObjectPool, TieredPool
 
-from helpers import Boom, Recorder, Thing, balanced
+from helpers import Boom, Recorder, Thing, balanced, call_then_let_interrupts_in
 
 
 def sized(size: int) -> bytearray:
@@ -356,6 +356,25 @@ def test_a_failing_destroy_is_logged_as_an_error_with_its_traceback(pool_log, un
     assert unraisable == []  # logged instead, not both
     pool.close()
     assert len(pool_log.errors()) == 2
+
+
+def test_a_keyboard_interrupt_in_destroy_is_raised_again_not_only_logged(pool_log, default_sigint):
+    # destroy runs where no caller can take its error (a put that drops the
+    # object, close): an Exception is logged (above), but Ctrl-C during it
+    # must still stop the program: raised again, as Ctrl-C is, in the main
+    # thread at its next check.
+    def destroy(obj):
+        raise KeyboardInterrupt
+
+    pool = ObjectPool(Thing, max_idle=1, destroy=destroy, name="db")
+    a, b = pool.get(), pool.get()
+    pool.put(a)
+    with pytest.raises(KeyboardInterrupt):
+        call_then_let_interrupts_in(pool.put, b)  # dropped: destroy raises
+    [record] = pool_log.at(logging.WARNING)
+    assert "KeyboardInterrupt" in record.getMessage()
+    s = pool.stats()
+    assert (s.created, s.destroyed, s.idle, s.in_use) == (2, 1, 1, 0)
 
 
 def test_a_discard_on_discard_on_is_logged_at_info(pool_log):
