@@ -407,7 +407,7 @@ fn log_swallowed(py: Python<'_>, message: &str, err: &PyErr) {
 /// (`PyErr_SetInterruptEx`; by default it raises `KeyboardInterrupt`; if
 /// SIGINT is ignored, or left to the system, nothing happens, as for
 /// Ctrl-C).
-fn interrupt_again() {
+pub fn interrupt_again() {
     // SAFETY: no preconditions: async-signal-safe, callable from any thread
     // (it only marks the signal pending for the main thread). It fails only
     // for a signal number out of range, which SIGINT is not.
