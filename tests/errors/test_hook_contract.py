@@ -409,6 +409,33 @@ def test_a_handler_that_raises_does_not_break_the_pool(unraisable):
     assert pool.stats().destroyed == 1
 
 
+def test_ctrl_c_in_a_log_handler_is_raised_again_not_lost(unraisable, default_sigint):
+    # A handler interrupted by Ctrl-C (slow I/O) raises KeyboardInterrupt out
+    # of logger.log; reported as unraisable, Ctrl-C was lost. Raised again
+    # as Ctrl-C is: here the get that logged its validator's error looks for
+    # it after the reject and ends with it, holding nothing.
+    class Interrupted(logging.Handler):
+        def emit(self, record):
+            raise KeyboardInterrupt
+
+    def validate(obj):
+        raise Boom("validate")
+
+    logger = logging.getLogger("shardpool")
+    handler = Interrupted()
+    logger.addHandler(handler)
+    try:
+        pool = ObjectPool(Thing, max_size=1, validate=validate)
+        pool.put(pool.get())
+        with pytest.raises(KeyboardInterrupt):
+            pool.get(timeout=0)
+    finally:
+        logger.removeHandler(handler)
+    assert unraisable == []
+    s = pool.stats()
+    assert (s.invalid, s.in_use, s.idle) == (1, 0, 0)
+
+
 def test_nothing_is_logged_on_the_way_of_plain_gets_and_puts(pool_log):
     pool = ObjectPool(Thing, validate=lambda o: True, max_size=2)
     for _ in range(100):
