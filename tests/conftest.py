@@ -4,11 +4,22 @@ constants) are in helpers.py; this file also puts ``tests/`` on ``sys.path``
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import pytest
 
 from helpers import shardpool_log, switch_interval
+
+
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C raises KeyboardInterrupt during the test, whatever the runner
+    set: for the hooks whose KeyboardInterrupt the pool raises again as
+    Ctrl-C is (in the main thread, at its next check)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture

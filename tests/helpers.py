@@ -159,6 +159,14 @@ class Boom(Exception):
     """Raised by the hooks under test."""
 
 
+def call_then_let_interrupts_in(f: Callable[..., object], *args: object) -> None:
+    """``f(*args)``, then a few bytecodes: where the main thread looks for a
+    pending interrupt (Ctrl-C) at the latest."""
+    f(*args)
+    for _ in range(100):
+        pass
+
+
 class Thing:
     """A plain pooled object without a reset method; holders write to ``data``."""
 

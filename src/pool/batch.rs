@@ -183,6 +183,12 @@ impl<T: Send> Pool<T> {
                 // Destroyed, its charge kept: for the next idle object
                 // (which brings its own charge), else for a new one.
                 Ok(None) => {
+                    // As a get does (`Hooks::check_interrupts`).
+                    if let Err(e) = hooks.check_interrupts() {
+                        slots += 1; // the destroyed one's charge, released below
+                        failure = Some(GetError::Hook(e));
+                        break;
+                    }
                     rejects += 1;
                     let next = if rejects < self.max_rejects {
                         self.take_idle(home)

@@ -11,6 +11,11 @@
 //! - A new object is created only in a slot already charged to the limit;
 //!   if the factory fails, or hands out an object that is out already, the
 //!   slot is released.
+//! - After each rejected object (destroyed, and `min_size` refilled) a get
+//!   asks [`Hooks::check_interrupts`] before it goes on: an interrupt that
+//!   `destroy` or a refill's factory raised (and the hooks could not raise)
+//!   ends the get there, holding nothing, instead of after it handed out an
+//!   object.
 //! - The holder's reference is checked out (ledger, or the caller's own
 //!   record through [`Hooks::record_out`]) before the get is counted, so a
 //!   get that fails counts nothing.
@@ -80,6 +85,11 @@ impl<T: Send> Pool<T> {
         mut rejects: usize,
         emptied: bool,
     ) -> Result<T, GetError<H::Error>> {
+        if rejects > 0 {
+            // The first look's reject (`Hooks::check_interrupts`), asked
+            // here to keep `acquire`'s common case as it was.
+            hooks.check_interrupts().map_err(GetError::Hook)?;
+        }
         let mut deadline = None;
         let mut waited = false;
         let mut emptied = emptied;
@@ -114,6 +124,7 @@ impl<T: Send> Pool<T> {
                     if rejects == 0 {
                         self.refill_quietly(hooks);
                     }
+                    hooks.check_interrupts().map_err(GetError::Hook)?;
                     rejects += 1;
                 }
                 Err(e) => {
@@ -144,7 +155,10 @@ impl<T: Send> Pool<T> {
         }
         match vetted {
             Ok(Some(item)) => self.hand_out(hooks, counters, item, Event::Hit).map(Some),
-            Ok(None) => Ok(None),
+            Ok(None) => hooks
+                .check_interrupts()
+                .map(|()| None)
+                .map_err(GetError::Hook),
             Err(e) => Err(GetError::Hook(e)),
         }
     }

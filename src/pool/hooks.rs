@@ -37,6 +37,16 @@ pub trait Hooks<T> {
     /// take it: a factory that failed while the pool refilled to its
     /// `min_size`. By default, dropped.
     fn report(&mut self, _error: Self::Error) {}
+    /// Asked by a get after it destroyed an object it rejected (and refilled
+    /// to `min_size`), before it goes on to another: an `Err` ends the get
+    /// with it, holding nothing. For hooks whose errors in `destroy` or
+    /// `report` are swallowed but must still reach the caller (an
+    /// interrupt): ended there, the get hands out no object that the
+    /// interrupt would then strand. Off the hot path (only after a reject).
+    /// By default, `Ok`.
+    fn check_interrupts(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
     /// A stable identity of the object (its address), for checked pools.
     fn identity(&self, item: &T) -> usize;
     /// A second reference to the same object, for checked pools: one goes to

@@ -27,6 +27,9 @@ struct TestHooks {
     fail_validate: bool,
     /// `park` fails at once, as a Python signal handler raising would.
     interrupt_park: bool,
+    /// `check_interrupts` fails, as after a `destroy` interrupted by Ctrl-C.
+    interrupt_after_reject: bool,
+    check_interrupts_calls: usize,
     reset_calls: usize,
     destroyed: Vec<Item>,
     /// Errors the pool reported instead of returning (refills).
@@ -74,6 +77,13 @@ impl Hooks<Item> for TestHooks {
             return Err("interrupted");
         }
         Ok(waiter.park(deadline))
+    }
+    fn check_interrupts(&mut self) -> Result<(), &'static str> {
+        self.check_interrupts_calls += 1;
+        if self.interrupt_after_reject {
+            return Err("interrupted");
+        }
+        Ok(())
     }
 }
 
@@ -271,6 +281,46 @@ fn a_rejected_first_look_in_a_full_bounded_pool_frees_the_slot_for_a_new_object(
     assert!(b.valid.load(Ordering::Relaxed));
     assert_stats!(p, invalid: 1, created: 2, misses: 2, hits: 0, waits: 0);
     p.put(&mut h, b).unwrap();
+    assert_balanced(&p);
+}
+
+#[test]
+fn an_interrupt_after_a_reject_ends_the_get_and_the_batch_holding_nothing() {
+    // `Hooks::check_interrupts`, asked after each reject (first look, the
+    // loop, a batch): an `Err` ends the call there, the rejected object's
+    // slot freed, no new object made.
+    let p = bounded(2);
+    let mut h = TestHooks::default();
+    let a = p.get(&mut h, None).unwrap();
+    put_invalid(&p, &mut h, a);
+    h.interrupt_after_reject = true;
+    assert!(matches!(
+        p.get(&mut h, Some(Duration::ZERO)),
+        Err(GetError::Hook("interrupted"))
+    ));
+    assert_eq!(h.check_interrupts_calls, 1);
+    let s = p.stats();
+    assert_eq!((s.invalid, s.created, s.destroyed, s.in_use), (1, 1, 1, 0));
+    h.interrupt_after_reject = false;
+    let (b, c) = (
+        p.get(&mut h, Some(Duration::ZERO)).unwrap(),
+        p.get(&mut h, Some(Duration::ZERO)).unwrap(),
+    );
+    put_invalid(&p, &mut h, b);
+    p.put(&mut h, c).unwrap();
+    h.interrupt_after_reject = true;
+    assert!(matches!(
+        p.get_many(&mut h, 2, Some(Duration::ZERO)),
+        Err(GetError::Hook("interrupted"))
+    ));
+    let s = p.stats();
+    assert_eq!((s.invalid, s.in_use, s.idle), (2, 0, 1));
+    h.interrupt_after_reject = false;
+    let both = p.get_many(&mut h, 2, Some(Duration::ZERO)).unwrap();
+    assert_eq!(both.len(), 2, "both slots free");
+    for item in both {
+        p.put(&mut h, item).unwrap();
+    }
     assert_balanced(&p);
 }
 

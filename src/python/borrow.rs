@@ -1,8 +1,8 @@
 //! `Borrow`: the context manager returned by the object pools' `borrow()`,
 //! and the end of a `borrow()`/`aborrow()` block. Which objects blocks
 //! hold, so that a block whose object was discarded ends without giving it
-//! back again, is `lent`'s (the core's protocol). An `ObjectPool` keeps the
-//! `Borrow` of a block that exited and hands it out again
+//! back again, is `lent`'s (the core's protocol). An `ObjectPool` or a
+//! `TieredPool` keeps the `Borrow` of a block that exited and hands it out again
 //! ([`SpareBorrows`]); `borrow`, `__enter__` and `__exit__` are
 //! `raw_method` entries.
 //!

@@ -39,11 +39,19 @@ pub fn config_error(e: ConfigError) -> PyErr {
 pub fn get_error(e: GetError<PyErr>, timeout: Option<f64>, max_size: Option<usize>) -> PyErr {
     match e {
         GetError::Hook(err) => err,
-        GetError::Timeout => PoolTimeout::new_err(format!(
-            "no object became available within {} s (max_size={})",
-            timeout.unwrap_or(0.0),
-            max_size.map_or_else(|| "None".into(), |m| m.to_string()),
-        )),
+        GetError::Timeout => PoolTimeout::new_err(match timeout {
+            Some(secs) => format!(
+                "no object became available within {secs} s (max_size={})",
+                max_size.map_or_else(|| "None".into(), |m| m.to_string()),
+            ),
+            // No wait with a limit: a non-blocking get (`_Waiting`) finished
+            // before its wait was decided.
+            None => format!(
+                "no object was available: the wait was finished before it was \
+                 decided (max_size={})",
+                max_size.map_or_else(|| "None".into(), |m| m.to_string()),
+            ),
+        }),
         GetError::Closed => PoolClosed::new_err("the pool is closed"),
         GetError::TooBusy => PoolTooBusy::new_err(format!(
             "too many callers waiting: max_waiting callers already wait for this full pool \

@@ -16,12 +16,18 @@
 //!   awaited" warning) and a `TypeError` raised. Later calls are not
 //!   checked: the check stays off the hot path.
 //! - A failing `destroy` cannot be raised to anyone: it is logged (ERROR).
+//!   Nor can a factory error while refilling to `min_size` (`report`).
+//!   A `KeyboardInterrupt` there (Ctrl-C while the hook ran) is not only
+//!   logged (WARNING) but raised again the way Ctrl-C raises it: the SIGINT
+//!   handler runs in the main thread at its next check ([`interrupt_again`]),
+//!   so the program stops as the user asked. Other `BaseException`s there
+//!   (`SystemExit` from a hook) have no such route and are logged.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyType};
@@ -331,16 +337,12 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
                 .call1((&item,))
                 .and_then(|r| self.hooks.first_call(Hook::Destroy, r));
             if let Err(err) = result {
-                logging::log(
-                    self.py,
-                    Level::Error,
-                    &format!(
-                        "{}: destroy({}) raised; the pool no longer holds the object",
-                        self.hooks.pool,
-                        logging::safe_repr(item.bind(self.py)),
-                    ),
-                    Some(&err),
+                let message = format!(
+                    "{}: destroy({}) raised; the pool no longer holds the object",
+                    self.hooks.pool,
+                    logging::safe_repr(item.bind(self.py)),
                 );
+                log_swallowed(self.py, &message, &err);
             }
         }
     }
@@ -353,7 +355,7 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
              the pool holds fewer until a later destroy or get makes them",
             self.hooks.pool
         );
-        logging::log(self.py, Level::Error, &message, Some(&err));
+        log_swallowed(self.py, &message, &err);
     }
 
     fn identity(&self, item: &Py<PyAny>) -> usize {
@@ -364,6 +366,15 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
         item.clone_ref(self.py)
     }
 
+    /// A `KeyboardInterrupt` that `destroy` or a refill's factory raised
+    /// while the get rejected an object was raised again as Ctrl-C is
+    /// (`interrupt_again`): on the main thread it is raised here, ending
+    /// the get before it hands out an object the interrupt would strand (a
+    /// real Ctrl-C pending meanwhile too). On other threads, nothing.
+    fn check_interrupts(&mut self) -> PyResult<()> {
+        self.py.check_signals()
+    }
+
     /// Waits detached from the interpreter, in slices, so that other threads
     /// run meanwhile and Ctrl-C (signal handlers) still get through.
     fn park(&mut self, waiter: &dyn Park, deadline: Option<Instant>) -> PyResult<bool> {
@@ -371,4 +382,34 @@ impl Hooks<Py<PyAny>> for PyHooks<'_, '_> {
         let park = |until| py.detach(|| waiter.park(Some(until)));
         park_in_slices(deadline, slice, park, || py.check_signals())
     }
+}
+
+/// Logs `err`, which a hook raised where no caller can take it (`destroy`,
+/// a refill's factory): at `ERROR`; a `KeyboardInterrupt` at `WARNING`,
+/// then raised again ([`interrupt_again`]).
+#[cold]
+fn log_swallowed(py: Python<'_>, message: &str, err: &PyErr) {
+    if !err.is_instance_of::<PyKeyboardInterrupt>(py) {
+        logging::log(py, Level::Error, message, Some(err));
+        return;
+    }
+    let message =
+        format!("{message}: KeyboardInterrupt, raised again in the main thread (as Ctrl-C is)");
+    logging::log(py, Level::Warning, &message, Some(err));
+    // After the log: raised again before, it would interrupt the logging
+    // (Python code) instead of the caller.
+    interrupt_again();
+}
+
+/// Raises a `KeyboardInterrupt` that a hook raised again, the way Ctrl-C
+/// does (most likely what raised it, while the hook ran): the SIGINT
+/// handler runs in the main thread at its next check
+/// (`PyErr_SetInterruptEx`; by default it raises `KeyboardInterrupt`; if
+/// SIGINT is ignored, or left to the system, nothing happens, as for
+/// Ctrl-C).
+pub fn interrupt_again() {
+    // SAFETY: no preconditions: async-signal-safe, callable from any thread
+    // (it only marks the signal pending for the main thread). It fails only
+    // for a signal number out of range, which SIGINT is not.
+    unsafe { pyo3::ffi::PyErr_SetInterruptEx(libc::SIGINT) };
 }

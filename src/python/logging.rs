@@ -8,8 +8,11 @@
 //! Nothing here runs on the hot path: only when such an event happens is
 //! `logging` imported and the logger asked whether the level is enabled.
 //! Logging never raises into the pool: a handler that fails is reported
-//! through `sys.unraisablehook`, as Python reports errors it cannot raise.
+//! through `sys.unraisablehook`, as Python reports errors it cannot raise;
+//! a `KeyboardInterrupt` out of a handler (Ctrl-C while it ran) is raised
+//! again as Ctrl-C is (`hooks::interrupt_again`), not lost.
 
+use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
@@ -59,7 +62,13 @@ pub fn log(py: Python<'_>, level: Level, message: &str, error: Option<&PyErr>) {
         Ok(())
     })();
     if let Err(err) = logged {
-        err.write_unraisable(py, None);
+        if err.is_instance_of::<PyKeyboardInterrupt>(py) {
+            // Ctrl-C while a handler ran (slow I/O): raised again as Ctrl-C
+            // is, instead of lost to `sys.unraisablehook`.
+            super::hooks::interrupt_again();
+        } else {
+            err.write_unraisable(py, None);
+        }
     }
     if let Some(err) = in_flight {
         err.restore(py);

@@ -78,8 +78,9 @@ use crate::{Config, GetError, OpenError, Pool, PutError, Step};
 ///         (discard, expiry, validation, a failed reset, ``trim``,
 ///         ``clear``), on the thread that destroyed them, within
 ///         ``max_size``. A factory error while refilling is logged on
-///         the ``shardpool`` logger (``ERROR``). At most ``max_size`` and
-///         ``max_idle``.
+///         the ``shardpool`` logger (``ERROR``); a ``KeyboardInterrupt``
+///         is also raised again, as Ctrl-C is (in the main thread). At
+///         most ``max_size`` and ``max_idle``.
 ///     max_lifetime: Seconds an object may live, since it was created,
 ///         before it is destroyed (counted as ``expired``) instead of being
 ///         handed out again or kept: checked on ``get``, ``put`` and

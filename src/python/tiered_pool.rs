@@ -8,7 +8,7 @@ use pyo3::PyTraverseError;
 
 use super::aio::aio_methods;
 use super::args;
-use super::borrow::{Borrow, BorrowArgs, Lend};
+use super::borrow::{Borrow, BorrowArgs, Lend, SpareBorrows};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error};
@@ -70,6 +70,10 @@ use crate::Config;
 ///     TypeError, ValueError: for bad arguments, naming the argument.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "TieredPool")]
 pub struct TieredPool {
+    /// `Borrow`s whose block exited, for the next `borrow()`. First, so
+    /// that when the pool is freed they forget it (`SpareBorrows`'s `Drop`)
+    /// before the other fields' drops can run Python code.
+    borrows: SpareBorrows,
     core: Shared<Tiered<Py<PyAny>>>,
     hooks: ObjectHooks,
     size_of: Option<Py<PyAny>>,
@@ -125,10 +129,15 @@ impl Lend for TieredPool {
     fn take_back(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         self.end_borrow(obj, exc)
     }
+
+    fn spare_borrows(&self) -> Option<&SpareBorrows> {
+        Some(&self.borrows)
+    }
 }
 
 impl PoolClass for TieredPool {
     fn close_core(&self, py: Python<'_>) {
+        self.borrows.close(py);
         self.core.close(|size| self.hooks.bound(py, Some(size)));
     }
 
@@ -208,6 +217,7 @@ impl TieredPool {
         track: Option<Bound<'_, PyAny>>,
         discard_on: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let py = factory.py();
         let mut hooks = ObjectHooks::new(factory, reset, validate, destroy)?;
         let discard_on = DiscardOn::new(discard_on.as_ref())?;
         let labels = pool_class::labels(name.as_ref(), track.as_ref())?;
@@ -234,7 +244,9 @@ impl TieredPool {
             ..Config::default()
         })
         .map_err(config_error)?;
+        let borrows = SpareBorrows::new(py)?;
         Ok(TieredPool {
+            borrows,
             core: Shared::new(tiers, labels),
             hooks,
             size_of,
@@ -308,6 +320,7 @@ impl TieredPool {
     /// objects out (see `ObjectPool`).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.hooks.traverse(&visit)?;
+        self.borrows.traverse(&visit)?;
         visit.call(&self.size_of)?;
         self.discard_on.traverse(&visit)?;
         self.core.visit(|obj| visit.call(obj))
@@ -315,6 +328,7 @@ impl TieredPool {
 
     /// Breaks a reference cycle the collector found unreachable.
     fn __clear__(&self) {
+        Python::attach(|py| self.borrows.close(py));
         self.core.release_references();
     }
 }

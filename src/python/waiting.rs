@@ -5,6 +5,10 @@
 //! the object (`finish`) or gives up (`abandon`).
 //!
 //! Invariants:
+//! - A wake-up callback that raises goes to `sys.unraisablehook`, except a
+//!   `KeyboardInterrupt` (Ctrl-C while it ran, on the deciding thread): the
+//!   callback is run again, so the task is still woken, and the interrupt
+//!   raised again as Ctrl-C is (`hooks::interrupt_again`).
 //! - Every `_Waiting` is settled exactly once (the core's `Pending`), by
 //!   `finish`, `abandon`, or when it is cleared or collected (a task
 //!   destroyed mid-wait), so a granted object or slot always goes back to
@@ -20,10 +24,12 @@
 
 use std::any::Any;
 
+use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
+use super::hooks::interrupt_again;
 use crate::limit::Notify;
 use crate::Pending;
 
@@ -50,9 +56,22 @@ pub struct PyNotify {
 impl Notify for PyNotify {
     fn notify(self: Box<Self>) {
         Python::attach(|py| {
-            if let Err(err) = self.callback.call0(py) {
+            let Err(err) = self.callback.call0(py) else {
+                return;
+            };
+            if !err.is_instance_of::<PyKeyboardInterrupt>(py) {
                 err.write_unraisable(py, Some(self.callback.bind(py)));
+                return;
             }
+            // Ctrl-C while the wake-up ran, on the thread that decided the
+            // wait: run it again, or the task, never woken, would wait on
+            // with what it was granted (a wake-up run twice does nothing
+            // more: `_aio._resolve`); then raise the interrupt again as
+            // Ctrl-C is, instead of losing it to `sys.unraisablehook`.
+            if let Err(again) = self.callback.call0(py) {
+                again.write_unraisable(py, Some(self.callback.bind(py)));
+            }
+            interrupt_again();
         });
     }
 

@@ -15,7 +15,7 @@ import pytest
 
 from shardpool import AsyncBorrow, ObjectPool, PoolClosed, PoolTimeout, TieredPool, _aio
 
-from helpers import Thing, run, until
+from helpers import Thing, call_then_let_interrupts_in, run, until
 
 
 def test_unbounded_aget_and_aborrow() -> None:
@@ -433,3 +433,44 @@ def test_a_pool_reachable_only_from_its_waiting_task_is_collected() -> None:
         assert all("destroyed but it is pending" in c["message"] for c in reported)
     finally:
         loop.close()
+
+
+def test_ctrl_c_as_a_put_wakes_a_task_still_wakes_it_and_is_raised(
+    default_sigint: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The put runs the task's wake-up (`_aio._wake`) on its own thread. A
+    # KeyboardInterrupt there (Ctrl-C as it schedules the wake-up) went to
+    # sys.unraisablehook: Ctrl-C was lost, and the task, never woken, waited
+    # on with the object granted to it. The wake-up is now run again, then
+    # the interrupt raised as Ctrl-C is (main thread, next check).
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        held = await pool.aget()
+        waiter = asyncio.create_task(pool.aget(timeout=30))
+        await until(lambda: pool.stats().waiting == 1)
+        real = loop.call_soon_threadsafe
+        calls = 0
+
+        def interrupted_once(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise KeyboardInterrupt  # Ctrl-C as _wake schedules the wake-up
+            return real(*args)
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", interrupted_once)
+        with pytest.raises(KeyboardInterrupt):
+            call_then_let_interrupts_in(pool.put, held)
+        assert await waiter is held  # woken all the same
+        pool.put(held)
+
+    # Not asyncio.run: its Runner turns Ctrl-C into cancelling the main task.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    s = pool.stats()
+    assert (s.waits, s.timeouts, s.cancelled, s.in_use, s.idle) == (1, 0, 0, 0, 1)

@@ -28,7 +28,7 @@ import pytest
 
 from shardpool import ObjectPool, TieredPool
 
-from helpers import Boom, Recorder, Thing, balanced
+from helpers import Boom, Recorder, Thing, balanced, call_then_let_interrupts_in
 
 
 def sized(size: int) -> bytearray:
@@ -358,6 +358,25 @@ def test_a_failing_destroy_is_logged_as_an_error_with_its_traceback(pool_log, un
     assert len(pool_log.errors()) == 2
 
 
+def test_a_keyboard_interrupt_in_destroy_is_raised_again_not_only_logged(pool_log, default_sigint):
+    # destroy runs where no caller can take its error (a put that drops the
+    # object, close): an Exception is logged (above), but Ctrl-C during it
+    # must still stop the program: raised again, as Ctrl-C is, in the main
+    # thread at its next check.
+    def destroy(obj):
+        raise KeyboardInterrupt
+
+    pool = ObjectPool(Thing, max_idle=1, destroy=destroy, name="db")
+    a, b = pool.get(), pool.get()
+    pool.put(a)
+    with pytest.raises(KeyboardInterrupt):
+        call_then_let_interrupts_in(pool.put, b)  # dropped: destroy raises
+    [record] = pool_log.at(logging.WARNING)
+    assert "KeyboardInterrupt" in record.getMessage()
+    s = pool.stats()
+    assert (s.created, s.destroyed, s.idle, s.in_use) == (2, 1, 1, 0)
+
+
 def test_a_discard_on_discard_on_is_logged_at_info(pool_log):
     pool = ObjectPool(Thing, discard_on=KeyError, name="db")
     with pytest.raises(KeyError), pool.borrow():
@@ -388,6 +407,33 @@ def test_a_handler_that_raises_does_not_break_the_pool(unraisable):
         logger.removeHandler(handler)
     assert [type(u.exc_value) for u in unraisable] == [RuntimeError]
     assert pool.stats().destroyed == 1
+
+
+def test_ctrl_c_in_a_log_handler_is_raised_again_not_lost(unraisable, default_sigint):
+    # A handler interrupted by Ctrl-C (slow I/O) raises KeyboardInterrupt out
+    # of logger.log; reported as unraisable, Ctrl-C was lost. Raised again
+    # as Ctrl-C is: here the get that logged its validator's error looks for
+    # it after the reject and ends with it, holding nothing.
+    class Interrupted(logging.Handler):
+        def emit(self, record):
+            raise KeyboardInterrupt
+
+    def validate(obj):
+        raise Boom("validate")
+
+    logger = logging.getLogger("shardpool")
+    handler = Interrupted()
+    logger.addHandler(handler)
+    try:
+        pool = ObjectPool(Thing, max_size=1, validate=validate)
+        pool.put(pool.get())
+        with pytest.raises(KeyboardInterrupt):
+            pool.get(timeout=0)
+    finally:
+        logger.removeHandler(handler)
+    assert unraisable == []
+    s = pool.stats()
+    assert (s.invalid, s.in_use, s.idle) == (1, 0, 0)
 
 
 def test_nothing_is_logged_on_the_way_of_plain_gets_and_puts(pool_log):

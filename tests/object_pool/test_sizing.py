@@ -17,7 +17,16 @@ import pytest
 import shardpool
 from shardpool import ObjectPool, PoolTimeout, PoolTooBusy
 
-from helpers import Boom, HolderCheck, Recorder, Thing, balanced, run_threads, snapshot
+from helpers import (
+    Boom,
+    HolderCheck,
+    Recorder,
+    Thing,
+    balanced,
+    call_then_let_interrupts_in,
+    run_threads,
+    snapshot,
+)
 
 TINY = 1e-9  # a max_lifetime every object has outlived when the pool next looks
 
@@ -78,6 +87,80 @@ def test_a_refill_factory_error_is_logged_not_raised(pool_log):
     assert (s.created, s.destroyed, s.idle, s.in_use) == (1, 1, 0, 0)
     fail[0] = False
     assert pool.get(timeout=0) is not obj, "the failed refill freed its slot"
+
+
+def test_a_keyboard_interrupt_in_a_refill_factory_is_raised_not_only_logged(
+    pool_log, default_sigint
+):
+    # Ctrl-C while a refill's factory runs: the refill has no caller to raise
+    # it to (a Boom is logged, above), but swallowing the interrupt would
+    # leave the program running: it is raised again, as Ctrl-C is, in the
+    # main thread at its next check.
+    fail = [False]
+
+    def factory() -> Thing:
+        if fail[0]:
+            raise KeyboardInterrupt
+        return Thing()
+
+    pool = ObjectPool(factory, min_size=1, max_size=2, name="refilled")
+    obj = pool.get()
+    fail[0] = True
+    with pytest.raises(KeyboardInterrupt):
+        call_then_let_interrupts_in(pool.discard, obj)
+    [record] = pool_log.at(logging.WARNING)
+    assert "KeyboardInterrupt" in record.getMessage()
+    s = pool.stats()
+    assert (s.created, s.destroyed, s.idle, s.in_use) == (1, 1, 0, 0)
+    fail[0] = False
+    assert pool.get(timeout=0) is not obj, "the failed refill freed its slot"
+    assert balanced(pool)
+
+
+def test_a_get_whose_refill_is_interrupted_ends_with_it_holding_nothing(pool_log, default_sigint):
+    # validate rejects the idle object, the refill's factory is interrupted:
+    # the get ends there with the KeyboardInterrupt, rather than make and
+    # return an object that the interrupt, raised at the next bytecode,
+    # would strand out of the pool (its slot taken for good).
+    fail, bad = [False], set()
+
+    def factory() -> Thing:
+        if fail[0]:
+            fail[0] = False  # once: the get's own factory call would succeed
+            raise KeyboardInterrupt
+        return Thing()
+
+    pool = ObjectPool(factory, min_size=1, max_size=1, validate=lambda o: id(o) not in bad)
+    [first] = pool.get_many(1)
+    pool.put(first)
+    bad.add(id(first))
+    fail[0] = True
+    with pytest.raises(KeyboardInterrupt):
+        pool.get(timeout=0)
+    s = pool.stats()
+    assert (s.created, s.destroyed, s.in_use, s.idle) == (1, 1, 0, 0)
+    assert pool.get(timeout=0) is not first, "the slot is free"
+    assert balanced(pool)
+
+
+def test_a_get_many_whose_destroy_is_interrupted_ends_with_it_holding_nothing(
+    pool_log, default_sigint
+):
+    bad: set[int] = set()
+
+    def destroy(obj: Thing) -> None:
+        raise KeyboardInterrupt
+
+    pool = ObjectPool(Thing, max_size=2, validate=lambda o: id(o) not in bad, destroy=destroy)
+    a, b = pool.get_many(2)
+    pool.put_many([a, b])
+    bad.add(id(a))
+    with pytest.raises(KeyboardInterrupt):
+        pool.get_many(2)
+    s = pool.stats()
+    assert (s.destroyed, s.in_use, s.idle) == (1, 0, 1)
+    assert len(pool.get_many(2)) == 2, "both slots free"
+    assert balanced(pool)
 
 
 def test_a_resize_is_logged_with_the_bounds_before_and_after(pool_log):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sysconfig
 import threading
 import time
 import weakref
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import shardpool
-from shardpool import DEFAULT_MAX_IDLE, ObjectPool, PoolClosed, PoolStats, TieredPool
+from shardpool import DEFAULT_MAX_IDLE, Borrow, ObjectPool, PoolClosed, PoolStats, TieredPool
 
 from helpers import Boom, Recorder, balanced, run_threads, snapshot
 
@@ -497,6 +498,53 @@ def test_a_borrow_object_is_one_with_block_at_a_time():
     with pytest.raises(RuntimeError, match="without being entered"):
         borrow.__exit__(None, None, None)
     assert pool.stats().puts == 2
+
+
+GIL_BUILD = not sysconfig.get_config_var("Py_GIL_DISABLED")
+
+
+def spare_borrows(pool: TieredPool[bytearray]) -> list[Borrow[bytearray]]:
+    """The Borrows the pool keeps, as the collector sees them."""
+    return [r for r in gc.get_referents(pool) if isinstance(r, Borrow)]
+
+
+@pytest.mark.skipif(not GIL_BUILD, reason="Borrows are reused only with a GIL")
+def test_the_borrow_of_an_exited_block_is_reused_with_the_new_size():
+    # As ObjectPool.borrow() does (test_borrow_reuse.py): a loop of blocks
+    # allocates no Borrow after the first.
+    pool = TieredPool(bytearray, LAYERED)
+    with pool.borrow(10) as small:
+        assert len(small) == 4096
+    (spare,) = spare_borrows(pool)
+    first = id(spare)
+    del spare
+    again = pool.borrow(5000)  # the spare, given this call's size
+    assert id(again) == first
+    assert spare_borrows(pool) == []
+    with again as medium:
+        assert len(medium) == 65536
+    kept = pool.borrow(10)  # the user keeps it: never recycled under them
+    with kept:
+        pass
+    assert all(pool.borrow(10) is not kept for _ in range(3))
+    pool.close()
+    assert spare_borrows(pool) == []
+    s = pool.stats()
+    assert (s.created, s.destroyed, s.in_use, s.idle) == (2, 2, 0, 0)
+
+
+def test_a_pool_dropped_after_borrow_blocks_is_freed_at_once():
+    pool = TieredPool(bytearray, LAYERED)
+    for size in (10, 5000, 10):
+        with pool.borrow(size):
+            pass
+    ref = weakref.ref(pool)
+    gc.disable()
+    try:
+        del pool
+        assert ref() is None  # no cycle through a spare Borrow
+    finally:
+        gc.enable()
 
 
 # --- closing ---
