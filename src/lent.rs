@@ -5,16 +5,31 @@
 //! alive while they are listed (the block holds both).
 //!
 //! Invariants:
-//! - Each thread lists the objects lent to the blocks running on it. An
+//! - Each thread lists the objects lent to the blocks entered on it. An
 //!   entry is added when a block gets its object and removed when the block
-//!   exits, on the thread that runs it (an event loop's, for an `async`
-//!   block), under the list's own lock: uncontended except while a discard
-//!   looks through it. An exit whose entry was not marked discarded also
+//!   exits, found by its id (unique among registered lists: the list's
+//!   serial, then a count), under the list's own lock: uncontended except
+//!   while a discard looks through it. An exit whose entry was not marked discarded also
 //!   records, in the same step, its key as the list's *returning* key until
 //!   the block has given the object back ([`Returning`]); clearing it is
 //!   one store, without the lock (a block nested in that give-back, say in
 //!   a reset hook, records its own key and puts the outer one back, under
 //!   the lock).
+//! - A block may exit on another thread than the one that entered it (a
+//!   generator holding it, resumed by a thread pool). Its exit finds the
+//!   entry by id on the entering thread's list, and in the same step under
+//!   that list's lock removes it and, unless it was marked, records the
+//!   key there as given back by the exiting thread (`foreign`) until the
+//!   give-back is done: so a discard sees the entry or the give-back, as
+//!   for an exit on the entering thread. (Looking on the exiting thread's
+//!   list only, as this module did before, left the entry behind: a later
+//!   discard of the same pool and address marked it, and a later block of
+//!   the same key that exited on that thread took the stale mark for its
+//!   own and never gave its object back. Found in review; the test is
+//!   `test_a_block_exited_on_another_thread_leaves_no_entry_to_strand_a_later_one`,
+//!   the loom model `lent::discard_racing_an_exit_on_another_thread_*`.) A
+//!   list whose thread is gone stays registered while a block entered
+//!   there runs on.
 //! - A discard marks every entry of its key, on every thread's list,
 //!   *before* the pool destroys the object, and unmarks them if the pool
 //!   refuses (the object was not out). Marks are counted per entry, so a
@@ -22,21 +37,22 @@
 //!   its own mark (with a flag, its unmarking erased the other's; the loom
 //!   model `lent::two_discards_*` found it). So an exit that starts after the
 //!   discard began sees the mark and does nothing more. A discard that
-//!   finds its key returning on a list is refused at once (its marks
-//!   undone, the pool not asked), as for an object given back already: the
-//!   exit gives it back. So the object is never both given back and
-//!   destroyed. Refused at once only when the key is returning on the
-//!   discarding thread's own list (the discard runs inside that give-back,
-//!   say in a reset hook). Returning on another thread's list, the discard
-//!   waits (the caller's `pause`, which lets the other thread run) and
-//!   marks again once that give-back is over, and is refused only if
-//!   `pause` gives up: the returning key outlives the put by the steps to
+//!   finds its key being given back does not mark, so the object is never
+//!   both given back and destroyed. If the give-back is the discarding
+//!   thread's own (the discard runs inside it, say in a reset hook: the key
+//!   returning on its own list, or recorded as `foreign` with its serial),
+//!   the discard is refused at once (its marks undone, the pool not asked),
+//!   as for an object given back already. If it is another thread's, the
+//!   discard waits (the caller's `pause`, which lets the other thread run)
+//!   and marks again once that give-back is over, refused only if `pause`
+//!   gives up: the returning key outlives the put by the steps to
 //!   [`Returning::done`], and the object may be handed out again within
 //!   them, even to the discarding thread (refusing at once refused such a
 //!   holder's own discard: on the free-threaded build,
 //!   `test_discards_under_load_keep_the_books_and_one_holder_per_object`
 //!   failed 5 times in 6; the loom model
-//!   `lent::a_new_holders_discard_during_the_last_holders_exit_*` checks it). (Removing the entry at the exit's start with nothing left
+//!   `lent::a_new_holders_discard_during_the_last_holders_exit_*` checks
+//!   it). (Removing the entry at the exit's start with nothing left
 //!   behind, as this module did before, left a window between that removal
 //!   and the put back where a discard from another thread found nothing and
 //!   destroyed the object: the put was then refused. The loom model `lent`
@@ -51,15 +67,15 @@
 //!   list is stuck so starts a fresh one (the blocks it had entered before
 //!   the fork then give their objects back as if not discarded); a thread
 //!   that cannot register its list is only found by its own discards.
-//! - A block entered and never exited leaves its entry behind: a few bytes,
-//!   and never a wrong answer for the thread's own blocks, since the newest
-//!   entry is found first.
+//! - A block entered and never exited leaves its entry behind: a few bytes
+//!   (and its list, once its thread is gone), never a wrong answer, since
+//!   an exit looks for its own entry's id.
 //!
 //! [`Registry`] and [`Local`] are the protocol, instantiated by the loom
 //! models; `note_lent`, `note_exit` and `mark_discarded` are the process's
 //! instance, for the binding.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 #[cfg(loom)]
 use std::sync::PoisonError;
 #[cfg(not(loom))]
@@ -84,30 +100,58 @@ pub struct Key {
 
 struct Entry {
     key: Key,
-    /// Unique on its thread: what a refused discard's [`Marks::undo`]
-    /// unmarks.
+    /// Unique among registered lists (the list's serial, then a count):
+    /// what the block's exit looks for, on whichever thread it runs, and
+    /// what a refused discard's [`Marks::undo`] unmarks.
     id: u64,
     /// How many discards marked it: one refused unmarks only its own, so
     /// another's stays.
     marks: u32,
 }
 
+/// What a thread's list keeps under its lock.
+struct Entries {
+    /// The blocks entered on the thread and not exited.
+    lent: Vec<Entry>,
+    /// The keys that blocks entered on this thread and exited on another
+    /// give back now, each with the exiting thread's list serial.
+    foreign: Vec<(Key, u64)>,
+    /// Entries made on this list so far (the low half of the next id).
+    made: u64,
+}
+
 /// One thread's entries, and the key of the block giving its object back
 /// (see the module's invariants).
 pub struct List {
-    entries: Lock<Vec<Entry>>,
+    entries: Lock<Entries>,
     returning_pool: AtomicUsize,
     /// 0: none.
     returning_obj: AtomicUsize,
+    /// Unique among registered lists (0: not registered): the high half of
+    /// its entries' ids.
+    serial: u64,
 }
 
 impl List {
-    fn new() -> Self {
+    fn new(serial: u64) -> Self {
         List {
-            entries: Lock::new(Vec::new()),
+            entries: Lock::new(Entries {
+                lent: Vec::new(),
+                foreign: Vec::new(),
+                made: 0,
+            }),
             returning_pool: AtomicUsize::new(0),
             returning_obj: AtomicUsize::new(0),
+            serial,
         }
+    }
+
+    /// Whether a block entered on this thread has not exited, or is giving
+    /// its object back on another (a stuck list counts as one that has).
+    fn is_in_use(&self) -> bool {
+        self.entries
+            .try_with(|entries| !entries.lent.is_empty() || !entries.foreign.is_empty())
+            .unwrap_or(true)
     }
 
     /// The returning key (read under the entries' lock).
@@ -125,15 +169,24 @@ impl List {
     }
 }
 
-/// Every thread's list, for a discard from any thread.
+/// Every thread's list, for a discard or an exit from any thread.
 pub struct Registry {
-    threads: Mutex<Vec<Arc<List>>>,
+    threads: Mutex<Threads>,
+}
+
+struct Threads {
+    lists: Vec<Arc<List>>,
+    /// Serials given so far.
+    serials: u64,
 }
 
 impl Default for Registry {
     fn default() -> Self {
         Registry {
-            threads: Mutex::new(Vec::new()),
+            threads: Mutex::new(Threads {
+                lists: Vec::new(),
+                serials: 0,
+            }),
         }
     }
 }
@@ -259,14 +312,26 @@ impl<T> Lock<T> {
 impl Registry {
     /// A new list, registered (unless the registry's lock is stuck: see the
     /// module's invariants). Lists whose thread is gone (only the registry
-    /// holds them) are dropped meanwhile.
+    /// holds them) are dropped meanwhile, unless a block entered there is
+    /// still running on another thread.
     fn register(&self) -> Arc<List> {
-        let list = Arc::new(List::new());
-        if let Some(mut threads) = try_lock(&self.threads) {
-            threads.retain(|t| Arc::strong_count(t) > 1);
-            threads.push(Arc::clone(&list));
-        }
+        let Some(mut threads) = try_lock(&self.threads) else {
+            return Arc::new(List::new(0));
+        };
+        threads
+            .lists
+            .retain(|t| Arc::strong_count(t) > 1 || t.is_in_use());
+        threads.serials += 1;
+        let list = Arc::new(List::new(threads.serials));
+        threads.lists.push(Arc::clone(&list));
         list
+    }
+
+    /// Every registered list (none if the registry's lock is stuck).
+    fn lists(&self) -> Vec<Arc<List>> {
+        try_lock(&self.threads)
+            .map(|threads| threads.lists.clone())
+            .unwrap_or_default()
     }
 
     /// A discard of `key` is about to destroy the object: marks the blocks
@@ -300,9 +365,7 @@ impl Registry {
     /// marked) where a block is giving the object back.
     fn try_mark(&self, own: &Local, key: Key) -> Result<Marks, Busy> {
         let own = own.list(self);
-        let others: Vec<Arc<List>> = try_lock(&self.threads)
-            .map(|threads| threads.iter().cloned().collect())
-            .unwrap_or_default();
+        let others = self.lists();
         let mut marked = Vec::new();
         for list in std::iter::once(Arc::clone(&own))
             .chain(others.into_iter().filter(|l| !Arc::ptr_eq(l, &own)))
@@ -315,7 +378,15 @@ impl Registry {
                         Busy::Elsewhere
                     });
                 }
+                if let Some(&(_, by)) = entries.foreign.iter().find(|(k, _)| *k == key) {
+                    return Err(if by == own.serial && by != 0 {
+                        Busy::Here
+                    } else {
+                        Busy::Elsewhere
+                    });
+                }
                 Ok(entries
+                    .lent
                     .iter_mut()
                     .filter(|e| e.key == key)
                     .map(|entry| {
@@ -350,8 +421,9 @@ enum Busy {
 /// A thread's side: its list, made and registered on first use.
 pub struct Local {
     list: RefCell<Option<Arc<List>>>,
-    /// The id of the next entry.
-    next: Cell<u64>,
+    /// The give-backs this thread runs now of blocks entered on other
+    /// threads (nested ones last): where each is recorded.
+    foreign: RefCell<Vec<(Arc<List>, Key, u64)>>,
 }
 
 impl Default for Local {
@@ -365,7 +437,7 @@ impl Local {
     pub const fn new() -> Self {
         Local {
             list: RefCell::new(None),
-            next: Cell::new(0),
+            foreign: RefCell::new(Vec::new()),
         }
     }
 
@@ -380,7 +452,7 @@ impl Local {
     /// `f` of this thread's list (a fresh one if it is stuck: see the
     /// module's invariants).
     #[inline]
-    fn with_own<R>(&self, registry: &Registry, f: impl FnOnce(&List, &mut Vec<Entry>) -> R) -> R {
+    fn with_own<R>(&self, registry: &Registry, f: impl FnOnce(&List, &mut Entries) -> R) -> R {
         let mut slot = self.list.borrow_mut();
         let list = slot.get_or_insert_with(|| registry.register());
         let mut f = Some(f);
@@ -400,44 +472,100 @@ impl Local {
         result
     }
 
-    /// A block running on this thread got the object of `key`.
-    pub fn lend(&self, registry: &Registry, key: Key) {
-        let id = self.next.get();
-        self.next.set(id.wrapping_add(1));
-        self.with_own(registry, |_, entries| {
-            entries.push(Entry { key, id, marks: 0 });
-        });
+    /// A block running on this thread got the object of `key`: returns its
+    /// entry's id, for the block's exit.
+    pub fn lend(&self, registry: &Registry, key: Key) -> u64 {
+        self.with_own(registry, |list, entries| {
+            let id = (list.serial << 32) | (entries.made & 0xffff_ffff);
+            entries.made = entries.made.wrapping_add(1);
+            entries.lent.push(Entry { key, id, marks: 0 });
+            id
+        })
     }
 
-    /// The block that held the object of `key` exits: forgets it; `None` if
+    /// The block that held the object of `key`, its entry `id`, exits (on
+    /// this thread, wherever it was entered): forgets the entry; `None` if
     /// the object was discarded meanwhile (by any thread), else `key` is
     /// returning until [`Returning::done`], once the block has given the
     /// object back.
     #[inline]
-    pub fn exit(&self, registry: &Registry, key: Key) -> Option<Returning> {
-        self.with_own(registry, |list, entries| {
+    pub fn exit(&self, registry: &Registry, key: Key, id: u64) -> Option<Returning> {
+        // `None`: not entered on this thread.
+        let here = self.with_own(registry, |list, entries| {
+            let lent = &mut entries.lent;
             // The newest entry is the usual one (blocks nest).
-            let i = match entries.last() {
-                Some(last) if last.key == key => entries.len() - 1,
-                _ => match entries.iter().rposition(|e| e.key == key) {
-                    Some(i) => i,
-                    // A block whose entry went with a stuck list (see the
-                    // module's invariants): it gives its object back.
-                    None => return Some(Returning { prev: None }),
-                },
+            let i = match lent.last() {
+                Some(last) if last.id == id => lent.len() - 1,
+                _ => lent.iter().rposition(|e| e.id == id)?,
             };
-            let entry = if i + 1 == entries.len() {
-                entries.pop()?
+            let marks = if i + 1 == lent.len() {
+                lent.pop().map_or(0, |e| e.marks)
             } else {
-                entries.remove(i)
+                lent.remove(i).marks
             };
-            if entry.marks > 0 {
-                return None;
+            if marks > 0 {
+                return Some(None);
             }
             let prev = list.returning();
             list.set_returning(key);
-            Some(Returning { prev: Some(prev) })
+            Some(Some(Returning {
+                prev: Prev::Key(prev),
+            }))
+        });
+        match here {
+            Some(exit) => exit,
+            None => self.exit_elsewhere(registry, key, id),
+        }
+    }
+
+    /// [`Local::exit`] of a block entered on another thread: its entry is
+    /// removed from that thread's list, and the give-back recorded there,
+    /// under that list's lock (so a discard sees the entry or the give-back,
+    /// as for an exit on the entering thread).
+    #[cold]
+    fn exit_elsewhere(&self, registry: &Registry, key: Key, id: u64) -> Option<Returning> {
+        let by = self.list(registry).serial;
+        for list in registry.lists() {
+            let found = list.entries.try_with(|entries| {
+                let i = entries.lent.iter().rposition(|e| e.id == id)?;
+                if entries.lent.remove(i).marks > 0 {
+                    return Some(false);
+                }
+                entries.foreign.push((key, by));
+                Some(true)
+            });
+            match found {
+                Some(Some(true)) => {
+                    self.foreign.borrow_mut().push((list, key, by));
+                    return Some(Returning {
+                        prev: Prev::Foreign,
+                    });
+                }
+                Some(Some(false)) => return None,
+                // Not there, or stuck (see the module's invariants).
+                Some(None) | None => {}
+            }
+        }
+        // A block whose entry went with a stuck list (see the module's
+        // invariants): it gives its object back, recording nothing.
+        Some(Returning {
+            prev: Prev::Nothing,
         })
+    }
+
+    /// The newest of this thread's give-backs of a block entered on
+    /// another thread is done: its record there goes.
+    #[cold]
+    fn foreign_done(&self) {
+        let Some((list, key, by)) = self.foreign.borrow_mut().pop() else {
+            return;
+        };
+        // (On a stuck list, which every discard skips, left.)
+        list.entries.try_with(|entries| {
+            if let Some(i) = entries.foreign.iter().position(|&f| f == (key, by)) {
+                entries.foreign.swap_remove(i);
+            }
+        });
     }
 }
 
@@ -445,9 +573,19 @@ impl Local {
 /// key until [`Returning::done`], on the thread that exited.
 #[must_use = "the key stays returning until the object is back"]
 pub struct Returning {
-    /// The returning key the exit replaced (`obj` 0: none); `None` if it
-    /// recorded nothing.
-    prev: Option<Key>,
+    prev: Prev,
+}
+
+/// What an exit's [`Returning`] puts back when done.
+enum Prev {
+    /// Nothing: it recorded nothing.
+    Nothing,
+    /// An exit on the thread that entered the block: the returning key it
+    /// replaced (`obj` 0: none).
+    Key(Key),
+    /// An exit on another thread: the newest of this thread's
+    /// [`Local::foreign`] give-backs.
+    Foreign,
 }
 
 impl Returning {
@@ -455,7 +593,11 @@ impl Returning {
     /// key back as it was before the exit.
     #[inline]
     pub fn done(self, local: &Local) {
-        let Some(prev) = self.prev else { return };
+        let prev = match self.prev {
+            Prev::Key(prev) => prev,
+            Prev::Nothing => return,
+            Prev::Foreign => return local.foreign_done(),
+        };
         let slot = local.list.borrow();
         // The list the exit recorded on, unless a fork replaced it since
         // (the stuck one is skipped by every discard).
@@ -493,7 +635,7 @@ impl Marks {
     pub fn undo(self) {
         for (list, ids) in self.lists {
             list.entries.try_with(|entries| {
-                for entry in entries.iter_mut().filter(|e| ids.contains(&e.id)) {
+                for entry in entries.lent.iter_mut().filter(|e| ids.contains(&e.id)) {
                     entry.marks -= 1;
                 }
             });
@@ -519,19 +661,21 @@ mod process {
         REGISTRY.get_or_init(Registry::default)
     }
 
-    /// [`Local::lend`] on this thread, in the process's registry.
-    pub fn note_lent(key: Key) {
-        LOCAL.with(|local| local.lend(registry(), key));
+    /// [`Local::lend`] on this thread, in the process's registry: the
+    /// entry's id, for [`end_lent`].
+    pub fn note_lent(key: Key) -> u64 {
+        LOCAL.with(|local| local.lend(registry(), key))
     }
 
-    /// The end of a block on this thread that held the object of `key`:
-    /// `None` if it was discarded meanwhile (by any thread), else what
-    /// `give_back` returns, run while `key` is returning ([`Local::exit`],
-    /// then [`Returning::done`]).
+    /// The end, on this thread, of a block that held the object of `key`
+    /// (its entry `id`, from [`note_lent`] on any thread): `None` if it was
+    /// discarded meanwhile (by any thread), else what `give_back` returns,
+    /// run while `key` is returning ([`Local::exit`], then
+    /// [`Returning::done`]).
     #[inline]
-    pub fn end_lent<R>(key: Key, give_back: impl FnOnce() -> R) -> Option<R> {
+    pub fn end_lent<R>(key: Key, id: u64, give_back: impl FnOnce() -> R) -> Option<R> {
         LOCAL.with(|local| {
-            let returning = local.exit(registry(), key)?;
+            let returning = local.exit(registry(), key, id)?;
             let result = give_back();
             returning.done(local);
             Some(result)
@@ -591,6 +735,8 @@ mod tests {
     struct Lending {
         registry: Arc<Registry>,
         local: Local,
+        /// The ids of the blocks entered and not exited, newest last.
+        entered: std::cell::RefCell<Vec<(Key, u64)>>,
     }
 
     impl Lending {
@@ -600,6 +746,7 @@ mod tests {
             let lending = Lending {
                 registry: Arc::new(Registry::default()),
                 local: Local::new(),
+                entered: Default::default(),
             };
             for &key in keys {
                 lending.lend(key);
@@ -608,11 +755,20 @@ mod tests {
         }
 
         fn lend(&self, key: Key) {
-            self.local.lend(&self.registry, key);
+            let id = self.local.lend(&self.registry, key);
+            self.entered.borrow_mut().push((key, id));
         }
 
+        /// The exit of the newest block of `key` (of a block never entered,
+        /// if none: its id matches no entry).
         fn exit(&self, key: Key) -> Option<super::Returning> {
-            self.local.exit(&self.registry, key)
+            let mut entered = self.entered.borrow_mut();
+            let id = match entered.iter().rposition(|&(k, _)| k == key) {
+                Some(i) => entered.remove(i).1,
+                None => u64::MAX,
+            };
+            drop(entered);
+            self.local.exit(&self.registry, key, id)
         }
 
         /// A discard that never waits: no other thread gives the object
@@ -638,7 +794,7 @@ mod tests {
             self.local
                 .list(&self.registry)
                 .entries
-                .try_with(|entries| entries.len())
+                .try_with(|entries| entries.lent.len())
                 .unwrap()
         }
     }
@@ -777,6 +933,7 @@ mod tests {
                 let t = Lending {
                     registry,
                     local: Local::new(),
+                    entered: Default::default(),
                 };
                 t.lend(A);
                 assert!(t.gives_back(A));
@@ -787,7 +944,7 @@ mod tests {
         let local = Local::new();
         local.lend(&registry, A);
         // The four dead threads' lists went at this registration.
-        assert_eq!(registry.threads.lock().unwrap().len(), 1);
+        assert_eq!(registry.threads.lock().unwrap().lists.len(), 1);
     }
 
     #[test]
@@ -821,8 +978,8 @@ mod tests {
         let registry = Arc::clone(registry);
         let thread = std::thread::spawn(move || {
             let local = Local::new();
-            local.lend(&registry, A);
-            let returning = local.exit(&registry, A).unwrap();
+            let id = local.lend(&registry, A);
+            let returning = local.exit(&registry, A, id).unwrap();
             said_ready.send(()).unwrap();
             wait_go.recv().unwrap();
             returning.done(&local);
@@ -870,5 +1027,102 @@ mod tests {
         done.recv().unwrap();
         thread.join().unwrap();
         assert!(here.gives_back(A));
+    }
+
+    /// Runs `f` on a new thread with a `Local` of its own, and returns
+    /// what it returns.
+    fn on_another_thread<R: Send + 'static>(
+        registry: &Arc<Registry>,
+        f: impl FnOnce(&Registry, &Local) -> R + Send + 'static,
+    ) -> R {
+        let registry = Arc::clone(registry);
+        std::thread::spawn(move || f(&registry, &Local::new()))
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_block_entered_on_a_finished_thread_and_exited_here_forgets_its_entry() {
+        // A generator holding a block, resumed by a thread pool: entered on
+        // one worker (gone since), exited on another.
+        let registry = Arc::new(Registry::default());
+        let id = on_another_thread(&registry, |registry, local| local.lend(registry, A));
+        let here = Local::new();
+        // The entering thread's list outlived it: a block of its runs on.
+        here.lend(&registry, B);
+        assert_eq!(registry.threads.lock().unwrap().lists.len(), 2);
+        here.exit(&registry, A, id).unwrap().done(&here);
+        // Nothing left behind to mark and strand a later block.
+        let lists = registry.lists();
+        let left: usize = lists
+            .iter()
+            .map(|l| {
+                l.entries
+                    .try_with(|e| e.lent.len() + e.foreign.len())
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(left, 1, "only B's entry");
+    }
+
+    #[test]
+    fn a_discard_marks_a_block_that_then_exits_on_another_thread() {
+        let t = Lending::with(&[A]);
+        let id = t.entered.borrow()[0].1;
+        let _marks = t.discard(A).unwrap();
+        let gives_back = on_another_thread(&t.registry, move |registry, local| {
+            local.exit(registry, A, id).map(|r| r.done(local)).is_some()
+        });
+        assert!(!gives_back);
+        assert_eq!(t.listed(), 0);
+    }
+
+    #[test]
+    fn a_discard_waits_out_a_give_back_on_another_thread_of_a_block_entered_here() {
+        let t = Lending::with(&[A]);
+        let id = t.entered.borrow()[0].1;
+        let (go, wait_go) = std::sync::mpsc::channel::<()>();
+        let (said_ready, ready) = std::sync::mpsc::channel();
+        let (said_done, done) = std::sync::mpsc::channel();
+        let registry = Arc::clone(&t.registry);
+        let exiter = std::thread::spawn(move || {
+            let local = Local::new();
+            let returning = local.exit(&registry, A, id).unwrap();
+            said_ready.send(()).unwrap();
+            wait_go.recv().unwrap();
+            returning.done(&local);
+            said_done.send(()).unwrap();
+        });
+        ready.recv().unwrap();
+        // The give-back is recorded on this thread's list, where the entry
+        // was: a discard now waits for it, then finds nothing to mark.
+        let mut pauses = 0;
+        let marks = t.registry.mark_discarded(&t.local, A, || {
+            pauses += 1;
+            if pauses == 1 {
+                go.send(()).unwrap();
+                done.recv().unwrap();
+            }
+            true
+        });
+        assert_eq!(pauses, 1);
+        assert!(marks.unwrap().lists.is_empty());
+        exiter.join().unwrap();
+    }
+
+    #[test]
+    fn a_discard_inside_its_own_give_back_of_a_block_entered_elsewhere_is_refused_at_once() {
+        // A reset hook run by the exit discards the object it gives back.
+        let t = Lending::with(&[A]);
+        let id = t.entered.borrow()[0].1;
+        let refused = on_another_thread(&t.registry, move |registry, local| {
+            let returning = local.exit(registry, A, id).unwrap();
+            let refused = registry.mark_discarded(local, A, || unreachable!("its own give-back"));
+            returning.done(local);
+            refused.err()
+        });
+        assert_eq!(refused, Some(Refused));
+        // Done: nothing recorded is left.
+        assert!(t.discard(A).unwrap().lists.is_empty());
     }
 }

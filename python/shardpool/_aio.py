@@ -76,7 +76,7 @@ class AsyncBorrow(Generic[_T]):
     entry, ``put()`` on exit (also when the block raises or the task is
     cancelled). One per ``async with``."""
 
-    __slots__ = ("_args", "_held", "_lock", "_obj", "_pool")
+    __slots__ = ("_args", "_entry", "_held", "_lock", "_obj", "_pool")
 
     def __init__(self, pool: Any, *args: Any) -> None:
         if not callable(getattr(pool, "aget", None)):
@@ -84,6 +84,8 @@ class AsyncBorrow(Generic[_T]):
         self._pool = pool
         self._args = args
         self._obj: Any = None
+        # The block's entry in the pool's record of lent objects (for its exit).
+        self._entry = 0
         self._held = False
         # Guards the state, not the wait: no reliance on the GIL.
         self._lock = threading.Lock()
@@ -101,10 +103,10 @@ class AsyncBorrow(Generic[_T]):
             with self._lock:
                 self._held = False
             raise
-        with self._lock:
-            self._obj = obj
         # So that a discard in the block makes the exit do nothing more.
-        self._pool._note_lent(obj)
+        entry = self._pool._note_lent(obj)
+        with self._lock:
+            self._obj, self._entry = obj, entry
         return obj  # type: ignore[no-any-return]
 
     async def __aexit__(
@@ -116,10 +118,10 @@ class AsyncBorrow(Generic[_T]):
         with self._lock:
             if not self._held:
                 raise RuntimeError("aborrow() exited without being entered")
-            obj, self._obj, self._held = self._obj, None, False
+            obj, entry, self._obj, self._held = self._obj, self._entry, None, False
         # A put, or a discard when the block raised one of the pool's
         # `discard_on`; nothing if the block discarded the object itself.
-        self._pool._end_borrow(obj, exc)
+        self._pool._end_borrow(obj, exc, entry)
         return False
 
     def __repr__(self) -> str:

@@ -30,8 +30,9 @@ struct Shared {
     returned: AtomicUsize,
 }
 
-/// The object out, lent to a block on the main thread.
-fn lent_to_a_block() -> (Arc<Shared>, Local) {
+/// The object out, lent to a block on the main thread: its `Local` and
+/// the block's entry id.
+fn lent_to_a_block() -> (Arc<Shared>, Local, u64) {
     let shared = Arc::new(Shared {
         registry: Registry::default(),
         out: AtomicBool::new(true),
@@ -39,8 +40,8 @@ fn lent_to_a_block() -> (Arc<Shared>, Local) {
         returned: AtomicUsize::new(0),
     });
     let local = Local::new();
-    local.lend(&shared.registry, KEY);
-    (shared, local)
+    let id = local.lend(&shared.registry, KEY);
+    (shared, local, id)
 }
 
 impl Shared {
@@ -82,8 +83,8 @@ fn discard(shared: &Shared) {
 
 /// A block's exit as the binding's: nothing more if discarded, else the
 /// put (the pool's check-in), which must not be refused.
-fn exit(local: &Local, shared: &Shared) {
-    if let Some(returning) = local.exit(&shared.registry, KEY) {
+fn exit(local: &Local, shared: &Shared, id: u64) {
+    if let Some(returning) = local.exit(&shared.registry, KEY, id) {
         assert!(
             shared
                 .out
@@ -101,12 +102,12 @@ fn exit(local: &Local, shared: &Shared) {
 #[test]
 fn discard_racing_a_blocks_exit_destroys_or_returns_exactly_once() {
     check(Exhaustive, || {
-        let (shared, local) = lent_to_a_block();
+        let (shared, local, id) = lent_to_a_block();
         let discarder = {
             let shared = Arc::clone(&shared);
             thread::spawn(move || discard(&shared))
         };
-        exit(&local, &shared);
+        exit(&local, &shared, id);
         discarder.join().unwrap();
         shared.assert_destroyed_or_returned_once();
     });
@@ -118,12 +119,12 @@ fn discard_racing_a_blocks_exit_destroys_or_returns_exactly_once() {
 #[test]
 fn two_discards_racing_a_blocks_exit_destroy_or_return_exactly_once() {
     check(Preemptions(3), || {
-        let (shared, local) = lent_to_a_block();
+        let (shared, local, id) = lent_to_a_block();
         let discarders = [0, 1].map(|_| {
             let shared = Arc::clone(&shared);
             thread::spawn(move || discard(&shared))
         });
-        exit(&local, &shared);
+        exit(&local, &shared, id);
         for discarder in discarders {
             discarder.join().unwrap();
         }
@@ -141,7 +142,7 @@ fn two_discards_racing_a_blocks_exit_destroy_or_return_exactly_once() {
 #[test]
 fn a_new_holders_discard_during_the_last_holders_exit_destroys_the_object() {
     check(Preemptions(3), || {
-        let (shared, local) = lent_to_a_block();
+        let (shared, local, id) = lent_to_a_block();
         let holder = {
             let shared = Arc::clone(&shared);
             thread::spawn(move || {
@@ -154,7 +155,7 @@ fn a_new_holders_discard_during_the_last_holders_exit_destroys_the_object() {
                     thread::yield_now();
                 }
                 let local = Local::new();
-                local.lend(&shared.registry, KEY);
+                let id = local.lend(&shared.registry, KEY);
                 let marks = shared.registry.mark_discarded(&local, KEY, || {
                     thread::yield_now();
                     true
@@ -169,14 +170,34 @@ fn a_new_holders_discard_during_the_last_holders_exit_destroys_the_object() {
                 );
                 shared.destroyed.fetch_add(1, SeqCst);
                 assert!(
-                    local.exit(&shared.registry, KEY).is_none(),
+                    local.exit(&shared.registry, KEY, id).is_none(),
                     "a block whose object was discarded gave it back"
                 );
             })
         };
-        exit(&local, &shared);
+        exit(&local, &shared, id);
         holder.join().unwrap();
         assert_eq!(shared.destroyed.load(SeqCst), 1);
         assert_eq!(shared.returned.load(SeqCst), 1);
+    });
+}
+
+/// A block entered on the main thread exits on another (a generator
+/// resumed by a thread pool) while a third thread discards the object:
+/// the exit's removal of the entry and its record of the give-back, on the
+/// entering thread's list, are one step under that list's lock, so the
+/// discard finds the mark's target or the give-back, and the object is
+/// destroyed or returned exactly once.
+#[test]
+fn discard_racing_an_exit_on_another_thread_destroys_or_returns_exactly_once() {
+    check(Exhaustive, || {
+        let (shared, _local, id) = lent_to_a_block();
+        let exiter = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || exit(&Local::new(), &shared, id))
+        };
+        discard(&shared);
+        exiter.join().unwrap();
+        shared.assert_destroyed_or_returned_once();
     });
 }

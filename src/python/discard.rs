@@ -154,22 +154,25 @@ macro_rules! discard_methods {
                 discarded
             }
 
-            /// An ``aborrow()`` block got ``obj`` (for ``AsyncBorrow``). Not public API.
+            /// An ``aborrow()`` block got ``obj`` (for ``AsyncBorrow``): returns the
+            /// block's entry, for ``_end_borrow``. Not public API.
             #[pyo3(signature = (obj, /))]
-            fn _note_lent(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) {
-                $crate::python::lent::note_lent(slf.as_any(), obj);
+            fn _note_lent(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> u64 {
+                $crate::python::lent::note_lent(slf.as_any(), obj)
             }
 
             /// The end of an ``aborrow()`` block (for ``AsyncBorrow``): as the exit
-            /// of a ``borrow()`` block. Not public API.
-            #[pyo3(signature = (obj, exc, /))]
+            /// of a ``borrow()`` block; ``entry`` is what ``_note_lent`` returned. Not
+            /// public API.
+            #[pyo3(signature = (obj, exc, entry, /))]
             fn _end_borrow(
                 slf: &Bound<'_, Self>,
                 obj: &Bound<'_, PyAny>,
                 exc: Option<&Bound<'_, PyAny>>,
+                entry: u64,
             ) -> PyResult<()> {
                 let pool = slf.as_any();
-                $crate::python::lent::end_lent(pool, obj, || {
+                $crate::python::lent::end_lent(pool, obj, entry, || {
                     $crate::python::borrow::end_block(pool, slf.get().end_borrow(obj, exc), exc)
                 })
                 .unwrap_or(Ok(()))

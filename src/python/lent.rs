@@ -16,12 +16,14 @@ fn key(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> Key {
     }
 }
 
-/// A block running on this thread got `obj` from `pool`.
-pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) {
-    lent::note_lent(key(pool, obj));
+/// A block running on this thread got `obj` from `pool`: its entry's id,
+/// for [`end_lent`].
+pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> u64 {
+    lent::note_lent(key(pool, obj))
 }
 
-/// The end of a block that held `obj` from `pool`: `None` if it was
+/// The end of a block that held `obj` from `pool` (its entry `id`, from
+/// [`note_lent`] on any thread): `None` if it was
 /// discarded meanwhile (by any thread: the block does nothing more), else
 /// what `give_back` (the put, or the block's own discard) returns, run
 /// while a discard from another thread is refused.
@@ -29,9 +31,10 @@ pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) {
 pub fn end_lent<R>(
     pool: &Bound<'_, PyAny>,
     obj: &Bound<'_, PyAny>,
+    id: u64,
     give_back: impl FnOnce() -> PyResult<R>,
 ) -> Option<PyResult<R>> {
-    lent::end_lent(key(pool, obj), give_back)
+    lent::end_lent(key(pool, obj), id, give_back)
 }
 
 /// `pool` is about to discard `obj`: marks the blocks that hold it, on

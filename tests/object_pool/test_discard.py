@@ -505,12 +505,6 @@ def test_discards_from_other_threads_racing_block_exits_keep_the_books():
     assert balanced(pool)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found in review (s5), not fixed: a block exited on another thread leaves its "
-    "lent entry on the entering thread's list; a later discard of the same (pool, address) "
-    "marks it, and a block exiting on that thread finds it before its own and skips its put",
-)
 def test_a_block_exited_on_another_thread_leaves_no_entry_to_strand_a_later_one() -> None:
     # Blocks are entered and exited on different threads when a generator
     # holding one is resumed from a thread pool (a sync streaming response
