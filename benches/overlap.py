@@ -25,7 +25,8 @@ the address times 2^64/phi, 64 slots on 2 CPUs) give them. The kinds:
 ``checked`` and ``unchecked`` pools' get+put, ``borrow`` (``with
 p.borrow(): pass``), ``block`` (``BlockPool`` get(64 KiB)+release),
 ``with-block``, ``buffer`` (``BufferPool`` get+write(100 B)+release) and
-``closed`` (a method doing no pool work) on a pool both threads share;
+``closed`` (a method doing no pool work) and ``ref`` (``t = (p,)``: a
+new reference to the pool) on a pool both threads share;
 each with ``-own``: a pool per thread; ``bytearray`` and ``bytearray64``
 (no pool). Meant for a free-threaded build (see docs/free-threading.md).
 """
@@ -79,6 +80,8 @@ def _kinds() -> dict[str, Kind]:
         ),
         # A method that does no pool work, on the pool both threads share.
         "closed": Kind("p.closed", lambda: {"p": ObjectPool(object)}),
+        # A new reference to the pool (a tuple holding it), as a Borrow takes.
+        "ref": Kind("t = (p,)", lambda: {"p": ObjectPool(object)}),
     }
     kinds = dict(made)
     for name, kind in made.items():
