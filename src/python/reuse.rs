@@ -11,6 +11,10 @@
 //!   weak reference could revive it as the new block; an object with one
 //!   is not kept, so the reference dies when its holders let go, as
 //!   before);
+//!   on a free-threaded build the offer reads the flags of the object's
+//!   shared count (atomically; a weak reference sets "maybe weakref"
+//!   there before it is published), not the list pointer, which CPython
+//!   writes under a lock this crate cannot take;
 //! - when reused, the spare slot's reference is the only one, and no other
 //!   thread can make another: with a GIL, refcount 1 read while attached
 //!   (nothing else runs meanwhile); on a free-threaded build,
@@ -48,7 +52,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 #[cfg(not(feature = "abi3"))]
-use std::sync::atomic::{fence, Ordering::Acquire};
+use std::sync::atomic::{fence, AtomicIsize, Ordering::Acquire};
 use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 use pyo3::ffi;
@@ -342,6 +346,36 @@ type Slots = Spares<ffi::PyObject>;
 #[cfg(not(feature = "abi3"))]
 type Slots = crate::blocks::spares::ShardedSpares<ffi::PyObject>;
 
+/// Where a free-threaded CPython (3.13, 3.14) keeps an object's shared
+/// reference count: after `ob_tid` (8 bytes), `ob_flags`, `ob_mutex`,
+/// `ob_gc_bits` and `ob_ref_local` (8 bytes), before `ob_type`.
+#[cfg(not(feature = "abi3"))]
+const SHARED_COUNT_AT: usize = 16;
+/// The flag bits of the shared count (`_Py_REF_SHARED_FLAG_MASK`): "maybe
+/// weakref", "queued", "merged".
+#[cfg(not(feature = "abi3"))]
+const SHARED_FLAGS: isize = 0x3;
+
+/// Whether this interpreter's object header has `ob_type` where
+/// [`SHARED_COUNT_AT`] assumes (the shared count right before it): checked
+/// once per pool on a type object. Objects are never reused where not.
+#[cfg(not(feature = "abi3"))]
+fn free_threaded_header_as_expected(py: Python<'_>) -> bool {
+    let probe = py.get_type::<pyo3::types::PyType>();
+    let obj = probe.as_ptr();
+    // SAFETY: a live object (the `type` type) at least as large as a
+    // free-threaded header (32 bytes); its word at 24 is read, compared,
+    // never used as a pointer.
+    let at = unsafe {
+        obj.cast::<u8>()
+            .add(SHARED_COUNT_AT + 8)
+            .cast::<*mut ffi::PyTypeObject>()
+            .read()
+    };
+    // SAFETY: a live object.
+    at == unsafe { ffi::Py_TYPE(obj) }
+}
+
 #[cfg(not(feature = "abi3"))]
 extern "C" {
     // Declared here: pyo3-ffi declares it only for CPython 3.14 targets,
@@ -369,6 +403,14 @@ impl SpareObjects {
         let offset: isize = py.get_type::<T>().getattr("__weakrefoffset__")?.extract()?;
         #[cfg(not(feature = "abi3"))]
         let free_threaded = !gil_build(py)?;
+        // Reuse on a free-threaded build reads the shared count's flags at
+        // a fixed place of the object header: only where it is there.
+        #[cfg(not(feature = "abi3"))]
+        let offset = if free_threaded && !free_threaded_header_as_expected(py) {
+            0
+        } else {
+            offset
+        };
         Ok(SpareObjects {
             #[cfg(feature = "abi3")]
             spares: Spares::default(),
@@ -394,15 +436,37 @@ impl SpareObjects {
         return self.spares.local();
     }
 
+    /// Whether `obj` may have weak references, read when it is offered,
+    /// while other holders may be using it. A free-threaded build reads the
+    /// flags of its shared count, atomically as CPython writes them: a weak
+    /// reference sets "maybe weakref" before it is published
+    /// (`init_weakref`), where the list pointer is written without an
+    /// atomic, under a lock this crate cannot take.
+    #[inline(always)]
+    fn may_be_weakly_referenced(&self, offset: isize, obj: NonNull<ffi::PyObject>) -> bool {
+        #[cfg(not(feature = "abi3"))]
+        if self.free_threaded {
+            // SAFETY: a live object; on a free-threaded build its shared
+            // count is an atomic `isize` at `SHARED_COUNT_AT` (checked at
+            // construction, `free_threaded_header_as_expected`).
+            let shared = unsafe {
+                AtomicIsize::from_ptr(obj.as_ptr().cast::<u8>().add(SHARED_COUNT_AT).cast())
+            };
+            return shared.load(Relaxed) & SHARED_FLAGS != 0;
+        }
+        Self::weakly_referenced(offset, obj)
+    }
+
     /// Whether `obj` (an instance of this spares' class) has weak references.
     fn weakly_referenced(offset: isize, obj: NonNull<ffi::PyObject>) -> bool {
         // SAFETY: `obj` is a live instance of the class whose
         // `__weakrefoffset__` is `offset` (CPython's `tp_weaklistoffset`):
         // the instance keeps its weak-reference list pointer there, null
-        // without weak references; a pointer-aligned field. Read atomically:
-        // on a free-threaded build another holder may be adding a weak
-        // reference meanwhile (then this reads either value; the check that
-        // matters there is `unique`'s, which such a reference fails).
+        // without weak references; a pointer-aligned field. Read with no
+        // other thread running (a GIL build), or on a free-threaded build
+        // once `unique` found no other holder on any thread (no one can
+        // add a weak reference, and the fence after it orders the writes
+        // of any former one).
         unsafe {
             let list = obj
                 .as_ptr()
@@ -453,7 +517,7 @@ impl SpareObjects {
         let Some(ptr) = NonNull::new(obj.as_ptr()) else {
             return;
         };
-        if Self::weakly_referenced(offset, ptr) {
+        if self.may_be_weakly_referenced(offset, ptr) {
             return;
         }
         let owned = obj.clone().into_ptr();
