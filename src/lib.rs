@@ -70,7 +70,7 @@ mod tiered;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
-pub use blocks::spares::{Spares, Verdict};
+pub use blocks::spares::{ShardedSpares, Spares, Verdict};
 pub use blocks::{
     BlockConfig, BlockError, BlockPool, BlockStats, ClassStats, InPlace, Offload, ZeroMode, POISON,
 };
@@ -90,6 +90,7 @@ pub use pool::{
     Charge, Config, ConfigError, GetError, Hooks, Idle, NotOut, OpenError, Pending, Pool, PutError,
     ResetOn, Resized, Sizes, Step, MAX_IDLE_LIMIT, MAX_SHARDS,
 };
+pub use shards::set_callers_serialized;
 pub use tiered::{Filing, Tiered};
 
 #[cfg(feature = "python")]

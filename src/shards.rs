@@ -198,6 +198,25 @@ pub(crate) fn thread_index() -> usize {
     current().index
 }
 
+/// Whether the pools made from now on may assume that their callers never
+/// run at once (see [`set_callers_serialized`]).
+static SERIALIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Tells the pools made from now on whether their callers never run at
+/// once: a binding whose calls hold an interpreter lock (CPython with a
+/// GIL) says so. Such pools keep one idle-budget count and one set of
+/// calibration counts instead of one per thread group, which only cost
+/// instructions when nothing runs in parallel. Only a matter of speed:
+/// every protocol is correct either way.
+pub fn set_callers_serialized(serialized: bool) {
+    SERIALIZED.store(serialized, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// See [`set_callers_serialized`].
+pub(crate) fn callers_serialized() -> bool {
+    SERIALIZED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The number of shards to use when the caller does not say: the number of
 /// CPUs this process may use, read once (it reads cgroup files).
 pub(crate) fn default_shard_count() -> usize {

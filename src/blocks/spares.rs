@@ -19,8 +19,21 @@
 //!   whichever runs second sees the other (an offerer that sees `closed`
 //!   takes its handle back unless `close` or a taker already has it).
 //! - After `close`, `offer` refuses every handle.
+//!
+//! [`ShardedSpares`] is several independent [`Spares`], each in its own
+//! cache-line-padded slot; a thread offers to and takes from the group of
+//! its thread index (`shards::thread_index`), so threads on different
+//! groups touch no common cache line (on a free-threaded Python, two
+//! threads swapping one slot pair would bounce it between their cores on
+//! every call). The invariants above hold for each group on its own;
+//! `close` closes every group, so they hold for the whole: nothing stays in
+//! any group once `close` and the offers racing it have returned. Which
+//! group a thread picks is only locality: a handle offered to one group is
+//! taken from that group (a thread may take another's, when indices wrap).
 
 use std::ptr::{self, NonNull};
+
+use crossbeam_utils::CachePadded;
 
 use crate::sync::atomic::{AtomicBool, AtomicPtr, Ordering::SeqCst};
 
@@ -141,6 +154,49 @@ impl<T> Spares<T> {
     }
 }
 
+/// Independent [`Spares`] per group of threads (see the module's
+/// invariants).
+#[derive(Debug)]
+pub struct ShardedSpares<T> {
+    groups: Box<[CachePadded<Spares<T>>]>,
+}
+
+impl<T> ShardedSpares<T> {
+    /// `groups` groups (at least one).
+    pub fn new(groups: usize) -> Self {
+        ShardedSpares {
+            groups: (0..groups.max(1))
+                .map(|_| CachePadded::new(Spares::default()))
+                .collect(),
+        }
+    }
+
+    /// How many groups there are.
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The calling thread's group.
+    #[inline]
+    pub fn local(&self) -> &Spares<T> {
+        let (i, n) = (crate::shards::current().index, self.groups.len());
+        // Thread indices are small (see `shards`): the division is rare.
+        &self.groups[if i < n { i } else { i % n }]
+    }
+
+    /// Every group, for a traversal (see [`Spares::peek`]).
+    pub fn all(&self) -> impl Iterator<Item = &Spares<T>> {
+        self.groups.iter().map(|g| &**g)
+    }
+
+    /// Closes every group, giving every spare to `discard`.
+    pub fn close(&self, mut discard: impl FnMut(NonNull<T>)) {
+        for group in self.all() {
+            group.close(&mut discard);
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -194,6 +250,32 @@ mod tests {
             Some(a),
             "kept"
         );
+    }
+
+    #[test]
+    fn a_thread_takes_from_its_own_group_and_close_empties_every_group() {
+        let [a, b, c] = items();
+        let s = ShardedSpares::new(2);
+        assert_eq!(s.groups(), 2);
+        s.local().offer(a).unwrap();
+        // Another thread usually lands on the other group (indices are
+        // handed out round robin), but the outcome is the same either way.
+        std::thread::scope(|t| {
+            t.spawn(|| s.local().offer(items()[1]).unwrap())
+                .join()
+                .unwrap()
+        });
+        assert_eq!(
+            s.local().take(|_| Verdict::Reuse, |_| unreachable!()),
+            Some(a)
+        );
+        let mut discarded = Vec::new();
+        s.close(|d| discarded.push(d));
+        assert_eq!(discarded, vec![b], "the other thread's spare");
+        assert_eq!(s.local().offer(c), Err(c), "closed");
+        assert!(s
+            .all()
+            .all(|g| g.take(|_| Verdict::Reuse, |_| unreachable!()).is_none()));
     }
 
     #[test]

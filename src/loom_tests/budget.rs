@@ -5,7 +5,10 @@
 //! - `used` never exceeds the limit: no value any thread can read is above
 //!   it, and two charges that do not fit together never both succeed;
 //! - every charge is ended by exactly one refund: once the threads are
-//!   joined, `used` equals the weight of the objects idle in the pools.
+//!   joined, `used` equals the weight of the objects idle in the pools;
+//! - with credits (charged ahead per thread group): the same, and once the
+//!   other thread is done, credit left in its group does not refuse a
+//!   charge that fits what is held.
 
 use loom::sync::Arc;
 use loom::thread;
@@ -17,10 +20,10 @@ use crate::pool::{Charge, Config, Hooks, Pool};
 
 /// Charges `weight`, observes, refunds; reports whether it fit.
 fn charge_and_refund(budget: &IdleBudget, weight: usize) -> bool {
-    let fit = budget.try_charge(weight);
+    let fit = budget.try_charge(weight, crate::shards::current().index);
     assert!(budget.used() <= budget.limit());
     if fit {
-        budget.uncharge(weight);
+        budget.uncharge(weight, crate::shards::current().index);
     }
     fit
 }
@@ -33,14 +36,42 @@ fn charges_never_exceed_the_limit() {
         let budget = Arc::new(IdleBudget::new(10));
         let six = spawn_with(&budget, move |budget| charge_and_refund(&budget, 6));
         let observer = spawn_with(&budget, move |budget| assert!(budget.used() <= 10));
-        let five = budget.try_charge(5);
+        let five = budget.try_charge(5, crate::shards::current().index);
         six.join().unwrap();
         observer.join().unwrap();
         assert_eq!(budget.used(), if five { 5 } else { 0 });
         // Held charges that do not fit together: the 5 stays, so 6 fails.
         if five {
-            assert!(!budget.try_charge(6));
+            assert!(!budget.try_charge(6, crate::shards::current().index));
         }
+    });
+}
+
+/// Two threads over a budget of 10 whose credits are charged 3 at a time:
+/// one charges and refunds 4 twice (its refunds can pass two chunks and
+/// give back), the main thread holds 5 if it fits. Every reading is within
+/// the limit; at the end exactly what is held is used, and the rest fits
+/// again, whatever credit the other thread left in its group.
+#[test]
+fn credits_never_let_the_idle_weight_pass_the_limit() {
+    check(Preemptions(3), || {
+        let budget = Arc::new(IdleBudget::with_chunk(10, 3));
+        let four = spawn_with(&budget, move |budget| {
+            charge_and_refund(&budget, 4);
+            charge_and_refund(&budget, 4);
+        });
+        let held = budget.try_charge(5, crate::shards::current().index);
+        assert!(budget.used() <= 10);
+        four.join().unwrap();
+        let held = if held { 5 } else { 0 };
+        assert_eq!(budget.used(), held);
+        let home = crate::shards::current().index;
+        assert!(
+            budget.try_charge(10 - held, home),
+            "credit elsewhere taken back"
+        );
+        assert_eq!(budget.used(), 10);
+        assert!(!budget.try_charge(1, home));
     });
 }
 

@@ -221,13 +221,13 @@ impl<T: Send> Pool<T> {
                 }
             },
         };
-        if !hooks.keep(&idle.item) || !self.charge_idle() {
+        if !hooks.keep(&idle.item) || !self.charge_idle(home) {
             return self.hand_over_or_drop(hooks, home, idle.item, idle.since);
         }
         match self.shards.push(home, idle) {
             Ok(()) => Filed::Shelved,
             Err(idle) => {
-                self.uncharge_idle(1);
+                self.uncharge_idle(1, home);
                 self.hand_over_or_drop(hooks, home, idle.item, idle.since)
             }
         }

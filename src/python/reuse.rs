@@ -11,11 +11,29 @@
 //!   weak reference could revive it as the new block; an object with one
 //!   is not kept, so the reference dies when its holders let go, as
 //!   before);
-//! - when reused, the spare slot's reference is the only one (refcount 1,
-//!   read while attached: nothing else can take a reference meanwhile);
-//! - only on interpreters with a GIL. On a free-threaded build another
-//!   thread could revive a weak reference, or hold the object, between the
-//!   checks and the reuse, so nothing is ever kept there.
+//!   on a free-threaded build the offer reads the flags of the object's
+//!   shared count (atomically; a weak reference sets "maybe weakref"
+//!   there before it is published), not the list pointer, which CPython
+//!   writes under a lock this crate cannot take;
+//! - when reused, the spare slot's reference is the only one, and no other
+//!   thread can make another: with a GIL, refcount 1 read while attached
+//!   (nothing else runs meanwhile); on a free-threaded build,
+//!   `PyUnstable_Object_IsUniquelyReferenced` (CPython 3.14): the object is
+//!   owned by this thread, its local count is 1 and its shared count, flags
+//!   included, is 0. No other thread then holds a reference, and none can
+//!   make one: a weak reference ever made to the object set the
+//!   "maybe weakref" flag of its shared count (`init_weakref`) for good, so
+//!   an object with one is never judged unique (it is discarded instead),
+//!   and the spares are not shown to the collector (`gc.get_referents`
+//!   cannot reach them). An acquire fence after the check orders the
+//!   reuse after everything a former holder on another thread did before
+//!   its decrement brought the shared count back to 0.
+//!
+//! On a free-threaded build each thread group keeps its own spares
+//! (`ShardedSpares`): two threads sharing a pool never swap one slot, and
+//! an object is offered to the group of the thread that released it, which
+//! is mostly the thread that made it (only such an object can be judged
+//! unique there; another is let go).
 //!
 //! A spare holds a strong reference and stays an ordinary (released)
 //! object that the GC sees; its pool's `close()`, and the collection of
@@ -32,6 +50,10 @@ use std::cell::UnsafeCell;
 use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::Arc;
+
+#[cfg(not(feature = "abi3"))]
+use std::sync::atomic::{fence, AtomicIsize, Ordering::Acquire};
+use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -317,28 +339,122 @@ pub fn gil_build(py: Python<'_>) -> PyResult<bool> {
         .copied()
 }
 
+/// The spares of one pool: one group on builds with a GIL (the abi3
+/// wheel pays nothing for groups), one per thread group otherwise.
+#[cfg(feature = "abi3")]
+type Slots = Spares<ffi::PyObject>;
+#[cfg(not(feature = "abi3"))]
+type Slots = crate::blocks::spares::ShardedSpares<ffi::PyObject>;
+
+/// Where a free-threaded CPython (3.13, 3.14) keeps an object's shared
+/// reference count: after `ob_tid` (8 bytes), `ob_flags`, `ob_mutex`,
+/// `ob_gc_bits` and `ob_ref_local` (8 bytes), before `ob_type`.
+#[cfg(not(feature = "abi3"))]
+const SHARED_COUNT_AT: usize = 16;
+/// The flag bits of the shared count (`_Py_REF_SHARED_FLAG_MASK`): "maybe
+/// weakref", "queued", "merged".
+#[cfg(not(feature = "abi3"))]
+const SHARED_FLAGS: isize = 0x3;
+
+/// Whether this interpreter's object header has `ob_type` where
+/// [`SHARED_COUNT_AT`] assumes (the shared count right before it): checked
+/// once per pool on a type object. Objects are never reused where not.
+#[cfg(not(feature = "abi3"))]
+fn free_threaded_header_as_expected(py: Python<'_>) -> bool {
+    let probe = py.get_type::<pyo3::types::PyType>();
+    let obj = probe.as_ptr();
+    // SAFETY: a live object (the `type` type) at least as large as a
+    // free-threaded header (32 bytes); its word at 24 is read, compared,
+    // never used as a pointer.
+    let at = unsafe {
+        obj.cast::<u8>()
+            .add(SHARED_COUNT_AT + 8)
+            .cast::<*mut ffi::PyTypeObject>()
+            .read()
+    };
+    // SAFETY: a live object.
+    at == unsafe { ffi::Py_TYPE(obj) }
+}
+
+#[cfg(not(feature = "abi3"))]
+extern "C" {
+    // Declared here: pyo3-ffi declares it only for CPython 3.14 targets,
+    // which this crate cannot name without a build script. Builds without
+    // `abi3` are for free-threaded CPython, 3.14 and later, which has it.
+    fn PyUnstable_Object_IsUniquelyReferenced(op: *mut ffi::PyObject) -> std::ffi::c_int;
+}
+
 /// A pool's spare objects of class `T`.
 pub struct SpareObjects {
-    spares: Spares<ffi::PyObject>,
+    spares: Slots,
     /// `T.__weakrefoffset__`: where an instance keeps its weak-reference
-    /// list; `None` when objects are never reused (free-threaded builds).
+    /// list; `None` when objects are never reused.
     weaklist: Option<isize>,
+    /// A free-threaded interpreter: uniqueness is judged by
+    /// `PyUnstable_Object_IsUniquelyReferenced` (see the module's
+    /// conditions).
+    #[cfg(not(feature = "abi3"))]
+    free_threaded: bool,
 }
 
 impl SpareObjects {
     /// Spares for objects of class `T` (which must support weak references).
     pub fn new<T: PyClass>(py: Python<'_>) -> PyResult<Self> {
-        let weaklist = if gil_build(py)? {
-            let offset: isize = py.get_type::<T>().getattr("__weakrefoffset__")?.extract()?;
-            // 0 would mean no weak references (and no list to read).
-            (offset != 0).then_some(offset)
+        let offset: isize = py.get_type::<T>().getattr("__weakrefoffset__")?.extract()?;
+        #[cfg(not(feature = "abi3"))]
+        let free_threaded = !gil_build(py)?;
+        // Reuse on a free-threaded build reads the shared count's flags at
+        // a fixed place of the object header: only where it is there.
+        #[cfg(not(feature = "abi3"))]
+        let offset = if free_threaded && !free_threaded_header_as_expected(py) {
+            0
         } else {
-            None
+            offset
         };
         Ok(SpareObjects {
+            #[cfg(feature = "abi3")]
             spares: Spares::default(),
-            weaklist,
+            #[cfg(not(feature = "abi3"))]
+            spares: Slots::new(if free_threaded {
+                crate::shards::default_shard_count()
+            } else {
+                1
+            }),
+            // 0 would mean no weak references (and no list to read).
+            weaklist: (offset != 0).then_some(offset),
+            #[cfg(not(feature = "abi3"))]
+            free_threaded,
         })
+    }
+
+    /// The calling thread's spares.
+    #[inline(always)]
+    fn local(&self) -> &Spares<ffi::PyObject> {
+        #[cfg(feature = "abi3")]
+        return &self.spares;
+        #[cfg(not(feature = "abi3"))]
+        return self.spares.local();
+    }
+
+    /// Whether `obj` may have weak references, read when it is offered,
+    /// while other holders may be using it. A free-threaded build reads the
+    /// flags of its shared count, atomically as CPython writes them: a weak
+    /// reference sets "maybe weakref" before it is published
+    /// (`init_weakref`), where the list pointer is written without an
+    /// atomic, under a lock this crate cannot take.
+    #[inline(always)]
+    fn may_be_weakly_referenced(&self, offset: isize, obj: NonNull<ffi::PyObject>) -> bool {
+        #[cfg(not(feature = "abi3"))]
+        if self.free_threaded {
+            // SAFETY: a live object; on a free-threaded build its shared
+            // count is an atomic `isize` at `SHARED_COUNT_AT` (checked at
+            // construction, `free_threaded_header_as_expected`).
+            let shared = unsafe {
+                AtomicIsize::from_ptr(obj.as_ptr().cast::<u8>().add(SHARED_COUNT_AT).cast())
+            };
+            return shared.load(Relaxed) & SHARED_FLAGS != 0;
+        }
+        Self::weakly_referenced(offset, obj)
     }
 
     /// Whether `obj` (an instance of this spares' class) has weak references.
@@ -346,16 +462,47 @@ impl SpareObjects {
         // SAFETY: `obj` is a live instance of the class whose
         // `__weakrefoffset__` is `offset` (CPython's `tp_weaklistoffset`):
         // the instance keeps its weak-reference list pointer there, null
-        // without weak references. Read while attached, and (on a build with
-        // a GIL, the only one where `offset` is set) no other thread runs.
+        // without weak references; a pointer-aligned field. Read with no
+        // other thread running (a GIL build), or on a free-threaded build
+        // once `unique` found no other holder on any thread (no one can
+        // add a weak reference, and the fence after it orders the writes
+        // of any former one).
         unsafe {
-            !obj.as_ptr()
+            let list = obj
+                .as_ptr()
                 .cast::<u8>()
                 .offset(offset)
-                .cast::<*mut ffi::PyObject>()
-                .read()
-                .is_null()
+                .cast::<*mut ffi::PyObject>();
+            !AtomicPtr::from_ptr(list).load(Relaxed).is_null()
         }
+    }
+
+    /// Whether our reference to `obj` is the only one, and no other thread
+    /// can make one (see the module's conditions); `None`: never will be.
+    #[inline(always)]
+    fn unique(&self, obj: NonNull<ffi::PyObject>) -> Option<bool> {
+        #[cfg(not(feature = "abi3"))]
+        if self.free_threaded {
+            // SAFETY: a live object (the slot's reference, now ours), read
+            // while attached.
+            if unsafe { PyUnstable_Object_IsUniquelyReferenced(obj.as_ptr()) } != 0 {
+                // Pairs with the release of the decrement (an atomic
+                // read-modify-write) by which a former holder on another
+                // thread let go (see the module's conditions).
+                fence(Acquire);
+                return Some(true);
+            }
+            // SAFETY: as above.
+            return if unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1 {
+                // Ours alone, yet not unique: made on another thread, or
+                // weakly referenced once. It never becomes unique here.
+                None
+            } else {
+                Some(false)
+            };
+        }
+        // SAFETY: a live object: the slot's reference, now ours.
+        Some(unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1)
     }
 
     /// Keeps `obj`, just released with nothing of its lease left, for reuse
@@ -370,13 +517,13 @@ impl SpareObjects {
         let Some(ptr) = NonNull::new(obj.as_ptr()) else {
             return;
         };
-        if Self::weakly_referenced(offset, ptr) {
+        if self.may_be_weakly_referenced(offset, ptr) {
             return;
         }
         let owned = obj.clone().into_ptr();
         // SAFETY: `into_ptr` gives a non-null owned reference.
         let owned = unsafe { NonNull::new_unchecked(owned) };
-        if let Err(refused) = self.spares.offer(owned) {
+        if let Err(refused) = self.local().offer(owned) {
             // SAFETY: the reference we own and the slots refused.
             drop(unsafe { Bound::from_owned_ptr(obj.py(), refused.as_ptr()) });
         }
@@ -394,9 +541,10 @@ impl SpareObjects {
             return Err(lease);
         };
         // SAFETY: `take` proved that our reference is the only one to this
-        // object and that no weak reference to it exists, on a build with a
-        // GIL that we hold: no other reference to its lease exists or can be
-        // made meanwhile, so this write is exclusive.
+        // object, that no other thread can make one, and that no weak
+        // reference to it exists (see the module's conditions): no other
+        // reference to its lease exists or can be made meanwhile, so this
+        // write is exclusive.
         let old = unsafe { &mut *spare.get().renewable().0.get() };
         // Offered only at a release that gave everything back: dropping the
         // old lease loses nothing.
@@ -410,22 +558,18 @@ impl SpareObjects {
     #[inline]
     fn take<'py, T: PyClass>(&self, py: Python<'py>) -> Option<Bound<'py, T>> {
         let offset = self.weaklist?;
-        let judge = |obj: NonNull<ffi::PyObject>| {
-            // SAFETY: a live object: the slot's reference, now ours.
-            if unsafe { ffi::Py_REFCNT(obj.as_ptr()) } != 1 {
-                Verdict::Keep
-            } else if Self::weakly_referenced(offset, obj) {
-                // Weakly referenced after its release: never reusable.
-                Verdict::Discard
-            } else {
-                Verdict::Reuse
-            }
+        let judge = |obj: NonNull<ffi::PyObject>| match self.unique(obj) {
+            None => Verdict::Discard,
+            Some(false) => Verdict::Keep,
+            // Weakly referenced after its release: never reusable.
+            Some(true) if Self::weakly_referenced(offset, obj) => Verdict::Discard,
+            Some(true) => Verdict::Reuse,
         };
         let discard = |obj: NonNull<ffi::PyObject>| {
             // SAFETY: a reference the slots gave back to us.
             drop(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()) });
         };
-        let obj = self.spares.take(judge, discard)?;
+        let obj = self.local().take(judge, discard)?;
         // SAFETY: the slot's reference, now ours; only objects of class `T`
         // are offered to these spares.
         Some(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked() })
@@ -433,7 +577,7 @@ impl SpareObjects {
 
     /// Lets go of every spare, and keeps none from now on.
     pub fn close(&self, py: Python<'_>) {
-        self.spares.close(|obj| {
+        self.spares.close(|obj: NonNull<ffi::PyObject>| {
             // SAFETY: a reference the slots gave back to us.
             drop(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()) });
         });

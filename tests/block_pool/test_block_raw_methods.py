@@ -232,10 +232,6 @@ def test_a_released_object_is_freed_at_once(kind: str) -> None:
         gc.enable()
 
 
-@pytest.mark.skipif(
-    bool(__import__("sysconfig").get_config_var("Py_GIL_DISABLED")),
-    reason="nothing is kept for reuse on a free-threaded build",
-)
 @pytest.mark.parametrize("kind", ["block", "buffer"])
 def test_a_spare_weakly_referenced_after_release_is_freed_by_the_next_get(kind: str) -> None:
     pool: Any = BlockPool() if kind == "block" else BufferPool()

@@ -3,14 +3,15 @@
 object that nothing else holds or can reach again. A holder of a released
 block never sees it come back to life as another; a weak reference never
 revives a reused object; an exported block is never reused; tracking pools
-reuse nothing; free-threaded builds reuse nothing; and threads never share
-one object."""
+reuse nothing; and threads never share one object. All of it holds on
+free-threaded builds too, where each thread group keeps its own spares and
+an object is reused only when ``PyUnstable_Object_IsUniquelyReferenced``
+says that no other thread holds or can reach it."""
 
 from __future__ import annotations
 
 import gc
 import sys
-import sysconfig
 import threading
 import weakref
 from collections.abc import Callable
@@ -22,8 +23,6 @@ import pytest
 from shardpool import Block, BlockPool, Buffer, BufferPool
 
 from helpers import run_threads
-
-FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
 class Kind:
@@ -85,12 +84,12 @@ def test_a_released_object_still_held_is_never_handed_out_again(kind: Kind) -> N
 
 
 def test_a_released_object_comes_back_fresh(kind: Kind) -> None:
-    """Whether the object is reused or new, the next get is a fresh lease; on a
-    build with a GIL the released object waits, visible to the GC, released."""
+    """Whether the object is reused or new, the next get is a fresh lease; the
+    released object waits, visible to the GC, released."""
     pool = kind.pool()
     for _ in range(3):
         kind.get(pool).release()
-        assert released_objects(kind) == (0 if FREE_THREADED else 1)
+        assert released_objects(kind) == 1
         obj = kind.get(pool)
         assert released_objects(kind) == 0
         assert_fresh(kind, obj)
@@ -104,7 +103,7 @@ def test_a_spare_reached_through_the_gc_is_not_reused(kind: Kind) -> None:
     pool = kind.pool()
     kind.get(pool).release()
     found = [o for o in gc.get_objects() if type(o) is kind.cls and o.released]
-    assert len(found) == (0 if FREE_THREADED else 1)
+    assert len(found) == 1
     fresh = [kind.get(pool) for _ in range(3)]
     for f in found:
         assert f.released
@@ -230,3 +229,43 @@ def test_threads_never_share_an_object(kind: Kind) -> None:
         sys.setswitchinterval(interval)
     assert not errors, errors
     assert holders == {}
+
+
+def test_an_object_held_on_another_thread_is_never_handed_out_again(kind: Kind) -> None:
+    """A released object that another thread still holds (a reference that
+    thread took, or a weak reference it made) is never reused, by the thread
+    that released it or by the holder; once the holder lets go, gets go on
+    with fresh objects."""
+    pool = kind.pool()
+    obj = kind.get(pool)
+    obj.release()
+    held: list[Any] = [obj]
+    ready, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        mine = held.pop()
+        ref = weakref.ref(mine)
+        ready.set()
+        done.wait()
+        for _ in range(50):
+            with kind.get(pool) as o:
+                assert o is not mine
+                assert_fresh(kind, o)
+        assert ref() is mine
+        assert mine.released
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    del obj
+    ready.wait()
+    for _ in range(50):
+        o = kind.get(pool)
+        assert all(o is not h for h in held)
+        assert_fresh(kind, o)
+        o.release()
+        del o
+    done.set()
+    thread.join()
+    fresh = kind.get(pool)
+    assert_fresh(kind, fresh)
+    fresh.release()
