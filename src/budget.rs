@@ -29,8 +29,11 @@
 //!   masked to [`GROUPS`]): any thread may use any group.
 //! - With a chunk of 0 (a budget too small to share out, or callers that
 //!   never run at once) there are no credits: every charge and refund goes
-//!   to `used`, as with one counter.
+//!   to `used`, as with one counter. The abi3 binding's callers never run
+//!   at once (`shards::SERIALIZED_BUILD`): there the chunk is always 0 and
+//!   the credit paths are compiled out of the charge and the refund.
 
+use crate::shards::SERIALIZED_BUILD;
 use crate::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
@@ -57,7 +60,7 @@ pub struct IdleBudget {
 impl IdleBudget {
     /// A budget of `limit` units, none used, whose credits are charged an
     /// eighth of the limit over the groups in use at a time; without credits
-    /// when callers are serialized (`shards::set_callers_serialized`).
+    /// when callers are serialized (`shards::callers_serialized`).
     pub fn new(limit: usize) -> Self {
         if crate::shards::callers_serialized() {
             return Self::with_chunk(limit, 0);
@@ -67,8 +70,10 @@ impl IdleBudget {
     }
 
     /// A budget of `limit` units whose credits are charged `chunk` at a
-    /// time (0: charges go to the shared count).
+    /// time (0: charges go to the shared count; always 0 in a build whose
+    /// callers are serialized, which never reads credits).
     pub(crate) fn with_chunk(limit: usize, chunk: usize) -> Self {
+        let chunk = if SERIALIZED_BUILD { 0 } else { chunk };
         IdleBudget {
             limit,
             chunk,
@@ -86,6 +91,9 @@ impl IdleBudget {
     /// The idle weight (a moment's reading: exact when no call is under
     /// way, otherwise off by what is in flight, never above the limit).
     pub fn used(&self) -> usize {
+        if SERIALIZED_BUILD {
+            return self.used.load(Ordering::Relaxed);
+        }
         let credits = self
             .credits
             .iter()
@@ -105,7 +113,7 @@ impl IdleBudget {
     /// Charges `weight` if it fits, from the credit of `home`'s group.
     #[inline(always)]
     pub(crate) fn try_charge(&self, weight: usize, home: usize) -> bool {
-        if self.chunk == 0 {
+        if SERIALIZED_BUILD || self.chunk == 0 {
             return self.charge_used(weight);
         }
         let credit = self.credit(home);
@@ -154,7 +162,7 @@ impl IdleBudget {
     /// Ends charges of `weight` in all, to the credit of `home`'s group.
     #[inline(always)]
     pub(crate) fn uncharge(&self, weight: usize, home: usize) {
-        if self.chunk == 0 {
+        if SERIALIZED_BUILD || self.chunk == 0 {
             let before = self.used.fetch_sub(weight, Ordering::Relaxed);
             debug_assert!(before >= weight, "uncharged more than was charged");
             return;
@@ -199,6 +207,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(all(feature = "python", feature = "abi3")))] // no credits there
     fn credits_serve_a_group_and_come_back_when_needed() {
         let b = IdleBudget::with_chunk(100, 10);
         assert!(b.try_charge(5, 0), "charges 15: 5 and a chunk of credit");

@@ -15,7 +15,9 @@
 //!
 //! Each thread group counts in a cache-line-padded block of its own (by
 //! thread index, as the pools' shards; one block when callers are
-//! serialized, `shards::set_callers_serialized`), so threads returning buffers to one
+//! serialized, `shards::callers_serialized`, and then, in the abi3
+//! binding, `shards::SERIALIZED_BUILD`, the group lookup is compiled out
+//! of `record`), so threads returning buffers to one
 //! pool do not write a common line on every return (on a free-threaded
 //! Python, two threads' `fetch_add`s on shared counters cost a buffer's
 //! get+write+release twice its time); the sizes read on every call sit on
@@ -103,7 +105,7 @@ impl Calibrator {
 
     /// Counts one use of `len` bytes.
     pub(crate) fn record(&self, len: usize) {
-        let mine = if self.more.is_empty() {
+        let mine = if crate::shards::SERIALIZED_BUILD || self.more.is_empty() {
             &self.first
         } else {
             self.local()

@@ -90,7 +90,6 @@ pub use pool::{
     Charge, Config, ConfigError, GetError, Hooks, Idle, NotOut, OpenError, Pending, Pool, PutError,
     ResetOn, Resized, Sizes, Step, MAX_IDLE_LIMIT, MAX_SHARDS,
 };
-pub use shards::set_callers_serialized;
 pub use tiered::{Filing, Tiered};
 
 #[cfg(feature = "python")]

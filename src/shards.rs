@@ -198,23 +198,39 @@ pub(crate) fn thread_index() -> usize {
     current().index
 }
 
+/// Whether this build's callers never run at once, known at compile time:
+/// the abi3 binding, a wheel for CPython with a GIL only (no free-threaded
+/// CPython loads an abi3 wheel). The idle budget and the calibrator test
+/// it before their per-thread-group paths, so there those paths fold away
+/// (a runtime test cost a block's get+release 12 instructions). Pure-Rust
+/// builds (no `python` feature, whatever `abi3` says) keep the groups.
+pub(crate) const SERIALIZED_BUILD: bool = cfg!(all(feature = "python", feature = "abi3"));
+
 /// Whether the pools made from now on may assume that their callers never
 /// run at once (see [`set_callers_serialized`]).
+#[cfg(all(feature = "python", not(feature = "abi3")))]
 static SERIALIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Tells the pools made from now on whether their callers never run at
-/// once: a binding whose calls hold an interpreter lock (CPython with a
-/// GIL) says so. Such pools keep one idle-budget count and one set of
+/// once: the non-abi3 binding, loaded by a CPython with a GIL, says so at
+/// import. Such pools keep one idle-budget count and one set of
 /// calibration counts instead of one per thread group, which only cost
 /// instructions when nothing runs in parallel. Only a matter of speed:
 /// every protocol is correct either way.
-pub fn set_callers_serialized(serialized: bool) {
+#[cfg(all(feature = "python", not(feature = "abi3")))]
+pub(crate) fn set_callers_serialized(serialized: bool) {
     SERIALIZED.store(serialized, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// See [`set_callers_serialized`].
+/// Whether the pools made now may assume serialized callers: always in the
+/// abi3 binding ([`SERIALIZED_BUILD`]), as the binding said at import in
+/// the non-abi3 one, never without the binding.
 pub(crate) fn callers_serialized() -> bool {
-    SERIALIZED.load(std::sync::atomic::Ordering::Relaxed)
+    #[cfg(all(feature = "python", not(feature = "abi3")))]
+    if SERIALIZED.load(std::sync::atomic::Ordering::Relaxed) {
+        return true;
+    }
+    SERIALIZED_BUILD
 }
 
 /// The number of shards to use when the caller does not say: the number of

@@ -58,8 +58,10 @@ macro_rules! add_classes {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     // With a GIL no two calls run at once: the pools need no per-thread
-    // budget credits or calibration counts (see `set_callers_serialized`).
-    crate::set_callers_serialized(reuse::gil_build(py)?);
+    // budget credits or calibration counts. The abi3 wheel knows it at
+    // compile time (`shards::SERIALIZED_BUILD`); this build asks.
+    #[cfg(not(feature = "abi3"))]
+    crate::shards::set_callers_serialized(reuse::gil_build(py)?);
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PoolTimeout", py.get_type::<errors::PoolTimeout>())?;
     m.add("PoolClosed", py.get_type::<errors::PoolClosed>())?;
