@@ -6,12 +6,16 @@
 //! ([`SpareBorrows`]); `borrow`, `__enter__` and `__exit__` are
 //! `raw_method` entries.
 //!
-//! Invariants (reuse; kept only on builds with a GIL):
+//! Invariants (reuse):
 //! - A spare is reused only when the slot's reference is its only one and
-//!   it holds no object; it takes no weak reference ([`SpareBorrows`]).
+//!   no other thread can make one (with a GIL: refcount 1; free-threaded:
+//!   `PyUnstable_Object_IsUniquelyReferenced`, as for blocks, `reuse`),
+//!   and it holds no object; it takes no weak reference ([`SpareBorrows`]).
 //! - A spare does not hold its pool ([`PoolRef`]): only a `Borrow` whose
-//!   exit's caller alone held it is kept, and it lets go of its pool once
-//!   in the slot. So pool and spares make no reference cycle, and a pool
+//!   exit's caller alone held it (the `with` statement, not a variable:
+//!   [`SoleCaller`]; before this check, CPython 3.14's uncounted reads of a
+//!   variable let a named `Borrow` look alone and lose its pool) is kept,
+//!   and it lets go of its pool once in the slot. So pool and spares make no reference cycle, and a pool
 //!   whose last reference goes away is freed at once. A `Borrow` not
 //!   holding its pool is in that pool's slots, or its pool was freed (its
 //!   slots' `Drop` cleared its address); it holds its pool again whenever
@@ -32,13 +36,13 @@ use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::{intern, PyClass, PyTraverseError};
 
-use crate::blocks::spares::{Spares, Verdict};
+use crate::blocks::spares::Verdict;
 
 use super::logging::{self, Level};
 
 use super::class_macros::generic_class;
 use super::raw_method;
-use super::reuse::gil_build;
+use super::reuse::ThreadSpares;
 
 /// A pool class with `borrow()`: how a `Borrow` gets its object and gives
 /// it back. Implemented by the pool classes, so that this module names none.
@@ -168,10 +172,11 @@ fn take_back<P: Lend>(
 ///   pool was freed while this `Borrow`, not owning it, was in its slots
 ///   (the slots' `Drop`): `__enter__` then raises.
 ///
-/// These change only on builds with a GIL (spares are kept only there),
-/// with the GIL held and no Python code run between the check that allows
-/// a change and the change, so a thread never sees a pool it may use go
-/// away under it.
+/// A change is allowed only to the `Borrow`'s sole holder (see
+/// [`SpareBorrows`]: offered and taken only when no one else holds it or
+/// can make a reference, with no Python code run between that check and
+/// the change), or to its pool's slots when the pool is freed, so a thread
+/// never sees a pool it may use go away under it.
 struct PoolRef {
     ptr: AtomicPtr<ffi::PyObject>,
     owned: AtomicBool,
@@ -213,7 +218,7 @@ impl PoolRef {
             return false;
         }
         // SAFETY: not owned and not forgotten: the pool is alive (its slots
-        // hold this `Borrow`), and the GIL is held (only GIL builds let go).
+        // hold this `Borrow`, or did until its caller took it from them).
         unsafe { ffi::Py_INCREF(ptr) };
         self.owned.store(true, Release);
         true
@@ -531,34 +536,106 @@ generic_class!(Borrow);
 ///
 /// A `Borrow` is reused only when nothing else holds or can reach it, so no
 /// holder sees its `Borrow` turn into another block's:
-/// - when reused, the slot's reference is the only one (refcount 1, read
-///   while attached, on a build with a GIL: nothing else can take a
-///   reference meanwhile) and it holds no object (its block exited);
+/// - when offered, and again when reused, our reference is the only one
+///   and no other thread can make one ([`ThreadSpares::unique`]: refcount 1
+///   read while attached with a GIL; `PyUnstable_Object_IsUniquelyReferenced`
+///   and an acquire fence on a free-threaded build, where the spares are
+///   kept per thread group and only the thread that made a `Borrow` can
+///   judge it unique) and it holds no object (its block exited);
 /// - it supports no weak reference (the class has no weak-reference list),
 ///   so nothing can revive it;
-/// - only on interpreters with a GIL, as for `Block`s (`reuse`): on a
-///   free-threaded build nothing is ever kept.
+/// - on a free-threaded build the spares are not shown to the garbage
+///   collector: `gc.get_referents(pool)` would hand one out to another
+///   thread while this one reuses it (they hold no pool, so they make no
+///   cycle with it).
 ///
 /// A `Borrow` is offered only at the end of an exit at which it holds no
 /// object and its caller's reference is the only one (`with
 /// pool.borrow():`, not a `Borrow` the user named), and then it lets go of
 /// its pool ([`PoolRef`]): the pool refers to its spares (and shows them to
-/// the garbage collector, `traverse`), a spare not to its pool, so a pool
+/// the garbage collector on a build with a GIL, `traverse`), a spare not to
+/// its pool, so a pool
 /// whose last reference goes away is freed at once, spares and all (its
 /// `Drop` makes any spare still held elsewhere forget it). A spare takes
 /// its pool again when it leaves the slots (`take`, `close`) or is entered
 /// there (reached through the collector).
 pub struct SpareBorrows {
-    spares: Spares<ffi::PyObject>,
-    enabled: bool,
+    slots: ThreadSpares,
+    sole_caller: SoleCaller,
+}
+
+/// `PyUnstable_Object_IsUniqueReferencedTemporary` (CPython 3.14).
+type IsTemporary = unsafe extern "C" fn(*mut ffi::PyObject) -> std::ffi::c_int;
+
+/// How an exit tells that its caller's reference to the `Borrow` is the
+/// only one: the `with` statement's, not a variable's.
+#[derive(Clone, Copy)]
+enum SoleCaller {
+    /// A reference count of 1 (before CPython 3.14, with a GIL: every
+    /// reference on a frame's stack is counted).
+    Refcount,
+    /// From 3.14 a frame's stack may hold a borrowed reference to what a
+    /// variable holds (`with kept:` compiles to `LOAD_FAST_BORROW`), so a
+    /// count of 1 may be the variable's: CPython's check that the only
+    /// reference is a counted one on the running frame's stack (on a
+    /// free-threaded build also that it is this thread's alone,
+    /// `PyUnstable_Object_IsUniquelyReferenced`).
+    Temporary(IsTemporary),
+    /// Neither can be told (3.13t, or the check not found): never offered.
+    Never,
+}
+
+impl SoleCaller {
+    fn new(py: Python<'_>, free_threaded: bool) -> Self {
+        if py.version_info() < (3, 14) {
+            return if free_threaded {
+                SoleCaller::Never
+            } else {
+                SoleCaller::Refcount
+            };
+        }
+        is_temporary().map_or(SoleCaller::Never, SoleCaller::Temporary)
+    }
+}
+
+/// CPython's `PyUnstable_Object_IsUniqueReferencedTemporary`: declared
+/// where the build targets 3.14 (no `abi3`), looked up in the running
+/// interpreter otherwise (the abi3 wheel also loads into 3.11-3.13, which
+/// lack it).
+#[cfg(not(feature = "abi3"))]
+fn is_temporary() -> Option<IsTemporary> {
+    extern "C" {
+        fn PyUnstable_Object_IsUniqueReferencedTemporary(op: *mut ffi::PyObject)
+            -> std::ffi::c_int;
+    }
+    Some(PyUnstable_Object_IsUniqueReferencedTemporary)
+}
+
+#[cfg(all(feature = "abi3", unix))]
+fn is_temporary() -> Option<IsTemporary> {
+    // SAFETY: a NUL-terminated name looked up in the process's global
+    // symbols (the interpreter's exports).
+    let found = unsafe {
+        libc::dlsym(
+            libc::RTLD_DEFAULT,
+            c"PyUnstable_Object_IsUniqueReferencedTemporary".as_ptr(),
+        )
+    };
+    // SAFETY: CPython exports it with this signature (`int (PyObject *)`).
+    (!found.is_null())
+        .then(|| unsafe { std::mem::transmute::<*mut libc::c_void, IsTemporary>(found) })
+}
+
+#[cfg(all(feature = "abi3", not(unix)))]
+fn is_temporary() -> Option<IsTemporary> {
+    None
 }
 
 impl SpareBorrows {
     pub fn new(py: Python<'_>) -> PyResult<Self> {
-        Ok(SpareBorrows {
-            spares: Spares::default(),
-            enabled: gil_build(py)?,
-        })
+        let slots = ThreadSpares::new(py)?;
+        let sole_caller = SoleCaller::new(py, slots.free_threaded());
+        Ok(SpareBorrows { slots, sole_caller })
     }
 
     /// Keeps `borrow`, whose block just exited, for a later `borrow()`, if
@@ -566,11 +643,14 @@ impl SpareBorrows {
     /// own), whose reference the caller keeps until it is done.
     #[inline]
     fn offer(&self, borrow: &Bound<'_, Borrow>, pool: &Bound<'_, PyAny>) {
-        if !self.enabled {
-            return;
-        }
-        // SAFETY: a live object (`borrow` lends a reference).
-        let alone = unsafe { ffi::Py_REFCNT(borrow.as_ptr()) } == 1;
+        let ptr = borrow.as_ptr();
+        let alone = match self.sole_caller {
+            // SAFETY: a live object (`borrow` lends a reference).
+            SoleCaller::Refcount => (unsafe { ffi::Py_REFCNT(ptr) }) == 1,
+            // SAFETY: as above, read while attached.
+            SoleCaller::Temporary(is_temporary) => (unsafe { is_temporary(ptr) }) != 0,
+            SoleCaller::Never => false,
+        };
         let this = borrow.get();
         // A `Borrow` someone else holds keeps its pool (it is theirs to use
         // again), so it is not kept: kept, it would make a cycle.
@@ -581,15 +661,18 @@ impl SpareBorrows {
         let owned = borrow.clone().into_ptr();
         // SAFETY: `into_ptr` gives a non-null owned reference.
         let owned = unsafe { NonNull::new_unchecked(owned) };
-        if let Err(refused) = self.spares.offer(owned) {
+        if let Err(refused) = self.slots.local().offer(owned) {
             // SAFETY: the reference we own and the slots refused.
             drop(unsafe { Bound::from_owned_ptr(borrow.py(), refused.as_ptr()) });
             return;
         }
-        // In a slot now, with no other holder but the caller, on a build
-        // with a GIL that we hold, and no Python code has run since the
-        // checks above: it lets go of its pool, which the caller's own
-        // reference keeps alive (this is not the last one).
+        // In a slot now, with no other holder but the caller, and no Python
+        // code has run since the checks above: it lets go of its pool,
+        // which the caller's own reference keeps alive (this is not the
+        // last one). (On a free-threaded build another thread of this
+        // group may take it from the slot meanwhile: not unique while our
+        // caller holds it, it is let go of there, holding its pool, and then
+        // lets go of it here, held by our caller alone, who drops it.)
         this.pool.let_go(borrow.py());
     }
 
@@ -603,13 +686,9 @@ impl SpareBorrows {
         pool: &Bound<'py, PyAny>,
         args: BorrowArgs,
     ) -> Result<Bound<'py, Borrow>, BorrowArgs> {
-        if !self.enabled {
-            return Err(args);
-        }
         let py = pool.py();
         let judge = |obj: NonNull<ffi::PyObject>| {
-            // SAFETY: a live `Borrow`: the slot's reference, now ours.
-            let unique = unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1;
+            let unique = self.slots.unique(obj) == Some(true);
             // SAFETY: as above; only `Borrow`s are offered here.
             let borrow = unsafe { Borrowed::from_ptr(py, obj.as_ptr()).cast_unchecked::<Borrow>() };
             let free = borrow.get().held.is_free();
@@ -621,17 +700,18 @@ impl SpareBorrows {
             }
         };
         let discard = |obj: NonNull<ffi::PyObject>| leave(py, obj);
-        let Some(obj) = self.spares.take(judge, discard) else {
+        let Some(obj) = self.slots.local().take(judge, discard) else {
             return Err(args);
         };
         // SAFETY: the slot's reference, now ours; only `Borrow`s are
         // offered to these spares.
         let spare =
             unsafe { Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>() };
-        // SAFETY: `judge` found our reference the only one, on a build with a
-        // GIL that we hold (`enabled`), and `Borrow` has no weak references:
-        // no other reference to the object, and so to `args`, exists or can
-        // be made meanwhile, so this write is exclusive. The old arguments
+        // SAFETY: `judge` found our reference the only one and that no other
+        // thread can make one (`ThreadSpares::unique`), and `Borrow` has no
+        // weak references: no other reference to the object, and so to
+        // `args`, exists or can be made meanwhile, so this write is
+        // exclusive. The old arguments
         // are dropped after it (their `timeout` may run a destructor).
         let old = std::mem::replace(unsafe { &mut *spare.get().args.get() }, args);
         // It holds its pool again (this pool: a `Borrow` is offered only to
@@ -642,13 +722,17 @@ impl SpareBorrows {
         Ok(spare)
     }
 
-    /// Shows the spares to the garbage collector.
+    /// Shows the spares to the garbage collector (on a build with a GIL
+    /// only: see [`SpareBorrows`]).
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if self.slots.free_threaded() {
+            return Ok(());
+        }
         // SAFETY: the collector traverses on a thread attached to the
         // interpreter; the token only lends the slots' pointers to the visit
         // below (no call into Python, no reference count changed).
         let py = unsafe { Python::assume_attached() };
-        self.spares.peek(|obj| {
+        self.slots.peek(|obj| {
             // SAFETY: a live object the slot holds a reference to, lent to
             // the visit for its duration.
             let obj = unsafe { Borrowed::from_ptr(py, obj.as_ptr()) };
@@ -659,7 +743,7 @@ impl SpareBorrows {
     /// Lets go of every spare, and keeps none from now on (a closed pool,
     /// or one the collector clears).
     pub fn close(&self, py: Python<'_>) {
-        self.spares.close(|obj| leave(py, obj));
+        self.slots.close(|obj| leave(py, obj));
     }
 }
 
@@ -680,7 +764,7 @@ impl Drop for SpareBorrows {
     /// not hold it, forget it, and the slots' references go.
     fn drop(&mut self) {
         Python::attach(|py| {
-            self.spares.close(|obj| {
+            self.slots.close(|obj| {
                 // SAFETY: a reference the slots gave back to us, to a
                 // `Borrow`.
                 let spare = unsafe {

@@ -407,9 +407,13 @@ fn log_swallowed(py: Python<'_>, message: &str, err: &PyErr) {
 /// (`PyErr_SetInterruptEx`; by default it raises `KeyboardInterrupt`; if
 /// SIGINT is ignored, or left to the system, nothing happens, as for
 /// Ctrl-C).
+/// SIGINT's number, 2 on every platform CPython runs on (`libc` is a
+/// dependency on Unix only).
+const SIGINT: std::ffi::c_int = 2;
+
 pub fn interrupt_again() {
     // SAFETY: no preconditions: async-signal-safe, callable from any thread
     // (it only marks the signal pending for the main thread). It fails only
     // for a signal number out of range, which SIGINT is not.
-    unsafe { pyo3::ffi::PyErr_SetInterruptEx(libc::SIGINT) };
+    unsafe { pyo3::ffi::PyErr_SetInterruptEx(SIGINT) };
 }

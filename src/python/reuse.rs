@@ -383,12 +383,13 @@ extern "C" {
     fn PyUnstable_Object_IsUniquelyReferenced(op: *mut ffi::PyObject) -> std::ffi::c_int;
 }
 
-/// A pool's spare objects of class `T`.
-pub struct SpareObjects {
+/// The spare slots of one pool for one class of objects (one group, or
+/// one per thread group on a free-threaded build), and how a spare taken
+/// from them is judged to have no other holder (see the module's
+/// conditions): what `Block`/`Buffer` reuse ([`SpareObjects`]) and `Borrow`
+/// reuse (`borrow::SpareBorrows`) share.
+pub struct ThreadSpares {
     spares: Slots,
-    /// `T.__weakrefoffset__`: where an instance keeps its weak-reference
-    /// list; `None` when objects are never reused.
-    weaklist: Option<isize>,
     /// A free-threaded interpreter: uniqueness is judged by
     /// `PyUnstable_Object_IsUniquelyReferenced` (see the module's
     /// conditions).
@@ -396,21 +397,13 @@ pub struct SpareObjects {
     free_threaded: bool,
 }
 
-impl SpareObjects {
-    /// Spares for objects of class `T` (which must support weak references).
-    pub fn new<T: PyClass>(py: Python<'_>) -> PyResult<Self> {
-        let offset: isize = py.get_type::<T>().getattr("__weakrefoffset__")?.extract()?;
+impl ThreadSpares {
+    pub fn new(py: Python<'_>) -> PyResult<Self> {
+        #[cfg(feature = "abi3")]
+        let _ = py;
         #[cfg(not(feature = "abi3"))]
         let free_threaded = !gil_build(py)?;
-        // Reuse on a free-threaded build reads the shared count's flags at
-        // a fixed place of the object header: only where it is there.
-        #[cfg(not(feature = "abi3"))]
-        let offset = if free_threaded && !free_threaded_header_as_expected(py) {
-            0
-        } else {
-            offset
-        };
-        Ok(SpareObjects {
+        Ok(ThreadSpares {
             #[cfg(feature = "abi3")]
             spares: Spares::default(),
             #[cfg(not(feature = "abi3"))]
@@ -419,20 +412,111 @@ impl SpareObjects {
             } else {
                 1
             }),
-            // 0 would mean no weak references (and no list to read).
-            weaklist: (offset != 0).then_some(offset),
             #[cfg(not(feature = "abi3"))]
             free_threaded,
         })
     }
 
+    /// Whether the interpreter is free-threaded.
+    #[inline(always)]
+    pub fn free_threaded(&self) -> bool {
+        #[cfg(not(feature = "abi3"))]
+        return self.free_threaded;
+        #[cfg(feature = "abi3")]
+        false
+    }
+
     /// The calling thread's spares.
     #[inline(always)]
-    fn local(&self) -> &Spares<ffi::PyObject> {
+    pub fn local(&self) -> &Spares<ffi::PyObject> {
         #[cfg(feature = "abi3")]
         return &self.spares;
         #[cfg(not(feature = "abi3"))]
         return self.spares.local();
+    }
+
+    /// Whether our reference to `obj` is the only one, and no other thread
+    /// can make one (see the module's conditions); `None`: never will be.
+    #[inline(always)]
+    pub fn unique(&self, obj: NonNull<ffi::PyObject>) -> Option<bool> {
+        #[cfg(not(feature = "abi3"))]
+        if self.free_threaded {
+            // SAFETY: a live object (the slot's reference, now ours), read
+            // while attached.
+            if unsafe { PyUnstable_Object_IsUniquelyReferenced(obj.as_ptr()) } != 0 {
+                // Pairs with the release of the decrement (an atomic
+                // read-modify-write) by which a former holder on another
+                // thread let go (see the module's conditions).
+                fence(Acquire);
+                return Some(true);
+            }
+            // SAFETY: as above.
+            return if unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1 {
+                // Ours alone, yet not unique: made on another thread, or
+                // weakly referenced once. It never becomes unique here.
+                None
+            } else {
+                Some(false)
+            };
+        }
+        // SAFETY: a live object: the slot's reference, now ours.
+        Some(unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1)
+    }
+
+    /// Every group, for a traversal.
+    #[cfg(feature = "abi3")]
+    pub fn peek(
+        &self,
+        visit: impl FnMut(NonNull<ffi::PyObject>) -> Result<(), pyo3::PyTraverseError>,
+    ) -> Result<(), pyo3::PyTraverseError> {
+        self.spares.peek(visit)
+    }
+
+    /// Every group, for a traversal.
+    #[cfg(not(feature = "abi3"))]
+    pub fn peek(
+        &self,
+        mut visit: impl FnMut(NonNull<ffi::PyObject>) -> Result<(), pyo3::PyTraverseError>,
+    ) -> Result<(), pyo3::PyTraverseError> {
+        for group in self.spares.all() {
+            group.peek(&mut visit)?;
+        }
+        Ok(())
+    }
+
+    /// Lets go of every spare (given to `discard`), and keeps none from now
+    /// on.
+    pub fn close(&self, discard: impl FnMut(NonNull<ffi::PyObject>)) {
+        self.spares.close(discard);
+    }
+}
+
+/// A pool's spare objects of class `T`.
+pub struct SpareObjects {
+    slots: ThreadSpares,
+    /// `T.__weakrefoffset__`: where an instance keeps its weak-reference
+    /// list; `None` when objects are never reused.
+    weaklist: Option<isize>,
+}
+
+impl SpareObjects {
+    /// Spares for objects of class `T` (which must support weak references).
+    pub fn new<T: PyClass>(py: Python<'_>) -> PyResult<Self> {
+        let offset: isize = py.get_type::<T>().getattr("__weakrefoffset__")?.extract()?;
+        let slots = ThreadSpares::new(py)?;
+        // Reuse on a free-threaded build reads the shared count's flags at
+        // a fixed place of the object header: only where it is there.
+        #[cfg(not(feature = "abi3"))]
+        let offset = if slots.free_threaded() && !free_threaded_header_as_expected(py) {
+            0
+        } else {
+            offset
+        };
+        Ok(SpareObjects {
+            slots,
+            // 0 would mean no weak references (and no list to read).
+            weaklist: (offset != 0).then_some(offset),
+        })
     }
 
     /// Whether `obj` may have weak references, read when it is offered,
@@ -444,7 +528,7 @@ impl SpareObjects {
     #[inline(always)]
     fn may_be_weakly_referenced(&self, offset: isize, obj: NonNull<ffi::PyObject>) -> bool {
         #[cfg(not(feature = "abi3"))]
-        if self.free_threaded {
+        if self.slots.free_threaded() {
             // SAFETY: a live object; on a free-threaded build its shared
             // count is an atomic `isize` at `SHARED_COUNT_AT` (checked at
             // construction, `free_threaded_header_as_expected`).
@@ -482,34 +566,6 @@ impl SpareObjects {
         }
     }
 
-    /// Whether our reference to `obj` is the only one, and no other thread
-    /// can make one (see the module's conditions); `None`: never will be.
-    #[inline(always)]
-    fn unique(&self, obj: NonNull<ffi::PyObject>) -> Option<bool> {
-        #[cfg(not(feature = "abi3"))]
-        if self.free_threaded {
-            // SAFETY: a live object (the slot's reference, now ours), read
-            // while attached.
-            if unsafe { PyUnstable_Object_IsUniquelyReferenced(obj.as_ptr()) } != 0 {
-                // Pairs with the release of the decrement (an atomic
-                // read-modify-write) by which a former holder on another
-                // thread let go (see the module's conditions).
-                fence(Acquire);
-                return Some(true);
-            }
-            // SAFETY: as above.
-            return if unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1 {
-                // Ours alone, yet not unique: made on another thread, or
-                // weakly referenced once. It never becomes unique here.
-                None
-            } else {
-                Some(false)
-            };
-        }
-        // SAFETY: a live object: the slot's reference, now ours.
-        Some(unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1)
-    }
-
     /// Keeps `obj`, just released with nothing of its lease left, for reuse
     /// (see the module's conditions): unless its lease was ever exported or
     /// its pool tracks sites (`tracking`).
@@ -528,7 +584,7 @@ impl SpareObjects {
         let owned = obj.clone().into_ptr();
         // SAFETY: `into_ptr` gives a non-null owned reference.
         let owned = unsafe { NonNull::new_unchecked(owned) };
-        if let Err(refused) = self.local().offer(owned) {
+        if let Err(refused) = self.slots.local().offer(owned) {
             // SAFETY: the reference we own and the slots refused.
             drop(unsafe { Bound::from_owned_ptr(obj.py(), refused.as_ptr()) });
         }
@@ -563,7 +619,7 @@ impl SpareObjects {
     #[inline]
     fn take<'py, T: PyClass>(&self, py: Python<'py>) -> Option<Bound<'py, T>> {
         let offset = self.weaklist?;
-        let judge = |obj: NonNull<ffi::PyObject>| match self.unique(obj) {
+        let judge = |obj: NonNull<ffi::PyObject>| match self.slots.unique(obj) {
             None => Verdict::Discard,
             Some(false) => Verdict::Keep,
             // Weakly referenced after its release: never reusable.
@@ -574,7 +630,7 @@ impl SpareObjects {
             // SAFETY: a reference the slots gave back to us.
             drop(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()) });
         };
-        let obj = self.local().take(judge, discard)?;
+        let obj = self.slots.local().take(judge, discard)?;
         // SAFETY: the slot's reference, now ours; only objects of class `T`
         // are offered to these spares.
         Some(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked() })
@@ -582,7 +638,7 @@ impl SpareObjects {
 
     /// Lets go of every spare, and keeps none from now on.
     pub fn close(&self, py: Python<'_>) {
-        self.spares.close(|obj: NonNull<ffi::PyObject>| {
+        self.slots.close(|obj: NonNull<ffi::PyObject>| {
             // SAFETY: a reference the slots gave back to us.
             drop(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()) });
         });
