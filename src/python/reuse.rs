@@ -57,6 +57,7 @@ use std::sync::atomic::{fence, AtomicIsize, AtomicPtr, Ordering::Acquire, Orderi
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
+#[cfg(not(feature = "abi3"))]
 use pyo3::sync::PyOnceLock;
 use pyo3::PyClass;
 
@@ -320,14 +321,13 @@ impl<P> Drop for PoolCore<P> {
 }
 
 /// Whether this interpreter has a GIL (see the module's last condition).
+/// Only asked by builds without `abi3`: an abi3 (limited API) build cannot
+/// be loaded by a free-threaded interpreter of the versions it targets.
+#[cfg(not(feature = "abi3"))]
 static GIL_BUILD: PyOnceLock<bool> = PyOnceLock::new();
 
+#[cfg(not(feature = "abi3"))]
 pub fn gil_build(py: Python<'_>) -> PyResult<bool> {
-    // An abi3 (limited API) build cannot be loaded by a free-threaded
-    // interpreter of the versions it targets.
-    if cfg!(feature = "abi3") {
-        return Ok(true);
-    }
     GIL_BUILD
         .get_or_try_init(py, || {
             let flag = py
