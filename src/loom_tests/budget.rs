@@ -75,6 +75,80 @@ fn credits_never_let_the_idle_weight_pass_the_limit() {
     });
 }
 
+/// Credits with the weight actually idle tracked beside the budget (a
+/// ghost count, raised after a charge succeeds and lowered before its
+/// refund), and a refund landing in another group than its charge, as in
+/// the pools (a put on one thread charges its group, a get on another
+/// refunds to that one's). Over a budget of 10 charged 3 at a time: one
+/// thread charges 4 and leaves it idle for whoever takes it, then charges
+/// and refunds 3; a second takes the 4 if it is idle yet (refunding to its
+/// own group) and then holds 5 if it fits; the main thread holds 6 if it
+/// fits. The idle weight never passes the limit (the earlier models only
+/// assert `used() <= limit`, which holds by construction whatever the
+/// credits do); at the end exactly what is held is used, and the rest fits.
+#[test]
+fn credits_keep_the_idle_weight_within_the_limit_across_groups() {
+    use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+    /// Charges `weight` from the calling thread's group; if it fits, the
+    /// idle weight with it must be within the limit.
+    fn hold(budget: &IdleBudget, idle: &AtomicUsize, weight: usize) -> bool {
+        let fit = budget.try_charge(weight, crate::shards::current().index);
+        if fit {
+            let now = idle.fetch_add(weight, SeqCst) + weight;
+            assert!(now <= budget.limit(), "idle weight {now} past the limit");
+        }
+        fit
+    }
+
+    /// Ends a held `weight`, refunding to the calling thread's group.
+    fn let_go(budget: &IdleBudget, idle: &AtomicUsize, weight: usize) {
+        idle.fetch_sub(weight, SeqCst);
+        budget.uncharge(weight, crate::shards::current().index);
+    }
+
+    check(Preemptions(3), || {
+        let budget = Arc::new(IdleBudget::with_chunk(10, 3));
+        let idle = Arc::new(AtomicUsize::new(0));
+        let four_idle = Arc::new(AtomicBool::new(false));
+        let putter = {
+            let (budget, idle, four_idle) = (budget.clone(), idle.clone(), four_idle.clone());
+            thread::spawn(move || {
+                if hold(&budget, &idle, 4) {
+                    four_idle.store(true, SeqCst);
+                }
+                if hold(&budget, &idle, 3) {
+                    let_go(&budget, &idle, 3);
+                }
+            })
+        };
+        let taker = {
+            let (budget, idle, four_idle) = (budget.clone(), idle.clone(), four_idle.clone());
+            thread::spawn(move || {
+                if four_idle.swap(false, SeqCst) {
+                    let_go(&budget, &idle, 4);
+                }
+                hold(&budget, &idle, 5)
+            })
+        };
+        hold(&budget, &idle, 6);
+        putter.join().unwrap();
+        taker.join().unwrap();
+        if four_idle.swap(false, SeqCst) {
+            let_go(&budget, &idle, 4);
+        }
+        let held = idle.load(SeqCst);
+        assert_eq!(budget.used(), held);
+        let home = crate::shards::current().index;
+        assert!(
+            budget.try_charge(10 - held, home),
+            "credit elsewhere taken back"
+        );
+        assert_eq!(budget.used(), 10);
+        assert!(!budget.try_charge(1, home));
+    });
+}
+
 struct Plain;
 
 impl Hooks<usize> for Plain {
