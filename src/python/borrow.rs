@@ -254,6 +254,25 @@ impl Drop for PoolRef {
     }
 }
 
+/// Whether `pool` is that of a spare (not owned) on a free-threaded build.
+#[cfg(not(feature = "abi3"))]
+#[inline(always)]
+fn free_threaded_spare(pool: &PoolRef, py: Python<'_>) -> bool {
+    #[cold]
+    fn free_threaded(py: Python<'_>) -> bool {
+        super::reuse::gil_build(py).map_or(true, |gil| !gil)
+    }
+    !pool.owned.load(Acquire) && free_threaded(py)
+}
+
+/// Whether `pool` is that of a spare on a free-threaded build: never with
+/// the abi3 wheel (GIL builds only).
+#[cfg(feature = "abi3")]
+#[inline(always)]
+fn free_threaded_spare(_pool: &PoolRef, _py: Python<'_>) -> bool {
+    false
+}
+
 /// What a `Borrow` holds: nothing (null), its entry under way
 /// ([`ENTERING`]), or the object lent to its block (a reference it owns).
 /// Each change is one atomic operation, so two threads using one `Borrow`
@@ -401,7 +420,16 @@ impl Borrow {
             ));
         }
         // A spare the user reached while in its pool's slots (through the
-        // collector) may have let go of its pool: it holds it again.
+        // collector) may have let go of its pool: with a GIL it holds it
+        // again (the pool is alive: its slots hold the spare). Without one
+        // the pool may be being freed on another thread right now (its
+        // slots' `Drop`), so such a `Borrow` is refused instead.
+        if free_threaded_spare(&self.pool, py) {
+            self.held.abort_entry();
+            return Err(PyRuntimeError::new_err(
+                "this borrow() is kept by its pool for reuse; call pool.borrow() for each with block",
+            ));
+        }
         if !self.pool.own() {
             self.held.abort_entry();
             return Err(PyRuntimeError::new_err(
@@ -544,10 +572,13 @@ generic_class!(Borrow);
 ///   judge it unique) and it holds no object (its block exited);
 /// - it supports no weak reference (the class has no weak-reference list),
 ///   so nothing can revive it;
-/// - on a free-threaded build the spares are not shown to the garbage
-///   collector: `gc.get_referents(pool)` would hand one out to another
-///   thread while this one reuses it (they hold no pool, so they make no
-///   cycle with it).
+/// - on a free-threaded build the pool does not show its spares to the
+///   collector's traversal: `gc.get_referents(pool)` would hand one out to
+///   another thread while this one reuses it (they hold no pool, so they
+///   make no cycle with it). `gc.get_objects()` still lists them, but it
+///   stops the world and takes a counted reference, which the next check
+///   sees; and such a finder cannot enter a spare there (`enter`: its
+///   pool may be freed by another thread at that moment).
 ///
 /// A `Borrow` is offered only at the end of an exit at which it holds no
 /// object and its caller's reference is the only one (`with

@@ -21,13 +21,18 @@
 //!   `PyUnstable_Object_IsUniquelyReferenced` (CPython 3.14): the object is
 //!   owned by this thread, its local count is 1 and its shared count, flags
 //!   included, is 0. No other thread then holds a reference, and none can
-//!   make one: a weak reference ever made to the object set the
-//!   "maybe weakref" flag of its shared count (`init_weakref`) for good, so
-//!   an object with one is never judged unique (it is discarded instead),
-//!   and the spares are not shown to the collector (`gc.get_referents`
-//!   cannot reach them). An acquire fence after the check orders the
-//!   reuse after everything a former holder on another thread did before
-//!   its decrement brought the shared count back to 0.
+//!   make one without changing the counts the check reads: a weak
+//!   reference ever made to the object set the "maybe weakref" flag of its
+//!   shared count (`init_weakref`) for good, as does a locked read from a
+//!   list or dict on another thread (`_Py_NewRefWithLock`), so such an
+//!   object is never judged unique (it is discarded instead); the pools
+//!   do not show their spares to the collector's traversal, and
+//!   `gc.get_objects()`, which does list them, stops the world and takes a
+//!   counted reference, so it cannot fall between the check and the reuse,
+//!   which run with no call into Python and no detaching in between (keep
+//!   it so). An acquire fence after the check orders the reuse after
+//!   everything a former holder on another thread did before its decrement
+//!   brought the shared count back to 0.
 //!
 //! On a free-threaded build each thread group keeps its own spares
 //! (`ShardedSpares`): two threads sharing a pool never swap one slot, and
@@ -355,24 +360,39 @@ const SHARED_COUNT_AT: usize = 16;
 #[cfg(not(feature = "abi3"))]
 const SHARED_FLAGS: isize = 0x3;
 
-/// Whether this interpreter's object header has `ob_type` where
-/// [`SHARED_COUNT_AT`] assumes (the shared count right before it): checked
-/// once per pool on a type object. Objects are never reused where not.
+/// The word at [`SHARED_COUNT_AT`] of a live object, read atomically.
+///
+/// # Safety
+/// `obj` is a live object of a free-threaded interpreter (its header is at
+/// least 32 bytes, the word pointer-aligned).
+#[cfg(not(feature = "abi3"))]
+unsafe fn shared_count(obj: *mut ffi::PyObject) -> isize {
+    // SAFETY: per the caller; CPython writes the word atomically.
+    unsafe { AtomicIsize::from_ptr(obj.cast::<u8>().add(SHARED_COUNT_AT).cast()).load(Relaxed) }
+}
+
+/// Whether this interpreter keeps an object's shared count, with its
+/// flags, where [`SHARED_COUNT_AT`] assumes: a fresh set made here reads 0
+/// there, and 1 (the "maybe weakref" flag alone) once a weak reference to
+/// it exists. (The cp314t tag pins the layout; this checks it on the
+/// interpreter that loaded the module.) Checked once per pool; objects are
+/// never reused where it fails.
 #[cfg(not(feature = "abi3"))]
 fn free_threaded_header_as_expected(py: Python<'_>) -> bool {
-    let probe = py.get_type::<pyo3::types::PyType>();
-    let obj = probe.as_ptr();
-    // SAFETY: a live object (the `type` type) at least as large as a
-    // free-threaded header (32 bytes); its word at 24 is read, compared,
-    // never used as a pointer.
-    let at = unsafe {
-        obj.cast::<u8>()
-            .add(SHARED_COUNT_AT + 8)
-            .cast::<*mut ffi::PyTypeObject>()
-            .read()
+    let Ok(probe) = pyo3::types::PySet::empty(py) else {
+        return false;
     };
-    // SAFETY: a live object.
-    at == unsafe { ffi::Py_TYPE(obj) }
+    // SAFETY: a live object of this (free-threaded) interpreter.
+    if unsafe { shared_count(probe.as_ptr()) } != 0 {
+        return false;
+    }
+    let Ok(weak) = pyo3::types::PyWeakrefReference::new(&probe) else {
+        return false;
+    };
+    // SAFETY: as above.
+    let flagged = unsafe { shared_count(probe.as_ptr()) } & SHARED_FLAGS == 1;
+    drop(weak);
+    flagged
 }
 
 #[cfg(not(feature = "abi3"))]
@@ -532,10 +552,7 @@ impl SpareObjects {
             // SAFETY: a live object; on a free-threaded build its shared
             // count is an atomic `isize` at `SHARED_COUNT_AT` (checked at
             // construction, `free_threaded_header_as_expected`).
-            let shared = unsafe {
-                AtomicIsize::from_ptr(obj.as_ptr().cast::<u8>().add(SHARED_COUNT_AT).cast())
-            };
-            return shared.load(Relaxed) & SHARED_FLAGS != 0;
+            return unsafe { shared_count(obj.as_ptr()) } & SHARED_FLAGS != 0;
         }
         Self::weakly_referenced(offset, obj)
     }
@@ -605,7 +622,9 @@ impl SpareObjects {
         // object, that no other thread can make one, and that no weak
         // reference to it exists (see the module's conditions): no other
         // reference to its lease exists or can be made meanwhile, so this
-        // write is exclusive.
+        // write is exclusive. (Nothing between that verdict and this write
+        // may call into Python or detach: a stopped world's
+        // `gc.get_objects()` would hand the object out in between.)
         let old = unsafe { &mut *spare.get().renewable().0.get() };
         // Offered only at a release that gave everything back: dropping the
         // old lease loses nothing.

@@ -576,3 +576,21 @@ def test_a_named_borrow_is_never_handed_to_another_block() -> None:
         assert active_borrow(obj) != id(kept)
     with kept as again:
         assert again is obj
+
+
+@pytest.mark.skipif(GIL_BUILD, reason="with a GIL a spare found so is the finder's to enter")
+def test_a_spare_found_through_the_collector_cannot_be_entered_without_a_gil() -> None:
+    # Its pool may be being freed on another thread meanwhile (the spare
+    # does not hold it), so entering it is refused; the pool is unharmed.
+    pool = ObjectPool(Thing)
+    before = live_borrows()
+    with pool.borrow():
+        pass
+    (spare,) = [o for o in gc.get_objects() if isinstance(o, Borrow) and id(o) not in before]
+    with pytest.raises(RuntimeError, match="kept by its pool for reuse"):
+        spare.__enter__()
+    del spare
+    with pool.borrow() as obj:
+        assert isinstance(obj, Thing)
+    s = pool.stats()
+    assert (s.in_use, s.created) == (0, 1)
