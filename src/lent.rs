@@ -724,7 +724,7 @@ pub use process::{end_lent, mark_discarded, note_lent};
 mod tests {
     use std::sync::Arc;
 
-    use super::{Key, Local, Refused, Registry};
+    use super::{Key, Local, Marks, Refused, Registry};
 
     const A: Key = Key { pool: 1, obj: 10 };
     const B: Key = Key { pool: 1, obj: 20 };
@@ -962,31 +962,64 @@ mod tests {
         stuck.entries.release();
     }
 
-    /// Another thread's block of `A` has exited and is giving `A` back (its
-    /// key returning) until the returned sender is told to finish; then it
-    /// says so on the returned receiver.
-    fn giving_back_elsewhere(
-        registry: &Arc<Registry>,
-    ) -> (
-        std::sync::mpsc::Sender<()>,
-        std::sync::mpsc::Receiver<()>,
-        std::thread::JoinHandle<()>,
-    ) {
-        let (go, wait_go) = std::sync::mpsc::channel();
-        let (said_done, done) = std::sync::mpsc::channel();
-        let (said_ready, ready) = std::sync::mpsc::channel();
-        let registry = Arc::clone(registry);
-        let thread = std::thread::spawn(move || {
-            let local = Local::new();
-            let id = local.lend(&registry, A);
-            let returning = local.exit(&registry, A, id).unwrap();
-            said_ready.send(()).unwrap();
-            wait_go.recv().unwrap();
-            returning.done(&local);
-            said_done.send(()).unwrap();
+    /// A block of `A` exited on another thread (`exit` there makes its
+    /// give-back), giving `A` back until [`GivingBack::finish`].
+    struct GivingBack {
+        go: std::sync::mpsc::Sender<()>,
+        done: std::sync::mpsc::Receiver<()>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl GivingBack {
+        fn start(
+            registry: &Arc<Registry>,
+            exit: impl FnOnce(&Registry, &Local) -> super::Returning + Send + 'static,
+        ) -> Self {
+            let (go, wait_go) = std::sync::mpsc::channel();
+            let (said_done, done) = std::sync::mpsc::channel();
+            let (said_ready, ready) = std::sync::mpsc::channel();
+            let registry = Arc::clone(registry);
+            let thread = std::thread::spawn(move || {
+                let local = Local::new();
+                let returning = exit(&registry, &local);
+                said_ready.send(()).unwrap();
+                wait_go.recv().unwrap();
+                returning.done(&local);
+                said_done.send(()).unwrap();
+            });
+            ready.recv().unwrap();
+            GivingBack { go, done, thread }
+        }
+
+        /// A block entered and exited on that thread.
+        fn of_its_own(registry: &Arc<Registry>) -> Self {
+            GivingBack::start(registry, |registry, local| {
+                let id = local.lend(registry, A);
+                local.exit(registry, A, id).unwrap()
+            })
+        }
+
+        /// Lets the give-back end, and waits until it has.
+        fn finish(self) {
+            self.go.send(()).unwrap();
+            self.done.recv().unwrap();
+            self.thread.join().unwrap();
+        }
+    }
+
+    /// A discard of `A` on `here`'s thread that lets `giving` finish at its
+    /// first pause: what it returned, and how many pauses it took.
+    fn discard_finishing(here: &Lending, giving: GivingBack) -> (Result<Marks, Refused>, u32) {
+        let mut giving = Some(giving);
+        let mut pauses = 0;
+        let result = here.registry.mark_discarded(&here.local, A, || {
+            pauses += 1;
+            if let Some(giving) = giving.take() {
+                giving.finish();
+            }
+            true
         });
-        ready.recv().unwrap();
-        (go, done, thread)
+        (result, pauses)
     }
 
     #[test]
@@ -994,27 +1027,18 @@ mod tests {
         // The object went back to the pool and was handed out again, here,
         // before the other thread's exit recorded that it was done.
         let here = Lending::with(&[]);
-        let (go, done, thread) = giving_back_elsewhere(&here.registry);
+        let giving = GivingBack::of_its_own(&here.registry);
         here.lend(A);
-        let mut pauses = 0;
-        let marks = here.registry.mark_discarded(&here.local, A, || {
-            pauses += 1;
-            if pauses == 1 {
-                go.send(()).unwrap();
-                done.recv().unwrap();
-            }
-            true
-        });
+        let (marks, pauses) = discard_finishing(&here, giving);
         assert_eq!(pauses, 1);
         assert_eq!(marks.unwrap().lists.len(), 1);
         assert!(!here.gives_back(A));
-        thread.join().unwrap();
     }
 
     #[test]
     fn a_discard_that_gives_up_waiting_is_refused_and_marks_nothing() {
         let here = Lending::with(&[]);
-        let (go, done, thread) = giving_back_elsewhere(&here.registry);
+        let giving = GivingBack::of_its_own(&here.registry);
         here.lend(A);
         let mut pauses = 0;
         let refused = here.registry.mark_discarded(&here.local, A, || {
@@ -1023,9 +1047,7 @@ mod tests {
         });
         assert_eq!(refused.err(), Some(Refused));
         assert_eq!(pauses, 3);
-        go.send(()).unwrap();
-        done.recv().unwrap();
-        thread.join().unwrap();
+        giving.finish();
         assert!(here.gives_back(A));
     }
 
@@ -1081,33 +1103,14 @@ mod tests {
     fn a_discard_waits_out_a_give_back_on_another_thread_of_a_block_entered_here() {
         let t = Lending::with(&[A]);
         let id = t.entered.borrow()[0].1;
-        let (go, wait_go) = std::sync::mpsc::channel::<()>();
-        let (said_ready, ready) = std::sync::mpsc::channel();
-        let (said_done, done) = std::sync::mpsc::channel();
-        let registry = Arc::clone(&t.registry);
-        let exiter = std::thread::spawn(move || {
-            let local = Local::new();
-            let returning = local.exit(&registry, A, id).unwrap();
-            said_ready.send(()).unwrap();
-            wait_go.recv().unwrap();
-            returning.done(&local);
-            said_done.send(()).unwrap();
+        let giving = GivingBack::start(&t.registry, move |registry, local| {
+            local.exit(registry, A, id).unwrap()
         });
-        ready.recv().unwrap();
         // The give-back is recorded on this thread's list, where the entry
         // was: a discard now waits for it, then finds nothing to mark.
-        let mut pauses = 0;
-        let marks = t.registry.mark_discarded(&t.local, A, || {
-            pauses += 1;
-            if pauses == 1 {
-                go.send(()).unwrap();
-                done.recv().unwrap();
-            }
-            true
-        });
+        let (marks, pauses) = discard_finishing(&t, giving);
         assert_eq!(pauses, 1);
         assert!(marks.unwrap().lists.is_empty());
-        exiter.join().unwrap();
     }
 
     #[test]
