@@ -331,10 +331,18 @@ impl<P> Drop for PoolCore<P> {
 #[cfg(not(feature = "abi3"))]
 static GIL_BUILD: PyOnceLock<bool> = PyOnceLock::new();
 
+/// Asked at import (`set_callers_serialized`): from `sys.abiflags`, whose
+/// "t" marks a free-threaded build (PEP 703), so that importing shardpool
+/// imports nothing more (`sysconfig` would pull in a dozen modules); only
+/// where `sys` has no `abiflags` (Windows) from `sysconfig`.
 #[cfg(not(feature = "abi3"))]
 pub fn gil_build(py: Python<'_>) -> PyResult<bool> {
     GIL_BUILD
         .get_or_try_init(py, || {
+            let sys = py.import("sys")?;
+            if let Ok(flags) = sys.getattr("abiflags") {
+                return Ok(!flags.extract::<String>()?.contains('t'));
+            }
             let flag = py
                 .import("sysconfig")?
                 .call_method1("get_config_var", ("Py_GIL_DISABLED",))?;
