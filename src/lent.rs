@@ -671,7 +671,7 @@ mod process {
     /// (its entry `id`, from [`note_lent`] on any thread): `None` if it was
     /// discarded meanwhile (by any thread), else what `give_back` returns,
     /// run while `key` is returning ([`Local::exit`], then
-    /// [`Returning::done`]).
+    /// [`Returning::done`](super::Returning::done)).
     #[inline]
     pub fn end_lent<R>(key: Key, id: u64, give_back: impl FnOnce() -> R) -> Option<R> {
         LOCAL.with(|local| {

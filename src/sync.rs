@@ -14,7 +14,7 @@
 //!   orderings where the protocols rely on them, so the fences that pair
 //!   with a queue push or pop are checked against what the real queue
 //!   guarantees (see `loom_queue`).
-//! - [`thread_index`] numbers loom's threads per execution (loom runs its
+//! - `thread_index` numbers loom's threads per execution (loom runs its
 //!   threads as coroutines on one OS thread, so `std`'s thread-locals would
 //!   be shared by all of them).
 //! - [`UnsafeCell`] is loom's, which reports any two unsynchronised

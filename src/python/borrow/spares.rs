@@ -1,0 +1,268 @@
+//! [`SpareBorrows`]: the `Borrow` objects a pool keeps for reuse, and how
+//! an exit tells that its caller alone holds its `Borrow` ([`SoleCaller`]).
+//! A child of `borrow`, so that it reaches `Borrow`'s state (its pool
+//! reference, held object and arguments) without widening their
+//! visibility; the invariants of reuse are stated there.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::Acquire;
+
+use pyo3::ffi;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::PyTraverseError;
+
+use crate::blocks::spares::Verdict;
+
+use super::super::reuse::ThreadSpares;
+use super::{Borrow, BorrowArgs};
+
+/// A pool's spare `Borrow` objects: a `borrow()` after a block's exit
+/// hands out the same object again instead of allocating, GC-tracking and
+/// later freeing a new one (about 450 of a block's instructions).
+///
+/// A `Borrow` is reused only when nothing else holds or can reach it, so no
+/// holder sees its `Borrow` turn into another block's:
+/// - when offered, and again when reused, our reference is the only one
+///   and no other thread can make one ([`ThreadSpares::unique`]: refcount 1
+///   read while attached with a GIL; `PyUnstable_Object_IsUniquelyReferenced`
+///   and an acquire fence on a free-threaded build, where the spares are
+///   kept per thread group and only the thread that made a `Borrow` can
+///   judge it unique) and it holds no object (its block exited);
+/// - it supports no weak reference (the class has no weak-reference list),
+///   so nothing can revive it;
+/// - on a free-threaded build the pool does not show its spares to the
+///   collector's traversal: `gc.get_referents(pool)` would hand one out to
+///   another thread while this one reuses it (they hold no pool, so they
+///   make no cycle with it). `gc.get_objects()` still lists them, but it
+///   stops the world and takes a counted reference, which the next check
+///   sees; and such a finder cannot enter a spare there (`enter`: its
+///   pool may be freed by another thread at that moment).
+///
+/// A `Borrow` is offered only at the end of an exit at which it holds no
+/// object and its caller's reference is the only one (`with
+/// pool.borrow():`, not a `Borrow` the user named), and then it lets go of
+/// its pool ([`PoolRef`](super::PoolRef)): the pool refers to its spares
+/// (and shows them to the garbage collector on a build with a GIL,
+/// `traverse`), a spare not to its pool, so a pool
+/// whose last reference goes away is freed at once, spares and all (its
+/// `Drop` makes any spare still held elsewhere forget it). A spare takes
+/// its pool again when it leaves the slots (`take`, `close`) or is entered
+/// there (reached through the collector).
+pub struct SpareBorrows {
+    slots: ThreadSpares,
+    sole_caller: SoleCaller,
+}
+
+/// `PyUnstable_Object_IsUniqueReferencedTemporary` (CPython 3.14).
+type IsTemporary = unsafe extern "C" fn(*mut ffi::PyObject) -> std::ffi::c_int;
+
+/// How an exit tells that its caller's reference to the `Borrow` is the
+/// only one: the `with` statement's, not a variable's.
+#[derive(Clone, Copy)]
+enum SoleCaller {
+    /// A reference count of 1 (before CPython 3.14, with a GIL: every
+    /// reference on a frame's stack is counted).
+    Refcount,
+    /// From 3.14 a frame's stack may hold a borrowed reference to what a
+    /// variable holds (`with kept:` compiles to `LOAD_FAST_BORROW`), so a
+    /// count of 1 may be the variable's: CPython's check that the only
+    /// reference is a counted one on the running frame's stack (on a
+    /// free-threaded build also that it is this thread's alone,
+    /// `PyUnstable_Object_IsUniquelyReferenced`).
+    Temporary(IsTemporary),
+    /// Neither can be told (3.13t, or the check not found): never offered.
+    Never,
+}
+
+impl SoleCaller {
+    fn new(py: Python<'_>, free_threaded: bool) -> Self {
+        if py.version_info() < (3, 14) {
+            return if free_threaded {
+                SoleCaller::Never
+            } else {
+                SoleCaller::Refcount
+            };
+        }
+        is_temporary().map_or(SoleCaller::Never, SoleCaller::Temporary)
+    }
+}
+
+/// CPython's `PyUnstable_Object_IsUniqueReferencedTemporary`: declared
+/// where the build targets 3.14 (no `abi3`), looked up in the running
+/// interpreter otherwise (the abi3 wheel also loads into 3.11-3.13, which
+/// lack it).
+#[cfg(not(feature = "abi3"))]
+fn is_temporary() -> Option<IsTemporary> {
+    extern "C" {
+        fn PyUnstable_Object_IsUniqueReferencedTemporary(op: *mut ffi::PyObject)
+            -> std::ffi::c_int;
+    }
+    Some(PyUnstable_Object_IsUniqueReferencedTemporary)
+}
+
+#[cfg(all(feature = "abi3", unix))]
+fn is_temporary() -> Option<IsTemporary> {
+    // SAFETY: a NUL-terminated name looked up in the process's global
+    // symbols (the interpreter's exports).
+    let found = unsafe {
+        libc::dlsym(
+            libc::RTLD_DEFAULT,
+            c"PyUnstable_Object_IsUniqueReferencedTemporary".as_ptr(),
+        )
+    };
+    // SAFETY: CPython exports it with this signature (`int (PyObject *)`).
+    (!found.is_null())
+        .then(|| unsafe { std::mem::transmute::<*mut libc::c_void, IsTemporary>(found) })
+}
+
+#[cfg(all(feature = "abi3", not(unix)))]
+fn is_temporary() -> Option<IsTemporary> {
+    None
+}
+
+impl SpareBorrows {
+    pub fn new(py: Python<'_>) -> PyResult<Self> {
+        let slots = ThreadSpares::new(py)?;
+        let sole_caller = SoleCaller::new(py, slots.free_threaded());
+        Ok(SpareBorrows { slots, sole_caller })
+    }
+
+    /// Keeps `borrow`, whose block just exited, for a later `borrow()`, if
+    /// no one but its caller holds it; it then lets go of `pool` (its
+    /// own), whose reference the caller keeps until it is done.
+    #[inline]
+    pub(super) fn offer(&self, borrow: &Bound<'_, Borrow>, pool: &Bound<'_, PyAny>) {
+        let ptr = borrow.as_ptr();
+        let alone = match self.sole_caller {
+            // SAFETY: a live object (`borrow` lends a reference).
+            SoleCaller::Refcount => (unsafe { ffi::Py_REFCNT(ptr) }) == 1,
+            // SAFETY: as above, read while attached.
+            SoleCaller::Temporary(is_temporary) => (unsafe { is_temporary(ptr) }) != 0,
+            SoleCaller::Never => false,
+        };
+        let this = borrow.get();
+        // A `Borrow` someone else holds keeps its pool (it is theirs to use
+        // again), so it is not kept: kept, it would make a cycle.
+        if !alone || !this.held.is_free() {
+            return;
+        }
+        debug_assert_eq!(this.pool.ptr.load(Acquire), pool.as_ptr());
+        let owned = borrow.clone().into_ptr();
+        // SAFETY: `into_ptr` gives a non-null owned reference.
+        let owned = unsafe { NonNull::new_unchecked(owned) };
+        if let Err(refused) = self.slots.local().offer(owned) {
+            // SAFETY: the reference we own and the slots refused.
+            drop(unsafe { Bound::from_owned_ptr(borrow.py(), refused.as_ptr()) });
+            return;
+        }
+        // In a slot now, with no other holder but the caller, and no Python
+        // code has run since the checks above: it lets go of its pool,
+        // which the caller's own reference keeps alive (this is not the
+        // last one). (On a free-threaded build another thread of this
+        // group may take it from the slot meanwhile: not unique while our
+        // caller holds it, it is let go of there, holding its pool, and then
+        // lets go of it here, held by our caller alone, who drops it.)
+        this.pool.let_go(borrow.py());
+    }
+
+    /// A spare that no one else holds or can reach, given `args`; `args`
+    /// back if there is none. Inlined into each pool class's `borrow()`
+    /// (with two callers a plain `#[inline]` was not: +27 instructions a
+    /// block).
+    #[inline(always)]
+    pub(super) fn take<'py>(
+        &self,
+        pool: &Bound<'py, PyAny>,
+        args: BorrowArgs,
+    ) -> Result<Bound<'py, Borrow>, BorrowArgs> {
+        let py = pool.py();
+        let judge = |obj: NonNull<ffi::PyObject>| {
+            let unique = self.slots.unique(obj) == Some(true);
+            // SAFETY: as above; only `Borrow`s are offered here.
+            let borrow = unsafe { Borrowed::from_ptr(py, obj.as_ptr()).cast_unchecked::<Borrow>() };
+            let free = borrow.get().held.is_free();
+            // Held elsewhere: its holder keeps it, the slot lets go.
+            if unique && free {
+                Verdict::Reuse
+            } else {
+                Verdict::Discard
+            }
+        };
+        let discard = |obj: NonNull<ffi::PyObject>| leave(py, obj);
+        let Some(obj) = self.slots.local().take(judge, discard) else {
+            return Err(args);
+        };
+        // SAFETY: the slot's reference, now ours; only `Borrow`s are
+        // offered to these spares.
+        let spare =
+            unsafe { Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>() };
+        // SAFETY: `judge` found our reference the only one and that no other
+        // thread can make one (`ThreadSpares::unique`), and `Borrow` has no
+        // weak references: no other reference to the object, and so to
+        // `args`, exists or can be made meanwhile, so this write is
+        // exclusive. The old arguments
+        // are dropped after it (their `timeout` may run a destructor).
+        let old = std::mem::replace(unsafe { &mut *spare.get().args.get() }, args);
+        // It holds its pool again (this pool: a `Borrow` is offered only to
+        // its own pool's slots).
+        debug_assert_eq!(spare.get().pool.ptr.load(Acquire), pool.as_ptr());
+        spare.get().pool.own();
+        drop(old);
+        Ok(spare)
+    }
+
+    /// Shows the spares to the garbage collector (on a build with a GIL
+    /// only: see [`SpareBorrows`]).
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if self.slots.free_threaded() {
+            return Ok(());
+        }
+        // SAFETY: the collector traverses on a thread attached to the
+        // interpreter; the token only lends the slots' pointers to the visit
+        // below (no call into Python, no reference count changed).
+        let py = unsafe { Python::assume_attached() };
+        self.slots.peek(|obj| {
+            // SAFETY: a live object the slot holds a reference to, lent to
+            // the visit for its duration.
+            let obj = unsafe { Borrowed::from_ptr(py, obj.as_ptr()) };
+            visit.call(obj.as_unbound())
+        })
+    }
+
+    /// Lets go of every spare, and keeps none from now on (a closed pool,
+    /// or one the collector clears).
+    pub fn close(&self, py: Python<'_>) {
+        self.slots.close(|obj| leave(py, obj));
+    }
+}
+
+/// A spare leaves the slots to its other holders, if any: it holds its pool
+/// again (alive: its slots held the spare until now), then the slot's
+/// reference goes (which may free it, and with it that pool reference).
+fn leave(py: Python<'_>, obj: NonNull<ffi::PyObject>) {
+    // SAFETY: a reference the slots gave back to us, to a `Borrow` (only
+    // `Borrow`s are offered to these spares).
+    let spare = unsafe { Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>() };
+    spare.get().pool.own();
+    drop(spare);
+}
+
+impl Drop for SpareBorrows {
+    /// The pool is being freed (its last reference went; a pool the
+    /// collector frees was cleared, `close`, first): its spares, which do
+    /// not hold it, forget it, and the slots' references go.
+    fn drop(&mut self) {
+        Python::attach(|py| {
+            self.slots.close(|obj| {
+                // SAFETY: a reference the slots gave back to us, to a
+                // `Borrow`.
+                let spare = unsafe {
+                    Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>()
+                };
+                spare.get().pool.forget();
+                drop(spare);
+            });
+        });
+    }
+}
