@@ -212,6 +212,51 @@ impl<O: Offload> Hooks<OwnedBlock> for BlockHooks<'_, O> {
     }
 }
 
+/// The size classes of `config`, each class's idle cap (`None`: the
+/// default for its size), and whether they are the default coarse classes.
+fn classes_of(
+    config: &BlockConfig,
+) -> Result<(SizeClasses, Vec<Option<usize>>, bool), ConfigError> {
+    match &config.classes {
+        // Large blocks are few and each is worth a lot of cache (issue
+        // 13): coarse classes above COARSE_FROM, and a request there
+        // takes a larger idle block before it makes a new one, so a
+        // stream of messages of mixed sizes reuses the same few warm
+        // blocks. Pages a holder never writes are never made resident
+        // (`memory`), so a coarse class costs address space, not memory.
+        None => {
+            let max = config.max_block.unwrap_or(DEFAULT_MAX_BLOCK);
+            let classes =
+                SizeClasses::geometric_coarse(DEFAULT_MIN_CLASS.min(max), COARSE_FROM, max);
+            let caps = vec![None; classes.len()];
+            Ok((classes, caps, true))
+        }
+        Some(pairs) => {
+            let classes = SizeClasses::new(pairs.iter().map(|p| p.0).collect(), "classes")?;
+            // With explicit classes the largest one is the largest
+            // pooled size: a different max_block could only mislead.
+            if let Some(max) = config.max_block {
+                if max != classes.max() {
+                    return Err(refuse(
+                        "max_block",
+                        format!(
+                            "max_block ({max}) must equal the largest class ({}) when \
+                             classes are given; add a class of {max} bytes instead",
+                            classes.max()
+                        ),
+                    ));
+                }
+            }
+            let caps = classes
+                .sizes()
+                .iter()
+                .map(|s| pairs.iter().find(|p| p.0 == *s).and_then(|p| p.1))
+                .collect::<Vec<_>>();
+            Ok((classes, caps, false))
+        }
+    }
+}
+
 impl BlockPool {
     /// Builds a pool, or names the setting of `config` it refuses.
     pub fn new(config: BlockConfig) -> Result<Self, ConfigError> {
@@ -228,44 +273,7 @@ impl BlockPool {
                 "max_block must be positive, got 0".into(),
             ));
         }
-        let (classes, caps, coarse) = match &config.classes {
-            // Large blocks are few and each is worth a lot of cache (issue
-            // 13): coarse classes above COARSE_FROM, and a request there
-            // takes a larger idle block before it makes a new one, so a
-            // stream of messages of mixed sizes reuses the same few warm
-            // blocks. Pages a holder never writes are never made resident
-            // (`memory`), so a coarse class costs address space, not memory.
-            None => {
-                let max = config.max_block.unwrap_or(DEFAULT_MAX_BLOCK);
-                let classes =
-                    SizeClasses::geometric_coarse(DEFAULT_MIN_CLASS.min(max), COARSE_FROM, max);
-                let caps = vec![None; classes.len()];
-                (classes, caps, true)
-            }
-            Some(pairs) => {
-                let classes = SizeClasses::new(pairs.iter().map(|p| p.0).collect(), "classes")?;
-                // With explicit classes the largest one is the largest
-                // pooled size: a different max_block could only mislead.
-                if let Some(max) = config.max_block {
-                    if max != classes.max() {
-                        return Err(refuse(
-                            "max_block",
-                            format!(
-                                "max_block ({max}) must equal the largest class ({}) when \
-                                 classes are given; add a class of {max} bytes instead",
-                                classes.max()
-                            ),
-                        ));
-                    }
-                }
-                let caps = classes
-                    .sizes()
-                    .iter()
-                    .map(|s| pairs.iter().find(|p| p.0 == *s).and_then(|p| p.1))
-                    .collect::<Vec<_>>();
-                (classes, caps, false)
-            }
-        };
+        let (classes, caps, coarse) = classes_of(&config)?;
         let budget = Arc::new(IdleBudget::new(config.max_idle_bytes));
         let reset_on = match config.zero {
             ZeroMode::Acquire => ResetOn::Get,

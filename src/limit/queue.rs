@@ -98,6 +98,16 @@ struct Draw<'a, I> {
     hand_off: bool,
 }
 
+/// Where `serve`'s walk goes after a waiter: `Stay` at the same index (the
+/// waiter there was served and left the queue), `Next` past it, `Restart`
+/// from the front, or `Stop`.
+enum Step {
+    Stay,
+    Next,
+    Restart,
+    Stop,
+}
+
 impl<I> Limit<I> {
     /// The waiters' queue, locked; after a fork, first without the waiters
     /// whose threads do not exist in this process.
@@ -235,89 +245,123 @@ impl<I> Limit<I> {
         // its race to a parked waiter behind it.
         let mut young_ahead = false;
         while i < queue.waiters.len() {
-            let waiter = &queue.waiters[i];
-            let need = waiter.need;
-            if !waiter.batch {
-                let handed = draw.hand_off
-                    || (!young_ahead && self.starved(waiter))
-                    || running.is_some_and(|r| Arc::ptr_eq(r, waiter));
-                if !handed {
-                    young_ahead = true;
-                    // Normal mode: wake it to compete, if a unit is left
-                    // that no woken waiter is looking for already.
-                    if waiter.roused.load(Ordering::Relaxed) {
-                        i += 1;
-                        continue;
-                    }
-                    if queue.woken >= self.available(queue, draw) {
-                        break;
-                    }
-                    let waiter = Arc::clone(waiter);
-                    queue.rouse(&waiter);
-                    woken.push(waiter);
-                    i += 1;
-                    continue;
-                }
-                let Some(grant) = self.draw_unit(queue, draw) else {
-                    break;
-                };
-                self.grant(queue, i, grant, woken);
-                continue;
+            let step = if queue.waiters[i].batch {
+                self.serve_batch(queue, draw, woken, i)
+            } else {
+                self.serve_single(queue, draw, woken, running, i, &mut young_ahead)
+            };
+            match step {
+                Step::Stay => {}
+                Step::Next => i += 1,
+                Step::Restart => i = 0,
+                Step::Stop => break,
             }
-            if queue.is_preferred(waiter) {
-                while queue.set_aside.len() < need {
-                    match self.draw_fresh(draw) {
-                        Some(unit) => queue.set_aside.push(unit),
-                        None => break,
-                    }
-                }
-                if queue.set_aside.len() < need {
-                    break; // everything drawn is kept for it
-                }
-                // Exactly `need`: spare units left by a forgotten batch (see
-                // `lock_queue`) may have made the set-aside larger.
-                let units = if queue.set_aside.len() == need {
-                    std::mem::take(&mut queue.set_aside)
-                } else {
-                    let mut units = Units::default();
-                    while units.len() < need {
-                        units.push(queue.set_aside.pop().expect("counted above"));
-                    }
-                    units
-                };
-                self.grant(queue, i, Grant::Batch(units), woken);
-                queue.pass_turn();
-                if queue.preferred.is_some() {
-                    i = 0; // it may be ahead of here: walk again
-                }
-                continue;
-            }
-            // Gather for a batch only when all of it looks free, and never
-            // ahead of a preferred batch (further back in the queue).
-            if queue.preferred.is_none() && self.available(queue, draw) >= need {
-                let mut units = Units::default();
-                while units.len() < need {
-                    match self.draw_unit(queue, draw) {
-                        Some(unit) => units.push(unit),
-                        None => break,
-                    }
-                }
-                if units.len() == need {
-                    self.grant(queue, i, Grant::Batch(units), woken);
-                    continue;
-                }
-                // Fewer than counted: a concurrent get took some. Keep them
-                // for this batch (the spare ones were drawn first, so none is
-                // left), as if its preferred turn had begun.
-                queue.preferred = Some(Arc::clone(&queue.waiters[i]));
-                queue.set_aside = units;
-                break;
-            }
-            i += 1; // passed by: those behind it may be served
         }
         self.set_aside_items
             .store(queue.set_aside.items.len(), Ordering::Relaxed);
         self.note_mode(queue);
+    }
+
+    /// `serve` at the single waiter at `i`: hands it a unit if it is owed
+    /// one (hand-off mode, starved with no younger waiter ahead, or the
+    /// running waiter itself), else wakes it to compete (normal mode).
+    fn serve_single(
+        &self,
+        queue: &mut Queue<I>,
+        draw: &mut Draw<'_, I>,
+        woken: &mut Vec<Arc<Waiter<I>>>,
+        running: Option<&Arc<Waiter<I>>>,
+        i: usize,
+        young_ahead: &mut bool,
+    ) -> Step {
+        let waiter = &queue.waiters[i];
+        let handed = draw.hand_off
+            || (!*young_ahead && self.starved(waiter))
+            || running.is_some_and(|r| Arc::ptr_eq(r, waiter));
+        if !handed {
+            *young_ahead = true;
+            // Normal mode: wake it to compete, if a unit is left that no
+            // woken waiter is looking for already.
+            if waiter.roused.load(Ordering::Relaxed) {
+                return Step::Next;
+            }
+            if queue.woken >= self.available(queue, draw) {
+                return Step::Stop;
+            }
+            let waiter = Arc::clone(waiter);
+            queue.rouse(&waiter);
+            woken.push(waiter);
+            return Step::Next;
+        }
+        let Some(grant) = self.draw_unit(queue, draw) else {
+            return Step::Stop;
+        };
+        self.grant(queue, i, grant, woken);
+        Step::Stay
+    }
+
+    /// `serve` at the batch at `i`: the preferred batch takes what is set
+    /// aside for it; another is served only when all it needs looks free.
+    fn serve_batch(
+        &self,
+        queue: &mut Queue<I>,
+        draw: &mut Draw<'_, I>,
+        woken: &mut Vec<Arc<Waiter<I>>>,
+        i: usize,
+    ) -> Step {
+        let need = queue.waiters[i].need;
+        if queue.is_preferred(&queue.waiters[i]) {
+            while queue.set_aside.len() < need {
+                match self.draw_fresh(draw) {
+                    Some(unit) => queue.set_aside.push(unit),
+                    None => break,
+                }
+            }
+            if queue.set_aside.len() < need {
+                return Step::Stop; // everything drawn is kept for it
+            }
+            // Exactly `need`: spare units left by a forgotten batch (see
+            // `lock_queue`) may have made the set-aside larger.
+            let units = if queue.set_aside.len() == need {
+                std::mem::take(&mut queue.set_aside)
+            } else {
+                let mut units = Units::default();
+                while units.len() < need {
+                    units.push(queue.set_aside.pop().expect("counted above"));
+                }
+                units
+            };
+            self.grant(queue, i, Grant::Batch(units), woken);
+            queue.pass_turn();
+            // The next preferred batch may be ahead of here: walk again.
+            return if queue.preferred.is_some() {
+                Step::Restart
+            } else {
+                Step::Stay
+            };
+        }
+        // Gather for a batch only when all of it looks free, and never
+        // ahead of a preferred batch (further back in the queue).
+        if queue.preferred.is_none() && self.available(queue, draw) >= need {
+            let mut units = Units::default();
+            while units.len() < need {
+                match self.draw_unit(queue, draw) {
+                    Some(unit) => units.push(unit),
+                    None => break,
+                }
+            }
+            if units.len() == need {
+                self.grant(queue, i, Grant::Batch(units), woken);
+                return Step::Stay;
+            }
+            // Fewer than counted: a concurrent get took some. Keep them
+            // for this batch (the spare ones were drawn first, so none is
+            // left), as if its preferred turn had begun.
+            queue.preferred = Some(Arc::clone(&queue.waiters[i]));
+            queue.set_aside = units;
+            return Step::Stop;
+        }
+        Step::Next // passed by: those behind it may be served
     }
 
     /// The next unit for whoever is served: spare set-aside units first (a
