@@ -41,6 +41,20 @@
 //! is mostly the thread that made it (only such an object can be judged
 //! unique there; another is let go).
 //!
+//! What spares keep idle is bounded by the CPUs, not by the threads: a
+//! pool's [`ThreadSpares`] has `P` groups, `P` the CPUs this process may
+//! use (`shards::default_shard_count`, read once: the core's shards are as
+//! many), fixed when the pool is made; a thread uses group `index % P` of
+//! its thread index, so 64 or 1000 threads share the same `P` groups. Each
+//! group keeps at most [`SLOTS`](crate::blocks::spares::SLOTS) = 2 spares,
+//! so a pool keeps at most `2P` objects idle (a GIL build: 1 group, 2),
+//! each a released `Block` or `Buffer` (120 and 128 bytes,
+//! `sys.getsizeof` on 3.14t, its lease holding no memory) or, for an
+//! `ObjectPool`'s `borrow()`, a `Borrow` holding no object (104 bytes),
+//! plus the groups themselves, `P` cache-line-padded slot pairs of 128
+//! bytes made with the pool. At most `2P * 128 + P * 128` bytes a pool:
+//! 768 bytes with 2 CPUs, 24 KiB with 64, whatever the number of threads.
+//!
 //! A spare holds a strong reference and stays an ordinary (released)
 //! object that the GC sees; its pool's `close()`, and the collection of
 //! the pool object, let go of it (a spare holds the pool's core, so it
