@@ -26,6 +26,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from shardpool import Block, BlockPool, Buffer, BufferPool
+
 ROOT = Path(__file__).resolve().parent.parent
 """The repository's top folder."""
 
@@ -328,3 +330,21 @@ def assert_hand_written_method(cls: type, name: str, text: str, shown: str, doc:
     assert str(inspect.signature(method)) == shown
     assert method.__doc__.startswith(doc)
     assert "--" not in method.__doc__.splitlines()[0]
+
+
+class Kind:
+    """One type of object that its pool reuses after its release
+    (tests/block_pool/test_object_reuse*.py): its class, how to make its
+    pool and get one."""
+
+    def __init__(self, name: str, cls: type, pool: Callable[..., Any], get: Callable[[Any], Any]):
+        self.name, self.cls, self.pool, self.get = name, cls, pool, get
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+KINDS = [
+    Kind("block", Block, BlockPool, lambda p: p.get(64)),
+    Kind("buffer", Buffer, BufferPool, lambda p: p.get()),
+]

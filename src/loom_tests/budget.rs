@@ -28,6 +28,20 @@ fn charge_and_refund(budget: &IdleBudget, weight: usize) -> bool {
     fit
 }
 
+/// The end of a model with credits, its other threads joined: exactly
+/// `held` is used, and the rest of the limit fits from the main thread's
+/// group whatever credit the others left in theirs; then nothing more fits.
+fn used_is_held_and_the_rest_fits(budget: &IdleBudget, held: usize) {
+    assert_eq!(budget.used(), held);
+    let home = crate::shards::current().index;
+    assert!(
+        budget.try_charge(budget.limit() - held, home),
+        "credit elsewhere taken back"
+    );
+    assert_eq!(budget.used(), budget.limit());
+    assert!(!budget.try_charge(1, home));
+}
+
 /// Two charges of 6 and 5 against a limit of 10, each refunded, and an
 /// observer: never more than 10 used, and not both at once.
 #[test]
@@ -63,15 +77,7 @@ fn credits_never_let_the_idle_weight_pass_the_limit() {
         let held = budget.try_charge(5, crate::shards::current().index);
         assert!(budget.used() <= 10);
         four.join().unwrap();
-        let held = if held { 5 } else { 0 };
-        assert_eq!(budget.used(), held);
-        let home = crate::shards::current().index;
-        assert!(
-            budget.try_charge(10 - held, home),
-            "credit elsewhere taken back"
-        );
-        assert_eq!(budget.used(), 10);
-        assert!(!budget.try_charge(1, home));
+        used_is_held_and_the_rest_fits(&budget, if held { 5 } else { 0 });
     });
 }
 
@@ -137,15 +143,7 @@ fn credits_keep_the_idle_weight_within_the_limit_across_groups() {
         if four_idle.swap(false, SeqCst) {
             let_go(&budget, &idle, 4);
         }
-        let held = idle.load(SeqCst);
-        assert_eq!(budget.used(), held);
-        let home = crate::shards::current().index;
-        assert!(
-            budget.try_charge(10 - held, home),
-            "credit elsewhere taken back"
-        );
-        assert_eq!(budget.used(), 10);
-        assert!(!budget.try_charge(1, home));
+        used_is_held_and_the_rest_fits(&budget, idle.load(SeqCst));
     });
 }
 

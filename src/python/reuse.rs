@@ -18,7 +18,8 @@
 //! - when reused, the spare slot's reference is the only one, and no other
 //!   thread can make another: with a GIL, refcount 1 read while attached
 //!   (nothing else runs meanwhile); on a free-threaded build,
-//!   `PyUnstable_Object_IsUniquelyReferenced` (CPython 3.14): the object is
+//!   `PyUnstable_Object_IsUniquelyReferenced` (CPython 3.14; looked up when
+//!   a pool is made, nothing reused without it): the object is
 //!   owned by this thread, its local count is 1 and its shared count, flags
 //!   included, is 0. No other thread then holds a reference, and none can
 //!   make one without changing the counts the check reads: a weak
@@ -39,6 +40,20 @@
 //! an object is offered to the group of the thread that released it, which
 //! is mostly the thread that made it (only such an object can be judged
 //! unique there; another is let go).
+//!
+//! What spares keep idle is bounded by the CPUs, not by the threads: a
+//! pool's [`ThreadSpares`] has `P` groups, `P` the CPUs this process may
+//! use (`shards::default_shard_count`, read once: the core's shards are as
+//! many), fixed when the pool is made; a thread uses group `index % P` of
+//! its thread index, so 64 or 1000 threads share the same `P` groups. Each
+//! group keeps at most [`SLOTS`](crate::blocks::spares::SLOTS) = 2 spares,
+//! so a pool keeps at most `2P` objects idle (a GIL build: 1 group, 2),
+//! each a released `Block` or `Buffer` (120 and 128 bytes,
+//! `sys.getsizeof` on 3.14t, its lease holding no memory) or, for an
+//! `ObjectPool`'s `borrow()`, a `Borrow` holding no object (104 bytes),
+//! plus the groups themselves, `P` cache-line-padded slot pairs of 128
+//! bytes made with the pool. At most `2P * 128 + P * 128` bytes a pool:
+//! 768 bytes with 2 CPUs, 24 KiB with 64, whatever the number of threads.
 //!
 //! A spare holds a strong reference and stays an ordinary (released)
 //! object that the GC sees; its pool's `close()`, and the collection of
@@ -403,12 +418,40 @@ fn free_threaded_header_as_expected(py: Python<'_>) -> bool {
     flagged
 }
 
+/// `PyUnstable_Object_IsUniquelyReferenced` (CPython 3.14).
 #[cfg(not(feature = "abi3"))]
-extern "C" {
-    // Declared here: pyo3-ffi declares it only for CPython 3.14 targets,
-    // which this crate cannot name without a build script. Builds without
-    // `abi3` are for free-threaded CPython, 3.14 and later, which has it.
-    fn PyUnstable_Object_IsUniquelyReferenced(op: *mut ffi::PyObject) -> std::ffi::c_int;
+type IsUnique = unsafe extern "C" fn(*mut ffi::PyObject) -> std::ffi::c_int;
+
+/// CPython's `PyUnstable_Object_IsUniquelyReferenced`, looked up in the
+/// running interpreter, not linked: a build without `abi3` may target a
+/// CPython before 3.14 with a GIL (PyO3 builds one for 3.11 and later;
+/// free-threaded only from 3.14), which lacks it, and a module linking it
+/// would fail to import there (undefined symbol). Only a free-threaded
+/// interpreter asks (a GIL build counts references instead); where it is
+/// not found, nothing is reused ([`ThreadSpares::judges`]).
+#[cfg(all(not(feature = "abi3"), unix))]
+fn is_unique() -> Option<IsUnique> {
+    // SAFETY: a NUL-terminated name looked up in the process's global
+    // symbols (the interpreter's exports).
+    let found = unsafe {
+        libc::dlsym(
+            libc::RTLD_DEFAULT,
+            c"PyUnstable_Object_IsUniquelyReferenced".as_ptr(),
+        )
+    };
+    // SAFETY: CPython exports it with this signature (`int (PyObject *)`).
+    (!found.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, IsUnique>(found) })
+}
+
+/// Elsewhere (Windows) declared, and so resolved when the module is
+/// linked: against a free-threaded CPython's import library, 3.14 and
+/// later, which has it.
+#[cfg(all(not(feature = "abi3"), not(unix)))]
+fn is_unique() -> Option<IsUnique> {
+    extern "C" {
+        fn PyUnstable_Object_IsUniquelyReferenced(op: *mut ffi::PyObject) -> std::ffi::c_int;
+    }
+    Some(PyUnstable_Object_IsUniquelyReferenced)
 }
 
 /// The spare slots of one pool for one class of objects (one group, or
@@ -423,6 +466,9 @@ pub struct ThreadSpares {
     /// conditions).
     #[cfg(not(feature = "abi3"))]
     free_threaded: bool,
+    /// That function, on a free-threaded interpreter that has it.
+    #[cfg(not(feature = "abi3"))]
+    is_unique: Option<IsUnique>,
 }
 
 impl ThreadSpares {
@@ -442,7 +488,18 @@ impl ThreadSpares {
             }),
             #[cfg(not(feature = "abi3"))]
             free_threaded,
+            #[cfg(not(feature = "abi3"))]
+            is_unique: if free_threaded { is_unique() } else { None },
         })
+    }
+
+    /// Whether [`ThreadSpares::unique`] can ever find a spare unique: not
+    /// on a free-threaded interpreter without
+    /// `PyUnstable_Object_IsUniquelyReferenced` (where it answers `None`;
+    /// [`SpareObjects`] then offers nothing).
+    #[cfg(not(feature = "abi3"))]
+    pub fn judges(&self) -> bool {
+        !self.free_threaded || self.is_unique.is_some()
     }
 
     /// Whether the interpreter is free-threaded.
@@ -469,9 +526,11 @@ impl ThreadSpares {
     pub fn unique(&self, obj: NonNull<ffi::PyObject>) -> Option<bool> {
         #[cfg(not(feature = "abi3"))]
         if self.free_threaded {
+            // Not found: nothing is offered (`judges`), and so none taken.
+            let is_unique = self.is_unique?;
             // SAFETY: a live object (the slot's reference, now ours), read
             // while attached.
-            if unsafe { PyUnstable_Object_IsUniquelyReferenced(obj.as_ptr()) } != 0 {
+            if unsafe { is_unique(obj.as_ptr()) } != 0 {
                 // Pairs with the release of the decrement (an atomic
                 // read-modify-write) by which a former holder on another
                 // thread let go (see the module's conditions).
@@ -533,13 +592,15 @@ impl SpareObjects {
         let offset: isize = py.get_type::<T>().getattr("__weakrefoffset__")?.extract()?;
         let slots = ThreadSpares::new(py)?;
         // Reuse on a free-threaded build reads the shared count's flags at
-        // a fixed place of the object header: only where it is there.
+        // a fixed place of the object header: only where it is there, and
+        // where the interpreter can judge a spare unique.
         #[cfg(not(feature = "abi3"))]
-        let offset = if slots.free_threaded() && !free_threaded_header_as_expected(py) {
-            0
-        } else {
-            offset
-        };
+        let offset =
+            if slots.free_threaded() && !(slots.judges() && free_threaded_header_as_expected(py)) {
+                0
+            } else {
+                offset
+            };
         Ok(SpareObjects {
             slots,
             // 0 would mean no weak references (and no list to read).

@@ -14,31 +14,14 @@ import gc
 import sys
 import threading
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
-from shardpool import Block, BlockPool, Buffer, BufferPool
+from shardpool import Block, Buffer
 
-from helpers import run_threads
-
-
-class Kind:
-    """One pooled object type: how to make its pool and get one."""
-
-    def __init__(self, name: str, cls: type, pool: Callable[..., Any], get: Callable[[Any], Any]):
-        self.name, self.cls, self.pool, self.get = name, cls, pool, get
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-KINDS = [
-    Kind("block", Block, BlockPool, lambda p: p.get(64)),
-    Kind("buffer", Buffer, BufferPool, lambda p: p.get()),
-]
+from helpers import KINDS, Kind, run_threads
 
 
 def released_objects(kind: Kind) -> int:

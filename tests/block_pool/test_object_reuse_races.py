@@ -22,25 +22,9 @@ from typing import Any
 
 import pytest
 
-from shardpool import Block, BlockPool, Buffer, BufferPool
+from shardpool import Block
 
-from helpers import run_threads, switch_interval
-
-
-class Kind:
-    """One pooled object type: its class, how to make its pool and get one."""
-
-    def __init__(self, name: str, cls: type, pool: Callable[[], Any], get: Callable[[Any], Any]):
-        self.name, self.cls, self.pool, self.get = name, cls, pool, get
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-KINDS = [
-    Kind("block", Block, BlockPool, lambda p: p.get(64)),
-    Kind("buffer", Buffer, BufferPool, lambda p: p.get()),
-]
+from helpers import KINDS, Kind, run_threads, switch_interval
 
 
 @pytest.fixture(params=KINDS, ids=repr)

@@ -143,20 +143,18 @@ ELF_LINUX_GLIBC = pytest.mark.skipif(
 )
 
 
-def extension_elf() -> tuple[set[str], dict[str, str]]:
-    """The extension's DT_NEEDED libraries and its dynamic _Unwind_* symbols
-    (name: section index)."""
+def extension_elf() -> tuple[set[str], dict[str, str], set[str]]:
+    """The extension's DT_NEEDED libraries, its dynamic _Unwind_* symbols
+    (name: section index) and the names of the symbols it imports."""
     elffile = pytest.importorskip("elftools.elf.elffile")
     with Path(shardpool._core.__file__).open("rb") as f:
         elf = elffile.ELFFile(f)
         dynamic = elf.get_section_by_name(".dynamic")
         needed = {tag.needed for tag in dynamic.iter_tags() if tag.entry.d_tag == "DT_NEEDED"}
-        unwind = {
-            sym.name: sym["st_shndx"]
-            for sym in elf.get_section_by_name(".dynsym").iter_symbols()
-            if sym.name.startswith("_Unwind_")
-        }
-        return needed, unwind
+        symbols = list(elf.get_section_by_name(".dynsym").iter_symbols())
+        unwind = {sym.name: sym["st_shndx"] for sym in symbols if sym.name.startswith("_Unwind_")}
+        imported = {sym.name for sym in symbols if sym["st_shndx"] == "SHN_UNDEF"}
+        return needed, unwind, imported
 
 
 @ELF_LINUX_GLIBC
@@ -165,11 +163,30 @@ def test_the_extension_unwinds_with_the_systems_unwinder():
     # wakes after finalization) unwinds through the extension with libgcc_s.
     # A private copy of an unwinder linked in (zig bundles LLVM's) misreads
     # those frames: a segfault at exit (scripts/build-wheel explains the fix).
-    needed, unwind = extension_elf()
+    needed, unwind, _ = extension_elf()
     assert "libgcc_s.so.1" in needed
     assert unwind, "no _Unwind_* symbol is imported: an unwinder is linked in"
     defined = sorted(name for name, section in unwind.items() if section != "SHN_UNDEF")
     assert not defined, f"the extension defines its own {defined}"
+
+
+# CPython functions the extension calls where the interpreter has them, which
+# not every interpreter it may load into has: CPython 3.14's. The abi3 wheel
+# loads into 3.11-3.13 too, and a build without abi3 may target one of them
+# with a GIL (`maturin build --no-default-features -i python3.11`); linked,
+# they made that build fail at import (undefined symbol), so they are looked
+# up at run time (`dlsym`) instead.
+LOOKED_UP_AT_RUN_TIME = {
+    "PyUnstable_Object_IsUniquelyReferenced",
+    "PyUnstable_Object_IsUniqueReferencedTemporary",
+}
+
+
+@ELF_LINUX_GLIBC
+def test_the_extension_links_no_function_of_cpython_3_14_only() -> None:
+    _, _, imported = extension_elf()
+    assert "PyObject_GetAttr" in imported, "read the extension's imported symbols"
+    assert not imported & LOOKED_UP_AT_RUN_TIME
 
 
 def git_tracked_files() -> list[str]:
