@@ -178,9 +178,11 @@ impl ObjectPool {
     }
 
     fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        // By reference: a checked pool keeps the ledger's reference, so the
+        // caller's is neither copied nor dropped.
         let put = || {
             self.core
-                .put(&mut self.call_hooks(obj.py()), obj.clone().unbind())
+                .put_ref(&mut self.call_hooks(obj.py()), obj.as_unbound())
         };
         self.core.tracking.put_object(obj, put)
     }
