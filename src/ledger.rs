@@ -11,6 +11,14 @@
 //!   before it records, so an identity that is out already is refused.
 //! - `check_in` removes the entry atomically (under its slot's lock), so of
 //!   two concurrent returns of one object exactly one succeeds.
+//! - A slot's lock ([`Lock`]) excludes: its flag is taken by one
+//!   compare-and-swap (`Acquire`) and given back by one store (`Release`)
+//!   by the thread that took it, so one thread at a time reaches the
+//!   entries, after everything the previous holder did to them. It is held
+//!   only across the slot's own steps (no caller code, nothing that
+//!   blocks), so a waiter spins, then yields, for the few dozen
+//!   instructions a holder takes. Under loom it is loom's `Mutex`, the
+//!   same exclusion, which the models explore.
 //! - Slots are many (far more than threads) and spread by a multiplicative
 //!   hash of the whole address, and each slot's lock and first entries live
 //!   in its own cache-padded slot: threads that use different objects
@@ -21,11 +29,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::PoisonError;
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{Mutex, MutexGuard};
+#[cfg(not(loom))]
+use crate::sync::atomic::{
+    AtomicBool,
+    Ordering::{Acquire, Relaxed, Release},
+};
+#[cfg(loom)]
+use crate::sync::Mutex;
 
 /// Identities are addresses: already unique, so a multiply spreads them well
 /// enough, and costs far less than SipHash.
@@ -187,14 +200,113 @@ impl<T> Slot<T> {
         let more = self.more.as_deref().into_iter().flat_map(Table::values);
         self.vals[..self.len].iter().flatten().chain(more)
     }
+}
 
-    fn clear(&mut self) {
-        *self = Slot::default();
+/// A slot's lock: a flag around the entries. Taking it is one
+/// compare-and-swap, letting go one store; a `Mutex` cost a get+put about
+/// 20 instructions more (callgrind), its poisoning checks at each lock and
+/// unlock and the check for sleepers at each unlock. Held only while the
+/// slot's own code runs (see the module's invariants), so a waiter spins,
+/// then yields (crossbeam's `Backoff`), rather than sleeping.
+#[cfg(not(loom))]
+struct Lock<T> {
+    held: AtomicBool,
+    value: std::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only by the holder of the flag (see
+// `Lock::held_with`), one thread at a time, so sharing the lock shares
+// nothing but the value's ownership, moved between threads: `T: Send`
+// suffices.
+#[cfg(not(loom))]
+unsafe impl<T: Send> Sync for Lock<T> {}
+
+#[cfg(not(loom))]
+impl<T: Default> Default for Lock<T> {
+    fn default() -> Self {
+        Lock {
+            held: AtomicBool::new(false),
+            value: std::cell::UnsafeCell::new(T::default()),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Lock<T> {
+    #[inline(always)]
+    fn take(&self) -> bool {
+        self.held
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .is_ok()
+    }
+
+    /// `f` of the value under the lock, waiting for it if it is held.
+    #[inline(always)]
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        if !self.take() {
+            self.wait();
+        }
+        self.held_with(f)
+    }
+
+    /// `f` of the value under the lock; `None` if the lock is held.
+    fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        self.take().then(|| self.held_with(f))
+    }
+
+    /// Takes the flag once the holder lets go.
+    #[cold]
+    #[inline(never)]
+    fn wait(&self) {
+        let backoff = crossbeam_utils::Backoff::new();
+        loop {
+            while self.held.load(Relaxed) {
+                backoff.snooze();
+            }
+            if self.take() {
+                return;
+            }
+        }
+    }
+
+    /// `f` of the value, by the thread that has just taken the flag, which
+    /// it lets go after `f` (even if `f` unwinds).
+    #[inline(always)]
+    fn held_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        struct Held<'a>(&'a AtomicBool);
+        impl Drop for Held<'_> {
+            #[inline(always)]
+            fn drop(&mut self) {
+                self.0.store(false, Release);
+            }
+        }
+        let _held = Held(&self.held);
+        // SAFETY: this thread holds the flag (taken with `Acquire` by the
+        // caller, given back with `Release` when `_held` drops, after `f`),
+        // so no other reference to the value exists meanwhile.
+        f(unsafe { &mut *self.value.get() })
+    }
+}
+
+/// Under loom: loom's `Mutex`, the same exclusion, which loom explores
+/// (it cannot explore a spinning thread's unbounded retries).
+#[cfg(loom)]
+#[derive(Default)]
+struct Lock<T>(Mutex<T>);
+
+#[cfg(loom)]
+impl<T> Lock<T> {
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+
+    fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        self.0.try_lock().ok().map(|mut value| f(&mut value))
     }
 }
 
 pub(crate) struct Ledger<T> {
-    slots: Box<[CachePadded<Mutex<Slot<T>>>]>,
+    slots: Box<[CachePadded<Lock<Slot<T>>>]>,
     /// `64 - log2(slots.len())`: the top bits of the hash pick the slot.
     shift: u32,
 }
@@ -218,29 +330,30 @@ impl<T> Ledger<T> {
     pub(crate) fn new(shards: usize) -> Self {
         let n = slot_count(shards);
         Ledger {
-            slots: (0..n).map(|_| CachePadded::new(Mutex::default())).collect(),
+            slots: (0..n).map(|_| CachePadded::new(Lock::default())).collect(),
             shift: u64::BITS - n.trailing_zeros(),
         }
     }
 
+    /// `f` of the slot of `id`, under its lock.
     #[inline(always)]
-    fn slot(&self, id: usize) -> MutexGuard<'_, Slot<T>> {
+    fn slot<R>(&self, id: usize, f: impl FnOnce(&mut Slot<T>) -> R) -> R {
         // The top bits of the product depend on every bit of the address.
         // (A shift of 64 cannot happen: there are at least 2 slots.)
         let i = ((id as u64).wrapping_mul(FIBONACCI) >> self.shift) as usize;
-        self.slots[i].lock().unwrap_or_else(PoisonError::into_inner)
+        self.slots[i].with(f)
     }
 
     /// Records `item` as handed out. Gives it back if `id` is out already.
     #[inline(always)]
     pub(crate) fn check_out(&self, id: usize, item: T) -> Result<(), T> {
-        self.slot(id).insert(id, item)
+        self.slot(id, |slot| slot.insert(id, item))
     }
 
     /// Ends the record of `id`, returning the pool's reference to it.
     #[inline(always)]
     pub(crate) fn check_in(&self, id: usize) -> Option<T> {
-        self.slot(id).remove(id)
+        self.slot(id, |slot| slot.remove(id))
     }
 
     /// A copy of the entry of `id`, if any.
@@ -248,36 +361,34 @@ impl<T> Ledger<T> {
     where
         T: Copy,
     {
-        self.slot(id).get(id).copied()
+        self.slot(id, |slot| slot.get(id).copied())
     }
 
     pub(crate) fn contains(&self, id: usize) -> bool {
-        self.slot(id).get(id).is_some()
+        self.slot(id, |slot| slot.get(id).is_some())
     }
 
     /// Shows every recorded object to `f`. A slot whose lock is taken is
     /// skipped (its objects stay unseen rather than the caller blocking).
     pub(crate) fn visit<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Result<(), E> {
         for slot in self.slots.iter() {
-            if let Ok(slot) = slot.try_lock() {
-                slot.values().try_for_each(&mut f)?;
-            }
+            slot.try_with(|slot| slot.values().try_for_each(&mut f))
+                .unwrap_or(Ok(()))?;
         }
         Ok(())
     }
 
-    /// Forgets every recorded object (their references are dropped).
+    /// Forgets every recorded object. Their references are dropped after
+    /// each slot's lock is let go: a drop may run code (a destructor) that
+    /// returns an object of this ledger.
     pub(crate) fn clear(&self) {
         for slot in self.slots.iter() {
-            slot.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            drop(slot.with(std::mem::take));
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.slots
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
-            .sum()
+        self.slots.iter().map(|s| s.with(|slot| slot.len())).sum()
     }
 
     #[cfg(test)]
@@ -415,10 +526,7 @@ mod tests {
     fn a_slot_of_pointers_fits_one_padded_slot() {
         // A pointer's `Option` takes no more room than the pointer, as for
         // `Py<PyAny>`: the lock, 6 entries and the overflow pointer fit.
-        assert_eq!(
-            std::mem::size_of::<CachePadded<Mutex<Slot<Box<u8>>>>>(),
-            128
-        );
+        assert_eq!(std::mem::size_of::<CachePadded<Lock<Slot<Box<u8>>>>>(), 128);
     }
 
     #[test]
