@@ -119,7 +119,17 @@ impl ObjectPool {
     /// memory less).
     #[inline(always)]
     fn get_object(&self, py: Python<'_>, timeout: Option<&Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        let wait = self.timeout.resolve(timeout, py)?;
+        // The pool's wait by reference when `timeout` is left out: the get
+        // reads only its limit, the seconds are for a failure's message (a
+        // copy of the whole cost every get 4 instructions).
+        let given;
+        let wait = match timeout {
+            None => &self.timeout,
+            Some(_) => {
+                given = self.timeout.resolve(timeout, py)?;
+                &given
+            }
+        };
         let obj = self
             .core
             .get(&mut self.call_hooks(py), wait.limit)
