@@ -276,7 +276,7 @@ impl<T: Send> Tiered<T> {
     ) -> Result<Option<usize>, PutError<H::Error>> {
         let (item, origin) = match &self.ledger {
             None => (item, None),
-            Some(ledger) => match ledger.check_in(hooks(size).identity(&item)) {
+            Some(ledger) => match ledger.check_in_outlined(hooks(size).identity(&item)) {
                 // Keep the family's reference; the holder's one is dropped.
                 Some(out) => (out.item, Some(out.origin)),
                 None => return Err(PutError::NotOut { index: 0 }),

@@ -30,6 +30,7 @@ impl<T: Send> Pool<T> {
     /// An idle object (reset, validated, not expired), a new one from the
     /// factory, or, in a full bounded pool, one returned within `timeout`
     /// (`None` waits forever).
+    #[inline(always)]
     pub fn get<H: Hooks<T>>(
         &self,
         hooks: &mut H,
@@ -39,7 +40,9 @@ impl<T: Send> Pool<T> {
     }
 
     /// `get`, or with `may_wait == false` a [`GetError::Timeout`] (not
-    /// counted) where `get` would wait.
+    /// counted) where `get` would wait. Always inlined: its common case is
+    /// short, and its slow paths are out of line (`acquire_slowly`).
+    #[inline(always)]
     pub(super) fn acquire<H: Hooks<T>>(
         &self,
         hooks: &mut H,

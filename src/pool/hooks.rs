@@ -50,7 +50,9 @@ pub trait Hooks<T> {
     /// A stable identity of the object (its address), for checked pools.
     fn identity(&self, item: &T) -> usize;
     /// A second reference to the same object, for checked pools: one goes to
-    /// the holder, the pool keeps the other in its ledger.
+    /// the holder, the pool keeps the other in its ledger. Also the
+    /// reference an unchecked pool keeps of an object given back by
+    /// reference ([`Pool::put_ref`](super::Pool::put_ref)).
     fn duplicate(&mut self, item: &T) -> T;
     /// Records `item` as handed out in a record the caller keeps across
     /// several pools (the ledger of a [`crate::tiered::Tiered`], whose class

@@ -36,6 +36,7 @@ impl Tracking {
         Ok(Tracking(track.then(Sites::new)))
     }
 
+    #[inline(always)]
     pub fn is_tracking(&self) -> bool {
         self.0.is_some()
     }
