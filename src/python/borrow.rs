@@ -248,10 +248,10 @@ impl PoolRef {
 
     /// Makes this `Borrow` own a reference to its pool (if it does not);
     /// `false` if the pool is gone. The caller is a holder of this `Borrow`
-    /// or the pool's slots, or (`leave`, `take`) a call on the pool: the
-    /// pool is alive unless `forget` ran (not owned: a spare in its slots,
-    /// or an exit in flight holds its reference and keeps it while anyone
-    /// else holds the `Borrow`).
+    /// (`enter`), or a call on the pool that took it from the slots
+    /// (`leave`): the pool is alive unless `forget` ran (not owned: a spare
+    /// in its slots, or an exit in flight holds its reference and keeps it
+    /// while anyone else holds the `Borrow`).
     #[inline]
     fn own(&self) -> bool {
         self.state.load(Acquire) == OWNED || self.own_again()
