@@ -19,13 +19,26 @@
 //!   spares make no reference cycle, and a pool whose last reference goes
 //!   away is freed at once. A `Borrow` not holding its pool is in that
 //!   pool's slots, or its pool was freed (its slots' `Drop` cleared its
-//!   address); it holds its pool again whenever it leaves the slots or is
-//!   entered; a `Borrow` holding an object holds its pool.
+//!   address), or it is about to be freed (see [`PoolRef`]); it holds its
+//!   pool again whenever it leaves the slots or is entered; a `Borrow`
+//!   holding an object holds its pool.
+//! - An exit takes over its `Borrow`'s pool reference for its duration
+//!   instead of taking one of its own ([`PoolRef`], `EXITING`): the pool
+//!   stays alive while it runs, whoever enters the `Borrow` meanwhile (a
+//!   `reset` hook, another thread) or takes it from the slots takes a
+//!   reference of its own, and at its end the exit gives the reference back
+//!   to the `Borrow`, or drops it (the `Borrow` owns one again, or was
+//!   kept). So a reused `Borrow`'s block changes its pool's reference
+//!   count twice (taken from the slot, kept again), not four times: on a
+//!   free-threaded build each change is an atomic operation on a count
+//!   that every thread using the pool shares.
 
 use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU64,
+    AtomicPtr, AtomicU64, AtomicU8,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 
@@ -162,84 +175,159 @@ fn take_back<P: Lend>(
 /// reference cycle (pool, slot, `Borrow`, pool): a pool dropped without
 /// `close()` would then be freed only by the next garbage collection.
 ///
-/// - `owned`: `ptr` is a strong reference this `Borrow` owns. It turns
-///   false only in [`SpareBorrows::offer`], when the `Borrow` enters a slot,
-///   and true again when it leaves the slot to anyone ([`SpareBorrows::take`]
-///   and `close`) or is entered while in it; so a `Borrow` not owning its
-///   pool is in that pool's slots (or its pool is gone, below), and one
-///   holding an object owns its pool.
-/// - `ptr`: the pool's address, fixed at construction; null only after the
-///   pool was freed while this `Borrow`, not owning it, was in its slots
-///   (the slots' `Drop`): `__enter__` then raises.
+/// `state` says where the reference is:
+/// - [`OWNED`]: `ptr` is a strong reference this `Borrow` owns. A `Borrow`
+///   holding an object is `OWNED`, and so is one left by an exit that did
+///   not offer it.
+/// - [`EXITING`]: an exit of this `Borrow` in flight took the reference
+///   over ([`PoolRef::take_over`], after it took the block's object), so
+///   that a block costs no reference of its own on the pool object (whose
+///   count, on a free-threaded build, every thread but the pool's maker
+///   changes atomically: two threads sharing a pool bounce its cache line).
+///   The pool stays alive: that exit lets go of its reference only if the
+///   `Borrow` owns one again meanwhile (dropping its [`TakenOver`]) or when it
+///   makes it a spare ([`TakenOver::let_go`]). Anyone who may hold this
+///   `Borrow` meanwhile (a `reset` hook or another thread entering it, a
+///   slot's `leave`) takes a reference of its own ([`PoolRef::own`]): it
+///   goes `OWNED`, and the exit, finding it so at its end, drops its own.
+///   Several exits may be in flight (one entered from another's `reset`);
+///   each holds one reference, and the `Borrow` one when `OWNED`.
+/// - [`SPARE`]: it holds none. Only an exit that offered the `Borrow` to
+///   its pool's slots sets it, when its caller alone held it; anyone who
+///   takes it from the slots (`take`, `leave`) or enters it there takes a
+///   reference again (`own`). So a `Borrow` not owning its pool is in that
+///   pool's slots or its pool is gone (below), or it is about to be freed
+///   (on a free-threaded build a thread of the same group may take it out
+///   of the slot and let go of it before the offering exit lets go of the
+///   pool: its caller, alone, then drops it).
 ///
-/// A change is allowed only to the `Borrow`'s sole holder (see
-/// [`SpareBorrows`]: offered and taken only when no one else holds it or
-/// can make a reference, with no Python code run between that check and
-/// the change), or to its pool's slots when the pool is freed, so a thread
-/// never sees a pool it may use go away under it.
+/// `ptr`: the pool's address, fixed at construction; null only after the
+/// pool was freed while this `Borrow`, a spare, was in its slots (the
+/// slots' `Drop`): `__enter__` then raises.
+///
+/// The change to `SPARE` is allowed only to the `Borrow`'s sole holder (see
+/// [`SpareBorrows`]: offered only when no one else holds it or can make a
+/// reference, with no Python code run between that check and the change),
+/// and `ptr` is cleared only by its pool's slots when the pool is freed, so
+/// a thread never sees a pool it may use go away under it.
 struct PoolRef {
     ptr: AtomicPtr<ffi::PyObject>,
-    owned: AtomicBool,
+    state: AtomicU8,
 }
+
+/// [`PoolRef`]: the `Borrow` owns a reference to its pool.
+const OWNED: u8 = 0;
+/// [`PoolRef`]: an exit in flight holds the `Borrow`'s reference.
+const EXITING: u8 = 1;
+/// [`PoolRef`]: a spare, holding no reference.
+const SPARE: u8 = 2;
 
 impl PoolRef {
     fn new(pool: Py<PyAny>) -> Self {
         PoolRef {
             ptr: AtomicPtr::new(pool.into_ptr()),
-            owned: AtomicBool::new(true),
+            state: AtomicU8::new(OWNED),
         }
     }
 
     /// The pool, if this `Borrow` holds a reference to it.
     #[inline]
     fn owned<'a, 'py>(&'a self, py: Python<'py>) -> Option<Borrowed<'a, 'py, PyAny>> {
-        if !self.owned.load(Acquire) {
+        if self.state.load(Acquire) != OWNED {
             return None;
         }
-        // SAFETY: a strong reference this `Borrow` owns (`owned`). It is let
-        // go of only by `offer` at the end of an exit, when the `Borrow`
-        // holds no object and no entry is under way: the callers use the
-        // reference while an entry is under way (`__enter__`), in the
-        // collector's stopped world, or take their own at once (`__exit__`).
+        // SAFETY: a strong reference this `Borrow` owns (`OWNED`). It is
+        // taken over or let go of only by an exit, which first takes the
+        // `Borrow`'s object, and dropped only when another is kept (see
+        // `PoolRef`): the callers use the reference while an entry is under
+        // way (no exit can take an object then), or in the collector's
+        // traversal, from a holder of this `Borrow` (which keeps it from
+        // being offered, so one reference stays, owned or taken over).
         Some(unsafe { Borrowed::from_ptr(py, self.ptr.load(Acquire)) })
     }
 
-    /// Takes a reference to the pool again if this `Borrow` let go of it;
+    /// Makes this `Borrow` own a reference to its pool (if it does not);
     /// `false` if the pool is gone. The caller is a holder of this `Borrow`
-    /// or the pool's slots: while it does not own its pool, a `Borrow` is
-    /// in that pool's slots, so the pool is alive unless `forget` ran.
+    /// (`enter`), or a call on the pool that took it from the slots
+    /// (`leave`): the pool is alive unless `forget` ran (not owned: a spare
+    /// in its slots, or an exit in flight holds its reference and keeps it
+    /// while anyone else holds the `Borrow`).
     #[inline]
     fn own(&self) -> bool {
-        if self.owned.load(Acquire) {
-            return true;
-        }
+        self.state.load(Acquire) == OWNED || self.own_again()
+    }
+
+    /// [`PoolRef::own`] for a `Borrow` not owning its pool: out of line,
+    /// as entries find their `Borrow` owning it (a spare taken from the
+    /// slots owns it again, `own_alone`).
+    #[cold]
+    #[inline(never)]
+    fn own_again(&self) -> bool {
+        let mut now = self.state.load(Acquire);
         let ptr = self.ptr.load(Acquire);
         if ptr.is_null() {
             return false;
         }
-        // SAFETY: not owned and not forgotten: the pool is alive (its slots
-        // hold this `Borrow`, or did until its caller took it from them).
+        // SAFETY: not forgotten: the pool is alive (above).
         unsafe { ffi::Py_INCREF(ptr) };
-        self.owned.store(true, Release);
-        true
-    }
-
-    /// Lets go of the reference to the pool: the caller saw that it is not
-    /// the pool's last one, and that the pool's slots now hold this
-    /// `Borrow`.
-    #[inline]
-    fn let_go(&self, py: Python<'_>) {
-        if self.owned.swap(false, AcqRel) {
-            // SAFETY: the strong reference `owned` stood for, ours alone now.
-            drop(unsafe { Bound::from_owned_ptr(py, self.ptr.load(Acquire)) });
+        loop {
+            if now == OWNED {
+                // Owned meanwhile (an exit in flight on another thread gave
+                // its reference back): ours is a second one (not the last).
+                // SAFETY: the reference taken above, ours alone.
+                unsafe { ffi::Py_DECREF(ptr) };
+                return true;
+            }
+            match self.state.compare_exchange(now, OWNED, AcqRel, Acquire) {
+                Ok(_) => return true,
+                Err(changed) => now = changed,
+            }
         }
     }
 
-    /// The pool is being freed while this `Borrow`, not owning it, is in
-    /// its slots: forgets its address.
+    /// [`PoolRef::own`] for a caller whose reference to this `Borrow` is its
+    /// only one, and no other thread can make one (`SpareBorrows::take`), on
+    /// a call on the pool: nothing else changes the state meanwhile, and
+    /// the pool is alive (so not forgotten).
+    #[inline(always)]
+    fn own_alone(&self) {
+        if self.state.load(Acquire) != OWNED {
+            let ptr = self.ptr.load(Acquire);
+            debug_assert!(!ptr.is_null(), "a live pool forgotten");
+            // SAFETY: the pool is alive (the caller's call on it).
+            unsafe { ffi::Py_INCREF(ptr) };
+            self.state.store(OWNED, Release);
+        }
+    }
+
+    /// The first step of an exit, which took the `Borrow`'s object and
+    /// keeps it busy ([`Held::take_for_exit`]) meanwhile, so that no entry
+    /// is under way: the exit takes over the `Borrow`'s reference to its
+    /// pool (`EXITING`) until it lets go of it ([`TakenOver::let_go`]) or
+    /// gives it back (dropping the [`TakenOver`], also if the exit
+    /// unwinds).
+    #[inline]
+    fn take_over<'a, 'py>(&'a self, py: Python<'py>) -> TakenOver<'a, 'py> {
+        // A `Borrow` holding an object owns its pool, and no one else
+        // changes that state now: only an exit takes the reference over,
+        // after taking the object (ours); `own` and the end of another
+        // exit in flight change only a state not owned, except an exit
+        // whose caller alone holds the `Borrow` (not so: ours holds it).
+        let was = self.state.swap(EXITING, AcqRel);
+        debug_assert_eq!(was, OWNED, "a Borrow holding an object owns its pool");
+        TakenOver {
+            from: self,
+            // SAFETY: the reference `OWNED` stood for, the exit's now (see
+            // `PoolRef`: no one else lets go of it while `EXITING`).
+            pool: ManuallyDrop::new(unsafe { Bound::from_owned_ptr(py, self.ptr.load(Acquire)) }),
+        }
+    }
+
+    /// The pool is being freed while this `Borrow`, a spare, is in its
+    /// slots: forgets its address.
     fn forget(&self) {
-        debug_assert!(!self.owned.load(Acquire), "a spare owning its pool");
-        self.owned.store(false, Release);
+        debug_assert_eq!(self.state.load(Acquire), SPARE, "a spare owning its pool");
+        self.state.store(SPARE, Release);
         self.ptr.store(std::ptr::null_mut(), Release);
     }
 }
@@ -247,9 +335,68 @@ impl PoolRef {
 impl Drop for PoolRef {
     fn drop(&mut self) {
         let ptr = *self.ptr.get_mut();
-        if *self.owned.get_mut() && !ptr.is_null() {
-            // SAFETY: the reference `owned` stands for, ours alone (`&mut`).
+        // (`EXITING` cannot be seen here: an exit's caller holds the
+        // `Borrow` until the exit ends.)
+        if *self.state.get_mut() == OWNED && !ptr.is_null() {
+            // SAFETY: the reference `OWNED` stands for, ours alone (`&mut`).
             Python::attach(|py| drop(unsafe { Bound::from_owned_ptr(py, ptr) }));
+        }
+    }
+}
+
+/// A `Borrow`'s reference to its pool, taken over by an exit in flight
+/// ([`PoolRef::take_over`]).
+struct TakenOver<'a, 'py> {
+    from: &'a PoolRef,
+    pool: ManuallyDrop<Bound<'py, PyAny>>,
+}
+
+impl<'py> Deref for TakenOver<'_, 'py> {
+    type Target = Bound<'py, PyAny>;
+
+    fn deref(&self) -> &Bound<'py, PyAny> {
+        &self.pool
+    }
+}
+
+impl TakenOver<'_, '_> {
+    /// The end of an exit that put the `Borrow` in its pool's slots, held
+    /// by the exit's caller alone: it holds no reference from now on
+    /// (`SPARE`), and the exit's (and one taken since, if any) goes, last.
+    /// The exit's may be the pool's last reference: the pool is then freed
+    /// here (its slots' `Drop` finds this `Borrow` a spare).
+    #[inline]
+    fn let_go(self) {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: taken once; `this` is never dropped (`ManuallyDrop`).
+        let pool = unsafe { ManuallyDrop::take(&mut this.pool) };
+        if this.from.state.swap(SPARE, AcqRel) == OWNED {
+            // Owned again since the exit took its reference over (`own`):
+            // that one goes too, before the exit's.
+            // SAFETY: the reference `OWNED` stood for, ours alone now (the
+            // swap took it out); the exit's is still held.
+            unsafe { ffi::Py_DECREF(pool.as_ptr()) };
+        }
+        drop(pool);
+    }
+}
+
+impl Drop for TakenOver<'_, '_> {
+    /// The end of an exit that did not offer the `Borrow`: its reference
+    /// goes back to the `Borrow`, or, if the `Borrow` owns one again
+    /// (`own`, meanwhile), is dropped (not the last: the `Borrow`'s stays).
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: taken once (`let_go` does not drop `self`).
+        let pool = unsafe { ManuallyDrop::take(&mut self.pool) };
+        if self
+            .from
+            .state
+            .compare_exchange(EXITING, OWNED, AcqRel, Acquire)
+            .is_ok()
+        {
+            // The `Borrow`'s again (`OWNED`).
+            let _ = pool.into_ptr();
         }
     }
 }
@@ -262,7 +409,7 @@ fn free_threaded_spare(pool: &PoolRef, py: Python<'_>) -> bool {
     fn free_threaded(py: Python<'_>) -> bool {
         super::reuse::gil_build(py).map_or(true, |gil| !gil)
     }
-    !pool.owned.load(Acquire) && free_threaded(py)
+    pool.state.load(Acquire) == SPARE && free_threaded(py)
 }
 
 /// Whether `pool` is that of a spare on a free-threaded build: never with
@@ -273,39 +420,41 @@ fn free_threaded_spare(_pool: &PoolRef, _py: Python<'_>) -> bool {
     false
 }
 
-/// What a `Borrow` holds: nothing (null), its entry under way
-/// ([`ENTERING`]), or the object lent to its block (a reference it owns).
-/// Each change is one atomic operation, so two threads using one `Borrow`
-/// at once get its errors ("already in use", "exited without being
-/// entered"), never a torn state, and no lock is taken (a `Mutex` here cost
-/// about 50 instructions a block).
+/// What a `Borrow` holds: nothing (null), its entry under way or its
+/// exit's first step ([`BUSY`]), or the object lent to its block (a
+/// reference it owns). Each change is one atomic operation, so two threads
+/// using one `Borrow` at once get its errors ("already in use", "exited
+/// without being entered"), never a torn state, and no lock is taken (a
+/// `Mutex` here cost about 50 instructions a block).
 struct Held(AtomicPtr<ffi::PyObject>);
 
-/// [`Held`] while `__enter__` gets the object: never an object's address.
-const ENTERING: *mut ffi::PyObject = std::ptr::without_provenance_mut(1);
+/// [`Held`] while `__enter__` gets the object, or while `__exit__`, having
+/// taken it, takes over the pool reference ([`PoolRef::take_over`]): never
+/// an object's address.
+const BUSY: *mut ffi::PyObject = std::ptr::without_provenance_mut(1);
 
 impl Held {
     fn new() -> Self {
         Held(AtomicPtr::new(std::ptr::null_mut()))
     }
 
-    /// Free to entering; `false` (nothing changed) if not free.
+    /// Free to busy (an entry); `false` (nothing changed) if not free.
     #[inline]
     fn start_entry(&self) -> bool {
         self.0
-            .compare_exchange(std::ptr::null_mut(), ENTERING, AcqRel, Acquire)
+            .compare_exchange(std::ptr::null_mut(), BUSY, AcqRel, Acquire)
             .is_ok()
     }
 
-    /// Entering to holding `obj`, whose reference it keeps.
+    /// Busy (an entry) to holding `obj`, whose reference it keeps.
     #[inline]
     fn hold(&self, obj: Py<PyAny>) {
         self.0.store(obj.into_ptr(), Release);
     }
 
-    /// Entering to free: the entry failed.
+    /// Busy to free: the entry failed, or the exit's first step is done.
     #[inline]
-    fn abort_entry(&self) {
+    fn set_free(&self) {
         self.0.store(std::ptr::null_mut(), Release);
     }
 
@@ -313,15 +462,28 @@ impl Held {
     /// none.
     #[inline]
     fn take<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.take_leaving(py, std::ptr::null_mut())
+    }
+
+    /// Holding to busy (an exit's first step, until [`Held::set_free`]):
+    /// the object, or `None` (nothing changed) if it holds none.
+    #[inline]
+    fn take_for_exit<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.take_leaving(py, BUSY)
+    }
+
+    #[inline(always)]
+    fn take_leaving<'py>(
+        &self,
+        py: Python<'py>,
+        then: *mut ffi::PyObject,
+    ) -> Option<Bound<'py, PyAny>> {
         let mut now = self.0.load(Acquire);
         loop {
-            if now.is_null() || now == ENTERING {
+            if now.is_null() || now == BUSY {
                 return None;
             }
-            match self
-                .0
-                .compare_exchange(now, std::ptr::null_mut(), AcqRel, Acquire)
-            {
+            match self.0.compare_exchange(now, then, AcqRel, Acquire) {
                 // SAFETY: the reference `hold` kept, now ours alone (the
                 // exchange took it out).
                 Ok(obj) => return Some(unsafe { Bound::from_owned_ptr(py, obj) }),
@@ -337,14 +499,14 @@ impl Held {
 
     /// The object held now, if any (for the collector).
     fn held(&self) -> Option<NonNull<ffi::PyObject>> {
-        NonNull::new(self.0.load(Acquire)).filter(|p| p.as_ptr() != ENTERING)
+        NonNull::new(self.0.load(Acquire)).filter(|p| p.as_ptr() != BUSY)
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         let obj = *self.0.get_mut();
-        if !obj.is_null() && obj != ENTERING {
+        if !obj.is_null() && obj != BUSY {
             // SAFETY: the reference `hold` kept, ours alone (`&mut self`).
             Python::attach(|py| drop(unsafe { Bound::from_owned_ptr(py, obj) }));
         }
@@ -425,13 +587,13 @@ impl Borrow {
         // the pool may be being freed on another thread right now (its
         // slots' `Drop`), so such a `Borrow` is refused instead.
         if free_threaded_spare(&self.pool, py) {
-            self.held.abort_entry();
+            self.held.set_free();
             return Err(PyRuntimeError::new_err(
                 "this borrow() is kept by its pool for reuse; call pool.borrow() for each with block",
             ));
         }
         if !self.pool.own() {
-            self.held.abort_entry();
+            self.held.set_free();
             return Err(PyRuntimeError::new_err(
                 "the pool of this borrow() was freed; call pool.borrow() for each with block",
             ));
@@ -446,7 +608,7 @@ impl Borrow {
                 Ok(obj)
             }
             Err(e) => {
-                self.held.abort_entry();
+                self.held.set_free();
                 Err(e)
             }
         }
@@ -457,35 +619,44 @@ impl Borrow {
     fn exit(slf: &Borrowed<'_, '_, Self>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
         let this = slf.get();
         let py = slf.py();
-        let Some(obj) = this.held.take(py) else {
+        let Some(obj) = this.held.take_for_exit(py) else {
             return Err(PyRuntimeError::new_err(
                 "borrow() exited without being entered",
             ));
         };
-        // Entered, so it holds its pool (`PoolRef`). A reference of our own,
-        // let go of last: the offer below lets go of the `Borrow`'s, and
-        // Python code run meanwhile (`reset`) may even enter and exit this
-        // `Borrow` on another thread.
-        let Some(pool) = this.pool.owned(py).map(|pool| pool.to_owned()) else {
-            unreachable!("a Borrow holding an object holds its pool")
-        };
+        // Entered, so it owns its pool (`PoolRef`): the exit takes that
+        // reference over instead of taking one of its own (an atomic
+        // operation on a count shared by every thread using the pool, on a
+        // free-threaded build), while the `Borrow` is still busy: an entry
+        // that started now would find the reference owned and lose it to
+        // this step. Python code run after it (`reset`) may enter and exit
+        // this `Borrow` again, on this thread or another: such an entry
+        // takes a reference of its own (`PoolRef::own`).
+        let pool = this.pool.take_over(py);
+        this.held.set_free();
         let entry = this.entry.load(Relaxed);
+        // The error boxed (rare): a `PyErr` kept in registers across the
+        // calls below cost the common case 8 instructions a block.
         let result = end_lent(&pool, &obj, entry, || {
             end_block(&pool, (this.take_back)(&pool, &obj, Some(exc)), Some(exc))
         })
-        .unwrap_or(Ok(()));
+        .unwrap_or(Ok(()))
+        .map_err(Box::new);
         drop(obj);
-        if let Some(spares) = (this.spares)(&pool) {
-            spares.offer(slf, &pool);
-        }
-        // Last, as nothing of this `Borrow` is used after it: if this was
-        // the pool's last reference (`with ObjectPool(f).borrow():`), the
-        // pool is freed now, and its slots' `Drop` makes this `Borrow`
+        let kept = (this.spares)(&pool).is_some_and(|spares| spares.offer(slf));
+        // Last, as nothing of this `Borrow` is used after it. Kept: the
+        // `Borrow` lets go of its pool (no cycle through the slot), and if
+        // that was the pool's last reference (`with ObjectPool(f).borrow():`),
+        // the pool is freed now: its slots' `Drop` makes this `Borrow`
         // forget it and lets go of the slot's reference; the caller's
         // reference (the `with` statement's bound `__exit__`) keeps the
-        // `Borrow` itself alive until we return.
-        drop(pool);
-        result
+        // `Borrow` itself alive until we return. Not kept: the reference
+        // goes back to the `Borrow` (dropping `pool`), whose holders may
+        // enter it again.
+        if kept {
+            pool.let_go();
+        }
+        result.map_err(|e| *e)
     }
 }
 

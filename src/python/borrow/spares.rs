@@ -129,10 +129,12 @@ impl SpareBorrows {
     }
 
     /// Keeps `borrow`, whose block just exited, for a later `borrow()`, if
-    /// no one but its caller holds it; it then lets go of `pool` (its
-    /// own), whose reference the caller keeps until it is done.
+    /// no one but its caller holds it: `true` if kept. The exit (which
+    /// holds the `Borrow`'s pool reference, `PoolRef`) then lets go of that
+    /// reference at once, with no Python code run since the checks here
+    /// (`TakenOver::let_go`): kept, the `Borrow` must not hold its pool.
     #[inline]
-    pub(super) fn offer(&self, borrow: &Bound<'_, Borrow>, pool: &Bound<'_, PyAny>) {
+    pub(super) fn offer(&self, borrow: &Bound<'_, Borrow>) -> bool {
         let ptr = borrow.as_ptr();
         let alone = match self.sole_caller {
             // SAFETY: a live object (`borrow` lends a reference).
@@ -141,29 +143,27 @@ impl SpareBorrows {
             SoleCaller::Temporary(is_temporary) => (unsafe { is_temporary(ptr) }) != 0,
             SoleCaller::Never => false,
         };
-        let this = borrow.get();
         // A `Borrow` someone else holds keeps its pool (it is theirs to use
         // again), so it is not kept: kept, it would make a cycle.
-        if !alone || !this.held.is_free() {
-            return;
+        if !alone || !borrow.get().held.is_free() {
+            return false;
         }
-        debug_assert_eq!(this.pool.ptr.load(Acquire), pool.as_ptr());
         let owned = borrow.clone().into_ptr();
         // SAFETY: `into_ptr` gives a non-null owned reference.
         let owned = unsafe { NonNull::new_unchecked(owned) };
         if let Err(refused) = self.slots.local().offer(owned) {
             // SAFETY: the reference we own and the slots refused.
             drop(unsafe { Bound::from_owned_ptr(borrow.py(), refused.as_ptr()) });
-            return;
+            return false;
         }
         // In a slot now, with no other holder but the caller, and no Python
-        // code has run since the checks above: it lets go of its pool,
-        // which the caller's own reference keeps alive (this is not the
-        // last one). (On a free-threaded build another thread of this
-        // group may take it from the slot meanwhile: not unique while our
-        // caller holds it, it is let go of there, holding its pool, and then
-        // lets go of it here, held by our caller alone, who drops it.)
-        this.pool.let_go(borrow.py());
+        // code has run since the checks above. (On a free-threaded build
+        // another thread of this group may take it from the slot before
+        // the exit lets go of the pool: not unique while our caller holds
+        // it, it is let go of there, owning its pool again (`leave`), and
+        // then the exit's `let_go` drops both references: held by our
+        // caller alone, who drops it, it is freed without a pool.)
+        true
     }
 
     /// A spare that no one else holds or can reach, given `args`; `args`
@@ -207,7 +207,7 @@ impl SpareBorrows {
         // It holds its pool again (this pool: a `Borrow` is offered only to
         // its own pool's slots).
         debug_assert_eq!(spare.get().pool.ptr.load(Acquire), pool.as_ptr());
-        spare.get().pool.own();
+        spare.get().pool.own_alone();
         drop(old);
         Ok(spare)
     }
@@ -238,8 +238,14 @@ impl SpareBorrows {
 }
 
 /// A spare leaves the slots to its other holders, if any: it holds its pool
-/// again (alive: its slots held the spare until now), then the slot's
-/// reference goes (which may free it, and with it that pool reference).
+/// again (alive: the caller is a call on the pool, whose slots held the
+/// spare until now; on a free-threaded build the exit that offered it may
+/// still hold its reference, `PoolRef::own` takes one of its own then),
+/// then the slot's reference goes (which may free it, and with it that
+/// pool reference). Cold: kept out of `take`, which is inlined into
+/// `borrow()`.
+#[cold]
+#[inline(never)]
 fn leave(py: Python<'_>, obj: NonNull<ffi::PyObject>) {
     // SAFETY: a reference the slots gave back to us, to a `Borrow` (only
     // `Borrow`s are offered to these spares).

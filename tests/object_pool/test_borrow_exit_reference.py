@@ -1,0 +1,331 @@
+"""A borrow() block's exit takes over its Borrow's reference to the pool for
+its duration instead of taking one of its own, and at its end gives it back
+to the Borrow or lets go of it (the Borrow kept as a spare), so a reused
+Borrow's block changes the pool's reference count twice, not four times
+(src/python/borrow.rs, PoolRef). What would break if that reference were
+mishandled: the pool's count after blocks, a pool whose last other
+reference goes inside or before the block, a Borrow entered again while an
+exit of it runs (from its reset hook, or from another thread), and exits
+racing on several threads."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from shardpool import Borrow, ObjectPool
+
+from helpers import FREE_THREADED_BUILD, Boom, Thing, run_threads
+
+# Long enough for a stuck thread to fail the test, not a timing assumption.
+PATIENCE = 60.0
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """No automatic collection: a pool freed at once is freed by its count."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def test_blocks_of_every_kind_leave_the_pools_count_as_it_was() -> None:
+    pool = ObjectPool(Thing, discard_on=(Boom,))
+    before = sys.getrefcount(pool)
+    kept = pool.borrow()
+    for _ in range(100):
+        with pool.borrow():  # the spare reused
+            pass
+        with kept:  # a named Borrow: not kept, its reference handed back
+            pass
+        with pool.borrow(), pool.borrow():  # two at once: one kept, one not
+            pass
+        with pytest.raises(ValueError, match="the block's"), pool.borrow():
+            raise ValueError("the block's")
+        with pytest.raises(Boom), pool.borrow():  # discarded on exit
+            raise Boom
+        with pool.borrow() as obj:  # discarded inside the block
+            pool.discard(obj)
+    del kept
+    assert sys.getrefcount(pool) == before
+    assert pool.stats().in_use == 0
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_pool_made_for_its_block_is_freed_when_the_block_ends() -> None:
+    made: list[weakref.ref[ObjectPool[Thing]]] = []
+
+    def pool() -> ObjectPool[Thing]:
+        p = ObjectPool(Thing)
+        made.append(weakref.ref(p))
+        return p
+
+    for _ in range(3):
+        with pool().borrow() as obj:
+            assert made[-1]() is not None
+            assert isinstance(obj, Thing)
+        assert made[-1]() is None
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_borrow_made_then_its_pool_dropped_before_the_block_works() -> None:
+    pool = ObjectPool(Thing)
+    alive = weakref.ref(pool)
+    borrow = pool.borrow()
+    del pool
+    for _ in range(3):  # each exit gives the reference back to the Borrow
+        with borrow as obj:
+            assert isinstance(obj, Thing)
+        assert alive() is not None
+    del borrow
+    assert alive() is None
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_block_that_drops_the_last_other_reference_to_its_pool_ends_well() -> None:
+    reset: list[Thing] = []
+    pool = ObjectPool(Thing, reset=reset.append)
+    alive = weakref.ref(pool)
+    with pool.borrow() as obj:
+        del pool  # the Borrow's reference is the pool's last one now
+        assert alive() is not None
+    # The exit gave the object back (reset on put), then let go of the last
+    # reference: the pool was freed at once.
+    assert reset == [obj]
+    assert alive() is None
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_collection_inside_the_exit_leaves_the_pool_the_exit_uses() -> None:
+    seen: list[int] = []
+
+    def pool_in_a_cycle() -> tuple[ObjectPool[Thing], weakref.ref[ObjectPool[Thing]]]:
+        def reset(obj: Thing) -> None:
+            assert cycle[0] is not None
+            seen.append(gc.collect())
+
+        cycle: list[ObjectPool[Thing] | None] = [None]
+        p = ObjectPool(Thing, reset=reset)
+        cycle[0] = p  # pool -> reset -> cell -> list -> pool
+        return p, weakref.ref(p)
+
+    p, alive = pool_in_a_cycle()
+    with p.borrow():
+        del p  # only the cycle and the block hold the pool now
+    assert len(seen) == 1  # the reset ran, and the pool survived its collection
+    gc.collect()
+    assert alive() is None  # then collected as the cycle it is
+
+
+def reentering_pool(
+    kept: list[Borrow[Thing]], inner: Callable[[Borrow[Thing]], None]
+) -> ObjectPool[Thing]:
+    """A pool whose reset hook, at the first give-back, runs `inner` on the
+    Borrow whose exit is running (the first in `kept`)."""
+    calls: list[int] = []
+
+    def reset(obj: Thing) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            inner(kept[0])
+
+    return ObjectPool(Thing, reset=reset)
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_borrow_entered_and_exited_from_its_own_exits_reset_hook() -> None:
+    kept: list[Borrow[Thing]] = []
+    got: list[Thing] = []
+
+    def inner(borrow: Borrow[Thing]) -> None:
+        with borrow as obj:  # free again while its exit gives its object back
+            got.append(obj)
+
+    pool = reentering_pool(kept, inner)
+    before = sys.getrefcount(pool)
+    kept.append(pool.borrow())
+    with kept[0] as outer:
+        pass
+    assert len(got) == 1
+    assert got[0] is not outer  # the outer object was being reset, not idle
+    assert pool.stats().in_use == 0
+    assert sys.getrefcount(pool) == before + 1  # the Borrow's own
+    alive = weakref.ref(pool)
+    del pool
+    with kept[0] as obj:  # the Borrow still holds its pool
+        assert isinstance(obj, Thing)
+    kept.clear()
+    assert alive() is None
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_borrow_entered_from_its_own_exits_reset_hook_and_left_open() -> None:
+    kept: list[Borrow[Thing]] = []
+    got: list[Thing] = []
+
+    def inner(borrow: Borrow[Thing]) -> None:
+        got.append(borrow.__enter__())  # exited only after the outer exit ends
+
+    pool = reentering_pool(kept, inner)
+    before = sys.getrefcount(pool)
+    kept.append(pool.borrow())
+    with kept[0]:
+        pass
+    # The outer exit ended while the Borrow held an object again: the
+    # Borrow owns its pool, the exit's own reference went.
+    assert pool.stats().in_use == 1
+    alive = weakref.ref(pool)
+    del pool
+    assert alive() is not None
+    assert kept[0].__exit__(None, None, None) is False
+    again = alive()
+    assert again is not None
+    assert again.stats().in_use == 0
+    assert sys.getrefcount(again) == before + 1  # the Borrow's own
+    del again
+    kept.clear()
+    assert alive() is None
+
+
+@pytest.mark.parametrize("b_outlasts_a", [True, False], ids=["b-ends-after", "b-ends-within"])
+def test_a_borrow_whose_exit_runs_is_entered_by_another_thread(b_outlasts_a: bool) -> None:
+    # Thread A's exit waits in the reset hook until thread B has entered the
+    # same Borrow (free: A's exit took its object), and then, if B's block
+    # is to end within A's exit, until it has; else B's block waits for A's
+    # exit to end.
+    in_exit, b_entered, a_done, b_done = (threading.Event() for _ in range(4))
+    a_thread: list[int] = []
+
+    def reset(obj: Thing) -> None:
+        if threading.get_ident() == a_thread[0] and not in_exit.is_set():
+            in_exit.set()
+            assert b_entered.wait(PATIENCE)
+            if not b_outlasts_a:
+                assert b_done.wait(PATIENCE)
+
+    pool = ObjectPool(Thing, reset=reset)
+    before = sys.getrefcount(pool)
+    shared = [pool.borrow()]
+    held: list[Thing] = []
+
+    def a() -> None:
+        a_thread.append(threading.get_ident())
+        with shared[0] as obj:
+            held.append(obj)
+        a_done.set()
+
+    def b() -> None:
+        assert in_exit.wait(PATIENCE)
+        with shared[0] as obj:
+            held.append(obj)
+            b_entered.set()
+            if b_outlasts_a:
+                assert a_done.wait(PATIENCE)
+        b_done.set()
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(PATIENCE)
+    assert not any(t.is_alive() for t in threads)
+    assert a_done.is_set()
+    assert b_done.is_set()
+    assert len(held) == 2
+    assert held[0] is not held[1]
+    assert pool.stats().in_use == 0
+    shared.clear()
+    assert sys.getrefcount(pool) == before
+
+
+def test_exits_racing_on_threads_over_one_named_borrow_keep_the_books() -> None:
+    # Threads enter and exit one Borrow they share: an entry while another
+    # thread's block holds it is refused ("already in use"), and one after
+    # another's exit took its object runs while that exit gives it back
+    # (the reset below gives the threads time to meet there).
+    def reset(obj: Thing) -> None:
+        for _ in range(50):
+            pass
+
+    pool = ObjectPool(Thing, reset=reset)
+    alive = weakref.ref(pool)
+    before = sys.getrefcount(pool)
+    shared = [pool.borrow()]
+    blocks = [0] * 4
+    refused: list[str] = []
+
+    def work(i: int) -> None:
+        for _ in range(3000):
+            try:
+                with shared[0] as obj:
+                    assert isinstance(obj, Thing)
+                    blocks[i] += 1
+            except RuntimeError as e:
+                refused.append(str(e))
+
+    assert run_threads(work, 4, PATIENCE) == []
+    assert sum(blocks) + len(refused) == 4 * 3000
+    assert sum(blocks) > 0
+    assert all("already in use" in message for message in refused)
+    s = pool.stats()
+    assert s.in_use == 0
+    assert s.created == s.idle + s.destroyed
+    assert sys.getrefcount(pool) == before + 1  # the shared Borrow's own
+    del pool
+    with shared[0] as obj:  # it holds its pool
+        assert isinstance(obj, Thing)
+    gc.collect()
+    assert alive() is not None
+    shared.clear()
+    gc.collect()
+    assert alive() is None
+
+
+def test_blocks_racing_on_threads_over_one_pool_leave_its_count_as_it_was() -> None:
+    pool = ObjectPool(Thing)
+    before = sys.getrefcount(pool)
+
+    def work(i: int) -> None:
+        for n in range(5000):
+            if n % 7 == i:
+                kept = pool.borrow()  # now and then a named one (not kept)
+                with kept:
+                    pass
+            else:
+                with pool.borrow():
+                    pass
+
+    assert run_threads(work, 4, PATIENCE) == []
+    assert pool.stats().in_use == 0
+    gc.collect()  # a Borrow let go on another thread may wait for it
+    assert sys.getrefcount(pool) == before
+
+
+@pytest.mark.skipif(not FREE_THREADED_BUILD, reason="a spare's entry is refused only without a GIL")
+def test_a_named_borrow_entered_while_another_thread_exits_it_is_never_refused_as_a_spare() -> None:
+    # An exit in flight has taken the Borrow's reference over; an entry from
+    # another thread meanwhile takes one of its own, never mistaking the
+    # Borrow for a spare of its pool.
+    pool = ObjectPool(Thing, reset=lambda obj: None)
+    shared = pool.borrow()
+    wrong: list[str] = []
+
+    def work(i: int) -> None:
+        for _ in range(3000):
+            try:
+                with shared:
+                    pass
+            except RuntimeError as e:
+                if "already in use" not in str(e):
+                    wrong.append(str(e))
+
+    assert run_threads(work, 4, PATIENCE) == []
+    assert wrong == []
+    assert pool.stats().in_use == 0
