@@ -88,11 +88,14 @@ impl SoleCaller {
     }
 }
 
-/// CPython's `PyUnstable_Object_IsUniqueReferencedTemporary`: declared
-/// where the build targets 3.14 (no `abi3`), looked up in the running
-/// interpreter otherwise (the abi3 wheel also loads into 3.11-3.13, which
-/// lack it).
-#[cfg(not(feature = "abi3"))]
+/// CPython's `PyUnstable_Object_IsUniqueReferencedTemporary`, looked up in
+/// the running interpreter (on Unix), not linked: the abi3 wheel also loads
+/// into 3.11-3.13, which lack it, and so does a build without `abi3` made
+/// for one of them with a GIL (a module linking it would fail to import
+/// there: undefined symbol). Elsewhere (Windows) the abi3 wheel does
+/// without it, and a build without `abi3` declares it, resolved when the
+/// module is linked against a 3.14 or later import library.
+#[cfg(all(not(feature = "abi3"), not(unix)))]
 fn is_temporary() -> Option<IsTemporary> {
     extern "C" {
         fn PyUnstable_Object_IsUniqueReferencedTemporary(op: *mut ffi::PyObject)
@@ -101,7 +104,7 @@ fn is_temporary() -> Option<IsTemporary> {
     Some(PyUnstable_Object_IsUniqueReferencedTemporary)
 }
 
-#[cfg(all(feature = "abi3", unix))]
+#[cfg(unix)]
 fn is_temporary() -> Option<IsTemporary> {
     // SAFETY: a NUL-terminated name looked up in the process's global
     // symbols (the interpreter's exports).
