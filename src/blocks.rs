@@ -354,6 +354,18 @@ impl BlockPool {
         zeroed: bool,
         offload: &O,
     ) -> Result<OwnedBlock, BlockError> {
+        self.get_in_class(n, zeroed, offload)
+            .map(|(block, _)| block)
+    }
+
+    /// [`BlockPool::get`], with the block's class (`None`: oversize).
+    #[inline(always)]
+    fn get_in_class<O: Offload>(
+        &self,
+        n: usize,
+        zeroed: bool,
+        offload: &O,
+    ) -> Result<(OwnedBlock, Option<usize>), BlockError> {
         let (block, class) = self
             .tiers
             .get(n, |size| self.hooks(size, offload))
@@ -375,16 +387,23 @@ impl BlockPool {
             }
         }
         block.mark_dirty();
-        Ok(block)
+        Ok((block, class))
     }
 
     /// Takes a block back: files it by capacity, or frees it.
     pub fn put<O: Offload>(&self, block: OwnedBlock, offload: &O) {
+        self.put_hinted(block, usize::MAX, offload);
+    }
+
+    /// [`BlockPool::put`], told the class the block is filed in (a hint,
+    /// checked: see [`Tiered::put_hinted`]).
+    #[inline(always)]
+    fn put_hinted<O: Offload>(&self, block: OwnedBlock, class: usize, offload: &O) {
         let capacity = block.capacity();
         // Unchecked and infallible: nothing to report.
         let received = self
             .tiers
-            .put(block, capacity, |size| self.hooks(size, offload));
+            .put_hinted(block, capacity, class, |size| self.hooks(size, offload));
         if let Ok(None) = received {
             // An oversize block, freed. Saturating: a block this pool did
             // not hand out (possible from Rust, not from Python) must not
@@ -512,7 +531,8 @@ impl BlockPool {
         zeroed: bool,
         offload: &O,
     ) -> Result<Leased, BlockError> {
-        Ok(Leased::new(self.get(n, zeroed, offload)?, n))
+        let (block, class) = self.get_in_class(n, zeroed, offload)?;
+        Ok(Leased::in_class(block, n, class.unwrap_or(usize::MAX)))
     }
 
     /// The holder releases the block; refused while it is exported. A block
@@ -567,7 +587,9 @@ impl BlockPool {
         if block.capacity() >= self.zero_lent_from {
             self.zero_lent(leased.len(), &block, offload);
         }
-        self.put(block, offload);
+        // The class the lease was lent from: the block goes back there
+        // without its size being looked up again.
+        self.put_hinted(block, leased.class(), offload);
     }
 
     /// A large block back from a lease of `len` bytes, in a pool that

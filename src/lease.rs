@@ -162,15 +162,19 @@ impl Lease {
 /// the block was never exported, else when the lease ends
 /// ([`Leased::finish`]).
 ///
-/// Invariants: `ptr`, `len` and `capacity` never change, and `len <=
-/// capacity` (checked in every build: an export of `len` bytes must stay
-/// inside the allocation). `block` is touched only by the winner of a
+/// Invariants: `ptr`, `len`, `capacity` and `class` never change, and
+/// `len <= capacity` (checked in every build: an export of `len` bytes must
+/// stay inside the allocation). `block` is touched only by the winner of a
 /// `Release::Now` release, or by `finish` (`&mut self`).
 pub struct Leased {
     lease: Lease,
     ptr: *mut u8,
     len: usize,
     capacity: usize,
+    /// Where the lending pool says the block goes back (its size class),
+    /// so that it need not look that up from the size again; only a hint,
+    /// which the pool checks (`usize::MAX`: none).
+    class: usize,
     block: UnsafeCell<Option<OwnedBlock>>,
 }
 
@@ -191,6 +195,13 @@ impl Leased {
     /// If `len` exceeds the block's capacity: exporting it would expose
     /// memory past the allocation.
     pub fn new(block: OwnedBlock, len: usize) -> Self {
+        Self::in_class(block, len, usize::MAX)
+    }
+
+    /// [`Leased::new`], with the lending pool's hint of where the block goes
+    /// back ([`Leased::class`]).
+    #[inline]
+    pub(crate) fn in_class(block: OwnedBlock, len: usize, class: usize) -> Self {
         assert!(
             len <= block.capacity(),
             "a lease of {len} bytes on a block of {}",
@@ -201,8 +212,16 @@ impl Leased {
             ptr: block.as_ptr(),
             len,
             capacity: block.capacity(),
+            class,
             block: UnsafeCell::new(Some(block)),
         }
+    }
+
+    /// The lending pool's hint of where the block goes back (`usize::MAX`:
+    /// none).
+    #[inline]
+    pub(crate) fn class(&self) -> usize {
+        self.class
     }
 
     /// The bytes asked for.

@@ -318,6 +318,45 @@ impl<T: Send> Tiered<T> {
             .map_err(PutError::Hook)
     }
 
+    /// [`Tiered::put`] of an object that the caller says is filed in class
+    /// `hint` (any value: a wrong one costs only the lookup it would have
+    /// saved). For an unchecked family filing exactly, the class of
+    /// exactly `size` is the one that files it (the sizes are distinct), so
+    /// when `hint` is that class the object goes there at once, as `put`
+    /// would have sent it.
+    #[inline]
+    pub fn put_hinted<H: Hooks<T>>(
+        &self,
+        item: T,
+        size: usize,
+        hint: usize,
+        hooks: impl Fn(usize) -> H,
+    ) -> Result<Option<usize>, PutError<H::Error>> {
+        if self.ledger.is_none()
+            && self.filing == Filing::Exact
+            && self.classes.sizes().get(hint) == Some(&size)
+        {
+            debug_assert_eq!(self.filing(size), Some(hint));
+            return self
+                .put_in(hint, item, false, &hooks)
+                .map(|()| Some(hint))
+                .map_err(PutError::Hook);
+        }
+        self.put_looked_up(item, size, hooks)
+    }
+
+    /// `put`, out of line: the rare case of [`Tiered::put_hinted`].
+    #[cold]
+    #[inline(never)]
+    fn put_looked_up<H: Hooks<T>>(
+        &self,
+        item: T,
+        size: usize,
+        hooks: impl Fn(usize) -> H,
+    ) -> Result<Option<usize>, PutError<H::Error>> {
+        self.put(item, size, hooks)
+    }
+
     /// Destroys an object handed out instead of taking it back (see
     /// [`Pool::discard`]), counted `discarded` where it came from. A
     /// checked family refuses an object it has not handed out, changing
@@ -360,7 +399,7 @@ impl<T: Send> Tiered<T> {
 
     /// Puts `item` in class `class` (`adopt`: it arrives from elsewhere),
     /// closing the class pool if the family was closed meanwhile.
-    #[inline]
+    #[inline(always)]
     fn put_in<H: Hooks<T>>(
         &self,
         class: usize,

@@ -48,7 +48,7 @@
 //! its thread index, so 64 or 1000 threads share the same `P` groups. Each
 //! group keeps at most [`SLOTS`](crate::blocks::spares::SLOTS) = 2 spares,
 //! so a pool keeps at most `2P` objects idle (a GIL build: 1 group, 2),
-//! each a released `Block` or `Buffer` (120 and 128 bytes,
+//! each a released `Block` or `Buffer` (128 bytes each,
 //! `sys.getsizeof` on 3.14t, its lease holding no memory) or, for an
 //! `ObjectPool`'s `borrow()`, a `Borrow` holding no object (104 bytes),
 //! plus the groups themselves, `P` cache-line-padded slot pairs of 128
