@@ -392,18 +392,11 @@ impl BlockPool {
 
     /// Takes a block back: files it by capacity, or frees it.
     pub fn put<O: Offload>(&self, block: OwnedBlock, offload: &O) {
-        self.put_hinted(block, usize::MAX, offload);
-    }
-
-    /// [`BlockPool::put`], told the class the block is filed in (a hint,
-    /// checked: see [`Tiered::put_hinted`]).
-    #[inline(always)]
-    fn put_hinted<O: Offload>(&self, block: OwnedBlock, class: usize, offload: &O) {
         let capacity = block.capacity();
         // Unchecked and infallible: nothing to report.
         let received = self
             .tiers
-            .put_hinted(block, capacity, class, |size| self.hooks(size, offload));
+            .put(block, capacity, |size| self.hooks(size, offload));
         if let Ok(None) = received {
             // An oversize block, freed. Saturating: a block this pool did
             // not hand out (possible from Rust, not from Python) must not
@@ -588,8 +581,23 @@ impl BlockPool {
             self.zero_lent(leased.len(), &block, offload);
         }
         // The class the lease was lent from: the block goes back there
-        // without its size being looked up again.
-        self.put_hinted(block, leased.class(), offload);
+        // without its size being looked up again (`put` otherwise).
+        let class = leased.class();
+        if self.tiers.files_in(class, block.capacity()) {
+            // Unchecked and infallible: nothing to report.
+            let _ = self
+                .tiers
+                .put_filed(block, class, |size| self.hooks(size, offload));
+        } else {
+            self.put_unfiled(block, offload);
+        }
+    }
+
+    /// `put`, out of line: an oversize block, or a lease without a class.
+    #[cold]
+    #[inline(never)]
+    fn put_unfiled<O: Offload>(&self, block: OwnedBlock, offload: &O) {
+        self.put(block, offload);
     }
 
     /// A large block back from a lease of `len` bytes, in a pool that

@@ -161,7 +161,6 @@ impl<T: Send> Tiered<T> {
             .get_or_init(|| Pool::new(self.configs[class].clone()).expect("checked in Tiered::new"))
     }
 
-
     /// The most idle objects class `i` keeps (without building its pool).
     pub fn max_idle(&self, class: usize) -> usize {
         match self.pools[class].get() {
@@ -331,43 +330,32 @@ impl<T: Send> Tiered<T> {
             .map_err(PutError::Hook)
     }
 
-    /// [`Tiered::put`] of an object that the caller says is filed in class
-    /// `hint` (any value: a wrong one costs only the lookup it would have
-    /// saved). For an unchecked family filing exactly, the class of
-    /// exactly `size` is the one that files it (the sizes are distinct), so
-    /// when `hint` is that class the object goes there at once, as `put`
-    /// would have sent it.
-    #[inline]
-    pub fn put_hinted<H: Hooks<T>>(
-        &self,
-        item: T,
-        size: usize,
-        hint: usize,
-        hooks: impl Fn(usize) -> H,
-    ) -> Result<Option<usize>, PutError<H::Error>> {
-        if self.ledger.is_none()
+    /// Whether an object of `size` returned to this family would be filed
+    /// in class `hint` (any value), for [`Tiered::put_filed`]: in an
+    /// unchecked family filing exactly, the class of exactly `size` is the
+    /// one `put` picks (the class sizes are distinct). A caller that knows
+    /// where an object came from so skips looking its class up from its
+    /// size.
+    #[inline(always)]
+    pub fn files_in(&self, hint: usize, size: usize) -> bool {
+        self.ledger.is_none()
             && self.filing == Filing::Exact
             && self.classes.sizes().get(hint) == Some(&size)
-        {
-            debug_assert_eq!(self.filing(size), Some(hint));
-            return self
-                .put_in(hint, item, false, &hooks)
-                .map(|()| Some(hint))
-                .map_err(PutError::Hook);
-        }
-        self.put_looked_up(item, size, hooks)
     }
 
-    /// `put`, out of line: the rare case of [`Tiered::put_hinted`].
-    #[cold]
-    #[inline(never)]
-    fn put_looked_up<H: Hooks<T>>(
+    /// [`Tiered::put`] of an object of `size` for which
+    /// [`Tiered::files_in`]`(class, size)` holds: what `put` does with it,
+    /// without the lookup.
+    #[inline(always)]
+    pub fn put_filed<H: Hooks<T>>(
         &self,
         item: T,
-        size: usize,
+        class: usize,
         hooks: impl Fn(usize) -> H,
-    ) -> Result<Option<usize>, PutError<H::Error>> {
-        self.put(item, size, hooks)
+    ) -> Result<(), H::Error> {
+        debug_assert!(self.ledger.is_none());
+        debug_assert!(self.classes.sizes().get(class).is_some());
+        self.put_in(class, item, false, &hooks)
     }
 
     /// Destroys an object handed out instead of taking it back (see
