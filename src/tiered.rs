@@ -354,7 +354,7 @@ impl<T: Send> Tiered<T> {
         hooks: impl Fn(usize) -> H,
     ) -> Result<(), H::Error> {
         debug_assert!(self.ledger.is_none());
-        debug_assert!(self.classes.sizes().get(class).is_some());
+        debug_assert!(self.files_in(class, self.classes.size(class)));
         self.put_in(class, item, false, &hooks)
     }
 

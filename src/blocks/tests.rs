@@ -342,3 +342,33 @@ fn zeroing_a_large_lease_touches_only_its_bytes() {
         again.unexport();
     }
 }
+
+/// A lease carries the class it was lent from (`Leased::class`), which
+/// its release trusts only where that class holds the block's size: a
+/// lease released to another pool (possible from Rust) is filed by its
+/// size there, as `put` files a block.
+#[test]
+fn a_lease_released_to_another_pool_is_filed_by_its_size() {
+    let classes = |sizes: &[usize]| BlockConfig {
+        classes: Some(sizes.iter().map(|&s| (s, None)).collect()),
+        ..BlockConfig::default()
+    };
+    let a = pool(classes(&[64, 128]));
+    let b = pool(classes(&[128, 256]));
+    // Class 0 of `a` (64 bytes): `b` has no class of 64 bytes, so its
+    // class 0 (128 bytes) must not take it: it is freed.
+    let small = a.lease(10, false, &InPlace).unwrap();
+    b.release(&small, &InPlace).unwrap();
+    assert_eq!(b.idle_blocks(), 0);
+    // Class 1 of `a` (128 bytes) is class 0 of `b`.
+    let large = a.lease(100, false, &InPlace).unwrap();
+    b.release(&large, &InPlace).unwrap();
+    let s = b.stats();
+    assert_eq!(b.idle_blocks(), 1);
+    assert_eq!((s.classes.len(), s.classes[0].size), (1, 128));
+    assert_eq!(s.bytes_idle, 128);
+    // And a lease released to its own pool goes back to its class.
+    let own = a.lease(100, false, &InPlace).unwrap();
+    a.release(&own, &InPlace).unwrap();
+    assert_eq!(a.stats().bytes_idle, 128);
+}
