@@ -32,8 +32,8 @@ pub fn end_lent<R>(
     pool: &Bound<'_, PyAny>,
     obj: &Bound<'_, PyAny>,
     id: u64,
-    give_back: impl FnOnce() -> PyResult<R>,
-) -> Option<PyResult<R>> {
+    give_back: impl FnOnce() -> R,
+) -> Option<R> {
     lent::end_lent(key(pool, obj), id, give_back)
 }
 
