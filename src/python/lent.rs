@@ -18,6 +18,7 @@ fn key(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> Key {
 
 /// A block running on this thread got `obj` from `pool`: its entry's id,
 /// for [`end_lent`].
+#[inline]
 pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> u64 {
     lent::note_lent(key(pool, obj))
 }
