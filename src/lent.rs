@@ -663,10 +663,18 @@ mod process {
     }
 
     /// [`Local::lend`] on this thread, in the process's registry: the
-    /// entry's id, for [`end_lent`]. Inlined into the binding's entry (a
-    /// call, and its saved registers, less).
-    #[inline]
+    /// entry's id, for [`end_lent`]. For the binding's `borrow()` entry,
+    /// its only caller, into which it is inlined (a call and its saved
+    /// registers less, about 20 instructions a block): with more callers
+    /// (`note_lent_outlined`'s), `LOCAL.with` of it was not.
+    #[inline(always)]
     pub fn note_lent(key: Key) -> u64 {
+        LOCAL.with(|local| local.lend(registry(), key))
+    }
+
+    /// [`note_lent`] for the other callers (an `aborrow()` block's entry).
+    #[inline(never)]
+    pub fn note_lent_outlined(key: Key) -> u64 {
         LOCAL.with(|local| local.lend(registry(), key))
     }
 
@@ -721,7 +729,7 @@ mod process {
 }
 
 #[cfg(all(not(loom), feature = "python"))]
-pub use process::{end_lent, mark_discarded, note_lent};
+pub use process::{end_lent, mark_discarded, note_lent, note_lent_outlined};
 
 #[cfg(all(test, not(loom)))]
 mod tests {

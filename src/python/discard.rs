@@ -158,7 +158,7 @@ macro_rules! discard_methods {
             /// block's entry, for ``_end_borrow``. Not public API.
             #[pyo3(signature = (obj, /))]
             fn _note_lent(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> u64 {
-                $crate::python::lent::note_lent(slf.as_any(), obj)
+                $crate::python::lent::note_lent_outlined(slf.as_any(), obj)
             }
 
             /// The end of an ``aborrow()`` block (for ``AsyncBorrow``): as the exit

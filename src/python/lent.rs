@@ -17,10 +17,16 @@ fn key(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> Key {
 }
 
 /// A block running on this thread got `obj` from `pool`: its entry's id,
-/// for [`end_lent`].
-#[inline]
+/// for [`end_lent`]. For `Borrow.__enter__`, its only caller, into which
+/// it is inlined (see `lent::note_lent`).
+#[inline(always)]
 pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> u64 {
     lent::note_lent(key(pool, obj))
+}
+
+/// [`note_lent`] for an `aborrow()` block (`AsyncBorrow`).
+pub fn note_lent_outlined(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> u64 {
+    lent::note_lent_outlined(key(pool, obj))
 }
 
 /// The end of a block that held `obj` from `pool` (its entry `id`, from
