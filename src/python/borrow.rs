@@ -485,8 +485,10 @@ impl Held {
             }
             match self.0.compare_exchange(now, then, AcqRel, Acquire) {
                 // SAFETY: the reference `hold` kept, now ours alone (the
-                // exchange took it out).
-                Ok(obj) => return Some(unsafe { Bound::from_owned_ptr(py, obj) }),
+                // exchange took it out). `now`, which the exchange found,
+                // not its result: the compiler then knows it is not null
+                // (checked above) and drops PyO3's check.
+                Ok(_) => return Some(unsafe { Bound::from_owned_ptr(py, now) }),
                 Err(changed) => now = changed,
             }
         }
