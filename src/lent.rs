@@ -451,7 +451,7 @@ impl Local {
 
     /// `f` of this thread's list (a fresh one if it is stuck: see the
     /// module's invariants).
-    #[inline]
+    #[inline(always)]
     fn with_own<R>(&self, registry: &Registry, f: impl FnOnce(&List, &mut Entries) -> R) -> R {
         let mut slot = self.list.borrow_mut();
         let list = slot.get_or_insert_with(|| registry.register());
@@ -474,6 +474,7 @@ impl Local {
 
     /// A block running on this thread got the object of `key`: returns its
     /// entry's id, for the block's exit.
+    #[inline]
     pub fn lend(&self, registry: &Registry, key: Key) -> u64 {
         self.with_own(registry, |list, entries| {
             let id = (list.serial << 32) | (entries.made & 0xffff_ffff);
@@ -662,8 +663,18 @@ mod process {
     }
 
     /// [`Local::lend`] on this thread, in the process's registry: the
-    /// entry's id, for [`end_lent`].
+    /// entry's id, for [`end_lent`]. For the binding's `borrow()` entry,
+    /// its only caller, into which it is inlined (a call and its saved
+    /// registers less, about 20 instructions a block): with more callers
+    /// (`note_lent_outlined`'s), `LOCAL.with` of it was not.
+    #[inline(always)]
     pub fn note_lent(key: Key) -> u64 {
+        LOCAL.with(|local| local.lend(registry(), key))
+    }
+
+    /// [`note_lent`] for the other callers (an `aborrow()` block's entry).
+    #[inline(never)]
+    pub fn note_lent_outlined(key: Key) -> u64 {
         LOCAL.with(|local| local.lend(registry(), key))
     }
 
@@ -718,7 +729,7 @@ mod process {
 }
 
 #[cfg(all(not(loom), feature = "python"))]
-pub use process::{end_lent, mark_discarded, note_lent};
+pub use process::{end_lent, mark_discarded, note_lent, note_lent_outlined};
 
 #[cfg(all(test, not(loom)))]
 mod tests {

@@ -17,9 +17,16 @@ fn key(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> Key {
 }
 
 /// A block running on this thread got `obj` from `pool`: its entry's id,
-/// for [`end_lent`].
+/// for [`end_lent`]. For `Borrow.__enter__`, its only caller, into which
+/// it is inlined (see `lent::note_lent`).
+#[inline(always)]
 pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> u64 {
     lent::note_lent(key(pool, obj))
+}
+
+/// [`note_lent`] for an `aborrow()` block (`AsyncBorrow`).
+pub fn note_lent_outlined(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> u64 {
+    lent::note_lent_outlined(key(pool, obj))
 }
 
 /// The end of a block that held `obj` from `pool` (its entry `id`, from
@@ -32,8 +39,8 @@ pub fn end_lent<R>(
     pool: &Bound<'_, PyAny>,
     obj: &Bound<'_, PyAny>,
     id: u64,
-    give_back: impl FnOnce() -> PyResult<R>,
-) -> Option<PyResult<R>> {
+    give_back: impl FnOnce() -> R,
+) -> Option<R> {
     lent::end_lent(key(pool, obj), id, give_back)
 }
 

@@ -144,7 +144,7 @@ pub fn install(class: &Bound<'_, PyType>, methods: &[&'static RawMethod]) -> PyR
 /// `self` as the class the entry was installed on.
 ///
 /// # Safety
-/// `slf` is the (borrowed) `self` CPython passes to a method of a
+/// `slf` is the (borrowed, never NULL) `self` CPython passes to a method of a
 /// descriptor [`install`]ed on `T`'s class. CPython checks, on every path
 /// to the function, that `self` is an instance of the descriptor's class:
 /// `descr_check` in each `method_vectorcall_*` and in `__get__` (a bound
@@ -155,6 +155,9 @@ pub unsafe fn receiver<'a, 'py, T: pyo3::PyClass>(
     py: Python<'py>,
     slf: *mut ffi::PyObject,
 ) -> Borrowed<'a, 'py, T> {
+    // SAFETY: CPython's `self` is never NULL (the contract): PyO3's null
+    // check below (a test and a branch a call) is dropped.
+    unsafe { std::hint::assert_unchecked(!slf.is_null()) };
     // SAFETY: see the function's contract.
     let slf = unsafe { Borrowed::from_ptr(py, slf) };
     debug_assert!(slf.is_instance_of::<T>());
@@ -179,8 +182,9 @@ pub type Arg<'py> = Borrowed<'py, 'py, PyAny>;
 ///
 /// # Safety
 /// `args`, `nargs` and `kwnames` are what CPython passes to a
-/// `METH_FASTCALL | METH_KEYWORDS` function: `nargs` positional arguments,
-/// then one value per name of `kwnames` (a tuple of `str`, or NULL).
+/// `METH_FASTCALL | METH_KEYWORDS` function: `nargs` positional arguments
+/// (none NULL), then one value per name of `kwnames` (a tuple of `str`, or
+/// NULL).
 #[inline(always)]
 pub unsafe fn pyo3_args<'py, const N: usize>(
     py: Python<'py>,
@@ -197,7 +201,12 @@ pub unsafe fn pyo3_args<'py, const N: usize>(
         for (slot, i) in out.iter_mut().zip(0..given) {
             // SAFETY: `nargs` positional arguments (the contract), borrowed
             // for the call.
-            *slot = Some(unsafe { Borrowed::from_ptr(py, *args.add(i)) });
+            let arg = unsafe { *args.add(i) };
+            // SAFETY: CPython passes no NULL argument (the contract): PyO3's
+            // null check is dropped.
+            unsafe { std::hint::assert_unchecked(!arg.is_null()) };
+            // SAFETY: as above.
+            *slot = Some(unsafe { Borrowed::from_ptr(py, arg) });
         }
         return Ok(out);
     }
