@@ -565,4 +565,57 @@ mod tests {
         assert_eq!(wins, ids.len());
         assert_eq!(l.len(), ids.len());
     }
+
+    /// A panic under the lock lets go of it (the guard's `Drop` on unwind),
+    /// so the next user does not spin forever.
+    #[cfg(not(loom))]
+    #[test]
+    fn a_panic_under_the_flag_lock_lets_go_of_it() {
+        let lock = Lock::<u64>::default();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lock.with(|v| {
+                *v = 1;
+                panic!("under the lock");
+            })
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(lock.try_with(|v| *v), Some(1));
+        assert_eq!(lock.with(|v| *v), 1);
+    }
+
+    /// Threads checking their own identities out and in, all in one slot
+    /// (its inline entries packed by each removal, and its overflow table),
+    /// each find exactly their own entries throughout.
+    #[test]
+    fn threads_sharing_one_slot_keep_their_own_entries() {
+        let l = Arc::new(Ledger::<usize>::new(1));
+        let ids = same_slot(&l, 4 * 3 * INLINE);
+        let per = ids.len() / 4;
+        let handles: Vec<_> = ids
+            .chunks(per)
+            .map(|mine| {
+                let (l, mine) = (Arc::clone(&l), mine.to_vec());
+                std::thread::spawn(move || {
+                    for round in 0..500 {
+                        let k = 1 + round % mine.len();
+                        for &id in &mine[..k] {
+                            assert_eq!(l.check_out(id, id), Ok(()));
+                        }
+                        for &id in mine[..k].iter().rev().step_by(2) {
+                            assert_eq!(l.get(id), Some(id));
+                            assert_eq!(l.check_in(id), Some(id));
+                        }
+                        for &id in &mine[..k] {
+                            let _ = l.check_in(id);
+                            assert!(!l.contains(id));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(l.is_empty());
+    }
 }

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from shardpool import Borrow, ObjectPool
+from shardpool import Borrow, ObjectPool, PoolClosed
 
 from helpers import FREE_THREADED_BUILD, Boom, Thing, run_threads
 
@@ -329,3 +329,196 @@ def test_a_named_borrow_entered_while_another_thread_exits_it_is_never_refused_a
     assert run_threads(work, 4, PATIENCE) == []
     assert wrong == []
     assert pool.stats().in_use == 0
+
+
+@pytest.mark.usefixtures("no_gc")
+@pytest.mark.parametrize("exc", [Boom, KeyboardInterrupt, SystemExit])
+def test_an_exit_whose_reset_raises_gives_the_borrow_its_pool_back(
+    exc: type[BaseException],
+) -> None:
+    # The exit took the Borrow's reference over; the reset's exception
+    # (a BaseException too) ends it early: the reference goes back to the
+    # Borrow (named) or with the spare, and the pool's count is as it was.
+    def reset(obj: Thing) -> None:
+        raise exc
+
+    pool = ObjectPool(Thing, reset=reset)
+    before = sys.getrefcount(pool)
+    named = pool.borrow()
+    for _ in range(50):
+        with pytest.raises(exc), named:
+            pass
+        with pytest.raises(exc), pool.borrow():
+            pass
+        # The block's exception propagates, unless the reset's is not an
+        # `Exception` (a BaseException stops the program as asked).
+        propagated = ValueError if issubclass(exc, Exception) else exc
+        with pytest.raises(propagated), named:
+            raise ValueError("the block's")
+    assert sys.getrefcount(pool) == before + 1  # the named Borrow's own
+    assert pool.stats().in_use == 0
+    assert pool.stats().reset_errors == 150
+    alive = weakref.ref(pool)
+    del pool
+    with pytest.raises(exc), named as obj:  # it still holds its pool
+        assert isinstance(obj, Thing)
+    del named
+    assert alive() is None
+
+
+def test_a_borrow_exited_twice_or_never_entered_is_refused_and_keeps_its_pool() -> None:
+    pool = ObjectPool(Thing)
+    before = sys.getrefcount(pool)
+    named = pool.borrow()
+    with pytest.raises(RuntimeError, match="exited without being entered"):
+        named.__exit__(None, None, None)
+    named.__enter__()
+    assert named.__exit__(None, None, None) is False
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="exited without being entered"):
+            named.__exit__(None, None, None)
+    assert sys.getrefcount(pool) == before + 1
+    with named as obj:  # usable again
+        assert isinstance(obj, Thing)
+    assert pool.stats().in_use == 0
+    del named
+    assert sys.getrefcount(pool) == before
+
+
+def test_a_borrow_entered_on_one_thread_and_exited_on_another() -> None:
+    pool = ObjectPool(Thing, reset=lambda obj: None)
+    before = sys.getrefcount(pool)
+    shared = [pool.borrow()]
+    results: list[object] = []
+
+    def exit_there() -> None:
+        results.append(shared[0].__exit__(None, None, None))
+
+    for _ in range(100):
+        obj = shared[0].__enter__()
+        assert pool.stats().in_use == 1
+        t = threading.Thread(target=exit_there)
+        t.start()
+        t.join(PATIENCE)
+        assert results.pop() is False
+        assert pool.stats().in_use == 0
+        del obj
+    shared.clear()
+    gc.collect()
+    assert sys.getrefcount(pool) == before
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_reset_that_drops_the_last_name_of_the_exiting_borrow() -> None:
+    # The exit's caller alone holds the Borrow by the end of the exit: it is
+    # kept as a spare, the exit's reference goes, and with it the pool if it
+    # was its last.
+    names: list[Borrow[Thing]] = []
+
+    def reset(obj: Thing) -> None:
+        names.clear()
+
+    pool = ObjectPool(Thing, reset=reset)
+    before = sys.getrefcount(pool)
+    for _ in range(50):
+        names.append(pool.borrow())
+        with names[0]:
+            pass
+        assert names == []
+    assert sys.getrefcount(pool) == before
+    assert pool.stats().in_use == 0
+    alive = weakref.ref(pool)
+    names.append(pool.borrow())
+    del pool
+    with names[0]:
+        pass
+    assert alive() is None  # the exit's reference was the last
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_reset_that_uses_other_borrows_of_the_pool_during_an_exit() -> None:
+    # Another block of the same pool from inside an exit's reset: it takes
+    # the spare slot first, so the exiting Borrow finds it taken and keeps
+    # its pool reference (given back); a block left open there is exited
+    # later, after the outer exit.
+    open_blocks: list[Borrow[Thing]] = []
+    depth = [0]
+
+    def reset(obj: Thing) -> None:
+        if depth[0]:  # not from the inner blocks, nor once draining
+            return
+        depth[0] += 1
+        try:
+            with pool.borrow():
+                pass
+            b = pool.borrow()
+            b.__enter__()
+            open_blocks.append(b)
+        finally:
+            depth[0] -= 1
+
+    pool = ObjectPool(Thing, reset=reset)
+    before = sys.getrefcount(pool)
+    for _ in range(50):
+        with pool.borrow():
+            pass
+        named = pool.borrow()
+        with named:
+            pass
+        del named
+    assert pool.stats().in_use == 100
+    depth[0] = 1
+    while open_blocks:
+        assert open_blocks.pop().__exit__(None, None, None) is False
+    assert pool.stats().in_use == 0
+    gc.collect()
+    assert sys.getrefcount(pool) == before
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_pool_closed_by_the_reset_of_an_exit() -> None:
+    made: list[ObjectPool[Thing]] = []
+
+    def reset(obj: Thing) -> None:
+        made[0].close()
+
+    pool = ObjectPool(Thing, reset=reset)
+    before = sys.getrefcount(pool)
+    made.append(pool)
+    named = pool.borrow()
+    with named:
+        pass
+    assert pool.closed
+    with pytest.raises(PoolClosed), pool.borrow():
+        pass
+    with pytest.raises(PoolClosed), named:
+        pass
+    del named
+    made.clear()
+    assert sys.getrefcount(pool) == before
+    alive = weakref.ref(pool)
+    del pool
+    assert alive() is None
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_collection_in_the_reset_of_an_exit_of_a_borrow_in_a_cycle() -> None:
+    # The Borrow, its pool and the object in one cycle, collected from the
+    # reset that its own exit runs, while that exit holds the pool reference
+    # the Borrow's traversal no longer shows.
+    collected: list[int] = []
+
+    def reset(obj: Thing) -> None:
+        collected.append(gc.collect())
+
+    for _ in range(10):
+        pool = ObjectPool(Thing, reset=reset)
+        alive = weakref.ref(pool)
+        b = pool.borrow()
+        with b as obj:
+            obj.borrow = b  # type: ignore[attr-defined]  # obj -> Borrow -> pool -> obj
+            del pool, b
+        del obj
+        assert alive() is not None or collected  # freed by now, or collectable
+        gc.collect()
+        assert alive() is None
