@@ -122,6 +122,10 @@ pub mod atomic {
                     }
                 }
 
+                pub fn get_mut(&mut self) -> &mut $int {
+                    self.0.get_mut()
+                }
+
                 pub fn load(&self, order: Ordering) -> $int {
                     let v = self.0.load(order);
                     self.after(order);
@@ -187,10 +191,80 @@ pub mod atomic {
     }
 
     annotated!(AtomicBool, bool);
+    annotated!(AtomicU8, u8);
+    annotated!(AtomicU32, u32);
     annotated!(AtomicUsize, usize);
     annotated!(AtomicU64, u64);
-    arithmetic!(AtomicUsize, usize, fetch_add, fetch_sub);
-    arithmetic!(AtomicU64, u64, fetch_add, fetch_sub, fetch_max);
+    arithmetic!(AtomicBool, bool, fetch_and, fetch_or);
+    arithmetic!(AtomicU8, u8, fetch_add, fetch_sub, fetch_and, fetch_or);
+    arithmetic!(AtomicU32, u32, fetch_add, fetch_sub, fetch_and, fetch_or);
+    arithmetic!(
+        AtomicUsize,
+        usize,
+        fetch_add,
+        fetch_sub,
+        fetch_and,
+        fetch_or
+    );
+    arithmetic!(AtomicU64, u64, fetch_add, fetch_sub, fetch_max, fetch_and, fetch_or);
+
+    /// std's `AtomicPtr`, annotated as the integer kinds above.
+    #[derive(Debug, Default)]
+    #[repr(transparent)]
+    pub struct AtomicPtr<T>(std::sync::atomic::AtomicPtr<T>);
+
+    impl<T> AtomicPtr<T> {
+        pub const fn new(p: *mut T) -> Self {
+            AtomicPtr(std::sync::atomic::AtomicPtr::new(p))
+        }
+
+        fn before(&self, order: Ordering) {
+            if releases(order) {
+                happens_before(self);
+            }
+        }
+
+        fn after(&self, order: Ordering) {
+            if acquires(order) {
+                happens_after(self);
+            }
+        }
+
+        pub fn load(&self, order: Ordering) -> *mut T {
+            let v = self.0.load(order);
+            self.after(order);
+            v
+        }
+
+        pub fn store(&self, v: *mut T, order: Ordering) {
+            self.before(order);
+            self.0.store(v, order);
+        }
+
+        pub fn swap(&self, v: *mut T, order: Ordering) -> *mut T {
+            self.before(order);
+            let r = self.0.swap(v, order);
+            self.after(order);
+            r
+        }
+
+        pub fn compare_exchange(
+            &self,
+            current: *mut T,
+            new: *mut T,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<*mut T, *mut T> {
+            self.before(success);
+            let r = self.0.compare_exchange(current, new, success, failure);
+            self.after(if r.is_ok() { success } else { failure });
+            r
+        }
+
+        pub fn get_mut(&mut self) -> &mut *mut T {
+            self.0.get_mut()
+        }
+    }
 }
 
 pub struct Mutex<T>(std::sync::Mutex<T>);
@@ -336,6 +410,10 @@ impl<T> ArrayQueue<T> {
             happens_after(self);
         }
         value
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn len(&self) -> usize {
