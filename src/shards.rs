@@ -236,6 +236,11 @@ pub(crate) fn callers_serialized() -> bool {
 /// The number of shards to use when the caller does not say: the number of
 /// CPUs this process may use, read once (it reads cgroup files).
 pub(crate) fn default_shard_count() -> usize {
+    // Helgrind's build reads it through the annotated `OnceLock`: std's
+    // publishes with a futex, which Helgrind does not see.
+    #[cfg(shardpool_helgrind)]
+    static COUNT: crate::sync::OnceLock<usize> = crate::sync::OnceLock::new();
+    #[cfg(not(shardpool_helgrind))]
     static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *COUNT.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
