@@ -100,12 +100,12 @@ pub mod atomic {
     }
 
     macro_rules! annotated {
-        ($name:ident, $int:ty) => {
+        ($name:ident $(<$t:ident>)?, $int:ty) => {
             #[derive(Debug, Default)]
             #[repr(transparent)]
-            pub struct $name(std::sync::atomic::$name);
+            pub struct $name$(<$t>)?(std::sync::atomic::$name$(<$t>)?);
 
-            impl $name {
+            impl$(<$t>)? $name$(<$t>)? {
                 pub const fn new(v: $int) -> Self {
                     $name(std::sync::atomic::$name::new(v))
                 }
@@ -208,63 +208,7 @@ pub mod atomic {
     );
     arithmetic!(AtomicU64, u64, fetch_add, fetch_sub, fetch_max, fetch_and, fetch_or);
 
-    /// std's `AtomicPtr`, annotated as the integer kinds above.
-    #[derive(Debug, Default)]
-    #[repr(transparent)]
-    pub struct AtomicPtr<T>(std::sync::atomic::AtomicPtr<T>);
-
-    impl<T> AtomicPtr<T> {
-        pub const fn new(p: *mut T) -> Self {
-            AtomicPtr(std::sync::atomic::AtomicPtr::new(p))
-        }
-
-        fn before(&self, order: Ordering) {
-            if releases(order) {
-                happens_before(self);
-            }
-        }
-
-        fn after(&self, order: Ordering) {
-            if acquires(order) {
-                happens_after(self);
-            }
-        }
-
-        pub fn load(&self, order: Ordering) -> *mut T {
-            let v = self.0.load(order);
-            self.after(order);
-            v
-        }
-
-        pub fn store(&self, v: *mut T, order: Ordering) {
-            self.before(order);
-            self.0.store(v, order);
-        }
-
-        pub fn swap(&self, v: *mut T, order: Ordering) -> *mut T {
-            self.before(order);
-            let r = self.0.swap(v, order);
-            self.after(order);
-            r
-        }
-
-        pub fn compare_exchange(
-            &self,
-            current: *mut T,
-            new: *mut T,
-            success: Ordering,
-            failure: Ordering,
-        ) -> Result<*mut T, *mut T> {
-            self.before(success);
-            let r = self.0.compare_exchange(current, new, success, failure);
-            self.after(if r.is_ok() { success } else { failure });
-            r
-        }
-
-        pub fn get_mut(&mut self) -> &mut *mut T {
-            self.0.get_mut()
-        }
-    }
+    annotated!(AtomicPtr<T>, *mut T);
 }
 
 pub struct Mutex<T>(std::sync::Mutex<T>);
