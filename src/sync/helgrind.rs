@@ -390,11 +390,15 @@ impl<T> OnceLock<T> {
         if let Some(value) = self.get() {
             return value;
         }
-        self.0.get_or_init(|| {
+        let value = self.0.get_or_init(|| {
             let value = Box::new(f());
             happens_before(self);
             value
-        })
+        });
+        // A thread that found it uninitialised and waited (on std's futex)
+        // for another to build it reads what that one built: receive.
+        happens_after(self);
+        value
     }
 }
 
