@@ -4,8 +4,10 @@ constants) are in helpers.py; this file also puts ``tests/`` on ``sys.path``
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -43,3 +45,14 @@ def fast_switching():
     (a reader runs in the middle of another thread's work if anything lets it)."""
     with switch_interval(1e-6):
         yield
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """The garbage collector off for the test: what its reference count does
+    not free is not freed (a pool freed at once is freed by its count)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -14,7 +14,7 @@ import gc
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -24,16 +24,6 @@ from helpers import FREE_THREADED_BUILD, Boom, Thing, run_threads
 
 # Long enough for a stuck thread to fail the test, not a timing assumption.
 PATIENCE = 60.0
-
-
-@pytest.fixture
-def no_gc() -> Iterator[None]:
-    """No automatic collection: a pool freed at once is freed by its count."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def test_blocks_of_every_kind_leave_the_pools_count_as_it_was() -> None:

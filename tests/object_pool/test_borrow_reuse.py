@@ -14,7 +14,6 @@ import sys
 import sysconfig
 import threading
 import weakref
-from collections.abc import Iterator
 
 import pytest
 
@@ -416,16 +415,6 @@ def test_a_forked_child_reuses_discards_and_ends_blocks_as_the_parent() -> None:
 
 
 # --- a spare does not keep its pool alive ---
-
-
-@pytest.fixture
-def no_gc() -> Iterator[None]:
-    """The garbage collector off: what is not freed at once is not freed."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @pytest.mark.usefixtures("no_gc")
