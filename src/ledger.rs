@@ -11,14 +11,13 @@
 //!   before it records, so an identity that is out already is refused.
 //! - `check_in` removes the entry atomically (under its slot's lock), so of
 //!   two concurrent returns of one object exactly one succeeds.
-//! - A slot's lock ([`Lock`]) excludes: its flag is taken by one
-//!   compare-and-swap (`Acquire`) and given back by one store (`Release`)
-//!   by the thread that took it, so one thread at a time reaches the
-//!   entries, after everything the previous holder did to them. It is held
-//!   only across the slot's own steps (no caller code, nothing that
-//!   blocks), so a waiter spins, then yields, for the few dozen
-//!   instructions a holder takes. Under loom it is loom's `Mutex`, the
-//!   same exclusion, which the models explore.
+//! - A slot's lock (a [`FlagLock`]) excludes: one thread at a time
+//!   reaches the entries, after everything the previous holder did to
+//!   them. It is held only across the slot's own steps (no caller code,
+//!   nothing that blocks), so a waiter spins, then yields
+//!   ([`FlagLock::with`]), for the few dozen instructions a holder takes.
+//!   Under loom it is loom's `Mutex`, the same exclusion, which the models
+//!   explore.
 //! - Slots are many (far more than threads) and spread by a multiplicative
 //!   hash of the whole address, and each slot's lock and first entries live
 //!   in its own cache-padded slot: threads that use different objects
@@ -32,13 +31,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crossbeam_utils::CachePadded;
 
-#[cfg(not(loom))]
-use crate::sync::atomic::{
-    AtomicBool,
-    Ordering::{Acquire, Relaxed, Release},
-};
-#[cfg(loom)]
-use crate::sync::Mutex;
+use crate::sync::FlagLock;
 
 /// Identities are addresses: already unique, so a multiply spreads them well
 /// enough, and costs far less than SipHash.
@@ -202,111 +195,8 @@ impl<T> Slot<T> {
     }
 }
 
-/// A slot's lock: a flag around the entries. Taking it is one
-/// compare-and-swap, letting go one store; a `Mutex` cost a get+put about
-/// 20 instructions more (callgrind), its poisoning checks at each lock and
-/// unlock and the check for sleepers at each unlock. Held only while the
-/// slot's own code runs (see the module's invariants), so a waiter spins,
-/// then yields (crossbeam's `Backoff`), rather than sleeping.
-#[cfg(not(loom))]
-struct Lock<T> {
-    held: AtomicBool,
-    value: std::cell::UnsafeCell<T>,
-}
-
-// SAFETY: the value is reached only by the holder of the flag (see
-// `Lock::held_with`), one thread at a time, so sharing the lock shares
-// nothing but the value's ownership, moved between threads: `T: Send`
-// suffices.
-#[cfg(not(loom))]
-unsafe impl<T: Send> Sync for Lock<T> {}
-
-#[cfg(not(loom))]
-impl<T: Default> Default for Lock<T> {
-    fn default() -> Self {
-        Lock {
-            held: AtomicBool::new(false),
-            value: std::cell::UnsafeCell::new(T::default()),
-        }
-    }
-}
-
-#[cfg(not(loom))]
-impl<T> Lock<T> {
-    #[inline(always)]
-    fn take(&self) -> bool {
-        self.held
-            .compare_exchange(false, true, Acquire, Relaxed)
-            .is_ok()
-    }
-
-    /// `f` of the value under the lock, waiting for it if it is held.
-    #[inline(always)]
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        if !self.take() {
-            self.wait();
-        }
-        self.held_with(f)
-    }
-
-    /// `f` of the value under the lock; `None` if the lock is held.
-    fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        self.take().then(|| self.held_with(f))
-    }
-
-    /// Takes the flag once the holder lets go.
-    #[cold]
-    #[inline(never)]
-    fn wait(&self) {
-        let backoff = crossbeam_utils::Backoff::new();
-        loop {
-            while self.held.load(Relaxed) {
-                backoff.snooze();
-            }
-            if self.take() {
-                return;
-            }
-        }
-    }
-
-    /// `f` of the value, by the thread that has just taken the flag, which
-    /// it lets go after `f` (even if `f` unwinds).
-    #[inline(always)]
-    fn held_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        struct Held<'a>(&'a AtomicBool);
-        impl Drop for Held<'_> {
-            #[inline(always)]
-            fn drop(&mut self) {
-                self.0.store(false, Release);
-            }
-        }
-        let _held = Held(&self.held);
-        // SAFETY: this thread holds the flag (taken with `Acquire` by the
-        // caller, given back with `Release` when `_held` drops, after `f`),
-        // so no other reference to the value exists meanwhile.
-        f(unsafe { &mut *self.value.get() })
-    }
-}
-
-/// Under loom: loom's `Mutex`, the same exclusion, which loom explores
-/// (it cannot explore a spinning thread's unbounded retries).
-#[cfg(loom)]
-#[derive(Default)]
-struct Lock<T>(Mutex<T>);
-
-#[cfg(loom)]
-impl<T> Lock<T> {
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut self.0.lock().unwrap())
-    }
-
-    fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        self.0.try_lock().ok().map(|mut value| f(&mut value))
-    }
-}
-
 pub(crate) struct Ledger<T> {
-    slots: Box<[CachePadded<Lock<Slot<T>>>]>,
+    slots: Box<[CachePadded<FlagLock<Slot<T>>>]>,
     /// `64 - log2(slots.len())`: the top bits of the hash pick the slot.
     shift: u32,
 }
@@ -330,7 +220,9 @@ impl<T> Ledger<T> {
     pub(crate) fn new(shards: usize) -> Self {
         let n = slot_count(shards);
         Ledger {
-            slots: (0..n).map(|_| CachePadded::new(Lock::default())).collect(),
+            slots: (0..n)
+                .map(|_| CachePadded::new(FlagLock::default()))
+                .collect(),
             shift: u64::BITS - n.trailing_zeros(),
         }
     }
@@ -535,7 +427,10 @@ mod tests {
     fn a_slot_of_pointers_fits_one_padded_slot() {
         // A pointer's `Option` takes no more room than the pointer, as for
         // `Py<PyAny>`: the lock, 6 entries and the overflow pointer fit.
-        assert_eq!(std::mem::size_of::<CachePadded<Lock<Slot<Box<u8>>>>>(), 128);
+        assert_eq!(
+            std::mem::size_of::<CachePadded<FlagLock<Slot<Box<u8>>>>>(),
+            128
+        );
     }
 
     #[test]
@@ -564,23 +459,6 @@ mod tests {
             .sum();
         assert_eq!(wins, ids.len());
         assert_eq!(l.len(), ids.len());
-    }
-
-    /// A panic under the lock lets go of it (the guard's `Drop` on unwind),
-    /// so the next user does not spin forever.
-    #[cfg(not(loom))]
-    #[test]
-    fn a_panic_under_the_flag_lock_lets_go_of_it() {
-        let lock = Lock::<u64>::default();
-        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            lock.with(|v| {
-                *v = 1;
-                panic!("under the lock");
-            })
-        }));
-        assert!(unwound.is_err());
-        assert_eq!(lock.try_with(|v| *v), Some(1));
-        assert_eq!(lock.with(|v| *v), 1);
     }
 
     /// Threads checking their own identities out and in, all in one slot

@@ -61,7 +61,8 @@
 //!   only under it, so a discard sees the whole key or, once the give-back
 //!   is done, none.
 //! - Locks are never nested, and no caller code runs under them. Every
-//!   lock is only tried for a bounded time: after a `fork`, a lock that a
+//!   lock (a [`FlagLock`]) is only tried for a bounded time
+//!   ([`FlagLock::try_with_bounded`]): after a `fork`, a lock that a
 //!   vanished thread held stays held. A discard in the child then skips
 //!   that list (its blocks cannot exit there anyway); a thread whose own
 //!   list is stuck so starts a fresh one (the blocks it had entered before
@@ -76,18 +77,9 @@
 //! instance, for the binding.
 
 use std::cell::RefCell;
-#[cfg(loom)]
-use std::sync::PoisonError;
-#[cfg(not(loom))]
-use std::sync::TryLockError;
 
-#[cfg(not(loom))]
-use crate::sync::atomic::{
-    AtomicBool,
-    Ordering::{Acquire, Relaxed, Release},
-};
 use crate::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::sync::{Arc, FlagLock};
 
 /// An object lent to a block: its pool's address and its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +115,7 @@ struct Entries {
 /// One thread's entries, and the key of the block giving its object back
 /// (see the module's invariants).
 pub struct List {
-    entries: Lock<Entries>,
+    entries: FlagLock<Entries>,
     returning_pool: AtomicUsize,
     /// 0: none.
     returning_obj: AtomicUsize,
@@ -135,7 +127,7 @@ pub struct List {
 impl List {
     fn new(serial: u64) -> Self {
         List {
-            entries: Lock::new(Entries {
+            entries: FlagLock::new(Entries {
                 lent: Vec::new(),
                 foreign: Vec::new(),
                 made: 0,
@@ -150,7 +142,7 @@ impl List {
     /// its object back on another (a stuck list counts as one that has).
     fn is_in_use(&self) -> bool {
         self.entries
-            .try_with(|entries| !entries.lent.is_empty() || !entries.foreign.is_empty())
+            .try_with_bounded(|entries| !entries.lent.is_empty() || !entries.foreign.is_empty())
             .unwrap_or(true)
     }
 
@@ -171,7 +163,7 @@ impl List {
 
 /// Every thread's list, for a discard or an exit from any thread.
 pub struct Registry {
-    threads: Mutex<Threads>,
+    threads: FlagLock<Threads>,
 }
 
 struct Threads {
@@ -183,129 +175,11 @@ struct Threads {
 impl Default for Registry {
     fn default() -> Self {
         Registry {
-            threads: Mutex::new(Threads {
+            threads: FlagLock::new(Threads {
                 lists: Vec::new(),
                 serials: 0,
             }),
         }
-    }
-}
-
-#[cfg(loom)]
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// How many times a lock is tried before it is taken for left held by a
-/// fork (see the module's invariants); fewer in the unit tests, which hold
-/// one on purpose.
-#[cfg(not(loom))]
-const TRIES: usize = if cfg!(test) { 100 } else { 10_000 };
-
-/// The lock if it can be had within a bounded number of tries.
-#[cfg(not(loom))]
-fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    for _ in 0..TRIES {
-        match m.try_lock() {
-            Ok(guard) => return Some(guard),
-            Err(TryLockError::Poisoned(e)) => return Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
-        }
-    }
-    None
-}
-
-/// The lock, under loom: its scheduler may run a spinning thread for ever
-/// while another holds the lock, which a bound would take for a lock left
-/// held by a fork (which loom does not model; the unit tests hold a lock
-/// on purpose to check what the bound does).
-#[cfg(loom)]
-fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    Some(lock(m))
-}
-
-/// A lock of one flag around a thread's entries: taking it is one
-/// compare-and-swap, letting go one store (a `Mutex` cost twice that, with
-/// its poisoning checks, on each of a block's two steps). Only tried, for a
-/// bounded time (see the module's invariants), and only through
-/// [`Lock::try_with`], so it is never held across caller code. Under loom
-/// it is loom's `Mutex` (loom cannot explore a spinning thread's
-/// unbounded retries), so the models check the protocol with a lock of the
-/// same exclusion.
-#[cfg(not(loom))]
-struct Lock<T> {
-    held: AtomicBool,
-    value: std::cell::UnsafeCell<T>,
-}
-
-// SAFETY: the value is reached only by the holder of the flag (see
-// `try_with`), one thread at a time, so sharing the lock shares nothing but
-// the value's ownership, moved between threads: `T: Send` suffices.
-#[cfg(not(loom))]
-unsafe impl<T: Send> Sync for Lock<T> {}
-
-#[cfg(not(loom))]
-impl<T> Lock<T> {
-    fn new(value: T) -> Self {
-        Lock {
-            held: AtomicBool::new(false),
-            value: std::cell::UnsafeCell::new(value),
-        }
-    }
-
-    /// Takes the flag if it can within the bounded tries.
-    #[inline]
-    fn acquire(&self) -> bool {
-        for _ in 0..TRIES {
-            if self
-                .held
-                .compare_exchange(false, true, Acquire, Relaxed)
-                .is_ok()
-            {
-                return true;
-            }
-            std::thread::yield_now();
-        }
-        false
-    }
-
-    #[inline]
-    fn release(&self) {
-        self.held.store(false, Release);
-    }
-
-    /// `f` of the value under the lock; `None` if it could not be had.
-    #[inline]
-    fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        /// Lets go of the flag even if `f` unwinds.
-        struct Held<'a, T>(&'a Lock<T>);
-        impl<T> Drop for Held<'_, T> {
-            fn drop(&mut self) {
-                self.0.release();
-            }
-        }
-        if !self.acquire() {
-            return None;
-        }
-        let _held = Held(self);
-        // SAFETY: this thread holds the flag (taken with `Acquire` above,
-        // given back with `Release` when `_held` drops, after `f`), so no
-        // other reference to the value exists meanwhile.
-        Some(f(unsafe { &mut *self.value.get() }))
-    }
-}
-
-#[cfg(loom)]
-struct Lock<T>(Mutex<T>);
-
-#[cfg(loom)]
-impl<T> Lock<T> {
-    fn new(value: T) -> Self {
-        Lock(Mutex::new(value))
-    }
-
-    fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        Some(f(&mut lock(&self.0)))
     }
 }
 
@@ -315,22 +189,23 @@ impl Registry {
     /// holds them) are dropped meanwhile, unless a block entered there is
     /// still running on another thread.
     fn register(&self) -> Arc<List> {
-        let Some(mut threads) = try_lock(&self.threads) else {
-            return Arc::new(List::new(0));
-        };
-        threads
-            .lists
-            .retain(|t| Arc::strong_count(t) > 1 || t.is_in_use());
-        threads.serials += 1;
-        let list = Arc::new(List::new(threads.serials));
-        threads.lists.push(Arc::clone(&list));
-        list
+        self.threads
+            .try_with_bounded(|threads| {
+                threads
+                    .lists
+                    .retain(|t| Arc::strong_count(t) > 1 || t.is_in_use());
+                threads.serials += 1;
+                let list = Arc::new(List::new(threads.serials));
+                threads.lists.push(Arc::clone(&list));
+                list
+            })
+            .unwrap_or_else(|| Arc::new(List::new(0)))
     }
 
     /// Every registered list (none if the registry's lock is stuck).
     fn lists(&self) -> Vec<Arc<List>> {
-        try_lock(&self.threads)
-            .map(|threads| threads.lists.clone())
+        self.threads
+            .try_with_bounded(|threads| threads.lists.clone())
             .unwrap_or_default()
     }
 
@@ -370,7 +245,7 @@ impl Registry {
         for list in std::iter::once(Arc::clone(&own))
             .chain(others.into_iter().filter(|l| !Arc::ptr_eq(l, &own)))
         {
-            let found = list.entries.try_with(|entries| {
+            let found = list.entries.try_with_bounded(|entries| {
                 if list.returning() == key {
                     return Err(if Arc::ptr_eq(&list, &own) {
                         Busy::Here
@@ -458,7 +333,7 @@ impl Local {
         let mut f = Some(f);
         if let Some(result) = list
             .entries
-            .try_with(|entries| f.take().map(|f| f(list, entries)))
+            .try_with_bounded(|entries| f.take().map(|f| f(list, entries)))
         {
             return result.unwrap_or_else(|| unreachable!("`f` runs once"));
         }
@@ -466,7 +341,7 @@ impl Local {
         let f = f.unwrap_or_else(|| unreachable!("`f` did not run"));
         let result = fresh
             .entries
-            .try_with(|entries| f(&fresh, entries))
+            .try_with_bounded(|entries| f(&fresh, entries))
             .unwrap_or_else(|| unreachable!("a fresh list is not locked"));
         *slot = Some(fresh);
         result
@@ -527,7 +402,7 @@ impl Local {
     fn exit_elsewhere(&self, registry: &Registry, key: Key, id: u64) -> Option<Returning> {
         let by = self.list(registry).serial;
         for list in registry.lists() {
-            let found = list.entries.try_with(|entries| {
+            let found = list.entries.try_with_bounded(|entries| {
                 let i = entries.lent.iter().rposition(|e| e.id == id)?;
                 if entries.lent.remove(i).marks > 0 {
                     return Some(false);
@@ -562,7 +437,7 @@ impl Local {
             return;
         };
         // (On a stuck list, which every discard skips, left.)
-        list.entries.try_with(|entries| {
+        list.entries.try_with_bounded(|entries| {
             if let Some(i) = entries.foreign.iter().position(|&f| f == (key, by)) {
                 entries.foreign.swap_remove(i);
             }
@@ -611,7 +486,7 @@ impl Returning {
             // (On a stuck list, which every discard skips, without it.)
             if list
                 .entries
-                .try_with(|_| list.set_returning(prev))
+                .try_with_bounded(|_| list.set_returning(prev))
                 .is_none()
             {
                 list.set_returning(prev);
@@ -635,7 +510,7 @@ impl Marks {
     #[cold]
     pub fn undo(self) {
         for (list, ids) in self.lists {
-            list.entries.try_with(|entries| {
+            list.entries.try_with_bounded(|entries| {
                 for entry in entries.lent.iter_mut().filter(|e| ids.contains(&e.id)) {
                     entry.marks -= 1;
                 }
@@ -805,35 +680,9 @@ mod tests {
             self.local
                 .list(&self.registry)
                 .entries
-                .try_with(|entries| entries.lent.len())
+                .try_with_bounded(|entries| entries.lent.len())
                 .unwrap()
         }
-    }
-
-    #[test]
-    fn the_flag_lock_excludes_and_is_let_go_after_each_use() {
-        let lock = Arc::new(super::Lock::new(0_u64));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let lock = Arc::clone(&lock);
-                std::thread::spawn(move || {
-                    for _ in 0..10_000 {
-                        // Tried until had: the bound is for a fork.
-                        while lock.try_with(|n| *n += 1).is_none() {}
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(lock.try_with(|n| *n), Some(40_000));
-        // A panic under it lets go of it too.
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            lock.try_with(|_| panic!("in the lock"));
-        }));
-        assert!(caught.is_err());
-        assert_eq!(lock.try_with(|n| *n), Some(40_000));
     }
 
     #[test]
@@ -955,7 +804,7 @@ mod tests {
         let local = Local::new();
         local.lend(&registry, A);
         // The four dead threads' lists went at this registration.
-        assert_eq!(registry.threads.lock().unwrap().lists.len(), 1);
+        assert_eq!(registry.threads.with(|threads| threads.lists.len()), 1);
     }
 
     #[test]
@@ -963,14 +812,16 @@ mod tests {
         // A fork child whose own list's lock was held by a vanished thread.
         let t = Lending::with(&[A]);
         let stuck = t.local.list(&t.registry);
-        assert!(stuck.entries.acquire());
-        t.lend(B);
-        // The block of A entered before is no longer found: it gives its
-        // object back as if not discarded.
-        assert!(t.gives_back(A));
-        let _marks = t.discard(B).unwrap();
-        assert!(!t.gives_back(B));
-        stuck.entries.release();
+        // Held by this thread meanwhile, as by a vanished one: the bounded
+        // tries of every step below give up on it.
+        stuck.entries.with(|_| {
+            t.lend(B);
+            // The block of A entered before is no longer found: it gives its
+            // object back as if not discarded.
+            assert!(t.gives_back(A));
+            let _marks = t.discard(B).unwrap();
+            assert!(!t.gives_back(B));
+        });
     }
 
     /// A block of `A` exited on another thread (`exit` there makes its
@@ -1083,7 +934,7 @@ mod tests {
         let here = Local::new();
         // The entering thread's list outlived it: a block of its runs on.
         here.lend(&registry, B);
-        assert_eq!(registry.threads.lock().unwrap().lists.len(), 2);
+        assert_eq!(registry.threads.with(|threads| threads.lists.len()), 2);
         here.exit(&registry, A, id).unwrap().done(&here);
         // Nothing left behind to mark and strand a later block.
         let lists = registry.lists();
@@ -1091,7 +942,7 @@ mod tests {
             .iter()
             .map(|l| {
                 l.entries
-                    .try_with(|e| e.lent.len() + e.foreign.len())
+                    .try_with_bounded(|e| e.lent.len() + e.foreign.len())
                     .unwrap()
             })
             .sum();

@@ -23,6 +23,9 @@
 //!   `buffers`: the pool of growable buffers that learns the sizes of
 //!   recent use ([`BufferPool`]), and `buffer_lease`: the export/release
 //!   protocol of a buffer handed out ([`LeasedBuffer`]).
+//! - `sync`: the primitives the protocols are built from (std's and
+//!   crossbeam's, or loom's instrumented ones under `--cfg loom`), and
+//!   `FlagLock`, the lock of one flag that `ledger` and `lent` use.
 //! - `sites`, `pauses` and `lent` (used by the binding only): where each
 //!   item still out was acquired (`track=True`), the garbage collector's
 //!   pause totals per generation (`GcMonitor`), and which objects the

@@ -5,7 +5,7 @@
 //! module. Under `RUSTFLAGS="--cfg loom"` they are the instrumented types of
 //! the [loom](https://docs.rs/loom) model checker instead, so that the
 //! models in `loom_tests` run the real protocol code (`lease`, `limit`,
-//! `shards`, `counters`, `budget`, `ledger`, `pool`) under every
+//! `shards`, `counters`, `budget`, `ledger`, `lent`, `pool`) under every
 //! interleaving loom explores. See `docs/rust-verification.md`.
 //!
 //! What differs under loom:
@@ -21,6 +21,8 @@
 //!   accesses.
 //! - [`OnceLock`] (loom has none) publishes its value with a compare-and-swap
 //!   on a loom atomic pointer (see `loom_once`).
+//! - [`FlagLock`], the lock of one flag that `ledger` and `lent` keep their
+//!   short critical sections under (see `flag_lock`), is loom's `Mutex`.
 //!
 //! Under `RUSTFLAGS="--cfg shardpool_helgrind"` (valgrind's Helgrind runs,
 //! `scripts/valgrind`) they are std's and crossbeam's wrapped so that
@@ -39,6 +41,9 @@ pub(crate) use loom::sync::{atomic, Arc, Condvar, Mutex, MutexGuard};
 pub(crate) use loom_once::OnceLock;
 #[cfg(loom)]
 pub(crate) use loom_queue::ArrayQueue;
+
+mod flag_lock;
+pub(crate) use flag_lock::FlagLock;
 
 #[cfg(all(shardpool_helgrind, not(loom)))]
 mod helgrind;

@@ -14,6 +14,7 @@ mod discard;
 mod errors;
 mod gc_clock;
 mod hooks;
+mod interpreter;
 mod lent;
 mod logging;
 mod naming;
@@ -61,7 +62,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // budget credits or calibration counts. The abi3 wheel knows it at
     // compile time (`shards::SERIALIZED_BUILD`); this build asks.
     #[cfg(not(feature = "abi3"))]
-    crate::shards::set_callers_serialized(reuse::gil_build(py)?);
+    crate::shards::set_callers_serialized(interpreter::gil_build(py)?);
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PoolTimeout", py.get_type::<errors::PoolTimeout>())?;
     m.add("PoolClosed", py.get_type::<errors::PoolClosed>())?;

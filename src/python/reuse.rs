@@ -72,15 +72,17 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 #[cfg(not(feature = "abi3"))]
-use std::sync::atomic::{fence, AtomicIsize, AtomicPtr, Ordering::Acquire, Ordering::Relaxed};
+use std::sync::atomic::{fence, AtomicPtr, Ordering::Acquire, Ordering::Relaxed};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
-#[cfg(not(feature = "abi3"))]
-use pyo3::sync::PyOnceLock;
 use pyo3::PyClass;
 
+#[cfg(not(feature = "abi3"))]
+use super::interpreter::{
+    free_threaded_header_as_expected, gil_build, is_unique, shared_count, IsUnique, SHARED_FLAGS,
+};
 use super::naming::Naming;
 use super::pool_class::{PoolLink, Shared};
 use super::tracking::Tracking;
@@ -340,119 +342,12 @@ impl<P> Drop for PoolCore<P> {
     }
 }
 
-/// Whether this interpreter has a GIL (see the module's last condition).
-/// Only asked by builds without `abi3`: an abi3 (limited API) build cannot
-/// be loaded by a free-threaded interpreter of the versions it targets.
-#[cfg(not(feature = "abi3"))]
-static GIL_BUILD: PyOnceLock<bool> = PyOnceLock::new();
-
-/// Asked at import (`set_callers_serialized`): from `sys.abiflags`, whose
-/// "t" marks a free-threaded build (PEP 703), so that importing shardpool
-/// imports nothing more (`sysconfig` would pull in a dozen modules); only
-/// where `sys` has no `abiflags` (Windows) from `sysconfig`.
-#[cfg(not(feature = "abi3"))]
-pub fn gil_build(py: Python<'_>) -> PyResult<bool> {
-    GIL_BUILD
-        .get_or_try_init(py, || {
-            let sys = py.import("sys")?;
-            if let Ok(flags) = sys.getattr("abiflags") {
-                return Ok(!flags.extract::<String>()?.contains('t'));
-            }
-            let flag = py
-                .import("sysconfig")?
-                .call_method1("get_config_var", ("Py_GIL_DISABLED",))?;
-            Ok(!flag.is_truthy()?)
-        })
-        .copied()
-}
-
 /// The spares of one pool: one group on builds with a GIL (the abi3
 /// wheel pays nothing for groups), one per thread group otherwise.
 #[cfg(feature = "abi3")]
 type Slots = Spares<ffi::PyObject>;
 #[cfg(not(feature = "abi3"))]
 type Slots = crate::blocks::spares::ShardedSpares<ffi::PyObject>;
-
-/// Where a free-threaded CPython (3.13, 3.14) keeps an object's shared
-/// reference count: after `ob_tid` (8 bytes), `ob_flags`, `ob_mutex`,
-/// `ob_gc_bits` and `ob_ref_local` (8 bytes), before `ob_type`.
-#[cfg(not(feature = "abi3"))]
-const SHARED_COUNT_AT: usize = 16;
-/// The flag bits of the shared count (`_Py_REF_SHARED_FLAG_MASK`): "maybe
-/// weakref", "queued", "merged".
-#[cfg(not(feature = "abi3"))]
-const SHARED_FLAGS: isize = 0x3;
-
-/// The word at [`SHARED_COUNT_AT`] of a live object, read atomically.
-///
-/// # Safety
-/// `obj` is a live object of a free-threaded interpreter (its header is at
-/// least 32 bytes, the word pointer-aligned).
-#[cfg(not(feature = "abi3"))]
-unsafe fn shared_count(obj: *mut ffi::PyObject) -> isize {
-    // SAFETY: per the caller; CPython writes the word atomically.
-    unsafe { AtomicIsize::from_ptr(obj.cast::<u8>().add(SHARED_COUNT_AT).cast()).load(Relaxed) }
-}
-
-/// Whether this interpreter keeps an object's shared count, with its
-/// flags, where [`SHARED_COUNT_AT`] assumes: a fresh set made here reads 0
-/// there, and 1 (the "maybe weakref" flag alone) once a weak reference to
-/// it exists. (The cp314t tag pins the layout; this checks it on the
-/// interpreter that loaded the module.) Checked once per pool; objects are
-/// never reused where it fails.
-#[cfg(not(feature = "abi3"))]
-fn free_threaded_header_as_expected(py: Python<'_>) -> bool {
-    let Ok(probe) = pyo3::types::PySet::empty(py) else {
-        return false;
-    };
-    // SAFETY: a live object of this (free-threaded) interpreter.
-    if unsafe { shared_count(probe.as_ptr()) } != 0 {
-        return false;
-    }
-    let Ok(weak) = pyo3::types::PyWeakrefReference::new(&probe) else {
-        return false;
-    };
-    // SAFETY: as above.
-    let flagged = unsafe { shared_count(probe.as_ptr()) } & SHARED_FLAGS == 1;
-    drop(weak);
-    flagged
-}
-
-/// `PyUnstable_Object_IsUniquelyReferenced` (CPython 3.14).
-#[cfg(not(feature = "abi3"))]
-type IsUnique = unsafe extern "C" fn(*mut ffi::PyObject) -> std::ffi::c_int;
-
-/// CPython's `PyUnstable_Object_IsUniquelyReferenced`, looked up in the
-/// running interpreter, not linked: a build without `abi3` may target a
-/// CPython before 3.14 with a GIL (PyO3 builds one for 3.11 and later;
-/// free-threaded only from 3.14), which lacks it, and a module linking it
-/// would fail to import there (undefined symbol). Only a free-threaded
-/// interpreter asks (a GIL build counts references instead); where it is
-/// not found, nothing is reused ([`ThreadSpares::judges`]).
-#[cfg(all(not(feature = "abi3"), unix))]
-fn is_unique() -> Option<IsUnique> {
-    // SAFETY: a NUL-terminated name looked up in the process's global
-    // symbols (the interpreter's exports).
-    let found = unsafe {
-        libc::dlsym(
-            libc::RTLD_DEFAULT,
-            c"PyUnstable_Object_IsUniquelyReferenced".as_ptr(),
-        )
-    };
-    // SAFETY: CPython exports it with this signature (`int (PyObject *)`).
-    (!found.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, IsUnique>(found) })
-}
-
-/// Elsewhere (Windows) declared, and so resolved when the module is
-/// linked: against a free-threaded CPython's import library, 3.14 and
-/// later, which has it.
-#[cfg(all(not(feature = "abi3"), not(unix)))]
-fn is_unique() -> Option<IsUnique> {
-    extern "C" {
-        fn PyUnstable_Object_IsUniquelyReferenced(op: *mut ffi::PyObject) -> std::ffi::c_int;
-    }
-    Some(PyUnstable_Object_IsUniquelyReferenced)
-}
 
 /// The spare slots of one pool for one class of objects (one group, or
 /// one per thread group on a free-threaded build), and how a spare taken
@@ -619,8 +514,8 @@ impl SpareObjects {
         #[cfg(not(feature = "abi3"))]
         if self.slots.free_threaded() {
             // SAFETY: a live object; on a free-threaded build its shared
-            // count is an atomic `isize` at `SHARED_COUNT_AT` (checked at
-            // construction, `free_threaded_header_as_expected`).
+            // count is an atomic `isize` where `shared_count` reads it
+            // (checked at construction, `free_threaded_header_as_expected`).
             return unsafe { shared_count(obj.as_ptr()) } & SHARED_FLAGS != 0;
         }
         Self::weakly_referenced(offset, obj)

@@ -14,6 +14,8 @@ use pyo3::PyTraverseError;
 
 use crate::blocks::spares::Verdict;
 
+#[cfg(unix)]
+use super::super::interpreter::cpython_symbol;
 use super::super::reuse::ThreadSpares;
 use super::{Borrow, BorrowArgs};
 
@@ -89,7 +91,7 @@ impl SoleCaller {
 }
 
 /// CPython's `PyUnstable_Object_IsUniqueReferencedTemporary`, looked up in
-/// the running interpreter (on Unix), not linked: the abi3 wheel also loads
+/// the running interpreter (on Unix, [`cpython_symbol`]), not linked: the abi3 wheel also loads
 /// into 3.11-3.13, which lack it, and so does a build without `abi3` made
 /// for one of them with a GIL (a module linking it would fail to import
 /// there: undefined symbol). Elsewhere (Windows) the abi3 wheel does
@@ -106,17 +108,8 @@ fn is_temporary() -> Option<IsTemporary> {
 
 #[cfg(unix)]
 fn is_temporary() -> Option<IsTemporary> {
-    // SAFETY: a NUL-terminated name looked up in the process's global
-    // symbols (the interpreter's exports).
-    let found = unsafe {
-        libc::dlsym(
-            libc::RTLD_DEFAULT,
-            c"PyUnstable_Object_IsUniqueReferencedTemporary".as_ptr(),
-        )
-    };
     // SAFETY: CPython exports it with this signature (`int (PyObject *)`).
-    (!found.is_null())
-        .then(|| unsafe { std::mem::transmute::<*mut libc::c_void, IsTemporary>(found) })
+    unsafe { cpython_symbol(c"PyUnstable_Object_IsUniqueReferencedTemporary") }
 }
 
 #[cfg(all(feature = "abi3", not(unix)))]

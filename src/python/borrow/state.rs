@@ -252,7 +252,7 @@ impl Drop for TakenOver<'_, '_> {
 pub(super) fn free_threaded_spare(pool: &PoolRef, py: Python<'_>) -> bool {
     #[cold]
     pub(super) fn free_threaded(py: Python<'_>) -> bool {
-        crate::python::reuse::gil_build(py).map_or(true, |gil| !gil)
+        crate::python::interpreter::gil_build(py).map_or(true, |gil| !gil)
     }
     pool.state.load(Acquire) == SPARE && free_threaded(py)
 }
