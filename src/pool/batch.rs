@@ -64,8 +64,9 @@ impl<T: Send> Pool<T> {
     /// unbounded pool.
     pub(super) fn gather(&self, home: usize, n: usize) -> Units<Idle<T>> {
         let mut items = Vec::with_capacity(n.min(self.max_idle()));
+        let mut walk = self.shards.walk(home);
         while items.len() < n {
-            match self.take_idle(home) {
+            match self.take_idle_on(home, &mut walk) {
                 Some(idle) => items.push(idle),
                 None => break,
             }
@@ -322,6 +323,7 @@ impl<T: Send> Pool<T> {
         counters.add(Event::Put, accepted.len() as u64);
         let mut shelved = false;
         let mut retired = false;
+        let mut walk = self.shards.walk(home);
         for item in accepted {
             // One load for both, as in `put`: closed, or objects with a lifetime.
             let flags = self.flags.load(Ordering::Acquire);
@@ -345,7 +347,9 @@ impl<T: Send> Pool<T> {
                 }
             };
             let since = self.stamp();
-            shelved |= matches!(self.file(hooks, home, Idle { item, since }), Filed::Shelved);
+            let idle = Idle { item, since };
+            let push = |idle| self.shards.push_on(&mut walk, idle);
+            shelved |= matches!(self.file_with(hooks, home, idle, push), Filed::Shelved);
         }
         // One fence (and one look for waiters) for the whole batch: a waiter
         // that queued before it is served; one that queued after it finds

@@ -183,6 +183,28 @@ fn assert_balanced(p: &Pool<Item>) {
 }
 
 #[test]
+fn a_batch_larger_than_its_home_shard_uses_every_shard() {
+    let p = pool(Config {
+        shards: Some(4),
+        max_idle: Some(64),
+        ..Config::default()
+    });
+    let mut h = TestHooks::default();
+    let first = get_n(&p, &mut h, 64);
+    p.put_many(&mut h, first.clone()).unwrap();
+    assert_eq!(p.stats().idle, 64, "every shard filled");
+    let again = p.get_many(&mut h, 64, None).unwrap();
+    let s = p.stats();
+    assert_eq!((s.hits, s.misses, s.idle, s.in_use), (64, 64, 0, 64));
+    for item in &first {
+        assert!(again.iter().any(|a| Arc::ptr_eq(a, item)));
+    }
+    p.put_many(&mut h, again).unwrap();
+    assert_eq!(p.stats().dropped, 0);
+    assert_balanced(&p);
+}
+
+#[test]
 fn reuses_returned_objects_and_resets_them_on_put() {
     let (p, mut h, a) = one_out(pool(Config::default()));
     a.dirty.store(true, Ordering::Relaxed);
