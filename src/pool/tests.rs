@@ -481,6 +481,16 @@ fn put_many_is_all_or_nothing_when_checked() {
     bad.push(Arc::clone(&items[0]));
     assert_eq!(p.put_many(&mut h, bad), Err(PutError::NotOut { index: 3 }));
     assert_eq!(p.stats().in_use, 3);
+    assert_eq!(p.outstanding(), Some(3));
+    // A foreign object after some that were out: those are out again.
+    let foreign = Arc::new(Obj::default());
+    let mixed = vec![Arc::clone(&items[1]), foreign, Arc::clone(&items[2])];
+    assert_eq!(
+        p.put_many(&mut h, mixed),
+        Err(PutError::NotOut { index: 1 })
+    );
+    assert_eq!(p.outstanding(), Some(3));
+    assert_eq!((p.stats().in_use, p.stats().puts), (3, 0));
     p.put_many(&mut h, items).unwrap();
     assert_eq!(p.stats().idle, 3);
     assert_eq!(p.outstanding(), Some(0));
