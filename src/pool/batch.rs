@@ -16,7 +16,6 @@
 //! - A batch walks the shards once ([`Walk`](crate::shards::Walk)): a
 //!   shard found empty (or full) is not tried again by the same batch.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{Event, Filed, GetError, Hooks, Idle, Pool, PutError, CLOSED};
@@ -163,11 +162,14 @@ impl<T: Send> Pool<T> {
         // Grown as objects come: an absurd `n` (unbounded pool) must fail
         // as the objects run out, not abort on one huge allocation.
         let mut out = Vec::with_capacity(units.len().min(self.max_idle().max(64)));
-        let mut pending: VecDeque<Idle<T>> = units.items.into();
+        // The idle objects still to vet; a rejected one's replacement is
+        // vetted next (`replacement`).
+        let mut pending = units.items.into_iter();
+        let mut replacement = None;
         let mut slots = units.slots;
         let (mut hits, mut misses, mut rejects) = (0, 0, 0);
         let mut failure = None;
-        while let Some(idle) = pending.pop_front() {
+        while let Some(idle) = replacement.take().or_else(|| pending.next()) {
             match self.vet(hooks, counters, idle, true) {
                 Ok(Some(item)) => match self.check_out(hooks, item) {
                     Some(item) => {
@@ -201,7 +203,7 @@ impl<T: Send> Pool<T> {
                     match next {
                         Some(next) => {
                             self.release_charge();
-                            pending.push_front(next);
+                            replacement = Some(next);
                         }
                         None => slots += 1,
                     }
@@ -225,7 +227,13 @@ impl<T: Send> Pool<T> {
             }
         }
         if let Some(error) = failure {
-            self.undo_batch(hooks, home, out, pending, slots);
+            self.undo_batch(
+                hooks,
+                home,
+                out,
+                replacement.into_iter().chain(pending),
+                slots,
+            );
             return Err(error);
         }
         counters.add(Event::Hit, hits);
@@ -241,7 +249,7 @@ impl<T: Send> Pool<T> {
         hooks: &mut H,
         home: usize,
         out: Vec<T>,
-        pending: VecDeque<Idle<T>>,
+        pending: impl Iterator<Item = Idle<T>>,
         slots: usize,
     ) {
         for item in out {
