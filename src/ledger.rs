@@ -26,7 +26,7 @@
 //!   the same offset of their own pages, so those objects met on one lock;
 //!   and separately allocated tables of different slots shared cache lines.)
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crossbeam_utils::CachePadded;
@@ -57,10 +57,6 @@ impl Hasher for AddressHasher {
 const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
 
 type Table<T> = HashMap<usize, T, BuildHasherDefault<AddressHasher>>;
-
-/// A set of identities, hashed as the ledger hashes them (a multiply, not
-/// SipHash): for a batch's check that no object appears twice.
-pub(crate) type IdSet = HashSet<usize, BuildHasherDefault<AddressHasher>>;
 
 /// Entries kept inline in a slot, before its overflow table is used: a
 /// slot holds this many objects out without touching the heap, and a
@@ -265,6 +261,7 @@ impl<T> Ledger<T> {
         self.slot(id, |slot| slot.get(id).copied())
     }
 
+    #[cfg(test)]
     pub(crate) fn contains(&self, id: usize) -> bool {
         self.slot(id, |slot| slot.get(id).is_some())
     }

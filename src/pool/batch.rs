@@ -1,4 +1,4 @@
-//! Batches: `get_many` (all or none) and `put_many`/`put_each`.
+//! Batches: `get_many` (all or none) and `put_many`.
 //!
 //! Invariants:
 //! - A batch of a bounded pool is served by the limit all at once (see
@@ -10,14 +10,15 @@
 //! - All or none: on failure everything the batch took goes back, counted
 //!   neither as handed out nor as returned.
 //! - `put_many` of a checked pool changes nothing unless every object was
-//!   handed out (and appears once). A batch of puts counts its puts before
-//!   any object is filed, and pays one fence for all (see `put`).
+//!   handed out (and appears once): it checks each in, and at a refusal
+//!   checks those before it out again. A batch of puts counts its puts
+//!   before any object is filed, and pays one fence for all (see `put`).
+//! - A batch walks the shards once ([`Walk`](crate::shards::Walk)): a
+//!   shard found empty (or full) is not tried again by the same batch.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{Event, Filed, GetError, Hooks, Idle, Pool, PutError, CLOSED};
-use crate::ledger::IdSet;
 use crate::limit::{Enqueued, Grant, Limit, Outcome, Turns, Units};
 use crate::sync::atomic::Ordering;
 
@@ -64,8 +65,9 @@ impl<T: Send> Pool<T> {
     /// unbounded pool.
     pub(super) fn gather(&self, home: usize, n: usize) -> Units<Idle<T>> {
         let mut items = Vec::with_capacity(n.min(self.max_idle()));
+        let mut walk = self.shards.walk(home);
         while items.len() < n {
-            match self.take_idle(home) {
+            match self.take_idle_on(home, &mut walk) {
                 Some(idle) => items.push(idle),
                 None => break,
             }
@@ -160,11 +162,14 @@ impl<T: Send> Pool<T> {
         // Grown as objects come: an absurd `n` (unbounded pool) must fail
         // as the objects run out, not abort on one huge allocation.
         let mut out = Vec::with_capacity(units.len().min(self.max_idle().max(64)));
-        let mut pending: VecDeque<Idle<T>> = units.items.into();
+        // The idle objects still to vet; a rejected one's replacement is
+        // vetted next (`replacement`).
+        let mut pending = units.items.into_iter();
+        let mut replacement = None;
         let mut slots = units.slots;
         let (mut hits, mut misses, mut rejects) = (0, 0, 0);
         let mut failure = None;
-        while let Some(idle) = pending.pop_front() {
+        while let Some(idle) = replacement.take().or_else(|| pending.next()) {
             match self.vet(hooks, counters, idle, true) {
                 Ok(Some(item)) => match self.check_out(hooks, item) {
                     Some(item) => {
@@ -198,7 +203,7 @@ impl<T: Send> Pool<T> {
                     match next {
                         Some(next) => {
                             self.release_charge();
-                            pending.push_front(next);
+                            replacement = Some(next);
                         }
                         None => slots += 1,
                     }
@@ -222,7 +227,13 @@ impl<T: Send> Pool<T> {
             }
         }
         if let Some(error) = failure {
-            self.undo_batch(hooks, home, out, pending, slots);
+            self.undo_batch(
+                hooks,
+                home,
+                out,
+                replacement.into_iter().chain(pending),
+                slots,
+            );
             return Err(error);
         }
         counters.add(Event::Hit, hits);
@@ -238,7 +249,7 @@ impl<T: Send> Pool<T> {
         hooks: &mut H,
         home: usize,
         out: Vec<T>,
-        pending: VecDeque<Idle<T>>,
+        pending: impl Iterator<Item = Idle<T>>,
         slots: usize,
     ) {
         for item in out {
@@ -265,63 +276,71 @@ impl<T: Send> Pool<T> {
         self.store(hooks, home, item);
     }
 
-    /// Gives back many objects. A checked pool first checks them all: if any
-    /// was not handed out (or appears twice), nothing changes. A failing
+    /// Gives back many objects. A checked pool first checks them all in: if
+    /// any was not handed out (or appears twice), nothing changes. A failing
     /// reset does not stop the others; the first error is returned.
     pub fn put_many<H: Hooks<T>>(
         &self,
         hooks: &mut H,
         items: Vec<T>,
     ) -> Result<(), PutError<H::Error>> {
-        self.check_many(hooks, &items)
-            .map_err(|index| PutError::NotOut { index })?;
-        self.put_each(hooks, items)
+        let items = self
+            .check_in_all(hooks, items)
+            .map_err(|(index, _)| PutError::NotOut { index })?;
+        self.put_checked_in(hooks, items).map_err(PutError::Hook)
     }
 
-    /// In a checked pool, the index of the first object in `items` that was
-    /// not handed out or appears twice. Always `Ok` in an unchecked pool.
-    pub(crate) fn check_many<H: Hooks<T>>(&self, hooks: &H, items: &[T]) -> Result<(), usize> {
-        if let Some(ledger) = &self.ledger {
-            let mut seen = IdSet::with_capacity_and_hasher(items.len(), Default::default());
-            for (index, item) in items.iter().enumerate() {
-                let id = hooks.identity(item);
-                if !seen.insert(id) || !ledger.contains(id) {
-                    return Err(index);
+    /// The objects of a batch of puts, checked in: in a checked pool the
+    /// ledger's own references (the caller's are dropped), else `items`
+    /// as they are. If one was not handed out (or appears twice: its second
+    /// check-in finds it returned), those before it are checked out again,
+    /// so the ledger is as it was, and the caller gets `items` back with
+    /// that index. (Meanwhile a put of one of those by another thread, a
+    /// second return of an object this batch returns, is refused as if it
+    /// came after the batch.)
+    pub(crate) fn check_in_all<H: Hooks<T>>(
+        &self,
+        hooks: &H,
+        items: Vec<T>,
+    ) -> Result<Vec<T>, (usize, Vec<T>)> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(items);
+        };
+        let mut own = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            match ledger.check_in(hooks.identity(item)) {
+                Some(kept) => own.push(kept),
+                None => {
+                    for (item, kept) in items.iter().zip(own) {
+                        let again = ledger.check_out(hooks.identity(item), kept);
+                        // This batch took it out of the ledger, and no one
+                        // can take an object out that is not idle.
+                        debug_assert!(again.is_ok(), "a checked-in object was out again");
+                    }
+                    return Err((index, items));
                 }
             }
         }
-        Ok(())
+        Ok(own)
     }
 
-    /// `put` for each object, as one batch: an object that is refused
-    /// (returned by another thread meanwhile) or fails its reset does not
+    /// `put` for each object of a batch, checked in already
+    /// ([`Pool::check_in_all`]): an object that fails its reset does not
     /// stop the others; the first error is returned.
-    pub(crate) fn put_each<H: Hooks<T>>(
+    pub(crate) fn put_checked_in<H: Hooks<T>>(
         &self,
         hooks: &mut H,
-        items: Vec<T>,
-    ) -> Result<(), PutError<H::Error>> {
+        accepted: Vec<T>,
+    ) -> Result<(), H::Error> {
         let (home, counters) = self.shards.local();
         let mut first_error = None;
-        // Check every object in first, and count the batch's puts before any
-        // object is filed: once filed, another thread may take it and count
-        // its get, and `in_use` must not count it twice meanwhile.
-        let mut accepted = Vec::with_capacity(items.len());
-        for (index, item) in items.into_iter().enumerate() {
-            match &self.ledger {
-                None => accepted.push(item),
-                Some(ledger) => match ledger.check_in(hooks.identity(&item)) {
-                    Some(own) => accepted.push(own),
-                    // Returned by another thread since the check.
-                    None => {
-                        first_error.get_or_insert(PutError::NotOut { index });
-                    }
-                },
-            }
-        }
+        // Count the batch's puts before any object is filed: once filed,
+        // another thread may take it and count its get, and `in_use` must
+        // not count it twice meanwhile.
         counters.add(Event::Put, accepted.len() as u64);
         let mut shelved = false;
         let mut retired = false;
+        let mut walk = self.shards.walk(home);
         for item in accepted {
             // One load for both, as in `put`: closed, or objects with a lifetime.
             let flags = self.flags.load(Ordering::Acquire);
@@ -340,12 +359,14 @@ impl<T: Send> Pool<T> {
             let item = match self.reset_returned(hooks, counters, item) {
                 Ok(item) => item,
                 Err(e) => {
-                    first_error.get_or_insert(PutError::Hook(e));
+                    first_error.get_or_insert(e);
                     continue;
                 }
             };
             let since = self.stamp();
-            shelved |= matches!(self.file(hooks, home, Idle { item, since }), Filed::Shelved);
+            let idle = Idle { item, since };
+            let push = |idle| self.shards.push_on(&mut walk, idle);
+            shelved |= matches!(self.file_with(hooks, home, idle, push), Filed::Shelved);
         }
         // One fence (and one look for waiters) for the whole batch: a waiter
         // that queued before it is served; one that queued after it finds

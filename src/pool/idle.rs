@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use super::{Idle, Pool};
+use crate::shards::Walk;
 
 /// `d` in nanoseconds, or `u64::MAX` if it does not fit.
 #[inline]
@@ -51,6 +52,15 @@ impl<T: Send> Pool<T> {
     #[inline(always)]
     pub(super) fn take_idle(&self, home: usize) -> Option<Idle<T>> {
         let idle = self.shards.pop(home)?;
+        self.uncharge_idle(1, home);
+        Some(idle)
+    }
+
+    /// [`Pool::take_idle`] for a batch: from where its walk of the shards
+    /// is (see [`Walk`]).
+    #[inline(always)]
+    pub(super) fn take_idle_on(&self, home: usize, walk: &mut Walk) -> Option<Idle<T>> {
+        let idle = self.shards.pop_on(walk)?;
         self.uncharge_idle(1, home);
         Some(idle)
     }

@@ -248,6 +248,19 @@ impl<T: Send> Pool<T> {
     /// owes one [`Pool::after_shelving`] (a batch owes one for all).
     #[inline(always)]
     pub(super) fn file<H: Hooks<T>>(&self, hooks: &mut H, home: usize, idle: Idle<T>) -> Filed {
+        self.file_with(hooks, home, idle, |idle| self.shards.push(home, idle))
+    }
+
+    /// [`Pool::file`], shelving with `push` (a batch's walk of the shards,
+    /// [`Shards::push_on`](crate::shards::Shards::push_on)).
+    #[inline(always)]
+    pub(super) fn file_with<H: Hooks<T>>(
+        &self,
+        hooks: &mut H,
+        home: usize,
+        idle: Idle<T>,
+        push: impl FnOnce(Idle<T>) -> Result<(), Idle<T>>,
+    ) -> Filed {
         let idle = match &self.limit {
             None => idle,
             Some(limit) => match limit.offer(idle, &self.idles(home)) {
@@ -262,7 +275,7 @@ impl<T: Send> Pool<T> {
         if !hooks.keep(&idle.item) || !self.charge_idle(home) {
             return self.hand_over_or_drop(hooks, home, idle.item, idle.since);
         }
-        match self.shards.push(home, idle) {
+        match push(idle) {
             Ok(()) => Filed::Shelved,
             Err(idle) => {
                 self.uncharge_idle(1, home);

@@ -183,6 +183,28 @@ fn assert_balanced(p: &Pool<Item>) {
 }
 
 #[test]
+fn a_batch_larger_than_its_home_shard_uses_every_shard() {
+    let p = pool(Config {
+        shards: Some(4),
+        max_idle: Some(64),
+        ..Config::default()
+    });
+    let mut h = TestHooks::default();
+    let first = get_n(&p, &mut h, 64);
+    p.put_many(&mut h, first.clone()).unwrap();
+    assert_eq!(p.stats().idle, 64, "every shard filled");
+    let again = p.get_many(&mut h, 64, None).unwrap();
+    let s = p.stats();
+    assert_eq!((s.hits, s.misses, s.idle, s.in_use), (64, 64, 0, 64));
+    for item in &first {
+        assert!(again.iter().any(|a| Arc::ptr_eq(a, item)));
+    }
+    p.put_many(&mut h, again).unwrap();
+    assert_eq!(p.stats().dropped, 0);
+    assert_balanced(&p);
+}
+
+#[test]
 fn reuses_returned_objects_and_resets_them_on_put() {
     let (p, mut h, a) = one_out(pool(Config::default()));
     a.dirty.store(true, Ordering::Relaxed);
@@ -459,6 +481,16 @@ fn put_many_is_all_or_nothing_when_checked() {
     bad.push(Arc::clone(&items[0]));
     assert_eq!(p.put_many(&mut h, bad), Err(PutError::NotOut { index: 3 }));
     assert_eq!(p.stats().in_use, 3);
+    assert_eq!(p.outstanding(), Some(3));
+    // A foreign object after some that were out: those are out again.
+    let foreign = Arc::new(Obj::default());
+    let mixed = vec![Arc::clone(&items[1]), foreign, Arc::clone(&items[2])];
+    assert_eq!(
+        p.put_many(&mut h, mixed),
+        Err(PutError::NotOut { index: 1 })
+    );
+    assert_eq!(p.outstanding(), Some(3));
+    assert_eq!((p.stats().in_use, p.stats().puts), (3, 0));
     p.put_many(&mut h, items).unwrap();
     assert_eq!(p.stats().idle, 3);
     assert_eq!(p.outstanding(), Some(0));

@@ -1,6 +1,5 @@
 //! `ObjectPool`: the pool of Python objects, over the core's `Pool`.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
@@ -19,7 +18,7 @@ use super::stats::PoolStats;
 use super::timeout::{self, TimeoutArg, Wait};
 use super::tracking::object_key as key;
 use super::waiting::{PendingObject, PyNotify, WaitQueue, Waiting};
-use crate::{Config, GetError, OpenError, Pool, PutError, Step};
+use crate::{Config, GetError, OpenError, Pool, Step};
 
 /// A thread-safe pool of reusable Python objects, sharded to avoid contention.
 ///
@@ -510,32 +509,16 @@ impl ObjectPool {
     fn put_many(&self, py: Python<'_>, objs: &Bound<'_, PyAny>) -> PyResult<()> {
         let items = args::collect_objects(objs, "objs")?;
         let mut hooks = self.call_hooks(py);
-        if let Err(index) = self.core.check_many(&hooks, &items) {
-            return Err(not_out(items[index].bind(py)));
-        }
+        let items = self
+            .core
+            .check_in_all(&hooks, items)
+            .map_err(|(index, items)| not_out(items[index].bind(py)))?;
         if self.core.tracking.is_tracking() {
-            // A return refused below (another thread returned the object
-            // first) was that thread's to forget: nothing to restore.
             for obj in &items {
                 self.core.tracking.returned(key(obj));
             }
         }
-        match self.core.put_each(&mut hooks, items) {
-            Ok(()) => Ok(()),
-            Err(PutError::Hook(err)) => Err(err),
-            // Returned by another thread since the check: the object is gone
-            // from `items`, but a sequence still holds it.
-            Err(PutError::NotOut { index }) => {
-                let again = args::collect_objects(objs, "objs").ok();
-                Err(match again.as_ref().and_then(|objs| objs.get(index)) {
-                    Some(obj) => not_out(obj.bind(py)),
-                    None => PyValueError::new_err(format!(
-                        "put_many() of an object this pool has not handed out \
-                         (returned already), at index {index}"
-                    )),
-                })
-            }
-        }
+        self.core.put_checked_in(&mut hooks, items)
     }
 
     /// A ``PoolStats`` snapshot of the counters. With ``reset_peak=True``,
