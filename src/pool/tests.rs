@@ -177,6 +177,15 @@ fn single_shard() -> Pool<Item> {
     })
 }
 
+/// An unbounded pool of `shards` shards sharing `max_idle` idle slots.
+fn sharded(shards: usize, max_idle: usize) -> Pool<Item> {
+    pool(Config {
+        shards: Some(shards),
+        max_idle: Some(max_idle),
+        ..Config::default()
+    })
+}
+
 fn assert_balanced(p: &Pool<Item>) {
     let s = p.stats();
     assert_eq!(s.created, s.destroyed + s.idle + s.in_use, "{s:?}");
@@ -184,12 +193,7 @@ fn assert_balanced(p: &Pool<Item>) {
 
 #[test]
 fn a_batch_larger_than_its_home_shard_uses_every_shard() {
-    let p = pool(Config {
-        shards: Some(4),
-        max_idle: Some(64),
-        ..Config::default()
-    });
-    let mut h = TestHooks::default();
+    let (p, mut h) = (sharded(4, 64), TestHooks::default());
     let first = get_n(&p, &mut h, 64);
     p.put_many(&mut h, first.clone()).unwrap();
     assert_eq!(p.stats().idle, 64, "every shard filled");
@@ -237,12 +241,7 @@ fn reset_on_get_defers_the_reset() {
 
 #[test]
 fn max_idle_bounds_storage_and_counts_drops() {
-    let p = pool(Config {
-        max_idle: Some(2),
-        shards: Some(4),
-        ..Config::default()
-    });
-    let mut h = TestHooks::default();
+    let (p, mut h) = (sharded(4, 2), TestHooks::default());
     let items = get_n(&p, &mut h, 5);
     for item in items {
         p.put(&mut h, item).unwrap();
