@@ -20,6 +20,9 @@
 //!   (`finish_wait` called before, during or after the grant) takes the
 //!   object, or leaves it idle once given up: its waiter is never left
 //!   queued for a grant no one takes;
+//! - a checked `put_many` refused at an object it cannot check in leaves
+//!   the objects before it out again, while another thread puts one of
+//!   them: that object ends idle once or still out, never both, never lost;
 //! - the counters are exact once the threads are joined:
 //!   `created == destroyed + idle + in_use`, and the ledger's `outstanding`
 //!   matches what the threads hold.
@@ -31,7 +34,7 @@ use loom::thread;
 
 use super::Bound::{Exhaustive, Preemptions};
 use super::{check, spawn_with};
-use crate::pool::{Config, GetError, Hooks, Pool, Step};
+use crate::pool::{Config, GetError, Hooks, Pool, PutError, Step};
 
 /// Objects are numbers, unique per thread (`base + n`); destroyed ones are
 /// recorded. (The `sizing` models use it too.)
@@ -298,6 +301,43 @@ fn a_pending_get_finished_while_a_put_decides_it_loses_nothing() {
         let s = pool.stats();
         assert_eq!((pool.idle() + held, s.waiting), (1, 0), "{s:?}");
         assert_eq!(pool.outstanding(), Some(held));
+        assert_balanced(&pool);
+    });
+}
+
+/// A checked `put_many([out, foreign])` (refused: `foreign` was never
+/// handed out) checks `out` in, then out again (`check_in_all`), while
+/// another thread puts `out`. That put comes before the batch (the batch is
+/// refused at `out`), after it, or between its check-in and its undo (then
+/// it is refused, a second return of `out`): `out` ends idle once or still
+/// out, never both and never lost, and the counters balance.
+#[test]
+fn a_refused_put_many_racing_a_put_of_its_object_loses_nothing() {
+    check(Exhaustive, || {
+        let config = Config {
+            checked: true,
+            max_idle: Some(2),
+            shards: Some(1),
+            ..Config::default()
+        };
+        let pool = Arc::new(Pool::new(config).unwrap());
+        let mut main = Tally::new(0);
+        let out = pool.get(&mut main, None).unwrap();
+        let put = spawn_with(&pool, move |pool| {
+            pool.put(&mut Tally::new(100), out).is_ok()
+        });
+        let refused = pool.put_many(&mut main, vec![out, 999]);
+        let put_ok = put.join().unwrap();
+        match refused {
+            Err(PutError::NotOut { index: 0 }) => {
+                assert!(put_ok, "refused at an object that was out")
+            }
+            Err(PutError::NotOut { index: 1 }) => {}
+            other => panic!("{other:?}"),
+        }
+        let held = usize::from(!put_ok);
+        assert_eq!((pool.idle(), pool.outstanding()), (1 - held, Some(held)));
+        assert_eq!(pool.stats().in_use, held as u64);
         assert_balanced(&pool);
     });
 }
