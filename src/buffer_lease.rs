@@ -11,7 +11,9 @@
 //! one (`retired`) until the lease ends, where a plain `Vec` would free it.
 //!
 //! Invariants (all of `State`, under one lock held for short, call-free
-//! sections):
+//! sections: a [`FlagLock`], one compare-and-swap to take and one store to
+//! let go, where a `Mutex` cost a buffer's get+write+release three locked
+//! swaps and its poisoning checks, about 45 instructions):
 //! - While `exports > 0` the bytes do not change: every change checks it.
 //! - `released` is set once; after it there is no new export, read or
 //!   change.
@@ -21,9 +23,7 @@
 //! - Once `exported` is set, no allocation the bytes have lived in since is
 //!   freed before `finish`: growth retires the old allocation instead.
 
-use std::sync::PoisonError;
-
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::FlagLock;
 
 /// Why a buffer operation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,14 +107,14 @@ impl State {
 /// writable until released, exported (borrowed as a view) at most while
 /// not being resized, released once (deferred while exports live).
 pub struct LeasedBuffer {
-    state: Mutex<State>,
+    state: FlagLock<State>,
 }
 
 impl LeasedBuffer {
     /// Leases `data` (empty, with the capacity the pool chose).
     pub fn new(data: Vec<u8>) -> Self {
         LeasedBuffer {
-            state: Mutex::new(State {
+            state: FlagLock::new(State {
                 data: Some(data),
                 exports: 0,
                 exported: false,
@@ -124,50 +124,54 @@ impl LeasedBuffer {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// `f` of the state, under the lock.
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        self.state.with(f)
     }
 
     /// Released by its holder (the bytes may still be in the lease).
     pub fn is_released(&self) -> bool {
-        self.lock().live().is_err()
+        self.with(|state| state.live().is_err())
     }
 
     /// Exported at least once during the lease.
     pub fn was_exported(&self) -> bool {
-        self.lock().exported
+        self.with(|state| state.exported)
     }
 
     /// Live exports right now.
     pub fn exports(&self) -> usize {
-        self.lock().exports
+        self.with(|state| state.exports)
     }
 
     /// Bytes written, unless released.
     pub fn len(&self) -> Result<usize, BufferError> {
-        self.lock().live().map(Vec::len)
+        self.with(|state| state.live().map(Vec::len))
     }
 
     /// Whether no byte is written, unless released.
     pub fn is_empty(&self) -> Result<bool, BufferError> {
-        self.lock().live().map(Vec::is_empty)
+        self.with(|state| state.live().map(Vec::is_empty))
     }
 
     /// Bytes the buffer holds without growing, unless released.
     pub fn capacity(&self) -> Result<usize, BufferError> {
-        self.lock().live().map(Vec::capacity)
+        self.with(|state| state.live().map(Vec::capacity))
     }
 
     /// Runs `f` on the bytes, under the buffer's lock: `f` must not call
     /// back into this buffer.
     pub fn read<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, BufferError> {
-        self.lock().live().map(|data| f(data))
+        self.with(|state| state.live().map(|data| f(data)))
     }
 
     /// Appends `src`.
     pub fn append(&self, src: &[u8]) -> Result<(), BufferError> {
-        self.lock().reserve(src.len())?.extend_from_slice(src);
-        Ok(())
+        self.with(|state| {
+            state.reserve(src.len())?.extend_from_slice(src);
+            Ok(())
+        })
     }
 
     /// Appends `n` bytes from `src`, memory that others may write meanwhile
@@ -176,40 +180,46 @@ impl LeasedBuffer {
     /// # Safety
     /// `src` must be valid for reads of `n` bytes for the whole call.
     pub unsafe fn append_raw(&self, src: *const u8, n: usize) -> Result<(), BufferError> {
-        let mut state = self.lock();
-        let data = state.reserve(n)?;
-        // SAFETY: `reserve` made room for `n` bytes after `len`, which the
-        // copy initialises; the caller vouches for `src`. The regions do
-        // not overlap: `data` is refused as a source while it is exported.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src, data.as_mut_ptr().add(data.len()), n);
-            data.set_len(data.len() + n);
-        }
-        Ok(())
+        self.with(|state| {
+            let data = state.reserve(n)?;
+            // SAFETY: `reserve` made room for `n` bytes after `len`, which
+            // the copy initialises; the caller vouches for `src`. The
+            // regions do not overlap: `data` is refused as a source while it
+            // is exported.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src, data.as_mut_ptr().add(data.len()), n);
+                data.set_len(data.len() + n);
+            }
+            Ok(())
+        })
     }
 
     /// Empties the buffer, keeping its capacity.
     pub fn clear(&self) -> Result<(), BufferError> {
-        self.lock().changeable()?.clear();
-        Ok(())
+        self.with(|state| {
+            state.changeable()?.clear();
+            Ok(())
+        })
     }
 
     /// Starts an export of the bytes: they stay unchanged until the
     /// matching [`LeasedBuffer::unexport`], and allocated until the lease
     /// ends.
     pub fn export(&self) -> Result<(*const u8, usize), BufferError> {
-        let mut state = self.lock();
-        let view = state.live().map(|data| (data.as_ptr(), data.len()))?;
-        state.exports += 1;
-        state.exported = true;
-        Ok(view)
+        self.with(|state| {
+            let view = state.live().map(|data| (data.as_ptr(), data.len()))?;
+            state.exports += 1;
+            state.exported = true;
+            Ok(view)
+        })
     }
 
     /// Ends an export.
     pub fn unexport(&self) {
-        let mut state = self.lock();
-        debug_assert!(state.exports > 0, "unexport without export");
-        state.exports -= 1;
+        self.with(|state| {
+            debug_assert!(state.exports > 0, "unexport without export");
+            state.exports -= 1;
+        });
     }
 
     /// Ends the lease; refused while exported, and after the first success.
@@ -225,16 +235,17 @@ impl LeasedBuffer {
     }
 
     fn let_go(&self, unexported: bool) -> Result<Option<Vec<u8>>, BufferError> {
-        let mut state = self.lock();
-        state.live()?;
-        if unexported && state.exports > 0 {
-            return Err(BufferError::Exported(state.exports));
-        }
-        state.released = true;
-        Ok(if state.exported {
-            None
-        } else {
-            state.data.take()
+        self.with(|state| {
+            state.live()?;
+            if unexported && state.exports > 0 {
+                return Err(BufferError::Exported(state.exports));
+            }
+            state.released = true;
+            Ok(if state.exported {
+                None
+            } else {
+                state.data.take()
+            })
         })
     }
 
@@ -242,10 +253,11 @@ impl LeasedBuffer {
     /// whether the holder had released them; `None` if a release returned
     /// them already. Retired allocations are freed.
     pub fn finish(&mut self) -> Option<(Vec<u8>, bool)> {
-        let mut state = self.lock();
-        state.retired.clear();
-        let data = state.data.take()?;
-        Some((data, state.released))
+        self.with(|state| {
+            state.retired.clear();
+            let data = state.data.take()?;
+            Some((data, state.released))
+        })
     }
 }
 
@@ -366,7 +378,7 @@ mod tests {
     impl LeasedBuffer {
         /// `reserve` alone, for sizes no source could have.
         fn append_raw_len(&self, n: usize) -> Result<(), BufferError> {
-            self.lock().reserve(n).map(drop)
+            self.with(|state| state.reserve(n).map(drop))
         }
     }
 

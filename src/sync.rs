@@ -21,8 +21,9 @@
 //!   accesses.
 //! - [`OnceLock`] (loom has none) publishes its value with a compare-and-swap
 //!   on a loom atomic pointer (see `loom_once`).
-//! - [`FlagLock`], the lock of one flag that `ledger` and `lent` keep their
-//!   short critical sections under (see `flag_lock`), is loom's `Mutex`.
+//! - [`FlagLock`], the lock of one flag that `ledger`, `lent` and
+//!   `buffer_lease` keep their short critical sections under (see
+//!   `flag_lock`), is loom's `Mutex`.
 //!
 //! Under `RUSTFLAGS="--cfg shardpool_helgrind"` (valgrind's Helgrind runs,
 //! `scripts/valgrind`) they are std's and crossbeam's wrapped so that

@@ -1,6 +1,8 @@
 //! [`FlagLock`]: a lock of one flag around a value, for the short critical
-//! sections of the ledger's slots (`ledger`) and of each thread's list of
-//! lent objects (`lent`).
+//! sections of the ledger's slots (`ledger`), of each thread's list of
+//! lent objects (`lent`) and of a buffer's lease (`buffer_lease`; its
+//! longest is the copy of one write or one `getvalue()`, and only another
+//! thread using the same buffer at that moment waits for it).
 //!
 //! Invariants:
 //! - It excludes: the flag is taken by one compare-and-swap (`Acquire`)
