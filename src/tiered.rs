@@ -49,6 +49,30 @@ use crate::shards::default_shard_count;
 use crate::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use crate::sync::OnceLock;
 
+/// An object coming back to a family ([`Tiered::put`], [`Tiered::put_ref`]):
+/// the caller's own reference, or one the caller goes on holding.
+enum Returned<'a, T> {
+    Owned(T),
+    Held(&'a T),
+}
+
+impl<T> Returned<'_, T> {
+    fn get(&self) -> &T {
+        match self {
+            Returned::Owned(item) => item,
+            Returned::Held(item) => item,
+        }
+    }
+
+    /// A reference for the family to keep: the caller's, or a copy.
+    fn into_owned<H: Hooks<T>>(self, hooks: &mut H) -> T {
+        match self {
+            Returned::Owned(item) => item,
+            Returned::Held(item) => hooks.duplicate(item),
+        }
+    }
+}
+
 /// Which class a returned object of size `s` is filed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filing {
@@ -286,10 +310,35 @@ impl<T: Send> Tiered<T> {
         size: usize,
         hooks: impl Fn(usize) -> H,
     ) -> Result<Option<usize>, PutError<H::Error>> {
+        self.put_returned(Returned::Owned(item), size, hooks)
+    }
+
+    /// [`Tiered::put`] of an object the caller goes on holding (a Python
+    /// argument): a checked family keeps the ledger's reference, an
+    /// unchecked one takes a copy ([`Hooks::duplicate`]), so no copy is
+    /// made only to be dropped.
+    #[inline]
+    pub fn put_ref<H: Hooks<T>>(
+        &self,
+        item: &T,
+        size: usize,
+        hooks: impl Fn(usize) -> H,
+    ) -> Result<Option<usize>, PutError<H::Error>> {
+        self.put_returned(Returned::Held(item), size, hooks)
+    }
+
+    #[inline(always)]
+    fn put_returned<H: Hooks<T>>(
+        &self,
+        item: Returned<'_, T>,
+        size: usize,
+        hooks: impl Fn(usize) -> H,
+    ) -> Result<Option<usize>, PutError<H::Error>> {
         let (item, origin) = match &self.ledger {
-            None => (item, None),
-            Some(ledger) => match ledger.check_in_outlined(hooks(size).identity(&item)) {
-                // Keep the family's reference; the holder's one is dropped.
+            None => (item.into_owned(&mut hooks(size)), None),
+            Some(ledger) => match ledger.check_in_outlined(hooks(size).identity(item.get())) {
+                // Keep the family's reference; the holder's, if given, is
+                // dropped.
                 Some(out) => (out.item, Some(out.origin)),
                 None => return Err(PutError::NotOut { index: 0 }),
             },

@@ -103,7 +103,7 @@ impl TieredPool {
     fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let size = self.size_of(obj)?;
         let hooks = |tier| self.hooks.bound(obj.py(), Some(tier));
-        let put = || self.core.put(obj.clone().unbind(), size, hooks).map(drop);
+        let put = || self.core.put_ref(obj.as_unbound(), size, hooks).map(drop);
         self.core.tracking.put_object(obj, put)
     }
 

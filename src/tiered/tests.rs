@@ -181,6 +181,30 @@ fn a_checked_family_refuses_a_repeated_or_foreign_put_changing_nothing() {
 }
 
 #[test]
+fn put_ref_keeps_the_ledgers_reference_or_a_copy_and_refuses_as_put_does() {
+    // Checked: the family keeps the reference its ledger held; the caller's
+    // stays the caller's (2 counts: the caller's and the idle one).
+    let (t, log, a) = one_out(true, 4, 16);
+    assert_eq!(Arc::strong_count(&a), 2);
+    assert_eq!(t.put_ref(&a, 32, hooks(&log)), Ok(Some(1)));
+    assert_eq!(Arc::strong_count(&a), 2);
+    assert_eq!(t.idle(), 1);
+    let before = (t.stats(), t.idle());
+    assert_eq!(
+        t.put_ref(&a, 32, hooks(&log)),
+        Err(PutError::NotOut { index: 0 })
+    );
+    assert_eq!((t.stats(), t.idle()), before);
+    // Unchecked: a copy is kept.
+    let (t, log) = (family(false, 4), Log::default());
+    let foreign = Arc::new(Obj { made_for: 0 });
+    assert_eq!(t.put_ref(&foreign, 40, hooks(&log)), Ok(Some(1)));
+    assert_eq!(Arc::strong_count(&foreign), 2);
+    let (got, _) = t.get(20, hooks(&log)).unwrap();
+    assert!(Arc::ptr_eq(&got, &foreign));
+}
+
+#[test]
 fn an_unchecked_family_takes_any_object_by_its_size() {
     let (t, log) = (family(false, 4), Log::default());
     assert!(!t.is_checked());
