@@ -25,11 +25,16 @@
 //! - The collector sees the state's Python references (hooks, objects) from
 //!   one holder at a time, never two (each is one reference): from the
 //!   pool object while no `Borrow` outside its slots holds the state
-//!   (`Lend::visible_from_pool`), from a `Borrow` that is the state's only
-//!   holder (its pool object is gone), else from none (then they are kept
-//!   alive, as a `Borrow` holding its pool kept them before: conservative,
-//!   never a premature free; a cycle through two `Borrow`s that outlived
-//!   their pool object is not collected).
+//!   ([`visible_from_pool`]), from a `Borrow` that is the state's only
+//!   holder (its pool object is gone), else from none: they are then kept
+//!   alive, as a `Borrow` holding its pool object kept them before
+//!   (conservative, never a premature free). So a pool in a cycle with its
+//!   hooks or objects is collected once no named `Borrow` of it is alive;
+//!   a cycle through two or more `Borrow`s that outlived their pool object
+//!   is never collected (a known leak, for a contrived case). The counts
+//!   read (the `Arc`'s, the spares') do not change during a traversal: it
+//!   runs with a GIL or a stopped world, and they change only in code run
+//!   while attached.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -98,17 +103,18 @@ use super::lent::{end_lent, note_lent};
 /// note (`add_note`) and logged with its traceback. A `BaseException` that
 /// is not an `Exception` (`KeyboardInterrupt`) still propagates, with the
 /// block's exception as its `__context__`, as Python chains it.
-/// `pool` names the pool in the log message.
+/// `pool` names the pool in the log message (called only then: for a
+/// `Borrow`, a virtual call).
 #[inline]
-pub fn end_block(
+pub fn end_block<'a>(
     py: Python<'_>,
-    pool: &str,
+    pool: impl FnOnce() -> &'a str,
     returned: PyResult<()>,
     exc: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     match returned {
         Ok(()) => Ok(()),
-        Err(err) => end_failed_block(py, pool, err, exc),
+        Err(err) => end_failed_block(py, pool(), err, exc),
     }
 }
 
@@ -250,7 +256,7 @@ impl Borrow {
         // `end_lent`'s thread-local access about 30.
         let result = end_lent(this.lent_key(), &obj, entry, || {
             let returned = pool.take_back(&obj, Some(exc));
-            end_block(py, pool.describe(), returned, Some(exc)).map_err(Box::new)
+            end_block(py, || pool.describe(), returned, Some(exc)).map_err(Box::new)
         })
         .unwrap_or(Ok(()));
         drop(obj);

@@ -179,7 +179,7 @@ macro_rules! discard_methods {
                 let pool = slf.get();
                 $crate::python::lent::end_lent(pool.lent_key(), obj, entry, || {
                     let returned = pool.end_borrow(obj, exc);
-                    $crate::python::borrow::end_block(slf.py(), pool.hooks.pool(), returned, exc)
+                    $crate::python::borrow::end_block(slf.py(), || pool.hooks.pool(), returned, exc)
                 })
                 .unwrap_or(Ok(()))
             }

@@ -58,7 +58,9 @@
 //! A spare holds a strong reference and stays an ordinary (released)
 //! object that the GC sees; its pool's `close()`, and the collection of
 //! the pool object, let go of it (a spare holds the pool's core, so it
-//! must not outlive the pool object).
+//! must not outlive the pool object). A spare `Borrow` holds its pool's
+//! shared state the same way, and its pool object's `Drop` lets go of it
+//! (`borrow`).
 //!
 //! The two classes are declared here too, so that what they share is
 //! written once: `reusable_class!` (the class, its lease and its pool),
