@@ -19,7 +19,7 @@ import pytest
 
 from shardpool import Borrow, ObjectPool, PoolClosed
 
-from helpers import FREE_THREADED_BUILD, Boom, Thing, run_threads
+from helpers import Boom, Thing, run_threads
 
 # Long enough for a stuck thread to fail the test, not a timing assumption.
 PATIENCE = 60.0
@@ -288,11 +288,10 @@ def test_blocks_racing_on_threads_over_one_pool_leave_its_count_as_it_was() -> N
     assert sys.getrefcount(pool) == before
 
 
-@pytest.mark.skipif(not FREE_THREADED_BUILD, reason="a spare's entry is refused only without a GIL")
-def test_a_named_borrow_entered_while_another_thread_exits_it_is_never_refused_as_a_spare() -> None:
-    # An exit in flight has taken the Borrow's reference over; an entry from
-    # another thread meanwhile takes one of its own, never mistaking the
-    # Borrow for a spare of its pool.
+def test_a_named_borrow_entered_while_another_thread_exits_it_is_refused_only_as_in_use() -> None:
+    # An entry from another thread while an exit gives the object back (the
+    # Borrow is free again from the exit's first step) runs, or is refused
+    # as "already in use" while another block holds it; nothing else.
     pool = ObjectPool(Thing, reset=lambda obj: None)
     shared = pool.borrow()
     wrong: list[str] = []
@@ -313,12 +312,12 @@ def test_a_named_borrow_entered_while_another_thread_exits_it_is_never_refused_a
 
 @pytest.mark.usefixtures("no_gc")
 @pytest.mark.parametrize("exc", [Boom, KeyboardInterrupt, SystemExit])
-def test_an_exit_whose_reset_raises_gives_the_borrow_its_pool_back(
+def test_an_exit_whose_reset_raises_leaves_the_borrow_usable(
     exc: type[BaseException],
 ) -> None:
-    # The exit took the Borrow's reference over; the reset's exception
-    # (a BaseException too) ends it early: the reference goes back to the
-    # Borrow (named) or with the spare, and the pool's count is as it was.
+    # The reset's exception (a BaseException too) ends the exit early: the
+    # Borrow is free again (named) or kept as a spare, and the pool object's
+    # count is as it was.
     def reset(obj: Thing) -> None:
         raise exc
 
@@ -390,8 +389,8 @@ def test_a_borrow_entered_on_one_thread_and_exited_on_another() -> None:
 @pytest.mark.usefixtures("no_gc")
 def test_a_reset_that_drops_the_last_name_of_the_exiting_borrow() -> None:
     # The exit's caller alone holds the Borrow by the end of the exit: it is
-    # kept as a spare, the exit's reference goes, and with it the pool if it
-    # was its last.
+    # kept as a spare. A pool object dropped before is gone at once; the
+    # block works on the state.
     names: list[Borrow[Thing]] = []
 
     def reset(obj: Thing) -> None:
@@ -411,15 +410,14 @@ def test_a_reset_that_drops_the_last_name_of_the_exiting_borrow() -> None:
     del pool
     with names[0]:
         pass
-    assert alive() is None  # the exit's reference was the last
+    assert alive() is None  # nothing held the pool object
 
 
 @pytest.mark.usefixtures("no_gc")
 def test_a_reset_that_uses_other_borrows_of_the_pool_during_an_exit() -> None:
     # Another block of the same pool from inside an exit's reset: it takes
-    # the spare slot first, so the exiting Borrow finds it taken and keeps
-    # its pool reference (given back); a block left open there is exited
-    # later, after the outer exit.
+    # the spare slot first, so the exiting Borrow finds it taken and is let
+    # go of; a block left open there is exited later, after the outer exit.
     open_blocks: list[Borrow[Thing]] = []
     depth = [0]
 
@@ -482,9 +480,9 @@ def test_a_pool_closed_by_the_reset_of_an_exit() -> None:
 
 @pytest.mark.usefixtures("no_gc")
 def test_a_collection_in_the_reset_of_an_exit_of_a_borrow_in_a_cycle() -> None:
-    # The Borrow, its pool and the object in one cycle, collected from the
-    # reset that its own exit runs, while that exit holds the pool reference
-    # the Borrow's traversal no longer shows.
+    # The Borrow, its pool's state and the object in one cycle, collected
+    # from the reset that its own exit runs; once the pool object is gone
+    # the Borrow, the state's last holder, shows the state to the collector.
     collected: list[int] = []
 
     def reset(obj: Thing) -> None:

@@ -62,7 +62,7 @@ def test_a_borrow_the_user_named_is_not_kept() -> None:
     borrow = pool.borrow()
     with borrow:
         pass
-    # Kept, it would hold its pool (it is the user's to enter again): a cycle.
+    # Kept, it could be handed to another block while the user enters it.
     assert spares(pool) == []
 
 
