@@ -588,3 +588,53 @@ def test_the_pool_shows_its_hooks_to_the_collector_unless_a_borrow_holds_its_sta
     assert reset not in gc.get_referents(pool)
     del kept
     assert reset in gc.get_referents(pool)
+
+
+def test_pool_objects_dropped_while_other_threads_run_blocks_on_their_state() -> None:
+    # Thread 0 makes pools, hands each to the others through a list and
+    # drops its own reference at once, and collects now and then (the
+    # traversal reads the state's holders while blocks come and go); the
+    # others run blocks on whichever pool is current, some on a Borrow
+    # whose pool object they let go of first, so pool objects are freed
+    # (their spare slots closed) while blocks exit and offer their Borrows
+    # on other threads. Nothing crashes or strands a thread, and every pool
+    # object is freed in the end.
+    current: list[ObjectPool[Thing] | None] = [None]
+    made: list[weakref.ref[ObjectPool[Thing]]] = []
+    done = threading.Event()
+    blocks = [0, 0, 0]
+
+    def work(i: int) -> None:
+        if i == 0:
+            try:
+                for n in range(300):
+                    pool = ObjectPool(Thing, reset=lambda obj: None)
+                    made.append(weakref.ref(pool))
+                    current[0] = pool
+                    del pool
+                    if n % 50 == 0:
+                        gc.collect()
+                    for _ in range(200):
+                        pass
+                current[0] = None
+            finally:
+                done.set()
+            return
+        while not done.is_set():
+            pool = current[0]
+            if pool is None:
+                continue
+            borrow = pool.borrow()
+            with pool.borrow():
+                pass
+            del pool  # the next block runs on the state only, now and then
+            with borrow as obj:
+                assert isinstance(obj, Thing)
+            del borrow
+            blocks[i] += 2
+
+    assert run_threads(work, 3, PATIENCE) == []
+    assert blocks[1] > 0 or blocks[2] > 0
+    current[0] = None
+    gc.collect()
+    assert all(ref() is None for ref in made)
