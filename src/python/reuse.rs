@@ -50,7 +50,7 @@
 //! so a pool keeps at most `2P` objects idle (a GIL build: 1 group, 2),
 //! each a released `Block` or `Buffer` (128 bytes each,
 //! `sys.getsizeof` on 3.14t, its lease holding no memory) or, for an
-//! `ObjectPool`'s `borrow()`, a `Borrow` holding no object (104 bytes),
+//! `ObjectPool`'s `borrow()`, a `Borrow` holding no object (80 bytes),
 //! plus the groups themselves, `P` cache-line-padded slot pairs of 128
 //! bytes made with the pool. At most `2P * 128 + P * 128` bytes a pool:
 //! 768 bytes with 2 CPUs, 24 KiB with 64, whatever the number of threads.
