@@ -240,16 +240,19 @@ impl Borrow {
     fn exit(slf: &Borrowed<'_, '_, Self>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
         let this = slf.get();
         let py = slf.py();
-        let Some(obj) = this.held.take(py) else {
+        let Some(obj) = this.held.take_for_exit(py) else {
             return Err(PyRuntimeError::new_err(
                 "borrow() exited without being entered",
             ));
         };
+        // Read while the `Borrow` is still busy: an entry that started
+        // once it is free (another thread, or our `reset`) writes its own.
+        let entry = this.entry.load(Relaxed);
+        this.held.set_free();
         // Python code run from here (`reset`) may enter and exit this
         // `Borrow` again, on this thread or another: it holds its pool's
         // state whatever happens, so nothing here depends on who does.
         let pool = &*this.pool;
-        let entry = this.entry.load(Relaxed);
         // The error boxed (rare), inside the give-back: a `PyErr` kept in
         // registers across the calls below cost the common case 8
         // instructions a block, and the unboxed result copied out of

@@ -13,15 +13,17 @@ use std::sync::atomic::{
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-/// What a `Borrow` holds: nothing (null), its entry under way ([`BUSY`]),
-/// or the object lent to its block (a
+/// What a `Borrow` holds: nothing (null), its entry under way or its
+/// exit's first step ([`BUSY`]), or the object lent to its block (a
 /// reference it owns). Each change is one atomic operation, so two threads
 /// using one `Borrow` at once get its errors ("already in use", "exited
 /// without being entered"), never a torn state, and no lock is taken (a
 /// `Mutex` here cost about 50 instructions a block).
 pub(super) struct Held(pub(super) AtomicPtr<ffi::PyObject>);
 
-/// [`Held`] while `__enter__` gets the object: never an object's address.
+/// [`Held`] while `__enter__` gets the object, or while `__exit__`, having
+/// taken it, reads the block's `lent` entry (which a new entry would
+/// overwrite): never an object's address.
 pub(super) const BUSY: *mut ffi::PyObject = std::ptr::without_provenance_mut(1);
 
 impl Held {
@@ -43,25 +45,38 @@ impl Held {
         self.0.store(obj.into_ptr(), Release);
     }
 
-    /// Busy to free: the entry failed.
+    /// Busy to free: the entry failed, or the exit's first step is done.
     #[inline]
     pub(super) fn set_free(&self) {
         self.0.store(std::ptr::null_mut(), Release);
     }
 
-    /// Holding to free (an exit, or the collector's `__clear__`): the
-    /// object, or `None` (nothing changed) if it holds none.
+    /// Holding to free (the collector's `__clear__`): the object, or
+    /// `None` (nothing changed) if it holds none.
     #[inline]
     pub(super) fn take<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.take_leaving(py, std::ptr::null_mut())
+    }
+
+    /// Holding to busy (an exit's first step, until [`Held::set_free`]):
+    /// the object, or `None` (nothing changed) if it holds none.
+    #[inline]
+    pub(super) fn take_for_exit<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.take_leaving(py, BUSY)
+    }
+
+    #[inline(always)]
+    fn take_leaving<'py>(
+        &self,
+        py: Python<'py>,
+        then: *mut ffi::PyObject,
+    ) -> Option<Bound<'py, PyAny>> {
         let mut now = self.0.load(Acquire);
         loop {
             if now.is_null() || now == BUSY {
                 return None;
             }
-            match self
-                .0
-                .compare_exchange(now, std::ptr::null_mut(), AcqRel, Acquire)
-            {
+            match self.0.compare_exchange(now, then, AcqRel, Acquire) {
                 // SAFETY: the reference `hold` kept, now ours alone (the
                 // exchange took it out). `now`, which the exchange found,
                 // not its result: the compiler then knows it is not null
