@@ -62,7 +62,7 @@ def test_a_borrow_the_user_named_is_not_kept() -> None:
     borrow = pool.borrow()
     with borrow:
         pass
-    # Kept, it would hold its pool (it is the user's to enter again): a cycle.
+    # Kept, it could be handed to another block while the user enters it.
     assert spares(pool) == []
 
 
@@ -443,25 +443,26 @@ def test_a_pool_only_its_borrow_refers_to_works_and_is_freed_at_once() -> None:
     for _ in range(2):
         with borrow() as obj:
             objs.append(weakref.ref(obj))
-            assert pools[-1]() is not None  # the Borrow holds it
-        assert pools[-1]() is None
+            assert pools[-1]() is None  # the Borrow holds its state only
         del obj
+        # The Borrow, the last holder of the state, went with the block:
+        # the idle object with it.
         assert objs[-1]() is None
 
 
 @pytest.mark.usefixtures("no_gc")
-def test_a_borrow_the_user_keeps_keeps_its_pool() -> None:
+def test_a_borrow_the_user_keeps_keeps_its_pools_state() -> None:
     pool = ObjectPool(Thing)
     kept = pool.borrow()
     with kept as first:
         pass
-    alive = weakref.ref(pool)
+    alive, first_alive = weakref.ref(pool), weakref.ref(first)
     del pool
-    assert alive() is not None
+    assert alive() is None  # the pool object: the Borrow holds its state
     with kept as obj:
-        assert obj is first
-    del kept
-    assert alive() is None
+        assert obj is first  # the idle object, in the state
+    del kept, obj, first
+    assert first_alive() is None
 
 
 def test_borrow_blocks_leave_the_pools_reference_count_as_it_was() -> None:
@@ -474,26 +475,24 @@ def test_borrow_blocks_leave_the_pools_reference_count_as_it_was() -> None:
 
 
 @reuse_only
-def test_a_spare_does_not_refer_to_its_pool() -> None:
+def test_a_spare_does_not_refer_to_its_pool_object() -> None:
     pool, spare = with_a_spare()
     assert pool not in gc.get_referents(spare)
-    with spare:  # entered, it holds its pool again
-        assert pool in gc.get_referents(spare)
+    with spare:  # entered neither
+        assert pool not in gc.get_referents(spare)
 
 
 @reuse_only
 @pytest.mark.usefixtures("no_gc")
-def test_a_spare_found_through_the_collector_and_kept_holds_its_pool_once_used() -> None:
+def test_a_spare_found_through_the_collector_and_kept_works_once_let_go() -> None:
     pool, found = with_a_spare()
     alive = weakref.ref(pool)
     fresh = pool.borrow()  # the slot lets go of the spare the finder holds
     assert fresh is not found
     del pool, fresh
-    assert alive() is not None
-    with found as obj:
-        assert isinstance(obj, Thing)
-    del found
     assert alive() is None
+    with found as obj:  # it holds its pool's state
+        assert isinstance(obj, Thing)
 
 
 @reuse_only
@@ -503,8 +502,8 @@ def test_a_spare_found_through_the_collector_outlives_its_pool_safely() -> None:
     alive = weakref.ref(pool)
     del pool
     assert alive() is None  # the spare did not hold it
-    with pytest.raises(RuntimeError, match="pool of this borrow\\(\\) was freed"):
-        found.__enter__()
+    with found as obj:  # its pool's state, which it holds, still works
+        assert isinstance(obj, Thing)
     with pytest.raises(RuntimeError, match="without being entered"):
         found.__exit__(None, None, None)
 
@@ -567,19 +566,21 @@ def test_a_named_borrow_is_never_handed_to_another_block() -> None:
         assert again is obj
 
 
-@pytest.mark.skipif(GIL_BUILD, reason="with a GIL a spare found so is the finder's to enter")
-def test_a_spare_found_through_the_collector_cannot_be_entered_without_a_gil() -> None:
-    # Its pool may be being freed on another thread meanwhile (the spare
-    # does not hold it), so entering it is refused; the pool is unharmed.
+def test_a_spare_found_through_the_collector_is_the_finders_to_enter() -> None:
+    # It holds its pool's state (not the pool object, which another thread
+    # may free meanwhile), so entering it is safe on both builds; while the
+    # finder holds it, it is not handed to another block.
     pool = ObjectPool(Thing)
     before = live_borrows()
     with pool.borrow():
         pass
     (spare,) = [o for o in gc.get_objects() if isinstance(o, Borrow) and id(o) not in before]
-    with pytest.raises(RuntimeError, match="kept by its pool for reuse"):
-        spare.__enter__()
+    with spare as first:
+        with pool.borrow() as obj:
+            assert active_borrow(obj) != id(spare)
+        assert active_borrow(first) == id(spare)
     del spare
     with pool.borrow() as obj:
         assert isinstance(obj, Thing)
     s = pool.stats()
-    assert (s.in_use, s.created) == (0, 1)
+    assert (s.in_use, s.created) == (0, 2)
