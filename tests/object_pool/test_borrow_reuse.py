@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
 import sys
 import sysconfig
+import textwrap
 import threading
 import weakref
 
@@ -583,3 +585,105 @@ def test_a_spare_found_through_the_collector_cannot_be_entered_without_a_gil() -
         assert isinstance(obj, Thing)
     s = pool.stats()
     assert (s.in_use, s.created) == (0, 1)
+
+
+# --- a spare reached while its pool is being freed ---
+
+# A pool is freed in steps that run Python code while the spares it keeps
+# still name it: its own spares' drops (a spare keeps its last block's
+# arguments, whose destructor runs when it goes), and, for a Python
+# subclass, its `__dict__`'s values, cleared before the class's own drop.
+# Code there that finds a spare through the collector and enters it must be
+# refused: the pool's count is 0, so a reference taken there (and shown to
+# the collector, `gc.get_referents`) would outlive the pool. Run in a
+# subprocess: before the fix the entry succeeded and the pool the finder
+# kept was freed memory (garbage stats, then a hang or a crash).
+FREED_WHILE_FOUND = textwrap.dedent(
+    """
+    import gc, sys
+    from shardpool import Borrow, ObjectPool, TieredPool
+
+    class Thing:
+        pass
+
+    outcomes = []
+    kept = []
+    armed = []
+
+    def enter_every_borrow():
+        for found in gc.get_objects():
+            if not isinstance(found, Borrow):
+                continue
+            try:
+                found.__enter__()
+            except RuntimeError as e:
+                outcomes.append(str(e).split(";")[0])
+                continue
+            outcomes.append("entered")
+            pools = (ObjectPool, TieredPool)
+            kept.extend(r for r in gc.get_referents(found) if isinstance(r, pools))
+
+    class Finder(float):
+        # A timeout: the spare whose last block took it keeps it.
+        def __del__(self):
+            if armed:
+                enter_every_borrow()
+
+    class Attribute:
+        def __del__(self):
+            enter_every_borrow()
+
+    class SubPool(ObjectPool):
+        pass
+
+    class SubTiered(TieredPool):
+        pass
+
+    def spare_drop():
+        pool = ObjectPool(Thing)
+        # Two spares: the inner block's first (its exit offers it first),
+        # holding the finder; the outer block's second.
+        with pool.borrow():
+            with pool.borrow(timeout=Finder(5.0)):
+                pass
+        armed.append(True)
+        del pool
+
+    def subclass_dict(pool, args):
+        with pool.borrow(*args):
+            pass
+        pool.attribute = Attribute()
+        del pool
+
+    scenario = sys.argv[1]
+    if scenario == "spare_drop":
+        spare_drop()
+    elif scenario == "object_pool_dict":
+        subclass_dict(SubPool(Thing), ())
+    else:
+        subclass_dict(SubTiered(lambda n: Thing(), [8], size_of=lambda o: 8), (8,))
+    # What the finder kept, if anything, must still be a live pool.
+    for pool in kept:
+        with pool.borrow(*([8] if isinstance(pool, TieredPool) else [])):
+            pass
+        pool.stats()
+    print(sorted(set(outcomes)))
+    """
+)
+
+
+@pytest.mark.parametrize("scenario", ["spare_drop", "object_pool_dict", "tiered_pool_dict"])
+def test_a_spare_found_while_its_pool_is_freed_cannot_be_entered(scenario: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FREED_WHILE_FOUND, scenario],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    refusal = (
+        "the pool of this borrow() was freed"
+        if GIL_BUILD
+        else "this borrow() is kept by its pool for reuse"
+    )
+    assert done.stdout.strip() == repr([refusal]), done.stderr
