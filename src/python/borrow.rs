@@ -20,7 +20,9 @@
 //!   away is freed at once. A `Borrow` not holding its pool is in that
 //!   pool's slots, or its pool was freed (its slots' `Drop` cleared its
 //!   address), or it is about to be freed (see [`PoolRef`]); it holds its
-//!   pool again whenever it leaves the slots or is entered; a `Borrow`
+//!   pool again whenever it leaves the slots or is entered, except while
+//!   the pool is being freed (its count is 0: code run by that, which
+//!   found the spare through the collector, is refused); a `Borrow`
 //!   holding an object holds its pool.
 //! - An exit takes over its `Borrow`'s pool reference for its duration
 //!   instead of taking one of its own ([`PoolRef`], `EXITING`): the pool
@@ -235,7 +237,9 @@ impl Borrow {
         }
         // A spare the user reached while in its pool's slots (through the
         // collector) may have let go of its pool: with a GIL it holds it
-        // again (the pool is alive: its slots hold the spare). Without one
+        // again (the pool is alive: its slots hold the spare), unless the
+        // pool is being freed by this very thread, which then runs the
+        // finder's code (`PoolRef::own` refuses: "was freed"). Without one
         // the pool may be being freed on another thread right now (its
         // slots' `Drop`), so such a `Borrow` is refused instead.
         if free_threaded_spare(&self.pool, py) {

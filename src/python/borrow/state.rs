@@ -48,7 +48,11 @@ use pyo3::prelude::*;
 ///
 /// `ptr`: the pool's address, fixed at construction; null only after the
 /// pool was freed while this `Borrow`, a spare, was in its slots (the
-/// slots' `Drop`): `__enter__` then raises.
+/// slots' `Drop`): `__enter__` then raises. Also while the pool is being
+/// freed, before its slots' `Drop` reaches this spare: Python code run by
+/// that (another spare's drop, or a Python subclass's `__dict__` cleared
+/// before the pool's own drop) may find the spare through the collector,
+/// and the pool's count, 0, is what tells (`own_again` refuses it).
 ///
 /// The change to `SPARE` is allowed only to the `Borrow`'s sole holder (see
 /// [`SpareBorrows`](super::SpareBorrows): offered only when no one else holds it or can make a
@@ -94,9 +98,10 @@ impl PoolRef {
     /// Makes this `Borrow` own a reference to its pool (if it does not);
     /// `false` if the pool is gone. The caller is a holder of this `Borrow`
     /// (`enter`), or a call on the pool that took it from the slots
-    /// (`leave`): the pool is alive unless `forget` ran (not owned: a spare
-    /// in its slots, or an exit in flight holds its reference and keeps it
-    /// while anyone else holds the `Borrow`).
+    /// (`leave`): the pool is alive unless `forget` ran or it is being
+    /// freed (its count is 0: see `ptr`) (not owned: a spare in its slots,
+    /// or an exit in flight holds its reference and keeps it while anyone
+    /// else holds the `Borrow`).
     #[inline]
     pub(super) fn own(&self) -> bool {
         self.state.load(Acquire) == OWNED || self.own_again()
@@ -113,7 +118,19 @@ impl PoolRef {
         if ptr.is_null() {
             return false;
         }
-        // SAFETY: not forgotten: the pool is alive (above).
+        // SAFETY: not forgotten, so the pool's memory is still there (its
+        // slots' `Drop` forgets a spare before the pool is freed); only its
+        // count is read.
+        if unsafe { ffi::Py_REFCNT(ptr) } == 0 {
+            // Its count is 0: the pool is being freed, and Python code run
+            // by that (a spare's drop in its slots' `Drop`, or, for a Python
+            // subclass, the clearing of its `__dict__` before its own drop)
+            // reached this spare through the collector. A reference taken
+            // now would outlive the pool.
+            return false;
+        }
+        // SAFETY: not forgotten, and not being freed (above): the pool is
+        // alive.
         unsafe { ffi::Py_INCREF(ptr) };
         loop {
             if now == OWNED {
