@@ -16,6 +16,7 @@ import sysconfig
 import textwrap
 import threading
 import weakref
+from typing import cast
 
 import pytest
 
@@ -687,3 +688,44 @@ def test_a_spare_found_while_its_pool_is_freed_cannot_be_entered(scenario: str) 
         else "this borrow() is kept by its pool for reuse"
     )
     assert done.stdout.strip() == repr([refusal]), done.stderr
+
+
+@reuse_only
+@pytest.mark.usefixtures("no_gc")
+def test_a_spare_entered_from_its_pools_finalizer_keeps_the_pool_alive() -> None:
+    # The other side of the refusal above: a finalizer (`__del__`) runs
+    # while its object's count is raised again, and CPython keeps an object
+    # its finalizer made reachable. A spare entered there holds its pool,
+    # which then lives on, usable, until that Borrow lets go of it.
+    found: list[Borrow[Thing]] = []
+    # Other tests' Borrows are not this one's (held, so that no id is reused).
+    others: list[object] = [o for o in gc.get_objects() if isinstance(o, Borrow)]
+    before = {id(o) for o in others}
+
+    class Finalized(ObjectPool[Thing]):
+        def __del__(self) -> None:
+            for obj in gc.get_objects():
+                if not isinstance(obj, Borrow):
+                    continue
+                spare = cast("Borrow[Thing]", cast(object, obj))
+                if id(spare) not in before:
+                    spare.__enter__()
+                    found.append(spare)
+
+    pool = Finalized(Thing)
+    with pool.borrow():
+        pass
+    alive = weakref.ref(pool)
+    del pool
+    (spare,) = found
+    assert alive() is not None
+    spare.__exit__(None, None, None)
+    revived = alive()
+    assert revived is not None
+    with revived.borrow() as obj:
+        assert isinstance(obj, Thing)
+    assert (revived.stats().in_use, revived.stats().created) == (0, 1)
+    del revived, spare
+    found.clear()
+    assert alive() is None
+    del others
