@@ -71,6 +71,10 @@ async def aget_sized(pool: Any, size: int) -> Any:
     return pool.get(size)
 
 
+# An AsyncBorrow's state (`_held`).
+_IDLE, _ENTERING, _HOLDING = 0, 1, 2
+
+
 class AsyncBorrow(Generic[_T]):
     """The async context manager returned by ``aborrow()``: ``aget()`` on
     entry, ``put()`` on exit (also when the block raises or the task is
@@ -86,27 +90,29 @@ class AsyncBorrow(Generic[_T]):
         self._obj: Any = None
         # The block's entry in the pool's record of lent objects (for its exit).
         self._entry = 0
-        self._held = False
+        # _IDLE, _ENTERING (the entry waits for its object: an exit now is
+        # refused, as a Borrow's is during its entry) or _HOLDING.
+        self._held = _IDLE
         # Guards the state, not the wait: no reliance on the GIL.
         self._lock = threading.Lock()
 
     async def __aenter__(self) -> _T:
         with self._lock:
-            if self._held:
+            if self._held != _IDLE:
                 raise RuntimeError(
                     "this aborrow() is already in use; call pool.aborrow() for each async with"
                 )
-            self._held = True
+            self._held = _ENTERING
         try:
             obj = await self._pool.aget(*self._args)
         except BaseException:
             with self._lock:
-                self._held = False
+                self._held = _IDLE
             raise
         # So that a discard in the block makes the exit do nothing more.
         entry = self._pool._note_lent(obj)
         with self._lock:
-            self._obj, self._entry = obj, entry
+            self._obj, self._entry, self._held = obj, entry, _HOLDING
         return obj  # type: ignore[no-any-return]
 
     async def __aexit__(
@@ -116,14 +122,14 @@ class AsyncBorrow(Generic[_T]):
         tb: TracebackType | None,
     ) -> Literal[False]:
         with self._lock:
-            if not self._held:
+            if self._held != _HOLDING:
                 raise RuntimeError("aborrow() exited without being entered")
-            obj, entry, self._obj, self._held = self._obj, self._entry, None, False
+            obj, entry, self._obj, self._held = self._obj, self._entry, None, _IDLE
         # A put, or a discard when the block raised one of the pool's
         # `discard_on`; nothing if the block discarded the object itself.
         self._pool._end_borrow(obj, exc, entry)
         return False
 
     def __repr__(self) -> str:
-        state = "holding" if self._held else "idle"
+        state = ("idle", "entering", "holding")[self._held]
         return f"<AsyncBorrow {state} from {self._pool!r}>"

@@ -233,6 +233,30 @@ def test_aborrow_returns_the_object_on_error_and_is_single_use_at_a_time() -> No
     assert pool.stats().in_use == 0
 
 
+def test_an_aborrow_exited_while_its_entry_waits_is_refused_and_changes_nothing() -> None:
+    # As a Borrow's exit during its entry: refused, and the entry, once its
+    # wait ends, holds the object for its block, whose exit gives it back.
+    pool: ObjectPool[Thing] = ObjectPool(Thing, max_size=1)
+    held = pool.get()
+
+    async def main() -> None:
+        borrow = pool.aborrow(timeout=5)
+        entering = asyncio.create_task(borrow.__aenter__())
+        await until(lambda: pool.stats().waiting == 1)
+        with pytest.raises(RuntimeError, match="exited without being entered"):
+            await borrow.__aexit__(None, None, None)
+        with pytest.raises(RuntimeError, match="already in use"):
+            await borrow.__aenter__()
+        pool.put(held)
+        assert await entering is held
+        assert pool.stats().in_use == 1
+        await borrow.__aexit__(None, None, None)
+
+    run(main())
+    s = pool.stats()
+    assert (s.in_use, s.idle, s.puts) == (0, 1, 2)
+
+
 def test_bad_timeout_fails_at_the_call() -> None:
     pool: ObjectPool[Thing] = ObjectPool(Thing)
     with pytest.raises(ValueError, match="timeout"):

@@ -10,6 +10,8 @@ another thread), and exits racing on several threads."""
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import sys
 import threading
 import weakref
@@ -19,7 +21,7 @@ import pytest
 
 from shardpool import Borrow, ObjectPool, PoolClosed
 
-from helpers import Boom, Thing, run_threads
+from helpers import Boom, Thing, fork, run_threads
 
 # Long enough for a stuck thread to fail the test, not a timing assumption.
 PATIENCE = 60.0
@@ -638,3 +640,49 @@ def test_pool_objects_dropped_while_other_threads_run_blocks_on_their_state() ->
     current[0] = None
     gc.collect()
     assert all(ref() is None for ref in made)
+
+
+def test_a_child_forked_while_another_thread_exits_a_borrow_uses_that_borrow() -> None:
+    # The fork copies a Borrow whose exit (on a thread the child does not
+    # have) holds its pool reference (EXITING) and will never end there: the
+    # child enters that Borrow (it takes a reference of its own) and uses the
+    # pool.
+    in_reset, forked = threading.Event(), threading.Event()
+    exiter: list[int] = []
+
+    def reset(obj: Thing) -> None:
+        if threading.get_ident() in exiter and not in_reset.is_set():
+            in_reset.set()
+            assert forked.wait(PATIENCE)
+
+    pool = ObjectPool(Thing, reset=reset, max_size=3, timeout=PATIENCE)
+    named = pool.borrow()
+
+    def exit_in_thread() -> None:
+        exiter.append(threading.get_ident())
+        with named:
+            pass
+
+    thread = threading.Thread(target=exit_in_thread, daemon=True)
+    thread.start()
+    assert in_reset.wait(PATIENCE)
+    pid = fork()
+    if pid == 0:  # pragma: no cover - the child's result is its exit code
+        code = 1
+        try:
+            signal.alarm(int(PATIENCE))  # a hang fails the test, not the run
+            with named as obj:
+                assert isinstance(obj, Thing)
+            for _ in range(5):
+                with pool.borrow():
+                    pass
+            code = 0 if pool.stats().in_use == 0 else 2
+        finally:
+            os._exit(code)
+    forked.set()
+    thread.join(PATIENCE)
+    assert not thread.is_alive()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    s = pool.stats()
+    assert (s.in_use, s.idle) == (0, 1)

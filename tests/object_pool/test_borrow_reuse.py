@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
 import sys
 import sysconfig
+import textwrap
 import threading
 import weakref
+from typing import cast
 
 import pytest
 
@@ -584,3 +587,135 @@ def test_a_spare_found_through_the_collector_is_the_finders_to_enter() -> None:
         assert isinstance(obj, Thing)
     s = pool.stats()
     assert (s.in_use, s.created) == (0, 2)
+
+    assert (s.in_use, s.created) == (0, 1)
+
+
+# --- a spare reached while its pool is being freed ---
+
+# A pool is freed in steps that run Python code while the spares it keeps
+# are still in its slots: its own spares' drops (a spare keeps its last
+# block's arguments, whose destructor runs when it goes), and, for a Python
+# subclass, its `__dict__`'s values, cleared before the class's own drop.
+# Code there may find a spare through the collector and enter it. When a
+# Borrow held the pool object, that entry took a reference to a pool whose
+# count was 0 and lent from it (garbage stats, then a hang, on 3.11). A
+# Borrow now holds its pool's state, which lives while the Borrow does: the
+# entry gets an object, and the block ends normally. Run in a subprocess
+# with a timeout (a hang or a crash fails it).
+FREED_WHILE_FOUND = textwrap.dedent(
+    """
+    import gc, sys
+    from shardpool import Borrow, ObjectPool, TieredPool
+
+    class Thing:
+        pass
+
+    outcomes = []
+    entered = []
+    armed = []
+
+    def enter_every_borrow():
+        for found in gc.get_objects():
+            if not isinstance(found, Borrow):
+                continue
+            try:
+                obj = found.__enter__()
+            except RuntimeError as e:
+                outcomes.append(str(e).split(";")[0])
+                continue
+            outcomes.append("entered" if isinstance(obj, Thing) else repr(obj))
+            entered.append(found)
+
+    class Finder(float):
+        # A timeout: the spare whose last block took it keeps it.
+        def __del__(self):
+            if armed:
+                enter_every_borrow()
+
+    class Attribute:
+        def __del__(self):
+            enter_every_borrow()
+
+    class SubPool(ObjectPool):
+        pass
+
+    class SubTiered(TieredPool):
+        pass
+
+    def spare_drop():
+        pool = ObjectPool(Thing)
+        # Two spares: the inner block's first (its exit offers it first),
+        # holding the finder; the outer block's second.
+        with pool.borrow():
+            with pool.borrow(timeout=Finder(5.0)):
+                pass
+        armed.append(True)
+        del pool
+
+    def subclass_dict(pool, args):
+        with pool.borrow(*args):
+            pass
+        pool.attribute = Attribute()
+        del pool
+
+    scenario = sys.argv[1]
+    if scenario == "spare_drop":
+        spare_drop()
+    elif scenario == "object_pool_dict":
+        subclass_dict(SubPool(Thing), ())
+    else:
+        subclass_dict(SubTiered(lambda n: Thing(), [8], size_of=lambda o: 8), (8,))
+    # Each block entered there ends normally, on its pool's state.
+    for found in entered:
+        found.__exit__(None, None, None)
+    print(sorted(set(outcomes)))
+    """
+)
+
+
+@pytest.mark.parametrize("scenario", ["spare_drop", "object_pool_dict", "tiered_pool_dict"])
+def test_a_spare_found_while_its_pool_is_freed_works_on_its_state(scenario: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FREED_WHILE_FOUND, scenario],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == repr(["entered"]), done.stderr
+
+
+@reuse_only
+@pytest.mark.usefixtures("no_gc")
+def test_a_spare_entered_from_its_pools_finalizer_works_once_the_pool_is_gone() -> None:
+    # A finalizer (`__del__`) of the pool runs while its count is raised
+    # again; a spare entered there holds the pool's state, not the pool,
+    # which is then freed as usual; the block goes on on the state.
+    found: list[Borrow[Thing]] = []
+    # Other tests' Borrows are not this one's (held, so that no id is reused).
+    others: list[object] = [o for o in gc.get_objects() if isinstance(o, Borrow)]
+    before = {id(o) for o in others}
+    objs: list[object] = []
+
+    class Finalized(ObjectPool[Thing]):
+        def __del__(self) -> None:
+            for obj in gc.get_objects():
+                if not isinstance(obj, Borrow):
+                    continue
+                spare = cast("Borrow[Thing]", cast(object, obj))
+                if id(spare) not in before:
+                    objs.append(spare.__enter__())
+                    found.append(spare)
+
+    pool = Finalized(Thing)
+    with pool.borrow() as first:
+        pass
+    alive = weakref.ref(pool)
+    del pool
+    (spare,) = found
+    assert alive() is None
+    assert objs == [first]  # the pool's one idle object, from its state
+    spare.__exit__(None, None, None)
+    with spare as again:
+        assert again is first
