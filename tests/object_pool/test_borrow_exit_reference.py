@@ -644,9 +644,8 @@ def test_pool_objects_dropped_while_other_threads_run_blocks_on_their_state() ->
 
 def test_a_child_forked_while_another_thread_exits_a_borrow_uses_that_borrow() -> None:
     # The fork copies a Borrow whose exit (on a thread the child does not
-    # have) holds its pool reference (EXITING) and will never end there: the
-    # child enters that Borrow (it takes a reference of its own) and uses the
-    # pool.
+    # have) is in its reset and will never end there: the child enters that
+    # Borrow (free again once its exit took the object) and uses the pool.
     in_reset, forked = threading.Event(), threading.Event()
     exiter: list[int] = []
 
