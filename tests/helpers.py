@@ -16,6 +16,7 @@ import inspect
 import logging
 import os
 import signal
+import subprocess
 import sys
 import sysconfig
 import threading
@@ -114,6 +115,18 @@ def alarm(seconds: float, interval: float = 0.0, handler: Any = _interrupt) -> I
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def run_script(script: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """``python -c script *args`` in a fresh interpreter, its output
+    captured; a hang fails the calling test (``TimeoutExpired``) instead of
+    the run. For scenarios that could crash or hang the interpreter."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def fork() -> int:

@@ -41,7 +41,7 @@ import pytest
 
 from shardpool import BlockPool, BufferPool, ObjectPool, PoolClosed, PoolTimeout, TieredPool
 
-from helpers import Interrupted, alarm, fork
+from helpers import Interrupted, alarm, fork, run_script
 
 CHILD_DEADLINE = 30.0  # a child still running after this is deadlocked
 CRASH_MARKERS = ("Fatal Python error", "panicked", "Segmentation fault", "Aborted", "core dump")
@@ -398,12 +398,7 @@ SHUTDOWN_SCRIPT = textwrap.dedent(
 @pytest.mark.parametrize("mode", ["fall-off-the-end", "sys-exit", "close-at-exit"])
 def test_interpreter_exits_cleanly_with_pools_blocks_and_waiting_threads_alive(mode):
     for _ in range(2):  # the threads are at different points each time
-        done = subprocess.run(
-            [sys.executable, "-c", SHUTDOWN_SCRIPT, mode],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_script(SHUTDOWN_SCRIPT, mode)
         assert done.returncode == 0, done.stderr
         assert not any(marker in done.stderr for marker in CRASH_MARKERS), done.stderr
         assert done.stderr == ""

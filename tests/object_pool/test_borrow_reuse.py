@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import os
-import subprocess
 import sys
 import sysconfig
 import textwrap
@@ -22,7 +21,7 @@ import pytest
 
 from shardpool import Borrow, ObjectPool, PoolTimeout
 
-from helpers import Thing, assert_hand_written_method, fork, refusal
+from helpers import Thing, assert_hand_written_method, fork, refusal, run_script
 
 GIL_BUILD = not sysconfig.get_config_var("Py_GIL_DISABLED")
 reuse_only = pytest.mark.skipif(not GIL_BUILD, reason="Borrows are reused only with a GIL")
@@ -675,12 +674,7 @@ FREED_WHILE_FOUND = textwrap.dedent(
 
 @pytest.mark.parametrize("scenario", ["spare_drop", "object_pool_dict", "tiered_pool_dict"])
 def test_a_spare_found_while_its_pool_is_freed_cannot_be_entered(scenario: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", FREED_WHILE_FOUND, scenario],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_script(FREED_WHILE_FOUND, scenario)
     assert done.returncode == 0, done.stderr
     refusal = (
         "the pool of this borrow() was freed"

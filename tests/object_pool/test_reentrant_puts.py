@@ -12,7 +12,6 @@ for other objects than before."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -22,7 +21,7 @@ import pytest
 
 from shardpool import ObjectPool, TieredPool
 
-from helpers import Boom, Thing
+from helpers import Boom, Thing, run_script
 
 ROUNDS = 500
 
@@ -328,12 +327,7 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_a_destructor_using_the_pool_from_inside_its_calls_does_not_hang(scenario: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", REENTRANT, scenario],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_script(REENTRANT, scenario)
     assert done.returncode == 0, done.stderr
     expected = SCENARIOS[scenario]
     if expected is not None:
