@@ -181,31 +181,21 @@ REENTRANT = textwrap.dedent(
         del os
         POOL.close()
 
-    def reset_raises():
+    def reset_raises(error=ValueError):
         global POOL
         def reset(o):
-            raise ValueError
+            raise error
         POOL = ObjectPool(Haunt, reset=reset)
         for _ in range(20):
             o = POOL.get()
             try:
                 POOL.put(o)
-            except ValueError:
+            except error:
                 log.append("raised")
             del o
 
     def reset_raises_base_exception():
-        global POOL
-        def reset(o):
-            raise KeyboardInterrupt
-        POOL = ObjectPool(Haunt, reset=reset)
-        for _ in range(20):
-            o = POOL.get()
-            try:
-                POOL.put(o)
-            except KeyboardInterrupt:
-                log.append("raised")
-            del o
+        reset_raises(KeyboardInterrupt)
 
     def validate_fails():
         global POOL
