@@ -11,38 +11,39 @@
 //!   no other thread can make one (with a GIL: refcount 1; free-threaded:
 //!   `PyUnstable_Object_IsUniquelyReferenced`, as for blocks, `reuse`),
 //!   and it holds no object; it takes no weak reference ([`SpareBorrows`]).
-//! - A spare does not hold its pool ([`PoolRef`]): only a `Borrow` whose
-//!   exit's caller alone held it (the `with` statement, not a variable:
-//!   `spares::SoleCaller`; before this check, CPython 3.14's uncounted
-//!   reads of a variable let a named `Borrow` look alone and lose its pool)
-//!   is kept, and it lets go of its pool once in the slot. So pool and
-//!   spares make no reference cycle, and a pool whose last reference goes
-//!   away is freed at once. A `Borrow` not holding its pool is in that
-//!   pool's slots, or its pool was freed (its slots' `Drop` cleared its
-//!   address), or it is about to be freed (see [`PoolRef`]); it holds its
-//!   pool again whenever it leaves the slots or is entered, except while
-//!   the pool is being freed (its count is 0: code run by that, which
-//!   found the spare through the collector, is refused); a `Borrow`
-//!   holding an object holds its pool.
-//! - An exit takes over its `Borrow`'s pool reference for its duration
-//!   instead of taking one of its own ([`PoolRef`], `EXITING`): the pool
-//!   stays alive while it runs, whoever enters the `Borrow` meanwhile (a
-//!   `reset` hook, another thread) or takes it from the slots takes a
-//!   reference of its own, and at its end the exit gives the reference back
-//!   to the `Borrow`, or drops it (the `Borrow` owns one again, or was
-//!   kept). So a reused `Borrow`'s block changes its pool's reference
-//!   count twice (taken from the slot, kept again), not four times: on a
-//!   free-threaded build each change is an atomic operation on a count
-//!   that every thread using the pool shares.
+//! - A `Borrow` holds its pool's shared state (`Arc<dyn Lend>`: the core
+//!   pool, its hooks, `discard_on`, the default wait and these spare
+//!   slots), not the Python pool object, also while it is a spare: a
+//!   reused `Borrow`'s block changes no reference count shared between
+//!   threads (a free-threaded build's pool object's count sat on the cache
+//!   line every pool call reads). The cycle state, slots, spare, state is
+//!   broken deterministically: the pool object's `Drop` (and `close()`,
+//!   and the collector's `__clear__`) closes the slots, letting go of the
+//!   spares, as `reuse`'s `PoolCore` does for blocks. A `Borrow` may
+//!   outlive its pool object (`with ObjectPool(f).borrow():`): its state,
+//!   and so its block, keeps working.
+//! - The collector sees the state's Python references (hooks, objects) from
+//!   one holder at a time, never two (each is one reference): from the
+//!   pool object while no `Borrow` outside its slots holds the state
+//!   ([`visible_from_pool`]), from a `Borrow` that is the state's only
+//!   holder (its pool object is gone), else from none: they are then kept
+//!   alive, as a `Borrow` holding its pool object kept them before
+//!   (conservative, never a premature free). So a pool in a cycle with its
+//!   hooks or objects is collected once no named `Borrow` of it is alive;
+//!   a cycle through two or more `Borrow`s that outlived their pool object
+//!   is never collected (a known leak, for a contrived case). The counts
+//!   read (the `Arc`'s, the spares') do not change during a traversal: it
+//!   runs with a GIL or a stopped world, and they change only in code run
+//!   while attached.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::pyclass::boolean_struct::True;
-use pyo3::{intern, PyClass, PyTraverseError};
+use pyo3::{intern, PyTraverseError};
 
 use super::logging::{self, Level};
 
@@ -52,19 +53,36 @@ mod spares;
 mod state;
 
 pub use spares::SpareBorrows;
-use state::{free_threaded_spare, Held, PoolRef};
+use state::Held;
 
-/// A pool class with `borrow()`: how a `Borrow` gets its object and gives
-/// it back. Implemented by the pool classes, so that this module names none.
-pub trait Lend: PyClass<Frozen = True> + Sync {
+/// The shared state of a pool class with `borrow()` (what its Python
+/// object and its `Borrow`s hold, in an `Arc`): how a `Borrow` gets its
+/// object and gives it back. Implemented by the pool classes' states, so
+/// that this module names no pool class.
+pub trait Lend: Send + Sync + 'static {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>>;
     /// Ends the block: `exc` is the exception it raised, if any (the pool
     /// may discard the object for it).
     fn take_back(&self, obj: &Bound<'_, PyAny>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()>;
-    /// Where the pool keeps `Borrow`s for reuse, if it does.
-    fn spare_borrows(&self) -> Option<&SpareBorrows> {
-        None
-    }
+    /// Where the pool keeps `Borrow`s for reuse.
+    fn spare_borrows(&self) -> &SpareBorrows;
+    /// The pool, as log messages name it.
+    fn describe(&self) -> &str;
+    /// Shows the state's Python references to the collector (called by
+    /// one holder only, see the module's invariants).
+    fn traverse_state(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
+    /// Breaks a reference cycle through the state that the collector found
+    /// unreachable (its objects' references dropped, the spares let go).
+    fn clear_state(&self);
+}
+
+/// Whether the pool object that holds `state` (in `Arc` `held`) is the one
+/// to show the state to the collector: no `Borrow` outside its spare slots
+/// holds it (each spare holds one reference to the state; a reference held
+/// elsewhere could make the state reachable the collector cannot see, and
+/// another holder must not show the same references twice).
+pub fn visible_from_pool<L: Lend>(state: &Arc<L>) -> bool {
+    Arc::strong_count(state) == 1 + state.spare_borrows().count()
 }
 
 /// The arguments of a `borrow()` call, kept for its `with` block.
@@ -85,36 +103,39 @@ use super::lent::{end_lent, note_lent};
 /// note (`add_note`) and logged with its traceback. A `BaseException` that
 /// is not an `Exception` (`KeyboardInterrupt`) still propagates, with the
 /// block's exception as its `__context__`, as Python chains it.
+/// `pool` names the pool in the log message (called only then: for a
+/// `Borrow`, a virtual call).
 #[inline]
-pub fn end_block(
-    pool: &Bound<'_, PyAny>,
+pub fn end_block<'a>(
+    py: Python<'_>,
+    pool: impl FnOnce() -> &'a str,
     returned: PyResult<()>,
     exc: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     match returned {
         Ok(()) => Ok(()),
-        Err(err) => end_failed_block(pool, err, exc),
+        Err(err) => end_failed_block(py, pool(), err, exc),
     }
 }
 
 /// [`end_block`] after giving the object back raised.
 #[cold]
 fn end_failed_block(
-    pool: &Bound<'_, PyAny>,
+    py: Python<'_>,
+    pool: &str,
     err: PyErr,
     exc: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     match exc {
-        Some(exc) if !exc.is_none() && err.is_instance_of::<PyException>(pool.py()) => {
-            attach(pool, &err, exc);
+        Some(exc) if !exc.is_none() && err.is_instance_of::<PyException>(py) => {
+            attach(py, pool, &err, exc);
             Ok(())
         }
         _ => Err(err),
     }
 }
 
-fn attach(pool: &Bound<'_, PyAny>, err: &PyErr, exc: &Bound<'_, PyAny>) {
-    let py = pool.py();
+fn attach(py: Python<'_>, pool: &str, err: &PyErr, exc: &Bound<'_, PyAny>) {
     let note = format!(
         "shardpool: giving the borrowed object back raised {} as this exception \
          left the block (a failing reset destroys the object); its traceback is \
@@ -128,57 +149,24 @@ fn attach(pool: &Bound<'_, PyAny>, err: &PyErr, exc: &Bound<'_, PyAny>) {
         py,
         Level::Warning,
         &format!(
-            "{}: giving a borrowed object back raised while the block propagated {}; \
+            "{pool}: giving a borrowed object back raised while the block propagated {}; \
              the block's exception was kept",
-            logging::safe_repr(pool),
             logging::safe_repr(exc),
         ),
         Some(err),
     );
 }
 
-type LendFn = fn(&Bound<'_, PyAny>, &BorrowArgs) -> PyResult<Py<PyAny>>;
-type TakeBackFn =
-    fn(&Bound<'_, PyAny>, &Bound<'_, PyAny>, Option<&Bound<'_, PyAny>>) -> PyResult<()>;
-type SparesFn = for<'a> fn(&'a Bound<'_, PyAny>) -> Option<&'a SpareBorrows>;
-
-/// `pool` as the `P` that [`Borrow::new`] was given.
-fn pool_as<'a, 'py, P: Lend>(pool: &'a Bound<'py, PyAny>) -> &'a Bound<'py, P> {
-    // SAFETY: `Borrow::new` stores a `Py<P>` as `pool`, beside the
-    // `lend::<P>` and `take_back::<P>` that alone call this, and the
-    // pool's address never changes (it is only let go of and taken again,
-    // or forgotten: `PoolRef`): it is a `P` (or a subclass's instance).
-    unsafe { pool.cast_unchecked::<P>() }
-}
-
-fn lend<P: Lend>(pool: &Bound<'_, PyAny>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
-    pool_as::<P>(pool).get().lend(pool.py(), args)
-}
-
-fn spare_borrows<'a, P: Lend>(pool: &'a Bound<'_, PyAny>) -> Option<&'a SpareBorrows> {
-    pool_as::<P>(pool).get().spare_borrows()
-}
-
-fn take_back<P: Lend>(
-    pool: &Bound<'_, PyAny>,
-    obj: &Bound<'_, PyAny>,
-    exc: Option<&Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    pool_as::<P>(pool).get().take_back(obj, exc)
-}
-
 /// The context manager returned by ``borrow()``: gets an object on entry
 /// and puts it back on exit, also when the block raises. One per ``with``.
 #[pyclass(frozen, module = "shardpool", name = "Borrow")]
 pub struct Borrow {
-    pool: PoolRef,
+    /// The pool's shared state, kept also as a spare (see the module's
+    /// invariants). Dispatched through `dyn Lend`: a `borrow()` allocates
+    /// nothing beyond its own object, and this module names no pool class.
+    pool: Arc<dyn Lend>,
     /// Replaced only when the object is reused ([`SpareBorrows::take`]).
     args: UnsafeCell<BorrowArgs>,
-    /// [`Lend`] of the pool's class, without boxing a trait object: a
-    /// `borrow()` allocates nothing beyond its own object.
-    lend: LendFn,
-    take_back: TakeBackFn,
-    spares: SparesFn,
     held: Held,
     /// The block's entry in `lent` while it holds an object: written by
     /// `__enter__` before the object is published in `held` (a release
@@ -193,39 +181,37 @@ pub struct Borrow {
 unsafe impl Sync for Borrow {}
 
 impl Borrow {
-    fn new<P: Lend>(pool: Py<P>, args: BorrowArgs) -> Self {
-        Borrow {
-            pool: PoolRef::new(pool.into_any()),
-            args: UnsafeCell::new(args),
-            lend: lend::<P>,
-            take_back: take_back::<P>,
-            spares: spare_borrows::<P>,
-            held: Held::new(),
-            entry: AtomicU64::new(0),
-        }
-    }
-
-    /// `pool.borrow(...)`: a spare `Borrow` of `pool` that no one else holds
-    /// or can reach, given `args`, else a new one.
+    /// `pool.borrow(...)` of the pool whose shared state is `pool`: a spare
+    /// `Borrow` that no one else holds or can reach, given `args`, else a
+    /// new one.
     #[inline]
-    pub fn lent_by<'py, P: Lend>(
-        pool: &Bound<'py, P>,
+    pub fn lent_by<'py, L: Lend>(
+        py: Python<'py>,
+        pool: &Arc<L>,
         args: BorrowArgs,
     ) -> PyResult<Bound<'py, Borrow>> {
-        let py = pool.py();
-        let args = match pool.get().spare_borrows() {
-            Some(spares) => match spares.take(pool.as_any(), args) {
-                Ok(spare) => return Ok(spare),
-                Err(args) => args,
-            },
-            None => args,
+        let args = match pool.spare_borrows().take(py, args) {
+            Ok(spare) => return Ok(spare),
+            Err(args) => args,
         };
-        Bound::new(py, Borrow::new(pool.clone().unbind(), args))
+        let borrow = Borrow {
+            pool: Arc::clone(pool) as Arc<dyn Lend>,
+            args: UnsafeCell::new(args),
+            held: Held::new(),
+            entry: AtomicU64::new(0),
+        };
+        Bound::new(py, borrow)
     }
 
     fn args(&self) -> &BorrowArgs {
         // SAFETY: see `SpareBorrows::take`, the only writer.
         unsafe { &*self.args.get() }
+    }
+
+    /// The key of this `Borrow`'s pool in `lent` (its state's address, as
+    /// the pool class's `discard` gives it).
+    fn lent_key(&self) -> usize {
+        Arc::as_ptr(&self.pool).cast::<()>() as usize
     }
 
     /// `__enter__`: gets the object.
@@ -235,31 +221,10 @@ impl Borrow {
                 "this borrow() is already in use; call pool.borrow() for each with block",
             ));
         }
-        // A spare the user reached while in its pool's slots (through the
-        // collector) may have let go of its pool: with a GIL it holds it
-        // again (the pool is alive: its slots hold the spare), unless the
-        // pool is being freed by this very thread, which then runs the
-        // finder's code (`PoolRef::own` refuses: "was freed"). Without one
-        // the pool may be being freed on another thread right now (its
-        // slots' `Drop`), so such a `Borrow` is refused instead.
-        if free_threaded_spare(&self.pool, py) {
-            self.held.set_free();
-            return Err(PyRuntimeError::new_err(
-                "this borrow() is kept by its pool for reuse; call pool.borrow() for each with block",
-            ));
-        }
-        if !self.pool.own() {
-            self.held.set_free();
-            return Err(PyRuntimeError::new_err(
-                "the pool of this borrow() was freed; call pool.borrow() for each with block",
-            ));
-        }
-        let Some(pool) = self.pool.owned(py) else {
-            unreachable!("owned just above")
-        };
-        match (self.lend)(&pool, self.args()) {
+        match self.pool.lend(py, self.args()) {
             Ok(obj) => {
-                self.entry.store(note_lent(&pool, obj.bind(py)), Relaxed);
+                self.entry
+                    .store(note_lent(self.lent_key(), obj.bind(py)), Relaxed);
                 self.held.hold(obj.clone_ref(py));
                 Ok(obj)
             }
@@ -280,41 +245,25 @@ impl Borrow {
                 "borrow() exited without being entered",
             ));
         };
-        // Entered, so it owns its pool (`PoolRef`): the exit takes that
-        // reference over instead of taking one of its own (an atomic
-        // operation on a count shared by every thread using the pool, on a
-        // free-threaded build), while the `Borrow` is still busy: an entry
-        // that started now would find the reference owned and lose it to
-        // this step. Python code run after it (`reset`) may enter and exit
-        // this `Borrow` again, on this thread or another: such an entry
-        // takes a reference of its own (`PoolRef::own`).
-        let pool = this.pool.take_over(py);
-        // Read while the `Borrow` is still busy: an entry that starts once
-        // it is free (another thread, or our `reset`) stores its own.
+        // Read while the `Borrow` is still busy: an entry that started
+        // once it is free (another thread, or our `reset`) writes its own.
         let entry = this.entry.load(Relaxed);
         this.held.set_free();
+        // Python code run from here (`reset`) may enter and exit this
+        // `Borrow` again, on this thread or another: it holds its pool's
+        // state whatever happens, so nothing here depends on who does.
+        let pool = &*this.pool;
         // The error boxed (rare), inside the give-back: a `PyErr` kept in
         // registers across the calls below cost the common case 8
         // instructions a block, and the unboxed result copied out of
         // `end_lent`'s thread-local access about 30.
-        let result = end_lent(&pool, &obj, entry, || {
-            end_block(&pool, (this.take_back)(&pool, &obj, Some(exc)), Some(exc)).map_err(Box::new)
+        let result = end_lent(this.lent_key(), &obj, entry, || {
+            let returned = pool.take_back(&obj, Some(exc));
+            end_block(py, || pool.describe(), returned, Some(exc)).map_err(Box::new)
         })
         .unwrap_or(Ok(()));
         drop(obj);
-        let kept = (this.spares)(&pool).is_some_and(|spares| spares.offer(slf));
-        // Last, as nothing of this `Borrow` is used after it. Kept: the
-        // `Borrow` lets go of its pool (no cycle through the slot), and if
-        // that was the pool's last reference (`with ObjectPool(f).borrow():`),
-        // the pool is freed now: its slots' `Drop` makes this `Borrow`
-        // forget it and lets go of the slot's reference; the caller's
-        // reference (the `with` statement's bound `__exit__`) keeps the
-        // `Borrow` itself alive until we return. Not kept: the reference
-        // goes back to the `Borrow` (dropping `pool`), whose holders may
-        // enter it again.
-        if kept {
-            pool.let_go();
-        }
+        pool.spare_borrows().offer(slf);
         result.map_err(|e| *e)
     }
 }
@@ -361,11 +310,10 @@ pub fn install_raw_methods(py: Python<'_>) -> PyResult<()> {
 
 #[pymethods]
 impl Borrow {
+    /// The object held, the arguments, and the pool's state when this
+    /// `Borrow` is its only holder (its pool object is gone: see the
+    /// module's invariants).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // SAFETY: as for the object below: the reference `owned` lends.
-        if let Some(pool) = self.pool.owned(unsafe { Python::assume_attached() }) {
-            visit.call(pool.as_unbound())?;
-        }
         visit.call(&self.args().timeout)?;
         if let Some(obj) = self.held.held() {
             // SAFETY: the collector traverses on a thread attached to the
@@ -375,14 +323,21 @@ impl Borrow {
             let obj = unsafe { Borrowed::from_ptr(Python::assume_attached(), obj.as_ptr()) };
             visit.call(obj.as_unbound())?;
         }
+        if Arc::strong_count(&self.pool) == 1 {
+            self.pool.traverse_state(&visit)?;
+        }
         Ok(())
     }
 
     /// Breaks a reference cycle the collector found unreachable: drops the
     /// reference to the object held (the pool still accounts for it as
-    /// handed out, as when a `Borrow` is dropped without its exit).
+    /// handed out, as when a `Borrow` is dropped without its exit), and,
+    /// as the state's only holder, the state's references.
     fn __clear__(&self) {
         Python::attach(|py| drop(self.held.take(py)));
+        if Arc::strong_count(&self.pool) == 1 {
+            self.pool.clear_state();
+        }
     }
 }
 

@@ -110,15 +110,17 @@ pub fn not_out(obj: &Bound<'_, PyAny>) -> PyErr {
     ))
 }
 
-/// `discard_methods!(Class, /// docs of discard)`: the methods a pool of
-/// Python objects has for discarding (`discard`, the `discard_on`
+/// `discard_methods!(Class, State, /// docs of discard)`: the methods a
+/// pool of Python objects has for discarding (`discard`, the `discard_on`
 /// property, and the two private hooks `AsyncBorrow` calls), written once
 /// for `ObjectPool` and `TieredPool`, with the end of a `borrow()` block
-/// (`end_borrow`). The class provides `discard_object(&self, obj)`,
-/// `put_object(&self, obj)` and a `discard_on: DiscardOn` field.
+/// (`end_borrow`, on the class's shared `State`, which `Borrow`s hold).
+/// The state provides `discard_object(&self, obj)`, `put_object(&self,
+/// obj)`, `hooks` and a `discard_on: DiscardOn` field; the class derefs to
+/// it and gives `lent_key(&self)`, the state's address.
 macro_rules! discard_methods {
-    ($class:ident, $(#[$doc:meta])*) => {
-        impl $class {
+    ($class:ident, $state:ident, $(#[$doc:meta])*) => {
+        impl $state {
             /// The end of a `borrow()`/`aborrow()` block that did not discard
             /// its object itself: a discard if it raised one of `discard_on`,
             /// else a put. Inlined into `Borrow.__exit__`'s call of it
@@ -146,7 +148,8 @@ macro_rules! discard_methods {
                 // Marked first: a block's exit that starts from now on does
                 // nothing more (see `lent`).
                 // Refused while a block gives the object back.
-                let Ok(marks) = $crate::python::lent::mark_discarded(slf.as_any(), obj) else {
+                let key = slf.get().lent_key();
+                let Ok(marks) = $crate::python::lent::mark_discarded(key, obj) else {
                     return Err($crate::python::discard::not_out(obj));
                 };
                 let discarded = slf.get().discard_object(obj);
@@ -160,7 +163,7 @@ macro_rules! discard_methods {
             /// block's entry, for ``_end_borrow``. Not public API.
             #[pyo3(signature = (obj, /))]
             fn _note_lent(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> u64 {
-                $crate::python::lent::note_lent_outlined(slf.as_any(), obj)
+                $crate::python::lent::note_lent_outlined(slf.get().lent_key(), obj)
             }
 
             /// The end of an ``aborrow()`` block (for ``AsyncBorrow``): as the exit
@@ -173,9 +176,10 @@ macro_rules! discard_methods {
                 exc: Option<&Bound<'_, PyAny>>,
                 entry: u64,
             ) -> PyResult<()> {
-                let pool = slf.as_any();
-                $crate::python::lent::end_lent(pool, obj, entry, || {
-                    $crate::python::borrow::end_block(pool, slf.get().end_borrow(obj, exc), exc)
+                let pool = slf.get();
+                $crate::python::lent::end_lent(pool.lent_key(), obj, entry, || {
+                    let returned = pool.end_borrow(obj, exc);
+                    $crate::python::borrow::end_block(slf.py(), || pool.hooks.pool(), returned, exc)
                 })
                 .unwrap_or(Ok(()))
             }

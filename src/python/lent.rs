@@ -1,17 +1,18 @@
 //! The objects `borrow()`/`aborrow()` blocks hold, so that a block whose
 //! object was discarded (`pool.discard(obj)`, from any thread) ends
 //! without giving it back again: the core's `lent` protocol (its invariants
-//! are there), keyed by the addresses of the pool and the object, which the
-//! block holds while its entry is listed.
+//! are there), keyed by the address of the pool's shared state (which the
+//! pool object and its `Borrow`s hold, `Lend`) and that of the object,
+//! which the block holds while its entry is listed.
 
 use pyo3::prelude::*;
 
 use super::Detached;
 use crate::lent::{self, Key};
 
-fn key(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> Key {
+fn key(pool: usize, obj: &Bound<'_, PyAny>) -> Key {
     Key {
-        pool: pool.as_ptr() as usize,
+        pool,
         obj: obj.as_ptr() as usize,
     }
 }
@@ -20,12 +21,12 @@ fn key(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> Key {
 /// for [`end_lent`]. For `Borrow.__enter__`, its only caller, into which
 /// it is inlined (see `lent::note_lent`).
 #[inline(always)]
-pub fn note_lent(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> u64 {
+pub fn note_lent(pool: usize, obj: &Bound<'_, PyAny>) -> u64 {
     lent::note_lent(key(pool, obj))
 }
 
 /// [`note_lent`] for an `aborrow()` block (`AsyncBorrow`).
-pub fn note_lent_outlined(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> u64 {
+pub fn note_lent_outlined(pool: usize, obj: &Bound<'_, PyAny>) -> u64 {
     lent::note_lent_outlined(key(pool, obj))
 }
 
@@ -36,7 +37,7 @@ pub fn note_lent_outlined(pool: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>) -> u6
 /// while a discard from another thread is refused.
 #[inline]
 pub fn end_lent<R>(
-    pool: &Bound<'_, PyAny>,
+    pool: usize,
     obj: &Bound<'_, PyAny>,
     id: u64,
     give_back: impl FnOnce() -> R,
@@ -50,9 +51,6 @@ pub fn end_lent<R>(
 /// it back now on this thread, or still after a wait (detached) for one on
 /// another.
 #[cold]
-pub fn mark_discarded(
-    pool: &Bound<'_, PyAny>,
-    obj: &Bound<'_, PyAny>,
-) -> Result<lent::Marks, lent::Refused> {
+pub fn mark_discarded(pool: usize, obj: &Bound<'_, PyAny>) -> Result<lent::Marks, lent::Refused> {
     lent::mark_discarded(key(pool, obj), &Detached(obj.py()))
 }

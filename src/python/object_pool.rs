@@ -1,12 +1,15 @@
 //! `ObjectPool`: the pool of Python objects, over the core's `Pool`.
 
+use std::ops::Deref;
+use std::sync::Arc;
+
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
 use super::aio::aio_methods;
 use super::args;
-use super::borrow::{Borrow, BorrowArgs, Lend, SpareBorrows};
+use super::borrow::{visible_from_pool, Borrow, BorrowArgs, Lend, SpareBorrows};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error, not_out, put_error};
@@ -97,9 +100,15 @@ use crate::{Config, GetError, OpenError, Pool, Step};
 ///     TypeError, ValueError: for bad arguments, naming the argument.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "ObjectPool")]
 pub struct ObjectPool {
-    /// `Borrow`s whose block exited, for the next `borrow()`. First, so
-    /// that when the pool is freed they forget it (`SpareBorrows`'s `Drop`)
-    /// before the other fields' drops can run Python code.
+    /// What the pool shares with its `Borrow`s (which hold it, spares
+    /// included, instead of this object: see `borrow`).
+    state: Arc<ObjectPoolState>,
+}
+
+/// An `ObjectPool`'s state, shared with its `Borrow`s.
+pub struct ObjectPoolState {
+    /// `Borrow`s whose block exited, for the next `borrow()`; each holds
+    /// this state: the pool object's `Drop` lets go of them.
     borrows: SpareBorrows,
     core: Shared<Pool<Py<PyAny>>>,
     hooks: ObjectHooks,
@@ -108,7 +117,47 @@ pub struct ObjectPool {
     timeout: Wait,
 }
 
+impl Deref for ObjectPool {
+    type Target = ObjectPoolState;
+
+    #[inline(always)]
+    fn deref(&self) -> &ObjectPoolState {
+        &self.state
+    }
+}
+
+impl Drop for ObjectPool {
+    /// Breaks the cycle state, spare slots, spare `Borrow`, state: the
+    /// spares go (a `Borrow` held elsewhere keeps the state, and works).
+    fn drop(&mut self) {
+        Python::attach(|py| self.state.borrows.close(py));
+    }
+}
+
 impl ObjectPool {
+    /// The state's address: the pool's key in `lent`, as its `Borrow`s
+    /// give it.
+    fn lent_key(&self) -> usize {
+        Arc::as_ptr(&self.state) as usize
+    }
+
+    /// `borrow(timeout)`: `timeout` as for [`ObjectPoolState::get_object`],
+    /// checked now, so that a bad one fails at the call, not at `with`.
+    fn borrow_object<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<&Py<PyAny>>,
+    ) -> PyResult<Bound<'py, Borrow>> {
+        let py = slf.py();
+        slf.get().timeout.resolve(timeout, py)?;
+        let args = BorrowArgs {
+            timeout: timeout.map(|t| t.clone_ref(py)),
+            size: 0,
+        };
+        Borrow::lent_by(py, &slf.get().state, args)
+    }
+}
+
+impl ObjectPoolState {
     fn call_hooks<'a, 'py>(&'a self, py: Python<'py>) -> PyHooks<'a, 'py> {
         self.hooks.bound(py, None)
     }
@@ -137,21 +186,6 @@ impl ObjectPool {
         Ok(obj)
     }
 
-    /// `borrow(timeout)`: `timeout` as for [`ObjectPool::get_object`],
-    /// checked now, so that a bad one fails at the call, not at `with`.
-    fn borrow_object<'py>(
-        slf: &Bound<'py, Self>,
-        timeout: Option<&Py<PyAny>>,
-    ) -> PyResult<Bound<'py, Borrow>> {
-        let py = slf.py();
-        slf.get().timeout.resolve(timeout, py)?;
-        let args = BorrowArgs {
-            timeout: timeout.map(|t| t.clone_ref(py)),
-            size: 0,
-        };
-        Borrow::lent_by(slf, args)
-    }
-
     /// What a failed get raises; a timeout's message describes the pool.
     fn get_failed(&self, e: GetError<PyErr>, secs: Option<f64>) -> PyErr {
         match e {
@@ -174,7 +208,7 @@ impl ObjectPool {
     /// of a full bounded pool (`slf`).
     fn step(
         &self,
-        slf: &Py<Self>,
+        slf: &Py<ObjectPool>,
         py: Python<'_>,
         step: Result<Step<Py<PyAny>>, GetError<PyErr>>,
     ) -> PyResult<Py<PyAny>> {
@@ -246,7 +280,7 @@ impl WaitQueue for Py<ObjectPool> {
     }
 }
 
-impl Lend for ObjectPool {
+impl Lend for ObjectPoolState {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
         self.get_object(py, args.timeout.as_ref())
     }
@@ -255,8 +289,37 @@ impl Lend for ObjectPool {
         self.end_borrow(obj, exc)
     }
 
-    fn spare_borrows(&self) -> Option<&SpareBorrows> {
-        Some(&self.borrows)
+    fn spare_borrows(&self) -> &SpareBorrows {
+        &self.borrows
+    }
+
+    fn describe(&self) -> &str {
+        self.hooks.pool()
+    }
+
+    /// The hooks, every object the pool holds (idle objects, those set
+    /// aside for a waiting batch, and in a checked pool its references to
+    /// handed-out ones), the spare `Borrow`s (with a GIL), and the wake-up
+    /// callbacks of the tasks queued in ``aget()``.
+    fn traverse_state(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.hooks.traverse(visit)?;
+        self.discard_on.traverse(visit)?;
+        self.borrows.traverse(visit)?;
+        self.core.visit(|obj| visit.call(obj))?;
+        self.core
+            .visit_notifications(|notify| match notify.as_any().downcast_ref::<PyNotify>() {
+                Some(py_notify) => visit.call(&py_notify.callback),
+                None => Ok(()),
+            })
+    }
+
+    /// Drops the pool's references to its objects and the callbacks of
+    /// queued tasks (no hooks run; nothing can reach the pool to wake those
+    /// tasks), and its spare `Borrow`s.
+    fn clear_state(&self) {
+        Python::attach(|py| self.borrows.close(py));
+        self.core.release_references();
+        drop(self.core.take_notifications());
     }
 }
 
@@ -304,6 +367,7 @@ generic_class!(ObjectPool);
 sizing_methods!(ObjectPool);
 discard::discard_methods!(
     ObjectPool,
+    ObjectPoolState,
     /// Destroy an object from ``get`` instead of giving it back (it is
     /// broken, or must not be reused): ``destroy`` runs, and its ``max_size``
     /// slot is freed at once for the longest waiter (which gets a new
@@ -460,12 +524,15 @@ impl ObjectPool {
             Err(OpenError::Config(e)) => return Err(config_error(e)),
             Err(OpenError::Fill(e)) => return Err(get_error(e, None, max_size)),
         };
-        Ok(ObjectPool {
+        let state = ObjectPoolState {
             borrows,
             core: Shared::new(core, labels),
             hooks,
             discard_on,
             timeout,
+        };
+        Ok(ObjectPool {
+            state: Arc::new(state),
         })
     }
 
@@ -580,29 +647,25 @@ impl ObjectPool {
         self.hooks.factory().clone_ref(py)
     }
 
-    /// The hooks, every object the pool holds (idle objects, those set
-    /// aside for a waiting batch, and in a checked pool its references to
-    /// handed-out ones), and the wake-up callbacks of the tasks queued in
-    /// ``aget()``. So a pool whose objects (or waiting tasks) refer back to
+    /// The pool's state (see `Lend::traverse_state`), unless a `Borrow`
+    /// outside its spare slots holds it too (then no one shows it: see
+    /// `borrow`). So a pool whose objects (or waiting tasks) refer back to
     /// it is collected like any other cycle.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.hooks.traverse(&visit)?;
-        self.discard_on.traverse(&visit)?;
-        self.borrows.traverse(&visit)?;
-        self.core.visit(|obj| visit.call(obj))?;
-        self.core
-            .visit_notifications(|notify| match notify.as_any().downcast_ref::<PyNotify>() {
-                Some(py_notify) => visit.call(&py_notify.callback),
-                None => Ok(()),
-            })
+        if visible_from_pool(&self.state) {
+            self.state.traverse_state(&visit)?;
+        }
+        Ok(())
     }
 
-    /// Breaks a reference cycle the collector found unreachable: drops the
-    /// pool's references to its objects and the callbacks of queued tasks
-    /// (no hooks run; nothing can reach the pool to wake those tasks).
+    /// Breaks a reference cycle the collector found unreachable: the
+    /// state's references, if the pool showed them (see `__traverse__`),
+    /// else only the spare `Borrow`s.
     fn __clear__(&self) {
-        Python::attach(|py| self.borrows.close(py));
-        self.core.release_references();
-        drop(self.core.take_notifications());
+        if visible_from_pool(&self.state) {
+            self.state.clear_state();
+        } else {
+            Python::attach(|py| self.borrows.close(py));
+        }
     }
 }

@@ -50,7 +50,7 @@
 //! so a pool keeps at most `2P` objects idle (a GIL build: 1 group, 2),
 //! each a released `Block` or `Buffer` (128 bytes each,
 //! `sys.getsizeof` on 3.14t, its lease holding no memory) or, for an
-//! `ObjectPool`'s `borrow()`, a `Borrow` holding no object (104 bytes),
+//! `ObjectPool`'s `borrow()`, a `Borrow` holding no object (80 bytes),
 //! plus the groups themselves, `P` cache-line-padded slot pairs of 128
 //! bytes made with the pool. At most `2P * 128 + P * 128` bytes a pool:
 //! 768 bytes with 2 CPUs, 24 KiB with 64, whatever the number of threads.
@@ -58,7 +58,9 @@
 //! A spare holds a strong reference and stays an ordinary (released)
 //! object that the GC sees; its pool's `close()`, and the collection of
 //! the pool object, let go of it (a spare holds the pool's core, so it
-//! must not outlive the pool object).
+//! must not outlive the pool object). A spare `Borrow` holds its pool's
+//! shared state the same way, and its pool object's `Drop` lets go of it
+//! (`borrow`).
 //!
 //! The two classes are declared here too, so that what they share is
 //! written once: `reusable_class!` (the class, its lease and its pool),

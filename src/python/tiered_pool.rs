@@ -1,6 +1,8 @@
 //! `TieredPool`: the layered object pool, one `Pool` per size tier.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -8,7 +10,7 @@ use pyo3::PyTraverseError;
 
 use super::aio::aio_methods;
 use super::args;
-use super::borrow::{Borrow, BorrowArgs, Lend, SpareBorrows};
+use super::borrow::{visible_from_pool, Borrow, BorrowArgs, Lend, SpareBorrows};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error};
@@ -70,9 +72,15 @@ use crate::Config;
 ///     TypeError, ValueError: for bad arguments, naming the argument.
 #[pyclass(frozen, weakref, subclass, module = "shardpool", name = "TieredPool")]
 pub struct TieredPool {
-    /// `Borrow`s whose block exited, for the next `borrow()`. First, so
-    /// that when the pool is freed they forget it (`SpareBorrows`'s `Drop`)
-    /// before the other fields' drops can run Python code.
+    /// What the pool shares with its `Borrow`s (which hold it, spares
+    /// included, instead of this object: see `borrow`).
+    state: Arc<TieredPoolState>,
+}
+
+/// A `TieredPool`'s state, shared with its `Borrow`s.
+pub struct TieredPoolState {
+    /// `Borrow`s whose block exited, for the next `borrow()`; each holds
+    /// this state: the pool object's `Drop` lets go of them.
     borrows: SpareBorrows,
     core: Shared<Tiered<Py<PyAny>>>,
     hooks: ObjectHooks,
@@ -80,7 +88,30 @@ pub struct TieredPool {
     discard_on: DiscardOn,
 }
 
+impl Deref for TieredPool {
+    type Target = TieredPoolState;
+
+    #[inline(always)]
+    fn deref(&self) -> &TieredPoolState {
+        &self.state
+    }
+}
+
+impl Drop for TieredPool {
+    /// As `ObjectPool`'s: the spares go.
+    fn drop(&mut self) {
+        Python::attach(|py| self.state.borrows.close(py));
+    }
+}
+
 impl TieredPool {
+    /// The state's address: the pool's key in `lent`.
+    fn lent_key(&self) -> usize {
+        Arc::as_ptr(&self.state) as usize
+    }
+}
+
+impl TieredPoolState {
     fn get_sized(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
         let (obj, _) = self
             .core
@@ -121,7 +152,7 @@ impl TieredPool {
     }
 }
 
-impl Lend for TieredPool {
+impl Lend for TieredPoolState {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
         self.get_sized(py, args.size)
     }
@@ -130,8 +161,27 @@ impl Lend for TieredPool {
         self.end_borrow(obj, exc)
     }
 
-    fn spare_borrows(&self) -> Option<&SpareBorrows> {
-        Some(&self.borrows)
+    fn spare_borrows(&self) -> &SpareBorrows {
+        &self.borrows
+    }
+
+    fn describe(&self) -> &str {
+        self.hooks.pool()
+    }
+
+    /// The hooks, the spare `Borrow`s (with a GIL), every idle object of
+    /// every tier, and the checked record's objects out.
+    fn traverse_state(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.hooks.traverse(visit)?;
+        self.borrows.traverse(visit)?;
+        visit.call(&self.size_of)?;
+        self.discard_on.traverse(visit)?;
+        self.core.visit(|obj| visit.call(obj))
+    }
+
+    fn clear_state(&self) {
+        Python::attach(|py| self.borrows.close(py));
+        self.core.release_references();
     }
 }
 
@@ -167,6 +217,7 @@ core_getters!(TieredPool {
 generic_class!(TieredPool);
 discard::discard_methods!(
     TieredPool,
+    TieredPoolState,
     /// Destroy an object from ``get`` instead of giving it back (it is
     /// broken, or must not be reused): ``destroy`` runs, counted in
     /// ``stats().discarded`` in the tier it came from. A checked pool raises
@@ -245,12 +296,15 @@ impl TieredPool {
         })
         .map_err(config_error)?;
         let borrows = SpareBorrows::new(py)?;
-        Ok(TieredPool {
+        let state = TieredPoolState {
             borrows,
             core: Shared::new(tiers, labels),
             hooks,
             size_of,
             discard_on,
+        };
+        Ok(TieredPool {
+            state: Arc::new(state),
         })
     }
 
@@ -280,7 +334,7 @@ impl TieredPool {
             timeout: None,
             size: args::count(size, "size")?,
         };
-        Borrow::lent_by(slf, args)
+        Borrow::lent_by(slf.py(), &slf.get().state, args)
     }
 
     /// Counters over all tiers (``PoolStats``).
@@ -316,19 +370,22 @@ impl TieredPool {
         self.core.classes_max_idle()
     }
 
-    /// The hooks, every idle object of every tier, and the checked record's
-    /// objects out (see `ObjectPool`).
+    /// The pool's state, unless a `Borrow` outside its spare slots holds
+    /// it too (see `ObjectPool`'s).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.hooks.traverse(&visit)?;
-        self.borrows.traverse(&visit)?;
-        visit.call(&self.size_of)?;
-        self.discard_on.traverse(&visit)?;
-        self.core.visit(|obj| visit.call(obj))
+        if visible_from_pool(&self.state) {
+            self.state.traverse_state(&visit)?;
+        }
+        Ok(())
     }
 
-    /// Breaks a reference cycle the collector found unreachable.
+    /// Breaks a reference cycle the collector found unreachable (see
+    /// `ObjectPool`'s).
     fn __clear__(&self) {
-        Python::attach(|py| self.borrows.close(py));
-        self.core.release_references();
+        if visible_from_pool(&self.state) {
+            self.state.clear_state();
+        } else {
+            Python::attach(|py| self.borrows.close(py));
+        }
     }
 }

@@ -1,12 +1,11 @@
-"""A borrow() block's exit takes over its Borrow's reference to the pool for
-its duration instead of taking one of its own, and at its end gives it back
-to the Borrow or lets go of it (the Borrow kept as a spare), so a reused
-Borrow's block changes the pool's reference count twice, not four times
-(src/python/borrow.rs, PoolRef). What would break if that reference were
-mishandled: the pool's count after blocks, a pool whose last other
-reference goes inside or before the block, a Borrow entered again while an
-exit of it runs (from its reset hook, or from another thread), and exits
-racing on several threads."""
+"""A Borrow holds its pool's shared state (the core pool, hooks, spare
+slots), not the Python pool object, also as a spare, so a reused Borrow's
+block changes no reference count of the pool object
+(src/python/borrow.rs). What would break if that were mishandled: the
+pool object's count after blocks, a pool whose last reference goes inside
+or before the block (the block still works, on the state), a Borrow
+entered again while an exit of it runs (from its reset hook, or from
+another thread), and exits racing on several threads."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ import pytest
 
 from shardpool import Borrow, ObjectPool, PoolClosed, TieredPool
 
-from helpers import FREE_THREADED_BUILD, Boom, Thing, fork, run_threads
+from helpers import Boom, Thing, fork, run_threads
 
 # Long enough for a stuck thread to fail the test, not a timing assumption.
 PATIENCE = 60.0
@@ -51,19 +50,21 @@ def test_blocks_of_every_kind_leave_the_pools_count_as_it_was() -> None:
 
 
 @pytest.mark.usefixtures("no_gc")
-def test_a_pool_made_for_its_block_is_freed_when_the_block_ends() -> None:
+def test_a_pool_made_for_its_block_is_freed_at_once_and_the_block_works() -> None:
     made: list[weakref.ref[ObjectPool[Thing]]] = []
+    reset: list[Thing] = []
 
     def pool() -> ObjectPool[Thing]:
-        p = ObjectPool(Thing)
+        p = ObjectPool(Thing, reset=reset.append)
         made.append(weakref.ref(p))
         return p
 
     for _ in range(3):
         with pool().borrow() as obj:
-            assert made[-1]() is not None
+            # The Borrow holds the pool's state, not the pool object.
+            assert made[-1]() is None
             assert isinstance(obj, Thing)
-        assert made[-1]() is None
+        assert reset[-1] is obj  # given back to the state's core
 
 
 @pytest.mark.usefixtures("no_gc")
@@ -72,12 +73,12 @@ def test_a_borrow_made_then_its_pool_dropped_before_the_block_works() -> None:
     alive = weakref.ref(pool)
     borrow = pool.borrow()
     del pool
-    for _ in range(3):  # each exit gives the reference back to the Borrow
+    assert alive() is None  # the Borrow holds the pool's state only
+    got: list[Thing] = []
+    for _ in range(3):
         with borrow as obj:
-            assert isinstance(obj, Thing)
-        assert alive() is not None
-    del borrow
-    assert alive() is None
+            got.append(obj)
+    assert got[0] is got[1] is got[2]  # given back each time, and reused
 
 
 @pytest.mark.usefixtures("no_gc")
@@ -86,12 +87,10 @@ def test_a_block_that_drops_the_last_other_reference_to_its_pool_ends_well() -> 
     pool = ObjectPool(Thing, reset=reset.append)
     alive = weakref.ref(pool)
     with pool.borrow() as obj:
-        del pool  # the Borrow's reference is the pool's last one now
-        assert alive() is not None
-    # The exit gave the object back (reset on put), then let go of the last
-    # reference: the pool was freed at once.
+        del pool  # the pool object's last reference
+        assert alive() is None
+    # The exit gave the object back (reset on put), to the pool's state.
     assert reset == [obj]
-    assert alive() is None
 
 
 @pytest.mark.usefixtures("no_gc")
@@ -148,10 +147,11 @@ def test_a_borrow_entered_and_exited_from_its_own_exits_reset_hook() -> None:
     assert len(got) == 1
     assert got[0] is not outer  # the outer object was being reset, not idle
     assert pool.stats().in_use == 0
-    assert sys.getrefcount(pool) == before + 1  # the Borrow's own
+    assert sys.getrefcount(pool) == before  # a Borrow holds the state only
     alive = weakref.ref(pool)
     del pool
-    with kept[0] as obj:  # the Borrow still holds its pool
+    assert alive() is None
+    with kept[0] as obj:  # the Borrow still holds its pool's state
         assert isinstance(obj, Thing)
     kept.clear()
     assert alive() is None
@@ -173,17 +173,13 @@ def test_a_borrow_entered_from_its_own_exits_reset_hook_and_left_open() -> None:
     # The outer exit ended while the Borrow held an object again: the
     # Borrow owns its pool, the exit's own reference went.
     assert pool.stats().in_use == 1
+    assert kept[0].__exit__(None, None, None) is False
+    assert pool.stats().in_use == 0
+    assert sys.getrefcount(pool) == before  # a Borrow holds the state only
     alive = weakref.ref(pool)
     del pool
-    assert alive() is not None
-    assert kept[0].__exit__(None, None, None) is False
-    again = alive()
-    assert again is not None
-    assert again.stats().in_use == 0
-    assert sys.getrefcount(again) == before + 1  # the Borrow's own
-    del again
-    kept.clear()
     assert alive() is None
+    kept.clear()
 
 
 @pytest.mark.parametrize("b_outlasts_a", [True, False], ids=["b-ends-after", "b-ends-within"])
@@ -247,7 +243,6 @@ def test_exits_racing_on_threads_over_one_named_borrow_keep_the_books() -> None:
             pass
 
     pool = ObjectPool(Thing, reset=reset)
-    alive = weakref.ref(pool)
     before = sys.getrefcount(pool)
     shared = [pool.borrow()]
     blocks = [0] * 4
@@ -269,15 +264,10 @@ def test_exits_racing_on_threads_over_one_named_borrow_keep_the_books() -> None:
     s = pool.stats()
     assert s.in_use == 0
     assert s.created == s.idle + s.destroyed
-    assert sys.getrefcount(pool) == before + 1  # the shared Borrow's own
+    assert sys.getrefcount(pool) == before  # a Borrow holds the state only
     del pool
-    with shared[0] as obj:  # it holds its pool
+    with shared[0] as obj:  # it holds its pool's state
         assert isinstance(obj, Thing)
-    gc.collect()
-    assert alive() is not None
-    shared.clear()
-    gc.collect()
-    assert alive() is None
 
 
 def test_blocks_racing_on_threads_over_one_pool_leave_its_count_as_it_was() -> None:
@@ -300,11 +290,10 @@ def test_blocks_racing_on_threads_over_one_pool_leave_its_count_as_it_was() -> N
     assert sys.getrefcount(pool) == before
 
 
-@pytest.mark.skipif(not FREE_THREADED_BUILD, reason="a spare's entry is refused only without a GIL")
-def test_a_named_borrow_entered_while_another_thread_exits_it_is_never_refused_as_a_spare() -> None:
-    # An exit in flight has taken the Borrow's reference over; an entry from
-    # another thread meanwhile takes one of its own, never mistaking the
-    # Borrow for a spare of its pool.
+def test_a_named_borrow_entered_while_another_thread_exits_it_is_refused_only_as_in_use() -> None:
+    # An entry from another thread while an exit gives the object back (the
+    # Borrow is free again from the exit's first step) runs, or is refused
+    # as "already in use" while another block holds it; nothing else.
     pool = ObjectPool(Thing, reset=lambda obj: None)
     shared = pool.borrow()
     wrong: list[str] = []
@@ -325,12 +314,12 @@ def test_a_named_borrow_entered_while_another_thread_exits_it_is_never_refused_a
 
 @pytest.mark.usefixtures("no_gc")
 @pytest.mark.parametrize("exc", [Boom, KeyboardInterrupt, SystemExit])
-def test_an_exit_whose_reset_raises_gives_the_borrow_its_pool_back(
+def test_an_exit_whose_reset_raises_leaves_the_borrow_usable(
     exc: type[BaseException],
 ) -> None:
-    # The exit took the Borrow's reference over; the reset's exception
-    # (a BaseException too) ends it early: the reference goes back to the
-    # Borrow (named) or with the spare, and the pool's count is as it was.
+    # The reset's exception (a BaseException too) ends the exit early: the
+    # Borrow is free again (named) or kept as a spare, and the pool object's
+    # count is as it was.
     def reset(obj: Thing) -> None:
         raise exc
 
@@ -347,15 +336,14 @@ def test_an_exit_whose_reset_raises_gives_the_borrow_its_pool_back(
         propagated = ValueError if issubclass(exc, Exception) else exc
         with pytest.raises(propagated), named:
             raise ValueError("the block's")
-    assert sys.getrefcount(pool) == before + 1  # the named Borrow's own
+    assert sys.getrefcount(pool) == before  # a Borrow holds the state only
     assert pool.stats().in_use == 0
     assert pool.stats().reset_errors == 150
     alive = weakref.ref(pool)
     del pool
-    with pytest.raises(exc), named as obj:  # it still holds its pool
-        assert isinstance(obj, Thing)
-    del named
     assert alive() is None
+    with pytest.raises(exc), named as obj:  # it still holds its pool's state
+        assert isinstance(obj, Thing)
 
 
 def test_a_borrow_exited_twice_or_never_entered_is_refused_and_keeps_its_pool() -> None:
@@ -369,7 +357,7 @@ def test_a_borrow_exited_twice_or_never_entered_is_refused_and_keeps_its_pool() 
     for _ in range(3):
         with pytest.raises(RuntimeError, match="exited without being entered"):
             named.__exit__(None, None, None)
-    assert sys.getrefcount(pool) == before + 1
+    assert sys.getrefcount(pool) == before
     with named as obj:  # usable again
         assert isinstance(obj, Thing)
     assert pool.stats().in_use == 0
@@ -403,8 +391,8 @@ def test_a_borrow_entered_on_one_thread_and_exited_on_another() -> None:
 @pytest.mark.usefixtures("no_gc")
 def test_a_reset_that_drops_the_last_name_of_the_exiting_borrow() -> None:
     # The exit's caller alone holds the Borrow by the end of the exit: it is
-    # kept as a spare, the exit's reference goes, and with it the pool if it
-    # was its last.
+    # kept as a spare. A pool object dropped before is gone at once; the
+    # block works on the state.
     names: list[Borrow[Thing]] = []
 
     def reset(obj: Thing) -> None:
@@ -424,15 +412,14 @@ def test_a_reset_that_drops_the_last_name_of_the_exiting_borrow() -> None:
     del pool
     with names[0]:
         pass
-    assert alive() is None  # the exit's reference was the last
+    assert alive() is None  # nothing held the pool object
 
 
 @pytest.mark.usefixtures("no_gc")
 def test_a_reset_that_uses_other_borrows_of_the_pool_during_an_exit() -> None:
     # Another block of the same pool from inside an exit's reset: it takes
-    # the spare slot first, so the exiting Borrow finds it taken and keeps
-    # its pool reference (given back); a block left open there is exited
-    # later, after the outer exit.
+    # the spare slot first, so the exiting Borrow finds it taken and is let
+    # go of; a block left open there is exited later, after the outer exit.
     open_blocks: list[Borrow[Thing]] = []
     depth = [0]
 
@@ -495,9 +482,9 @@ def test_a_pool_closed_by_the_reset_of_an_exit() -> None:
 
 @pytest.mark.usefixtures("no_gc")
 def test_a_collection_in_the_reset_of_an_exit_of_a_borrow_in_a_cycle() -> None:
-    # The Borrow, its pool and the object in one cycle, collected from the
-    # reset that its own exit runs, while that exit holds the pool reference
-    # the Borrow's traversal no longer shows.
+    # The Borrow, its pool's state and the object in one cycle, collected
+    # from the reset that its own exit runs; once the pool object is gone
+    # the Borrow, the state's last holder, shows the state to the collector.
     collected: list[int] = []
 
     def reset(obj: Thing) -> None:
@@ -516,11 +503,149 @@ def test_a_collection_in_the_reset_of_an_exit_of_a_borrow_in_a_cycle() -> None:
         assert alive() is None
 
 
+# The collector sees the pool's state (hooks, idle objects) from the pool
+# object while no Borrow outside its spare slots holds the state, from a
+# Borrow that is the state's last holder, and from neither otherwise (then
+# the state is kept alive, never freed under a holder).
+
+
+class Marker:
+    """Something a hook's closure holds, whose death shows the cycle went."""
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_pool_in_a_cycle_with_its_hook_and_with_spares_is_collected() -> None:
+    def make() -> tuple[ObjectPool[Thing], weakref.ref[Marker]]:
+        marker = Marker()
+        cell: list[object] = [None, marker]
+        p = ObjectPool(Thing, reset=lambda obj: cell)
+        cell[0] = p  # pool -> state -> reset -> cell -> pool
+        return p, weakref.ref(marker)
+
+    pool, marker = make()
+    alive = weakref.ref(pool)
+    for _ in range(3):
+        with pool.borrow():  # a spare kept (with a GIL), holding the state
+            pass
+    del pool
+    assert alive() is not None  # the cycle holds it
+    gc.collect()
+    assert alive() is None
+    assert marker() is None
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_borrow_its_pools_hook_holds_is_collected_once_the_pool_object_is_gone() -> None:
+    def make() -> tuple[weakref.ref[ObjectPool[Thing]], weakref.ref[Marker]]:
+        marker = Marker()
+        cell: list[object] = [None, marker]
+        pool = ObjectPool(Thing, reset=lambda obj: cell)
+        named = pool.borrow()
+        cell[0] = named  # state -> reset -> cell -> Borrow -> state
+        with named:
+            pass
+        return weakref.ref(pool), weakref.ref(marker)
+
+    alive, marker_alive = make()
+    assert alive() is None  # nothing held the pool object
+    assert marker_alive() is not None  # the cycle through the state holds it
+    gc.collect()  # the Borrow, the state's last holder, shows the state
+    assert marker_alive() is None
+
+
+@pytest.mark.usefixtures("no_gc")
+def test_a_pool_in_a_cycle_is_not_collected_while_a_kept_borrow_holds_its_state() -> None:
+    resets: list[ObjectPool[Thing]] = []
+
+    def make() -> ObjectPool[Thing]:
+        cell: list[ObjectPool[Thing]] = []
+        p = ObjectPool(Thing, reset=lambda obj: resets.append(cell[0]))
+        cell.append(p)  # pool -> state -> reset -> cell -> pool
+        return p
+
+    pool = make()
+    alive = weakref.ref(pool)
+    kept = pool.borrow()
+    del pool
+    gc.collect()  # the pool does not show its state: a Borrow holds it too
+    assert alive() is not None
+    with kept as obj:
+        assert isinstance(obj, Thing)
+    assert resets == [alive()]  # the reset ran, its pool intact
+    resets.clear()
+    del kept
+    gc.collect()
+    assert alive() is None
+
+
+def test_the_pool_shows_its_hooks_to_the_collector_unless_a_borrow_holds_its_state() -> None:
+    def reset(obj: Thing) -> None:
+        pass
+
+    pool = ObjectPool(Thing, reset=reset)
+    with pool.borrow():  # leaves a spare (with a GIL) but no other holder
+        pass
+    assert reset in gc.get_referents(pool)
+    kept = pool.borrow()
+    assert reset not in gc.get_referents(pool)
+    del kept
+    assert reset in gc.get_referents(pool)
+
+
+def test_pool_objects_dropped_while_other_threads_run_blocks_on_their_state() -> None:
+    # Thread 0 makes pools, hands each to the others through a list and
+    # drops its own reference at once, and collects now and then (the
+    # traversal reads the state's holders while blocks come and go); the
+    # others run blocks on whichever pool is current, some on a Borrow
+    # whose pool object they let go of first, so pool objects are freed
+    # (their spare slots closed) while blocks exit and offer their Borrows
+    # on other threads. Nothing crashes or strands a thread, and every pool
+    # object is freed in the end.
+    current: list[ObjectPool[Thing] | None] = [None]
+    made: list[weakref.ref[ObjectPool[Thing]]] = []
+    done = threading.Event()
+    blocks = [0, 0, 0]
+
+    def work(i: int) -> None:
+        if i == 0:
+            try:
+                for n in range(300):
+                    pool = ObjectPool(Thing, reset=lambda obj: None)
+                    made.append(weakref.ref(pool))
+                    current[0] = pool
+                    del pool
+                    if n % 50 == 0:
+                        gc.collect()
+                    for _ in range(200):
+                        pass
+                current[0] = None
+            finally:
+                done.set()
+            return
+        while not done.is_set():
+            pool = current[0]
+            if pool is None:
+                continue
+            borrow = pool.borrow()
+            with pool.borrow():
+                pass
+            del pool  # the next block runs on the state only, now and then
+            with borrow as obj:
+                assert isinstance(obj, Thing)
+            del borrow
+            blocks[i] += 2
+
+    assert run_threads(work, 3, PATIENCE) == []
+    assert blocks[1] > 0 or blocks[2] > 0
+    current[0] = None
+    gc.collect()
+    assert all(ref() is None for ref in made)
+
+
 def test_a_child_forked_while_another_thread_exits_a_borrow_uses_that_borrow() -> None:
     # The fork copies a Borrow whose exit (on a thread the child does not
-    # have) holds its pool reference (EXITING) and will never end there: the
-    # child enters that Borrow (it takes a reference of its own) and uses the
-    # pool.
+    # have) is in its reset and will never end there: the child enters that
+    # Borrow (free again once its exit took the object) and uses the pool.
     in_reset, forked = threading.Event(), threading.Event()
     exiter: list[int] = []
 

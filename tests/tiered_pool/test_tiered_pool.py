@@ -500,6 +500,37 @@ def test_a_borrow_object_is_one_with_block_at_a_time():
     assert pool.stats().puts == 2
 
 
+def test_a_borrow_works_on_its_pools_state_once_the_pool_object_is_gone():
+    # As ObjectPool's (test_borrow_exit_reference.py): a Borrow holds the
+    # pool's state, not the pool object, which is freed at once.
+    pool = TieredPool(bytearray, [16])
+    alive = weakref.ref(pool)
+    borrow = pool.borrow(1)
+    del pool
+    assert alive() is None
+    with borrow as first:
+        pass
+    with borrow as again:
+        assert again is first  # given back to the state, and handed out again
+
+
+def test_a_tiered_pool_in_a_cycle_with_its_factory_and_spares_is_collected():
+    def make() -> TieredPool[bytearray]:
+        cell: list[object] = []
+        p = TieredPool(lambda n: (cell, bytearray(n))[1], [16])
+        cell.append(p)  # pool -> state -> factory -> cell -> pool
+        return p
+
+    pool = make()
+    alive = weakref.ref(pool)
+    for _ in range(3):
+        with pool.borrow(1):  # a spare kept (with a GIL), holding the state
+            pass
+    del pool
+    gc.collect()
+    assert alive() is None
+
+
 GIL_BUILD = not sysconfig.get_config_var("Py_GIL_DISABLED")
 
 

@@ -1,11 +1,10 @@
 //! [`SpareBorrows`]: the `Borrow` objects a pool keeps for reuse, and how
 //! an exit tells that its caller alone holds its `Borrow` ([`SoleCaller`]).
-//! A child of `borrow`, so that it reaches `Borrow`'s state (its pool
-//! reference, held object and arguments) without widening their
-//! visibility; the invariants of reuse are stated there.
+//! A child of `borrow`, so that it reaches `Borrow`'s state (its held
+//! object and arguments) without widening their visibility; the
+//! invariants of reuse are stated there.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::Acquire;
 
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
@@ -36,21 +35,18 @@ use super::{Borrow, BorrowArgs};
 /// - on a free-threaded build the pool does not show its spares to the
 ///   collector's traversal: `gc.get_referents(pool)` would hand one out to
 ///   another thread while this one reuses it (they hold no pool, so they
-///   make no cycle with it). `gc.get_objects()` still lists them, but it
-///   stops the world and takes a counted reference, which the next check
-///   sees; and such a finder cannot enter a spare there (`enter`: its
-///   pool may be freed by another thread at that moment).
+///   make no cycle it could need to see: the cycle pool state, slot,
+///   spare, state is broken by the pool object's `Drop`, below).
+///   `gc.get_objects()` still lists them, but it stops the world and
+///   takes a counted reference, which the next check sees.
 ///
 /// A `Borrow` is offered only at the end of an exit at which it holds no
 /// object and its caller's reference is the only one (`with
-/// pool.borrow():`, not a `Borrow` the user named), and then it lets go of
-/// its pool ([`PoolRef`](super::PoolRef)): the pool refers to its spares
-/// (and shows them to the garbage collector on a build with a GIL,
-/// `traverse`), a spare not to its pool, so a pool
-/// whose last reference goes away is freed at once, spares and all (its
-/// `Drop` makes any spare still held elsewhere forget it). A spare takes
-/// its pool again when it leaves the slots (`take`, `close`) or is entered
-/// there (reached through the collector).
+/// pool.borrow():`, not a `Borrow` the user named). A spare keeps its
+/// pool's shared state (an `Arc`, which holds these slots): the pool
+/// object's `Drop`, `close()` and the collector's `__clear__` close the
+/// slots ([`SpareBorrows::close`]), letting go of the spares, so a pool
+/// whose last reference goes away is freed at once, spares and all.
 pub struct SpareBorrows {
     slots: ThreadSpares,
     sole_caller: SoleCaller,
@@ -125,12 +121,9 @@ impl SpareBorrows {
     }
 
     /// Keeps `borrow`, whose block just exited, for a later `borrow()`, if
-    /// no one but its caller holds it: `true` if kept. The exit (which
-    /// holds the `Borrow`'s pool reference, `PoolRef`) then lets go of that
-    /// reference at once, with no Python code run since the checks here
-    /// (`TakenOver::let_go`): kept, the `Borrow` must not hold its pool.
+    /// no one but its caller holds it.
     #[inline]
-    pub(super) fn offer(&self, borrow: &Bound<'_, Borrow>) -> bool {
+    pub(super) fn offer(&self, borrow: &Bound<'_, Borrow>) {
         let ptr = borrow.as_ptr();
         let alone = match self.sole_caller {
             // SAFETY: a live object (`borrow` lends a reference).
@@ -139,10 +132,9 @@ impl SpareBorrows {
             SoleCaller::Temporary(is_temporary) => (unsafe { is_temporary(ptr) }) != 0,
             SoleCaller::Never => false,
         };
-        // A `Borrow` someone else holds keeps its pool (it is theirs to use
-        // again), so it is not kept: kept, it would make a cycle.
+        // A `Borrow` someone else holds is theirs to use again: not kept.
         if !alone || !borrow.get().held.is_free() {
-            return false;
+            return;
         }
         let owned = borrow.clone().into_ptr();
         // SAFETY: `into_ptr` gives a non-null owned reference.
@@ -150,16 +142,7 @@ impl SpareBorrows {
         if let Err(refused) = self.slots.local().offer(owned) {
             // SAFETY: the reference we own and the slots refused.
             drop(unsafe { Bound::from_owned_ptr(borrow.py(), refused.as_ptr()) });
-            return false;
         }
-        // In a slot now, with no other holder but the caller, and no Python
-        // code has run since the checks above. (On a free-threaded build
-        // another thread of this group may take it from the slot before
-        // the exit lets go of the pool: not unique while our caller holds
-        // it, it is let go of there, owning its pool again (`leave`), and
-        // then the exit's `let_go` drops both references: held by our
-        // caller alone, who drops it, it is freed without a pool.)
-        true
     }
 
     /// A spare that no one else holds or can reach, given `args`; `args`
@@ -169,10 +152,9 @@ impl SpareBorrows {
     #[inline(always)]
     pub(super) fn take<'py>(
         &self,
-        pool: &Bound<'py, PyAny>,
+        py: Python<'py>,
         args: BorrowArgs,
     ) -> Result<Bound<'py, Borrow>, BorrowArgs> {
-        let py = pool.py();
         let judge = |obj: NonNull<ffi::PyObject>| {
             let unique = self.slots.unique(obj) == Some(true);
             // SAFETY: as above; only `Borrow`s are offered here.
@@ -197,15 +179,22 @@ impl SpareBorrows {
         // thread can make one (`ThreadSpares::unique`), and `Borrow` has no
         // weak references: no other reference to the object, and so to
         // `args`, exists or can be made meanwhile, so this write is
-        // exclusive. The old arguments
-        // are dropped after it (their `timeout` may run a destructor).
+        // exclusive. The old arguments are dropped after it (their
+        // `timeout` may run a destructor).
         let old = std::mem::replace(unsafe { &mut *spare.get().args.get() }, args);
-        // It holds its pool again (this pool: a `Borrow` is offered only to
-        // its own pool's slots).
-        debug_assert_eq!(spare.get().pool.ptr.load(Acquire), pool.as_ptr());
-        spare.get().pool.own_alone();
         drop(old);
         Ok(spare)
+    }
+
+    /// How many spares the slots hold now (for the pool's traversal, which
+    /// runs with no other thread changing them: a GIL, or a stopped world).
+    pub fn count(&self) -> usize {
+        let mut n = 0;
+        let _ = self.slots.peek(|_| {
+            n += 1;
+            Ok(())
+        });
+        n
     }
 
     /// Shows the spares to the garbage collector (on a build with a GIL
@@ -233,38 +222,15 @@ impl SpareBorrows {
     }
 }
 
-/// A spare leaves the slots to its other holders, if any: it holds its pool
-/// again (alive: the caller is a call on the pool, whose slots held the
-/// spare until now; on a free-threaded build the exit that offered it may
-/// still hold its reference, `PoolRef::own` takes one of its own then),
-/// then the slot's reference goes (which may free it, and with it that
-/// pool reference). Cold: kept out of `take`, which is inlined into
-/// `borrow()`.
+/// A spare leaves the slots to its other holders, if any: the slot's
+/// reference goes (which may free it, and with it its hold on the pool's
+/// state: never the last, as the caller holds the state too: a call on the
+/// pool, its object's `Drop`, or a `Borrow`'s `__clear__`; so the slots
+/// are empty when the state is freed, and need no `Drop` here). Cold: kept
+/// out of `take`, which is inlined into `borrow()`.
 #[cold]
 #[inline(never)]
 fn leave(py: Python<'_>, obj: NonNull<ffi::PyObject>) {
-    // SAFETY: a reference the slots gave back to us, to a `Borrow` (only
-    // `Borrow`s are offered to these spares).
-    let spare = unsafe { Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>() };
-    spare.get().pool.own();
-    drop(spare);
-}
-
-impl Drop for SpareBorrows {
-    /// The pool is being freed (its last reference went; a pool the
-    /// collector frees was cleared, `close`, first): its spares, which do
-    /// not hold it, forget it, and the slots' references go.
-    fn drop(&mut self) {
-        Python::attach(|py| {
-            self.slots.close(|obj| {
-                // SAFETY: a reference the slots gave back to us, to a
-                // `Borrow`.
-                let spare = unsafe {
-                    Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>()
-                };
-                spare.get().pool.forget();
-                drop(spare);
-            });
-        });
-    }
+    // SAFETY: a reference the slots gave back to us.
+    drop(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()) });
 }
