@@ -11,39 +11,37 @@
 //!   no other thread can make one (with a GIL: refcount 1; free-threaded:
 //!   `PyUnstable_Object_IsUniquelyReferenced`, as for blocks, `reuse`),
 //!   and it holds no object; it takes no weak reference ([`SpareBorrows`]).
-//! - A `Borrow` holds its pool's shared state (`Arc<dyn Lend>`: the core
-//!   pool, its hooks, `discard_on`, the default wait and these spare
-//!   slots), not the Python pool object, also while it is a spare: a
-//!   reused `Borrow`'s block changes no reference count shared between
-//!   threads (a free-threaded build's pool object's count sat on the cache
-//!   line every pool call reads). The cycle state, slots, spare, state is
-//!   broken deterministically: the pool object's `Drop` (and `close()`,
-//!   and the collector's `__clear__`) closes the slots, letting go of the
-//!   spares, as `reuse`'s `PoolCore` does for blocks. A `Borrow` may
-//!   outlive its pool object (`with ObjectPool(f).borrow():`): its state,
-//!   and so its block, keeps working.
-//! - The collector sees the state's Python references (hooks, objects) from
-//!   one holder at a time, never two (each is one reference): from the
-//!   pool object while no `Borrow` outside its slots holds the state
-//!   ([`visible_from_pool`]), from a `Borrow` that is the state's only
-//!   holder (its pool object is gone), else from none: they are then kept
-//!   alive, as a `Borrow` holding its pool object kept them before
-//!   (conservative, never a premature free). So a pool in a cycle with its
-//!   hooks or objects is collected once no named `Borrow` of it is alive;
-//!   a cycle through two or more `Borrow`s that outlived their pool object
-//!   is never collected (a known leak, for a contrived case). The counts
-//!   read (the `Arc`'s, the spares') do not change during a traversal: it
-//!   runs with a GIL or a stopped world, and they change only in code run
-//!   while attached.
+//! - A `Borrow` holds its pool's shared state (a hidden Python object,
+//!   `_ObjectPoolState` or `_TieredPoolState`: the core pool, its hooks,
+//!   `discard_on`, the default wait and these spare slots), not the pool
+//!   object, also while it is a spare: a reused `Borrow`'s block changes
+//!   no reference count shared between threads (a free-threaded build's
+//!   pool object's count sat on the cache line every pool call reads). A
+//!   `Borrow` may outlive its pool object (`with ObjectPool(f).borrow():`):
+//!   its state, and so its block, keeps working. The pool object's `Drop`
+//!   (and `close()`) closes the slots, letting go of the spares, so a pool
+//!   whose last reference goes away is freed at once, spares and all; a
+//!   state in a garbage cycle is cleared by the collector.
+//! - The collector is shown every reference to a state by exactly one
+//!   holder at every moment it can look, so CPython's own counting covers
+//!   every mix of holders: the pool object and each `Borrow` out of the
+//!   slots show theirs; a spare is untracked by the collector while it is
+//!   in a slot (untracked before it enters one, tracked again after it
+//!   leaves one: never both in a slot and tracked), and the state shows
+//!   the references its spares hold (to the state itself, and their
+//!   arguments) on their behalf ([`SpareBorrows::traverse_held`]). A spare
+//!   is then also out of reach of `gc.get_objects()` and
+//!   `gc.get_referents()`: no one can hand it to a second thread.
 
 use std::cell::UnsafeCell;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::{intern, PyTraverseError};
+use pyo3::pyclass::boolean_struct::True;
+use pyo3::{intern, PyClass, PyTraverseError};
 
 use super::logging::{self, Level};
 
@@ -55,10 +53,10 @@ mod state;
 pub use spares::SpareBorrows;
 use state::Held;
 
-/// The shared state of a pool class with `borrow()` (what its Python
-/// object and its `Borrow`s hold, in an `Arc`): how a `Borrow` gets its
-/// object and gives it back. Implemented by the pool classes' states, so
-/// that this module names no pool class.
+/// The shared state of a pool class with `borrow()` (a hidden Python
+/// object that the pool object and its `Borrow`s hold): how a `Borrow`
+/// gets its object and gives it back. Implemented by the pool classes'
+/// states, so that this module names no pool class.
 pub trait Lend: Send + Sync + 'static {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>>;
     /// Ends the block: `exc` is the exception it raised, if any (the pool
@@ -68,22 +66,38 @@ pub trait Lend: Send + Sync + 'static {
     fn spare_borrows(&self) -> &SpareBorrows;
     /// The pool, as log messages name it.
     fn describe(&self) -> &str;
-    /// Shows the state's Python references to the collector (called by
-    /// one holder only, see the module's invariants).
+    /// Shows the state's Python references to the collector, those its
+    /// spares hold included ([`SpareBorrows::traverse_held`]).
     fn traverse_state(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
     /// Breaks a reference cycle through the state that the collector found
     /// unreachable (its objects' references dropped, the spares let go).
     fn clear_state(&self);
 }
 
-/// Whether the pool object that holds `state` (in `Arc` `held`) is the one
-/// to show the state to the collector: no `Borrow` outside its spare slots
-/// holds it (each spare holds one reference to the state; a reference held
-/// elsewhere could make the state reachable the collector cannot see, and
-/// another holder must not show the same references twice).
-pub fn visible_from_pool<L: Lend>(state: &Arc<L>) -> bool {
-    Arc::strong_count(state) == 1 + state.spare_borrows().count()
+/// `lend_state_gc!(State)`: the collector's methods of a pool's state
+/// class (a frozen pyclass implementing [`Lend`]), written once for both:
+/// it shows what the state holds and what its spares hold
+/// ([`Lend::traverse_state`]), and clears a state found in a garbage cycle
+/// ([`Lend::clear_state`]).
+macro_rules! lend_state_gc {
+    ($state:ident) => {
+        #[pyo3::pymethods]
+        impl $state {
+            fn __traverse__(
+                &self,
+                visit: pyo3::gc::PyVisit<'_>,
+            ) -> Result<(), pyo3::PyTraverseError> {
+                $crate::python::borrow::Lend::traverse_state(self, &visit)
+            }
+
+            fn __clear__(&self) {
+                $crate::python::borrow::Lend::clear_state(self)
+            }
+        }
+    };
 }
+
+pub(crate) use lend_state_gc;
 
 /// The arguments of a `borrow()` call, kept for its `with` block.
 pub struct BorrowArgs {
@@ -157,14 +171,49 @@ fn attach(py: Python<'_>, pool: &str, err: &PyErr, exc: &Bound<'_, PyAny>) {
     );
 }
 
+/// A `Borrow`'s hold on its pool's state: a strong reference to the state
+/// object, and the state in it as `dyn Lend` (dispatched without a
+/// downcast: a `borrow()` allocates nothing beyond its own object, and
+/// this module names no pool class).
+struct StateRef {
+    obj: Py<PyAny>,
+    lend: NonNull<dyn Lend>,
+}
+
+// SAFETY: `lend` points into the object `obj` keeps alive (the contents
+// of a frozen pyclass, which never move while it lives) and is only read
+// as `&dyn Lend`, which is `Send` and `Sync` (`Lend`'s bounds).
+unsafe impl Send for StateRef {}
+// SAFETY: as above.
+unsafe impl Sync for StateRef {}
+
+impl StateRef {
+    fn new<L: Lend + PyClass<Frozen = True>>(state: &Bound<'_, L>) -> Self {
+        let lend: &dyn Lend = state.get();
+        StateRef {
+            lend: NonNull::from(lend),
+            obj: state.clone().into_any().unbind(),
+        }
+    }
+}
+
+impl std::ops::Deref for StateRef {
+    type Target = dyn Lend;
+
+    #[inline(always)]
+    fn deref(&self) -> &dyn Lend {
+        // SAFETY: see the `Send` implementation: `obj` keeps it alive.
+        unsafe { self.lend.as_ref() }
+    }
+}
+
 /// The context manager returned by ``borrow()``: gets an object on entry
 /// and puts it back on exit, also when the block raises. One per ``with``.
 #[pyclass(frozen, module = "shardpool", name = "Borrow")]
 pub struct Borrow {
     /// The pool's shared state, kept also as a spare (see the module's
-    /// invariants). Dispatched through `dyn Lend`: a `borrow()` allocates
-    /// nothing beyond its own object, and this module names no pool class.
-    pool: Arc<dyn Lend>,
+    /// invariants).
+    pool: StateRef,
     /// Replaced only when the object is reused ([`SpareBorrows::take`]).
     args: UnsafeCell<BorrowArgs>,
     held: Held,
@@ -185,17 +234,17 @@ impl Borrow {
     /// `Borrow` that no one else holds or can reach, given `args`, else a
     /// new one.
     #[inline]
-    pub fn lent_by<'py, L: Lend>(
-        py: Python<'py>,
-        pool: &Arc<L>,
+    pub fn lent_by<'py, L: Lend + PyClass<Frozen = True>>(
+        pool: &Bound<'py, L>,
         args: BorrowArgs,
     ) -> PyResult<Bound<'py, Borrow>> {
-        let args = match pool.spare_borrows().take(py, args) {
+        let py = pool.py();
+        let args = match pool.get().spare_borrows().take(py, args) {
             Ok(spare) => return Ok(spare),
             Err(args) => args,
         };
         let borrow = Borrow {
-            pool: Arc::clone(pool) as Arc<dyn Lend>,
+            pool: StateRef::new(pool),
             args: UnsafeCell::new(args),
             held: Held::new(),
             entry: AtomicU64::new(0),
@@ -211,7 +260,7 @@ impl Borrow {
     /// The key of this `Borrow`'s pool in `lent` (its state's address, as
     /// the pool class's `discard` gives it).
     fn lent_key(&self) -> usize {
-        Arc::as_ptr(&self.pool).cast::<()>() as usize
+        self.pool.obj.as_ptr() as usize
     }
 
     /// `__enter__`: gets the object.
@@ -310,10 +359,12 @@ pub fn install_raw_methods(py: Python<'_>) -> PyResult<()> {
 
 #[pymethods]
 impl Borrow {
-    /// The object held, the arguments, and the pool's state when this
-    /// `Borrow` is its only holder (its pool object is gone: see the
+    /// The pool's state, the arguments and the object held. Called only
+    /// while this `Borrow` is tracked by the collector, so never for a
+    /// spare in its pool's slots (whose state shows what it holds: see the
     /// module's invariants).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.pool.obj)?;
         visit.call(&self.args().timeout)?;
         if let Some(obj) = self.held.held() {
             // SAFETY: the collector traverses on a thread attached to the
@@ -323,21 +374,15 @@ impl Borrow {
             let obj = unsafe { Borrowed::from_ptr(Python::assume_attached(), obj.as_ptr()) };
             visit.call(obj.as_unbound())?;
         }
-        if Arc::strong_count(&self.pool) == 1 {
-            self.pool.traverse_state(&visit)?;
-        }
         Ok(())
     }
 
     /// Breaks a reference cycle the collector found unreachable: drops the
     /// reference to the object held (the pool still accounts for it as
-    /// handed out, as when a `Borrow` is dropped without its exit), and,
-    /// as the state's only holder, the state's references.
+    /// handed out, as when a `Borrow` is dropped without its exit). The
+    /// state's references are its own to clear.
     fn __clear__(&self) {
         Python::attach(|py| drop(self.held.take(py)));
-        if Arc::strong_count(&self.pool) == 1 {
-            self.pool.clear_state();
-        }
     }
 }
 

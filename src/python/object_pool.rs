@@ -1,7 +1,6 @@
 //! `ObjectPool`: the pool of Python objects, over the core's `Pool`.
 
 use std::ops::Deref;
-use std::sync::Arc;
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -9,7 +8,7 @@ use pyo3::PyTraverseError;
 
 use super::aio::aio_methods;
 use super::args;
-use super::borrow::{visible_from_pool, Borrow, BorrowArgs, Lend, SpareBorrows};
+use super::borrow::{lend_state_gc, Borrow, BorrowArgs, Lend, SpareBorrows};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error, not_out, put_error};
@@ -102,10 +101,12 @@ use crate::{Config, GetError, OpenError, Pool, Step};
 pub struct ObjectPool {
     /// What the pool shares with its `Borrow`s (which hold it, spares
     /// included, instead of this object: see `borrow`).
-    state: Arc<ObjectPoolState>,
+    state: Py<ObjectPoolState>,
 }
 
-/// An `ObjectPool`'s state, shared with its `Borrow`s.
+/// An `ObjectPool`'s state, shared with its `Borrow`s: a hidden Python object,
+/// so that the collector counts its holders (see `borrow`).
+#[pyclass(frozen, module = "shardpool", name = "_ObjectPoolState")]
 pub struct ObjectPoolState {
     /// `Borrow`s whose block exited, for the next `borrow()`; each holds
     /// this state: the pool object's `Drop` lets go of them.
@@ -122,7 +123,7 @@ impl Deref for ObjectPool {
 
     #[inline(always)]
     fn deref(&self) -> &ObjectPoolState {
-        &self.state
+        self.state.get()
     }
 }
 
@@ -130,7 +131,7 @@ impl Drop for ObjectPool {
     /// Breaks the cycle state, spare slots, spare `Borrow`, state: the
     /// spares go (a `Borrow` held elsewhere keeps the state, and works).
     fn drop(&mut self) {
-        Python::attach(|py| self.state.borrows.close(py));
+        Python::attach(|py| self.state.get().borrows.close(py));
     }
 }
 
@@ -138,7 +139,7 @@ impl ObjectPool {
     /// The state's address: the pool's key in `lent`, as its `Borrow`s
     /// give it.
     fn lent_key(&self) -> usize {
-        Arc::as_ptr(&self.state) as usize
+        self.state.as_ptr() as usize
     }
 
     /// `borrow(timeout)`: `timeout` as for [`ObjectPoolState::get_object`],
@@ -153,7 +154,7 @@ impl ObjectPool {
             timeout: timeout.map(|t| t.clone_ref(py)),
             size: 0,
         };
-        Borrow::lent_by(py, &slf.get().state, args)
+        Borrow::lent_by(slf.get().state.bind(py), args)
     }
 }
 
@@ -280,6 +281,8 @@ impl WaitQueue for Py<ObjectPool> {
     }
 }
 
+lend_state_gc!(ObjectPoolState);
+
 impl Lend for ObjectPoolState {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
         self.get_object(py, args.timeout.as_ref())
@@ -304,7 +307,7 @@ impl Lend for ObjectPoolState {
     fn traverse_state(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.hooks.traverse(visit)?;
         self.discard_on.traverse(visit)?;
-        self.borrows.traverse(visit)?;
+        self.borrows.traverse_held(visit)?;
         self.core.visit(|obj| visit.call(obj))?;
         self.core
             .visit_notifications(|notify| match notify.as_any().downcast_ref::<PyNotify>() {
@@ -532,7 +535,7 @@ impl ObjectPool {
             timeout,
         };
         Ok(ObjectPool {
-            state: Arc::new(state),
+            state: Py::new(py, state)?,
         })
     }
 
@@ -647,25 +650,11 @@ impl ObjectPool {
         self.hooks.factory().clone_ref(py)
     }
 
-    /// The pool's state (see `Lend::traverse_state`), unless a `Borrow`
-    /// outside its spare slots holds it too (then no one shows it: see
-    /// `borrow`). So a pool whose objects (or waiting tasks) refer back to
-    /// it is collected like any other cycle.
+    /// The pool's state (which shows the collector the hooks and every
+    /// object the pool holds: `Lend::traverse_state`). Nothing to clear:
+    /// the state is cleared as its own object (it may outlive the pool
+    /// object, held by a `Borrow`), and the pool object holds nothing else.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if visible_from_pool(&self.state) {
-            self.state.traverse_state(&visit)?;
-        }
-        Ok(())
-    }
-
-    /// Breaks a reference cycle the collector found unreachable: the
-    /// state's references, if the pool showed them (see `__traverse__`),
-    /// else only the spare `Borrow`s.
-    fn __clear__(&self) {
-        if visible_from_pool(&self.state) {
-            self.state.clear_state();
-        } else {
-            Python::attach(|py| self.borrows.close(py));
-        }
+        visit.call(&self.state)
     }
 }

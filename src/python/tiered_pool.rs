@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
-use std::sync::Arc;
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -10,7 +9,7 @@ use pyo3::PyTraverseError;
 
 use super::aio::aio_methods;
 use super::args;
-use super::borrow::{visible_from_pool, Borrow, BorrowArgs, Lend, SpareBorrows};
+use super::borrow::{lend_state_gc, Borrow, BorrowArgs, Lend, SpareBorrows};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error};
@@ -74,10 +73,12 @@ use crate::Config;
 pub struct TieredPool {
     /// What the pool shares with its `Borrow`s (which hold it, spares
     /// included, instead of this object: see `borrow`).
-    state: Arc<TieredPoolState>,
+    state: Py<TieredPoolState>,
 }
 
-/// A `TieredPool`'s state, shared with its `Borrow`s.
+/// A `TieredPool`'s state, shared with its `Borrow`s: a hidden Python object,
+/// so that the collector counts its holders (see `borrow`).
+#[pyclass(frozen, module = "shardpool", name = "_TieredPoolState")]
 pub struct TieredPoolState {
     /// `Borrow`s whose block exited, for the next `borrow()`; each holds
     /// this state: the pool object's `Drop` lets go of them.
@@ -93,21 +94,21 @@ impl Deref for TieredPool {
 
     #[inline(always)]
     fn deref(&self) -> &TieredPoolState {
-        &self.state
+        self.state.get()
     }
 }
 
 impl Drop for TieredPool {
     /// As `ObjectPool`'s: the spares go.
     fn drop(&mut self) {
-        Python::attach(|py| self.state.borrows.close(py));
+        Python::attach(|py| self.state.get().borrows.close(py));
     }
 }
 
 impl TieredPool {
     /// The state's address: the pool's key in `lent`.
     fn lent_key(&self) -> usize {
-        Arc::as_ptr(&self.state) as usize
+        self.state.as_ptr() as usize
     }
 }
 
@@ -152,6 +153,8 @@ impl TieredPoolState {
     }
 }
 
+lend_state_gc!(TieredPoolState);
+
 impl Lend for TieredPoolState {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
         self.get_sized(py, args.size)
@@ -173,7 +176,7 @@ impl Lend for TieredPoolState {
     /// every tier, and the checked record's objects out.
     fn traverse_state(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.hooks.traverse(visit)?;
-        self.borrows.traverse(visit)?;
+        self.borrows.traverse_held(visit)?;
         visit.call(&self.size_of)?;
         self.discard_on.traverse(visit)?;
         self.core.visit(|obj| visit.call(obj))
@@ -304,7 +307,7 @@ impl TieredPool {
             discard_on,
         };
         Ok(TieredPool {
-            state: Arc::new(state),
+            state: Py::new(py, state)?,
         })
     }
 
@@ -334,7 +337,7 @@ impl TieredPool {
             timeout: None,
             size: args::count(size, "size")?,
         };
-        Borrow::lent_by(slf.py(), &slf.get().state, args)
+        Borrow::lent_by(slf.get().state.bind(slf.py()), args)
     }
 
     /// Counters over all tiers (``PoolStats``).
@@ -370,22 +373,11 @@ impl TieredPool {
         self.core.classes_max_idle()
     }
 
-    /// The pool's state, unless a `Borrow` outside its spare slots holds
-    /// it too (see `ObjectPool`'s).
+    /// The pool's state (which shows the collector the hooks and every
+    /// object the pool holds: `Lend::traverse_state`). Nothing to clear:
+    /// the state is cleared as its own object (it may outlive the pool
+    /// object, held by a `Borrow`), and the pool object holds nothing else.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if visible_from_pool(&self.state) {
-            self.state.traverse_state(&visit)?;
-        }
-        Ok(())
-    }
-
-    /// Breaks a reference cycle the collector found unreachable (see
-    /// `ObjectPool`'s).
-    fn __clear__(&self) {
-        if visible_from_pool(&self.state) {
-            self.state.clear_state();
-        } else {
-            Python::attach(|py| self.borrows.close(py));
-        }
+        visit.call(&self.state)
     }
 }

@@ -32,21 +32,20 @@ use super::{Borrow, BorrowArgs};
 ///   judge it unique) and it holds no object (its block exited);
 /// - it supports no weak reference (the class has no weak-reference list),
 ///   so nothing can revive it;
-/// - on a free-threaded build the pool does not show its spares to the
-///   collector's traversal: `gc.get_referents(pool)` would hand one out to
-///   another thread while this one reuses it (they hold no pool, so they
-///   make no cycle it could need to see: the cycle pool state, slot,
-///   spare, state is broken by the pool object's `Drop`, below).
-///   `gc.get_objects()` still lists them, but it stops the world and
-///   takes a counted reference, which the next check sees.
+/// - a spare is untracked by the collector while it is in a slot
+///   (untracked before it enters one, tracked again once out), so neither
+///   `gc.get_objects()` nor `gc.get_referents()` can hand it to another
+///   thread while this one reuses it; the references it holds (its
+///   pool's state, its arguments) are shown by the state on its behalf
+///   ([`SpareBorrows::traverse_held`]), so each is shown by one holder.
 ///
 /// A `Borrow` is offered only at the end of an exit at which it holds no
 /// object and its caller's reference is the only one (`with
 /// pool.borrow():`, not a `Borrow` the user named). A spare keeps its
-/// pool's shared state (an `Arc`, which holds these slots): the pool
-/// object's `Drop`, `close()` and the collector's `__clear__` close the
-/// slots ([`SpareBorrows::close`]), letting go of the spares, so a pool
-/// whose last reference goes away is freed at once, spares and all.
+/// pool's state (which holds these slots): the pool object's `Drop` and
+/// `close()`, and the collector's clearing of the state, close the slots
+/// ([`SpareBorrows::close`]), letting go of the spares, so a pool whose
+/// last reference goes away is freed at once, spares and all.
 pub struct SpareBorrows {
     slots: ThreadSpares,
     sole_caller: SoleCaller,
@@ -137,11 +136,14 @@ impl SpareBorrows {
             return;
         }
         let owned = borrow.clone().into_ptr();
+        // Out of the collector's sight before it is in a slot (see
+        // `SpareBorrows`): from here the state shows what it holds.
+        // SAFETY: a live object; untracking one is allowed at any time.
+        unsafe { ffi::PyObject_GC_UnTrack(owned.cast()) };
         // SAFETY: `into_ptr` gives a non-null owned reference.
         let owned = unsafe { NonNull::new_unchecked(owned) };
         if let Err(refused) = self.slots.local().offer(owned) {
-            // SAFETY: the reference we own and the slots refused.
-            drop(unsafe { Bound::from_owned_ptr(borrow.py(), refused.as_ptr()) });
+            leave(borrow.py(), refused);
         }
     }
 
@@ -175,6 +177,11 @@ impl SpareBorrows {
         // offered to these spares.
         let spare =
             unsafe { Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>() };
+        // Out of the slot: the collector sees it again.
+        // SAFETY: a live object, untracked since its offer (never tracked
+        // twice: only `offer` untracks a `Borrow`, and only what leaves a
+        // slot is tracked again).
+        unsafe { ffi::PyObject_GC_Track(obj.as_ptr().cast()) };
         // SAFETY: `judge` found our reference the only one and that no other
         // thread can make one (`ThreadSpares::unique`), and `Borrow` has no
         // weak references: no other reference to the object, and so to
@@ -186,32 +193,23 @@ impl SpareBorrows {
         Ok(spare)
     }
 
-    /// How many spares the slots hold now (for the pool's traversal, which
-    /// runs with no other thread changing them: a GIL, or a stopped world).
-    pub fn count(&self) -> usize {
-        let mut n = 0;
-        let _ = self.slots.peek(|_| {
-            n += 1;
-            Ok(())
-        });
-        n
-    }
-
-    /// Shows the spares to the garbage collector (on a build with a GIL
-    /// only: see [`SpareBorrows`]).
-    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if self.slots.free_threaded() {
-            return Ok(());
-        }
+    /// Shows the collector the references the spares in the slots hold
+    /// (each its state's, and its arguments): untracked there, they show
+    /// none themselves (see [`SpareBorrows`]). For the state's traversal,
+    /// which runs with no other thread changing the slots (a GIL, or a
+    /// stopped world).
+    pub fn traverse_held(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         // SAFETY: the collector traverses on a thread attached to the
         // interpreter; the token only lends the slots' pointers to the visit
         // below (no call into Python, no reference count changed).
         let py = unsafe { Python::assume_attached() };
         self.slots.peek(|obj| {
-            // SAFETY: a live object the slot holds a reference to, lent to
+            // SAFETY: a live `Borrow` a slot holds a reference to, lent to
             // the visit for its duration.
-            let obj = unsafe { Borrowed::from_ptr(py, obj.as_ptr()) };
-            visit.call(obj.as_unbound())
+            let spare = unsafe { Borrowed::from_ptr(py, obj.as_ptr()).cast_unchecked::<Borrow>() };
+            let spare = spare.get();
+            visit.call(&spare.pool.obj)?;
+            visit.call(&spare.args().timeout)
         })
     }
 
@@ -222,15 +220,19 @@ impl SpareBorrows {
     }
 }
 
-/// A spare leaves the slots to its other holders, if any: the slot's
-/// reference goes (which may free it, and with it its hold on the pool's
-/// state: never the last, as the caller holds the state too: a call on the
-/// pool, its object's `Drop`, or a `Borrow`'s `__clear__`; so the slots
-/// are empty when the state is freed, and need no `Drop` here). Cold: kept
-/// out of `take`, which is inlined into `borrow()`.
+/// A spare leaves the slots to its other holders, if any: tracked by the
+/// collector again, then the slot's reference goes (which may free it,
+/// and with it its hold on the pool's state: never the last, as the caller
+/// holds the state too: a call on the pool, its object's `Drop`, or the
+/// collector clearing the state; so the slots are empty when the state is
+/// freed, and need no `Drop` here). Also for an offer the slots refused.
+/// Cold: kept out of `take`, which is inlined into `borrow()`.
 #[cold]
 #[inline(never)]
 fn leave(py: Python<'_>, obj: NonNull<ffi::PyObject>) {
+    // SAFETY: a live object, untracked by `offer` before it reached the
+    // slots (see `take`).
+    unsafe { ffi::PyObject_GC_Track(obj.as_ptr().cast()) };
     // SAFETY: a reference the slots gave back to us.
     drop(unsafe { Bound::from_owned_ptr(py, obj.as_ptr()) });
 }
