@@ -27,10 +27,10 @@
 //!   every mix of holders: the pool object and each `Borrow` out of the
 //!   slots show theirs; a spare is untracked by the collector while it is
 //!   in a slot (untracked before it enters one, tracked again after it
-//!   leaves one: never both in a slot and tracked), and the state shows
-//!   the references its spares hold (to the state itself, and their
-//!   arguments) on their behalf ([`SpareBorrows::traverse_held`]). A spare
-//!   is then also out of reach of `gc.get_objects()` and
+//!   leaves one: never both in a slot and tracked), holds nothing but its
+//!   state (its arguments are dropped when it is kept), and the state
+//!   shows that reference on its behalf ([`SpareBorrows::traverse_held`]).
+//!   A spare is then also out of reach of `gc.get_objects()` and
 //!   `gc.get_referents()`: no one can hand it to a second thread.
 
 use std::cell::UnsafeCell;
@@ -99,7 +99,9 @@ macro_rules! lend_state_gc {
 
 pub(crate) use lend_state_gc;
 
-/// The arguments of a `borrow()` call, kept for its `with` block.
+/// The arguments of a `borrow()` call, kept for its `with` block (none for
+/// a spare).
+#[derive(Default)]
 pub struct BorrowArgs {
     /// `ObjectPool.borrow(timeout)`: the object given, `None` if left out
     /// (the pool's default applies).

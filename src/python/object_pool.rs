@@ -534,9 +534,9 @@ impl ObjectPool {
             discard_on,
             timeout,
         };
-        Ok(ObjectPool {
-            state: Py::new(py, state)?,
-        })
+        let state = Py::new(py, state)?;
+        state.get().borrows.held_by(state.bind(py).as_any());
+        Ok(ObjectPool { state })
     }
 
     /// For ``shardpool._aio``: an object, or a ``_Waiting`` if a full

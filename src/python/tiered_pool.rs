@@ -306,9 +306,9 @@ impl TieredPool {
             size_of,
             discard_on,
         };
-        Ok(TieredPool {
-            state: Py::new(py, state)?,
-        })
+        let state = Py::new(py, state)?;
+        state.get().borrows.held_by(state.bind(py).as_any());
+        Ok(TieredPool { state })
     }
 
     /// An object from the smallest tier of at least ``size``: an idle one,

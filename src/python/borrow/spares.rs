@@ -5,6 +5,7 @@
 //! invariants of reuse are stated there.
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
@@ -35,9 +36,10 @@ use super::{Borrow, BorrowArgs};
 /// - a spare is untracked by the collector while it is in a slot
 ///   (untracked before it enters one, tracked again once out), so neither
 ///   `gc.get_objects()` nor `gc.get_referents()` can hand it to another
-///   thread while this one reuses it; the references it holds (its
-///   pool's state, its arguments) are shown by the state on its behalf
-///   ([`SpareBorrows::traverse_held`]), so each is shown by one holder.
+///   thread while this one reuses it; it holds nothing but its reference
+///   to its pool's state (its arguments are dropped when it is kept),
+///   which the state shows on its behalf ([`SpareBorrows::traverse_held`]),
+///   so each reference to the state is shown by one holder.
 ///
 /// A `Borrow` is offered only at the end of an exit at which it holds no
 /// object and its caller's reference is the only one (`with
@@ -49,6 +51,9 @@ use super::{Borrow, BorrowArgs};
 pub struct SpareBorrows {
     slots: ThreadSpares,
     sole_caller: SoleCaller,
+    /// The state object that holds these slots (not a counted reference:
+    /// it owns us), set once it is made ([`SpareBorrows::held_by`]).
+    state: AtomicPtr<ffi::PyObject>,
 }
 
 /// `PyUnstable_Object_IsUniqueReferencedTemporary` (CPython 3.14).
@@ -116,7 +121,18 @@ impl SpareBorrows {
     pub fn new(py: Python<'_>) -> PyResult<Self> {
         let slots = ThreadSpares::new(py)?;
         let sole_caller = SoleCaller::new(py, slots.free_threaded());
-        Ok(SpareBorrows { slots, sole_caller })
+        Ok(SpareBorrows {
+            slots,
+            sole_caller,
+            state: AtomicPtr::new(std::ptr::null_mut()),
+        })
+    }
+
+    /// Records the state object that holds these slots, which
+    /// [`SpareBorrows::traverse_held`] shows for each spare (until then it
+    /// shows nothing: a conservative count, never a premature free).
+    pub fn held_by(&self, state: &Bound<'_, PyAny>) {
+        self.state.store(state.as_ptr(), Relaxed);
     }
 
     /// Keeps `borrow`, whose block just exited, for a later `borrow()`, if
@@ -135,6 +151,12 @@ impl SpareBorrows {
         if !alone || !borrow.get().held.is_free() {
             return;
         }
+        // Kept, it holds nothing but its state (see `SpareBorrows`): the
+        // arguments go, dropped last (their `timeout` may run Python code).
+        // SAFETY: our caller's reference is the only one and no other
+        // thread can make one (checked above, with no Python code run
+        // since): this write is exclusive, as in `take`.
+        let args = std::mem::take(unsafe { &mut *borrow.get().args.get() });
         let owned = borrow.clone().into_ptr();
         // Out of the collector's sight before it is in a slot (see
         // `SpareBorrows`): from here the state shows what it holds.
@@ -145,6 +167,7 @@ impl SpareBorrows {
         if let Err(refused) = self.slots.local().offer(owned) {
             leave(borrow.py(), refused);
         }
+        drop(args);
     }
 
     /// A spare that no one else holds or can reach, given `args`; `args`
@@ -193,24 +216,27 @@ impl SpareBorrows {
         Ok(spare)
     }
 
-    /// Shows the collector the references the spares in the slots hold
-    /// (each its state's, and its arguments): untracked there, they show
-    /// none themselves (see [`SpareBorrows`]). For the state's traversal,
-    /// which runs with no other thread changing the slots (a GIL, or a
-    /// stopped world).
+    /// Shows the collector the references the spares in the slots hold:
+    /// each its state's (untracked there, they show none themselves, and
+    /// hold nothing else: see [`SpareBorrows`]), that is, the state itself
+    /// once per spare. The spares are counted, never read: a traversal
+    /// outside a collection (`gc.get_referents(state)` on a free-threaded
+    /// build) may race an offer or a take on another thread, which may
+    /// free the spare it sees; in a collection nothing changes the slots
+    /// (a GIL, or a stopped world), so the count is exact there.
     pub fn traverse_held(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let state = self.state.load(Relaxed);
+        if state.is_null() {
+            return Ok(());
+        }
         // SAFETY: the collector traverses on a thread attached to the
-        // interpreter; the token only lends the slots' pointers to the visit
-        // below (no call into Python, no reference count changed).
+        // interpreter; the token only lends the state's pointer to the
+        // visit below (no call into Python, no reference count changed).
         let py = unsafe { Python::assume_attached() };
-        self.slots.peek(|obj| {
-            // SAFETY: a live `Borrow` a slot holds a reference to, lent to
-            // the visit for its duration.
-            let spare = unsafe { Borrowed::from_ptr(py, obj.as_ptr()).cast_unchecked::<Borrow>() };
-            let spare = spare.get();
-            visit.call(&spare.pool.obj)?;
-            visit.call(&spare.args().timeout)
-        })
+        // SAFETY: the state is alive: it is being traversed (it owns
+        // these slots).
+        let state = unsafe { Borrowed::from_ptr(py, state) };
+        self.slots.peek(|_| visit.call(state.as_unbound()))
     }
 
     /// Lets go of every spare, and keeps none from now on (a closed pool,
