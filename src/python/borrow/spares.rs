@@ -219,11 +219,12 @@ impl SpareBorrows {
     /// Shows the collector the references the spares in the slots hold:
     /// each its state's (untracked there, they show none themselves, and
     /// hold nothing else: see [`SpareBorrows`]), that is, the state itself
-    /// once per spare. The spares are counted, never read: a traversal
-    /// outside a collection (`gc.get_referents(state)` on a free-threaded
-    /// build) may race an offer or a take on another thread, which may
-    /// free the spare it sees; in a collection nothing changes the slots
-    /// (a GIL, or a stopped world), so the count is exact there.
+    /// once per spare. The spares are counted, never read: CPython calls
+    /// traversals with a GIL or a stopped world (`gc.get_referents` too,
+    /// on 3.14t), but an extension calling `tp_traverse` itself on a
+    /// free-threaded build could race an offer or a take on another
+    /// thread, which may free the spare it would read. In a collection
+    /// nothing changes the slots, so the count is exact there.
     pub fn traverse_held(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         let state = self.state.load(Relaxed);
         if state.is_null() {
