@@ -74,30 +74,73 @@ pub trait Lend: Send + Sync + 'static {
     fn clear_state(&self);
 }
 
-/// `lend_state_gc!(State)`: the collector's methods of a pool's state
-/// class (a frozen pyclass implementing [`Lend`]), written once for both:
-/// it shows what the state holds and what its spares hold
-/// ([`Lend::traverse_state`]), and clears a state found in a garbage cycle
-/// ([`Lend::clear_state`]).
-macro_rules! lend_state_gc {
-    ($state:ident) => {
+/// `lending_pool!(Pool, State)`: a pool class with `borrow()` and its
+/// shared state, written once for both (the caller's module imports
+/// `PyVisit` and `PyTraverseError`): `Pool` holds `state: Py<State>`
+/// and derefs to it; `State` is a frozen pyclass implementing [`Lend`]
+/// with a `borrows: SpareBorrows` field. It gives:
+/// - `State`'s collector methods: `__traverse__` shows what the state
+///   holds and, for its spares, their references to it
+///   ([`Lend::traverse_state`]); `__clear__` clears a state found in a
+///   garbage cycle ([`Lend::clear_state`]);
+/// - `Pool::with_state(py, state)`, the state object made for a new pool;
+/// - `Pool`'s `Drop`, which lets go of the spares (breaking the cycle
+///   state, slot, spare, state at once; a `Borrow` held elsewhere keeps the
+///   state, and works), and its `__traverse__`, which shows the state (the
+///   pool object holds nothing else, and clears nothing: the state may
+///   outlive it, held by a `Borrow`, and is cleared as its own object);
+/// - `Pool::lent_key`, the state's address: the pool's key in `lent`, as
+///   its `Borrow`s give it.
+macro_rules! lending_pool {
+    ($pool:ident, $state:ident) => {
         #[pyo3::pymethods]
         impl $state {
-            fn __traverse__(
-                &self,
-                visit: pyo3::gc::PyVisit<'_>,
-            ) -> Result<(), pyo3::PyTraverseError> {
-                $crate::python::borrow::Lend::traverse_state(self, &visit)
-            }
-
             fn __clear__(&self) {
                 $crate::python::borrow::Lend::clear_state(self)
+            }
+
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                $crate::python::borrow::Lend::traverse_state(self, &visit)
+            }
+        }
+
+        impl std::ops::Deref for $pool {
+            type Target = $state;
+
+            #[inline(always)]
+            fn deref(&self) -> &$state {
+                self.state.get()
+            }
+        }
+
+        impl Drop for $pool {
+            fn drop(&mut self) {
+                pyo3::Python::attach(|py| self.state.get().borrows.close(py));
+            }
+        }
+
+        impl $pool {
+            fn with_state(py: pyo3::Python<'_>, state: $state) -> pyo3::PyResult<Self> {
+                let state = pyo3::Py::new(py, state)?;
+                state.get().borrows.held_by(state.bind(py).as_any());
+                Ok($pool { state })
+            }
+
+            fn lent_key(&self) -> usize {
+                self.state.as_ptr() as usize
+            }
+        }
+
+        #[pyo3::pymethods]
+        impl $pool {
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                visit.call(&self.state)
             }
         }
     };
 }
 
-pub(crate) use lend_state_gc;
+pub(crate) use lending_pool;
 
 /// The arguments of a `borrow()` call, kept for its `with` block (none for
 /// a spare).

@@ -1,14 +1,12 @@
 //! `ObjectPool`: the pool of Python objects, over the core's `Pool`.
 
-use std::ops::Deref;
-
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
 use super::aio::aio_methods;
 use super::args;
-use super::borrow::{lend_state_gc, Borrow, BorrowArgs, Lend, SpareBorrows};
+use super::borrow::{lending_pool, Borrow, BorrowArgs, Lend, SpareBorrows};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error, not_out, put_error};
@@ -118,30 +116,7 @@ pub struct ObjectPoolState {
     timeout: Wait,
 }
 
-impl Deref for ObjectPool {
-    type Target = ObjectPoolState;
-
-    #[inline(always)]
-    fn deref(&self) -> &ObjectPoolState {
-        self.state.get()
-    }
-}
-
-impl Drop for ObjectPool {
-    /// Breaks the cycle state, spare slots, spare `Borrow`, state: the
-    /// spares go (a `Borrow` held elsewhere keeps the state, and works).
-    fn drop(&mut self) {
-        Python::attach(|py| self.state.get().borrows.close(py));
-    }
-}
-
 impl ObjectPool {
-    /// The state's address: the pool's key in `lent`, as its `Borrow`s
-    /// give it.
-    fn lent_key(&self) -> usize {
-        self.state.as_ptr() as usize
-    }
-
     /// `borrow(timeout)`: `timeout` as for [`ObjectPoolState::get_object`],
     /// checked now, so that a bad one fails at the call, not at `with`.
     fn borrow_object<'py>(
@@ -281,7 +256,7 @@ impl WaitQueue for Py<ObjectPool> {
     }
 }
 
-lend_state_gc!(ObjectPoolState);
+lending_pool!(ObjectPool, ObjectPoolState);
 
 impl Lend for ObjectPoolState {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
@@ -534,9 +509,7 @@ impl ObjectPool {
             discard_on,
             timeout,
         };
-        let state = Py::new(py, state)?;
-        state.get().borrows.held_by(state.bind(py).as_any());
-        Ok(ObjectPool { state })
+        ObjectPool::with_state(py, state)
     }
 
     /// For ``shardpool._aio``: an object, or a ``_Waiting`` if a full
@@ -648,13 +621,5 @@ impl ObjectPool {
     #[getter]
     fn factory(&self, py: Python<'_>) -> Py<PyAny> {
         self.hooks.factory().clone_ref(py)
-    }
-
-    /// The pool's state (which shows the collector the hooks and every
-    /// object the pool holds: `Lend::traverse_state`). Nothing to clear:
-    /// the state is cleared as its own object (it may outlive the pool
-    /// object, held by a `Borrow`), and the pool object holds nothing else.
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.state)
     }
 }

@@ -1,7 +1,6 @@
 //! `TieredPool`: the layered object pool, one `Pool` per size tier.
 
 use std::collections::BTreeMap;
-use std::ops::Deref;
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -9,7 +8,7 @@ use pyo3::PyTraverseError;
 
 use super::aio::aio_methods;
 use super::args;
-use super::borrow::{lend_state_gc, Borrow, BorrowArgs, Lend, SpareBorrows};
+use super::borrow::{lending_pool, Borrow, BorrowArgs, Lend, SpareBorrows};
 use super::class_macros::{core_getters, generic_class};
 use super::discard::{self, DiscardOn};
 use super::errors::{config_error, get_error};
@@ -89,29 +88,6 @@ pub struct TieredPoolState {
     discard_on: DiscardOn,
 }
 
-impl Deref for TieredPool {
-    type Target = TieredPoolState;
-
-    #[inline(always)]
-    fn deref(&self) -> &TieredPoolState {
-        self.state.get()
-    }
-}
-
-impl Drop for TieredPool {
-    /// As `ObjectPool`'s: the spares go.
-    fn drop(&mut self) {
-        Python::attach(|py| self.state.get().borrows.close(py));
-    }
-}
-
-impl TieredPool {
-    /// The state's address: the pool's key in `lent`.
-    fn lent_key(&self) -> usize {
-        self.state.as_ptr() as usize
-    }
-}
-
 impl TieredPoolState {
     fn get_sized(&self, py: Python<'_>, size: usize) -> PyResult<Py<PyAny>> {
         let (obj, _) = self
@@ -153,7 +129,7 @@ impl TieredPoolState {
     }
 }
 
-lend_state_gc!(TieredPoolState);
+lending_pool!(TieredPool, TieredPoolState);
 
 impl Lend for TieredPoolState {
     fn lend(&self, py: Python<'_>, args: &BorrowArgs) -> PyResult<Py<PyAny>> {
@@ -306,9 +282,7 @@ impl TieredPool {
             size_of,
             discard_on,
         };
-        let state = Py::new(py, state)?;
-        state.get().borrows.held_by(state.bind(py).as_any());
-        Ok(TieredPool { state })
+        TieredPool::with_state(py, state)
     }
 
     /// An object from the smallest tier of at least ``size``: an idle one,
@@ -371,13 +345,5 @@ impl TieredPool {
     #[getter]
     fn tiers(&self) -> Vec<(usize, usize)> {
         self.core.classes_max_idle()
-    }
-
-    /// The pool's state (which shows the collector the hooks and every
-    /// object the pool holds: `Lend::traverse_state`). Nothing to clear:
-    /// the state is cleared as its own object (it may outlive the pool
-    /// object, held by a `Borrow`), and the pool object holds nothing else.
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.state)
     }
 }
