@@ -115,9 +115,10 @@ pub fn not_out(obj: &Bound<'_, PyAny>) -> PyErr {
 /// property, and the two private hooks `AsyncBorrow` calls), written once
 /// for `ObjectPool` and `TieredPool`, with the end of a `borrow()` block
 /// (`end_borrow`, on the class's shared `State`, which `Borrow`s hold).
-/// The state provides `discard_object(&self, obj)`, `put_object(&self,
-/// obj)`, `hooks` and a `discard_on: DiscardOn` field; the class derefs to
-/// it and gives `lent_key(&self)`, the state's address.
+/// The state provides `discard_object(&self, obj)`, `give_back(&self,
+/// obj)` (the put at a block's end), `hooks` and a `discard_on:
+/// DiscardOn` field; the class derefs to it and gives `lent_key(&self)`,
+/// the state's address.
 macro_rules! discard_methods {
     ($class:ident, $state:ident, $(#[$doc:meta])*) => {
         impl $state {
@@ -136,7 +137,7 @@ macro_rules! discard_methods {
                     $crate::python::discard::log_discard(self.hooks.pool(), obj, exc);
                     return Ok(());
                 }
-                self.put_object(obj)
+                self.give_back(obj)
             }
         }
 

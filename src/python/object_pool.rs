@@ -214,6 +214,12 @@ impl ObjectPoolState {
             .map_err(|e| put_error(e, obj))
     }
 
+    /// The put at the end of a `borrow()`/`aborrow()` block.
+    #[inline(always)]
+    fn give_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.put_object(obj)
+    }
+
     #[cold]
     #[inline(never)]
     fn put_tracked(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {

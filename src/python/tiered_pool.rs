@@ -109,7 +109,30 @@ impl TieredPoolState {
     }
 
     fn put_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        let size = self.size_of(obj)?;
+        self.put_sized(obj, self.size_of(obj)?)
+    }
+
+    /// The put at the end of a `borrow()`/`aborrow()` block, whose holder
+    /// lets go of the object: one that cannot be measured (`size_of`
+    /// raised) is destroyed by a checked pool, as a failing reset destroys
+    /// it, instead of staying out for good, kept alive by the pool's
+    /// record; the error propagates. (An unchecked pool keeps no record:
+    /// the object is let go of, as one never given back.)
+    fn give_back(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        match self.size_of(obj) {
+            Ok(size) => self.put_sized(obj, size),
+            Err(e) => {
+                if self.core.is_checked() {
+                    // Refused only if the object is not out, which the
+                    // block's record (`lent`) rules out: nothing to add.
+                    let _ = self.discard_object(obj);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn put_sized(&self, obj: &Bound<'_, PyAny>, size: usize) -> PyResult<()> {
         let hooks = |tier| self.hooks.bound(obj.py(), Some(tier));
         let put = || self.core.put_ref(obj.as_unbound(), size, hooks).map(drop);
         self.core.tracking.put_object(obj, put)

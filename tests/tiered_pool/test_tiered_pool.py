@@ -4,6 +4,7 @@ timeout, borrow, stats, closing, and every error path."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import sysconfig
@@ -966,6 +967,53 @@ def test_size_of_error_propagates_and_changes_nothing():
     with pytest.raises(Boom, match="no size"):
         pool.put(obj)
     assert snapshot(pool) == before
+
+
+@pytest.mark.parametrize("raised", [None, KeyError("in the block")], ids=["clean", "raising"])
+def test_a_checked_pools_block_whose_object_cannot_be_measured_destroys_it(raised):
+    # The block's holder lets go of the object at its exit: a failing
+    # size_of must not leave it out for good (the pool's record would keep
+    # it alive and in use forever). It is destroyed, as a failing reset
+    # destroys it, and the error propagates (or is noted on the block's).
+    def size_of(obj):
+        raise Boom("no size")
+
+    destroy = Recorder()
+    pool = TieredPool(bytearray, [16], size_of=size_of, destroy=destroy)
+    got = []
+
+    def block():
+        with pool.borrow(1) as obj:
+            got.append(obj)
+            if raised is not None:
+                raise raised
+
+    with pytest.raises(Boom if raised is None else KeyError) as caught:
+        block()
+    assert destroy.calls == got
+    s = pool.stats()
+    assert (s.in_use, s.idle, s.destroyed) == (0, 0, 1)
+    assert balanced(pool)
+    if raised is not None:
+        assert any("no size" in note for note in caught.value.__notes__)
+
+
+async def _aborrow_unmeasurable(pool: TieredPool) -> None:
+    async with pool.aborrow(1):
+        pass
+
+
+def test_a_checked_pools_aborrow_whose_object_cannot_be_measured_destroys_it():
+    def size_of(obj):
+        raise Boom("no size")
+
+    destroy = Recorder()
+    pool = TieredPool(bytearray, [16], size_of=size_of, destroy=destroy)
+    with pytest.raises(Boom):
+        asyncio.run(_aborrow_unmeasurable(pool))
+    s = pool.stats()
+    assert (s.in_use, s.idle, s.destroyed) == (0, 0, 1)
+    assert len(destroy.calls) == 1
 
 
 @pytest.mark.parametrize("size", [1, 100, 10_000])
