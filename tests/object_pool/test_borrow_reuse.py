@@ -610,6 +610,28 @@ def test_blocks_leave_no_borrow_the_collector_lists() -> None:
     assert pool.stats().in_use == 0
 
 
+def test_code_run_while_borrow_reuses_a_spare_cannot_reach_the_borrow_it_returns() -> None:
+    # Reusing a spare replaces its arguments: the old ones' destructor (a
+    # timeout's __del__) runs inside borrow(). The Borrow about to be handed
+    # out must still be out of the collector's sight there, or that code
+    # could take it, enter it, or hand it to another thread before its
+    # caller has it (whose block is then refused as "already in use").
+    seen: list[int] = []
+    spare: list[int] = []
+
+    class Finder(float):
+        def __del__(self) -> None:
+            seen.extend(id(o) for o in gc.get_objects() if spare and id(o) == spare[0])
+
+    pool = ObjectPool(Thing)
+    with pool.borrow(timeout=Finder(5.0)) as obj:
+        spare.append(borrow_holding(obj))
+    assert spares(pool) == 1  # alive: no other object can take its id
+    with pool.borrow() as again:  # the spare, its Finder dropped
+        assert borrow_holding(again) == spare[0]
+    assert seen == []
+
+
 # --- code run while a pool is freed finds none of its spares ---
 
 # A pool is freed in steps that run Python code while the spares it keeps
