@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import importlib.util
 import inspect
 import logging
@@ -27,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from shardpool import Block, BlockPool, Buffer, BufferPool
+from shardpool import Block, BlockPool, Borrow, Buffer, BufferPool
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository's top folder."""
@@ -127,6 +128,59 @@ def run_script(script: str, *args: str, timeout: float = 120.0) -> subprocess.Co
         text=True,
         timeout=timeout,
     )
+
+
+STATE_CLASSES = ("_ObjectPoolState", "_TieredPoolState")
+"""The hidden classes that hold an ObjectPool's or a TieredPool's fields
+(src/python/borrow.rs): the pool object and each of its Borrows hold one."""
+
+
+def pool_state(pool: object) -> object:
+    """The state of `pool` (an ObjectPool or a TieredPool), as the pool
+    object shows it to the collector. Keep it in a container, not a
+    variable, where ``state_references`` is to count it."""
+    return next(r for r in gc.get_referents(pool) if type(r).__name__ in STATE_CLASSES)
+
+
+def spare_count(state: object) -> int:
+    """How many spare Borrows the pool whose state is `state` keeps in its
+    slots: a spare is untracked by the collector there, and the state shows
+    on its behalf, once for each, the spare's reference to the state."""
+    return sum(r is state for r in gc.get_referents(state))
+
+
+def state_references(box: list[object]) -> tuple[int, int]:
+    """``(shown, counted)`` of the state in ``box[0]``: how many references
+    to it the collector is shown (by the tracked objects that refer to it,
+    the state itself on behalf of its spares included) and how many it has.
+    The design shows each reference by exactly one holder, so the two are
+    equal when only collector-tracked objects hold it (the box is one:
+    the caller must hold the state in no variable)."""
+    holders = gc.get_referrers(box[0])
+    shown = sum(sum(r is box[0] for r in gc.get_referents(h)) for h in holders)
+    # `holders` refers to the state too when the state is its own referrer.
+    in_holders = sum(h is box[0] for h in holders)
+    return shown, sys.getrefcount(box[0]) - 1 - in_holders
+
+
+def is_borrow(obj: object) -> bool:
+    """`obj` is a ``Borrow`` (a plain ``isinstance`` narrows to a Borrow of
+    an unknown type, which pyright's strict mode refuses to pass on)."""
+    return isinstance(obj, Borrow)
+
+
+def borrow_holding(obj: object) -> int:
+    """The id of the Borrow whose block holds `obj` (inside the block a
+    Borrow is tracked and shows the object it holds). Only the id: a
+    reference kept past the block would keep that Borrow from being a spare."""
+    (borrow,) = [id(r) for r in gc.get_referrers(obj) if is_borrow(r)]
+    return borrow
+
+
+def listed_borrows() -> int:
+    """How many Borrows ``gc.get_objects()`` lists (never a spare: spares
+    are untracked while their pool keeps them)."""
+    return sum(is_borrow(o) for o in gc.get_objects())
 
 
 def fork() -> int:

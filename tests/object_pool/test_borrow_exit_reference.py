@@ -1,11 +1,15 @@
-"""A Borrow holds its pool's shared state (the core pool, hooks, spare
-slots), not the Python pool object, also as a spare, so a reused Borrow's
-block changes no reference count of the pool object
-(src/python/borrow.rs). What would break if that were mishandled: the
-pool object's count after blocks, a pool whose last reference goes inside
-or before the block (the block still works, on the state), a Borrow
-entered again while an exit of it runs (from its reset hook, or from
-another thread), and exits racing on several threads."""
+"""A Borrow holds its pool's state (a hidden collector-tracked object,
+_ObjectPoolState: the core pool, hooks, spare slots), not the Python pool
+object, also as a spare, so a reused Borrow's block changes no reference
+count of the pool object (src/python/borrow.rs). What would break if that
+were mishandled: the pool object's count after blocks, a pool whose last
+reference goes inside or before the block (the block still works, on the
+state), a Borrow entered again while an exit of it runs (from its reset
+hook, or from another thread), exits racing on several threads, and the
+collector's view: the pool object and each Borrow out of the spare slots
+show the state, the state shows its hooks and objects and what its spares
+hold, each reference to the state shown once (cycles through the state:
+test_borrow_state_gc.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +23,9 @@ from collections.abc import Callable
 
 import pytest
 
-from shardpool import Borrow, ObjectPool, PoolClosed, TieredPool
+from shardpool import Borrow, ObjectPool, PoolClosed
 
-from helpers import Boom, Thing, fork, run_threads
+from helpers import Boom, Thing, fork, pool_state, run_threads, spare_count, state_references
 
 # Long enough for a stuck thread to fail the test, not a timing assumption.
 PATIENCE = 60.0
@@ -503,10 +507,10 @@ def test_a_collection_in_the_reset_of_an_exit_of_a_borrow_in_a_cycle() -> None:
         assert alive() is None
 
 
-# The collector sees the pool's state (hooks, idle objects) from the pool
-# object while no Borrow outside its spare slots holds the state, from a
-# Borrow that is the state's last holder, and from neither otherwise (then
-# the state is kept alive, never freed under a holder).
+# The collector sees the pool's state from the pool object and from every
+# Borrow out of the spare slots (each shows its own reference), and the
+# state shows its hooks, its idle objects and what its spares hold: a state
+# is freed by the collector only when every holder is garbage too.
 
 
 class Marker:
@@ -542,14 +546,14 @@ def test_a_borrow_its_pools_hook_holds_is_collected_once_the_pool_object_is_gone
         pool = ObjectPool(Thing, reset=lambda obj: cell)
         named = pool.borrow()
         cell[0] = named  # state -> reset -> cell -> Borrow -> state
-        with named:
+        with named, pool.borrow():  # and a spare, let go with the pool object
             pass
         return weakref.ref(pool), weakref.ref(marker)
 
     alive, marker_alive = make()
     assert alive() is None  # nothing held the pool object
     assert marker_alive() is not None  # the cycle through the state holds it
-    gc.collect()  # the Borrow, the state's last holder, shows the state
+    gc.collect()  # the Borrow, the state's last holder, is garbage with it
     assert marker_alive() is None
 
 
@@ -567,7 +571,7 @@ def test_a_pool_in_a_cycle_is_not_collected_while_a_kept_borrow_holds_its_state(
     alive = weakref.ref(pool)
     kept = pool.borrow()
     del pool
-    gc.collect()  # the pool does not show its state: a Borrow holds it too
+    gc.collect()  # the Borrow, outside the cycle, keeps the state and so the cycle
     assert alive() is not None
     with kept as obj:
         assert isinstance(obj, Thing)
@@ -578,18 +582,38 @@ def test_a_pool_in_a_cycle_is_not_collected_while_a_kept_borrow_holds_its_state(
     assert alive() is None
 
 
-def test_the_pool_shows_its_hooks_to_the_collector_unless_a_borrow_holds_its_state() -> None:
+def test_the_pool_and_its_borrows_show_the_state_and_the_state_shows_the_hooks() -> None:
     def reset(obj: Thing) -> None:
         pass
 
     pool = ObjectPool(Thing, reset=reset)
-    with pool.borrow():  # leaves a spare (with a GIL) but no other holder
-        pass
-    assert reset in gc.get_referents(pool)
-    kept = pool.borrow()
+    box = [pool_state(pool)]  # held in no variable: see state_references
+    assert gc.is_tracked(box[0])
+    # The pool object shows its state only; the state, its hooks.
+    assert box[0] in gc.get_referents(pool)
     assert reset not in gc.get_referents(pool)
-    del kept
-    assert reset in gc.get_referents(pool)
+    assert reset in gc.get_referents(box[0])
+    assert state_references(box) == (2, 2)  # the pool object, the box
+    with pool.borrow() as obj:
+        assert state_references(box) == (3, 3)  # and the Borrow in the block
+    assert spare_count(box[0]) == 1
+    assert obj in gc.get_referents(box[0])  # idle, in the state
+    assert state_references(box) == (3, 3)  # the state shows the spare's
+    kept = pool.borrow()  # the spare, out of its slot, shows its own
+    assert box[0] in gc.get_referents(kept)
+    assert spare_count(box[0]) == 0
+    assert state_references(box) == (3, 3)
+    with pool.borrow(), pool.borrow():  # two more, both kept as spares
+        assert state_references(box) == (5, 5)
+    assert spare_count(box[0]) == 2
+    assert state_references(box) == (5, 5)
+    alive = weakref.ref(pool)
+    del pool  # its slots closed: the spares go
+    assert alive() is None
+    assert state_references(box) == (2, 2)  # the box and the kept Borrow
+    assert reset in gc.get_referents(box[0])  # the state works on
+    with kept as again:
+        assert isinstance(again, Thing)
 
 
 def test_pool_objects_dropped_while_other_threads_run_blocks_on_their_state() -> None:
@@ -685,37 +709,3 @@ def test_a_child_forked_while_another_thread_exits_a_borrow_uses_that_borrow() -
     assert os.waitstatus_to_exitcode(status) == 0
     s = pool.stats()
     assert (s.in_use, s.idle) == (0, 1)
-
-
-@pytest.mark.parametrize("kind", ["object", "tiered"])
-@pytest.mark.usefixtures("no_gc")
-def test_an_owner_holding_its_pool_and_a_named_borrow_is_collected(kind: str) -> None:
-    # The usual shape: an object whose pool's factory is its own bound
-    # method (owner -> pool -> factory -> owner) keeps a Borrow (owner ->
-    # Borrow -> pool). The collector sees the pool from the Borrow, so the
-    # cycle goes. (A Borrow that held a state shared with the pool object,
-    # tried in the seventh session, hid it here and leaked the cycle.)
-    class Owner:
-        def __init__(self) -> None:
-            if kind == "object":
-                pool = ObjectPool(self.make)
-                self.conn: Borrow[list[None]] = pool.borrow()
-                self.pool: object = pool
-            else:
-                tiered = TieredPool(self.make_sized, [4], size_of=len)
-                self.conn = tiered.borrow(2)
-                self.pool = tiered
-
-        def make(self) -> list[None]:
-            return [None]
-
-        def make_sized(self, n: int) -> list[None]:
-            return [None] * n
-
-    owner = Owner()
-    with owner.conn:
-        pass
-    alive = weakref.ref(owner)
-    del owner
-    gc.collect()
-    assert alive() is None

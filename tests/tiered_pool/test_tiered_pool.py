@@ -16,9 +16,18 @@ import numpy as np
 import pytest
 
 import shardpool
-from shardpool import DEFAULT_MAX_IDLE, Borrow, ObjectPool, PoolClosed, PoolStats, TieredPool
+from shardpool import DEFAULT_MAX_IDLE, ObjectPool, PoolClosed, PoolStats, TieredPool
 
-from helpers import Boom, Recorder, balanced, run_threads, snapshot
+from helpers import (
+    Boom,
+    Recorder,
+    balanced,
+    borrow_holding,
+    pool_state,
+    run_threads,
+    snapshot,
+    spare_count,
+)
 
 LAYERED = [(4096, 1000), (65536, 500), (1 << 20, 100)]
 
@@ -535,11 +544,6 @@ def test_a_tiered_pool_in_a_cycle_with_its_factory_and_spares_is_collected():
 GIL_BUILD = not sysconfig.get_config_var("Py_GIL_DISABLED")
 
 
-def spare_borrows(pool: TieredPool[bytearray]) -> list[Borrow[bytearray]]:
-    """The Borrows the pool keeps, as the collector sees them."""
-    return [r for r in gc.get_referents(pool) if isinstance(r, Borrow)]
-
-
 @pytest.mark.skipif(not GIL_BUILD, reason="Borrows are reused only with a GIL")
 def test_the_borrow_of_an_exited_block_is_reused_with_the_new_size():
     # As ObjectPool.borrow() does (test_borrow_reuse.py): a loop of blocks
@@ -547,20 +551,24 @@ def test_the_borrow_of_an_exited_block_is_reused_with_the_new_size():
     pool = TieredPool(bytearray, LAYERED)
     with pool.borrow(10) as small:
         assert len(small) == 4096
-    (spare,) = spare_borrows(pool)
-    first = id(spare)
-    del spare
+        first = borrow_holding(small)
+    assert spare_count(pool_state(pool)) == 1  # kept: alive, its id its own
     again = pool.borrow(5000)  # the spare, given this call's size
     assert id(again) == first
-    assert spare_borrows(pool) == []
+    assert spare_count(pool_state(pool)) == 0
+    assert gc.is_tracked(again)
     with again as medium:
         assert len(medium) == 65536
     kept = pool.borrow(10)  # the user keeps it: never recycled under them
     with kept:
         pass
     assert all(pool.borrow(10) is not kept for _ in range(3))
+    assert spare_count(pool_state(pool)) == 0  # named ones are not kept
+    with pool.borrow(10):
+        pass
+    assert spare_count(pool_state(pool)) == 1
     pool.close()
-    assert spare_borrows(pool) == []
+    assert spare_count(pool_state(pool)) == 0
     s = pool.stats()
     assert (s.created, s.destroyed, s.in_use, s.idle) == (2, 2, 0, 0)
 
