@@ -530,8 +530,9 @@ class Timeout(float):
 
 @pytest.mark.usefixtures("no_gc")
 def test_a_spare_goes_with_its_pool_object() -> None:
-    # A spare keeps its last block's arguments: their death shows its own
-    # (a Borrow takes no weak reference).
+    # A kept Borrow lets go of its block's arguments at once, and of its
+    # state when the pool object goes (a Borrow takes no weak reference:
+    # the state's count shows it).
     pool = ObjectPool(Thing)
     timeout = Timeout(5.0)
     with pool.borrow(timeout=timeout):
@@ -539,11 +540,17 @@ def test_a_spare_goes_with_its_pool_object() -> None:
     watched = weakref.ref(timeout)
     del timeout
     assert spares(pool) == 1
-    assert watched() is not None  # held by the spare
+    assert watched() is None  # a kept Borrow holds nothing but its state
+    state = [pool_state(pool)]
+    held = sys.getrefcount(state[0])
     alive = weakref.ref(pool)
     del pool
     assert alive() is None
-    assert watched() is None  # the slots closed, the spare freed
+    # The pool object's reference and the spare's went: the slots closed,
+    # the spare freed. (Counted outside the assert, whose rewriting would
+    # hold `state[0]` in a temporary of its own.)
+    after = sys.getrefcount(state[0])
+    assert after == held - 2
 
 
 def test_the_next_block_on_the_same_thread_reuses_the_spare() -> None:
@@ -634,10 +641,11 @@ def test_code_run_while_borrow_reuses_a_spare_cannot_reach_the_borrow_it_returns
 
 # --- code run while a pool is freed finds none of its spares ---
 
-# A pool is freed in steps that run Python code while the spares it keeps
-# are still in its slots: its own spares' drops (a spare keeps its last
-# block's arguments, whose destructor runs when it goes), and, for a Python
-# subclass, its `__dict__`'s values, cleared before the class's own drop.
+# Python code runs while spares are in a pool's slots: a block's arguments
+# are dropped when its Borrow is kept (their destructor runs once the
+# Borrow is in its slot), the pool's idle objects are dropped when its
+# state is freed, and, for a Python subclass, its `__dict__`'s values are
+# cleared before the class's own drop.
 # When spares were tracked by the collector, code there found them in
 # gc.get_objects() and entered them on a pool whose count was 0 (garbage
 # stats, then a hang, on 3.11). Spares are now untracked in their slots
@@ -651,7 +659,10 @@ FREED_WHILE_SEARCHED = textwrap.dedent(
     from shardpool import Borrow, ObjectPool, TieredPool
 
     class Thing:
-        pass
+        # An idle object of the pool is dropped when the pool's state is.
+        def __del__(self):
+            if armed:
+                search()
 
     made = []  # a weak reference to each object the pool made
     searches = []
@@ -674,10 +685,9 @@ FREED_WHILE_SEARCHED = textwrap.dedent(
                 found.extend("shown by a state" for r in shown if isinstance(r, Borrow))
 
     class Searcher(float):
-        # A timeout: the spare whose last block took it keeps it.
+        # A timeout: dropped when its block's Borrow is kept, in its slot.
         def __del__(self):
-            if armed:
-                search()
+            search()
 
     class Attribute:
         def __del__(self):
@@ -692,9 +702,9 @@ FREED_WHILE_SEARCHED = textwrap.dedent(
     def spare_drop():
         pool = ObjectPool(make)
         # Two spares: the inner block's first (its exit offers it first),
-        # holding the searcher; the outer block's second.
-        with pool.borrow():
-            with pool.borrow(timeout=Searcher(5.0)):
+        # the outer block's second (its exit then drops the searcher).
+        with pool.borrow(timeout=Searcher(5.0)):
+            with pool.borrow():
                 pass
         stats = pool.stats()
         armed.append(True)
