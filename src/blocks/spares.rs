@@ -131,9 +131,9 @@ impl<T> Spares<T> {
 
     /// Calls `f` with each spare held now, leaving it in its slot (a garbage
     /// collector's traversal), until `f` fails. An offer or take racing it
-    /// may or may not be seen: the caller excludes them (the binding
-    /// traverses with the GIL held, and keeps spares only on builds with
-    /// one).
+    /// may or may not be seen: the caller excludes them where it needs an
+    /// exact answer (the binding counts its spare `Borrow`s in a
+    /// collection, which runs with a GIL or a stopped world).
     pub fn peek<E>(&self, mut f: impl FnMut(NonNull<T>) -> Result<(), E>) -> Result<(), E> {
         for slot in &self.slots {
             if let Some(item) = NonNull::new(slot.load(SeqCst)) {

@@ -1,8 +1,8 @@
 //! A `Borrow`'s state: [`Held`], what it holds (nothing, an entry or exit
 //! under way, or the block's object). A child of `borrow`, whose invariants
 //! it keeps; the items are visible to `borrow` and its children only. (Its
-//! pool it reaches through the pool's shared state, an `Arc` it keeps also
-//! as a spare: see `borrow`.)
+//! pool it reaches through the pool's shared state, a hidden Python object
+//! it holds also as a spare: see `borrow`.)
 
 use std::ptr::NonNull;
 use std::sync::atomic::{
