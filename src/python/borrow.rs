@@ -22,16 +22,20 @@
 //!   (and `close()`) closes the slots, letting go of the spares, so a pool
 //!   whose last reference goes away is freed at once, spares and all; a
 //!   state in a garbage cycle is cleared by the collector.
-//! - The collector is shown every reference to a state by exactly one
-//!   holder at every moment it can look, so CPython's own counting covers
-//!   every mix of holders: the pool object and each `Borrow` out of the
-//!   slots show theirs; a spare is untracked by the collector while it is
-//!   in a slot (untracked before it enters one, tracked again after it
-//!   leaves one: never both in a slot and tracked), and the state shows
-//!   the references its spares hold (to the state itself, and their
-//!   arguments) on their behalf ([`SpareBorrows::traverse_held`]). A spare
-//!   is then also out of reach of `gc.get_objects()` and
-//!   `gc.get_referents()`: no one can hand it to a second thread.
+//! - The collector is shown every reference to a state by at most one
+//!   holder at every moment it can look (never twice), and by one unless
+//!   that holder is reachable through a reference the collector cannot
+//!   see, so CPython's own counting covers every mix of holders: the pool
+//!   object and each `Borrow` out of the slots show theirs; a spare is
+//!   untracked by the collector while it is in a slot (untracked before it
+//!   enters one, tracked again after it leaves one: never both in a slot
+//!   and tracked), and the state shows the references a spare holds (to
+//!   the state itself, and its arguments) on its behalf while the slot's
+//!   reference to it is its only one ([`SpareBorrows::traverse_held`]; one
+//!   that something else still reaches keeps its hold unexplained, so the
+//!   state counts as referenced from outside). A spare is then also out
+//!   of reach of `gc.get_objects()` and `gc.get_referents()`: no one can
+//!   hand it to a second thread.
 
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;

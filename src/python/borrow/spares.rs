@@ -198,12 +198,29 @@ impl SpareBorrows {
     /// none themselves (see [`SpareBorrows`]). For the state's traversal,
     /// which runs with no other thread changing the slots (a GIL, or a
     /// stopped world).
+    ///
+    /// Only those of a spare the slot alone holds: a spare someone else
+    /// still reaches (with a GIL before 3.14, an exit called through a
+    /// bound `__exit__` the caller kept, `ex = b.__exit__`, found the
+    /// `Borrow`'s count 1 and offered it) is reachable from outside any
+    /// cycle through a reference the collector cannot see (the spare is
+    /// untracked), so its hold on the state must stay unexplained: shown as
+    /// the state's own, it let a collection find the state unreachable and
+    /// clear it while that `Borrow` still used it (its block's put was then
+    /// refused as foreign). Left unshown, the state counts as referenced
+    /// from outside until the spare leaves the slot: at worst a cycle
+    /// through that other holder waits for it.
     pub fn traverse_held(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         // SAFETY: the collector traverses on a thread attached to the
         // interpreter; the token only lends the slots' pointers to the visit
         // below (no call into Python, no reference count changed).
         let py = unsafe { Python::assume_attached() };
         self.slots.peek(|obj| {
+            // SAFETY: a live object a slot holds a reference to; read with
+            // no other thread changing its count (a GIL, or a stopped world).
+            if unsafe { ffi::Py_REFCNT(obj.as_ptr()) } != 1 {
+                return Ok(());
+            }
             // SAFETY: a live `Borrow` a slot holds a reference to, lent to
             // the visit for its duration.
             let spare = unsafe { Borrowed::from_ptr(py, obj.as_ptr()).cast_unchecked::<Borrow>() };
