@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from shardpool import ObjectPool, TieredPool
+from shardpool import ObjectPool, PoolClosed, TieredPool
 
 from helpers import run_script
 
@@ -82,3 +82,318 @@ def test_a_spare_reachable_through_a_kept_bound_exit_keeps_its_state_from_the_co
         assert obj == []
     with kept as obj2:  # and the state still lends and takes back
         assert obj2 is obj
+
+
+@pytest.mark.skipif(
+    not GIL_BUILD or sys.version_info >= (3, 14),
+    reason="only an exit through a kept bound __exit__ with a GIL before 3.14 offers a "
+    "Borrow someone else reaches",
+)
+def test_a_spare_is_untracked_in_its_slot_and_tracked_again_once_out() -> None:
+    pool: ObjectPool[list[int]] = ObjectPool(list)
+    manual = pool.borrow()
+    manual.__enter__()
+    exit_: Any = manual.__exit__
+    del manual
+    exit_(None, None, None)
+    spare = exit_.__self__
+    assert not gc.is_tracked(spare)  # in the slot
+    assert spare not in gc.get_referents(state_of(pool))
+    # Someone else reaches it: taking it leaves it to them, tracked.
+    with pool.borrow() as obj:
+        assert gc.is_tracked(spare)
+    with spare as again:  # and it is theirs to use
+        assert again is obj
+    del exit_, spare
+    with pool.borrow():  # a spare the slot alone holds this time
+        pass
+    pool.close()  # lets go of it (tracked again, then freed)
+    gc.collect()
+    assert pool.stats().in_use == 0
+
+
+def scenario_spare(owner: Owner) -> None:
+    with borrow(owner.pool):
+        pass
+
+
+def scenario_named(owner: Owner) -> None:
+    owner.kept = borrow(owner.pool)  # type: ignore[attr-defined]
+
+
+def scenario_named_entered(owner: Owner) -> None:
+    owner.kept = borrow(owner.pool)  # type: ignore[attr-defined]
+    owner.obj = owner.kept.__enter__()  # type: ignore[attr-defined]
+
+
+def scenario_generator(owner: Owner) -> None:
+    def block(pool: Any) -> Any:
+        with borrow(pool) as obj:
+            yield obj
+
+    owner.gen = block(owner.pool)  # type: ignore[attr-defined]
+    next(owner.gen)  # type: ignore[attr-defined]
+
+
+def scenario_spare_and_idle_object(owner: Owner) -> None:
+    with borrow(owner.pool) as obj:
+        obj.append(owner)  # the idle object refers to the owner too
+
+
+def scenario_aborrow(owner: Owner) -> None:
+    import asyncio
+
+    async def block() -> None:
+        pool = owner.pool
+        cm = pool.aborrow(8) if isinstance(pool, TieredPool) else pool.aborrow()
+        async with cm:
+            await asyncio.sleep(0)
+        with borrow(pool):
+            pass
+
+    asyncio.run(block())
+
+
+SCENARIOS = [
+    scenario_spare,
+    scenario_named,
+    scenario_named_entered,
+    scenario_generator,
+    scenario_spare_and_idle_object,
+    scenario_aborrow,
+]
+
+
+@pytest.mark.parametrize("tiered", [False, True], ids=["ObjectPool", "TieredPool"])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__.removeprefix("scenario_"))
+def test_a_cycle_through_an_owner_its_pool_and_borrows_is_collected(
+    scenario: Any, tiered: bool
+) -> None:
+    import weakref
+
+    owner = Owner(tiered)
+    scenario(owner)
+    pool_alive, owner_alive = weakref.ref(owner.pool), weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert pool_alive() is None
+    assert owner_alive() is None
+
+
+@pytest.mark.parametrize("entered", [False, True], ids=["idle", "entered"])
+@pytest.mark.parametrize("tiered", [False, True], ids=["ObjectPool", "TieredPool"])
+def test_a_borrow_outside_a_garbage_cycle_keeps_its_state_whole(
+    tiered: bool, entered: bool
+) -> None:
+    # The owner, its pool object and a spare are garbage but for a Borrow
+    # kept outside: nothing of the state may be cleared (its ledger, its
+    # idle objects), and the Borrow works on; once it goes, all is collected.
+    import weakref
+
+    owner = Owner(tiered)
+    with borrow(owner.pool):
+        pass
+    outside = borrow(owner.pool)
+    obj = outside.__enter__() if entered else None
+    owner_alive = weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert owner_alive() is not None  # its bound method is the state's factory
+    if entered:
+        outside.__exit__(None, None, None)  # a put the checked ledger accepts
+    with outside as again:
+        if entered:
+            assert again is obj  # the idle object was kept
+    del outside, obj, again
+    gc.collect()
+    assert owner_alive() is None
+
+
+class Timeout:
+    """A timeout (any object with ``__float__``) that refers to its pool."""
+
+    def __init__(self, pool: ObjectPool[Any]) -> None:
+        self.pool = pool
+
+    def __float__(self) -> float:
+        return 5.0
+
+
+def test_a_spares_timeout_that_refers_to_its_pool_is_collected_with_it() -> None:
+    import weakref
+
+    pool: ObjectPool[Any] = ObjectPool(list)
+    with pool.borrow(timeout=Timeout(pool)):
+        pass
+    alive = weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert alive() is None
+
+
+class CollectingTimeout(Timeout):
+    """Its finalizer, run when a reused spare drops its old arguments (inside
+    ``borrow()``), collects and runs a block on the same pool."""
+
+    def __del__(self) -> None:
+        gc.collect()
+        with self.pool.borrow():
+            pass
+
+
+def test_a_timeout_whose_finalizer_collects_and_borrows_keeps_the_books() -> None:
+    pool: ObjectPool[Any] = ObjectPool(list)
+    for _ in range(20):
+        with pool.borrow(timeout=CollectingTimeout(pool)) as obj:  # type: ignore[arg-type]
+            obj.append(1)
+    gc.collect()
+    stats = pool.stats()
+    assert (stats.in_use, stats.created) == (0, 1)
+
+
+@pytest.mark.parametrize("hook", ["collect", "close", "drop_pool", "borrow", "all"])
+def test_a_reset_that_collects_closes_drops_or_borrows_during_an_exit(hook: str) -> None:
+    # The exit's reset runs with the Borrow out of any slot and free; what it
+    # does to the pool (close it, drop its last reference, nest blocks that
+    # take and offer spares, collect) must leave one holder per reference.
+    import weakref
+
+    holder: dict[str, Any] = {}
+    depth = [0]
+
+    def reset(_obj: object) -> None:
+        pool = holder.get("pool")
+        if hook in ("collect", "all"):
+            gc.collect()
+        if hook == "close" and pool is not None:
+            pool.close()
+        if hook in ("borrow", "all") and pool is not None and depth[0] < 3:
+            depth[0] += 1
+            try:
+                with pool.borrow():
+                    gc.collect()
+                with pool.borrow():
+                    pass
+            finally:
+                depth[0] -= 1
+        if hook in ("drop_pool", "all") and depth[0] == 0:
+            holder.pop("pool", None)
+            gc.collect()
+
+    pool: ObjectPool[Any] = ObjectPool(list, reset=reset)
+    holder["pool"] = pool
+    alive = weakref.ref(pool)
+    del pool  # only the holder keeps it: "drop_pool" frees it inside an exit
+    in_use = []
+    for _ in range(4):
+        if "pool" not in holder:
+            break
+        try:
+            with holder["pool"].borrow():
+                pass
+        except PoolClosed:  # a closed pool refuses the next entry
+            assert hook == "close"
+        if "pool" in holder:
+            in_use.append(holder["pool"].stats().in_use)
+    assert in_use == [0] * len(in_use)
+    holder.clear()
+    gc.collect()
+    assert alive() is None
+
+
+def test_a_destroy_that_collects_and_borrows_during_a_discarding_exit() -> None:
+    holder: dict[str, Any] = {}
+
+    def destroy(_obj: object) -> None:
+        gc.collect()
+        pool = holder["pool"]
+        if not pool.closed:
+            with pool.borrow():
+                pass
+
+    pool: ObjectPool[Any] = ObjectPool(list, destroy=destroy, discard_on=KeyError)
+    holder["pool"] = pool
+    for _ in range(10):
+        with pytest.raises(KeyError), pool.borrow():
+            raise KeyError
+    stats = pool.stats()
+    assert (stats.in_use, stats.discarded) == (0, 10)
+    holder.clear()
+
+
+COLLECT_AT_EVERY_ALLOCATION = textwrap.dedent(
+    """
+    import gc, sys, weakref
+    from shardpool import ObjectPool, PoolClosed, TieredPool, PoolClosed
+    gc.set_threshold(1, 1, 1)
+    class Timeout:
+        def __init__(s, p): s.p = p
+        def __float__(s): return 5.0
+    class Owner:
+        def __init__(self, tiered):
+            if tiered:
+                self.pool = TieredPool(self.make, [8], size_of=self.size,
+                                       discard_on=KeyError, reset=self.reset)
+            else:
+                self.pool = ObjectPool(self.make, discard_on=KeyError,
+                                       reset=self.reset, destroy=self.destroy)
+        def make(self, *a): return [self]
+        def size(self, o): return 8
+        def reset(self, o):
+            if len(o) > 3: gc.collect(0)
+        def destroy(self, o): gc.collect(0)
+    def bor(p, t=None):
+        if isinstance(p, TieredPool): return p.borrow(8)
+        return p.borrow() if t is None else p.borrow(timeout=t)
+    refs, kept = [], []
+    for i in range(int(sys.argv[1])):
+        o = Owner(i % 2 == 1)
+        p = o.pool
+        refs.append(weakref.ref(p))
+        for j in range(5):
+            with bor(p, Timeout(p) if j == 2 else None) as x:
+                x.append(j)
+                with bor(p) as y:
+                    pass
+            try:
+                with bor(p) as x:
+                    raise KeyError
+            except KeyError:
+                pass
+        m = bor(p); m.__enter__(); ex = m.__exit__; del m; ex(None, None, None)
+        if i % 3 == 0:
+            o.b = bor(p); o.obj = o.b.__enter__()
+        if i % 5 == 0:
+            kept.append(ex)
+        if i % 7 == 0:
+            p.close()
+        if i % 11 == 0:
+            kept.append(bor(p))
+        del o, p, x, y, ex
+        if i % 13 == 0:
+            gc.collect()
+    for k in kept:
+        b = getattr(k, "__self__", k)
+        try:
+            with b:
+                pass
+        except PoolClosed:
+            pass
+    del kept[:], b, k
+    gc.collect(); gc.collect()
+    alive = sum(r() is not None for r in refs)
+    print("alive", alive)
+    sys.exit(0 if alive == 0 else 3)
+    """
+)
+
+
+def test_collections_at_every_allocation_across_the_paths_a_spare_takes() -> None:
+    # A collection may start at any allocation (with a GIL before 3.12, at
+    # once): blocks nested, discarding, with a timeout in a cycle, an exit
+    # through a kept bound __exit__, named Borrows in cycles, closed pools,
+    # Borrows outside the cycle. A Borrow tracked twice aborts; a reference
+    # shown twice frees the state early (a crash, or the alive count off).
+    done = run_script(COLLECT_AT_EVERY_ALLOCATION, "150")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "alive 0" in done.stdout
