@@ -37,15 +37,24 @@ use super::{Borrow, BorrowArgs};
 ///   `gc.get_objects()` nor `gc.get_referents()` can hand it to another
 ///   thread while this one reuses it; the references it holds (its
 ///   pool's state, its arguments) are shown by the state on its behalf
-///   ([`SpareBorrows::traverse_held`]), so each is shown by one holder.
+///   while the slot's reference is its only one
+///   ([`SpareBorrows::traverse_held`]), so each is shown by one holder at
+///   most.
 ///
 /// A `Borrow` is offered only at the end of an exit at which it holds no
 /// object and its caller's reference is the only one (`with
-/// pool.borrow():`, not a `Borrow` the user named). A spare keeps its
-/// pool's state (which holds these slots): the pool object's `Drop` and
-/// `close()`, and the collector's clearing of the state, close the slots
-/// ([`SpareBorrows::close`]), letting go of the spares, so a pool whose
-/// last reference goes away is freed at once, spares and all.
+/// pool.borrow():`, not a `Borrow` the user named). With a GIL before
+/// 3.14 that is read as a count of 1, which is also what an exit called
+/// through a bound `__exit__` kept elsewhere sees (`ex = b.__exit__; del
+/// b; ex(...)`): such a spare is still reached by that holder while in
+/// its slot; `take` then finds it held and lets it go, and the state does
+/// not show its references.
+///
+/// A spare keeps its pool's state (which holds these slots): the pool
+/// object's `Drop` and `close()`, and the collector's clearing of the
+/// state, close the slots ([`SpareBorrows::close`]), letting go of the
+/// spares, so a pool whose last reference goes away is freed at once,
+/// spares and all.
 pub struct SpareBorrows {
     slots: ThreadSpares,
     sole_caller: SoleCaller,
