@@ -18,13 +18,14 @@ import gc
 import sys
 import sysconfig
 import textwrap
+import threading
 from typing import Any
 
 import pytest
 
-from shardpool import ObjectPool, PoolClosed, TieredPool
+from shardpool import Borrow, ObjectPool, PoolClosed, TieredPool
 
-from helpers import run_script
+from helpers import run_script, run_threads
 
 GIL_BUILD = not sysconfig.get_config_var("Py_GIL_DISABLED")
 
@@ -479,3 +480,90 @@ FORKED_CHILD_USES_ITS_SPARES = textwrap.dedent(
 def test_a_forked_child_uses_collects_and_closes_a_pool_with_spares() -> None:
     done = run_script(FORKED_CHILD_USES_ITS_SPARES)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+
+
+class Held:
+    """An object that records its holder: two holders at once is a bug."""
+
+    def __init__(self) -> None:
+        self.holder: object = None
+
+
+def test_threads_borrowing_while_others_collect_inspect_close_and_replace_pools() -> None:
+    # Workers run blocks (nested, discarding) on two shared pools while one
+    # thread collects and reads every state's referents (a spare shown there
+    # would be a spare another thread could take), and another closes and
+    # replaces the pools (their objects' Drop and close() racing offers).
+    # Free-threaded, the collector stops the world between the workers'
+    # offers and takes.
+    pools: list[Any] = [
+        ObjectPool(Held, discard_on=KeyError),
+        TieredPool(lambda _size: Held(), [8], size_of=lambda _o: 8, discard_on=KeyError),
+    ]
+    problems: list[object] = []
+    workers_done = threading.Event()
+    replaced: list[Any] = []
+
+    def block(pool: Any) -> Any:
+        return pool.borrow(8) if isinstance(pool, TieredPool) else pool.borrow()
+
+    def worker(k: int) -> None:
+        for i in range(1500):
+            pool = pools[i % 2]
+            try:
+                with block(pool) as obj:
+                    if obj.holder is not None:
+                        problems.append(("shared", obj.holder, k))
+                    obj.holder = k
+                    if i % 50 == 0:
+                        obj.holder = None
+                        raise KeyError
+                    if i % 7 == 0:
+                        with block(pool) as inner:
+                            if inner is obj:
+                                problems.append(("nested got the same object", k))
+                    obj.holder = None
+            except (KeyError, PoolClosed):
+                pass
+
+    def collector() -> None:
+        while not workers_done.is_set():
+            gc.collect()
+            for pool in list(pools):
+                state = state_of(pool)
+                spares_shown = [r for r in gc.get_referents(state) if isinstance(r, Borrow)]
+                if spares_shown:
+                    problems.append(("spare shown", spares_shown))
+
+    def churn() -> None:
+        n = 0
+        while not workers_done.is_set():
+            n += 1
+            i = n % 2
+            old = pools[i]
+            if n % 3 == 0:
+                old.close()
+            pools[i] = (
+                ObjectPool(Held, discard_on=KeyError)
+                if i == 0
+                else TieredPool(lambda _size: Held(), [8], size_of=lambda _o: 8)
+            )
+            replaced.append(old)
+            del old
+            if len(replaced) > 4:
+                replaced.pop(0)
+            workers_done.wait(0.005)
+
+    helpers = [threading.Thread(target=f, daemon=True) for f in (collector, churn)]
+    for t in helpers:
+        t.start()
+    try:
+        errors = run_threads(worker, 4)
+    finally:
+        workers_done.set()
+        for t in helpers:
+            t.join(60)
+    assert errors == []
+    assert problems == []
+    gc.collect()
+    assert [p.stats().in_use for p in (*pools, *replaced)] == [0] * (len(pools) + len(replaced))
