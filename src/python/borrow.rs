@@ -22,16 +22,21 @@
 //!   (and `close()`) closes the slots, letting go of the spares, so a pool
 //!   whose last reference goes away is freed at once, spares and all; a
 //!   state in a garbage cycle is cleared by the collector.
-//! - The collector is shown every reference to a state by exactly one
-//!   holder at every moment it can look, so CPython's own counting covers
-//!   every mix of holders: the pool object and each `Borrow` out of the
-//!   slots show theirs; a spare is untracked by the collector while it is
-//!   in a slot (untracked before it enters one, tracked again after it
-//!   leaves one: never both in a slot and tracked), holds nothing but its
-//!   state (its arguments are dropped when it is kept), and the state
-//!   shows that reference on its behalf ([`SpareBorrows::traverse_held`]).
-//!   A spare is then also out of reach of `gc.get_objects()` and
-//!   `gc.get_referents()`: no one can hand it to a second thread.
+//! - The collector is shown every reference to a state by at most one
+//!   holder at every moment it can look (never twice), and by one unless
+//!   that holder is reachable through a reference the collector cannot
+//!   see, so CPython's own counting covers every mix of holders: the pool
+//!   object and each `Borrow` out of the slots show theirs; a spare is
+//!   untracked by the collector while it is in a slot (untracked before it
+//!   enters one, tracked again after it leaves one: never both in a slot
+//!   and tracked), holds nothing but its state (its arguments are dropped
+//!   when it is kept), and the state shows that reference on its behalf
+//!   while the slot's reference to the spare is its only one
+//!   ([`SpareBorrows::traverse_held`]; a spare that something else still
+//!   reaches keeps its hold unexplained, so the state counts as referenced
+//!   from outside). A spare is then also out of reach of
+//!   `gc.get_objects()` and `gc.get_referents()`: no one can hand it to a
+//!   second thread.
 
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;

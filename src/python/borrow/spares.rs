@@ -38,16 +38,24 @@ use super::{Borrow, BorrowArgs};
 ///   `gc.get_objects()` nor `gc.get_referents()` can hand it to another
 ///   thread while this one reuses it; it holds nothing but its reference
 ///   to its pool's state (its arguments are dropped when it is kept),
-///   which the state shows on its behalf ([`SpareBorrows::traverse_held`]),
-///   so each reference to the state is shown by one holder.
+///   which the state shows on its behalf while the slot's reference is
+///   its only one ([`SpareBorrows::traverse_held`]), so each reference to
+///   the state is shown by one holder at most.
 ///
 /// A `Borrow` is offered only at the end of an exit at which it holds no
 /// object and its caller's reference is the only one (`with
-/// pool.borrow():`, not a `Borrow` the user named). A spare keeps its
-/// pool's state (which holds these slots): the pool object's `Drop` and
-/// `close()`, and the collector's clearing of the state, close the slots
-/// ([`SpareBorrows::close`]), letting go of the spares, so a pool whose
-/// last reference goes away is freed at once, spares and all.
+/// pool.borrow():`, not a `Borrow` the user named). With a GIL before
+/// 3.14 that is read as a count of 1, which is also what an exit called
+/// through a bound `__exit__` kept elsewhere sees (`ex = b.__exit__; del
+/// b; ex(...)`): such a spare is still reached by that holder while in
+/// its slot; `take` then finds it held and lets it go, and the state does
+/// not show its references.
+///
+/// A spare keeps its pool's state (which holds these slots): the pool
+/// object's `Drop` and `close()`, and the collector's clearing of the
+/// state, close the slots ([`SpareBorrows::close`]), letting go of the
+/// spares, so a pool whose last reference goes away is freed at once,
+/// spares and all.
 pub struct SpareBorrows {
     slots: ThreadSpares,
     sole_caller: SoleCaller,
@@ -219,12 +227,22 @@ impl SpareBorrows {
     /// Shows the collector the references the spares in the slots hold:
     /// each its state's (untracked there, they show none themselves, and
     /// hold nothing else: see [`SpareBorrows`]), that is, the state itself
-    /// once per spare. The spares are counted, never read: CPython calls
-    /// traversals with a GIL or a stopped world (`gc.get_referents` too,
-    /// on 3.14t), but an extension calling `tp_traverse` itself on a
-    /// free-threaded build could race an offer or a take on another
-    /// thread, which may free the spare it would read. In a collection
-    /// nothing changes the slots, so the count is exact there.
+    /// once per spare. Only each spare's count is read, never its fields,
+    /// with no other thread changing it: CPython traverses with a GIL or a
+    /// stopped world (its collector, and `gc.get_referents`, which stops
+    /// the world on 3.14t).
+    ///
+    /// Only the reference of a spare the slot alone holds: a spare someone
+    /// else still reaches (with a GIL before 3.14, an exit called through a
+    /// bound `__exit__` the caller kept, `ex = b.__exit__`, found the
+    /// `Borrow`'s count 1 and offered it) is reachable from outside any
+    /// cycle through a reference the collector cannot see (the spare is
+    /// untracked), so its hold on the state must stay unexplained: shown as
+    /// the state's own, it let a collection find the state unreachable and
+    /// clear it while that `Borrow` still used it (its block's put was then
+    /// refused as foreign). Left unshown, the state counts as referenced
+    /// from outside until the spare leaves the slot: at worst a cycle
+    /// through that other holder waits for it.
     pub fn traverse_held(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         let state = self.state.load(Relaxed);
         if state.is_null() {
@@ -237,7 +255,14 @@ impl SpareBorrows {
         // SAFETY: the state is alive: it is being traversed (it owns
         // these slots).
         let state = unsafe { Borrowed::from_ptr(py, state) };
-        self.slots.peek(|_| visit.call(state.as_unbound()))
+        self.slots.peek(|obj| {
+            // SAFETY: a live object a slot holds a reference to; its count
+            // is read with no other thread changing it (see above).
+            if unsafe { ffi::Py_REFCNT(obj.as_ptr()) } != 1 {
+                return Ok(());
+            }
+            visit.call(state.as_unbound())
+        })
     }
 
     /// Lets go of every spare, and keeps none from now on (a closed pool,
