@@ -19,7 +19,7 @@ import sys
 import sysconfig
 import textwrap
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -567,3 +567,41 @@ def test_threads_borrowing_while_others_collect_inspect_close_and_replace_pools(
     assert problems == []
     gc.collect()
     assert [p.stats().in_use for p in (*pools, *replaced)] == [0] * (len(pools) + len(replaced))
+
+
+class Thief:
+    """A timeout whose finalizer enters every Borrow the collector lists:
+    run when a reused spare drops its old arguments, inside ``borrow()``."""
+
+    entered: ClassVar[list[Any]] = []
+
+    def __float__(self) -> float:
+        return 5.0
+
+    def __del__(self) -> None:
+        for found in gc.get_objects():
+            if isinstance(found, Borrow):
+                try:
+                    found.__enter__()
+                except RuntimeError:  # in use: someone's block
+                    continue
+                Thief.entered.append(found)
+
+
+def test_a_reused_spare_is_out_of_reach_until_borrow_returns_it() -> None:
+    # borrow() hands a spare out again: dropping the arguments it had (a
+    # timeout's finalizer: Python code, a stop of the world on a
+    # free-threaded build) must not run while the collector lists the
+    # spare, or the finder and the caller both hold it (the caller's
+    # `with` then raised "already in use").
+    pool: ObjectPool[list[int]] = ObjectPool(list)
+    with pool.borrow(timeout=Thief()):  # type: ignore[arg-type]
+        pass
+    try:
+        with pool.borrow() as obj:
+            assert obj == []
+        assert Thief.entered == []
+    finally:
+        for found in Thief.entered:
+            found.__exit__(None, None, None)
+        Thief.entered.clear()

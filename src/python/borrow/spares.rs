@@ -208,11 +208,6 @@ impl SpareBorrows {
         // offered to these spares.
         let spare =
             unsafe { Bound::from_owned_ptr(py, obj.as_ptr()).cast_into_unchecked::<Borrow>() };
-        // Out of the slot: the collector sees it again.
-        // SAFETY: a live object, untracked since its offer (never tracked
-        // twice: only `offer` untracks a `Borrow`, and only what leaves a
-        // slot is tracked again).
-        unsafe { ffi::PyObject_GC_Track(obj.as_ptr().cast()) };
         // SAFETY: `judge` found our reference the only one and that no other
         // thread can make one (`ThreadSpares::unique`), and `Borrow` has no
         // weak references: no other reference to the object, and so to
@@ -220,7 +215,19 @@ impl SpareBorrows {
         // exclusive. The old arguments are dropped after it (their
         // `timeout` may run a destructor).
         let old = std::mem::replace(unsafe { &mut *spare.get().args.get() }, args);
+        // Dropped while the spare is still untracked: Python code a
+        // destructor runs (and, free-threaded, a stop of the world it lets
+        // another thread's `gc.get_objects()` make) cannot find it and
+        // enter it before our caller gets it (tracked first, a timeout's
+        // `__del__` did, and the caller's `with` then failed "already in
+        // use"). Meanwhile no one shows what it holds: the collector takes
+        // its state and new timeout as referenced from outside.
         drop(old);
+        // Out of the slot: the collector sees it again.
+        // SAFETY: a live object, untracked since its offer (never tracked
+        // twice: only `offer` untracks a `Borrow`, and only what leaves a
+        // slot is tracked again).
+        unsafe { ffi::PyObject_GC_Track(obj.as_ptr().cast()) };
         Ok(spare)
     }
 
