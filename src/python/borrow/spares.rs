@@ -221,7 +221,9 @@ impl SpareBorrows {
         // enter it before our caller gets it (tracked first, a timeout's
         // `__del__` did, and the caller's `with` then failed "already in
         // use"). Meanwhile no one shows what it holds: the collector takes
-        // its state and new timeout as referenced from outside.
+        // its state and new timeout as referenced from outside. (`offer`
+        // drops a kept spare's arguments, so `old` holds none now: the
+        // order keeps this safe if it ever does.)
         drop(old);
         // Out of the slot: the collector sees it again.
         // SAFETY: a live object, untracked since its offer (never tracked
