@@ -120,14 +120,30 @@ def alarm(seconds: float, interval: float = 0.0, handler: Any = _interrupt) -> I
 
 def run_script(script: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """``python -c script *args`` in a fresh interpreter, its output
-    captured; a hang fails the calling test (``TimeoutExpired``) instead of
-    the run. For scenarios that could crash or hang the interpreter."""
-    return subprocess.run(
-        [sys.executable, "-c", script, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    captured; a hang fails the calling test (``AssertionError``) instead of
+    the run. For scenarios that could crash or hang the interpreter. A hung
+    interpreter is first sent ``SIGABRT`` (where there is one), so that
+    its ``faulthandler`` writes every thread's Python stack into the
+    error's ``stderr``: a rare hang then says where it was."""
+    command = [sys.executable, "-X", "faulthandler", "-c", script, *args]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if os.name == "posix":
+                process.send_signal(signal.SIGABRT)
+            try:
+                stdout, stderr = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, stderr = process.communicate()
+            raise AssertionError(
+                f"the script hung (over {timeout} s); its output: {stdout!r}; "
+                f"its stderr (the threads' stacks, if it could write them):\n{stderr}"
+            ) from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 STATE_CLASSES = ("_ObjectPoolState", "_TieredPoolState")
