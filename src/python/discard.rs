@@ -132,7 +132,15 @@ macro_rules! discard_methods {
                 obj: &Bound<'_, PyAny>,
                 exc: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<()> {
-                if self.discard_on.matches(exc)? {
+                let discard = match self.discard_on.matches(exc) {
+                    Ok(discard) => discard,
+                    // The check raised (a class's `__instancecheck__`): the
+                    // object still goes back, or its holder, letting go of
+                    // it, would leave it out for good; the check's error is
+                    // the block's (a give-back's own error replaces it).
+                    Err(e) => return self.give_back(obj).and(Err(e)),
+                };
+                if discard {
                     self.discard_object(obj)?;
                     $crate::python::discard::log_discard(self.hooks.pool(), obj, exc);
                     return Ok(());

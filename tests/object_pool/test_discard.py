@@ -263,6 +263,37 @@ def test_discard_on_discards_when_the_block_raises_a_listed_exception():
     assert pool.get(timeout=0) is not obj
 
 
+class RaisingCheck(type):
+    """A metaclass whose isinstance check raises: a discard_on class can
+    run Python code at a block's exit."""
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        raise LookupError("the check failed")
+
+
+class Checked(Exception, metaclass=RaisingCheck):
+    pass
+
+
+def test_a_discard_on_check_that_raises_still_gives_the_object_back():
+    # The block's holder lets go of the object at its exit: a failing
+    # discard_on check must not leave it out for good (a bounded pool
+    # would lose the slot). It goes back; the block's exception propagates
+    # with the check's error noted on it, as for a failing reset.
+    pool = ObjectPool(Thing, max_size=1, discard_on=Checked)
+
+    def block():
+        with pool.borrow():
+            raise ValueError("in the block")
+
+    with pytest.raises(ValueError, match="in the block") as caught:
+        block()
+    assert any("the check failed" in note for note in caught.value.__notes__)
+    s = pool.stats()
+    assert (s.in_use, s.idle, s.puts) == (0, 1, 1)
+    assert pool.get(timeout=0) is not None  # the slot is free again
+
+
 def test_discard_on_puts_back_for_other_exceptions_and_normal_exits():
     pool = ObjectPool(Thing, discard_on=KeyError)
     assert pool.discard_on == (KeyError,)
